@@ -1,0 +1,47 @@
+package mcs
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+)
+
+// The About API (KEP-2149) ClusterProperty names that the ClusterSet uses.
+const (
+	// PropertyClusterID is the ClusterProperty whose value is the member's
+	// ClusterSet-unique ID.
+	PropertyClusterID = "cluster.clusterset.k8s.io"
+	// PropertyClusterSet is the ClusterProperty whose value names the
+	// ClusterSet the member belongs to.
+	PropertyClusterSet = "clusterset.k8s.io"
+)
+
+// ClusterPropertyGroupVersion is the About API group and version read.
+var ClusterPropertyGroupVersion = schema.GroupVersion{Group: "about.k8s.io", Version: "v1alpha1"}
+
+// ClusterProperty is the About API's cluster-scoped ClusterProperty
+// (about.k8s.io/v1alpha1). It is declared here because only two of its
+// instances matter to a ClusterSet and the whole About API module is not
+// worth a dependency.
+type ClusterProperty struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+	Spec              ClusterPropertySpec `json:"spec"`
+}
+
+// ClusterPropertySpec holds the property's value.
+type ClusterPropertySpec struct {
+	Value string `json:"value"`
+}
+
+// DeepCopyObject implements runtime.Object.
+func (p *ClusterProperty) DeepCopyObject() runtime.Object {
+	if p == nil {
+		return nil
+	}
+	out := *p
+	p.ObjectMeta.DeepCopyInto(&out.ObjectMeta)
+	return &out
+}
+
+var _ runtime.Object = (*ClusterProperty)(nil)

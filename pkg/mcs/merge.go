@@ -1,0 +1,278 @@
+package mcs
+
+import (
+	"cmp"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	mcsv1b1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
+)
+
+// ClusterInput is what one member cluster holds of one service.
+type ClusterInput struct {
+	Cluster ClusterID
+	// NamespaceExists is true while the service's namespace exists (and is
+	// not terminating) in the cluster.
+	NamespaceExists bool
+	Export          *Export
+	Service         *Service
+	// Slices are the Service's EndpointSlices, sorted by name.
+	Slices []*Slice
+}
+
+// conflictReasons lists the Conflict reasons in the order they are reported.
+var conflictReasons = []mcsv1b1.ServiceExportConditionReason{
+	mcsv1b1.ServiceExportReasonPortConflict,
+	mcsv1b1.ServiceExportReasonTypeConflict,
+	mcsv1b1.ServiceExportReasonSessionAffinityConflict,
+	mcsv1b1.ServiceExportReasonSessionAffinityConfigConflict,
+	mcsv1b1.ServiceExportReasonInternalTrafficPolicyConflict,
+	mcsv1b1.ServiceExportReasonTrafficDistributionConflict,
+	mcsv1b1.ServiceExportReasonIPFamilyConflict,
+	mcsv1b1.ServiceExportReasonLabelsConflict,
+	mcsv1b1.ServiceExportReasonAnnotationsConflict,
+}
+
+// MergeService applies the KEP-1645 rules to one service's inputs from every
+// member cluster and returns its merged state, or nil when no member has a
+// ServiceExport for it. It is pure: the same inputs give the same result,
+// whatever their order.
+func MergeService(key ServiceKey, in []ClusterInput) *ServiceState {
+	st := &ServiceState{Key: key}
+	var constituents []*ClusterInput
+	for i := range in {
+		c := &in[i]
+		// An export in a namespace that does not exist (or is being
+		// deleted) is on its way out with the namespace.
+		if c.Export == nil || !c.NamespaceExists {
+			continue
+		}
+		es := ExportStatus{
+			Cluster:             c.Cluster,
+			Generation:          c.Export.Generation,
+			APIVersion:          c.Export.APIVersion,
+			ExportedLabels:      c.Export.ExportedLabels,
+			ExportedAnnotations: c.Export.ExportedAnnotations,
+		}
+		switch {
+		case c.Service == nil:
+			// Rule 1: no Service of that name.
+			es.Conditions = []metav1.Condition{
+				condition(mcsv1b1.ServiceExportConditionValid, metav1.ConditionFalse, mcsv1b1.ServiceExportReasonNoService,
+					fmt.Sprintf("Service %s not found", key), es.Generation),
+				condition(mcsv1b1.ServiceExportConditionReady, metav1.ConditionFalse, mcsv1b1.ServiceExportReasonPending,
+					"waiting for the Service to exist", es.Generation),
+			}
+		case c.Service.Type == corev1.ServiceTypeExternalName:
+			// Rule 1: ExternalName Services cannot be exported (KEP-1645
+			// "Service Types").
+			es.Conditions = []metav1.Condition{
+				condition(mcsv1b1.ServiceExportConditionValid, metav1.ConditionFalse, mcsv1b1.ServiceExportReasonInvalidServiceType,
+					"Service of type ExternalName cannot be exported", es.Generation),
+				condition(mcsv1b1.ServiceExportConditionReady, metav1.ConditionFalse, mcsv1b1.ServiceExportReasonFailed,
+					"the export is not valid", es.Generation),
+			}
+		default:
+			es.Conditions = []metav1.Condition{
+				condition(mcsv1b1.ServiceExportConditionValid, metav1.ConditionTrue, mcsv1b1.ServiceExportReasonValid,
+					"the Service is exportable", es.Generation),
+			}
+			constituents = append(constituents, c)
+		}
+		st.Exports = append(st.Exports, es)
+	}
+	if len(st.Exports) == 0 {
+		return nil
+	}
+	slices.SortFunc(st.Exports, func(a, b ExportStatus) int { return cmp.Compare(a.Cluster, b.Cluster) })
+	if len(constituents) == 0 {
+		// Rule 3: no valid export, no import.
+		return st
+	}
+
+	// Rule 4: the oldest export wins every conflict; ties go to the
+	// smaller cluster ID so that the result never depends on input order.
+	slices.SortFunc(constituents, func(a, b *ClusterInput) int {
+		if c := a.Export.Created.Compare(b.Export.Created); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.Cluster, b.Cluster)
+	})
+	winner := constituents[0]
+	ws := winner.Service
+	imp := &Import{
+		Type:                  mcsv1b1.ClusterSetIP, // Rule 2.
+		SessionAffinity:       ws.SessionAffinity,
+		SessionAffinityConfig: ws.SessionAffinityConfig,
+		InternalTrafficPolicy: ws.InternalTrafficPolicy,
+		TrafficDistribution:   ws.TrafficDistribution,
+		IPFamilies:            ws.IPFamilies,
+		Labels:                winner.Export.ExportedLabels,
+		Annotations:           winner.Export.ExportedAnnotations,
+	}
+	if ws.Headless {
+		imp.Type = mcsv1b1.Headless
+	}
+
+	conflicts := map[mcsv1b1.ServiceExportConditionReason][]ClusterID{}
+	for _, c := range constituents[1:] {
+		s := c.Service
+		for _, d := range []struct {
+			reason mcsv1b1.ServiceExportConditionReason
+			differ bool
+		}{
+			{mcsv1b1.ServiceExportReasonTypeConflict, s.Headless != ws.Headless},
+			{mcsv1b1.ServiceExportReasonSessionAffinityConflict, s.SessionAffinity != ws.SessionAffinity},
+			{mcsv1b1.ServiceExportReasonSessionAffinityConfigConflict, !apiequality.Semantic.DeepEqual(s.SessionAffinityConfig, ws.SessionAffinityConfig)},
+			{mcsv1b1.ServiceExportReasonInternalTrafficPolicyConflict, s.InternalTrafficPolicy != ws.InternalTrafficPolicy},
+			{mcsv1b1.ServiceExportReasonTrafficDistributionConflict, s.TrafficDistribution != ws.TrafficDistribution},
+			{mcsv1b1.ServiceExportReasonIPFamilyConflict, !slices.Equal(s.IPFamilies, ws.IPFamilies)},
+			{mcsv1b1.ServiceExportReasonLabelsConflict, !maps.Equal(c.Export.ExportedLabels, winner.Export.ExportedLabels)},
+			{mcsv1b1.ServiceExportReasonAnnotationsConflict, !maps.Equal(c.Export.ExportedAnnotations, winner.Export.ExportedAnnotations)},
+			{mcsv1b1.ServiceExportReasonPortConflict, !samePorts(s.Ports, ws.Ports)},
+		} {
+			if d.differ {
+				conflicts[d.reason] = append(conflicts[d.reason], c.Cluster)
+			}
+		}
+	}
+	imp.Ports = mergePorts(constituents)
+
+	for _, c := range constituents {
+		imp.Clusters = append(imp.Clusters, c.Cluster)
+		st.Backends = append(st.Backends, ClusterBackend{Cluster: c.Cluster, Ports: c.Service.Ports, Slices: c.Slices})
+	}
+	slices.Sort(imp.Clusters)
+	slices.SortFunc(st.Backends, func(a, b ClusterBackend) int { return cmp.Compare(a.Cluster, b.Cluster) })
+	for i := range in {
+		if in[i].NamespaceExists {
+			imp.ImportedIn = append(imp.ImportedIn, in[i].Cluster)
+		}
+	}
+	slices.Sort(imp.ImportedIn)
+	st.Import = imp
+
+	conflict := conflictCondition(conflicts, winner.Cluster)
+	for i := range st.Exports {
+		es := &st.Exports[i]
+		if es.Conditions[0].Status != metav1.ConditionTrue {
+			continue
+		}
+		c := conflict
+		c.ObservedGeneration = es.Generation
+		es.Conditions = append(es.Conditions,
+			condition(mcsv1b1.ServiceExportConditionReady, metav1.ConditionTrue, mcsv1b1.ServiceExportReasonExported,
+				"the service is exported to the ClusterSet", es.Generation),
+			c)
+	}
+	return st
+}
+
+// conflictCondition builds the Conflict condition shared by every
+// constituent export: all reasons, comma-separated, and a message naming the
+// clusters that differ and the cluster whose value is used.
+func conflictCondition(conflicts map[mcsv1b1.ServiceExportConditionReason][]ClusterID, winner ClusterID) metav1.Condition {
+	if len(conflicts) == 0 {
+		return condition(mcsv1b1.ServiceExportConditionConflict, metav1.ConditionFalse, mcsv1b1.ServiceExportReasonNoConflicts,
+			"all exports agree", 0)
+	}
+	var reasons, msgs []string
+	for _, r := range conflictReasons {
+		clusters, ok := conflicts[r]
+		if !ok {
+			continue
+		}
+		reasons = append(reasons, string(r))
+		names := make([]string, len(clusters))
+		for i, c := range clusters {
+			names[i] = string(c)
+		}
+		what := "the oldest export's value is used"
+		if r == mcsv1b1.ServiceExportReasonPortConflict {
+			what = "the import exposes the union of the ports, the oldest export's port where two clusters disagree on one, and each port gets traffic only from the clusters that expose it"
+		}
+		msgs = append(msgs, fmt.Sprintf("%s: cluster(s) %s differ from the oldest export (cluster %s); %s",
+			r, strings.Join(names, ", "), winner, what))
+	}
+	return metav1.Condition{
+		Type:    string(mcsv1b1.ServiceExportConditionConflict),
+		Status:  metav1.ConditionTrue,
+		Reason:  strings.Join(reasons, ","),
+		Message: strings.Join(msgs, "; "),
+	}
+}
+
+// portIdentity is how ports of different clusters are matched: by name, and
+// for unnamed ports by protocol and number.
+func portIdentity(p mcsv1b1.ServicePort) string {
+	if p.Name != "" {
+		return p.Name
+	}
+	return fmt.Sprintf("%s/%d", p.Protocol, p.Port)
+}
+
+type protoPort struct {
+	protocol corev1.Protocol
+	port     int32
+}
+
+// mergePorts returns the union of the constituents' ports (oldest first),
+// merged by name, then by (protocol, port). A port whose name or whose
+// protocol and number are taken by an older export's port is dropped: the
+// older one wins (KEP-1645 "Service Port").
+func mergePorts(constituents []*ClusterInput) []ImportPort {
+	var out []ImportPort
+	byName := map[string]bool{}
+	byNumber := map[protoPort]bool{}
+	for _, c := range constituents {
+		for _, p := range c.Service.Ports {
+			pp := protoPort{p.Protocol, p.Port}
+			if byName[portIdentity(p)] || byNumber[pp] {
+				continue
+			}
+			byName[portIdentity(p)] = true
+			byNumber[pp] = true
+			out = append(out, ImportPort{ServicePort: p})
+		}
+	}
+	// Rule 5: a port gets traffic only from the clusters that expose it
+	// exactly (strict port conflict semantics).
+	for i := range out {
+		for _, c := range constituents {
+			for _, p := range c.Service.Ports {
+				if p.Name == out[i].Name && p.Protocol == out[i].Protocol && p.Port == out[i].Port {
+					out[i].Clusters = append(out[i].Clusters, c.Cluster)
+					break
+				}
+			}
+		}
+		slices.Sort(out[i].Clusters)
+	}
+	return out
+}
+
+// samePorts reports whether two port lists hold the same ports, in any order.
+func samePorts(a, b []mcsv1b1.ServicePort) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for _, p := range a {
+		if !slices.ContainsFunc(b, func(q mcsv1b1.ServicePort) bool { return equalPort(p, q) }) {
+			return false
+		}
+	}
+	return true
+}
+
+func equalPort(a, b mcsv1b1.ServicePort) bool {
+	return a.Name == b.Name && a.Protocol == b.Protocol && a.Port == b.Port && deref(a.AppProtocol) == deref(b.AppProtocol)
+}
+
+func condition(t mcsv1b1.ServiceExportConditionType, s metav1.ConditionStatus, r mcsv1b1.ServiceExportConditionReason, msg string, gen int64) metav1.Condition {
+	return metav1.Condition{Type: string(t), Status: s, Reason: string(r), Message: msg, ObservedGeneration: gen}
+}

@@ -1,0 +1,212 @@
+package mcs
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	mcsv1b1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
+)
+
+// MaxEndpointsPerSlice is the most endpoints an MCS EndpointSlice holds,
+// the EndpointSlice controller's default.
+const MaxEndpointsPerSlice = 100
+
+// ClusterObjects are the MCS objects one member cluster should hold.
+type ClusterObjects struct {
+	Cluster        ClusterID
+	ServiceImports []*mcsv1b1.ServiceImport
+	// ServiceExports are the cluster's own exports with the status the
+	// merge gives them (spec as read, status.conditions computed).
+	ServiceExports []*mcsv1b1.ServiceExport
+	EndpointSlices []*discoveryv1.EndpointSlice
+}
+
+// ObjectsFor returns the MCS objects cluster c should hold, sorted by
+// namespace and name. Conditions get now as their transition time.
+func (s *State) ObjectsFor(c ClusterID, now time.Time) ClusterObjects {
+	out := ClusterObjects{Cluster: c}
+	for _, key := range s.ServiceKeys() {
+		st := s.Services[key]
+		if es := st.Export(c); es != nil {
+			out.ServiceExports = append(out.ServiceExports, exportObject(key, es, now))
+		}
+		if st.Import != nil && slices.Contains(st.Import.ImportedIn, c) {
+			out.ServiceImports = append(out.ServiceImports, ImportObject(st))
+			out.EndpointSlices = append(out.EndpointSlices, EndpointSlicesFor(st, c)...)
+		}
+	}
+	return out
+}
+
+// ImportObject renders a service's Import as the ServiceImport every
+// importing cluster holds. spec.ips is left to the write-back, which owns
+// ClusterSet IP allocation.
+func ImportObject(st *ServiceState) *mcsv1b1.ServiceImport {
+	imp := st.Import
+	si := &mcsv1b1.ServiceImport{
+		TypeMeta: metav1.TypeMeta{APIVersion: mcsv1b1.GroupVersion.String(), Kind: mcsv1b1.ServiceImportKindName},
+		ObjectMeta: metav1.ObjectMeta{
+			Namespace:   st.Key.Namespace,
+			Name:        st.Key.Name,
+			Labels:      imp.Labels,
+			Annotations: imp.Annotations,
+		},
+		Spec: mcsv1b1.ServiceImportSpec{
+			Type:                  imp.Type,
+			SessionAffinity:       imp.SessionAffinity,
+			SessionAffinityConfig: imp.SessionAffinityConfig,
+			IPFamilies:            imp.IPFamilies,
+		},
+	}
+	si.Spec.Ports = make([]mcsv1b1.ServicePort, len(imp.Ports))
+	for i, p := range imp.Ports {
+		si.Spec.Ports[i] = p.ServicePort
+	}
+	if imp.InternalTrafficPolicy != "" {
+		itp := imp.InternalTrafficPolicy
+		si.Spec.InternalTrafficPolicy = &itp
+	}
+	if imp.TrafficDistribution != "" {
+		td := imp.TrafficDistribution
+		si.Spec.TrafficDistribution = &td
+	}
+	for _, c := range imp.Clusters {
+		si.Status.Clusters = append(si.Status.Clusters, mcsv1b1.ClusterStatus{Cluster: string(c)})
+	}
+	return si
+}
+
+func exportObject(key ServiceKey, es *ExportStatus, now time.Time) *mcsv1b1.ServiceExport {
+	se := &mcsv1b1.ServiceExport{
+		TypeMeta:   metav1.TypeMeta{APIVersion: mcsv1b1.GroupVersion.String(), Kind: mcsv1b1.ServiceExportKindName},
+		ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name, Generation: es.Generation},
+		Spec: mcsv1b1.ServiceExportSpec{
+			ExportedLabels:      es.ExportedLabels,
+			ExportedAnnotations: es.ExportedAnnotations,
+		},
+	}
+	se.Status.Conditions = slices.Clone(es.Conditions)
+	for i := range se.Status.Conditions {
+		if se.Status.Conditions[i].LastTransitionTime.IsZero() {
+			se.Status.Conditions[i].LastTransitionTime = metav1.NewTime(now)
+		}
+	}
+	return se
+}
+
+// EndpointSlicesFor returns the MCS EndpointSlices cluster c should hold
+// for a service it imports (Rule 7), or nil when it does not import it.
+//
+// Every exporting cluster's endpoints are included, the importer's own too:
+// consumers of the slices (kube-proxy behind a ClusterSet IP, DNS for
+// headless imports) must see the whole ClusterSet. Each slice holds
+// endpoints of one source cluster and one source slice (whose port numbers
+// it shares), at most MaxEndpointsPerSlice of them, and carries only the
+// import's ports that its cluster exposes (Rule 5). Names derive from the
+// service, the source cluster, the source slice and the chunk, so they stay
+// the same while those do.
+func EndpointSlicesFor(st *ServiceState, c ClusterID) []*discoveryv1.EndpointSlice {
+	imp := st.Import
+	if imp == nil || !slices.Contains(imp.ImportedIn, c) {
+		return nil
+	}
+	var out []*discoveryv1.EndpointSlice
+	for _, b := range st.Backends {
+		for _, src := range b.Slices {
+			ports := slicePorts(imp, b.Cluster, src)
+			if len(ports) == 0 || len(src.Endpoints) == 0 {
+				continue
+			}
+			for chunk := 0; chunk*MaxEndpointsPerSlice < len(src.Endpoints); chunk++ {
+				eps := src.Endpoints[chunk*MaxEndpointsPerSlice : min(len(src.Endpoints), (chunk+1)*MaxEndpointsPerSlice)]
+				out = append(out, &discoveryv1.EndpointSlice{
+					TypeMeta: metav1.TypeMeta{APIVersion: discoveryv1.SchemeGroupVersion.String(), Kind: "EndpointSlice"},
+					ObjectMeta: metav1.ObjectMeta{
+						Namespace: st.Key.Namespace,
+						Name:      mcsSliceName(st.Key, b.Cluster, src.Name, chunk),
+						Labels: map[string]string{
+							mcsv1b1.LabelServiceName:   st.Key.Name,
+							mcsv1b1.LabelSourceCluster: string(b.Cluster),
+							discoveryv1.LabelManagedBy: ControllerName,
+						},
+					},
+					AddressType: src.AddressType,
+					Ports:       ports,
+					Endpoints:   sliceEndpoints(eps),
+				})
+			}
+		}
+	}
+	return out
+}
+
+// slicePorts maps the import's ports that cluster c exposes to the numbers
+// the source slice's endpoints listen on.
+func slicePorts(imp *Import, c ClusterID, src *Slice) []discoveryv1.EndpointPort {
+	var out []discoveryv1.EndpointPort
+	for _, p := range imp.Ports {
+		if !slices.Contains(p.Clusters, c) {
+			continue
+		}
+		n, ok := src.Port(p.Name, p.Protocol)
+		if !ok {
+			continue
+		}
+		out = append(out, discoveryv1.EndpointPort{
+			Name:        ptrTo(p.Name),
+			Protocol:    ptrTo(p.Protocol),
+			Port:        ptrTo(n),
+			AppProtocol: p.AppProtocol,
+		})
+	}
+	return out
+}
+
+func sliceEndpoints(eps []Endpoint) []discoveryv1.Endpoint {
+	out := make([]discoveryv1.Endpoint, len(eps))
+	for i, e := range eps {
+		out[i] = discoveryv1.Endpoint{
+			Addresses: e.Addresses,
+			Conditions: discoveryv1.EndpointConditions{
+				Ready:       ptrTo(e.Ready),
+				Serving:     ptrTo(e.Serving),
+				Terminating: ptrTo(e.Terminating),
+			},
+		}
+		if e.Hostname != "" {
+			out[i].Hostname = ptrTo(e.Hostname)
+		}
+		if e.Zone != "" {
+			out[i].Zone = ptrTo(e.Zone)
+		}
+	}
+	return out
+}
+
+// mcsSliceName is a readable, stable and unique name for one MCS slice: a
+// prefix from the service and source cluster, and a hash of everything that
+// identifies the slice.
+func mcsSliceName(key ServiceKey, c ClusterID, source string, chunk int) string {
+	h := sha256.New()
+	for _, part := range []string{key.Namespace, key.Name, string(c), source, strconv.Itoa(chunk)} {
+		h.Write([]byte(part))
+		h.Write([]byte{0})
+	}
+	sum := hex.EncodeToString(h.Sum(nil))[:10]
+	return trimName(key.Name, 24) + "-" + trimName(string(c), 24) + "-" + sum
+}
+
+func trimName(s string, n int) string {
+	if len(s) > n {
+		s = s[:n]
+	}
+	return strings.TrimRight(s, "-.")
+}
+
+func ptrTo[T any](v T) *T { return &v }

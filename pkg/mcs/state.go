@@ -1,0 +1,151 @@
+package mcs
+
+import (
+	"slices"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	mcsv1b1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
+)
+
+// State is the ClusterSet's merged state at one point in time. It is never
+// modified after the Store hands it out; read it from any goroutine.
+type State struct {
+	// Clusters lists every member the Store knows, sorted by member name,
+	// including members left out of the merge (with the reason).
+	Clusters []ClusterInfo
+	// Services holds every service that at least one member exports
+	// (validly or not).
+	Services map[ServiceKey]*ServiceState
+}
+
+// ClusterInfo is one member cluster as the merge sees it.
+type ClusterInfo struct {
+	// Member is the name the member was configured with (its folder,
+	// kubeconfig or Secret name).
+	Member string
+	// ID is the member's ClusterSet-unique ID: its About API
+	// cluster.clusterset.k8s.io ClusterProperty, else its member name.
+	// Empty when the member is left out of the merge.
+	ID ClusterID
+	// ClusterSet is the value of the member's clusterset.k8s.io property.
+	ClusterSet string
+	// Error says why the member is left out of the merge; empty otherwise.
+	Error string
+}
+
+// ServiceKeys returns the keys of all services, sorted.
+func (s *State) ServiceKeys() []ServiceKey {
+	keys := make([]ServiceKey, 0, len(s.Services))
+	for k := range s.Services {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, ServiceKey.Compare)
+	return keys
+}
+
+// ClusterIDs returns the IDs of the members taking part in the merge, sorted.
+func (s *State) ClusterIDs() []ClusterID {
+	var ids []ClusterID
+	for _, c := range s.Clusters {
+		if c.ID != "" {
+			ids = append(ids, c.ID)
+		}
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// ServiceState is the merged state of one multi-cluster service. It is
+// immutable: a change to any input produces a new ServiceState.
+type ServiceState struct {
+	Key ServiceKey
+	// Import is the ServiceImport the ClusterSet should hold; nil while no
+	// member validly exports the service (KEP-1645 "Importing Services").
+	Import *Import
+	// Exports holds the status of the service's ServiceExport in every
+	// member that has one, sorted by cluster.
+	Exports []ExportStatus
+	// Backends holds, for every cluster that validly exports the service,
+	// its Service ports and EndpointSlices, sorted by cluster.
+	Backends []ClusterBackend
+}
+
+// Import is the merged ServiceImport of a service.
+type Import struct {
+	Type                  mcsv1b1.ServiceImportType
+	Ports                 []ImportPort
+	SessionAffinity       corev1.ServiceAffinity
+	SessionAffinityConfig *corev1.SessionAffinityConfig
+	InternalTrafficPolicy corev1.ServiceInternalTrafficPolicy
+	TrafficDistribution   string
+	IPFamilies            []corev1.IPFamily
+	// Labels and Annotations are the oldest export's exportedLabels and
+	// exportedAnnotations.
+	Labels      map[string]string
+	Annotations map[string]string
+	// Clusters are the exporting clusters (the import's status.clusters).
+	Clusters []ClusterID
+	// ImportedIn are the clusters that should hold the ServiceImport: every
+	// member where the namespace exists (namespace sameness).
+	ImportedIn []ClusterID
+}
+
+// ImportPort is one port of an Import and the clusters that serve it.
+type ImportPort struct {
+	mcsv1b1.ServicePort
+	// Clusters are the exporting clusters whose Service exposes exactly this
+	// port (name, protocol and number): only they get its traffic.
+	Clusters []ClusterID
+}
+
+// ExportStatus is the status the merge gives one member's ServiceExport.
+type ExportStatus struct {
+	Cluster             ClusterID
+	Generation          int64
+	APIVersion          string
+	ExportedLabels      map[string]string
+	ExportedAnnotations map[string]string
+	// Conditions are Valid, Ready and, for valid exports, Conflict. Their
+	// LastTransitionTime is left zero: the merge has no clock; whoever
+	// writes them sets it.
+	Conditions []metav1.Condition
+}
+
+// Condition returns the condition of that type, or nil.
+func (e *ExportStatus) Condition(t mcsv1b1.ServiceExportConditionType) *metav1.Condition {
+	for i := range e.Conditions {
+		if e.Conditions[i].Type == string(t) {
+			return &e.Conditions[i]
+		}
+	}
+	return nil
+}
+
+// ClusterBackend is one exporting cluster's share of a service.
+type ClusterBackend struct {
+	Cluster ClusterID
+	// Ports are the cluster's own Service ports.
+	Ports  []mcsv1b1.ServicePort
+	Slices []*Slice
+}
+
+// Export returns the status of the export in that cluster, or nil.
+func (s *ServiceState) Export(c ClusterID) *ExportStatus {
+	for i := range s.Exports {
+		if s.Exports[i].Cluster == c {
+			return &s.Exports[i]
+		}
+	}
+	return nil
+}
+
+// Backend returns that cluster's backend, or nil.
+func (s *ServiceState) Backend(c ClusterID) *ClusterBackend {
+	for i := range s.Backends {
+		if s.Backends[i].Cluster == c {
+			return &s.Backends[i]
+		}
+	}
+	return nil
+}

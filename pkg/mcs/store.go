@@ -1,0 +1,364 @@
+package mcs
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
+	mcsv1a1 "sigs.k8s.io/mcs-api/pkg/apis/v1alpha1"
+	mcsv1b1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
+)
+
+// ControllerName is the value of endpointslice.kubernetes.io/managed-by on
+// the EndpointSlices eastwest writes. Slices carrying it are never read back
+// as endpoints of an exported service.
+const ControllerName = "eastwest.io/controller"
+
+// Options configure a Store.
+type Options struct {
+	// ClusterSet, when set, is the ClusterSet's name: a member whose
+	// clusterset.k8s.io ClusterProperty names another set is left out of
+	// the merge. When empty the property is reported, not enforced.
+	ClusterSet string
+}
+
+// Store holds every member cluster's inputs and the merged state. It is
+// owned by one goroutine (the writer): Apply events as they come, Flush to
+// merge the services they touched. It is not safe for concurrent use; the
+// States it returns are.
+type Store struct {
+	opts     Options
+	members  map[string]*member
+	ordered  []*member // members in the merge, sorted by ID
+	clusters []ClusterInfo
+	services map[ServiceKey]*ServiceState
+
+	dirty         map[ServiceKey]struct{}
+	clustersDirty bool
+	snapshot      *State
+}
+
+// member is everything the Store holds of one member cluster.
+type member struct {
+	name       string
+	id         ClusterID // empty while left out of the merge
+	err        string
+	properties map[string]string
+	namespaces map[string]bool // namespace -> exists and is not terminating
+	services   map[ServiceKey]*Service
+	exports    map[ServiceKey]*Export
+	slices     map[ServiceKey]map[string]*Slice
+	// sliceOwner maps a slice (namespace/name) to the service it was last
+	// filed under, so that relabelling or deleting it finds it.
+	sliceOwner map[ServiceKey]ServiceKey
+}
+
+// NewStore returns an empty Store.
+func NewStore(opts Options) *Store {
+	return &Store{
+		opts:     opts,
+		members:  map[string]*member{},
+		services: map[ServiceKey]*ServiceState{},
+		dirty:    map[ServiceKey]struct{}{},
+	}
+}
+
+// Changes lists what a Flush changed.
+type Changes struct {
+	// Services are the services whose state changed, sorted; a key whose
+	// State.Services entry is missing was removed.
+	Services []ServiceKey
+	// Clusters is true when the member list or a member's ID changed.
+	Clusters bool
+}
+
+// Empty reports whether nothing changed.
+func (c Changes) Empty() bool { return len(c.Services) == 0 && !c.Clusters }
+
+// Apply records one event. The merge waits for Flush, so a burst of events
+// costs one merge per service it touches. An event the Store cannot use
+// returns an error and changes nothing.
+func (s *Store) Apply(ev Event) error {
+	if ev.Member == "" {
+		return fmt.Errorf("event without a member cluster")
+	}
+	switch ev.Op {
+	case OpLeave:
+		if _, ok := s.members[ev.Member]; ok {
+			delete(s.members, ev.Member)
+			s.clustersDirty = true
+		}
+		return nil
+	case OpJoin:
+		s.member(ev.Member)
+		return nil
+	case OpUpsert, OpDelete:
+	default:
+		return fmt.Errorf("unknown op %v", ev.Op)
+	}
+	if ev.Object == nil {
+		return fmt.Errorf("%s event without an object", ev.Op)
+	}
+	del := ev.Op == OpDelete
+	m := s.member(ev.Member)
+	key := ServiceKey{Namespace: ev.Object.GetNamespace(), Name: ev.Object.GetName()}
+	switch o := ev.Object.(type) {
+	case *corev1.Namespace:
+		exists := !del && o.DeletionTimestamp == nil && o.Status.Phase != corev1.NamespaceTerminating
+		if m.namespaces[o.Name] != exists {
+			m.namespaces[o.Name] = exists
+			s.markNamespace(m, o.Name)
+		}
+		if !exists {
+			delete(m.namespaces, o.Name)
+		}
+	case *corev1.Service:
+		if del {
+			delete(m.services, key)
+		} else {
+			m.services[key] = serviceFrom(o)
+		}
+		s.mark(m, key)
+	case *mcsv1b1.ServiceExport:
+		s.setExport(m, key, del, func() *Export { return exportFromV1beta1(o) })
+	case *mcsv1a1.ServiceExport:
+		s.setExport(m, key, del, func() *Export { return exportFromV1alpha1(o) })
+	case *discoveryv1.EndpointSlice:
+		s.setSlice(m, key, o, del)
+	case *ClusterProperty:
+		if del {
+			delete(m.properties, o.Name)
+		} else {
+			m.properties[o.Name] = o.Spec.Value
+		}
+		if o.Name == PropertyClusterID || o.Name == PropertyClusterSet {
+			s.clustersDirty = true
+		}
+	default:
+		return fmt.Errorf("unsupported object %T", ev.Object)
+	}
+	return nil
+}
+
+func (s *Store) setExport(m *member, key ServiceKey, del bool, export func() *Export) {
+	if del {
+		delete(m.exports, key)
+	} else {
+		m.exports[key] = export()
+	}
+	s.mark(m, key)
+}
+
+// setSlice files an EndpointSlice under the service its
+// kubernetes.io/service-name label names (Rule 6). Slices without the label,
+// and the MCS slices eastwest itself writes, are not endpoints of an
+// exported service.
+func (s *Store) setSlice(m *member, sliceKey ServiceKey, es *discoveryv1.EndpointSlice, del bool) {
+	var owner ServiceKey
+	if !del && es.Labels[discoveryv1.LabelManagedBy] != ControllerName {
+		if name := es.Labels[discoveryv1.LabelServiceName]; name != "" {
+			owner = ServiceKey{Namespace: es.Namespace, Name: name}
+		}
+	}
+	if old, ok := m.sliceOwner[sliceKey]; ok && old != owner {
+		if set := m.slices[old]; set != nil {
+			delete(set, sliceKey.Name)
+			if len(set) == 0 {
+				delete(m.slices, old)
+			}
+		}
+		delete(m.sliceOwner, sliceKey)
+		s.mark(m, old)
+	}
+	if owner.Name == "" {
+		return
+	}
+	set := m.slices[owner]
+	if set == nil {
+		set = map[string]*Slice{}
+		m.slices[owner] = set
+	}
+	set[sliceKey.Name] = sliceFrom(es)
+	m.sliceOwner[sliceKey] = owner
+	s.mark(m, owner)
+}
+
+func (s *Store) member(name string) *member {
+	m, ok := s.members[name]
+	if !ok {
+		m = &member{
+			name:       name,
+			properties: map[string]string{},
+			namespaces: map[string]bool{},
+			services:   map[ServiceKey]*Service{},
+			exports:    map[ServiceKey]*Export{},
+			slices:     map[ServiceKey]map[string]*Slice{},
+			sliceOwner: map[ServiceKey]ServiceKey{},
+		}
+		s.members[name] = m
+		s.clustersDirty = true
+	}
+	return m
+}
+
+// mark records that a service must be merged again. Changes in members left
+// out of the merge cannot change any service.
+func (s *Store) mark(m *member, key ServiceKey) {
+	if m.id != "" || s.clustersDirty {
+		s.dirty[key] = struct{}{}
+	}
+}
+
+// markNamespace marks every service in a namespace: its existence decides
+// where imports are wanted and whether the member's exports count.
+func (s *Store) markNamespace(m *member, ns string) {
+	for key := range s.services {
+		if key.Namespace == ns {
+			s.dirty[key] = struct{}{}
+		}
+	}
+	for key := range m.exports {
+		if key.Namespace == ns {
+			s.dirty[key] = struct{}{}
+		}
+	}
+}
+
+// markAll marks every service: a member joined, left or changed its ID, and
+// any service may be imported into or exported from it. This is rare and
+// costs a full merge.
+func (s *Store) markAll() {
+	for key := range s.services {
+		s.dirty[key] = struct{}{}
+	}
+	for _, m := range s.members {
+		for key := range m.exports {
+			s.dirty[key] = struct{}{}
+		}
+	}
+}
+
+// Flush merges every service touched since the last Flush and reports what
+// changed. Its cost is proportional to the services touched, not to the
+// ClusterSet.
+func (s *Store) Flush() Changes {
+	var ch Changes
+	if s.clustersDirty {
+		ch.Clusters = s.resolveClusters()
+		s.clustersDirty = false
+		if ch.Clusters {
+			s.markAll()
+		}
+	}
+	if len(s.dirty) == 0 {
+		if ch.Clusters {
+			s.snapshot = nil
+		}
+		return ch
+	}
+	in := make([]ClusterInput, len(s.ordered))
+	for key := range s.dirty {
+		for i, m := range s.ordered {
+			in[i] = m.input(key)
+		}
+		st := MergeService(key, in)
+		_, had := s.services[key]
+		if st == nil {
+			if !had {
+				continue
+			}
+			delete(s.services, key)
+		} else {
+			s.services[key] = st
+		}
+		ch.Services = append(ch.Services, key)
+	}
+	clear(s.dirty)
+	slices.SortFunc(ch.Services, ServiceKey.Compare)
+	if !ch.Empty() {
+		s.snapshot = nil
+	}
+	return ch
+}
+
+func (m *member) input(key ServiceKey) ClusterInput {
+	in := ClusterInput{
+		Cluster:         m.id,
+		NamespaceExists: m.namespaces[key.Namespace],
+		Export:          m.exports[key],
+		Service:         m.services[key],
+	}
+	if set := m.slices[key]; len(set) > 0 {
+		in.Slices = make([]*Slice, 0, len(set))
+		for _, name := range slices.Sorted(maps.Keys(set)) {
+			in.Slices = append(in.Slices, set[name])
+		}
+	}
+	return in
+}
+
+// resolveClusters gives every member its ID (Rule: a ClusterSet is a set of
+// member clusters with unique IDs) and reports whether any changed. A
+// member whose ID is not an RFC 1123 DNS label, is already taken by a member
+// of a smaller name, or that belongs to another ClusterSet is left out of
+// the merge with the reason.
+func (s *Store) resolveClusters() bool {
+	names := slices.Sorted(maps.Keys(s.members))
+	taken := map[ClusterID]string{}
+	var ordered []*member
+	var infos []ClusterInfo
+	for _, name := range names {
+		m := s.members[name]
+		id := ClusterID(name)
+		if v, ok := m.properties[PropertyClusterID]; ok {
+			id = ClusterID(v)
+		}
+		set := m.properties[PropertyClusterSet]
+		m.id, m.err = "", ""
+		switch {
+		case len(validation.IsDNS1123Label(string(id))) > 0:
+			m.err = fmt.Sprintf("cluster ID %q is not an RFC 1123 DNS label: %s", id, validation.IsDNS1123Label(string(id))[0])
+		case taken[id] != "":
+			m.err = fmt.Sprintf("cluster ID %q is already used by member %q", id, taken[id])
+		case s.opts.ClusterSet != "" && set != "" && set != s.opts.ClusterSet:
+			m.err = fmt.Sprintf("member belongs to ClusterSet %q, not %q", set, s.opts.ClusterSet)
+		default:
+			m.id = id
+			taken[id] = name
+			ordered = append(ordered, m)
+		}
+		infos = append(infos, ClusterInfo{Member: name, ID: m.id, ClusterSet: set, Error: m.err})
+	}
+	slices.SortFunc(ordered, func(a, b *member) int {
+		switch {
+		case a.id < b.id:
+			return -1
+		case a.id > b.id:
+			return 1
+		}
+		return 0
+	})
+	changed := !slices.Equal(infos, s.clusters)
+	s.ordered, s.clusters = ordered, infos
+	return changed
+}
+
+// Service returns the merged state of one service as of the last Flush, or
+// nil.
+func (s *Store) Service(key ServiceKey) *ServiceState { return s.services[key] }
+
+// Snapshot returns the state as of the last Flush. The State is shared by
+// callers until the next Flush that changes something; it is built only
+// when asked for.
+func (s *Store) Snapshot() *State {
+	if s.snapshot == nil {
+		s.snapshot = &State{
+			Clusters: slices.Clone(s.clusters),
+			Services: maps.Clone(s.services),
+		}
+	}
+	return s.snapshot
+}

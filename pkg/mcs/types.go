@@ -1,0 +1,105 @@
+package mcs
+
+import (
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	mcsv1b1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
+)
+
+// ClusterID is a member cluster's ClusterSet-unique ID, an RFC 1123 DNS label.
+type ClusterID string
+
+// ServiceKey names a multi-cluster service: by namespace sameness, the same
+// namespace and name denote the same service in every member cluster.
+type ServiceKey struct {
+	Namespace string
+	Name      string
+}
+
+// String renders the key as namespace/name.
+func (k ServiceKey) String() string { return k.Namespace + "/" + k.Name }
+
+// Compare orders keys by namespace, then name.
+func (k ServiceKey) Compare(o ServiceKey) int {
+	switch {
+	case k.Namespace < o.Namespace:
+		return -1
+	case k.Namespace > o.Namespace:
+		return 1
+	case k.Name < o.Name:
+		return -1
+	case k.Name > o.Name:
+		return 1
+	}
+	return 0
+}
+
+// Export is the part of a ServiceExport that the merge reads.
+type Export struct {
+	// Created is the ServiceExport's creationTimestamp: the oldest export
+	// wins every conflict (KEP-1645 "Constraints and Conflict Resolution").
+	Created    time.Time
+	Generation int64
+	// APIVersion is the multicluster.x-k8s.io version the export was read as.
+	APIVersion string
+	// ExportedLabels and ExportedAnnotations are the export's spec: they,
+	// and never the Service's own metadata, become the import's metadata.
+	ExportedLabels      map[string]string
+	ExportedAnnotations map[string]string
+}
+
+// Service is the part of an exported Service that the merge reads, with
+// the apiserver's defaults applied.
+type Service struct {
+	Type                  corev1.ServiceType
+	Headless              bool
+	Ports                 []mcsv1b1.ServicePort
+	SessionAffinity       corev1.ServiceAffinity
+	SessionAffinityConfig *corev1.SessionAffinityConfig
+	InternalTrafficPolicy corev1.ServiceInternalTrafficPolicy
+	TrafficDistribution   string
+	IPFamilies            []corev1.IPFamily
+}
+
+// Slice is the part of one EndpointSlice of an exported Service that the
+// merge and translation read. A Slice is immutable once built.
+type Slice struct {
+	Name        string
+	AddressType discoveryv1.AddressType
+	Ports       []SlicePort
+	Endpoints   []Endpoint
+}
+
+// SlicePort is one port of an EndpointSlice: the Service port it serves
+// (by name and protocol) and the number the endpoints listen on.
+type SlicePort struct {
+	Name        string
+	Protocol    corev1.Protocol
+	Port        int32
+	AppProtocol *string
+}
+
+// Endpoint is one endpoint of a Slice with its conditions resolved as the
+// EndpointSlice API defines them (a nil ready means ready, a nil serving
+// follows ready, a nil terminating means not terminating).
+type Endpoint struct {
+	Addresses   []string
+	Ready       bool
+	Serving     bool
+	Terminating bool
+	Hostname    string
+	Zone        string
+}
+
+// Port returns the number the slice's endpoints listen on for the Service
+// port with that name and protocol.
+func (s *Slice) Port(name string, protocol corev1.Protocol) (int32, bool) {
+	for _, p := range s.Ports {
+		if p.Name == name && p.Protocol == protocol {
+			return p.Port, true
+		}
+	}
+	return 0, false
+}
