@@ -90,4 +90,3 @@ func BenchmarkMerge(b *testing.B) {
 		}
 	})
 }
-

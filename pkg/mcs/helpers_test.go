@@ -92,7 +92,7 @@ func port(name string, number int32) corev1.ServicePort {
 // target port 8000+i for the i-th port name.
 func slice(ns, name, svc string, n int, portNames ...string) *discoveryv1.EndpointSlice {
 	es := &discoveryv1.EndpointSlice{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: map[string]string{discoveryv1.LabelServiceName: svc}},
+		ObjectMeta:  metav1.ObjectMeta{Namespace: ns, Name: name, Labels: map[string]string{discoveryv1.LabelServiceName: svc}},
 		AddressType: discoveryv1.AddressTypeIPv4,
 	}
 	for i, p := range portNames {

@@ -143,11 +143,15 @@ func TestRule4_ConflictResolution(t *testing.T) {
 	}{
 		"headlessness": {func(s *corev1.Service, _ *mcsv1b1.ServiceExport) { s.Spec.ClusterIP = corev1.ClusterIPNone }, "TypeConflict",
 			func(t *testing.T, i *Import) { want(t, i.Type, mcsv1b1.ClusterSetIP) }},
-		"session affinity": {func(s *corev1.Service, _ *mcsv1b1.ServiceExport) { s.Spec.SessionAffinity = corev1.ServiceAffinityClientIP },
+		"session affinity": {func(s *corev1.Service, _ *mcsv1b1.ServiceExport) {
+			s.Spec.SessionAffinity = corev1.ServiceAffinityClientIP
+		},
 			"SessionAffinityConflict,SessionAffinityConfigConflict",
 			func(t *testing.T, i *Import) { want(t, i.SessionAffinity, corev1.ServiceAffinityNone) }},
 		"internal traffic policy": {func(s *corev1.Service, _ *mcsv1b1.ServiceExport) { s.Spec.InternalTrafficPolicy = &local }, "InternalTrafficPolicyConflict",
-			func(t *testing.T, i *Import) { want(t, i.InternalTrafficPolicy, corev1.ServiceInternalTrafficPolicyCluster) }},
+			func(t *testing.T, i *Import) {
+				want(t, i.InternalTrafficPolicy, corev1.ServiceInternalTrafficPolicyCluster)
+			}},
 		"traffic distribution": {func(s *corev1.Service, _ *mcsv1b1.ServiceExport) { s.Spec.TrafficDistribution = ptrTo("PreferClose") }, "TrafficDistributionConflict",
 			func(t *testing.T, i *Import) { want(t, i.TrafficDistribution, "") }},
 		"ip families": {func(s *corev1.Service, _ *mcsv1b1.ServiceExport) {
@@ -156,7 +160,9 @@ func TestRule4_ConflictResolution(t *testing.T) {
 			func(t *testing.T, i *Import) { want(t, i.IPFamilies[0], corev1.IPv4Protocol) }},
 		"labels": {func(_ *corev1.Service, e *mcsv1b1.ServiceExport) { e.Spec.ExportedLabels = map[string]string{"x": "2"} }, "LabelsConflict",
 			func(t *testing.T, i *Import) { want(t, i.Labels["x"], "1") }},
-		"annotations": {func(_ *corev1.Service, e *mcsv1b1.ServiceExport) { e.Spec.ExportedAnnotations = map[string]string{"x": "2"} }, "AnnotationsConflict",
+		"annotations": {func(_ *corev1.Service, e *mcsv1b1.ServiceExport) {
+			e.Spec.ExportedAnnotations = map[string]string{"x": "2"}
+		}, "AnnotationsConflict",
 			func(t *testing.T, i *Import) { want(t, i.Annotations["x"], "1") }},
 		"several at once": {func(s *corev1.Service, e *mcsv1b1.ServiceExport) {
 			s.Spec.ClusterIP = corev1.ClusterIPNone

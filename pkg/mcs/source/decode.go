@@ -1,0 +1,413 @@
+package source
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/validation"
+	k8syaml "k8s.io/apimachinery/pkg/util/yaml"
+	mcsv1a1 "sigs.k8s.io/mcs-api/pkg/apis/v1alpha1"
+	mcsv1b1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
+	"sigs.k8s.io/yaml"
+
+	"github.com/eastwest-dev/eastwest/pkg/mcs"
+)
+
+// Problem is one thing wrong with one document of one file. The document
+// index counts from 1, as editors and kubectl show them; 0 means the whole
+// file.
+type Problem struct {
+	File   string
+	Doc    int
+	Object string // kind namespace/name, when known
+	Err    string
+}
+
+func (p Problem) String() string {
+	var b strings.Builder
+	b.WriteString(p.File)
+	if p.Doc > 0 {
+		fmt.Fprintf(&b, ": document %d", p.Doc)
+	}
+	if p.Object != "" {
+		fmt.Fprintf(&b, " (%s)", p.Object)
+	}
+	b.WriteString(": ")
+	b.WriteString(p.Err)
+	return b.String()
+}
+
+// Object is one valid object read from a file.
+type Object struct {
+	// Key identifies the object within its member cluster.
+	Key ObjectKey
+	Obj metav1.Object
+	// Doc is the document's index in its file, from 1.
+	Doc int
+	// Hash changes whenever the document's content does.
+	Hash string
+}
+
+// ObjectKey identifies an object within one member cluster. Both versions
+// of ServiceExport share a key: they are the same object.
+type ObjectKey struct {
+	Kind      schema.GroupKind
+	Namespace string
+	Name      string
+}
+
+func (k ObjectKey) String() string {
+	if k.Namespace == "" {
+		return k.Kind.Kind + " " + k.Name
+	}
+	return k.Kind.Kind + " " + k.Namespace + "/" + k.Name
+}
+
+var (
+	gvNamespace     = schema.GroupVersionKind{Version: "v1", Kind: "Namespace"}
+	gvService       = schema.GroupVersionKind{Version: "v1", Kind: "Service"}
+	gvList          = schema.GroupVersionKind{Version: "v1", Kind: "List"}
+	gvEndpointSlice = discoveryv1.SchemeGroupVersion.WithKind("EndpointSlice")
+	gvExportV1a1    = schema.GroupVersion{Group: mcsv1a1.GroupName, Version: mcsv1a1.GroupVersion.Version}.WithKind("ServiceExport")
+	gvExportV1b1    = schema.GroupVersion{Group: mcsv1b1.GroupName, Version: mcsv1b1.GroupVersion.Version}.WithKind(mcsv1b1.ServiceExportKindName)
+	gvProperty      = mcs.ClusterPropertyGroupVersion.WithKind("ClusterProperty")
+)
+
+// supportedKinds is named in the error for an unknown kind.
+const supportedKinds = "v1 Namespace, v1 Service, discovery.k8s.io/v1 EndpointSlice, multicluster.x-k8s.io/v1alpha1 or v1beta1 ServiceExport, about.k8s.io/v1alpha1 ClusterProperty, v1 List"
+
+// Decode reads a stream of YAML (or JSON) documents as kubectl apply would
+// and returns every valid object and a Problem for every document that
+// cannot be used. It never panics, whatever the input.
+func Decode(file string, data []byte) ([]Object, []Problem) {
+	var objs []Object
+	var probs []Problem
+	r := k8syaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
+	for doc := 1; ; doc++ {
+		raw, err := r.Read()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			probs = append(probs, Problem{File: file, Doc: doc, Err: "cannot split documents: " + err.Error()})
+			break
+		}
+		if isEmptyDoc(raw) {
+			doc--
+			continue
+		}
+		o, p := decodeDoc(file, doc, raw)
+		objs = append(objs, o...)
+		probs = append(probs, p...)
+	}
+	return objs, probs
+}
+
+// isEmptyDoc reports whether a document holds only comments and blanks
+// (a leading or trailing "---", say); such documents are not counted.
+func isEmptyDoc(raw []byte) bool {
+	for line := range bytes.SplitSeq(raw, []byte("\n")) {
+		line = bytes.TrimSpace(line)
+		if len(line) > 0 && line[0] != '#' && !bytes.Equal(line, []byte("---")) {
+			return false
+		}
+	}
+	return true
+}
+
+func decodeDoc(file string, doc int, raw []byte) ([]Object, []Problem) {
+	prob := func(obj, msg string) []Problem { return []Problem{{File: file, Doc: doc, Object: obj, Err: msg}} }
+	js, err := yaml.YAMLToJSON(raw)
+	if err != nil {
+		return nil, prob("", "not valid YAML: "+err.Error())
+	}
+	var tm metav1.TypeMeta
+	if err := yaml.Unmarshal(js, &tm); err != nil {
+		return nil, prob("", "not a Kubernetes object: "+err.Error())
+	}
+	gvk := tm.GroupVersionKind()
+	if gvk.Kind == "" || tm.APIVersion == "" {
+		return nil, prob("", "apiVersion and kind are required")
+	}
+	if gvk == gvList {
+		return decodeList(file, doc, js)
+	}
+	o, err := decodeObject(gvk, js)
+	if err != nil {
+		return nil, prob(describe(gvk, js), err.Error())
+	}
+	return []Object{{Key: keyOf(gvk, o), Obj: o, Doc: doc, Hash: hashOf(js)}}, nil
+}
+
+// decodeList reads a v1 List as kubectl does: each item an object of its
+// own, reported under the list's document.
+func decodeList(file string, doc int, js []byte) ([]Object, []Problem) {
+	var list struct {
+		Items []rawJSON `json:"items"`
+	}
+	if err := yaml.Unmarshal(js, &list); err != nil {
+		return nil, []Problem{{File: file, Doc: doc, Object: "List", Err: err.Error()}}
+	}
+	var objs []Object
+	var probs []Problem
+	for i, item := range list.Items {
+		var tm metav1.TypeMeta
+		err := yaml.Unmarshal(item, &tm)
+		gvk := tm.GroupVersionKind()
+		if err == nil && gvk == gvList {
+			err = errors.New("a List inside a List is not supported")
+		}
+		var o metav1.Object
+		if err == nil {
+			o, err = decodeObject(gvk, item)
+		}
+		if err != nil {
+			probs = append(probs, Problem{File: file, Doc: doc, Object: strings.TrimSpace(fmt.Sprintf("List item %d %s", i, describe(gvk, item))), Err: err.Error()})
+			continue
+		}
+		objs = append(objs, Object{Key: keyOf(gvk, o), Obj: o, Doc: doc, Hash: hashOf(item)})
+	}
+	return objs, probs
+}
+
+// rawJSON keeps a List item's bytes for a second pass.
+type rawJSON []byte
+
+func (r *rawJSON) UnmarshalJSON(b []byte) error { *r = append((*r)[:0], b...); return nil }
+
+// decodeObject decodes one object strictly (an unknown or duplicated field
+// is an error, as with kubectl's default --validate=strict) and validates
+// it.
+func decodeObject(gvk schema.GroupVersionKind, js []byte) (metav1.Object, error) {
+	var o metav1.Object
+	switch gvk {
+	case gvNamespace:
+		o = &corev1.Namespace{}
+	case gvService:
+		o = &corev1.Service{}
+	case gvEndpointSlice:
+		o = &discoveryv1.EndpointSlice{}
+	case gvExportV1a1:
+		o = &mcsv1a1.ServiceExport{}
+	case gvExportV1b1:
+		o = &mcsv1b1.ServiceExport{}
+	case gvProperty:
+		o = &mcs.ClusterProperty{}
+	default:
+		return nil, fmt.Errorf("unsupported kind %s %s (supported: %s)", gvk.GroupVersion(), gvk.Kind, supportedKinds)
+	}
+	if err := yaml.UnmarshalStrict(js, o); err != nil {
+		return nil, fmt.Errorf("cannot decode: %w", err)
+	}
+	if namespaced(gvk) && o.GetNamespace() == "" {
+		o.SetNamespace(metav1.NamespaceDefault)
+	}
+	if err := validate(o); err != nil {
+		return nil, err
+	}
+	return o, nil
+}
+
+func namespaced(gvk schema.GroupVersionKind) bool {
+	return gvk != gvNamespace && gvk != gvProperty && gvk != gvList
+}
+
+func keyOf(gvk schema.GroupVersionKind, o metav1.Object) ObjectKey {
+	return ObjectKey{Kind: gvk.GroupKind(), Namespace: o.GetNamespace(), Name: o.GetName()}
+}
+
+// describe names the object of a document that could not be used, as well
+// as its metadata can be read.
+func describe(gvk schema.GroupVersionKind, js []byte) string {
+	if gvk.Kind == "" {
+		return ""
+	}
+	var meta struct {
+		Metadata struct {
+			Name      string `json:"name"`
+			Namespace string `json:"namespace"`
+		} `json:"metadata"`
+	}
+	if yaml.Unmarshal(js, &meta) != nil || meta.Metadata.Name == "" {
+		return gvk.Kind
+	}
+	ns := meta.Metadata.Namespace
+	if ns == "" && (gvk == gvService || gvk == gvEndpointSlice || gvk == gvExportV1a1 || gvk == gvExportV1b1) {
+		ns = metav1.NamespaceDefault
+	}
+	return ObjectKey{Kind: gvk.GroupKind(), Namespace: ns, Name: meta.Metadata.Name}.String()
+}
+
+// validate applies the apiserver's validation of the fields eastwest reads,
+// so that the YAML folder refuses what a cluster would refuse.
+func validate(o metav1.Object) error {
+	var errs []error
+	check := func(field string, msgs []string) {
+		for _, m := range msgs {
+			errs = append(errs, fmt.Errorf("%s: %s", field, m))
+		}
+	}
+	name := o.GetName()
+	if name == "" {
+		return errors.New("metadata.name is required")
+	}
+	if ns := o.GetNamespace(); ns != "" {
+		check("metadata.namespace", validation.IsDNS1123Label(ns))
+	}
+	switch o := o.(type) {
+	case *corev1.Namespace:
+		check("metadata.name", validation.IsDNS1123Label(name))
+		if o.Namespace != "" {
+			errs = append(errs, errors.New("metadata.namespace: a Namespace is cluster-scoped"))
+		}
+	case *mcs.ClusterProperty:
+		check("metadata.name", validation.IsDNS1123Subdomain(name))
+		if o.Namespace != "" {
+			errs = append(errs, errors.New("metadata.namespace: a ClusterProperty is cluster-scoped"))
+		}
+		if o.Spec.Value == "" {
+			errs = append(errs, errors.New("spec.value is required"))
+		}
+	case *corev1.Service:
+		check("metadata.name", validation.IsDNS1035Label(name))
+		errs = append(errs, validateService(o)...)
+	case *mcsv1a1.ServiceExport:
+		check("metadata.name", validation.IsDNS1035Label(name))
+	case *mcsv1b1.ServiceExport:
+		check("metadata.name", validation.IsDNS1035Label(name))
+	case *discoveryv1.EndpointSlice:
+		check("metadata.name", validation.IsDNS1123Subdomain(name))
+		errs = append(errs, validateSlice(o)...)
+	}
+	return errors.Join(errs...)
+}
+
+func validateService(s *corev1.Service) []error {
+	var errs []error
+	switch s.Spec.Type {
+	case "", corev1.ServiceTypeClusterIP, corev1.ServiceTypeNodePort, corev1.ServiceTypeLoadBalancer:
+	case corev1.ServiceTypeExternalName:
+		if s.Spec.ExternalName == "" {
+			errs = append(errs, errors.New("spec.externalName is required for type ExternalName"))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("spec.type: unsupported value %q", s.Spec.Type))
+	}
+	if ip := s.Spec.ClusterIP; ip != "" && ip != corev1.ClusterIPNone {
+		if _, err := netip.ParseAddr(ip); err != nil {
+			errs = append(errs, fmt.Errorf("spec.clusterIP: %q is neither an IP nor None", ip))
+		}
+	}
+	if len(s.Spec.Ports) == 0 && s.Spec.Type != corev1.ServiceTypeExternalName && s.Spec.ClusterIP != corev1.ClusterIPNone {
+		errs = append(errs, errors.New("spec.ports: at least one port is required"))
+	}
+	names := map[string]bool{}
+	for i, p := range s.Spec.Ports {
+		f := fmt.Sprintf("spec.ports[%d]", i)
+		if len(s.Spec.Ports) > 1 && p.Name == "" {
+			errs = append(errs, fmt.Errorf("%s.name: required when a Service has more than one port", f))
+		}
+		if p.Name != "" {
+			for _, m := range validation.IsDNS1123Label(p.Name) {
+				errs = append(errs, fmt.Errorf("%s.name: %s", f, m))
+			}
+			if names[p.Name] {
+				errs = append(errs, fmt.Errorf("%s.name: duplicate %q", f, p.Name))
+			}
+			names[p.Name] = true
+		}
+		errs = append(errs, validatePort(f, p.Port, p.Protocol)...)
+	}
+	for i, fam := range s.Spec.IPFamilies {
+		if fam != corev1.IPv4Protocol && fam != corev1.IPv6Protocol {
+			errs = append(errs, fmt.Errorf("spec.ipFamilies[%d]: unsupported value %q", i, fam))
+		}
+	}
+	switch a := s.Spec.SessionAffinity; a {
+	case "", corev1.ServiceAffinityNone, corev1.ServiceAffinityClientIP:
+	default:
+		errs = append(errs, fmt.Errorf("spec.sessionAffinity: unsupported value %q", a))
+	}
+	return errs
+}
+
+func validatePort(field string, port int32, proto corev1.Protocol) []error {
+	var errs []error
+	for _, m := range validation.IsValidPortNum(int(port)) {
+		errs = append(errs, fmt.Errorf("%s.port: %s", field, m))
+	}
+	switch proto {
+	case "", corev1.ProtocolTCP, corev1.ProtocolUDP, corev1.ProtocolSCTP:
+	default:
+		errs = append(errs, fmt.Errorf("%s.protocol: unsupported value %q", field, proto))
+	}
+	return errs
+}
+
+func validateSlice(es *discoveryv1.EndpointSlice) []error {
+	var errs []error
+	switch es.AddressType {
+	case discoveryv1.AddressTypeIPv4, discoveryv1.AddressTypeIPv6, discoveryv1.AddressTypeFQDN:
+	default:
+		errs = append(errs, fmt.Errorf("addressType: unsupported value %q", es.AddressType))
+	}
+	for i, p := range es.Ports {
+		f := fmt.Sprintf("ports[%d]", i)
+		if p.Port != nil {
+			errs = append(errs, validatePort(f, *p.Port, deref(p.Protocol))...)
+		}
+		if p.Name != nil && *p.Name != "" {
+			for _, m := range validation.IsDNS1123Label(*p.Name) {
+				errs = append(errs, fmt.Errorf("%s.name: %s", f, m))
+			}
+		}
+	}
+	for i, e := range es.Endpoints {
+		f := fmt.Sprintf("endpoints[%d]", i)
+		if len(e.Addresses) == 0 {
+			errs = append(errs, fmt.Errorf("%s.addresses: at least one address is required", f))
+		}
+		for j, a := range e.Addresses {
+			if err := validAddress(es.AddressType, a); err != nil {
+				errs = append(errs, fmt.Errorf("%s.addresses[%d]: %w", f, j, err))
+			}
+		}
+	}
+	return errs
+}
+
+func validAddress(t discoveryv1.AddressType, a string) error {
+	if t == discoveryv1.AddressTypeFQDN {
+		if msgs := validation.IsDNS1123Subdomain(a); len(msgs) > 0 {
+			return errors.New(msgs[0])
+		}
+		return nil
+	}
+	ip, err := netip.ParseAddr(a)
+	switch {
+	case err != nil:
+		return fmt.Errorf("%q is not an IP address", a)
+	case t == discoveryv1.AddressTypeIPv4 && !ip.Is4():
+		return fmt.Errorf("%q is not an IPv4 address", a)
+	case t == discoveryv1.AddressTypeIPv6 && !ip.Is6():
+		return fmt.Errorf("%q is not an IPv6 address", a)
+	}
+	return nil
+}
+
+func deref[T any](p *T) T {
+	var zero T
+	if p == nil {
+		return zero
+	}
+	return *p
+}

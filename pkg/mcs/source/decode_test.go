@@ -1,0 +1,131 @@
+package source
+
+import (
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+)
+
+// Decode accepts what kubectl apply accepts and names the file, document and
+// reason of everything it refuses, keeping every other document.
+func TestDecodeReportsProblemsPerDocument(t *testing.T) {
+	tests := map[string]struct {
+		in       string
+		objects  []string // ObjectKey strings of the valid objects, in order
+		problems []string // substrings of the problems, in order
+	}{
+		"multi-document with comments and empty docs": {
+			in:      "---\n# a comment\n---\napiVersion: v1\nkind: Namespace\nmetadata: {name: ns}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: ns}\nspec: {ports: [{port: 80}]}\n---\n",
+			objects: []string{"Namespace ns", "Service ns/web"},
+		},
+		"default namespace": {
+			in:      "apiVersion: multicluster.x-k8s.io/v1alpha1\nkind: ServiceExport\nmetadata: {name: web}\n",
+			objects: []string{"ServiceExport default/web"},
+		},
+		"both export versions share a kind": {
+			in:      "apiVersion: multicluster.x-k8s.io/v1beta1\nkind: ServiceExport\nmetadata: {name: web, namespace: ns}\nspec: {exportedLabels: {a: b}}\n",
+			objects: []string{"ServiceExport ns/web"},
+		},
+		"unknown kind keeps the rest": {
+			in:       "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\n---\napiVersion: v1\nkind: Namespace\nmetadata: {name: ns}\n",
+			objects:  []string{"Namespace ns"},
+			problems: []string{"f.yaml: document 1 (Deployment d): unsupported kind apps/v1 Deployment"},
+		},
+		"bad port": {
+			in:       "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec: {ports: [{port: 70000}]}\n",
+			problems: []string{"document 1 (Service default/web): spec.ports[0].port: must be between 1 and 65535"},
+		},
+		"bad name": {
+			in:       "apiVersion: v1\nkind: Service\nmetadata: {name: Web_1}\nspec: {ports: [{port: 80}]}\n",
+			problems: []string{"(Service default/Web_1): metadata.name"},
+		},
+		"unknown field is refused like kubectl --validate=strict": {
+			in:       "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec: {prots: [{port: 80}]}\n",
+			problems: []string{`(Service default/web): cannot decode: error unmarshaling JSON: while decoding JSON: json: unknown field "prots"`},
+		},
+		"broken yaml in the second document": {
+			in:       "apiVersion: v1\nkind: Namespace\nmetadata: {name: ns}\n---\nkind: [\n",
+			objects:  []string{"Namespace ns"},
+			problems: []string{"document 2: not valid YAML"},
+		},
+		"missing kind": {
+			in:       "metadata: {name: x}\n",
+			problems: []string{"document 1: apiVersion and kind are required"},
+		},
+		"bad endpoint address": {
+			in:       "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: web-1}\naddressType: IPv4\nendpoints: [{addresses: [\"fd00::1\"]}]\n",
+			problems: []string{`endpoints[0].addresses[0]: "fd00::1" is not an IPv4 address`},
+		},
+		"list items": {
+			in:       "apiVersion: v1\nkind: List\nitems:\n- {apiVersion: v1, kind: Namespace, metadata: {name: a}}\n- {apiVersion: v1, kind: Pod, metadata: {name: p}}\n",
+			objects:  []string{"Namespace a"},
+			problems: []string{"document 1 (List item 1 Pod p): unsupported kind v1 Pod"},
+		},
+		"multi-port service needs names": {
+			in:       "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec: {ports: [{port: 80}, {port: 81}]}\n",
+			problems: []string{"spec.ports[0].name: required when a Service has more than one port"},
+		},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			objs, probs := Decode("f.yaml", []byte(tc.in))
+			var got []string
+			for _, o := range objs {
+				got = append(got, o.Key.String())
+			}
+			if strings.Join(got, ",") != strings.Join(tc.objects, ",") {
+				t.Errorf("objects %v, want %v", got, tc.objects)
+			}
+			if len(probs) != len(tc.problems) {
+				t.Fatalf("problems %v, want %d", probs, len(tc.problems))
+			}
+			for i, p := range probs {
+				if !strings.Contains(p.String(), tc.problems[i]) {
+					t.Errorf("problem %q does not contain %q", p, tc.problems[i])
+				}
+			}
+		})
+	}
+}
+
+// Objects keep every field the merge reads.
+func TestDecodeKeepsFields(t *testing.T) {
+	objs, probs := Decode("f.yaml", []byte(`apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: ns, creationTimestamp: "2026-01-01T00:00:00Z"}
+spec:
+  clusterIP: None
+  sessionAffinity: ClientIP
+  ports: [{name: http, port: 80, protocol: UDP}]
+`))
+	if len(probs) > 0 || len(objs) != 1 {
+		t.Fatalf("objs %v probs %v", objs, probs)
+	}
+	svc := objs[0].Obj.(*corev1.Service)
+	if svc.Spec.ClusterIP != "None" || svc.Spec.SessionAffinity != "ClientIP" || svc.Spec.Ports[0].Protocol != "UDP" || svc.CreationTimestamp.IsZero() {
+		t.Errorf("decoded %+v", svc.Spec)
+	}
+}
+
+// FuzzDecode: no input makes Decode panic, every object it returns is
+// valid, and every problem names its file.
+func FuzzDecode(f *testing.F) {
+	f.Add([]byte("apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec: {ports: [{port: 80}]}\n"))
+	f.Add([]byte("apiVersion: v1\nkind: List\nitems: [{apiVersion: v1, kind: Namespace, metadata: {name: a}}]\n"))
+	f.Add([]byte("apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: s}\naddressType: IPv4\nports: [{port: 1}]\nendpoints: [{addresses: [1.2.3.4]}]\n---\n{}"))
+	f.Add([]byte("apiVersion: about.k8s.io/v1alpha1\nkind: ClusterProperty\nmetadata: {name: cluster.clusterset.k8s.io}\nspec: {value: a}\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		objs, probs := Decode("fuzz.yaml", data)
+		for _, o := range objs {
+			if err := validate(o.Obj); err != nil {
+				t.Errorf("returned an invalid object %s: %v", o.Key, err)
+			}
+		}
+		for _, p := range probs {
+			if p.File != "fuzz.yaml" || p.Err == "" {
+				t.Errorf("problem without file or reason: %+v", p)
+			}
+		}
+	})
+}

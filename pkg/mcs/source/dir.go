@@ -1,0 +1,353 @@
+package source
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/eastwest-dev/eastwest/pkg/mcs"
+)
+
+// DefaultPollInterval is how often a Dir rescans its folder when no file
+// system notification arrives: a safety net for file systems that do not
+// notify (network mounts, some container volumes).
+const DefaultPollInterval = time.Second
+
+// notifyHoldoff gathers the burst of notifications an editor's save or a
+// git checkout produces into one scan.
+const notifyHoldoff = 50 * time.Millisecond
+
+// Dir reads a ClusterSet from a folder: one subfolder per member cluster,
+// named by the member, holding *.yaml, *.yml or *.json files of Kubernetes
+// objects. Namespaces that objects use exist in that member without a
+// Namespace document. Files and folders whose names start with "." are
+// ignored.
+//
+// Scan reports what changed since the previous Scan as events; Run scans
+// whenever the folder changes. A Dir is used by one goroutine.
+type Dir struct {
+	root string
+	log  *slog.Logger
+	// Poll is the rescan interval when no notification arrives.
+	Poll time.Duration
+
+	files   map[string]*file           // by path
+	current map[memberObjectKey]Object // what the last Scan reported
+	members map[string]bool            // members the last Scan reported
+	seen    map[string]bool            // problems already logged
+}
+
+type memberObjectKey struct {
+	member string
+	key    ObjectKey
+}
+
+// file is one file as last read.
+type file struct {
+	size    int64
+	modTime time.Time
+	objects []Object
+	probs   []Problem
+}
+
+// NewDir returns a Dir for the folder root. Problems are logged to log.
+func NewDir(root string, log *slog.Logger) *Dir {
+	return &Dir{
+		root:    root,
+		log:     log,
+		Poll:    DefaultPollInterval,
+		files:   map[string]*file{},
+		current: map[memberObjectKey]Object{},
+		members: map[string]bool{},
+		seen:    map[string]bool{},
+	}
+}
+
+// Scan reads the folder and returns the events that bring a Store from the
+// previous Scan's view to the folder's content, and every problem found in
+// the folder now. Only files whose size or modification time changed are
+// read again. It fails only when the folder itself cannot be read.
+func (d *Dir) Scan() ([]mcs.Event, []Problem, error) {
+	entries, err := os.ReadDir(d.root)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read ClusterSet folder: %w", err)
+	}
+	var probs []Problem
+	members := map[string]bool{}
+	next := map[memberObjectKey]Object{}
+	seenFiles := map[string]bool{}
+	for _, e := range entries {
+		name := e.Name()
+		if strings.HasPrefix(name, ".") {
+			continue
+		}
+		if !e.IsDir() {
+			if isManifest(name) {
+				probs = append(probs, Problem{File: filepath.Join(d.root, name),
+					Err: "ignored: files go in a subfolder named after their member cluster, DIR/<cluster>/" + name})
+			}
+			continue
+		}
+		members[name] = true
+		probs = append(probs, d.scanMember(name, next, seenFiles)...)
+	}
+	for path := range d.files {
+		if !seenFiles[path] {
+			delete(d.files, path)
+		}
+	}
+	evs := d.diff(members, next)
+	d.members, d.current = members, next
+	slices.SortFunc(probs, func(a, b Problem) int { return strings.Compare(a.String(), b.String()) })
+	d.logProblems(probs)
+	return evs, probs, nil
+}
+
+// scanMember reads one member's folder into next and returns its problems.
+func (d *Dir) scanMember(member string, next map[memberObjectKey]Object, seenFiles map[string]bool) []Problem {
+	dir := filepath.Join(d.root, member)
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return []Problem{{File: dir, Err: err.Error()}}
+	}
+	var probs []Problem
+	origin := map[ObjectKey]string{}
+	namespaces := map[string]bool{}
+	for _, e := range entries {
+		if e.IsDir() || strings.HasPrefix(e.Name(), ".") || !isManifest(e.Name()) {
+			continue
+		}
+		path := filepath.Join(dir, e.Name())
+		seenFiles[path] = true
+		f, err := d.read(path)
+		if err != nil {
+			probs = append(probs, Problem{File: path, Err: err.Error()})
+			continue
+		}
+		probs = append(probs, f.probs...)
+		for _, o := range f.objects {
+			here := fmt.Sprintf("%s: document %d", path, o.Doc)
+			if first, dup := origin[o.Key]; dup {
+				probs = append(probs, Problem{File: path, Doc: o.Doc, Object: o.Key.String(),
+					Err: "duplicate object, already defined at " + first + "; the first definition is used"})
+				continue
+			}
+			origin[o.Key] = here
+			next[memberObjectKey{member, o.Key}] = o
+			if ns := o.Obj.GetNamespace(); ns != "" {
+				namespaces[ns] = true
+			}
+		}
+	}
+	// A namespace an object lives in exists in its member, as it must in a
+	// real cluster, whether or not the folder declares it.
+	for ns := range namespaces {
+		k := ObjectKey{Kind: gvNamespace.GroupKind(), Name: ns}
+		if _, ok := next[memberObjectKey{member, k}]; !ok {
+			next[memberObjectKey{member, k}] = Object{Key: k, Obj: &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, Hash: "implicit"}
+		}
+	}
+	return probs
+}
+
+// read returns a file's objects, reading it again only when its size or
+// modification time changed.
+func (d *Dir) read(path string) (*file, error) {
+	info, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	if f, ok := d.files[path]; ok && f.size == info.Size() && f.modTime.Equal(info.ModTime()) {
+		return f, nil
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	f := &file{size: info.Size(), modTime: info.ModTime()}
+	f.objects, f.probs = Decode(path, data)
+	d.files[path] = f
+	return f, nil
+}
+
+// diff turns the change from the previous view to next into events:
+// members join before their objects arrive and leave with all of them.
+func (d *Dir) diff(members map[string]bool, next map[memberObjectKey]Object) []mcs.Event {
+	var evs []mcs.Event
+	for _, m := range sortedKeys(members) {
+		if !d.members[m] {
+			evs = append(evs, mcs.Event{Member: m, Op: mcs.OpJoin})
+		}
+	}
+	keys := make([]memberObjectKey, 0, len(next))
+	for k := range next {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, compareKeys)
+	for _, k := range keys {
+		if old, ok := d.current[k]; !ok || old.Hash != next[k].Hash {
+			evs = append(evs, mcs.Event{Member: k.member, Op: mcs.OpUpsert, Object: next[k].Obj})
+		}
+	}
+	keys = keys[:0]
+	for k := range d.current {
+		if _, ok := next[k]; !ok && members[k.member] {
+			keys = append(keys, k)
+		}
+	}
+	slices.SortFunc(keys, compareKeys)
+	for _, k := range keys {
+		evs = append(evs, mcs.Event{Member: k.member, Op: mcs.OpDelete, Object: d.current[k].Obj})
+	}
+	for _, m := range sortedKeys(d.members) {
+		if !members[m] {
+			evs = append(evs, mcs.Event{Member: m, Op: mcs.OpLeave})
+		}
+	}
+	return evs
+}
+
+// logProblems logs each problem once, when it first appears.
+func (d *Dir) logProblems(probs []Problem) {
+	now := map[string]bool{}
+	for _, p := range probs {
+		s := p.String()
+		now[s] = true
+		if !d.seen[s] {
+			d.log.Warn("cannot use object from ClusterSet folder", "problem", s)
+		}
+	}
+	d.seen = now
+}
+
+// Run scans the folder whenever it changes (file system notifications,
+// gathered for a short holdoff, and a periodic rescan as a safety net) and
+// hands every non-empty batch of events to sink, until ctx ends. The first
+// batch, sent at once, holds the whole folder. A folder that cannot be read
+// is logged and retried; it does not stop Run.
+func (d *Dir) Run(ctx context.Context, sink func([]mcs.Event, []Problem)) error {
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		d.log.Warn("file notifications unavailable, polling only", "err", err)
+	} else {
+		defer w.Close()
+	}
+	scan := func() {
+		evs, probs, err := d.Scan()
+		if err != nil {
+			d.log.Error("cannot scan ClusterSet folder", "dir", d.root, "err", err)
+			return
+		}
+		if w != nil {
+			d.watch(w)
+		}
+		if len(evs) > 0 {
+			sink(evs, probs)
+		}
+	}
+	scan()
+	poll := time.NewTicker(d.Poll)
+	defer poll.Stop()
+	var holdoff <-chan time.Time
+	var notify <-chan fsnotify.Event
+	var notifyErr <-chan error
+	if w != nil {
+		notify, notifyErr = w.Events, w.Errors
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-notify:
+			if holdoff == nil {
+				holdoff = time.After(notifyHoldoff)
+			}
+		case err := <-notifyErr:
+			d.log.Warn("file notification error", "err", err)
+		case <-holdoff:
+			holdoff = nil
+			scan()
+		case <-poll.C:
+			scan()
+		}
+	}
+}
+
+// watch makes sure the root and every member folder are watched; adding a
+// watched path again is a no-op.
+func (d *Dir) watch(w *fsnotify.Watcher) {
+	paths := []string{d.root}
+	for m := range d.members {
+		paths = append(paths, filepath.Join(d.root, m))
+	}
+	for _, p := range paths {
+		if err := w.Add(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			d.log.Debug("cannot watch folder", "path", p, "err", err)
+		}
+	}
+}
+
+func isManifest(name string) bool {
+	switch strings.ToLower(filepath.Ext(name)) {
+	case ".yaml", ".yml", ".json":
+		return true
+	}
+	return false
+}
+
+func hashOf(b []byte) string {
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:16])
+}
+
+func sortedKeys(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// compareKeys orders events so that a member's namespaces come before the
+// objects in them, which makes logs of a batch read naturally.
+func compareKeys(a, b memberObjectKey) int {
+	if c := strings.Compare(a.member, b.member); c != 0 {
+		return c
+	}
+	ar, br := kindRank(a.key.Kind.Kind), kindRank(b.key.Kind.Kind)
+	if ar != br {
+		return ar - br
+	}
+	if c := strings.Compare(a.key.Namespace, b.key.Namespace); c != 0 {
+		return c
+	}
+	return strings.Compare(a.key.Name, b.key.Name)
+}
+
+func kindRank(kind string) int {
+	switch kind {
+	case "ClusterProperty":
+		return 0
+	case "Namespace":
+		return 1
+	case "Service":
+		return 2
+	case "ServiceExport":
+		return 3
+	}
+	return 4
+}

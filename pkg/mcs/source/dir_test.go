@@ -1,0 +1,168 @@
+package source
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/eastwest-dev/eastwest/pkg/mcs"
+)
+
+func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func write(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// Content and mtime both change; a sleep-free test must not rely on
+	// the clock ticking between two writes of the same size.
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	future := time.Now().Add(time.Duration(len(content)) * time.Millisecond)
+	_ = os.Chtimes(path, future, future)
+}
+
+// summary renders events as "op member kind ns/name" lines.
+func summary(evs []mcs.Event) []string {
+	var out []string
+	for _, e := range evs {
+		s := e.Op.String() + " " + e.Member
+		if e.Object != nil {
+			s += " " + e.Object.GetNamespace() + "/" + e.Object.GetName()
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+const svcWeb = "apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: ns}\nspec: {ports: [{port: 80}]}\n"
+const exportWeb = "apiVersion: multicluster.x-k8s.io/v1alpha1\nkind: ServiceExport\nmetadata: {name: web, namespace: ns}\n"
+
+// Scan turns the folder's changes into the events that keep a Store in
+// step: joins, upserts of new and changed objects only, deletes of removed
+// ones, leaves of removed members.
+func TestDirScanEmitsChanges(t *testing.T) {
+	root := t.TempDir()
+	d := NewDir(root, quietLog())
+	scan := func() ([]string, []Problem) {
+		t.Helper()
+		evs, probs, err := d.Scan()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return summary(evs), probs
+	}
+	steps := []struct {
+		name   string
+		change func()
+		want   []string
+	}{
+		{"initial", func() {
+			write(t, filepath.Join(root, "east", "web.yaml"), svcWeb+"---\n"+exportWeb)
+			write(t, filepath.Join(root, "west", "ns.yaml"), "apiVersion: v1\nkind: Namespace\nmetadata: {name: ns}\n")
+		}, []string{"join east", "join west", "upsert east /ns", "upsert east ns/web", "upsert east ns/web", "upsert west /ns"}},
+		{"no change", func() {}, nil},
+		{"edit one document", func() {
+			write(t, filepath.Join(root, "east", "web.yaml"), strings.Replace(svcWeb, "80", "81", 1)+"---\n"+exportWeb)
+		}, []string{"upsert east ns/web"}},
+		{"remove a document", func() { write(t, filepath.Join(root, "east", "web.yaml"), strings.Replace(svcWeb, "80", "81", 1)) },
+			[]string{"delete east ns/web"}},
+		{"new file", func() { write(t, filepath.Join(root, "east", "export.yml"), exportWeb) },
+			[]string{"upsert east ns/web"}},
+		{"remove file", func() { _ = os.Remove(filepath.Join(root, "east", "export.yml")) },
+			[]string{"delete east ns/web"}},
+		{"member leaves", func() { _ = os.RemoveAll(filepath.Join(root, "west")) },
+			[]string{"leave west"}},
+	}
+	for _, st := range steps {
+		st.change()
+		got, probs := scan()
+		if len(probs) > 0 {
+			t.Errorf("%s: problems %v", st.name, probs)
+		}
+		if !slices.Equal(got, st.want) {
+			t.Errorf("%s: events %q, want %q", st.name, got, st.want)
+		}
+	}
+}
+
+// A broken file, a duplicate object and a stray file at the top are
+// reported with file and document; everything else is still read.
+func TestDirScanKeepsGoingOnProblems(t *testing.T) {
+	root := t.TempDir()
+	write(t, filepath.Join(root, "east", "a.yaml"), svcWeb)
+	write(t, filepath.Join(root, "east", "b.yaml"), "kind: [\n---\n"+svcWeb)
+	write(t, filepath.Join(root, "east", "notes.txt"), "not a manifest")
+	write(t, filepath.Join(root, "stray.yaml"), svcWeb)
+	d := NewDir(root, quietLog())
+	evs, probs, err := d.Scan()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := summary(evs); !slices.Equal(got, []string{"join east", "upsert east /ns", "upsert east ns/web"}) {
+		t.Errorf("events %q", got)
+	}
+	var got []string
+	for _, p := range probs {
+		got = append(got, p.String())
+	}
+	want := []string{
+		filepath.Join(root, "east", "b.yaml") + ": document 1: not valid YAML",
+		filepath.Join(root, "east", "b.yaml") + ": document 2 (Service ns/web): duplicate object, already defined at " + filepath.Join(root, "east", "a.yaml") + ": document 1",
+		filepath.Join(root, "stray.yaml") + ": ignored",
+	}
+	if len(got) != len(want) {
+		t.Fatalf("problems %q", got)
+	}
+	for i := range want {
+		if !strings.HasPrefix(got[i], want[i]) {
+			t.Errorf("problem %q, want prefix %q", got[i], want[i])
+		}
+	}
+	if _, _, err := NewDir(filepath.Join(root, "missing"), quietLog()).Scan(); err == nil {
+		t.Error("a missing folder is not an error")
+	}
+}
+
+// Run applies a new file without a restart, through file notifications
+// (the poll interval is set far beyond the test's deadline).
+func TestDirRunWatchesFolder(t *testing.T) {
+	root := t.TempDir()
+	write(t, filepath.Join(root, "east", "web.yaml"), svcWeb)
+	d := NewDir(root, quietLog())
+	d.Poll = time.Hour
+	batches := make(chan []string, 10)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- d.Run(ctx, func(evs []mcs.Event, _ []Problem) { batches <- summary(evs) }) }()
+	defer func() { cancel(); <-done }()
+
+	next := func() []string {
+		select {
+		case b := <-batches:
+			return b
+		case <-time.After(10 * time.Second):
+			t.Fatal("no events from the watcher")
+		}
+		return nil
+	}
+	if got := next(); !slices.Contains(got, "upsert east ns/web") {
+		t.Fatalf("first batch %q", got)
+	}
+	write(t, filepath.Join(root, "east", "export.yaml"), exportWeb)
+	if got := next(); !slices.Equal(got, []string{"upsert east ns/web"}) {
+		t.Fatalf("after new file: %q", got)
+	}
+	write(t, filepath.Join(root, "north", "web.yaml"), svcWeb)
+	if got := next(); !slices.Contains(got, "join north") {
+		t.Fatalf("after new member: %q", got)
+	}
+}
