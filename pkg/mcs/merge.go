@@ -54,6 +54,7 @@ func MergeService(key ServiceKey, in []ClusterInput) *ServiceState {
 		}
 		es := ExportStatus{
 			Cluster:             c.Cluster,
+			Created:             c.Export.Created,
 			Generation:          c.Export.Generation,
 			APIVersion:          c.Export.APIVersion,
 			ExportedLabels:      c.Export.ExportedLabels,
@@ -119,7 +120,7 @@ func MergeService(key ServiceKey, in []ClusterInput) *ServiceState {
 		imp.Type = mcsv1b1.Headless
 	}
 
-	conflicts := map[mcsv1b1.ServiceExportConditionReason][]ClusterID{}
+	conflicts := map[mcsv1b1.ServiceExportConditionReason][]string{}
 	for _, c := range constituents[1:] {
 		s := c.Service
 		for _, d := range []struct {
@@ -136,9 +137,14 @@ func MergeService(key ServiceKey, in []ClusterInput) *ServiceState {
 			{mcsv1b1.ServiceExportReasonAnnotationsConflict, !maps.Equal(c.Export.ExportedAnnotations, winner.Export.ExportedAnnotations)},
 			{mcsv1b1.ServiceExportReasonPortConflict, !samePorts(s.Ports, ws.Ports)},
 		} {
-			if d.differ {
-				conflicts[d.reason] = append(conflicts[d.reason], c.Cluster)
+			if !d.differ {
+				continue
 			}
+			what := string(c.Cluster)
+			if d.reason == mcsv1b1.ServiceExportReasonPortConflict {
+				what += " (" + portList(s.Ports) + ")"
+			}
+			conflicts[d.reason] = append(conflicts[d.reason], what)
 		}
 	}
 	imp.Ports = mergePorts(constituents)
@@ -157,7 +163,7 @@ func MergeService(key ServiceKey, in []ClusterInput) *ServiceState {
 	slices.Sort(imp.ImportedIn)
 	st.Import = imp
 
-	conflict := conflictCondition(conflicts, winner.Cluster)
+	conflict := conflictCondition(conflicts, winner)
 	for i := range st.Exports {
 		es := &st.Exports[i]
 		if es.Conditions[0].Status != metav1.ConditionTrue {
@@ -176,7 +182,7 @@ func MergeService(key ServiceKey, in []ClusterInput) *ServiceState {
 // conflictCondition builds the Conflict condition shared by every
 // constituent export: all reasons, comma-separated, and a message naming the
 // clusters that differ and the cluster whose value is used.
-func conflictCondition(conflicts map[mcsv1b1.ServiceExportConditionReason][]ClusterID, winner ClusterID) metav1.Condition {
+func conflictCondition(conflicts map[mcsv1b1.ServiceExportConditionReason][]string, winner *ClusterInput) metav1.Condition {
 	if len(conflicts) == 0 {
 		return condition(mcsv1b1.ServiceExportConditionConflict, metav1.ConditionFalse, mcsv1b1.ServiceExportReasonNoConflicts,
 			"all exports agree", 0)
@@ -188,16 +194,18 @@ func conflictCondition(conflicts map[mcsv1b1.ServiceExportConditionReason][]Clus
 			continue
 		}
 		reasons = append(reasons, string(r))
-		names := make([]string, len(clusters))
-		for i, c := range clusters {
-			names[i] = string(c)
-		}
-		what := "the oldest export's value is used"
+		oldest := "cluster " + string(winner.Cluster)
+		what := "its value is used"
 		if r == mcsv1b1.ServiceExportReasonPortConflict {
-			what = "the import exposes the union of the ports, the oldest export's port where two clusters disagree on one, and each port gets traffic only from the clusters that expose it"
+			oldest += " (" + portList(winner.Service.Ports) + ")"
+			what = "the import exposes the union of the ports, the oldest export's where two disagree, and a port gets traffic only from the clusters that expose it"
 		}
-		msgs = append(msgs, fmt.Sprintf("%s: cluster(s) %s differ from the oldest export (cluster %s); %s",
-			r, strings.Join(names, ", "), winner, what))
+		verb := "differs"
+		if len(clusters) > 1 {
+			verb = "differ"
+		}
+		msgs = append(msgs, fmt.Sprintf("%s: %s %s from the oldest export, %s; %s",
+			r, strings.Join(clusters, ", "), verb, oldest, what))
 	}
 	return metav1.Condition{
 		Type:    string(mcsv1b1.ServiceExportConditionConflict),
@@ -205,6 +213,15 @@ func conflictCondition(conflicts map[mcsv1b1.ServiceExportConditionReason][]Clus
 		Reason:  strings.Join(reasons, ","),
 		Message: strings.Join(msgs, "; "),
 	}
+}
+
+// portList renders ports as name/protocol/port for messages.
+func portList(ports []mcsv1b1.ServicePort) string {
+	parts := make([]string, len(ports))
+	for i, p := range ports {
+		parts[i] = fmt.Sprintf("%s/%s/%d", p.Name, p.Protocol, p.Port)
+	}
+	return strings.Join(parts, ", ")
 }
 
 // portIdentity is how ports of different clusters are matched: by name, and

@@ -84,8 +84,13 @@ func ImportObject(st *ServiceState) *mcsv1b1.ServiceImport {
 
 func exportObject(key ServiceKey, es *ExportStatus, now time.Time) *mcsv1b1.ServiceExport {
 	se := &mcsv1b1.ServiceExport{
-		TypeMeta:   metav1.TypeMeta{APIVersion: mcsv1b1.GroupVersion.String(), Kind: mcsv1b1.ServiceExportKindName},
-		ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name, Generation: es.Generation},
+		// Both versions have the same fields: the export is rendered in
+		// the version it was read as.
+		TypeMeta: metav1.TypeMeta{APIVersion: es.APIVersion, Kind: mcsv1b1.ServiceExportKindName},
+		ObjectMeta: metav1.ObjectMeta{
+			Namespace: key.Namespace, Name: key.Name, Generation: es.Generation,
+			CreationTimestamp: metav1.NewTime(es.Created),
+		},
 		Spec: mcsv1b1.ServiceExportSpec{
 			ExportedLabels:      es.ExportedLabels,
 			ExportedAnnotations: es.ExportedAnnotations,

@@ -459,3 +459,33 @@ func want[T comparable](t *testing.T, got, want T) {
 		t.Errorf("got %v, want %v", got, want)
 	}
 }
+
+// The Store is incremental: a Flush merges only the services touched since
+// the last one, and reports exactly those.
+func TestStoreRecomputesOnlyTouchedServices(t *testing.T) {
+	w := newWorld(t)
+	for _, name := range []string{"a", "b", "c"} {
+		w.exported("east", service("ns", name, port("http", 80)), 0)
+	}
+	if ch := w.flush(); len(ch.Services) != 3 || !ch.Clusters {
+		t.Fatalf("first flush %+v", ch)
+	}
+	before := w.s.Service(ServiceKey{"ns", "a"})
+	w.upsert("east", slice("ns", "b-1", "b", 3, "http"))
+	ch := w.flush()
+	if !slices.Equal(ch.Services, []ServiceKey{{"ns", "b"}}) || ch.Clusters {
+		t.Errorf("after one slice: changes %+v, want only ns/b", ch)
+	}
+	if w.s.Service(ServiceKey{"ns", "a"}) != before {
+		t.Error("an untouched service was merged again")
+	}
+	if ch := w.flush(); !ch.Empty() {
+		t.Errorf("a flush without events changed %+v", ch)
+	}
+	snap := w.s.Snapshot()
+	w.upsert("east", slice("ns", "b-1", "b", 4, "http"))
+	w.flush()
+	if len(snap.Services[ServiceKey{"ns", "b"}].Backends[0].Slices[0].Endpoints) != 3 {
+		t.Error("a snapshot changed after it was handed out")
+	}
+}

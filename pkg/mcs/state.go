@@ -2,6 +2,7 @@ package mcs
 
 import (
 	"slices"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -102,6 +103,7 @@ type ImportPort struct {
 // ExportStatus is the status the merge gives one member's ServiceExport.
 type ExportStatus struct {
 	Cluster             ClusterID
+	Created             time.Time
 	Generation          int64
 	APIVersion          string
 	ExportedLabels      map[string]string

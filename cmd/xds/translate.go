@@ -1,0 +1,130 @@
+package main
+
+import (
+	"bytes"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"sigs.k8s.io/yaml"
+
+	"github.com/eastwest-dev/eastwest/pkg/mcs"
+	"github.com/eastwest-dev/eastwest/pkg/mcs/source"
+)
+
+func runTranslate(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("translate", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dir := fs.String("dir", "", "ClusterSet folder: one subfolder of Kubernetes YAML per member cluster (required)")
+	cluster := fs.String("cluster", "", "print only the objects of this member cluster (by cluster ID)")
+	clusterSet := fs.String("clusterset", "", "the ClusterSet's name; members whose clusterset.k8s.io property names another set are left out")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "Usage: xds translate --dir DIR [--cluster ID]")
+		fmt.Fprintln(stderr, "\nPrints, per member cluster, the MCS objects it should hold (ServiceImports,")
+		fmt.Fprintln(stderr, "its ServiceExports with their status, MCS EndpointSlices) as a multi-document")
+		fmt.Fprintln(stderr, "YAML stream. Problems in the input go to stderr; the exit code is 1 only when")
+		fmt.Fprintln(stderr, "nothing valid could be read.")
+		fmt.Fprintln(stderr)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *dir == "" || fs.NArg() > 0 {
+		fs.Usage()
+		return 2
+	}
+	return translate(translateOptions{dir: *dir, cluster: mcs.ClusterID(*cluster), clusterSet: *clusterSet, now: time.Now().UTC().Truncate(time.Second)}, stdout, stderr)
+}
+
+type translateOptions struct {
+	dir        string
+	cluster    mcs.ClusterID
+	clusterSet string
+	// now is the transition time given to conditions.
+	now time.Time
+}
+
+// translate reads a ClusterSet folder once, merges it and prints the
+// result; it is the offline twin of what serve computes.
+func translate(opts translateOptions, stdout, stderr io.Writer) int {
+	dir := source.NewDir(opts.dir, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	evs, probs, err := dir.Scan()
+	if err != nil {
+		fmt.Fprintln(stderr, "error:", err)
+		return 1
+	}
+	for _, p := range probs {
+		fmt.Fprintln(stderr, "error:", p)
+	}
+	store := mcs.NewStore(mcs.Options{ClusterSet: opts.clusterSet})
+	objects := 0
+	for _, ev := range evs {
+		if ev.Object != nil {
+			objects++
+		}
+		if err := store.Apply(ev); err != nil {
+			fmt.Fprintf(stderr, "error: member %s: %v\n", ev.Member, err)
+		}
+	}
+	store.Flush()
+	state := store.Snapshot()
+	if len(state.Clusters) == 0 {
+		fmt.Fprintf(stderr, "error: no member clusters in %s: put each cluster's YAML in %s/<cluster-id>/\n", opts.dir, opts.dir)
+		return 1
+	}
+	if objects == 0 && len(probs) > 0 {
+		fmt.Fprintln(stderr, "error: no valid object could be read")
+		return 1
+	}
+	for _, c := range state.Clusters {
+		if c.Error != "" {
+			fmt.Fprintf(stderr, "error: member %s is left out of the ClusterSet: %s\n", c.Member, c.Error)
+		}
+	}
+	out, err := render(state, opts)
+	if err != nil {
+		fmt.Fprintln(stderr, "error:", err)
+		return 1
+	}
+	if _, err := stdout.Write(out); err != nil {
+		return 1
+	}
+	return 0
+}
+
+// render prints, per member cluster sorted by ID, the objects the merge
+// says it should hold, each document preceded by a comment naming the
+// cluster.
+func render(state *mcs.State, opts translateOptions) ([]byte, error) {
+	var b bytes.Buffer
+	for _, id := range state.ClusterIDs() {
+		if opts.cluster != "" && id != opts.cluster {
+			continue
+		}
+		objs := state.ObjectsFor(id, opts.now)
+		fmt.Fprintf(&b, "# Cluster %s: %d ServiceImports, %d ServiceExports, %d EndpointSlices\n",
+			id, len(objs.ServiceImports), len(objs.ServiceExports), len(objs.EndpointSlices))
+		var docs []any
+		for _, o := range objs.ServiceImports {
+			docs = append(docs, o)
+		}
+		for _, o := range objs.ServiceExports {
+			docs = append(docs, o)
+		}
+		for _, o := range objs.EndpointSlices {
+			docs = append(docs, o)
+		}
+		for _, d := range docs {
+			y, err := yaml.Marshal(d)
+			if err != nil {
+				return nil, err
+			}
+			fmt.Fprintf(&b, "---\n# cluster: %s\n", id)
+			b.Write(y)
+		}
+	}
+	return b.Bytes(), nil
+}
