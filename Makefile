@@ -1,0 +1,80 @@
+# eastwest: `make run` serves the demo ClusterSet, `make test` runs every test.
+# Tools the targets need are built from the Go module proxy into .cache/
+# (gitignored), so a fresh machine needs only Go and make.
+
+GO        ?= go
+BIN       := bin
+CACHE     := $(CURDIR)/.cache
+TOOLS     := $(CACHE)/bin
+FUZZTIME  ?= 30s
+BENCHTIME ?= 1s
+GOLANGCI_LINT_VERSION ?= v2.11.4
+
+.PHONY: all build run test vet unit race golden check-golden bench fuzz lint fmt tools clean
+
+all: build
+
+build: ## Build the xds binary into bin/.
+	$(GO) build -o $(BIN)/xds ./cmd/xds
+
+run: build ## Translate the demo ClusterSet in examples/clusterset and show what to try next.
+	./$(BIN)/xds translate --dir examples/clusterset
+	@echo
+	@echo "# Above: the MCS objects each member cluster of examples/clusterset should hold."
+	@echo "# Next:"
+	@echo "#   ./$(BIN)/xds translate --dir examples/clusterset --cluster central   # one cluster only"
+	@echo "#   edit examples/clusterset/*/*.yaml and run 'make run' again"
+	@echo "#   make test                                                           # every test"
+
+test: vet race check-golden ## Everything CI runs: vet, all tests with -race, the golden check.
+
+vet:
+	$(GO) vet ./...
+
+unit: ## All tests, without the race detector (quicker).
+	$(GO) test ./...
+
+race:
+	$(GO) test -race -count=1 ./...
+
+# The packages whose tests use internal/golden (only they know -update).
+GOLDEN_PKGS = $(shell $(GO) list -f '{{range .TestImports}}{{if eq . "github.com/eastwest-dev/eastwest/internal/golden"}}{{$$.ImportPath}}{{end}}{{end}}' ./...)
+
+golden: ## Rewrite every golden file under testdata/ from the current output.
+	$(GO) test -count=1 $(GOLDEN_PKGS) -update
+
+check-golden: golden ## Fail when a golden file is stale, missing or orphaned.
+	@if [ -n "$$(git status --porcelain -- ':(glob)**/testdata/**')" ]; then \
+		echo "golden files differ from the code's output (run 'make golden' and review):"; \
+		git status --porcelain -- ':(glob)**/testdata/**'; \
+		git --no-pager diff --stat -- ':(glob)**/testdata/**'; \
+		exit 1; \
+	fi
+
+bench: ## Benchmarks with allocations (BENCHTIME=… to change the duration).
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./...
+
+fuzz: ## Run every fuzz test for FUZZTIME each.
+	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./pkg/mcs/source
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+lint: $(TOOLS)/golangci-lint ## gofmt, go vet and golangci-lint (see .golangci.yml).
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
+	if [ -n "$$unformatted" ]; then echo "gofmt would change: $$unformatted"; exit 1; fi
+	$(GO) vet ./...
+	$(TOOLS)/golangci-lint run ./...
+
+tools: $(TOOLS)/golangci-lint
+
+# Rebuilt only when the pinned version changes.
+$(TOOLS)/golangci-lint: Makefile
+	@if ! $(TOOLS)/golangci-lint version 2>/dev/null | grep -q "$(GOLANGCI_LINT_VERSION:v%=%)"; then \
+		echo "building golangci-lint $(GOLANGCI_LINT_VERSION) into $(TOOLS)"; \
+		GOBIN=$(TOOLS) $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION); \
+	fi
+	@touch $@
+
+clean:
+	rm -rf $(BIN)
