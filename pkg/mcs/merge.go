@@ -129,7 +129,10 @@ func MergeService(key ServiceKey, in []ClusterInput) *ServiceState {
 		}{
 			{mcsv1b1.ServiceExportReasonTypeConflict, s.Headless != ws.Headless},
 			{mcsv1b1.ServiceExportReasonSessionAffinityConflict, s.SessionAffinity != ws.SessionAffinity},
-			{mcsv1b1.ServiceExportReasonSessionAffinityConfigConflict, !apiequality.Semantic.DeepEqual(s.SessionAffinityConfig, ws.SessionAffinityConfig)},
+			// The config is compared only between exports with the same
+			// affinity: with different ones it differs as a consequence.
+			{mcsv1b1.ServiceExportReasonSessionAffinityConfigConflict, s.SessionAffinity == ws.SessionAffinity &&
+				!apiequality.Semantic.DeepEqual(s.SessionAffinityConfig, ws.SessionAffinityConfig)},
 			{mcsv1b1.ServiceExportReasonInternalTrafficPolicyConflict, s.InternalTrafficPolicy != ws.InternalTrafficPolicy},
 			{mcsv1b1.ServiceExportReasonTrafficDistributionConflict, s.TrafficDistribution != ws.TrafficDistribution},
 			{mcsv1b1.ServiceExportReasonIPFamilyConflict, !slices.Equal(s.IPFamilies, ws.IPFamilies)},

@@ -143,11 +143,11 @@ func TestRule4_ConflictResolution(t *testing.T) {
 	}{
 		"headlessness": {func(s *corev1.Service, _ *mcsv1b1.ServiceExport) { s.Spec.ClusterIP = corev1.ClusterIPNone }, "TypeConflict",
 			func(t *testing.T, i *Import) { want(t, i.Type, mcsv1b1.ClusterSetIP) }},
-		"session affinity": {func(s *corev1.Service, _ *mcsv1b1.ServiceExport) {
+		"session affinity": {mutate: func(s *corev1.Service, _ *mcsv1b1.ServiceExport) {
 			s.Spec.SessionAffinity = corev1.ServiceAffinityClientIP
 		},
-			"SessionAffinityConflict,SessionAffinityConfigConflict",
-			func(t *testing.T, i *Import) { want(t, i.SessionAffinity, corev1.ServiceAffinityNone) }},
+			reason: "SessionAffinityConflict",
+			check:  func(t *testing.T, i *Import) { want(t, i.SessionAffinity, corev1.ServiceAffinityNone) }},
 		"internal traffic policy": {func(s *corev1.Service, _ *mcsv1b1.ServiceExport) { s.Spec.InternalTrafficPolicy = &local }, "InternalTrafficPolicyConflict",
 			func(t *testing.T, i *Import) {
 				want(t, i.InternalTrafficPolicy, corev1.ServiceInternalTrafficPolicyCluster)
@@ -199,6 +199,27 @@ func TestRule4_ConflictResolution(t *testing.T) {
 			wantCond(t, st, "b", mcsv1b1.ServiceExportConditionConflict, metav1.ConditionFalse, "NoConflicts")
 		})
 	}
+}
+
+// Rule 4, session affinity config: two ClientIP exports with different
+// timeouts conflict on the config alone; the oldest export's timeout wins
+// (a missing config is the apiserver's default).
+func TestRule4_SessionAffinityConfigConflict(t *testing.T) {
+	clientIP := func(timeout *int32) *corev1.Service {
+		s := service("ns", "web", port("http", 80))
+		s.Spec.SessionAffinity = corev1.ServiceAffinityClientIP
+		if timeout != nil {
+			s.Spec.SessionAffinityConfig = &corev1.SessionAffinityConfig{ClientIP: &corev1.ClientIPConfig{TimeoutSeconds: timeout}}
+		}
+		return s
+	}
+	w := newWorld(t).exported("b", clientIP(nil), 0).exported("a", clientIP(ptrTo(int32(60))), time.Minute)
+	st := w.svcState("ns", "web")
+	wantCond(t, st, "a", mcsv1b1.ServiceExportConditionConflict, metav1.ConditionTrue, "SessionAffinityConfigConflict")
+	want(t, *st.Import.SessionAffinityConfig.ClientIP.TimeoutSeconds, defaultSessionAffinityTimeout)
+
+	w.upsert("a", clientIP(ptrTo(defaultSessionAffinityTimeout)))
+	wantCond(t, w.svcState("ns", "web"), "a", mcsv1b1.ServiceExportConditionConflict, metav1.ConditionFalse, "NoConflicts")
 }
 
 // Rule 4, tie-break: exports created at the same second are ordered by
