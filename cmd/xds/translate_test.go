@@ -71,4 +71,3 @@ func TestTranslateCommandLine(t *testing.T) {
 		})
 	}
 }
-

@@ -46,7 +46,7 @@ func benchSlice(svc string, cluster, generation int) *discoveryv1.EndpointSlice 
 			},
 		}
 	}
-	es.ObjectMeta.ResourceVersion = fmt.Sprint(generation)
+	es.ResourceVersion = fmt.Sprint(generation)
 	return es
 }
 

@@ -40,7 +40,7 @@ func (p *ClusterProperty) DeepCopyObject() runtime.Object {
 		return nil
 	}
 	out := *p
-	p.ObjectMeta.DeepCopyInto(&out.ObjectMeta)
+	p.DeepCopyInto(&out.ObjectMeta)
 	return &out
 }
 

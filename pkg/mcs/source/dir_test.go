@@ -143,7 +143,12 @@ func TestDirRunWatchesFolder(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
 	go func() { done <- d.Run(ctx, func(evs []mcs.Event, _ []Problem) { batches <- summary(evs) }) }()
-	defer func() { cancel(); <-done }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
 
 	next := func() []string {
 		select {
