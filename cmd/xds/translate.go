@@ -2,10 +2,14 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
 	"sigs.k8s.io/yaml"
@@ -20,8 +24,9 @@ func runTranslate(args []string, stdout, stderr io.Writer) int {
 	dir := fs.String("dir", "", "ClusterSet folder: one subfolder of Kubernetes YAML per member cluster (required)")
 	cluster := fs.String("cluster", "", "print only the objects of this member cluster (by cluster ID)")
 	clusterSet := fs.String("clusterset", "", "the ClusterSet's name; members whose clusterset.k8s.io property names another set are left out")
+	watch := fs.Bool("watch", false, "keep watching the folder and print the whole state again after every change")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: xds translate --dir DIR [--cluster ID]")
+		fmt.Fprintln(stderr, "Usage: xds translate --dir DIR [--cluster ID] [--watch]")
 		fmt.Fprintln(stderr, "\nPrints, per member cluster, the MCS objects it should hold (ServiceImports,")
 		fmt.Fprintln(stderr, "its ServiceExports with their status, MCS EndpointSlices) as a multi-document")
 		fmt.Fprintln(stderr, "YAML stream. Problems in the input go to stderr; the exit code is 1 only when")
@@ -36,7 +41,13 @@ func runTranslate(args []string, stdout, stderr io.Writer) int {
 		fs.Usage()
 		return 2
 	}
-	return translate(translateOptions{dir: *dir, cluster: mcs.ClusterID(*cluster), clusterSet: *clusterSet, now: time.Now().UTC().Truncate(time.Second)}, stdout, stderr)
+	opts := translateOptions{dir: *dir, cluster: mcs.ClusterID(*cluster), clusterSet: *clusterSet, now: time.Now().UTC().Truncate(time.Second)}
+	if *watch {
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		return translateWatch(ctx, opts, stdout, stderr)
+	}
+	return translate(opts, stdout, stderr)
 }
 
 type translateOptions struct {
@@ -71,6 +82,11 @@ func translate(opts translateOptions, stdout, stderr io.Writer) int {
 	}
 	store.Flush()
 	state := store.Snapshot()
+	for _, c := range state.Clusters {
+		if c.Error != "" {
+			fmt.Fprintf(stderr, "error: member %s is left out of the ClusterSet: %s\n", c.Member, c.Error)
+		}
+	}
 	if len(state.Clusters) == 0 {
 		fmt.Fprintf(stderr, "error: no member clusters in %s: put each cluster's YAML in %s/<cluster-id>/\n", opts.dir, opts.dir)
 		return 1
@@ -79,17 +95,57 @@ func translate(opts translateOptions, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "error: no valid object could be read")
 		return 1
 	}
-	for _, c := range state.Clusters {
-		if c.Error != "" {
-			fmt.Fprintf(stderr, "error: member %s is left out of the ClusterSet: %s\n", c.Member, c.Error)
-		}
-	}
 	out, err := render(state, opts)
 	if err != nil {
 		fmt.Fprintln(stderr, "error:", err)
 		return 1
 	}
 	if _, err := stdout.Write(out); err != nil {
+		return 1
+	}
+	return 0
+}
+
+// translateWatch prints the state once, then again after every change to
+// the folder, until ctx ends. Problems are logged to stderr when they
+// appear. It is the offline twin of serve's input loop: the same Dir
+// watcher and the same incremental Store.
+func translateWatch(ctx context.Context, opts translateOptions, stdout, stderr io.Writer) int {
+	log := slog.New(slog.NewTextHandler(stderr, nil))
+	store := mcs.NewStore(mcs.Options{ClusterSet: opts.clusterSet})
+	dir := source.NewDir(opts.dir, log)
+	failed := false
+	err := dir.Run(ctx, func(evs []mcs.Event, _ []source.Problem) {
+		for _, ev := range evs {
+			if err := store.Apply(ev); err != nil {
+				log.Error("cannot apply event", "member", ev.Member, "err", err)
+			}
+		}
+		ch := store.Flush()
+		if ch.Empty() {
+			return
+		}
+		state := store.Snapshot()
+		if ch.Clusters {
+			for _, c := range state.Clusters {
+				if c.Error != "" {
+					log.Error("member left out of the ClusterSet", "member", c.Member, "reason", c.Error)
+				}
+			}
+		}
+		opts.now = time.Now().UTC().Truncate(time.Second)
+		out, err := render(state, opts)
+		if err != nil {
+			log.Error("cannot render state", "err", err)
+			failed = true
+			return
+		}
+		fmt.Fprintf(stdout, "# ClusterSet state at %s (%d services changed)\n", opts.now.Format(time.RFC3339), len(ch.Services))
+		if _, err := stdout.Write(out); err != nil {
+			failed = true
+		}
+	})
+	if err != nil || failed {
 		return 1
 	}
 	return 0

@@ -2,9 +2,12 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -69,5 +72,78 @@ func TestTranslateCommandLine(t *testing.T) {
 				t.Errorf("stdout contains %q", tc.noStdout)
 			}
 		})
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a writer goroutine and a reader,
+// signalling every write.
+type syncBuffer struct {
+	mu    sync.Mutex
+	buf   bytes.Buffer
+	wrote chan struct{}
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	defer func() {
+		select {
+		case b.wrote <- struct{}{}:
+		default:
+		}
+	}()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// waitFor blocks until the buffer holds want, failing after a generous
+// deadline (a guard against hangs, not a latency assertion).
+func (b *syncBuffer) waitFor(t *testing.T, want string) {
+	t.Helper()
+	deadline := time.After(10 * time.Second)
+	for !strings.Contains(b.String(), want) {
+		select {
+		case <-b.wrote:
+		case <-deadline:
+			t.Fatalf("output never contained %q:\n%s", want, b.String())
+		}
+	}
+}
+
+// translate --watch prints the state, then the new state after a file is
+// added, without a restart, and reports a broken file while it keeps going.
+func TestTranslateWatch(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "east", "api.yaml"), "apiVersion: v1\nkind: Service\nmetadata: {name: api, namespace: apps}\nspec: {ports: [{port: 8080}]}\n")
+	stdout := &syncBuffer{wrote: make(chan struct{}, 1)}
+	stderr := &syncBuffer{wrote: make(chan struct{}, 1)}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int)
+	go func() { done <- translateWatch(ctx, translateOptions{dir: dir}, stdout, stderr) }()
+
+	stdout.waitFor(t, "# Cluster east: 0 ServiceImports")
+	writeFile(t, filepath.Join(dir, "east", "export.yaml"), "apiVersion: multicluster.x-k8s.io/v1beta1\nkind: ServiceExport\nmetadata: {name: api, namespace: apps}\n")
+	stdout.waitFor(t, "# Cluster east: 1 ServiceImports")
+	writeFile(t, filepath.Join(dir, "east", "broken.yaml"), "kind: [\n")
+	stderr.waitFor(t, "broken.yaml: document 1: not valid YAML")
+
+	cancel()
+	if code := <-done; code != 0 {
+		t.Errorf("exit code %d", code)
+	}
+}
+
+func writeFile(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
 	}
 }
