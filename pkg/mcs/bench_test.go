@@ -7,6 +7,7 @@ import (
 
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 )
 
 const (
@@ -40,9 +41,9 @@ func benchSlice(svc string, cluster, generation int) *discoveryv1.EndpointSlice 
 	for i := range es.Endpoints {
 		es.Endpoints[i] = discoveryv1.Endpoint{
 			Addresses: []string{fmt.Sprintf("10.%d.%d.%d", cluster, i, generation%250)},
-			Zone:      ptrTo("zone-a"),
+			Zone:      ptr.To("zone-a"),
 			Conditions: discoveryv1.EndpointConditions{
-				Ready: ptrTo(true),
+				Ready: ptr.To(true),
 			},
 		}
 	}

@@ -3,6 +3,7 @@ package mcs
 import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/utils/ptr"
 	mcsv1a1 "sigs.k8s.io/mcs-api/pkg/apis/v1alpha1"
 	mcsv1b1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 )
@@ -44,7 +45,7 @@ func serviceFrom(svc *corev1.Service) *Service {
 		Headless:            svc.Spec.ClusterIP == corev1.ClusterIPNone,
 		SessionAffinity:     svc.Spec.SessionAffinity,
 		IPFamilies:          svc.Spec.IPFamilies,
-		TrafficDistribution: deref(svc.Spec.TrafficDistribution),
+		TrafficDistribution: ptr.Deref(svc.Spec.TrafficDistribution, ""),
 	}
 	if s.Type == "" {
 		s.Type = corev1.ServiceTypeClusterIP
@@ -98,7 +99,7 @@ func sliceFrom(es *discoveryv1.EndpointSlice) *Slice {
 		if p.Protocol != nil {
 			proto = *p.Protocol
 		}
-		s.Ports = append(s.Ports, SlicePort{Name: deref(p.Name), Protocol: proto, Port: *p.Port, AppProtocol: p.AppProtocol})
+		s.Ports = append(s.Ports, SlicePort{Name: ptr.Deref(p.Name, ""), Protocol: proto, Port: *p.Port, AppProtocol: p.AppProtocol})
 	}
 	for i := range es.Endpoints {
 		e := &es.Endpoints[i]
@@ -112,8 +113,8 @@ func sliceFrom(es *discoveryv1.EndpointSlice) *Slice {
 			Ready:       ready,
 			Serving:     serving,
 			Terminating: e.Conditions.Terminating != nil && *e.Conditions.Terminating,
-			Hostname:    deref(e.Hostname),
-			Zone:        deref(e.Zone),
+			Hostname:    ptr.Deref(e.Hostname, ""),
+			Zone:        ptr.Deref(e.Zone, ""),
 		}
 	}
 	return s
@@ -124,12 +125,4 @@ func defaultProtocol(p corev1.Protocol) corev1.Protocol {
 		return corev1.ProtocolTCP
 	}
 	return p
-}
-
-func deref[T any](p *T) T {
-	var zero T
-	if p == nil {
-		return zero
-	}
-	return *p
 }

@@ -8,6 +8,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 	mcsv1b1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 )
 
@@ -96,7 +97,7 @@ func slice(ns, name, svc string, n int, portNames ...string) *discoveryv1.Endpoi
 		AddressType: discoveryv1.AddressTypeIPv4,
 	}
 	for i, p := range portNames {
-		es.Ports = append(es.Ports, discoveryv1.EndpointPort{Name: ptrTo(p), Port: ptrTo(int32(8000 + i)), Protocol: ptrTo(corev1.ProtocolTCP)})
+		es.Ports = append(es.Ports, discoveryv1.EndpointPort{Name: ptr.To(p), Port: ptr.To(int32(8000 + i)), Protocol: ptr.To(corev1.ProtocolTCP)})
 	}
 	for i := range n {
 		es.Endpoints = append(es.Endpoints, discoveryv1.Endpoint{Addresses: []string{fmt.Sprintf("10.%d.%d.%d", len(name)%250, i/250, i%250+1)}})

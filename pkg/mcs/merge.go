@@ -10,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 	mcsv1b1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 )
 
@@ -290,7 +291,7 @@ func samePorts(a, b []mcsv1b1.ServicePort) bool {
 }
 
 func equalPort(a, b mcsv1b1.ServicePort) bool {
-	return a.Name == b.Name && a.Protocol == b.Protocol && a.Port == b.Port && deref(a.AppProtocol) == deref(b.AppProtocol)
+	return a.Name == b.Name && a.Protocol == b.Protocol && a.Port == b.Port && ptr.Deref(a.AppProtocol, "") == ptr.Deref(b.AppProtocol, "")
 }
 
 func condition(t mcsv1b1.ServiceExportConditionType, s metav1.ConditionStatus, r mcsv1b1.ServiceExportConditionReason, msg string, gen int64) metav1.Condition {

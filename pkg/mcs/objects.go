@@ -10,6 +10,7 @@ import (
 
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 	mcsv1b1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 )
 
@@ -164,9 +165,9 @@ func slicePorts(imp *Import, c ClusterID, src *Slice) []discoveryv1.EndpointPort
 			continue
 		}
 		out = append(out, discoveryv1.EndpointPort{
-			Name:        ptrTo(p.Name),
-			Protocol:    ptrTo(p.Protocol),
-			Port:        ptrTo(n),
+			Name:        ptr.To(p.Name),
+			Protocol:    ptr.To(p.Protocol),
+			Port:        ptr.To(n),
 			AppProtocol: p.AppProtocol,
 		})
 	}
@@ -179,16 +180,16 @@ func sliceEndpoints(eps []Endpoint) []discoveryv1.Endpoint {
 		out[i] = discoveryv1.Endpoint{
 			Addresses: e.Addresses,
 			Conditions: discoveryv1.EndpointConditions{
-				Ready:       ptrTo(e.Ready),
-				Serving:     ptrTo(e.Serving),
-				Terminating: ptrTo(e.Terminating),
+				Ready:       ptr.To(e.Ready),
+				Serving:     ptr.To(e.Serving),
+				Terminating: ptr.To(e.Terminating),
 			},
 		}
 		if e.Hostname != "" {
-			out[i].Hostname = ptrTo(e.Hostname)
+			out[i].Hostname = ptr.To(e.Hostname)
 		}
 		if e.Zone != "" {
-			out[i].Zone = ptrTo(e.Zone)
+			out[i].Zone = ptr.To(e.Zone)
 		}
 	}
 	return out
@@ -213,5 +214,3 @@ func trimName(s string, n int) string {
 	}
 	return strings.TrimRight(s, "-.")
 }
-
-func ptrTo[T any](v T) *T { return &v }

@@ -9,6 +9,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 	mcsv1a1 "sigs.k8s.io/mcs-api/pkg/apis/v1alpha1"
 	mcsv1b1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 )
@@ -152,7 +153,7 @@ func TestRule4_ConflictResolution(t *testing.T) {
 			func(t *testing.T, i *Import) {
 				want(t, i.InternalTrafficPolicy, corev1.ServiceInternalTrafficPolicyCluster)
 			}},
-		"traffic distribution": {func(s *corev1.Service, _ *mcsv1b1.ServiceExport) { s.Spec.TrafficDistribution = ptrTo("PreferClose") }, "TrafficDistributionConflict",
+		"traffic distribution": {func(s *corev1.Service, _ *mcsv1b1.ServiceExport) { s.Spec.TrafficDistribution = ptr.To("PreferClose") }, "TrafficDistributionConflict",
 			func(t *testing.T, i *Import) { want(t, i.TrafficDistribution, "") }},
 		"ip families": {func(s *corev1.Service, _ *mcsv1b1.ServiceExport) {
 			s.Spec.IPFamilies = []corev1.IPFamily{corev1.IPv6Protocol}
@@ -213,12 +214,12 @@ func TestRule4_SessionAffinityConfigConflict(t *testing.T) {
 		}
 		return s
 	}
-	w := newWorld(t).exported("b", clientIP(nil), 0).exported("a", clientIP(ptrTo(int32(60))), time.Minute)
+	w := newWorld(t).exported("b", clientIP(nil), 0).exported("a", clientIP(ptr.To(int32(60))), time.Minute)
 	st := w.svcState("ns", "web")
 	wantCond(t, st, "a", mcsv1b1.ServiceExportConditionConflict, metav1.ConditionTrue, "SessionAffinityConfigConflict")
 	want(t, *st.Import.SessionAffinityConfig.ClientIP.TimeoutSeconds, defaultSessionAffinityTimeout)
 
-	w.upsert("a", clientIP(ptrTo(defaultSessionAffinityTimeout)))
+	w.upsert("a", clientIP(ptr.To(defaultSessionAffinityTimeout)))
 	wantCond(t, w.svcState("ns", "web"), "a", mcsv1b1.ServiceExportConditionConflict, metav1.ConditionFalse, "NoConflicts")
 }
 
@@ -321,7 +322,7 @@ func TestRule6_EndpointsFromSlices(t *testing.T) {
 	v6.AddressType = discoveryv1.AddressTypeIPv6
 	f, tr := false, true
 	v6.Endpoints = []discoveryv1.Endpoint{
-		{Addresses: []string{"fd00::1"}, Hostname: ptrTo("web-0"), Zone: ptrTo("z1")},
+		{Addresses: []string{"fd00::1"}, Hostname: ptr.To("web-0"), Zone: ptr.To("z1")},
 		{Addresses: []string{"fd00::2"}, Conditions: discoveryv1.EndpointConditions{Ready: &f, Serving: &tr, Terminating: &tr}},
 		{Addresses: []string{"fd00::3"}, Conditions: discoveryv1.EndpointConditions{Ready: &f}},
 	}

@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/validation"
 	k8syaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/utils/ptr"
 	mcsv1a1 "sigs.k8s.io/mcs-api/pkg/apis/v1alpha1"
 	mcsv1b1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 	"sigs.k8s.io/yaml"
@@ -363,7 +364,7 @@ func validateSlice(es *discoveryv1.EndpointSlice) []error {
 	for i, p := range es.Ports {
 		f := fmt.Sprintf("ports[%d]", i)
 		if p.Port != nil {
-			errs = append(errs, validatePort(f, *p.Port, deref(p.Protocol))...)
+			errs = append(errs, validatePort(f, *p.Port, ptr.Deref(p.Protocol, ""))...)
 		}
 		if p.Name != nil && *p.Name != "" {
 			for _, m := range validation.IsDNS1123Label(*p.Name) {
@@ -402,12 +403,4 @@ func validAddress(t discoveryv1.AddressType, a string) error {
 		return fmt.Errorf("%q is not an IPv6 address", a)
 	}
 	return nil
-}
-
-func deref[T any](p *T) T {
-	var zero T
-	if p == nil {
-		return zero
-	}
-	return *p
 }
