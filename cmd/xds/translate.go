@@ -16,6 +16,7 @@ import (
 
 	"github.com/eastwest-dev/eastwest/pkg/mcs"
 	"github.com/eastwest-dev/eastwest/pkg/mcs/source"
+	"github.com/eastwest-dev/eastwest/pkg/translate"
 )
 
 func runTranslate(args []string, stdout, stderr io.Writer) int {
@@ -25,12 +26,18 @@ func runTranslate(args []string, stdout, stderr io.Writer) int {
 	cluster := fs.String("cluster", "", "print only the objects of this member cluster (by cluster ID)")
 	clusterSet := fs.String("clusterset", "", "the ClusterSet's name; members whose clusterset.k8s.io property names another set are left out")
 	watch := fs.Bool("watch", false, "keep watching the folder and print the whole state again after every change")
+	nodeCluster := fs.String("node-cluster", "", "print the Envoy resources an xDS client in this member cluster gets, instead of the MCS objects")
+	role := fs.String("role", string(translate.RoleClient), "with --node-cluster: the client's role, client (proxyless gRPC) or gateway (east-west Envoy)")
+	gatewayPort := fs.Uint("gateway-port", uint(translate.DefaultGatewayPort), "with --role gateway: the port of the gateway's HTTP listener")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: xds translate --dir DIR [--cluster ID] [--watch]")
+		fmt.Fprintln(stderr, "       xds translate --dir DIR --node-cluster ID [--role client|gateway]")
 		fmt.Fprintln(stderr, "\nPrints, per member cluster, the MCS objects it should hold (ServiceImports,")
 		fmt.Fprintln(stderr, "its ServiceExports with their status, MCS EndpointSlices) as a multi-document")
 		fmt.Fprintln(stderr, "YAML stream. Problems in the input go to stderr; the exit code is 1 only when")
-		fmt.Fprintln(stderr, "nothing valid could be read.")
+		fmt.Fprintln(stderr, "nothing valid could be read. With --node-cluster it prints instead the Envoy")
+		fmt.Fprintln(stderr, "resources (protojson as YAML) that an xDS client of that cluster and role gets;")
+		fmt.Fprintln(stderr, "resources that fail validation are reported on stderr and left out.")
 		fmt.Fprintln(stderr)
 		fs.PrintDefaults()
 	}
@@ -42,12 +49,24 @@ func runTranslate(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	opts := translateOptions{dir: *dir, cluster: mcs.ClusterID(*cluster), clusterSet: *clusterSet, now: time.Now().UTC().Truncate(time.Second)}
+	if *nodeCluster != "" {
+		r := translate.Role(*role)
+		if r != translate.RoleClient && r != translate.RoleGateway {
+			fmt.Fprintf(stderr, "xds translate: --role must be client or gateway, not %q\n", *role)
+			return 2
+		}
+		if *gatewayPort == 0 || *gatewayPort > 65535 {
+			fmt.Fprintf(stderr, "xds translate: --gateway-port %d is not a port\n", *gatewayPort)
+			return 2
+		}
+		opts.view = &translate.View{Cluster: mcs.ClusterID(*nodeCluster), Role: r, GatewayPort: uint32(*gatewayPort)}
+	}
 	if *watch {
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
 		return translateWatch(ctx, opts, stdout, stderr)
 	}
-	return translate(opts, stdout, stderr)
+	return translateOnce(opts, stdout, stderr)
 }
 
 type translateOptions struct {
@@ -56,11 +75,13 @@ type translateOptions struct {
 	clusterSet string
 	// now is the transition time given to conditions.
 	now time.Time
+	// view, when set, selects the Envoy output for that client view.
+	view *translate.View
 }
 
-// translate reads a ClusterSet folder once, merges it and prints the
+// translateOnce reads a ClusterSet folder once, merges it and prints the
 // result; it is the offline twin of what serve computes.
-func translate(opts translateOptions, stdout, stderr io.Writer) int {
+func translateOnce(opts translateOptions, stdout, stderr io.Writer) int {
 	dir := source.NewDir(opts.dir, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	evs, probs, err := dir.Scan()
 	if err != nil {
@@ -151,10 +172,36 @@ func translateWatch(ctx context.Context, opts translateOptions, stdout, stderr i
 	return 0
 }
 
-// render prints, per member cluster sorted by ID, the objects the merge
+// render prints the Envoy resources of opts.view when set, else the MCS
+// objects of every member cluster.
+func render(state *mcs.State, opts translateOptions) ([]byte, error) {
+	if opts.view == nil {
+		return renderMCS(state, opts)
+	}
+	known := false
+	for _, id := range state.ClusterIDs() {
+		known = known || id == opts.view.Cluster
+	}
+	if !known {
+		return nil, fmt.Errorf("cluster %q is not a member of the ClusterSet (members: %v); a client there would get nothing", opts.view.Cluster, state.ClusterIDs())
+	}
+	r := translate.All(state, *opts.view)
+	var b bytes.Buffer
+	for _, inv := range r.Invalid {
+		fmt.Fprintf(&b, "# not published (failed validation): %v\n", inv)
+	}
+	out, err := translate.YAML(r.Resources)
+	if err != nil {
+		return nil, err
+	}
+	b.Write(out)
+	return b.Bytes(), nil
+}
+
+// renderMCS prints, per member cluster sorted by ID, the objects the merge
 // says it should hold, each document preceded by a comment naming the
 // cluster.
-func render(state *mcs.State, opts translateOptions) ([]byte, error) {
+func renderMCS(state *mcs.State, opts translateOptions) ([]byte, error) {
 	var b bytes.Buffer
 	for _, id := range state.ClusterIDs() {
 		if opts.cluster != "" && id != opts.cluster {

@@ -32,7 +32,7 @@ func TestTranslateGolden(t *testing.T) {
 	for name, dir := range cases {
 		t.Run(name, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
-			code := translate(translateOptions{dir: dir, now: fixedNow}, &stdout, &stderr)
+			code := translateOnce(translateOptions{dir: dir, now: fixedNow}, &stdout, &stderr)
 			golden.Check(t, filepath.Join("testdata/translate", name+".out.yaml"), stdout.Bytes())
 			golden.Check(t, filepath.Join("testdata/translate", name+".err.txt"),
 				fmt.Appendf(nil, "exit code: %d\n%s", code, stderr.String()))
@@ -55,6 +55,12 @@ func TestTranslateCommandLine(t *testing.T) {
 		"missing dir":     {args: []string{"translate"}, code: 2, stderr: "Usage: xds translate"},
 		"one cluster": {args: []string{"translate", "--dir", "../../examples/clusterset", "--cluster", "central"}, code: 0,
 			stdout: "# cluster: central", noStdout: "# cluster: east"},
+		"envoy resources of a gateway": {args: []string{"translate", "--dir", "../../examples/clusterset", "--node-cluster", "east", "--role", "gateway"}, code: 0,
+			stdout: "# Listener eastwest-gateway-http-15080"},
+		"envoy resources of a client": {args: []string{"translate", "--dir", "../../examples/clusterset", "--node-cluster", "west"}, code: 0,
+			stdout: "# Listener frontend.shop.svc.clusterset.local:80", noStdout: "eastwest-gateway-http"},
+		"unknown node cluster":  {args: []string{"translate", "--dir", "../../examples/clusterset", "--node-cluster", "mars"}, code: 1, stderr: `cluster "mars" is not a member`},
+		"bad role":              {args: []string{"translate", "--dir", "../../examples/clusterset", "--node-cluster", "east", "--role", "pilot"}, code: 2, stderr: "--role must be client or gateway"},
 		"folder does not exist": {args: []string{"translate", "--dir", filepath.Join(t.TempDir(), "nope")}, code: 1, stderr: "read ClusterSet folder"},
 		"empty folder":          {args: []string{"translate", "--dir", t.TempDir()}, code: 1, stderr: "no member clusters"},
 	}

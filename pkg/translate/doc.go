@@ -1,10 +1,12 @@
-// Package translate will turn the ClusterSet state computed by package mcs
-// (and, later, Gateway API routes) into Envoy clusters, endpoints,
-// listeners and routes, as seen from one xDS client's member cluster. It is
-// pure: values in, Envoy resources out, with every Envoy name made in one
-// file.
+// Package translate turns the ClusterSet state computed by package mcs into
+// Envoy resources as one kind of xDS client in one member cluster sees
+// them (a View): an EDS Cluster and ClusterLoadAssignment per
+// ServiceImport port, API listeners and routes for proxyless gRPC clients,
+// and a Host-routed HTTP listener for east-west Envoy gateways.
 //
-// It holds no code yet: the translation arrives with the xDS issue, on top
-// of the mcs.State and mcs.ServiceState values this repository's MCS core
-// produces.
+// It is pure: values in, resources out, no clients, clocks or globals.
+// Every Envoy name is made in names.go. Every resource is validated before
+// it is returned (Validate): protoc-gen-validate rules, the embedded
+// HttpConnectionManager and router, and gRPC's stricter rules; a resource
+// that fails is reported, never returned.
 package translate

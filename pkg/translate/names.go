@@ -1,0 +1,52 @@
+package translate
+
+import (
+	"fmt"
+	"strconv"
+
+	"github.com/eastwest-dev/eastwest/pkg/mcs"
+)
+
+// Every Envoy name, stat prefix and host name eastwest makes is made here;
+// tests and other packages call these functions rather than building names.
+
+// ClusterSetDomain is the DNS zone of multi-cluster services (KEP-1645).
+const ClusterSetDomain = "svc.clusterset.local"
+
+// Host is a service's ClusterSet host name, <svc>.<ns>.svc.clusterset.local.
+func Host(key mcs.ServiceKey) string {
+	return key.Name + "." + key.Namespace + "." + ClusterSetDomain
+}
+
+// HostPort is Host with a port: the xDS target gRPC clients dial
+// (xds:///<svc>.<ns>.svc.clusterset.local:<port>), and the name of the API
+// listener, route configuration and cluster made for that port.
+func HostPort(key mcs.ServiceKey, port int32) string {
+	return Host(key) + ":" + strconv.Itoa(int(port))
+}
+
+// ClusterName names the Envoy cluster (and its EDS resource) of one
+// ServiceImport port.
+func ClusterName(key mcs.ServiceKey, port int32) string { return HostPort(key, port) }
+
+// ListenerName names the API listener of one ServiceImport port.
+func ListenerName(key mcs.ServiceKey, port int32) string { return HostPort(key, port) }
+
+// RouteName names the route configuration behind a port's API listener.
+func RouteName(key mcs.ServiceKey, port int32) string { return HostPort(key, port) }
+
+// GatewayListenerName names an east-west gateway's HTTP listener.
+func GatewayListenerName(port uint32) string { return fmt.Sprintf("eastwest-gateway-http-%d", port) }
+
+// GatewayRouteName names the route configuration of a gateway's HTTP listener.
+func GatewayRouteName(port uint32) string { return GatewayListenerName(port) }
+
+// VirtualHostName names the gateway virtual host of one ServiceImport port.
+func VirtualHostName(key mcs.ServiceKey, port int32) string { return HostPort(key, port) }
+
+// StatPrefix is the stat prefix of a listener's HttpConnectionManager.
+func StatPrefix(listener string) string { return listener }
+
+// Locality names a member cluster in Envoy localities: the region is the
+// cluster ID, the zone its endpoints' zone when they all share one.
+func Locality(cluster mcs.ClusterID) string { return string(cluster) }

@@ -1,0 +1,449 @@
+package translate
+
+import (
+	"cmp"
+	"fmt"
+	"math"
+	"slices"
+	"time"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	upstreamhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/eastwest-dev/eastwest/pkg/mcs"
+)
+
+// Role is what kind of xDS client a node is (node.metadata.role).
+type Role string
+
+// The roles a node can declare.
+const (
+	// RoleClient is a proxyless gRPC client: API listeners per service port.
+	RoleClient Role = "client"
+	// RoleGateway is an east-west Envoy gateway: every cluster and a
+	// Host-routed HTTP listener.
+	RoleGateway Role = "gateway"
+)
+
+// DefaultGatewayPort is the port of a gateway's HTTP listener.
+const DefaultGatewayPort uint32 = 15080
+
+// View is what one kind of client in one member cluster sees: the same
+// ClusterSet state gives each view its own endpoint priorities (the
+// client's own cluster first) and listeners.
+type View struct {
+	Cluster mcs.ClusterID
+	Role    Role
+	// GatewayPort is the port of the gateway HTTP listener (gateways only).
+	GatewayPort uint32
+}
+
+func (v View) String() string { return string(v.Cluster) + "/" + string(v.Role) }
+
+// Resource is one named Envoy resource of one xDS type.
+type Resource struct {
+	Type    string // a resourcev3 type URL
+	Name    string
+	Message proto.Message
+}
+
+// Invalid is a resource that failed validation: it is not returned, and
+// whoever serves the previous version of it keeps serving that.
+type Invalid struct {
+	Type string
+	Name string
+	Err  error
+}
+
+func (i Invalid) Error() string { return fmt.Sprintf("%s %s: %v", shortType(i.Type), i.Name, i.Err) }
+
+// Result is the outcome of translating one service or the gateway routes.
+type Result struct {
+	Resources []Resource
+	Invalid   []Invalid
+}
+
+// typeOrder is the order in which resource types are applied: a cluster
+// is in place before the route that names it (make before break).
+var typeOrder = map[string]int{
+	resourcev3.ClusterType:  0,
+	resourcev3.EndpointType: 1,
+	resourcev3.ListenerType: 2,
+	resourcev3.RouteType:    3,
+}
+
+// TypeOrder returns the xDS types in make-before-break order.
+func TypeOrder() []string {
+	return []string{resourcev3.ClusterType, resourcev3.EndpointType, resourcev3.ListenerType, resourcev3.RouteType}
+}
+
+func (r *Result) sort() {
+	slices.SortFunc(r.Resources, func(a, b Resource) int {
+		if c := cmp.Compare(typeOrder[a.Type], typeOrder[b.Type]); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.Name, b.Name)
+	})
+}
+
+// Service returns the Envoy resources of one service for a view: for every
+// TCP port of its import an EDS cluster and its endpoints, and for clients
+// an API listener and route configuration. A service without an import has
+// none. A resource that fails validation is reported in Invalid, and so are
+// the listener and route of a port whose cluster or endpoints failed: a
+// route is never published without its cluster.
+func Service(st *mcs.ServiceState, v View) Result {
+	var r Result
+	if st == nil || st.Import == nil {
+		return r
+	}
+	for i := range st.Import.Ports {
+		p := &st.Import.Ports[i]
+		if p.Protocol != corev1.ProtocolTCP {
+			// Envoy and gRPC carry TCP only; UDP and SCTP ports stay
+			// in the ServiceImport for other data planes.
+			continue
+		}
+		name := ClusterName(st.Key, p.Port)
+		ok := r.add(v, resourcev3.ClusterType, name, cluster(name, p, v))
+		ok = r.add(v, resourcev3.EndpointType, name, loadAssignment(name, st, p, v.Cluster)) && ok
+		if v.Role != RoleClient {
+			continue
+		}
+		lis, route := ListenerName(st.Key, p.Port), RouteName(st.Key, p.Port)
+		if !ok {
+			dep := fmt.Errorf("not published: cluster %s failed validation", name)
+			r.Invalid = append(r.Invalid, Invalid{resourcev3.ListenerType, lis, dep}, Invalid{resourcev3.RouteType, route, dep})
+			continue
+		}
+		r.add(v, resourcev3.ListenerType, lis, apiListener(lis, route))
+		r.add(v, resourcev3.RouteType, route, clientRoute(route, name))
+	}
+	r.sort()
+	return r
+}
+
+// Gateway returns a gateway view's HTTP listener and the route
+// configuration that sends <svc>.<ns>.svc.clusterset.local[:port] to the
+// port's cluster, for the given services (any order). Ports whose cluster
+// is not published (see published) get no route.
+func Gateway(services []*mcs.ServiceState, v View, published func(cluster string) bool) Result {
+	var r Result
+	if v.Role != RoleGateway {
+		return r
+	}
+	port := v.GatewayPort
+	if port == 0 {
+		port = DefaultGatewayPort
+	}
+	sorted := slices.Clone(services)
+	slices.SortFunc(sorted, func(a, b *mcs.ServiceState) int { return a.Key.Compare(b.Key) })
+	rc := &routev3.RouteConfiguration{Name: GatewayRouteName(port)}
+	for _, st := range sorted {
+		if st == nil || st.Import == nil {
+			continue
+		}
+		first := true
+		for _, p := range st.Import.Ports {
+			name := ClusterName(st.Key, p.Port)
+			if p.Protocol != corev1.ProtocolTCP || (published != nil && !published(name)) {
+				continue
+			}
+			domains := []string{HostPort(st.Key, p.Port)}
+			if first {
+				// A Host without a port goes to the import's first port.
+				domains = append(domains, Host(st.Key))
+				first = false
+			}
+			rc.VirtualHosts = append(rc.VirtualHosts, &routev3.VirtualHost{
+				Name:    VirtualHostName(st.Key, p.Port),
+				Domains: domains,
+				Routes:  []*routev3.Route{routeTo(name)},
+			})
+		}
+	}
+	lis := GatewayListenerName(port)
+	r.add(v, resourcev3.ListenerType, lis, gatewayListener(lis, rc.Name, port))
+	r.add(v, resourcev3.RouteType, rc.Name, rc)
+	r.sort()
+	return r
+}
+
+// All returns every resource of a view for a whole state, as a client of
+// that view would get it: the offline `xds translate` output.
+func All(state *mcs.State, v View) Result {
+	var r Result
+	var services []*mcs.ServiceState
+	published := map[string]bool{}
+	for _, key := range state.ServiceKeys() {
+		st := state.Services[key]
+		sr := Service(st, v)
+		r.Resources = append(r.Resources, sr.Resources...)
+		r.Invalid = append(r.Invalid, sr.Invalid...)
+		for _, res := range sr.Resources {
+			if res.Type == resourcev3.ClusterType {
+				published[res.Name] = true
+			}
+		}
+		services = append(services, st)
+	}
+	gr := Gateway(services, v, func(c string) bool { return published[c] })
+	r.Resources = append(r.Resources, gr.Resources...)
+	r.Invalid = append(r.Invalid, gr.Invalid...)
+	r.sort()
+	return r
+}
+
+// add validates a resource and keeps it, or records why not.
+func (r *Result) add(v View, typ, name string, m proto.Message) bool {
+	if err := Validate(m, v.Role); err != nil {
+		r.Invalid = append(r.Invalid, Invalid{Type: typ, Name: name, Err: err})
+		return false
+	}
+	r.Resources = append(r.Resources, Resource{Type: typ, Name: name, Message: m})
+	return true
+}
+
+func adsSource() *corev3.ConfigSource {
+	return &corev3.ConfigSource{
+		ResourceApiVersion:    corev3.ApiVersion_V3,
+		ConfigSourceSpecifier: &corev3.ConfigSource_Ads{Ads: &corev3.AggregatedConfigSource{}},
+	}
+}
+
+// cluster is a port's EDS cluster. Gateways speak HTTP/2 to ports whose
+// appProtocol says so (kubernetes.io/h2c, grpc); gRPC clients ignore
+// protocol options and always speak HTTP/2.
+func cluster(name string, p *mcs.ImportPort, v View) *clusterv3.Cluster {
+	c := &clusterv3.Cluster{
+		Name:                 name,
+		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS},
+		EdsClusterConfig:     &clusterv3.Cluster_EdsClusterConfig{EdsConfig: adsSource(), ServiceName: name},
+		LbPolicy:             clusterv3.Cluster_ROUND_ROBIN,
+		ConnectTimeout:       durationpb.New(5 * time.Second),
+	}
+	if v.Role == RoleGateway && isHTTP2(p.AppProtocol) {
+		c.TypedExtensionProtocolOptions = map[string]*anypb.Any{
+			"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": mustAny(&upstreamhttpv3.HttpProtocolOptions{
+				UpstreamProtocolOptions: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig_{
+					ExplicitHttpConfig: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig{
+						ProtocolConfig: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig_Http2ProtocolOptions{
+							Http2ProtocolOptions: &corev3.Http2ProtocolOptions{},
+						},
+					},
+				},
+			}),
+		}
+	}
+	return c
+}
+
+func isHTTP2(appProtocol *string) bool {
+	if appProtocol == nil {
+		return false
+	}
+	switch *appProtocol {
+	case "kubernetes.io/h2c", "grpc", "h2c", "http2":
+		return true
+	}
+	return false
+}
+
+// locality is one member cluster's share of a port's endpoints.
+type locality struct {
+	cluster mcs.ClusterID
+	zone    string
+	healthy int
+	eps     []*endpointv3.LbEndpoint
+}
+
+// loadAssignment is a port's endpoints as the view's cluster sees them:
+// one locality per member cluster that exposes the port and has endpoints
+// for it. Ready endpoints are HEALTHY, serving-but-terminating ones
+// DRAINING, the rest are left out. The view's own cluster is priority 0,
+// the other clusters with healthy endpoints the next priority, clusters
+// with only draining endpoints the last; priorities are contiguous from 0
+// and every weight (the number of healthy endpoints) is at least 1.
+func loadAssignment(name string, st *mcs.ServiceState, p *mcs.ImportPort, local mcs.ClusterID) *endpointv3.ClusterLoadAssignment {
+	var locs []*locality
+	for _, c := range p.Clusters {
+		b := st.Backend(c)
+		if b == nil {
+			continue
+		}
+		loc := &locality{cluster: c}
+		zones := map[string]bool{}
+		for _, s := range b.Slices {
+			target, ok := s.Port(p.Name, p.Protocol)
+			if !ok || target < 1 || target > 65535 || s.AddressType == "FQDN" {
+				continue
+			}
+			for _, e := range s.Endpoints {
+				health := corev3.HealthStatus_HEALTHY
+				switch {
+				case e.Ready:
+				case e.Serving && e.Terminating:
+					health = corev3.HealthStatus_DRAINING
+				default:
+					continue
+				}
+				for _, addr := range e.Addresses {
+					loc.eps = append(loc.eps, lbEndpoint(addr, uint32(target), health, e.Hostname))
+					if health == corev3.HealthStatus_HEALTHY {
+						loc.healthy++
+					}
+					zones[e.Zone] = true
+				}
+			}
+		}
+		if len(loc.eps) == 0 {
+			continue
+		}
+		if len(zones) == 1 {
+			for z := range zones {
+				loc.zone = z
+			}
+		}
+		locs = append(locs, loc)
+	}
+	rank := func(l *locality) int {
+		switch {
+		case l.healthy == 0:
+			return 2
+		case l.cluster == local:
+			return 0
+		}
+		return 1
+	}
+	slices.SortStableFunc(locs, func(a, b *locality) int {
+		if c := cmp.Compare(rank(a), rank(b)); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.cluster, b.cluster)
+	})
+	cla := &endpointv3.ClusterLoadAssignment{ClusterName: name}
+	priority, last := uint32(0), -1
+	for i, l := range locs {
+		if i > 0 && rank(l) != last {
+			priority++
+		}
+		last = rank(l)
+		cla.Endpoints = append(cla.Endpoints, &endpointv3.LocalityLbEndpoints{
+			Locality:            &corev3.Locality{Region: Locality(l.cluster), Zone: l.zone},
+			LbEndpoints:         l.eps,
+			LoadBalancingWeight: wrapperspb.UInt32(uint32(min(max(1, l.healthy), math.MaxInt32))),
+			Priority:            priority,
+		})
+	}
+	return cla
+}
+
+func lbEndpoint(addr string, port uint32, health corev3.HealthStatus, hostname string) *endpointv3.LbEndpoint {
+	return &endpointv3.LbEndpoint{
+		HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{
+			Address: &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
+				Address:       addr,
+				PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: port},
+			}}},
+			Hostname: hostname,
+		}},
+		HealthStatus: health,
+	}
+}
+
+func httpConnectionManager(statPrefix, route string) *hcmv3.HttpConnectionManager {
+	return &hcmv3.HttpConnectionManager{
+		StatPrefix: StatPrefix(statPrefix),
+		RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{
+			ConfigSource:    adsSource(),
+			RouteConfigName: route,
+		}},
+		// gRPC requires a non-empty filter list ending in the router with
+		// its typed_config.
+		HttpFilters: []*hcmv3.HttpFilter{{
+			Name:       "envoy.filters.http.router",
+			ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(&routerv3.Router{})},
+		}},
+	}
+}
+
+// apiListener is the listener a gRPC client looks up for
+// xds:///<svc>.<ns>.svc.clusterset.local:<port>.
+func apiListener(name, route string) *listenerv3.Listener {
+	return &listenerv3.Listener{
+		Name:        name,
+		ApiListener: &listenerv3.ApiListener{ApiListener: mustAny(httpConnectionManager(name, route))},
+	}
+}
+
+func clientRoute(name, cluster string) *routev3.RouteConfiguration {
+	return &routev3.RouteConfiguration{
+		Name: name,
+		VirtualHosts: []*routev3.VirtualHost{{
+			Name:    name,
+			Domains: []string{"*"},
+			Routes:  []*routev3.Route{routeTo(cluster)},
+		}},
+	}
+}
+
+func routeTo(cluster string) *routev3.Route {
+	return &routev3.Route{
+		Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
+		Action: &routev3.Route_Route{Route: &routev3.RouteAction{
+			ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: cluster},
+		}},
+	}
+}
+
+func gatewayListener(name, route string, port uint32) *listenerv3.Listener {
+	return &listenerv3.Listener{
+		Name: name,
+		Address: &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
+			Address:       "0.0.0.0",
+			PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: port},
+		}}},
+		FilterChains: []*listenerv3.FilterChain{{
+			Filters: []*listenerv3.Filter{{
+				Name:       "envoy.filters.network.http_connection_manager",
+				ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(httpConnectionManager(name, route))},
+			}},
+		}},
+	}
+}
+
+// mustAny packs a message deterministically, so that equal configs give
+// equal bytes and equal versions. Packing a well-formed message cannot fail.
+func mustAny(m proto.Message) *anypb.Any {
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(m)
+	if err != nil {
+		panic(fmt.Sprintf("marshal %T: %v", m, err))
+	}
+	return &anypb.Any{TypeUrl: resourcev3.APITypePrefix + string(m.ProtoReflect().Descriptor().FullName()), Value: b}
+}
+
+func shortType(typeURL string) string {
+	switch typeURL {
+	case resourcev3.ClusterType:
+		return "Cluster"
+	case resourcev3.EndpointType:
+		return "ClusterLoadAssignment"
+	case resourcev3.ListenerType:
+		return "Listener"
+	case resourcev3.RouteType:
+		return "RouteConfiguration"
+	}
+	return typeURL
+}
