@@ -1,0 +1,716 @@
+package cache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"maps"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+)
+
+// NodeViewFunc maps a client's node to the view it reads. An error means
+// the node declares nothing usable: it gets no answer, and the error is
+// what the debug endpoint shows for it.
+type NodeViewFunc func(*corev3.Node) (string, error)
+
+// Resource is one resource to publish in a view.
+type Resource struct {
+	Name    string
+	Message proto.Message
+}
+
+// Update changes one type of one view: Set adds or replaces resources,
+// Delete removes names.
+type Update struct {
+	View   string
+	Type   string
+	Set    []Resource
+	Delete []string
+}
+
+// Cache holds the resources of every view and the clients' watches.
+type Cache struct {
+	nodeView NodeViewFunc
+
+	mu    sync.Mutex
+	views map[string]*view
+
+	marshals atomic.Int64
+	// names remembers which resources each SotW response carried, for
+	// the Tracker to record per-resource NACKs; see responseNames.
+	names sync.Map // *discoveryv3.DiscoveryResponse -> []string
+}
+
+// view is one view's resources and watches.
+type view struct {
+	exists bool
+	types  map[string]*typeState
+}
+
+// typeState is one type of one view.
+type typeState struct {
+	resources map[string]*entry
+	// version counts the changes of this type in this view; it is the
+	// version_info of responses.
+	version   uint64
+	updatedAt time.Time
+	wildcard  map[*watch]struct{}
+	byName    map[string]map[*watch]struct{}
+}
+
+// entry is one published resource, marshalled once.
+type entry struct {
+	name    string
+	version string
+	any     *anypb.Any
+	message proto.Message
+}
+
+// watch is one outstanding request of one stream for one type.
+type watch struct {
+	view  string
+	typ   string
+	ts    *typeState
+	names []string // indexed names (nil for wildcard)
+	sub   cachev3.Subscription
+	// initial is true for a stream's first request of the type, which is
+	// always answered once the view exists (even with nothing).
+	initial bool
+
+	sotwReq  *cachev3.Request
+	sotwOut  chan cachev3.Response
+	deltaReq *cachev3.DeltaRequest
+	deltaOut chan cachev3.DeltaResponse
+}
+
+// New returns an empty cache. nodeView assigns clients to views.
+func New(nodeView NodeViewFunc) *Cache {
+	return &Cache{nodeView: nodeView, views: map[string]*view{}}
+}
+
+var _ cachev3.Cache = (*Cache)(nil)
+
+// Marshals reports how many resources the cache has marshalled: one per
+// new version of a resource, however many clients receive it.
+func (c *Cache) Marshals() int64 { return c.marshals.Load() }
+
+// fullStateTypes are the types whose SotW responses must list every
+// subscribed resource: a missing one is deleted.
+func fullState(typ string) bool {
+	return typ == resourcev3.ListenerType || typ == resourcev3.ClusterType
+}
+
+func (c *Cache) view(name string) *view {
+	v := c.views[name]
+	if v == nil {
+		v = &view{types: map[string]*typeState{}}
+		c.views[name] = v
+	}
+	return v
+}
+
+func (v *view) typ(t string) *typeState {
+	ts := v.types[t]
+	if ts == nil {
+		ts = &typeState{resources: map[string]*entry{}, wildcard: map[*watch]struct{}{}, byName: map[string]map[*watch]struct{}{}}
+		v.types[t] = ts
+	}
+	return ts
+}
+
+// SetViews declares which views exist: clients of other views wait, and
+// are answered as soon as their view appears. Views no longer listed lose
+// their resources (clients see them deleted).
+func (c *Cache) SetViews(names []string) {
+	now := time.Now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	want := map[string]bool{}
+	for _, n := range names {
+		want[n] = true
+		v := c.view(n)
+		if !v.exists {
+			v.exists = true
+			for _, ts := range v.types {
+				ts.version++
+				ts.updatedAt = now
+				c.wake(ts, nil, true)
+			}
+		}
+	}
+	for n, v := range c.views {
+		if want[n] || !v.exists {
+			continue
+		}
+		v.exists = false
+		for _, ts := range v.types {
+			deleted := slices.Collect(maps.Keys(ts.resources))
+			clear(ts.resources)
+			ts.version++
+			ts.updatedAt = now
+			c.wake(ts, deleted, false)
+		}
+	}
+}
+
+// Apply publishes updates, marshalling each new resource once (outside
+// the lock) and skipping resources whose content did not change. Updates
+// are applied, and watches woken, type by type in the order given, so
+// that a caller listing clusters before routes never has a route served
+// without its cluster. It returns the first marshal error; the resources
+// that failed are left as they were.
+func (c *Cache) Apply(updates []Update) error {
+	type prepared struct {
+		u       Update
+		entries []*entry
+	}
+	var errs []error
+	prep := make([]prepared, 0, len(updates))
+	for _, u := range updates {
+		p := prepared{u: u, entries: make([]*entry, 0, len(u.Set))}
+		for _, r := range u.Set {
+			e, err := c.marshal(u.Type, r)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s %s: %w", u.Type, r.Name, err))
+				continue
+			}
+			p.entries = append(p.entries, e)
+		}
+		prep = append(prep, p)
+	}
+	now := time.Now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, p := range prep {
+		v := c.view(p.u.View)
+		ts := v.typ(p.u.Type)
+		var changed []string
+		for _, e := range p.entries {
+			if old, ok := ts.resources[e.name]; ok && old.version == e.version {
+				continue
+			}
+			ts.resources[e.name] = e
+			changed = append(changed, e.name)
+		}
+		for _, name := range p.u.Delete {
+			if _, ok := ts.resources[name]; ok {
+				delete(ts.resources, name)
+				changed = append(changed, name)
+			}
+		}
+		if len(changed) == 0 {
+			continue
+		}
+		ts.version++
+		ts.updatedAt = now
+		if v.exists {
+			c.wake(ts, changed, false)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// marshal serializes a resource deterministically, so that its version
+// (a hash of the bytes) changes exactly when its content does.
+func (c *Cache) marshal(typ string, r Resource) (*entry, error) {
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(r.Message)
+	if err != nil {
+		return nil, err
+	}
+	c.marshals.Add(1)
+	h := fnv.New64a()
+	h.Write(b)
+	return &entry{
+		name:    r.Name,
+		version: strconv.FormatUint(h.Sum64(), 36),
+		any:     &anypb.Any{TypeUrl: typ, Value: b},
+		message: r.Message,
+	}, nil
+}
+
+// wake answers the watches interested in the changed names (all of them
+// when all is set) that now have something to send. Called with c.mu held.
+func (c *Cache) wake(ts *typeState, changed []string, all bool) {
+	woken := map[*watch]struct{}{}
+	for w := range ts.wildcard {
+		woken[w] = struct{}{}
+	}
+	if all {
+		for _, set := range ts.byName {
+			for w := range set {
+				woken[w] = struct{}{}
+			}
+		}
+	}
+	for _, n := range changed {
+		for w := range ts.byName[n] {
+			woken[w] = struct{}{}
+		}
+	}
+	var only []string
+	if !all {
+		only = changed
+	}
+	for w := range woken {
+		if c.respond(w, true, only) {
+			c.unindex(w)
+		}
+	}
+}
+
+// respond sends w its response if it has one and reports whether it did.
+// Called with c.mu held; the server's response channels have room for one
+// response per type, and a watch is answered at most once.
+//
+// changed, when not nil, are the only names that changed since the watch
+// was registered: a registered watch's client had everything current at
+// registration, so only those names need comparing (which keeps a change
+// of one resource O(1) per client instead of O(resources)). A nil changed
+// compares everything the client subscribes to.
+func (c *Cache) respond(w *watch, exists bool, changed []string) bool {
+	if !exists {
+		return false
+	}
+	if w.sotwOut != nil {
+		r := c.sotwResponse(w, changed)
+		if r == nil {
+			return false
+		}
+		w.sotwOut <- r
+		return true
+	}
+	r := c.deltaResponse(w, changed)
+	if r == nil {
+		return false
+	}
+	w.deltaOut <- r
+	return true
+}
+
+func (c *Cache) index(w *watch) {
+	if w.sub.IsWildcard() {
+		w.ts.wildcard[w] = struct{}{}
+		return
+	}
+	for n := range w.sub.SubscribedResources() {
+		w.names = append(w.names, n)
+		set := w.ts.byName[n]
+		if set == nil {
+			set = map[*watch]struct{}{}
+			w.ts.byName[n] = set
+		}
+		set[w] = struct{}{}
+	}
+}
+
+func (c *Cache) unindex(w *watch) {
+	delete(w.ts.wildcard, w)
+	for _, n := range w.names {
+		if set := w.ts.byName[n]; set != nil {
+			delete(set, w)
+			if len(set) == 0 {
+				delete(w.ts.byName, n)
+			}
+		}
+	}
+	w.names = nil
+}
+
+// wants reports whether the watch subscribes to a name.
+func (w *watch) wants(name string) bool {
+	if w.sub.IsWildcard() {
+		return true
+	}
+	_, ok := w.sub.SubscribedResources()[name]
+	return ok
+}
+
+// candidates lists the resources a watch may receive: all of the type for
+// a wildcard subscription, else the subscribed ones that exist.
+func (w *watch) candidates() []*entry {
+	var out []*entry
+	if w.sub.IsWildcard() {
+		out = make([]*entry, 0, len(w.ts.resources))
+		for _, e := range w.ts.resources {
+			out = append(out, e)
+		}
+		return out
+	}
+	for n := range w.sub.SubscribedResources() {
+		if e, ok := w.ts.resources[n]; ok {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// split sorts the names a watch wants into resources that exist and names
+// that are gone; with changed nil it covers everything the client has or
+// wants.
+func (w *watch) split(changed []string, returned map[string]string) (present []*entry, gone []string) {
+	if changed == nil {
+		for n := range returned {
+			if _, ok := w.ts.resources[n]; !ok {
+				gone = append(gone, n)
+			}
+		}
+		return w.candidates(), gone
+	}
+	for _, n := range changed {
+		if !w.wants(n) {
+			continue
+		}
+		if e, ok := w.ts.resources[n]; ok {
+			present = append(present, e)
+		} else if _, had := returned[n]; had {
+			gone = append(gone, n)
+		}
+	}
+	return present, gone
+}
+
+// ctxKey carries the time of the update a response delivers.
+type ctxKey struct{}
+
+func (c *Cache) responseContext(ts *typeState) context.Context {
+	return context.WithValue(context.Background(), ctxKey{}, ts.updatedAt)
+}
+
+// UpdatedAt returns when the update a response delivers was applied, or
+// false when the context does not come from this cache.
+func UpdatedAt(ctx context.Context) (time.Time, bool) {
+	if ctx == nil {
+		return time.Time{}, false
+	}
+	t, ok := ctx.Value(ctxKey{}).(time.Time)
+	return t, ok && !t.IsZero()
+}
+
+// VersionTime returns when version (a response's version_info) of a type
+// in a view was made, if it is still the current one.
+func (c *Cache) VersionTime(viewName, typ, version string) (time.Time, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	v := c.views[viewName]
+	if v == nil || v.types[typ] == nil {
+		return time.Time{}, false
+	}
+	ts := v.types[typ]
+	if strconv.FormatUint(ts.version, 10) != version {
+		return time.Time{}, false
+	}
+	return ts.updatedAt, true
+}
+
+// CreateWatch answers a SotW request now if the client lacks something,
+// else when something it subscribes to changes.
+func (c *Cache) CreateWatch(req *cachev3.Request, sub cachev3.Subscription, out chan cachev3.Response) (func(), error) {
+	viewName, err := c.nodeView(req.GetNode())
+	if err != nil {
+		// The node is refused: never answered (the Tracker shows why).
+		return func() {}, nil
+	}
+	w := &watch{view: viewName, typ: req.GetTypeUrl(), sub: sub, sotwReq: req, sotwOut: out, initial: req.GetResponseNonce() == ""}
+	return c.register(w), nil
+}
+
+// CreateDeltaWatch is CreateWatch for the incremental protocol.
+func (c *Cache) CreateDeltaWatch(req *cachev3.DeltaRequest, sub cachev3.Subscription, out chan cachev3.DeltaResponse) (func(), error) {
+	viewName, err := c.nodeView(req.GetNode())
+	if err != nil {
+		return func() {}, nil
+	}
+	w := &watch{view: viewName, typ: req.GetTypeUrl(), sub: sub, deltaReq: req, deltaOut: out, initial: req.GetResponseNonce() == ""}
+	return c.register(w), nil
+}
+
+func (c *Cache) register(w *watch) func() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	v := c.view(w.view)
+	w.ts = v.typ(w.typ)
+	if c.respond(w, v.exists, nil) {
+		return func() {}
+	}
+	c.index(w)
+	return func() {
+		c.mu.Lock()
+		c.unindex(w)
+		c.mu.Unlock()
+	}
+}
+
+// sotwResponse builds w's state-of-the-world response, or nil when the
+// client already has everything. The server records the returned versions
+// as the client's, so a NACKed version is never sent twice.
+func (c *Cache) sotwResponse(w *watch, changed []string) cachev3.Response {
+	returned := w.sub.ReturnedResources()
+	present, gone := w.split(changed, returned)
+	var send []*entry
+	var next map[string]string
+	dirty := false
+	for _, e := range present {
+		if returned[e.name] != e.version {
+			dirty = true
+			send = append(send, e)
+		}
+	}
+	if fullState(w.typ) {
+		// LDS and CDS responses list every subscribed resource; a name
+		// left out is deleted.
+		dirty = dirty || len(gone) > 0
+		if !dirty && !w.initial {
+			return nil
+		}
+		if changed != nil {
+			present = w.candidates()
+		}
+		send = present
+		next = make(map[string]string, len(present))
+		for _, e := range present {
+			next[e.name] = e.version
+		}
+	} else {
+		// EDS and RDS responses carry only what changed.
+		if len(send) == 0 && !(w.initial && len(present) > 0) {
+			return nil
+		}
+		next = maps.Clone(returned)
+		if next == nil {
+			next = map[string]string{}
+		}
+		for _, n := range gone {
+			delete(next, n)
+		}
+		for _, e := range send {
+			next[e.name] = e.version
+		}
+	}
+	w.initial = false
+	return &sotwResponse{
+		cache:    c,
+		req:      w.sotwReq,
+		version:  strconv.FormatUint(w.ts.version, 10),
+		entries:  send,
+		returned: next,
+		ctx:      c.responseContext(w.ts),
+	}
+}
+
+// deltaResponse builds w's incremental response: changed resources and
+// removed names, or nil when there is nothing to say.
+func (c *Cache) deltaResponse(w *watch, changed []string) cachev3.DeltaResponse {
+	returned := w.sub.ReturnedResources()
+	present, removed := w.split(changed, returned)
+	var send []*entry
+	for _, e := range present {
+		if returned[e.name] != e.version {
+			send = append(send, e)
+		}
+	}
+	if len(send) == 0 && len(removed) == 0 && !(w.initial && w.sub.IsWildcard()) {
+		return nil
+	}
+	w.initial = false
+	slices.Sort(removed)
+	next := maps.Clone(returned)
+	if next == nil {
+		next = map[string]string{}
+	}
+	for _, n := range removed {
+		delete(next, n)
+	}
+	for _, e := range send {
+		next[e.name] = e.version
+	}
+	return &deltaResponse{
+		req:      w.deltaReq,
+		version:  strconv.FormatUint(w.ts.version, 10),
+		entries:  send,
+		removed:  removed,
+		returned: next,
+		ctx:      c.responseContext(w.ts),
+	}
+}
+
+// Fetch answers a REST (unary) request with the current resources.
+func (c *Cache) Fetch(_ context.Context, req *cachev3.Request) (cachev3.Response, error) {
+	viewName, err := c.nodeView(req.GetNode())
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	v := c.views[viewName]
+	if v == nil || !v.exists {
+		return nil, fmt.Errorf("view %s has no resources", viewName)
+	}
+	ts := v.typ(req.GetTypeUrl())
+	version := strconv.FormatUint(ts.version, 10)
+	if req.GetVersionInfo() == version {
+		return nil, &types.SkipFetchError{}
+	}
+	w := &watch{ts: ts, typ: req.GetTypeUrl(), sub: fetchSubscription(req.GetResourceNames())}
+	entries := w.candidates()
+	returned := make(map[string]string, len(entries))
+	for _, e := range entries {
+		returned[e.name] = e.version
+	}
+	return &sotwResponse{cache: c, req: req, version: version, entries: entries, returned: returned, ctx: c.responseContext(ts)}, nil
+}
+
+// fetchSubscription is the subscription of a unary request.
+type fetchSubscription []string
+
+func (f fetchSubscription) ReturnedResources() map[string]string { return nil }
+func (f fetchSubscription) IsWildcard() bool                     { return len(f) == 0 }
+func (f fetchSubscription) SubscribedResources() map[string]struct{} {
+	out := make(map[string]struct{}, len(f))
+	for _, n := range f {
+		out[n] = struct{}{}
+	}
+	return out
+}
+
+// Snapshot is what a view holds of one type: for debugging and config
+// dumps.
+type Snapshot struct {
+	Version   string
+	UpdatedAt time.Time
+	Resources []Published
+}
+
+// Published is one resource as the cache serves it.
+type Published struct {
+	Name    string
+	Version string
+	Message proto.Message
+}
+
+// Resources returns what a view serves of a type, sorted by name.
+func (c *Cache) Resources(viewName, typ string) Snapshot {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	v := c.views[viewName]
+	if v == nil || v.types[typ] == nil {
+		return Snapshot{}
+	}
+	ts := v.types[typ]
+	s := Snapshot{Version: strconv.FormatUint(ts.version, 10), UpdatedAt: ts.updatedAt}
+	for _, n := range slices.Sorted(maps.Keys(ts.resources)) {
+		e := ts.resources[n]
+		s.Resources = append(s.Resources, Published{Name: n, Version: e.version, Message: e.message})
+	}
+	return s
+}
+
+// Has reports whether a view exists and serves a resource.
+func (c *Cache) Has(viewName, typ, name string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	v := c.views[viewName]
+	if v == nil || !v.exists || v.types[typ] == nil {
+		return false
+	}
+	_, ok := v.types[typ].resources[name]
+	return ok
+}
+
+// sotwResponse is a state-of-the-world response. Its resources' bytes are
+// shared with every other client of the same version; only the small
+// response envelope is per client (the server writes the nonce into it).
+type sotwResponse struct {
+	cache    *Cache
+	req      *cachev3.Request
+	version  string
+	entries  []*entry
+	returned map[string]string
+	ctx      context.Context
+
+	once sync.Once
+	resp *discoveryv3.DiscoveryResponse
+}
+
+var _ cachev3.Response = (*sotwResponse)(nil)
+
+func (r *sotwResponse) GetDiscoveryResponse() (*discoveryv3.DiscoveryResponse, error) {
+	r.once.Do(func() {
+		r.resp = &discoveryv3.DiscoveryResponse{
+			VersionInfo: r.version,
+			TypeUrl:     r.req.GetTypeUrl(),
+			Resources:   make([]*anypb.Any, len(r.entries)),
+		}
+		names := make([]string, len(r.entries))
+		for i, e := range r.entries {
+			r.resp.Resources[i] = e.any
+			names[i] = e.name
+		}
+		r.cache.names.Store(r.resp, names)
+	})
+	return r.resp, nil
+}
+
+func (r *sotwResponse) GetRequest() *discoveryv3.DiscoveryRequest { return r.req }
+func (r *sotwResponse) GetVersion() (string, error)               { return r.version, nil }
+func (r *sotwResponse) GetResponseVersion() string                { return r.version }
+func (r *sotwResponse) GetReturnedResources() map[string]string   { return r.returned }
+func (r *sotwResponse) GetContext() context.Context               { return r.ctx }
+
+// responseNames returns (once) the names a SotW response carried.
+func (c *Cache) responseNames(resp *discoveryv3.DiscoveryResponse) []string {
+	v, ok := c.names.LoadAndDelete(resp)
+	if !ok {
+		return nil
+	}
+	return v.([]string)
+}
+
+// deltaResponse is an incremental response.
+type deltaResponse struct {
+	req      *cachev3.DeltaRequest
+	version  string
+	entries  []*entry
+	removed  []string
+	returned map[string]string
+	ctx      context.Context
+
+	once sync.Once
+	resp *discoveryv3.DeltaDiscoveryResponse
+}
+
+var _ cachev3.DeltaResponse = (*deltaResponse)(nil)
+
+func (r *deltaResponse) GetDeltaDiscoveryResponse() (*discoveryv3.DeltaDiscoveryResponse, error) {
+	r.once.Do(func() {
+		r.resp = &discoveryv3.DeltaDiscoveryResponse{
+			SystemVersionInfo: r.version,
+			TypeUrl:           r.req.GetTypeUrl(),
+			RemovedResources:  r.removed,
+			Resources:         make([]*discoveryv3.Resource, len(r.entries)),
+		}
+		for i, e := range r.entries {
+			r.resp.Resources[i] = &discoveryv3.Resource{Name: e.name, Version: e.version, Resource: e.any}
+		}
+	})
+	return r.resp, nil
+}
+
+func (r *deltaResponse) GetDeltaRequest() *discoveryv3.DeltaDiscoveryRequest { return r.req }
+func (r *deltaResponse) GetSystemVersion() (string, error)                   { return r.version, nil }
+func (r *deltaResponse) GetResponseVersion() string                          { return r.version }
+func (r *deltaResponse) GetNextVersionMap() map[string]string                { return r.returned }
+func (r *deltaResponse) GetReturnedResources() map[string]string             { return r.returned }
+func (r *deltaResponse) GetContext() context.Context                         { return r.ctx }
