@@ -15,7 +15,11 @@ type command struct {
 
 func commands() map[string]command {
 	return map[string]command{
-		"translate": {"print the ClusterSet state computed from a YAML folder as Kubernetes YAML", runTranslate},
+		"translate": {"print the ClusterSet state (or a client's Envoy resources) computed from a YAML folder", runTranslate},
+		"serve":     {"serve a ClusterSet over xDS, with the debug endpoint and metrics", runServe},
+		"status":    {"show every connected xDS client's sync state (reads the debug endpoint)", runStatus},
+		"dump":      {"print what one xDS client is served (reads the debug endpoint)", runDump},
+		"explain":   {"explain where a service's traffic goes and why (reads the debug endpoint)", runExplain},
 	}
 }
 

@@ -75,6 +75,9 @@ type typeState struct {
 type entry struct {
 	name    string
 	version string
+	// since is the type version that introduced this resource version: a
+	// client that acknowledged it (or later) has this resource.
+	since   uint64
 	any     *anypb.Any
 	message proto.Message
 }
@@ -202,6 +205,7 @@ func (c *Cache) Apply(updates []Update) error {
 			if old, ok := ts.resources[e.name]; ok && old.version == e.version {
 				continue
 			}
+			e.since = ts.version + 1
 			ts.resources[e.name] = e
 			changed = append(changed, e.name)
 		}
@@ -232,7 +236,7 @@ func (c *Cache) marshal(typ string, r Resource) (*entry, error) {
 	}
 	c.marshals.Add(1)
 	h := fnv.New64a()
-	h.Write(b)
+	_, _ = h.Write(b) // a hash.Hash never fails
 	return &entry{
 		name:    r.Name,
 		version: strconv.FormatUint(h.Sum64(), 36),
@@ -485,7 +489,8 @@ func (c *Cache) sotwResponse(w *watch, changed []string) cachev3.Response {
 		}
 	} else {
 		// EDS and RDS responses carry only what changed.
-		if len(send) == 0 && !(w.initial && len(present) > 0) {
+		mustAnswer := w.initial && len(present) > 0
+		if len(send) == 0 && !mustAnswer {
 			return nil
 		}
 		next = maps.Clone(returned)
@@ -521,7 +526,10 @@ func (c *Cache) deltaResponse(w *watch, changed []string) cachev3.DeltaResponse 
 			send = append(send, e)
 		}
 	}
-	if len(send) == 0 && len(removed) == 0 && !(w.initial && w.sub.IsWildcard()) {
+	// A wildcard client's first request is answered even when empty:
+	// Envoy waits for it to finish initializing.
+	mustAnswer := w.initial && w.sub.IsWildcard()
+	if len(send) == 0 && len(removed) == 0 && !mustAnswer {
 		return nil
 	}
 	w.initial = false
@@ -597,6 +605,9 @@ type Snapshot struct {
 type Published struct {
 	Name    string
 	Version string
+	// Since is the type version (response version_info) that first
+	// carried this version of the resource.
+	Since   uint64
 	Message proto.Message
 }
 
@@ -612,7 +623,7 @@ func (c *Cache) Resources(viewName, typ string) Snapshot {
 	s := Snapshot{Version: strconv.FormatUint(ts.version, 10), UpdatedAt: ts.updatedAt}
 	for _, n := range slices.Sorted(maps.Keys(ts.resources)) {
 		e := ts.resources[n]
-		s.Resources = append(s.Resources, Published{Name: n, Version: e.version, Message: e.message})
+		s.Resources = append(s.Resources, Published{Name: n, Version: e.version, Since: e.since, Message: e.message})
 	}
 	return s
 }

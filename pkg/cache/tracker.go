@@ -261,7 +261,7 @@ func (t *Tracker) OnStreamDeltaResponse(id int64, req *discoveryv3.DeltaDiscover
 	for _, r := range resp.GetResources() {
 		names[r.GetName()] = r.GetVersion()
 	}
-	var ctx context.Context = context.Background()
+	ctx := context.Background()
 	t.mu.Lock()
 	view := ""
 	if c := t.clients[id]; c != nil {

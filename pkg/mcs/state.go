@@ -24,15 +24,15 @@ type State struct {
 type ClusterInfo struct {
 	// Member is the name the member was configured with (its folder,
 	// kubeconfig or Secret name).
-	Member string
+	Member string `json:"member"`
 	// ID is the member's ClusterSet-unique ID: its About API
 	// cluster.clusterset.k8s.io ClusterProperty, else its member name.
 	// Empty when the member is left out of the merge.
-	ID ClusterID
+	ID ClusterID `json:"id"`
 	// ClusterSet is the value of the member's clusterset.k8s.io property.
-	ClusterSet string
+	ClusterSet string `json:"clusterSet,omitempty"`
 	// Error says why the member is left out of the merge; empty otherwise.
-	Error string
+	Error string `json:"error,omitempty"`
 }
 
 // ServiceKeys returns the keys of all services, sorted.

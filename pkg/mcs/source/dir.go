@@ -235,8 +235,8 @@ func (d *Dir) logProblems(probs []Problem) {
 
 // Run scans the folder whenever it changes (file system notifications,
 // gathered for a short holdoff, and a periodic rescan as a safety net) and
-// hands every non-empty batch of events to sink, until ctx ends. The first
-// batch, sent at once, holds the whole folder. A folder that cannot be read
+// hands every batch of events to sink (with the folder's current problems),
+// until ctx ends. The first batch, sent at once, holds the whole folder. A folder that cannot be read
 // is logged and retried; it does not stop Run.
 func (d *Dir) Run(ctx context.Context, sink func([]mcs.Event, []Problem)) error {
 	w, err := fsnotify.NewWatcher()
@@ -245,6 +245,7 @@ func (d *Dir) Run(ctx context.Context, sink func([]mcs.Event, []Problem)) error 
 	} else {
 		defer w.Close()
 	}
+	first, lastProbs := true, ""
 	scan := func() {
 		evs, probs, err := d.Scan()
 		if err != nil {
@@ -254,9 +255,18 @@ func (d *Dir) Run(ctx context.Context, sink func([]mcs.Event, []Problem)) error 
 		if w != nil {
 			d.watch(w)
 		}
-		if len(evs) > 0 {
+		// The first scan is always delivered (even an empty folder is a
+		// state: the consumer's initial sync), later ones when events or
+		// the problems changed.
+		var sb strings.Builder
+		for _, p := range probs {
+			sb.WriteString(p.String())
+			sb.WriteByte('\n')
+		}
+		if first || len(evs) > 0 || sb.String() != lastProbs {
 			sink(evs, probs)
 		}
+		first, lastProbs = false, sb.String()
 	}
 	scan()
 	poll := time.NewTicker(d.Poll)

@@ -1,0 +1,195 @@
+package main
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/eastwest-dev/eastwest/pkg/debug"
+)
+
+// debugClient reads the debug endpoint of a running `xds serve`.
+type debugClient struct {
+	base string
+	http *http.Client
+}
+
+func debugFlags(fs *flag.FlagSet) func() (*debugClient, error) {
+	addr := fs.String("debug-address", "127.0.0.1:19000", "address of the control plane's debug endpoint")
+	caFile := fs.String("debug-ca", "", "the debug endpoint serves TLS: verify it with this CA (PEM)")
+	return func() (*debugClient, error) {
+		c := &debugClient{base: "http://" + *addr, http: &http.Client{Timeout: 10 * time.Second}}
+		if *caFile != "" {
+			pem, err := os.ReadFile(*caFile)
+			if err != nil {
+				return nil, err
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("%s holds no PEM certificate", *caFile)
+			}
+			c.base = "https://" + *addr
+			c.http.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}
+		}
+		return c, nil
+	}
+}
+
+func (c *debugClient) get(path string, q url.Values) ([]byte, error) {
+	u := c.base + path
+	if len(q) > 0 {
+		u += "?" + q.Encode()
+	}
+	resp, err := c.http.Get(u)
+	if err != nil {
+		return nil, fmt.Errorf("cannot reach the debug endpoint (is `xds serve` running?): %w", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, errors.New(strings.TrimSpace(string(body)))
+	}
+	return body, nil
+}
+
+func runStatus(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("status", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	client := debugFlags(fs)
+	asJSON := fs.Bool("json", false, "print the raw /debug/syncz JSON")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	c, err := client()
+	if err != nil {
+		fmt.Fprintln(stderr, "error:", err)
+		return 1
+	}
+	body, err := c.get("/debug/syncz", nil)
+	if err != nil {
+		fmt.Fprintln(stderr, "error:", err)
+		return 1
+	}
+	if *asJSON {
+		_, _ = stdout.Write(body)
+		return 0
+	}
+	var clients []debug.ClientView
+	if err := json.Unmarshal(body, &clients); err != nil {
+		fmt.Fprintln(stderr, "error: unexpected /debug/syncz answer:", err)
+		return 1
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NODE\tCLUSTER\tROLE\tSTATUS\tCDS\tEDS\tLDS\tRDS\tPROTOCOL\tCONNECTED")
+	for _, cl := range clients {
+		proto := "sotw"
+		if cl.Delta {
+			proto = "delta"
+		}
+		role := cl.Role
+		if cl.Error != "" {
+			role += " (" + cl.Error + ")"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s", cl.NodeID, cl.Cluster, role, cl.Summary)
+		for _, t := range []string{"cds", "eds", "lds", "rds"} {
+			ts := cl.Types[debug.TypeNames[t]]
+			switch {
+			case ts == nil:
+				fmt.Fprint(tw, "\t-")
+			case ts.State == "NACKED":
+				fmt.Fprintf(tw, "\tNACKED v%s", ts.Nacked)
+			case ts.State == "STALE":
+				fmt.Fprintf(tw, "\tSTALE v%s (acked v%s)", ts.Sent, orDash(ts.Acked))
+			default:
+				fmt.Fprintf(tw, "\t%s v%s", ts.State, orDash(ts.Acked))
+			}
+		}
+		fmt.Fprintf(tw, "\t%s\t%s\n", proto, time.Since(cl.ConnectedAt).Truncate(time.Second))
+	}
+	_ = tw.Flush()
+	if len(clients) == 0 {
+		fmt.Fprintln(stdout, "(no xDS client connected)")
+	}
+	return 0
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func runDump(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("dump", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	client := debugFlags(fs)
+	node := fs.String("node", "", "node.id of the client (see `xds status`) (required)")
+	typ := fs.String("type", "", "only this type: cds, eds, lds or rds")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *node == "" {
+		fmt.Fprintln(stderr, "Usage: xds dump --node ID [--type cds|eds|lds|rds]")
+		return 2
+	}
+	c, err := client()
+	if err != nil {
+		fmt.Fprintln(stderr, "error:", err)
+		return 1
+	}
+	q := url.Values{"node": {*node}}
+	if *typ != "" {
+		q.Set("type", *typ)
+	}
+	body, err := c.get("/debug/config_dump", q)
+	if err != nil {
+		fmt.Fprintln(stderr, "error:", err)
+		return 1
+	}
+	_, _ = stdout.Write(body)
+	return 0
+}
+
+func runExplain(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("explain", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	client := debugFlags(fs)
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() != 1 {
+		fmt.Fprintln(stderr, "Usage: xds explain NAMESPACE/NAME")
+		return 2
+	}
+	c, err := client()
+	if err != nil {
+		fmt.Fprintln(stderr, "error:", err)
+		return 1
+	}
+	q := url.Values{"service": {fs.Arg(0)}}
+	if *asJSON {
+		q.Set("format", "json")
+	}
+	body, err := c.get("/debug/explain", q)
+	if err != nil {
+		fmt.Fprintln(stderr, "error:", err)
+		return 1
+	}
+	_, _ = stdout.Write(body)
+	return 0
+}

@@ -1,0 +1,80 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/eastwest-dev/eastwest/pkg/controlplane"
+	"github.com/eastwest-dev/eastwest/pkg/debug"
+)
+
+func runServe(args []string, _, stderr io.Writer) int {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var cfg controlplane.Config
+	fs.StringVar(&cfg.Dir, "dir", "", "ClusterSet folder: one subfolder of Kubernetes YAML per member cluster, watched for changes (required)")
+	fs.StringVar(&cfg.XDSAddress, "xds-address", "127.0.0.1:18000", "address of the xDS (ADS, SotW and delta) gRPC server")
+	fs.StringVar(&cfg.DebugAddress, "debug-address", "127.0.0.1:19000", "address of the debug endpoint (/debug/*, /metrics, /healthz, /readyz); keep it on loopback or behind TLS")
+	fs.DurationVar(&cfg.Writer.Holdoff, "holdoff", controlplane.DefaultHoldoff, "quiet time that ends a batch of source events")
+	fs.DurationVar(&cfg.Writer.MaxDelay, "max-delay", controlplane.DefaultMaxDelay, "longest a batch may wait while events keep coming")
+	gatewayPort := fs.Uint("gateway-port", 15080, "port of the east-west gateways' HTTP listener")
+	fs.StringVar(&cfg.Writer.Store.ClusterSet, "clusterset", "", "the ClusterSet's name; members whose clusterset.k8s.io property names another set are left out")
+	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", 5*time.Second, "on SIGTERM, how long to wait for xDS streams to close")
+	fs.StringVar(&cfg.XDSTLS.Cert, "xds-tls-cert", "", "serve xDS over TLS with this certificate (PEM)")
+	fs.StringVar(&cfg.XDSTLS.Key, "xds-tls-key", "", "key of --xds-tls-cert (PEM)")
+	fs.StringVar(&cfg.XDSTLS.ClientCA, "xds-tls-client-ca", "", "require xDS clients to present a certificate from this CA (mutual TLS)")
+	fs.StringVar(&cfg.DebugTLS.Cert, "debug-tls-cert", "", "serve the debug endpoint over TLS with this certificate (PEM)")
+	fs.StringVar(&cfg.DebugTLS.Key, "debug-tls-key", "", "key of --debug-tls-cert (PEM)")
+	fs.StringVar(&cfg.DebugTLS.ClientCA, "debug-tls-client-ca", "", "require debug clients to present a certificate from this CA")
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "Usage: xds serve --dir DIR [flags]")
+		fmt.Fprintln(stderr, "\nServes the ClusterSet in DIR over xDS to east-west Envoy gateways and proxyless")
+		fmt.Fprintln(stderr, "gRPC clients, and its state on the debug endpoint. See README for the node contract.")
+		fmt.Fprintln(stderr)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if cfg.Dir == "" || fs.NArg() > 0 {
+		fs.Usage()
+		return 2
+	}
+	if *gatewayPort == 0 || *gatewayPort > 65535 {
+		fmt.Fprintf(stderr, "xds serve: --gateway-port %d is not a port\n", *gatewayPort)
+		return 2
+	}
+	cfg.Writer.GatewayPort = uint32(*gatewayPort)
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		fmt.Fprintf(stderr, "xds serve: --log-level: %v\n", err)
+		return 2
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	app, err := controlplane.NewApp(cfg, log, debugHandler)
+	if err != nil {
+		log.Error("cannot start", "err", err)
+		return 1
+	}
+	if err := app.Run(ctx); err != nil {
+		log.Error("stopped", "err", err)
+		return 1
+	}
+	return 0
+}
+
+func debugHandler(a *controlplane.App) http.Handler {
+	return debug.New(a.Writer, a.Cache, a.Tracker, a.Metrics)
+}
+

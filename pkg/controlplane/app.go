@@ -1,0 +1,154 @@
+package controlplane
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+
+	"github.com/eastwest-dev/eastwest/pkg/cache"
+	"github.com/eastwest-dev/eastwest/pkg/mcs"
+	"github.com/eastwest-dev/eastwest/pkg/mcs/source"
+	"github.com/eastwest-dev/eastwest/pkg/metrics"
+)
+
+// Config is everything `xds serve` is configured with.
+type Config struct {
+	// Dir is the ClusterSet folder (DIR/<cluster>/*.yaml).
+	Dir          string
+	XDSAddress   string
+	DebugAddress string
+	Writer       WriterOptions
+	XDSTLS       TLSFiles
+	DebugTLS     TLSFiles
+	// DrainTimeout bounds how long shutdown waits for streams to end.
+	DrainTimeout time.Duration
+}
+
+// App is a running control plane: sources, the Writer, the xDS server
+// and the debug endpoint.
+type App struct {
+	cfg     Config
+	log     *slog.Logger
+	Metrics *metrics.Metrics
+	Cache   *cache.Cache
+	Tracker *cache.Tracker
+	Writer  *Writer
+	xds     *XDSServer
+	debug   *http.Server
+	dir     *source.Dir
+
+	xdsListener, debugListener net.Listener
+}
+
+// NewApp builds the control plane and binds its listeners (so that a bad
+// address fails here, and :0 gets its port before Run).
+func NewApp(cfg Config, log *slog.Logger, debugHandler func(*App) http.Handler) (*App, error) {
+	if cfg.Dir == "" {
+		return nil, errors.New("a source is required: --dir")
+	}
+	xdsTLS, err := cfg.XDSTLS.Config()
+	if err != nil {
+		return nil, fmt.Errorf("xDS TLS: %w", err)
+	}
+	debugTLS, err := cfg.DebugTLS.Config()
+	if err != nil {
+		return nil, fmt.Errorf("debug TLS: %w", err)
+	}
+	a := &App{cfg: cfg, log: log, Metrics: metrics.New()}
+	a.Cache = cache.New(NodeView)
+	a.Writer = NewWriter(cfg.Writer, a.Cache, a.Metrics, log)
+	a.Tracker = cache.NewTracker(a.Cache, a.describeNode, a.Metrics)
+	a.xds = NewXDSServer(a.Cache, a.Tracker, xdsTLS)
+	a.dir = source.NewDir(cfg.Dir, log)
+	a.Writer.AddSource(a.sourceName())
+
+	if a.xdsListener, err = net.Listen("tcp", cfg.XDSAddress); err != nil {
+		return nil, fmt.Errorf("xDS address: %w", err)
+	}
+	if a.debugListener, err = net.Listen("tcp", cfg.DebugAddress); err != nil {
+		_ = a.xdsListener.Close()
+		return nil, fmt.Errorf("debug address: %w", err)
+	}
+	a.debug = &http.Server{Handler: debugHandler(a), ReadHeaderTimeout: 10 * time.Second, TLSConfig: debugTLS}
+	return a, nil
+}
+
+func (a *App) sourceName() string { return "dir:" + a.cfg.Dir }
+
+// XDSAddr is the address the xDS server listens on.
+func (a *App) XDSAddr() string { return a.xdsListener.Addr().String() }
+
+// DebugAddr is the address the debug endpoint listens on.
+func (a *App) DebugAddr() string { return a.debugListener.Addr().String() }
+
+// describeNode is the Tracker's view of a node: its declared cluster and
+// role, its view, and why it gets nothing if it does not. A node of a
+// cluster that is not (yet) a member waits: it is served as soon as the
+// cluster joins.
+func (a *App) describeNode(n *corev3.Node) (string, string, string, error) {
+	c, r, err := ParseNode(n)
+	if err != nil {
+		a.log.Warn("xDS client refused", "node", n.GetId(), "reason", err)
+		return n.GetCluster(), "", "", err
+	}
+	known := false
+	members := a.Writer.Snapshot().State.ClusterIDs()
+	for _, id := range members {
+		known = known || id == c
+	}
+	if !known {
+		err = fmt.Errorf("cluster %q is not a member of the ClusterSet (members: %v); the client gets nothing until it joins", c, members)
+		a.log.Warn("xDS client of an unknown cluster", "node", n.GetId(), "reason", err)
+		return string(c), string(r), ViewName(c, r), err
+	}
+	return string(c), string(r), ViewName(c, r), nil
+}
+
+// Run serves until ctx ends, then shuts down: the debug endpoint first,
+// then the xDS server, draining streams for up to DrainTimeout.
+func (a *App) Run(ctx context.Context) error {
+	srcCtx, stopSources := context.WithCancel(context.Background())
+	defer stopSources()
+	writerDone := make(chan struct{})
+	go func() { a.Writer.Run(srcCtx); close(writerDone) }()
+	go func() { _ = a.dir.Run(srcCtx, a.Writer.Sink(a.sourceName())) }()
+
+	errc := make(chan error, 2)
+	go func() { errc <- a.xds.Serve(a.xdsListener) }()
+	go func() {
+		var err error
+		if a.debug.TLSConfig != nil {
+			err = a.debug.ServeTLS(a.debugListener, "", "")
+		} else {
+			err = a.debug.Serve(a.debugListener)
+		}
+		if errors.Is(err, http.ErrServerClosed) {
+			err = nil
+		}
+		errc <- err
+	}()
+	a.log.Info("serving", "xds", a.XDSAddr(), "debug", a.DebugAddr(), "dir", a.cfg.Dir)
+
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	a.log.Info("shutting down", "drainTimeout", a.cfg.DrainTimeout)
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), a.cfg.DrainTimeout)
+	defer cancel()
+	_ = a.debug.Shutdown(shutdownCtx)
+	a.xds.Shutdown(a.cfg.DrainTimeout)
+	stopSources()
+	<-writerDone
+	return err
+}
+
+// Members returns the IDs of the clusters in the ClusterSet now.
+func (a *App) Members() []mcs.ClusterID { return a.Writer.Snapshot().State.ClusterIDs() }

@@ -1,0 +1,372 @@
+// Package debug serves eastwest's operator endpoints: /debug/clusters,
+// /debug/mcs, /debug/syncz, /debug/config_dump, /debug/explain, /metrics,
+// /healthz and /readyz. Everything it prints is read from snapshots; it
+// never prints secret material (Secret resources are left out of dumps).
+package debug
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/eastwest-dev/eastwest/pkg/cache"
+	"github.com/eastwest-dev/eastwest/pkg/controlplane"
+	"github.com/eastwest-dev/eastwest/pkg/mcs"
+	"github.com/eastwest-dev/eastwest/pkg/metrics"
+	"github.com/eastwest-dev/eastwest/pkg/translate"
+)
+
+// State is what the handlers read.
+type State interface {
+	Snapshot() *controlplane.Snapshot
+	Ready() bool
+}
+
+// Handler serves the debug endpoints.
+type Handler struct {
+	state   State
+	cache   *cache.Cache
+	tracker *cache.Tracker
+	mux     *http.ServeMux
+}
+
+// New returns the debug endpoints' handler.
+func New(s State, c *cache.Cache, t *cache.Tracker, m *metrics.Metrics) *Handler {
+	h := &Handler{state: s, cache: c, tracker: t, mux: http.NewServeMux()}
+	h.mux.HandleFunc("GET /debug/clusters", h.clusters)
+	h.mux.HandleFunc("GET /debug/mcs", h.mcs)
+	h.mux.HandleFunc("GET /debug/syncz", h.syncz)
+	h.mux.HandleFunc("GET /debug/config_dump", h.configDump)
+	h.mux.HandleFunc("GET /debug/explain", h.explain)
+	h.mux.Handle("GET /metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{}))
+	h.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = fmt.Fprintln(w, "ok") })
+	h.mux.HandleFunc("GET /readyz", h.readyz)
+	h.mux.HandleFunc("GET /{$}", h.index)
+	return h
+}
+
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
+
+func (h *Handler) index(w http.ResponseWriter, _ *http.Request) {
+	_, _ = fmt.Fprint(w, `eastwest debug endpoint
+  /debug/explain?service=NS/NAME   why traffic for a service goes where it goes
+  /debug/syncz                     every xDS client: sent, acked, nacked per type
+  /debug/config_dump?node=ID       what a client is served [&type=cds|eds|lds|rds]
+  /debug/mcs[?service=NS/NAME]     ServiceImports, exports, conditions, conflicts
+  /debug/clusters                  member clusters and their sources
+  /metrics /healthz /readyz
+`)
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+func fail(w http.ResponseWriter, code int, format string, args ...any) {
+	http.Error(w, fmt.Sprintf(format, args...), code)
+}
+
+func (h *Handler) readyz(w http.ResponseWriter, _ *http.Request) {
+	if !h.state.Ready() {
+		var waiting []string
+		for name, synced := range h.state.Snapshot().Sources {
+			if !synced {
+				waiting = append(waiting, name)
+			}
+		}
+		slices.Sort(waiting)
+		fail(w, http.StatusServiceUnavailable, "not ready: waiting for the initial sync of %v", waiting)
+		return
+	}
+	_, _ = fmt.Fprintln(w, "ok")
+}
+
+// ClustersView is /debug/clusters.
+type ClustersView struct {
+	Members  []mcs.ClusterInfo `json:"members"`
+	Sources  map[string]bool   `json:"sources"`
+	Problems []string          `json:"problems"`
+}
+
+func (h *Handler) clusters(w http.ResponseWriter, _ *http.Request) {
+	s := h.state.Snapshot()
+	v := ClustersView{Members: s.State.Clusters, Sources: s.Sources, Problems: []string{}}
+	for _, p := range s.Problems {
+		v.Problems = append(v.Problems, p.String())
+	}
+	writeJSON(w, v)
+}
+
+// ServiceView is one service in /debug/mcs.
+type ServiceView struct {
+	Service   string          `json:"service"`
+	Import    *ImportView     `json:"import,omitempty"`
+	Exports   []ExportView    `json:"exports"`
+	Conflicts []string        `json:"conflicts,omitempty"`
+	Endpoints []EndpointsView `json:"endpoints,omitempty"`
+}
+
+// ImportView is a service's merged ServiceImport.
+type ImportView struct {
+	Type       string            `json:"type"`
+	Ports      []PortView        `json:"ports"`
+	Clusters   []mcs.ClusterID   `json:"clusters"`
+	ImportedIn []mcs.ClusterID   `json:"importedIn"`
+	Labels     map[string]string `json:"labels,omitempty"`
+	Annotation map[string]string `json:"annotations,omitempty"`
+}
+
+// PortView is one import port and the clusters that serve it.
+type PortView struct {
+	Name        string          `json:"name,omitempty"`
+	Protocol    string          `json:"protocol"`
+	Port        int32           `json:"port"`
+	AppProtocol string          `json:"appProtocol,omitempty"`
+	Clusters    []mcs.ClusterID `json:"clusters"`
+}
+
+// ExportView is one cluster's ServiceExport status.
+type ExportView struct {
+	Cluster    mcs.ClusterID `json:"cluster"`
+	Conditions []string      `json:"conditions"`
+	Messages   []string      `json:"messages,omitempty"`
+}
+
+// EndpointsView counts one exporting cluster's endpoints.
+type EndpointsView struct {
+	Cluster     mcs.ClusterID `json:"cluster"`
+	Ready       int           `json:"ready"`
+	Draining    int           `json:"draining"`
+	NotReady    int           `json:"notReady"`
+	SliceCount  int           `json:"slices"`
+	AddressType []string      `json:"addressTypes"`
+}
+
+func serviceView(st *mcs.ServiceState) ServiceView {
+	v := ServiceView{Service: st.Key.String(), Exports: []ExportView{}}
+	if imp := st.Import; imp != nil {
+		iv := &ImportView{Type: string(imp.Type), Clusters: imp.Clusters, ImportedIn: imp.ImportedIn, Labels: imp.Labels, Annotation: imp.Annotations}
+		for _, p := range imp.Ports {
+			pv := PortView{Name: p.Name, Protocol: string(p.Protocol), Port: p.Port, Clusters: p.Clusters}
+			if p.AppProtocol != nil {
+				pv.AppProtocol = *p.AppProtocol
+			}
+			iv.Ports = append(iv.Ports, pv)
+		}
+		v.Import = iv
+	}
+	for _, e := range st.Exports {
+		ev := ExportView{Cluster: e.Cluster}
+		for _, c := range e.Conditions {
+			ev.Conditions = append(ev.Conditions, fmt.Sprintf("%s=%s (%s)", c.Type, c.Status, c.Reason))
+			if c.Type == "Conflict" && c.Status == "True" {
+				ev.Messages = append(ev.Messages, c.Message)
+				for _, r := range strings.Split(c.Reason, ",") {
+					if !slices.Contains(v.Conflicts, r) {
+						v.Conflicts = append(v.Conflicts, r)
+					}
+				}
+			}
+			if c.Status == "False" && c.Type != "Conflict" {
+				ev.Messages = append(ev.Messages, c.Message)
+			}
+		}
+		v.Exports = append(v.Exports, ev)
+	}
+	for _, b := range st.Backends {
+		ep := EndpointsView{Cluster: b.Cluster, SliceCount: len(b.Slices)}
+		for _, s := range b.Slices {
+			if !slices.Contains(ep.AddressType, string(s.AddressType)) {
+				ep.AddressType = append(ep.AddressType, string(s.AddressType))
+			}
+			for _, e := range s.Endpoints {
+				switch {
+				case e.Ready:
+					ep.Ready++
+				case e.Serving && e.Terminating:
+					ep.Draining++
+				default:
+					ep.NotReady++
+				}
+			}
+		}
+		v.Endpoints = append(v.Endpoints, ep)
+	}
+	return v
+}
+
+func parseService(s string) (mcs.ServiceKey, error) {
+	ns, name, ok := strings.Cut(s, "/")
+	if !ok || ns == "" || name == "" || strings.Contains(name, "/") {
+		return mcs.ServiceKey{}, fmt.Errorf("service must be NAMESPACE/NAME, not %q", s)
+	}
+	return mcs.ServiceKey{Namespace: ns, Name: name}, nil
+}
+
+func (h *Handler) mcs(w http.ResponseWriter, r *http.Request) {
+	s := h.state.Snapshot()
+	var keys []mcs.ServiceKey
+	if q := r.URL.Query().Get("service"); q != "" {
+		key, err := parseService(q)
+		if err != nil {
+			fail(w, http.StatusBadRequest, "%v", err)
+			return
+		}
+		if s.State.Services[key] == nil {
+			fail(w, http.StatusNotFound, "no member cluster exports %s", key)
+			return
+		}
+		keys = []mcs.ServiceKey{key}
+	} else {
+		keys = s.State.ServiceKeys()
+	}
+	out := make([]ServiceView, 0, len(keys))
+	for _, k := range keys {
+		out = append(out, serviceView(s.State.Services[k]))
+	}
+	writeJSON(w, map[string]any{"generation": s.Generation, "services": out})
+}
+
+// ClientView is one client in /debug/syncz.
+type ClientView struct {
+	cache.Client
+	// Summary is the worst state across types.
+	Summary cache.SyncState `json:"summary"`
+}
+
+// TypeNames maps the short names used by the CLI and endpoints to type URLs.
+var TypeNames = map[string]string{
+	"cds": resourcev3.ClusterType,
+	"eds": resourcev3.EndpointType,
+	"lds": resourcev3.ListenerType,
+	"rds": resourcev3.RouteType,
+}
+
+func (h *Handler) syncz(w http.ResponseWriter, _ *http.Request) {
+	clients := h.tracker.Clients()
+	out := make([]ClientView, 0, len(clients))
+	for _, c := range clients {
+		out = append(out, ClientView{Client: c, Summary: summarize(c)})
+	}
+	writeJSON(w, out)
+}
+
+// summarize is a client's worst state: NACKED, then STALE, then WAITING.
+func summarize(c cache.Client) cache.SyncState {
+	if c.Error != "" {
+		return "REFUSED"
+	}
+	state := cache.Synced
+	for _, ts := range c.Types {
+		switch {
+		case ts.State == cache.Nacked:
+			return cache.Nacked
+		case ts.State == cache.Stale:
+			state = cache.Stale
+		case ts.State == cache.Waiting && state == cache.Synced:
+			state = cache.Waiting
+		}
+	}
+	return state
+}
+
+func (h *Handler) findClient(node string) (cache.Client, bool) {
+	for _, c := range h.tracker.Clients() {
+		if c.NodeID == node {
+			return c, true
+		}
+	}
+	return cache.Client{}, false
+}
+
+func (h *Handler) configDump(w http.ResponseWriter, r *http.Request) {
+	node := r.URL.Query().Get("node")
+	if node == "" {
+		fail(w, http.StatusBadRequest, "node=ID is required (see /debug/syncz for connected nodes)")
+		return
+	}
+	c, ok := h.findClient(node)
+	if !ok {
+		fail(w, http.StatusNotFound, "no connected client has node.id %q", node)
+		return
+	}
+	if c.Error != "" {
+		fail(w, http.StatusConflict, "node %q is served nothing: %s", node, c.Error)
+		return
+	}
+	types := translate.TypeOrder()
+	if t := r.URL.Query().Get("type"); t != "" {
+		url, ok := TypeNames[strings.ToLower(t)]
+		if !ok {
+			fail(w, http.StatusBadRequest, "type must be one of cds, eds, lds, rds")
+			return
+		}
+		types = []string{url}
+	}
+	dump := ConfigDump{Node: c.NodeID, View: c.View}
+	for _, typ := range types {
+		if typ == resourcev3.SecretType {
+			continue // never printed
+		}
+		ts := c.Types[typ]
+		if ts == nil {
+			continue
+		}
+		snap := h.cache.Resources(c.View, typ)
+		td := TypeDump{Type: typ, State: ts.State, Version: snap.Version, Sent: ts.Sent, Acked: ts.Acked, Nacked: ts.Nacked, NackError: ts.NackError, Resources: []json.RawMessage{}}
+		for _, p := range snap.Resources {
+			if len(ts.Names) > 0 && !slices.Contains(ts.Names, p.Name) {
+				continue
+			}
+			a, err := anypb.New(p.Message)
+			if err != nil {
+				continue
+			}
+			js, err := protojson.Marshal(a)
+			if err != nil {
+				continue
+			}
+			td.Resources = append(td.Resources, js)
+		}
+		dump.Types = append(dump.Types, td)
+	}
+	writeJSON(w, dump)
+}
+
+// ConfigDump is /debug/config_dump: what one client is served, per type.
+type ConfigDump struct {
+	Node  string     `json:"node"`
+	View  string     `json:"view"`
+	Types []TypeDump `json:"types"`
+}
+
+// TypeDump is one type of a ConfigDump.
+type TypeDump struct {
+	Type      string            `json:"type"`
+	State     cache.SyncState   `json:"state"`
+	Version   string            `json:"version"`
+	Sent      string            `json:"sent,omitempty"`
+	Acked     string            `json:"acked,omitempty"`
+	Nacked    string            `json:"nacked,omitempty"`
+	NackError string            `json:"nackError,omitempty"`
+	Resources []json.RawMessage `json:"resources"`
+}
+
+func acked(ts *cache.TypeSync, since uint64) bool {
+	if ts == nil || ts.Acked == "" {
+		return false
+	}
+	v, err := strconv.ParseUint(ts.Acked, 10, 64)
+	return err == nil && v >= since
+}

@@ -1,0 +1,271 @@
+package debug
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strings"
+	"text/tabwriter"
+
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+
+	"github.com/eastwest-dev/eastwest/pkg/mcs"
+	"github.com/eastwest-dev/eastwest/pkg/translate"
+)
+
+// Explanation is /debug/explain: the chain from each cluster's export to
+// the import, to the Envoy resources made from it in every view, to the
+// clients that acknowledged them.
+type Explanation struct {
+	Service    string            `json:"service"`
+	Generation uint64            `json:"generation"`
+	MCS        ServiceView       `json:"mcs"`
+	Views      []ViewExplanation `json:"views"`
+	Clients    []ClientResources `json:"clients"`
+}
+
+// ViewExplanation is what one view serves of the service.
+type ViewExplanation struct {
+	View      string            `json:"view"`
+	Resources []ResourceSummary `json:"resources"`
+	Invalid   []string          `json:"invalid,omitempty"`
+}
+
+// ResourceSummary is one served resource and what it says.
+type ResourceSummary struct {
+	Type    string   `json:"type"`
+	Name    string   `json:"name"`
+	Version string   `json:"version"`
+	Since   uint64   `json:"since"`
+	Detail  []string `json:"detail,omitempty"`
+}
+
+// ClientResources says whether one client has the service's resources.
+type ClientResources struct {
+	Node    string   `json:"node"`
+	View    string   `json:"view"`
+	State   string   `json:"state"`
+	Have    int      `json:"have"`
+	Of      int      `json:"of"`
+	Missing []string `json:"missing,omitempty"`
+	Nacks   []string `json:"nacks,omitempty"`
+}
+
+func (h *Handler) explain(w http.ResponseWriter, r *http.Request) {
+	key, err := parseService(r.URL.Query().Get("service"))
+	if err != nil {
+		fail(w, http.StatusBadRequest, "service=NAMESPACE/NAME is required: %v", err)
+		return
+	}
+	e, ok := h.Explain(key)
+	if !ok {
+		fail(w, http.StatusNotFound, "no member cluster exports %s: nothing is imported or served for it (see /debug/mcs)", key)
+		return
+	}
+	if r.URL.Query().Get("format") == "json" {
+		writeJSON(w, e)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	e.WriteText(w)
+}
+
+// Explain builds the explanation of one service, or false when no member
+// exports it.
+func (h *Handler) Explain(key mcs.ServiceKey) (Explanation, bool) {
+	s := h.state.Snapshot()
+	st := s.State.Services[key]
+	if st == nil {
+		return Explanation{}, false
+	}
+	e := Explanation{Service: key.String(), Generation: s.Generation, MCS: serviceView(st), Clients: []ClientResources{}}
+	names := map[string]bool{}
+	if st.Import != nil {
+		for _, p := range st.Import.Ports {
+			names[translate.HostPort(key, p.Port)] = true
+		}
+	}
+	served := map[string][]ResourceSummary{}
+	for _, v := range s.Views {
+		ve := ViewExplanation{View: v.String()}
+		for _, typ := range translate.TypeOrder() {
+			snap := h.cache.Resources(v.String(), typ)
+			for _, p := range snap.Resources {
+				rs := ResourceSummary{Type: shortTypeName(typ), Name: p.Name, Version: p.Version, Since: p.Since}
+				switch m := p.Message.(type) {
+				case *endpointv3.ClusterLoadAssignment:
+					if !names[p.Name] {
+						continue
+					}
+					rs.Detail = localities(m)
+				case *routev3.RouteConfiguration:
+					if names[p.Name] {
+						rs.Detail = routes(m, nil)
+					} else if d := routes(m, names); len(d) > 0 {
+						rs.Detail = d // the gateway's routes for this service
+					} else {
+						continue
+					}
+				default:
+					if !names[p.Name] {
+						continue
+					}
+				}
+				ve.Resources = append(ve.Resources, rs)
+			}
+		}
+		for _, inv := range s.Invalid[v.String()] {
+			if names[inv.Name] {
+				ve.Invalid = append(ve.Invalid, inv.Error())
+			}
+		}
+		if len(ve.Resources) > 0 || len(ve.Invalid) > 0 {
+			e.Views = append(e.Views, ve)
+			served[ve.View] = ve.Resources
+		}
+	}
+	for _, c := range h.tracker.Clients() {
+		res, ok := served[c.View]
+		if !ok {
+			continue
+		}
+		cr := ClientResources{Node: c.NodeID, View: c.View, State: string(summarize(c))}
+		for _, rs := range res {
+			ts := c.Types[typeURL(rs.Type)]
+			if ts == nil || (len(ts.Names) > 0 && !slices.Contains(ts.Names, rs.Name)) {
+				continue // not subscribed: this client does not use it
+			}
+			cr.Of++
+			if acked(ts, rs.Since) {
+				cr.Have++
+			} else {
+				cr.Missing = append(cr.Missing, rs.Type+" "+rs.Name)
+			}
+			if ts.NackError != "" {
+				cr.Nacks = append(cr.Nacks, fmt.Sprintf("%s version %s: %s", rs.Type, ts.Nacked, ts.NackError))
+			}
+		}
+		e.Clients = append(e.Clients, cr)
+	}
+	return e, true
+}
+
+func localities(cla *endpointv3.ClusterLoadAssignment) []string {
+	var out []string
+	for _, l := range cla.Endpoints {
+		healthy, draining := 0, 0
+		for _, ep := range l.LbEndpoints {
+			if ep.HealthStatus.String() == "DRAINING" {
+				draining++
+			} else {
+				healthy++
+			}
+		}
+		where := l.Locality.GetRegion()
+		if z := l.Locality.GetZone(); z != "" {
+			where += "/" + z
+		}
+		out = append(out, fmt.Sprintf("priority %d  %-12s weight %d  %d healthy, %d draining", l.Priority, where, l.GetLoadBalancingWeight().GetValue(), healthy, draining))
+	}
+	if len(out) == 0 {
+		out = append(out, "no usable endpoints: RPCs to this port fail")
+	}
+	return out
+}
+
+// routes describes where a route configuration sends traffic; with only
+// set, just the virtual hosts of those names.
+func routes(rc *routev3.RouteConfiguration, only map[string]bool) []string {
+	var out []string
+	for _, vh := range rc.VirtualHosts {
+		if only != nil && !only[vh.Name] {
+			continue
+		}
+		for _, r := range vh.Routes {
+			out = append(out, fmt.Sprintf("%s %s -> cluster %s", strings.Join(vh.Domains, ","), r.GetMatch().GetPrefix(), r.GetRoute().GetCluster()))
+		}
+	}
+	return out
+}
+
+func shortTypeName(typ string) string {
+	switch typ {
+	case resourcev3.ClusterType:
+		return "CDS"
+	case resourcev3.EndpointType:
+		return "EDS"
+	case resourcev3.ListenerType:
+		return "LDS"
+	case resourcev3.RouteType:
+		return "RDS"
+	}
+	return typ
+}
+
+func typeURL(short string) string { return TypeNames[strings.ToLower(short)] }
+
+// WriteText renders the explanation for people.
+func (e Explanation) WriteText(w io.Writer) {
+	fmt.Fprintf(w, "Service %s (state generation %d)\n\n", e.Service, e.Generation)
+	fmt.Fprintln(w, "1. Exports, per member cluster")
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	for _, x := range e.MCS.Exports {
+		fmt.Fprintf(tw, "   %s\t%s\n", x.Cluster, strings.Join(x.Conditions, "  "))
+		for _, m := range x.Messages {
+			fmt.Fprintf(tw, "   \t%s\n", m)
+		}
+	}
+	_ = tw.Flush()
+	fmt.Fprintln(w)
+	imp := e.MCS.Import
+	if imp == nil {
+		fmt.Fprintln(w, "2. ServiceImport: none (no valid export), so nothing is served.")
+		return
+	}
+	fmt.Fprintf(w, "2. ServiceImport: %s, exported by %v, imported in %v\n", imp.Type, imp.Clusters, imp.ImportedIn)
+	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	for _, p := range imp.Ports {
+		fmt.Fprintf(tw, "   port %s/%s/%d\tserved by %v\n", p.Name, p.Protocol, p.Port, p.Clusters)
+	}
+	for _, ep := range e.MCS.Endpoints {
+		fmt.Fprintf(tw, "   endpoints in %s\t%d ready, %d draining, %d not ready\n", ep.Cluster, ep.Ready, ep.Draining, ep.NotReady)
+	}
+	_ = tw.Flush()
+	if len(e.MCS.Conflicts) > 0 {
+		fmt.Fprintf(w, "   conflicts: %s (the oldest export wins; see the messages above)\n", strings.Join(e.MCS.Conflicts, ", "))
+	}
+	fmt.Fprintln(w, "\n3. Envoy resources, per view (member cluster/role)")
+	if len(e.Views) == 0 {
+		fmt.Fprintln(w, "   none")
+	}
+	for _, v := range e.Views {
+		fmt.Fprintf(w, "   %s\n", v.View)
+		for _, r := range v.Resources {
+			fmt.Fprintf(w, "     %-4s %-48s version %s (since %d)\n", r.Type, r.Name, r.Version, r.Since)
+			for _, d := range r.Detail {
+				fmt.Fprintf(w, "            %s\n", d)
+			}
+		}
+		for _, inv := range v.Invalid {
+			fmt.Fprintf(w, "     NOT PUBLISHED (previous version served, if any): %s\n", inv)
+		}
+	}
+	fmt.Fprintln(w, "\n4. Clients of those views")
+	if len(e.Clients) == 0 {
+		fmt.Fprintln(w, "   none connected")
+	}
+	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	for _, c := range e.Clients {
+		fmt.Fprintf(tw, "   %s\t%s\t%s\thas %d/%d current\n", c.Node, c.View, c.State, c.Have, c.Of)
+		for _, m := range c.Missing {
+			fmt.Fprintf(tw, "   \t\t\tnot acked yet: %s\n", m)
+		}
+		for _, n := range c.Nacks {
+			fmt.Fprintf(tw, "   \t\t\tNACK: %s\n", n)
+		}
+	}
+	_ = tw.Flush()
+}

@@ -1,0 +1,138 @@
+// Package metrics defines every Prometheus metric eastwest exports (prefix
+// eastwest_) in one place, and the small methods the other packages call
+// to update them.
+package metrics
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/eastwest-dev/eastwest/pkg/mcs"
+)
+
+// Metrics holds eastwest's metrics, registered on one registry.
+type Metrics struct {
+	Registry *prometheus.Registry
+
+	clients          prometheus.Gauge
+	pushes           *prometheus.CounterVec
+	pushLatency      *prometheus.HistogramVec
+	nacks            *prometheus.CounterVec
+	rejected         *prometheus.GaugeVec
+	translate        prometheus.Histogram
+	merge            prometheus.Histogram
+	publishes        prometheus.Counter
+	clusterState     *prometheus.GaugeVec
+	exportConditions *prometheus.GaugeVec
+	imports          prometheus.Gauge
+	sourceProblems   prometheus.Gauge
+}
+
+// New creates the metrics on a fresh registry, with the Go and process
+// collectors.
+func New() *Metrics {
+	const ns = "eastwest"
+	latencyBuckets := []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5}
+	m := &Metrics{
+		Registry: prometheus.NewRegistry(),
+		clients: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "xds_clients",
+			Help: "Connected xDS streams."}),
+		pushes: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "xds_pushes_total",
+			Help: "xDS responses sent, by type."}, []string{"type"}),
+		pushLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Name: "xds_push_latency_seconds",
+			Help: "Time from a cache update to the response that delivers it, by type.", Buckets: latencyBuckets}, []string{"type"}),
+		nacks: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "xds_nacks_total",
+			Help: "Responses rejected by clients, by type."}, []string{"type"}),
+		rejected: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "xds_rejected_resources",
+			Help: "Resources that failed validation and are not published (the previous version, if any, is served), by type."}, []string{"type"}),
+		translate: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "translate_duration_seconds",
+			Help: "Time to translate a batch of changed services into Envoy resources and publish them.", Buckets: latencyBuckets}),
+		merge: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "merge_duration_seconds",
+			Help: "Time to merge a batch of source events into the ClusterSet state.", Buckets: latencyBuckets}),
+		publishes: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "publishes_total",
+			Help: "Batches of changes published to the xDS cache."}),
+		clusterState: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "source_cluster_state",
+			Help: "1 for each member cluster's current source state."}, []string{"member", "cluster", "state"}),
+		exportConditions: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "serviceexport_status_condition",
+			Help: "ServiceExport conditions as the merge computes them (1 per export, condition and status)."},
+			[]string{"cluster", "namespace", "service", "condition", "status", "reason"}),
+		imports: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "serviceimports",
+			Help: "ServiceImports in the ClusterSet."}),
+		sourceProblems: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "source_problems",
+			Help: "Input documents that cannot be used (see /debug/clusters)."}),
+	}
+	m.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		m.clients, m.pushes, m.pushLatency, m.nacks, m.rejected, m.translate, m.merge, m.publishes,
+		m.clusterState, m.exportConditions, m.imports, m.sourceProblems)
+	return m
+}
+
+// Pushed counts a response and its latency when known.
+func (m *Metrics) Pushed(typ string, latency time.Duration, known bool) {
+	t := shortType(typ)
+	m.pushes.WithLabelValues(t).Inc()
+	if known {
+		m.pushLatency.WithLabelValues(t).Observe(latency.Seconds())
+	}
+}
+
+// Nacked counts a NACK.
+func (m *Metrics) Nacked(typ string) { m.nacks.WithLabelValues(shortType(typ)).Inc() }
+
+// Clients sets the number of connected streams.
+func (m *Metrics) Clients(n int) { m.clients.Set(float64(n)) }
+
+// Rejected sets the number of resources of a type that failed validation.
+func (m *Metrics) Rejected(typ string, n int) {
+	m.rejected.WithLabelValues(shortType(typ)).Set(float64(n))
+}
+
+// Merged observes a merge.
+func (m *Metrics) Merged(d time.Duration) { m.merge.Observe(d.Seconds()) }
+
+// Translated observes a translation and publish.
+func (m *Metrics) Translated(d time.Duration) {
+	m.translate.Observe(d.Seconds())
+	m.publishes.Inc()
+}
+
+// SourceProblems sets the number of unusable input documents.
+func (m *Metrics) SourceProblems(n int) { m.sourceProblems.Set(float64(n)) }
+
+// Clusters sets every member's state: "synced" when it takes part in the
+// merge, "left-out" when it does not.
+func (m *Metrics) Clusters(clusters []mcs.ClusterInfo) {
+	m.clusterState.Reset()
+	for _, c := range clusters {
+		state := "synced"
+		if c.Error != "" {
+			state = "left-out"
+		}
+		m.clusterState.WithLabelValues(c.Member, string(c.ID), state).Set(1)
+	}
+}
+
+// Service replaces one service's export condition series and recounts
+// imports by the change (+1, 0 or -1).
+func (m *Metrics) Service(key mcs.ServiceKey, st *mcs.ServiceState, importDelta int) {
+	m.exportConditions.DeletePartialMatch(prometheus.Labels{"namespace": key.Namespace, "service": key.Name})
+	if st != nil {
+		for _, e := range st.Exports {
+			for _, c := range e.Conditions {
+				m.exportConditions.WithLabelValues(string(e.Cluster), key.Namespace, key.Name, c.Type, string(c.Status), c.Reason).Set(1)
+			}
+		}
+	}
+	m.imports.Add(float64(importDelta))
+}
+
+func shortType(typ string) string {
+	for i := len(typ) - 1; i >= 0; i-- {
+		if typ[i] == '.' {
+			return typ[i+1:]
+		}
+	}
+	return typ
+}

@@ -1,0 +1,158 @@
+package e2e
+
+import (
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// TestEndToEnd drives the real control plane with gRPC-Go's xDS client in
+// member cluster a. Each step names the behaviour it guards.
+func TestEndToEnd(t *testing.T) {
+	a1, a2 := startBackend(t, "a1", "127.0.0.11"), startBackend(t, "a2", "127.0.0.12")
+	b1 := startBackend(t, "b1", "127.0.0.21")
+	c1 := startBackend(t, "c1", "127.0.0.31")
+	cAdmin := startBackend(t, "c1-admin", "127.0.0.31")
+	onlyB := startBackend(t, "only-b", "127.0.0.22")
+
+	dir := t.TempDir()
+	cp := &controlPlane{t: t, dir: dir}
+	echoA := func(ready bool) string {
+		return docs(service("echo", "grpc:9000"), export("echo"), slices("echo", "grpc", ready, a1, a2))
+	}
+	cp.write("a/echo.yaml", echoA(true))
+	cp.write("b/echo.yaml", docs(service("echo", "grpc:9000"), export("echo"), slices("echo", "grpc", true, b1)))
+	cp.write("b/only-b.yaml", docs(service("only-b", "grpc:9000"), export("only-b"), slices("only-b", "grpc", true, onlyB)))
+	// c also exposes an admin port that no other cluster has.
+	cp.write("c/echo.yaml", docs(service("echo", "grpc:9000", "admin:9100"), export("echo"),
+		slices("echo", "grpc", true, c1), strings.ReplaceAll(slices("echo", "admin", true, cAdmin), "echo-c1-admin", "echo-c1-admin-port")))
+	cp = startControlPlane(t, dir)
+
+	echo := cp.xdsClient(t, "client-a", "a", "echo.demo.svc.clusterset.local:9000")
+
+	t.Run("RPCs reach only the local cluster while it has ready endpoints", func(t *testing.T) {
+		eventually(t, 10*time.Second, "first RPC", func() bool { _, err := call(echo, time.Second); return err == nil })
+		got := spread(echo, 40)
+		if got["a1"]+got["a2"] != 40 || got["a1"] == 0 || got["a2"] == 0 {
+			t.Fatalf("answers %v, want all from a1 and a2", got)
+		}
+	})
+
+	t.Run("traffic fails over to b and c when a's endpoints are not ready, and comes back", func(t *testing.T) {
+		cp.write("a/echo.yaml", echoA(false))
+		took := eventually(t, 10*time.Second, "failover", func() bool {
+			name, err := call(echo, time.Second)
+			return err == nil && (name == "b1" || name == "c1")
+		})
+		t.Logf("edit to traffic on b/c: %v", took)
+		if took > time.Second {
+			t.Errorf("failover took %v, want within 1s", took)
+		}
+		got := spread(echo, 60)
+		if got["b1"] == 0 || got["c1"] == 0 || got["b1"]+got["c1"] != 60 {
+			t.Errorf("after failover answers %v, want b1 and c1 only", got)
+		}
+		cp.write("a/echo.yaml", echoA(true))
+		took = eventually(t, 10*time.Second, "failback", func() bool {
+			name, err := call(echo, time.Second)
+			return err == nil && strings.HasPrefix(name, "a")
+		})
+		t.Logf("edit to traffic back on a: %v", took)
+		if took > time.Second {
+			t.Errorf("failback took %v, want within 1s", took)
+		}
+		if got := spread(echo, 20); got["a1"]+got["a2"] != 20 {
+			t.Errorf("after failback answers %v", got)
+		}
+	})
+
+	t.Run("a service exported from b only is reachable from a", func(t *testing.T) {
+		c := cp.xdsClient(t, "client-a-onlyb", "a", "only-b.demo.svc.clusterset.local:9000")
+		if got := spread(c, 10); got["only-b"] != 10 {
+			t.Errorf("answers %v", got)
+		}
+	})
+
+	t.Run("a port exported only by c gets traffic only on c's backends", func(t *testing.T) {
+		c := cp.xdsClient(t, "client-a-admin", "a", "echo.demo.svc.clusterset.local:9100")
+		if got := spread(c, 10); got["c1-admin"] != 10 {
+			t.Errorf("answers %v", got)
+		}
+	})
+
+	t.Run("a broken YAML file changes nothing that is served", func(t *testing.T) {
+		before := cp.get("/debug/syncz")
+		cp.write("a/broken.yaml", "apiVersion: v1\nkind: Service\nmetadata: {name: echo\n")
+		eventually(t, 5*time.Second, "problem reported", func() bool {
+			return strings.Contains(cp.get("/debug/clusters"), "broken.yaml: document 1")
+		})
+		if after := cp.get("/debug/syncz"); stripTimes(after) != stripTimes(before) {
+			t.Errorf("served versions changed after a broken file:\nbefore %s\nafter %s", before, after)
+		}
+		if got := spread(echo, 10); got["a1"]+got["a2"] != 10 {
+			t.Errorf("answers %v", got)
+		}
+		cp.remove("a/broken.yaml")
+	})
+
+	t.Run("debug endpoint shows the client SYNCED and metrics count pushes", func(t *testing.T) {
+		eventually(t, 5*time.Second, "client SYNCED", func() bool {
+			s := cp.get("/debug/syncz")
+			return strings.Contains(s, `"nodeID": "client-a"`) && strings.Contains(s, `"summary": "SYNCED"`)
+		})
+		m := cp.get("/metrics")
+		// gRPC-Go shares one ADS stream between channels of the same
+		// bootstrap, so at least one stream is connected.
+		for _, want := range []string{`eastwest_xds_pushes_total{type="Listener"} [1-9]`, `eastwest_xds_pushes_total{type="ClusterLoadAssignment"} [1-9]`, "\neastwest_xds_clients [1-9]"} {
+			if !regexp.MustCompile(want).MatchString(m) {
+				t.Errorf("/metrics lacks %s:\n%s", want, grepLines(m, "eastwest_xds"))
+			}
+		}
+		if e := cp.get("/debug/explain?service=demo/echo"); !strings.Contains(e, "client-a") || !strings.Contains(e, "has ") {
+			t.Errorf("explain does not name the client:\n%s", e)
+		}
+	})
+
+	t.Run("unexporting removes the listener and RPCs fail cleanly", func(t *testing.T) {
+		c := cp.xdsClient(t, "client-a-gone", "a", "only-b.demo.svc.clusterset.local:9000")
+		if got := spread(c, 5); got["only-b"] != 5 {
+			t.Fatalf("before unexport: %v", got)
+		}
+		cp.write("b/only-b.yaml", docs(service("only-b", "grpc:9000"), slices("only-b", "grpc", true, onlyB)))
+		eventually(t, 10*time.Second, "RPCs fail", func() bool {
+			_, err := call(c, 2*time.Second)
+			return status.Code(err) == codes.Unavailable
+		})
+		start := time.Now()
+		_, err := call(c, 5*time.Second)
+		if status.Code(err) != codes.Unavailable || time.Since(start) > time.Second {
+			t.Errorf("RPC after unexport: %v after %v, want UNAVAILABLE at once", err, time.Since(start))
+		}
+	})
+}
+
+// stripTimes drops the lines of syncz that change with time alone.
+func stripTimes(s string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, "At\"") || strings.Contains(l, "requested") || strings.Contains(l, "connectedAt") {
+			continue
+		}
+		out = append(out, l)
+	}
+	return strings.Join(out, "\n")
+}
+
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}

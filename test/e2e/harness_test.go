@@ -1,0 +1,211 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	testgrpc "google.golang.org/grpc/interop/grpc_testing"
+	"google.golang.org/grpc/xds"
+
+	"github.com/eastwest-dev/eastwest/pkg/controlplane"
+	"github.com/eastwest-dev/eastwest/pkg/debug"
+)
+
+// backend is a gRPC server standing for one pod: it answers UnaryCall
+// with its name as server_id.
+type backend struct {
+	testgrpc.UnimplementedTestServiceServer
+	name string
+	addr *net.TCPAddr
+	srv  *grpc.Server
+}
+
+func (b *backend) UnaryCall(context.Context, *testgrpc.SimpleRequest) (*testgrpc.SimpleResponse, error) {
+	return &testgrpc.SimpleResponse{ServerId: b.name}, nil
+}
+
+// startBackend listens on ip (a 127.0.0.x address) on a free port.
+func startBackend(t *testing.T, name, ip string) *backend {
+	t.Helper()
+	l, err := net.Listen("tcp", ip+":0")
+	if err != nil {
+		t.Fatalf("listen on %s: %v", ip, err)
+	}
+	b := &backend{name: name, addr: l.Addr().(*net.TCPAddr), srv: grpc.NewServer()}
+	testgrpc.RegisterTestServiceServer(b.srv, b)
+	go func() { _ = b.srv.Serve(l) }()
+	t.Cleanup(b.srv.Stop)
+	return b
+}
+
+// controlPlane is the real control plane serving a ClusterSet folder.
+type controlPlane struct {
+	t     *testing.T
+	dir   string
+	app   *controlplane.App
+	debug string
+}
+
+func startControlPlane(t *testing.T, dir string) *controlPlane {
+	t.Helper()
+	cfg := controlplane.Config{
+		Dir: dir, XDSAddress: "127.0.0.1:0", DebugAddress: "127.0.0.1:0",
+		DrainTimeout: time.Second,
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if testing.Verbose() {
+		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	app, err := controlplane.NewApp(cfg, log, func(a *controlplane.App) http.Handler {
+		return debug.New(a.Writer, a.Cache, a.Tracker, a.Metrics)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- app.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("control plane stopped with %v", err)
+		}
+	})
+	cp := &controlPlane{t: t, dir: dir, app: app, debug: "http://" + app.DebugAddr()}
+	eventually(t, 10*time.Second, "control plane ready", func() bool { return app.Writer.Ready() })
+	return cp
+}
+
+// get reads a debug endpoint.
+func (cp *controlPlane) get(path string) string {
+	cp.t.Helper()
+	resp, err := http.Get(cp.debug + path)
+	if err != nil {
+		cp.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}
+
+// write writes a file of the ClusterSet folder, atomically (as editors
+// and GitOps tools do).
+func (cp *controlPlane) write(rel, content string) {
+	cp.t.Helper()
+	path := filepath.Join(cp.dir, rel)
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		cp.t.Fatal(err)
+	}
+	tmp := filepath.Join(filepath.Dir(path), ".tmp-"+filepath.Base(path))
+	if err := os.WriteFile(tmp, []byte(content), 0o644); err != nil {
+		cp.t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		cp.t.Fatal(err)
+	}
+}
+
+func (cp *controlPlane) remove(rel string) {
+	cp.t.Helper()
+	if err := os.Remove(filepath.Join(cp.dir, rel)); err != nil {
+		cp.t.Fatal(err)
+	}
+}
+
+// xdsClient is gRPC-Go's xDS client, with its own bootstrap: a node in one
+// member cluster.
+func (cp *controlPlane) xdsClient(t *testing.T, nodeID, cluster, target string) testgrpc.TestServiceClient {
+	t.Helper()
+	bootstrap := fmt.Sprintf(`{
+  "xds_servers": [{"server_uri": %q, "channel_creds": [{"type": "insecure"}], "server_features": ["xds_v3"]}],
+  "node": {"id": %q, "cluster": %q, "metadata": {"role": "client"}}
+}`, cp.app.XDSAddr(), nodeID, cluster)
+	resolver, err := xds.NewXDSResolverWithConfigForTesting([]byte(bootstrap))
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := grpc.NewClient("xds:///"+target, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithResolvers(resolver))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	return testgrpc.NewTestServiceClient(conn)
+}
+
+// call sends one RPC and returns the backend that answered or the error.
+func call(c testgrpc.TestServiceClient, timeout time.Duration) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	resp, err := c.UnaryCall(ctx, &testgrpc.SimpleRequest{FillServerId: true})
+	if err != nil {
+		return "", err
+	}
+	return resp.GetServerId(), nil
+}
+
+// spread sends n RPCs and counts answers per backend ("error" for failures).
+func spread(c testgrpc.TestServiceClient, n int) map[string]int {
+	out := map[string]int{}
+	for range n {
+		name, err := call(c, 2*time.Second)
+		if err != nil {
+			name = "error"
+		}
+		out[name]++
+	}
+	return out
+}
+
+// eventually polls cond until it holds, failing after timeout (a guard
+// against hangs; the time each condition took is what the test reports).
+func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for !cond() {
+		if time.Since(start) > timeout {
+			t.Fatalf("%s: not after %v", what, timeout)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return time.Since(start)
+}
+
+// ClusterSet folder content.
+
+func service(name string, ports ...string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "apiVersion: v1\nkind: Service\nmetadata: {name: %s, namespace: demo}\nspec:\n  ports:\n", name)
+	for _, p := range ports {
+		n, num, _ := strings.Cut(p, ":")
+		fmt.Fprintf(&b, "  - {name: %s, port: %s, appProtocol: kubernetes.io/h2c}\n", n, num)
+	}
+	return b.String()
+}
+
+func export(name string) string {
+	return fmt.Sprintf("apiVersion: multicluster.x-k8s.io/v1beta1\nkind: ServiceExport\nmetadata: {name: %s, namespace: demo}\n", name)
+}
+
+// slices lists backends as the endpoints of one port of a service, one
+// EndpointSlice per backend (each listens on its own port).
+func slices(svc, portName string, ready bool, backends ...*backend) string {
+	var docs []string
+	for _, be := range backends {
+		docs = append(docs, fmt.Sprintf("apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: %s-%s, namespace: demo, labels: {kubernetes.io/service-name: %s}}\naddressType: IPv4\nports: [{name: %s, port: %d, protocol: TCP}]\nendpoints:\n- addresses: [%q]\n  conditions: {ready: %v}\n",
+			svc, be.name, svc, portName, be.addr.Port, be.addr.IP.String(), ready))
+	}
+	return strings.Join(docs, "---\n")
+}
+
+func docs(parts ...string) string { return strings.Join(parts, "---\n") }
