@@ -17,14 +17,15 @@ all: build
 build: ## Build the xds binary into bin/.
 	$(GO) build -o $(BIN)/xds ./cmd/xds
 
-run: build ## Translate the demo ClusterSet in examples/clusterset and show what to try next.
-	./$(BIN)/xds translate --dir examples/clusterset
+run: build ## Serve the demo ClusterSet in examples/clusterset over xDS (Ctrl-C stops it).
+	@echo "Serving examples/clusterset: xDS on 127.0.0.1:18000, debug on http://127.0.0.1:19000"
+	@echo "Try, in another terminal:"
+	@echo "  curl -s 'http://127.0.0.1:19000/debug/explain?service=shop/cart'   # why cart's traffic goes where it goes"
+	@echo "  ./$(BIN)/xds status                                                # connected xDS clients"
+	@echo "  ./$(BIN)/xds translate --dir examples/clusterset --node-cluster east --role gateway"
+	@echo "  edit examples/clusterset/*/*.yaml: changes are served within a second"
 	@echo
-	@echo "# Above: the MCS objects each member cluster of examples/clusterset should hold."
-	@echo "# Next:"
-	@echo "#   ./$(BIN)/xds translate --dir examples/clusterset --cluster central   # one cluster only"
-	@echo "#   edit examples/clusterset/*/*.yaml and run 'make run' again"
-	@echo "#   make test                                                           # every test"
+	./$(BIN)/xds serve --dir examples/clusterset
 
 test: vet race check-golden ## Everything CI runs: vet, all tests with -race, the golden check.
 

@@ -84,8 +84,15 @@ type Tracker struct {
 	observer Observer
 	now      func() time.Time
 
-	mu      sync.Mutex
-	clients map[int64]*Client
+	mu sync.Mutex
+	// clients is keyed by protocol and stream ID: go-control-plane numbers
+	// SotW and delta streams separately, so IDs repeat across the two.
+	clients map[streamKey]*Client
+}
+
+type streamKey struct {
+	delta bool
+	id    int64
 }
 
 // NodeDescriber extracts a node's declared cluster and role, the view it
@@ -94,7 +101,7 @@ type NodeDescriber func(*corev3.Node) (cluster, role, view string, err error)
 
 // NewTracker returns a Tracker for the streams served from c.
 func NewTracker(c *Cache, describe NodeDescriber, obs Observer) *Tracker {
-	return &Tracker{cache: c, describe: describe, observer: obs, now: time.Now, clients: map[int64]*Client{}}
+	return &Tracker{cache: c, describe: describe, observer: obs, now: time.Now, clients: map[streamKey]*Client{}}
 }
 
 var _ serverv3.Callbacks = (*Tracker)(nil)
@@ -130,7 +137,7 @@ func (t *Tracker) Clients() []Client {
 
 func (t *Tracker) open(id int64, delta bool) error {
 	t.mu.Lock()
-	t.clients[id] = &Client{StreamID: id, Delta: delta, ConnectedAt: t.now(), Types: map[string]*TypeSync{}}
+	t.clients[streamKey{delta, id}] = &Client{StreamID: id, Delta: delta, ConnectedAt: t.now(), Types: map[string]*TypeSync{}}
 	n := len(t.clients)
 	t.mu.Unlock()
 	if t.observer != nil {
@@ -139,9 +146,9 @@ func (t *Tracker) open(id int64, delta bool) error {
 	return nil
 }
 
-func (t *Tracker) close(id int64) {
+func (t *Tracker) close(id int64, delta bool) {
 	t.mu.Lock()
-	delete(t.clients, id)
+	delete(t.clients, streamKey{delta, id})
 	n := len(t.clients)
 	t.mu.Unlock()
 	if t.observer != nil {
@@ -151,10 +158,12 @@ func (t *Tracker) close(id int64) {
 
 // request records a request: the node (first time), an ACK or a NACK of
 // the last response sent.
-func (t *Tracker) request(id int64, node *corev3.Node, typ, nonce string, names []string, errDetail string, isErr bool) {
+// names is the full subscription for SotW (nil: unchanged); for delta,
+// names and unsubscribe change the subscription.
+func (t *Tracker) request(k streamKey, node *corev3.Node, typ, nonce string, names, unsubscribe []string, errDetail string, isErr bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	c := t.clients[id]
+	c := t.clients[k]
 	if c == nil {
 		return
 	}
@@ -173,8 +182,17 @@ func (t *Tracker) request(id int64, node *corev3.Node, typ, nonce string, names 
 	}
 	now := t.now()
 	ts.Requested = now
-	if names != nil {
+	switch {
+	case !k.delta && names != nil:
 		ts.Names = slices.Clone(names)
+	case k.delta:
+		for _, n := range names {
+			if n != "*" && !slices.Contains(ts.Names, n) {
+				ts.Names = append(ts.Names, n)
+			}
+		}
+		ts.Names = slices.DeleteFunc(ts.Names, func(n string) bool { return slices.Contains(unsubscribe, n) })
+		slices.Sort(ts.Names)
 	}
 	if nonce == "" || nonce != ts.sentNonce {
 		return
@@ -191,9 +209,9 @@ func (t *Tracker) request(id int64, node *corev3.Node, typ, nonce string, names 
 	ts.State, ts.Acked, ts.AckedAt = Synced, ts.Sent, now
 }
 
-func (t *Tracker) response(id int64, typ, version, nonce string, names map[string]string, ctx context.Context) {
+func (t *Tracker) response(k streamKey, typ, version, nonce string, names map[string]string, ctx context.Context) {
 	t.mu.Lock()
-	c := t.clients[id]
+	c := t.clients[k]
 	if c == nil {
 		t.mu.Unlock()
 		return
@@ -217,7 +235,7 @@ func (t *Tracker) response(id int64, typ, version, nonce string, names map[strin
 func (t *Tracker) OnStreamOpen(_ context.Context, id int64, _ string) error { return t.open(id, false) }
 
 // OnStreamClosed implements serverv3.Callbacks.
-func (t *Tracker) OnStreamClosed(id int64, _ *corev3.Node) { t.close(id) }
+func (t *Tracker) OnStreamClosed(id int64, _ *corev3.Node) { t.close(id, false) }
 
 // OnDeltaStreamOpen implements serverv3.Callbacks.
 func (t *Tracker) OnDeltaStreamOpen(_ context.Context, id int64, _ string) error {
@@ -225,7 +243,7 @@ func (t *Tracker) OnDeltaStreamOpen(_ context.Context, id int64, _ string) error
 }
 
 // OnDeltaStreamClosed implements serverv3.Callbacks.
-func (t *Tracker) OnDeltaStreamClosed(id int64, _ *corev3.Node) { t.close(id) }
+func (t *Tracker) OnDeltaStreamClosed(id int64, _ *corev3.Node) { t.close(id, true) }
 
 // OnStreamRequest implements serverv3.Callbacks.
 func (t *Tracker) OnStreamRequest(id int64, req *discoveryv3.DiscoveryRequest) error {
@@ -233,7 +251,7 @@ func (t *Tracker) OnStreamRequest(id int64, req *discoveryv3.DiscoveryRequest) e
 	if names == nil {
 		names = []string{}
 	}
-	t.request(id, req.GetNode(), req.GetTypeUrl(), req.GetResponseNonce(), names, req.GetErrorDetail().GetMessage(), req.GetErrorDetail() != nil)
+	t.request(streamKey{false, id}, req.GetNode(), req.GetTypeUrl(), req.GetResponseNonce(), names, nil, req.GetErrorDetail().GetMessage(), req.GetErrorDetail() != nil)
 	return nil
 }
 
@@ -246,12 +264,12 @@ func (t *Tracker) OnStreamResponse(ctx context.Context, id int64, req *discovery
 			names[n] = resp.GetVersionInfo()
 		}
 	}
-	t.response(id, req.GetTypeUrl(), resp.GetVersionInfo(), resp.GetNonce(), names, ctx)
+	t.response(streamKey{false, id}, req.GetTypeUrl(), resp.GetVersionInfo(), resp.GetNonce(), names, ctx)
 }
 
 // OnStreamDeltaRequest implements serverv3.Callbacks.
 func (t *Tracker) OnStreamDeltaRequest(id int64, req *discoveryv3.DeltaDiscoveryRequest) error {
-	t.request(id, req.GetNode(), req.GetTypeUrl(), req.GetResponseNonce(), req.GetResourceNamesSubscribe(), req.GetErrorDetail().GetMessage(), req.GetErrorDetail() != nil)
+	t.request(streamKey{true, id}, req.GetNode(), req.GetTypeUrl(), req.GetResponseNonce(), req.GetResourceNamesSubscribe(), req.GetResourceNamesUnsubscribe(), req.GetErrorDetail().GetMessage(), req.GetErrorDetail() != nil)
 	return nil
 }
 
@@ -264,14 +282,14 @@ func (t *Tracker) OnStreamDeltaResponse(id int64, req *discoveryv3.DeltaDiscover
 	ctx := context.Background()
 	t.mu.Lock()
 	view := ""
-	if c := t.clients[id]; c != nil {
+	if c := t.clients[streamKey{true, id}]; c != nil {
 		view = c.View
 	}
 	t.mu.Unlock()
 	if at, ok := t.cache.VersionTime(view, req.GetTypeUrl(), resp.GetSystemVersionInfo()); ok {
 		ctx = context.WithValue(ctx, ctxKey{}, at)
 	}
-	t.response(id, req.GetTypeUrl(), resp.GetSystemVersionInfo(), resp.GetNonce(), names, ctx)
+	t.response(streamKey{true, id}, req.GetTypeUrl(), resp.GetSystemVersionInfo(), resp.GetNonce(), names, ctx)
 }
 
 // OnFetchRequest implements serverv3.Callbacks.

@@ -1,0 +1,157 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/eastwest-dev/eastwest/pkg/controlplane"
+)
+
+// startServe runs the control plane on the demo with :0 addresses.
+func startServe(t *testing.T) *controlplane.App {
+	t.Helper()
+	app, err := controlplane.NewApp(controlplane.Config{
+		Dir: "../../examples/clusterset", XDSAddress: "127.0.0.1:0", DebugAddress: "127.0.0.1:0", DrainTimeout: time.Second,
+	}, slog.New(slog.NewTextHandler(io.Discard, nil)), debugHandler)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- app.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	deadline := time.Now().Add(10 * time.Second)
+	for !app.Writer.Ready() {
+		if time.Now().After(deadline) {
+			t.Fatal("not ready")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return app
+}
+
+// status, dump and explain read a running control plane's debug endpoint
+// and say clearly when what they ask for does not exist.
+func TestDebugClientCommands(t *testing.T) {
+	app := startServe(t)
+	addr := app.DebugAddr()
+	tests := map[string]struct {
+		args   []string
+		code   int
+		stdout string
+		stderr string
+	}{
+		"status without clients": {[]string{"status", "--debug-address", addr}, 0, "(no xDS client connected)", ""},
+		"status json":            {[]string{"status", "--debug-address", addr, "--json"}, 0, "[]", ""},
+		"explain":                {[]string{"explain", "--debug-address", addr, "shop/cart"}, 0, "PortConflict", ""},
+		"explain json":           {[]string{"explain", "--debug-address", addr, "--json", "shop/cart"}, 0, `"service": "shop/cart"`, ""},
+		"explain unknown":        {[]string{"explain", "--debug-address", addr, "shop/nope"}, 1, "", "no member cluster exports shop/nope"},
+		"explain bad name":       {[]string{"explain", "--debug-address", addr, "nope"}, 1, "", "NAMESPACE/NAME"},
+		"dump unknown node":      {[]string{"dump", "--debug-address", addr, "--node", "ghost"}, 1, "", `no connected client has node.id "ghost"`},
+		"dump needs a node":      {[]string{"dump", "--debug-address", addr}, 2, "", "Usage: xds dump"},
+		"no server":              {[]string{"status", "--debug-address", "127.0.0.1:1"}, 1, "", "is `xds serve` running?"},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			code := run(tc.args, &stdout, &stderr)
+			if code != tc.code || !strings.Contains(stdout.String(), tc.stdout) || !strings.Contains(stderr.String(), tc.stderr) {
+				t.Errorf("exit %d stdout %q stderr %q; want %d, %q, %q", code, stdout.String(), stderr.String(), tc.code, tc.stdout, tc.stderr)
+			}
+		})
+	}
+}
+
+// A gateway connected over SotW ADS and another over delta show up in
+// `xds status` as SYNCED once they ACK, and `xds dump` prints what each is
+// served.
+func TestStatusAndDumpShowConnectedGateways(t *testing.T) {
+	app := startServe(t)
+	conn, err := grpc.NewClient(app.XDSAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ads := discoveryv3.NewAggregatedDiscoveryServiceClient(conn)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	role, _ := structpb.NewStruct(map[string]any{"role": "gateway"})
+
+	sotw, err := ads.StreamAggregatedResources(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := &discoveryv3.DiscoveryRequest{Node: &corev3.Node{Id: "gw-sotw", Cluster: "east", Metadata: role}, TypeUrl: resourcev3.ClusterType}
+	if err := sotw.Send(req); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := sotw.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.Resources) == 0 {
+		t.Fatal("a gateway got no clusters")
+	}
+	if err := sotw.Send(&discoveryv3.DiscoveryRequest{TypeUrl: resourcev3.ClusterType, VersionInfo: resp.VersionInfo, ResponseNonce: resp.Nonce}); err != nil {
+		t.Fatal(err)
+	}
+
+	delta, err := ads.DeltaAggregatedResources(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := delta.Send(&discoveryv3.DeltaDiscoveryRequest{Node: &corev3.Node{Id: "gw-delta", Cluster: "west", Metadata: role}, TypeUrl: resourcev3.ListenerType}); err != nil {
+		t.Fatal(err)
+	}
+	dresp, err := delta.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(dresp.Resources) != 1 || dresp.Resources[0].Name != "eastwest-gateway-http-15080" {
+		t.Fatalf("delta LDS for a gateway: %v", dresp.Resources)
+	}
+	if err := delta.Send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: resourcev3.ListenerType, ResponseNonce: dresp.Nonce}); err != nil {
+		t.Fatal(err)
+	}
+
+	var out string
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		var stdout, stderr bytes.Buffer
+		if code := run([]string{"status", "--debug-address", app.DebugAddr()}, &stdout, &stderr); code != 0 {
+			t.Fatalf("status: %s", stderr.String())
+		}
+		out = stdout.String()
+		if strings.Count(out, "SYNCED") >= 4 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for _, want := range []string{"gw-sotw", "gw-delta", "delta", "sotw"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("status lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Count(out, "SYNCED") < 4 {
+		t.Errorf("status does not show both gateways SYNCED:\n%s", out)
+	}
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"dump", "--debug-address", app.DebugAddr(), "--node", "gw-delta", "--type", "lds"}, &stdout, &stderr); code != 0 {
+		t.Fatalf("dump: %s", stderr.String())
+	}
+	if !strings.Contains(stdout.String(), `"name": "eastwest-gateway-http-15080"`) && !strings.Contains(stdout.String(), `"name":"eastwest-gateway-http-15080"`) {
+		t.Errorf("dump lacks the gateway listener:\n%s", stdout.String())
+	}
+}

@@ -1,0 +1,75 @@
+package envoy
+
+import (
+	"encoding/json"
+	"os"
+	"testing"
+
+	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3" // registers the type in the bootstrap
+	"google.golang.org/protobuf/encoding/protojson"
+	"sigs.k8s.io/yaml"
+
+	"github.com/eastwest-dev/eastwest/pkg/controlplane"
+)
+
+// The gateway bootstrap parses strictly into Envoy's Bootstrap proto,
+// passes its validation rules, talks ADS to one control plane and declares
+// the gateway role of the node contract.
+func TestGatewayBootstrapIsValid(t *testing.T) {
+	y, err := os.ReadFile("bootstrap.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	js, err := yaml.YAMLToJSON(y)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b bootstrapv3.Bootstrap
+	if err := protojson.Unmarshal(js, &b); err != nil {
+		t.Fatalf("not an Envoy bootstrap: %v", err)
+	}
+	if err := b.ValidateAll(); err != nil {
+		t.Fatalf("invalid bootstrap: %v", err)
+	}
+	if got := b.GetNode().GetMetadata().GetFields()[controlplane.MetadataRole].GetStringValue(); got != "gateway" {
+		t.Errorf("node.metadata.role = %q, want gateway", got)
+	}
+	ads := b.GetDynamicResources().GetAdsConfig()
+	if ads.GetApiType().String() != "GRPC" || ads.GetGrpcServices()[0].GetEnvoyGrpc().GetClusterName() != "xds_cluster" {
+		t.Errorf("ADS config %v", ads)
+	}
+	if b.GetDynamicResources().GetCdsConfig().GetAds() == nil || b.GetDynamicResources().GetLdsConfig().GetAds() == nil {
+		t.Error("CDS and LDS must come over ADS")
+	}
+	if a := b.GetAdmin().GetAddress().GetSocketAddress().GetAddress(); a != "127.0.0.1" {
+		t.Errorf("admin listens on %s, want loopback", a)
+	}
+}
+
+// The sample gRPC bootstrap is well-formed and its node meets the contract.
+func TestGRPCBootstrapMeetsNodeContract(t *testing.T) {
+	b, err := os.ReadFile("grpc-bootstrap.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var boot struct {
+		XDSServers []struct {
+			ServerURI string `json:"server_uri"`
+		} `json:"xds_servers"`
+		Node json.RawMessage `json:"node"`
+	}
+	if err := json.Unmarshal(b, &boot); err != nil {
+		t.Fatal(err)
+	}
+	if len(boot.XDSServers) != 1 || boot.XDSServers[0].ServerURI == "" {
+		t.Errorf("xds_servers %v", boot.XDSServers)
+	}
+	var node bootstrapv3.Bootstrap
+	if err := protojson.Unmarshal([]byte(`{"node":`+string(boot.Node)+`}`), &node); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := controlplane.ParseNode(node.GetNode()); err != nil {
+		t.Errorf("sample node does not meet the contract: %v", err)
+	}
+}

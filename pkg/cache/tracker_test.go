@@ -1,0 +1,80 @@
+package cache
+
+import (
+	"context"
+	"errors"
+	"maps"
+	"testing"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/genproto/googleapis/rpc/status"
+)
+
+type countingObserver struct{ pushes, nacks, clients int }
+
+func (o *countingObserver) Pushed(string, time.Duration, bool) { o.pushes++ }
+func (o *countingObserver) Nacked(string)                      { o.nacks++ }
+func (o *countingObserver) Clients(n int)                      { o.clients = n }
+
+// The Tracker follows a stream through the protocol: a response makes the
+// type STALE, an ACK of its nonce SYNCED, a NACK NACKED with the message,
+// the rejected version and the resources it carried; SotW and delta streams
+// with the same ID are different clients.
+func TestTrackerFollowsAcksAndNacks(t *testing.T) {
+	c := newCache(t)
+	apply(t, c, resourcev3.ClusterType, []Resource{cluster("a"), cluster("b")})
+	obs := &countingObserver{}
+	tr := NewTracker(c, func(n *corev3.Node) (string, string, string, error) {
+		if n.GetCluster() == "" {
+			return "", "", "", errors.New("no cluster")
+		}
+		return n.GetCluster(), "client", n.GetCluster() + "/client", nil
+	}, obs)
+	_ = tr.OnStreamOpen(context.Background(), 1, "")
+	_ = tr.OnDeltaStreamOpen(context.Background(), 1, "")
+	node := &corev3.Node{Id: "n1", Cluster: "east"}
+	req := &discoveryv3.DiscoveryRequest{Node: node, TypeUrl: resourcev3.ClusterType}
+	_ = tr.OnStreamRequest(1, req)
+
+	s := newSotw(t, c, resourcev3.ClusterType)
+	resp := s.receive()
+	resp.Nonce = "1"
+	tr.OnStreamResponse(context.Background(), 1, req, resp)
+	state := func() *TypeSync {
+		for _, cl := range tr.Clients() {
+			if !cl.Delta {
+				return cl.Types[resourcev3.ClusterType]
+			}
+		}
+		t.Fatal("no SotW client")
+		return nil
+	}
+	if got := state(); got.State != Stale || got.Sent != resp.VersionInfo {
+		t.Fatalf("after a response: %+v", got)
+	}
+	_ = tr.OnStreamRequest(1, &discoveryv3.DiscoveryRequest{TypeUrl: resourcev3.ClusterType, ResponseNonce: "1", VersionInfo: resp.VersionInfo})
+	if got := state(); got.State != Synced || got.Acked != resp.VersionInfo {
+		t.Fatalf("after an ACK: %+v", got)
+	}
+
+	resp2 := &discoveryv3.DiscoveryResponse{VersionInfo: "9", Nonce: "2", TypeUrl: resourcev3.ClusterType}
+	c.names.Store(resp2, []string{"a", "b"})
+	tr.OnStreamResponse(context.Background(), 1, req, resp2)
+	_ = tr.OnStreamRequest(1, &discoveryv3.DiscoveryRequest{TypeUrl: resourcev3.ClusterType, ResponseNonce: "2", VersionInfo: resp.VersionInfo,
+		ErrorDetail: &status.Status{Message: "cluster b: bad"}})
+	got := state()
+	if got.State != Nacked || got.Nacked != "9" || got.NackError != "cluster b: bad" || got.Acked != resp.VersionInfo ||
+		!maps.Equal(got.NackedResources, map[string]string{"a": "9", "b": "9"}) {
+		t.Errorf("after a NACK: %+v", got)
+	}
+	if obs.nacks != 1 || obs.pushes != 2 || obs.clients != 2 {
+		t.Errorf("observer saw %+v", obs)
+	}
+	tr.OnDeltaStreamClosed(1, nil)
+	if n := len(tr.Clients()); n != 1 || obs.clients != 1 {
+		t.Errorf("closing the delta stream left %d clients", n)
+	}
+}

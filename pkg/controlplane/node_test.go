@@ -1,0 +1,38 @@
+package controlplane
+
+import (
+	"strings"
+	"testing"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	"google.golang.org/protobuf/types/known/structpb"
+)
+
+// The node contract: node.cluster names the member cluster, and
+// node.metadata.role is client (default) or gateway; anything else is
+// refused with a reason that says what to fix.
+func TestParseNode(t *testing.T) {
+	meta := func(role string) *structpb.Struct {
+		s, _ := structpb.NewStruct(map[string]any{"role": role})
+		return s
+	}
+	tests := map[string]struct {
+		node     *corev3.Node
+		wantView string
+		wantErr  string
+	}{
+		"client by default": {&corev3.Node{Id: "a", Cluster: "east"}, "east/client", ""},
+		"gateway":           {&corev3.Node{Id: "g", Cluster: "west", Metadata: meta("gateway")}, "west/gateway", ""},
+		"no cluster":        {&corev3.Node{Id: "x"}, "", "node.cluster is empty"},
+		"unknown role":      {&corev3.Node{Id: "x", Cluster: "east", Metadata: meta("sidecar")}, "", `node.metadata.role "sidecar"`},
+		"no node":           {nil, "", "no node"},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			view, err := NodeView(tc.node)
+			if view != tc.wantView || (err == nil) != (tc.wantErr == "") || (err != nil && !strings.Contains(err.Error(), tc.wantErr)) {
+				t.Errorf("NodeView = %q, %v; want %q, error containing %q", view, err, tc.wantView, tc.wantErr)
+			}
+		})
+	}
+}
