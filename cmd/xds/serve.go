@@ -77,4 +77,3 @@ func runServe(args []string, _, stderr io.Writer) int {
 func debugHandler(a *controlplane.App) http.Handler {
 	return debug.New(a.Writer, a.Cache, a.Tracker, a.Metrics)
 }
-
