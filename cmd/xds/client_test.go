@@ -31,7 +31,12 @@ func startServe(t *testing.T) *controlplane.App {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
 	go func() { done <- app.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve stopped with %v", err)
+		}
+	})
 	deadline := time.Now().Add(10 * time.Second)
 	for !app.Writer.Ready() {
 		if time.Now().After(deadline) {
