@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -67,8 +68,52 @@ type typeState struct {
 	// version_info of responses.
 	version   uint64
 	updatedAt time.Time
-	wildcard  map[*watch]struct{}
-	byName    map[string]map[*watch]struct{}
+	// wildcard holds the wildcard watches and those subscribed to more
+	// than indexLimit names: waking them costs a lookup per changed name,
+	// indexing them would cost one per subscribed name at every request.
+	wildcard map[*watch]struct{}
+	byName   map[string]map[*watch]struct{}
+	// log lists the names each recent version changed, so that a client a
+	// few versions behind is caught up by comparing only those.
+	log []logEntry
+}
+
+// logEntry is the names one version of a type changed.
+type logEntry struct {
+	version uint64
+	names   []string
+}
+
+// logLength bounds the change log; a client further behind is compared
+// in full.
+const logLength = 256
+
+// record bumps the type's version for a change of names.
+func (ts *typeState) record(names []string, now time.Time) {
+	ts.version++
+	ts.updatedAt = now
+	if len(ts.log) == logLength {
+		ts.log = slices.Delete(ts.log, 0, logLength/4)
+	}
+	ts.log = append(ts.log, logEntry{version: ts.version, names: names})
+}
+
+// since returns the names changed after version v, or false when the log
+// does not reach back that far.
+func (ts *typeState) since(v uint64) ([]string, bool) {
+	if v == ts.version {
+		return []string{}, true
+	}
+	if v > ts.version || len(ts.log) == 0 || ts.log[0].version > v+1 {
+		return nil, false
+	}
+	i, _ := slices.BinarySearchFunc(ts.log, v+1, func(e logEntry, t uint64) int { return cmp.Compare(e.version, t) })
+	var out []string
+	for _, e := range ts.log[i:] {
+		out = append(out, e.names...)
+	}
+	slices.Sort(out)
+	return slices.Compact(out), true
 }
 
 // entry is one published resource, marshalled once.
@@ -81,6 +126,15 @@ type entry struct {
 	any     *anypb.Any
 	message proto.Message
 }
+
+// indexLimit is the largest subscription indexed by name.
+const indexLimit = 32
+
+// versionKey is the key, in a delta client's returned-versions map, under
+// which the cache notes the type version its last response brought the
+// client up to. No resource has an empty name, and go-control-plane's
+// server keeps the map as given.
+const versionKey = ""
 
 // watch is one outstanding request of one stream for one type.
 type watch struct {
@@ -148,8 +202,7 @@ func (c *Cache) SetViews(names []string) {
 		if !v.exists {
 			v.exists = true
 			for _, ts := range v.types {
-				ts.version++
-				ts.updatedAt = now
+				ts.record(slices.Collect(maps.Keys(ts.resources)), now)
 				c.wake(ts, nil, true)
 			}
 		}
@@ -162,8 +215,7 @@ func (c *Cache) SetViews(names []string) {
 		for _, ts := range v.types {
 			deleted := slices.Collect(maps.Keys(ts.resources))
 			clear(ts.resources)
-			ts.version++
-			ts.updatedAt = now
+			ts.record(deleted, now)
 			c.wake(ts, deleted, false)
 		}
 	}
@@ -218,8 +270,7 @@ func (c *Cache) Apply(updates []Update) error {
 		if len(changed) == 0 {
 			continue
 		}
-		ts.version++
-		ts.updatedAt = now
+		ts.record(changed, now)
 		if v.exists {
 			c.wake(ts, changed, false)
 		}
@@ -250,7 +301,9 @@ func (c *Cache) marshal(typ string, r Resource) (*entry, error) {
 func (c *Cache) wake(ts *typeState, changed []string, all bool) {
 	woken := map[*watch]struct{}{}
 	for w := range ts.wildcard {
-		woken[w] = struct{}{}
+		if all || w.wantsAny(changed) {
+			woken[w] = struct{}{}
+		}
 	}
 	if all {
 		for _, set := range ts.byName {
@@ -305,7 +358,7 @@ func (c *Cache) respond(w *watch, exists bool, changed []string) bool {
 }
 
 func (c *Cache) index(w *watch) {
-	if w.sub.IsWildcard() {
+	if w.sub.IsWildcard() || len(w.sub.SubscribedResources()) > indexLimit {
 		w.ts.wildcard[w] = struct{}{}
 		return
 	}
@@ -331,6 +384,16 @@ func (c *Cache) unindex(w *watch) {
 		}
 	}
 	w.names = nil
+}
+
+// wantsAny reports whether the watch subscribes to any of the names.
+func (w *watch) wantsAny(names []string) bool {
+	for _, n := range names {
+		if w.wants(n) {
+			return true
+		}
+	}
+	return false
 }
 
 // wants reports whether the watch subscribes to a name.
@@ -367,7 +430,7 @@ func (w *watch) candidates() []*entry {
 func (w *watch) split(changed []string, returned map[string]string) (present []*entry, gone []string) {
 	if changed == nil {
 		for n := range returned {
-			if _, ok := w.ts.resources[n]; !ok {
+			if _, ok := w.ts.resources[n]; !ok && n != versionKey {
 				gone = append(gone, n)
 			}
 		}
@@ -446,7 +509,11 @@ func (c *Cache) register(w *watch) func() {
 	defer c.mu.Unlock()
 	v := c.view(w.view)
 	w.ts = v.typ(w.typ)
-	if c.respond(w, v.exists, nil) {
+	changed, ok := w.catchUp()
+	if !ok {
+		changed = nil // compare everything
+	}
+	if c.respond(w, v.exists, changed) {
 		return func() {}
 	}
 	c.index(w)
@@ -455,6 +522,44 @@ func (c *Cache) register(w *watch) func() {
 		c.unindex(w)
 		c.mu.Unlock()
 	}
+}
+
+// catchUp returns the names that may have changed for the client since
+// the version it holds, without looking at every subscribed resource, or
+// false when it cannot tell (then everything is compared). The common
+// case, an ACK of the latest version, costs O(1): that is what keeps an
+// update's cost proportional to what changed rather than to what clients
+// subscribe to.
+//
+// SotW: the client holds the version_info it acknowledges, and every
+// subscribed name is among those returned (go-control-plane's server drops
+// returned names that are no longer subscribed, so a changed subscription
+// shows as fewer returned than subscribed names). Delta: the request
+// changes no subscription, and the versions map notes the version the
+// last response brought the client to.
+func (w *watch) catchUp() ([]string, bool) {
+	if w.initial {
+		return nil, false
+	}
+	returned := w.sub.ReturnedResources()
+	var held string
+	if w.sotwReq != nil {
+		if !w.sub.IsWildcard() && len(returned) != len(w.sub.SubscribedResources()) {
+			return nil, false
+		}
+		held = w.sotwReq.GetVersionInfo()
+	} else {
+		r := w.deltaReq
+		if len(r.GetResourceNamesSubscribe()) > 0 || len(r.GetResourceNamesUnsubscribe()) > 0 {
+			return nil, false
+		}
+		held = returned[versionKey]
+	}
+	v, err := strconv.ParseUint(held, 10, 64)
+	if err != nil {
+		return nil, false
+	}
+	return w.ts.since(v)
 }
 
 // sotwResponse builds w's state-of-the-world response, or nil when the
@@ -534,7 +639,12 @@ func (c *Cache) deltaResponse(w *watch, changed []string) cachev3.DeltaResponse 
 	}
 	w.initial = false
 	slices.Sort(removed)
-	next := maps.Clone(returned)
+	// The versions map is updated in place: go-control-plane's delta
+	// server touches it only from the stream's goroutine after cancelling
+	// this watch (which waits for c.mu), sends every response it is given,
+	// and then stores this same map. (SotW may drop a response when a new
+	// request arrives, so its map is copied.)
+	next := returned
 	if next == nil {
 		next = map[string]string{}
 	}
@@ -544,6 +654,7 @@ func (c *Cache) deltaResponse(w *watch, changed []string) cachev3.DeltaResponse 
 	for _, e := range send {
 		next[e.name] = e.version
 	}
+	next[versionKey] = strconv.FormatUint(w.ts.version, 10)
 	return &deltaResponse{
 		req:      w.deltaReq,
 		version:  strconv.FormatUint(w.ts.version, 10),

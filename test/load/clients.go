@@ -1,0 +1,206 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+)
+
+// change is the one-service change the clients wait for.
+type change struct {
+	id     int
+	name   string
+	marker uint32
+}
+
+// clientsMain runs the simulated clients: it reports "synced <ns>" once
+// every client holds every resource, then for each "change i name marker"
+// line on in answers "armed i", and "received i t1 t2 ..." (receive times
+// in Unix nanoseconds) once every client got that version.
+func clientsMain(cfgJSON string, in io.Reader, out io.Writer) int {
+	var cfg clientConfig
+	if err := json.Unmarshal([]byte(cfgJSON), &cfg); err != nil {
+		fmt.Fprintln(os.Stderr, "clients:", err)
+		return 2
+	}
+	var current atomic.Pointer[change]
+	got := make(chan int64, cfg.Clients)
+	synced := make(chan struct{}, cfg.Clients)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	start := time.Now()
+	var wg sync.WaitGroup
+	errs := make(chan error, cfg.Clients)
+	for i := range cfg.Clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := runClient(ctx, cfg, i, &current, got, synced); err != nil && ctx.Err() == nil {
+				errs <- err
+			}
+		}()
+	}
+	for range cfg.Clients {
+		select {
+		case <-synced:
+		case err := <-errs:
+			fmt.Fprintln(os.Stderr, "clients:", err)
+			return 1
+		}
+	}
+	fmt.Fprintf(out, "synced %d\n", time.Since(start).Nanoseconds())
+
+	lines := bufio.NewScanner(in)
+	for lines.Scan() {
+		f := strings.Fields(lines.Text())
+		if len(f) != 4 || f[0] != "change" {
+			continue
+		}
+		id, _ := strconv.Atoi(f[1])
+		marker, _ := strconv.ParseUint(f[3], 10, 32)
+		current.Store(&change{id: id, name: f[2], marker: uint32(marker)})
+		fmt.Fprintf(out, "armed %d\n", id)
+		var b strings.Builder
+		fmt.Fprintf(&b, "received %d", id)
+		for range cfg.Clients {
+			select {
+			case t := <-got:
+				fmt.Fprintf(&b, " %d", t)
+			case err := <-errs:
+				fmt.Fprintln(os.Stderr, "clients:", err)
+				return 1
+			case <-time.After(2 * time.Minute):
+				fmt.Fprintln(os.Stderr, "clients: a change never arrived")
+				return 1
+			}
+		}
+		fmt.Fprintln(out, b.String())
+	}
+	cancel()
+	wg.Wait()
+	return 0
+}
+
+// runClient is one ADS client subscribed to every name.
+func runClient(ctx context.Context, cfg clientConfig, i int, current *atomic.Pointer[change], got chan<- int64, synced chan<- struct{}) error {
+	conn, err := grpc.NewClient(cfg.Address, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(1<<30)))
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	ads := discoveryv3.NewAggregatedDiscoveryServiceClient(conn)
+	node := &corev3.Node{Id: nodeID(i), Cluster: "east"}
+	have := map[string]bool{}
+	done := -1
+	isSynced := false
+	// see handles one received resource; it returns whether the client
+	// now has everything.
+	see := func(name string, value func() []byte) {
+		have[name] = true
+		if c := current.Load(); c != nil && c.id > done && name == c.name {
+			var cla endpointv3.ClusterLoadAssignment
+			if proto.Unmarshal(value(), &cla) == nil && firstPort(&cla) == c.marker {
+				done = c.id
+				got <- time.Now().UnixNano()
+			}
+		}
+		if !isSynced && len(have) == len(cfg.Names) {
+			isSynced = true
+			synced <- struct{}{}
+		}
+	}
+	if cfg.Protocol == "delta" {
+		s, err := ads.DeltaAggregatedResources(ctx)
+		if err != nil {
+			return err
+		}
+		if err := s.Send(&discoveryv3.DeltaDiscoveryRequest{Node: node, TypeUrl: resourcev3.EndpointType, ResourceNamesSubscribe: cfg.Names}); err != nil {
+			return err
+		}
+		for {
+			r, err := s.Recv()
+			if err != nil {
+				return err
+			}
+			for _, res := range r.Resources {
+				see(res.Name, func() []byte { return res.GetResource().GetValue() })
+			}
+			if err := s.Send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: resourcev3.EndpointType, ResponseNonce: r.Nonce}); err != nil {
+				return err
+			}
+		}
+	}
+	s, err := ads.StreamAggregatedResources(ctx)
+	if err != nil {
+		return err
+	}
+	if err := s.Send(&discoveryv3.DiscoveryRequest{Node: node, TypeUrl: resourcev3.EndpointType, ResourceNames: cfg.Names}); err != nil {
+		return err
+	}
+	for {
+		r, err := s.Recv()
+		if err != nil {
+			return err
+		}
+		for _, a := range r.Resources {
+			see(claName(a), func() []byte { return a.GetValue() })
+		}
+		if err := s.Send(&discoveryv3.DiscoveryRequest{TypeUrl: resourcev3.EndpointType, ResourceNames: cfg.Names, VersionInfo: r.VersionInfo, ResponseNonce: r.Nonce}); err != nil {
+			return err
+		}
+	}
+}
+
+// claName reads a ClusterLoadAssignment's cluster_name (field 1) without
+// decoding the rest: a SotW response names none of its resources.
+func claName(a *anypb.Any) string {
+	b := a.GetValue()
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return ""
+		}
+		b = b[n:]
+		if num == 1 && typ == protowire.BytesType {
+			v, n := protowire.ConsumeBytes(b)
+			if n < 0 {
+				return ""
+			}
+			return string(v)
+		}
+		n = protowire.ConsumeFieldValue(num, typ, b)
+		if n < 0 {
+			return ""
+		}
+		b = b[n:]
+	}
+	return ""
+}
+
+func firstPort(cla *endpointv3.ClusterLoadAssignment) uint32 {
+	for _, l := range cla.Endpoints {
+		for _, e := range l.LbEndpoints {
+			return e.GetEndpoint().GetAddress().GetSocketAddress().GetPortValue()
+		}
+	}
+	return 0
+}
