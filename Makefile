@@ -10,7 +10,7 @@ FUZZTIME  ?= 30s
 BENCHTIME ?= 1s
 GOLANGCI_LINT_VERSION ?= v2.15.0
 
-.PHONY: all build run test vet unit race golden check-golden bench fuzz lint fmt tools clean
+.PHONY: all build run test vet unit race golden check-golden bench load fuzz lint fmt tools clean
 
 all: build
 
@@ -60,6 +60,10 @@ FUZZ_TARGETS := ./pkg/mcs/source:FuzzDecode ./pkg/mcs/source:FuzzLoad
 
 # -fuzzminimizetime is bounded: minimizing a multi-document input at the
 # default 60 s per input stalls short runs.
+LOAD_ARGS ?= -clients 100 -services 1000 -endpoints 100
+load: ## The xDS load harness: our cache vs go-control-plane's LinearCache and SnapshotCache (LOAD_ARGS=…).
+	$(GO) run ./test/load $(LOAD_ARGS)
+
 fuzz: ## Run every fuzz test for FUZZTIME each.
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		echo "fuzz $${t#*:} in $${t%%:*}"; \
