@@ -350,3 +350,34 @@ func TestDelta(t *testing.T) {
 		t.Errorf("an unsubscribed resource's change was sent: %v", r)
 	}
 }
+
+// Updates are applied, and watches answered, in the order given: over one
+// ADS stream a client gets a new cluster before the route that names it
+// (make before break).
+func TestApplyAnswersInOrder(t *testing.T) {
+	c := newCache(t)
+	out := make(chan cachev3.Response, 4)
+	for _, typ := range []string{resourcev3.RouteType, resourcev3.ListenerType, resourcev3.EndpointType, resourcev3.ClusterType} {
+		req := &discoveryv3.DiscoveryRequest{Node: &corev3.Node{Cluster: "east"}, TypeUrl: typ, ResponseNonce: "1"}
+		if _, err := c.CreateWatch(req, streamv3.NewSotwSubscription(nil, true), out); err != nil {
+			t.Fatal(err)
+		}
+	}
+	named := func(typ, name string) Update {
+		return Update{View: testView, Type: typ, Set: []Resource{{Name: name, Message: &clusterv3.Cluster{Name: name, AltStatName: typ}}}}
+	}
+	if err := c.Apply([]Update{
+		named(resourcev3.ClusterType, "c"), named(resourcev3.EndpointType, "c"),
+		named(resourcev3.ListenerType, "l"), named(resourcev3.RouteType, "r"),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for range 4 {
+		got = append(got, (<-out).GetRequest().GetTypeUrl())
+	}
+	want := []string{resourcev3.ClusterType, resourcev3.EndpointType, resourcev3.ListenerType, resourcev3.RouteType}
+	if !slices.Equal(got, want) {
+		t.Errorf("answered in order %v, want %v", got, want)
+	}
+}

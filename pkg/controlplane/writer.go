@@ -68,6 +68,10 @@ type Writer struct {
 
 	snap  atomic.Pointer[Snapshot]
 	ready atomic.Bool
+
+	// translate is translate.Service; tests replace it to make resources
+	// fail validation.
+	translate func(*mcs.ServiceState, translate.View) translate.Result
 }
 
 type ref struct{ typ, name string }
@@ -118,6 +122,7 @@ func NewWriter(opts WriterOptions, c *cache.Cache, m *metrics.Metrics, log *slog
 		gwInvalid: map[string][]translate.Invalid{},
 		gwSig:     map[mcs.ServiceKey]string{},
 		imported:  map[mcs.ServiceKey]bool{},
+		translate: translate.Service,
 	}
 	w.snap.Store(&Snapshot{State: &mcs.State{Services: map[mcs.ServiceKey]*mcs.ServiceState{}}})
 	return w
@@ -300,7 +305,7 @@ func (w *Writer) publish() {
 // version published.
 func (w *Writer) translateService(v translate.View, key mcs.ServiceKey, st *mcs.ServiceState, sets map[string]map[string][]cache.Resource, dels map[string]map[string][]string) {
 	view := v.String()
-	r := translate.Service(st, v)
+	r := w.translate(st, v)
 	keep := map[ref]bool{}
 	var refs []ref
 	for _, res := range r.Resources {

@@ -1,0 +1,161 @@
+package controlplane
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	mcsv1b1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
+
+	"github.com/eastwest-dev/eastwest/pkg/cache"
+	"github.com/eastwest-dev/eastwest/pkg/mcs"
+	"github.com/eastwest-dev/eastwest/pkg/mcs/source"
+	"github.com/eastwest-dev/eastwest/pkg/metrics"
+	"github.com/eastwest-dev/eastwest/pkg/translate"
+)
+
+// writerHarness runs a Writer with a short holdoff and lets a test wait
+// for each publish.
+type writerHarness struct {
+	t     *testing.T
+	w     *Writer
+	c     *cache.Cache
+	m     *metrics.Metrics
+	gen   uint64
+	send  func([]mcs.Event, []source.Problem)
+	apply func(string, ...mcs.Event)
+}
+
+func newWriterHarness(t *testing.T) *writerHarness {
+	c := cache.New(NodeView)
+	m := metrics.New()
+	w := NewWriter(WriterOptions{Holdoff: time.Millisecond, MaxDelay: 5 * time.Millisecond}, c, m, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	w.AddSource("test")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { w.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	h := &writerHarness{t: t, w: w, c: c, m: m, send: w.Sink("test")}
+	return h
+}
+
+// publish sends events and waits until the Writer has published them.
+func (h *writerHarness) publish(member string, evs ...mcs.Event) *Snapshot {
+	h.t.Helper()
+	for i := range evs {
+		evs[i].Member = member
+	}
+	h.send(evs, nil)
+	deadline := time.Now().Add(10 * time.Second)
+	for h.w.Snapshot().Generation == h.gen {
+		if time.Now().After(deadline) {
+			h.t.Fatal("the Writer did not publish")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	h.gen = h.w.Snapshot().Generation
+	return h.w.Snapshot()
+}
+
+func up(o metav1.Object) mcs.Event { return mcs.Event{Op: mcs.OpUpsert, Object: o} }
+
+func exportedService(port int32) []mcs.Event {
+	return []mcs.Event{
+		up(&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "ns"}}),
+		up(&corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "web"}, Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "http", Port: port, Protocol: corev1.ProtocolTCP}}}}),
+		up(&mcsv1b1.ServiceExport{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "web"}}),
+	}
+}
+
+// A resource that fails validation is not published: the version before it
+// keeps being served, the failure shows in the snapshot (debug endpoint)
+// and the rejected-resources metric, and the next valid version replaces
+// it.
+func TestWriterKeepsLastGoodVersion(t *testing.T) {
+	h := newWriterHarness(t)
+	key := mcs.ServiceKey{Namespace: "ns", Name: "web"}
+	name := translate.ClusterName(key, 80)
+	view := ViewName("east", translate.RoleClient)
+	h.publish("east", exportedService(80)...)
+	good := h.c.Resources(view, resourcev3.ClusterType)
+	if len(good.Resources) != 1 || !h.c.Has(view, resourcev3.RouteType, translate.RouteName(key, 80)) {
+		t.Fatalf("first publish: %+v", good)
+	}
+
+	broken := errors.New("injected: fails validation")
+	h.w.translate = func(st *mcs.ServiceState, v translate.View) translate.Result {
+		r := translate.Service(st, v)
+		var kept []translate.Resource
+		for _, res := range r.Resources {
+			if res.Type == resourcev3.ClusterType {
+				r.Invalid = append(r.Invalid, translate.Invalid{Type: res.Type, Name: res.Name, Err: broken})
+				continue
+			}
+			kept = append(kept, res)
+		}
+		r.Resources = kept
+		return r
+	}
+	// The Service changes (a new appProtocol): the new cluster is invalid.
+	svc := exportedService(80)[1].Object.(*corev1.Service)
+	svc.Spec.Ports[0].AppProtocol = ptr("kubernetes.io/h2c")
+	snap := h.publish("east", up(svc))
+	after := h.c.Resources(view, resourcev3.ClusterType)
+	if len(after.Resources) != 1 || after.Resources[0].Version != good.Resources[0].Version {
+		t.Errorf("the last good cluster was not kept: %+v", after.Resources)
+	}
+	if inv := snap.Invalid[view]; len(inv) != 1 || inv[0].Name != name || !strings.Contains(inv[0].Error(), "injected") {
+		t.Errorf("snapshot invalid = %v", snap.Invalid)
+	}
+	// One per view: east's client and gateway views both hold the cluster.
+	if got := gauge(t, h.m, "eastwest_xds_rejected_resources", "Cluster"); got != 2 {
+		t.Errorf("eastwest_xds_rejected_resources{type=Cluster} = %v, want 2", got)
+	}
+
+	h.w.translate = translate.Service
+	svc.Spec.Ports[0].AppProtocol = ptr("grpc")
+	snap = h.publish("east", up(svc))
+	if len(snap.Invalid) != 0 {
+		t.Errorf("invalid after a valid version: %v", snap.Invalid)
+	}
+	// Gateways speak HTTP/2 to a grpc port: their cluster changed.
+	gw := ViewName("east", translate.RoleGateway)
+	if v := h.c.Resources(gw, resourcev3.ClusterType).Resources[0]; v.Message.(*clusterv3.Cluster).Name != name || len(v.Message.(*clusterv3.Cluster).TypedExtensionProtocolOptions) == 0 {
+		t.Errorf("the new valid cluster was not published: %v", v)
+	}
+	if got := gauge(t, h.m, "eastwest_xds_rejected_resources", "Cluster"); got != 0 {
+		t.Errorf("eastwest_xds_rejected_resources{type=Cluster} = %v after recovery", got)
+	}
+}
+
+// gauge reads one labelled gauge from the registry.
+func gauge(t *testing.T, m *metrics.Metrics, name, typ string) float64 {
+	t.Helper()
+	families, err := m.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+		for _, metric := range f.GetMetric() {
+			for _, l := range metric.GetLabel() {
+				if l.GetName() == "type" && l.GetValue() == typ {
+					return metric.GetGauge().GetValue()
+				}
+			}
+		}
+	}
+	return -1
+}
+
+func ptr[T any](v T) *T { return &v }
