@@ -25,13 +25,12 @@ import (
 // writerHarness runs a Writer with a short holdoff and lets a test wait
 // for each publish.
 type writerHarness struct {
-	t     *testing.T
-	w     *Writer
-	c     *cache.Cache
-	m     *metrics.Metrics
-	gen   uint64
-	send  func([]mcs.Event, []source.Problem)
-	apply func(string, ...mcs.Event)
+	t    *testing.T
+	w    *Writer
+	c    *cache.Cache
+	m    *metrics.Metrics
+	gen  uint64
+	send func([]mcs.Event, []source.Problem)
 }
 
 func newWriterHarness(t *testing.T) *writerHarness {

@@ -175,7 +175,9 @@ func (o ours) set(name string, cla *endpointv3.ClusterLoadAssignment) {
 
 type linear struct{ *cachev3.LinearCache }
 
-func (l linear) set(name string, cla *endpointv3.ClusterLoadAssignment) { _ = l.UpdateResource(name, cla) }
+func (l linear) set(name string, cla *endpointv3.ClusterLoadAssignment) {
+	_ = l.UpdateResource(name, cla)
+}
 
 // snapshot is SnapshotCache as its users drive it: a new snapshot of the
 // whole type, set for every node.
@@ -268,7 +270,7 @@ func runOne(cfg *Config, kind, protocol string) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	child := exec.Command(self, "-test.run=^TestMain$")
+	child := exec.Command(self, "-test.run=^TestMain$") //nolint:gosec // this very binary, re-executed as the clients' process
 	child.Env = append(os.Environ(), childEnv+"="+string(cc))
 	child.Stderr = os.Stderr
 	stdin, _ := child.StdinPipe()
@@ -286,7 +288,7 @@ func runOne(cfg *Config, kind, protocol string) (Result, error) {
 				return f[1:], nil
 			}
 		}
-		return nil, fmt.Errorf("clients' process ended before %q: %v", prefix, lines.Err())
+		return nil, fmt.Errorf("clients' process ended before %q: %w", prefix, lines.Err())
 	}
 
 	f, err := expect("synced")
