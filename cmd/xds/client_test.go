@@ -3,8 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"io"
-	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -16,35 +14,15 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/eastwest-dev/eastwest/internal/cptest"
 	"github.com/eastwest-dev/eastwest/pkg/controlplane"
+	"github.com/eastwest-dev/eastwest/pkg/translate"
 )
 
-// startServe runs the control plane on the demo with :0 addresses.
+// startServe runs the control plane on the demo.
 func startServe(t *testing.T) *controlplane.App {
 	t.Helper()
-	app, err := controlplane.NewApp(controlplane.Config{
-		Dir: "../../examples/clusterset", XDSAddress: "127.0.0.1:0", DebugAddress: "127.0.0.1:0", DrainTimeout: time.Second,
-	}, slog.New(slog.NewTextHandler(io.Discard, nil)), debugHandler)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error)
-	go func() { done <- app.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve stopped with %v", err)
-		}
-	})
-	deadline := time.Now().Add(10 * time.Second)
-	for !app.Writer.Ready() {
-		if time.Now().After(deadline) {
-			t.Fatal("not ready")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	return app
+	return cptest.Start(t, "../../examples/clusterset")
 }
 
 // status, dump and explain read a running control plane's debug endpoint
@@ -124,7 +102,8 @@ func TestStatusAndDumpShowConnectedGateways(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(dresp.Resources) != 1 || dresp.Resources[0].Name != "eastwest-gateway-http-15080" {
+	gwListener := translate.GatewayListenerName(translate.DefaultGatewayPort)
+	if len(dresp.Resources) != 1 || dresp.Resources[0].Name != gwListener {
 		t.Fatalf("delta LDS for a gateway: %v", dresp.Resources)
 	}
 	if err := delta.Send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: resourcev3.ListenerType, ResponseNonce: dresp.Nonce}); err != nil {
@@ -156,7 +135,7 @@ func TestStatusAndDumpShowConnectedGateways(t *testing.T) {
 	if code := run([]string{"dump", "--debug-address", app.DebugAddr(), "--node", "gw-delta", "--type", "lds"}, &stdout, &stderr); code != 0 {
 		t.Fatalf("dump: %s", stderr.String())
 	}
-	if !strings.Contains(stdout.String(), `"name": "eastwest-gateway-http-15080"`) && !strings.Contains(stdout.String(), `"name":"eastwest-gateway-http-15080"`) {
+	if !strings.Contains(strings.ReplaceAll(stdout.String(), " ", ""), `"name":"`+gwListener+`"`) {
 		t.Errorf("dump lacks the gateway listener:\n%s", stdout.String())
 	}
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
@@ -62,7 +61,7 @@ func runServe(args []string, _, stderr io.Writer) int {
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	app, err := controlplane.NewApp(cfg, log, debugHandler)
+	app, err := controlplane.NewApp(cfg, log, debug.ForApp)
 	if err != nil {
 		log.Error("cannot start", "err", err)
 		return 1
@@ -72,8 +71,4 @@ func runServe(args []string, _, stderr io.Writer) int {
 		return 1
 	}
 	return 0
-}
-
-func debugHandler(a *controlplane.App) http.Handler {
-	return debug.New(a.Writer, a.Cache, a.Tracker, a.Metrics)
 }

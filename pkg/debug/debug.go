@@ -53,6 +53,12 @@ func New(s State, c *cache.Cache, t *cache.Tracker, m *metrics.Metrics) *Handler
 	return h
 }
 
+// ForApp is the debug endpoint of a control plane App.
+func ForApp(a *controlplane.App) http.Handler {
+	return New(a.Writer, a.Cache, a.Tracker, a.Metrics)
+}
+
+// ServeHTTP implements http.Handler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
 
 func (h *Handler) index(w http.ResponseWriter, _ *http.Request) {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -18,8 +17,9 @@ import (
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
 	"google.golang.org/grpc/xds"
 
+	"github.com/eastwest-dev/eastwest/internal/cptest"
 	"github.com/eastwest-dev/eastwest/pkg/controlplane"
-	"github.com/eastwest-dev/eastwest/pkg/debug"
+	"github.com/eastwest-dev/eastwest/pkg/translate"
 )
 
 // backend is a gRPC server standing for one pod: it answers UnaryCall
@@ -59,32 +59,21 @@ type controlPlane struct {
 
 func startControlPlane(t *testing.T, dir string) *controlPlane {
 	t.Helper()
-	cfg := controlplane.Config{
-		Dir: dir, XDSAddress: "127.0.0.1:0", DebugAddress: "127.0.0.1:0",
-		DrainTimeout: time.Second,
-	}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	if testing.Verbose() {
-		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
-	}
-	app, err := controlplane.NewApp(cfg, log, func(a *controlplane.App) http.Handler {
-		return debug.New(a.Writer, a.Cache, a.Tracker, a.Metrics)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error)
-	go func() { done <- app.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("control plane stopped with %v", err)
+	app := cptest.Start(t, dir)
+	return &controlPlane{t: t, dir: dir, app: app, debug: "http://" + app.DebugAddr()}
+}
+
+// served lists every resource (type, name, version) of every view.
+func (cp *controlPlane) served() string {
+	var b strings.Builder
+	for _, v := range cp.app.Writer.Snapshot().Views {
+		for _, typ := range translate.TypeOrder() {
+			for _, r := range cp.app.Cache.Resources(v.String(), typ).Resources {
+				fmt.Fprintf(&b, "%s %s %s %s\n", v, typ, r.Name, r.Version)
+			}
 		}
-	})
-	cp := &controlPlane{t: t, dir: dir, app: app, debug: "http://" + app.DebugAddr()}
-	eventually(t, 10*time.Second, "control plane ready", func() bool { return app.Writer.Ready() })
-	return cp
+	}
+	return b.String()
 }
 
 // get reads a debug endpoint.
