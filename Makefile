@@ -10,7 +10,7 @@ FUZZTIME  ?= 30s
 BENCHTIME ?= 1s
 GOLANGCI_LINT_VERSION ?= v2.15.0
 
-.PHONY: all build run test vet unit race golden check-golden bench load fuzz lint fmt tools clean
+.PHONY: all build run test kube-bins vet unit race golden check-golden bench load fuzz lint fmt tools clean
 
 all: build
 
@@ -27,7 +27,10 @@ run: build ## Serve the demo ClusterSet in examples/clusterset over xDS (Ctrl-C 
 	@echo
 	./$(BIN)/xds serve --dir examples/clusterset
 
-test: vet race check-golden ## Everything CI runs: vet, all tests with -race, the golden check.
+test: vet kube-bins race check-golden ## Everything CI runs: vet, all tests with -race, the golden check.
+
+kube-bins: ## Build kube-apiserver and etcd for the real-cluster tests into .cache/k8s (skipped when cached).
+	test/tools/build.sh $(CACHE)/k8s
 
 vet:
 	$(GO) vet ./...

@@ -19,7 +19,9 @@ func runServe(args []string, _, stderr io.Writer) int {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var cfg controlplane.Config
-	fs.StringVar(&cfg.Dir, "dir", "", "ClusterSet folder: one subfolder of Kubernetes YAML per member cluster, watched for changes (required)")
+	fs.StringVar(&cfg.Dir, "dir", "", "ClusterSet folder: one subfolder of Kubernetes YAML per member cluster, watched for changes")
+	fs.StringVar(&cfg.KubeconfigDir, "kubeconfig-dir", "", "folder of kubeconfig files, one per Kubernetes member cluster (named after the file), watched for changes")
+	fs.DurationVar(&cfg.Writer.SyncTimeout, "sync-timeout", controlplane.DefaultSyncTimeout, "how long the first push and /readyz wait for a member cluster's initial sync; after it, an unreachable cluster no longer blocks them")
 	fs.StringVar(&cfg.XDSAddress, "xds-address", "127.0.0.1:18000", "address of the xDS (ADS, SotW and delta) gRPC server")
 	fs.StringVar(&cfg.DebugAddress, "debug-address", "127.0.0.1:19000", "address of the debug endpoint (/debug/*, /metrics, /healthz, /readyz); keep it on loopback or behind TLS")
 	fs.DurationVar(&cfg.Writer.Holdoff, "holdoff", controlplane.DefaultHoldoff, "quiet time that ends a batch of source events")
@@ -35,7 +37,7 @@ func runServe(args []string, _, stderr io.Writer) int {
 	fs.StringVar(&cfg.DebugTLS.ClientCA, "debug-tls-client-ca", "", "require debug clients to present a certificate from this CA")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: xds serve --dir DIR [flags]")
+		fmt.Fprintln(stderr, "Usage: xds serve (--dir DIR | --kubeconfig-dir DIR) [flags]")
 		fmt.Fprintln(stderr, "\nServes the ClusterSet in DIR over xDS to east-west Envoy gateways and proxyless")
 		fmt.Fprintln(stderr, "gRPC clients, and its state on the debug endpoint. See README for the node contract.")
 		fmt.Fprintln(stderr)
@@ -44,7 +46,7 @@ func runServe(args []string, _, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	if cfg.Dir == "" || fs.NArg() > 0 {
+	if (cfg.Dir == "" && cfg.KubeconfigDir == "") || fs.NArg() > 0 {
 		fs.Usage()
 		return 2
 	}

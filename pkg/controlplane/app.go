@@ -20,12 +20,15 @@ import (
 // Config is everything `xds serve` is configured with.
 type Config struct {
 	// Dir is the ClusterSet folder (DIR/<cluster>/*.yaml).
-	Dir          string
-	XDSAddress   string
-	DebugAddress string
-	Writer       WriterOptions
-	XDSTLS       TLSFiles
-	DebugTLS     TLSFiles
+	Dir string
+	// KubeconfigDir holds one kubeconfig file per Kubernetes member
+	// cluster, named after the member.
+	KubeconfigDir string
+	XDSAddress    string
+	DebugAddress  string
+	Writer        WriterOptions
+	XDSTLS        TLSFiles
+	DebugTLS      TLSFiles
 	// DrainTimeout bounds how long shutdown waits for streams to end.
 	DrainTimeout time.Duration
 }
@@ -42,6 +45,7 @@ type App struct {
 	xds     *XDSServer
 	debug   *http.Server
 	dir     *source.Dir
+	kube    *source.KubeconfigDir
 
 	xdsListener, debugListener net.Listener
 }
@@ -49,8 +53,8 @@ type App struct {
 // NewApp builds the control plane and binds its listeners (so that a bad
 // address fails here, and :0 gets its port before Run).
 func NewApp(cfg Config, log *slog.Logger, debugHandler func(*App) http.Handler) (*App, error) {
-	if cfg.Dir == "" {
-		return nil, errors.New("a source is required: --dir")
+	if cfg.Dir == "" && cfg.KubeconfigDir == "" {
+		return nil, errors.New("a source is required: --dir and/or --kubeconfig-dir")
 	}
 	xdsTLS, err := cfg.XDSTLS.Config()
 	if err != nil {
@@ -65,8 +69,13 @@ func NewApp(cfg Config, log *slog.Logger, debugHandler func(*App) http.Handler) 
 	a.Writer = NewWriter(cfg.Writer, a.Cache, a.Metrics, log)
 	a.Tracker = cache.NewTracker(a.Cache, a.describeNode, a.Metrics)
 	a.xds = NewXDSServer(a.Cache, a.Tracker, xdsTLS)
-	a.dir = source.NewDir(cfg.Dir, log)
-	a.Writer.AddSource(a.sourceName())
+	if cfg.Dir != "" {
+		a.dir = source.NewDir(cfg.Dir, log)
+		a.Writer.AddSource(a.sourceName())
+	}
+	if cfg.KubeconfigDir != "" {
+		a.kube = source.NewKubeconfigDir(cfg.KubeconfigDir, log, a.Writer)
+	}
 
 	if a.xdsListener, err = net.Listen("tcp", cfg.XDSAddress); err != nil {
 		return nil, fmt.Errorf("xDS address: %w", err)
@@ -116,8 +125,15 @@ func (a *App) Run(ctx context.Context) error {
 	srcCtx, stopSources := context.WithCancel(context.Background())
 	defer stopSources()
 	writerDone := make(chan struct{})
+	if a.kube != nil {
+		// Every configured member is a source before the first publish.
+		a.kube.Scan(srcCtx)
+		go a.kube.Run(srcCtx)
+	}
 	go func() { a.Writer.Run(srcCtx); close(writerDone) }()
-	go func() { _ = a.dir.Run(srcCtx, a.Writer.Sink(a.sourceName())) }()
+	if a.dir != nil {
+		go func() { _ = a.dir.Run(srcCtx, a.Writer.Sink(a.sourceName())) }()
+	}
 
 	errc := make(chan error, 2)
 	go func() { errc <- a.xds.Serve(a.xdsListener) }()
@@ -133,7 +149,7 @@ func (a *App) Run(ctx context.Context) error {
 		}
 		errc <- err
 	}()
-	a.log.Info("serving", "xds", a.XDSAddr(), "debug", a.DebugAddr(), "dir", a.cfg.Dir)
+	a.log.Info("serving", "xds", a.XDSAddr(), "debug", a.DebugAddr(), "dir", a.cfg.Dir, "kubeconfigDir", a.cfg.KubeconfigDir)
 
 	var err error
 	select {
@@ -148,6 +164,14 @@ func (a *App) Run(ctx context.Context) error {
 	stopSources()
 	<-writerDone
 	return err
+}
+
+// MemberStatuses returns the connection status of every Kubernetes member.
+func (a *App) MemberStatuses() []source.ClusterStatus {
+	if a.kube == nil {
+		return nil
+	}
+	return a.kube.Statuses()
 }
 
 // Members returns the IDs of the clusters in the ClusterSet now.

@@ -29,6 +29,9 @@ import (
 const (
 	DefaultHoldoff  = 20 * time.Millisecond
 	DefaultMaxDelay = 200 * time.Millisecond
+	// DefaultSyncTimeout is how long the first publish waits for an
+	// unreachable member cluster.
+	DefaultSyncTimeout = time.Minute
 )
 
 // roles are the views every member cluster gets.
@@ -36,8 +39,13 @@ var roles = []translate.Role{translate.RoleClient, translate.RoleGateway}
 
 // WriterOptions configure a Writer.
 type WriterOptions struct {
-	Holdoff     time.Duration
-	MaxDelay    time.Duration
+	Holdoff  time.Duration
+	MaxDelay time.Duration
+	// SyncTimeout bounds how long the first publish waits for every
+	// source's initial sync: nothing is served before (a partial state
+	// would drain the clusters not yet read); after it, the sources that
+	// have synced are served and the others join when they sync.
+	SyncTimeout time.Duration
 	GatewayPort uint32
 	Store       mcs.Options
 }
@@ -111,6 +119,9 @@ func NewWriter(opts WriterOptions, c *cache.Cache, m *metrics.Metrics, log *slog
 	if opts.GatewayPort == 0 {
 		opts.GatewayPort = translate.DefaultGatewayPort
 	}
+	if opts.SyncTimeout <= 0 {
+		opts.SyncTimeout = DefaultSyncTimeout
+	}
 	w := &Writer{
 		opts: opts, log: log, metrics: m, cache: c,
 		store:     mcs.NewStore(opts.Store),
@@ -129,11 +140,32 @@ func NewWriter(opts WriterOptions, c *cache.Cache, m *metrics.Metrics, log *slog
 }
 
 // AddSource declares a source: the Writer is not ready until every
-// declared source has delivered its initial state.
+// declared source has delivered its initial state (or SyncTimeout).
 func (w *Writer) AddSource(name string) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.sources[name] = &sourceState{}
+	if w.sources[name] == nil {
+		w.sources[name] = &sourceState{}
+	}
+}
+
+// RemoveSource forgets a source (a member cluster left the ClusterSet).
+func (w *Writer) RemoveSource(name string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	delete(w.sources, name)
+}
+
+// synced reports whether every declared source delivered its initial state.
+func (w *Writer) synced() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, s := range w.sources {
+		if !s.synced {
+			return false
+		}
+	}
+	return true
 }
 
 // Sink returns the function a source calls with its events and current
@@ -151,13 +183,34 @@ func (w *Writer) Ready() bool { return w.ready.Load() }
 // Snapshot returns what was last published.
 func (w *Writer) Snapshot() *Snapshot { return w.snap.Load() }
 
-// Run batches events and publishes until ctx ends.
+// Run batches events and publishes until ctx ends. Nothing is published
+// until every source has synced or SyncTimeout has passed.
 func (w *Writer) Run(ctx context.Context) {
+	start := time.Now()
+	initialized := false
 	holdoff := time.NewTimer(time.Hour)
 	holdoff.Stop()
 	deadline := time.NewTimer(time.Hour)
 	deadline.Stop()
+	waiting := time.NewTicker(100 * time.Millisecond)
+	defer waiting.Stop()
 	pending := false
+	publish := func() {
+		if !initialized {
+			if !w.synced() && time.Since(start) < w.opts.SyncTimeout {
+				return // keep the batch until every source has synced
+			}
+			initialized = true
+			waiting.Stop()
+			if !w.synced() {
+				w.log.Warn("serving without the sources that did not sync in time", "syncTimeout", w.opts.SyncTimeout)
+			}
+		}
+		holdoff.Stop()
+		deadline.Stop()
+		pending = false
+		w.publish()
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -170,13 +223,13 @@ func (w *Writer) Run(ctx context.Context) {
 			}
 			holdoff.Reset(w.opts.Holdoff)
 		case <-holdoff.C:
-			deadline.Stop()
-			pending = false
-			w.publish()
+			publish()
 		case <-deadline.C:
-			holdoff.Stop()
-			pending = false
-			w.publish()
+			publish()
+		case <-waiting.C:
+			if !initialized {
+				publish()
+			}
 		}
 	}
 }
@@ -411,11 +464,9 @@ func (w *Writer) snapshot(state *mcs.State, changed bool) {
 	w.mu.Lock()
 	var probs []source.Problem
 	srcs := map[string]bool{}
-	allSynced := true
 	for name, s := range w.sources {
 		probs = append(probs, s.problems...)
 		srcs[name] = s.synced
-		allSynced = allSynced && s.synced
 	}
 	w.mu.Unlock()
 	w.metrics.SourceProblems(len(probs))
@@ -428,7 +479,7 @@ func (w *Writer) snapshot(state *mcs.State, changed bool) {
 		Problems:    probs,
 		Sources:     srcs,
 	})
-	if allSynced {
-		w.ready.Store(true)
-	}
+	// Ready once published: Run publishes only after every source
+	// synced, or after the sync timeout let the others go.
+	w.ready.Store(true)
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/eastwest-dev/eastwest/pkg/cache"
 	"github.com/eastwest-dev/eastwest/pkg/controlplane"
 	"github.com/eastwest-dev/eastwest/pkg/mcs"
+	"github.com/eastwest-dev/eastwest/pkg/mcs/source"
 	"github.com/eastwest-dev/eastwest/pkg/metrics"
 	"github.com/eastwest-dev/eastwest/pkg/translate"
 )
@@ -32,6 +33,7 @@ type State interface {
 
 // Handler serves the debug endpoints.
 type Handler struct {
+	members func() []source.ClusterStatus
 	state   State
 	cache   *cache.Cache
 	tracker *cache.Tracker
@@ -55,7 +57,9 @@ func New(s State, c *cache.Cache, t *cache.Tracker, m *metrics.Metrics) *Handler
 
 // ForApp is the debug endpoint of a control plane App.
 func ForApp(a *controlplane.App) http.Handler {
-	return New(a.Writer, a.Cache, a.Tracker, a.Metrics)
+	h := New(a.Writer, a.Cache, a.Tracker, a.Metrics)
+	h.members = a.MemberStatuses
+	return h
 }
 
 // ServeHTTP implements http.Handler.
@@ -100,14 +104,19 @@ func (h *Handler) readyz(w http.ResponseWriter, _ *http.Request) {
 
 // ClustersView is /debug/clusters.
 type ClustersView struct {
-	Members  []mcs.ClusterInfo `json:"members"`
-	Sources  map[string]bool   `json:"sources"`
-	Problems []string          `json:"problems"`
+	Members []mcs.ClusterInfo `json:"members"`
+	// Connections are the Kubernetes members' connection states.
+	Connections []source.ClusterStatus `json:"connections,omitempty"`
+	Sources     map[string]bool        `json:"sources"`
+	Problems    []string               `json:"problems"`
 }
 
 func (h *Handler) clusters(w http.ResponseWriter, _ *http.Request) {
 	s := h.state.Snapshot()
 	v := ClustersView{Members: s.State.Clusters, Sources: s.Sources, Problems: []string{}}
+	if h.members != nil {
+		v.Connections = h.members()
+	}
 	for _, p := range s.Problems {
 		v.Problems = append(v.Problems, p.String())
 	}

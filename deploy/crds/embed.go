@@ -1,0 +1,10 @@
+// Package crds embeds the CustomResourceDefinitions eastwest ships that
+// upstream modules do not: the About API's ClusterProperty.
+package crds
+
+import _ "embed" // for go:embed
+
+// ClusterPropertyCRD is about.k8s.io/v1alpha1 ClusterProperty.
+//
+//go:embed about.k8s.io_clusterproperties.yaml
+var ClusterPropertyCRD []byte

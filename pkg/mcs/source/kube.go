@@ -1,0 +1,451 @@
+package source
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/dynamic/dynamicinformer"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
+	mcsv1a1 "sigs.k8s.io/mcs-api/pkg/apis/v1alpha1"
+	mcsv1b1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
+	mcsclient "sigs.k8s.io/mcs-api/pkg/client/clientset/versioned"
+	mcsinformers "sigs.k8s.io/mcs-api/pkg/client/informers/externalversions"
+
+	"github.com/eastwest-dev/eastwest/pkg/mcs"
+)
+
+// The states of a member cluster's connection.
+const (
+	StateConnecting = "connecting"
+	StateSynced     = "synced"
+	StateFailing    = "failing"
+	StateStopped    = "stopped"
+)
+
+// ClusterStatus is where one Kubernetes member cluster stands.
+type ClusterStatus struct {
+	Member string `json:"member"`
+	State  string `json:"state"`
+	// ExportVersion is the ServiceExport version read (v1beta1 when the
+	// cluster serves it).
+	ExportVersion string    `json:"exportVersion,omitempty"`
+	LastError     string    `json:"lastError,omitempty"`
+	Failures      int       `json:"failures"`
+	Since         time.Time `json:"since"`
+	SyncedAt      time.Time `json:"syncedAt,omitzero"`
+}
+
+var clusterPropertyGVR = schema.GroupVersionResource{Group: "about.k8s.io", Version: "v1alpha1", Resource: "clusterproperties"}
+
+// KubeCluster reads one member cluster from its apiserver with informers
+// (Namespaces, Services, EndpointSlices, ServiceExports and, when its CRD
+// exists, ClusterProperties) and reports them as events.
+//
+// Its first batch, sent once every informer has synced, is the cluster's
+// whole state; after a reconnection the next batch brings the Store to
+// the cluster's state again (upserts and deletes). While the cluster is
+// unreachable nothing is sent, so the Store keeps the last known state: an
+// outage does not drain traffic. Remove ends it with OpLeave.
+type KubeCluster struct {
+	member string
+	cfg    *rest.Config
+	log    *slog.Logger
+	sink   func([]mcs.Event, []Problem)
+
+	mu     sync.Mutex
+	status ClusterStatus
+	// sent maps what the Store was last told to the object's resource
+	// version, to diff a resync.
+	sent map[kubeKey]string
+}
+
+type kubeKey struct {
+	kind      string
+	namespace string
+	name      string
+}
+
+// NewKubeCluster returns the source of one member cluster; it does
+// nothing until Run.
+func NewKubeCluster(member string, cfg *rest.Config, log *slog.Logger, sink func([]mcs.Event, []Problem)) *KubeCluster {
+	return &KubeCluster{
+		member: member, cfg: cfg, log: log.With("member", member), sink: sink,
+		status: ClusterStatus{Member: member, State: StateConnecting, Since: time.Now()},
+		sent:   map[kubeKey]string{},
+	}
+}
+
+// Status returns the cluster's connection status.
+func (k *KubeCluster) Status() ClusterStatus {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.status
+}
+
+func (k *KubeCluster) setState(state string, err error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.status.State != state {
+		k.status.State, k.status.Since = state, time.Now()
+	}
+	switch {
+	case err != nil:
+		k.status.LastError = err.Error()
+		k.status.Failures++
+	case state == StateSynced:
+		k.status.SyncedAt = time.Now()
+	}
+}
+
+// Run reads the cluster until ctx ends, retrying with backoff while it
+// cannot connect. It never sends OpLeave: a stopped source keeps its
+// state in the Store (see Remove).
+func (k *KubeCluster) Run(ctx context.Context) {
+	backoff := 500 * time.Millisecond
+	for ctx.Err() == nil {
+		err := k.runOnce(ctx)
+		if ctx.Err() != nil {
+			break
+		}
+		k.setState(StateFailing, err)
+		k.log.Warn("member cluster unreachable, keeping its last known state", "err", err, "retryIn", backoff)
+		select {
+		case <-ctx.Done():
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 30*time.Second)
+	}
+	k.setState(StateStopped, nil)
+}
+
+// Remove tells the Store the cluster left the ClusterSet: everything it
+// held is drained.
+func (k *KubeCluster) Remove() {
+	k.sink([]mcs.Event{{Member: k.member, Op: mcs.OpLeave}}, nil)
+}
+
+// runOnce discovers what the cluster serves, runs informers until they
+// fail to sync or ctx ends.
+func (k *KubeCluster) runOnce(ctx context.Context) error {
+	k.setState(StateConnecting, nil)
+	client, err := kubernetes.NewForConfig(k.cfg)
+	if err != nil {
+		return err
+	}
+	mcsc, err := mcsclient.NewForConfig(k.cfg)
+	if err != nil {
+		return err
+	}
+	dyn, err := dynamic.NewForConfig(k.cfg)
+	if err != nil {
+		return err
+	}
+	exportVersion, hasProperties, err := k.discover(client)
+	if err != nil {
+		return err
+	}
+	k.mu.Lock()
+	k.status.ExportVersion = exportVersion
+	k.mu.Unlock()
+
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	watchErrs := make(chan error, 8)
+	onWatchErr := func(_ *cache.Reflector, err error) {
+		select {
+		case watchErrs <- err:
+		default:
+		}
+	}
+	core := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithTransform(trim))
+	mcsf := mcsinformers.NewSharedInformerFactoryWithOptions(mcsc, 0, mcsinformers.WithTransform(trim))
+	dynf := dynamicinformer.NewDynamicSharedInformerFactory(dyn, 0)
+	sis := []cache.SharedIndexInformer{
+		core.Core().V1().Namespaces().Informer(),
+		core.Core().V1().Services().Informer(),
+		core.Discovery().V1().EndpointSlices().Informer(),
+	}
+	if exportVersion == "v1beta1" {
+		sis = append(sis, mcsf.Multicluster().V1beta1().ServiceExports().Informer())
+	} else {
+		sis = append(sis, mcsf.Multicluster().V1alpha1().ServiceExports().Informer())
+	}
+	if hasProperties {
+		sis = append(sis, dynf.ForResource(clusterPropertyGVR).Informer())
+	}
+
+	// Events wait in a queue until the initial sync is sent, then flow
+	// in small batches.
+	q := newEventQueue()
+	for _, si := range sis {
+		_ = si.SetWatchErrorHandlerWithContext(func(_ context.Context, r *cache.Reflector, err error) { onWatchErr(r, err) })
+		if _, err := si.AddEventHandler(cache.ResourceEventHandlerFuncs{
+			AddFunc:    func(o any) { q.push(k.event(mcs.OpUpsert, o)) },
+			UpdateFunc: func(_, o any) { q.push(k.event(mcs.OpUpsert, o)) },
+			DeleteFunc: func(o any) { q.push(k.event(mcs.OpDelete, o)) },
+		}); err != nil {
+			return err
+		}
+	}
+	core.Start(runCtx.Done())
+	mcsf.Start(runCtx.Done())
+	dynf.Start(runCtx.Done())
+	defer func() { core.Shutdown(); mcsf.Shutdown(); dynf.Shutdown() }()
+
+	syncCtx, syncCancel := context.WithTimeout(runCtx, time.Minute)
+	synced := cache.WaitForCacheSync(syncCtx.Done(), func() bool {
+		for _, si := range sis {
+			if !si.HasSynced() {
+				return false
+			}
+		}
+		return true
+	})
+	syncCancel()
+	if !synced {
+		if ctx.Err() != nil {
+			return nil
+		}
+		select {
+		case err := <-watchErrs:
+			return fmt.Errorf("initial sync: %w", err)
+		default:
+			return errors.New("initial sync did not finish within a minute")
+		}
+	}
+	// Events queued so far are in the informers' stores: drop them, then
+	// send the stores. (An event racing the listing is sent twice; an
+	// upsert is idempotent.)
+	q.drain()
+	k.sendSync(sis)
+	k.setState(StateSynced, nil)
+	k.log.Info("member cluster synced")
+	var probing atomic.Bool
+
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-q.ready:
+			if evs := k.record(q.drain()); len(evs) > 0 {
+				k.sink(evs, nil)
+			}
+		case err := <-watchErrs:
+			// The reflectors retry with backoff themselves; the state says
+			// the cluster is failing until the apiserver answers again.
+			k.setState(StateFailing, err)
+			if probing.CompareAndSwap(false, true) {
+				k.log.Warn("member cluster watch failing, keeping its last known state", "err", err)
+				go func() {
+					defer probing.Store(false)
+					for runCtx.Err() == nil {
+						time.Sleep(time.Second)
+						if _, err := client.Discovery().ServerVersion(); err == nil {
+							k.setState(StateSynced, nil)
+							k.log.Info("member cluster reachable again")
+							return
+						}
+					}
+				}()
+			}
+		}
+	}
+}
+
+// discover finds which ServiceExport version the cluster serves and
+// whether it has ClusterProperties.
+func (k *KubeCluster) discover(client kubernetes.Interface) (string, bool, error) {
+	version := ""
+	for _, v := range []string{"v1beta1", "v1alpha1"} {
+		res, err := client.Discovery().ServerResourcesForGroupVersion(mcsv1b1.GroupName + "/" + v)
+		if err != nil {
+			if apierrors.IsNotFound(err) {
+				continue
+			}
+			return "", false, err
+		}
+		for _, r := range res.APIResources {
+			if r.Name == "serviceexports" {
+				version = v
+				break
+			}
+		}
+		if version != "" {
+			break
+		}
+	}
+	if version == "" {
+		return "", false, errors.New("the cluster serves no multicluster.x-k8s.io ServiceExports: install the mcs-api CRDs")
+	}
+	res, err := client.Discovery().ServerResourcesForGroupVersion(clusterPropertyGVR.GroupVersion().String())
+	has := err == nil && len(res.APIResources) > 0
+	return version, has, nil
+}
+
+// sendSync sends the cluster's whole state: a join and every object that
+// is new or changed since the Store last heard, and deletes for objects
+// that disappeared while the cluster was unreachable.
+func (k *KubeCluster) sendSync(sis []cache.SharedIndexInformer) {
+	evs := []mcs.Event{{Member: k.member, Op: mcs.OpJoin}}
+	seen := map[kubeKey]bool{}
+	for _, si := range sis {
+		for _, o := range si.GetStore().List() {
+			ev := k.event(mcs.OpUpsert, o)
+			if ev.Object == nil {
+				continue
+			}
+			key := keyOfKube(ev.Object)
+			seen[key] = true
+			if k.sent[key] == ev.Object.GetResourceVersion() {
+				continue
+			}
+			evs = append(evs, ev)
+		}
+	}
+	for key := range k.sent {
+		if !seen[key] {
+			evs = append(evs, mcs.Event{Member: k.member, Op: mcs.OpDelete, Object: stub(key)})
+		}
+	}
+	k.record(evs)
+	k.sink(evs, nil)
+}
+
+// record notes what the Store was told, and returns the events.
+func (k *KubeCluster) record(evs []mcs.Event) []mcs.Event {
+	out := evs[:0]
+	for _, ev := range evs {
+		if ev.Object == nil {
+			if ev.Op == mcs.OpJoin {
+				out = append(out, ev)
+			}
+			continue
+		}
+		key := keyOfKube(ev.Object)
+		if ev.Op == mcs.OpDelete {
+			delete(k.sent, key)
+		} else {
+			k.sent[key] = ev.Object.GetResourceVersion()
+		}
+		out = append(out, ev)
+	}
+	return out
+}
+
+// event converts an informer object to an event; unknown or unusable
+// objects give an event without an object.
+func (k *KubeCluster) event(op mcs.Op, o any) mcs.Event {
+	if t, ok := o.(cache.DeletedFinalStateUnknown); ok {
+		o = t.Obj
+	}
+	ev := mcs.Event{Member: k.member, Op: op}
+	switch v := o.(type) {
+	case *corev1.Namespace, *corev1.Service, *discoveryv1.EndpointSlice, *mcsv1b1.ServiceExport, *mcsv1a1.ServiceExport:
+		ev.Object = v.(metav1.Object)
+	case *unstructured.Unstructured:
+		var p mcs.ClusterProperty
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(v.Object, &p); err != nil {
+			k.log.Warn("cannot read ClusterProperty", "name", v.GetName(), "err", err)
+			return ev
+		}
+		ev.Object = &p
+	}
+	return ev
+}
+
+func keyOfKube(o metav1.Object) kubeKey {
+	kind := fmt.Sprintf("%T", o)
+	if kind == "*v1alpha1.ServiceExport" {
+		kind = "*v1beta1.ServiceExport"
+	}
+	return kubeKey{kind: kind, namespace: o.GetNamespace(), name: o.GetName()}
+}
+
+// stub is an object carrying only the kind, namespace and name, for a
+// delete.
+func stub(k kubeKey) metav1.Object {
+	meta := metav1.ObjectMeta{Namespace: k.namespace, Name: k.name}
+	switch k.kind {
+	case "*v1.Namespace":
+		return &corev1.Namespace{ObjectMeta: meta}
+	case "*v1.Service":
+		return &corev1.Service{ObjectMeta: meta}
+	case "*v1.EndpointSlice":
+		return &discoveryv1.EndpointSlice{ObjectMeta: meta}
+	case "*mcs.ClusterProperty":
+		return &mcs.ClusterProperty{ObjectMeta: meta}
+	}
+	return &mcsv1b1.ServiceExport{ObjectMeta: meta}
+}
+
+// trim drops what eastwest never reads before an object is cached:
+// managed fields everywhere, a Service's annotations (kubectl's
+// last-applied copy can be larger than the Service), and per endpoint the
+// target reference, node name and hints.
+func trim(o any) (any, error) {
+	if m, ok := o.(metav1.Object); ok {
+		m.SetManagedFields(nil)
+	}
+	switch v := o.(type) {
+	case *corev1.Service:
+		v.Annotations = nil
+		v.Spec.Selector = nil
+		v.Status = corev1.ServiceStatus{}
+	case *discoveryv1.EndpointSlice:
+		v.Annotations = nil
+		for i := range v.Endpoints {
+			e := &v.Endpoints[i]
+			e.TargetRef, e.NodeName, e.Hints, e.DeprecatedTopology = nil, nil, nil, nil
+		}
+	case *corev1.Namespace:
+		v.Annotations, v.Labels = nil, nil
+		v.Spec = corev1.NamespaceSpec{}
+	}
+	return o, nil
+}
+
+// eventQueue gathers informer events between sends.
+type eventQueue struct {
+	mu     sync.Mutex
+	events []mcs.Event
+	ready  chan struct{}
+}
+
+func newEventQueue() *eventQueue { return &eventQueue{ready: make(chan struct{}, 1)} }
+
+func (q *eventQueue) push(ev mcs.Event) {
+	if ev.Object == nil {
+		return
+	}
+	q.mu.Lock()
+	q.events = append(q.events, ev)
+	q.mu.Unlock()
+	select {
+	case q.ready <- struct{}{}:
+	default:
+	}
+}
+
+func (q *eventQueue) drain() []mcs.Event {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	evs := q.events
+	q.events = nil
+	return evs
+}

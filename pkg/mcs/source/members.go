@@ -1,0 +1,151 @@
+package source
+
+import (
+	"context"
+	"crypto/sha256"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/eastwest-dev/eastwest/pkg/mcs"
+)
+
+// SinkFor gives each member its sink; Added and Removed tell whoever
+// tracks readiness that a member's source appeared or is gone.
+type SinkFor interface {
+	Sink(source string) func([]mcs.Event, []Problem)
+	AddSource(source string)
+	RemoveSource(source string)
+}
+
+// KubeSourceName names the source of a Kubernetes member cluster.
+func KubeSourceName(member string) string { return "kube:" + member }
+
+// KubeconfigDir runs one KubeCluster per kubeconfig file in a folder, named
+// by the file (without its extension): a new file joins the ClusterSet, a
+// removed file leaves it (its state is drained), a changed file reconnects
+// (its state is kept meanwhile). Files whose names start with "." are
+// ignored.
+type KubeconfigDir struct {
+	dir  string
+	log  *slog.Logger
+	out  SinkFor
+	poll time.Duration
+
+	mu      sync.Mutex
+	members map[string]*runningMember
+}
+
+type runningMember struct {
+	hash    [32]byte
+	cluster *KubeCluster
+	cancel  context.CancelFunc
+	done    chan struct{}
+}
+
+// NewKubeconfigDir returns the member registry of a folder.
+func NewKubeconfigDir(dir string, log *slog.Logger, out SinkFor) *KubeconfigDir {
+	return &KubeconfigDir{dir: dir, log: log, out: out, poll: 2 * time.Second, members: map[string]*runningMember{}}
+}
+
+// Statuses returns every member's connection status, sorted.
+func (d *KubeconfigDir) Statuses() []ClusterStatus {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var out []ClusterStatus
+	for _, m := range d.members {
+		out = append(out, m.cluster.Status())
+	}
+	slices.SortFunc(out, func(a, b ClusterStatus) int { return strings.Compare(a.Member, b.Member) })
+	return out
+}
+
+// Scan reads the folder once and starts, restarts or removes members; it
+// is called at start (so that every configured member is a source before
+// the first publish) and then by Run.
+func (d *KubeconfigDir) Scan(ctx context.Context) {
+	entries, err := os.ReadDir(d.dir)
+	if err != nil {
+		d.log.Error("cannot read kubeconfig folder", "dir", d.dir, "err", err)
+		return
+	}
+	want := map[string][32]byte{}
+	for _, e := range entries {
+		if e.IsDir() || strings.HasPrefix(e.Name(), ".") {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(d.dir, e.Name()))
+		if err != nil {
+			d.log.Error("cannot read kubeconfig", "file", e.Name(), "err", err)
+			continue
+		}
+		want[strings.TrimSuffix(e.Name(), filepath.Ext(e.Name()))] = sha256.Sum256(b)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for name, m := range d.members {
+		if h, ok := want[name]; !ok || h != m.hash {
+			m.cancel()
+			<-m.done
+			delete(d.members, name)
+			if !ok {
+				d.log.Info("member cluster removed", "member", name)
+				m.cluster.Remove()
+				d.out.RemoveSource(KubeSourceName(name))
+			}
+		}
+	}
+	for name, h := range want {
+		if _, ok := d.members[name]; ok {
+			continue
+		}
+		path := filepath.Join(d.dir, name)
+		for _, e := range entries {
+			if strings.TrimSuffix(e.Name(), filepath.Ext(e.Name())) == name {
+				path = filepath.Join(d.dir, e.Name())
+			}
+		}
+		cfg, err := clientcmd.BuildConfigFromFlags("", path)
+		if err != nil {
+			// The error names the file, never its credentials.
+			d.log.Error("cannot use kubeconfig", "member", name, "err", err)
+			continue
+		}
+		cfg.QPS, cfg.Burst = 50, 100
+		src := KubeSourceName(name)
+		d.out.AddSource(src)
+		kc := NewKubeCluster(name, cfg, d.log, d.out.Sink(src))
+		mctx, cancel := context.WithCancel(ctx)
+		m := &runningMember{hash: h, cluster: kc, cancel: cancel, done: make(chan struct{})}
+		go func() { kc.Run(mctx); close(m.done) }()
+		d.members[name] = m
+		d.log.Info("member cluster added", "member", name)
+	}
+}
+
+// Run rescans the folder until ctx ends, then stops every member without
+// removing it (a restart must not drain traffic).
+func (d *KubeconfigDir) Run(ctx context.Context) {
+	t := time.NewTicker(d.poll)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			d.mu.Lock()
+			for _, m := range d.members {
+				m.cancel()
+				<-m.done
+			}
+			d.mu.Unlock()
+			return
+		case <-t.C:
+			d.Scan(ctx)
+		}
+	}
+}

@@ -1,0 +1,429 @@
+package kube
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	k8syaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	mcscrd "sigs.k8s.io/mcs-api/config/crd"
+
+	"github.com/eastwest-dev/eastwest/deploy/crds"
+)
+
+// Cluster is one running member cluster.
+type Cluster struct {
+	Name string
+	// Dir holds the cluster's data, certificates and logs.
+	Dir string
+	// Kubeconfig is the path of an admin kubeconfig.
+	Kubeconfig string
+	Config     *rest.Config
+	Client     kubernetes.Interface
+	Dynamic    dynamic.Interface
+
+	bin     string
+	port    int
+	etcdURL string
+	token   string
+
+	mu        sync.Mutex
+	etcd      *process
+	apiserver *process
+}
+
+// process is a started command and its end.
+type process struct {
+	cmd  *exec.Cmd
+	done chan error
+}
+
+func start(name, dir string, args ...string) (*process, error) {
+	logf, err := os.Create(filepath.Join(dir, filepath.Base(name)+".log"))
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(name, args...) //nolint:gosec // the harness's own binaries
+	cmd.Stdout, cmd.Stderr = logf, logf
+	// The process dies with the test binary, however it ends.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		_ = logf.Close()
+		return nil, err
+	}
+	p := &process{cmd: cmd, done: make(chan error, 1)}
+	go func() { p.done <- cmd.Wait(); _ = logf.Close() }()
+	return p, nil
+}
+
+// stop ends a process: SIGTERM, then SIGKILL after a grace period.
+func (p *process) stop() {
+	if p == nil {
+		return
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(10 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+}
+
+// BinDir is where the harness finds kube-apiserver and etcd.
+func BinDir() string {
+	if d := os.Getenv("EASTWEST_KUBE_BIN"); d != "" {
+		return d
+	}
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..", ".cache", "k8s")
+}
+
+// Start starts one member cluster per name, in parallel, and stops them
+// all when the test ends.
+func Start(t testing.TB, names ...string) []*Cluster {
+	t.Helper()
+	bin := BinDir()
+	for _, b := range []string{"kube-apiserver", "etcd"} {
+		if _, err := os.Stat(filepath.Join(bin, b)); err != nil {
+			t.Fatalf("%s is not built in %s: run `make kube-bins` (test/tools/build.sh)", b, bin)
+		}
+	}
+	out := make([]*Cluster, len(names))
+	errs := make([]error, len(names))
+	var wg sync.WaitGroup
+	for i, name := range names {
+		c := &Cluster{Name: name, Dir: filepath.Join(t.TempDir(), name), bin: bin}
+		out[i] = c
+		t.Cleanup(c.stopAll)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = c.boot()
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatalf("start clusters: %v", err)
+	}
+	return out
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+func (c *Cluster) boot() error {
+	if err := os.MkdirAll(filepath.Join(c.Dir, "certs"), 0o750); err != nil {
+		return err
+	}
+	clientPort, err := freePort()
+	if err != nil {
+		return err
+	}
+	peerPort, err := freePort()
+	if err != nil {
+		return err
+	}
+	if c.port, err = freePort(); err != nil {
+		return err
+	}
+	c.etcdURL = fmt.Sprintf("http://127.0.0.1:%d", clientPort)
+	peer := fmt.Sprintf("http://127.0.0.1:%d", peerPort)
+	c.etcd, err = start(filepath.Join(c.bin, "etcd"), c.Dir, "--name", c.Name, "--data-dir", filepath.Join(c.Dir, "etcd"),
+		"--listen-client-urls", c.etcdURL, "--advertise-client-urls", c.etcdURL,
+		"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer, "--initial-cluster", c.Name+"="+peer,
+		"--unsafe-no-fsync", "--log-level", "warn")
+	if err != nil {
+		return err
+	}
+	if err := waitHTTP(c.etcdURL+"/health", nil, 30*time.Second, c.etcd); err != nil {
+		return fmt.Errorf("%s: etcd: %w", c.Name, err)
+	}
+	if err := c.writeSecrets(); err != nil {
+		return err
+	}
+	if err := c.StartAPIServer(); err != nil {
+		return err
+	}
+	if err := c.writeKubeconfig(); err != nil {
+		return err
+	}
+	return c.installCRDs()
+}
+
+// writeSecrets makes the admin token and the service account key pair.
+func (c *Cluster) writeSecrets() error {
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		return err
+	}
+	c.token = hex.EncodeToString(b)
+	if err := os.WriteFile(filepath.Join(c.Dir, "tokens.csv"), []byte(c.token+",admin,admin,system:masters\n"), 0o600); err != nil {
+		return err
+	}
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		return err
+	}
+	pub, err := x509.MarshalPKIXPublicKey(&key.PublicKey)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(c.Dir, "sa.key"), pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)}), 0o600); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(c.Dir, "sa.pub"), pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pub}), 0o600)
+}
+
+// StartAPIServer starts (or restarts, with the same port and data) the
+// cluster's kube-apiserver and waits until it is ready.
+func (c *Cluster) StartAPIServer() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.apiserver != nil {
+		return errors.New("kube-apiserver already running")
+	}
+	p, err := start(filepath.Join(c.bin, "kube-apiserver"), c.Dir,
+		"--etcd-servers", c.etcdURL,
+		"--bind-address", "127.0.0.1", "--advertise-address", "127.0.0.1", "--secure-port", strconv.Itoa(c.port),
+		// 1.37 refuses loopback advertise addresses unless no endpoint
+		// reconciler runs.
+		"--endpoint-reconciler-type", "none",
+		"--cert-dir", filepath.Join(c.Dir, "certs"),
+		"--token-auth-file", filepath.Join(c.Dir, "tokens.csv"),
+		"--authorization-mode", "RBAC",
+		"--service-account-key-file", filepath.Join(c.Dir, "sa.pub"),
+		"--service-account-signing-key-file", filepath.Join(c.Dir, "sa.key"),
+		"--service-account-issuer", "https://kubernetes.default.svc.cluster.local",
+		"--service-cluster-ip-range", "10.96.0.0/16,fd00:10:96::/112",
+		"--disable-admission-plugins", "ServiceAccount",
+	)
+	if err != nil {
+		return err
+	}
+	c.apiserver = p
+	ca := filepath.Join(c.Dir, "certs", "apiserver.crt")
+	if err := waitHTTP(c.URL()+"/readyz", func() (*http.Client, http.Header) {
+		pem, err := os.ReadFile(ca)
+		if err != nil {
+			return nil, nil
+		}
+		pool := x509.NewCertPool()
+		pool.AppendCertsFromPEM(pem)
+		return &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}},
+			http.Header{"Authorization": {"Bearer " + c.token}}
+	}, 90*time.Second, p); err != nil {
+		return fmt.Errorf("%s: kube-apiserver: %w (log: %s)", c.Name, err, filepath.Join(c.Dir, "kube-apiserver.log"))
+	}
+	return nil
+}
+
+// StopAPIServer stops the cluster's kube-apiserver; etcd and its data stay.
+func (c *Cluster) StopAPIServer() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.apiserver.stop()
+	c.apiserver = nil
+}
+
+func (c *Cluster) stopAll() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.apiserver.stop()
+	c.apiserver = nil
+	c.etcd.stop()
+	c.etcd = nil
+}
+
+// URL is the apiserver's address.
+func (c *Cluster) URL() string { return fmt.Sprintf("https://127.0.0.1:%d", c.port) }
+
+// waitHTTP polls url until it answers 200, the process ends, or timeout.
+func waitHTTP(url string, client func() (*http.Client, http.Header), timeout time.Duration, p *process) error {
+	deadline := time.Now().Add(timeout)
+	var last error
+	for time.Now().Before(deadline) {
+		select {
+		case err := <-p.done:
+			p.done <- err
+			return fmt.Errorf("exited: %v", err)
+		default:
+		}
+		hc, hdr := &http.Client{Timeout: 2 * time.Second}, http.Header{}
+		if client != nil {
+			if hc, hdr = client(); hc == nil {
+				time.Sleep(50 * time.Millisecond)
+				continue
+			}
+		}
+		req, _ := http.NewRequest(http.MethodGet, url, nil)
+		req.Header = hdr
+		resp, err := hc.Do(req)
+		if err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			_ = resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+			err = fmt.Errorf("status %d", resp.StatusCode)
+		}
+		last = err
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("not ready after %v: %v", timeout, last)
+}
+
+func (c *Cluster) writeKubeconfig() error {
+	ca, err := os.ReadFile(filepath.Join(c.Dir, "certs", "apiserver.crt"))
+	if err != nil {
+		return err
+	}
+	cfg := clientcmdapi.NewConfig()
+	cfg.Clusters[c.Name] = &clientcmdapi.Cluster{Server: c.URL(), CertificateAuthorityData: ca}
+	cfg.AuthInfos["admin"] = &clientcmdapi.AuthInfo{Token: c.token}
+	cfg.Contexts[c.Name] = &clientcmdapi.Context{Cluster: c.Name, AuthInfo: "admin"}
+	cfg.CurrentContext = c.Name
+	c.Kubeconfig = filepath.Join(c.Dir, "kubeconfig")
+	if err := clientcmd.WriteToFile(*cfg, c.Kubeconfig); err != nil {
+		return err
+	}
+	if c.Config, err = clientcmd.BuildConfigFromFlags("", c.Kubeconfig); err != nil {
+		return err
+	}
+	c.Config.QPS, c.Config.Burst = 200, 400
+	if c.Client, err = kubernetes.NewForConfig(c.Config); err != nil {
+		return err
+	}
+	c.Dynamic, err = dynamic.NewForConfig(c.Config)
+	return err
+}
+
+var crdGVR = schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
+
+// installCRDs creates the MCS, About and Gateway API CRDs and waits until
+// they are Established (a custom resource created sooner waits 2 s).
+func (c *Cluster) installCRDs() error {
+	docs := [][]byte{mcscrd.ServiceExportCRD, mcscrd.ServiceImportCRD, crds.ClusterPropertyCRD}
+	gw, err := gatewayCRDs()
+	if err != nil {
+		return err
+	}
+	docs = append(docs, gw...)
+	ctx := context.Background()
+	var names []string
+	for _, d := range docs {
+		r := k8syaml.NewYAMLOrJSONDecoder(bytes.NewReader(d), 4096)
+		for {
+			var u unstructured.Unstructured
+			if err := r.Decode(&u.Object); err != nil {
+				if errors.Is(err, io.EOF) {
+					break
+				}
+				return err
+			}
+			if u.GetKind() != "CustomResourceDefinition" {
+				continue
+			}
+			if _, err := c.Dynamic.Resource(crdGVR).Create(ctx, &u, metav1CreateOptions); err != nil {
+				return fmt.Errorf("%s: create CRD %s: %w", c.Name, u.GetName(), err)
+			}
+			names = append(names, u.GetName())
+		}
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for _, n := range names {
+		for {
+			u, err := c.Dynamic.Resource(crdGVR).Get(ctx, n, metav1GetOptions)
+			if err == nil && established(u) {
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("%s: CRD %s not Established", c.Name, n)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	return nil
+}
+
+func established(u *unstructured.Unstructured) bool {
+	conds, _, _ := unstructured.NestedSlice(u.Object, "status", "conditions")
+	for _, c := range conds {
+		m, _ := c.(map[string]any)
+		if m["type"] == "Established" && m["status"] == "True" {
+			return true
+		}
+	}
+	return false
+}
+
+var (
+	gatewayOnce sync.Once
+	gatewayDocs [][]byte
+	gatewayErr  error
+)
+
+// gatewayCRDs reads the Gateway API standard-channel CRDs of the module
+// version go.mod requires, from the module cache.
+func gatewayCRDs() ([][]byte, error) {
+	gatewayOnce.Do(func() {
+		out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "sigs.k8s.io/gateway-api").Output()
+		if err != nil {
+			gatewayErr = fmt.Errorf("locate sigs.k8s.io/gateway-api: %w", err)
+			return
+		}
+		files, err := filepath.Glob(filepath.Join(strings.TrimSpace(string(out)), "config", "crd", "standard", "*.yaml"))
+		if err != nil || len(files) == 0 {
+			gatewayErr = fmt.Errorf("no Gateway API CRDs in %s: %v", out, err)
+			return
+		}
+		for _, f := range files {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				gatewayErr = err
+				return
+			}
+			gatewayDocs = append(gatewayDocs, b)
+		}
+	})
+	return gatewayDocs, gatewayErr
+}
+
+var (
+	metav1CreateOptions = metav1.CreateOptions{}
+	metav1GetOptions    = metav1.GetOptions{}
+)
