@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -15,6 +16,7 @@ import (
 	"github.com/eastwest-dev/eastwest/pkg/mcs"
 	"github.com/eastwest-dev/eastwest/pkg/mcs/source"
 	"github.com/eastwest-dev/eastwest/pkg/metrics"
+	"github.com/eastwest-dev/eastwest/pkg/writeback"
 )
 
 // Config is everything `xds serve` is configured with.
@@ -31,6 +33,13 @@ type Config struct {
 	DebugTLS      TLSFiles
 	// DrainTimeout bounds how long shutdown waits for streams to end.
 	DrainTimeout time.Duration
+	// WriteBack makes this replica the ClusterSet's MCS controller for
+	// the Kubernetes members (ServiceImports, EndpointSlices, export
+	// conditions), under Election when it names a Lease cluster.
+	WriteBack bool
+	Election  writeback.Election
+	// Resync is how often the write-back repairs every member in full.
+	Resync time.Duration
 }
 
 // App is a running control plane: sources, the Writer, the xDS server
@@ -46,6 +55,8 @@ type App struct {
 	debug   *http.Server
 	dir     *source.Dir
 	kube    *source.KubeconfigDir
+	wb      *writeback.Writeback
+	leading atomic.Bool
 
 	xdsListener, debugListener net.Listener
 }
@@ -75,6 +86,10 @@ func NewApp(cfg Config, log *slog.Logger, debugHandler func(*App) http.Handler) 
 	}
 	if cfg.KubeconfigDir != "" {
 		a.kube = source.NewKubeconfigDir(cfg.KubeconfigDir, log, a.Writer)
+		if cfg.WriteBack {
+			a.wb = writeback.New(a.kube, log)
+			a.Writer.OnPublish(a.wb.Changed)
+		}
 	}
 
 	if a.xdsListener, err = net.Listen("tcp", cfg.XDSAddress); err != nil {
@@ -130,6 +145,18 @@ func (a *App) Run(ctx context.Context) error {
 		a.kube.Scan(srcCtx)
 		go a.kube.Run(srcCtx)
 	}
+	if a.wb != nil {
+		resync := a.cfg.Resync
+		if resync <= 0 {
+			resync = 5 * time.Minute
+		}
+		go func() {
+			err := writeback.Lead(srcCtx, a.cfg.Election, a.log, a.leading.Store, func(ctx context.Context) { a.wb.Run(ctx, resync) })
+			if err != nil {
+				a.log.Error("leader election failed: not writing to member clusters", "err", err)
+			}
+		}()
+	}
 	go func() { a.Writer.Run(srcCtx); close(writerDone) }()
 	if a.dir != nil {
 		go func() { _ = a.dir.Run(srcCtx, a.Writer.Sink(a.sourceName())) }()
@@ -165,6 +192,9 @@ func (a *App) Run(ctx context.Context) error {
 	<-writerDone
 	return err
 }
+
+// Leading reports whether this replica writes to member clusters.
+func (a *App) Leading() bool { return a.leading.Load() }
 
 // MemberStatuses returns the connection status of every Kubernetes member.
 func (a *App) MemberStatuses() []source.ClusterStatus {

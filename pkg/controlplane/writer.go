@@ -80,6 +80,16 @@ type Writer struct {
 	// translate is translate.Service; tests replace it to make resources
 	// fail validation.
 	translate func(*mcs.ServiceState, translate.View) translate.Result
+
+	// onPublish, when set, is told each published state and what changed
+	// (the write-back to member clusters).
+	onPublish func(state *mcs.State, services []mcs.ServiceKey, clusters bool)
+}
+
+// OnPublish sets a function told about every published state and the
+// services that changed; it must not block. Set it before Run.
+func (w *Writer) OnPublish(fn func(state *mcs.State, services []mcs.ServiceKey, clusters bool)) {
+	w.onPublish = fn
 }
 
 type ref struct{ typ, name string }
@@ -351,6 +361,9 @@ func (w *Writer) publish() {
 	}
 	w.metrics.Translated(time.Since(start))
 	w.snapshot(state, !ch.Empty() || w.gen == 0)
+	if w.onPublish != nil && (!ch.Empty() || w.gen == 1) {
+		w.onPublish(state, ch.Services, ch.Clusters || w.gen == 1)
+	}
 }
 
 // translateService translates one service for one view and records what to

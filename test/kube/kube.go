@@ -8,6 +8,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -19,7 +20,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -397,16 +397,25 @@ var (
 	gatewayErr  error
 )
 
-// gatewayCRDs reads the Gateway API standard-channel CRDs of the module
-// version go.mod requires, from the module cache.
+// GatewayAPIVersion is the Gateway API release whose standard CRDs the
+// clusters get.
+const GatewayAPIVersion = "v1.6.3"
+
+// gatewayCRDs reads the Gateway API standard-channel CRDs from the module
+// cache (downloading the module from the proxy when needed).
 func gatewayCRDs() ([][]byte, error) {
 	gatewayOnce.Do(func() {
-		out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "sigs.k8s.io/gateway-api").Output()
+		out, err := exec.Command("go", "mod", "download", "-json", "sigs.k8s.io/gateway-api@"+GatewayAPIVersion).Output()
 		if err != nil {
-			gatewayErr = fmt.Errorf("locate sigs.k8s.io/gateway-api: %w", err)
+			gatewayErr = fmt.Errorf("download sigs.k8s.io/gateway-api: %w", err)
 			return
 		}
-		files, err := filepath.Glob(filepath.Join(strings.TrimSpace(string(out)), "config", "crd", "standard", "*.yaml"))
+		var mod struct{ Dir string }
+		if err := json.Unmarshal(out, &mod); err != nil || mod.Dir == "" {
+			gatewayErr = fmt.Errorf("locate sigs.k8s.io/gateway-api: %v", err)
+			return
+		}
+		files, err := filepath.Glob(filepath.Join(mod.Dir, "config", "crd", "standard", "*.yaml"))
 		if err != nil || len(files) == 0 {
 			gatewayErr = fmt.Errorf("no Gateway API CRDs in %s: %v", out, err)
 			return

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/eastwest-dev/eastwest/pkg/mcs"
@@ -52,6 +53,17 @@ type runningMember struct {
 // NewKubeconfigDir returns the member registry of a folder.
 func NewKubeconfigDir(dir string, log *slog.Logger, out SinkFor) *KubeconfigDir {
 	return &KubeconfigDir{dir: dir, log: log, out: out, poll: 2 * time.Second, members: map[string]*runningMember{}}
+}
+
+// Config returns a member's rest.Config.
+func (d *KubeconfigDir) Config(member string) (*rest.Config, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	m, ok := d.members[member]
+	if !ok {
+		return nil, false
+	}
+	return m.cluster.cfg, true
 }
 
 // Statuses returns every member's connection status, sorted.

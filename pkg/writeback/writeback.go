@@ -1,0 +1,561 @@
+// Package writeback makes eastwest the ClusterSet's MCS controller: in
+// every member cluster where a service's namespace exists it writes the
+// ServiceImport (and, for ClusterSetIP imports, a derived ClusterIP
+// Service whose IPs become the import's spec.ips), the MCS EndpointSlices,
+// and the conditions of the cluster's own ServiceExports. Everything it
+// writes carries LabelManagedBy; it never touches anything else, and
+// deletes what it wrote once the service is no longer exported.
+//
+// Only the leader writes (see Elect); every replica serves xDS.
+package writeback
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/util/retry"
+	mcsv1b1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
+
+	"github.com/eastwest-dev/eastwest/pkg/mcs"
+)
+
+// LabelManagedBy marks every object eastwest writes (its value is
+// ManagedByValue); EndpointSlices carry endpointslice.kubernetes.io/managed-by
+// = mcs.ControllerName as well.
+const (
+	LabelManagedBy = "app.kubernetes.io/managed-by"
+	ManagedByValue = "eastwest"
+)
+
+// DerivedName is the name of the ClusterIP Service that holds a
+// ClusterSetIP import's IPs, as the mcs-api reference controllers name it.
+func DerivedName(key mcs.ServiceKey) string {
+	sum := sha256.Sum256([]byte(key.Namespace + "/" + key.Name))
+	return "derived-" + hex.EncodeToString(sum[:])[:10]
+}
+
+// Members gives the rest.Config of a member cluster by member name.
+type Members interface {
+	Config(member string) (*rest.Config, bool)
+}
+
+// Writeback reconciles member clusters with the merged state.
+type Writeback struct {
+	log     *slog.Logger
+	members Members
+
+	mu      sync.Mutex
+	clients map[string]*member // by member name
+	pending map[mcs.ServiceKey]bool
+	all     bool
+	state   *mcs.State
+	wake    chan struct{}
+}
+
+type member struct {
+	cfg     *rest.Config
+	client  kubernetes.Interface
+	dyn     dynamic.Interface
+	version string // multicluster.x-k8s.io version served
+}
+
+// New returns a Writeback; it writes nothing until Run.
+func New(members Members, log *slog.Logger) *Writeback {
+	return &Writeback{log: log, members: members, clients: map[string]*member{}, pending: map[mcs.ServiceKey]bool{}, wake: make(chan struct{}, 1)}
+}
+
+// Changed is told about each published state and the services that
+// changed (all of them when clusters changed).
+func (w *Writeback) Changed(state *mcs.State, services []mcs.ServiceKey, clusters bool) {
+	w.mu.Lock()
+	w.state = state
+	w.all = w.all || clusters
+	for _, k := range services {
+		w.pending[k] = true
+	}
+	w.mu.Unlock()
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run reconciles whenever something changed, until ctx ends, and every
+// resync period in any case (repairing what others changed).
+func (w *Writeback) Run(ctx context.Context, resync time.Duration) {
+	t := time.NewTicker(resync)
+	defer t.Stop()
+	// A new leader repairs everything first.
+	w.mu.Lock()
+	w.all = true
+	w.mu.Unlock()
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			w.mu.Lock()
+			w.all = true
+			w.mu.Unlock()
+		case <-w.wake:
+		}
+		w.mu.Lock()
+		state, all, keys := w.state, w.all, slices.Collect(maps.Keys(w.pending))
+		w.all = false
+		clear(w.pending)
+		w.mu.Unlock()
+		if state == nil {
+			continue
+		}
+		if err := w.reconcile(ctx, state, keys, all); err != nil && ctx.Err() == nil {
+			w.log.Warn("write-back incomplete, retrying", "err", err)
+			// Retry everything that failed at the next pass.
+			w.mu.Lock()
+			w.all = true
+			w.mu.Unlock()
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(time.Second):
+			}
+			select {
+			case w.wake <- struct{}{}:
+			default:
+			}
+		}
+	}
+}
+
+func (w *Writeback) client(name string) (*member, error) {
+	if m := w.clients[name]; m != nil {
+		return m, nil
+	}
+	cfg, ok := w.members.Config(name)
+	if !ok {
+		return nil, nil // not a Kubernetes member (YAML folder)
+	}
+	m := &member{cfg: cfg}
+	var err error
+	if m.client, err = kubernetes.NewForConfig(cfg); err != nil {
+		return nil, err
+	}
+	if m.dyn, err = dynamic.NewForConfig(cfg); err != nil {
+		return nil, err
+	}
+	m.version = "v1beta1"
+	if _, err := m.client.Discovery().ServerResourcesForGroupVersion(mcsv1b1.GroupName + "/v1beta1"); err != nil {
+		m.version = "v1alpha1"
+	}
+	w.clients[name] = m
+	return m, nil
+}
+
+func (m *member) gvr(resource string) schema.GroupVersionResource {
+	return schema.GroupVersionResource{Group: mcsv1b1.GroupName, Version: m.version, Resource: resource}
+}
+
+// reconcile brings every member to the state for the given services (or
+// all services and all managed objects).
+func (w *Writeback) reconcile(ctx context.Context, state *mcs.State, keys []mcs.ServiceKey, all bool) error {
+	var errs []error
+	for _, c := range state.Clusters {
+		if c.ID == "" {
+			continue
+		}
+		m, err := w.client(c.Member)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("member %s: %w", c.Member, err))
+			continue
+		}
+		if m == nil {
+			continue
+		}
+		todo := keys
+		if all {
+			todo = state.ServiceKeys()
+			managed, err := m.managedServices(ctx)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("member %s: %w", c.Member, err))
+				continue
+			}
+			for k := range managed {
+				if state.Services[k] == nil {
+					todo = append(todo, k)
+				}
+			}
+		}
+		for _, key := range todo {
+			if err := m.reconcileService(ctx, c.ID, key, state.Services[key]); err != nil {
+				errs = append(errs, fmt.Errorf("member %s, service %s: %w", c.Member, key, err))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// managedServices lists the services this member holds objects of ours for.
+func (m *member) managedServices(ctx context.Context) (map[mcs.ServiceKey]bool, error) {
+	out := map[mcs.ServiceKey]bool{}
+	list, err := m.dyn.Resource(m.gvr("serviceimports")).Namespace("").List(ctx, metav1.ListOptions{LabelSelector: LabelManagedBy + "=" + ManagedByValue})
+	if err != nil {
+		return nil, err
+	}
+	for _, u := range list.Items {
+		out[mcs.ServiceKey{Namespace: u.GetNamespace(), Name: u.GetName()}] = true
+	}
+	slices, err := m.client.DiscoveryV1().EndpointSlices("").List(ctx, metav1.ListOptions{LabelSelector: discoveryv1.LabelManagedBy + "=" + mcs.ControllerName})
+	if err != nil {
+		return nil, err
+	}
+	for _, s := range slices.Items {
+		out[mcs.ServiceKey{Namespace: s.Namespace, Name: s.Labels[mcsv1b1.LabelServiceName]}] = true
+	}
+	return out, nil
+}
+
+// reconcileService writes one service's objects in one member.
+func (m *member) reconcileService(ctx context.Context, c mcs.ClusterID, key mcs.ServiceKey, st *mcs.ServiceState) error {
+	var errs []error
+	imported := st != nil && st.Import != nil && slices.Contains(st.Import.ImportedIn, c)
+	if imported {
+		errs = append(errs, m.ensureImport(ctx, c, st))
+	} else {
+		errs = append(errs, m.removeImport(ctx, key))
+	}
+	if st != nil {
+		if es := st.Export(c); es != nil {
+			errs = append(errs, m.ensureExportStatus(ctx, key, es))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func managedLabels(extra map[string]string) map[string]string {
+	l := maps.Clone(extra)
+	if l == nil {
+		l = map[string]string{}
+	}
+	l[LabelManagedBy] = ManagedByValue
+	return l
+}
+
+// ensureImport writes the derived Service (ClusterSetIP), the
+// ServiceImport with the derived IPs and status, and the EndpointSlices.
+func (m *member) ensureImport(ctx context.Context, c mcs.ClusterID, st *mcs.ServiceState) error {
+	want := mcs.ImportObject(st)
+	want.Labels = managedLabels(want.Labels)
+	imp, err := m.applyImport(ctx, want)
+	if err != nil {
+		return err
+	}
+	derived := DerivedName(st.Key)
+	if st.Import.Type == mcsv1b1.ClusterSetIP {
+		ips, err := m.ensureDerived(ctx, st, imp)
+		if err != nil {
+			return err
+		}
+		if !slices.Equal(ips, want.Spec.IPs) {
+			want.Spec.IPs = ips
+			if _, err := m.applyImport(ctx, want); err != nil {
+				return err
+			}
+		}
+	} else if err := m.deleteDerived(ctx, st.Key); err != nil {
+		return err
+	}
+	return m.ensureSlices(ctx, st.Key, derived, mcs.EndpointSlicesFor(st, c))
+}
+
+// applyImport creates or updates the ServiceImport's spec, labels,
+// annotations and status, skipping writes that change nothing. IPs are
+// kept as they are when want has none (they come from the derived Service).
+func (m *member) applyImport(ctx context.Context, want *mcsv1b1.ServiceImport) (*unstructured.Unstructured, error) {
+	res := m.dyn.Resource(m.gvr("serviceimports")).Namespace(want.Namespace)
+	var out *unstructured.Unstructured
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		cur, err := res.Get(ctx, want.Name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			u, err := toUnstructured(want, m.version, "ServiceImport")
+			if err != nil {
+				return err
+			}
+			status := u.Object["status"]
+			if out, err = res.Create(ctx, u, metav1.CreateOptions{}); err != nil {
+				return err
+			}
+			out.Object["status"] = status
+			out, err = res.UpdateStatus(ctx, out, metav1.UpdateOptions{})
+			return err
+		}
+		if err != nil {
+			return err
+		}
+		if cur.GetLabels()[LabelManagedBy] != ManagedByValue {
+			return fmt.Errorf("ServiceImport %s/%s exists and is not managed by eastwest: left alone", want.Namespace, want.Name)
+		}
+		var have mcsv1b1.ServiceImport
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(cur.Object, &have); err != nil {
+			return err
+		}
+		spec := want.Spec
+		if len(spec.IPs) == 0 && spec.Type == mcsv1b1.ClusterSetIP {
+			spec.IPs = have.Spec.IPs
+		}
+		out = cur
+		if !apiequality.Semantic.DeepEqual(have.Spec, spec) || !maps.Equal(have.Labels, want.Labels) || !maps.Equal(have.Annotations, want.Annotations) {
+			have.Spec, have.Labels, have.Annotations = spec, want.Labels, want.Annotations
+			u, err := toUnstructured(&have, m.version, "ServiceImport")
+			if err != nil {
+				return err
+			}
+			if out, err = res.Update(ctx, u, metav1.UpdateOptions{}); err != nil {
+				return err
+			}
+			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(out.Object, &have); err != nil {
+				return err
+			}
+		}
+		if !apiequality.Semantic.DeepEqual(have.Status.Clusters, want.Status.Clusters) {
+			have.Status.Clusters = want.Status.Clusters
+			u, err := toUnstructured(&have, m.version, "ServiceImport")
+			if err != nil {
+				return err
+			}
+			out, err = res.UpdateStatus(ctx, u, metav1.UpdateOptions{})
+			return err
+		}
+		return nil
+	})
+	return out, err
+}
+
+// ensureDerived writes the ClusterIP Service behind a ClusterSetIP import
+// and returns its IPs, one per family in the import's order.
+func (m *member) ensureDerived(ctx context.Context, st *mcs.ServiceState, owner *unstructured.Unstructured) ([]string, error) {
+	name := DerivedName(st.Key)
+	svcs := m.client.CoreV1().Services(st.Key.Namespace)
+	policy := corev1.IPFamilyPolicySingleStack
+	if len(st.Import.IPFamilies) > 1 {
+		policy = corev1.IPFamilyPolicyRequireDualStack
+	}
+	want := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: name, Namespace: st.Key.Namespace,
+			Labels: managedLabels(map[string]string{mcsv1b1.LabelServiceName: st.Key.Name}),
+			OwnerReferences: []metav1.OwnerReference{{
+				APIVersion: owner.GetAPIVersion(), Kind: "ServiceImport", Name: owner.GetName(), UID: owner.GetUID(),
+			}},
+		},
+		Spec: corev1.ServiceSpec{
+			Type:           corev1.ServiceTypeClusterIP,
+			IPFamilies:     st.Import.IPFamilies,
+			IPFamilyPolicy: &policy,
+		},
+	}
+	for _, p := range st.Import.Ports {
+		want.Spec.Ports = append(want.Spec.Ports, corev1.ServicePort{
+			Name: p.Name, Protocol: p.Protocol, Port: p.Port, AppProtocol: p.AppProtocol, TargetPort: intstr.FromInt32(p.Port),
+		})
+	}
+	var out *corev1.Service
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		cur, err := svcs.Get(ctx, name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			out, err = svcs.Create(ctx, want, metav1.CreateOptions{})
+			return err
+		}
+		if err != nil {
+			return err
+		}
+		if cur.Labels[LabelManagedBy] != ManagedByValue {
+			return fmt.Errorf("Service %s/%s exists and is not managed by eastwest: left alone", st.Key.Namespace, name)
+		}
+		if !slices.Equal(cur.Spec.IPFamilies, want.Spec.IPFamilies) {
+			// Families cannot change in place: replace the Service.
+			if err := svcs.Delete(ctx, name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+				return err
+			}
+			out, err = svcs.Create(ctx, want, metav1.CreateOptions{})
+			return err
+		}
+		out = cur
+		if !apiequality.Semantic.DeepEqual(cur.Spec.Ports, want.Spec.Ports) || !maps.Equal(cur.Labels, want.Labels) {
+			cur.Spec.Ports, cur.Labels, cur.OwnerReferences = want.Spec.Ports, want.Labels, want.OwnerReferences
+			out, err = svcs.Update(ctx, cur, metav1.UpdateOptions{})
+		}
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	var ips []string
+	for _, fam := range st.Import.IPFamilies {
+		for _, ip := range out.Spec.ClusterIPs {
+			if (fam == corev1.IPv6Protocol) == isV6(ip) {
+				ips = append(ips, ip)
+				break
+			}
+		}
+	}
+	return ips, nil
+}
+
+func isV6(ip string) bool {
+	for _, c := range ip {
+		if c == ':' {
+			return true
+		}
+	}
+	return false
+}
+
+func (m *member) deleteDerived(ctx context.Context, key mcs.ServiceKey) error {
+	svcs := m.client.CoreV1().Services(key.Namespace)
+	cur, err := svcs.Get(ctx, DerivedName(key), metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if cur.Labels[LabelManagedBy] != ManagedByValue {
+		return nil
+	}
+	if err := svcs.Delete(ctx, cur.Name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+		return err
+	}
+	return nil
+}
+
+// ensureSlices makes the member's MCS EndpointSlices of a service exactly
+// want (labelled for kube-proxy with the derived Service's name).
+func (m *member) ensureSlices(ctx context.Context, key mcs.ServiceKey, derived string, want []*discoveryv1.EndpointSlice) error {
+	api := m.client.DiscoveryV1().EndpointSlices(key.Namespace)
+	have, err := api.List(ctx, metav1.ListOptions{LabelSelector: fmt.Sprintf("%s=%s,%s=%s", discoveryv1.LabelManagedBy, mcs.ControllerName, mcsv1b1.LabelServiceName, key.Name)})
+	if err != nil {
+		return err
+	}
+	current := map[string]*discoveryv1.EndpointSlice{}
+	for i := range have.Items {
+		current[have.Items[i].Name] = &have.Items[i]
+	}
+	var errs []error
+	for _, s := range want {
+		s.Labels = managedLabels(s.Labels)
+		s.Labels[discoveryv1.LabelServiceName] = derived
+		cur, ok := current[s.Name]
+		delete(current, s.Name)
+		switch {
+		case !ok:
+			_, err = api.Create(ctx, s, metav1.CreateOptions{})
+		case !apiequality.Semantic.DeepEqual(cur.Endpoints, s.Endpoints) || !apiequality.Semantic.DeepEqual(cur.Ports, s.Ports) || !maps.Equal(cur.Labels, s.Labels):
+			cur.Endpoints, cur.Ports, cur.Labels = s.Endpoints, s.Ports, s.Labels
+			_, err = api.Update(ctx, cur, metav1.UpdateOptions{})
+		default:
+			err = nil
+		}
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for name := range current {
+		if err := api.Delete(ctx, name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// removeImport deletes everything eastwest wrote for a service in a member.
+func (m *member) removeImport(ctx context.Context, key mcs.ServiceKey) error {
+	var errs []error
+	errs = append(errs, m.ensureSlices(ctx, key, DerivedName(key), nil), m.deleteDerived(ctx, key))
+	res := m.dyn.Resource(m.gvr("serviceimports")).Namespace(key.Namespace)
+	cur, err := res.Get(ctx, key.Name, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+	case err != nil:
+		errs = append(errs, err)
+	case cur.GetLabels()[LabelManagedBy] == ManagedByValue:
+		if err := res.Delete(ctx, key.Name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// ensureExportStatus sets the export's Valid, Ready and Conflict
+// conditions, keeping each one's lastTransitionTime while its status does
+// not change, and removing our condition types the merge no longer sets.
+func (m *member) ensureExportStatus(ctx context.Context, key mcs.ServiceKey, es *mcs.ExportStatus) error {
+	res := m.dyn.Resource(m.gvr("serviceexports")).Namespace(key.Namespace)
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		cur, err := res.Get(ctx, key.Name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return nil // unexported meanwhile
+		}
+		if err != nil {
+			return err
+		}
+		var se mcsv1b1.ServiceExport
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(cur.Object, &se); err != nil {
+			return err
+		}
+		conds := slices.Clone(se.Status.Conditions)
+		for _, t := range []mcsv1b1.ServiceExportConditionType{mcsv1b1.ServiceExportConditionValid, mcsv1b1.ServiceExportConditionReady, mcsv1b1.ServiceExportConditionConflict} {
+			if es.Condition(t) == nil {
+				meta.RemoveStatusCondition(&conds, string(t))
+			}
+		}
+		for _, c := range es.Conditions {
+			c.ObservedGeneration = se.Generation
+			meta.SetStatusCondition(&conds, c)
+		}
+		if apiequality.Semantic.DeepEqual(conds, se.Status.Conditions) {
+			return nil
+		}
+		se.Status.Conditions = conds
+		u, err := toUnstructured(&se, m.version, "ServiceExport")
+		if err != nil {
+			return err
+		}
+		_, err = res.UpdateStatus(ctx, u, metav1.UpdateOptions{})
+		return err
+	})
+}
+
+func toUnstructured(o runtime.Object, version, kind string) (*unstructured.Unstructured, error) {
+	obj, err := runtime.DefaultUnstructuredConverter.ToUnstructured(o)
+	if err != nil {
+		return nil, err
+	}
+	u := &unstructured.Unstructured{Object: obj}
+	u.SetAPIVersion(mcsv1b1.GroupName + "/" + version)
+	u.SetKind(kind)
+	return u, nil
+}
