@@ -18,13 +18,27 @@ import (
 // once the control plane is ready. Logs go to stderr with -v only.
 func Start(t testing.TB, dir string) *controlplane.App {
 	t.Helper()
+	return StartWith(t, controlplane.Config{Dir: dir})
+}
+
+// StartWith is Start with any configuration; addresses default to free
+// loopback ports.
+func StartWith(t testing.TB, cfg controlplane.Config) *controlplane.App {
+	t.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
-	app, err := controlplane.NewApp(controlplane.Config{
-		Dir: dir, XDSAddress: "127.0.0.1:0", DebugAddress: "127.0.0.1:0", DrainTimeout: time.Second,
-	}, log, debug.ForApp)
+	if cfg.XDSAddress == "" {
+		cfg.XDSAddress = "127.0.0.1:0"
+	}
+	if cfg.DebugAddress == "" {
+		cfg.DebugAddress = "127.0.0.1:0"
+	}
+	if cfg.DrainTimeout == 0 {
+		cfg.DrainTimeout = time.Second
+	}
+	app, err := controlplane.NewApp(cfg, log, debug.ForApp)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,10 +51,10 @@ func Start(t testing.TB, dir string) *controlplane.App {
 			t.Errorf("control plane stopped with %v", err)
 		}
 	})
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(60 * time.Second)
 	for !app.Writer.Ready() {
 		if time.Now().After(deadline) {
-			t.Fatal("control plane not ready after 10s")
+			t.Fatal("control plane not ready after 60s")
 		}
 		time.Sleep(5 * time.Millisecond)
 	}

@@ -15,7 +15,7 @@ import (
 // ControllerName is the value of endpointslice.kubernetes.io/managed-by on
 // the EndpointSlices eastwest writes. Slices carrying it are never read back
 // as endpoints of an exported service.
-const ControllerName = "eastwest.io/controller"
+const ControllerName = "mcs-controller.eastwest.io"
 
 // Options configure a Store.
 type Options struct {

@@ -1,0 +1,232 @@
+package multicluster
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	mcsv1b1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
+	mcsclient "sigs.k8s.io/mcs-api/pkg/client/clientset/versioned"
+
+	"github.com/eastwest-dev/eastwest/internal/cptest"
+	"github.com/eastwest-dev/eastwest/pkg/controlplane"
+	"github.com/eastwest-dev/eastwest/test/kube"
+)
+
+// member is one member cluster with its clients.
+type member struct {
+	*kube.Cluster
+	mcs mcsclient.Interface
+}
+
+// clusterSet is three real member clusters served by one control plane.
+type clusterSet struct {
+	t       *testing.T
+	members []*member
+	app     *controlplane.App
+	kubeDir string
+}
+
+func startClusterSet(t *testing.T) *clusterSet {
+	t.Helper()
+	cs := &clusterSet{t: t, kubeDir: t.TempDir()}
+	for _, c := range kube.Start(t, "a", "b", "c") {
+		mc, err := mcsclient.NewForConfig(c.Config)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cs.members = append(cs.members, &member{Cluster: c, mcs: mc})
+		cs.join(c)
+	}
+	cs.app = cptest.StartWith(t, controlplane.Config{KubeconfigDir: cs.kubeDir, WriteBack: true, Resync: 10 * time.Second})
+	return cs
+}
+
+// join adds a cluster to the ClusterSet by writing its kubeconfig file.
+func (cs *clusterSet) join(c *kube.Cluster) {
+	cs.t.Helper()
+	b, err := os.ReadFile(c.Kubeconfig)
+	if err != nil {
+		cs.t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(cs.kubeDir, c.Name+".yaml"), b, 0o600); err != nil {
+		cs.t.Fatal(err)
+	}
+}
+
+var ctx = context.Background()
+
+// eventually retries check until it passes, failing with its last error
+// after a deadline (a guard against hangs, not a latency assertion).
+func eventually(t *testing.T, what string, check func() error) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err := check()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %v", what, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func (m *member) namespace(t *testing.T, ns string) {
+	t.Helper()
+	_, err := m.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
+	if err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+}
+
+func (m *member) service(t *testing.T, svc *corev1.Service) {
+	t.Helper()
+	m.namespace(t, svc.Namespace)
+	if _, err := m.Client.CoreV1().Services(svc.Namespace).Create(ctx, svc, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("%s: create Service: %v", m.Name, err)
+	}
+}
+
+func (m *member) export(t *testing.T, ns, name string, mutate ...func(*mcsv1b1.ServiceExport)) {
+	t.Helper()
+	se := &mcsv1b1.ServiceExport{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
+	for _, f := range mutate {
+		f(se)
+	}
+	if _, err := m.mcs.MulticlusterV1beta1().ServiceExports(ns).Create(ctx, se, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("%s: create ServiceExport: %v", m.Name, err)
+	}
+}
+
+func (m *member) unexport(t *testing.T, ns, name string) {
+	t.Helper()
+	if err := m.mcs.MulticlusterV1beta1().ServiceExports(ns).Delete(ctx, name, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// slice writes an EndpointSlice of a Service (no controller manager runs
+// in the test clusters, so tests write them as the EndpointSlice
+// controller would).
+func (m *member) slice(t *testing.T, ns, svc string, ready bool, ips ...string) {
+	t.Helper()
+	es := &discoveryv1.EndpointSlice{
+		ObjectMeta:  metav1.ObjectMeta{Namespace: ns, Name: svc + "-src", Labels: map[string]string{discoveryv1.LabelServiceName: svc}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Ports:       []discoveryv1.EndpointPort{{Name: ptr("http"), Port: ptr(int32(8080)), Protocol: ptr(corev1.ProtocolTCP)}},
+	}
+	for _, ip := range ips {
+		es.Endpoints = append(es.Endpoints, discoveryv1.Endpoint{Addresses: []string{ip}, Conditions: discoveryv1.EndpointConditions{Ready: ptr(ready)}})
+	}
+	api := m.Client.DiscoveryV1().EndpointSlices(ns)
+	cur, err := api.Get(ctx, es.Name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		_, err = api.Create(ctx, es, metav1.CreateOptions{})
+	} else if err == nil {
+		cur.Endpoints = es.Endpoints
+		_, err = api.Update(ctx, cur, metav1.UpdateOptions{})
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (m *member) getImport(ns, name string) (*mcsv1b1.ServiceImport, error) {
+	return m.mcs.MulticlusterV1beta1().ServiceImports(ns).Get(ctx, name, metav1.GetOptions{})
+}
+
+// importIs waits until the member's import passes check.
+func (m *member) importIs(t *testing.T, ns, name string, check func(*mcsv1b1.ServiceImport) error) *mcsv1b1.ServiceImport {
+	t.Helper()
+	var si *mcsv1b1.ServiceImport
+	eventually(t, fmt.Sprintf("%s: ServiceImport %s/%s", m.Name, ns, name), func() error {
+		var err error
+		if si, err = m.getImport(ns, name); err != nil {
+			return err
+		}
+		if check != nil {
+			return check(si)
+		}
+		return nil
+	})
+	return si
+}
+
+// noImport waits until the member holds no import of the service.
+func (m *member) noImport(t *testing.T, ns, name string) {
+	t.Helper()
+	eventually(t, fmt.Sprintf("%s: no ServiceImport %s/%s", m.Name, ns, name), func() error {
+		_, err := m.getImport(ns, name)
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		if err == nil {
+			return fmt.Errorf("still exists")
+		}
+		return err
+	})
+}
+
+// condition waits until the member's export has the condition; reason
+// lists (comma-separated) reasons the condition's must include.
+func (m *member) condition(t *testing.T, ns, name, typ string, status metav1.ConditionStatus, reason string) {
+	t.Helper()
+	eventually(t, fmt.Sprintf("%s: ServiceExport %s/%s %s=%s/%s", m.Name, ns, name, typ, status, reason), func() error {
+		se, err := m.mcs.MulticlusterV1beta1().ServiceExports(ns).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		for _, c := range se.Status.Conditions {
+			if c.Type == typ {
+				if c.Status == status && hasReasons(c.Reason, reason) {
+					return nil
+				}
+				return fmt.Errorf("is %s/%s: %s", c.Status, c.Reason, c.Message)
+			}
+		}
+		return fmt.Errorf("no %s condition in %+v", typ, se.Status.Conditions)
+	})
+}
+
+func hasReasons(have, want string) bool {
+	if want == "" {
+		return true
+	}
+	got := strings.Split(have, ",")
+	for _, r := range strings.Split(want, ",") {
+		if !slices.Contains(got, r) {
+			return false
+		}
+	}
+	return true
+}
+
+func clusterIPService(ns, name string, ports ...corev1.ServicePort) *corev1.Service {
+	if len(ports) == 0 {
+		ports = []corev1.ServicePort{{Name: "http", Port: 80, Protocol: corev1.ProtocolTCP}}
+	}
+	return &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: map[string]string{"svc-label": "not-exported"}},
+		Spec: corev1.ServiceSpec{Ports: ports}}
+}
+
+func portsOf(si *mcsv1b1.ServiceImport) []string {
+	var out []string
+	for _, p := range si.Spec.Ports {
+		out = append(out, fmt.Sprintf("%s/%s/%d", p.Name, p.Protocol, p.Port))
+	}
+	slices.Sort(out)
+	return out
+}
+
+func ptr[T any](v T) *T { return &v }

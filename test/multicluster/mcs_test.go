@@ -1,0 +1,266 @@
+package multicluster
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	mcsv1b1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
+
+	"github.com/eastwest-dev/eastwest/pkg/mcs"
+	"github.com/eastwest-dev/eastwest/pkg/writeback"
+)
+
+// TestMCS runs one ClusterSet of three real clusters and checks each
+// behaviour in its own namespace. Cluster IDs are the kubeconfig file
+// names a, b and c.
+func TestMCS(t *testing.T) {
+	cs := startClusterSet(t)
+	a, b, c := cs.members[0], cs.members[1], cs.members[2]
+
+	t.Run("1 an import exists while one cluster exports and is deleted after the last unexport", func(t *testing.T) {
+		ns := "t1"
+		for _, m := range []*member{a, b} {
+			m.service(t, clusterIPService(ns, "hello"))
+			m.export(t, ns, "hello")
+		}
+		a.importIs(t, ns, "hello", func(si *mcsv1b1.ServiceImport) error {
+			if len(si.Status.Clusters) != 2 {
+				return fmt.Errorf("status.clusters %v", si.Status.Clusters)
+			}
+			return nil
+		})
+		a.unexport(t, ns, "hello")
+		a.importIs(t, ns, "hello", func(si *mcsv1b1.ServiceImport) error {
+			if len(si.Status.Clusters) != 1 || si.Status.Clusters[0].Cluster != "b" {
+				return fmt.Errorf("status.clusters %v, want [b]", si.Status.Clusters)
+			}
+			return nil
+		})
+		b.unexport(t, ns, "hello")
+		a.noImport(t, ns, "hello")
+		b.noImport(t, ns, "hello")
+	})
+
+	t.Run("2 a ClusterIP export gives a ClusterSetIP import wherever the namespace exists", func(t *testing.T) {
+		ns := "t2"
+		a.service(t, clusterIPService(ns, "hello"))
+		b.namespace(t, ns)
+		a.export(t, ns, "hello")
+		for _, m := range []*member{a, b} {
+			m.importIs(t, ns, "hello", func(si *mcsv1b1.ServiceImport) error {
+				if si.Spec.Type != mcsv1b1.ClusterSetIP || len(si.Spec.IPs) != 1 {
+					return fmt.Errorf("type %s ips %v", si.Spec.Type, si.Spec.IPs)
+				}
+				return nil
+			})
+		}
+		time.Sleep(500 * time.Millisecond)
+		if _, err := c.getImport(ns, "hello"); err == nil {
+			t.Error("c, which lacks the namespace, got an import")
+		}
+		c.namespace(t, ns)
+		c.importIs(t, ns, "hello", nil)
+	})
+
+	t.Run("3 session affinity, its config, traffic policy and distribution follow the Service", func(t *testing.T) {
+		ns := "t3"
+		svc := clusterIPService(ns, "hello")
+		svc.Spec.SessionAffinity = corev1.ServiceAffinityClientIP
+		svc.Spec.SessionAffinityConfig = &corev1.SessionAffinityConfig{ClientIP: &corev1.ClientIPConfig{TimeoutSeconds: ptr(int32(300))}}
+		svc.Spec.InternalTrafficPolicy = ptr(corev1.ServiceInternalTrafficPolicyLocal)
+		svc.Spec.TrafficDistribution = ptr("PreferClose")
+		a.service(t, svc)
+		a.export(t, ns, "hello")
+		a.importIs(t, ns, "hello", func(si *mcsv1b1.ServiceImport) error {
+			switch {
+			case si.Spec.SessionAffinity != corev1.ServiceAffinityClientIP:
+				return fmt.Errorf("affinity %s", si.Spec.SessionAffinity)
+			case si.Spec.SessionAffinityConfig == nil || *si.Spec.SessionAffinityConfig.ClientIP.TimeoutSeconds != 300:
+				return fmt.Errorf("affinity config %+v", si.Spec.SessionAffinityConfig)
+			case si.Spec.InternalTrafficPolicy == nil || *si.Spec.InternalTrafficPolicy != corev1.ServiceInternalTrafficPolicyLocal:
+				return fmt.Errorf("internal traffic policy %v", si.Spec.InternalTrafficPolicy)
+			case si.Spec.TrafficDistribution == nil || *si.Spec.TrafficDistribution != "PreferClose":
+				return fmt.Errorf("traffic distribution %v", si.Spec.TrafficDistribution)
+			}
+			return nil
+		})
+	})
+
+	t.Run("4 one IP per IP family, in the families' order", func(t *testing.T) {
+		ns := "t4"
+		svc := clusterIPService(ns, "dual")
+		svc.Spec.IPFamilyPolicy = ptr(corev1.IPFamilyPolicyRequireDualStack)
+		svc.Spec.IPFamilies = []corev1.IPFamily{corev1.IPv6Protocol, corev1.IPv4Protocol}
+		a.service(t, svc)
+		a.export(t, ns, "dual")
+		a.importIs(t, ns, "dual", func(si *mcsv1b1.ServiceImport) error {
+			if len(si.Spec.IPs) != 2 || !strings.Contains(si.Spec.IPs[0], ":") || strings.Contains(si.Spec.IPs[1], ":") {
+				return fmt.Errorf("ips %v for families %v, want IPv6 then IPv4", si.Spec.IPs, si.Spec.IPFamilies)
+			}
+			return nil
+		})
+	})
+
+	t.Run("5 ports match the Service; an extra port elsewhere is a union and a conflict on both", func(t *testing.T) {
+		ns := "t5"
+		a.service(t, clusterIPService(ns, "hello"))
+		a.export(t, ns, "hello")
+		a.importIs(t, ns, "hello", func(si *mcsv1b1.ServiceImport) error {
+			if got := portsOf(si); !slices.Equal(got, []string{"http/TCP/80"}) {
+				return fmt.Errorf("ports %v", got)
+			}
+			return nil
+		})
+		time.Sleep(1100 * time.Millisecond) // a's export is older
+		b.service(t, clusterIPService(ns, "hello", corev1.ServicePort{Name: "http", Port: 80, Protocol: corev1.ProtocolTCP},
+			corev1.ServicePort{Name: "stcp", Port: 142, Protocol: corev1.ProtocolSCTP}))
+		b.export(t, ns, "hello")
+		a.importIs(t, ns, "hello", func(si *mcsv1b1.ServiceImport) error {
+			if got := portsOf(si); !slices.Equal(got, []string{"http/TCP/80", "stcp/SCTP/142"}) {
+				return fmt.Errorf("ports %v, want the union", got)
+			}
+			return nil
+		})
+		a.condition(t, ns, "hello", "Conflict", metav1.ConditionTrue, "PortConflict")
+		b.condition(t, ns, "hello", "Conflict", metav1.ConditionTrue, "PortConflict")
+	})
+
+	t.Run("6 the same port name with another number: conflict on both, the oldest export's port wins", func(t *testing.T) {
+		ns := "t6"
+		b.service(t, clusterIPService(ns, "hello", corev1.ServicePort{Name: "http", Port: 80, Protocol: corev1.ProtocolTCP}))
+		b.export(t, ns, "hello")
+		b.importIs(t, ns, "hello", nil)
+		time.Sleep(1100 * time.Millisecond)
+		a.service(t, clusterIPService(ns, "hello", corev1.ServicePort{Name: "http", Port: 81, Protocol: corev1.ProtocolTCP}))
+		a.export(t, ns, "hello")
+		a.condition(t, ns, "hello", "Conflict", metav1.ConditionTrue, "PortConflict")
+		b.condition(t, ns, "hello", "Conflict", metav1.ConditionTrue, "PortConflict")
+		a.importIs(t, ns, "hello", func(si *mcsv1b1.ServiceImport) error {
+			if got := portsOf(si); !slices.Equal(got, []string{"http/TCP/80"}) {
+				return fmt.Errorf("ports %v, want b's (older)", got)
+			}
+			return nil
+		})
+	})
+
+	t.Run("7 a headless export gives a Headless import without IPs", func(t *testing.T) {
+		ns := "t7"
+		svc := clusterIPService(ns, "db")
+		svc.Spec.ClusterIP = corev1.ClusterIPNone
+		a.service(t, svc)
+		a.export(t, ns, "db")
+		a.importIs(t, ns, "db", func(si *mcsv1b1.ServiceImport) error {
+			if si.Spec.Type != mcsv1b1.Headless || len(si.Spec.IPs) != 0 {
+				return fmt.Errorf("type %s ips %v", si.Spec.Type, si.Spec.IPs)
+			}
+			return nil
+		})
+		if _, err := a.Client.CoreV1().Services(ns).Get(ctx, writeback.DerivedName(mcs.ServiceKey{Namespace: ns, Name: "db"}), metav1.GetOptions{}); err == nil {
+			t.Error("a headless import got a derived Service")
+		}
+	})
+
+	t.Run("8 an ExternalName export is Valid=False and gives no import", func(t *testing.T) {
+		ns := "t8"
+		svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "ext"}, Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeExternalName, ExternalName: "example.com"}}
+		a.service(t, svc)
+		a.export(t, ns, "ext")
+		a.condition(t, ns, "ext", "Valid", metav1.ConditionFalse, "InvalidServiceType")
+		time.Sleep(300 * time.Millisecond)
+		if _, err := a.getImport(ns, "ext"); err == nil {
+			t.Error("an ExternalName export was imported")
+		}
+	})
+
+	t.Run("9 conflicting headlessness: conflict on both, the oldest wins", func(t *testing.T) {
+		ns := "t9"
+		a.service(t, clusterIPService(ns, "hello"))
+		a.export(t, ns, "hello")
+		a.importIs(t, ns, "hello", nil)
+		time.Sleep(1100 * time.Millisecond)
+		svc := clusterIPService(ns, "hello")
+		svc.Spec.ClusterIP = corev1.ClusterIPNone
+		b.service(t, svc)
+		b.export(t, ns, "hello")
+		a.condition(t, ns, "hello", "Conflict", metav1.ConditionTrue, "TypeConflict")
+		b.condition(t, ns, "hello", "Conflict", metav1.ConditionTrue, "TypeConflict")
+		b.importIs(t, ns, "hello", func(si *mcsv1b1.ServiceImport) error {
+			if si.Spec.Type != mcsv1b1.ClusterSetIP {
+				return fmt.Errorf("type %s, want a's ClusterSetIP", si.Spec.Type)
+			}
+			return nil
+		})
+	})
+
+	t.Run("10 exported labels and annotations propagate, and conflict", func(t *testing.T) {
+		ns := "t10"
+		a.service(t, clusterIPService(ns, "hello"))
+		a.export(t, ns, "hello", func(se *mcsv1b1.ServiceExport) {
+			se.Spec.ExportedLabels = map[string]string{"dummy-label": "true"}
+			se.Spec.ExportedAnnotations = map[string]string{"dummy-annotation": "true"}
+		})
+		a.importIs(t, ns, "hello", func(si *mcsv1b1.ServiceImport) error {
+			if si.Labels["dummy-label"] != "true" || si.Annotations["dummy-annotation"] != "true" || si.Labels["svc-label"] != "" {
+				return fmt.Errorf("labels %v annotations %v", si.Labels, si.Annotations)
+			}
+			return nil
+		})
+		time.Sleep(1100 * time.Millisecond)
+		b.service(t, clusterIPService(ns, "hello"))
+		b.export(t, ns, "hello", func(se *mcsv1b1.ServiceExport) {
+			se.Spec.ExportedLabels = map[string]string{"dummy-label2": "true"}
+			se.Spec.ExportedAnnotations = map[string]string{"dummy-annotation2": "true"}
+		})
+		a.condition(t, ns, "hello", "Conflict", metav1.ConditionTrue, "LabelsConflict,AnnotationsConflict")
+		b.condition(t, ns, "hello", "Conflict", metav1.ConditionTrue, "LabelsConflict,AnnotationsConflict")
+		b.importIs(t, ns, "hello", func(si *mcsv1b1.ServiceImport) error {
+			if si.Labels["dummy-label"] != "true" || si.Labels["dummy-label2"] != "" || si.Annotations["dummy-annotation2"] != "" {
+				return fmt.Errorf("labels %v annotations %v, want a's", si.Labels, si.Annotations)
+			}
+			return nil
+		})
+	})
+
+	t.Run("11 MCS EndpointSlices carry the MCS labels and managed-by, and go with the export", func(t *testing.T) {
+		ns := "t11"
+		a.service(t, clusterIPService(ns, "hello"))
+		a.slice(t, ns, "hello", true, "10.1.0.1", "10.1.0.2")
+		a.export(t, ns, "hello")
+		c.namespace(t, ns)
+		selector := fmt.Sprintf("%s=%s,%s=hello", discoveryv1.LabelManagedBy, mcs.ControllerName, mcsv1b1.LabelServiceName)
+		eventually(t, "MCS EndpointSlice in c", func() error {
+			list, err := c.Client.DiscoveryV1().EndpointSlices(ns).List(ctx, metav1.ListOptions{LabelSelector: selector})
+			if err != nil {
+				return err
+			}
+			if len(list.Items) != 1 {
+				return fmt.Errorf("%d slices", len(list.Items))
+			}
+			s := list.Items[0]
+			if s.Labels[mcsv1b1.LabelSourceCluster] != "a" || s.Labels[discoveryv1.LabelServiceName] != writeback.DerivedName(mcs.ServiceKey{Namespace: ns, Name: "hello"}) || len(s.Endpoints) != 2 {
+				return fmt.Errorf("slice %+v", s)
+			}
+			return nil
+		})
+		a.unexport(t, ns, "hello")
+		eventually(t, "MCS EndpointSlices deleted", func() error {
+			for _, m := range []*member{a, c} {
+				list, err := m.Client.DiscoveryV1().EndpointSlices(ns).List(ctx, metav1.ListOptions{LabelSelector: selector})
+				if err != nil {
+					return err
+				}
+				if len(list.Items) != 0 {
+					return fmt.Errorf("%s still holds %d", m.Name, len(list.Items))
+				}
+			}
+			return nil
+		})
+		c.noImport(t, ns, "hello")
+	})
+}
