@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"time"
 
+	"k8s.io/client-go/tools/clientcmd"
+
 	"github.com/eastwest-dev/eastwest/pkg/controlplane"
 	"github.com/eastwest-dev/eastwest/pkg/debug"
 )
@@ -35,6 +37,12 @@ func runServe(args []string, _, stderr io.Writer) int {
 	fs.StringVar(&cfg.DebugTLS.Cert, "debug-tls-cert", "", "serve the debug endpoint over TLS with this certificate (PEM)")
 	fs.StringVar(&cfg.DebugTLS.Key, "debug-tls-key", "", "key of --debug-tls-cert (PEM)")
 	fs.StringVar(&cfg.DebugTLS.ClientCA, "debug-tls-client-ca", "", "require debug clients to present a certificate from this CA")
+	writeBack := fs.Bool("write-back", true, "with --kubeconfig-dir: be the ClusterSet's MCS controller (write ServiceImports, EndpointSlices and ServiceExport conditions to the members), under leader election when --lease-kubeconfig is set")
+	leaseKubeconfig := fs.String("lease-kubeconfig", "", "kubeconfig of the control plane's own cluster, which holds the leader election Lease; without it this replica always writes (run one replica)")
+	fs.StringVar(&cfg.Election.Namespace, "lease-namespace", "eastwest-system", "namespace of the leader election Lease")
+	fs.StringVar(&cfg.Election.Name, "lease-name", "eastwest-writeback", "name of the leader election Lease")
+	fs.DurationVar(&cfg.Election.LeaseDuration, "lease-duration", 15*time.Second, "how long a dead leader blocks the other replicas")
+	fs.DurationVar(&cfg.Resync, "resync", 5*time.Minute, "how often the write-back repairs every member cluster in full")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: xds serve (--dir DIR | --kubeconfig-dir DIR) [flags]")
@@ -55,6 +63,15 @@ func runServe(args []string, _, stderr io.Writer) int {
 		return 2
 	}
 	cfg.Writer.GatewayPort = uint32(*gatewayPort)
+	cfg.WriteBack = *writeBack && cfg.KubeconfigDir != ""
+	if *leaseKubeconfig != "" {
+		rc, err := clientcmd.BuildConfigFromFlags("", *leaseKubeconfig)
+		if err != nil {
+			fmt.Fprintf(stderr, "xds serve: --lease-kubeconfig: %v\n", err)
+			return 2
+		}
+		cfg.Election.Config = rc
+	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
 		fmt.Fprintf(stderr, "xds serve: --log-level: %v\n", err)

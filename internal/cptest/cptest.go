@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
@@ -24,6 +25,14 @@ func Start(t testing.TB, dir string) *controlplane.App {
 // StartWith is Start with any configuration; addresses default to free
 // loopback ports.
 func StartWith(t testing.TB, cfg controlplane.Config) *controlplane.App {
+	t.Helper()
+	app, _ := Run(t, cfg)
+	return app
+}
+
+// Run is StartWith that also returns a function stopping the control
+// plane before the test ends (as SIGTERM would); it is safe to call twice.
+func Run(t testing.TB, cfg controlplane.Config) (*controlplane.App, func()) {
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if testing.Verbose() {
@@ -45,12 +54,16 @@ func StartWith(t testing.TB, cfg controlplane.Config) *controlplane.App {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- app.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("control plane stopped with %v", err)
-		}
-	})
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("control plane stopped with %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
 	deadline := time.Now().Add(60 * time.Second)
 	for !app.Writer.Ready() {
 		if time.Now().After(deadline) {
@@ -58,5 +71,5 @@ func StartWith(t testing.TB, cfg controlplane.Config) *controlplane.App {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	return app
+	return app, stop
 }

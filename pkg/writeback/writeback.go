@@ -169,6 +169,9 @@ func (w *Writeback) client(name string) (*member, error) {
 	}
 	m.version = "v1beta1"
 	if _, err := m.client.Discovery().ServerResourcesForGroupVersion(mcsv1b1.GroupName + "/v1beta1"); err != nil {
+		if !apierrors.IsNotFound(err) {
+			return nil, err // unreachable: ask again next time
+		}
 		m.version = "v1alpha1"
 	}
 	w.clients[name] = m

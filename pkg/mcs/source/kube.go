@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -113,6 +112,11 @@ func (k *KubeCluster) setState(state string, err error) {
 	}
 }
 
+// errRecovered ends a run whose watches failed once the apiserver answers
+// again: fresh informers relist at once and the resync sends what changed
+// meanwhile, instead of waiting out the reflectors' own backoff (up to 30 s).
+var errRecovered = errors.New("apiserver reachable again: resyncing")
+
 // Run reads the cluster until ctx ends, retrying with backoff while it
 // cannot connect. It never sends OpLeave: a stopped source keeps its
 // state in the Store (see Remove).
@@ -122,6 +126,11 @@ func (k *KubeCluster) Run(ctx context.Context) {
 		err := k.runOnce(ctx)
 		if ctx.Err() != nil {
 			break
+		}
+		if errors.Is(err, errRecovered) {
+			k.log.Info("member cluster reachable again, resyncing")
+			backoff = 500 * time.Millisecond
+			continue
 		}
 		k.setState(StateFailing, err)
 		k.log.Warn("member cluster unreachable, keeping its last known state", "err", err, "retryIn", backoff)
@@ -206,7 +215,8 @@ func (k *KubeCluster) runOnce(ctx context.Context) error {
 	core.Start(runCtx.Done())
 	mcsf.Start(runCtx.Done())
 	dynf.Start(runCtx.Done())
-	defer func() { core.Shutdown(); mcsf.Shutdown(); dynf.Shutdown() }()
+	// Shutdown waits for the informers, which stop only once runCtx ends.
+	defer func() { cancel(); core.Shutdown(); mcsf.Shutdown(); dynf.Shutdown() }()
 
 	syncCtx, syncCancel := context.WithTimeout(runCtx, time.Minute)
 	synced := cache.WaitForCacheSync(syncCtx.Done(), func() bool {
@@ -236,8 +246,14 @@ func (k *KubeCluster) runOnce(ctx context.Context) error {
 	k.sendSync(sis)
 	k.setState(StateSynced, nil)
 	k.log.Info("member cluster synced")
-	var probing atomic.Bool
 
+	// client-go's reflectors retry a lost apiserver with a backoff that
+	// grows to 30 s, silently. A probe every second says when the cluster
+	// is failing, and when it answers again the run ends so that fresh
+	// informers relist at once.
+	health := make(chan error, 1)
+	go k.probe(runCtx, health)
+	down := false
 	for {
 		select {
 		case <-ctx.Done():
@@ -246,24 +262,45 @@ func (k *KubeCluster) runOnce(ctx context.Context) error {
 			if evs := k.record(q.drain()); len(evs) > 0 {
 				k.sink(evs, nil)
 			}
-		case err := <-watchErrs:
-			// The reflectors retry with backoff themselves; the state says
-			// the cluster is failing until the apiserver answers again.
-			k.setState(StateFailing, err)
-			if probing.CompareAndSwap(false, true) {
-				k.log.Warn("member cluster watch failing, keeping its last known state", "err", err)
-				go func() {
-					defer probing.Store(false)
-					for runCtx.Err() == nil {
-						time.Sleep(time.Second)
-						if _, err := client.Discovery().ServerVersion(); err == nil {
-							k.setState(StateSynced, nil)
-							k.log.Info("member cluster reachable again")
-							return
-						}
-					}
-				}()
+		case err := <-health:
+			switch {
+			case err != nil && !down:
+				down = true
+				k.setState(StateFailing, err)
+				k.log.Warn("member cluster unreachable, keeping its last known state", "err", err)
+			case err == nil && down:
+				return errRecovered
 			}
+		case err := <-watchErrs:
+			// Errors the reflectors do not retry (a lost permission, a
+			// removed CRD) are worth a line.
+			k.log.Warn("member cluster watch error", "err", err)
+		}
+	}
+}
+
+// probe asks the apiserver for its version every second and reports the
+// outcome.
+func (k *KubeCluster) probe(ctx context.Context, out chan<- error) {
+	cfg := rest.CopyConfig(k.cfg)
+	cfg.Timeout = 2 * time.Second
+	client, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return
+	}
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		_, err := client.Discovery().ServerVersion()
+		select {
+		case out <- err:
+		case <-ctx.Done():
+			return
 		}
 	}
 }
