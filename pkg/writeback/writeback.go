@@ -319,7 +319,7 @@ func (m *member) applyImport(ctx context.Context, want *mcsv1b1.ServiceImport) (
 			return err
 		}
 		if cur.GetLabels()[LabelManagedBy] != ManagedByValue {
-			return fmt.Errorf("ServiceImport %s/%s exists and is not managed by eastwest: left alone", want.Namespace, want.Name)
+			return fmt.Errorf("serviceimport %s/%s exists and is not managed by eastwest: left alone", want.Namespace, want.Name)
 		}
 		var have mcsv1b1.ServiceImport
 		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(cur.Object, &have); err != nil {
@@ -396,7 +396,7 @@ func (m *member) ensureDerived(ctx context.Context, st *mcs.ServiceState, owner 
 			return err
 		}
 		if cur.Labels[LabelManagedBy] != ManagedByValue {
-			return fmt.Errorf("Service %s/%s exists and is not managed by eastwest: left alone", st.Key.Namespace, name)
+			return fmt.Errorf("service %s/%s exists and is not managed by eastwest: left alone", st.Key.Namespace, name)
 		}
 		if !slices.Equal(cur.Spec.IPFamilies, want.Spec.IPFamilies) {
 			// Families cannot change in place: replace the Service.

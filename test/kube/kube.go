@@ -91,10 +91,12 @@ func (p *process) stop() {
 	}
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
 	select {
-	case <-p.done:
+	case err := <-p.done:
+		_ = err // a stopped process exits with a signal: expected
 	case <-time.After(10 * time.Second):
 		_ = p.cmd.Process.Kill()
-		<-p.done
+		err := <-p.done
+		_ = err
 	}
 }
 
@@ -280,7 +282,7 @@ func waitHTTP(url string, client func() (*http.Client, http.Header), timeout tim
 		select {
 		case err := <-p.done:
 			p.done <- err
-			return fmt.Errorf("exited: %v", err)
+			return fmt.Errorf("exited: %w", err)
 		default:
 		}
 		hc, hdr := &http.Client{Timeout: 2 * time.Second}, http.Header{}
@@ -304,7 +306,7 @@ func waitHTTP(url string, client func() (*http.Client, http.Header), timeout tim
 		last = err
 		time.Sleep(50 * time.Millisecond)
 	}
-	return fmt.Errorf("not ready after %v: %v", timeout, last)
+	return fmt.Errorf("not ready after %v: %w", timeout, last)
 }
 
 func (c *Cluster) writeKubeconfig() error {
@@ -412,12 +414,16 @@ func gatewayCRDs() ([][]byte, error) {
 		}
 		var mod struct{ Dir string }
 		if err := json.Unmarshal(out, &mod); err != nil || mod.Dir == "" {
-			gatewayErr = fmt.Errorf("locate sigs.k8s.io/gateway-api: %v", err)
+			gatewayErr = fmt.Errorf("locate sigs.k8s.io/gateway-api: %w", err)
 			return
 		}
 		files, err := filepath.Glob(filepath.Join(mod.Dir, "config", "crd", "standard", "*.yaml"))
-		if err != nil || len(files) == 0 {
-			gatewayErr = fmt.Errorf("no Gateway API CRDs in %s: %v", out, err)
+		if err != nil {
+			gatewayErr = err
+			return
+		}
+		if len(files) == 0 {
+			gatewayErr = fmt.Errorf("no Gateway API CRDs in %s", mod.Dir)
 			return
 		}
 		for _, f := range files {

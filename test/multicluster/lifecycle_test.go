@@ -203,4 +203,3 @@ func TestLifecycle(t *testing.T) {
 		c.importIs(t, "after-handover", "web", nil)
 	})
 }
-
