@@ -20,6 +20,8 @@ func commands() map[string]command {
 		"status":    {"show every connected xDS client's sync state (reads the debug endpoint)", runStatus},
 		"dump":      {"print what one xDS client is served (reads the debug endpoint)", runDump},
 		"explain":   {"explain where a service's traffic goes and why (reads the debug endpoint)", runExplain},
+
+		"create-remote-secret": {"print the Secret that adds a member cluster (its ServiceAccount's kubeconfig)", runCreateRemoteSecret},
 	}
 }
 
@@ -54,7 +56,7 @@ func usage(w io.Writer, cmds map[string]command) {
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		fmt.Fprintf(w, "  %-10s %s\n", n, cmds[n].summary)
+		fmt.Fprintf(w, "  %-22s %s\n", n, cmds[n].summary)
 	}
 	fmt.Fprintln(w, "\nRun 'xds COMMAND -h' for a command's flags.")
 }

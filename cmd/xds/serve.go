@@ -11,10 +11,13 @@ import (
 	"syscall"
 	"time"
 
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/eastwest-dev/eastwest/pkg/controlplane"
 	"github.com/eastwest-dev/eastwest/pkg/debug"
+	"github.com/eastwest-dev/eastwest/pkg/mcs/source"
 )
 
 func runServe(args []string, _, stderr io.Writer) int {
@@ -38,8 +41,10 @@ func runServe(args []string, _, stderr io.Writer) int {
 	fs.StringVar(&cfg.DebugTLS.Key, "debug-tls-key", "", "key of --debug-tls-cert (PEM)")
 	fs.StringVar(&cfg.DebugTLS.ClientCA, "debug-tls-client-ca", "", "require debug clients to present a certificate from this CA")
 	writeBack := fs.Bool("write-back", true, "with --kubeconfig-dir: be the ClusterSet's MCS controller (write ServiceImports, EndpointSlices and ServiceExport conditions to the members), under leader election when --lease-kubeconfig is set")
-	leaseKubeconfig := fs.String("lease-kubeconfig", "", "kubeconfig of the control plane's own cluster, which holds the leader election Lease; without it this replica always writes (run one replica)")
-	fs.StringVar(&cfg.Election.Namespace, "lease-namespace", "eastwest-system", "namespace of the leader election Lease")
+	ownKubeconfig := fs.String("kubeconfig", "", "kubeconfig of the control plane's own cluster, which holds the leader election Lease and the remote secrets; without it this replica always writes (run one replica)")
+	inCluster := fs.Bool("in-cluster", false, "the control plane's own cluster is the one it runs in (service account credentials), instead of --kubeconfig")
+	remoteSecrets := fs.Bool("remote-secrets", true, "with --kubeconfig/--in-cluster: read member clusters from Secrets labelled eastwest.io/cluster in --namespace")
+	fs.StringVar(&cfg.Election.Namespace, "namespace", "eastwest-system", "the control plane's namespace: the Lease and the remote secrets live there")
 	fs.StringVar(&cfg.Election.Name, "lease-name", "eastwest-writeback", "name of the leader election Lease")
 	fs.DurationVar(&cfg.Election.LeaseDuration, "lease-duration", 15*time.Second, "how long a dead leader blocks the other replicas")
 	fs.DurationVar(&cfg.Resync, "resync", 5*time.Minute, "how often the write-back repairs every member cluster in full")
@@ -54,7 +59,7 @@ func runServe(args []string, _, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	if (cfg.Dir == "" && cfg.KubeconfigDir == "") || fs.NArg() > 0 {
+	if (cfg.Dir == "" && cfg.KubeconfigDir == "" && *ownKubeconfig == "" && !*inCluster) || fs.NArg() > 0 {
 		fs.Usage()
 		return 2
 	}
@@ -63,15 +68,29 @@ func runServe(args []string, _, stderr io.Writer) int {
 		return 2
 	}
 	cfg.Writer.GatewayPort = uint32(*gatewayPort)
-	cfg.WriteBack = *writeBack && cfg.KubeconfigDir != ""
-	if *leaseKubeconfig != "" {
-		rc, err := clientcmd.BuildConfigFromFlags("", *leaseKubeconfig)
+	if *ownKubeconfig != "" || *inCluster {
+		var rc *rest.Config
+		var err error
+		if *inCluster {
+			rc, err = rest.InClusterConfig()
+		} else {
+			rc, err = clientcmd.BuildConfigFromFlags("", *ownKubeconfig)
+		}
 		if err != nil {
-			fmt.Fprintf(stderr, "xds serve: --lease-kubeconfig: %v\n", err)
+			fmt.Fprintf(stderr, "xds serve: the control plane's own cluster: %v\n", err)
 			return 2
 		}
 		cfg.Election.Config = rc
+		if *remoteSecrets {
+			client, err := kubernetes.NewForConfig(rc)
+			if err != nil {
+				fmt.Fprintf(stderr, "xds serve: %v\n", err)
+				return 2
+			}
+			cfg.RemoteSecrets = &source.Secrets{Client: client, Namespace: cfg.Election.Namespace}
+		}
 	}
+	cfg.WriteBack = *writeBack && (cfg.KubeconfigDir != "" || cfg.RemoteSecrets != nil)
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
 		fmt.Fprintf(stderr, "xds serve: --log-level: %v\n", err)

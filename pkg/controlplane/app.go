@@ -26,6 +26,9 @@ type Config struct {
 	// KubeconfigDir holds one kubeconfig file per Kubernetes member
 	// cluster, named after the member.
 	KubeconfigDir string
+	// RemoteSecrets, when set, reads member clusters from Secrets
+	// labelled source.LabelCluster in the control plane's own cluster.
+	RemoteSecrets *source.Secrets
 	XDSAddress    string
 	DebugAddress  string
 	Writer        WriterOptions
@@ -64,8 +67,8 @@ type App struct {
 // NewApp builds the control plane and binds its listeners (so that a bad
 // address fails here, and :0 gets its port before Run).
 func NewApp(cfg Config, log *slog.Logger, debugHandler func(*App) http.Handler) (*App, error) {
-	if cfg.Dir == "" && cfg.KubeconfigDir == "" {
-		return nil, errors.New("a source is required: --dir and/or --kubeconfig-dir")
+	if cfg.Dir == "" && cfg.KubeconfigDir == "" && cfg.RemoteSecrets == nil {
+		return nil, errors.New("a source is required: --dir, --kubeconfig-dir and/or remote secrets (--kubeconfig)")
 	}
 	xdsTLS, err := cfg.XDSTLS.Config()
 	if err != nil {
@@ -84,8 +87,11 @@ func NewApp(cfg Config, log *slog.Logger, debugHandler func(*App) http.Handler) 
 		a.dir = source.NewDir(cfg.Dir, log)
 		a.Writer.AddSource(a.sourceName())
 	}
-	if cfg.KubeconfigDir != "" {
+	if cfg.KubeconfigDir != "" || cfg.RemoteSecrets != nil {
 		a.kube = source.NewKubeconfigDir(cfg.KubeconfigDir, log, a.Writer)
+		if cfg.RemoteSecrets != nil {
+			a.kube.WatchSecrets(cfg.RemoteSecrets)
+		}
 		if cfg.WriteBack {
 			a.wb = writeback.New(a.kube, log)
 			a.Writer.OnPublish(a.wb.Changed)
@@ -143,6 +149,9 @@ func (a *App) Run(ctx context.Context) error {
 	if a.kube != nil {
 		// Every configured member is a source before the first publish.
 		a.kube.Scan(srcCtx)
+		if a.cfg.RemoteSecrets != nil {
+			a.kube.ScanSecrets(srcCtx)
+		}
 		go a.kube.Run(srcCtx)
 	}
 	if a.wb != nil {

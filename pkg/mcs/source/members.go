@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
@@ -28,11 +29,11 @@ type SinkFor interface {
 // KubeSourceName names the source of a Kubernetes member cluster.
 func KubeSourceName(member string) string { return "kube:" + member }
 
-// KubeconfigDir runs one KubeCluster per kubeconfig file in a folder, named
-// by the file (without its extension): a new file joins the ClusterSet, a
-// removed file leaves it (its state is drained), a changed file reconnects
-// (its state is kept meanwhile). Files whose names start with "." are
-// ignored.
+// KubeconfigDir runs one KubeCluster per member cluster: per kubeconfig
+// file in a folder, named by the file (without its extension), and per
+// remote secret (see Secrets). A new file joins the ClusterSet, a removed
+// file leaves it (its state is drained), a changed file reconnects (its
+// state is kept meanwhile). Files whose names start with "." are ignored.
 type KubeconfigDir struct {
 	dir  string
 	log  *slog.Logger
@@ -41,10 +42,13 @@ type KubeconfigDir struct {
 
 	mu      sync.Mutex
 	members map[string]*runningMember
+
+	secrets *Secrets
 }
 
 type runningMember struct {
 	hash    [32]byte
+	origin  string
 	cluster *KubeCluster
 	cancel  context.CancelFunc
 	done    chan struct{}
@@ -82,12 +86,15 @@ func (d *KubeconfigDir) Statuses() []ClusterStatus {
 // is called at start (so that every configured member is a source before
 // the first publish) and then by Run.
 func (d *KubeconfigDir) Scan(ctx context.Context) {
+	if d.dir == "" {
+		return
+	}
 	entries, err := os.ReadDir(d.dir)
 	if err != nil {
 		d.log.Error("cannot read kubeconfig folder", "dir", d.dir, "err", err)
 		return
 	}
-	want := map[string][32]byte{}
+	want := map[string][]byte{}
 	for _, e := range entries {
 		if e.IsDir() || strings.HasPrefix(e.Name(), ".") {
 			continue
@@ -97,36 +104,51 @@ func (d *KubeconfigDir) Scan(ctx context.Context) {
 			d.log.Error("cannot read kubeconfig", "file", e.Name(), "err", err)
 			continue
 		}
-		want[strings.TrimSuffix(e.Name(), filepath.Ext(e.Name()))] = sha256.Sum256(b)
+		want[strings.TrimSuffix(e.Name(), filepath.Ext(e.Name()))] = b
 	}
+	d.Set(ctx, "dir", want)
+}
+
+// Set declares the members one origin (the folder, the remote secrets)
+// provides, by name, with their kubeconfigs: new ones join, missing ones
+// leave (their state is drained), changed ones reconnect (their state is
+// kept meanwhile). A name provided by two origins is used once, from the
+// first origin that set it.
+func (d *KubeconfigDir) Set(ctx context.Context, origin string, kubeconfigs map[string][]byte) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for name, m := range d.members {
-		if h, ok := want[name]; !ok || h != m.hash {
-			m.cancel()
-			<-m.done
-			delete(d.members, name)
-			if !ok {
-				d.log.Info("member cluster removed", "member", name)
-				m.cluster.Remove()
-				d.out.RemoveSource(KubeSourceName(name))
-			}
-		}
-	}
-	for name, h := range want {
-		if _, ok := d.members[name]; ok {
+		if m.origin != origin {
 			continue
 		}
-		path := filepath.Join(d.dir, name)
-		for _, e := range entries {
-			if strings.TrimSuffix(e.Name(), filepath.Ext(e.Name())) == name {
-				path = filepath.Join(d.dir, e.Name())
-			}
+		b, ok := kubeconfigs[name]
+		if ok && sha256.Sum256(b) == m.hash {
+			continue
 		}
-		cfg, err := clientcmd.BuildConfigFromFlags("", path)
+		m.cancel()
+		<-m.done
+		delete(d.members, name)
+		if !ok {
+			d.log.Info("member cluster removed", "member", name, "origin", origin)
+			m.cluster.Remove()
+			d.out.RemoveSource(KubeSourceName(name))
+		}
+	}
+	for name, b := range kubeconfigs {
+		if m, ok := d.members[name]; ok {
+			if m.origin != origin {
+				d.log.Warn("member cluster defined twice: the first definition is used", "member", name, "used", m.origin, "ignored", origin)
+			}
+			continue
+		}
+		if msgs := validation.IsDNS1123Subdomain(name); len(msgs) > 0 {
+			d.log.Error("member name is not a DNS subdomain", "member", name, "origin", origin, "reason", msgs[0])
+			continue
+		}
+		cfg, err := clientcmd.RESTConfigFromKubeConfig(b)
 		if err != nil {
-			// The error names the file, never its credentials.
-			d.log.Error("cannot use kubeconfig", "member", name, "err", err)
+			// The error names the member, never its credentials.
+			d.log.Error("cannot use kubeconfig", "member", name, "origin", origin, "err", err)
 			continue
 		}
 		cfg.QPS, cfg.Burst = 50, 100
@@ -134,10 +156,10 @@ func (d *KubeconfigDir) Scan(ctx context.Context) {
 		d.out.AddSource(src)
 		kc := NewKubeCluster(name, cfg, d.log, d.out.Sink(src))
 		mctx, cancel := context.WithCancel(ctx)
-		m := &runningMember{hash: h, cluster: kc, cancel: cancel, done: make(chan struct{})}
+		m := &runningMember{hash: sha256.Sum256(b), origin: origin, cluster: kc, cancel: cancel, done: make(chan struct{})}
 		go func() { kc.Run(mctx); close(m.done) }()
 		d.members[name] = m
-		d.log.Info("member cluster added", "member", name)
+		d.log.Info("member cluster added", "member", name, "origin", origin)
 	}
 }
 
@@ -158,6 +180,9 @@ func (d *KubeconfigDir) Run(ctx context.Context) {
 			return
 		case <-t.C:
 			d.Scan(ctx)
+			if d.secrets != nil {
+				d.scanSecrets(ctx)
+			}
 		}
 	}
 }
