@@ -128,4 +128,3 @@ func readToken(t *testing.T, kubeconfig string) string {
 	}
 	return "none"
 }
-
