@@ -446,15 +446,43 @@ func trim(o any) (any, error) {
 		v.Status = corev1.ServiceStatus{}
 	case *discoveryv1.EndpointSlice:
 		v.Annotations = nil
+		zones := map[string]*string{}
 		for i := range v.Endpoints {
 			e := &v.Endpoints[i]
 			e.TargetRef, e.NodeName, e.Hints, e.DeprecatedTopology = nil, nil, nil, nil
+			// Share what repeats: the condition booleans and each zone
+			// are one allocation for the whole slice, not one per
+			// endpoint (about a third of an endpoint's memory).
+			e.Conditions.Ready = shared(e.Conditions.Ready)
+			e.Conditions.Serving = shared(e.Conditions.Serving)
+			e.Conditions.Terminating = shared(e.Conditions.Terminating)
+			if e.Zone != nil {
+				if z, ok := zones[*e.Zone]; ok {
+					e.Zone = z
+				} else {
+					zones[*e.Zone] = e.Zone
+				}
+			}
 		}
 	case *corev1.Namespace:
 		v.Annotations, v.Labels = nil, nil
 		v.Spec = corev1.NamespaceSpec{}
 	}
 	return o, nil
+}
+
+var trueValue, falseValue = true, false
+
+// shared returns a pointer to a shared copy of *b (the cached objects are
+// never modified).
+func shared(b *bool) *bool {
+	switch {
+	case b == nil:
+		return nil
+	case *b:
+		return &trueValue
+	}
+	return &falseValue
 }
 
 // eventQueue gathers informer events between sends.
