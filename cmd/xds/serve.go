@@ -47,6 +47,7 @@ func runServe(args []string, _, stderr io.Writer) int {
 	fs.StringVar(&cfg.Election.Namespace, "namespace", "eastwest-system", "the control plane's namespace: the Lease and the remote secrets live there")
 	fs.StringVar(&cfg.Election.Name, "lease-name", "eastwest-writeback", "name of the leader election Lease")
 	fs.DurationVar(&cfg.Election.LeaseDuration, "lease-duration", 15*time.Second, "how long a dead leader blocks the other replicas")
+	fs.DurationVar(&cfg.StaleAfter, "stale-after", 0, "drain an unreachable member cluster's last known state after this long (0: keep it until the cluster returns or is removed, so an outage never drains traffic)")
 	fs.DurationVar(&cfg.Resync, "resync", 5*time.Minute, "how often the write-back repairs every member cluster in full")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	fs.Usage = func() {

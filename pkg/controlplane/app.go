@@ -26,6 +26,9 @@ type Config struct {
 	// KubeconfigDir holds one kubeconfig file per Kubernetes member
 	// cluster, named after the member.
 	KubeconfigDir string
+	// StaleAfter drains an unreachable member's last known state after this
+	// long; zero keeps it until the member returns or is removed.
+	StaleAfter time.Duration
 	// RemoteSecrets, when set, reads member clusters from Secrets
 	// labelled source.LabelCluster in the control plane's own cluster.
 	RemoteSecrets *source.Secrets
@@ -89,6 +92,7 @@ func NewApp(cfg Config, log *slog.Logger, debugHandler func(*App) http.Handler) 
 	}
 	if cfg.KubeconfigDir != "" || cfg.RemoteSecrets != nil {
 		a.kube = source.NewKubeconfigDir(cfg.KubeconfigDir, log, a.Writer)
+		a.kube.StaleAfter = cfg.StaleAfter
 		if cfg.RemoteSecrets != nil {
 			a.kube.WatchSecrets(cfg.RemoteSecrets)
 		}

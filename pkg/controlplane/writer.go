@@ -291,8 +291,14 @@ func (w *Writer) publish() {
 				delete(w.gwInvalid, name)
 			}
 		}
-		// Every service may look different from a new view.
+		// Every service may look different from a new view; and the
+		// services that went away with a member must go too.
 		keys = state.ServiceKeys()
+		for _, k := range ch.Services {
+			if state.Services[k] == nil {
+				keys = append(keys, k)
+			}
+		}
 		w.metrics.Clusters(state.Clusters)
 	}
 

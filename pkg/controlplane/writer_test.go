@@ -158,3 +158,18 @@ func gauge(t *testing.T, m *metrics.Metrics, name, typ string) float64 {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// When a member leaves, the services only it exported stop being served.
+func TestWriterDropsServicesOfALeavingMember(t *testing.T) {
+	h := newWriterHarness(t)
+	view := ViewName("east", translate.RoleClient)
+	h.publish("east", up(&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "ns"}}))
+	h.publish("west", exportedService(80)...)
+	if !h.c.Has(view, resourcev3.ClusterType, translate.ClusterName(mcs.ServiceKey{Namespace: "ns", Name: "web"}, 80)) {
+		t.Fatal("west's service not served to east")
+	}
+	h.publish("west", mcs.Event{Op: mcs.OpLeave})
+	if h.c.Has(view, resourcev3.ClusterType, translate.ClusterName(mcs.ServiceKey{Namespace: "ns", Name: "web"}, 80)) {
+		t.Error("west left, its service is still served")
+	}
+}

@@ -66,6 +66,10 @@ type KubeCluster struct {
 	cfg    *rest.Config
 	log    *slog.Logger
 	sink   func([]mcs.Event, []Problem)
+	// StaleAfter, when positive, drains the cluster's last known state
+	// once it has been unreachable that long; zero keeps it forever.
+	StaleAfter time.Duration
+	drained    bool
 
 	mu     sync.Mutex
 	status ClusterStatus
@@ -122,8 +126,17 @@ var errRecovered = errors.New("apiserver reachable again: resyncing")
 // state in the Store (see Remove).
 func (k *KubeCluster) Run(ctx context.Context) {
 	backoff := 500 * time.Millisecond
+	var failingSince time.Time
 	for ctx.Err() == nil {
 		err := k.runOnce(ctx)
+		if err == nil || errors.Is(err, errRecovered) {
+			failingSince = time.Time{}
+		} else if failingSince.IsZero() {
+			failingSince = time.Now()
+		}
+		if k.StaleAfter > 0 && !failingSince.IsZero() && time.Since(failingSince) > k.StaleAfter {
+			k.drain()
+		}
 		if ctx.Err() != nil {
 			break
 		}
@@ -141,6 +154,18 @@ func (k *KubeCluster) Run(ctx context.Context) {
 		backoff = min(2*backoff, 30*time.Second)
 	}
 	k.setState(StateStopped, nil)
+}
+
+// drain empties the Store of a cluster unreachable for longer than
+// StaleAfter; its next sync brings everything back.
+func (k *KubeCluster) drain() {
+	if k.drained {
+		return
+	}
+	k.drained = true
+	k.log.Warn("member cluster unreachable for too long: draining its state", "staleAfter", k.StaleAfter)
+	k.sent = map[kubeKey]string{}
+	k.sink([]mcs.Event{{Member: k.member, Op: mcs.OpLeave}}, nil)
 }
 
 // Remove tells the Store the cluster left the ClusterSet: everything it
@@ -254,8 +279,11 @@ func (k *KubeCluster) runOnce(ctx context.Context) error {
 	health := make(chan error, 1)
 	go k.probe(runCtx, health)
 	down := false
+	var stale <-chan time.Time
 	for {
 		select {
+		case <-stale:
+			k.drain()
 		case <-ctx.Done():
 			return nil
 		case <-q.ready:
@@ -267,7 +295,10 @@ func (k *KubeCluster) runOnce(ctx context.Context) error {
 			case err != nil && !down:
 				down = true
 				k.setState(StateFailing, err)
-				k.log.Warn("member cluster unreachable, keeping its last known state", "err", err)
+				k.log.Warn("member cluster unreachable, keeping its last known state", "err", err, "drainAfter", k.StaleAfter)
+				if k.StaleAfter > 0 {
+					stale = time.After(k.StaleAfter)
+				}
 			case err == nil && down:
 				return errRecovered
 			}
@@ -361,6 +392,7 @@ func (k *KubeCluster) sendSync(sis []cache.SharedIndexInformer) {
 		}
 	}
 	k.record(evs)
+	k.drained = false
 	k.sink(evs, nil)
 }
 

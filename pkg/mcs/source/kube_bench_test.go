@@ -76,4 +76,3 @@ func realisticSlice(i, n int) []byte {
 	b, _ := json.Marshal(es)
 	return b
 }
-

@@ -44,6 +44,8 @@ type KubeconfigDir struct {
 	members map[string]*runningMember
 
 	secrets *Secrets
+	// StaleAfter is given to every member (see KubeCluster.StaleAfter).
+	StaleAfter time.Duration
 }
 
 type runningMember struct {
@@ -155,6 +157,7 @@ func (d *KubeconfigDir) Set(ctx context.Context, origin string, kubeconfigs map[
 		src := KubeSourceName(name)
 		d.out.AddSource(src)
 		kc := NewKubeCluster(name, cfg, d.log, d.out.Sink(src))
+		kc.StaleAfter = d.StaleAfter
 		mctx, cancel := context.WithCancel(ctx)
 		m := &runningMember{hash: sha256.Sum256(b), origin: origin, cluster: kc, cancel: cancel, done: make(chan struct{})}
 		go func() { kc.Run(mctx); close(m.done) }()

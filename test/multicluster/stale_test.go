@@ -1,0 +1,55 @@
+package multicluster
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/eastwest-dev/eastwest/internal/cptest"
+	"github.com/eastwest-dev/eastwest/pkg/controlplane"
+	"github.com/eastwest-dev/eastwest/pkg/mcs"
+	"github.com/eastwest-dev/eastwest/pkg/translate"
+	"github.com/eastwest-dev/eastwest/test/kube"
+)
+
+// With --stale-after, a member unreachable for longer has its endpoints
+// drained from what is served, and they come back with the member.
+func TestStaleAfterDrainsAndRestores(t *testing.T) {
+	cs := kube.Start(t, "x", "y")
+	dir := t.TempDir()
+	for _, c := range cs {
+		b, _ := os.ReadFile(c.Kubeconfig)
+		if err := os.WriteFile(filepath.Join(dir, c.Name+".yaml"), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	app := cptest.StartWith(t, controlplane.Config{KubeconfigDir: dir, StaleAfter: 2 * time.Second})
+	y := &member{Cluster: cs[1], mcs: mustMCS(t, cs[1])}
+	key := mcs.ServiceKey{Namespace: "stale", Name: "api"}
+	y.service(t, clusterIPService(key.Namespace, key.Name))
+	y.slice(t, key.Namespace, key.Name, true, "10.7.0.1")
+	y.export(t, key.Namespace, key.Name)
+	view := controlplane.ViewName("x", translate.RoleClient)
+	served := func(want []string) func() error {
+		return func() error {
+			if got := servedEndpoints(app, view, key, 80); !slices.Equal(got, want) {
+				return fmt.Errorf("served %v, want %v", got, want)
+			}
+			return nil
+		}
+	}
+	eventually(t, "y's endpoint served", served([]string{"10.7.0.1"}))
+	start := time.Now()
+	cs[1].StopAPIServer()
+	eventually(t, "y's endpoint drained", served(nil))
+	if took := time.Since(start); took < 2*time.Second {
+		t.Errorf("drained after %v, before --stale-after", took)
+	}
+	if err := cs[1].StartAPIServer(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "y's endpoint back", served([]string{"10.7.0.1"}))
+}
