@@ -151,6 +151,7 @@ func (a *App) Run(ctx context.Context) error {
 	defer stopSources()
 	writerDone := make(chan struct{})
 	if a.kube != nil {
+		go a.exportConnections(srcCtx)
 		// Every configured member is a source before the first publish.
 		a.kube.Scan(srcCtx)
 		if a.cfg.RemoteSecrets != nil {
@@ -204,6 +205,24 @@ func (a *App) Run(ctx context.Context) error {
 	stopSources()
 	<-writerDone
 	return err
+}
+
+// exportConnections keeps the members' connection metrics current.
+func (a *App) exportConnections(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		var cs []metrics.Connection
+		for _, s := range a.kube.Statuses() {
+			cs = append(cs, metrics.Connection{Member: s.Member, State: s.State, Failures: s.Failures})
+		}
+		a.Metrics.Connections(cs)
+	}
 }
 
 // Leading reports whether this replica writes to member clusters.

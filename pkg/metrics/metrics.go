@@ -28,6 +28,8 @@ type Metrics struct {
 	exportConditions *prometheus.GaugeVec
 	imports          prometheus.Gauge
 	sourceProblems   prometheus.Gauge
+	connections      *prometheus.GaugeVec
+	connFailures     *prometheus.GaugeVec
 }
 
 // New creates the metrics on a fresh registry, with the Go and process
@@ -62,10 +64,14 @@ func New() *Metrics {
 			Help: "ServiceImports in the ClusterSet."}),
 		sourceProblems: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "source_problems",
 			Help: "Input documents that cannot be used (see /debug/clusters)."}),
+		connections: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "source_connection_state",
+			Help: "1 for each Kubernetes member cluster's connection state (connecting, synced, failing, stopped)."}, []string{"member", "state"}),
+		connFailures: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "source_connection_failures",
+			Help: "Connection failures of each Kubernetes member cluster since it was added."}, []string{"member"}),
 	}
 	m.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.clients, m.pushes, m.pushLatency, m.nacks, m.rejected, m.translate, m.merge, m.publishes,
-		m.clusterState, m.exportConditions, m.imports, m.sourceProblems)
+		m.clusterState, m.exportConditions, m.imports, m.sourceProblems, m.connections, m.connFailures)
 	return m
 }
 
@@ -111,6 +117,22 @@ func (m *Metrics) Clusters(clusters []mcs.ClusterInfo) {
 			state = "left-out"
 		}
 		m.clusterState.WithLabelValues(c.Member, string(c.ID), state).Set(1)
+	}
+}
+
+// Connection is one Kubernetes member's connection state.
+type Connection struct {
+	Member, State string
+	Failures      int
+}
+
+// Connections sets every Kubernetes member's connection state.
+func (m *Metrics) Connections(cs []Connection) {
+	m.connections.Reset()
+	m.connFailures.Reset()
+	for _, c := range cs {
+		m.connections.WithLabelValues(c.Member, c.State).Set(1)
+		m.connFailures.WithLabelValues(c.Member).Set(float64(c.Failures))
 	}
 }
 

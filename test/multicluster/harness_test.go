@@ -67,7 +67,7 @@ var ctx = context.Background()
 
 // eventually retries check until it passes, failing with its last error
 // after a deadline (a guard against hangs, not a latency assertion).
-func eventually(t *testing.T, what string, check func() error) {
+func eventually(t testing.TB, what string, check func() error) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -82,7 +82,7 @@ func eventually(t *testing.T, what string, check func() error) {
 	}
 }
 
-func (m *member) namespace(t *testing.T, ns string) {
+func (m *member) namespace(t testing.TB, ns string) {
 	t.Helper()
 	_, err := m.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
 	if err != nil && !apierrors.IsAlreadyExists(err) {
@@ -90,7 +90,7 @@ func (m *member) namespace(t *testing.T, ns string) {
 	}
 }
 
-func (m *member) service(t *testing.T, svc *corev1.Service) {
+func (m *member) service(t testing.TB, svc *corev1.Service) {
 	t.Helper()
 	m.namespace(t, svc.Namespace)
 	if _, err := m.Client.CoreV1().Services(svc.Namespace).Create(ctx, svc, metav1.CreateOptions{}); err != nil {
@@ -98,7 +98,7 @@ func (m *member) service(t *testing.T, svc *corev1.Service) {
 	}
 }
 
-func (m *member) export(t *testing.T, ns, name string, mutate ...func(*mcsv1b1.ServiceExport)) {
+func (m *member) export(t testing.TB, ns, name string, mutate ...func(*mcsv1b1.ServiceExport)) {
 	t.Helper()
 	se := &mcsv1b1.ServiceExport{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
 	for _, f := range mutate {
@@ -109,7 +109,7 @@ func (m *member) export(t *testing.T, ns, name string, mutate ...func(*mcsv1b1.S
 	}
 }
 
-func (m *member) unexport(t *testing.T, ns, name string) {
+func (m *member) unexport(t testing.TB, ns, name string) {
 	t.Helper()
 	if err := m.mcs.MulticlusterV1beta1().ServiceExports(ns).Delete(ctx, name, metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
@@ -119,7 +119,7 @@ func (m *member) unexport(t *testing.T, ns, name string) {
 // slice writes an EndpointSlice of a Service (no controller manager runs
 // in the test clusters, so tests write them as the EndpointSlice
 // controller would).
-func (m *member) slice(t *testing.T, ns, svc string, ready bool, ips ...string) {
+func (m *member) slice(t testing.TB, ns, svc string, ready bool, ips ...string) {
 	t.Helper()
 	es := &discoveryv1.EndpointSlice{
 		ObjectMeta:  metav1.ObjectMeta{Namespace: ns, Name: svc + "-src", Labels: map[string]string{discoveryv1.LabelServiceName: svc}},
@@ -147,7 +147,7 @@ func (m *member) getImport(ns, name string) (*mcsv1b1.ServiceImport, error) {
 }
 
 // importIs waits until the member's import passes check.
-func (m *member) importIs(t *testing.T, ns, name string, check func(*mcsv1b1.ServiceImport) error) *mcsv1b1.ServiceImport {
+func (m *member) importIs(t testing.TB, ns, name string, check func(*mcsv1b1.ServiceImport) error) *mcsv1b1.ServiceImport {
 	t.Helper()
 	var si *mcsv1b1.ServiceImport
 	eventually(t, fmt.Sprintf("%s: ServiceImport %s/%s", m.Name, ns, name), func() error {
@@ -164,7 +164,7 @@ func (m *member) importIs(t *testing.T, ns, name string, check func(*mcsv1b1.Ser
 }
 
 // noImport waits until the member holds no import of the service.
-func (m *member) noImport(t *testing.T, ns, name string) {
+func (m *member) noImport(t testing.TB, ns, name string) {
 	t.Helper()
 	eventually(t, fmt.Sprintf("%s: no ServiceImport %s/%s", m.Name, ns, name), func() error {
 		_, err := m.getImport(ns, name)
@@ -180,7 +180,7 @@ func (m *member) noImport(t *testing.T, ns, name string) {
 
 // condition waits until the member's export has the condition; reason
 // lists (comma-separated) reasons the condition's must include.
-func (m *member) condition(t *testing.T, ns, name, typ string, status metav1.ConditionStatus, reason string) {
+func (m *member) condition(t testing.TB, ns, name, typ string, status metav1.ConditionStatus, reason string) {
 	t.Helper()
 	eventually(t, fmt.Sprintf("%s: ServiceExport %s/%s %s=%s/%s", m.Name, ns, name, typ, status, reason), func() error {
 		se, err := m.mcs.MulticlusterV1beta1().ServiceExports(ns).Get(ctx, name, metav1.GetOptions{})

@@ -108,7 +108,7 @@ func TestRemoteSecret(t *testing.T) {
 	homeMember.noImport(t, ns, "api")
 }
 
-func mustMCS(t *testing.T, c *kube.Cluster) mcsclient.Interface {
+func mustMCS(t testing.TB, c *kube.Cluster) mcsclient.Interface {
 	t.Helper()
 	mc, err := mcsclient.NewForConfig(c.Config)
 	if err != nil {

@@ -1,0 +1,162 @@
+package multicluster
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/eastwest-dev/eastwest/internal/cptest"
+	"github.com/eastwest-dev/eastwest/pkg/controlplane"
+	"github.com/eastwest-dev/eastwest/pkg/mcs"
+	"github.com/eastwest-dev/eastwest/pkg/translate"
+	"github.com/eastwest-dev/eastwest/test/kube"
+)
+
+// adsClient is an xDS client on a real gRPC ADS stream, subscribing by
+// name as gRPC's xDS client does, in member cluster "a".
+type adsClient struct {
+	stream     discoveryv3.AggregatedDiscoveryService_StreamAggregatedResourcesClient
+	node       *corev3.Node
+	subscribed map[string][]string
+}
+
+func newADSClient(b *testing.B, addr string) *adsClient {
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = conn.Close() })
+	s, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(context.Background())
+	if err != nil {
+		b.Fatal(err)
+	}
+	return &adsClient{stream: s, node: &corev3.Node{Id: "bench", Cluster: "a"}, subscribed: map[string][]string{}}
+}
+
+// await subscribes to one resource and returns when a response carries it
+// and ok accepts it, acknowledging every response.
+func (c *adsClient) await(typ, name string, ok func([]byte) bool) error {
+	if !slices.Contains(c.subscribed[typ], name) {
+		c.subscribed[typ] = append(c.subscribed[typ], name)
+		req := &discoveryv3.DiscoveryRequest{Node: c.node, TypeUrl: typ, ResourceNames: c.subscribed[typ]}
+		if err := c.stream.Send(req); err != nil {
+			return err
+		}
+	}
+	for {
+		resp, err := c.stream.Recv()
+		if err != nil {
+			return err
+		}
+		done := false
+		for _, r := range resp.Resources {
+			if resp.TypeUrl == typ && ok(r.Value) {
+				done = true
+			}
+		}
+		if err := c.stream.Send(&discoveryv3.DiscoveryRequest{TypeUrl: resp.TypeUrl, ResourceNames: c.subscribed[resp.TypeUrl], VersionInfo: resp.VersionInfo, ResponseNonce: resp.Nonce}); err != nil {
+			return err
+		}
+		if done {
+			return nil
+		}
+	}
+}
+
+func benchClusterSet(b *testing.B) (*member, *controlplane.App) {
+	cs := kube.Start(b, "a", "b")
+	dir := b.TempDir()
+	for _, c := range cs {
+		raw, _ := os.ReadFile(c.Kubeconfig)
+		if err := os.WriteFile(filepath.Join(dir, c.Name+".yaml"), raw, 0o600); err != nil {
+			b.Fatal(err)
+		}
+	}
+	app := cptest.StartWith(b, controlplane.Config{KubeconfigDir: dir, WriteBack: true})
+	return &member{Cluster: cs[1], mcs: mustMCS(b, cs[1])}, app
+}
+
+func percentiles(b *testing.B, lat []time.Duration) {
+	slices.Sort(lat)
+	n := len(lat)
+	b.ReportMetric(float64(lat[n/2].Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(lat[min(n-1, n*99/100)].Microseconds())/1000, "p99-ms")
+	b.ReportMetric(0, "ns/op")
+}
+
+// BenchmarkEndpointSliceToClient measures the time from an EndpointSlice
+// write in a member cluster's apiserver to the updated endpoints arriving
+// at an xDS client (over a real gRPC ADS stream) in another member
+// cluster: run with -benchtime 200x for 200 changes.
+func BenchmarkEndpointSliceToClient(b *testing.B) {
+	m, app := benchClusterSet(b)
+	key := mcs.ServiceKey{Namespace: "bench", Name: "api"}
+	m.service(b, clusterIPService(key.Namespace, key.Name))
+	m.slice(b, key.Namespace, key.Name, true, "10.99.0.1")
+	m.export(b, key.Namespace, key.Name)
+	client := newADSClient(b, app.XDSAddr())
+	name := translate.ClusterName(key, 80)
+	var lat []time.Duration
+	for i := 0; b.Loop(); i++ {
+		ip := fmt.Sprintf("10.%d.%d.%d", 100+i/65536, (i/256)%256, i%256)
+		start := time.Now()
+		m.slice(b, key.Namespace, key.Name, true, ip)
+		err := client.await(resourcev3.EndpointType, name, func(v []byte) bool {
+			var cla endpointv3.ClusterLoadAssignment
+			if proto.Unmarshal(v, &cla) != nil {
+				return false
+			}
+			for _, l := range cla.Endpoints {
+				for _, e := range l.LbEndpoints {
+					if e.GetEndpoint().GetAddress().GetSocketAddress().GetAddress() == ip {
+						return true
+					}
+				}
+			}
+			return false
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		lat = append(lat, time.Since(start))
+	}
+	percentiles(b, lat)
+}
+
+// BenchmarkExportToListener measures the time from creating a ServiceExport
+// (its Service already there) in a member cluster to an xDS client in
+// another member cluster getting the service's listener: -benchtime 20x.
+func BenchmarkExportToListener(b *testing.B) {
+	m, app := benchClusterSet(b)
+	client := newADSClient(b, app.XDSAddr())
+	var lat []time.Duration
+	for i := 0; b.Loop(); i++ {
+		key := mcs.ServiceKey{Namespace: "bench", Name: fmt.Sprintf("new-%d", i)}
+		m.service(b, clusterIPService(key.Namespace, key.Name))
+		start := time.Now()
+		m.export(b, key.Namespace, key.Name)
+		name := translate.ListenerName(key, 80)
+		err := client.await(resourcev3.ListenerType, name, func(v []byte) bool {
+			var l listenerv3.Listener
+			return proto.Unmarshal(v, &l) == nil && l.Name == name
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		lat = append(lat, time.Since(start))
+	}
+	percentiles(b, lat)
+}
