@@ -205,7 +205,7 @@ func serviceView(st *mcs.ServiceState) ServiceView {
 			if !slices.Contains(ep.AddressType, string(s.AddressType)) {
 				ep.AddressType = append(ep.AddressType, string(s.AddressType))
 			}
-			for _, e := range s.Endpoints {
+			for e := range s.All() {
 				switch {
 				case e.Ready:
 					ep.Ready++

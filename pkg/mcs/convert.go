@@ -79,15 +79,14 @@ func serviceFrom(svc *corev1.Service) *Service {
 	return s
 }
 
-// sliceFrom keeps what translation reads of an EndpointSlice: addresses,
-// conditions, hostname and zone. Node names and target references name
-// objects of the source cluster and mean nothing elsewhere.
+// sliceFrom keeps what translation reads of an EndpointSlice: its ports
+// and (shared, see Slice) its endpoints.
 func sliceFrom(es *discoveryv1.EndpointSlice) *Slice {
 	s := &Slice{
 		Name:        es.Name,
 		AddressType: es.AddressType,
 		Ports:       make([]SlicePort, 0, len(es.Ports)),
-		Endpoints:   make([]Endpoint, len(es.Endpoints)),
+		endpoints:   es.Endpoints,
 	}
 	for _, p := range es.Ports {
 		if p.Port == nil {
@@ -100,22 +99,6 @@ func sliceFrom(es *discoveryv1.EndpointSlice) *Slice {
 			proto = *p.Protocol
 		}
 		s.Ports = append(s.Ports, SlicePort{Name: ptr.Deref(p.Name, ""), Protocol: proto, Port: *p.Port, AppProtocol: p.AppProtocol})
-	}
-	for i := range es.Endpoints {
-		e := &es.Endpoints[i]
-		ready := e.Conditions.Ready == nil || *e.Conditions.Ready
-		serving := ready
-		if e.Conditions.Serving != nil {
-			serving = *e.Conditions.Serving
-		}
-		s.Endpoints[i] = Endpoint{
-			Addresses:   e.Addresses,
-			Ready:       ready,
-			Serving:     serving,
-			Terminating: e.Conditions.Terminating != nil && *e.Conditions.Terminating,
-			Hostname:    ptr.Deref(e.Hostname, ""),
-			Zone:        ptr.Deref(e.Zone, ""),
-		}
 	}
 	return s
 }

@@ -126,11 +126,14 @@ func EndpointSlicesFor(st *ServiceState, c ClusterID) []*discoveryv1.EndpointSli
 	for _, b := range st.Backends {
 		for _, src := range b.Slices {
 			ports := slicePorts(imp, b.Cluster, src)
-			if len(ports) == 0 || len(src.Endpoints) == 0 {
+			if len(ports) == 0 || src.Len() == 0 {
 				continue
 			}
-			for chunk := 0; chunk*MaxEndpointsPerSlice < len(src.Endpoints); chunk++ {
-				eps := src.Endpoints[chunk*MaxEndpointsPerSlice : min(len(src.Endpoints), (chunk+1)*MaxEndpointsPerSlice)]
+			for chunk := 0; chunk*MaxEndpointsPerSlice < src.Len(); chunk++ {
+				eps := make([]Endpoint, 0, MaxEndpointsPerSlice)
+				for i := chunk * MaxEndpointsPerSlice; i < min(src.Len(), (chunk+1)*MaxEndpointsPerSlice); i++ {
+					eps = append(eps, src.Endpoint(i))
+				}
 				out = append(out, &discoveryv1.EndpointSlice{
 					TypeMeta: metav1.TypeMeta{APIVersion: discoveryv1.SchemeGroupVersion.String(), Kind: "EndpointSlice"},
 					ObjectMeta: metav1.ObjectMeta{

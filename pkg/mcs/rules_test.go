@@ -336,7 +336,7 @@ func TestRule6_EndpointsFromSlices(t *testing.T) {
 		t.Fatalf("slices %d, want the two of web", len(b.Slices))
 	}
 	got := b.Slices[1] // sorted by name: web-v4, web-v6
-	if got.AddressType != discoveryv1.AddressTypeIPv6 || len(got.Endpoints) != 3 {
+	if got.AddressType != discoveryv1.AddressTypeIPv6 || got.Len() != 3 {
 		t.Fatalf("v6 slice %+v", got)
 	}
 	want := []Endpoint{
@@ -345,7 +345,7 @@ func TestRule6_EndpointsFromSlices(t *testing.T) {
 		{Addresses: []string{"fd00::3"}},
 	}
 	for i := range want {
-		e := got.Endpoints[i]
+		e := got.Endpoint(i)
 		if !slices.Equal(e.Addresses, want[i].Addresses) || e.Ready != want[i].Ready || e.Serving != want[i].Serving ||
 			e.Terminating != want[i].Terminating || e.Hostname != want[i].Hostname || e.Zone != want[i].Zone {
 			t.Errorf("endpoint %d = %+v, want %+v", i, e, want[i])
@@ -507,7 +507,7 @@ func TestStoreRecomputesOnlyTouchedServices(t *testing.T) {
 	snap := w.s.Snapshot()
 	w.upsert("east", slice("ns", "b-1", "b", 4, "http"))
 	w.flush()
-	if len(snap.Services[ServiceKey{"ns", "b"}].Backends[0].Slices[0].Endpoints) != 3 {
+	if snap.Services[ServiceKey{"ns", "b"}].Backends[0].Slices[0].Len() != 3 {
 		t.Error("a snapshot changed after it was handed out")
 	}
 }

@@ -1,6 +1,7 @@
 package mcs
 
 import (
+	"iter"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -65,11 +66,53 @@ type Service struct {
 
 // Slice is the part of one EndpointSlice of an exported Service that the
 // merge and translation read. A Slice is immutable once built.
+//
+// Its endpoints are the source object's own (never modified, by the
+// sources' contract): keeping a second, converted copy of every endpoint
+// would double what a large ClusterSet costs. Endpoint(i) and All resolve
+// their conditions on the fly.
 type Slice struct {
 	Name        string
 	AddressType discoveryv1.AddressType
 	Ports       []SlicePort
-	Endpoints   []Endpoint
+	endpoints   []discoveryv1.Endpoint
+}
+
+// Len is the number of endpoints.
+func (s *Slice) Len() int { return len(s.endpoints) }
+
+// Endpoint returns the i-th endpoint with its conditions resolved.
+func (s *Slice) Endpoint(i int) Endpoint {
+	e := &s.endpoints[i]
+	ready := e.Conditions.Ready == nil || *e.Conditions.Ready
+	serving := ready
+	if e.Conditions.Serving != nil {
+		serving = *e.Conditions.Serving
+	}
+	out := Endpoint{
+		Addresses:   e.Addresses,
+		Ready:       ready,
+		Serving:     serving,
+		Terminating: e.Conditions.Terminating != nil && *e.Conditions.Terminating,
+	}
+	if e.Hostname != nil {
+		out.Hostname = *e.Hostname
+	}
+	if e.Zone != nil {
+		out.Zone = *e.Zone
+	}
+	return out
+}
+
+// All iterates over the endpoints.
+func (s *Slice) All() iter.Seq[Endpoint] {
+	return func(yield func(Endpoint) bool) {
+		for i := range s.endpoints {
+			if !yield(s.Endpoint(i)) {
+				return
+			}
+		}
+	}
 }
 
 // SlicePort is one port of an EndpointSlice: the Service port it serves

@@ -290,7 +290,7 @@ func loadAssignment(name string, st *mcs.ServiceState, p *mcs.ImportPort, local 
 			if !ok || target < 1 || target > 65535 || s.AddressType == "FQDN" {
 				continue
 			}
-			for _, e := range s.Endpoints {
+			for e := range s.All() {
 				health := corev3.HealthStatus_HEALTHY
 				switch {
 				case e.Ready:

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -478,6 +479,11 @@ func trim(o any) (any, error) {
 		v.Status = corev1.ServiceStatus{}
 	case *discoveryv1.EndpointSlice:
 		v.Annotations = nil
+		// Decoding grows the endpoints' array by doubling: keep an exact
+		// one (the slice is cached for as long as it lives).
+		if cap(v.Endpoints) > len(v.Endpoints) {
+			v.Endpoints = slices.Clone(v.Endpoints)
+		}
 		zones := map[string]*string{}
 		for i := range v.Endpoints {
 			e := &v.Endpoints[i]
