@@ -117,7 +117,8 @@ func Service(st *mcs.ServiceState, v View) Result {
 			continue
 		}
 		name := ClusterName(st.Key, p.Port)
-		ok := r.add(v, resourcev3.ClusterType, name, cluster(name, p, v))
+		affinity := st.Import.SessionAffinity == corev1.ServiceAffinityClientIP
+		ok := r.add(v, resourcev3.ClusterType, name, cluster(name, p, v, affinity))
 		ok = r.add(v, resourcev3.EndpointType, name, loadAssignment(name, st, p, v.Cluster)) && ok
 		if v.Role != RoleClient {
 			continue
@@ -129,7 +130,7 @@ func Service(st *mcs.ServiceState, v View) Result {
 			continue
 		}
 		r.add(v, resourcev3.ListenerType, lis, apiListener(lis, route))
-		r.add(v, resourcev3.RouteType, route, clientRoute(route, name))
+		r.add(v, resourcev3.RouteType, route, clientRoute(route, name, affinity))
 	}
 	r.sort()
 	return r
@@ -170,7 +171,7 @@ func Gateway(services []*mcs.ServiceState, v View, published func(cluster string
 			rc.VirtualHosts = append(rc.VirtualHosts, &routev3.VirtualHost{
 				Name:    VirtualHostName(st.Key, p.Port),
 				Domains: domains,
-				Routes:  []*routev3.Route{routeTo(name)},
+				Routes:  []*routev3.Route{routeTo(name, sourceIPHash(st.Import.SessionAffinity == corev1.ServiceAffinityClientIP))},
 			})
 		}
 	}
@@ -226,13 +227,21 @@ func adsSource() *corev3.ConfigSource {
 // cluster is a port's EDS cluster. Gateways speak HTTP/2 to ports whose
 // appProtocol says so (kubernetes.io/h2c, grpc); gRPC clients ignore
 // protocol options and always speak HTTP/2.
-func cluster(name string, p *mcs.ImportPort, v View) *clusterv3.Cluster {
+// sessionAffinity ClientIP (KEP-1645 "Session Affinity") becomes consistent
+// hashing: the cluster balances with RING_HASH, and the route hashes what
+// identifies the client: the source IP at a gateway, the channel for a
+// proxyless gRPC client (which is the client itself). The affinity
+// timeout has no Envoy equivalent and is not carried.
+func cluster(name string, p *mcs.ImportPort, v View, affinity bool) *clusterv3.Cluster {
 	c := &clusterv3.Cluster{
 		Name:                 name,
 		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS},
 		EdsClusterConfig:     &clusterv3.Cluster_EdsClusterConfig{EdsConfig: adsSource(), ServiceName: name},
 		LbPolicy:             clusterv3.Cluster_ROUND_ROBIN,
 		ConnectTimeout:       durationpb.New(5 * time.Second),
+	}
+	if affinity {
+		c.LbPolicy = clusterv3.Cluster_RING_HASH
 	}
 	if v.Role == RoleGateway && isHTTP2(p.AppProtocol) {
 		c.TypedExtensionProtocolOptions = map[string]*anypb.Any{
@@ -388,22 +397,39 @@ func apiListener(name, route string) *listenerv3.Listener {
 	}
 }
 
-func clientRoute(name, cluster string) *routev3.RouteConfiguration {
+func clientRoute(name, cluster string, affinity bool) *routev3.RouteConfiguration {
+	var hash []*routev3.RouteAction_HashPolicy
+	if affinity {
+		hash = []*routev3.RouteAction_HashPolicy{{PolicySpecifier: &routev3.RouteAction_HashPolicy_FilterState_{
+			FilterState: &routev3.RouteAction_HashPolicy_FilterState{Key: "io.grpc.channel_id"},
+		}}}
+	}
 	return &routev3.RouteConfiguration{
 		Name: name,
 		VirtualHosts: []*routev3.VirtualHost{{
 			Name:    name,
 			Domains: []string{"*"},
-			Routes:  []*routev3.Route{routeTo(cluster)},
+			Routes:  []*routev3.Route{routeTo(cluster, hash)},
 		}},
 	}
 }
 
-func routeTo(cluster string) *routev3.Route {
+// sourceIPHash is a gateway route's hash policy for ClientIP affinity.
+func sourceIPHash(affinity bool) []*routev3.RouteAction_HashPolicy {
+	if !affinity {
+		return nil
+	}
+	return []*routev3.RouteAction_HashPolicy{{PolicySpecifier: &routev3.RouteAction_HashPolicy_ConnectionProperties_{
+		ConnectionProperties: &routev3.RouteAction_HashPolicy_ConnectionProperties{SourceIp: true},
+	}}}
+}
+
+func routeTo(cluster string, hash []*routev3.RouteAction_HashPolicy) *routev3.Route {
 	return &routev3.Route{
 		Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
 		Action: &routev3.Route_Route{Route: &routev3.RouteAction{
 			ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: cluster},
+			HashPolicy:       hash,
 		}},
 	}
 }

@@ -22,7 +22,7 @@ import (
 func TestValidate(t *testing.T) {
 	key := mcs.ServiceKey{Namespace: "ns", Name: "web"}
 	good := func() *clusterv3.Cluster {
-		return cluster(ClusterName(key, 80), &mcs.ImportPort{}, View{Role: RoleClient})
+		return cluster(ClusterName(key, 80), &mcs.ImportPort{}, View{Role: RoleClient}, false)
 	}
 	hcmWith := func(filters ...*hcmv3.HttpFilter) *listenerv3.Listener {
 		h := httpConnectionManager("l", "r")
@@ -63,8 +63,8 @@ func TestValidate(t *testing.T) {
 		"priority gap":  {cla(0, 2), "contiguous"},
 		"priorities ok": {cla(0, 1, 1), ""},
 		"duplicate domain": {&routev3.RouteConfiguration{Name: "r", VirtualHosts: []*routev3.VirtualHost{
-			{Name: "a", Domains: []string{"x"}, Routes: []*routev3.Route{routeTo("c")}},
-			{Name: "b", Domains: []string{"x"}, Routes: []*routev3.Route{routeTo("c")}},
+			{Name: "a", Domains: []string{"x"}, Routes: []*routev3.Route{routeTo("c", nil)}},
+			{Name: "b", Domains: []string{"x"}, Routes: []*routev3.Route{routeTo("c", nil)}},
 		}}, `domain "x"`},
 	}
 	for name, tc := range tests {

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -18,6 +20,7 @@ func TestEndToEnd(t *testing.T) {
 	c1 := startBackend(t, "c1", "127.0.0.31")
 	cAdmin := startBackend(t, "c1-admin", "127.0.0.31")
 	onlyB := startBackend(t, "only-b", "127.0.0.22")
+	sticky1, sticky2 := startBackend(t, "sticky-1", "127.0.0.23"), startBackend(t, "sticky-2", "127.0.0.24")
 
 	dir := t.TempDir()
 	cp := &controlPlane{t: t, dir: dir}
@@ -27,6 +30,8 @@ func TestEndToEnd(t *testing.T) {
 	cp.write("a/echo.yaml", echoA(true))
 	cp.write("b/echo.yaml", docs(service("echo", "grpc:9000"), export("echo"), slices("echo", "grpc", true, b1)))
 	cp.write("b/only-b.yaml", docs(service("only-b", "grpc:9000"), export("only-b"), slices("only-b", "grpc", true, onlyB)))
+	cp.write("b/sticky.yaml", docs(strings.Replace(service("sticky", "grpc:9000"), "spec:\n", "spec:\n  sessionAffinity: ClientIP\n", 1),
+		export("sticky"), slices("sticky", "grpc", true, sticky1, sticky2)))
 	// c also exposes an admin port that no other cluster has.
 	cp.write("c/echo.yaml", docs(service("echo", "grpc:9000", "admin:9100"), export("echo"),
 		slices("echo", "grpc", true, c1), strings.ReplaceAll(slices("echo", "admin", true, cAdmin), "echo-c1-admin", "echo-c1-admin-port")))
@@ -95,6 +100,21 @@ func TestEndToEnd(t *testing.T) {
 		c := cp.xdsClient(t, "client-a-admin", "a", "echo.demo.svc.clusterset.local:9100")
 		if got := spread(c, 10); got["c1-admin"] != 10 {
 			t.Errorf("answers %v", got)
+		}
+	})
+
+	t.Run("ClientIP session affinity keeps a client on one backend", func(t *testing.T) {
+		c := cp.xdsClient(t, "client-a-sticky", "a", "sticky.demo.svc.clusterset.local:9000")
+		got := spread(c, 30)
+		if len(got) != 1 || (got["sticky-1"] != 30 && got["sticky-2"] != 30) {
+			t.Errorf("answers %v, want all from one backend", got)
+		}
+		// And it is the hashing that keeps it there, not a backend still
+		// connecting: the served cluster balances by consistent hash.
+		for _, r := range cp.app.Cache.Resources("a/client", resourcev3.ClusterType).Resources {
+			if strings.HasPrefix(r.Name, "sticky.") && r.Message.(*clusterv3.Cluster).LbPolicy != clusterv3.Cluster_RING_HASH {
+				t.Errorf("cluster %s balances with %v", r.Name, r.Message.(*clusterv3.Cluster).LbPolicy)
+			}
 		}
 	})
 
