@@ -309,7 +309,7 @@ func loadAssignment(name string, st *mcs.ServiceState, p *mcs.ImportPort, local 
 					continue
 				}
 				for _, addr := range e.Addresses {
-					loc.eps = append(loc.eps, lbEndpoint(addr, uint32(target), health, e.Hostname))
+					loc.eps = append(loc.eps, lbEndpoint(addr, uint32(target), health, e.Hostname)) //nolint:gosec // target is checked to be 1-65535 above
 					if health == corev3.HealthStatus_HEALTHY {
 						loc.healthy++
 					}
