@@ -14,6 +14,7 @@ import (
 
 	"sigs.k8s.io/yaml"
 
+	"github.com/eastwest-dev/eastwest/pkg/gateway"
 	"github.com/eastwest-dev/eastwest/pkg/mcs"
 	"github.com/eastwest-dev/eastwest/pkg/mcs/source"
 	"github.com/eastwest-dev/eastwest/pkg/translate"
@@ -77,6 +78,8 @@ type translateOptions struct {
 	now time.Time
 	// view, when set, selects the Envoy output for that client view.
 	view *translate.View
+	// routes are the mesh routes read.
+	routes *gateway.Routes
 }
 
 // translateOnce reads a ClusterSet folder once, merges it and prints the
@@ -92,10 +95,18 @@ func translateOnce(opts translateOptions, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "error:", p)
 	}
 	store := mcs.NewStore(mcs.Options{ClusterSet: opts.clusterSet})
+	routes := gateway.NewRoutes()
 	objects := 0
 	for _, ev := range evs {
 		if ev.Object != nil {
 			objects++
+		}
+		if ev.Object != nil && gateway.Handles(ev.Object) {
+			_, errs := routes.Apply(ev)
+			for _, err := range errs {
+				fmt.Fprintf(stderr, "warning: member %s: route %s/%s: %v\n", ev.Member, ev.Object.GetNamespace(), ev.Object.GetName(), err)
+			}
+			continue
 		}
 		if err := store.Apply(ev); err != nil {
 			fmt.Fprintf(stderr, "error: member %s: %v\n", ev.Member, err)
@@ -103,6 +114,7 @@ func translateOnce(opts translateOptions, stdout, stderr io.Writer) int {
 	}
 	store.Flush()
 	state := store.Snapshot()
+	opts.routes = routes
 	for _, c := range state.Clusters {
 		if c.Error != "" {
 			fmt.Fprintf(stderr, "error: member %s is left out of the ClusterSet: %s\n", c.Member, c.Error)
@@ -186,6 +198,31 @@ func render(state *mcs.State, opts translateOptions) ([]byte, error) {
 		return nil, fmt.Errorf("cluster %q is not a member of the ClusterSet (members: %v); a client there would get nothing", opts.view.Cluster, state.ClusterIDs())
 	}
 	r := translate.All(state, *opts.view)
+	if opts.routes != nil && opts.view.Role == translate.RoleClient {
+		member := ""
+		for _, c := range state.Clusters {
+			if c.ID == opts.view.Cluster {
+				member = c.Member
+			}
+		}
+		r = translate.AllWith(state, *opts.view, func(st *mcs.ServiceState) translate.ServiceOptions {
+			if st == nil || !hasPortRoutes(opts.routes, member, st) {
+				return translate.ServiceOptions{}
+			}
+			return translate.ServiceOptions{
+				Routes: func(port int32) []gateway.MeshRoute { return opts.routes.For(member, st.Key, port) },
+				Ports: func(k mcs.ServiceKey) []int32 {
+					var out []int32
+					if s := state.Services[k]; s != nil && s.Import != nil {
+						for _, p := range s.Import.Ports {
+							out = append(out, p.Port)
+						}
+					}
+					return out
+				},
+			}
+		})
+	}
 	var b bytes.Buffer
 	for _, inv := range r.Invalid {
 		fmt.Fprintf(&b, "# not published (failed validation): %v\n", inv)
@@ -196,6 +233,19 @@ func render(state *mcs.State, opts translateOptions) ([]byte, error) {
 	}
 	b.Write(out)
 	return b.Bytes(), nil
+}
+
+// hasPortRoutes reports whether any port of a service has mesh routes.
+func hasPortRoutes(r *gateway.Routes, member string, st *mcs.ServiceState) bool {
+	if st.Import == nil {
+		return false
+	}
+	for _, p := range st.Import.Ports {
+		if len(r.For(member, st.Key, p.Port)) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // renderMCS prints, per member cluster sorted by ID, the objects the merge

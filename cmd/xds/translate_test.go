@@ -59,6 +59,8 @@ func TestTranslateCommandLine(t *testing.T) {
 			stdout: "# Listener eastwest-gateway-http-15080"},
 		"envoy resources of a client": {args: []string{"translate", "--dir", "../../examples/clusterset", "--node-cluster", "west"}, code: 0,
 			stdout: "# Listener frontend.shop.svc.clusterset.local:80", noStdout: "eastwest-gateway-http"},
+		"mesh routes shape a client's routes": {args: []string{"translate", "--dir", "../../pkg/translate/testdata/mesh.in", "--node-cluster", "a"}, code: 0,
+			stdout: "weightedClusters"},
 		"unknown node cluster":  {args: []string{"translate", "--dir", "../../examples/clusterset", "--node-cluster", "mars"}, code: 1, stderr: `cluster "mars" is not a member`},
 		"bad role":              {args: []string{"translate", "--dir", "../../examples/clusterset", "--node-cluster", "east", "--role", "pilot"}, code: 2, stderr: "--role must be client or gateway"},
 		"folder does not exist": {args: []string{"translate", "--dir", filepath.Join(t.TempDir(), "nope")}, code: 1, stderr: "read ClusterSet folder"},

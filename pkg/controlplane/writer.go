@@ -14,6 +14,7 @@ import (
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 
 	"github.com/eastwest-dev/eastwest/pkg/cache"
+	"github.com/eastwest-dev/eastwest/pkg/gateway"
 	"github.com/eastwest-dev/eastwest/pkg/mcs"
 	"github.com/eastwest-dev/eastwest/pkg/mcs/source"
 	"github.com/eastwest-dev/eastwest/pkg/metrics"
@@ -77,9 +78,14 @@ type Writer struct {
 	snap  atomic.Pointer[Snapshot]
 	ready atomic.Bool
 
-	// translate is translate.Service; tests replace it to make resources
-	// fail validation.
-	translate func(*mcs.ServiceState, translate.View) translate.Result
+	// translate is translate.ServiceWith; tests replace it to make
+	// resources fail validation.
+	translate func(*mcs.ServiceState, translate.View, translate.ServiceOptions) translate.Result
+
+	// routes are the mesh routes (GAMMA) of every member; routesDirty the
+	// services whose routes changed since the last publish.
+	routes      *gateway.Routes
+	routesDirty map[mcs.ServiceKey]bool
 
 	// onPublish, when set, is told each published state and what changed
 	// (the write-back to member clusters).
@@ -143,7 +149,10 @@ func NewWriter(opts WriterOptions, c *cache.Cache, m *metrics.Metrics, log *slog
 		gwInvalid: map[string][]translate.Invalid{},
 		gwSig:     map[mcs.ServiceKey]string{},
 		imported:  map[mcs.ServiceKey]bool{},
-		translate: translate.Service,
+		translate: translate.ServiceWith,
+		routes:    gateway.NewRoutes(),
+
+		routesDirty: map[mcs.ServiceKey]bool{},
 	}
 	w.snap.Store(&Snapshot{State: &mcs.State{Services: map[mcs.ServiceKey]*mcs.ServiceState{}}})
 	return w
@@ -246,6 +255,18 @@ func (w *Writer) Run(ctx context.Context) {
 
 func (w *Writer) receive(b batch) {
 	for _, ev := range b.events {
+		if ev.Op == mcs.OpLeave || (ev.Object != nil && gateway.Handles(ev.Object)) {
+			touched, errs := w.routes.Apply(ev)
+			for _, k := range touched {
+				w.routesDirty[k] = true
+			}
+			for _, err := range errs {
+				w.log.Warn("route not fully served", "source", b.source, "member", ev.Member, "route", ev.Object.GetNamespace()+"/"+ev.Object.GetName(), "err", err)
+			}
+			if ev.Op != mcs.OpLeave {
+				continue
+			}
+		}
 		if err := w.store.Apply(ev); err != nil {
 			w.log.Error("cannot apply source event", "source", b.source, "member", ev.Member, "op", ev.Op, "err", err)
 		}
@@ -330,6 +351,25 @@ func (w *Writer) publish() {
 		}
 		w.metrics.Service(key, st, delta)
 	}
+	// Services with mesh routes go last, once every cluster their routes
+	// may name is known, and whenever anything changed: a route follows
+	// its backends being published or withdrawn.
+	if len(keys) > 0 || len(w.routesDirty) > 0 {
+		parents := w.routes.Parents()
+		for k := range w.routesDirty {
+			if !slices.Contains(parents, k) {
+				parents = append(parents, k) // its last route went away
+			}
+		}
+		clear(w.routesDirty)
+		for _, key := range parents {
+			for _, v := range w.views {
+				if v.Role == translate.RoleClient {
+					w.translateService(v, key, state.Services[key], sets, dels)
+				}
+			}
+		}
+	}
 	if gatewayChanged {
 		var services []*mcs.ServiceState
 		for key := range w.gwSig {
@@ -377,7 +417,7 @@ func (w *Writer) publish() {
 // version published.
 func (w *Writer) translateService(v translate.View, key mcs.ServiceKey, st *mcs.ServiceState, sets map[string]map[string][]cache.Resource, dels map[string]map[string][]string) {
 	view := v.String()
-	r := w.translate(st, v)
+	r := w.translate(st, v, w.serviceOptions(v, st))
 	keep := map[ref]bool{}
 	var refs []ref
 	for _, res := range r.Resources {
@@ -425,6 +465,35 @@ func (w *Writer) translateService(v translate.View, key mcs.ServiceKey, st *mcs.
 		for _, inv := range r.Invalid {
 			w.log.Warn("resource failed validation and is not published", "view", view, "resource", inv.Error())
 		}
+	}
+}
+
+// serviceOptions gives a service's translation its mesh routes in the
+// view's member cluster, and what the view serves.
+func (w *Writer) serviceOptions(v translate.View, st *mcs.ServiceState) translate.ServiceOptions {
+	if v.Role != translate.RoleClient || st == nil {
+		return translate.ServiceOptions{}
+	}
+	state := w.store.Snapshot()
+	member := ""
+	for _, c := range state.Clusters {
+		if c.ID == v.Cluster {
+			member = c.Member
+		}
+	}
+	view := v.String()
+	return translate.ServiceOptions{
+		Routes:    func(port int32) []gateway.MeshRoute { return w.routes.For(member, st.Key, port) },
+		Published: func(c string) bool { return w.clusters[view][c] },
+		Ports: func(k mcs.ServiceKey) []int32 {
+			var out []int32
+			if s := state.Services[k]; s != nil && s.Import != nil {
+				for _, p := range s.Import.Ports {
+					out = append(out, p.Port)
+				}
+			}
+			return out
+		},
 	}
 }
 

@@ -90,8 +90,8 @@ func TestWriterKeepsLastGoodVersion(t *testing.T) {
 	}
 
 	broken := errors.New("injected: fails validation")
-	h.w.translate = func(st *mcs.ServiceState, v translate.View) translate.Result {
-		r := translate.Service(st, v)
+	h.w.translate = func(st *mcs.ServiceState, v translate.View, o translate.ServiceOptions) translate.Result {
+		r := translate.ServiceWith(st, v, o)
 		var kept []translate.Resource
 		for _, res := range r.Resources {
 			if res.Type == resourcev3.ClusterType {
@@ -119,7 +119,7 @@ func TestWriterKeepsLastGoodVersion(t *testing.T) {
 		t.Errorf("eastwest_xds_rejected_resources{type=Cluster} = %v, want 2", got)
 	}
 
-	h.w.translate = translate.Service
+	h.w.translate = translate.ServiceWith
 	svc.Spec.Ports[0].AppProtocol = ptr("grpc")
 	snap = h.publish("east", up(svc))
 	if len(snap.Invalid) != 0 {

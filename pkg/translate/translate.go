@@ -104,7 +104,10 @@ func (r *Result) sort() {
 // none. A resource that fails validation is reported in Invalid, and so are
 // the listener and route of a port whose cluster or endpoints failed: a
 // route is never published without its cluster.
-func Service(st *mcs.ServiceState, v View) Result {
+func Service(st *mcs.ServiceState, v View) Result { return ServiceWith(st, v, ServiceOptions{}) }
+
+// ServiceWith is Service with mesh routes (see ServiceOptions).
+func ServiceWith(st *mcs.ServiceState, v View, o ServiceOptions) Result {
 	var r Result
 	if st == nil || st.Import == nil {
 		return r
@@ -130,6 +133,12 @@ func Service(st *mcs.ServiceState, v View) Result {
 			continue
 		}
 		r.add(v, resourcev3.ListenerType, lis, apiListener(lis, route))
+		if o.Routes != nil {
+			if routes := o.Routes(p.Port); len(routes) > 0 {
+				r.add(v, resourcev3.RouteType, route, meshRoute(route, routes, o))
+				continue
+			}
+		}
 		r.add(v, resourcev3.RouteType, route, clientRoute(route, name, affinity))
 	}
 	r.sort()
@@ -184,21 +193,38 @@ func Gateway(services []*mcs.ServiceState, v View, published func(cluster string
 
 // All returns every resource of a view for a whole state, as a client of
 // that view would get it: the offline `xds translate` output.
-func All(state *mcs.State, v View) Result {
+func All(state *mcs.State, v View) Result { return AllWith(state, v, nil) }
+
+// AllWith is All with per-service options (mesh routes): services whose
+// options carry routes are translated once every cluster is known, as the
+// Writer does.
+func AllWith(state *mcs.State, v View, opts func(*mcs.ServiceState) ServiceOptions) Result {
 	var r Result
 	var services []*mcs.ServiceState
 	published := map[string]bool{}
-	for _, key := range state.ServiceKeys() {
+	results := map[mcs.ServiceKey]Result{}
+	keys := state.ServiceKeys()
+	for _, key := range keys {
 		st := state.Services[key]
 		sr := Service(st, v)
-		r.Resources = append(r.Resources, sr.Resources...)
-		r.Invalid = append(r.Invalid, sr.Invalid...)
+		results[key] = sr
 		for _, res := range sr.Resources {
 			if res.Type == resourcev3.ClusterType {
 				published[res.Name] = true
 			}
 		}
 		services = append(services, st)
+	}
+	for _, key := range keys {
+		st := state.Services[key]
+		if opts != nil {
+			if o := opts(st); o.Routes != nil {
+				o.Published = func(c string) bool { return published[c] }
+				results[key] = ServiceWith(st, v, o)
+			}
+		}
+		r.Resources = append(r.Resources, results[key].Resources...)
+		r.Invalid = append(r.Invalid, results[key].Invalid...)
 	}
 	gr := Gateway(services, v, func(c string) bool { return published[c] })
 	r.Resources = append(r.Resources, gr.Resources...)

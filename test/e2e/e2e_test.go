@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"regexp"
 	"strings"
 	"testing"
@@ -9,6 +10,8 @@ import (
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/grpc/codes"
+	testgrpc "google.golang.org/grpc/interop/grpc_testing"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 )
 
@@ -21,6 +24,7 @@ func TestEndToEnd(t *testing.T) {
 	cAdmin := startBackend(t, "c1-admin", "127.0.0.31")
 	onlyB := startBackend(t, "only-b", "127.0.0.22")
 	sticky1, sticky2 := startBackend(t, "sticky-1", "127.0.0.23"), startBackend(t, "sticky-2", "127.0.0.24")
+	v1, v2, parent := startBackend(t, "v1", "127.0.0.41"), startBackend(t, "v2", "127.0.0.42"), startBackend(t, "parent", "127.0.0.43")
 
 	dir := t.TempDir()
 	cp := &controlPlane{t: t, dir: dir}
@@ -30,6 +34,21 @@ func TestEndToEnd(t *testing.T) {
 	cp.write("a/echo.yaml", echoA(true))
 	cp.write("b/echo.yaml", docs(service("echo", "grpc:9000"), export("echo"), slices("echo", "grpc", true, b1)))
 	cp.write("b/only-b.yaml", docs(service("only-b", "grpc:9000"), export("only-b"), slices("only-b", "grpc", true, onlyB)))
+	for name, be := range map[string]*backend{"split": parent, "split-v1": v1, "split-v2": v2} {
+		cp.write("b/"+name+".yaml", docs(service(name, "grpc:9000"), export(name), slices(name, "grpc", true, be)))
+	}
+	cp.write("a/split-route.yaml", `apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: {name: split, namespace: demo}
+spec:
+  parentRefs: [{group: multicluster.x-k8s.io, kind: ServiceImport, name: split}]
+  rules:
+  - matches: [{headers: [{name: x-canary, value: "true"}]}]
+    backendRefs: [{group: multicluster.x-k8s.io, kind: ServiceImport, name: split-v2, port: 9000}]
+  - backendRefs:
+    - {group: multicluster.x-k8s.io, kind: ServiceImport, name: split-v1, port: 9000, weight: 80}
+    - {group: multicluster.x-k8s.io, kind: ServiceImport, name: split-v2, port: 9000, weight: 20}
+`)
 	cp.write("b/sticky.yaml", docs(strings.Replace(service("sticky", "grpc:9000"), "spec:\n", "spec:\n  sessionAffinity: ClientIP\n", 1),
 		export("sticky"), slices("sticky", "grpc", true, sticky1, sticky2)))
 	// c also exposes an admin port that no other cluster has.
@@ -115,6 +134,31 @@ func TestEndToEnd(t *testing.T) {
 			if strings.HasPrefix(r.Name, "sticky.") && r.Message.(*clusterv3.Cluster).LbPolicy != clusterv3.Cluster_RING_HASH {
 				t.Errorf("cluster %s balances with %v", r.Name, r.Message.(*clusterv3.Cluster).LbPolicy)
 			}
+		}
+	})
+
+	t.Run("a GRPCRoute on a ServiceImport splits 80/20 and routes by header", func(t *testing.T) {
+		c := cp.xdsClient(t, "client-a-split", "a", "split.demo.svc.clusterset.local:9000")
+		eventually(t, 10*time.Second, "both versions answering", func() bool {
+			got := spread(c, 20)
+			return got["v1"] > 0 && got["v2"] > 0
+		})
+		got := spread(c, 1000)
+		if got["v1"]+got["v2"] != 1000 || got["v1"] < 750 || got["v1"] > 850 {
+			t.Errorf("answers %v, want 80%% (within 5 points) on v1 and the rest on v2", got)
+		}
+		canary := map[string]int{}
+		for range 20 {
+			ctx, cancel := context.WithTimeout(metadata.AppendToOutgoingContext(context.Background(), "x-canary", "true"), 2*time.Second)
+			resp, err := c.UnaryCall(ctx, &testgrpc.SimpleRequest{})
+			cancel()
+			if err != nil {
+				t.Fatal(err)
+			}
+			canary[resp.GetServerId()]++
+		}
+		if canary["v2"] != 20 {
+			t.Errorf("x-canary answers %v, want all from v2", canary)
 		}
 	})
 

@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 	k8syaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/utils/ptr"
+	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
 	mcsv1a1 "sigs.k8s.io/mcs-api/pkg/apis/v1alpha1"
 	mcsv1b1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 	"sigs.k8s.io/yaml"
@@ -81,10 +82,12 @@ var (
 	gvExportV1a1    = schema.GroupVersion{Group: mcsv1a1.GroupName, Version: mcsv1a1.GroupVersion.Version}.WithKind("ServiceExport")
 	gvExportV1b1    = schema.GroupVersion{Group: mcsv1b1.GroupName, Version: mcsv1b1.GroupVersion.Version}.WithKind(mcsv1b1.ServiceExportKindName)
 	gvProperty      = mcs.ClusterPropertyGroupVersion.WithKind("ClusterProperty")
+	gvHTTPRoute     = schema.GroupVersion{Group: gwapiv1.GroupName, Version: "v1"}.WithKind("HTTPRoute")
+	gvGRPCRoute     = schema.GroupVersion{Group: gwapiv1.GroupName, Version: "v1"}.WithKind("GRPCRoute")
 )
 
 // supportedKinds is named in the error for an unknown kind.
-const supportedKinds = "v1 Namespace, v1 Service, discovery.k8s.io/v1 EndpointSlice, multicluster.x-k8s.io/v1alpha1 or v1beta1 ServiceExport, about.k8s.io/v1alpha1 ClusterProperty, v1 List"
+const supportedKinds = "v1 Namespace, v1 Service, discovery.k8s.io/v1 EndpointSlice, multicluster.x-k8s.io/v1alpha1 or v1beta1 ServiceExport, about.k8s.io/v1alpha1 ClusterProperty, gateway.networking.k8s.io/v1 HTTPRoute or GRPCRoute, v1 List"
 
 // Decode reads a stream of YAML (or JSON) documents as kubectl apply would
 // and returns every valid object and a Problem for every document that
@@ -203,6 +206,10 @@ func decodeObject(gvk schema.GroupVersionKind, js []byte) (metav1.Object, error)
 		o = &mcsv1b1.ServiceExport{}
 	case gvProperty:
 		o = &mcs.ClusterProperty{}
+	case gvHTTPRoute:
+		o = &gwapiv1.HTTPRoute{}
+	case gvGRPCRoute:
+		o = &gwapiv1.GRPCRoute{}
 	default:
 		return nil, fmt.Errorf("unsupported kind %s %s (supported: %s)", gvk.GroupVersion(), gvk.Kind, supportedKinds)
 	}
@@ -242,7 +249,7 @@ func describe(gvk schema.GroupVersionKind, js []byte) string {
 		return gvk.Kind
 	}
 	ns := meta.Metadata.Namespace
-	if ns == "" && (gvk == gvService || gvk == gvEndpointSlice || gvk == gvExportV1a1 || gvk == gvExportV1b1) {
+	if ns == "" && (gvk == gvService || gvk == gvEndpointSlice || gvk == gvExportV1a1 || gvk == gvExportV1b1 || gvk == gvHTTPRoute || gvk == gvGRPCRoute) {
 		ns = metav1.NamespaceDefault
 	}
 	return ObjectKey{Kind: gvk.GroupKind(), Namespace: ns, Name: meta.Metadata.Name}.String()
@@ -288,6 +295,16 @@ func validate(o metav1.Object) error {
 	case *discoveryv1.EndpointSlice:
 		check("metadata.name", validation.IsDNS1123Subdomain(name))
 		errs = append(errs, validateSlice(o)...)
+	case *gwapiv1.HTTPRoute:
+		check("metadata.name", validation.IsDNS1123Subdomain(name))
+		if len(o.Spec.ParentRefs) == 0 {
+			errs = append(errs, errors.New("spec.parentRefs: at least one parent is required"))
+		}
+	case *gwapiv1.GRPCRoute:
+		check("metadata.name", validation.IsDNS1123Subdomain(name))
+		if len(o.Spec.ParentRefs) == 0 {
+			errs = append(errs, errors.New("spec.parentRefs: at least one parent is required"))
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eastwest-dev/eastwest/pkg/gateway"
 	"github.com/eastwest-dev/eastwest/pkg/mcs"
 )
 
@@ -19,12 +20,19 @@ func FuzzLoad(f *testing.F) {
 		[]byte("apiVersion: about.k8s.io/v1alpha1\nkind: ClusterProperty\nmetadata: {name: cluster.clusterset.k8s.io}\nspec: {value: east}\n"))
 	f.Fuzz(func(t *testing.T, east, west []byte) {
 		s := mcs.NewStore(mcs.Options{})
+		routes := gateway.NewRoutes()
 		// A fixed member order keeps coverage deterministic, which the
 		// fuzzing engine relies on to minimize inputs.
 		for i, data := range [][]byte{east, west} {
 			member := []string{"east", "west"}[i]
 			objs, _ := Decode(member+".yaml", data)
 			for _, o := range objs {
+				if gateway.Handles(o.Obj) {
+					if _, errs := routes.Apply(mcs.Event{Member: member, Op: mcs.OpUpsert, Object: o.Obj}); len(errs) > 0 {
+						_ = errs // unsupported route features are reported, not fatal
+					}
+					continue
+				}
 				if err := s.Apply(mcs.Event{Member: member, Op: mcs.OpUpsert, Object: o.Obj}); err != nil {
 					t.Fatalf("a decoded object was refused: %v", err)
 				}
