@@ -22,6 +22,9 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
+	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
+	gwclient "sigs.k8s.io/gateway-api/pkg/client/clientset/versioned"
+	gwinformers "sigs.k8s.io/gateway-api/pkg/client/informers/externalversions"
 	mcsv1a1 "sigs.k8s.io/mcs-api/pkg/apis/v1alpha1"
 	mcsv1b1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 	mcsclient "sigs.k8s.io/mcs-api/pkg/client/clientset/versioned"
@@ -195,6 +198,11 @@ func (k *KubeCluster) runOnce(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	gwc, err := gwclient.NewForConfig(k.cfg)
+	if err != nil {
+		return err
+	}
+	routeKinds := k.discoverRoutes(client)
 	k.mu.Lock()
 	k.status.ExportVersion = exportVersion
 	k.mu.Unlock()
@@ -224,6 +232,13 @@ func (k *KubeCluster) runOnce(ctx context.Context) error {
 	if hasProperties {
 		sis = append(sis, dynf.ForResource(clusterPropertyGVR).Informer())
 	}
+	gwf := gwinformers.NewSharedInformerFactoryWithOptions(gwc, 0, gwinformers.WithTransform(trim))
+	if routeKinds["httproutes"] {
+		sis = append(sis, gwf.Gateway().V1().HTTPRoutes().Informer())
+	}
+	if routeKinds["grpcroutes"] {
+		sis = append(sis, gwf.Gateway().V1().GRPCRoutes().Informer())
+	}
 
 	// Events wait in a queue until the initial sync is sent, then flow
 	// in small batches.
@@ -241,8 +256,9 @@ func (k *KubeCluster) runOnce(ctx context.Context) error {
 	core.Start(runCtx.Done())
 	mcsf.Start(runCtx.Done())
 	dynf.Start(runCtx.Done())
+	gwf.Start(runCtx.Done())
 	// Shutdown waits for the informers, which stop only once runCtx ends.
-	defer func() { cancel(); core.Shutdown(); mcsf.Shutdown(); dynf.Shutdown() }()
+	defer func() { cancel(); core.Shutdown(); mcsf.Shutdown(); dynf.Shutdown(); gwf.Shutdown() }()
 
 	syncCtx, syncCancel := context.WithTimeout(runCtx, time.Minute)
 	synced := cache.WaitForCacheSync(syncCtx.Done(), func() bool {
@@ -367,6 +383,20 @@ func (k *KubeCluster) discover(client kubernetes.Interface) (string, bool, error
 	return version, has, nil
 }
 
+// discoverRoutes finds which Gateway API route kinds the cluster serves
+// (mesh routes for its gRPC clients); none is fine.
+func (k *KubeCluster) discoverRoutes(client kubernetes.Interface) map[string]bool {
+	out := map[string]bool{}
+	res, err := client.Discovery().ServerResourcesForGroupVersion(gwapiv1.GroupVersion.String())
+	if err != nil {
+		return out
+	}
+	for _, r := range res.APIResources {
+		out[r.Name] = true
+	}
+	return out
+}
+
 // sendSync sends the cluster's whole state: a join and every object that
 // is new or changed since the Store last heard, and deletes for objects
 // that disappeared while the cluster was unreachable.
@@ -426,7 +456,8 @@ func (k *KubeCluster) event(op mcs.Op, o any) mcs.Event {
 	}
 	ev := mcs.Event{Member: k.member, Op: op}
 	switch v := o.(type) {
-	case *corev1.Namespace, *corev1.Service, *discoveryv1.EndpointSlice, *mcsv1b1.ServiceExport, *mcsv1a1.ServiceExport:
+	case *corev1.Namespace, *corev1.Service, *discoveryv1.EndpointSlice, *mcsv1b1.ServiceExport, *mcsv1a1.ServiceExport,
+		*gwapiv1.HTTPRoute, *gwapiv1.GRPCRoute:
 		ev.Object = v.(metav1.Object)
 	case *unstructured.Unstructured:
 		var p mcs.ClusterProperty
@@ -460,6 +491,10 @@ func stub(k kubeKey) metav1.Object {
 		return &discoveryv1.EndpointSlice{ObjectMeta: meta}
 	case "*mcs.ClusterProperty":
 		return &mcs.ClusterProperty{ObjectMeta: meta}
+	case "*v1.HTTPRoute":
+		return &gwapiv1.HTTPRoute{ObjectMeta: meta}
+	case "*v1.GRPCRoute":
+		return &gwapiv1.GRPCRoute{ObjectMeta: meta}
 	}
 	return &mcsv1b1.ServiceExport{ObjectMeta: meta}
 }
