@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -202,7 +203,7 @@ func (k *KubeCluster) runOnce(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	routeKinds := k.discoverRoutes(client)
+	routeKinds := k.discoverRoutes(client, gwc)
 	k.mu.Lock()
 	k.status.ExportVersion = exportVersion
 	k.mu.Unlock()
@@ -260,25 +261,20 @@ func (k *KubeCluster) runOnce(ctx context.Context) error {
 	// Shutdown waits for the informers, which stop only once runCtx ends.
 	defer func() { cancel(); core.Shutdown(); mcsf.Shutdown(); dynf.Shutdown(); gwf.Shutdown() }()
 
-	syncCtx, syncCancel := context.WithTimeout(runCtx, time.Minute)
-	synced := cache.WaitForCacheSync(syncCtx.Done(), func() bool {
-		for _, si := range sis {
-			if !si.HasSynced() {
-				return false
-			}
-		}
-		return true
-	})
-	syncCancel()
-	if !synced {
-		if ctx.Err() != nil {
-			return nil
-		}
+	// Wait for the initial lists; a permission error fails at once (the
+	// reflectors would retry it silently until the timeout).
+	syncDeadline := time.After(time.Minute)
+	for !allSynced(sis) {
 		select {
+		case <-ctx.Done():
+			return nil
 		case err := <-watchErrs:
-			return fmt.Errorf("initial sync: %w", err)
-		default:
+			if apierrors.IsForbidden(err) || apierrors.IsUnauthorized(err) {
+				return fmt.Errorf("initial sync: %w", err)
+			}
+		case <-syncDeadline:
 			return errors.New("initial sync did not finish within a minute")
+		case <-time.After(20 * time.Millisecond):
 		}
 	}
 	// Events queued so far are in the informers' stores: drop them, then
@@ -353,6 +349,15 @@ func (k *KubeCluster) probe(ctx context.Context, out chan<- error) {
 	}
 }
 
+func allSynced(sis []cache.SharedIndexInformer) bool {
+	for _, si := range sis {
+		if !si.HasSynced() {
+			return false
+		}
+	}
+	return true
+}
+
 // discover finds which ServiceExport version the cluster serves and
 // whether it has ClusterProperties.
 func (k *KubeCluster) discover(client kubernetes.Interface) (string, bool, error) {
@@ -380,18 +385,47 @@ func (k *KubeCluster) discover(client kubernetes.Interface) (string, bool, error
 	}
 	res, err := client.Discovery().ServerResourcesForGroupVersion(clusterPropertyGVR.GroupVersion().String())
 	has := err == nil && len(res.APIResources) > 0
+	if has {
+		// Read the properties only where eastwest may list them.
+		review := &authorizationv1.SelfSubjectAccessReview{Spec: authorizationv1.SelfSubjectAccessReviewSpec{ResourceAttributes: &authorizationv1.ResourceAttributes{
+			Verb: "list", Group: clusterPropertyGVR.Group, Resource: clusterPropertyGVR.Resource,
+		}}}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if r, err := client.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, review, metav1.CreateOptions{}); err == nil && !r.Status.Allowed {
+			k.log.Warn("member cluster's ClusterProperties are not read: not allowed to list them")
+			has = false
+		}
+	}
 	return version, has, nil
 }
 
 // discoverRoutes finds which Gateway API route kinds the cluster serves
-// (mesh routes for its gRPC clients); none is fine.
-func (k *KubeCluster) discoverRoutes(client kubernetes.Interface) map[string]bool {
+// and lets eastwest list (mesh routes for its gRPC clients). None is
+// fine: a member without the Gateway API, or that does not grant it, is
+// still read, and the log says why its routes are not.
+func (k *KubeCluster) discoverRoutes(client kubernetes.Interface, gwc gwclient.Interface) map[string]bool {
 	out := map[string]bool{}
 	res, err := client.Discovery().ServerResourcesForGroupVersion(gwapiv1.GroupVersion.String())
 	if err != nil {
 		return out
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
 	for _, r := range res.APIResources {
+		var err error
+		switch r.Name {
+		case "httproutes":
+			_, err = gwc.GatewayV1().HTTPRoutes("").List(ctx, metav1.ListOptions{Limit: 1})
+		case "grpcroutes":
+			_, err = gwc.GatewayV1().GRPCRoutes("").List(ctx, metav1.ListOptions{Limit: 1})
+		default:
+			continue
+		}
+		if err != nil {
+			k.log.Warn("member cluster's routes are not read", "resource", r.Name, "err", err)
+			continue
+		}
 		out[r.Name] = true
 	}
 	return out
