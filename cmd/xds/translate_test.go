@@ -38,6 +38,8 @@ func TestTranslateGolden(t *testing.T) {
 				fmt.Appendf(nil, "exit code: %d\n%s", code, stderr.String()))
 		})
 	}
+	golden.NoOrphans(t, "testdata/translate/*.out.yaml")
+	golden.NoOrphans(t, "testdata/translate/*.err.txt")
 }
 
 // The command line: usage errors exit 2, --cluster filters, a missing

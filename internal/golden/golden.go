@@ -8,8 +8,14 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
+	"sync"
 	"testing"
 )
+
+// checked records every golden file compared in this test binary, for
+// NoOrphans.
+var checked sync.Map
 
 // update is set by `go test ./... -update`; `make golden` does that and
 // `make check-golden` fails when it changes a file.
@@ -19,6 +25,7 @@ var update = flag.Bool("update", false, "rewrite golden files with the current o
 // when -update is set. A missing golden file is an error without -update.
 func Check(t testing.TB, path string, got []byte) {
 	t.Helper()
+	checked.Store(filepath.Clean(path), true)
 	if *update {
 		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil { //nolint:gosec // testdata is committed source, readable by all
 			t.Fatal(err)
@@ -34,6 +41,27 @@ func Check(t testing.TB, path string, got []byte) {
 	}
 	if !bytes.Equal(got, want) {
 		t.Errorf("output differs from %s (run with -update to accept):\n%s", path, diff(want, got))
+	}
+}
+
+// NoOrphans fails for every file matching pattern that no Check compared:
+// a golden file whose case is gone would otherwise linger, untested.
+//
+// With a -run pattern that selects subtests only some cases run, so the
+// check is not made.
+func NoOrphans(t testing.TB, pattern string) {
+	t.Helper()
+	if f := flag.Lookup("test.run"); f != nil && strings.Contains(f.Value.String(), "/") {
+		return
+	}
+	files, err := filepath.Glob(pattern)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		if _, ok := checked.Load(filepath.Clean(f)); !ok {
+			t.Errorf("golden file %s belongs to no test case: remove it", f)
+		}
 	}
 }
 

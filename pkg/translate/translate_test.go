@@ -79,4 +79,5 @@ func TestTranslateGolden(t *testing.T) {
 			}
 		}
 	}
+	golden.NoOrphans(t, "testdata/*.out.yaml")
 }
