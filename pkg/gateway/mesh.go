@@ -153,17 +153,28 @@ func FromGRPCRoute(member string, r *gwapiv1.GRPCRoute) (MeshRoute, []error, boo
 			}
 			out.Matches = append(out.Matches, match)
 		}
-		for _, br := range rule.BackendRefs {
-			b, err := backend(r.Namespace, br.BackendRef)
-			if err != nil {
-				errs = append(errs, err)
-				continue
-			}
-			out.Backends = append(out.Backends, b)
+		refs := make([]gwapiv1.BackendRef, len(rule.BackendRefs))
+		for i, br := range rule.BackendRefs {
+			refs[i] = br.BackendRef
 		}
+		out.Backends, errs = backends(r.Namespace, refs, errs)
 		m.Rules = append(m.Rules, out)
 	}
 	return m, errs, true
+}
+
+// backends converts a rule's backendRefs, reporting those it cannot serve.
+func backends(ns string, refs []gwapiv1.BackendRef, errs []error) ([]Backend, []error) {
+	var out []Backend
+	for _, ref := range refs {
+		b, err := backend(ns, ref)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		out = append(out, b)
+	}
+	return out, errs
 }
 
 // FromHTTPRoute converts an HTTPRoute, as FromGRPCRoute.
@@ -194,14 +205,11 @@ func FromHTTPRoute(member string, r *gwapiv1.HTTPRoute) (MeshRoute, []error, boo
 			}
 			out.Matches = append(out.Matches, match)
 		}
-		for _, br := range rule.BackendRefs {
-			b, err := backend(r.Namespace, br.BackendRef)
-			if err != nil {
-				errs = append(errs, err)
-				continue
-			}
-			out.Backends = append(out.Backends, b)
+		refs := make([]gwapiv1.BackendRef, len(rule.BackendRefs))
+		for i, br := range rule.BackendRefs {
+			refs[i] = br.BackendRef
 		}
+		out.Backends, errs = backends(r.Namespace, refs, errs)
 		if t := rule.Timeouts; t != nil && t.Request != nil {
 			d, err := time.ParseDuration(string(*t.Request))
 			if err != nil {
