@@ -63,6 +63,23 @@ func (cs *clusterSet) join(c *kube.Cluster) {
 	}
 }
 
+// kubeconfigDir writes the clusters' kubeconfigs into a new folder, one
+// file per member named after it, as --kubeconfig-dir reads them.
+func kubeconfigDir(t testing.TB, clusters ...*kube.Cluster) string {
+	t.Helper()
+	dir := t.TempDir()
+	for _, c := range clusters {
+		b, err := os.ReadFile(c.Kubeconfig)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, c.Name+".yaml"), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
 var ctx = context.Background()
 
 // eventually retries check until it passes, failing with its last error

@@ -3,8 +3,6 @@ package multicluster
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -78,14 +76,7 @@ func (c *adsClient) await(typ, name string, ok func([]byte) bool) error {
 
 func benchClusterSet(b *testing.B) (*member, *controlplane.App) {
 	cs := kube.Start(b, "a", "b")
-	dir := b.TempDir()
-	for _, c := range cs {
-		raw, _ := os.ReadFile(c.Kubeconfig)
-		if err := os.WriteFile(filepath.Join(dir, c.Name+".yaml"), raw, 0o600); err != nil {
-			b.Fatal(err)
-		}
-	}
-	app := cptest.StartWith(b, controlplane.Config{KubeconfigDir: dir, WriteBack: true})
+	app := cptest.StartWith(b, controlplane.Config{KubeconfigDir: kubeconfigDir(b, cs...), WriteBack: true})
 	return &member{Cluster: cs[1], mcs: mustMCS(b, cs[1])}, app
 }
 

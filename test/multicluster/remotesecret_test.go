@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -80,12 +79,7 @@ func TestRemoteSecret(t *testing.T) {
 	if _, err := home.Client.CoreV1().Secrets("eastwest-system").Create(ctx, secret, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
-	b, _ := os.ReadFile(home.Kubeconfig)
-	if err := os.WriteFile(filepath.Join(dir, "home.yaml"), b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cptest.StartWith(t, controlplane.Config{KubeconfigDir: dir, WriteBack: true, Resync: time.Second,
+	cptest.StartWith(t, controlplane.Config{KubeconfigDir: kubeconfigDir(t, home), WriteBack: true, Resync: time.Second,
 		RemoteSecrets: &source.Secrets{Client: home.Client, Namespace: "eastwest-system"}})
 
 	ns := "rs"

@@ -2,8 +2,6 @@ package multicluster
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
 	"testing"
 
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
@@ -29,12 +27,7 @@ func TestMeshRoutesFromCluster(t *testing.T) {
 		m.slice(t, "mesh", name, true, "10.5.0.1")
 		m.export(t, "mesh", name)
 	}
-	dir := t.TempDir()
-	b, _ := os.ReadFile(cs[0].Kubeconfig)
-	if err := os.WriteFile(filepath.Join(dir, "m.yaml"), b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	app := cptest.StartWith(t, controlplane.Config{KubeconfigDir: dir})
+	app := cptest.StartWith(t, controlplane.Config{KubeconfigDir: kubeconfigDir(t, cs...)})
 	gw, err := gwclient.NewForConfig(cs[0].Config)
 	if err != nil {
 		t.Fatal(err)

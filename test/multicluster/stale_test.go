@@ -2,8 +2,6 @@ package multicluster
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -19,14 +17,7 @@ import (
 // drained from what is served, and they come back with the member.
 func TestStaleAfterDrainsAndRestores(t *testing.T) {
 	cs := kube.Start(t, "x", "y")
-	dir := t.TempDir()
-	for _, c := range cs {
-		b, _ := os.ReadFile(c.Kubeconfig)
-		if err := os.WriteFile(filepath.Join(dir, c.Name+".yaml"), b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	app := cptest.StartWith(t, controlplane.Config{KubeconfigDir: dir, StaleAfter: 2 * time.Second})
+	app := cptest.StartWith(t, controlplane.Config{KubeconfigDir: kubeconfigDir(t, cs...), StaleAfter: 2 * time.Second})
 	y := &member{Cluster: cs[1], mcs: mustMCS(t, cs[1])}
 	key := mcs.ServiceKey{Namespace: "stale", Name: "api"}
 	y.service(t, clusterIPService(key.Namespace, key.Name))

@@ -26,9 +26,9 @@ func TestSyncTimeoutLetsUnreachableMembersGo(t *testing.T) {
 	up.slice(t, key.Namespace, key.Name, true, "10.6.0.1")
 	up.export(t, key.Namespace, key.Name)
 
-	dir := t.TempDir()
-	b, _ := os.ReadFile(cs[0].Kubeconfig)
-	if err := os.WriteFile(filepath.Join(dir, "up.yaml"), b, 0o600); err != nil {
+	dir := kubeconfigDir(t, cs...)
+	b, err := os.ReadFile(filepath.Join(dir, "up.yaml"))
+	if err != nil {
 		t.Fatal(err)
 	}
 	// A member whose apiserver never answers (nothing listens on port 1).
