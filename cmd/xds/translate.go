@@ -9,15 +9,18 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"slices"
+	"strings"
 	"syscall"
 	"time"
 
 	"sigs.k8s.io/yaml"
 
-	"github.com/eastwest-dev/eastwest/pkg/gateway"
+	"github.com/eastwest-dev/eastwest/pkg/controlplane"
 	"github.com/eastwest-dev/eastwest/pkg/mcs"
 	"github.com/eastwest-dev/eastwest/pkg/mcs/source"
 	"github.com/eastwest-dev/eastwest/pkg/translate"
+	"github.com/eastwest-dev/eastwest/pkg/writeback"
 )
 
 func runTranslate(args []string, stdout, stderr io.Writer) int {
@@ -28,13 +31,16 @@ func runTranslate(args []string, stdout, stderr io.Writer) int {
 	clusterSet := fs.String("clusterset", "", "the ClusterSet's name; members whose clusterset.k8s.io property names another set are left out")
 	watch := fs.Bool("watch", false, "keep watching the folder and print the whole state again after every change")
 	nodeCluster := fs.String("node-cluster", "", "print the Envoy resources an xDS client in this member cluster gets, instead of the MCS objects")
-	role := fs.String("role", string(translate.RoleClient), "with --node-cluster: the client's role, client (proxyless gRPC) or gateway (east-west Envoy)")
+	role := fs.String("role", string(translate.RoleClient), "with --node-cluster: the client's role, client (proxyless gRPC), gateway (east-west Envoy) or gateway-api (an Envoy implementing --gateway)")
+	gatewayName := fs.String("gateway", "", "with --role gateway-api: the Gateway, as namespace/name")
 	gatewayPort := fs.Uint("gateway-port", uint(translate.DefaultGatewayPort), "with --role gateway: the port of the gateway's HTTP listener")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: xds translate --dir DIR [--cluster ID] [--watch]")
 		fmt.Fprintln(stderr, "       xds translate --dir DIR --node-cluster ID [--role client|gateway]")
+		fmt.Fprintln(stderr, "       xds translate --dir DIR --node-cluster ID --role gateway-api --gateway NS/NAME")
 		fmt.Fprintln(stderr, "\nPrints, per member cluster, the MCS objects it should hold (ServiceImports,")
-		fmt.Fprintln(stderr, "its ServiceExports with their status, MCS EndpointSlices) as a multi-document")
+		fmt.Fprintln(stderr, "its ServiceExports with their status, MCS EndpointSlices, and the status eastwest")
+		fmt.Fprintln(stderr, "gives its GatewayClasses, Gateways and routes) as a multi-document")
 		fmt.Fprintln(stderr, "YAML stream. Problems in the input go to stderr; the exit code is 1 only when")
 		fmt.Fprintln(stderr, "nothing valid could be read. With --node-cluster it prints instead the Envoy")
 		fmt.Fprintln(stderr, "resources (protojson as YAML) that an xDS client of that cluster and role gets;")
@@ -52,15 +58,19 @@ func runTranslate(args []string, stdout, stderr io.Writer) int {
 	opts := translateOptions{dir: *dir, cluster: mcs.ClusterID(*cluster), clusterSet: *clusterSet, now: time.Now().UTC().Truncate(time.Second)}
 	if *nodeCluster != "" {
 		r := translate.Role(*role)
-		if r != translate.RoleClient && r != translate.RoleGateway {
-			fmt.Fprintf(stderr, "xds translate: --role must be client or gateway, not %q\n", *role)
+		if r != translate.RoleClient && r != translate.RoleGateway && r != translate.RoleGatewayAPI {
+			fmt.Fprintf(stderr, "xds translate: --role must be client, gateway or gateway-api, not %q\n", *role)
+			return 2
+		}
+		if (r == translate.RoleGatewayAPI) != (*gatewayName != "") || (*gatewayName != "" && strings.Count(*gatewayName, "/") != 1) {
+			fmt.Fprintln(stderr, "xds translate: --role gateway-api goes with --gateway NAMESPACE/NAME, and only with it")
 			return 2
 		}
 		if *gatewayPort == 0 || *gatewayPort > 65535 {
 			fmt.Fprintf(stderr, "xds translate: --gateway-port %d is not a port\n", *gatewayPort)
 			return 2
 		}
-		opts.view = &translate.View{Cluster: mcs.ClusterID(*nodeCluster), Role: r, GatewayPort: uint32(*gatewayPort)}
+		opts.view = &translate.View{Cluster: mcs.ClusterID(*nodeCluster), Role: r, GatewayPort: uint32(*gatewayPort), Gateway: *gatewayName}
 	}
 	if *watch {
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -78,8 +88,6 @@ type translateOptions struct {
 	now time.Time
 	// view, when set, selects the Envoy output for that client view.
 	view *translate.View
-	// routes are the mesh routes read.
-	routes *gateway.Routes
 }
 
 // translateOnce reads a ClusterSet folder once, merges it and prints the
@@ -94,27 +102,17 @@ func translateOnce(opts translateOptions, stdout, stderr io.Writer) int {
 	for _, p := range probs {
 		fmt.Fprintln(stderr, "error:", p)
 	}
-	store := mcs.NewStore(mcs.Options{ClusterSet: opts.clusterSet})
-	routes := gateway.NewRoutes()
+	off := controlplane.NewOffline(mcs.Options{ClusterSet: opts.clusterSet})
 	objects := 0
 	for _, ev := range evs {
 		if ev.Object != nil {
 			objects++
 		}
-		if ev.Object != nil && gateway.Handles(ev.Object) {
-			_, errs := routes.Apply(ev)
-			for _, err := range errs {
-				fmt.Fprintf(stderr, "warning: member %s: route %s/%s: %v\n", ev.Member, ev.Object.GetNamespace(), ev.Object.GetName(), err)
-			}
-			continue
-		}
-		if err := store.Apply(ev); err != nil {
+		if err := off.Apply(ev); err != nil {
 			fmt.Fprintf(stderr, "error: member %s: %v\n", ev.Member, err)
 		}
 	}
-	store.Flush()
-	state := store.Snapshot()
-	opts.routes = routes
+	state := off.Flush()
 	for _, c := range state.Clusters {
 		if c.Error != "" {
 			fmt.Fprintf(stderr, "error: member %s is left out of the ClusterSet: %s\n", c.Member, c.Error)
@@ -128,7 +126,7 @@ func translateOnce(opts translateOptions, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "error: no valid object could be read")
 		return 1
 	}
-	out, err := render(state, opts)
+	out, err := render(off, state, opts)
 	if err != nil {
 		fmt.Fprintln(stderr, "error:", err)
 		return 1
@@ -145,35 +143,33 @@ func translateOnce(opts translateOptions, stdout, stderr io.Writer) int {
 // watcher and the same incremental Store.
 func translateWatch(ctx context.Context, opts translateOptions, stdout, stderr io.Writer) int {
 	log := slog.New(slog.NewTextHandler(stderr, nil))
-	store := mcs.NewStore(mcs.Options{ClusterSet: opts.clusterSet})
+	off := controlplane.NewOffline(mcs.Options{ClusterSet: opts.clusterSet})
 	dir := source.NewDir(opts.dir, log)
 	failed := false
 	err := dir.Run(ctx, func(evs []mcs.Event, _ []source.Problem) {
 		for _, ev := range evs {
-			if err := store.Apply(ev); err != nil {
+			if err := off.Apply(ev); err != nil {
 				log.Error("cannot apply event", "member", ev.Member, "err", err)
 			}
 		}
-		ch := store.Flush()
-		if ch.Empty() {
+		if len(evs) == 0 {
 			return
 		}
-		state := store.Snapshot()
-		if ch.Clusters {
-			for _, c := range state.Clusters {
-				if c.Error != "" {
-					log.Error("member left out of the ClusterSet", "member", c.Member, "reason", c.Error)
-				}
+		// The whole state again: the watch prints it after every change.
+		state := off.Flush()
+		for _, c := range state.Clusters {
+			if c.Error != "" {
+				log.Error("member left out of the ClusterSet", "member", c.Member, "reason", c.Error)
 			}
 		}
 		opts.now = time.Now().UTC().Truncate(time.Second)
-		out, err := render(state, opts)
+		out, err := render(off, state, opts)
 		if err != nil {
 			log.Error("cannot render state", "err", err)
 			failed = true
 			return
 		}
-		fmt.Fprintf(stdout, "# ClusterSet state at %s (%d services changed)\n", opts.now.Format(time.RFC3339), len(ch.Services))
+		fmt.Fprintf(stdout, "# ClusterSet state at %s\n", opts.now.Format(time.RFC3339))
 		if _, err := stdout.Write(out); err != nil {
 			failed = true
 		}
@@ -185,10 +181,10 @@ func translateWatch(ctx context.Context, opts translateOptions, stdout, stderr i
 }
 
 // render prints the Envoy resources of opts.view when set, else the MCS
-// objects of every member cluster.
-func render(state *mcs.State, opts translateOptions) ([]byte, error) {
+// objects and Gateway API statuses of every member cluster.
+func render(off *controlplane.Offline, state *mcs.State, opts translateOptions) ([]byte, error) {
 	if opts.view == nil {
-		return renderMCS(state, opts)
+		return renderMCS(off, state, opts)
 	}
 	known := false
 	for _, id := range state.ClusterIDs() {
@@ -197,32 +193,10 @@ func render(state *mcs.State, opts translateOptions) ([]byte, error) {
 	if !known {
 		return nil, fmt.Errorf("cluster %q is not a member of the ClusterSet (members: %v); a client there would get nothing", opts.view.Cluster, state.ClusterIDs())
 	}
-	r := translate.All(state, *opts.view)
-	if opts.routes != nil && opts.view.Role == translate.RoleClient {
-		member := ""
-		for _, c := range state.Clusters {
-			if c.ID == opts.view.Cluster {
-				member = c.Member
-			}
-		}
-		r = translate.AllWith(state, *opts.view, func(st *mcs.ServiceState) translate.ServiceOptions {
-			if st == nil || !hasPortRoutes(opts.routes, member, st) {
-				return translate.ServiceOptions{}
-			}
-			return translate.ServiceOptions{
-				Routes: func(port int32) []gateway.MeshRoute { return opts.routes.For(member, st.Key, port) },
-				Ports: func(k mcs.ServiceKey) []int32 {
-					var out []int32
-					if s := state.Services[k]; s != nil && s.Import != nil {
-						for _, p := range s.Import.Ports {
-							out = append(out, p.Port)
-						}
-					}
-					return out
-				},
-			}
-		})
+	if opts.view.Role == translate.RoleGatewayAPI && !slices.ContainsFunc(off.Views(0), func(v translate.View) bool { return v.String() == opts.view.String() }) {
+		return nil, fmt.Errorf("cluster %s has no Gateway %s of an accepted eastwest GatewayClass with a valid listener; see its status in `xds translate --dir DIR`", opts.view.Cluster, opts.view.Gateway)
 	}
+	r := off.View(*opts.view)
 	var b bytes.Buffer
 	for _, inv := range r.Invalid {
 		fmt.Fprintf(&b, "# not published (failed validation): %v\n", inv)
@@ -235,31 +209,25 @@ func render(state *mcs.State, opts translateOptions) ([]byte, error) {
 	return b.Bytes(), nil
 }
 
-// hasPortRoutes reports whether any port of a service has mesh routes.
-func hasPortRoutes(r *gateway.Routes, member string, st *mcs.ServiceState) bool {
-	if st.Import == nil {
-		return false
-	}
-	for _, p := range st.Import.Ports {
-		if len(r.For(member, st.Key, p.Port)) > 0 {
-			return true
-		}
-	}
-	return false
-}
-
 // renderMCS prints, per member cluster sorted by ID, the objects the merge
 // says it should hold, each document preceded by a comment naming the
 // cluster.
-func renderMCS(state *mcs.State, opts translateOptions) ([]byte, error) {
+func renderMCS(off *controlplane.Offline, state *mcs.State, opts translateOptions) ([]byte, error) {
 	var b bytes.Buffer
 	for _, id := range state.ClusterIDs() {
 		if opts.cluster != "" && id != opts.cluster {
 			continue
 		}
 		objs := state.ObjectsFor(id, opts.now)
-		fmt.Fprintf(&b, "# Cluster %s: %d ServiceImports, %d ServiceExports, %d EndpointSlices\n",
-			id, len(objs.ServiceImports), len(objs.ServiceExports), len(objs.EndpointSlices))
+		member := ""
+		for _, c := range state.Clusters {
+			if c.ID == id {
+				member = c.Member
+			}
+		}
+		statuses := writeback.StatusObjects(off.Statuses(member), opts.now)
+		fmt.Fprintf(&b, "# Cluster %s: %d ServiceImports, %d ServiceExports, %d EndpointSlices, %d Gateway API statuses\n",
+			id, len(objs.ServiceImports), len(objs.ServiceExports), len(objs.EndpointSlices), len(statuses))
 		var docs []any
 		for _, o := range objs.ServiceImports {
 			docs = append(docs, o)
@@ -268,6 +236,9 @@ func renderMCS(state *mcs.State, opts translateOptions) ([]byte, error) {
 			docs = append(docs, o)
 		}
 		for _, o := range objs.EndpointSlices {
+			docs = append(docs, o)
+		}
+		for _, o := range statuses {
 			docs = append(docs, o)
 		}
 		for _, d := range docs {

@@ -64,7 +64,7 @@ func TestTranslateCommandLine(t *testing.T) {
 		"mesh routes shape a client's routes": {args: []string{"translate", "--dir", "../../pkg/translate/testdata/mesh.in", "--node-cluster", "a"}, code: 0,
 			stdout: "weightedClusters"},
 		"unknown node cluster":  {args: []string{"translate", "--dir", "../../examples/clusterset", "--node-cluster", "mars"}, code: 1, stderr: `cluster "mars" is not a member`},
-		"bad role":              {args: []string{"translate", "--dir", "../../examples/clusterset", "--node-cluster", "east", "--role", "pilot"}, code: 2, stderr: "--role must be client or gateway"},
+		"bad role":              {args: []string{"translate", "--dir", "../../examples/clusterset", "--node-cluster", "east", "--role", "pilot"}, code: 2, stderr: "--role must be client, gateway or gateway-api"},
 		"folder does not exist": {args: []string{"translate", "--dir", filepath.Join(t.TempDir(), "nope")}, code: 1, stderr: "read ClusterSet folder"},
 		"empty folder":          {args: []string{"translate", "--dir", t.TempDir()}, code: 1, stderr: "no member clusters"},
 	}

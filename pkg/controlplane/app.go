@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 	"github.com/eastwest-dev/eastwest/pkg/mcs"
 	"github.com/eastwest-dev/eastwest/pkg/mcs/source"
 	"github.com/eastwest-dev/eastwest/pkg/metrics"
+	"github.com/eastwest-dev/eastwest/pkg/translate"
 	"github.com/eastwest-dev/eastwest/pkg/writeback"
 )
 
@@ -99,6 +101,7 @@ func NewApp(cfg Config, log *slog.Logger, debugHandler func(*App) http.Handler) 
 		if cfg.WriteBack {
 			a.wb = writeback.New(a.kube, log)
 			a.Writer.OnPublish(a.wb.Changed)
+			a.Writer.OnStatus(a.wb.StatusChanged)
 		}
 	}
 
@@ -126,22 +129,29 @@ func (a *App) DebugAddr() string { return a.debugListener.Addr().String() }
 // cluster that is not (yet) a member waits: it is served as soon as the
 // cluster joins.
 func (a *App) describeNode(n *corev3.Node) (string, string, string, error) {
-	c, r, err := ParseNode(n)
+	v, err := ParseNode(n)
 	if err != nil {
 		a.log.Warn("xDS client refused", "node", n.GetId(), "reason", err)
 		return n.GetCluster(), "", "", err
 	}
+	c := v.Cluster
 	known := false
-	members := a.Writer.Snapshot().State.ClusterIDs()
+	snap := a.Writer.Snapshot()
+	members := snap.State.ClusterIDs()
 	for _, id := range members {
 		known = known || id == c
 	}
 	if !known {
 		err = fmt.Errorf("cluster %q is not a member of the ClusterSet (members: %v); the client gets nothing until it joins", c, members)
 		a.log.Warn("xDS client of an unknown cluster", "node", n.GetId(), "reason", err)
-		return string(c), string(r), ViewName(c, r), err
+		return string(c), string(v.Role), v.String(), err
 	}
-	return string(c), string(r), ViewName(c, r), nil
+	if v.Role == translate.RoleGatewayAPI && !slices.ContainsFunc(snap.Views, func(sv translate.View) bool { return sv.String() == v.String() }) {
+		err = fmt.Errorf("cluster %s has no Gateway %s of an accepted eastwest GatewayClass with a valid listener (yet); the Envoy gets nothing until it has", c, v.Gateway)
+		a.log.Warn("xDS client of an unknown Gateway", "node", n.GetId(), "reason", err)
+		return string(c), string(v.Role), v.String(), err
+	}
+	return string(c), string(v.Role), v.String(), nil
 }
 
 // Run serves until ctx ends, then shuts down: the debug endpoint first,

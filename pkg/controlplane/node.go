@@ -2,6 +2,7 @@ package controlplane
 
 import (
 	"fmt"
+	"strings"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 
@@ -13,30 +14,46 @@ import (
 //
 //	node.id              unique per client
 //	node.cluster         the ID of the member cluster the client runs in
-//	node.metadata.role   "gateway" (east-west Envoy) or "client" (proxyless gRPC; the default)
+//	node.metadata.role   "gateway" (east-west Envoy), "gateway-api" (an Envoy
+//	                     implementing a Gateway API Gateway) or "client"
+//	                     (proxyless gRPC; the default)
+//	node.metadata.gateway with role gateway-api: the Gateway, <namespace>/<name>
 const (
 	// MetadataRole is the node metadata key naming the client's role.
 	MetadataRole = "role"
+	// MetadataGateway is the node metadata key naming the Gateway a
+	// gateway-api node implements.
+	MetadataGateway = "gateway"
 )
 
 // ParseNode reads the node contract. It fails for a node that declares no
-// cluster or an unknown role; whether the cluster is a member is checked
-// separately, since a cluster may join after its clients connect.
-func ParseNode(n *corev3.Node) (mcs.ClusterID, translate.Role, error) {
+// cluster, an unknown role, or a gateway-api role without a Gateway;
+// whether the cluster is a member (and the Gateway one of ours) is checked
+// separately, since either may appear after the client connects.
+func ParseNode(n *corev3.Node) (translate.View, error) {
 	if n == nil {
-		return "", "", fmt.Errorf("the request has no node")
+		return translate.View{}, fmt.Errorf("the request has no node")
 	}
 	if n.GetCluster() == "" {
-		return "", "", fmt.Errorf("node %q: node.cluster is empty; set it to the ID of the member cluster the client runs in", n.GetId())
+		return translate.View{}, fmt.Errorf("node %q: node.cluster is empty; set it to the ID of the member cluster the client runs in", n.GetId())
 	}
-	role := translate.RoleClient
-	if v, ok := n.GetMetadata().GetFields()[MetadataRole]; ok {
-		role = translate.Role(v.GetStringValue())
+	v := translate.View{Cluster: mcs.ClusterID(n.GetCluster()), Role: translate.RoleClient}
+	fields := n.GetMetadata().GetFields()
+	if f, ok := fields[MetadataRole]; ok {
+		v.Role = translate.Role(f.GetStringValue())
 	}
-	if role != translate.RoleClient && role != translate.RoleGateway {
-		return "", "", fmt.Errorf("node %q: node.metadata.role %q is not %q or %q", n.GetId(), role, translate.RoleClient, translate.RoleGateway)
+	switch v.Role {
+	case translate.RoleClient, translate.RoleGateway:
+	case translate.RoleGatewayAPI:
+		v.Gateway = fields[MetadataGateway].GetStringValue()
+		ns, name, ok := strings.Cut(v.Gateway, "/")
+		if !ok || ns == "" || name == "" || strings.Contains(name, "/") {
+			return translate.View{}, fmt.Errorf("node %q: role %q needs node.metadata.gateway set to <namespace>/<name> of the Gateway, not %q", n.GetId(), v.Role, v.Gateway)
+		}
+	default:
+		return translate.View{}, fmt.Errorf("node %q: node.metadata.role %q is not %q, %q or %q", n.GetId(), v.Role, translate.RoleClient, translate.RoleGateway, translate.RoleGatewayAPI)
 	}
-	return mcs.ClusterID(n.GetCluster()), role, nil
+	return v, nil
 }
 
 // ViewName is the cache view of a member cluster and role.
@@ -46,9 +63,9 @@ func ViewName(c mcs.ClusterID, r translate.Role) string {
 
 // NodeView is the cache's NodeViewFunc.
 func NodeView(n *corev3.Node) (string, error) {
-	c, r, err := ParseNode(n)
+	v, err := ParseNode(n)
 	if err != nil {
 		return "", err
 	}
-	return ViewName(c, r), nil
+	return v.String(), nil
 }

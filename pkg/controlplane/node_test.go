@@ -9,11 +9,16 @@ import (
 )
 
 // The node contract: node.cluster names the member cluster, and
-// node.metadata.role is client (default) or gateway; anything else is
+// node.metadata.role is client (default), gateway or gateway-api (with
+// node.metadata.gateway naming the Gateway); anything else is
 // refused with a reason that says what to fix.
 func TestParseNode(t *testing.T) {
-	meta := func(role string) *structpb.Struct {
-		s, _ := structpb.NewStruct(map[string]any{"role": role})
+	meta := func(role string, kv ...string) *structpb.Struct {
+		m := map[string]any{"role": role}
+		for i := 0; i+1 < len(kv); i += 2 {
+			m[kv[i]] = kv[i+1]
+		}
+		s, _ := structpb.NewStruct(m)
 		return s
 	}
 	tests := map[string]struct {
@@ -21,11 +26,15 @@ func TestParseNode(t *testing.T) {
 		wantView string
 		wantErr  string
 	}{
-		"client by default": {&corev3.Node{Id: "a", Cluster: "east"}, "east/client", ""},
-		"gateway":           {&corev3.Node{Id: "g", Cluster: "west", Metadata: meta("gateway")}, "west/gateway", ""},
-		"no cluster":        {&corev3.Node{Id: "x"}, "", "node.cluster is empty"},
-		"unknown role":      {&corev3.Node{Id: "x", Cluster: "east", Metadata: meta("sidecar")}, "", `node.metadata.role "sidecar"`},
-		"no node":           {nil, "", "no node"},
+		"client by default":                      {&corev3.Node{Id: "a", Cluster: "east"}, "east/client", ""},
+		"gateway":                                {&corev3.Node{Id: "g", Cluster: "west", Metadata: meta("gateway")}, "west/gateway", ""},
+		"no cluster":                             {&corev3.Node{Id: "x"}, "", "node.cluster is empty"},
+		"unknown role":                           {&corev3.Node{Id: "x", Cluster: "east", Metadata: meta("sidecar")}, "", `node.metadata.role "sidecar"`},
+		"no node":                                {nil, "", "no node"},
+		"gateway-api":                            {&corev3.Node{Id: "e", Cluster: "east", Metadata: meta("gateway-api", "gateway", "infra/public")}, "east/gateway-api/infra/public", ""},
+		"gateway-api without gateway":            {&corev3.Node{Id: "e", Cluster: "east", Metadata: meta("gateway-api")}, "", "node.metadata.gateway"},
+		"gateway-api, gateway without namespace": {&corev3.Node{Id: "e", Cluster: "east", Metadata: meta("gateway-api", "gateway", "public")}, "", "<namespace>/<name>"},
+		"gateway-api, gateway with two slashes":  {&corev3.Node{Id: "e", Cluster: "east", Metadata: meta("gateway-api", "gateway", "a/b/c")}, "", "<namespace>/<name>"},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {

@@ -82,10 +82,16 @@ type Writer struct {
 	// resources fail validation.
 	translate func(*mcs.ServiceState, translate.View, translate.ServiceOptions) translate.Result
 
-	// routes are the mesh routes (GAMMA) of every member; routesDirty the
-	// services whose routes changed since the last publish.
-	routes      *gateway.Routes
+	// gw holds every member's Gateway API objects; gwResults what
+	// gateway.Build made of them, by member; routesDirty the services
+	// whose mesh routes changed since the last publish.
+	gw          *gateway.Store
+	gwResults   map[string]gateway.Result
+	gwViews     map[string]bool // published gateway-api view names
 	routesDirty map[mcs.ServiceKey]bool
+	// onStatus, when set, is told the Gateway API statuses of members
+	// whose results were built again.
+	onStatus func(member string, statuses []gateway.Status)
 
 	// onPublish, when set, is told each published state and what changed
 	// (the write-back to member clusters).
@@ -97,6 +103,11 @@ type Writer struct {
 func (w *Writer) OnPublish(fn func(state *mcs.State, services []mcs.ServiceKey, clusters bool)) {
 	w.onPublish = fn
 }
+
+// OnStatus sets a function told the Gateway API statuses of every member
+// whose objects (or the services they reference) changed; it must not
+// block. Set it before Run.
+func (w *Writer) OnStatus(fn func(member string, statuses []gateway.Status)) { w.onStatus = fn }
 
 type ref struct{ typ, name string }
 
@@ -150,7 +161,9 @@ func NewWriter(opts WriterOptions, c *cache.Cache, m *metrics.Metrics, log *slog
 		gwSig:     map[mcs.ServiceKey]string{},
 		imported:  map[mcs.ServiceKey]bool{},
 		translate: translate.ServiceWith,
-		routes:    gateway.NewRoutes(),
+		gw:        gateway.NewStore(),
+		gwResults: map[string]gateway.Result{},
+		gwViews:   map[string]bool{},
 
 		routesDirty: map[mcs.ServiceKey]bool{},
 	}
@@ -255,19 +268,7 @@ func (w *Writer) Run(ctx context.Context) {
 
 func (w *Writer) receive(b batch) {
 	for _, ev := range b.events {
-		if ev.Op == mcs.OpLeave || (ev.Object != nil && gateway.Handles(ev.Object)) {
-			touched, errs := w.routes.Apply(ev)
-			for _, k := range touched {
-				w.routesDirty[k] = true
-			}
-			for _, err := range errs {
-				w.log.Warn("route not fully served", "source", b.source, "member", ev.Member, "route", ev.Object.GetNamespace()+"/"+ev.Object.GetName(), "err", err)
-			}
-			if ev.Op != mcs.OpLeave {
-				continue
-			}
-		}
-		if err := w.store.Apply(ev); err != nil {
+		if err := apply(ev, w.store, w.gw); err != nil {
 			w.log.Error("cannot apply source event", "source", b.source, "member", ev.Member, "op", ev.Op, "err", err)
 		}
 	}
@@ -292,17 +293,27 @@ func (w *Writer) publish() {
 	state := w.store.Snapshot()
 	start = time.Now()
 
+	// Gateway API: build again the members whose objects changed, or
+	// whose routes reference a service that changed.
+	rebuilt := w.buildGateways(state, ch)
+
 	keys := ch.Services
+	viewsChanged := ch.Clusters || len(rebuilt) > 0 && w.gatewayViewsChanged(state)
 	var viewNames []string
-	if ch.Clusters {
+	if viewsChanged {
 		w.views = w.views[:0]
 		for _, id := range state.ClusterIDs() {
 			for _, r := range roles {
 				w.views = append(w.views, translate.View{Cluster: id, Role: r, GatewayPort: w.opts.GatewayPort})
 			}
 		}
+		w.views = append(w.views, w.gatewayViews(state)...)
+		w.gwViews = map[string]bool{}
 		for _, v := range w.views {
 			viewNames = append(viewNames, v.String())
+			if v.Role == translate.RoleGatewayAPI {
+				w.gwViews[v.String()] = true
+			}
 		}
 		for name := range w.published {
 			if !slices.Contains(viewNames, name) {
@@ -312,6 +323,8 @@ func (w *Writer) publish() {
 				delete(w.gwInvalid, name)
 			}
 		}
+	}
+	if ch.Clusters {
 		// Every service may look different from a new view; and the
 		// services that went away with a member must go too.
 		keys = state.ServiceKeys()
@@ -329,7 +342,9 @@ func (w *Writer) publish() {
 	for _, key := range keys {
 		st := state.Services[key]
 		for _, v := range w.views {
-			w.translateService(v, key, st, sets, dels)
+			if v.Role != translate.RoleGatewayAPI {
+				w.translateService(v, key, st, sets, dels)
+			}
 		}
 		sig := gatewaySignature(st)
 		if w.gwSig[key] != sig {
@@ -355,7 +370,7 @@ func (w *Writer) publish() {
 	// may name is known, and whenever anything changed: a route follows
 	// its backends being published or withdrawn.
 	if len(keys) > 0 || len(w.routesDirty) > 0 {
-		parents := w.routes.Parents()
+		parents := w.meshParents()
 		for k := range w.routesDirty {
 			if !slices.Contains(parents, k) {
 				parents = append(parents, k) // its last route went away
@@ -386,6 +401,7 @@ func (w *Writer) publish() {
 			w.gwInvalid[v.String()] = r.Invalid
 		}
 	}
+	w.translateGateways(state, rebuilt, viewsChanged, sets, dels)
 
 	var updates []cache.Update
 	for _, typ := range translate.TypeOrder() {
@@ -401,23 +417,158 @@ func (w *Writer) publish() {
 	if err := w.cache.Apply(updates); err != nil {
 		w.log.Error("cannot publish resources", "err", err)
 	}
-	if ch.Clusters {
+	if viewsChanged {
 		// After the resources, so a new view's clients get them at once.
 		w.cache.SetViews(viewNames)
 	}
 	w.metrics.Translated(time.Since(start))
-	w.snapshot(state, !ch.Empty() || w.gen == 0)
+	w.snapshot(state, !ch.Empty() || len(rebuilt) > 0 || w.gen == 0)
 	if w.onPublish != nil && (!ch.Empty() || w.gen == 1) {
 		w.onPublish(state, ch.Services, ch.Clusters || w.gen == 1)
 	}
+	if w.onStatus != nil {
+		for _, m := range rebuilt {
+			w.onStatus(m, w.gwResults[m].Statuses)
+		}
+	}
+}
+
+// buildGateways runs gateway.Build for the members that need it and
+// returns them. A member's mesh parents, old and new, get their client
+// routes translated again.
+func (w *Writer) buildGateways(state *mcs.State, ch mcs.Changes) []string {
+	dirty := map[string]bool{}
+	for _, m := range w.gw.TakeDirty() {
+		dirty[m] = true
+	}
+	for m, r := range w.gwResults {
+		if ch.Clusters || slices.ContainsFunc(ch.Touched, func(k mcs.ServiceKey) bool { return r.Refs[k] }) {
+			dirty[m] = true
+		}
+	}
+	var out []string
+	for _, m := range slices.Sorted(maps.Keys(dirty)) {
+		old := w.gwResults[m]
+		for k := range old.Mesh {
+			w.routesDirty[k] = true
+		}
+		in := w.gw.Inputs(m)
+		if in == nil {
+			delete(w.gwResults, m)
+			out = append(out, m)
+			continue
+		}
+		r := gateway.Build(in, lookup{state: state, store: w.store, member: m})
+		for k := range r.Mesh {
+			w.routesDirty[k] = true
+		}
+		w.gwResults[m] = r
+		out = append(out, m)
+	}
+	return out
+}
+
+// lookup is what gateway.Build reads: the ClusterSet's imports and the
+// member's own Services.
+type lookup struct {
+	state  *mcs.State
+	store  *mcs.Store
+	member string
+}
+
+func (l lookup) Import(k mcs.ServiceKey) *mcs.Import {
+	if st := l.state.Services[k]; st != nil {
+		return st.Import
+	}
+	return nil
+}
+
+func (l lookup) Service(k mcs.ServiceKey) *mcs.Service {
+	svc, _ := l.store.Local(l.member, k)
+	return svc
+}
+
+// clusterOf returns a member's cluster ID ("" while it is left out).
+func clusterOf(state *mcs.State, member string) mcs.ClusterID {
+	for _, c := range state.Clusters {
+		if c.Member == member {
+			return c.ID
+		}
+	}
+	return ""
+}
+
+// gatewayViews are the gateway-api views: one per Gateway eastwest
+// programs, in its member's cluster.
+func (w *Writer) gatewayViews(state *mcs.State) []translate.View {
+	var out []translate.View
+	for _, m := range slices.Sorted(maps.Keys(w.gwResults)) {
+		id := clusterOf(state, m)
+		if id == "" {
+			continue
+		}
+		for _, gw := range w.gwResults[m].Gateways {
+			out = append(out, translate.View{Cluster: id, Role: translate.RoleGatewayAPI, Gateway: translate.GatewayAPIView(gw.Key)})
+		}
+	}
+	return out
+}
+
+func (w *Writer) gatewayViewsChanged(state *mcs.State) bool {
+	now := w.gatewayViews(state)
+	if len(now) != len(w.gwViews) {
+		return true
+	}
+	for _, v := range now {
+		if !w.gwViews[v.String()] {
+			return true
+		}
+	}
+	return false
+}
+
+// translateGateways translates the Gateways of rebuilt members (all of
+// them when the views changed) into their views.
+func (w *Writer) translateGateways(state *mcs.State, rebuilt []string, all bool, sets map[string]map[string][]cache.Resource, dels map[string]map[string][]string) {
+	members := rebuilt
+	if all {
+		members = slices.Sorted(maps.Keys(w.gwResults))
+	}
+	for _, m := range members {
+		id := clusterOf(state, m)
+		if id == "" {
+			continue
+		}
+		be := translate.Backends{State: state, Local: func(k mcs.ServiceKey) (*mcs.Service, []*mcs.Slice) { return w.store.Local(m, k) }}
+		for _, gw := range w.gwResults[m].Gateways {
+			v := translate.View{Cluster: id, Role: translate.RoleGatewayAPI, Gateway: translate.GatewayAPIView(gw.Key)}
+			w.record(v.String(), mcs.ServiceKey{}, translate.GatewayAPI(gw, v, be), sets, dels)
+		}
+	}
+}
+
+// meshParents returns every service some member's mesh route attaches to.
+func (w *Writer) meshParents() []mcs.ServiceKey {
+	seen := map[mcs.ServiceKey]bool{}
+	for _, r := range w.gwResults {
+		for k := range r.Mesh {
+			seen[k] = true
+		}
+	}
+	return slices.SortedFunc(maps.Keys(seen), mcs.ServiceKey.Compare)
 }
 
 // translateService translates one service for one view and records what to
 // set and delete. A resource that fails validation keeps its previous
 // version published.
 func (w *Writer) translateService(v translate.View, key mcs.ServiceKey, st *mcs.ServiceState, sets map[string]map[string][]cache.Resource, dels map[string]map[string][]string) {
-	view := v.String()
-	r := w.translate(st, v, w.serviceOptions(v, st))
+	w.record(v.String(), key, w.translate(st, v, w.serviceOptions(v, st)), sets, dels)
+}
+
+// record sets what a translation made in a view under a key (a service;
+// the zero key for a Gateway's view), and deletes what the key had and no
+// longer has. A resource that fails validation keeps its previous version.
+func (w *Writer) record(view string, key mcs.ServiceKey, r translate.Result, sets map[string]map[string][]cache.Resource, dels map[string]map[string][]string) {
 	keep := map[ref]bool{}
 	var refs []ref
 	for _, res := range r.Resources {
@@ -483,16 +634,13 @@ func (w *Writer) serviceOptions(v translate.View, st *mcs.ServiceState) translat
 	}
 	view := v.String()
 	return translate.ServiceOptions{
-		Routes:    func(port int32) []gateway.MeshRoute { return w.routes.For(member, st.Key, port) },
+		Routes:    func(port int32) []*gateway.RouteRule { return gateway.MeshRules(w.gwResults[member].Mesh[st.Key], port) },
 		Published: func(c string) bool { return w.clusters[view][c] },
-		Ports: func(k mcs.ServiceKey) []int32 {
-			var out []int32
-			if s := state.Services[k]; s != nil && s.Import != nil {
-				for _, p := range s.Import.Ports {
-					out = append(out, p.Port)
-				}
+		Import: func(k mcs.ServiceKey) *mcs.Import {
+			if s := state.Services[k]; s != nil {
+				return s.Import
 			}
-			return out
+			return nil
 		},
 	}
 }

@@ -266,6 +266,7 @@ var TypeNames = map[string]string{
 	"eds": resourcev3.EndpointType,
 	"lds": resourcev3.ListenerType,
 	"rds": resourcev3.RouteType,
+	"sds": resourcev3.SecretType,
 }
 
 func (h *Handler) syncz(w http.ResponseWriter, _ *http.Request) {
@@ -324,16 +325,13 @@ func (h *Handler) configDump(w http.ResponseWriter, r *http.Request) {
 	if t := r.URL.Query().Get("type"); t != "" {
 		url, ok := TypeNames[strings.ToLower(t)]
 		if !ok {
-			fail(w, http.StatusBadRequest, "type must be one of cds, eds, lds, rds")
+			fail(w, http.StatusBadRequest, "type must be one of cds, eds, lds, rds, sds")
 			return
 		}
 		types = []string{url}
 	}
 	dump := ConfigDump{Node: c.NodeID, View: c.View}
 	for _, typ := range types {
-		if typ == resourcev3.SecretType {
-			continue // never printed
-		}
 		ts := c.Types[typ]
 		if ts == nil {
 			continue
@@ -344,7 +342,8 @@ func (h *Handler) configDump(w http.ResponseWriter, r *http.Request) {
 			if len(ts.Names) > 0 && !slices.Contains(ts.Names, p.Name) {
 				continue
 			}
-			a, err := anypb.New(p.Message)
+			// Secrets show a hash of their key material, never the key.
+			a, err := anypb.New(translate.Redact(p.Message))
 			if err != nil {
 				continue
 			}

@@ -73,6 +73,10 @@ type Changes struct {
 	Services []ServiceKey
 	// Clusters is true when the member list or a member's ID changed.
 	Clusters bool
+	// Touched are the services whose inputs (Service, EndpointSlices,
+	// exports) changed in some member, exported or not: what a Gateway
+	// API backendRef to a plain Service follows.
+	Touched []ServiceKey
 }
 
 // Empty reports whether nothing changed.
@@ -261,6 +265,7 @@ func (s *Store) Flush() Changes {
 	}
 	in := make([]ClusterInput, len(s.ordered))
 	for key := range s.dirty {
+		ch.Touched = append(ch.Touched, key)
 		for i, m := range s.ordered {
 			in[i] = m.input(key)
 		}
@@ -344,6 +349,18 @@ func (s *Store) resolveClusters() bool {
 	changed := !slices.Equal(infos, s.clusters)
 	s.ordered, s.clusters = ordered, infos
 	return changed
+}
+
+// Local returns a member's own Service and its EndpointSlices (sorted by
+// name), exported or not; nil when the member has no such Service. The
+// values are shared and immutable.
+func (s *Store) Local(member string, key ServiceKey) (*Service, []*Slice) {
+	m := s.members[member]
+	if m == nil || m.services[key] == nil {
+		return nil, nil
+	}
+	in := m.input(key)
+	return in.Service, in.Slices
 }
 
 // Service returns the merged state of one service as of the last Flush, or

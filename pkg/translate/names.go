@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strconv"
 
+	"k8s.io/apimachinery/pkg/types"
+
 	"github.com/eastwest-dev/eastwest/pkg/mcs"
 )
 
@@ -50,3 +52,40 @@ func StatPrefix(listener string) string { return listener }
 // Locality names a member cluster in Envoy localities: the region is the
 // cluster ID, the zone its endpoints' zone when they all share one.
 func Locality(cluster mcs.ClusterID) string { return string(cluster) }
+
+// GatewayAPIView is the view name part of a Gateway: <namespace>/<name>.
+func GatewayAPIView(gw types.NamespacedName) string { return gw.Namespace + "/" + gw.Name }
+
+// GatewayAPIListenerName names the Envoy listener of a Gateway's port.
+func GatewayAPIListenerName(gw types.NamespacedName, port int32) string {
+	return fmt.Sprintf("gateway-api:%s/%s:%d", gw.Namespace, gw.Name, port)
+}
+
+// GatewayAPIRouteName names the route configuration of a Gateway's HTTP
+// port (listener empty) or of one HTTPS listener (its own filter chain).
+func GatewayAPIRouteName(gw types.NamespacedName, port int32, listener string) string {
+	if listener == "" {
+		return GatewayAPIListenerName(gw, port)
+	}
+	return GatewayAPIListenerName(gw, port) + "/" + listener
+}
+
+// GatewayAPIVirtualHostName names the virtual host of one hostname.
+func GatewayAPIVirtualHostName(hostname string) string { return hostname }
+
+// LocalClusterName names the Envoy cluster of a Service port in the
+// view's own member cluster (a Gateway API backendRef of kind Service):
+// <svc>.<ns>.svc.cluster.local:<port>.
+func LocalClusterName(key mcs.ServiceKey, port int32) string {
+	return key.Name + "." + key.Namespace + ".svc.cluster.local:" + strconv.Itoa(int(port))
+}
+
+// SecretName names the SDS secret of a TLS Secret.
+func SecretName(s types.NamespacedName) string { return "secret:" + s.Namespace + "/" + s.Name }
+
+// InvalidBackendCluster is the cluster a route's share for an invalid
+// backendRef goes to. It is deliberately never published: Envoy answers
+// requests for a missing cluster with the route's
+// cluster_not_found_response_code, 500, which is what the Gateway API asks
+// for an invalid backend's share of the weight.
+const InvalidBackendCluster = "eastwest-invalid-backend"

@@ -48,9 +48,19 @@ type View struct {
 	Role    Role
 	// GatewayPort is the port of the gateway HTTP listener (gateways only).
 	GatewayPort uint32
+	// Gateway is the <namespace>/<name> of the Gateway API Gateway a
+	// gateway-api view implements.
+	Gateway string
 }
 
-func (v View) String() string { return string(v.Cluster) + "/" + string(v.Role) }
+// String names the view in the cache: <cluster>/<role>, and for
+// gateway-api views <cluster>/gateway-api/<namespace>/<name>.
+func (v View) String() string {
+	if v.Role == RoleGatewayAPI {
+		return string(v.Cluster) + "/" + string(v.Role) + "/" + v.Gateway
+	}
+	return string(v.Cluster) + "/" + string(v.Role)
+}
 
 // Resource is one named Envoy resource of one xDS type.
 type Resource struct {
@@ -82,11 +92,12 @@ var typeOrder = map[string]int{
 	resourcev3.EndpointType: 1,
 	resourcev3.ListenerType: 2,
 	resourcev3.RouteType:    3,
+	resourcev3.SecretType:   -1,
 }
 
 // TypeOrder returns the xDS types in make-before-break order.
 func TypeOrder() []string {
-	return []string{resourcev3.ClusterType, resourcev3.EndpointType, resourcev3.ListenerType, resourcev3.RouteType}
+	return []string{resourcev3.SecretType, resourcev3.ClusterType, resourcev3.EndpointType, resourcev3.ListenerType, resourcev3.RouteType}
 }
 
 func (r *Result) sort() {
@@ -496,6 +507,8 @@ func shortType(typeURL string) string {
 		return "Listener"
 	case resourcev3.RouteType:
 		return "RouteConfiguration"
+	case resourcev3.SecretType:
+		return "Secret"
 	}
 	return typeURL
 }

@@ -1,21 +1,28 @@
-package translate
+package translate_test
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"log/slog"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"sigs.k8s.io/yaml"
 
 	"github.com/eastwest-dev/eastwest/internal/golden"
-	"github.com/eastwest-dev/eastwest/pkg/gateway"
+	"github.com/eastwest-dev/eastwest/pkg/controlplane"
 	"github.com/eastwest-dev/eastwest/pkg/mcs"
 	"github.com/eastwest-dev/eastwest/pkg/mcs/source"
+	"github.com/eastwest-dev/eastwest/pkg/translate"
+	"github.com/eastwest-dev/eastwest/pkg/writeback"
 )
 
-// loadState merges a ClusterSet folder as serve would, mesh routes apart.
-func loadState(t *testing.T, dir string) (*mcs.State, *gateway.Routes) {
+// load runs a ClusterSet folder through the pipeline serve runs (sources'
+// decoding, MCS merge, Gateway API build), without clients.
+func load(t *testing.T, dir string) (*controlplane.Offline, *mcs.State) {
 	t.Helper()
 	evs, probs, err := source.NewDir(dir, slog.New(slog.NewTextHandler(io.Discard, nil))).Scan()
 	if err != nil {
@@ -24,28 +31,22 @@ func loadState(t *testing.T, dir string) (*mcs.State, *gateway.Routes) {
 	if len(probs) > 0 {
 		t.Fatalf("problems in %s: %v", dir, probs)
 	}
-	s := mcs.NewStore(mcs.Options{})
-	routes := gateway.NewRoutes()
+	off := controlplane.NewOffline(mcs.Options{})
 	for _, ev := range evs {
-		if ev.Object != nil && gateway.Handles(ev.Object) {
-			if _, errs := routes.Apply(ev); len(errs) > 0 {
-				t.Logf("route: %v", errs)
-			}
-			continue
-		}
-		if err := s.Apply(ev); err != nil {
+		if err := off.Apply(ev); err != nil {
 			t.Fatal(err)
 		}
 	}
-	s.Flush()
-	return s.Snapshot(), routes
+	return off, off.Flush()
 }
 
 // TestTranslateGolden translates every testdata/<case>.in ClusterSet folder
-// (and the shipped demo) for every view (member cluster x role) and
-// compares the Envoy resources with <case>.<cluster>.<role>.out.yaml.
-// Every returned resource has passed Validate; any invalid one fails the
-// test, since these inputs are all well-formed.
+// (and the shipped demo) for every view (member cluster x role, and every
+// Gateway API Gateway eastwest programs) and compares the Envoy resources
+// with <case>.<view, slashes as dots>.out.yaml; the Gateway API statuses
+// of each member go to <case>.<cluster>.status.out.yaml. Every returned
+// resource has passed Validate; an invalid one fails the test, since the
+// translator must never make what it cannot publish.
 func TestTranslateGolden(t *testing.T) {
 	dirs, _ := filepath.Glob("testdata/*.in")
 	cases := map[string]string{"examples-clusterset": "../../examples/clusterset"}
@@ -53,30 +54,37 @@ func TestTranslateGolden(t *testing.T) {
 		cases[strings.TrimSuffix(filepath.Base(d), ".in")] = d
 	}
 	for name, dir := range cases {
-		state, routes := loadState(t, dir)
-		for _, c := range state.ClusterIDs() {
-			for _, role := range []Role{RoleClient, RoleGateway} {
-				v := View{Cluster: c, Role: role}
-				t.Run(fmt.Sprintf("%s/%s", name, v), func(t *testing.T) {
-					r := AllWith(state, v, func(st *mcs.ServiceState) ServiceOptions {
-						if st == nil || v.Role != RoleClient || len(routes.For(string(v.Cluster), st.Key, 9000)) == 0 {
-							return ServiceOptions{}
-						}
-						return ServiceOptions{
-							Routes: func(port int32) []gateway.MeshRoute { return routes.For(string(v.Cluster), st.Key, port) },
-							Ports:  func(mcs.ServiceKey) []int32 { return []int32{9000} },
-						}
-					})
-					for _, inv := range r.Invalid {
-						t.Errorf("invalid: %v", inv)
-					}
-					out, err := YAML(r.Resources)
+		off, state := load(t, dir)
+		for _, v := range off.Views(0) {
+			t.Run(fmt.Sprintf("%s/%s", name, v), func(t *testing.T) {
+				r := off.View(v)
+				for _, inv := range r.Invalid {
+					t.Errorf("invalid: %v", inv)
+				}
+				out, err := translate.YAML(r.Resources)
+				if err != nil {
+					t.Fatal(err)
+				}
+				golden.Check(t, filepath.Join("testdata", fmt.Sprintf("%s.%s.out.yaml", name, strings.ReplaceAll(v.String(), "/", "."))), out)
+			})
+		}
+		for _, c := range state.Clusters {
+			objs := writeback.StatusObjects(off.Statuses(c.Member), time.Unix(0, 0).UTC())
+			if len(objs) == 0 {
+				continue
+			}
+			t.Run(fmt.Sprintf("%s/%s/status", name, c.ID), func(t *testing.T) {
+				var b bytes.Buffer
+				for _, o := range objs {
+					y, err := yaml.Marshal(o)
 					if err != nil {
 						t.Fatal(err)
 					}
-					golden.Check(t, filepath.Join("testdata", fmt.Sprintf("%s.%s.%s.out.yaml", name, c, role)), out)
-				})
-			}
+					b.WriteString("---\n")
+					b.Write(y)
+				}
+				golden.Check(t, filepath.Join("testdata", fmt.Sprintf("%s.%s.status.out.yaml", name, c.ID)), b.Bytes())
+			})
 		}
 	}
 	golden.NoOrphans(t, "testdata/*.out.yaml")

@@ -35,8 +35,10 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/util/retry"
+	gwclient "sigs.k8s.io/gateway-api/pkg/client/clientset/versioned"
 	mcsv1b1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 
+	"github.com/eastwest-dev/eastwest/pkg/gateway"
 	"github.com/eastwest-dev/eastwest/pkg/mcs"
 )
 
@@ -71,6 +73,10 @@ type Writeback struct {
 	all     bool
 	state   *mcs.State
 	wake    chan struct{}
+	// statuses are the Gateway API statuses by member; statusPending the
+	// members whose statuses changed since the last pass.
+	statuses      map[string][]gateway.Status
+	statusPending map[string]bool
 }
 
 type member struct {
@@ -78,6 +84,9 @@ type member struct {
 	client  kubernetes.Interface
 	dyn     dynamic.Interface
 	version string // multicluster.x-k8s.io version served
+	gw      gwclient.Interface
+	// written are the objects whose status this replica wrote as leader.
+	written map[statusKey]bool
 }
 
 // New returns a Writeback; it writes nothing until Run.
@@ -126,13 +135,16 @@ func (w *Writeback) Run(ctx context.Context, resync time.Duration) {
 		}
 		w.mu.Lock()
 		state, all, keys := w.state, w.all, slices.Collect(maps.Keys(w.pending))
+		statusMembers := slices.Collect(maps.Keys(w.statusPending))
 		w.all = false
 		clear(w.pending)
+		clear(w.statusPending)
 		w.mu.Unlock()
 		if state == nil {
 			continue
 		}
-		if err := w.reconcile(ctx, state, keys, all); err != nil && ctx.Err() == nil {
+		err := errors.Join(w.reconcile(ctx, state, keys, all), w.reconcileStatuses(ctx, statusMembers, all, time.Now()))
+		if err != nil && ctx.Err() == nil {
 			w.log.Warn("write-back incomplete, retrying", "err", err)
 			// Retry everything that failed at the next pass.
 			w.mu.Lock()

@@ -20,7 +20,7 @@ func FuzzLoad(f *testing.F) {
 		[]byte("apiVersion: about.k8s.io/v1alpha1\nkind: ClusterProperty\nmetadata: {name: cluster.clusterset.k8s.io}\nspec: {value: east}\n"))
 	f.Fuzz(func(t *testing.T, east, west []byte) {
 		s := mcs.NewStore(mcs.Options{})
-		routes := gateway.NewRoutes()
+		gws := gateway.NewStore()
 		// A fixed member order keeps coverage deterministic, which the
 		// fuzzing engine relies on to minimize inputs.
 		for i, data := range [][]byte{east, west} {
@@ -28,8 +28,8 @@ func FuzzLoad(f *testing.F) {
 			objs, _ := Decode(member+".yaml", data)
 			for _, o := range objs {
 				if gateway.Handles(o.Obj) {
-					if _, errs := routes.Apply(mcs.Event{Member: member, Op: mcs.OpUpsert, Object: o.Obj}); len(errs) > 0 {
-						_ = errs // unsupported route features are reported, not fatal
+					if err := gws.Apply(mcs.Event{Member: member, Op: mcs.OpUpsert, Object: o.Obj}); err != nil {
+						t.Fatalf("a decoded Gateway API object was refused: %v", err)
 					}
 					continue
 				}

@@ -1,0 +1,235 @@
+package translate
+
+import (
+	"cmp"
+	"maps"
+	"slices"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	tlsinspectorv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/tls_inspector/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
+	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
+	mcsv1b1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
+
+	"github.com/eastwest-dev/eastwest/pkg/gateway"
+	"github.com/eastwest-dev/eastwest/pkg/mcs"
+)
+
+// RoleGatewayAPI is an Envoy implementing one Gateway API Gateway
+// (node.metadata.gateway names it).
+const RoleGatewayAPI Role = "gateway-api"
+
+// Backends is what a Gateway's translation reads of the ClusterSet.
+type Backends struct {
+	// State holds the imports and their endpoints.
+	State *mcs.State
+	// Local returns a Service of the view's own member and its
+	// EndpointSlices (backendRefs of kind Service).
+	Local func(mcs.ServiceKey) (*mcs.Service, []*mcs.Slice)
+}
+
+// GatewayAPI returns the resources of one Gateway for the Envoys that
+// implement it in the view's member cluster: a listener per port, a route
+// configuration per HTTP port or HTTPS listener, the clusters and
+// endpoints of every backend its routes name, and the TLS certificates of
+// its HTTPS listeners as SDS secrets. Clusters come before the routes that
+// name them (Result order), and a backend whose cluster fails validation
+// gets 500s, never a route to nothing.
+func GatewayAPI(gw *gateway.Gateway, v View, be Backends) Result {
+	var r Result
+	published := map[string]bool{}
+	affinity := map[string]bool{}
+	for _, b := range gatewayBackends(gw) {
+		name := backendCluster(b)
+		if published[name] {
+			continue
+		}
+		if c, cla, aff := backendResources(name, b, v, be); c != nil {
+			ok := r.add(v, resourcev3.ClusterType, name, c)
+			ok = r.add(v, resourcev3.EndpointType, name, cla) && ok
+			published[name], affinity[name] = ok, aff
+		}
+	}
+	ro := routeOptions{
+		cluster: func(b gateway.Backend) string {
+			if n := backendCluster(b); published[n] {
+				return n
+			}
+			return ""
+		},
+		affinity: func(b gateway.Backend) bool { return affinity[backendCluster(b)] },
+	}
+	for name, cert := range gw.Secrets {
+		r.add(v, resourcev3.SecretType, SecretName(name), &tlsv3.Secret{
+			Name: SecretName(name),
+			Type: &tlsv3.Secret_TlsCertificate{TlsCertificate: &tlsv3.TlsCertificate{
+				CertificateChain: &corev3.DataSource{Specifier: &corev3.DataSource_InlineBytes{InlineBytes: cert.Chain}},
+				PrivateKey:       &corev3.DataSource{Specifier: &corev3.DataSource_InlineBytes{InlineBytes: cert.Key}},
+			}},
+		})
+	}
+	for _, p := range gw.Ports {
+		lis := &listenerv3.Listener{
+			Name: GatewayAPIListenerName(gw.Key, p.Port),
+			Address: &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
+				Address:       "0.0.0.0",
+				PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: uint32(p.Port)}, //nolint:gosec // a PortNumber is 1-65535
+			}}},
+		}
+		if p.Protocol == gwapiv1.HTTPProtocolType {
+			rc := GatewayAPIRouteName(gw.Key, p.Port, "")
+			lis.FilterChains = []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{hcmFilter(lis.Name, rc)}}}
+			r.add(v, resourcev3.RouteType, rc, hostRoutes(rc, p.Listeners, ro))
+		} else {
+			lis.ListenerFilters = []*listenerv3.ListenerFilter{{
+				Name:       "envoy.filters.listener.tls_inspector",
+				ConfigType: &listenerv3.ListenerFilter_TypedConfig{TypedConfig: mustAny(&tlsinspectorv3.TlsInspector{})},
+			}}
+			for _, l := range p.Listeners {
+				rc := GatewayAPIRouteName(gw.Key, p.Port, l.Name)
+				fc := &listenerv3.FilterChain{
+					Name:            l.Name,
+					Filters:         []*listenerv3.Filter{hcmFilter(lis.Name, rc)},
+					TransportSocket: downstreamTLS(l.Certificates),
+				}
+				if l.Hostname != "" {
+					fc.FilterChainMatch = &listenerv3.FilterChainMatch{ServerNames: []string{l.Hostname}}
+				}
+				lis.FilterChains = append(lis.FilterChains, fc)
+				r.add(v, resourcev3.RouteType, rc, hostRoutes(rc, []*gateway.Listener{l}, ro))
+			}
+		}
+		r.add(v, resourcev3.ListenerType, lis.Name, lis)
+	}
+	r.sort()
+	return r
+}
+
+// hostRoutes makes one virtual host per hostname of the listeners (the
+// listeners sharing an HTTP port share its route configuration), rules in
+// precedence order.
+func hostRoutes(name string, ls []*gateway.Listener, ro routeOptions) *routev3.RouteConfiguration {
+	hosts := map[string][]*gateway.RouteRule{}
+	for _, l := range ls {
+		for _, h := range l.Hosts {
+			hosts[h.Hostname] = append(hosts[h.Hostname], h.Routes...)
+		}
+	}
+	rc := &routev3.RouteConfiguration{Name: name}
+	for _, h := range slices.Sorted(maps.Keys(hosts)) {
+		rules := hosts[h]
+		if len(ls) > 1 {
+			gateway.SortRules(rules)
+		}
+		vh := &routev3.VirtualHost{Name: GatewayAPIVirtualHostName(h), Domains: []string{h}}
+		for _, rr := range rules {
+			vh.Routes = append(vh.Routes, envoyRoute(rr, ro))
+		}
+		rc.VirtualHosts = append(rc.VirtualHosts, vh)
+	}
+	return rc
+}
+
+func hcmFilter(listener, route string) *listenerv3.Filter {
+	hcm := httpConnectionManager(listener, route)
+	// Gateway API hostnames never carry a port; a Host header may.
+	hcm.StripPortMode = &hcmv3.HttpConnectionManager_StripAnyHostPort{StripAnyHostPort: true}
+	return &listenerv3.Filter{
+		Name:       "envoy.filters.network.http_connection_manager",
+		ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(hcm)},
+	}
+}
+
+// downstreamTLS terminates TLS with certificates fetched over SDS on the
+// ADS stream: key material never sits in a listener (config dumps of
+// listeners stay free of secrets).
+func downstreamTLS(certs []types.NamespacedName) *corev3.TransportSocket {
+	ctx := &tlsv3.DownstreamTlsContext{CommonTlsContext: &tlsv3.CommonTlsContext{
+		AlpnProtocols: []string{"h2", "http/1.1"},
+	}}
+	for _, c := range certs {
+		ctx.CommonTlsContext.TlsCertificateSdsSecretConfigs = append(ctx.CommonTlsContext.TlsCertificateSdsSecretConfigs,
+			&tlsv3.SdsSecretConfig{Name: SecretName(c), SdsConfig: adsSource()})
+	}
+	return &corev3.TransportSocket{
+		Name:       "envoy.transport_sockets.tls",
+		ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: mustAny(ctx)},
+	}
+}
+
+// gatewayBackends lists every backend (and mirror) a Gateway's rules use.
+func gatewayBackends(gw *gateway.Gateway) []gateway.Backend {
+	var out []gateway.Backend
+	for _, p := range gw.Ports {
+		for _, l := range p.Listeners {
+			for _, h := range l.Hosts {
+				for _, rr := range h.Routes {
+					for _, b := range rr.Action.Backends {
+						if b.Kind != gateway.BackendInvalid {
+							out = append(out, b)
+						}
+					}
+					for _, m := range rr.Action.Mirrors {
+						if m.Backend.Kind != gateway.BackendInvalid {
+							out = append(out, m.Backend)
+						}
+					}
+				}
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b gateway.Backend) int {
+		return cmp.Or(cmp.Compare(a.Kind, b.Kind), a.Service.Compare(b.Service), cmp.Compare(a.Port, b.Port))
+	})
+	return out
+}
+
+// backendResources makes a backend's cluster and endpoints: a
+// ServiceImport port as every view sees it (the view's cluster first,
+// failover to the others); a local Service port with its own cluster's
+// endpoints only. It returns nils when the backend is gone.
+func backendResources(name string, b gateway.Backend, v View, be Backends) (*clusterv3.Cluster, *endpointv3.ClusterLoadAssignment, bool) {
+	gv := View{Cluster: v.Cluster, Role: RoleGateway}
+	switch b.Kind {
+	case gateway.BackendImport:
+		st := be.State.Services[b.Service]
+		if st == nil || st.Import == nil {
+			return nil, nil, false
+		}
+		for i := range st.Import.Ports {
+			p := &st.Import.Ports[i]
+			if p.Port == b.Port && p.Protocol == corev1.ProtocolTCP {
+				aff := st.Import.SessionAffinity == corev1.ServiceAffinityClientIP
+				return cluster(name, p, gv, aff), loadAssignment(name, st, p, v.Cluster), aff
+			}
+		}
+	case gateway.BackendService:
+		if be.Local == nil {
+			return nil, nil, false
+		}
+		svc, ss := be.Local(b.Service)
+		if svc == nil {
+			return nil, nil, false
+		}
+		for _, sp := range svc.Ports {
+			if sp.Port != b.Port || sp.Protocol != corev1.ProtocolTCP {
+				continue
+			}
+			// The same locality rules as imports, with the view's own
+			// cluster as the only one.
+			st := &mcs.ServiceState{Key: b.Service, Backends: []mcs.ClusterBackend{{Cluster: v.Cluster, Ports: svc.Ports, Slices: ss}}}
+			p := &mcs.ImportPort{ServicePort: mcsv1b1.ServicePort{Name: sp.Name, Protocol: sp.Protocol, AppProtocol: sp.AppProtocol, Port: sp.Port}, Clusters: []mcs.ClusterID{v.Cluster}}
+			aff := svc.SessionAffinity == corev1.ServiceAffinityClientIP
+			return cluster(name, p, gv, aff), loadAssignment(name, st, p, v.Cluster), aff
+		}
+	}
+	return nil, nil, false
+}

@@ -1,0 +1,286 @@
+package translate
+
+import (
+	"math"
+	"regexp"
+	"strings"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/eastwest-dev/eastwest/pkg/gateway")
+
+// routeOptions say who reads a route: Envoy (Gateway API gateways) or a
+// proxyless gRPC client, which takes a subset: no redirects, rewrites,
+// header changes, mirrors or retries on HTTP codes (it ignores or NACKs
+// them), and a weighted share to a missing cluster would make its RPCs
+// hang instead of failing (ARCHITECTURE.md).
+type routeOptions struct {
+	grpc bool
+	// cluster names a backend's cluster, "" when it is not served.
+	cluster func(gateway.Backend) string
+	// affinity reports whether a backend's import asks for ClientIP
+	// session affinity.
+	affinity func(gateway.Backend) bool
+}
+
+// envoyRoute translates one resolved route rule.
+func envoyRoute(rr *gateway.RouteRule, o routeOptions) *routev3.Route {
+	r := &routev3.Route{Match: routeMatch(rr.Match, o.grpc)}
+	a := rr.Action
+	if a.Redirect != nil {
+		if o.grpc {
+			r.Action = directResponse(500)
+			return r
+		}
+		r.Action = &routev3.Route_Redirect{Redirect: redirect(a.Redirect)}
+		return r
+	}
+	var clusters []*routev3.WeightedCluster_ClusterWeight
+	invalid, affinity := false, false
+	for _, b := range a.Backends {
+		if b.Weight == 0 {
+			continue
+		}
+		name := ""
+		if b.Kind != gateway.BackendInvalid {
+			name = o.cluster(b)
+			affinity = affinity || o.affinity(b)
+		}
+		if name == "" {
+			if o.grpc {
+				continue // the valid backends take the whole rule
+			}
+			name, invalid = InvalidBackendCluster, true
+		}
+		clusters = append(clusters, &routev3.WeightedCluster_ClusterWeight{Name: name, Weight: wrapperspb.UInt32(b.Weight)})
+	}
+	if len(clusters) == 0 || (len(clusters) == 1 && clusters[0].Name == InvalidBackendCluster) {
+		// Gateway API: a rule whose backends are all invalid answers 500.
+		// gRPC clients fail such RPCs at once (UNAVAILABLE: the route's
+		// action is not a route).
+		r.Action = directResponse(500)
+		return r
+	}
+	ra := &routev3.RouteAction{}
+	if len(clusters) == 1 {
+		ra.ClusterSpecifier = &routev3.RouteAction_Cluster{Cluster: clusters[0].Name}
+	} else {
+		ra.ClusterSpecifier = &routev3.RouteAction_WeightedClusters{WeightedClusters: &routev3.WeightedCluster{Clusters: clusters}}
+	}
+	if invalid {
+		ra.ClusterNotFoundResponseCode = routev3.RouteAction_INTERNAL_SERVER_ERROR
+	}
+	if affinity {
+		if o.grpc {
+			ra.HashPolicy = channelHash()
+		} else {
+			ra.HashPolicy = sourceIPHash(true)
+		}
+	}
+	timeout := a.Timeout
+	if timeout == nil {
+		timeout = a.BackendTimeout
+	}
+	if timeout != nil {
+		// Envoy reads timeout; gRPC reads max_stream_duration.
+		ra.Timeout = durationpb.New(*timeout)
+		if o.grpc {
+			ra.MaxStreamDuration = &routev3.RouteAction_MaxStreamDuration{MaxStreamDuration: durationpb.New(*timeout)}
+		}
+	}
+	r.Action = &routev3.Route_Route{Route: ra}
+	if o.grpc {
+		return r
+	}
+	if rt := a.Retry; rt != nil && rt.Attempts > 0 {
+		p := &routev3.RetryPolicy{RetryOn: "connect-failure,refused-stream", NumRetries: wrapperspb.UInt32(uint32(min(rt.Attempts, math.MaxInt32)))} //nolint:gosec // bounded
+		if len(rt.Codes) > 0 {
+			p.RetryOn += ",retriable-status-codes"
+			for _, c := range rt.Codes {
+				p.RetriableStatusCodes = append(p.RetriableStatusCodes, uint32(max(0, c))) //nolint:gosec // HTTP codes
+			}
+		}
+		if rt.Backoff > 0 {
+			p.RetryBackOff = &routev3.RetryPolicy_RetryBackOff{BaseInterval: durationpb.New(rt.Backoff)}
+		}
+		if a.BackendTimeout != nil {
+			p.PerTryTimeout = durationpb.New(*a.BackendTimeout)
+		}
+		ra.RetryPolicy = p
+	}
+	for _, m := range a.Mirrors {
+		if m.Backend.Kind == gateway.BackendInvalid {
+			continue
+		}
+		name := o.cluster(m.Backend)
+		if name == "" {
+			continue
+		}
+		ra.RequestMirrorPolicies = append(ra.RequestMirrorPolicies, &routev3.RouteAction_RequestMirrorPolicy{
+			Cluster: name,
+			RuntimeFraction: &corev3.RuntimeFractionalPercent{DefaultValue: &typev3.FractionalPercent{
+				Numerator: uint32(math.Round(m.Percent * 10000)), Denominator: typev3.FractionalPercent_MILLION,
+			}},
+		})
+	}
+	if rw := a.Rewrite; rw != nil {
+		if rw.Hostname != "" {
+			ra.HostRewriteSpecifier = &routev3.RouteAction_HostRewriteLiteral{HostRewriteLiteral: rw.Hostname}
+		}
+		switch {
+		case rw.FullPath != nil:
+			ra.RegexRewrite = &matcherv3.RegexMatchAndSubstitute{Pattern: &matcherv3.RegexMatcher{Regex: "^/.*$"}, Substitution: *rw.FullPath}
+		case rw.PrefixPath != nil:
+			prefix, sub := prefixRewrite(rw.MatchPrefix, *rw.PrefixPath)
+			if prefix != "" {
+				ra.PrefixRewrite = prefix
+			} else {
+				ra.RegexRewrite = sub
+			}
+		}
+	}
+	r.RequestHeadersToAdd, r.RequestHeadersToRemove = headers(a.RequestHeaders)
+	r.ResponseHeadersToAdd, r.ResponseHeadersToRemove = headers(a.ResponseHeaders)
+	return r
+}
+
+// prefixRewrite replaces a matched path prefix. Replacing with "/" must
+// not leave a double slash (/foo/bar -> /bar), which prefix_rewrite would.
+func prefixRewrite(match, replace string) (string, *matcherv3.RegexMatchAndSubstitute) {
+	match = strings.TrimSuffix(match, "/")
+	replace = strings.TrimSuffix(replace, "/")
+	if replace == "" {
+		return "", &matcherv3.RegexMatchAndSubstitute{Pattern: &matcherv3.RegexMatcher{Regex: "^" + regexp.QuoteMeta(match) + "/*"}, Substitution: "/"}
+	}
+	if match == "" {
+		// The "/" prefix: keep the slash after the replacement.
+		return "", &matcherv3.RegexMatchAndSubstitute{Pattern: &matcherv3.RegexMatcher{Regex: "^/"}, Substitution: replace + "/"}
+	}
+	return replace, nil
+}
+
+func redirect(rd *gateway.Redirect) *routev3.RedirectAction {
+	ra := &routev3.RedirectAction{HostRedirect: rd.Hostname}
+	if rd.Scheme != "" {
+		ra.SchemeRewriteSpecifier = &routev3.RedirectAction_SchemeRedirect{SchemeRedirect: rd.Scheme}
+	}
+	if rd.Port > 0 {
+		ra.PortRedirect = uint32(rd.Port)
+	}
+	switch {
+	case rd.FullPath != nil:
+		ra.PathRewriteSpecifier = &routev3.RedirectAction_PathRedirect{PathRedirect: *rd.FullPath}
+	case rd.PrefixPath != nil:
+		prefix, sub := prefixRewrite(rd.MatchPrefix, *rd.PrefixPath)
+		if prefix != "" {
+			ra.PathRewriteSpecifier = &routev3.RedirectAction_PrefixRewrite{PrefixRewrite: prefix}
+		} else {
+			ra.PathRewriteSpecifier = &routev3.RedirectAction_RegexRewrite{RegexRewrite: sub}
+		}
+	}
+	switch rd.StatusCode {
+	case 301:
+		ra.ResponseCode = routev3.RedirectAction_MOVED_PERMANENTLY
+	case 303:
+		ra.ResponseCode = routev3.RedirectAction_SEE_OTHER
+	case 307:
+		ra.ResponseCode = routev3.RedirectAction_TEMPORARY_REDIRECT
+	case 308:
+		ra.ResponseCode = routev3.RedirectAction_PERMANENT_REDIRECT
+	default:
+		ra.ResponseCode = routev3.RedirectAction_FOUND
+	}
+	return ra
+}
+
+func directResponse(status uint32) *routev3.Route_DirectResponse {
+	return &routev3.Route_DirectResponse{DirectResponse: &routev3.DirectResponseAction{Status: status}}
+}
+
+func headers(h gateway.HeaderModifier) ([]*corev3.HeaderValueOption, []string) {
+	var add []*corev3.HeaderValueOption
+	for _, s := range h.Set {
+		add = append(add, &corev3.HeaderValueOption{Header: &corev3.HeaderValue{Key: s.Name, Value: s.Value},
+			AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD})
+	}
+	for _, s := range h.Add {
+		add = append(add, &corev3.HeaderValueOption{Header: &corev3.HeaderValue{Key: s.Name, Value: s.Value},
+			AppendAction: corev3.HeaderValueOption_APPEND_IF_EXISTS_OR_ADD})
+	}
+	return add, h.Remove
+}
+
+// routeMatch maps a match. A PathPrefix matches whole path elements
+// (/foo matches /foo and /foo/bar, not /foobar): Envoy's
+// path_separated_prefix does that; gRPC does not know it, so gRPC
+// clients get the equivalent regular expression.
+func routeMatch(m gateway.Match, grpc bool) *routev3.RouteMatch {
+	rm := &routev3.RouteMatch{}
+	v := m.Path.Value
+	switch m.Path.Type {
+	case gateway.PathExact:
+		rm.PathSpecifier = &routev3.RouteMatch_Path{Path: v}
+	case gateway.PathRegex:
+		rm.PathSpecifier = &routev3.RouteMatch_SafeRegex{SafeRegex: &matcherv3.RegexMatcher{Regex: v}}
+	default:
+		trimmed := strings.TrimSuffix(v, "/")
+		switch {
+		case trimmed == "":
+			rm.PathSpecifier = &routev3.RouteMatch_Prefix{Prefix: "/"}
+		case grpc:
+			rm.PathSpecifier = &routev3.RouteMatch_SafeRegex{SafeRegex: &matcherv3.RegexMatcher{Regex: regexp.QuoteMeta(trimmed) + "(/.*)?"}}
+		default:
+			rm.PathSpecifier = &routev3.RouteMatch_PathSeparatedPrefix{PathSeparatedPrefix: trimmed}
+		}
+	}
+	if m.Method != "" {
+		rm.Headers = append(rm.Headers, headerMatcher(gateway.ValueMatch{Name: ":method", Value: m.Method}))
+	}
+	for _, h := range m.Headers {
+		rm.Headers = append(rm.Headers, headerMatcher(h))
+	}
+	for _, q := range m.Query {
+		rm.QueryParameters = append(rm.QueryParameters, &routev3.QueryParameterMatcher{
+			Name:                         q.Name,
+			QueryParameterMatchSpecifier: &routev3.QueryParameterMatcher_StringMatch{StringMatch: stringMatch(q)},
+		})
+	}
+	return rm
+}
+
+func headerMatcher(h gateway.ValueMatch) *routev3.HeaderMatcher {
+	return &routev3.HeaderMatcher{
+		Name:                 strings.ToLower(h.Name),
+		HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{StringMatch: stringMatch(h)},
+	}
+}
+
+func stringMatch(v gateway.ValueMatch) *matcherv3.StringMatcher {
+	if v.Regex {
+		return &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_SafeRegex{SafeRegex: &matcherv3.RegexMatcher{Regex: v.Value}}}
+	}
+	return &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: v.Value}}
+}
+
+// channelHash is a gRPC client route's hash policy for ClientIP affinity.
+func channelHash() []*routev3.RouteAction_HashPolicy {
+	return []*routev3.RouteAction_HashPolicy{{PolicySpecifier: &routev3.RouteAction_HashPolicy_FilterState_{
+		FilterState: &routev3.RouteAction_HashPolicy_FilterState{Key: "io.grpc.channel_id"},
+	}}}
+}
+
+// backendCluster names a backend's cluster.
+func backendCluster(b gateway.Backend) string {
+	switch b.Kind {
+	case gateway.BackendImport:
+		return ClusterName(b.Service, b.Port)
+	case gateway.BackendService:
+		return LocalClusterName(b.Service, b.Port)
+	}
+	return ""
+}

@@ -1,0 +1,248 @@
+package writeback
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"time"
+
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/util/retry"
+	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
+	gwclient "sigs.k8s.io/gateway-api/pkg/client/clientset/versioned"
+
+	"github.com/eastwest-dev/eastwest/pkg/gateway"
+)
+
+// statusKey names an object whose status eastwest writes.
+type statusKey struct{ kind, namespace, name string }
+
+// StatusChanged is told the Gateway API statuses of a member; the leader
+// writes them (only what changed) at its next pass.
+func (w *Writeback) StatusChanged(member string, statuses []gateway.Status) {
+	w.mu.Lock()
+	if w.statuses == nil {
+		w.statuses = map[string][]gateway.Status{}
+		w.statusPending = map[string]bool{}
+	}
+	w.statuses[member] = statuses
+	w.statusPending[member] = true
+	w.mu.Unlock()
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+// reconcileStatuses writes the statuses of the given members (all when
+// all is set). Route parents this controller wrote before and no longer
+// owns are removed; other controllers' parents are left as they are.
+func (w *Writeback) reconcileStatuses(ctx context.Context, members []string, all bool, now time.Time) error {
+	w.mu.Lock()
+	if all {
+		members = slices.Collect(maps.Keys(w.statuses))
+	}
+	todo := map[string][]gateway.Status{}
+	for _, m := range members {
+		todo[m] = w.statuses[m]
+	}
+	w.mu.Unlock()
+	var errs []error
+	for _, name := range slices.Sorted(maps.Keys(todo)) {
+		m, err := w.client(name)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("member %s: %w", name, err))
+			continue
+		}
+		if m == nil {
+			continue
+		}
+		if m.gw == nil {
+			if m.gw, err = gwclient.NewForConfig(m.cfg); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+		}
+		want := map[statusKey]bool{}
+		for _, st := range todo[name] {
+			want[statusKey{st.Kind, st.Namespace, st.Name}] = true
+			if err := m.writeStatus(ctx, st, now); err != nil && !apierrors.IsNotFound(err) {
+				errs = append(errs, fmt.Errorf("member %s, %s %s/%s status: %w", name, st.Kind, st.Namespace, st.Name, err))
+			}
+		}
+		if m.written == nil {
+			m.written = map[statusKey]bool{}
+		}
+		for k := range m.written {
+			if !want[k] && (k.kind == "HTTPRoute" || k.kind == "GRPCRoute") {
+				if err := m.writeStatus(ctx, gateway.Status{Kind: k.kind, Namespace: k.namespace, Name: k.name, Route: &gwapiv1.RouteStatus{}}, now); err != nil && !apierrors.IsNotFound(err) {
+					errs = append(errs, err)
+					continue
+				}
+			}
+			delete(m.written, k)
+		}
+		for k := range want {
+			m.written[k] = true
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// writeStatus merges one computed status into the object's and updates
+// it when something changed.
+func (m *member) writeStatus(ctx context.Context, st gateway.Status, now time.Time) error {
+	api := m.gw.GatewayV1()
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		switch st.Kind {
+		case "GatewayClass":
+			cur, err := api.GatewayClasses().Get(ctx, st.Name, metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			next := cur.Status
+			next.Conditions = mergeConditions(cur.Status.Conditions, st.GatewayClass.Conditions, cur.Generation, now)
+			if apiequality.Semantic.DeepEqual(next, cur.Status) {
+				return nil
+			}
+			cur.Status = next
+			_, err = api.GatewayClasses().UpdateStatus(ctx, cur, metav1.UpdateOptions{})
+			return err
+		case "Gateway":
+			cur, err := api.Gateways(st.Namespace).Get(ctx, st.Name, metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			next := cur.Status
+			next.Conditions = mergeConditions(cur.Status.Conditions, st.Gateway.Conditions, cur.Generation, now)
+			next.Listeners = nil
+			for _, l := range st.Gateway.Listeners {
+				var old []metav1.Condition
+				for _, o := range cur.Status.Listeners {
+					if o.Name == l.Name {
+						old = o.Conditions
+					}
+				}
+				l.Conditions = mergeConditions(old, l.Conditions, cur.Generation, now)
+				next.Listeners = append(next.Listeners, l)
+			}
+			if apiequality.Semantic.DeepEqual(next, cur.Status) {
+				return nil
+			}
+			cur.Status = next
+			_, err = api.Gateways(st.Namespace).UpdateStatus(ctx, cur, metav1.UpdateOptions{})
+			return err
+		case "HTTPRoute":
+			cur, err := api.HTTPRoutes(st.Namespace).Get(ctx, st.Name, metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			next, changed := mergeParents(cur.Status.RouteStatus, st.Route, cur.Generation, now)
+			if !changed {
+				return nil
+			}
+			cur.Status.RouteStatus = next
+			_, err = api.HTTPRoutes(st.Namespace).UpdateStatus(ctx, cur, metav1.UpdateOptions{})
+			return err
+		case "GRPCRoute":
+			cur, err := api.GRPCRoutes(st.Namespace).Get(ctx, st.Name, metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			next, changed := mergeParents(cur.Status.RouteStatus, st.Route, cur.Generation, now)
+			if !changed {
+				return nil
+			}
+			cur.Status.RouteStatus = next
+			_, err = api.GRPCRoutes(st.Namespace).UpdateStatus(ctx, cur, metav1.UpdateOptions{})
+			return err
+		}
+		return fmt.Errorf("unknown status kind %q", st.Kind)
+	})
+}
+
+// mergeParents replaces this controller's parents in a route status,
+// keeping other controllers' parents and unchanged transition times.
+func mergeParents(cur gwapiv1.RouteStatus, want *gwapiv1.RouteStatus, gen int64, now time.Time) (gwapiv1.RouteStatus, bool) {
+	var next gwapiv1.RouteStatus
+	for _, p := range cur.Parents {
+		if p.ControllerName != gateway.ControllerName {
+			next.Parents = append(next.Parents, p)
+		}
+	}
+	for _, p := range want.Parents {
+		var old []metav1.Condition
+		for _, o := range cur.Parents {
+			if o.ControllerName == gateway.ControllerName && apiequality.Semantic.DeepEqual(o.ParentRef, p.ParentRef) {
+				old = o.Conditions
+			}
+		}
+		p.Conditions = mergeConditions(old, p.Conditions, gen, now)
+		next.Parents = append(next.Parents, p)
+	}
+	if next.Parents == nil {
+		next.Parents = []gwapiv1.RouteParentStatus{}
+	}
+	if cur.Parents == nil {
+		cur.Parents = []gwapiv1.RouteParentStatus{}
+	}
+	return next, !apiequality.Semantic.DeepEqual(next, cur)
+}
+
+// mergeConditions gives computed conditions the object's generation and
+// a transition time: the old one while the status is unchanged, now
+// otherwise.
+func mergeConditions(old, want []metav1.Condition, gen int64, now time.Time) []metav1.Condition {
+	out := make([]metav1.Condition, 0, len(want))
+	for _, c := range want {
+		c.ObservedGeneration = gen
+		c.LastTransitionTime = metav1.NewTime(now)
+		for _, o := range old {
+			if o.Type == c.Type && o.Status == c.Status && !o.LastTransitionTime.IsZero() {
+				c.LastTransitionTime = o.LastTransitionTime
+			}
+		}
+		out = append(out, c)
+	}
+	return out
+}
+
+// StatusObjects renders computed statuses as the objects they belong to
+// (name, generation and status only), transition times set to now: what
+// `xds translate` prints.
+func StatusObjects(statuses []gateway.Status, now time.Time) []runtime.Object {
+	var out []runtime.Object
+	tm := func(kind string) metav1.TypeMeta {
+		return metav1.TypeMeta{APIVersion: gwapiv1.GroupVersion.String(), Kind: kind}
+	}
+	for _, st := range statuses {
+		meta := metav1.ObjectMeta{Namespace: st.Namespace, Name: st.Name, Generation: st.Generation}
+		switch {
+		case st.GatewayClass != nil:
+			s := *st.GatewayClass
+			s.Conditions = mergeConditions(nil, s.Conditions, st.Generation, now)
+			out = append(out, &gwapiv1.GatewayClass{TypeMeta: tm("GatewayClass"), ObjectMeta: meta, Status: s})
+		case st.Gateway != nil:
+			s := *st.Gateway
+			s.Conditions = mergeConditions(nil, s.Conditions, st.Generation, now)
+			s.Listeners = slices.Clone(s.Listeners)
+			for i := range s.Listeners {
+				s.Listeners[i].Conditions = mergeConditions(nil, s.Listeners[i].Conditions, st.Generation, now)
+			}
+			out = append(out, &gwapiv1.Gateway{TypeMeta: tm("Gateway"), ObjectMeta: meta, Status: s})
+		case st.Route != nil:
+			rs, _ := mergeParents(gwapiv1.RouteStatus{}, st.Route, st.Generation, now)
+			if st.Kind == "GRPCRoute" {
+				out = append(out, &gwapiv1.GRPCRoute{TypeMeta: tm("GRPCRoute"), ObjectMeta: meta, Status: gwapiv1.GRPCRouteStatus{RouteStatus: rs}})
+			} else {
+				out = append(out, &gwapiv1.HTTPRoute{TypeMeta: tm("HTTPRoute"), ObjectMeta: meta, Status: gwapiv1.HTTPRouteStatus{RouteStatus: rs}})
+			}
+		}
+	}
+	return out
+}
