@@ -634,7 +634,9 @@ func (w *Writer) serviceOptions(v translate.View, st *mcs.ServiceState) translat
 	}
 	view := v.String()
 	return translate.ServiceOptions{
-		Routes:    func(port int32) []*gateway.RouteRule { return gateway.MeshRules(w.gwResults[member].Mesh[st.Key], port) },
+		Routes: func(port int32) []*gateway.RouteRule {
+			return gateway.MeshRules(w.gwResults[member].Mesh[st.Key], port)
+		},
 		Published: func(c string) bool { return w.clusters[view][c] },
 		Import: func(k mcs.ServiceKey) *mcs.Import {
 			if s := state.Services[k]; s != nil {

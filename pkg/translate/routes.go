@@ -12,7 +12,8 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
-	"github.com/eastwest-dev/eastwest/pkg/gateway")
+	"github.com/eastwest-dev/eastwest/pkg/gateway"
+)
 
 // routeOptions say who reads a route: Envoy (Gateway API gateways) or a
 // proxyless gRPC client, which takes a subset: no redirects, rewrites,
