@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"slices"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -84,10 +85,18 @@ var (
 	gvProperty      = mcs.ClusterPropertyGroupVersion.WithKind("ClusterProperty")
 	gvHTTPRoute     = schema.GroupVersion{Group: gwapiv1.GroupName, Version: "v1"}.WithKind("HTTPRoute")
 	gvGRPCRoute     = schema.GroupVersion{Group: gwapiv1.GroupName, Version: "v1"}.WithKind("GRPCRoute")
+	gvGatewayClass  = schema.GroupVersion{Group: gwapiv1.GroupName, Version: "v1"}.WithKind("GatewayClass")
+	gvGateway       = schema.GroupVersion{Group: gwapiv1.GroupName, Version: "v1"}.WithKind("Gateway")
+	gvGrantV1       = schema.GroupVersion{Group: gwapiv1.GroupName, Version: "v1"}.WithKind("ReferenceGrant")
+	gvGrantV1b1     = schema.GroupVersion{Group: gwapiv1.GroupName, Version: "v1beta1"}.WithKind("ReferenceGrant")
+	gvSecret        = schema.GroupVersionKind{Version: "v1", Kind: "Secret"}
 )
 
+// namespacedKinds are the namespaced kinds Decode reads.
+var namespacedKinds = []schema.GroupVersionKind{gvService, gvEndpointSlice, gvExportV1a1, gvExportV1b1, gvHTTPRoute, gvGRPCRoute, gvGateway, gvGrantV1, gvGrantV1b1, gvSecret}
+
 // supportedKinds is named in the error for an unknown kind.
-const supportedKinds = "v1 Namespace, v1 Service, discovery.k8s.io/v1 EndpointSlice, multicluster.x-k8s.io/v1alpha1 or v1beta1 ServiceExport, about.k8s.io/v1alpha1 ClusterProperty, gateway.networking.k8s.io/v1 HTTPRoute or GRPCRoute, v1 List"
+const supportedKinds = "v1 Namespace, v1 Service, discovery.k8s.io/v1 EndpointSlice, multicluster.x-k8s.io/v1alpha1 or v1beta1 ServiceExport, about.k8s.io/v1alpha1 ClusterProperty, gateway.networking.k8s.io/v1 GatewayClass, Gateway, HTTPRoute or GRPCRoute, gateway.networking.k8s.io/v1 or v1beta1 ReferenceGrant, v1 Secret of type kubernetes.io/tls, v1 List"
 
 // Decode reads a stream of YAML (or JSON) documents as kubectl apply would
 // and returns every valid object and a Problem for every document that
@@ -210,6 +219,15 @@ func decodeObject(gvk schema.GroupVersionKind, js []byte) (metav1.Object, error)
 		o = &gwapiv1.HTTPRoute{}
 	case gvGRPCRoute:
 		o = &gwapiv1.GRPCRoute{}
+	case gvGatewayClass:
+		o = &gwapiv1.GatewayClass{}
+	case gvGateway:
+		o = &gwapiv1.Gateway{}
+	case gvGrantV1, gvGrantV1b1:
+		// v1beta1 and v1 ReferenceGrants have the same fields.
+		o = &gwapiv1.ReferenceGrant{}
+	case gvSecret:
+		o = &corev1.Secret{}
 	default:
 		return nil, fmt.Errorf("unsupported kind %s %s (supported: %s)", gvk.GroupVersion(), gvk.Kind, supportedKinds)
 	}
@@ -219,6 +237,16 @@ func decodeObject(gvk schema.GroupVersionKind, js []byte) (metav1.Object, error)
 	if namespaced(gvk) && o.GetNamespace() == "" {
 		o.SetNamespace(metav1.NamespaceDefault)
 	}
+	if sec, ok := o.(*corev1.Secret); ok && len(sec.StringData) > 0 {
+		// As the apiserver does: stringData is written into data.
+		if sec.Data == nil {
+			sec.Data = map[string][]byte{}
+		}
+		for k, v := range sec.StringData {
+			sec.Data[k] = []byte(v)
+		}
+		sec.StringData = nil
+	}
 	if err := validate(o); err != nil {
 		return nil, err
 	}
@@ -226,7 +254,7 @@ func decodeObject(gvk schema.GroupVersionKind, js []byte) (metav1.Object, error)
 }
 
 func namespaced(gvk schema.GroupVersionKind) bool {
-	return gvk != gvNamespace && gvk != gvProperty && gvk != gvList
+	return gvk != gvNamespace && gvk != gvProperty && gvk != gvList && gvk != gvGatewayClass
 }
 
 func keyOf(gvk schema.GroupVersionKind, o metav1.Object) ObjectKey {
@@ -249,7 +277,7 @@ func describe(gvk schema.GroupVersionKind, js []byte) string {
 		return gvk.Kind
 	}
 	ns := meta.Metadata.Namespace
-	if ns == "" && (gvk == gvService || gvk == gvEndpointSlice || gvk == gvExportV1a1 || gvk == gvExportV1b1 || gvk == gvHTTPRoute || gvk == gvGRPCRoute) {
+	if ns == "" && namespaced(gvk) && slices.Contains(namespacedKinds, gvk) {
 		ns = metav1.NamespaceDefault
 	}
 	return ObjectKey{Kind: gvk.GroupKind(), Namespace: ns, Name: meta.Metadata.Name}.String()
@@ -304,6 +332,42 @@ func validate(o metav1.Object) error {
 		check("metadata.name", validation.IsDNS1123Subdomain(name))
 		if len(o.Spec.ParentRefs) == 0 {
 			errs = append(errs, errors.New("spec.parentRefs: at least one parent is required"))
+		}
+	case *gwapiv1.GatewayClass:
+		check("metadata.name", validation.IsDNS1123Subdomain(name))
+		if o.Namespace != "" {
+			errs = append(errs, errors.New("metadata.namespace: a GatewayClass is cluster-scoped"))
+		}
+		if o.Spec.ControllerName == "" {
+			errs = append(errs, errors.New("spec.controllerName is required"))
+		}
+	case *gwapiv1.Gateway:
+		check("metadata.name", validation.IsDNS1123Subdomain(name))
+		if o.Spec.GatewayClassName == "" {
+			errs = append(errs, errors.New("spec.gatewayClassName is required"))
+		}
+		if len(o.Spec.Listeners) == 0 {
+			errs = append(errs, errors.New("spec.listeners: at least one listener is required"))
+		}
+		seen := map[gwapiv1.SectionName]bool{}
+		for i, l := range o.Spec.Listeners {
+			if l.Port < 1 || l.Port > 65535 {
+				errs = append(errs, fmt.Errorf("spec.listeners[%d].port %d: must be 1-65535", i, l.Port))
+			}
+			if seen[l.Name] {
+				errs = append(errs, fmt.Errorf("spec.listeners[%d].name %q: listener names must be unique", i, l.Name))
+			}
+			seen[l.Name] = true
+		}
+	case *gwapiv1.ReferenceGrant:
+		check("metadata.name", validation.IsDNS1123Subdomain(name))
+		if len(o.Spec.From) == 0 || len(o.Spec.To) == 0 {
+			errs = append(errs, errors.New("spec.from and spec.to need at least one entry each"))
+		}
+	case *corev1.Secret:
+		check("metadata.name", validation.IsDNS1123Subdomain(name))
+		if o.Type != corev1.SecretTypeTLS {
+			errs = append(errs, fmt.Errorf("type %q: only Secrets of type kubernetes.io/tls (Gateway certificates) are read", o.Type))
 		}
 	}
 	return errors.Join(errs...)

@@ -240,6 +240,23 @@ func (k *KubeCluster) runOnce(ctx context.Context) error {
 	if routeKinds["grpcroutes"] {
 		sis = append(sis, gwf.Gateway().V1().GRPCRoutes().Informer())
 	}
+	if routeKinds["gatewayclasses"] {
+		sis = append(sis, gwf.Gateway().V1().GatewayClasses().Informer())
+	}
+	if routeKinds["gateways"] {
+		sis = append(sis, gwf.Gateway().V1().Gateways().Informer())
+	}
+	if routeKinds["referencegrants"] {
+		sis = append(sis, gwf.Gateway().V1().ReferenceGrants().Informer())
+	}
+	// TLS Secrets only (listener certificates), when the member grants
+	// them; a member that does not still serves HTTP listeners, and its
+	// HTTPS listeners report InvalidCertificateRef.
+	secf := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithTransform(trim),
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.FieldSelector = tlsSecrets }))
+	if k.canListTLSSecrets(client) {
+		sis = append(sis, secf.Core().V1().Secrets().Informer())
+	}
 
 	// Events wait in a queue until the initial sync is sent, then flow
 	// in small batches.
@@ -258,8 +275,9 @@ func (k *KubeCluster) runOnce(ctx context.Context) error {
 	mcsf.Start(runCtx.Done())
 	dynf.Start(runCtx.Done())
 	gwf.Start(runCtx.Done())
+	secf.Start(runCtx.Done())
 	// Shutdown waits for the informers, which stop only once runCtx ends.
-	defer func() { cancel(); core.Shutdown(); mcsf.Shutdown(); dynf.Shutdown(); gwf.Shutdown() }()
+	defer func() { cancel(); core.Shutdown(); mcsf.Shutdown(); dynf.Shutdown(); gwf.Shutdown(); secf.Shutdown() }()
 
 	// Wait for the initial lists; a permission error fails at once (the
 	// reflectors would retry it silently until the timeout).
@@ -400,10 +418,26 @@ func (k *KubeCluster) discover(client kubernetes.Interface) (string, bool, error
 	return version, has, nil
 }
 
-// discoverRoutes finds which Gateway API route kinds the cluster serves
-// and lets eastwest list (mesh routes for its gRPC clients). None is
-// fine: a member without the Gateway API, or that does not grant it, is
-// still read, and the log says why its routes are not.
+// tlsSecrets selects the Secrets eastwest reads: Gateway listener
+// certificates.
+const tlsSecrets = "type=kubernetes.io/tls"
+
+// canListTLSSecrets reports whether the member lets eastwest list its TLS
+// Secrets, logging why not.
+func (k *KubeCluster) canListTLSSecrets(client kubernetes.Interface) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := client.CoreV1().Secrets("").List(ctx, metav1.ListOptions{Limit: 1, FieldSelector: tlsSecrets}); err != nil {
+		k.log.Warn("member cluster's TLS Secrets are not read: HTTPS listeners of its Gateways will not be programmed", "err", err)
+		return false
+	}
+	return true
+}
+
+// discoverRoutes finds which Gateway API kinds (routes, Gateways,
+// GatewayClasses, ReferenceGrants) the cluster serves and lets eastwest
+// list. None is fine: a member without the Gateway API, or that does not
+// grant it, is still read, and the log says why those objects are not.
 func (k *KubeCluster) discoverRoutes(client kubernetes.Interface, gwc gwclient.Interface) map[string]bool {
 	out := map[string]bool{}
 	res, err := client.Discovery().ServerResourcesForGroupVersion(gwapiv1.GroupVersion.String())
@@ -419,6 +453,12 @@ func (k *KubeCluster) discoverRoutes(client kubernetes.Interface, gwc gwclient.I
 			_, err = gwc.GatewayV1().HTTPRoutes("").List(ctx, metav1.ListOptions{Limit: 1})
 		case "grpcroutes":
 			_, err = gwc.GatewayV1().GRPCRoutes("").List(ctx, metav1.ListOptions{Limit: 1})
+		case "gateways":
+			_, err = gwc.GatewayV1().Gateways("").List(ctx, metav1.ListOptions{Limit: 1})
+		case "gatewayclasses":
+			_, err = gwc.GatewayV1().GatewayClasses().List(ctx, metav1.ListOptions{Limit: 1})
+		case "referencegrants":
+			_, err = gwc.GatewayV1().ReferenceGrants("").List(ctx, metav1.ListOptions{Limit: 1})
 		default:
 			continue
 		}
@@ -491,7 +531,7 @@ func (k *KubeCluster) event(op mcs.Op, o any) mcs.Event {
 	ev := mcs.Event{Member: k.member, Op: op}
 	switch v := o.(type) {
 	case *corev1.Namespace, *corev1.Service, *discoveryv1.EndpointSlice, *mcsv1b1.ServiceExport, *mcsv1a1.ServiceExport,
-		*gwapiv1.HTTPRoute, *gwapiv1.GRPCRoute:
+		*gwapiv1.HTTPRoute, *gwapiv1.GRPCRoute, *gwapiv1.Gateway, *gwapiv1.GatewayClass, *gwapiv1.ReferenceGrant, *corev1.Secret:
 		ev.Object = v.(metav1.Object)
 	case *unstructured.Unstructured:
 		var p mcs.ClusterProperty
@@ -529,6 +569,14 @@ func stub(k kubeKey) metav1.Object {
 		return &gwapiv1.HTTPRoute{ObjectMeta: meta}
 	case "*v1.GRPCRoute":
 		return &gwapiv1.GRPCRoute{ObjectMeta: meta}
+	case "*v1.Gateway":
+		return &gwapiv1.Gateway{ObjectMeta: meta}
+	case "*v1.GatewayClass":
+		return &gwapiv1.GatewayClass{ObjectMeta: meta}
+	case "*v1.ReferenceGrant":
+		return &gwapiv1.ReferenceGrant{ObjectMeta: meta}
+	case "*v1.Secret":
+		return &corev1.Secret{ObjectMeta: meta, Type: corev1.SecretTypeTLS}
 	}
 	return &mcsv1b1.ServiceExport{ObjectMeta: meta}
 }
@@ -572,8 +620,12 @@ func trim(o any) (any, error) {
 			}
 		}
 	case *corev1.Namespace:
-		v.Annotations, v.Labels = nil, nil
+		// Labels stay: Gateway listeners select route namespaces by them.
+		v.Annotations = nil
 		v.Spec = corev1.NamespaceSpec{}
+	case *corev1.Secret:
+		// kubectl's last-applied annotation holds a copy of the key.
+		v.Annotations = nil
 	}
 	return o, nil
 }
