@@ -187,7 +187,11 @@ func (b *builder) listener(gs *gatewayState, l gwapiv1.Listener) *listenerState 
 			if (k.Group == nil || *k.Group == group) && slices.Contains(routeKinds, string(k.Kind)) {
 				ls.kinds[string(k.Kind)] = true
 			} else {
-				bad = append(bad, string(deref(k.Group))+"/"+string(k.Kind))
+				g := string(gwapiv1.GroupName)
+				if k.Group != nil {
+					g = string(*k.Group)
+				}
+				bad = append(bad, g+"/"+string(k.Kind))
 			}
 		}
 	} else if accepted.Status == metav1.ConditionTrue {
@@ -400,6 +404,9 @@ func (b *builder) attachGateway(r *route, p gwapiv1.ParentReference, gs *gateway
 	}
 	if len(candidates) == 0 {
 		return b.acceptedRoute(r, string(gwapiv1.RouteReasonNoMatchingParent), false, "no listener matches the parentRef's sectionName and port")
+	}
+	if len(r.rules) == 0 && len(r.invalid) > 0 {
+		return b.acceptedRoute(r, "", true, "") // not attached: no rule can be served
 	}
 	var allowed []*listenerState
 	for _, ls := range candidates {

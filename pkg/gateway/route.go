@@ -27,7 +27,7 @@ func (b *builder) httpRoute(o *gwapiv1.HTTPRoute) *route {
 		if len(matches) == 0 {
 			matches = []gwapiv1.HTTPRouteMatch{{}}
 		}
-		action, err := b.httpAction(r, rule)
+		action, err := b.httpAction(r, i, rule)
 		if err != nil {
 			r.invalid = append(r.invalid, fmt.Sprintf("rule %d: %v", i, err))
 			continue
@@ -124,7 +124,7 @@ func valueMatch(name, value string, regex bool) (ValueMatch, error) {
 }
 
 // httpAction compiles a rule's filters, backends, timeouts and retries.
-func (b *builder) httpAction(r *route, rule gwapiv1.HTTPRouteRule) (Action, error) {
+func (b *builder) httpAction(r *route, i int, rule gwapiv1.HTTPRouteRule) (Action, error) {
 	var a Action
 	unsupported := ""
 	for _, f := range rule.Filters {
@@ -189,7 +189,7 @@ func (b *builder) httpAction(r *route, rule gwapiv1.HTTPRouteRule) (Action, erro
 		}
 	}
 	if unsupported != "" {
-		r.invalid = append(r.invalid, "filter "+unsupported+" is not supported: the rule answers 500")
+		r.invalid = append(r.invalid, fmt.Sprintf("rule %d: filter %s is not supported: the rule answers 500", i, unsupported))
 		a = Action{Backends: []Backend{{Kind: BackendInvalid, Weight: 1, Reason: "unsupported filter " + unsupported}}}
 	}
 	return a, nil

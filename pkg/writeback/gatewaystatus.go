@@ -213,20 +213,21 @@ func mergeConditions(old, want []metav1.Condition, gen int64, now time.Time) []m
 }
 
 // StatusObjects renders computed statuses as the objects they belong to
-// (name, generation and status only), transition times set to now: what
-// `xds translate` prints.
-func StatusObjects(statuses []gateway.Status, now time.Time) []runtime.Object {
-	var out []runtime.Object
-	tm := func(kind string) metav1.TypeMeta {
-		return metav1.TypeMeta{APIVersion: gwapiv1.GroupVersion.String(), Kind: kind}
-	}
+// (kind, name, generation and status; no spec), transition times set to
+// now: what `xds translate` and the golden files show.
+func StatusObjects(statuses []gateway.Status, now time.Time) []map[string]any {
+	var out []map[string]any
 	for _, st := range statuses {
-		meta := metav1.ObjectMeta{Namespace: st.Namespace, Name: st.Name, Generation: st.Generation}
+		meta := map[string]any{"name": st.Name, "generation": st.Generation}
+		if st.Namespace != "" {
+			meta["namespace"] = st.Namespace
+		}
+		var status any
 		switch {
 		case st.GatewayClass != nil:
 			s := *st.GatewayClass
 			s.Conditions = mergeConditions(nil, s.Conditions, st.Generation, now)
-			out = append(out, &gwapiv1.GatewayClass{TypeMeta: tm("GatewayClass"), ObjectMeta: meta, Status: s})
+			status = s
 		case st.Gateway != nil:
 			s := *st.Gateway
 			s.Conditions = mergeConditions(nil, s.Conditions, st.Generation, now)
@@ -234,15 +235,16 @@ func StatusObjects(statuses []gateway.Status, now time.Time) []runtime.Object {
 			for i := range s.Listeners {
 				s.Listeners[i].Conditions = mergeConditions(nil, s.Listeners[i].Conditions, st.Generation, now)
 			}
-			out = append(out, &gwapiv1.Gateway{TypeMeta: tm("Gateway"), ObjectMeta: meta, Status: s})
+			status = s
 		case st.Route != nil:
 			rs, _ := mergeParents(gwapiv1.RouteStatus{}, st.Route, st.Generation, now)
-			if st.Kind == "GRPCRoute" {
-				out = append(out, &gwapiv1.GRPCRoute{TypeMeta: tm("GRPCRoute"), ObjectMeta: meta, Status: gwapiv1.GRPCRouteStatus{RouteStatus: rs}})
-			} else {
-				out = append(out, &gwapiv1.HTTPRoute{TypeMeta: tm("HTTPRoute"), ObjectMeta: meta, Status: gwapiv1.HTTPRouteStatus{RouteStatus: rs}})
-			}
+			status = rs
 		}
+		u, err := runtime.DefaultUnstructuredConverter.ToUnstructured(&status)
+		if err != nil {
+			u = map[string]any{"error": err.Error()}
+		}
+		out = append(out, map[string]any{"apiVersion": gwapiv1.GroupVersion.String(), "kind": st.Kind, "metadata": meta, "status": u})
 	}
 	return out
 }
