@@ -25,6 +25,7 @@ func TestEndToEnd(t *testing.T) {
 	onlyB := startBackend(t, "only-b", "127.0.0.22")
 	sticky1, sticky2 := startBackend(t, "sticky-1", "127.0.0.23"), startBackend(t, "sticky-2", "127.0.0.24")
 	v1, v2, parent := startBackend(t, "v1", "127.0.0.41"), startBackend(t, "v2", "127.0.0.42"), startBackend(t, "parent", "127.0.0.43")
+	tkA, tkB := startBackend(t, "takeover-a", "127.0.0.13"), startBackend(t, "takeover-b", "127.0.0.25")
 
 	dir := t.TempDir()
 	cp := &controlPlane{t: t, dir: dir}
@@ -45,10 +46,26 @@ spec:
   rules:
   - matches: [{headers: [{name: x-canary, value: "true"}]}]
     backendRefs: [{group: multicluster.x-k8s.io, kind: ServiceImport, name: split-v2, port: 9000}]
+  - matches: [{method: {service: grpc.testing.TestService, method: EmptyCall}}]
+    backendRefs: [{group: multicluster.x-k8s.io, kind: ServiceImport, name: split-v2, port: 9000}]
   - backendRefs:
     - {group: multicluster.x-k8s.io, kind: ServiceImport, name: split-v1, port: 9000, weight: 80}
     - {group: multicluster.x-k8s.io, kind: ServiceImport, name: split-v2, port: 9000, weight: 20}
 `)
+	// A mesh route whose backend is exported by a (local) and b.
+	takeoverA := func(ready bool) string {
+		return docs(service("takeover", "grpc:9000"), export("takeover"), slices("takeover", "grpc", ready, tkA))
+	}
+	cp.write("a/takeover.yaml", takeoverA(true))
+	cp.write("b/takeover.yaml", docs(service("takeover", "grpc:9000"), export("takeover"), slices("takeover", "grpc", true, tkB)))
+	cp.write("a/routed.yaml", docs(service("routed", "grpc:9000"), export("routed"), slices("routed", "grpc", true, parent), `apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: {name: routed, namespace: demo}
+spec:
+  parentRefs: [{group: multicluster.x-k8s.io, kind: ServiceImport, name: routed}]
+  rules:
+  - backendRefs: [{group: multicluster.x-k8s.io, kind: ServiceImport, name: takeover}]
+`))
 	cp.write("b/sticky.yaml", docs(strings.Replace(service("sticky", "grpc:9000"), "spec:\n", "spec:\n  sessionAffinity: ClientIP\n", 1),
 		export("sticky"), slices("sticky", "grpc", true, sticky1, sticky2)))
 	// c also exposes an admin port that no other cluster has.
@@ -144,6 +161,7 @@ spec:
 			return got["v1"] > 0 && got["v2"] > 0
 		})
 		got := spread(c, 1000)
+		t.Logf("1000 RPCs: %v", got)
 		if got["v1"]+got["v2"] != 1000 || got["v1"] < 750 || got["v1"] > 850 {
 			t.Errorf("answers %v, want 80%% (within 5 points) on v1 and the rest on v2", got)
 		}
@@ -160,6 +178,38 @@ spec:
 		if canary["v2"] != 20 {
 			t.Errorf("x-canary answers %v, want all from v2", canary)
 		}
+		method := map[string]int{}
+		for range 20 {
+			name, err := emptyCall(c, 2*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			method[name]++
+		}
+		if method["v2"] != 20 {
+			t.Errorf("EmptyCall answers %v, want all from v2 (method match)", method)
+		}
+	})
+
+	t.Run("a route's ServiceImport backend fails over to another cluster when the local one loses its endpoints", func(t *testing.T) {
+		c := cp.xdsClient(t, "client-a-routed", "a", "routed.demo.svc.clusterset.local:9000")
+		if got := spread(c, 20); got["takeover-a"] != 20 {
+			t.Fatalf("answers %v, want the local backend (a) only", got)
+		}
+		cp.write("a/takeover.yaml", takeoverA(false))
+		took := eventually(t, 10*time.Second, "takeover by b", func() bool {
+			name, err := call(c, time.Second)
+			return err == nil && name == "takeover-b"
+		})
+		t.Logf("edit to traffic on b: %v", took)
+		if got := spread(c, 20); got["takeover-b"] != 20 {
+			t.Errorf("after a lost its endpoints answers %v, want b only", got)
+		}
+		cp.write("a/takeover.yaml", takeoverA(true))
+		eventually(t, 10*time.Second, "back to a", func() bool {
+			name, err := call(c, time.Second)
+			return err == nil && name == "takeover-a"
+		})
 	})
 
 	t.Run("a broken YAML file changes nothing that is served", func(t *testing.T) {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/credentials/insecure"
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
 	"google.golang.org/grpc/xds"
@@ -33,6 +34,27 @@ type backend struct {
 
 func (b *backend) UnaryCall(context.Context, *testgrpc.SimpleRequest) (*testgrpc.SimpleResponse, error) {
 	return &testgrpc.SimpleResponse{ServerId: b.name}, nil
+}
+
+// EmptyCall answers with its name in the server-id response header: a
+// second method, for routes that match on the method.
+func (b *backend) EmptyCall(ctx context.Context, _ *testgrpc.Empty) (*testgrpc.Empty, error) {
+	_ = grpc.SetHeader(ctx, metadata.Pairs("server-id", b.name))
+	return &testgrpc.Empty{}, nil
+}
+
+// emptyCall calls EmptyCall and returns the backend that answered.
+func emptyCall(c testgrpc.TestServiceClient, timeout time.Duration) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	var md metadata.MD
+	if _, err := c.EmptyCall(ctx, &testgrpc.Empty{}, grpc.Header(&md)); err != nil {
+		return "", err
+	}
+	if v := md.Get("server-id"); len(v) == 1 {
+		return v[0], nil
+	}
+	return "", fmt.Errorf("no server-id header")
 }
 
 // startBackend listens on ip (a 127.0.0.x address) on a free port.
