@@ -1,0 +1,178 @@
+package multicluster
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
+	gwclient "sigs.k8s.io/gateway-api/pkg/client/clientset/versioned"
+
+	"github.com/eastwest-dev/eastwest/internal/cptest"
+	"github.com/eastwest-dev/eastwest/pkg/controlplane"
+	"github.com/eastwest-dev/eastwest/pkg/mcs"
+	"github.com/eastwest-dev/eastwest/pkg/translate"
+	"github.com/eastwest-dev/eastwest/test/kube"
+)
+
+// TestGatewayStatusInCluster guards the Gateway API status write-back
+// against real apiservers: a GatewayClass, Gateway and HTTPRoute created
+// in member a get their statuses written there by the leader (with the
+// objects' generations), the route's backend is a ServiceImport of a
+// service exported only from b, a ReferenceGrant added or removed in a
+// flips ResolvedRefs (and the Gateway's Envoy gets the backend or 500s),
+// and a converged status is not written again.
+func TestGatewayStatusInCluster(t *testing.T) {
+	cs := kube.Start(t, "a", "b")
+	a := &member{Cluster: cs[0], mcs: mustMCS(t, cs[0])}
+	b := &member{Cluster: cs[1], mcs: mustMCS(t, cs[1])}
+	b.service(t, clusterIPService("shop", "cart"))
+	b.slice(t, "shop", "cart", true, "10.7.0.1")
+	b.export(t, "shop", "cart")
+	a.namespace(t, "shop")
+	a.namespace(t, "infra")
+	app := cptest.StartWith(t, controlplane.Config{KubeconfigDir: kubeconfigDir(t, cs...), WriteBack: true, Resync: time.Second})
+	gw, err := gwclient.NewForConfig(a.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := gw.GatewayV1()
+
+	class := &gwapiv1.GatewayClass{ObjectMeta: metav1.ObjectMeta{Name: "eastwest"}, Spec: gwapiv1.GatewayClassSpec{ControllerName: "eastwest.io/gateway-controller"}}
+	if _, err := api.GatewayClasses().Create(ctx, class, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	all := gwapiv1.NamespacesFromAll
+	gateway := &gwapiv1.Gateway{ObjectMeta: metav1.ObjectMeta{Namespace: "infra", Name: "public"}, Spec: gwapiv1.GatewaySpec{
+		GatewayClassName: "eastwest",
+		Listeners: []gwapiv1.Listener{{Name: "web", Port: 80, Protocol: gwapiv1.HTTPProtocolType,
+			AllowedRoutes: &gwapiv1.AllowedRoutes{Namespaces: &gwapiv1.RouteNamespaces{From: &all}}}},
+	}}
+	if _, err := api.Gateways("infra").Create(ctx, gateway, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	group, kind, ns, port := gwapiv1.Group("multicluster.x-k8s.io"), gwapiv1.Kind("ServiceImport"), gwapiv1.Namespace("shop"), gwapiv1.PortNumber(80)
+	route := &gwapiv1.HTTPRoute{ObjectMeta: metav1.ObjectMeta{Namespace: "infra", Name: "web"}}
+	route.Spec.ParentRefs = []gwapiv1.ParentReference{{Name: "public"}}
+	route.Spec.Rules = []gwapiv1.HTTPRouteRule{{BackendRefs: []gwapiv1.HTTPBackendRef{{BackendRef: gwapiv1.BackendRef{
+		BackendObjectReference: gwapiv1.BackendObjectReference{Group: &group, Kind: &kind, Namespace: &ns, Name: "cart", Port: &port}}}}}}
+	if _, err := api.HTTPRoutes("infra").Create(ctx, route, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+
+	condIs := func(conds []metav1.Condition, typ string, status metav1.ConditionStatus, reason string, gen int64) error {
+		c := meta.FindStatusCondition(conds, typ)
+		switch {
+		case c == nil:
+			return fmt.Errorf("no %s condition in %v", typ, conds)
+		case c.Status != status || c.Reason != reason:
+			return fmt.Errorf("%s is %s/%s (%s), want %s/%s", typ, c.Status, c.Reason, c.Message, status, reason)
+		case c.ObservedGeneration != gen:
+			return fmt.Errorf("%s observedGeneration %d, want %d", typ, c.ObservedGeneration, gen)
+		case c.LastTransitionTime.IsZero():
+			return fmt.Errorf("%s has no lastTransitionTime", typ)
+		}
+		return nil
+	}
+	eventually(t, "the GatewayClass is Accepted", func() error {
+		gc, err := api.GatewayClasses().Get(ctx, "eastwest", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		return condIs(gc.Status.Conditions, "Accepted", metav1.ConditionTrue, "Accepted", gc.Generation)
+	})
+	eventually(t, "the Gateway is Accepted and Programmed, its listener has the route", func() error {
+		g, err := api.Gateways("infra").Get(ctx, "public", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if err := condIs(g.Status.Conditions, "Programmed", metav1.ConditionTrue, "Programmed", g.Generation); err != nil {
+			return err
+		}
+		if len(g.Status.Listeners) != 1 || g.Status.Listeners[0].AttachedRoutes != 1 {
+			return fmt.Errorf("listeners %+v", g.Status.Listeners)
+		}
+		return condIs(g.Status.Listeners[0].Conditions, "Programmed", metav1.ConditionTrue, "Programmed", g.Generation)
+	})
+	routeIs := func(status metav1.ConditionStatus, reason string) func() error {
+		return func() error {
+			r, err := api.HTTPRoutes("infra").Get(ctx, "web", metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			if len(r.Status.Parents) != 1 || r.Status.Parents[0].ControllerName != "eastwest.io/gateway-controller" {
+				return fmt.Errorf("parents %+v", r.Status.Parents)
+			}
+			if err := condIs(r.Status.Parents[0].Conditions, "Accepted", metav1.ConditionTrue, "Accepted", r.Generation); err != nil {
+				return err
+			}
+			return condIs(r.Status.Parents[0].Conditions, "ResolvedRefs", status, reason, r.Generation)
+		}
+	}
+	view := translate.View{Cluster: "a", Role: translate.RoleGatewayAPI, Gateway: "infra/public"}.String()
+	envoyGets := func(cluster string) func() error {
+		return func() error {
+			for _, r := range app.Cache.Resources(view, resourcev3.RouteType).Resources {
+				rt := r.Message.(*routev3.RouteConfiguration).VirtualHosts[0].Routes[0]
+				if got := rt.GetRoute().GetCluster(); got == cluster || (cluster == "" && rt.GetDirectResponse().GetStatus() == 500) {
+					return nil
+				}
+				return fmt.Errorf("the Gateway's route is %v", rt)
+			}
+			return fmt.Errorf("view %s has no route configuration", view)
+		}
+	}
+	eventually(t, "without a ReferenceGrant the route's backend is RefNotPermitted", routeIs(metav1.ConditionFalse, "RefNotPermitted"))
+	eventually(t, "and the Gateway's Envoy answers 500", envoyGets(""))
+
+	grant := &gwapiv1.ReferenceGrant{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "infra-routes"}, Spec: gwapiv1.ReferenceGrantSpec{
+		From: []gwapiv1.ReferenceGrantFrom{{Group: gwapiv1.GroupName, Kind: "HTTPRoute", Namespace: "infra"}},
+		To:   []gwapiv1.ReferenceGrantTo{{Group: "multicluster.x-k8s.io", Kind: "ServiceImport"}},
+	}}
+	if _, err := api.ReferenceGrants("shop").Create(ctx, grant, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "a ReferenceGrant resolves the backend", routeIs(metav1.ConditionTrue, "ResolvedRefs"))
+	cart := translate.ClusterName(mcs.ServiceKey{Namespace: "shop", Name: "cart"}, 80)
+	eventually(t, "and the Gateway's Envoy routes to the ServiceImport's cluster", envoyGets(cart))
+
+	// A spec change: observedGeneration follows.
+	r, err := api.HTTPRoutes("infra").Get(ctx, "web", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Spec.Hostnames = []gwapiv1.Hostname{"shop.example.com"}
+	if _, err := api.HTTPRoutes("infra").Update(ctx, r, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "observedGeneration follows the route's generation", routeIs(metav1.ConditionTrue, "ResolvedRefs"))
+
+	// Converged: resyncs (every second here) write nothing.
+	before, err := api.HTTPRoutes("infra").Get(ctx, "web", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2500 * time.Millisecond) // two resync periods
+	after, err := api.HTTPRoutes("infra").Get(ctx, "web", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.ResourceVersion != before.ResourceVersion {
+		t.Errorf("a converged route status was written again (resourceVersion %s -> %s)", before.ResourceVersion, after.ResourceVersion)
+	}
+
+	if err := api.ReferenceGrants("shop").Delete(ctx, "infra-routes", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "removing the ReferenceGrant flips ResolvedRefs back", routeIs(metav1.ConditionFalse, "RefNotPermitted"))
+	eventually(t, "and the Gateway's Envoy answers 500 again", envoyGets(""))
+
+	// Nothing was written into b, which holds none of these objects.
+	if l, err := gwclient.NewForConfigOrDie(b.Config).GatewayV1().HTTPRoutes("").List(ctx, metav1.ListOptions{}); err != nil || len(l.Items) != 0 {
+		t.Errorf("routes in b: %v, %v", l, err)
+	}
+}
