@@ -3,16 +3,20 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/structpb"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/eastwest-dev/eastwest/internal/cptest"
 	"github.com/eastwest-dev/eastwest/pkg/controlplane"
@@ -40,6 +44,8 @@ func TestDebugClientCommands(t *testing.T) {
 		"status json":            {[]string{"status", "--debug-address", addr, "--json"}, 0, "[]", ""},
 		"explain":                {[]string{"explain", "--debug-address", addr, "shop/cart"}, 0, "PortConflict", ""},
 		"explain json":           {[]string{"explain", "--debug-address", addr, "--json", "shop/cart"}, 0, `"service": "shop/cart"`, ""},
+		"explain shows routes":   {[]string{"explain", "--debug-address", addr, "shop/frontend"}, 0, "HTTPRoute shop/storefront in east", ""},
+		"explain route status":   {[]string{"explain", "--debug-address", addr, "shop/frontend"}, 0, "ResolvedRefs=False (BackendNotFound): Service shop/legacy-frontend not found", ""},
 		"explain unknown":        {[]string{"explain", "--debug-address", addr, "shop/nope"}, 1, "", "no member cluster exports shop/nope"},
 		"explain bad name":       {[]string{"explain", "--debug-address", addr, "nope"}, 1, "", "NAMESPACE/NAME"},
 		"dump unknown node":      {[]string{"dump", "--debug-address", addr, "--node", "ghost"}, 1, "", `no connected client has node.id "ghost"`},
@@ -138,4 +144,83 @@ func TestStatusAndDumpShowConnectedGateways(t *testing.T) {
 	if !strings.Contains(strings.ReplaceAll(stdout.String(), " ", ""), `"name":"`+gwListener+`"`) {
 		t.Errorf("dump lacks the gateway listener:\n%s", stdout.String())
 	}
+}
+
+// An Envoy declaring role gateway-api and a Gateway eastwest programs gets
+// that Gateway's listener; /debug/gateways lists the view and the
+// statuses; a node naming a Gateway that does not exist gets nothing and
+// xds status says why.
+func TestGatewayAPINode(t *testing.T) {
+	app := startServe(t)
+	conn, err := grpc.NewClient(app.XDSAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ads := discoveryv3.NewAggregatedDiscoveryServiceClient(conn)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	meta := func(gw string) *structpb.Struct {
+		m, _ := structpb.NewStruct(map[string]any{"role": "gateway-api", "gateway": gw})
+		return m
+	}
+	stream, err := ads.StreamAggregatedResources(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.Send(&discoveryv3.DiscoveryRequest{Node: &corev3.Node{Id: "envoy-public", Cluster: "east", Metadata: meta("shop/public")}, TypeUrl: resourcev3.ListenerType}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := stream.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := translate.GatewayAPIListenerName(types.NamespacedName{Namespace: "shop", Name: "public"}, 8080)
+	if len(resp.Resources) != 1 {
+		t.Fatalf("LDS for the Gateway's Envoy: %d resources", len(resp.Resources))
+	}
+	var l listenerv3.Listener
+	if err := resp.Resources[0].UnmarshalTo(&l); err != nil || l.Name != want {
+		t.Fatalf("LDS for the Gateway's Envoy: %v %v, want %s", l.Name, err, want)
+	}
+
+	ghost, err := ads.StreamAggregatedResources(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ghost.Send(&discoveryv3.DiscoveryRequest{Node: &corev3.Node{Id: "envoy-ghost", Cluster: "east", Metadata: meta("shop/ghost")}, TypeUrl: resourcev3.ListenerType}); err != nil {
+		t.Fatal(err)
+	}
+	var out string
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(out, "envoy-ghost") && time.Now().Before(deadline) {
+		var stdout, stderr bytes.Buffer
+		run([]string{"status", "--debug-address", app.DebugAddr()}, &stdout, &stderr)
+		out = stdout.String()
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !strings.Contains(out, "no Gateway shop/ghost") {
+		t.Errorf("xds status does not say why envoy-ghost gets nothing:\n%s", out)
+	}
+
+	body := get(t, "http://"+app.DebugAddr()+"/debug/gateways")
+	for _, s := range []string{`"east/gateway-api/shop/public"`, `"kind": "HTTPRoute"`, `"reason": "BackendNotFound"`, `"kind": "GatewayClass"`} {
+		if !strings.Contains(body, s) {
+			t.Errorf("/debug/gateways lacks %s:\n%s", s, body)
+		}
+	}
+}
+
+func get(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url) //nolint:gosec,noctx // a loopback test URL
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }

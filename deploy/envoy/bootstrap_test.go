@@ -6,18 +6,27 @@ import (
 	"testing"
 
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3" // registers the type in the bootstrap
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 	"sigs.k8s.io/yaml"
 
 	"github.com/eastwest-dev/eastwest/pkg/controlplane"
 )
 
-// The gateway bootstrap parses strictly into Envoy's Bootstrap proto,
-// passes its validation rules, talks ADS to one control plane and declares
-// the gateway role of the node contract.
-func TestGatewayBootstrapIsValid(t *testing.T) {
-	y, err := os.ReadFile("bootstrap.yaml")
+// The Envoy bootstraps (east-west gateway, Gateway API Gateway) parse
+// strictly into Envoy's Bootstrap proto, pass its validation rules, talk
+// ADS to one control plane and declare a node that meets the contract
+// (with the cluster the command line gives).
+func TestEnvoyBootstrapsAreValid(t *testing.T) {
+	for file, role := range map[string]string{"bootstrap.yaml": "gateway", "gateway-api-bootstrap.yaml": "gateway-api"} {
+		t.Run(file, func(t *testing.T) { checkBootstrap(t, file, role) })
+	}
+}
+
+func checkBootstrap(t *testing.T, file, role string) {
+	y, err := os.ReadFile(file)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,8 +41,13 @@ func TestGatewayBootstrapIsValid(t *testing.T) {
 	if err := b.ValidateAll(); err != nil {
 		t.Fatalf("invalid bootstrap: %v", err)
 	}
-	if got := b.GetNode().GetMetadata().GetFields()[controlplane.MetadataRole].GetStringValue(); got != "gateway" {
-		t.Errorf("node.metadata.role = %q, want gateway", got)
+	if got := b.GetNode().GetMetadata().GetFields()[controlplane.MetadataRole].GetStringValue(); got != role {
+		t.Errorf("node.metadata.role = %q, want %s", got, role)
+	}
+	node := proto.Clone(b.GetNode()).(*corev3.Node)
+	node.Id, node.Cluster = "pod-1", "east" // --service-node, --service-cluster
+	if _, err := controlplane.ParseNode(node); err != nil {
+		t.Errorf("the node does not meet the contract: %v", err)
 	}
 	ads := b.GetDynamicResources().GetAdsConfig()
 	if ads.GetApiType().String() != "GRPC" || ads.GetGrpcServices()[0].GetEnvoyGrpc().GetClusterName() != "xds_cluster" {

@@ -20,6 +20,7 @@ func TestManifests(t *testing.T) {
 	tests := map[string][]string{
 		"member-rbac.yaml":   {"ClusterRole/eastwest-member", "ClusterRoleBinding/eastwest-member", "ServiceAccount/eastwest"},
 		"control-plane.yaml": {"Deployment/eastwest", "Role/eastwest-control-plane", "Service/eastwest"},
+		"gateway-envoy.yaml": {"ConfigMap/envoy-public", "Deployment/envoy-public", "Service/envoy-public"},
 	}
 	for file, want := range tests {
 		b, err := os.ReadFile(file)
@@ -46,5 +47,34 @@ func TestManifests(t *testing.T) {
 				t.Errorf("%s lacks %s (has %v)", file, w, got)
 			}
 		}
+	}
+}
+
+// The Envoy ConfigMap for a Gateway carries the sample bootstrap of
+// deploy/envoy as it is (which that package validates): one bootstrap,
+// never two that drift apart.
+func TestGatewayEnvoyBootstrapIsTheSample(t *testing.T) {
+	b, err := os.ReadFile("gateway-envoy.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := os.ReadFile("../envoy/gateway-api-bootstrap.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := k8syaml.NewYAMLOrJSONDecoder(bytes.NewReader(b), 4096)
+	for {
+		var u unstructured.Unstructured
+		if err := d.Decode(&u.Object); err != nil {
+			t.Fatal("no ConfigMap with bootstrap.yaml:", err)
+		}
+		if u.GetKind() != "ConfigMap" {
+			continue
+		}
+		got, _, _ := unstructured.NestedString(u.Object, "data", "bootstrap.yaml")
+		if got != string(want) {
+			t.Errorf("the ConfigMap's bootstrap.yaml differs from deploy/envoy/gateway-api-bootstrap.yaml")
+		}
+		return
 	}
 }

@@ -133,6 +133,16 @@ type Snapshot struct {
 	Problems []source.Problem
 	// Sources maps each source to whether it delivered its initial state.
 	Sources map[string]bool
+	// Gateway holds, per member, what the Gateway API build made: the
+	// statuses eastwest owns and the services each route names.
+	Gateway map[string]GatewayAPI
+}
+
+// GatewayAPI is one member's Gateway API result, as the debug endpoint
+// shows it.
+type GatewayAPI struct {
+	Statuses  []gateway.Status
+	RouteRefs map[gateway.RouteKey][]mcs.ServiceKey
 }
 
 // NewWriter returns a Writer publishing to c.
@@ -708,7 +718,12 @@ func (w *Writer) snapshot(state *mcs.State, changed bool) {
 	}
 	w.mu.Unlock()
 	w.metrics.SourceProblems(len(probs))
+	gws := map[string]GatewayAPI{}
+	for m, r := range w.gwResults {
+		gws[m] = GatewayAPI{Statuses: r.Statuses, RouteRefs: r.RouteRefs}
+	}
 	w.snap.Store(&Snapshot{
+		Gateway:     gws,
 		Generation:  w.gen,
 		PublishedAt: time.Now(),
 		State:       state,

@@ -7,6 +7,7 @@ package debug
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"slices"
 	"strconv"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/eastwest-dev/eastwest/pkg/cache"
 	"github.com/eastwest-dev/eastwest/pkg/controlplane"
+	"github.com/eastwest-dev/eastwest/pkg/gateway"
 	"github.com/eastwest-dev/eastwest/pkg/mcs"
 	"github.com/eastwest-dev/eastwest/pkg/mcs/source"
 	"github.com/eastwest-dev/eastwest/pkg/metrics"
@@ -48,6 +50,7 @@ func New(s State, c *cache.Cache, t *cache.Tracker, m *metrics.Metrics) *Handler
 	h.mux.HandleFunc("GET /debug/syncz", h.syncz)
 	h.mux.HandleFunc("GET /debug/config_dump", h.configDump)
 	h.mux.HandleFunc("GET /debug/explain", h.explain)
+	h.mux.HandleFunc("GET /debug/gateways", h.gateways)
 	h.mux.Handle("GET /metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{}))
 	h.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = fmt.Fprintln(w, "ok") })
 	h.mux.HandleFunc("GET /readyz", h.readyz)
@@ -69,8 +72,9 @@ func (h *Handler) index(w http.ResponseWriter, _ *http.Request) {
 	_, _ = fmt.Fprint(w, `eastwest debug endpoint
   /debug/explain?service=NS/NAME   why traffic for a service goes where it goes
   /debug/syncz                     every xDS client: sent, acked, nacked per type
-  /debug/config_dump?node=ID       what a client is served [&type=cds|eds|lds|rds]
+  /debug/config_dump?node=ID       what a client is served [&type=cds|eds|lds|rds|sds] (keys redacted)
   /debug/mcs[?service=NS/NAME]     ServiceImports, exports, conditions, conflicts
+  /debug/gateways                  Gateway API statuses eastwest owns, gateway-api views
   /debug/clusters                  member clusters and their sources
   /metrics /healthz /readyz
 `)
@@ -383,4 +387,32 @@ func acked(ts *cache.TypeSync, since uint64) bool {
 	}
 	v, err := strconv.ParseUint(ts.Acked, 10, 64)
 	return err == nil && v >= since
+}
+
+// GatewayStatus is one object's Gateway API status in /debug/gateways.
+type GatewayStatus struct {
+	Member string `json:"member"`
+	gateway.Status
+}
+
+// gateways is /debug/gateways: every status eastwest computes for the
+// GatewayClasses, Gateways and routes it owns, per member cluster, and
+// the gateway-api views it serves (what Envoys can declare).
+func (h *Handler) gateways(w http.ResponseWriter, _ *http.Request) {
+	s := h.state.Snapshot()
+	out := struct {
+		Views    []string        `json:"views"`
+		Statuses []GatewayStatus `json:"statuses"`
+	}{Views: []string{}, Statuses: []GatewayStatus{}}
+	for _, v := range s.Views {
+		if v.Role == translate.RoleGatewayAPI {
+			out.Views = append(out.Views, v.String())
+		}
+	}
+	for _, m := range slices.Sorted(maps.Keys(s.Gateway)) {
+		for _, st := range s.Gateway[m].Statuses {
+			out.Statuses = append(out.Statuses, GatewayStatus{Member: m, Status: st})
+		}
+	}
+	writeJSON(w, out)
 }

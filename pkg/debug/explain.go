@@ -3,6 +3,7 @@ package debug
 import (
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"slices"
 	"strings"
@@ -11,7 +12,10 @@ import (
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
 
+	"github.com/eastwest-dev/eastwest/pkg/gateway"
 	"github.com/eastwest-dev/eastwest/pkg/mcs"
 	"github.com/eastwest-dev/eastwest/pkg/translate"
 )
@@ -25,6 +29,16 @@ type Explanation struct {
 	MCS        ServiceView       `json:"mcs"`
 	Views      []ViewExplanation `json:"views"`
 	Clients    []ClientResources `json:"clients"`
+	// Routes are the Gateway API routes that name the service (as a
+	// backend or a mesh parent), with the status eastwest gives them.
+	Routes []RouteExplanation `json:"routes,omitempty"`
+}
+
+// RouteExplanation is one route naming the service, and its status.
+type RouteExplanation struct {
+	Member  string   `json:"member"`
+	Route   string   `json:"route"`
+	Parents []string `json:"parents"`
 }
 
 // ViewExplanation is what one view serves of the service.
@@ -88,6 +102,26 @@ func (h *Handler) Explain(key mcs.ServiceKey) (Explanation, bool) {
 			names[translate.HostPort(key, p.Port)] = true
 		}
 	}
+	for _, m := range slices.Sorted(maps.Keys(s.Gateway)) {
+		g := s.Gateway[m]
+		for _, st := range g.Statuses {
+			if st.Route == nil || !slices.Contains(g.RouteRefs[gateway.RouteKey{Kind: st.Kind, Namespace: st.Namespace, Name: st.Name}], key) {
+				continue
+			}
+			re := RouteExplanation{Member: m, Route: st.Kind + " " + st.Namespace + "/" + st.Name}
+			for _, p := range st.Route.Parents {
+				line := parentName(p.ParentRef) + ":"
+				for _, c := range p.Conditions {
+					line += fmt.Sprintf("  %s=%s (%s)", c.Type, c.Status, c.Reason)
+					if c.Message != "" && c.Status != metav1.ConditionTrue || c.Type == "PartiallyInvalid" {
+						line += ": " + c.Message
+					}
+				}
+				re.Parents = append(re.Parents, line)
+			}
+			e.Routes = append(e.Routes, re)
+		}
+	}
 	served := map[string][]ResourceSummary{}
 	for _, v := range s.Views {
 		ve := ViewExplanation{View: v.String()}
@@ -105,7 +139,7 @@ func (h *Handler) Explain(key mcs.ServiceKey) (Explanation, bool) {
 					if names[p.Name] {
 						rs.Detail = routes(m, nil)
 					} else if d := routes(m, names); len(d) > 0 {
-						rs.Detail = d // the gateway's routes for this service
+						rs.Detail = d // a gateway's routes to this service
 					} else {
 						continue
 					}
@@ -177,18 +211,77 @@ func localities(cla *endpointv3.ClusterLoadAssignment) []string {
 }
 
 // routes describes where a route configuration sends traffic; with only
-// set, just the virtual hosts of those names.
+// set, just the routes that send to a cluster of those names.
 func routes(rc *routev3.RouteConfiguration, only map[string]bool) []string {
 	var out []string
 	for _, vh := range rc.VirtualHosts {
-		if only != nil && !only[vh.Name] {
-			continue
-		}
 		for _, r := range vh.Routes {
-			out = append(out, fmt.Sprintf("%s %s -> cluster %s", strings.Join(vh.Domains, ","), r.GetMatch().GetPrefix(), r.GetRoute().GetCluster()))
+			to, named := routeTarget(r, only)
+			if only != nil && !named {
+				continue
+			}
+			out = append(out, fmt.Sprintf("%s %s -> %s", strings.Join(vh.Domains, ","), matchText(r.GetMatch()), to))
 		}
 	}
 	return out
+}
+
+// routeTarget says where a route sends requests, and whether it names a
+// cluster in names.
+func routeTarget(r *routev3.Route, names map[string]bool) (string, bool) {
+	switch {
+	case r.GetDirectResponse() != nil:
+		return fmt.Sprintf("HTTP %d", r.GetDirectResponse().GetStatus()), false
+	case r.GetRedirect() != nil:
+		return "redirect", false
+	}
+	a := r.GetRoute()
+	if c := a.GetCluster(); c != "" {
+		return "cluster " + c, names[c]
+	}
+	var parts []string
+	named := false
+	for _, c := range a.GetWeightedClusters().GetClusters() {
+		parts = append(parts, fmt.Sprintf("%s (weight %d)", c.Name, c.GetWeight().GetValue()))
+		named = named || names[c.Name]
+	}
+	return "clusters " + strings.Join(parts, ", "), named
+}
+
+func matchText(m *routev3.RouteMatch) string {
+	var t string
+	switch {
+	case m.GetPath() != "":
+		t = "path " + m.GetPath()
+	case m.GetPathSeparatedPrefix() != "":
+		t = "prefix " + m.GetPathSeparatedPrefix()
+	case m.GetSafeRegex() != nil:
+		t = "regex " + m.GetSafeRegex().GetRegex()
+	default:
+		t = "prefix " + m.GetPrefix()
+	}
+	for _, h := range m.GetHeaders() {
+		t += " header " + h.GetName()
+	}
+	for _, q := range m.GetQueryParameters() {
+		t += " query " + q.GetName()
+	}
+	return t
+}
+
+func parentName(p gwapiv1.ParentReference) string {
+	kind := "Gateway"
+	if p.Kind != nil {
+		kind = string(*p.Kind)
+	}
+	n := kind + " " + string(p.Name)
+	if p.Namespace != nil {
+		n = kind + " " + string(*p.Namespace) + "/" + string(p.Name)
+	}
+	if p.SectionName != nil {
+		n += "/" + string(*p.SectionName)
+	}
+	return n
 }
 
 func shortTypeName(typ string) string {
@@ -201,6 +294,8 @@ func shortTypeName(typ string) string {
 		return "LDS"
 	case resourcev3.RouteType:
 		return "RDS"
+	case resourcev3.SecretType:
+		return "SDS"
 	}
 	return typ
 }
@@ -253,7 +348,17 @@ func (e Explanation) WriteText(w io.Writer) {
 			fmt.Fprintf(w, "     NOT PUBLISHED (previous version served, if any): %s\n", inv)
 		}
 	}
-	fmt.Fprintln(w, "\n4. Clients of those views")
+	fmt.Fprintln(w, "\n4. Gateway API routes naming the service (status eastwest gives them)")
+	if len(e.Routes) == 0 {
+		fmt.Fprintln(w, "   none")
+	}
+	for _, r := range e.Routes {
+		fmt.Fprintf(w, "   %s in %s\n", r.Route, r.Member)
+		for _, p := range r.Parents {
+			fmt.Fprintf(w, "     %s\n", p)
+		}
+	}
+	fmt.Fprintln(w, "\n5. Clients of those views")
 	if len(e.Clients) == 0 {
 		fmt.Fprintln(w, "   none connected")
 	}

@@ -39,7 +39,7 @@ const (
 // Gateways eastwest implements with their attached routes, the member's
 // mesh routes and every status this controller owns.
 func Build(in *Inputs, look Lookup) Result {
-	b := &builder{in: in, look: look, res: Result{Mesh: map[mcs.ServiceKey][]*MeshRoute{}, Refs: map[mcs.ServiceKey]bool{}}}
+	b := &builder{in: in, look: look, res: Result{Mesh: map[mcs.ServiceKey][]*MeshRoute{}, Refs: map[mcs.ServiceKey]bool{}, RouteRefs: map[RouteKey][]mcs.ServiceKey{}}}
 	if in == nil {
 		return b.res
 	}
@@ -315,12 +315,13 @@ type route struct {
 	parents   []gwapiv1.ParentReference
 	hostnames []gwapiv1.Hostname
 	rules     []*RouteRule
+	// services are the services the route names.
+	services map[mcs.ServiceKey]bool
 	// refs is the ResolvedRefs condition's failure (reason and messages).
 	refReason string
 	refErrs   []string
 	// invalid lists rules left out or answered 500 (PartiallyInvalid).
 	invalid []string
-	total   int // rules in the spec
 	status  []gwapiv1.RouteParentStatus
 }
 
@@ -379,6 +380,7 @@ func (b *builder) attach(r *route) {
 		r.status = append(r.status, gwapiv1.RouteParentStatus{ParentRef: p, ControllerName: ControllerName, Conditions: conds})
 	}
 	if len(r.status) > 0 {
+		b.res.RouteRefs[r.key] = slices.SortedFunc(maps.Keys(r.services), mcs.ServiceKey.Compare)
 		b.res.Statuses = append(b.res.Statuses, Status{Kind: r.key.Kind, Namespace: r.key.Namespace, Name: r.key.Name, Generation: gen,
 			Route: &gwapiv1.RouteStatus{Parents: r.status}})
 	}
@@ -442,6 +444,7 @@ func (b *builder) attachGateway(r *route, p gwapiv1.ParentReference, gs *gateway
 
 func (b *builder) attachMesh(r *route, p gwapiv1.ParentReference, kind string, svc mcs.ServiceKey) metav1.Condition {
 	b.res.Refs[svc] = true
+	r.services[svc] = true
 	exists := false
 	if kind == kindServiceImport {
 		exists = b.look.Import(svc) != nil

@@ -25,6 +25,9 @@ type Result struct {
 	// Refs are the services the result read (backends and mesh parents):
 	// it must be built again when any of them changes.
 	Refs map[mcs.ServiceKey]bool
+	// RouteRefs are, per route with a parent of ours, the services it
+	// names (backends, mirrors, mesh parents), for explaining a service.
+	RouteRefs map[RouteKey][]mcs.ServiceKey
 }
 
 // Gateway is one Gateway as its Envoy serves it.
@@ -214,10 +217,10 @@ type Mirror struct {
 // Status is the status this controller computes for one object. Exactly
 // one of the status fields is set. Conditions carry no time.
 type Status struct {
-	Kind       string // GatewayClass, Gateway, HTTPRoute, GRPCRoute
-	Namespace  string
-	Name       string
-	Generation int64
+	Kind       string `json:"kind"` // GatewayClass, Gateway, HTTPRoute, GRPCRoute
+	Namespace  string `json:"namespace,omitempty"`
+	Name       string `json:"name"`
+	Generation int64  `json:"generation"`
 
 	GatewayClass *gwapiv1.GatewayClassStatus `json:"gatewayClass,omitempty"`
 	Gateway      *gwapiv1.GatewayStatus      `json:"gateway,omitempty"`

@@ -21,7 +21,7 @@ import (
 // asks instead of skipping the filter.
 func (b *builder) httpRoute(o *gwapiv1.HTTPRoute) *route {
 	r := &route{key: RouteKey{Kind: kindHTTPRoute, Namespace: o.Namespace, Name: o.Name}, obj: o,
-		parents: o.Spec.ParentRefs, hostnames: o.Spec.Hostnames, total: len(o.Spec.Rules)}
+		parents: o.Spec.ParentRefs, hostnames: o.Spec.Hostnames, services: map[mcs.ServiceKey]bool{}}
 	for i, rule := range o.Spec.Rules {
 		matches := rule.Matches
 		if len(matches) == 0 {
@@ -254,7 +254,7 @@ func (b *builder) mirror(r *route, m *gwapiv1.HTTPRequestMirrorFilter) Mirror {
 // (/<service>/<method>) so both route kinds share one precedence order.
 func (b *builder) grpcRoute(o *gwapiv1.GRPCRoute) *route {
 	r := &route{key: RouteKey{Kind: kindGRPCRoute, Namespace: o.Namespace, Name: o.Name}, obj: o,
-		parents: o.Spec.ParentRefs, hostnames: o.Spec.Hostnames, total: len(o.Spec.Rules)}
+		parents: o.Spec.ParentRefs, hostnames: o.Spec.Hostnames, services: map[mcs.ServiceKey]bool{}}
 	for i, rule := range o.Spec.Rules {
 		var a Action
 		unsupported := ""
@@ -368,6 +368,7 @@ func (b *builder) backend(r *route, ref gwapiv1.BackendRef) Backend {
 		return fail(gwapiv1.RouteReasonInvalidKind, "backendRef %s/%s %s: only Services and ServiceImports are supported", group, kind, ref.Name)
 	}
 	b.res.Refs[be.Service] = true
+	r.services[be.Service] = true
 	if be.Service.Namespace != r.key.Namespace && !b.granted(gwapiv1.GroupName, r.key.Kind, r.key.Namespace, group, kind, typesName(be.Service)) {
 		return fail(gwapiv1.RouteReasonRefNotPermitted, "backendRef %s %s: no ReferenceGrant in %s allows %ss from %s", kind, be.Service, be.Service.Namespace, r.key.Kind, r.key.Namespace)
 	}
