@@ -253,7 +253,7 @@ func (b *builder) certificate(gs *gatewayState, ref gwapiv1.SecretObjectReferenc
 	}
 	if _, err := tls.X509KeyPair(s.Data[corev1.TLSCertKey], s.Data[corev1.TLSPrivateKeyKey]); err != nil {
 		// The error never quotes key material.
-		return key, string(gwapiv1.ListenerReasonInvalidCertificateRef), fmt.Errorf("certificateRef Secret %s: not a valid certificate and key: %v", key, err)
+		return key, string(gwapiv1.ListenerReasonInvalidCertificateRef), fmt.Errorf("certificateRef Secret %s: not a valid certificate and key: %w", key, err)
 	}
 	gs.out.Secrets[key] = Certificate{Chain: s.Data[corev1.TLSCertKey], Key: s.Data[corev1.TLSPrivateKeyKey]}
 	return key, "", nil

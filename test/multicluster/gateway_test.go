@@ -116,14 +116,15 @@ func TestGatewayStatusInCluster(t *testing.T) {
 	view := translate.View{Cluster: "a", Role: translate.RoleGatewayAPI, Gateway: "infra/public"}.String()
 	envoyGets := func(cluster string) func() error {
 		return func() error {
-			for _, r := range app.Cache.Resources(view, resourcev3.RouteType).Resources {
-				rt := r.Message.(*routev3.RouteConfiguration).VirtualHosts[0].Routes[0]
-				if got := rt.GetRoute().GetCluster(); got == cluster || (cluster == "" && rt.GetDirectResponse().GetStatus() == 500) {
-					return nil
-				}
-				return fmt.Errorf("the Gateway's route is %v", rt)
+			rs := app.Cache.Resources(view, resourcev3.RouteType).Resources
+			if len(rs) != 1 {
+				return fmt.Errorf("view %s has %d route configurations", view, len(rs))
 			}
-			return fmt.Errorf("view %s has no route configuration", view)
+			rt := rs[0].Message.(*routev3.RouteConfiguration).VirtualHosts[0].Routes[0]
+			if got := rt.GetRoute().GetCluster(); got == cluster || (cluster == "" && rt.GetDirectResponse().GetStatus() == 500) {
+				return nil
+			}
+			return fmt.Errorf("the Gateway's route is %v", rt)
 		}
 	}
 	eventually(t, "without a ReferenceGrant the route's backend is RefNotPermitted", routeIs(metav1.ConditionFalse, "RefNotPermitted"))

@@ -420,7 +420,7 @@ func (k *KubeCluster) discover(client kubernetes.Interface) (string, bool, error
 
 // tlsSecrets selects the Secrets eastwest reads: Gateway listener
 // certificates.
-const tlsSecrets = "type=kubernetes.io/tls"
+const tlsSecrets = "type=kubernetes.io/tls" //nolint:gosec // a field selector, not a credential
 
 // canListTLSSecrets reports whether the member lets eastwest list its TLS
 // Secrets, logging why not.
