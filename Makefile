@@ -42,7 +42,7 @@ race:
 	$(GO) test -race -count=1 ./...
 
 # The packages whose tests use internal/golden (only they know -update).
-GOLDEN_PKGS = $(shell $(GO) list -f '{{range .TestImports}}{{if eq . "github.com/eastwest-dev/eastwest/internal/golden"}}{{$$.ImportPath}}{{end}}{{end}}' ./...)
+GOLDEN_PKGS = $(shell $(GO) list -f '{{range .TestImports}}{{if eq . "github.com/eastwest-dev/eastwest/internal/golden"}}{{$$.ImportPath}} {{end}}{{end}}{{range .XTestImports}}{{if eq . "github.com/eastwest-dev/eastwest/internal/golden"}}{{$$.ImportPath}} {{end}}{{end}}' ./...)
 
 golden: ## Rewrite every golden file under testdata/ from the current output.
 	$(GO) test -count=1 $(GOLDEN_PKGS) -update

@@ -10,12 +10,17 @@ import (
 	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
 	mcsv1b1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 
 	"github.com/eastwest-dev/eastwest/pkg/cache"
+	"github.com/eastwest-dev/eastwest/pkg/gateway"
 	"github.com/eastwest-dev/eastwest/pkg/mcs"
 	"github.com/eastwest-dev/eastwest/pkg/mcs/source"
 	"github.com/eastwest-dev/eastwest/pkg/metrics"
@@ -157,8 +162,6 @@ func gauge(t *testing.T, m *metrics.Metrics, name, typ string) float64 {
 	return -1
 }
 
-func ptr[T any](v T) *T { return &v }
-
 // When a member leaves, the services only it exported stop being served.
 func TestWriterDropsServicesOfALeavingMember(t *testing.T) {
 	h := newWriterHarness(t)
@@ -173,3 +176,71 @@ func TestWriterDropsServicesOfALeavingMember(t *testing.T) {
 		t.Error("west left, its service is still served")
 	}
 }
+
+// A Gateway of eastwest's class gets its own view as soon as it exists,
+// with its listener and a route that follows its backend's endpoints
+// (a change to the backend rebuilds the Gateway); deleting the Gateway
+// removes the view and what it served, and its status is told to the
+// write-back each time.
+func TestWriterGatewayViews(t *testing.T) {
+	h := newWriterHarness(t)
+	statuses := make(chan []gateway.Status, 16)
+	h.w.OnStatus(func(_ string, st []gateway.Status) { statuses <- st })
+	h.publish("east", exportedService(80)...)
+	class := &gwapiv1.GatewayClass{ObjectMeta: metav1.ObjectMeta{Name: "ew"}, Spec: gwapiv1.GatewayClassSpec{ControllerName: gateway.ControllerName}}
+	gw := &gwapiv1.Gateway{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "gw"}, Spec: gwapiv1.GatewaySpec{GatewayClassName: "ew",
+		Listeners: []gwapiv1.Listener{{Name: "http", Port: 8080, Protocol: gwapiv1.HTTPProtocolType}}}}
+	group, kind, port := gwapiv1.Group("multicluster.x-k8s.io"), gwapiv1.Kind("ServiceImport"), gwapiv1.PortNumber(80)
+	route := &gwapiv1.HTTPRoute{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "r"}}
+	route.Spec.ParentRefs = []gwapiv1.ParentReference{{Name: "gw"}}
+	route.Spec.Rules = []gwapiv1.HTTPRouteRule{{BackendRefs: []gwapiv1.HTTPBackendRef{{BackendRef: gwapiv1.BackendRef{
+		BackendObjectReference: gwapiv1.BackendObjectReference{Group: &group, Kind: &kind, Name: "web", Port: &port}}}}}}
+	snap := h.publish("east", up(class), up(gw), up(route))
+	view := translate.View{Cluster: "east", Role: translate.RoleGatewayAPI, Gateway: "ns/gw"}.String()
+	found := false
+	for _, v := range snap.Views {
+		found = found || v.String() == view
+	}
+	if !found {
+		t.Fatalf("no view %s in %v", view, snap.Views)
+	}
+	lis := translate.GatewayAPIListenerName(types.NamespacedName{Namespace: "ns", Name: "gw"}, 8080)
+	if !h.c.Has(view, resourcev3.ListenerType, lis) {
+		t.Errorf("the Gateway's view lacks its listener %s", lis)
+	}
+	cla := func() int {
+		for _, r := range h.c.Resources(view, resourcev3.EndpointType).Resources {
+			n := 0
+			for _, l := range r.Message.(*endpointv3.ClusterLoadAssignment).Endpoints {
+				n += len(l.LbEndpoints)
+			}
+			return n
+		}
+		return -1
+	}
+	if got := cla(); got != 0 {
+		t.Errorf("endpoints before any slice: %d", got)
+	}
+	ready := true
+	h.publish("east", up(&discoveryv1.EndpointSlice{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "web-1", Labels: map[string]string{discoveryv1.LabelServiceName: "web"}},
+		AddressType: discoveryv1.AddressTypeIPv4, Ports: []discoveryv1.EndpointPort{{Name: ptr("http"), Port: ptr(int32(8080))}},
+		Endpoints: []discoveryv1.Endpoint{{Addresses: []string{"10.0.0.1"}, Conditions: discoveryv1.EndpointConditions{Ready: &ready}}}}))
+	if got := cla(); got != 1 {
+		t.Errorf("the Gateway's backend endpoints did not follow the slice: %d", got)
+	}
+	h.publish("east", mcs.Event{Op: mcs.OpDelete, Object: gw})
+	if h.c.Has(view, resourcev3.ListenerType, lis) {
+		t.Error("the deleted Gateway's listener is still served")
+	}
+	var last []gateway.Status
+	for len(statuses) > 0 {
+		last = <-statuses
+	}
+	for _, st := range last {
+		if st.Kind == "Gateway" {
+			t.Errorf("a deleted Gateway still has a status: %+v", st)
+		}
+	}
+}
+
+func ptr[T any](v T) *T { return &v }

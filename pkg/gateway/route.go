@@ -171,7 +171,12 @@ func (b *builder) httpAction(r *route, i int, rule gwapiv1.HTTPRouteRule) (Actio
 		}
 	}
 	if rt := rule.Retry; rt != nil {
-		a.Retry = &Retry{Attempts: deref(rt.Attempts)}
+		// Without attempts, one retry (Envoy's default); attempts 0
+		// turns retries off.
+		a.Retry = &Retry{Attempts: 1}
+		if rt.Attempts != nil {
+			a.Retry.Attempts = *rt.Attempts
+		}
 		for _, c := range rt.Codes {
 			a.Retry.Codes = append(a.Retry.Codes, int(c))
 		}

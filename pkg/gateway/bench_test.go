@@ -1,0 +1,76 @@
+package gateway_test
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/eastwest-dev/eastwest/pkg/gateway"
+	"github.com/eastwest-dev/eastwest/pkg/mcs"
+	"github.com/eastwest-dev/eastwest/pkg/mcs/source"
+	"github.com/eastwest-dev/eastwest/pkg/translate"
+)
+
+// BenchmarkGatewayRebuild measures what one change to a service a
+// Gateway's routes name costs the writer: building the member's Gateway
+// API result again and translating its Gateway (routes x 5 rules, each
+// rule to two of the imports; every import with 10 endpoints in each of 3
+// clusters). The cost grows with the member's routes, not the ClusterSet.
+func BenchmarkGatewayRebuild(b *testing.B) {
+	for _, routes := range []int{10, 100, 500} {
+		b.Run(fmt.Sprintf("routes=%d", routes), func(b *testing.B) {
+			store, gws := mcs.NewStore(mcs.Options{}), gateway.NewStore()
+			for c, member := range []string{"east", "west", "central"} {
+				var y strings.Builder
+				y.WriteString(fuzzBase)
+				for s := range routes {
+					fmt.Fprintf(&y, "---\napiVersion: v1\nkind: Service\nmetadata: {name: s%d, namespace: ns}\nspec: {ports: [{name: http, port: 80}]}\n", s)
+					fmt.Fprintf(&y, "---\napiVersion: multicluster.x-k8s.io/v1beta1\nkind: ServiceExport\nmetadata: {name: s%d, namespace: ns}\n", s)
+					fmt.Fprintf(&y, "---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: s%d-1, namespace: ns, labels: {kubernetes.io/service-name: s%d}}\naddressType: IPv4\nports: [{name: http, port: 8080, protocol: TCP}]\nendpoints:\n", s, s)
+					for e := range 10 {
+						fmt.Fprintf(&y, "- addresses: [10.%d.%d.%d]\n", c, s%250, e+1)
+					}
+					if member != "east" {
+						continue
+					}
+					fmt.Fprintf(&y, "---\napiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: r%d, namespace: ns}\nspec:\n  parentRefs: [{name: gw}]\n  hostnames: [h%d.example.com]\n  rules:\n", s, s%20)
+					for r := range 5 {
+						fmt.Fprintf(&y, "  - matches: [{path: {type: PathPrefix, value: /p%d}, headers: [{name: x-r, value: \"%d\"}]}]\n    backendRefs:\n    - {group: multicluster.x-k8s.io, kind: ServiceImport, name: s%d, port: 80, weight: 9}\n    - {group: multicluster.x-k8s.io, kind: ServiceImport, name: s%d, port: 80, weight: 1}\n", r, r, s, (s+1)%routes)
+					}
+				}
+				objs, probs := source.Decode(member+".yaml", []byte(y.String()))
+				if len(probs) > 0 {
+					b.Fatal(probs)
+				}
+				for _, o := range objs {
+					ev := mcs.Event{Member: member, Op: mcs.OpUpsert, Object: o.Obj}
+					if gateway.Handles(o.Obj) {
+						if member == "east" {
+							_ = gws.Apply(ev)
+						}
+					} else if err := store.Apply(ev); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+			store.Flush()
+			state := store.Snapshot()
+			look := lookup{state, store}
+			be := translate.Backends{State: state, Local: func(k mcs.ServiceKey) (*mcs.Service, []*mcs.Slice) { return store.Local("east", k) }}
+			b.ReportAllocs()
+			b.ResetTimer()
+			resources := 0
+			for b.Loop() {
+				res := gateway.Build(gws.Inputs("east"), look)
+				for _, gw := range res.Gateways {
+					r := translate.GatewayAPI(gw, translate.View{Cluster: "east", Role: translate.RoleGatewayAPI, Gateway: translate.GatewayAPIView(gw.Key)}, be)
+					resources = len(r.Resources)
+					if len(r.Invalid) > 0 {
+						b.Fatal(r.Invalid)
+					}
+				}
+			}
+			b.ReportMetric(float64(resources), "resources")
+		})
+	}
+}
