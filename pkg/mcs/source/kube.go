@@ -277,7 +277,14 @@ func (k *KubeCluster) runOnce(ctx context.Context) error {
 	gwf.Start(runCtx.Done())
 	secf.Start(runCtx.Done())
 	// Shutdown waits for the informers, which stop only once runCtx ends.
-	defer func() { cancel(); core.Shutdown(); mcsf.Shutdown(); dynf.Shutdown(); gwf.Shutdown(); secf.Shutdown() }()
+	defer func() {
+		cancel()
+		core.Shutdown()
+		mcsf.Shutdown()
+		dynf.Shutdown()
+		gwf.Shutdown()
+		secf.Shutdown()
+	}()
 
 	// Wait for the initial lists; a permission error fails at once (the
 	// reflectors would retry it silently until the timeout).
