@@ -3,6 +3,7 @@ package controlplane
 import (
 	"cmp"
 	"context"
+	"fmt"
 	"log/slog"
 	"maps"
 	"slices"
@@ -87,7 +88,8 @@ type Writer struct {
 	// whose mesh routes changed since the last publish.
 	gw          *gateway.Store
 	gwResults   map[string]gateway.Result
-	gwViews     map[string]bool // published gateway-api view names
+	gwViews     map[string]bool                      // published gateway-api view names
+	gwRefSig    map[string]map[mcs.ServiceKey]string // member -> referenced service -> refSignature
 	routesDirty map[mcs.ServiceKey]bool
 	// onStatus, when set, is told the Gateway API statuses of members
 	// whose results were built again.
@@ -174,6 +176,7 @@ func NewWriter(opts WriterOptions, c *cache.Cache, m *metrics.Metrics, log *slog
 		gw:        gateway.NewStore(),
 		gwResults: map[string]gateway.Result{},
 		gwViews:   map[string]bool{},
+		gwRefSig:  map[string]map[mcs.ServiceKey]string{},
 
 		routesDirty: map[mcs.ServiceKey]bool{},
 	}
@@ -305,7 +308,7 @@ func (w *Writer) publish() {
 
 	// Gateway API: build again the members whose objects changed, or
 	// whose routes reference a service that changed.
-	rebuilt := w.buildGateways(state, ch)
+	rebuilt, gwBackends := w.buildGateways(state, ch)
 
 	keys := ch.Services
 	viewsChanged := ch.Clusters || len(rebuilt) > 0 && w.gatewayViewsChanged(state)
@@ -411,7 +414,7 @@ func (w *Writer) publish() {
 			w.gwInvalid[v.String()] = r.Invalid
 		}
 	}
-	w.translateGateways(state, rebuilt, viewsChanged, sets, dels)
+	w.translateGateways(state, rebuilt, gwBackends, viewsChanged, sets, dels)
 
 	var updates []cache.Update
 	for _, typ := range translate.TypeOrder() {
@@ -432,7 +435,7 @@ func (w *Writer) publish() {
 		w.cache.SetViews(viewNames)
 	}
 	w.metrics.Translated(time.Since(start))
-	w.snapshot(state, !ch.Empty() || len(rebuilt) > 0 || w.gen == 0)
+	w.snapshot(state, !ch.Empty() || len(rebuilt) > 0 || len(gwBackends) > 0 || w.gen == 0)
 	if w.onPublish != nil && (!ch.Empty() || w.gen == 1) {
 		w.onPublish(state, ch.Services, ch.Clusters || w.gen == 1)
 	}
@@ -444,20 +447,39 @@ func (w *Writer) publish() {
 }
 
 // buildGateways runs gateway.Build for the members that need it and
-// returns them. A member's mesh parents, old and new, get their client
-// routes translated again.
-func (w *Writer) buildGateways(state *mcs.State, ch mcs.Changes) []string {
+// returns them: those whose Gateway API objects changed, and those whose
+// routes name a service whose shape (import, ports, affinity) changed. A
+// referenced service whose endpoints alone changed needs no build: it is
+// returned in backends, by member, and only its clusters are translated
+// again. A member's mesh parents, old and new, get their client routes
+// translated again.
+func (w *Writer) buildGateways(state *mcs.State, ch mcs.Changes) (rebuilt []string, backends map[string]map[mcs.ServiceKey]bool) {
 	dirty := map[string]bool{}
 	for _, m := range w.gw.TakeDirty() {
 		dirty[m] = true
 	}
+	backends = map[string]map[mcs.ServiceKey]bool{}
 	for m, r := range w.gwResults {
-		if ch.Clusters || slices.ContainsFunc(ch.Touched, func(k mcs.ServiceKey) bool { return r.Refs[k] }) {
+		if ch.Clusters {
 			dirty[m] = true
+			continue
+		}
+		for _, k := range ch.Touched {
+			if !r.Refs[k] || dirty[m] {
+				continue
+			}
+			if w.refSignature(state, m, k) != w.gwRefSig[m][k] {
+				dirty[m] = true
+				continue
+			}
+			if backends[m] == nil {
+				backends[m] = map[mcs.ServiceKey]bool{}
+			}
+			backends[m][k] = true
 		}
 	}
-	var out []string
 	for _, m := range slices.Sorted(maps.Keys(dirty)) {
+		delete(backends, m)
 		old := w.gwResults[m]
 		for k := range old.Mesh {
 			w.routesDirty[k] = true
@@ -465,7 +487,8 @@ func (w *Writer) buildGateways(state *mcs.State, ch mcs.Changes) []string {
 		in := w.gw.Inputs(m)
 		if in == nil {
 			delete(w.gwResults, m)
-			out = append(out, m)
+			delete(w.gwRefSig, m)
+			rebuilt = append(rebuilt, m)
 			continue
 		}
 		r := gateway.Build(in, lookup{state: state, store: w.store, member: m})
@@ -473,9 +496,34 @@ func (w *Writer) buildGateways(state *mcs.State, ch mcs.Changes) []string {
 			w.routesDirty[k] = true
 		}
 		w.gwResults[m] = r
-		out = append(out, m)
+		sigs := map[mcs.ServiceKey]string{}
+		for k := range r.Refs {
+			sigs[k] = w.refSignature(state, m, k)
+		}
+		w.gwRefSig[m] = sigs
+		rebuilt = append(rebuilt, m)
 	}
-	return out
+	return rebuilt, backends
+}
+
+// refSignature is what gateway.Build reads of a service for a member: the
+// import's ports and affinity, and the member's own Service's. Endpoints
+// are not in it: they change the backends' clusters, not the routes.
+func (w *Writer) refSignature(state *mcs.State, member string, k mcs.ServiceKey) string {
+	var b strings.Builder
+	if st := state.Services[k]; st != nil && st.Import != nil {
+		fmt.Fprintf(&b, "import %s %s:", st.Import.Type, st.Import.SessionAffinity)
+		for _, p := range st.Import.Ports {
+			fmt.Fprintf(&b, " %s/%s/%d", p.Name, p.Protocol, p.Port)
+		}
+	}
+	if svc, _ := w.store.Local(member, k); svc != nil {
+		fmt.Fprintf(&b, "; local %s:", svc.SessionAffinity)
+		for _, p := range svc.Ports {
+			fmt.Fprintf(&b, " %s/%s/%d", p.Name, p.Protocol, p.Port)
+		}
+	}
+	return b.String()
 }
 
 // lookup is what gateway.Build reads: the ClusterSet's imports and the
@@ -538,21 +586,52 @@ func (w *Writer) gatewayViewsChanged(state *mcs.State) bool {
 }
 
 // translateGateways translates the Gateways of rebuilt members (all of
-// them when the views changed) into their views.
-func (w *Writer) translateGateways(state *mcs.State, rebuilt []string, all bool, sets map[string]map[string][]cache.Resource, dels map[string]map[string][]string) {
-	members := rebuilt
-	if all {
-		members = slices.Sorted(maps.Keys(w.gwResults))
+// them when the views changed) into their views: each backend service's
+// clusters under that service, listeners, routes and certificates under
+// the zero key. For members in backends only those services' clusters
+// are translated again.
+func (w *Writer) translateGateways(state *mcs.State, rebuilt []string, backends map[string]map[mcs.ServiceKey]bool, all bool, sets map[string]map[string][]cache.Resource, dels map[string]map[string][]string) {
+	members := map[string]bool{}
+	for _, m := range rebuilt {
+		members[m] = true
 	}
-	for _, m := range members {
+	if all {
+		for m := range w.gwResults {
+			members[m] = true
+		}
+	}
+	for m := range backends {
+		if !members[m] {
+			members[m] = false // backends only
+		}
+	}
+	for _, m := range slices.Sorted(maps.Keys(members)) {
 		id := clusterOf(state, m)
 		if id == "" {
 			continue
 		}
 		be := translate.Backends{State: state, Local: func(k mcs.ServiceKey) (*mcs.Service, []*mcs.Slice) { return w.store.Local(m, k) }}
+		full := members[m]
 		for _, gw := range w.gwResults[m].Gateways {
 			v := translate.View{Cluster: id, Role: translate.RoleGatewayAPI, Gateway: translate.GatewayAPIView(gw.Key)}
-			w.record(v.String(), mcs.ServiceKey{}, translate.GatewayAPI(gw, v, be), sets, dels)
+			view := v.String()
+			var only func(mcs.ServiceKey) bool
+			if !full {
+				only = func(k mcs.ServiceKey) bool { return backends[m][k] }
+			}
+			parts := translate.GatewayBackends(gw, v, be, only)
+			for _, k := range slices.SortedFunc(maps.Keys(parts), mcs.ServiceKey.Compare) {
+				w.record(view, k, parts[k], sets, dels)
+			}
+			if !full {
+				continue
+			}
+			for k := range w.published[view] {
+				if _, ok := parts[k]; !ok && k != (mcs.ServiceKey{}) {
+					w.record(view, k, translate.Result{}, sets, dels) // no longer a backend
+				}
+			}
+			w.record(view, mcs.ServiceKey{}, translate.GatewayListeners(gw, v, be, func(c string) bool { return w.clusters[view][c] }), sets, dels)
 		}
 	}
 }

@@ -209,14 +209,15 @@ func TestWriterGatewayViews(t *testing.T) {
 		t.Errorf("the Gateway's view lacks its listener %s", lis)
 	}
 	cla := func() int {
-		for _, r := range h.c.Resources(view, resourcev3.EndpointType).Resources {
-			n := 0
-			for _, l := range r.Message.(*endpointv3.ClusterLoadAssignment).Endpoints {
-				n += len(l.LbEndpoints)
-			}
-			return n
+		rs := h.c.Resources(view, resourcev3.EndpointType).Resources
+		if len(rs) != 1 {
+			return -1
 		}
-		return -1
+		n := 0
+		for _, l := range rs[0].Message.(*endpointv3.ClusterLoadAssignment).Endpoints {
+			n += len(l.LbEndpoints)
+		}
+		return n
 	}
 	if got := cla(); got != 0 {
 		t.Errorf("endpoints before any slice: %d", got)

@@ -2,6 +2,7 @@ package translate
 
 import (
 	"cmp"
+	"fmt"
 	"maps"
 	"slices"
 
@@ -46,28 +47,65 @@ type Backends struct {
 func GatewayAPI(gw *gateway.Gateway, v View, be Backends) Result {
 	var r Result
 	published := map[string]bool{}
-	affinity := map[string]bool{}
-	for _, b := range gatewayBackends(gw) {
+	for _, part := range GatewayBackends(gw, v, be, nil) {
+		for _, res := range part.Resources {
+			if res.Type == resourcev3.ClusterType {
+				published[res.Name] = true
+			}
+		}
+		r.Resources = append(r.Resources, part.Resources...)
+		r.Invalid = append(r.Invalid, part.Invalid...)
+	}
+	lr := GatewayListeners(gw, v, be, func(c string) bool { return published[c] })
+	r.Resources = append(r.Resources, lr.Resources...)
+	r.Invalid = append(r.Invalid, lr.Invalid...)
+	r.sort()
+	return r
+}
+
+// GatewayBackends returns the clusters and endpoints of a Gateway's
+// backends (and mirrors), by service, for the services only accepts (all
+// when nil). A change to a backend's endpoints costs that backend's
+// resources, not the Gateway's.
+func GatewayBackends(gw *gateway.Gateway, v View, be Backends, only func(mcs.ServiceKey) bool) map[mcs.ServiceKey]Result {
+	out := map[mcs.ServiceKey]Result{}
+	done := map[string]bool{}
+	for _, b := range gatewayBackends(gw, only) {
 		name := backendCluster(b)
-		if published[name] {
+		if done[name] {
 			continue
 		}
-		if c, cla, aff := backendResources(name, b, v, be); c != nil {
-			ok := r.add(v, resourcev3.ClusterType, name, c)
-			ok = r.add(v, resourcev3.EndpointType, name, cla) && ok
-			published[name], affinity[name] = ok, aff
+		done[name] = true
+		r := out[b.Service]
+		if c, cla := backendResources(name, b, v, be); c != nil {
+			if r.add(v, resourcev3.ClusterType, name, c) {
+				r.add(v, resourcev3.EndpointType, name, cla)
+			} else {
+				r.Invalid = append(r.Invalid, Invalid{resourcev3.EndpointType, name, fmt.Errorf("not published: cluster %s failed validation", name)})
+			}
 		}
+		r.sort()
+		out[b.Service] = r
 	}
+	return out
+}
+
+// GatewayListeners returns a Gateway's listeners, route configurations
+// and certificates; published says which backend clusters the view
+// serves (a backend whose cluster is not gets 500s).
+func GatewayListeners(gw *gateway.Gateway, v View, be Backends, published func(cluster string) bool) Result {
+	var r Result
 	ro := routeOptions{
 		cluster: func(b gateway.Backend) string {
-			if n := backendCluster(b); published[n] {
+			if n := backendCluster(b); published(n) {
 				return n
 			}
 			return ""
 		},
-		affinity: func(b gateway.Backend) bool { return affinity[backendCluster(b)] },
+		affinity: func(b gateway.Backend) bool { return backendAffinity(b, be) },
 	}
-	for name, cert := range gw.Secrets {
+	for _, name := range slices.SortedFunc(maps.Keys(gw.Secrets), func(a, b types.NamespacedName) int { return cmp.Compare(a.String(), b.String()) }) {
+		cert := gw.Secrets[name]
 		r.add(v, resourcev3.SecretType, SecretName(name), &tlsv3.Secret{
 			Name: SecretName(name),
 			Type: &tlsv3.Secret_TlsCertificate{TlsCertificate: &tlsv3.TlsCertificate{
@@ -165,20 +203,24 @@ func downstreamTLS(certs []types.NamespacedName) *corev3.TransportSocket {
 	}
 }
 
-// gatewayBackends lists every backend (and mirror) a Gateway's rules use.
-func gatewayBackends(gw *gateway.Gateway) []gateway.Backend {
+// gatewayBackends lists the backends (and mirrors) a Gateway's rules use,
+// of the services only accepts (all when nil).
+func gatewayBackends(gw *gateway.Gateway, only func(mcs.ServiceKey) bool) []gateway.Backend {
 	var out []gateway.Backend
+	use := func(b gateway.Backend) bool {
+		return b.Kind != gateway.BackendInvalid && (only == nil || only(b.Service))
+	}
 	for _, p := range gw.Ports {
 		for _, l := range p.Listeners {
 			for _, h := range l.Hosts {
 				for _, rr := range h.Routes {
 					for _, b := range rr.Action.Backends {
-						if b.Kind != gateway.BackendInvalid {
+						if use(b) {
 							out = append(out, b)
 						}
 					}
 					for _, m := range rr.Action.Mirrors {
-						if m.Backend.Kind != gateway.BackendInvalid {
+						if use(m.Backend) {
 							out = append(out, m.Backend)
 						}
 					}
@@ -196,28 +238,28 @@ func gatewayBackends(gw *gateway.Gateway) []gateway.Backend {
 // ServiceImport port as every view sees it (the view's cluster first,
 // failover to the others); a local Service port with its own cluster's
 // endpoints only. It returns nils when the backend is gone.
-func backendResources(name string, b gateway.Backend, v View, be Backends) (*clusterv3.Cluster, *endpointv3.ClusterLoadAssignment, bool) {
+func backendResources(name string, b gateway.Backend, v View, be Backends) (*clusterv3.Cluster, *endpointv3.ClusterLoadAssignment) {
 	gv := View{Cluster: v.Cluster, Role: RoleGateway}
 	switch b.Kind {
 	case gateway.BackendImport:
 		st := be.State.Services[b.Service]
 		if st == nil || st.Import == nil {
-			return nil, nil, false
+			return nil, nil
 		}
 		for i := range st.Import.Ports {
 			p := &st.Import.Ports[i]
 			if p.Port == b.Port && p.Protocol == corev1.ProtocolTCP {
 				aff := st.Import.SessionAffinity == corev1.ServiceAffinityClientIP
-				return cluster(name, p, gv, aff), loadAssignment(name, st, p, v.Cluster), aff
+				return cluster(name, p, gv, aff), loadAssignment(name, st, p, v.Cluster)
 			}
 		}
 	case gateway.BackendService:
 		if be.Local == nil {
-			return nil, nil, false
+			return nil, nil
 		}
 		svc, ss := be.Local(b.Service)
 		if svc == nil {
-			return nil, nil, false
+			return nil, nil
 		}
 		for _, sp := range svc.Ports {
 			if sp.Port != b.Port || sp.Protocol != corev1.ProtocolTCP {
@@ -228,8 +270,24 @@ func backendResources(name string, b gateway.Backend, v View, be Backends) (*clu
 			st := &mcs.ServiceState{Key: b.Service, Backends: []mcs.ClusterBackend{{Cluster: v.Cluster, Ports: svc.Ports, Slices: ss}}}
 			p := &mcs.ImportPort{ServicePort: mcsv1b1.ServicePort{Name: sp.Name, Protocol: sp.Protocol, AppProtocol: sp.AppProtocol, Port: sp.Port}, Clusters: []mcs.ClusterID{v.Cluster}}
 			aff := svc.SessionAffinity == corev1.ServiceAffinityClientIP
-			return cluster(name, p, gv, aff), loadAssignment(name, st, p, v.Cluster), aff
+			return cluster(name, p, gv, aff), loadAssignment(name, st, p, v.Cluster)
 		}
 	}
-	return nil, nil, false
+	return nil, nil
+}
+
+// backendAffinity reports whether a backend asks for ClientIP session
+// affinity (its import's, or its local Service's).
+func backendAffinity(b gateway.Backend, be Backends) bool {
+	switch b.Kind {
+	case gateway.BackendImport:
+		st := be.State.Services[b.Service]
+		return st != nil && st.Import != nil && st.Import.SessionAffinity == corev1.ServiceAffinityClientIP
+	case gateway.BackendService:
+		if be.Local != nil {
+			svc, _ := be.Local(b.Service)
+			return svc != nil && svc.SessionAffinity == corev1.ServiceAffinityClientIP
+		}
+	}
+	return false
 }
