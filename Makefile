@@ -23,6 +23,8 @@ run: build ## Serve the demo ClusterSet in examples/clusterset over xDS (Ctrl-C 
 	@echo "  curl -s 'http://127.0.0.1:19000/debug/explain?service=shop/cart'   # why cart's traffic goes where it goes"
 	@echo "  ./$(BIN)/xds status                                                # connected xDS clients"
 	@echo "  ./$(BIN)/xds translate --dir examples/clusterset --node-cluster east --role gateway"
+	@echo "  curl -s http://127.0.0.1:19000/debug/gateways                      # Gateway API statuses (demo Gateway shop/public in east)"
+	@echo "  ./$(BIN)/xds translate --dir examples/clusterset --node-cluster east --role gateway-api --gateway shop/public"
 	@echo "  edit examples/clusterset/*/*.yaml: changes are served within a second"
 	@echo
 	./$(BIN)/xds serve --dir examples/clusterset
