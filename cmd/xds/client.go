@@ -93,7 +93,7 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NODE\tCLUSTER\tROLE\tSTATUS\tCDS\tEDS\tLDS\tRDS\tPROTOCOL\tCONNECTED")
+	fmt.Fprintln(tw, "NODE\tCLUSTER\tROLE\tSTATUS\tCDS\tEDS\tLDS\tRDS\tSDS\tPROTOCOL\tCONNECTED")
 	for _, cl := range clients {
 		proto := "sotw"
 		if cl.Delta {
@@ -104,7 +104,7 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 			role += " (" + cl.Error + ")"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s", cl.NodeID, cl.Cluster, role, cl.Summary)
-		for _, t := range []string{"cds", "eds", "lds", "rds"} {
+		for _, t := range []string{"cds", "eds", "lds", "rds", "sds"} {
 			ts := cl.Types[debug.TypeNames[t]]
 			switch {
 			case ts == nil:
@@ -138,12 +138,12 @@ func runDump(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	client := debugFlags(fs)
 	node := fs.String("node", "", "node.id of the client (see `xds status`) (required)")
-	typ := fs.String("type", "", "only this type: cds, eds, lds or rds")
+	typ := fs.String("type", "", "only this type: cds, eds, lds, rds or sds (secrets with their keys redacted)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	if *node == "" {
-		fmt.Fprintln(stderr, "Usage: xds dump --node ID [--type cds|eds|lds|rds]")
+		fmt.Fprintln(stderr, "Usage: xds dump --node ID [--type cds|eds|lds|rds|sds]")
 		return 2
 	}
 	c, err := client()
