@@ -209,6 +209,10 @@ func TestGatewayAPINode(t *testing.T) {
 			t.Errorf("/debug/gateways lacks %s:\n%s", s, body)
 		}
 	}
+	metrics := get(t, "http://"+app.DebugAddr()+"/metrics")
+	if want := `eastwest_gatewayapi_status_conditions{condition="ResolvedRefs",kind="HTTPRoute",member="east",reason="BackendNotFound",status="False"} 1`; !strings.Contains(metrics, want) {
+		t.Errorf("/metrics lacks %s", want)
+	}
 }
 
 func get(t *testing.T, url string) string {

@@ -439,8 +439,9 @@ func (w *Writer) publish() {
 	if w.onPublish != nil && (!ch.Empty() || w.gen == 1) {
 		w.onPublish(state, ch.Services, ch.Clusters || w.gen == 1)
 	}
-	if w.onStatus != nil {
-		for _, m := range rebuilt {
+	for _, m := range rebuilt {
+		w.metrics.GatewayStatuses(m, w.gwResults[m].Statuses)
+		if w.onStatus != nil {
 			w.onStatus(m, w.gwResults[m].Statuses)
 		}
 	}

@@ -8,7 +8,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/eastwest-dev/eastwest/pkg/gateway"
 	"github.com/eastwest-dev/eastwest/pkg/mcs"
 )
 
@@ -30,6 +32,7 @@ type Metrics struct {
 	sourceProblems   prometheus.Gauge
 	connections      *prometheus.GaugeVec
 	connFailures     *prometheus.GaugeVec
+	gatewayConds     *prometheus.GaugeVec
 }
 
 // New creates the metrics on a fresh registry, with the Go and process
@@ -68,10 +71,13 @@ func New() *Metrics {
 			Help: "1 for each Kubernetes member cluster's connection state (connecting, synced, failing, stopped)."}, []string{"member", "state"}),
 		connFailures: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "source_connection_failures",
 			Help: "Connection failures of each Kubernetes member cluster since it was added."}, []string{"member"}),
+		gatewayConds: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "gatewayapi_status_conditions",
+			Help: "Gateway API status conditions eastwest gives, counted per member, kind, condition, status and reason (route parents and listeners count one each)."},
+			[]string{"member", "kind", "condition", "status", "reason"}),
 	}
 	m.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.clients, m.pushes, m.pushLatency, m.nacks, m.rejected, m.translate, m.merge, m.publishes,
-		m.clusterState, m.exportConditions, m.imports, m.sourceProblems, m.connections, m.connFailures)
+		m.clusterState, m.exportConditions, m.imports, m.sourceProblems, m.connections, m.connFailures, m.gatewayConds)
 	return m
 }
 
@@ -102,6 +108,32 @@ func (m *Metrics) Merged(d time.Duration) { m.merge.Observe(d.Seconds()) }
 func (m *Metrics) Translated(d time.Duration) {
 	m.translate.Observe(d.Seconds())
 	m.publishes.Inc()
+}
+
+// GatewayStatuses sets the counts of a member's Gateway API conditions
+// (listeners under kind "Listener").
+func (m *Metrics) GatewayStatuses(member string, statuses []gateway.Status) {
+	m.gatewayConds.DeletePartialMatch(prometheus.Labels{"member": member})
+	count := func(kind string, cs []metav1.Condition) {
+		for _, c := range cs {
+			m.gatewayConds.WithLabelValues(member, kind, c.Type, string(c.Status), c.Reason).Inc()
+		}
+	}
+	for _, st := range statuses {
+		switch {
+		case st.GatewayClass != nil:
+			count(st.Kind, st.GatewayClass.Conditions)
+		case st.Gateway != nil:
+			count(st.Kind, st.Gateway.Conditions)
+			for _, l := range st.Gateway.Listeners {
+				count("Listener", l.Conditions)
+			}
+		case st.Route != nil:
+			for _, p := range st.Route.Parents {
+				count(st.Kind, p.Conditions)
+			}
+		}
+	}
 }
 
 // SourceProblems sets the number of unusable input documents.
