@@ -7,8 +7,10 @@ import (
 
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
 	gwclient "sigs.k8s.io/gateway-api/pkg/client/clientset/versioned"
 
@@ -172,8 +174,80 @@ func TestGatewayStatusInCluster(t *testing.T) {
 	eventually(t, "removing the ReferenceGrant flips ResolvedRefs back", routeIs(metav1.ConditionFalse, "RefNotPermitted"))
 	eventually(t, "and the Gateway's Envoy answers 500 again", envoyGets(""))
 
+	// HTTPS: a listener's certificate Secret (read through the TLS-only
+	// Secret informer) reaches the Envoy over SDS; without it the listener
+	// says InvalidCertificateRef.
+	if _, err := a.Client.CoreV1().Secrets("infra").Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "infra", Name: "public-cert"},
+		Type: corev1.SecretTypeTLS, Data: map[string][]byte{corev1.TLSCertKey: testCert, corev1.TLSPrivateKeyKey: testKey}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	g, err := api.Gateways("infra").Get(ctx, "public", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.Spec.Listeners = append(g.Spec.Listeners, gwapiv1.Listener{Name: "tls", Port: 443, Protocol: gwapiv1.HTTPSProtocolType,
+		TLS: &gwapiv1.ListenerTLSConfig{CertificateRefs: []gwapiv1.SecretObjectReference{{Name: "public-cert"}}}})
+	if _, err := api.Gateways("infra").Update(ctx, g, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	secret := translate.SecretName(types.NamespacedName{Namespace: "infra", Name: "public-cert"})
+	eventually(t, "the HTTPS listener's certificate is served over SDS", func() error {
+		if !app.Cache.Has(view, resourcev3.SecretType, secret) {
+			return fmt.Errorf("no secret %s in %s", secret, view)
+		}
+		return nil
+	})
+	listenerIs := func(reason string, status metav1.ConditionStatus) func() error {
+		return func() error {
+			g, err := api.Gateways("infra").Get(ctx, "public", metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			for _, l := range g.Status.Listeners {
+				if l.Name == "tls" {
+					return condIs(l.Conditions, "ResolvedRefs", status, reason, g.Generation)
+				}
+			}
+			return fmt.Errorf("no status for listener tls: %+v", g.Status.Listeners)
+		}
+	}
+	eventually(t, "the HTTPS listener resolves its certificate", listenerIs("ResolvedRefs", metav1.ConditionTrue))
+	if err := a.Client.CoreV1().Secrets("infra").Delete(ctx, "public-cert", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "without the Secret the listener says InvalidCertificateRef", listenerIs("InvalidCertificateRef", metav1.ConditionFalse))
+	eventually(t, "and the certificate is no longer served", func() error {
+		if app.Cache.Has(view, resourcev3.SecretType, secret) {
+			return fmt.Errorf("secret %s still served", secret)
+		}
+		return nil
+	})
+
 	// Nothing was written into b, which holds none of these objects.
 	if l, err := gwclient.NewForConfigOrDie(b.Config).GatewayV1().HTTPRoutes("").List(ctx, metav1.ListOptions{}); err != nil || len(l.Items) != 0 {
 		t.Errorf("routes in b: %v, %v", l, err)
 	}
 }
+
+// testCert and testKey are a throwaway self-signed certificate and key
+// made for this test (CN secure.example.com).
+var testCert = []byte(`-----BEGIN CERTIFICATE-----
+MIIBrzCCAVagAwIBAgIUWhzxBUgai7pvRDJLikI7iVm/WJMwCgYIKoZIzj0EAwIw
+HTEbMBkGA1UEAwwSc2VjdXJlLmV4YW1wbGUuY29tMCAXDTI2MTEyMjAzNDkxM1oY
+DzIxMjYxMDI5MDM0OTEzWjAdMRswGQYDVQQDDBJzZWN1cmUuZXhhbXBsZS5jb20w
+WTATBgcqhkjOPQIBBggqhkjOPQMBBwNCAATzRHC8ioUES7C3ZAmRiKFEfjTX7VTC
+bzJa6SNEe0R+QCEhG/NEDFdOWez4TX3od/Z4sSsgdMKICSimAgN6tVjyo3IwcDAd
+BgNVHQ4EFgQUE8sZZdnej6ZHDWkDltF65oL+w1YwHwYDVR0jBBgwFoAUE8sZZdne
+j6ZHDWkDltF65oL+w1YwDwYDVR0TAQH/BAUwAwEB/zAdBgNVHREEFjAUghJzZWN1
+cmUuZXhhbXBsZS5jb20wCgYIKoZIzj0EAwIDRwAwRAIgdnQ09hkow51tnv2qBP2c
+OFo/XE2tjuilU8jVKAjBR7sCIGxOaTsaqig4ZpqUihfUZT3YwUxjOweYkXZmU/nv
+LTUn
+-----END CERTIFICATE-----
+`)
+
+var testKey = []byte(`-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgLFIKhdawtv2bsEsw
+DXLPP0G/Llow7DtVZX3NivHLfHWhRANCAATzRHC8ioUES7C3ZAmRiKFEfjTX7VTC
+bzJa6SNEe0R+QCEhG/NEDFdOWez4TX3od/Z4sSsgdMKICSimAgN6tVjy
+-----END PRIVATE KEY-----
+`)
