@@ -68,15 +68,24 @@ func (w *Writeback) reconcileStatuses(ctx context.Context, members []string, all
 				continue
 			}
 		}
+		if m.written == nil {
+			m.written = map[statusKey]bool{}
+		}
+		if all {
+			// A new leader (or a resync) also finds the route parents an
+			// earlier leader wrote, so that those it no longer owns go.
+			// Best effort: a member without the Gateway API (or that does
+			// not let eastwest list routes) has none of ours.
+			if err := m.findOwnedRoutes(ctx); err != nil && !apierrors.IsNotFound(err) && !apierrors.IsForbidden(err) {
+				errs = append(errs, fmt.Errorf("member %s: %w", name, err))
+			}
+		}
 		want := map[statusKey]bool{}
 		for _, st := range todo[name] {
 			want[statusKey{st.Kind, st.Namespace, st.Name}] = true
 			if err := m.writeStatus(ctx, st, now); err != nil && !apierrors.IsNotFound(err) {
 				errs = append(errs, fmt.Errorf("member %s, %s %s/%s status: %w", name, st.Kind, st.Namespace, st.Name, err))
 			}
-		}
-		if m.written == nil {
-			m.written = map[statusKey]bool{}
 		}
 		for k := range m.written {
 			if !want[k] && (k.kind == "HTTPRoute" || k.kind == "GRPCRoute") {
@@ -92,6 +101,33 @@ func (w *Writeback) reconcileStatuses(ctx context.Context, members []string, all
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// findOwnedRoutes records the routes whose status has a parent of this
+// controller.
+func (m *member) findOwnedRoutes(ctx context.Context) error {
+	owned := func(ps []gwapiv1.RouteParentStatus) bool {
+		return slices.ContainsFunc(ps, func(p gwapiv1.RouteParentStatus) bool { return p.ControllerName == gateway.ControllerName })
+	}
+	hs, err := m.gw.GatewayV1().HTTPRoutes("").List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return err
+	}
+	for _, r := range hs.Items {
+		if owned(r.Status.Parents) {
+			m.written[statusKey{"HTTPRoute", r.Namespace, r.Name}] = true
+		}
+	}
+	gs, err := m.gw.GatewayV1().GRPCRoutes("").List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return err
+	}
+	for _, r := range gs.Items {
+		if owned(r.Status.Parents) {
+			m.written[statusKey{"GRPCRoute", r.Namespace, r.Name}] = true
+		}
+	}
+	return nil
 }
 
 // writeStatus merges one computed status into the object's and updates

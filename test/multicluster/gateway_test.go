@@ -223,6 +223,27 @@ func TestGatewayStatusInCluster(t *testing.T) {
 		return nil
 	})
 
+	// A route that leaves eastwest's Gateways loses eastwest's parent
+	// status (another controller's parents would stay).
+	r, err = api.HTTPRoutes("infra").Get(ctx, "web", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Spec.ParentRefs = []gwapiv1.ParentReference{{Name: "someone-elses"}}
+	if _, err := api.HTTPRoutes("infra").Update(ctx, r, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "eastwest's parent status is removed from a route that left its Gateways", func() error {
+		r, err := api.HTTPRoutes("infra").Get(ctx, "web", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if len(r.Status.Parents) != 0 {
+			return fmt.Errorf("parents %+v", r.Status.Parents)
+		}
+		return nil
+	})
+
 	// Nothing was written into b, which holds none of these objects.
 	if l, err := gwclient.NewForConfigOrDie(b.Config).GatewayV1().HTTPRoutes("").List(ctx, metav1.ListOptions{}); err != nil || len(l.Items) != 0 {
 		t.Errorf("routes in b: %v, %v", l, err)
