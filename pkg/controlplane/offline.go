@@ -14,11 +14,16 @@ import (
 
 // apply gives a source event to the store that owns its object: Gateway
 // API objects and TLS Secrets to the gateway store, the MCS inputs to the
-// MCS store, Namespaces and member joins and leaves to both.
+// MCS store, Namespaces, Services (the gateway store keeps those in front
+// of Gateways) and member joins and leaves to both.
 func apply(ev mcs.Event, store *mcs.Store, gw *gateway.Store) error {
-	_, isNamespace := ev.Object.(*corev1.Namespace)
-	toGateway := ev.Op == mcs.OpLeave || ev.Op == mcs.OpJoin || isNamespace || (ev.Object != nil && gateway.Handles(ev.Object))
-	toMCS := ev.Object == nil || isNamespace || !gateway.Handles(ev.Object)
+	var both bool
+	switch ev.Object.(type) {
+	case *corev1.Namespace, *corev1.Service:
+		both = true
+	}
+	toGateway := ev.Op == mcs.OpLeave || ev.Op == mcs.OpJoin || both || (ev.Object != nil && gateway.Handles(ev.Object))
+	toMCS := ev.Object == nil || both || !gateway.Handles(ev.Object)
 	var errs []error
 	if toGateway {
 		errs = append(errs, gw.Apply(ev))

@@ -153,7 +153,41 @@ func (b *builder) gateways() {
 			}
 		}
 		gs.status.Conditions = []metav1.Condition{accepted, programmed}
+		gs.status.Addresses = b.addresses(key)
 	}
+}
+
+// addresses are a Gateway's status.addresses: those of the Services in
+// its namespace labelled with its name (GEP-1762; the Service in front of
+// its Envoys, as deploy/kubernetes/gateway-envoy.yaml makes it): load
+// balancer ingress IPs and host names, else the cluster IPs. eastwest
+// assigns no address itself.
+func (b *builder) addresses(gw types.NamespacedName) []gwapiv1.GatewayStatusAddress {
+	ip, host := gwapiv1.IPAddressType, gwapiv1.HostnameAddressType
+	var lb, cluster []gwapiv1.GatewayStatusAddress
+	for _, key := range sortedKeys(b.in.Services) {
+		svc := b.in.Services[key]
+		if key.Namespace != gw.Namespace || svc.Labels[gwapiv1.GatewayNameLabelKey] != gw.Name {
+			continue
+		}
+		for _, in := range svc.Status.LoadBalancer.Ingress {
+			if in.IP != "" {
+				lb = append(lb, gwapiv1.GatewayStatusAddress{Type: &ip, Value: in.IP})
+			}
+			if in.Hostname != "" {
+				lb = append(lb, gwapiv1.GatewayStatusAddress{Type: &host, Value: in.Hostname})
+			}
+		}
+		for _, c := range svc.Spec.ClusterIPs {
+			if c != "" && c != corev1.ClusterIPNone {
+				cluster = append(cluster, gwapiv1.GatewayStatusAddress{Type: &ip, Value: c})
+			}
+		}
+	}
+	if len(lb) > 0 {
+		return lb
+	}
+	return cluster
 }
 
 // listener validates one listener of a Gateway.

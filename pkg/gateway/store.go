@@ -25,6 +25,10 @@ type Inputs struct {
 	Grants     map[types.NamespacedName]*gwapiv1.ReferenceGrant
 	// Secrets are the member's TLS Secrets (type kubernetes.io/tls).
 	Secrets map[types.NamespacedName]*corev1.Secret
+	// Services are the Services in front of Gateways' Envoys (labelled
+	// gateway.networking.k8s.io/gateway-name, GEP-1762): their addresses
+	// are the Gateways' status.addresses.
+	Services map[types.NamespacedName]*corev1.Service
 }
 
 func newInputs(member string) *Inputs {
@@ -37,11 +41,12 @@ func newInputs(member string) *Inputs {
 		GRPCRoutes: map[types.NamespacedName]*gwapiv1.GRPCRoute{},
 		Grants:     map[types.NamespacedName]*gwapiv1.ReferenceGrant{},
 		Secrets:    map[types.NamespacedName]*corev1.Secret{},
+		Services:   map[types.NamespacedName]*corev1.Service{},
 	}
 }
 
 // Handles reports whether an object is one this package reads (Namespaces
-// are read here too, but belong to the MCS store first).
+// and Services are read here too, but belong to the MCS store first).
 func Handles(o metav1.Object) bool {
 	switch o := o.(type) {
 	case *gwapiv1.GatewayClass, *gwapiv1.Gateway, *gwapiv1.HTTPRoute, *gwapiv1.GRPCRoute, *gwapiv1.ReferenceGrant:
@@ -108,6 +113,14 @@ func (s *Store) Apply(ev mcs.Event) error {
 			return nil
 		}
 		set(in.Secrets, key, o, del)
+	case *corev1.Service:
+		// Only the Services in front of Gateways; a delete may come as a
+		// stub without labels.
+		_, had := in.Services[key]
+		if o.Labels[gwapiv1.GatewayNameLabelKey] == "" && !had {
+			return nil
+		}
+		set(in.Services, key, o, del || o.Labels[gwapiv1.GatewayNameLabelKey] == "")
 	default:
 		return fmt.Errorf("unsupported object %T", ev.Object)
 	}

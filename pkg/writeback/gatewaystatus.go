@@ -155,6 +155,7 @@ func (m *member) writeStatus(ctx context.Context, st gateway.Status, now time.Ti
 				return err
 			}
 			next := cur.Status
+			next.Addresses = st.Gateway.Addresses
 			next.Conditions = mergeConditions(cur.Status.Conditions, st.Gateway.Conditions, cur.Generation, now)
 			next.Listeners = nil
 			for _, l := range st.Gateway.Listeners {

@@ -223,6 +223,26 @@ func TestGatewayStatusInCluster(t *testing.T) {
 		return nil
 	})
 
+	// The Service in front of the Gateway's Envoys (GEP-1762 label) gives
+	// the Gateway its address.
+	front, err := a.Client.CoreV1().Services("infra").Create(ctx, &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "infra", Name: "envoy-public", Labels: map[string]string{gwapiv1.GatewayNameLabelKey: "public"}},
+		Spec:       corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "http", Port: 80}}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the Gateway's status.addresses are its Service's cluster IP", func() error {
+		g, err := api.Gateways("infra").Get(ctx, "public", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if len(g.Status.Addresses) == 0 || g.Status.Addresses[0].Value != front.Spec.ClusterIP {
+			return fmt.Errorf("addresses %+v, want %s", g.Status.Addresses, front.Spec.ClusterIP)
+		}
+		return nil
+	})
+
 	// A route that leaves eastwest's Gateways loses eastwest's parent
 	// status (another controller's parents would stay).
 	r, err = api.HTTPRoutes("infra").Get(ctx, "web", metav1.GetOptions{})

@@ -600,7 +600,13 @@ func trim(o any) (any, error) {
 	case *corev1.Service:
 		v.Annotations = nil
 		v.Spec.Selector = nil
-		v.Status = corev1.ServiceStatus{}
+		// The load balancer addresses of a Gateway's Service are its
+		// status.addresses; other Services' status is never read.
+		if v.Labels[gwapiv1.GatewayNameLabelKey] == "" {
+			v.Status = corev1.ServiceStatus{}
+		} else {
+			v.Status.Conditions = nil
+		}
 	case *discoveryv1.EndpointSlice:
 		v.Annotations = nil
 		// Decoding grows the endpoints' array by doubling: keep an exact
