@@ -15,6 +15,10 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/structpb"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
+	gwclient "sigs.k8s.io/gateway-api/pkg/client/clientset/versioned"
 
 	"github.com/eastwest-dev/eastwest/internal/cptest"
 	"github.com/eastwest-dev/eastwest/pkg/controlplane"
@@ -143,6 +147,67 @@ func BenchmarkExportToListener(b *testing.B) {
 		err := client.await(resourcev3.ListenerType, name, func(v []byte) bool {
 			var l listenerv3.Listener
 			return proto.Unmarshal(v, &l) == nil && l.Name == name
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		lat = append(lat, time.Since(start))
+	}
+	percentiles(b, lat)
+}
+
+// BenchmarkEndpointSliceToGateway is BenchmarkEndpointSliceToClient for an
+// Envoy implementing a Gateway API Gateway in member a whose HTTPRoute
+// sends to a ServiceImport exported from b: an EndpointSlice written in b
+// reaches the Gateway's Envoy (node role gateway-api). -benchtime 200x.
+func BenchmarkEndpointSliceToGateway(b *testing.B) {
+	cs := kube.Start(b, "a", "b")
+	app := cptest.StartWith(b, controlplane.Config{KubeconfigDir: kubeconfigDir(b, cs...)})
+	a, m := &member{Cluster: cs[0], mcs: mustMCS(b, cs[0])}, &member{Cluster: cs[1], mcs: mustMCS(b, cs[1])}
+	key := mcs.ServiceKey{Namespace: "bench", Name: "api"}
+	m.service(b, clusterIPService(key.Namespace, key.Name))
+	m.slice(b, key.Namespace, key.Name, true, "10.99.0.1")
+	m.export(b, key.Namespace, key.Name)
+	a.namespace(b, key.Namespace)
+	gw := gwclient.NewForConfigOrDie(a.Config).GatewayV1()
+	if _, err := gw.GatewayClasses().Create(ctx, &gwapiv1.GatewayClass{ObjectMeta: metav1.ObjectMeta{Name: "eastwest"},
+		Spec: gwapiv1.GatewayClassSpec{ControllerName: "eastwest.io/gateway-controller"}}, metav1.CreateOptions{}); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := gw.Gateways("bench").Create(ctx, &gwapiv1.Gateway{ObjectMeta: metav1.ObjectMeta{Namespace: "bench", Name: "gw"},
+		Spec: gwapiv1.GatewaySpec{GatewayClassName: "eastwest", Listeners: []gwapiv1.Listener{{Name: "http", Port: 8080, Protocol: gwapiv1.HTTPProtocolType}}}}, metav1.CreateOptions{}); err != nil {
+		b.Fatal(err)
+	}
+	group, kind, port := gwapiv1.Group("multicluster.x-k8s.io"), gwapiv1.Kind("ServiceImport"), gwapiv1.PortNumber(80)
+	route := &gwapiv1.HTTPRoute{ObjectMeta: metav1.ObjectMeta{Namespace: "bench", Name: "r"}}
+	route.Spec.ParentRefs = []gwapiv1.ParentReference{{Name: "gw"}}
+	route.Spec.Rules = []gwapiv1.HTTPRouteRule{{BackendRefs: []gwapiv1.HTTPBackendRef{{BackendRef: gwapiv1.BackendRef{
+		BackendObjectReference: gwapiv1.BackendObjectReference{Group: &group, Kind: &kind, Name: "api", Port: &port}}}}}}
+	if _, err := gw.HTTPRoutes("bench").Create(ctx, route, metav1.CreateOptions{}); err != nil {
+		b.Fatal(err)
+	}
+	client := newADSClient(b, app.XDSAddr())
+	meta, _ := structpb.NewStruct(map[string]any{"role": "gateway-api", "gateway": "bench/gw"})
+	client.node = &corev3.Node{Id: "bench-envoy", Cluster: "a", Metadata: meta}
+	name := translate.ClusterName(key, 80)
+	var lat []time.Duration
+	for i := 0; b.Loop(); i++ {
+		ip := fmt.Sprintf("10.%d.%d.%d", 100+i/65536, (i/256)%256, i%256)
+		start := time.Now()
+		m.slice(b, key.Namespace, key.Name, true, ip)
+		err := client.await(resourcev3.EndpointType, name, func(v []byte) bool {
+			var cla endpointv3.ClusterLoadAssignment
+			if proto.Unmarshal(v, &cla) != nil {
+				return false
+			}
+			for _, l := range cla.Endpoints {
+				for _, e := range l.LbEndpoints {
+					if e.GetEndpoint().GetAddress().GetSocketAddress().GetAddress() == ip {
+						return true
+					}
+				}
+			}
+			return false
 		})
 		if err != nil {
 			b.Fatal(err)
