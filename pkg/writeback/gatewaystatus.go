@@ -176,31 +176,29 @@ func (m *member) writeStatus(ctx context.Context, st gateway.Status, now time.Ti
 			return err
 		case "HTTPRoute":
 			cur, err := api.HTTPRoutes(st.Namespace).Get(ctx, st.Name, metav1.GetOptions{})
-			if err != nil {
+			if err != nil || !setParents(&cur.Status.RouteStatus, st.Route, cur.Generation, now) {
 				return err
 			}
-			next, changed := mergeParents(cur.Status.RouteStatus, st.Route, cur.Generation, now)
-			if !changed {
-				return nil
-			}
-			cur.Status.RouteStatus = next
 			_, err = api.HTTPRoutes(st.Namespace).UpdateStatus(ctx, cur, metav1.UpdateOptions{})
 			return err
 		case "GRPCRoute":
 			cur, err := api.GRPCRoutes(st.Namespace).Get(ctx, st.Name, metav1.GetOptions{})
-			if err != nil {
+			if err != nil || !setParents(&cur.Status.RouteStatus, st.Route, cur.Generation, now) {
 				return err
 			}
-			next, changed := mergeParents(cur.Status.RouteStatus, st.Route, cur.Generation, now)
-			if !changed {
-				return nil
-			}
-			cur.Status.RouteStatus = next
 			_, err = api.GRPCRoutes(st.Namespace).UpdateStatus(ctx, cur, metav1.UpdateOptions{})
 			return err
 		}
 		return fmt.Errorf("unknown status kind %q", st.Kind)
 	})
+}
+
+// setParents merges want into a route's status and reports whether it
+// changed (and needs writing).
+func setParents(cur *gwapiv1.RouteStatus, want *gwapiv1.RouteStatus, gen int64, now time.Time) bool {
+	next, changed := mergeParents(*cur, want, gen, now)
+	*cur = next
+	return changed
 }
 
 // mergeParents replaces this controller's parents in a route status,

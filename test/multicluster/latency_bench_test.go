@@ -103,32 +103,7 @@ func BenchmarkEndpointSliceToClient(b *testing.B) {
 	m.slice(b, key.Namespace, key.Name, true, "10.99.0.1")
 	m.export(b, key.Namespace, key.Name)
 	client := newADSClient(b, app.XDSAddr())
-	name := translate.ClusterName(key, 80)
-	var lat []time.Duration
-	for i := 0; b.Loop(); i++ {
-		ip := fmt.Sprintf("10.%d.%d.%d", 100+i/65536, (i/256)%256, i%256)
-		start := time.Now()
-		m.slice(b, key.Namespace, key.Name, true, ip)
-		err := client.await(resourcev3.EndpointType, name, func(v []byte) bool {
-			var cla endpointv3.ClusterLoadAssignment
-			if proto.Unmarshal(v, &cla) != nil {
-				return false
-			}
-			for _, l := range cla.Endpoints {
-				for _, e := range l.LbEndpoints {
-					if e.GetEndpoint().GetAddress().GetSocketAddress().GetAddress() == ip {
-						return true
-					}
-				}
-			}
-			return false
-		})
-		if err != nil {
-			b.Fatal(err)
-		}
-		lat = append(lat, time.Since(start))
-	}
-	percentiles(b, lat)
+	sliceToClient(b, m, key, client)
 }
 
 // BenchmarkExportToListener measures the time from creating a ServiceExport
@@ -189,6 +164,12 @@ func BenchmarkEndpointSliceToGateway(b *testing.B) {
 	client := newADSClient(b, app.XDSAddr())
 	meta, _ := structpb.NewStruct(map[string]any{"role": "gateway-api", "gateway": "bench/gw"})
 	client.node = &corev3.Node{Id: "bench-envoy", Cluster: "a", Metadata: meta}
+	sliceToClient(b, m, key, client)
+}
+
+// sliceToClient writes a new endpoint into a slice of key in m, b.N times,
+// and reports how long each takes to reach client.
+func sliceToClient(b *testing.B, m *member, key mcs.ServiceKey, client *adsClient) {
 	name := translate.ClusterName(key, 80)
 	var lat []time.Duration
 	for i := 0; b.Loop(); i++ {
