@@ -23,27 +23,58 @@ import (
 type statusKey struct{ kind, namespace, name string }
 
 // StatusChanged is told the Gateway API statuses of a member; the leader
-// writes them (only what changed) at its next pass.
+// writes those that differ from the last ones it was told (all of them on
+// a full pass) at its next pass.
 func (w *Writeback) StatusChanged(member string, statuses []gateway.Status) {
+	index := func(sts []gateway.Status) map[statusKey]gateway.Status {
+		out := make(map[statusKey]gateway.Status, len(sts))
+		for _, st := range sts {
+			out[statusKey{st.Kind, st.Namespace, st.Name}] = st
+		}
+		return out
+	}
 	w.mu.Lock()
 	if w.statuses == nil {
 		w.statuses = map[string][]gateway.Status{}
-		w.statusPending = map[string]bool{}
+		w.statusPending = map[string]map[statusKey]bool{}
 	}
+	before, after := index(w.statuses[member]), index(statuses)
 	w.statuses[member] = statuses
-	w.statusPending[member] = true
+	pending := w.statusPending[member]
+	if pending == nil {
+		pending = map[statusKey]bool{}
+	}
+	for k, st := range after {
+		if old, ok := before[k]; !ok || !apiequality.Semantic.DeepEqual(old, st) {
+			pending[k] = true
+		}
+	}
+	for k := range before {
+		if _, ok := after[k]; !ok {
+			pending[k] = true
+		}
+	}
+	changed := len(pending) > 0
+	if changed {
+		w.statusPending[member] = pending
+	}
 	w.mu.Unlock()
+	if !changed {
+		return
+	}
 	select {
 	case w.wake <- struct{}{}:
 	default:
 	}
 }
 
-// reconcileStatuses writes the statuses of the given members (all when
-// all is set). Route parents this controller wrote before and no longer
-// owns are removed; other controllers' parents are left as they are.
-func (w *Writeback) reconcileStatuses(ctx context.Context, members []string, all bool, now time.Time) error {
+// reconcileStatuses writes the pending statuses of each member (every
+// status of every member when all is set). Route parents this controller
+// wrote before and no longer owns are removed; other controllers' parents
+// are left as they are.
+func (w *Writeback) reconcileStatuses(ctx context.Context, pending map[string]map[statusKey]bool, all bool, now time.Time) error {
 	w.mu.Lock()
+	members := slices.Collect(maps.Keys(pending))
 	if all {
 		members = slices.Collect(maps.Keys(w.statuses))
 	}
@@ -82,7 +113,11 @@ func (w *Writeback) reconcileStatuses(ctx context.Context, members []string, all
 		}
 		want := map[statusKey]bool{}
 		for _, st := range todo[name] {
-			want[statusKey{st.Kind, st.Namespace, st.Name}] = true
+			k := statusKey{st.Kind, st.Namespace, st.Name}
+			want[k] = true
+			if !all && !pending[name][k] {
+				continue
+			}
 			if err := m.writeStatus(ctx, st, now); err != nil && !apierrors.IsNotFound(err) {
 				errs = append(errs, fmt.Errorf("member %s, %s %s/%s status: %w", name, st.Kind, st.Namespace, st.Name, err))
 			}

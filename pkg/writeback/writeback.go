@@ -73,10 +73,10 @@ type Writeback struct {
 	all     bool
 	state   *mcs.State
 	wake    chan struct{}
-	// statuses are the Gateway API statuses by member; statusPending the
-	// members whose statuses changed since the last pass.
+	// statuses are the Gateway API statuses by member; statusPending, by
+	// member, the objects whose status changed since the last pass.
 	statuses      map[string][]gateway.Status
-	statusPending map[string]bool
+	statusPending map[string]map[statusKey]bool
 }
 
 type member struct {
@@ -135,15 +135,15 @@ func (w *Writeback) Run(ctx context.Context, resync time.Duration) {
 		}
 		w.mu.Lock()
 		state, all, keys := w.state, w.all, slices.Collect(maps.Keys(w.pending))
-		statusMembers := slices.Collect(maps.Keys(w.statusPending))
+		statusPending := w.statusPending
+		w.statusPending = map[string]map[statusKey]bool{}
 		w.all = false
 		clear(w.pending)
-		clear(w.statusPending)
 		w.mu.Unlock()
 		if state == nil {
 			continue
 		}
-		err := errors.Join(w.reconcile(ctx, state, keys, all), w.reconcileStatuses(ctx, statusMembers, all, time.Now()))
+		err := errors.Join(w.reconcile(ctx, state, keys, all), w.reconcileStatuses(ctx, statusPending, all, time.Now()))
 		if err != nil && ctx.Err() == nil {
 			w.log.Warn("write-back incomplete, retrying", "err", err)
 			// Retry everything that failed at the next pass.
