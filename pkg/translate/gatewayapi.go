@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -15,6 +16,8 @@ import (
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
@@ -180,6 +183,20 @@ func hcmFilter(listener, route string) *listenerv3.Filter {
 	hcm := httpConnectionManager(listener, route)
 	// Gateway API hostnames never carry a port; a Host header may.
 	hcm.StripPortMode = &hcmv3.HttpConnectionManager_StripAnyHostPort{StripAnyHostPort: true}
+	// A Gateway is an edge: Envoy's edge-proxy recommendations. The
+	// client's address is the peer's (not a forwarded header), paths are
+	// normalized before matching (so /a/../admin cannot dodge a rule),
+	// headers with underscores (ambiguous with dashes for many backends)
+	// are refused, and slow clients cannot hold streams forever.
+	hcm.UseRemoteAddress = wrapperspb.Bool(true)
+	hcm.NormalizePath = wrapperspb.Bool(true)
+	hcm.MergeSlashes = true
+	hcm.CommonHttpProtocolOptions = &corev3.HttpProtocolOptions{
+		HeadersWithUnderscoresAction: corev3.HttpProtocolOptions_REJECT_REQUEST,
+		IdleTimeout:                  durationpb.New(time.Hour),
+	}
+	hcm.RequestHeadersTimeout = durationpb.New(10 * time.Second)
+	hcm.StreamIdleTimeout = durationpb.New(5 * time.Minute)
 	return &listenerv3.Filter{
 		Name:       "envoy.filters.network.http_connection_manager",
 		ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(hcm)},
