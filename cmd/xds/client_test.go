@@ -68,14 +68,7 @@ func TestDebugClientCommands(t *testing.T) {
 // served.
 func TestStatusAndDumpShowConnectedGateways(t *testing.T) {
 	app := startServe(t)
-	conn, err := grpc.NewClient(app.XDSAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	ads := discoveryv3.NewAggregatedDiscoveryServiceClient(conn)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
+	ads, ctx := adsClient(t, app)
 	role, _ := structpb.NewStruct(map[string]any{"role": "gateway"})
 
 	sotw, err := ads.StreamAggregatedResources(ctx)
@@ -152,14 +145,7 @@ func TestStatusAndDumpShowConnectedGateways(t *testing.T) {
 // xds status says why.
 func TestGatewayAPINode(t *testing.T) {
 	app := startServe(t)
-	conn, err := grpc.NewClient(app.XDSAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	ads := discoveryv3.NewAggregatedDiscoveryServiceClient(conn)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
+	ads, ctx := adsClient(t, app)
 	meta := func(gw string) *structpb.Struct {
 		m, _ := structpb.NewStruct(map[string]any{"role": "gateway-api", "gateway": gw})
 		return m
@@ -227,4 +213,53 @@ func get(t *testing.T, url string) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// `xds dump --type sds` shows what a Gateway's Envoy is served of its
+// certificates with the key material replaced by a hash.
+func TestDumpRedactsSecrets(t *testing.T) {
+	app := cptest.Start(t, "../../pkg/translate/testdata/gateway-https.in")
+	ads, ctx := adsClient(t, app)
+	stream, err := ads.StreamAggregatedResources(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	meta, _ := structpb.NewStruct(map[string]any{"role": "gateway-api", "gateway": "infra/tls"})
+	name := translate.SecretName(types.NamespacedName{Namespace: "infra", Name: "secure-cert"})
+	req := &discoveryv3.DiscoveryRequest{Node: &corev3.Node{Id: "envoy-tls", Cluster: "east", Metadata: meta}, TypeUrl: resourcev3.SecretType, ResourceNames: []string{name}}
+	if err := stream.Send(req); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := stream.Recv()
+	if err != nil || len(resp.Resources) != 1 {
+		t.Fatalf("SDS for the Gateway's Envoy: %v, %v", resp, err)
+	}
+	if err := stream.Send(&discoveryv3.DiscoveryRequest{TypeUrl: resourcev3.SecretType, ResourceNames: []string{name}, VersionInfo: resp.VersionInfo, ResponseNonce: resp.Nonce}); err != nil {
+		t.Fatal(err)
+	}
+	var out string
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(out, name) && time.Now().Before(deadline) {
+		var stdout, stderr bytes.Buffer
+		run([]string{"dump", "--debug-address", app.DebugAddr(), "--node", "envoy-tls", "--type", "sds"}, &stdout, &stderr)
+		out = stdout.String()
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !strings.Contains(out, "[redacted sha256:") || strings.Contains(out, "PRIVATE KEY") || strings.Contains(out, "LS0t") {
+		t.Errorf("xds dump --type sds:\n%s", out)
+	}
+}
+
+// adsClient connects to a test server's xDS port; the connection and the
+// context (10 s, a guard against hangs) end with the test.
+func adsClient(t *testing.T, app *controlplane.App) (discoveryv3.AggregatedDiscoveryServiceClient, context.Context) {
+	t.Helper()
+	conn, err := grpc.NewClient(app.XDSAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	t.Cleanup(cancel)
+	return discoveryv3.NewAggregatedDiscoveryServiceClient(conn), ctx
 }

@@ -152,9 +152,6 @@ type HeaderModifier struct {
 	Remove   []string
 }
 
-// Empty reports whether the modifier changes nothing.
-func (h HeaderModifier) Empty() bool { return len(h.Set)+len(h.Add)+len(h.Remove) == 0 }
-
 // Header is a header name and value.
 type Header struct{ Name, Value string }
 

@@ -194,8 +194,7 @@ func (b *builder) httpAction(r *route, i int, rule gwapiv1.HTTPRouteRule) (Actio
 		}
 	}
 	if unsupported != "" {
-		r.invalid = append(r.invalid, fmt.Sprintf("rule %d: filter %s is not supported: the rule answers 500", i, unsupported))
-		a = Action{Backends: []Backend{{Kind: BackendInvalid, Weight: 1, Reason: "unsupported filter " + unsupported}}}
+		a = r.answer500(i, unsupported)
 	}
 	return a, nil
 }
@@ -281,8 +280,7 @@ func (b *builder) grpcRoute(o *gwapiv1.GRPCRoute) *route {
 			a.Backends = append(a.Backends, b.backend(r, ref.BackendRef))
 		}
 		if unsupported != "" {
-			r.invalid = append(r.invalid, fmt.Sprintf("rule %d: filter %s is not supported: the rule answers 500", i, unsupported))
-			a = Action{Backends: []Backend{{Kind: BackendInvalid, Weight: 1, Reason: "unsupported filter " + unsupported}}}
+			a = r.answer500(i, unsupported)
 		}
 		matches := rule.Matches
 		if len(matches) == 0 {
@@ -412,4 +410,12 @@ func (b *builder) backend(r *route, ref gwapiv1.BackendRef) Backend {
 
 func typesName(k mcs.ServiceKey) types.NamespacedName {
 	return types.NamespacedName{Namespace: k.Namespace, Name: k.Name}
+}
+
+// answer500 is the action of a rule with a filter eastwest does not
+// implement: the spec forbids skipping the filter, so the rule answers 500,
+// and the route reports the rule as invalid (PartiallyInvalid).
+func (r *route) answer500(rule int, filter string) Action {
+	r.invalid = append(r.invalid, fmt.Sprintf("rule %d: filter %s is not supported: the rule answers 500", rule, filter))
+	return Action{Backends: []Backend{{Kind: BackendInvalid, Weight: 1, Reason: "unsupported filter " + filter}}}
 }
