@@ -15,6 +15,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/eastwest-dev/eastwest/pkg/cache"
 	"github.com/eastwest-dev/eastwest/pkg/debug"
 )
 
@@ -123,6 +124,33 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 	if len(clients) == 0 {
 		fmt.Fprintln(stdout, "(no xDS client connected)")
 	}
+	return printRefused(c, stdout, stderr)
+}
+
+// printRefused prints the latest refused requests, if any: a client whose
+// certificate does not name the node it claims is not connected, and
+// this is where an operator sees why.
+func printRefused(c *debugClient, stdout, stderr io.Writer) int {
+	body, err := c.get("/debug/refused", nil)
+	if err != nil {
+		fmt.Fprintln(stderr, "error:", err)
+		return 1
+	}
+	var refused []cache.Refused
+	if err := json.Unmarshal(body, &refused); err != nil {
+		fmt.Fprintln(stderr, "error: unexpected /debug/refused answer:", err)
+		return 1
+	}
+	if len(refused) == 0 {
+		return 0
+	}
+	fmt.Fprintln(stdout, "\nRefused recently (latest last):")
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NODE\tCLUSTER\tROLE\tPEER\tREASON\tWHEN\tERROR")
+	for _, r := range refused {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s ago\t%s\n", orDash(r.NodeID), orDash(r.Cluster), orDash(r.Role), orDash(r.Peer.Address), r.Reason, time.Since(r.At).Truncate(time.Second), r.Error)
+	}
+	_ = tw.Flush()
 	return 0
 }
 

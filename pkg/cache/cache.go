@@ -49,16 +49,29 @@ type Cache struct {
 	mu    sync.Mutex
 	views map[string]*view
 
+	// epoch makes the versions of a view that was freed and made again
+	// differ from all its earlier ones (see release): type versions start
+	// at epoch<<32.
+	epoch uint64
+	// blocked are the watches that had something to send while their
+	// stream's response channel was full (see respond); retrying says a
+	// goroutine retries them.
+	blocked  map[*watch]struct{}
+	retrying bool
+
 	marshals atomic.Int64
-	// names remembers which resources each SotW response carried, for
-	// the Tracker to record per-resource NACKs; see responseNames.
-	names sync.Map // *discoveryv3.DiscoveryResponse -> []string
 }
+
+// retryInterval is how often blocked watches are retried.
+const retryInterval = 20 * time.Millisecond
 
 // view is one view's resources and watches.
 type view struct {
 	exists bool
 	types  map[string]*typeState
+	// watches counts the indexed watches: a view that does not exist is
+	// freed when its last watch goes (see release).
+	watches int
 }
 
 // typeState is one type of one view.
@@ -147,15 +160,29 @@ type watch struct {
 	// always answered once the view exists (even with nothing).
 	initial bool
 
+	// indexed is set while the watch is in its type's indexes.
+	indexed bool
+
 	sotwReq  *cachev3.Request
 	sotwOut  chan cachev3.Response
 	deltaReq *cachev3.DeltaRequest
 	deltaOut chan cachev3.DeltaResponse
 }
 
+// hasRoom reports whether the watch's response channel can take a
+// response without blocking. Only the cache sends on it, always holding
+// c.mu, and the stream only takes from it, so room seen under c.mu is
+// still there when the cache sends.
+func (w *watch) hasRoom() bool {
+	if w.sotwOut != nil {
+		return len(w.sotwOut) < cap(w.sotwOut)
+	}
+	return len(w.deltaOut) < cap(w.deltaOut)
+}
+
 // New returns an empty cache. nodeView assigns clients to views.
 func New(nodeView NodeViewFunc) *Cache {
-	return &Cache{nodeView: nodeView, views: map[string]*view{}}
+	return &Cache{nodeView: nodeView, views: map[string]*view{}, blocked: map[*watch]struct{}{}}
 }
 
 var _ cachev3.Cache = (*Cache)(nil)
@@ -179,13 +206,33 @@ func (c *Cache) view(name string) *view {
 	return v
 }
 
-func (v *view) typ(t string) *typeState {
+func (c *Cache) typ(v *view, t string) *typeState {
 	ts := v.types[t]
 	if ts == nil {
-		ts = &typeState{resources: map[string]*entry{}, wildcard: map[*watch]struct{}{}, byName: map[string]map[*watch]struct{}{}}
+		ts = &typeState{version: c.epoch << 32, resources: map[string]*entry{}, wildcard: map[*watch]struct{}{}, byName: map[string]map[*watch]struct{}{}}
 		v.types[t] = ts
 	}
 	return ts
+}
+
+// release frees a view that does not exist, serves nothing and has no
+// watch left: the state a client made by claiming a view that is not
+// one (a cluster that is not a member, a Gateway eastwest does not
+// program) goes with its last stream. A later view of the same name
+// starts a new epoch of versions, so that a client holding a version of
+// the old one is never taken to be up to date with the new one.
+func (c *Cache) release(name string) {
+	v := c.views[name]
+	if v == nil || v.exists || v.watches > 0 {
+		return
+	}
+	for _, ts := range v.types {
+		if len(ts.resources) > 0 {
+			return
+		}
+	}
+	delete(c.views, name)
+	c.epoch++
 }
 
 // SetViews declares which views exist: clients of other views wait, and
@@ -218,6 +265,7 @@ func (c *Cache) SetViews(names []string) {
 			ts.record(deleted, now)
 			c.wake(ts, deleted, false)
 		}
+		c.release(n)
 	}
 }
 
@@ -251,7 +299,7 @@ func (c *Cache) Apply(updates []Update) error {
 	defer c.mu.Unlock()
 	for _, p := range prep {
 		v := c.view(p.u.View)
-		ts := v.typ(p.u.Type)
+		ts := c.typ(v, p.u.Type)
 		var changed []string
 		for _, e := range p.entries {
 			if old, ok := ts.resources[e.name]; ok && old.version == e.version {
@@ -329,8 +377,14 @@ func (c *Cache) wake(ts *typeState, changed []string, all bool) {
 }
 
 // respond sends w its response if it has one and reports whether it did.
-// Called with c.mu held; the server's response channels have room for one
-// response per type, and a watch is answered at most once.
+// Called with c.mu held, so it never blocks: go-control-plane's servers
+// give each stream room for two responses per served type (delta) or
+// one channel per watch (SotW), and a watch is answered at most once, so
+// with the types bounded (CheckType) a channel is never full. Should one
+// be (a stream that does not read, a server that does not keep to this),
+// the watch is not answered now but kept and retried (see block) until
+// its stream takes its earlier responses or cancels it: no stream can
+// hold up the cache, the writer or any other stream.
 //
 // changed, when not nil, are the only names that changed since the watch
 // was registered: a registered watch's client had everything current at
@@ -339,6 +393,10 @@ func (c *Cache) wake(ts *typeState, changed []string, all bool) {
 // compares everything the client subscribes to.
 func (c *Cache) respond(w *watch, exists bool, changed []string) bool {
 	if !exists {
+		return false
+	}
+	if !w.hasRoom() {
+		c.block(w)
 		return false
 	}
 	if w.sotwOut != nil {
@@ -357,7 +415,50 @@ func (c *Cache) respond(w *watch, exists bool, changed []string) bool {
 	return true
 }
 
+// block notes a watch that has something to send but no room to send it;
+// a goroutine retries blocked watches until none is left.
+func (c *Cache) block(w *watch) {
+	c.blocked[w] = struct{}{}
+	if !c.retrying {
+		c.retrying = true
+		go c.retryBlocked()
+	}
+}
+
+// retryBlocked answers blocked watches once their channels have room. A
+// retried watch compares everything it subscribes to: what changed while
+// it waited is not known.
+func (c *Cache) retryBlocked() {
+	t := time.NewTicker(retryInterval)
+	defer t.Stop()
+	for range t.C {
+		c.mu.Lock()
+		for w := range c.blocked {
+			if !w.hasRoom() {
+				continue
+			}
+			delete(c.blocked, w)
+			v := c.views[w.view]
+			if c.respond(w, v != nil && v.exists, nil) {
+				c.unindex(w)
+			}
+		}
+		done := len(c.blocked) == 0
+		if done {
+			c.retrying = false
+		}
+		c.mu.Unlock()
+		if done {
+			return
+		}
+	}
+}
+
 func (c *Cache) index(w *watch) {
+	if !w.indexed {
+		w.indexed = true
+		c.views[w.view].watches++
+	}
 	if w.sub.IsWildcard() || len(w.sub.SubscribedResources()) > indexLimit {
 		w.ts.wildcard[w] = struct{}{}
 		return
@@ -374,6 +475,14 @@ func (c *Cache) index(w *watch) {
 }
 
 func (c *Cache) unindex(w *watch) {
+	delete(c.blocked, w)
+	if w.indexed {
+		w.indexed = false
+		if v := c.views[w.view]; v != nil {
+			v.watches--
+			defer c.release(w.view)
+		}
+	}
 	delete(w.ts.wildcard, w)
 	for _, n := range w.names {
 		if set := w.ts.byName[n]; set != nil {
@@ -449,11 +558,21 @@ func (w *watch) split(changed []string, returned map[string]string) (present []*
 	return present, gone
 }
 
-// ctxKey carries the time of the update a response delivers.
+// ctxKey carries a response's responseInfo in its context, which the
+// server hands to the Tracker with the response (and drops with it: the
+// cache keeps nothing per response).
 type ctxKey struct{}
 
-func (c *Cache) responseContext(ts *typeState) context.Context {
-	return context.WithValue(context.Background(), ctxKey{}, ts.updatedAt)
+// responseInfo is what the Tracker learns of a response from its context.
+type responseInfo struct {
+	// updatedAt is the time of the update the response delivers.
+	updatedAt time.Time
+	// entries are the resources of a SotW response.
+	entries []*entry
+}
+
+func responseContext(ts *typeState, entries []*entry) context.Context {
+	return context.WithValue(context.Background(), ctxKey{}, &responseInfo{updatedAt: ts.updatedAt, entries: entries})
 }
 
 // UpdatedAt returns when the update a response delivers was applied, or
@@ -462,8 +581,32 @@ func UpdatedAt(ctx context.Context) (time.Time, bool) {
 	if ctx == nil {
 		return time.Time{}, false
 	}
-	t, ok := ctx.Value(ctxKey{}).(time.Time)
-	return t, ok && !t.IsZero()
+	info, _ := ctx.Value(ctxKey{}).(*responseInfo)
+	return info.at()
+}
+
+func (r *responseInfo) at() (time.Time, bool) {
+	if r == nil || r.updatedAt.IsZero() {
+		return time.Time{}, false
+	}
+	return r.updatedAt, true
+}
+
+// responseNames returns the names a SotW response carried, from its
+// context, or nil.
+func responseNames(ctx context.Context) []string {
+	if ctx == nil {
+		return nil
+	}
+	info, _ := ctx.Value(ctxKey{}).(*responseInfo)
+	if info == nil || info.entries == nil {
+		return nil
+	}
+	names := make([]string, len(info.entries))
+	for i, e := range info.entries {
+		names[i] = e.name
+	}
+	return names
 }
 
 // VersionTime returns when version (a response's version_info) of a type
@@ -485,6 +628,9 @@ func (c *Cache) VersionTime(viewName, typ, version string) (time.Time, bool) {
 // CreateWatch answers a SotW request now if the client lacks something,
 // else when something it subscribes to changes.
 func (c *Cache) CreateWatch(req *cachev3.Request, sub cachev3.Subscription, out chan cachev3.Response) (func(), error) {
+	if err := checkWatch(req.GetTypeUrl(), req.GetResourceNames(), sub); err != nil {
+		return nil, err
+	}
 	viewName, err := c.nodeView(req.GetNode())
 	if err != nil {
 		// The node is refused: never answered (the Tracker shows why).
@@ -496,6 +642,9 @@ func (c *Cache) CreateWatch(req *cachev3.Request, sub cachev3.Subscription, out 
 
 // CreateDeltaWatch is CreateWatch for the incremental protocol.
 func (c *Cache) CreateDeltaWatch(req *cachev3.DeltaRequest, sub cachev3.Subscription, out chan cachev3.DeltaResponse) (func(), error) {
+	if err := checkWatch(req.GetTypeUrl(), req.GetResourceNamesSubscribe(), sub); err != nil {
+		return nil, err
+	}
 	viewName, err := c.nodeView(req.GetNode())
 	if err != nil {
 		return func() {}, nil
@@ -504,11 +653,21 @@ func (c *Cache) CreateDeltaWatch(req *cachev3.DeltaRequest, sub cachev3.Subscrip
 	return c.register(w), nil
 }
 
+// checkWatch refuses, before any state is kept, a type the cache does not
+// serve and a subscription beyond the limits. The stream ends with the
+// refusal as its status.
+func checkWatch(typ string, names []string, sub cachev3.Subscription) error {
+	if err := CheckType(typ); err != nil {
+		return err
+	}
+	return CheckNames(names, len(sub.SubscribedResources()))
+}
+
 func (c *Cache) register(w *watch) func() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	v := c.view(w.view)
-	w.ts = v.typ(w.typ)
+	w.ts = c.typ(v, w.typ)
 	changed, ok := w.catchUp()
 	if !ok {
 		changed = nil // compare everything
@@ -611,12 +770,11 @@ func (c *Cache) sotwResponse(w *watch, changed []string) cachev3.Response {
 	}
 	w.initial = false
 	return &sotwResponse{
-		cache:    c,
 		req:      w.sotwReq,
 		version:  strconv.FormatUint(w.ts.version, 10),
 		entries:  send,
 		returned: next,
-		ctx:      c.responseContext(w.ts),
+		ctx:      responseContext(w.ts, send),
 	}
 }
 
@@ -661,12 +819,18 @@ func (c *Cache) deltaResponse(w *watch, changed []string) cachev3.DeltaResponse 
 		entries:  send,
 		removed:  removed,
 		returned: next,
-		ctx:      c.responseContext(w.ts),
+		ctx:      responseContext(w.ts, nil),
 	}
 }
 
 // Fetch answers a REST (unary) request with the current resources.
 func (c *Cache) Fetch(_ context.Context, req *cachev3.Request) (cachev3.Response, error) {
+	if err := CheckType(req.GetTypeUrl()); err != nil {
+		return nil, err
+	}
+	if err := CheckNames(req.GetResourceNames(), 0); err != nil {
+		return nil, err
+	}
 	viewName, err := c.nodeView(req.GetNode())
 	if err != nil {
 		return nil, err
@@ -677,7 +841,7 @@ func (c *Cache) Fetch(_ context.Context, req *cachev3.Request) (cachev3.Response
 	if v == nil || !v.exists {
 		return nil, fmt.Errorf("view %s has no resources", viewName)
 	}
-	ts := v.typ(req.GetTypeUrl())
+	ts := c.typ(v, req.GetTypeUrl())
 	version := strconv.FormatUint(ts.version, 10)
 	if req.GetVersionInfo() == version {
 		return nil, &types.SkipFetchError{}
@@ -688,7 +852,7 @@ func (c *Cache) Fetch(_ context.Context, req *cachev3.Request) (cachev3.Response
 	for _, e := range entries {
 		returned[e.name] = e.version
 	}
-	return &sotwResponse{cache: c, req: req, version: version, entries: entries, returned: returned, ctx: c.responseContext(ts)}, nil
+	return &sotwResponse{req: req, version: version, entries: entries, returned: returned, ctx: responseContext(ts, nil)}, nil
 }
 
 // fetchSubscription is the subscription of a unary request.
@@ -755,7 +919,6 @@ func (c *Cache) Has(viewName, typ, name string) bool {
 // shared with every other client of the same version; only the small
 // response envelope is per client (the server writes the nonce into it).
 type sotwResponse struct {
-	cache    *Cache
 	req      *cachev3.Request
 	version  string
 	entries  []*entry
@@ -775,12 +938,9 @@ func (r *sotwResponse) GetDiscoveryResponse() (*discoveryv3.DiscoveryResponse, e
 			TypeUrl:     r.req.GetTypeUrl(),
 			Resources:   make([]*anypb.Any, len(r.entries)),
 		}
-		names := make([]string, len(r.entries))
 		for i, e := range r.entries {
 			r.resp.Resources[i] = e.any
-			names[i] = e.name
 		}
-		r.cache.names.Store(r.resp, names)
 	})
 	return r.resp, nil
 }
@@ -790,15 +950,6 @@ func (r *sotwResponse) GetVersion() (string, error)               { return r.ver
 func (r *sotwResponse) GetResponseVersion() string                { return r.version }
 func (r *sotwResponse) GetReturnedResources() map[string]string   { return r.returned }
 func (r *sotwResponse) GetContext() context.Context               { return r.ctx }
-
-// responseNames returns (once) the names a SotW response carried.
-func (c *Cache) responseNames(resp *discoveryv3.DiscoveryResponse) []string {
-	v, ok := c.names.LoadAndDelete(resp)
-	if !ok {
-		return nil
-	}
-	return v.([]string)
-}
 
 // deltaResponse is an incremental response.
 type deltaResponse struct {

@@ -2,6 +2,7 @@ package cache
 
 import (
 	"context"
+	"errors"
 	"maps"
 	"slices"
 	"sync"
@@ -10,6 +11,10 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/eastwest-dev/eastwest/internal/ratelog"
 )
 
 // SyncState says at a glance where a client stands for one type.
@@ -37,9 +42,50 @@ type Client struct {
 	Error       string    `json:"error,omitempty"` // why the node gets nothing
 	Delta       bool      `json:"delta"`
 	ConnectedAt time.Time `json:"connectedAt"`
+	// Peer is the client's address and, over mutual TLS, the identities
+	// its certificate proves.
+	Peer Peer `json:"peer"`
 	// Types is keyed by type URL.
 	Types map[string]*TypeSync `json:"types"`
+
+	node    *corev3.Node
+	auth    Authorizer
+	defType string
 }
+
+// Peer is who is at the other end of a stream, as far as the transport
+// proves it.
+type Peer struct {
+	Address string `json:"address,omitempty"`
+	// Identities are the URI SANs of the client's verified certificate;
+	// empty without mutual TLS.
+	Identities []string `json:"identities,omitempty"`
+}
+
+// Authorizer decides whether one stream's client may be served a node's
+// view and a type; an error (best a *Refusal) refuses the request and
+// ends the stream.
+type Authorizer func(node *corev3.Node, typ string) error
+
+// Authenticator makes the Authorizer of a stream (or unary call) from its
+// context: the peer's address and verified certificate.
+type Authenticator func(ctx context.Context) (Peer, Authorizer)
+
+// Refused is a stream or call the control plane refused, as `xds status`
+// shows it.
+type Refused struct {
+	At     time.Time `json:"at"`
+	NodeID string    `json:"nodeID"`
+	// Cluster and Role are what the node claimed.
+	Cluster string `json:"cluster"`
+	Role    string `json:"role,omitempty"`
+	Peer    Peer   `json:"peer"`
+	Reason  string `json:"reason"`
+	Error   string `json:"error"`
+}
+
+// refusedKept bounds the refusals the Tracker remembers.
+const refusedKept = 64
 
 // TypeSync is one client's state for one type.
 type TypeSync struct {
@@ -63,6 +109,10 @@ type TypeSync struct {
 
 	sentNonce string
 	sentNames map[string]string
+	// subscribed is a delta client's subscription (Names is made from it
+	// when the state is read: keeping a sorted list current would cost
+	// O(names) per subscribed name).
+	subscribed map[string]struct{}
 }
 
 // Observer is told about what the Tracker sees, for metrics.
@@ -74,20 +124,25 @@ type Observer interface {
 	Nacked(typ string)
 	// Clients is called whenever the number of streams changes.
 	Clients(n int)
+	// Refused is called for every refused request, with its reason.
+	Refused(reason string)
 }
 
 // Tracker records every stream's sync state. It implements the
 // go-control-plane server's callbacks.
 type Tracker struct {
-	cache    *Cache
-	describe NodeDescriber
-	observer Observer
-	now      func() time.Time
+	cache        *Cache
+	describe     NodeDescriber
+	observer     Observer
+	authenticate Authenticator
+	log          *ratelog.Logger
+	now          func() time.Time
 
 	mu sync.Mutex
 	// clients is keyed by protocol and stream ID: go-control-plane numbers
 	// SotW and delta streams separately, so IDs repeat across the two.
 	clients map[streamKey]*Client
+	refused []Refused
 }
 
 type streamKey struct {
@@ -99,9 +154,51 @@ type streamKey struct {
 // reads, and the reason it gets nothing (if it does not).
 type NodeDescriber func(*corev3.Node) (cluster, role, view string, err error)
 
-// NewTracker returns a Tracker for the streams served from c.
+// NewTracker returns a Tracker for the streams served from c. Before
+// serving, Authenticate may set how streams are authorized (by default
+// every client is trusted with the node it claims).
 func NewTracker(c *Cache, describe NodeDescriber, obs Observer) *Tracker {
 	return &Tracker{cache: c, describe: describe, observer: obs, now: time.Now, clients: map[streamKey]*Client{}}
+}
+
+// Authenticate sets how the Tracker authorizes streams, and the logger
+// its refusals go to (rate-limited). Call it before serving.
+func (t *Tracker) Authenticate(a Authenticator, log *ratelog.Logger) {
+	t.authenticate, t.log = a, log
+}
+
+// Refusals returns the most recent refused requests, oldest first.
+func (t *Tracker) Refusals() []Refused {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]Refused, len(t.refused))
+	for i, r := range t.refused {
+		out[i] = r
+		out[i].Peer.Identities = slices.Clone(r.Peer.Identities)
+	}
+	return out
+}
+
+// refuse records and returns a refusal of a request from node (which may
+// be nil) on a stream from peer. Called with t.mu held.
+func (t *Tracker) refuse(node *corev3.Node, peer Peer, err error) error {
+	var r *Refusal
+	if !errors.As(err, &r) {
+		r = Refuse(ReasonIdentity, codes.PermissionDenied, "%s", err.Error())
+	}
+	rec := Refused{At: t.now(), NodeID: node.GetId(), Cluster: node.GetCluster(), Peer: peer, Reason: r.Reason, Error: r.Msg}
+	if role := node.GetMetadata().GetFields()["role"]; role != nil {
+		rec.Role = role.GetStringValue()
+	}
+	if len(t.refused) == refusedKept {
+		t.refused = slices.Delete(t.refused, 0, 1)
+	}
+	t.refused = append(t.refused, rec)
+	if t.observer != nil {
+		t.observer.Refused(r.Reason)
+	}
+	t.log.Warn("refuse:"+r.Reason, "xDS request refused", "node", rec.NodeID, "cluster", rec.Cluster, "peer", peer.Address, "identities", peer.Identities, "reason", r.Reason, "err", r.Msg)
+	return r
 }
 
 var _ serverv3.Callbacks = (*Tracker)(nil)
@@ -114,10 +211,16 @@ func (t *Tracker) Clients() []Client {
 	out := make([]Client, 0, len(t.clients))
 	for _, c := range t.clients {
 		cp := *c
+		cp.node, cp.auth = nil, nil
+		cp.Peer.Identities = slices.Clone(c.Peer.Identities)
 		cp.Types = make(map[string]*TypeSync, len(c.Types))
 		for k, v := range c.Types {
 			ts := *v
 			ts.Names = slices.Clone(v.Names)
+			if v.subscribed != nil {
+				ts.Names = slices.Sorted(maps.Keys(v.subscribed))
+			}
+			ts.subscribed, ts.sentNames = nil, nil
 			ts.NackedResources = maps.Clone(v.NackedResources)
 			cp.Types[k] = &ts
 		}
@@ -135,9 +238,13 @@ func (t *Tracker) Clients() []Client {
 	return out
 }
 
-func (t *Tracker) open(id int64, delta bool) error {
+func (t *Tracker) open(ctx context.Context, id int64, delta bool, typ string) error {
+	c := &Client{StreamID: id, Delta: delta, ConnectedAt: t.now(), Types: map[string]*TypeSync{}, defType: typ}
+	if t.authenticate != nil {
+		c.Peer, c.auth = t.authenticate(ctx)
+	}
 	t.mu.Lock()
-	t.clients[streamKey{delta, id}] = &Client{StreamID: id, Delta: delta, ConnectedAt: t.now(), Types: map[string]*TypeSync{}}
+	t.clients[streamKey{delta, id}] = c
 	n := len(t.clients)
 	t.mu.Unlock()
 	if t.observer != nil {
@@ -156,18 +263,49 @@ func (t *Tracker) close(id int64, delta bool) {
 	}
 }
 
-// request records a request: the node (first time), an ACK or a NACK of
-// the last response sent.
-// names is the full subscription for SotW (nil: unchanged); for delta,
-// names and unsubscribe change the subscription.
-func (t *Tracker) request(k streamKey, node *corev3.Node, typ, nonce string, names, unsubscribe []string, errDetail string, isErr bool) {
+// request checks and records a request: the node (first time), an ACK
+// or a NACK of the last response sent. names is the full subscription
+// for SotW (nil: unchanged); for delta, names and unsubscribe change the
+// subscription. It refuses (and the server ends the stream) a type the
+// cache does not serve, a subscription beyond the limits, a node that
+// changes within the stream, and what the stream's Authorizer refuses:
+// this runs before the server asks the cache, so the cache keeps nothing
+// for a refused request.
+func (t *Tracker) request(k streamKey, node *corev3.Node, typ, nonce string, names, unsubscribe []string, errDetail string, isErr bool) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	c := t.clients[k]
 	if c == nil {
-		return
+		return nil
 	}
-	if node != nil && c.NodeID == "" {
+	if typ == "" {
+		typ = c.defType // a delta stream of one type
+	}
+	claimed := c.node
+	if node != nil {
+		claimed = node
+	}
+	if err := CheckType(typ); err != nil {
+		return t.refuse(claimed, c.Peer, err)
+	}
+	if node != nil && c.node != nil && !proto.Equal(node, c.node) {
+		return t.refuse(node, c.Peer, Refuse(ReasonNodeChanged, codes.InvalidArgument, "node %q: a stream's node cannot change (it was %q of cluster %q)", node.GetId(), c.node.GetId(), c.node.GetCluster()))
+	}
+	if c.auth != nil {
+		if err := c.auth(claimed, typ); err != nil {
+			return t.refuse(claimed, c.Peer, err)
+		}
+	}
+	ts := c.Types[typ]
+	total := 0
+	if k.delta && ts != nil {
+		total = len(ts.subscribed) + len(names)
+	}
+	if err := CheckNames(names, total); err != nil {
+		return t.refuse(claimed, c.Peer, err)
+	}
+	if node != nil && c.node == nil {
+		c.node = node
 		c.NodeID = node.GetId()
 		var err error
 		c.Cluster, c.Role, c.View, err = t.describe(node)
@@ -175,7 +313,6 @@ func (t *Tracker) request(k streamKey, node *corev3.Node, typ, nonce string, nam
 			c.Error = err.Error()
 		}
 	}
-	ts := c.Types[typ]
 	if ts == nil {
 		ts = &TypeSync{State: Waiting}
 		c.Types[typ] = ts
@@ -186,16 +323,20 @@ func (t *Tracker) request(k streamKey, node *corev3.Node, typ, nonce string, nam
 	case !k.delta && names != nil:
 		ts.Names = slices.Clone(names)
 	case k.delta:
+		if ts.subscribed == nil {
+			ts.subscribed = map[string]struct{}{}
+		}
 		for _, n := range names {
-			if n != "*" && !slices.Contains(ts.Names, n) {
-				ts.Names = append(ts.Names, n)
+			if n != "*" {
+				ts.subscribed[n] = struct{}{}
 			}
 		}
-		ts.Names = slices.DeleteFunc(ts.Names, func(n string) bool { return slices.Contains(unsubscribe, n) })
-		slices.Sort(ts.Names)
+		for _, n := range unsubscribe {
+			delete(ts.subscribed, n)
+		}
 	}
 	if nonce == "" || nonce != ts.sentNonce {
-		return
+		return nil
 	}
 	if isErr {
 		ts.State, ts.Nacked, ts.NackedAt, ts.NackError = Nacked, ts.Sent, now, errDetail
@@ -204,9 +345,10 @@ func (t *Tracker) request(k streamKey, node *corev3.Node, typ, nonce string, nam
 		if t.observer != nil {
 			t.observer.Nacked(typ)
 		}
-		return
+		return nil
 	}
 	ts.State, ts.Acked, ts.AckedAt = Synced, ts.Sent, now
+	return nil
 }
 
 func (t *Tracker) response(k streamKey, typ, version, nonce string, names map[string]string, ctx context.Context) {
@@ -232,14 +374,16 @@ func (t *Tracker) response(k streamKey, typ, version, nonce string, names map[st
 }
 
 // OnStreamOpen implements serverv3.Callbacks.
-func (t *Tracker) OnStreamOpen(_ context.Context, id int64, _ string) error { return t.open(id, false) }
+func (t *Tracker) OnStreamOpen(ctx context.Context, id int64, typ string) error {
+	return t.open(ctx, id, false, typ)
+}
 
 // OnStreamClosed implements serverv3.Callbacks.
 func (t *Tracker) OnStreamClosed(id int64, _ *corev3.Node) { t.close(id, false) }
 
 // OnDeltaStreamOpen implements serverv3.Callbacks.
-func (t *Tracker) OnDeltaStreamOpen(_ context.Context, id int64, _ string) error {
-	return t.open(id, true)
+func (t *Tracker) OnDeltaStreamOpen(ctx context.Context, id int64, typ string) error {
+	return t.open(ctx, id, true, typ)
 }
 
 // OnDeltaStreamClosed implements serverv3.Callbacks.
@@ -251,14 +395,13 @@ func (t *Tracker) OnStreamRequest(id int64, req *discoveryv3.DiscoveryRequest) e
 	if names == nil {
 		names = []string{}
 	}
-	t.request(streamKey{false, id}, req.GetNode(), req.GetTypeUrl(), req.GetResponseNonce(), names, nil, req.GetErrorDetail().GetMessage(), req.GetErrorDetail() != nil)
-	return nil
+	return t.request(streamKey{false, id}, req.GetNode(), req.GetTypeUrl(), req.GetResponseNonce(), names, nil, req.GetErrorDetail().GetMessage(), req.GetErrorDetail() != nil)
 }
 
 // OnStreamResponse implements serverv3.Callbacks.
 func (t *Tracker) OnStreamResponse(ctx context.Context, id int64, req *discoveryv3.DiscoveryRequest, resp *discoveryv3.DiscoveryResponse) {
 	var names map[string]string
-	if sent := t.cache.responseNames(resp); sent != nil {
+	if sent := responseNames(ctx); sent != nil {
 		names = make(map[string]string, len(sent))
 		for _, n := range sent {
 			names[n] = resp.GetVersionInfo()
@@ -269,8 +412,7 @@ func (t *Tracker) OnStreamResponse(ctx context.Context, id int64, req *discovery
 
 // OnStreamDeltaRequest implements serverv3.Callbacks.
 func (t *Tracker) OnStreamDeltaRequest(id int64, req *discoveryv3.DeltaDiscoveryRequest) error {
-	t.request(streamKey{true, id}, req.GetNode(), req.GetTypeUrl(), req.GetResponseNonce(), req.GetResourceNamesSubscribe(), req.GetResourceNamesUnsubscribe(), req.GetErrorDetail().GetMessage(), req.GetErrorDetail() != nil)
-	return nil
+	return t.request(streamKey{true, id}, req.GetNode(), req.GetTypeUrl(), req.GetResponseNonce(), req.GetResourceNamesSubscribe(), req.GetResourceNamesUnsubscribe(), req.GetErrorDetail().GetMessage(), req.GetErrorDetail() != nil)
 }
 
 // OnStreamDeltaResponse implements serverv3.Callbacks.
@@ -287,13 +429,33 @@ func (t *Tracker) OnStreamDeltaResponse(id int64, req *discoveryv3.DeltaDiscover
 	}
 	t.mu.Unlock()
 	if at, ok := t.cache.VersionTime(view, req.GetTypeUrl(), resp.GetSystemVersionInfo()); ok {
-		ctx = context.WithValue(ctx, ctxKey{}, at)
+		ctx = context.WithValue(ctx, ctxKey{}, &responseInfo{updatedAt: at})
 	}
 	t.response(streamKey{true, id}, req.GetTypeUrl(), resp.GetSystemVersionInfo(), resp.GetNonce(), names, ctx)
 }
 
-// OnFetchRequest implements serverv3.Callbacks.
-func (t *Tracker) OnFetchRequest(context.Context, *discoveryv3.DiscoveryRequest) error { return nil }
+// OnFetchRequest implements serverv3.Callbacks: a unary request is
+// checked as a stream's is.
+func (t *Tracker) OnFetchRequest(ctx context.Context, req *discoveryv3.DiscoveryRequest) error {
+	var peer Peer
+	var auth Authorizer
+	if t.authenticate != nil {
+		peer, auth = t.authenticate(ctx)
+	}
+	err := CheckType(req.GetTypeUrl())
+	if err == nil {
+		err = CheckNames(req.GetResourceNames(), 0)
+	}
+	if err == nil && auth != nil {
+		err = auth(req.GetNode(), req.GetTypeUrl())
+	}
+	if err == nil {
+		return nil
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.refuse(req.GetNode(), peer, err)
+}
 
 // OnFetchResponse implements serverv3.Callbacks.
 func (t *Tracker) OnFetchResponse(*discoveryv3.DiscoveryRequest, *discoveryv3.DiscoveryResponse) {}

@@ -13,11 +13,15 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/status"
 )
 
-type countingObserver struct{ pushes, nacks, clients int }
+type countingObserver struct {
+	pushes, nacks, clients int
+	refused                []string
+}
 
 func (o *countingObserver) Pushed(string, time.Duration, bool) { o.pushes++ }
 func (o *countingObserver) Nacked(string)                      { o.nacks++ }
 func (o *countingObserver) Clients(n int)                      { o.clients = n }
+func (o *countingObserver) Refused(reason string)              { o.refused = append(o.refused, reason) }
 
 // The Tracker follows a stream through the protocol: a response makes the
 // type STALE, an ACK of its nonce SYNCED, a NACK NACKED with the message,
@@ -61,8 +65,8 @@ func TestTrackerFollowsAcksAndNacks(t *testing.T) {
 	}
 
 	resp2 := &discoveryv3.DiscoveryResponse{VersionInfo: "9", Nonce: "2", TypeUrl: resourcev3.ClusterType}
-	c.names.Store(resp2, []string{"a", "b"})
-	tr.OnStreamResponse(context.Background(), 1, req, resp2)
+	sent := context.WithValue(context.Background(), ctxKey{}, &responseInfo{entries: []*entry{{name: "a"}, {name: "b"}}})
+	tr.OnStreamResponse(sent, 1, req, resp2)
 	_ = tr.OnStreamRequest(1, &discoveryv3.DiscoveryRequest{TypeUrl: resourcev3.ClusterType, ResponseNonce: "2", VersionInfo: resp.VersionInfo,
 		ErrorDetail: &status.Status{Message: "cluster b: bad"}})
 	got := state()

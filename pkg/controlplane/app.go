@@ -13,6 +13,7 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 
+	"github.com/eastwest-dev/eastwest/internal/ratelog"
 	"github.com/eastwest-dev/eastwest/pkg/cache"
 	"github.com/eastwest-dev/eastwest/pkg/mcs"
 	"github.com/eastwest-dev/eastwest/pkg/mcs/source"
@@ -38,7 +39,10 @@ type Config struct {
 	DebugAddress  string
 	Writer        WriterOptions
 	XDSTLS        TLSFiles
-	DebugTLS      TLSFiles
+	// TrustDomain is the trust domain of the xDS client identities
+	// required with XDSTLS.ClientCA (see IdentityPolicy).
+	TrustDomain string
+	DebugTLS    TLSFiles
 	// DrainTimeout bounds how long shutdown waits for streams to end.
 	DrainTimeout time.Duration
 	// WriteBack makes this replica the ClusterSet's MCS controller for
@@ -53,8 +57,10 @@ type Config struct {
 // App is a running control plane: sources, the Writer, the xDS server
 // and the debug endpoint.
 type App struct {
-	cfg     Config
-	log     *slog.Logger
+	cfg Config
+	log *slog.Logger
+	// warn logs what clients can repeat at will, rate-limited.
+	warn    *ratelog.Logger
 	Metrics *metrics.Metrics
 	Cache   *cache.Cache
 	Tracker *cache.Tracker
@@ -83,10 +89,12 @@ func NewApp(cfg Config, log *slog.Logger, debugHandler func(*App) http.Handler) 
 	if err != nil {
 		return nil, fmt.Errorf("debug TLS: %w", err)
 	}
-	a := &App{cfg: cfg, log: log, Metrics: metrics.New()}
+	a := &App{cfg: cfg, log: log, warn: ratelog.New(log, 10*time.Second, 5), Metrics: metrics.New()}
 	a.Cache = cache.New(NodeView)
 	a.Writer = NewWriter(cfg.Writer, a.Cache, a.Metrics, log)
 	a.Tracker = cache.NewTracker(a.Cache, a.describeNode, a.Metrics)
+	policy := IdentityPolicy{Required: cfg.XDSTLS.ClientCA != "", TrustDomain: cfg.TrustDomain, ClusterSet: cfg.Writer.Store.ClusterSet}
+	a.Tracker.Authenticate(policy.Authenticate, a.warn)
 	a.xds = NewXDSServer(a.Cache, a.Tracker, xdsTLS)
 	if cfg.Dir != "" {
 		a.dir = source.NewDir(cfg.Dir, log)
@@ -131,7 +139,7 @@ func (a *App) DebugAddr() string { return a.debugListener.Addr().String() }
 func (a *App) describeNode(n *corev3.Node) (string, string, string, error) {
 	v, err := ParseNode(n)
 	if err != nil {
-		a.log.Warn("xDS client refused", "node", n.GetId(), "reason", err)
+		a.warn.Warn("node-invalid", "xDS client refused", "node", n.GetId(), "reason", err)
 		return n.GetCluster(), "", "", err
 	}
 	c := v.Cluster
@@ -143,12 +151,12 @@ func (a *App) describeNode(n *corev3.Node) (string, string, string, error) {
 	}
 	if !known {
 		err = fmt.Errorf("cluster %q is not a member of the ClusterSet (members: %v); the client gets nothing until it joins", c, members)
-		a.log.Warn("xDS client of an unknown cluster", "node", n.GetId(), "reason", err)
+		a.warn.Warn("node-unknown-cluster", "xDS client of an unknown cluster", "node", n.GetId(), "reason", err)
 		return string(c), string(v.Role), v.String(), err
 	}
 	if v.Role == translate.RoleGatewayAPI && !slices.ContainsFunc(snap.Views, func(sv translate.View) bool { return sv.String() == v.String() }) {
 		err = fmt.Errorf("cluster %s has no Gateway %s of an accepted eastwest GatewayClass with a valid listener (yet); the Envoy gets nothing until it has", c, v.Gateway)
-		a.log.Warn("xDS client of an unknown Gateway", "node", n.GetId(), "reason", err)
+		a.warn.Warn("node-unknown-gateway", "xDS client of an unknown Gateway", "node", n.GetId(), "reason", err)
 		return string(c), string(v.Role), v.String(), err
 	}
 	return string(c), string(v.Role), v.String(), nil

@@ -48,6 +48,7 @@ func New(s State, c *cache.Cache, t *cache.Tracker, m *metrics.Metrics) *Handler
 	h.mux.HandleFunc("GET /debug/clusters", h.clusters)
 	h.mux.HandleFunc("GET /debug/mcs", h.mcs)
 	h.mux.HandleFunc("GET /debug/syncz", h.syncz)
+	h.mux.HandleFunc("GET /debug/refused", h.refused)
 	h.mux.HandleFunc("GET /debug/config_dump", h.configDump)
 	h.mux.HandleFunc("GET /debug/explain", h.explain)
 	h.mux.HandleFunc("GET /debug/gateways", h.gateways)
@@ -72,6 +73,7 @@ func (h *Handler) index(w http.ResponseWriter, _ *http.Request) {
 	_, _ = fmt.Fprint(w, `eastwest debug endpoint
   /debug/explain?service=NS/NAME   why traffic for a service goes where it goes
   /debug/syncz                     every xDS client: sent, acked, nacked per type
+  /debug/refused                   the latest xDS requests refused (identity, limits, types), with the reason
   /debug/config_dump?node=ID       what a client is served [&type=cds|eds|lds|rds|sds] (keys redacted)
   /debug/mcs[?service=NS/NAME]     ServiceImports, exports, conditions, conflicts
   /debug/gateways                  Gateway API statuses eastwest owns, gateway-api views
@@ -280,6 +282,11 @@ func (h *Handler) syncz(w http.ResponseWriter, _ *http.Request) {
 		out = append(out, ClientView{Client: c, Summary: summarize(c)})
 	}
 	writeJSON(w, out)
+}
+
+// refused lists the most recently refused xDS requests, oldest first.
+func (h *Handler) refused(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, h.tracker.Refusals())
 }
 
 // summarize is a client's worst state: NACKED, then STALE, then WAITING.

@@ -22,6 +22,7 @@ type Metrics struct {
 	pushes           *prometheus.CounterVec
 	pushLatency      *prometheus.HistogramVec
 	nacks            *prometheus.CounterVec
+	refused          *prometheus.CounterVec
 	rejected         *prometheus.GaugeVec
 	translate        prometheus.Histogram
 	merge            prometheus.Histogram
@@ -50,6 +51,8 @@ func New() *Metrics {
 			Help: "Time from a cache update to the response that delivers it, by type.", Buckets: latencyBuckets}, []string{"type"}),
 		nacks: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "xds_nacks_total",
 			Help: "Responses rejected by clients, by type."}, []string{"type"}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "xds_refused_total",
+			Help: "xDS requests refused, ending their stream or call, by reason (unsupported_type, too_many_names, name_too_long, identity, node_changed, secrets_not_allowed)."}, []string{"reason"}),
 		rejected: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "xds_rejected_resources",
 			Help: "Resources that failed validation and are not published (the previous version, if any, is served), by type."}, []string{"type"}),
 		translate: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "translate_duration_seconds",
@@ -76,7 +79,7 @@ func New() *Metrics {
 			[]string{"member", "kind", "condition", "status", "reason"}),
 	}
 	m.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.clients, m.pushes, m.pushLatency, m.nacks, m.rejected, m.translate, m.merge, m.publishes,
+		m.clients, m.pushes, m.pushLatency, m.nacks, m.refused, m.rejected, m.translate, m.merge, m.publishes,
 		m.clusterState, m.exportConditions, m.imports, m.sourceProblems, m.connections, m.connFailures, m.gatewayConds)
 	return m
 }
@@ -92,6 +95,9 @@ func (m *Metrics) Pushed(typ string, latency time.Duration, known bool) {
 
 // Nacked counts a NACK.
 func (m *Metrics) Nacked(typ string) { m.nacks.WithLabelValues(shortType(typ)).Inc() }
+
+// Refused counts a refused xDS request.
+func (m *Metrics) Refused(reason string) { m.refused.WithLabelValues(reason).Inc() }
 
 // Clients sets the number of connected streams.
 func (m *Metrics) Clients(n int) { m.clients.Set(float64(n)) }

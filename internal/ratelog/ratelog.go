@@ -1,0 +1,72 @@
+// Package ratelog bounds how often a warning that outside input can
+// trigger is logged: a client (or a file) repeating a mistake thousands of
+// times a second must not flood the log or cost CPU in it.
+package ratelog
+
+import (
+	"log/slog"
+	"sync"
+	"time"
+)
+
+// Logger logs at most Burst messages per key in each Interval; the
+// messages dropped are counted and reported with the next one logged.
+type Logger struct {
+	log      *slog.Logger
+	interval time.Duration
+	burst    int
+	now      func() time.Time
+
+	mu   sync.Mutex
+	keys map[string]*window
+}
+
+type window struct {
+	start      time.Time
+	logged     int
+	suppressed int
+}
+
+// maxKeys bounds the keys remembered; past it, the windows start over.
+const maxKeys = 1024
+
+// New returns a Logger writing to log at most burst messages per key per
+// interval.
+func New(log *slog.Logger, interval time.Duration, burst int) *Logger {
+	return &Logger{log: log, interval: interval, burst: burst, now: time.Now, keys: map[string]*window{}}
+}
+
+// Warn logs msg with args under key unless the key used up its burst in
+// this interval.
+func (l *Logger) Warn(key, msg string, args ...any) {
+	if l == nil || l.log == nil {
+		return
+	}
+	now := l.now()
+	l.mu.Lock()
+	w := l.keys[key]
+	if w == nil || now.Sub(w.start) >= l.interval {
+		if w == nil && len(l.keys) >= maxKeys {
+			clear(l.keys)
+		}
+		prev := 0
+		if w != nil {
+			prev = w.suppressed
+		}
+		w = &window{start: now, suppressed: prev}
+		l.keys[key] = w
+	}
+	if w.logged >= l.burst {
+		w.suppressed++
+		l.mu.Unlock()
+		return
+	}
+	w.logged++
+	suppressed := w.suppressed
+	w.suppressed = 0
+	l.mu.Unlock()
+	if suppressed > 0 {
+		args = append(args, "suppressed", suppressed)
+	}
+	l.log.Warn(msg, args...)
+}

@@ -1,0 +1,291 @@
+package cache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	streamv3 "github.com/envoyproxy/go-control-plane/pkg/server/stream/v3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/structpb"
+)
+
+// A stream whose response channel is full (a client that does not read)
+// holds up nothing: Apply returns, the other streams get the update, and
+// the stuck stream gets it once it takes its earlier response.
+func TestFullChannelBlocksNobody(t *testing.T) {
+	c := newCache(t)
+	stuck := make(chan cachev3.DeltaResponse, 1)
+	stuck <- &deltaResponse{} // the stream never read this one
+	req := &discoveryv3.DeltaDiscoveryRequest{Node: &corev3.Node{Cluster: "east"}, TypeUrl: resourcev3.ClusterType}
+	if _, err := c.CreateDeltaWatch(req, streamv3.NewDeltaSubscription(nil, nil, nil, true), stuck); err != nil {
+		t.Fatal(err)
+	}
+	other := newDelta(t, c, resourcev3.ClusterType)
+	other.receive()
+	other.request(nil, nil)
+
+	done := make(chan struct{})
+	go func() {
+		apply(t, c, resourcev3.ClusterType, []Resource{cluster("a")})
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Apply is blocked by a stream that does not read")
+	}
+	if set, _ := deltaNames(other.receive()); !slices.Equal(set, []string{"a"}) {
+		t.Fatalf("the other stream got %v, want [a]", set)
+	}
+	if got := c.Resources(testView, resourcev3.ClusterType); len(got.Resources) != 1 {
+		t.Fatalf("the cache is not readable while a stream is stuck: %v", got)
+	}
+	<-stuck // the stream reads at last
+	select {
+	case r := <-stuck:
+		resp, _ := r.GetDeltaDiscoveryResponse()
+		if set, _ := deltaNames(resp); !slices.Equal(set, []string{"a"}) {
+			t.Errorf("the unstuck stream got %v, want [a]", set)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the stream that read again never got the update")
+	}
+}
+
+// Type URLs the cache does not serve are refused with a gRPC status,
+// and leave no state behind, however many a client sends.
+func TestUnsupportedTypesRefusedAndNotKept(t *testing.T) {
+	c := New(nodeView)
+	for i := range 2000 {
+		typ := fmt.Sprintf("type.googleapis.com/junk.%d.%s", i, strings.Repeat("x", 1000))
+		req := &discoveryv3.DeltaDiscoveryRequest{Node: &corev3.Node{Cluster: "nowhere"}, TypeUrl: typ}
+		_, err := c.CreateDeltaWatch(req, streamv3.NewDeltaSubscription(nil, nil, nil, true), make(chan cachev3.DeltaResponse, 20))
+		if status.Code(err) != codes.InvalidArgument {
+			t.Fatalf("type %d: err %v, want InvalidArgument", i, err)
+		}
+		sreq := &discoveryv3.DiscoveryRequest{Node: &corev3.Node{Cluster: "nowhere"}, TypeUrl: typ}
+		if _, err := c.CreateWatch(sreq, streamv3.NewSotwSubscription(nil, true), make(chan cachev3.Response, 1)); status.Code(err) != codes.InvalidArgument {
+			t.Fatalf("SotW type %d: err %v", i, err)
+		}
+		if _, err := c.Fetch(context.Background(), sreq); status.Code(err) != codes.InvalidArgument {
+			t.Fatalf("Fetch type %d: err %v", i, err)
+		}
+	}
+	if n := len(c.views); n != 0 {
+		t.Errorf("%d views kept for refused requests", n)
+	}
+}
+
+// Subscriptions beyond the limits are refused.
+func TestNameLimits(t *testing.T) {
+	c := newCache(t)
+	tests := map[string]struct {
+		names []string
+		code  codes.Code
+	}{
+		"too many names":    {names: make([]string, MaxNames+1), code: codes.ResourceExhausted},
+		"name too long":     {names: []string{strings.Repeat("n", MaxNameLength+1)}, code: codes.InvalidArgument},
+		"at the limits ok":  {names: []string{strings.Repeat("n", MaxNameLength)}, code: codes.OK},
+		"wildcard is fine":  {names: nil, code: codes.OK},
+		"a few names is ok": {names: []string{"a", "b"}, code: codes.OK},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			for i := range tc.names {
+				if tc.names[i] == "" {
+					tc.names[i] = fmt.Sprint("n", i)
+				}
+			}
+			req := &discoveryv3.DiscoveryRequest{Node: &corev3.Node{Cluster: "east"}, TypeUrl: resourcev3.EndpointType, ResourceNames: tc.names}
+			cancel, err := c.CreateWatch(req, streamv3.NewSotwSubscription(tc.names, true), make(chan cachev3.Response, 1))
+			if status.Code(err) != tc.code {
+				t.Fatalf("err %v, want %v", err, tc.code)
+			}
+			if cancel != nil {
+				cancel()
+			}
+		})
+	}
+}
+
+// The state a client makes by claiming a view that is not one (a cluster
+// that is not a member) goes when its stream cancels its watches; a view
+// of that name made later does not take an old client's version for its
+// own.
+func TestClaimedViewFreedWithItsLastWatch(t *testing.T) {
+	c := newCache(t)
+	var cancels []func()
+	for i := range 1000 {
+		req := &discoveryv3.DeltaDiscoveryRequest{Node: &corev3.Node{Cluster: fmt.Sprint("claimed-", i)}, TypeUrl: resourcev3.ClusterType}
+		cancel, err := c.CreateDeltaWatch(req, streamv3.NewDeltaSubscription(nil, nil, nil, true), make(chan cachev3.DeltaResponse, 20))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cancels = append(cancels, cancel)
+	}
+	if n := len(c.views); n != 1001 {
+		t.Fatalf("%d views while the streams are open, want 1001", n)
+	}
+	for _, cancel := range cancels {
+		cancel()
+	}
+	if n := len(c.views); n != 1 {
+		t.Errorf("%d views after the streams ended, want only the real one", n)
+	}
+
+	// A real view that goes away while a client waits on it, then comes
+	// back: the client's old version is not the new view's.
+	s := newSotw(t, c, resourcev3.ClusterType)
+	apply(t, c, resourcev3.ClusterType, []Resource{cluster("a")})
+	s.receive()
+	old := s.last.VersionInfo
+	s.stop()
+	c.SetViews(nil)
+	if _, ok := c.views[testView]; ok {
+		t.Fatal("a removed view without watches or resources was kept")
+	}
+	c.SetViews([]string{testView})
+	apply(t, c, resourcev3.ClusterType, []Resource{{Name: "b", Message: cluster("b").Message}})
+	ts := c.views[testView].types[resourcev3.ClusterType]
+	if fmt.Sprint(ts.version) == old {
+		t.Fatalf("the new view reuses version %s", old)
+	}
+	s.stop = nil
+	s.request(nil) // an ACK of the old view's version
+	if got := names(s.receive()); !slices.Equal(got, []string{"b"}) {
+		t.Errorf("a client holding the old view's version got %v, want [b]", got)
+	}
+}
+
+// Unary Fetch keeps nothing per call: a long loop of them does not grow
+// the heap.
+func TestFetchKeepsNothing(t *testing.T) {
+	c := newCache(t)
+	apply(t, c, resourcev3.ClusterType, []Resource{cluster("a"), cluster("b")})
+	fetch := func(n int) {
+		for range n {
+			resp, err := c.Fetch(context.Background(), &discoveryv3.DiscoveryRequest{Node: &corev3.Node{Cluster: "east"}, TypeUrl: resourcev3.ClusterType})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := resp.GetDiscoveryResponse(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	fetch(1000)
+	before := heap()
+	fetch(100_000)
+	if grew := int64(heap()) - int64(before); grew > 4<<20 {
+		t.Errorf("100,000 Fetch calls grew the heap by %d bytes", grew)
+	}
+}
+
+func heap() uint64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc
+}
+
+// The Tracker refuses, before the cache sees the request, what the cache
+// will not serve, a node that changes within a stream, and what the
+// stream's Authorizer refuses; each refusal is counted, remembered with
+// its reason, and a gRPC status.
+func TestTrackerRefusals(t *testing.T) {
+	c := newCache(t)
+	obs := &countingObserver{}
+	tr := NewTracker(c, func(n *corev3.Node) (string, string, string, error) {
+		return n.GetCluster(), "gateway", n.GetCluster() + "/gateway", nil
+	}, obs)
+	tr.Authenticate(func(context.Context) (Peer, Authorizer) {
+		return Peer{Address: "10.0.0.1:1234", Identities: []string{"spiffe://x/east"}}, func(n *corev3.Node, typ string) error {
+			if n.GetCluster() != "east" {
+				return Refuse(ReasonIdentity, codes.PermissionDenied, "identity is east, node claims %s", n.GetCluster())
+			}
+			if typ == resourcev3.SecretType {
+				return Refuse(ReasonSecrets, codes.PermissionDenied, "no secrets")
+			}
+			return nil
+		}
+	}, nil)
+	role := &structpb.Struct{Fields: map[string]*structpb.Value{"role": structpb.NewStringValue("gateway")}}
+	east := &corev3.Node{Id: "e", Cluster: "east", Metadata: role}
+	tests := map[string]struct {
+		reqs   []*discoveryv3.DeltaDiscoveryRequest
+		reason string
+		code   codes.Code
+	}{
+		"allowed": {reqs: []*discoveryv3.DeltaDiscoveryRequest{{Node: east, TypeUrl: resourcev3.ClusterType}}},
+		"unsupported type": {reqs: []*discoveryv3.DeltaDiscoveryRequest{{Node: east, TypeUrl: "type.googleapis.com/made.Up"}},
+			reason: ReasonUnsupportedType, code: codes.InvalidArgument},
+		"identity of another cluster": {reqs: []*discoveryv3.DeltaDiscoveryRequest{{Node: &corev3.Node{Id: "w", Cluster: "west"}, TypeUrl: resourcev3.ClusterType}},
+			reason: ReasonIdentity, code: codes.PermissionDenied},
+		"node changes mid-stream": {reqs: []*discoveryv3.DeltaDiscoveryRequest{
+			{Node: east, TypeUrl: resourcev3.ClusterType},
+			{Node: &corev3.Node{Id: "e", Cluster: "east"}, TypeUrl: resourcev3.EndpointType},
+		}, reason: ReasonNodeChanged, code: codes.InvalidArgument},
+		"secrets refused": {reqs: []*discoveryv3.DeltaDiscoveryRequest{{Node: east, TypeUrl: resourcev3.SecretType}},
+			reason: ReasonSecrets, code: codes.PermissionDenied},
+		"delta subscription grows past the limit": {reqs: []*discoveryv3.DeltaDiscoveryRequest{
+			{Node: east, TypeUrl: resourcev3.EndpointType, ResourceNamesSubscribe: numbered("a", MaxNames/2+1)},
+			{TypeUrl: resourcev3.EndpointType, ResourceNamesSubscribe: numbered("b", MaxNames/2+1)},
+		}, reason: ReasonTooManyNames, code: codes.ResourceExhausted},
+	}
+	id := int64(0)
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			id++
+			before := len(obs.refused)
+			_ = tr.OnDeltaStreamOpen(context.Background(), id, resourcev3.AnyType)
+			defer tr.OnDeltaStreamClosed(id, nil)
+			var err error
+			for _, r := range tc.reqs {
+				if err = tr.OnStreamDeltaRequest(id, r); err != nil {
+					break
+				}
+			}
+			if status.Code(err) != tc.code {
+				t.Fatalf("err %v, want %v", err, tc.code)
+			}
+			if tc.reason == "" {
+				if len(obs.refused) != before {
+					t.Errorf("an allowed request was counted as refused: %v", obs.refused[before:])
+				}
+				return
+			}
+			if got := obs.refused[before:]; !slices.Equal(got, []string{tc.reason}) {
+				t.Errorf("refusals counted %v, want [%s]", got, tc.reason)
+			}
+			last := tr.Refusals()[len(tr.Refusals())-1]
+			var r *Refusal
+			if !errors.As(err, &r) || last.Reason != tc.reason || last.Error != r.Msg || last.Peer.Address != "10.0.0.1:1234" {
+				t.Errorf("remembered %+v for %v", last, err)
+			}
+		})
+	}
+	// Unary calls are checked as streams are.
+	err := tr.OnFetchRequest(context.Background(), &discoveryv3.DiscoveryRequest{Node: &corev3.Node{Cluster: "west"}, TypeUrl: resourcev3.ClusterType})
+	if status.Code(err) != codes.PermissionDenied {
+		t.Errorf("Fetch as another cluster: %v", err)
+	}
+}
+
+func numbered(prefix string, n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprint(prefix, i)
+	}
+	return out
+}

@@ -1,0 +1,165 @@
+package controlplane
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/url"
+	"strings"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/peer"
+
+	"github.com/eastwest-dev/eastwest/pkg/cache"
+	"github.com/eastwest-dev/eastwest/pkg/translate"
+)
+
+// The xDS identity: who a client is, proved by its certificate.
+//
+// With --xds-tls-client-ca every client presents a certificate from that
+// CA, and the node it claims must be one its certificate names in a URI
+// SAN of this form (SPIFFE-style, as Istio and SPIRE name workloads):
+//
+//	spiffe://<trust domain>/clusterset/<clusterset>/cluster/<cluster ID>/role/<role>
+//	spiffe://<trust domain>/clusterset/<clusterset>/cluster/<cluster ID>/role/gateway-api/gateway/<namespace>/<name>
+//
+// The trust domain is --xds-trust-domain (default eastwest.io); the
+// ClusterSet is --clusterset (when it is empty, any ClusterSet name is
+// accepted: the server serves one set); the cluster, role and Gateway are
+// exactly those of the node contract (node.cluster, node.metadata.role,
+// node.metadata.gateway). A certificate may carry several such SANs (one
+// Envoy serving two roles, say); any one naming the claimed node is
+// enough. A mismatch ends the stream with PermissionDenied, and the
+// reason is in the log, `xds status` and eastwest_xds_refused_total.
+//
+// Without client certificates there is no identity: any client that can
+// reach the xDS port is trusted with the node it claims. Secrets (the
+// private keys of Gateways' HTTPS listeners) are then served only to
+// clients on loopback; anywhere else they need mutual TLS.
+
+// DefaultTrustDomain is the trust domain of xDS client identities.
+const DefaultTrustDomain = "eastwest.io"
+
+// IdentityPolicy is how xDS clients are authorized.
+type IdentityPolicy struct {
+	// Required: clients present verified certificates (mutual TLS) and
+	// may claim only the nodes their certificates name.
+	Required bool
+	// TrustDomain is the host of the identity URIs.
+	TrustDomain string
+	// ClusterSet, when set, is the ClusterSet the identities must name.
+	ClusterSet string
+}
+
+// IdentityURI is the identity a certificate carries for a view: the URI
+// SAN to put in the certificate of the client that serves it.
+func (p IdentityPolicy) IdentityURI(clusterSet string, v translate.View) string {
+	td := p.TrustDomain
+	if td == "" {
+		td = DefaultTrustDomain
+	}
+	u := fmt.Sprintf("spiffe://%s/clusterset/%s/cluster/%s/role/%s", td, clusterSet, v.Cluster, v.Role)
+	if v.Role == translate.RoleGatewayAPI {
+		u += "/gateway/" + v.Gateway
+	}
+	return u
+}
+
+// Authenticate is the Tracker's Authenticator: the peer of a stream and
+// the Authorizer of what it may claim and read.
+func (p IdentityPolicy) Authenticate(ctx context.Context) (cache.Peer, cache.Authorizer) {
+	var pr cache.Peer
+	verified := false
+	loopback := false
+	if pe, ok := peer.FromContext(ctx); ok {
+		pr.Address = pe.Addr.String()
+		loopback = isLoopback(pe.Addr)
+		if info, ok := pe.AuthInfo.(credentials.TLSInfo); ok && len(info.State.VerifiedChains) > 0 && len(info.State.PeerCertificates) > 0 {
+			verified = true
+			for _, u := range info.State.PeerCertificates[0].URIs {
+				pr.Identities = append(pr.Identities, u.String())
+			}
+		}
+	}
+	return pr, func(n *corev3.Node, typ string) error {
+		if p.Required {
+			if !verified {
+				return cache.Refuse(cache.ReasonIdentity, codes.Unauthenticated, "a verified client certificate is required")
+			}
+			if err := p.authorize(pr.Identities, n); err != nil {
+				return err
+			}
+		}
+		if typ == resourcev3.SecretType && !verified && !loopback {
+			return cache.Refuse(cache.ReasonSecrets, codes.PermissionDenied,
+				"secrets are served only to clients proving their identity with a certificate (serve with --xds-tls-client-ca) or on loopback; %s is neither", pr.Address)
+		}
+		return nil
+	}
+}
+
+// authorize checks that one of the identities names the node's view.
+func (p IdentityPolicy) authorize(ids []string, n *corev3.Node) error {
+	v, err := ParseNode(n)
+	if err != nil {
+		return cache.Refuse(cache.ReasonIdentity, codes.PermissionDenied, "%v", err)
+	}
+	for _, id := range ids {
+		if p.names(id, v) {
+			return nil
+		}
+	}
+	want := p.IdentityURI(p.ClusterSet, v)
+	if p.ClusterSet == "" {
+		want = strings.Replace(want, "/clusterset//", "/clusterset/<any>/", 1)
+	}
+	return cache.Refuse(cache.ReasonIdentity, codes.PermissionDenied,
+		"node %q claims %s, which its certificate does not name (it names %v; want %s)", n.GetId(), v, ids, want)
+}
+
+// names reports whether the identity URI id names view v.
+func (p IdentityPolicy) names(id string, v translate.View) bool {
+	u, err := url.Parse(id)
+	if err != nil || u.Scheme != "spiffe" {
+		return false
+	}
+	td := p.TrustDomain
+	if td == "" {
+		td = DefaultTrustDomain
+	}
+	if u.Host != td {
+		return false
+	}
+	seg := strings.Split(strings.TrimPrefix(u.Path, "/"), "/")
+	if len(seg) < 6 || seg[0] != "clusterset" || seg[2] != "cluster" || seg[4] != "role" {
+		return false
+	}
+	if p.ClusterSet != "" && seg[1] != p.ClusterSet {
+		return false
+	}
+	if seg[3] != string(v.Cluster) || seg[5] != string(v.Role) {
+		return false
+	}
+	if v.Role == translate.RoleGatewayAPI {
+		return len(seg) == 9 && seg[6] == "gateway" && seg[7]+"/"+seg[8] == v.Gateway
+	}
+	return len(seg) == 6
+}
+
+func isLoopback(a net.Addr) bool {
+	switch a := a.(type) {
+	case *net.TCPAddr:
+		return a.IP.IsLoopback()
+	case *net.UnixAddr:
+		return true
+	}
+	host, _, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
