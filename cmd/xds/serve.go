@@ -33,6 +33,7 @@ func runServe(args []string, _, stderr io.Writer) int {
 	fs.DurationVar(&cfg.Writer.MaxDelay, "max-delay", controlplane.DefaultMaxDelay, "longest a batch may wait while events keep coming")
 	gatewayPort := fs.Uint("gateway-port", 15080, "port of the east-west gateways' HTTP listener")
 	fs.StringVar(&cfg.Writer.Store.ClusterSet, "clusterset", "", "the ClusterSet's name; members whose clusterset.k8s.io property names another set are left out")
+	fs.DurationVar(&cfg.Writer.LivenessTimeout, "liveness-timeout", controlplane.DefaultLivenessTimeout, "/healthz fails when a publish has been owed for longer than this (the writer is stuck; a restart cures it)")
 	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", 5*time.Second, "on SIGTERM, how long to wait for xDS streams to close")
 	fs.StringVar(&cfg.XDSTLS.Cert, "xds-tls-cert", "", "serve xDS over TLS with this certificate (PEM)")
 	fs.StringVar(&cfg.XDSTLS.Key, "xds-tls-key", "", "key of --xds-tls-cert (PEM)")

@@ -216,14 +216,31 @@ func (a *App) Run(ctx context.Context) error {
 	case err = <-errc:
 	}
 	a.log.Info("shutting down", "drainTimeout", a.cfg.DrainTimeout)
+	// Every step is bounded, and so is the whole: whatever is stuck (a
+	// stream, a source, the writer), the process ends within the drain
+	// timeout and a small margin.
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), a.cfg.DrainTimeout)
 	defer cancel()
-	_ = a.debug.Shutdown(shutdownCtx)
-	a.xds.Shutdown(a.cfg.DrainTimeout)
-	stopSources()
-	<-writerDone
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		go func() { _ = a.debug.Shutdown(shutdownCtx) }()
+		a.xds.Shutdown(a.cfg.DrainTimeout)
+		stopSources()
+		<-writerDone
+	}()
+	select {
+	case <-finished:
+	case <-time.After(a.cfg.DrainTimeout + ShutdownMargin):
+		a.log.Error("shutdown did not finish within the drain timeout; exiting anyway", "drainTimeout", a.cfg.DrainTimeout)
+		_ = a.debug.Close()
+	}
 	return err
 }
+
+// ShutdownMargin is how long past the drain timeout Run waits for the
+// rest of the shutdown before it returns regardless.
+const ShutdownMargin = 2 * time.Second
 
 // exportConnections keeps the members' connection metrics current.
 func (a *App) exportConnections(ctx context.Context) {

@@ -108,7 +108,15 @@ func (s *XDSServer) Shutdown(timeout time.Duration) {
 	select {
 	case <-done:
 	case <-time.After(timeout):
-		s.grpc.Stop()
-		<-done
+		// Stop closes every connection; it waits for handlers too, so a
+		// handler that never returns is left behind (Run's bound ends
+		// the process regardless).
+		stopped := make(chan struct{})
+		go func() { s.grpc.Stop(); close(stopped) }()
+		select {
+		case <-done:
+		case <-stopped:
+		case <-time.After(time.Second):
+		}
 	}
 }

@@ -34,6 +34,11 @@ const (
 	// DefaultSyncTimeout is how long the first publish waits for an
 	// unreachable member cluster.
 	DefaultSyncTimeout = time.Minute
+	// DefaultLivenessTimeout is how long a publish may be owed before
+	// the Writer reports itself unhealthy. A publish takes milliseconds
+	// (the first one of 10,000 services about a second): minutes of owing
+	// one means the Writer is stuck, and a restart is the cure.
+	DefaultLivenessTimeout = 2 * time.Minute
 )
 
 // roles are the views every member cluster gets.
@@ -50,6 +55,9 @@ type WriterOptions struct {
 	SyncTimeout time.Duration
 	GatewayPort uint32
 	Store       mcs.Options
+	// LivenessTimeout bounds how long a publish may be owed (events
+	// received, not yet published) before Healthy fails.
+	LivenessTimeout time.Duration
 }
 
 // Writer is the single writer: it owns the Store, batches source events,
@@ -78,6 +86,10 @@ type Writer struct {
 
 	snap  atomic.Pointer[Snapshot]
 	ready atomic.Bool
+	// owedSince is when the oldest event not yet published arrived (Unix
+	// nanoseconds; 0: nothing owed), once the first publish is due.
+	owedSince atomic.Int64
+	now       func() time.Time
 
 	// translate is translate.ServiceWith; tests replace it to make
 	// resources fail validation.
@@ -161,8 +173,11 @@ func NewWriter(opts WriterOptions, c *cache.Cache, m *metrics.Metrics, log *slog
 	if opts.SyncTimeout <= 0 {
 		opts.SyncTimeout = DefaultSyncTimeout
 	}
+	if opts.LivenessTimeout <= 0 {
+		opts.LivenessTimeout = DefaultLivenessTimeout
+	}
 	w := &Writer{
-		opts: opts, log: log, metrics: m, cache: c,
+		opts: opts, log: log, metrics: m, cache: c, now: time.Now,
 		store:     mcs.NewStore(opts.Store),
 		in:        make(chan batch, 64),
 		sources:   map[string]*sourceState{},
@@ -228,6 +243,25 @@ func (w *Writer) Ready() bool { return w.ready.Load() }
 // Snapshot returns what was last published.
 func (w *Writer) Snapshot() *Snapshot { return w.snap.Load() }
 
+// Healthy fails when the Writer has owed a publish for longer than
+// LivenessTimeout: events arrived (or the first publish fell due) and
+// nothing was published since. It is what /healthz reports, so that a
+// stuck control plane is restarted rather than left serving ever older
+// configuration with a green light.
+func (w *Writer) Healthy() error {
+	since := w.owedSince.Load()
+	if since == 0 {
+		return nil
+	}
+	if owed := w.now().Sub(time.Unix(0, since)); owed > w.opts.LivenessTimeout {
+		return fmt.Errorf("a publish has been owed for %v (more than %v): the writer is stuck", owed.Truncate(time.Second), w.opts.LivenessTimeout)
+	}
+	return nil
+}
+
+// owe notes that a publish is due, unless one already is.
+func (w *Writer) owe() { w.owedSince.CompareAndSwap(0, w.now().UnixNano()) }
+
 // Run batches events and publishes until ctx ends. Nothing is published
 // until every source has synced or SyncTimeout has passed.
 func (w *Writer) Run(ctx context.Context) {
@@ -254,13 +288,18 @@ func (w *Writer) Run(ctx context.Context) {
 		holdoff.Stop()
 		deadline.Stop()
 		pending = false
+		w.owe()
 		w.publish()
+		w.owedSince.Store(0)
 	}
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case b := <-w.in:
+			if initialized {
+				w.owe()
+			}
 			w.receive(b)
 			if !pending {
 				pending = true

@@ -245,3 +245,29 @@ func TestWriterGatewayViews(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// Healthy fails once a publish has been owed for longer than the
+// liveness timeout, and recovers when the publish is done: a stuck writer
+// fails /healthz instead of serving ever older config with a green light.
+func TestHealthyFailsWhileAPublishIsOverdue(t *testing.T) {
+	w := NewWriter(WriterOptions{LivenessTimeout: time.Minute}, cache.New(NodeView), metrics.New(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	now := time.Unix(1000, 0)
+	w.now = func() time.Time { return now }
+	if err := w.Healthy(); err != nil {
+		t.Fatalf("nothing owed: %v", err)
+	}
+	w.owe()
+	now = now.Add(59 * time.Second)
+	w.owe() // a later event does not restart the clock
+	if err := w.Healthy(); err != nil {
+		t.Fatalf("owed for 59s of 1m: %v", err)
+	}
+	now = now.Add(2 * time.Second)
+	if err := w.Healthy(); err == nil || !strings.Contains(err.Error(), "owed for 1m1s") {
+		t.Fatalf("owed for 61s: %v", err)
+	}
+	w.owedSince.Store(0) // published
+	if err := w.Healthy(); err != nil {
+		t.Errorf("after the publish: %v", err)
+	}
+}

@@ -31,6 +31,8 @@ import (
 type State interface {
 	Snapshot() *controlplane.Snapshot
 	Ready() bool
+	// Healthy fails when the control plane is stuck (/healthz).
+	Healthy() error
 }
 
 // Handler serves the debug endpoints.
@@ -53,7 +55,7 @@ func New(s State, c *cache.Cache, t *cache.Tracker, m *metrics.Metrics) *Handler
 	h.mux.HandleFunc("GET /debug/explain", h.explain)
 	h.mux.HandleFunc("GET /debug/gateways", h.gateways)
 	h.mux.Handle("GET /metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{}))
-	h.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = fmt.Fprintln(w, "ok") })
+	h.mux.HandleFunc("GET /healthz", h.healthz)
 	h.mux.HandleFunc("GET /readyz", h.readyz)
 	h.mux.HandleFunc("GET /{$}", h.index)
 	return h
@@ -91,6 +93,16 @@ func writeJSON(w http.ResponseWriter, v any) {
 
 func fail(w http.ResponseWriter, code int, format string, args ...any) {
 	http.Error(w, fmt.Sprintf(format, args...), code)
+}
+
+// healthz is the liveness probe: it fails when the writer owes a publish
+// for too long, so that Kubernetes restarts a stuck control plane.
+func (h *Handler) healthz(w http.ResponseWriter, _ *http.Request) {
+	if err := h.state.Healthy(); err != nil {
+		fail(w, http.StatusServiceUnavailable, "unhealthy: %v", err)
+		return
+	}
+	_, _ = fmt.Fprintln(w, "ok")
 }
 
 func (h *Handler) readyz(w http.ResponseWriter, _ *http.Request) {

@@ -1,6 +1,7 @@
 package debug
 
 import (
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -14,12 +15,26 @@ import (
 )
 
 type fakeState struct {
-	snap  *controlplane.Snapshot
-	ready bool
+	snap    *controlplane.Snapshot
+	ready   bool
+	healthy error
 }
 
 func (f fakeState) Snapshot() *controlplane.Snapshot { return f.snap }
 func (f fakeState) Ready() bool                      { return f.ready }
+func (f fakeState) Healthy() error                   { return f.healthy }
+
+// /healthz fails, with the reason, when the control plane is stuck.
+func TestHealthzFailsWhenStuck(t *testing.T) {
+	c := cache.New(controlplane.NodeView)
+	h := New(fakeState{snap: &controlplane.Snapshot{State: &mcs.State{}}, healthy: errors.New("a publish has been owed for 3m0s")},
+		c, cache.NewTracker(c, nil, nil), metrics.New())
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/healthz", nil))
+	if rec.Code != http.StatusServiceUnavailable || !strings.Contains(rec.Body.String(), "owed for 3m0s") {
+		t.Errorf("/healthz of a stuck control plane: %d %q", rec.Code, rec.Body.String())
+	}
+}
 
 // The endpoints answer bad or unknown requests with a status and a reason
 // that says what to ask instead, and /readyz names the sources it waits for.
@@ -43,6 +58,7 @@ func TestEndpointsRefuseClearly(t *testing.T) {
 		"dump no node":      {"/debug/config_dump", 400, "node=ID is required"},
 		"dump unknown node": {"/debug/config_dump?node=x", 404, `no connected client has node.id "x"`},
 		"syncz empty":       {"/debug/syncz", 200, "[]"},
+		"refused empty":     {"/debug/refused", 200, "[]"},
 		"clusters":          {"/debug/clusters", 200, `"dir:x": false`},
 		"metrics":           {"/metrics", 200, "eastwest_xds_clients"},
 		"wrong method":      {"POST /debug/syncz", 405, ""},
