@@ -12,9 +12,12 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	apivalidation "k8s.io/apimachinery/pkg/api/validation"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	metav1validation "k8s.io/apimachinery/pkg/apis/meta/v1/validation"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 	k8syaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/utils/ptr"
 	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
@@ -295,6 +298,15 @@ func validate(o metav1.Object) error {
 	name := o.GetName()
 	if name == "" {
 		return errors.New("metadata.name is required")
+	}
+	// The apiserver's limits on every object's metadata: what the folder
+	// accepts, a cluster accepts (annotations of at most 256 KiB in all,
+	// qualified label keys and values of at most 63 characters).
+	for _, e := range apivalidation.ValidateAnnotations(o.GetAnnotations(), field.NewPath("metadata", "annotations")) {
+		errs = append(errs, errors.New(e.Error()))
+	}
+	for _, e := range metav1validation.ValidateLabels(o.GetLabels(), field.NewPath("metadata", "labels")) {
+		errs = append(errs, errors.New(e.Error()))
 	}
 	if ns := o.GetNamespace(); ns != "" {
 		check("metadata.namespace", validation.IsDNS1123Label(ns))

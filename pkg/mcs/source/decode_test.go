@@ -49,6 +49,14 @@ func TestDecodeReportsProblemsPerDocument(t *testing.T) {
 			objects:  []string{"Namespace ns"},
 			problems: []string{"document 2: not valid YAML"},
 		},
+		"annotations over the apiserver's 256 KiB": {
+			in:       "apiVersion: v1\nkind: Service\nmetadata: {name: web, annotations: {big: \"" + strings.Repeat("x", 256<<10) + "\"}}\nspec: {ports: [{port: 80}]}\n",
+			problems: []string{"(Service default/web): metadata.annotations: Too long: may not be more than 262144 bytes"},
+		},
+		"label value that a cluster refuses": {
+			in:       "apiVersion: v1\nkind: Service\nmetadata: {name: web, labels: {app: \"not a value!\"}}\nspec: {ports: [{port: 80}]}\n",
+			problems: []string{"(Service default/web): metadata.labels: Invalid value"},
+		},
 		"missing kind": {
 			in:       "metadata: {name: x}\n",
 			problems: []string{"document 1: apiVersion and kind are required"},

@@ -6,12 +6,14 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
@@ -25,6 +27,12 @@ import (
 // system notification arrives: a safety net for file systems that do not
 // notify (network mounts, some container volumes).
 const DefaultPollInterval = time.Second
+
+// MaxFileSize bounds one file of the folder. An apiserver takes requests
+// of at most 3 MiB; a file may hold many objects (a List), so the cap is
+// higher, but a file beyond it is reported, not read: a stray disk image
+// or a link to /dev/zero must not take the server's memory.
+const MaxFileSize = 16 << 20
 
 // notifyHoldoff gathers the burst of notifications an editor's save or a
 // git checkout produces into one scan.
@@ -48,6 +56,14 @@ type Dir struct {
 	current map[memberObjectKey]Object // what the last Scan reported
 	members map[string]bool            // members the last Scan reported
 	seen    map[string]bool            // problems already logged
+	// probs are the problems the last Scan found; a Scan that finds no
+	// file changed returns them again without decoding anything.
+	probs []Problem
+	// scanned is false until the first Scan.
+	scanned bool
+	// stray are the manifests the last Scan found outside any member's
+	// folder (reported as problems by name).
+	stray map[string]bool
 }
 
 type memberObjectKey struct {
@@ -59,8 +75,15 @@ type memberObjectKey struct {
 type file struct {
 	size    int64
 	modTime time.Time
+	mode    fs.FileMode
 	objects []Object
 	probs   []Problem
+	err     error // why the file cannot be read at all
+}
+
+// unchanged reports whether a file's stat is the one it was last read at.
+func (f *file) unchanged(info fs.FileInfo) bool {
+	return f.size == info.Size() && f.modTime.Equal(info.ModTime()) && f.mode == info.Mode()
 }
 
 // NewDir returns a Dir for the folder root. Problems are logged to log.
@@ -85,8 +108,15 @@ func (d *Dir) Scan() ([]mcs.Event, []Problem, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("read ClusterSet folder: %w", err)
 	}
+	if d.scanned && !d.changed(entries) {
+		// The safety-net rescan of a folder nothing changed in costs a
+		// stat per file: nothing is read, decoded or compared.
+		return nil, d.probs, nil
+	}
+	d.scanned = true
 	var probs []Problem
 	members := map[string]bool{}
+	stray := map[string]bool{}
 	next := map[memberObjectKey]Object{}
 	seenFiles := map[string]bool{}
 	for _, e := range entries {
@@ -96,6 +126,7 @@ func (d *Dir) Scan() ([]mcs.Event, []Problem, error) {
 		}
 		if !e.IsDir() {
 			if isManifest(name) {
+				stray[name] = true
 				probs = append(probs, Problem{File: filepath.Join(d.root, name),
 					Err: "ignored: files go in a subfolder named after their member cluster, DIR/<cluster>/" + name})
 			}
@@ -110,10 +141,58 @@ func (d *Dir) Scan() ([]mcs.Event, []Problem, error) {
 		}
 	}
 	evs := d.diff(members, next)
-	d.members, d.current = members, next
+	d.members, d.current, d.stray = members, next, stray
 	slices.SortFunc(probs, func(a, b Problem) int { return strings.Compare(a.String(), b.String()) })
 	d.logProblems(probs)
+	d.probs = probs
 	return evs, probs, nil
+}
+
+// changed reports whether anything Scan reads may differ from the last
+// Scan: the members, a manifest's name or stat. It only lists folders and
+// stats files.
+func (d *Dir) changed(entries []os.DirEntry) bool {
+	members, files, stray := 0, 0, 0
+	for _, e := range entries {
+		name := e.Name()
+		if strings.HasPrefix(name, ".") {
+			continue
+		}
+		if !e.IsDir() {
+			if isManifest(name) {
+				if !d.stray[name] {
+					return true
+				}
+				stray++
+			}
+			continue
+		}
+		if !d.members[name] {
+			return true
+		}
+		members++
+		dir := filepath.Join(d.root, name)
+		mentries, err := os.ReadDir(dir)
+		if err != nil {
+			return true
+		}
+		for _, me := range mentries {
+			if me.IsDir() || strings.HasPrefix(me.Name(), ".") || !isManifest(me.Name()) {
+				continue
+			}
+			path := filepath.Join(dir, me.Name())
+			f, ok := d.files[path]
+			if !ok {
+				return true
+			}
+			info, err := os.Stat(path)
+			if err != nil || !f.unchanged(info) {
+				return true
+			}
+			files++
+		}
+	}
+	return members != len(d.members) || files != len(d.files) || stray != len(d.stray)
 }
 
 // scanMember reads one member's folder into next and returns its problems.
@@ -132,9 +211,9 @@ func (d *Dir) scanMember(member string, next map[memberObjectKey]Object, seenFil
 		}
 		path := filepath.Join(dir, e.Name())
 		seenFiles[path] = true
-		f, err := d.read(path)
-		if err != nil {
-			probs = append(probs, Problem{File: path, Err: err.Error()})
+		f := d.read(path)
+		if f.err != nil {
+			probs = append(probs, Problem{File: path, Err: f.err.Error()})
 			continue
 		}
 		probs = append(probs, f.probs...)
@@ -163,24 +242,68 @@ func (d *Dir) scanMember(member string, next map[memberObjectKey]Object, seenFil
 	return probs
 }
 
-// read returns a file's objects, reading it again only when its size or
-// modification time changed.
-func (d *Dir) read(path string) (*file, error) {
+// read returns a file's objects, reading it again only when its size,
+// modification time or mode changed. Only regular files (or links to
+// them) of at most MaxFileSize are read; anything else (a FIFO, a device,
+// a socket) is reported and never opened in a way that could block.
+func (d *Dir) read(path string) *file {
 	info, err := os.Stat(path)
 	if err != nil {
+		return &file{err: err}
+	}
+	if f, ok := d.files[path]; ok && f.unchanged(info) {
+		return f
+	}
+	f := &file{size: info.Size(), modTime: info.ModTime(), mode: info.Mode()}
+	d.files[path] = f
+	data, err := readRegular(path)
+	if err != nil {
+		f.err = err
+		return f
+	}
+	f.objects, f.probs = Decode(path, data)
+	return f
+}
+
+// readRegular reads a regular file of at most MaxFileSize. The file is
+// opened without blocking (a FIFO swapped in after a stat cannot hold the
+// reader) and checked again once open.
+func readRegular(path string) ([]byte, error) {
+	if info, err := os.Stat(path); err != nil {
+		return nil, err
+	} else if err := checkRegular(info); err != nil {
 		return nil, err
 	}
-	if f, ok := d.files[path]; ok && f.size == info.Size() && f.modTime.Equal(info.ModTime()) {
-		return f, nil
-	}
-	data, err := os.ReadFile(path)
+	fd, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, err
 	}
-	f := &file{size: info.Size(), modTime: info.ModTime()}
-	f.objects, f.probs = Decode(path, data)
-	d.files[path] = f
-	return f, nil
+	defer fd.Close()
+	info, err := fd.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if err := checkRegular(info); err != nil {
+		return nil, err
+	}
+	data, err := io.ReadAll(io.LimitReader(fd, MaxFileSize+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > MaxFileSize {
+		return nil, fmt.Errorf("not read: larger than %d MiB (split it into several files)", MaxFileSize>>20)
+	}
+	return data, nil
+}
+
+func checkRegular(info fs.FileInfo) error {
+	if !info.Mode().IsRegular() {
+		return fmt.Errorf("not read: not a regular file (%s)", info.Mode().Type())
+	}
+	if info.Size() > MaxFileSize {
+		return fmt.Errorf("not read: %d bytes, larger than %d MiB (split it into several files)", info.Size(), MaxFileSize>>20)
+	}
+	return nil
 }
 
 // diff turns the change from the previous view to next into events:

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -169,5 +170,106 @@ func TestDirRunWatchesFolder(t *testing.T) {
 	write(t, filepath.Join(root, "north", "web.yaml"), svcWeb)
 	if got := next(); !slices.Contains(got, "join north") {
 		t.Fatalf("after new member: %q", got)
+	}
+}
+
+// Files that are not regular files of a sane size are reported and
+// never read: a FIFO named *.yaml (which would block a reader forever), a
+// link to /dev/zero (which would take all memory), and a file over
+// MaxFileSize; everything else in the folder is served, and an edit made
+// after they appeared is served too.
+func TestDirRefusesHostileFiles(t *testing.T) {
+	root := t.TempDir()
+	east := filepath.Join(root, "east")
+	write(t, filepath.Join(east, "web.yaml"), svcWeb)
+	if err := syscall.Mkfifo(filepath.Join(east, "fifo.yaml"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("/dev/zero", filepath.Join(east, "zero.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	big, err := os.Create(filepath.Join(east, "big.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := big.Truncate(MaxFileSize + 1); err != nil {
+		t.Fatal(err)
+	}
+	_ = big.Close()
+
+	d := NewDir(root, quietLog())
+	d.Poll = time.Hour
+	batches := make(chan []Problem, 10)
+	events := make(chan []string, 10)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() {
+		done <- d.Run(ctx, func(evs []mcs.Event, probs []Problem) { events <- summary(evs); batches <- probs })
+	}()
+	defer func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Error("Run did not stop")
+		}
+	}()
+	wait := func() ([]string, []Problem) {
+		t.Helper()
+		select {
+		case evs := <-events:
+			return evs, <-batches
+		case <-time.After(10 * time.Second):
+			t.Fatal("the folder reader is stuck")
+		}
+		return nil, nil
+	}
+	evs, probs := wait()
+	if !slices.Contains(evs, "upsert east ns/web") {
+		t.Errorf("the regular file was not served: %q", evs)
+	}
+	want := map[string]string{"fifo.yaml": "not a regular file", "zero.yaml": "not a regular file", "big.yaml": "larger than 16 MiB"}
+	for _, p := range probs {
+		if w, ok := want[filepath.Base(p.File)]; ok && strings.Contains(p.Err, w) {
+			delete(want, filepath.Base(p.File))
+		}
+	}
+	if len(want) != 0 {
+		t.Errorf("not reported: %v (problems %v)", want, probs)
+	}
+	write(t, filepath.Join(east, "export.yaml"), exportWeb)
+	if evs, _ := wait(); !slices.Contains(evs, "upsert east ns/web") {
+		t.Errorf("an edit after the hostile files was not served: %q", evs)
+	}
+}
+
+// A rescan of a folder in which nothing changed reads and decodes
+// nothing and reports no events, but the same problems.
+func TestDirRescanOfUnchangedFolderIsStatOnly(t *testing.T) {
+	root := t.TempDir()
+	write(t, filepath.Join(root, "east", "web.yaml"), svcWeb)
+	write(t, filepath.Join(root, "east", "bad.yaml"), "kind: [\n")
+	write(t, filepath.Join(root, "stray.yaml"), svcWeb)
+	d := NewDir(root, quietLog())
+	if _, probs, err := d.Scan(); err != nil || len(probs) != 2 {
+		t.Fatalf("first scan: %v %v", probs, err)
+	}
+	first := d.files[filepath.Join(root, "east", "web.yaml")]
+	evs, probs, err := d.Scan()
+	if err != nil || len(evs) != 0 || len(probs) != 2 {
+		t.Fatalf("rescan: events %v problems %v err %v", summary(evs), probs, err)
+	}
+	if d.files[filepath.Join(root, "east", "web.yaml")] != first {
+		t.Error("an unchanged file was read again")
+	}
+	write(t, filepath.Join(root, "east", "export.yaml"), exportWeb)
+	if evs, _, _ := d.Scan(); !slices.Equal(summary(evs), []string{"upsert east ns/web"}) {
+		t.Errorf("a new file after stat-only rescans: %q", summary(evs))
+	}
+	if err := os.Remove(filepath.Join(root, "stray.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	if _, probs, _ := d.Scan(); len(probs) != 1 {
+		t.Errorf("a removed stray file is still reported: %v", probs)
 	}
 }
