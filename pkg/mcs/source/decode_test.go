@@ -42,7 +42,11 @@ func TestDecodeReportsProblemsPerDocument(t *testing.T) {
 		},
 		"unknown field is refused like kubectl --validate=strict": {
 			in:       "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec: {prots: [{port: 80}]}\n",
-			problems: []string{`(Service default/web): cannot decode: error unmarshaling JSON: while decoding JSON: json: unknown field "prots"`},
+			problems: []string{`(Service default/web): cannot decode: json: unknown field "prots"`},
+		},
+		"a field twice is refused like kubectl --validate=strict": {
+			in:       "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec: {ports: [{port: 80}], ports: [{port: 81}]}\n",
+			problems: []string{`key "ports" already set in map`},
 		},
 		"broken yaml in the second document": {
 			in:       "apiVersion: v1\nkind: Namespace\nmetadata: {name: ns}\n---\nkind: [\n",

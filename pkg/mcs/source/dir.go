@@ -11,8 +11,11 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -114,6 +117,13 @@ func (d *Dir) Scan() ([]mcs.Event, []Problem, error) {
 		return nil, d.probs, nil
 	}
 	d.scanned = true
+	var memberNames []string
+	for _, e := range entries {
+		if e.IsDir() && !strings.HasPrefix(e.Name(), ".") {
+			memberNames = append(memberNames, e.Name())
+		}
+	}
+	d.prefetch(memberNames)
 	var probs []Problem
 	members := map[string]bool{}
 	stray := map[string]bool{}
@@ -254,8 +264,14 @@ func (d *Dir) read(path string) *file {
 	if f, ok := d.files[path]; ok && f.unchanged(info) {
 		return f
 	}
-	f := &file{size: info.Size(), modTime: info.ModTime(), mode: info.Mode()}
+	f := load(path, info)
 	d.files[path] = f
+	return f
+}
+
+// load reads and decodes a file whose stat is info.
+func load(path string, info fs.FileInfo) *file {
+	f := &file{size: info.Size(), modTime: info.ModTime(), mode: info.Mode()}
 	data, err := readRegular(path)
 	if err != nil {
 		f.err = err
@@ -263,6 +279,56 @@ func (d *Dir) read(path string) *file {
 	}
 	f.objects, f.probs = Decode(path, data)
 	return f
+}
+
+// prefetch reads and decodes, on every core, the manifests of the
+// members' folders that changed since they were last read, so that the
+// first scan of a large folder (10,000 services) is not bound to one
+// core. Scan then finds them read.
+func (d *Dir) prefetch(members []string) {
+	type job struct {
+		path string
+		info fs.FileInfo
+	}
+	var jobs []job
+	for _, m := range members {
+		dir := filepath.Join(d.root, m)
+		entries, err := os.ReadDir(dir)
+		if err != nil {
+			continue
+		}
+		for _, e := range entries {
+			if e.IsDir() || strings.HasPrefix(e.Name(), ".") || !isManifest(e.Name()) {
+				continue
+			}
+			path := filepath.Join(dir, e.Name())
+			info, err := os.Stat(path)
+			if err != nil {
+				continue
+			}
+			if f, ok := d.files[path]; !ok || !f.unchanged(info) {
+				jobs = append(jobs, job{path, info})
+			}
+		}
+	}
+	workers := min(runtime.GOMAXPROCS(0), len(jobs))
+	if workers < 2 {
+		return
+	}
+	out := make([]*file, len(jobs))
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for i := int(next.Add(1) - 1); i < len(jobs); i = int(next.Add(1) - 1) {
+				out[i] = load(jobs[i].path, jobs[i].info)
+			}
+		})
+	}
+	wg.Wait()
+	for i, j := range jobs {
+		d.files[j.path] = out[i]
+	}
 }
 
 // readRegular reads a regular file of at most MaxFileSize. The file is
@@ -370,10 +436,18 @@ func (d *Dir) Run(ctx context.Context, sink func([]mcs.Event, []Problem)) error 
 	}
 	first, lastProbs := true, ""
 	scan := func() {
+		start := time.Now()
+		if first {
+			d.log.Info("reading ClusterSet folder", "dir", d.root)
+		}
 		evs, probs, err := d.Scan()
 		if err != nil {
 			d.log.Error("cannot scan ClusterSet folder", "dir", d.root, "err", err)
 			return
+		}
+		if first {
+			d.log.Info("read ClusterSet folder", "dir", d.root, "members", len(d.members), "files", len(d.files),
+				"objects", len(d.current), "problems", len(probs), "took", time.Since(start).Round(time.Millisecond))
 		}
 		if w != nil {
 			d.watch(w)
