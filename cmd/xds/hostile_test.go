@@ -236,3 +236,34 @@ func TestNonReadingClientCannotWedgeTheServer(t *testing.T) {
 		t.Fatal("xds serve did not stop within 15s of SIGTERM")
 	}
 }
+
+// The control plane's shipped Deployment passes only flags `xds serve`
+// has (a flag it lacks stops the pod at start).
+func TestShippedDeploymentArgsAreServeFlags(t *testing.T) {
+	b, err := os.ReadFile("../../deploy/kubernetes/control-plane.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var args []string
+	in := false
+	for _, line := range strings.Split(string(b), "\n") {
+		trimmed := strings.TrimSpace(line)
+		switch {
+		case trimmed == "- serve":
+			in = true
+		case in && strings.HasPrefix(trimmed, "- --"):
+			arg, _, _ := strings.Cut(strings.TrimPrefix(trimmed, "- "), " ")
+			args = append(args, arg)
+		case in && !strings.HasPrefix(trimmed, "#"):
+			in = false
+		}
+	}
+	if len(args) < 5 {
+		t.Fatalf("found only %v in the Deployment", args)
+	}
+	var stderr strings.Builder
+	fs, _ := serveFlags(&stderr)
+	if err := fs.Parse(args); err != nil {
+		t.Errorf("xds serve %v: %v", args, err)
+	}
+}

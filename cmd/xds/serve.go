@@ -20,10 +20,20 @@ import (
 	"github.com/eastwest-dev/eastwest/pkg/mcs/source"
 )
 
-func runServe(args []string, _, stderr io.Writer) int {
+// serveArgs are the flags of `xds serve`, once parsed.
+type serveArgs struct {
+	cfg                                 controlplane.Config
+	gatewayPort                         *uint
+	writeBack, inCluster, remoteSecrets *bool
+	ownKubeconfig, logLevel             *string
+}
+
+// serveFlags declares the flags of `xds serve`.
+func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveArgs) {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	var cfg controlplane.Config
+	a := &serveArgs{}
+	cfg := &a.cfg
 	fs.StringVar(&cfg.Dir, "dir", "", "ClusterSet folder: one subfolder of Kubernetes YAML per member cluster, watched for changes")
 	fs.StringVar(&cfg.KubeconfigDir, "kubeconfig-dir", "", "folder of kubeconfig files, one per Kubernetes member cluster (named after the file), watched for changes")
 	fs.DurationVar(&cfg.Writer.SyncTimeout, "sync-timeout", controlplane.DefaultSyncTimeout, "how long the first push and /readyz wait for a member cluster's initial sync; after it, an unreachable cluster no longer blocks them")
@@ -59,9 +69,17 @@ func runServe(args []string, _, stderr io.Writer) int {
 		fmt.Fprintln(stderr)
 		fs.PrintDefaults()
 	}
+	a.gatewayPort, a.writeBack, a.ownKubeconfig, a.inCluster, a.remoteSecrets, a.logLevel = gatewayPort, writeBack, ownKubeconfig, inCluster, remoteSecrets, logLevel
+	return fs, a
+}
+
+func runServe(args []string, _, stderr io.Writer) int {
+	fs, a := serveFlags(stderr)
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
+	cfg := a.cfg
+	gatewayPort, writeBack, ownKubeconfig, inCluster, remoteSecrets, logLevel := a.gatewayPort, a.writeBack, a.ownKubeconfig, a.inCluster, a.remoteSecrets, a.logLevel
 	if (cfg.Dir == "" && cfg.KubeconfigDir == "" && *ownKubeconfig == "" && !*inCluster) || fs.NArg() > 0 {
 		fs.Usage()
 		return 2

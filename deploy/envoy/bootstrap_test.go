@@ -7,6 +7,7 @@ import (
 
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3" // registers the type in the bootstrap
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -55,6 +56,17 @@ func checkBootstrap(t *testing.T, file, role string) {
 	}
 	if b.GetDynamicResources().GetCdsConfig().GetAds() == nil || b.GetDynamicResources().GetLdsConfig().GetAds() == nil {
 		t.Error("CDS and LDS must come over ADS")
+	}
+	// The xDS connection is mutual TLS: a client certificate (the
+	// identity the node claims) and the control plane's name verified.
+	var up tlsv3.UpstreamTlsContext
+	xds := b.GetStaticResources().GetClusters()[0]
+	if err := xds.GetTransportSocket().GetTypedConfig().UnmarshalTo(&up); err != nil {
+		t.Fatalf("xds_cluster has no TLS transport socket: %v", err)
+	}
+	ctx := up.GetCommonTlsContext()
+	if len(ctx.GetTlsCertificates()) != 1 || ctx.GetValidationContext().GetTrustedCa().GetFilename() == "" || len(ctx.GetValidationContext().GetMatchTypedSubjectAltNames()) == 0 {
+		t.Errorf("xds_cluster TLS lacks a client certificate or server verification: %v", ctx)
 	}
 	if a := b.GetAdmin().GetAddress().GetSocketAddress().GetAddress(); a != "127.0.0.1" {
 		t.Errorf("admin listens on %s, want loopback", a)

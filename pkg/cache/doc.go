@@ -15,7 +15,18 @@
 //     server records what it sent whether or not the client accepts it, and
 //     the cache answers only differences from that.
 //
+//   - No client can hold it up or make it hold anything it chooses: only
+//     the five served types are accepted (so a stream has at most five
+//     watches), subscriptions are bounded (limits.go), a response is sent
+//     only when the stream's channel has room (never waiting while the
+//     lock is held; a full stream is retried), and the state of a claimed
+//     view that is not one goes with its last watch.
+//
 // Tracker (the server's callbacks) keeps every client's sync state for
 // debugging: connected since, and per type the version sent, acknowledged
-// and rejected, with the message and the time.
+// and rejected, with the message and the time. It is also where requests
+// are checked before the cache sees them: served types, subscription
+// limits, a node that does not change within its stream, and the
+// stream's Authorizer (the identity its certificate proves); it refuses
+// with a gRPC status and remembers the latest refusals.
 package cache
