@@ -267,3 +267,33 @@ func TestShippedDeploymentArgsAreServeFlags(t *testing.T) {
 		t.Errorf("xds serve %v: %v", args, err)
 	}
 }
+
+// `xds status` ends with the requests refused recently and why.
+func TestStatusListsRefusals(t *testing.T) {
+	app := startServe(t)
+	conn, err := grpc.NewClient(app.XDSAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	stream, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).DeltaAggregatedResources(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.Send(&discoveryv3.DeltaDiscoveryRequest{Node: &corev3.Node{Id: "prober", Cluster: "east"}, TypeUrl: "type.googleapis.com/made.Up"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stream.Recv(); err == nil {
+		t.Fatal("a made-up type was answered")
+	}
+	var stdout, stderr strings.Builder
+	if code := run([]string{"status", "--debug-address", app.DebugAddr()}, &stdout, &stderr); code != 0 {
+		t.Fatalf("xds status: %d %s", code, stderr.String())
+	}
+	out := stdout.String()
+	if !strings.Contains(out, "Refused recently") || !strings.Contains(out, "prober") || !strings.Contains(out, "unsupported_type") {
+		t.Errorf("xds status does not show the refusal:\n%s", out)
+	}
+}
