@@ -209,7 +209,10 @@ func TestDirRefusesHostileFiles(t *testing.T) {
 	defer func() {
 		cancel()
 		select {
-		case <-done:
+		case err := <-done:
+			if err != nil {
+				t.Error(err)
+			}
 		case <-time.After(10 * time.Second):
 			t.Error("Run did not stop")
 		}
