@@ -21,6 +21,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/eastwest-dev/eastwest/internal/cptest"
 )
 
 // mainEnv makes the test binary run xds itself (see TestMain), so that
@@ -197,15 +199,8 @@ func TestNonReadingClientCannotWedgeTheServer(t *testing.T) {
 			t.Fatal("a well-behaved client of the new member got no listener within 20s")
 		}
 		rctx, rcancel := context.WithTimeout(ctx, 2*time.Second)
-		s, err := discoveryv3.NewAggregatedDiscoveryServiceClient(good).DeltaAggregatedResources(rctx)
-		if err == nil {
-			err = s.Send(&discoveryv3.DeltaDiscoveryRequest{Node: &corev3.Node{Id: "good", Cluster: "west",
-				Metadata: &structpb.Struct{Fields: map[string]*structpb.Value{"role": structpb.NewStringValue("gateway")}}}, TypeUrl: resourcev3.ListenerType})
-		}
-		var resp *discoveryv3.DeltaDiscoveryResponse
-		if err == nil {
-			resp, err = s.Recv()
-		}
+		resp, err := cptest.DeltaFirst(rctx, good, &corev3.Node{Id: "good", Cluster: "west",
+			Metadata: &structpb.Struct{Fields: map[string]*structpb.Value{"role": structpb.NewStringValue("gateway")}}}, resourcev3.ListenerType)
 		rcancel()
 		if err == nil && len(resp.GetResources()) > 0 {
 			break
@@ -278,14 +273,7 @@ func TestStatusListsRefusals(t *testing.T) {
 	defer conn.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	stream, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).DeltaAggregatedResources(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := stream.Send(&discoveryv3.DeltaDiscoveryRequest{Node: &corev3.Node{Id: "prober", Cluster: "east"}, TypeUrl: "type.googleapis.com/made.Up"}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := stream.Recv(); err == nil {
+	if _, err := cptest.DeltaFirst(ctx, conn, &corev3.Node{Id: "prober", Cluster: "east"}, "type.googleapis.com/made.Up"); err == nil {
 		t.Fatal("a made-up type was answered")
 	}
 	var stdout, stderr strings.Builder

@@ -3,17 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
-	"net"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -29,49 +19,15 @@ import (
 	"github.com/eastwest-dev/eastwest/pkg/controlplane"
 )
 
-// selfSigned writes a certificate for 127.0.0.1 and its key into dir.
-func selfSigned(t *testing.T, dir string) (certFile, keyFile string, pool *x509.CertPool) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "eastwest-test"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, IsCA: true, BasicConstraintsValid: true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kb, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile, keyFile = filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	pool = x509.NewCertPool()
-	pool.AddCert(cert)
-	return certFile, keyFile, pool
-}
-
 // With --xds-tls-* and --debug-tls-*, both listeners speak only TLS: an
 // xDS client verifying the certificate is served, a plaintext one is not,
 // and `xds status --debug-ca` reads the debug endpoint over HTTPS.
 func TestTLSListeners(t *testing.T) {
-	dir := t.TempDir()
-	certFile, keyFile, pool := selfSigned(t, dir)
+	ca := cptest.NewCA(t)
+	srv := ca.Server(t)
 	cfg := controlplane.Config{Dir: "../../examples/clusterset"}
-	cfg.XDSTLS.Cert, cfg.XDSTLS.Key = certFile, keyFile
-	cfg.DebugTLS.Cert, cfg.DebugTLS.Key = certFile, keyFile
+	cfg.XDSTLS.Cert, cfg.XDSTLS.Key = srv.CertFile, srv.KeyFile
+	cfg.DebugTLS.Cert, cfg.DebugTLS.Key = srv.CertFile, srv.KeyFile
 	app := cptest.StartWith(t, cfg)
 
 	ask := func(creds credentials.TransportCredentials) error {
@@ -92,20 +48,15 @@ func TestTLSListeners(t *testing.T) {
 		_, err = s.Recv()
 		return err
 	}
-	if err := ask(credentials.NewTLS(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12})); err != nil {
+	if err := ask(credentials.NewTLS(&tls.Config{RootCAs: ca.Pool, MinVersion: tls.VersionTLS12})); err != nil {
 		t.Errorf("TLS client not served: %v", err)
 	}
 	if err := ask(insecure.NewCredentials()); err == nil {
 		t.Error("a plaintext client was served by a TLS listener")
 	}
 
-	caFile := filepath.Join(dir, "ca.crt")
-	ca, _ := os.ReadFile(certFile)
-	if err := os.WriteFile(caFile, ca, 0o600); err != nil {
-		t.Fatal(err)
-	}
 	var stdout, stderr bytes.Buffer
-	if code := run([]string{"status", "--debug-address", app.DebugAddr(), "--debug-ca", caFile, "--json"}, &stdout, &stderr); code != 0 {
+	if code := run([]string{"status", "--debug-address", app.DebugAddr(), "--debug-ca", ca.File, "--json"}, &stdout, &stderr); code != 0 {
 		t.Errorf("status over HTTPS: %d %s", code, stderr.String())
 	}
 	stdout.Reset()

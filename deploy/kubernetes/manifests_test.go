@@ -36,20 +36,8 @@ func TestManifests(t *testing.T) {
 		"certificates.yaml":  {"ClusterIssuer/eastwest-ca", "Certificate/eastwest-xds", "Certificate/eastwest-gateway-xds", "Certificate/my-app-xds"},
 	}
 	for file, want := range tests {
-		b, err := os.ReadFile(file)
-		if err != nil {
-			t.Fatal(err)
-		}
 		var got []string
-		d := k8syaml.NewYAMLOrJSONDecoder(bytes.NewReader(b), 4096)
-		for {
-			var u unstructured.Unstructured
-			if err := d.Decode(&u.Object); err != nil {
-				if errors.Is(err, io.EOF) {
-					break
-				}
-				t.Fatalf("%s: %v", file, err)
-			}
+		for _, u := range objects(t, file) {
 			if u.GetAPIVersion() == "" || u.GetKind() == "" || u.GetName() == "" {
 				t.Errorf("%s: incomplete object %v", file, u.Object)
 			}
@@ -67,20 +55,11 @@ func TestManifests(t *testing.T) {
 // deploy/envoy as it is (which that package validates): one bootstrap,
 // never two that drift apart.
 func TestGatewayEnvoyBootstrapIsTheSample(t *testing.T) {
-	b, err := os.ReadFile("gateway-envoy.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
 	want, err := os.ReadFile("../envoy/gateway-api-bootstrap.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := k8syaml.NewYAMLOrJSONDecoder(bytes.NewReader(b), 4096)
-	for {
-		var u unstructured.Unstructured
-		if err := d.Decode(&u.Object); err != nil {
-			t.Fatal("no ConfigMap with bootstrap.yaml:", err)
-		}
+	for _, u := range objects(t, "gateway-envoy.yaml") {
 		if u.GetKind() != "ConfigMap" {
 			continue
 		}
@@ -90,6 +69,7 @@ func TestGatewayEnvoyBootstrapIsTheSample(t *testing.T) {
 		}
 		return
 	}
+	t.Fatal("no ConfigMap with bootstrap.yaml")
 }
 
 // Each shipped client Certificate carries the identity eastwest requires
@@ -98,19 +78,7 @@ func TestGatewayEnvoyBootstrapIsTheSample(t *testing.T) {
 func TestShippedIdentitiesAuthorizeTheirNodes(t *testing.T) {
 	uris := map[string]string{} // Certificate name -> URI SAN
 	for _, file := range []string{"gateway-envoy.yaml", "certificates.yaml"} {
-		b, err := os.ReadFile(file)
-		if err != nil {
-			t.Fatal(err)
-		}
-		d := k8syaml.NewYAMLOrJSONDecoder(bytes.NewReader(b), 4096)
-		for {
-			var u unstructured.Unstructured
-			if err := d.Decode(&u.Object); err != nil {
-				if errors.Is(err, io.EOF) {
-					break
-				}
-				t.Fatal(err)
-			}
+		for _, u := range objects(t, file) {
 			if list, _, _ := unstructured.NestedStringSlice(u.Object, "spec", "uris"); u.GetKind() == "Certificate" && len(list) == 1 {
 				uris[u.GetName()] = list[0]
 			}
@@ -144,5 +112,26 @@ func TestShippedIdentitiesAuthorizeTheirNodes(t *testing.T) {
 				t.Errorf("%s does not authorize its node: %v", uris[cert], err)
 			}
 		})
+	}
+}
+
+// objects decodes every object of a manifest file.
+func objects(t *testing.T, file string) []unstructured.Unstructured {
+	t.Helper()
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []unstructured.Unstructured
+	d := k8syaml.NewYAMLOrJSONDecoder(bytes.NewReader(b), 4096)
+	for {
+		var u unstructured.Unstructured
+		if err := d.Decode(&u.Object); err != nil {
+			if errors.Is(err, io.EOF) {
+				return out
+			}
+			t.Fatalf("%s: %v", file, err)
+		}
+		out = append(out, u)
 	}
 }

@@ -11,6 +11,10 @@ import (
 	"testing"
 	"time"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"google.golang.org/grpc"
+
 	"github.com/eastwest-dev/eastwest/pkg/controlplane"
 	"github.com/eastwest-dev/eastwest/pkg/debug"
 )
@@ -72,4 +76,18 @@ func Run(t testing.TB, cfg controlplane.Config) (*controlplane.App, func()) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	return app, stop
+}
+
+// DeltaFirst opens a delta ADS stream on conn, sends one request for typ
+// as node, and returns the first response (or the stream's error: a
+// refusal arrives here as a gRPC status).
+func DeltaFirst(ctx context.Context, conn *grpc.ClientConn, node *corev3.Node, typ string) (*discoveryv3.DeltaDiscoveryResponse, error) {
+	stream, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).DeltaAggregatedResources(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := stream.Send(&discoveryv3.DeltaDiscoveryRequest{Node: node, TypeUrl: typ}); err != nil {
+		return nil, err
+	}
+	return stream.Recv()
 }

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"hash/fnv"
 	"maps"
-	"runtime"
 	"slices"
 	"strconv"
 	"sync"
@@ -21,6 +20,8 @@ import (
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/eastwest-dev/eastwest/internal/parallel"
 )
 
 // NodeViewFunc maps a client's node to the view it reads. An error means
@@ -350,28 +351,12 @@ func (c *Cache) marshalAll(updates []Update) [][]marshalled {
 			jobs = append(jobs, job{i, j})
 		}
 	}
-	do := func(jb job) {
+	parallel.For(len(jobs), parallelMarshal, func(k int) {
+		jb := jobs[k]
 		u := updates[jb.i]
 		e, err := c.marshal(u.Type, u.Set[jb.j])
 		out[jb.i][jb.j] = marshalled{e, err}
-	}
-	workers := runtime.GOMAXPROCS(0)
-	if len(jobs) < parallelMarshal || workers < 2 {
-		for _, jb := range jobs {
-			do(jb)
-		}
-		return out
-	}
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Go(func() {
-			for k := int(next.Add(1) - 1); k < len(jobs); k = int(next.Add(1) - 1) {
-				do(jobs[k])
-			}
-		})
-	}
-	wg.Wait()
+	})
 	return out
 }
 

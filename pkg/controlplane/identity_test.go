@@ -127,14 +127,7 @@ func TestMutualTLSBindsNodesToCertificates(t *testing.T) {
 		defer conn.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		stream, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).DeltaAggregatedResources(ctx)
-		if err != nil {
-			return nil, err
-		}
-		if err := stream.Send(&discoveryv3.DeltaDiscoveryRequest{Node: n, TypeUrl: typ}); err != nil {
-			return nil, err
-		}
-		return stream.Recv()
+		return cptest.DeltaFirst(ctx, conn, n, typ)
 	}
 	tests := map[string]struct {
 		cert    *cptest.Leaf
@@ -203,14 +196,7 @@ func TestPlaintextStreamsAreCheckedToo(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	recv := func(typ string) (*discoveryv3.DeltaDiscoveryResponse, error) {
-		stream, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).DeltaAggregatedResources(ctx)
-		if err != nil {
-			return nil, err
-		}
-		if err := stream.Send(&discoveryv3.DeltaDiscoveryRequest{Node: node("tls", "east", "gateway-api", "infra/tls"), TypeUrl: typ}); err != nil {
-			return nil, err
-		}
-		return stream.Recv()
+		return cptest.DeltaFirst(ctx, conn, node("tls", "east", "gateway-api", "infra/tls"), typ)
 	}
 	if resp, err := recv(resourcev3.SecretType); err != nil || len(resp.GetResources()) == 0 {
 		t.Errorf("loopback client: %v, %d secrets", err, len(resp.GetResources()))

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -15,6 +14,7 @@ import (
 
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 
+	"github.com/eastwest-dev/eastwest/internal/parallel"
 	"github.com/eastwest-dev/eastwest/pkg/cache"
 	"github.com/eastwest-dev/eastwest/pkg/gateway"
 	"github.com/eastwest-dev/eastwest/pkg/mcs"
@@ -714,24 +714,10 @@ func (w *Writer) translateServices(state *mcs.State, keys []mcs.ServiceKey, sets
 			}
 		}
 	}
-	do := func(j *job) { j.r = w.translate(j.st, j.v, w.serviceOptions(j.v, j.st)) }
-	workers := runtime.GOMAXPROCS(0)
-	if len(jobs) < parallelTranslate || workers < 2 {
-		for i := range jobs {
-			do(&jobs[i])
-		}
-	} else {
-		var next atomic.Int64
-		var wg sync.WaitGroup
-		for range workers {
-			wg.Go(func() {
-				for i := int(next.Add(1) - 1); i < len(jobs); i = int(next.Add(1) - 1) {
-					do(&jobs[i])
-				}
-			})
-		}
-		wg.Wait()
-	}
+	parallel.For(len(jobs), parallelTranslate, func(i int) {
+		j := &jobs[i]
+		j.r = w.translate(j.st, j.v, w.serviceOptions(j.v, j.st))
+	})
 	for _, j := range jobs {
 		w.record(j.v.String(), j.key, j.r, sets, dels)
 	}

@@ -11,11 +11,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -23,6 +20,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/eastwest-dev/eastwest/internal/parallel"
 	"github.com/eastwest-dev/eastwest/pkg/mcs"
 )
 
@@ -181,16 +179,11 @@ func (d *Dir) changed(entries []os.DirEntry) bool {
 			return true
 		}
 		members++
-		dir := filepath.Join(d.root, name)
-		mentries, err := os.ReadDir(dir)
+		paths, err := d.manifests(name)
 		if err != nil {
 			return true
 		}
-		for _, me := range mentries {
-			if me.IsDir() || strings.HasPrefix(me.Name(), ".") || !isManifest(me.Name()) {
-				continue
-			}
-			path := filepath.Join(dir, me.Name())
+		for _, path := range paths {
 			f, ok := d.files[path]
 			if !ok {
 				return true
@@ -207,19 +200,14 @@ func (d *Dir) changed(entries []os.DirEntry) bool {
 
 // scanMember reads one member's folder into next and returns its problems.
 func (d *Dir) scanMember(member string, next map[memberObjectKey]Object, seenFiles map[string]bool) []Problem {
-	dir := filepath.Join(d.root, member)
-	entries, err := os.ReadDir(dir)
+	paths, err := d.manifests(member)
 	if err != nil {
-		return []Problem{{File: dir, Err: err.Error()}}
+		return []Problem{{File: filepath.Join(d.root, member), Err: err.Error()}}
 	}
 	var probs []Problem
 	origin := map[ObjectKey]string{}
 	namespaces := map[string]bool{}
-	for _, e := range entries {
-		if e.IsDir() || strings.HasPrefix(e.Name(), ".") || !isManifest(e.Name()) {
-			continue
-		}
-		path := filepath.Join(dir, e.Name())
+	for _, path := range paths {
 		seenFiles[path] = true
 		f := d.read(path)
 		if f.err != nil {
@@ -292,16 +280,11 @@ func (d *Dir) prefetch(members []string) {
 	}
 	var jobs []job
 	for _, m := range members {
-		dir := filepath.Join(d.root, m)
-		entries, err := os.ReadDir(dir)
+		paths, err := d.manifests(m)
 		if err != nil {
 			continue
 		}
-		for _, e := range entries {
-			if e.IsDir() || strings.HasPrefix(e.Name(), ".") || !isManifest(e.Name()) {
-				continue
-			}
-			path := filepath.Join(dir, e.Name())
+		for _, path := range paths {
 			info, err := os.Stat(path)
 			if err != nil {
 				continue
@@ -311,24 +294,28 @@ func (d *Dir) prefetch(members []string) {
 			}
 		}
 	}
-	workers := min(runtime.GOMAXPROCS(0), len(jobs))
-	if workers < 2 {
-		return
-	}
 	out := make([]*file, len(jobs))
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Go(func() {
-			for i := int(next.Add(1) - 1); i < len(jobs); i = int(next.Add(1) - 1) {
-				out[i] = load(jobs[i].path, jobs[i].info)
-			}
-		})
-	}
-	wg.Wait()
+	parallel.For(len(jobs), 2, func(i int) { out[i] = load(jobs[i].path, jobs[i].info) })
 	for i, j := range jobs {
 		d.files[j.path] = out[i]
 	}
+}
+
+// manifests lists the paths of a member folder's manifests, in name order.
+func (d *Dir) manifests(member string) ([]string, error) {
+	dir := filepath.Join(d.root, member)
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, e := range entries {
+		if e.IsDir() || strings.HasPrefix(e.Name(), ".") || !isManifest(e.Name()) {
+			continue
+		}
+		out = append(out, filepath.Join(dir, e.Name()))
+	}
+	return out, nil
 }
 
 // readRegular reads a regular file of at most MaxFileSize. The file is
