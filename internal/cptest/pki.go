@@ -35,6 +35,22 @@ type CA struct {
 type Leaf struct {
 	CertFile, KeyFile string
 	TLS               tls.Certificate
+	// Serial is the certificate's serial number.
+	Serial *big.Int
+}
+
+// PEM returns the certificate and key files' contents.
+func (l Leaf) PEM(t testing.TB) (cert, key string) {
+	t.Helper()
+	c, err := os.ReadFile(l.CertFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := os.ReadFile(l.KeyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(c), string(k)
 }
 
 // NewCA makes a CA in a temporary folder of the test.
@@ -70,6 +86,13 @@ func (ca *CA) Server(t testing.TB) Leaf {
 	t.Helper()
 	return ca.issue(t, "server", []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, nil,
 		[]net.IP{net.IPv4(127, 0, 0, 1)}, []string{"localhost"})
+}
+
+// ServerFor issues a serving certificate for the DNS names given (an
+// HTTPS listener's certificate).
+func (ca *CA) ServerFor(t testing.TB, dns ...string) Leaf {
+	t.Helper()
+	return ca.issue(t, "server", []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, nil, nil, dns)
 }
 
 // Client issues a client certificate carrying the URI SANs given (the
@@ -109,7 +132,7 @@ func (ca *CA) issue(t testing.TB, kind string, usage []x509.ExtKeyUsage, uris []
 		t.Fatal(err)
 	}
 	base := filepath.Join(ca.dir, kind+"-"+big.NewInt(n).String())
-	l := Leaf{CertFile: base + ".crt", KeyFile: base + ".key"}
+	l := Leaf{CertFile: base + ".crt", KeyFile: base + ".key", Serial: big.NewInt(n)}
 	writePEM(t, l.CertFile, "CERTIFICATE", der)
 	writePEM(t, l.KeyFile, "EC PRIVATE KEY", kb)
 	if l.TLS, err = tls.LoadX509KeyPair(l.CertFile, l.KeyFile); err != nil {

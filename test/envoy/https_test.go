@@ -1,0 +1,140 @@
+package envoy
+
+import (
+	"bufio"
+	"crypto/tls"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/eastwest-dev/eastwest/internal/cptest"
+	"github.com/eastwest-dev/eastwest/pkg/controlplane"
+	"github.com/eastwest-dev/eastwest/pkg/translate"
+	"github.com/eastwest-dev/eastwest/test/envoytest"
+)
+
+// httpsPort is the Gateway listener port of the HTTPS tests.
+const httpsPort = 18443
+
+// secretYAML is a kubernetes.io/tls Secret holding leaf.
+func secretYAML(t *testing.T, name string, leaf cptest.Leaf) string {
+	crt, key := leaf.PEM(t)
+	indent := func(s string) string { return "    " + strings.ReplaceAll(strings.TrimSpace(s), "\n", "\n    ") }
+	return fmt.Sprintf("apiVersion: v1\nkind: Secret\nmetadata: {name: %s, namespace: infra}\ntype: kubernetes.io/tls\nstringData:\n  tls.crt: |\n%s\n  tls.key: |\n%s\n", name, indent(crt), indent(key))
+}
+
+func writeFile(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		t.Fatal(err)
+	}
+	tmp := filepath.Join(filepath.Dir(filepath.Dir(path)), "."+filepath.Base(path))
+	if err := os.WriteFile(tmp, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// servedSerial returns the serial number of the certificate Envoy serves
+// for SNI name.
+func servedSerial(t *testing.T, ca *cptest.CA, name string) string {
+	t.Helper()
+	conn, err := tls.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", httpsPort), &tls.Config{ServerName: name, RootCAs: ca.Pool, MinVersion: tls.VersionTLS12})
+	if err != nil {
+		return "error: " + err.Error()
+	}
+	defer conn.Close()
+	return conn.ConnectionState().PeerCertificates[0].SerialNumber.String()
+}
+
+// An Envoy implementing a Gateway, connected over mutual TLS with the
+// certificate-bound identity of that Gateway, gets its listeners'
+// certificates over SDS and serves them: SNI picks each listener's
+// certificate, and when a Secret is rotated the new certificate is served
+// to new connections while an open connection goes on working.
+func TestHTTPSListenersServeSecretsOverMutualTLS(t *testing.T) {
+	ca := cptest.NewCA(t)
+	a, b := ca.ServerFor(t, "a.example.com"), ca.ServerFor(t, "b.example.com")
+	dir := t.TempDir()
+	gateway := fmt.Sprintf(`apiVersion: about.k8s.io/v1alpha1
+kind: ClusterProperty
+metadata: {name: cluster.clusterset.k8s.io}
+spec: {value: east}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: eastwest}
+spec: {controllerName: eastwest.io/gateway-controller}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: tls, namespace: infra, generation: 1}
+spec:
+  gatewayClassName: eastwest
+  listeners:
+  - {name: a, port: %[1]d, protocol: HTTPS, hostname: a.example.com, tls: {certificateRefs: [{name: a-cert}]}}
+  - {name: b, port: %[1]d, protocol: HTTPS, hostname: b.example.com, tls: {certificateRefs: [{name: b-cert}]}}
+`, httpsPort)
+	writeFile(t, filepath.Join(dir, "east", "gateway.yaml"), gateway)
+	writeFile(t, filepath.Join(dir, "east", "a-cert.yaml"), secretYAML(t, "a-cert", a))
+	writeFile(t, filepath.Join(dir, "east", "b-cert.yaml"), secretYAML(t, "b-cert", b))
+
+	srv := ca.Server(t)
+	cfg := controlplane.Config{Dir: dir}
+	cfg.XDSTLS = controlplane.TLSFiles{Cert: srv.CertFile, Key: srv.KeyFile, ClientCA: ca.File}
+	app := cptest.StartWith(t, cfg)
+	v := translate.View{Cluster: "east", Role: translate.RoleGatewayAPI, Gateway: "infra/tls"}
+	id := controlplane.IdentityPolicy{}.IdentityURI("any", v)
+	client := ca.Client(t, id)
+	e := startEnvoy(t, app, v, "tls-envoy", true, &envoytest.TLS{CertFile: client.CertFile, KeyFile: client.KeyFile, CAFile: ca.File, ServerName: "localhost"})
+	waitSynced(t, app, e, "tls-envoy", v.String())
+	checkAccepted(t, app, e, v.String())
+
+	for name, leaf := range map[string]cptest.Leaf{"a.example.com": a, "b.example.com": b} {
+		if got := servedSerial(t, ca, name); got != leaf.Serial.String() {
+			t.Errorf("SNI %s: served certificate %s, want the Secret's %s", name, got, leaf.Serial)
+		}
+	}
+
+	// An open connection, then the rotation of a's Secret.
+	conn, err := tls.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", httpsPort), &tls.Config{ServerName: "a.example.com", RootCAs: ca.Pool, MinVersion: tls.VersionTLS12})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	rd := bufio.NewReader(conn)
+	ask := func() error {
+		if _, err := fmt.Fprintf(conn, "GET / HTTP/1.1\r\nHost: a.example.com\r\n\r\n"); err != nil {
+			return err
+		}
+		resp, err := http.ReadResponse(rd, nil)
+		if err != nil {
+			return err
+		}
+		return resp.Body.Close()
+	}
+	if err := ask(); err != nil {
+		t.Fatalf("request on the open connection: %v", err)
+	}
+	a2 := ca.ServerFor(t, "a.example.com")
+	writeFile(t, filepath.Join(dir, "east", "a-cert.yaml"), secretYAML(t, "a-cert", a2))
+	deadline := time.Now().Add(10 * time.Second)
+	for servedSerial(t, ca, "a.example.com") != a2.Serial.String() {
+		if time.Now().After(deadline) {
+			t.Fatalf("the rotated certificate is not served after 10s (still %s)", servedSerial(t, ca, "a.example.com"))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := ask(); err != nil {
+		t.Errorf("the connection opened before the rotation was dropped: %v", err)
+	}
+	if got := servedSerial(t, ca, "b.example.com"); got != b.Serial.String() {
+		t.Errorf("b's certificate changed with a's rotation: %s", got)
+	}
+}
