@@ -43,6 +43,10 @@ func GatewayListenerName(port uint32) string { return fmt.Sprintf("eastwest-gate
 // GatewayRouteName names the route configuration of a gateway's HTTP listener.
 func GatewayRouteName(port uint32) string { return GatewayListenerName(port) }
 
+// GatewayUnknownHostName is the gateway's catch-all virtual host, which
+// answers a Host that names no ClusterSet service port with a 404.
+const GatewayUnknownHostName = "eastwest-unknown-host"
+
 // VirtualHostName names the gateway virtual host of one ServiceImport port.
 func VirtualHostName(key mcs.ServiceKey, port int32) string { return HostPort(key, port) }
 

@@ -14,6 +14,8 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	previoushostsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/retry/host/previous_hosts/v3"
+	previousprioritiesv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/retry/priority/previous_priorities/v3"
 	upstreamhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/proto"
@@ -188,13 +190,26 @@ func Gateway(services []*mcs.ServiceState, v View, published func(cluster string
 				domains = append(domains, Host(st.Key))
 				first = false
 			}
+			route := routeTo(name, sourceIPHash(st.Import.SessionAffinity == corev1.ServiceAffinityClientIP))
+			route.GetRoute().RetryPolicy = gatewayRetry()
 			rc.VirtualHosts = append(rc.VirtualHosts, &routev3.VirtualHost{
 				Name:    VirtualHostName(st.Key, p.Port),
 				Domains: domains,
-				Routes:  []*routev3.Route{routeTo(name, sourceIPHash(st.Import.SessionAffinity == corev1.ServiceAffinityClientIP))},
+				Routes:  []*routev3.Route{route},
 			})
 		}
 	}
+	rc.VirtualHosts = append(rc.VirtualHosts, &routev3.VirtualHost{
+		Name:    GatewayUnknownHostName,
+		Domains: []string{"*"},
+		Routes: []*routev3.Route{{
+			Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
+			Action: &routev3.Route_DirectResponse{DirectResponse: &routev3.DirectResponseAction{
+				Status: 404,
+				Body:   &corev3.DataSource{Specifier: &corev3.DataSource_InlineString{InlineString: UnknownHostBody}},
+			}},
+		}},
+	})
 	lis := GatewayListenerName(port)
 	r.add(v, resourcev3.ListenerType, lis, gatewayListener(lis, rc.Name, port))
 	r.add(v, resourcev3.RouteType, rc.Name, rc)
@@ -280,6 +295,9 @@ func cluster(name string, p *mcs.ImportPort, v View, affinity bool) *clusterv3.C
 	if affinity {
 		c.LbPolicy = clusterv3.Cluster_RING_HASH
 	}
+	if v.Role == RoleGateway {
+		envoyCluster(c, affinity)
+	}
 	if v.Role == RoleGateway && isHTTP2(p.AppProtocol) {
 		c.TypedExtensionProtocolOptions = map[string]*anypb.Any{
 			"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": mustAny(&upstreamhttpv3.HttpProtocolOptions{
@@ -294,6 +312,78 @@ func cluster(name string, p *mcs.ImportPort, v View, affinity bool) *clusterv3.C
 		}
 	}
 	return c
+}
+
+// What an Envoy (an east-west gateway, a Gateway's Envoy) does that
+// gRPC clients do on their own or not at all. gRPC clients' clusters keep
+// none of it: gRPC always honours locality weights, and ejects nothing.
+const (
+	// OutlierConsecutive5xx is how many errors in a row (5xx answers,
+	// and connections refused, reset or timed out) eject an endpoint.
+	OutlierConsecutive5xx = 5
+	// OutlierBaseEjection is how long an endpoint is first ejected
+	// (Envoy multiplies it by the number of ejections).
+	OutlierBaseEjection = 30 * time.Second
+	// OverprovisioningFactor is Envoy's default, set explicitly: a
+	// priority (the local member at 0, the others at 1) keeps all its
+	// traffic while at least 100/140 = 72% of its endpoints are healthy,
+	// and hands the rest to the next priority below that, in proportion.
+	// A member losing a few endpoints keeps its traffic local; one losing
+	// most of them spills over gradually rather than at the first one.
+	OverprovisioningFactor = 140
+)
+
+// UnknownHostBody is the east-west gateway's answer to a Host that names
+// no ClusterSet service port.
+const UnknownHostBody = "eastwest gateway: no exported service answers to this host; ask for <service>.<namespace>." + ClusterSetDomain + "[:<port>]\n"
+
+// gatewayRetry retries, on another endpoint and preferably another
+// priority (member), a request that never reached a backend: the
+// connection was refused or reset before the request was sent. Such a
+// retry is safe for any method. Without it, the requests sent to an
+// endpoint that died (and that the control plane still sees ready, as it
+// keeps an unreachable member's last state) fail until outlier detection
+// ejects it, about a second later; with it they go elsewhere.
+func gatewayRetry() *routev3.RetryPolicy {
+	return &routev3.RetryPolicy{
+		RetryOn:    "connect-failure,refused-stream,reset-before-request",
+		NumRetries: wrapperspb.UInt32(2),
+		RetryHostPredicate: []*routev3.RetryPolicy_RetryHostPredicate{{
+			Name:       "envoy.retry_host_predicates.previous_hosts",
+			ConfigType: &routev3.RetryPolicy_RetryHostPredicate_TypedConfig{TypedConfig: mustAny(&previoushostsv3.PreviousHostsPredicate{})},
+		}},
+		HostSelectionRetryMaxAttempts: 3,
+		RetryPriority: &routev3.RetryPolicy_RetryPriority{
+			Name:       "envoy.retry_priorities.previous_priorities",
+			ConfigType: &routev3.RetryPolicy_RetryPriority_TypedConfig{TypedConfig: mustAny(&previousprioritiesv3.PreviousPrioritiesConfig{UpdateFrequency: 1})},
+		},
+	}
+}
+
+// envoyCluster makes a cluster behave in Envoy as eastwest means it:
+// locality weights (each member's ready endpoints) decide the split among
+// the members of a priority, as they do in gRPC (Envoy ignores them
+// without locality_weighted_lb_config; ring hash does not take it and
+// spreads by endpoint); and outlier detection ejects an endpoint that
+// refuses connections or answers 5xx, so traffic moves off a backend (or
+// a whole member) that fails while the control plane still sees it
+// ready (an unreachable member's last state is kept). Every endpoint of
+// a priority may be ejected (max 100%): then the next priority, another
+// member, takes the traffic.
+func envoyCluster(c *clusterv3.Cluster, affinity bool) {
+	if !affinity {
+		c.CommonLbConfig = &clusterv3.Cluster_CommonLbConfig{
+			LocalityConfigSpecifier: &clusterv3.Cluster_CommonLbConfig_LocalityWeightedLbConfig_{
+				LocalityWeightedLbConfig: &clusterv3.Cluster_CommonLbConfig_LocalityWeightedLbConfig{},
+			},
+		}
+	}
+	c.OutlierDetection = &clusterv3.OutlierDetection{
+		Consecutive_5Xx:    wrapperspb.UInt32(OutlierConsecutive5xx),
+		Interval:           durationpb.New(5 * time.Second),
+		BaseEjectionTime:   durationpb.New(OutlierBaseEjection),
+		MaxEjectionPercent: wrapperspb.UInt32(100),
+	}
 }
 
 func isHTTP2(appProtocol *string) bool {
@@ -379,7 +469,9 @@ func loadAssignment(name string, st *mcs.ServiceState, p *mcs.ImportPort, local 
 		}
 		return cmp.Compare(a.cluster, b.cluster)
 	})
-	cla := &endpointv3.ClusterLoadAssignment{ClusterName: name}
+	cla := &endpointv3.ClusterLoadAssignment{ClusterName: name, Policy: &endpointv3.ClusterLoadAssignment_Policy{
+		OverprovisioningFactor: wrapperspb.UInt32(OverprovisioningFactor),
+	}}
 	priority, last := uint32(0), -1
 	for i, l := range locs {
 		if i > 0 && rank(l) != last {

@@ -61,9 +61,9 @@ func envoyViews(app *controlplane.App) []translate.View {
 
 // startEnvoy starts an Envoy reading view v from app, from the shipped
 // bootstrap of its role.
-func startEnvoy(t *testing.T, app *controlplane.App, v translate.View, id string, delta bool, tls *envoytest.TLS) *envoytest.Envoy {
+func startEnvoy(t *testing.T, app *controlplane.App, v translate.View, id string, delta bool, tls *envoytest.TLS, args ...string) *envoytest.Envoy {
 	t.Helper()
-	opts := envoytest.Options{Bootstrap: envoytest.Shipped("bootstrap.yaml"), NodeID: id, Cluster: string(v.Cluster), XDS: app.XDSAddr(), Delta: delta, TLS: tls}
+	opts := envoytest.Options{Bootstrap: envoytest.Shipped("bootstrap.yaml"), NodeID: id, Cluster: string(v.Cluster), XDS: app.XDSAddr(), Delta: delta, TLS: tls, Args: args}
 	if v.Role == translate.RoleGatewayAPI {
 		opts.Bootstrap, opts.Gateway = envoytest.Shipped("gateway-api-bootstrap.yaml"), v.Gateway
 	}

@@ -86,6 +86,8 @@ type Options struct {
 	// TLS is the client certificate; nil drops the transport socket
 	// (a plaintext control plane on loopback).
 	TLS *TLS
+	// Args are more command-line arguments (--component-log-level, say).
+	Args []string
 }
 
 // Bootstrap returns the shipped bootstrap at path changed as opts say,
@@ -223,6 +225,7 @@ func Start(t testing.TB, opts Options) *Envoy {
 	args := []string{"-c", bootFile, "--disable-hot-restart", "--admin-address-path", adminPath,
 		"--service-node", opts.NodeID, "--service-cluster", opts.Cluster, "--log-level", "info",
 		"--concurrency", "1", "--drain-time-s", "1", "--parent-shutdown-time-s", "2"}
+	args = append(args, opts.Args...)
 	cmd := exec.Command(bin, args...) //nolint:gosec // the test's own Envoy
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
