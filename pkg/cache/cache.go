@@ -823,9 +823,13 @@ func (c *Cache) deltaResponse(w *watch, changed []string) cachev3.DeltaResponse 
 			send = append(send, e)
 		}
 	}
-	// A wildcard client's first request is answered even when empty:
-	// Envoy waits for it to finish initializing.
-	mustAnswer := w.initial && w.sub.IsWildcard()
+	// A stream's first request of a type is answered even when it brings
+	// nothing: a wildcard client (Envoy's CDS and LDS) waits for it to
+	// finish initializing, and a client that reconnects holding every
+	// current version (initial_resource_versions) learns that it is up to
+	// date, and says so with its ACK (xds status shows it SYNCED, not
+	// WAITING forever).
+	mustAnswer := w.initial
 	if len(send) == 0 && len(removed) == 0 && !mustAnswer {
 		return nil
 	}

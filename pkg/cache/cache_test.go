@@ -381,3 +381,32 @@ func TestApplyAnswersInOrder(t *testing.T) {
 		t.Errorf("answered in order %v, want %v", got, want)
 	}
 }
+
+// A delta client that reconnects holding every current version (its
+// initial_resource_versions) gets an empty answer to its first request of
+// each type, named or wildcard, so that it ACKs and is known to be up to
+// date; nothing is sent again.
+func TestDeltaReconnectUpToDateIsAnswered(t *testing.T) {
+	c := newCache(t)
+	apply(t, c, resourcev3.EndpointType, []Resource{cla("a", 1)})
+	first := newDelta(t, c, resourcev3.EndpointType, "a")
+	resp := first.receive()
+	held := map[string]string{"a": resp.GetResources()[0].GetVersion()}
+	for name, wildcard := range map[string]bool{"named": false, "wildcard": true} {
+		t.Run(name, func(t *testing.T) {
+			var subscribe []string
+			if !wildcard {
+				subscribe = []string{"a"}
+			}
+			d := &deltaClient{t: t, c: c, typ: resourcev3.EndpointType, sub: streamv3.NewDeltaSubscription(subscribe, nil, held, wildcard), out: make(chan cachev3.DeltaResponse, 1)}
+			d.request(subscribe, nil)
+			r := d.receive()
+			if r == nil {
+				t.Fatal("the reconnecting client's first request was not answered")
+			}
+			if len(r.GetResources()) != 0 || len(r.GetRemovedResources()) != 0 {
+				t.Errorf("resources it holds were sent again: %v", r)
+			}
+		})
+	}
+}

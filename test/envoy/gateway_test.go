@@ -209,3 +209,65 @@ func TestEastWestGatewayTraffic(t *testing.T) {
 	}
 	t.Logf("a dead local endpoint: 200 requests, %d failed; ejected %v after it died", failed, time.Since(start).Round(time.Millisecond))
 }
+
+// A steady stream of requests through an east-west gateway while the
+// control plane stops and a new one starts on the same address: not one
+// request fails, Envoy keeps serving its last config while the control
+// plane is away, and resyncs with the new one.
+func TestControlPlaneRestartUnderLoad(t *testing.T) {
+	east := startBackend(t, "east/web-0", memberIP(1, 1), 0, 0, -1)
+	west := startBackend(t, "west/web-0", memberIP(2, 1), 0, 0, -1)
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "east", "cluster.yaml"), clusterYAML("east"))
+	writeFile(t, filepath.Join(dir, "east", "web.yaml"), serviceYAML("web", []string{fmt.Sprintf("http:80:%d", east.HTTPPort)}, east.IP))
+	writeFile(t, filepath.Join(dir, "west", "cluster.yaml"), clusterYAML("west"))
+	writeFile(t, filepath.Join(dir, "west", "web.yaml"), serviceYAML("web", []string{fmt.Sprintf("http:80:%d", west.HTTPPort)}, west.IP))
+	cfg := controlplane.Config{Dir: dir}
+	cfg.Writer.GatewayPort = gatewayPort
+	app, stop := cptest.Run(t, cfg)
+	v := translate.View{Cluster: "east", Role: translate.RoleGateway}
+	e := startEnvoy(t, app, v, "east-gateway", true, nil)
+	waitSynced(t, app, e, "east-gateway", v.String())
+	addr := fmt.Sprintf("127.0.0.1:%d", gatewayPort)
+
+	h1 := httpClient(false)
+	done := make(chan struct{})
+	type result struct{ sent, failed int }
+	results := make(chan result, 1)
+	go func() {
+		var r result
+		deadline := time.Now().Add(60 * time.Second)
+		for {
+			select {
+			case <-done:
+				results <- r
+				return
+			default:
+			}
+			if r.sent >= 20000 || time.Now().After(deadline) {
+				results <- r
+				return
+			}
+			code, body, err := get(h1, addr, "web.shop.svc.clusterset.local")
+			r.sent++
+			if err != nil || code != 200 || !strings.HasPrefix(body, "east/") {
+				r.failed++
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+	}()
+
+	time.Sleep(200 * time.Millisecond)
+	cfg.XDSAddress = app.XDSAddr()
+	stop()
+	time.Sleep(time.Second) // the control plane is away
+	app2, _ := cptest.Run(t, cfg)
+	waitSynced(t, app2, e, "east-gateway", v.String())
+	time.Sleep(200 * time.Millisecond)
+	close(done)
+	r := <-results
+	if r.failed > 0 || r.sent < 100 {
+		t.Errorf("%d of %d requests failed across the control plane's restart", r.failed, r.sent)
+	}
+	t.Logf("%d requests across the restart, %d failed", r.sent, r.failed)
+}
