@@ -84,8 +84,13 @@ func envoyRoute(rr *gateway.RouteRule, o routeOptions) *routev3.Route {
 		}
 	}
 	timeout := a.Timeout
-	if timeout == nil {
-		timeout = a.BackendTimeout
+	retries := a.Retry != nil && a.Retry.Attempts > 0 && !o.grpc
+	if bt := a.BackendTimeout; bt != nil && (timeout == nil || (!retries && *bt < *timeout)) {
+		// Without retries the request is one attempt: backendRequest
+		// bounds it as the route's timeout (found by a real Envoy: a
+		// per-try timeout is only read with a retry policy). With
+		// retries it is each attempt's per_try_timeout (below).
+		timeout = bt
 	}
 	if timeout != nil {
 		// Envoy reads timeout; gRPC reads max_stream_duration.

@@ -6,7 +6,9 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -28,6 +30,50 @@ type backend struct {
 	// from a pod (or a whole member) that died.
 	StopHTTP func()
 	httpSrvs []*http.Server
+
+	mu       sync.Mutex
+	requests []seen
+	failed   map[string]bool
+}
+
+// seen is a request a backend received.
+type seen struct {
+	Method, URI string
+	Header      http.Header
+}
+
+// Requests returns the requests the backend's HTTP servers received.
+func (b *backend) Requests() []seen {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return slices.Clone(b.requests)
+}
+
+// handle answers "<cluster>/<pod> <protocol>". A request may ask for a
+// delay (X-Delay: a duration) or to fail once (X-Fail-Once: a key: the
+// first request with that key gets a 500).
+func (b *backend) handle(w http.ResponseWriter, r *http.Request) {
+	_, _ = io.Copy(io.Discard, r.Body)
+	b.mu.Lock()
+	b.requests = append(b.requests, seen{Method: r.Method, URI: r.URL.RequestURI(), Header: r.Header.Clone()})
+	fail := false
+	if key := r.Header.Get("X-Fail-Once"); key != "" && !b.failed[key] {
+		b.failed[key], fail = true, true
+	}
+	b.mu.Unlock()
+	if d, err := time.ParseDuration(r.Header.Get("X-Delay")); err == nil {
+		select {
+		case <-time.After(d):
+		case <-r.Context().Done():
+			return
+		}
+	}
+	w.Header().Set("X-Backend", b.Name)
+	if fail {
+		http.Error(w, b.Name+" failing once", http.StatusInternalServerError)
+		return
+	}
+	_, _ = fmt.Fprintf(w, "%s %s", b.Name, r.Proto)
 }
 
 type grpcBackend struct {
@@ -43,7 +89,7 @@ func (g grpcBackend) UnaryCall(context.Context, *testgrpc.SimpleRequest) (*testg
 // free one), stopped when the test ends.
 func startBackend(t *testing.T, name, ip string, httpPort, grpcPort, altPort int) *backend {
 	t.Helper()
-	b := &backend{Name: name, IP: ip}
+	b := &backend{Name: name, IP: ip, failed: map[string]bool{}}
 	var protocols http.Protocols
 	protocols.SetHTTP1(true)
 	protocols.SetUnencryptedHTTP2(true)
@@ -52,11 +98,7 @@ func startBackend(t *testing.T, name, ip string, httpPort, grpcPort, altPort int
 		if err != nil {
 			t.Fatal(err)
 		}
-		srv := &http.Server{Protocols: &protocols, ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			_, _ = io.Copy(io.Discard, r.Body)
-			w.Header().Set("X-Backend", name)
-			_, _ = fmt.Fprintf(w, "%s %s", name, r.Proto)
-		})}
+		srv := &http.Server{Protocols: &protocols, ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(b.handle)}
 		go func() { _ = srv.Serve(l) }()
 		t.Cleanup(func() { _ = srv.Close() })
 		b.httpSrvs = append(b.httpSrvs, srv)
@@ -91,22 +133,36 @@ func httpClient(h2 bool) *http.Client {
 	} else {
 		p.SetHTTP1(true)
 	}
-	return &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{Protocols: &p, DisableKeepAlives: true}}
+	return &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{Protocols: &p, DisableKeepAlives: true},
+		// Redirects are for the test to see, not to follow.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 }
 
 // get sends GET http://addr/ with the Host header given and returns the
 // status and the backend's answer.
 func get(c *http.Client, addr, host string) (int, string, error) {
-	req, err := http.NewRequest(http.MethodGet, "http://"+addr+"/", nil)
+	resp, body, err := send(c, http.MethodGet, "http://"+addr+"/", host, nil)
 	if err != nil {
 		return 0, "", err
 	}
+	return resp.StatusCode, body, nil
+}
+
+// send sends a request and returns the response (body read) and body.
+func send(c *http.Client, method, url, host string, header http.Header) (*http.Response, string, error) {
+	req, err := http.NewRequest(method, url, nil)
+	if err != nil {
+		return nil, "", err
+	}
 	req.Host = host
+	for k, v := range header {
+		req.Header[k] = v
+	}
 	resp, err := c.Do(req)
 	if err != nil {
-		return 0, "", err
+		return nil, "", err
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
-	return resp.StatusCode, strings.TrimSpace(string(body)), err
+	return resp, strings.TrimSpace(string(body)), err
 }
