@@ -16,6 +16,7 @@ import (
 	"github.com/eastwest-dev/eastwest/internal/cptest"
 	"github.com/eastwest-dev/eastwest/pkg/controlplane"
 	"github.com/eastwest-dev/eastwest/pkg/translate"
+	"github.com/eastwest-dev/eastwest/test/envoytest"
 )
 
 // gatewayPort is the east-west gateway listener port in these tests.
@@ -53,7 +54,7 @@ func serviceYAML(name string, ports []string, endpoints ...string) string {
 }
 
 // waitFor sends requests until check accepts an answer, for up to 10 s.
-func waitFor(t *testing.T, what string, try func() (string, error), check func(string) bool) {
+func waitFor(t testing.TB, what string, try func() (string, error), check func(string) bool) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	var last string
@@ -69,7 +70,7 @@ func waitFor(t *testing.T, what string, try func() (string, error), check func(s
 }
 
 // count sends n requests and counts the answering backends.
-func count(t *testing.T, n int, try func() (string, error)) map[string]int {
+func count(t testing.TB, n int, try func() (string, error)) map[string]int {
 	t.Helper()
 	out := map[string]int{}
 	for range n {
@@ -89,18 +90,18 @@ func count(t *testing.T, n int, try func() (string, error)) map[string]int {
 // other members, weighted by their ready endpoints, and comes back; an
 // unknown host gets a 404.
 func TestEastWestGatewayTraffic(t *testing.T) {
-	east := startBackend(t, "east/web-0", memberIP(1, 1), 0, 0, -1)
-	west := startBackend(t, "west/web-0", memberIP(2, 1), 0, 0, 0)
-	var central []*backend
+	east := envoytest.StartBackend(t, "east/web-0", memberIP(1, 1), 0, 0, -1)
+	west := envoytest.StartBackend(t, "west/web-0", memberIP(2, 1), 0, 0, 0)
+	var central []*envoytest.Backend
 	for i := range 3 {
 		port := 0
 		if i > 0 {
 			port = central[0].HTTPPort
 		}
-		central = append(central, startBackend(t, fmt.Sprintf("central/web-%d", i), memberIP(3, i+1), port, 0, -1))
+		central = append(central, envoytest.StartBackend(t, fmt.Sprintf("central/web-%d", i), memberIP(3, i+1), port, 0, -1))
 	}
 	dir := t.TempDir()
-	web := func(b *backend, extra ...string) []string {
+	web := func(b *envoytest.Backend, extra ...string) []string {
 		return append([]string{fmt.Sprintf("http:80:%d", b.HTTPPort)}, extra...)
 	}
 	writeFile(t, filepath.Join(dir, "east", "cluster.yaml"), clusterYAML("east"))
@@ -116,11 +117,11 @@ func TestEastWestGatewayTraffic(t *testing.T) {
 	cfg.Writer.GatewayPort = gatewayPort
 	app := cptest.StartWith(t, cfg)
 	v := translate.View{Cluster: "east", Role: translate.RoleGateway}
-	e := startEnvoy(t, app, v, "east-gateway", true, nil)
-	waitSynced(t, app, e, "east-gateway", v.String())
+	e := envoytest.ForView(t, app, v, "east-gateway", true, nil)
+	e.WaitSynced(t, app, "east-gateway", v.String())
 	addr := fmt.Sprintf("127.0.0.1:%d", gatewayPort)
 
-	h1, h2 := httpClient(false), httpClient(true)
+	h1, h2 := envoytest.HTTPClient(false), envoytest.HTTPClient(true)
 	tests := map[string]struct {
 		client *http.Client
 		host   string
@@ -136,7 +137,7 @@ func TestEastWestGatewayTraffic(t *testing.T) {
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
 			for range 5 {
-				code, body, err := get(tc.client, addr, tc.host)
+				code, body, err := envoytest.Get(tc.client, addr, tc.host)
 				if err != nil || code != tc.code || !strings.HasPrefix(body, tc.body) {
 					t.Fatalf("GET Host %s: %d %q %v, want %d %q", tc.host, code, body, err, tc.code, tc.body)
 				}
@@ -159,7 +160,7 @@ func TestEastWestGatewayTraffic(t *testing.T) {
 	})
 
 	try := func() (string, error) {
-		_, body, err := get(h1, addr, "web.shop.svc.clusterset.local")
+		_, body, err := envoytest.Get(h1, addr, "web.shop.svc.clusterset.local")
 		return body, err
 	}
 	// East's endpoint stops being ready: the other members take the
@@ -188,7 +189,7 @@ func TestEastWestGatewayTraffic(t *testing.T) {
 	start := time.Now()
 	failed := 0
 	for range 200 {
-		code, body, err := get(h1, addr, "web.shop.svc.clusterset.local")
+		code, body, err := envoytest.Get(h1, addr, "web.shop.svc.clusterset.local")
 		if err != nil || code != 200 || strings.HasPrefix(body, "east/") {
 			failed++
 		}
@@ -215,8 +216,8 @@ func TestEastWestGatewayTraffic(t *testing.T) {
 // request fails, Envoy keeps serving its last config while the control
 // plane is away, and resyncs with the new one.
 func TestControlPlaneRestartUnderLoad(t *testing.T) {
-	east := startBackend(t, "east/web-0", memberIP(1, 1), 0, 0, -1)
-	west := startBackend(t, "west/web-0", memberIP(2, 1), 0, 0, -1)
+	east := envoytest.StartBackend(t, "east/web-0", memberIP(1, 1), 0, 0, -1)
+	west := envoytest.StartBackend(t, "west/web-0", memberIP(2, 1), 0, 0, -1)
 	dir := t.TempDir()
 	writeFile(t, filepath.Join(dir, "east", "cluster.yaml"), clusterYAML("east"))
 	writeFile(t, filepath.Join(dir, "east", "web.yaml"), serviceYAML("web", []string{fmt.Sprintf("http:80:%d", east.HTTPPort)}, east.IP))
@@ -226,11 +227,11 @@ func TestControlPlaneRestartUnderLoad(t *testing.T) {
 	cfg.Writer.GatewayPort = gatewayPort
 	app, stop := cptest.Run(t, cfg)
 	v := translate.View{Cluster: "east", Role: translate.RoleGateway}
-	e := startEnvoy(t, app, v, "east-gateway", true, nil)
-	waitSynced(t, app, e, "east-gateway", v.String())
+	e := envoytest.ForView(t, app, v, "east-gateway", true, nil)
+	e.WaitSynced(t, app, "east-gateway", v.String())
 	addr := fmt.Sprintf("127.0.0.1:%d", gatewayPort)
 
-	h1 := httpClient(false)
+	h1 := envoytest.HTTPClient(false)
 	done := make(chan struct{})
 	type result struct{ sent, failed int }
 	results := make(chan result, 1)
@@ -248,7 +249,7 @@ func TestControlPlaneRestartUnderLoad(t *testing.T) {
 				results <- r
 				return
 			}
-			code, body, err := get(h1, addr, "web.shop.svc.clusterset.local")
+			code, body, err := envoytest.Get(h1, addr, "web.shop.svc.clusterset.local")
 			r.sent++
 			if err != nil || code != 200 || !strings.HasPrefix(body, "east/") {
 				r.failed++
@@ -262,7 +263,7 @@ func TestControlPlaneRestartUnderLoad(t *testing.T) {
 	stop()
 	time.Sleep(time.Second) // the control plane is away
 	app2, _ := cptest.Run(t, cfg)
-	waitSynced(t, app2, e, "east-gateway", v.String())
+	e.WaitSynced(t, app2, "east-gateway", v.String())
 	time.Sleep(200 * time.Millisecond)
 	close(done)
 	r := <-results

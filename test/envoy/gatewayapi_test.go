@@ -9,6 +9,7 @@ import (
 	"github.com/eastwest-dev/eastwest/internal/cptest"
 	"github.com/eastwest-dev/eastwest/pkg/controlplane"
 	"github.com/eastwest-dev/eastwest/pkg/translate"
+	"github.com/eastwest-dev/eastwest/test/envoytest"
 )
 
 // apiPort is the Gateway API listener port of these tests.
@@ -96,13 +97,13 @@ spec:
 // says, with ServiceImport backends that fail over across members, 500
 // for an invalid backend and 503 for one without ready endpoints.
 func TestGatewayAPITraffic(t *testing.T) {
-	a := startBackend(t, "east/a-0", memberIP(1, 1), 0, 0, -1)
-	b := startBackend(t, "east/b-0", memberIP(1, 2), 0, 0, -1)
-	m := startBackend(t, "east/m-0", memberIP(1, 3), 0, 0, -1)
-	webEast := startBackend(t, "east/web-0", memberIP(1, 4), 0, 0, -1)
-	webWest := startBackend(t, "west/web-0", memberIP(2, 4), 0, 0, -1)
+	a := envoytest.StartBackend(t, "east/a-0", memberIP(1, 1), 0, 0, -1)
+	b := envoytest.StartBackend(t, "east/b-0", memberIP(1, 2), 0, 0, -1)
+	m := envoytest.StartBackend(t, "east/m-0", memberIP(1, 3), 0, 0, -1)
+	webEast := envoytest.StartBackend(t, "east/web-0", memberIP(1, 4), 0, 0, -1)
+	webWest := envoytest.StartBackend(t, "west/web-0", memberIP(2, 4), 0, 0, -1)
 	dir := t.TempDir()
-	port := func(be *backend) []string { return []string{fmt.Sprintf("http:80:%d", be.HTTPPort)} }
+	port := func(be *envoytest.Backend) []string { return []string{fmt.Sprintf("http:80:%d", be.HTTPPort)} }
 	writeFile(t, filepath.Join(dir, "east", "cluster.yaml"), clusterYAML("east"))
 	writeFile(t, filepath.Join(dir, "east", "gateway.yaml"), gatewayAPIYAML())
 	writeFile(t, filepath.Join(dir, "east", "a.yaml"), serviceYAML("a", port(a), a.IP))
@@ -115,15 +116,15 @@ func TestGatewayAPITraffic(t *testing.T) {
 
 	app := cptest.StartWith(t, controlplane.Config{Dir: dir})
 	v := translate.View{Cluster: "east", Role: translate.RoleGatewayAPI, Gateway: "shop/api"}
-	e := startEnvoy(t, app, v, "api-envoy", true, nil)
-	waitSynced(t, app, e, "api-envoy", v.String())
-	checkAccepted(t, app, e, v.String())
+	e := envoytest.ForView(t, app, v, "api-envoy", true, nil)
+	e.WaitSynced(t, app, "api-envoy", v.String())
+	e.CheckAccepted(t, app, v.String())
 
-	c := httpClient(false)
+	c := envoytest.HTTPClient(false)
 	url := func(path string) string { return fmt.Sprintf("http://127.0.0.1:%d%s", apiPort, path) }
 	do := func(method, path string, header http.Header) (*http.Response, string) {
 		t.Helper()
-		resp, body, err := send(c, method, url(path), "api.example.com", header)
+		resp, body, err := envoytest.Send(c, method, url(path), "api.example.com", header)
 		if err != nil {
 			t.Fatalf("%s %s: %v", method, path, err)
 		}
@@ -157,7 +158,7 @@ func TestGatewayAPITraffic(t *testing.T) {
 			if name == "wrong host" {
 				host = "other.example.com"
 			}
-			resp, body, err := send(c, tc.method, url(tc.path), host, tc.header)
+			resp, body, err := envoytest.Send(c, tc.method, url(tc.path), host, tc.header)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -215,7 +216,7 @@ func TestGatewayAPITraffic(t *testing.T) {
 		}
 		writeFile(t, filepath.Join(dir, "east", "web.yaml"), serviceYAML("web", port(webEast), webEast.IP+"!"))
 		try := func() (string, error) {
-			resp, _, err := send(c, "GET", url("/failover"), "api.example.com", nil)
+			resp, _, err := envoytest.Send(c, "GET", url("/failover"), "api.example.com", nil)
 			if err != nil {
 				return "", err
 			}

@@ -21,13 +21,13 @@ import (
 const httpsPort = 18443
 
 // secretYAML is a kubernetes.io/tls Secret holding leaf.
-func secretYAML(t *testing.T, name string, leaf cptest.Leaf) string {
+func secretYAML(t testing.TB, name string, leaf cptest.Leaf) string {
 	crt, key := leaf.PEM(t)
 	indent := func(s string) string { return "    " + strings.ReplaceAll(strings.TrimSpace(s), "\n", "\n    ") }
 	return fmt.Sprintf("apiVersion: v1\nkind: Secret\nmetadata: {name: %s, namespace: infra}\ntype: kubernetes.io/tls\nstringData:\n  tls.crt: |\n%s\n  tls.key: |\n%s\n", name, indent(crt), indent(key))
 }
 
-func writeFile(t *testing.T, path, content string) {
+func writeFile(t testing.TB, path, content string) {
 	t.Helper()
 	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
 		t.Fatal(err)
@@ -43,7 +43,7 @@ func writeFile(t *testing.T, path, content string) {
 
 // servedSerial returns the serial number of the certificate Envoy serves
 // for SNI name.
-func servedSerial(t *testing.T, ca *cptest.CA, name string) string {
+func servedSerial(t testing.TB, ca *cptest.CA, name string) string {
 	t.Helper()
 	conn, err := tls.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", httpsPort), &tls.Config{ServerName: name, RootCAs: ca.Pool, MinVersion: tls.VersionTLS12})
 	if err != nil {
@@ -92,9 +92,9 @@ spec:
 	v := translate.View{Cluster: "east", Role: translate.RoleGatewayAPI, Gateway: "infra/tls"}
 	id := controlplane.IdentityPolicy{}.IdentityURI("any", v)
 	client := ca.Client(t, id)
-	e := startEnvoy(t, app, v, "tls-envoy", true, &envoytest.TLS{CertFile: client.CertFile, KeyFile: client.KeyFile, CAFile: ca.File, ServerName: "localhost"})
-	waitSynced(t, app, e, "tls-envoy", v.String())
-	checkAccepted(t, app, e, v.String())
+	e := envoytest.ForView(t, app, v, "tls-envoy", true, &envoytest.TLS{CertFile: client.CertFile, KeyFile: client.KeyFile, CAFile: ca.File, ServerName: "localhost"})
+	e.WaitSynced(t, app, "tls-envoy", v.String())
+	e.CheckAccepted(t, app, v.String())
 
 	for name, leaf := range map[string]cptest.Leaf{"a.example.com": a, "b.example.com": b} {
 		if got := servedSerial(t, ca, name); got != leaf.Serial.String() {

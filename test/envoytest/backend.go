@@ -1,4 +1,4 @@
-package envoy
+package envoytest
 
 import (
 	"context"
@@ -16,10 +16,10 @@ import (
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
 )
 
-// backend is one pod of a member cluster: an HTTP server (HTTP/1.1 and
+// Backend is one pod of a member cluster: an HTTP server (HTTP/1.1 and
 // HTTP/2 without TLS) and a gRPC server on 127.0.<member>.<pod>,
 // answering with "<cluster>/<pod>".
-type backend struct {
+type Backend struct {
 	Name     string // cluster/pod
 	IP       string
 	HTTPPort int
@@ -32,18 +32,18 @@ type backend struct {
 	httpSrvs []*http.Server
 
 	mu       sync.Mutex
-	requests []seen
+	requests []Seen
 	failed   map[string]bool
 }
 
-// seen is a request a backend received.
-type seen struct {
+// Seen is a request a backend received.
+type Seen struct {
 	Method, URI string
 	Header      http.Header
 }
 
 // Requests returns the requests the backend's HTTP servers received.
-func (b *backend) Requests() []seen {
+func (b *Backend) Requests() []Seen {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return slices.Clone(b.requests)
@@ -52,10 +52,10 @@ func (b *backend) Requests() []seen {
 // handle answers "<cluster>/<pod> <protocol>". A request may ask for a
 // delay (X-Delay: a duration) or to fail once (X-Fail-Once: a key: the
 // first request with that key gets a 500).
-func (b *backend) handle(w http.ResponseWriter, r *http.Request) {
+func (b *Backend) handle(w http.ResponseWriter, r *http.Request) {
 	_, _ = io.Copy(io.Discard, r.Body)
 	b.mu.Lock()
-	b.requests = append(b.requests, seen{Method: r.Method, URI: r.URL.RequestURI(), Header: r.Header.Clone()})
+	b.requests = append(b.requests, Seen{Method: r.Method, URI: r.URL.RequestURI(), Header: r.Header.Clone()})
 	fail := false
 	if key := r.Header.Get("X-Fail-Once"); key != "" && !b.failed[key] {
 		b.failed[key], fail = true, true
@@ -73,7 +73,8 @@ func (b *backend) handle(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, b.Name+" failing once", http.StatusInternalServerError)
 		return
 	}
-	_, _ = fmt.Fprintf(w, "%s %s", b.Name, r.Proto)
+	w.Header().Set("Content-Type", "text/plain")
+	_, _ = fmt.Fprintf(w, "%s %s", b.Name, r.Proto) //nolint:gosec // a test backend naming itself and the protocol, as text
 }
 
 type grpcBackend struct {
@@ -85,11 +86,11 @@ func (g grpcBackend) UnaryCall(context.Context, *testgrpc.SimpleRequest) (*testg
 	return &testgrpc.SimpleResponse{ServerId: g.name}, nil
 }
 
-// startBackend starts a pod's servers on ip, on the ports given (0: any
+// StartBackend starts a pod's servers on ip, on the ports given (0: any
 // free one), stopped when the test ends.
-func startBackend(t *testing.T, name, ip string, httpPort, grpcPort, altPort int) *backend {
+func StartBackend(t testing.TB, name, ip string, httpPort, grpcPort, altPort int) *Backend {
 	t.Helper()
-	b := &backend{Name: name, IP: ip, failed: map[string]bool{}}
+	b := &Backend{Name: name, IP: ip, failed: map[string]bool{}}
 	var protocols http.Protocols
 	protocols.SetHTTP1(true)
 	protocols.SetUnencryptedHTTP2(true)
@@ -125,8 +126,8 @@ func startBackend(t *testing.T, name, ip string, httpPort, grpcPort, altPort int
 	return b
 }
 
-// httpClient speaks HTTP/1.1, or HTTP/2 with prior knowledge (h2c).
-func httpClient(h2 bool) *http.Client {
+// HTTPClient speaks HTTP/1.1, or HTTP/2 with prior knowledge (h2c).
+func HTTPClient(h2 bool) *http.Client {
 	var p http.Protocols
 	if h2 {
 		p.SetUnencryptedHTTP2(true)
@@ -138,18 +139,18 @@ func httpClient(h2 bool) *http.Client {
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 }
 
-// get sends GET http://addr/ with the Host header given and returns the
+// Get sends GET http://addr/ with the Host header given and returns the
 // status and the backend's answer.
-func get(c *http.Client, addr, host string) (int, string, error) {
-	resp, body, err := send(c, http.MethodGet, "http://"+addr+"/", host, nil)
+func Get(c *http.Client, addr, host string) (int, string, error) {
+	resp, body, err := Send(c, http.MethodGet, "http://"+addr+"/", host, nil)
 	if err != nil {
 		return 0, "", err
 	}
 	return resp.StatusCode, body, nil
 }
 
-// send sends a request and returns the response (body read) and body.
-func send(c *http.Client, method, url, host string, header http.Header) (*http.Response, string, error) {
+// Send sends a request and returns the response (body read) and body.
+func Send(c *http.Client, method, url, host string, header http.Header) (*http.Response, string, error) {
 	req, err := http.NewRequest(method, url, nil)
 	if err != nil {
 		return nil, "", err

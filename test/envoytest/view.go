@@ -1,0 +1,96 @@
+package envoytest
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"testing"
+	"time"
+
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+
+	"github.com/eastwest-dev/eastwest/pkg/cache"
+	"github.com/eastwest-dev/eastwest/pkg/controlplane"
+	"github.com/eastwest-dev/eastwest/pkg/translate"
+)
+
+var shortTypes = map[string]string{
+	"cds": resourcev3.ClusterType, "eds": resourcev3.EndpointType, "lds": resourcev3.ListenerType,
+	"rds": resourcev3.RouteType, "sds": resourcev3.SecretType,
+}
+
+// ForView starts an Envoy reading view v from app, from the shipped
+// bootstrap of its role.
+func ForView(t testing.TB, app *controlplane.App, v translate.View, id string, delta bool, tls *TLS, args ...string) *Envoy {
+	t.Helper()
+	opts := Options{Bootstrap: Shipped("bootstrap.yaml"), NodeID: id, Cluster: string(v.Cluster), XDS: app.XDSAddr(), Delta: delta, TLS: tls, Args: args}
+	if v.Role == translate.RoleGatewayAPI {
+		opts.Bootstrap, opts.Gateway = Shipped("gateway-api-bootstrap.yaml"), v.Gateway
+	}
+	return Start(t, opts)
+}
+
+// WaitSynced waits until Envoy has acknowledged the current version of
+// every type it asked for and finished initializing; a NACK fails at once.
+func (e *Envoy) WaitSynced(t testing.TB, app *controlplane.App, id, view string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	var last string
+	for time.Now().Before(deadline) {
+		if e.Exited() {
+			t.Fatalf("envoy exited:\n%s", e.LogTail(30))
+		}
+		last = "no stream yet"
+		for _, c := range app.Tracker.Clients() {
+			if c.NodeID != id {
+				continue
+			}
+			if c.Error != "" {
+				t.Fatalf("envoy %s refused: %s", id, c.Error)
+			}
+			synced := len(c.Types) >= 2 // CDS and LDS at least
+			last = ""
+			for typ, ts := range c.Types {
+				if ts.State == cache.Nacked {
+					t.Fatalf("envoy NACKed %s v%s: %s (resources %v)", typ, ts.Nacked, ts.NackError, slices.Sorted(maps.Keys(ts.NackedResources)))
+				}
+				current := app.Cache.Resources(view, typ).Version
+				if ts.State != cache.Synced || ts.Acked != current {
+					synced = false
+					last += fmt.Sprintf(" %s:%s(acked %s, current %s)", typ, ts.State, ts.Acked, current)
+				}
+			}
+			if synced && e.Ready() {
+				return
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("envoy %s not synced after 30s:%s", id, last)
+}
+
+// CheckAccepted checks that Envoy rejected nothing and holds exactly what
+// the view serves.
+func (e *Envoy) CheckAccepted(t testing.TB, app *controlplane.App, view string) {
+	t.Helper()
+	if rejected, err := e.Rejected(); err != nil || len(rejected) > 0 {
+		t.Errorf("envoy rejected updates: %v %v", rejected, err)
+	}
+	dumped, failed, err := e.ConfigDump()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(failed) > 0 {
+		t.Errorf("listeners that failed in envoy: %v", failed)
+	}
+	for short, typ := range shortTypes {
+		var want []string
+		for _, r := range app.Cache.Resources(view, typ).Resources {
+			want = append(want, r.Name)
+		}
+		got := slices.Sorted(maps.Keys(dumped[short]))
+		if !slices.Equal(got, want) {
+			t.Errorf("%s: envoy holds %v, the view serves %v", short, got, want)
+		}
+	}
+}
