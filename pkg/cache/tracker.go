@@ -151,7 +151,8 @@ type streamKey struct {
 }
 
 // NodeDescriber extracts a node's declared cluster and role, the view it
-// reads, and the reason it gets nothing (if it does not).
+// reads, and the reason it gets nothing (if it does not). It has no side
+// effects: the Tracker calls it again whenever it shows the client.
 type NodeDescriber func(*corev3.Node) (cluster, role, view string, err error)
 
 // NewTracker returns a Tracker for the streams served from c. Before
@@ -204,12 +205,20 @@ func (t *Tracker) refuse(node *corev3.Node, peer Peer, err error) error {
 var _ serverv3.Callbacks = (*Tracker)(nil)
 
 // Clients returns a copy of every stream's state, sorted by node ID then
-// stream.
+// stream. Why a node gets nothing is asked again: a node that waited (for
+// its cluster to join, or the first publish) may be served now.
 func (t *Tracker) Clients() []Client {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	out := make([]Client, 0, len(t.clients))
 	for _, c := range t.clients {
+		if c.Error != "" && c.node != nil && t.describe != nil {
+			if _, _, view, err := t.describe(c.node); err == nil {
+				c.Error, c.View = "", view
+			} else {
+				c.Error = err.Error()
+			}
+		}
 		cp := *c
 		cp.node, cp.auth = nil, nil
 		cp.Peer.Identities = slices.Clone(c.Peer.Identities)
@@ -311,6 +320,7 @@ func (t *Tracker) request(k streamKey, node *corev3.Node, typ, nonce string, nam
 		c.Cluster, c.Role, c.View, err = t.describe(node)
 		if err != nil {
 			c.Error = err.Error()
+			t.log.Warn("node-waits", "xDS client gets nothing (yet)", "node", c.NodeID, "cluster", c.Cluster, "role", c.Role, "reason", err)
 		}
 	}
 	if ts == nil {

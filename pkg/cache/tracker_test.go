@@ -82,3 +82,26 @@ func TestTrackerFollowsAcksAndNacks(t *testing.T) {
 		t.Errorf("closing the delta stream left %d clients", n)
 	}
 }
+
+// A client that waited (its cluster not a member yet) shows the reason
+// while it waits and none once it is served: the reason is asked again
+// whenever the clients are read.
+func TestTrackerErrorIsCurrent(t *testing.T) {
+	c := newCache(t)
+	member := false
+	tr := NewTracker(c, func(n *corev3.Node) (string, string, string, error) {
+		if !member {
+			return n.GetCluster(), "client", "", errors.New("not a member yet")
+		}
+		return n.GetCluster(), "client", n.GetCluster() + "/client", nil
+	}, nil)
+	_ = tr.OnStreamOpen(context.Background(), 1, "")
+	_ = tr.OnStreamRequest(1, &discoveryv3.DiscoveryRequest{Node: &corev3.Node{Id: "n", Cluster: "east"}, TypeUrl: resourcev3.ClusterType})
+	if got := tr.Clients()[0]; got.Error != "not a member yet" {
+		t.Fatalf("while waiting: %+v", got)
+	}
+	member = true
+	if got := tr.Clients()[0]; got.Error != "" || got.View != "east/client" {
+		t.Errorf("once served: error %q view %q", got.Error, got.View)
+	}
+}

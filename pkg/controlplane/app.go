@@ -139,10 +139,12 @@ func (a *App) DebugAddr() string { return a.debugListener.Addr().String() }
 func (a *App) describeNode(n *corev3.Node) (string, string, string, error) {
 	v, err := ParseNode(n)
 	if err != nil {
-		a.warn.Warn("node-invalid", "xDS client refused", "node", n.GetId(), "reason", err)
 		return n.GetCluster(), "", "", err
 	}
 	c := v.Cluster
+	if !a.Writer.Ready() {
+		return string(c), string(v.Role), v.String(), errors.New("the control plane has not finished its initial sync; the client is served once it has")
+	}
 	known := false
 	snap := a.Writer.Snapshot()
 	members := snap.State.ClusterIDs()
@@ -151,12 +153,10 @@ func (a *App) describeNode(n *corev3.Node) (string, string, string, error) {
 	}
 	if !known {
 		err = fmt.Errorf("cluster %q is not a member of the ClusterSet (members: %v); the client gets nothing until it joins", c, members)
-		a.warn.Warn("node-unknown-cluster", "xDS client of an unknown cluster", "node", n.GetId(), "reason", err)
 		return string(c), string(v.Role), v.String(), err
 	}
 	if v.Role == translate.RoleGatewayAPI && !slices.ContainsFunc(snap.Views, func(sv translate.View) bool { return sv.String() == v.String() }) {
 		err = fmt.Errorf("cluster %s has no Gateway %s of an accepted eastwest GatewayClass with a valid listener (yet); the Envoy gets nothing until it has", c, v.Gateway)
-		a.warn.Warn("node-unknown-gateway", "xDS client of an unknown Gateway", "node", n.GetId(), "reason", err)
 		return string(c), string(v.Role), v.String(), err
 	}
 	return string(c), string(v.Role), v.String(), nil
