@@ -90,12 +90,19 @@ func (g grpcBackend) UnaryCall(context.Context, *testgrpc.SimpleRequest) (*testg
 // free one), stopped when the test ends.
 func StartBackend(t testing.TB, name, ip string, httpPort, grpcPort, altPort int) *Backend {
 	t.Helper()
+	return StartBackendWith(t, func(addr string) (net.Listener, error) { return net.Listen("tcp", addr) }, name, ip, httpPort, grpcPort, altPort)
+}
+
+// StartBackendWith is StartBackend with listeners from listen (a network
+// namespace's, say).
+func StartBackendWith(t testing.TB, listen func(addr string) (net.Listener, error), name, ip string, httpPort, grpcPort, altPort int) *Backend {
+	t.Helper()
 	b := &Backend{Name: name, IP: ip, failed: map[string]bool{}}
 	var protocols http.Protocols
 	protocols.SetHTTP1(true)
 	protocols.SetUnencryptedHTTP2(true)
 	serveHTTP := func(port int) int {
-		l, err := net.Listen("tcp", fmt.Sprintf("%s:%d", ip, port))
+		l, err := listen(fmt.Sprintf("%s:%d", ip, port))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -114,7 +121,7 @@ func StartBackend(t testing.TB, name, ip string, httpPort, grpcPort, altPort int
 	if altPort >= 0 {
 		b.AltPort = serveHTTP(altPort)
 	}
-	l, err := net.Listen("tcp", fmt.Sprintf("%s:%d", ip, grpcPort))
+	l, err := listen(fmt.Sprintf("%s:%d", ip, grpcPort))
 	if err != nil {
 		t.Fatal(err)
 	}

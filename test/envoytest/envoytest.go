@@ -23,6 +23,8 @@ import (
 	"time"
 
 	"sigs.k8s.io/yaml"
+
+	"github.com/eastwest-dev/eastwest/test/netns"
 )
 
 // Version is the Envoy release the tests run: the one go-control-plane's
@@ -88,6 +90,9 @@ type Options struct {
 	TLS *TLS
 	// Args are more command-line arguments (--component-log-level, say).
 	Args []string
+	// NetNS, when set, runs Envoy inside that network namespace (its
+	// admin endpoint on the namespace's veth address).
+	NetNS *netns.NS
 }
 
 // Bootstrap returns the shipped bootstrap at path changed as opts say,
@@ -137,8 +142,13 @@ func Bootstrap(opts Options) ([]byte, error) {
 	} else if err := setTLS(xds, opts.TLS); err != nil {
 		return nil, fmt.Errorf("%s: %w", opts.Bootstrap, err)
 	}
-	// Admin on a free loopback port, written to --admin-address-path.
-	b["admin"] = map[string]any{"address": map[string]any{"socket_address": map[string]any{"address": "127.0.0.1", "port_value": 0}}}
+	// Admin on a free port, written to --admin-address-path: loopback,
+	// or the namespace's address the test reaches.
+	admin := "127.0.0.1"
+	if opts.NetNS != nil {
+		admin = opts.NetNS.NSIP
+	}
+	b["admin"] = map[string]any{"address": map[string]any{"socket_address": map[string]any{"address": admin, "port_value": 0}}}
 	return json.Marshal(b)
 }
 
@@ -227,6 +237,9 @@ func Start(t testing.TB, opts Options) *Envoy {
 		"--concurrency", "1", "--drain-time-s", "1", "--parent-shutdown-time-s", "2"}
 	args = append(args, opts.Args...)
 	cmd := exec.Command(bin, args...) //nolint:gosec // the test's own Envoy
+	if opts.NetNS != nil {
+		cmd = opts.NetNS.Command(bin, args...)
+	}
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
 	if err := cmd.Start(); err != nil {

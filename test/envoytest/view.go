@@ -12,6 +12,7 @@ import (
 	"github.com/eastwest-dev/eastwest/pkg/cache"
 	"github.com/eastwest-dev/eastwest/pkg/controlplane"
 	"github.com/eastwest-dev/eastwest/pkg/translate"
+	"github.com/eastwest-dev/eastwest/test/netns"
 )
 
 var shortTypes = map[string]string{
@@ -23,7 +24,13 @@ var shortTypes = map[string]string{
 // bootstrap of its role.
 func ForView(t testing.TB, app *controlplane.App, v translate.View, id string, delta bool, tls *TLS, args ...string) *Envoy {
 	t.Helper()
-	opts := Options{Bootstrap: Shipped("bootstrap.yaml"), NodeID: id, Cluster: string(v.Cluster), XDS: app.XDSAddr(), Delta: delta, TLS: tls, Args: args}
+	return ForViewIn(t, nil, app, v, id, delta, tls, args...)
+}
+
+// ForViewIn is ForView inside a network namespace (nil: the test's).
+func ForViewIn(t testing.TB, ns *netns.NS, app *controlplane.App, v translate.View, id string, delta bool, tls *TLS, args ...string) *Envoy {
+	t.Helper()
+	opts := Options{Bootstrap: Shipped("bootstrap.yaml"), NodeID: id, Cluster: string(v.Cluster), XDS: app.XDSAddr(), Delta: delta, TLS: tls, Args: args, NetNS: ns}
 	if v.Role == translate.RoleGatewayAPI {
 		opts.Bootstrap, opts.Gateway = Shipped("gateway-api-bootstrap.yaml"), v.Gateway
 	}

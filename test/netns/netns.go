@@ -1,0 +1,122 @@
+// Package netns gives tests network namespaces of their own (Linux, root,
+// iproute2): a namespace joined to the test's by a veth pair, with any
+// addresses the test wants inside it, listeners opened inside it from the
+// test process, and commands run inside it. Everything it creates is
+// removed when the test ends. Kubernetes refuses loopback addresses in
+// EndpointSlices; a namespace's own addresses stand for pods instead.
+package netns
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"runtime"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// NS is a network namespace of the test's.
+type NS struct {
+	Name string
+	// HostIP is the test's end of the veth pair, NSIP the namespace's.
+	HostIP, NSIP string
+}
+
+var subnet atomic.Uint32
+
+// New creates a namespace joined to the test's by a veth pair on a /30 of
+// 10.213.0.0/16, with its loopback up. It fails the test (not skips) when
+// the machine cannot: the tests that need it run as root in CI.
+func New(t testing.TB) *NS {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Fatal("network namespaces need root (CI runs as root)")
+	}
+	b := make([]byte, 3)
+	_, _ = rand.Read(b)
+	id := hex.EncodeToString(b)
+	n := subnet.Add(1) + uint32(os.Getpid()%256)*64 //nolint:gosec // small numbers
+	ns := &NS{Name: "ewt-" + id, HostIP: fmt.Sprintf("10.213.%d.%d", n/64%256, n%64*4+1), NSIP: fmt.Sprintf("10.213.%d.%d", n/64%256, n%64*4+2)}
+	host, peer := "ewh"+id, "ewp"+id
+	t.Cleanup(func() {
+		_ = exec.Command("ip", "netns", "del", ns.Name).Run() //nolint:gosec // the test's own names
+		_ = exec.Command("ip", "link", "del", host).Run() //nolint:gosec // the test's own names
+	})
+	for _, args := range [][]string{
+		{"netns", "add", ns.Name},
+		{"link", "add", host, "type", "veth", "peer", "name", peer},
+		{"link", "set", peer, "netns", ns.Name},
+		{"addr", "add", ns.HostIP + "/30", "dev", host},
+		{"link", "set", host, "up"},
+		{"-n", ns.Name, "addr", "add", ns.NSIP + "/30", "dev", peer},
+		{"-n", ns.Name, "link", "set", peer, "up"},
+		{"-n", ns.Name, "link", "set", "lo", "up"},
+	} {
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil { //nolint:gosec // fixed commands with the test's names
+			t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
+		}
+	}
+	return ns
+}
+
+// AddAddr gives the namespace's loopback an address (a /32), which only
+// the namespace reaches: a pod's IP.
+func (ns *NS) AddAddr(t testing.TB, ip string) {
+	t.Helper()
+	if out, err := exec.Command("ip", "-n", ns.Name, "addr", "add", ip+"/32", "dev", "lo").CombinedOutput(); err != nil { //nolint:gosec // the test's names
+		t.Fatalf("ip addr add %s in %s: %v: %s", ip, ns.Name, err, out)
+	}
+}
+
+// Listen opens a TCP listener inside the namespace, from the test
+// process: the socket belongs to the namespace it was made in. The work
+// runs on a goroutine locked to its thread; if the thread cannot return
+// to the test's namespace, the goroutine ends still locked and the
+// runtime discards the thread.
+func (ns *NS) Listen(addr string) (net.Listener, error) {
+	type result struct {
+		l   net.Listener
+		err error
+	}
+	out := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread()
+		self, err := os.Open("/proc/thread-self/ns/net")
+		if err != nil {
+			out <- result{err: err}
+			runtime.UnlockOSThread()
+			return
+		}
+		defer self.Close()
+		target, err := os.Open("/run/netns/" + ns.Name)
+		if err != nil {
+			out <- result{err: err}
+			runtime.UnlockOSThread()
+			return
+		}
+		defer target.Close()
+		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil { //nolint:gosec // a file descriptor fits an int
+			out <- result{err: fmt.Errorf("enter %s: %w", ns.Name, err)}
+			runtime.UnlockOSThread()
+			return
+		}
+		l, lerr := net.Listen("tcp", addr)
+		out <- result{l, lerr}
+		if err := unix.Setns(int(self.Fd()), unix.CLONE_NEWNET); err == nil { //nolint:gosec // a file descriptor fits an int
+			runtime.UnlockOSThread()
+		}
+	}()
+	r := <-out
+	return r.l, r.err
+}
+
+// Command runs a command inside the namespace.
+func (ns *NS) Command(name string, args ...string) *exec.Cmd {
+	return exec.Command("ip", append([]string{"netns", "exec", ns.Name, name}, args...)...) //nolint:gosec // the test's own command
+}
