@@ -65,6 +65,35 @@ func New(t testing.TB) *NS {
 	return ns
 }
 
+// Link joins the namespace to another by a veth pair of their own on a
+// /30 of 10.215.0.0/16 and routes the prefixes given (the other's pod
+// addresses) through it: an Envoy's namespace reaching its pods'
+// namespace, as a pod reaches other pods. It returns both ends' IPs.
+func (ns *NS) Link(t testing.TB, other *NS, routes ...string) (mine, theirs string) {
+	t.Helper()
+	n := subnet.Add(1) + uint32(os.Getpid()%256)*64 //nolint:gosec // small numbers
+	mine, theirs = fmt.Sprintf("10.215.%d.%d", n/64%256, n%64*4+1), fmt.Sprintf("10.215.%d.%d", n/64%256, n%64*4+2)
+	b := make([]byte, 3)
+	_, _ = rand.Read(b)
+	a, z := "ewa"+hex.EncodeToString(b), "ewz"+hex.EncodeToString(b)
+	cmds := [][]string{
+		{"-n", ns.Name, "link", "add", a, "type", "veth", "peer", "name", z, "netns", other.Name},
+		{"-n", ns.Name, "addr", "add", mine + "/30", "dev", a},
+		{"-n", ns.Name, "link", "set", a, "up"},
+		{"-n", other.Name, "addr", "add", theirs + "/30", "dev", z},
+		{"-n", other.Name, "link", "set", z, "up"},
+	}
+	for _, r := range routes {
+		cmds = append(cmds, []string{"-n", ns.Name, "route", "add", r, "via", theirs})
+	}
+	for _, args := range cmds {
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil { //nolint:gosec // fixed commands with the test's names
+			t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
+		}
+	}
+	return mine, theirs
+}
+
 // AddAddr gives the namespace's loopback an address (a /32), which only
 // the namespace reaches: a pod's IP.
 func (ns *NS) AddAddr(t testing.TB, ip string) {
