@@ -46,7 +46,7 @@ func New(t testing.TB) *NS {
 	host, peer := "ewh"+id, "ewp"+id
 	t.Cleanup(func() {
 		_ = exec.Command("ip", "netns", "del", ns.Name).Run() //nolint:gosec // the test's own names
-		_ = exec.Command("ip", "link", "del", host).Run() //nolint:gosec // the test's own names
+		_ = exec.Command("ip", "link", "del", host).Run()     //nolint:gosec // the test's own names
 	})
 	for _, args := range [][]string{
 		{"netns", "add", ns.Name},
