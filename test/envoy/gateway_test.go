@@ -131,8 +131,8 @@ func TestEastWestGatewayTraffic(t *testing.T) {
 		"HTTP/1.1 to the local member":    {h1, "web.shop.svc.clusterset.local", 200, "east/web-0 HTTP/1.1"},
 		"HTTP/2 to the local member":      {h2, "web.shop.svc.clusterset.local:80", 200, "east/web-0 HTTP/1.1"},
 		"a port only west exposes":        {h1, "web.shop.svc.clusterset.local:8080", 200, "west/web-0 HTTP/1.1"},
-		"an unknown host":                 {h1, "nope.shop.svc.clusterset.local", 404, ""},
-		"an unknown port of a known host": {h1, "web.shop.svc.clusterset.local:81", 404, ""},
+		"an unknown host":                 {h1, "nope.shop.svc.clusterset.local", 404, "eastwest gateway: no exported service answers to this host"},
+		"an unknown port of a known host": {h1, "web.shop.svc.clusterset.local:81", 404, "eastwest gateway: no exported service answers to this host"},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
