@@ -39,7 +39,7 @@ func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveArgs) {
 	fs.DurationVar(&cfg.Writer.SyncTimeout, "sync-timeout", controlplane.DefaultSyncTimeout, "how long the first push and /readyz wait for a member cluster's initial sync; after it, an unreachable cluster no longer blocks them")
 	fs.StringVar(&cfg.XDSAddress, "xds-address", "127.0.0.1:18000", "address of the xDS (ADS, SotW and delta) gRPC server")
 	fs.StringVar(&cfg.DebugAddress, "debug-address", "127.0.0.1:19000", "address of the debug endpoint (/debug/*, /metrics, /healthz, /readyz); keep it on loopback or behind TLS")
-	fs.DurationVar(&cfg.Writer.Holdoff, "holdoff", controlplane.DefaultHoldoff, "quiet time that ends a batch of source events")
+	fs.DurationVar(&cfg.Writer.Holdoff, "holdoff", controlplane.DefaultHoldoff, "quiet time that ends a batch of source events; the first event after a quiet holdoff is published at once, and 0 publishes every event at once")
 	fs.DurationVar(&cfg.Writer.MaxDelay, "max-delay", controlplane.DefaultMaxDelay, "longest a batch may wait while events keep coming")
 	gatewayPort := fs.Uint("gateway-port", 15080, "port of the east-west gateways' HTTP listener")
 	fs.StringVar(&cfg.Writer.Store.ClusterSet, "clusterset", "", "the ClusterSet's name; members whose clusterset.k8s.io property names another set are left out")
@@ -82,6 +82,14 @@ func runServe(args []string, _, stderr io.Writer) int {
 	gatewayPort, writeBack, ownKubeconfig, inCluster, remoteSecrets, logLevel := a.gatewayPort, a.writeBack, a.ownKubeconfig, a.inCluster, a.remoteSecrets, a.logLevel
 	if (cfg.Dir == "" && cfg.KubeconfigDir == "" && *ownKubeconfig == "" && !*inCluster) || fs.NArg() > 0 {
 		fs.Usage()
+		return 2
+	}
+	if cfg.Writer.Holdoff < 0 || cfg.Writer.MaxDelay < 0 {
+		fmt.Fprintf(stderr, "xds serve: --holdoff %v and --max-delay %v cannot be negative (--holdoff 0 publishes every change at once)\n", cfg.Writer.Holdoff, cfg.Writer.MaxDelay)
+		return 2
+	}
+	if cfg.Writer.Holdoff > 0 && cfg.Writer.MaxDelay < cfg.Writer.Holdoff {
+		fmt.Fprintf(stderr, "xds serve: --max-delay %v is shorter than --holdoff %v: a batch could not wait for the quiet it waits for\n", cfg.Writer.MaxDelay, cfg.Writer.Holdoff)
 		return 2
 	}
 	if *gatewayPort == 0 || *gatewayPort > 65535 {

@@ -51,6 +51,11 @@ func Run(t testing.TB, cfg controlplane.Config) (*controlplane.App, func()) {
 	if cfg.DrainTimeout == 0 {
 		cfg.DrainTimeout = time.Second
 	}
+	// The batching `xds serve` has by default (WriterOptions' zero
+	// holdoff means none).
+	if cfg.Writer.Holdoff == 0 && cfg.Writer.MaxDelay == 0 {
+		cfg.Writer.Holdoff, cfg.Writer.MaxDelay = controlplane.DefaultHoldoff, controlplane.DefaultMaxDelay
+	}
 	app, err := controlplane.NewApp(cfg, log, debug.ForApp)
 	if err != nil {
 		t.Fatal(err)
@@ -68,14 +73,18 @@ func Run(t testing.TB, cfg controlplane.Config) (*controlplane.App, func()) {
 		})
 	}
 	t.Cleanup(stop)
-	deadline := time.Now().Add(60 * time.Second)
-	for !app.Writer.Ready() {
-		if time.Now().After(deadline) {
+	timeout := time.After(60 * time.Second)
+	for {
+		next := app.Writer.Published()
+		if app.Writer.Ready() {
+			return app, stop
+		}
+		select {
+		case <-next:
+		case <-timeout:
 			t.Fatal("control plane not ready after 60s")
 		}
-		time.Sleep(5 * time.Millisecond)
 	}
-	return app, stop
 }
 
 // DeltaFirst opens a delta ADS stream on conn, sends one request for typ

@@ -23,14 +23,15 @@ import (
 	"github.com/eastwest-dev/eastwest/pkg/translate"
 )
 
-// Default batching of source events. A burst (a file saved, a rollout's
-// EndpointSlice updates) usually arrives within a few milliseconds: the
-// holdoff gathers it into one merge and one push. The maximum delay bounds
-// what a steady stream of events can postpone a push by. Together they use
-// at most a quarter of the one-second budget from an edit to traffic moved
-// (file notification 50 ms + writer + push + client ~5 ms).
+// Default batching of source events. The first event after a quiet
+// holdoff is published at once (leading edge: a lone change pays no
+// holdoff); events that follow within the holdoff are gathered until it
+// has been quiet that long (trailing edge), so a burst (a file saved, a
+// rollout's EndpointSlice updates) becomes one more merge and push. The
+// maximum delay bounds what a steady stream of events can postpone a
+// push by.
 const (
-	DefaultHoldoff  = 20 * time.Millisecond
+	DefaultHoldoff  = 5 * time.Millisecond
 	DefaultMaxDelay = 200 * time.Millisecond
 	// DefaultSyncTimeout is how long the first publish waits for an
 	// unreachable member cluster.
@@ -47,7 +48,10 @@ var roles = []translate.Role{translate.RoleClient, translate.RoleGateway}
 
 // WriterOptions configure a Writer.
 type WriterOptions struct {
-	Holdoff  time.Duration
+	// Holdoff is the quiet time that ends a batch; zero publishes every
+	// source batch as it comes (no coalescing).
+	Holdoff time.Duration
+	// MaxDelay bounds how long a batch may wait while events keep coming.
 	MaxDelay time.Duration
 	// SyncTimeout bounds how long the first publish waits for every
 	// source's initial sync: nothing is served before (a partial state
@@ -87,6 +91,8 @@ type Writer struct {
 
 	snap  atomic.Pointer[Snapshot]
 	ready atomic.Bool
+	// next is closed when the next Snapshot is stored (see Published).
+	next atomic.Pointer[chan struct{}]
 	// owedSince is when the oldest event not yet published arrived (Unix
 	// nanoseconds; 0: nothing owed), once the first publish is due.
 	owedSince atomic.Int64
@@ -162,10 +168,8 @@ type GatewayAPI struct {
 
 // NewWriter returns a Writer publishing to c.
 func NewWriter(opts WriterOptions, c *cache.Cache, m *metrics.Metrics, log *slog.Logger) *Writer {
-	if opts.Holdoff <= 0 {
-		opts.Holdoff = DefaultHoldoff
-	}
-	if opts.MaxDelay < opts.Holdoff {
+	opts.Holdoff = max(0, opts.Holdoff)
+	if opts.MaxDelay < opts.Holdoff || opts.MaxDelay <= 0 {
 		opts.MaxDelay = max(DefaultMaxDelay, opts.Holdoff)
 	}
 	if opts.GatewayPort == 0 {
@@ -197,6 +201,8 @@ func NewWriter(opts WriterOptions, c *cache.Cache, m *metrics.Metrics, log *slog
 		routesDirty: map[mcs.ServiceKey]bool{},
 	}
 	w.snap.Store(&Snapshot{State: &mcs.State{Services: map[mcs.ServiceKey]*mcs.ServiceState{}}})
+	next := make(chan struct{})
+	w.next.Store(&next)
 	return w
 }
 
@@ -244,6 +250,11 @@ func (w *Writer) Ready() bool { return w.ready.Load() }
 // Snapshot returns what was last published.
 func (w *Writer) Snapshot() *Snapshot { return w.snap.Load() }
 
+// Published returns a channel closed when the next Snapshot is stored:
+// take it, read Snapshot, and wait on it while what you wait for is not
+// there yet (tests wait on this signal, never on sleeps).
+func (w *Writer) Published() <-chan struct{} { return *w.next.Load() }
+
 // Healthy fails when the Writer has owed a publish for longer than
 // LivenessTimeout: events arrived (or the first publish fell due) and
 // nothing was published since. It is what /healthz reports, so that a
@@ -275,6 +286,7 @@ func (w *Writer) Run(ctx context.Context) {
 	waiting := time.NewTicker(100 * time.Millisecond)
 	defer waiting.Stop()
 	pending := false
+	var lastEvent time.Time
 	publish := func() {
 		if !initialized {
 			if !w.synced() && time.Since(start) < w.opts.SyncTimeout {
@@ -302,6 +314,15 @@ func (w *Writer) Run(ctx context.Context) {
 				w.owe()
 			}
 			w.receive(b)
+			now := w.now()
+			quiet := now.Sub(lastEvent) >= w.opts.Holdoff
+			lastEvent = now
+			if initialized && !pending && quiet {
+				// Leading edge: nothing came for a holdoff, so this is
+				// not (yet) a burst; publish it at once.
+				publish()
+				continue
+			}
 			if !pending {
 				pending = true
 				deadline.Reset(w.opts.MaxDelay)
@@ -877,6 +898,10 @@ func (w *Writer) snapshot(state *mcs.State, changed bool) {
 	for m, r := range w.gwResults {
 		gws[m] = GatewayAPI{Statuses: r.Statuses, RouteRefs: r.RouteRefs}
 	}
+	defer func() {
+		next := make(chan struct{})
+		close(*w.next.Swap(&next))
+	}()
 	w.snap.Store(&Snapshot{
 		Gateway:     gws,
 		Generation:  w.gen,

@@ -3,6 +3,7 @@ package controlplane
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"strings"
@@ -58,15 +59,26 @@ func (h *writerHarness) publish(member string, evs ...mcs.Event) *Snapshot {
 		evs[i].Member = member
 	}
 	h.send(evs, nil)
-	deadline := time.Now().Add(10 * time.Second)
-	for h.w.Snapshot().Generation == h.gen {
-		if time.Now().After(deadline) {
-			h.t.Fatal("the Writer did not publish")
-		}
-		time.Sleep(time.Millisecond)
-	}
-	h.gen = h.w.Snapshot().Generation
+	h.gen = h.waitGeneration(h.gen + 1)
 	return h.w.Snapshot()
+}
+
+// waitGeneration waits on the Writer's publish signal until its
+// generation reaches gen, and returns the generation.
+func (h *writerHarness) waitGeneration(gen uint64) uint64 {
+	h.t.Helper()
+	timeout := time.After(10 * time.Second)
+	for {
+		next := h.w.Published()
+		if g := h.w.Snapshot().Generation; g >= gen {
+			return g
+		}
+		select {
+		case <-next:
+		case <-timeout:
+			h.t.Fatalf("the Writer did not reach generation %d", gen)
+		}
+	}
 }
 
 func up(o metav1.Object) mcs.Event { return mcs.Event{Op: mcs.OpUpsert, Object: o} }
@@ -269,5 +281,50 @@ func TestHealthyFailsWhileAPublishIsOverdue(t *testing.T) {
 	w.owedSince.Store(0) // published
 	if err := w.Healthy(); err != nil {
 		t.Errorf("after the publish: %v", err)
+	}
+}
+
+// Batching: the first event after a quiet holdoff is published at once
+// (with an hour's holdoff the test would time out otherwise); with no
+// holdoff every batch is published.
+func TestWriterPublishesOnTheLeadingEdge(t *testing.T) {
+	for name, tc := range map[string]struct {
+		holdoff time.Duration
+		burst   int
+		want    uint64 // publishes for the burst
+	}{
+		"an hour's holdoff": {holdoff: time.Hour, burst: 0, want: 0},
+		"no holdoff":        {holdoff: 0, burst: 5, want: 5},
+	} {
+		t.Run(name, func(t *testing.T) {
+			c := cache.New(NodeView)
+			w := NewWriter(WriterOptions{Holdoff: tc.holdoff, MaxDelay: 2 * time.Hour}, c, metrics.New(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+			w.AddSource("test")
+			// Each reading of the Writer's clock is two hours later: every
+			// event comes after a quiet holdoff.
+			clock := time.Unix(0, 0)
+			w.now = func() time.Time { clock = clock.Add(2 * time.Hour); return clock }
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan struct{})
+			go func() { w.Run(ctx); close(done) }()
+			defer func() { cancel(); <-done }()
+			h := &writerHarness{t: t, w: w, c: c, send: w.Sink("test")}
+			h.send(nil, nil) // the initial sync
+			h.gen = h.waitGeneration(1)
+			// Quiet: the next event is published at once.
+			h.publish("east", exportedService(80)...)
+			for i := range tc.burst {
+				name := fmt.Sprint("s", i)
+				h.send([]mcs.Event{
+					{Member: "east", Op: mcs.OpUpsert, Object: &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name}, Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "http", Port: 80, Protocol: corev1.ProtocolTCP}}}}},
+					{Member: "east", Op: mcs.OpUpsert, Object: &mcsv1b1.ServiceExport{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name}}},
+				}, nil)
+			}
+			if tc.want > 0 {
+				if g := h.waitGeneration(h.gen + tc.want); g != h.gen+tc.want {
+					t.Errorf("a burst of %d with no holdoff made %d publishes", tc.burst, g-h.gen)
+				}
+			}
+		})
 	}
 }
