@@ -218,12 +218,17 @@ func (k *KubeCluster) runOnce(ctx context.Context) error {
 		}
 	}
 	core := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithTransform(trim))
+	// The MCS EndpointSlices eastwest writes are not read back: the
+	// apiserver leaves them out (they would be dropped anyway, at the cost
+	// of a watch event, a decode and a cached copy each).
+	slicef := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithTransform(trim),
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = OwnSlicesExcluded }))
 	mcsf := mcsinformers.NewSharedInformerFactoryWithOptions(mcsc, 0, mcsinformers.WithTransform(trim))
 	dynf := dynamicinformer.NewDynamicSharedInformerFactory(dyn, 0)
 	sis := []cache.SharedIndexInformer{
 		core.Core().V1().Namespaces().Informer(),
 		core.Core().V1().Services().Informer(),
-		core.Discovery().V1().EndpointSlices().Informer(),
+		slicef.Discovery().V1().EndpointSlices().Informer(),
 	}
 	if exportVersion == "v1beta1" {
 		sis = append(sis, mcsf.Multicluster().V1beta1().ServiceExports().Informer())
@@ -272,6 +277,7 @@ func (k *KubeCluster) runOnce(ctx context.Context) error {
 		}
 	}
 	core.Start(runCtx.Done())
+	slicef.Start(runCtx.Done())
 	mcsf.Start(runCtx.Done())
 	dynf.Start(runCtx.Done())
 	gwf.Start(runCtx.Done())
@@ -280,6 +286,7 @@ func (k *KubeCluster) runOnce(ctx context.Context) error {
 	defer func() {
 		cancel()
 		core.Shutdown()
+		slicef.Shutdown()
 		mcsf.Shutdown()
 		dynf.Shutdown()
 		gwf.Shutdown()
@@ -428,6 +435,10 @@ func (k *KubeCluster) discover(client kubernetes.Interface) (string, bool, error
 // tlsSecrets selects the Secrets eastwest reads: Gateway listener
 // certificates.
 const tlsSecrets = "type=kubernetes.io/tls" //nolint:gosec // a field selector, not a credential
+
+// OwnSlicesExcluded is the label selector of the EndpointSlice informers:
+// every slice but the MCS slices eastwest writes.
+const OwnSlicesExcluded = discoveryv1.LabelManagedBy + "!=" + mcs.ControllerName
 
 // canListTLSSecrets reports whether the member lets eastwest list its TLS
 // Secrets, logging why not.
