@@ -113,7 +113,7 @@ func (o *Offline) View(v translate.View) translate.Result {
 		return translate.ServiceOptions{
 			Routes: func(port int32) []*gateway.RouteRule { return gateway.MeshRules(mesh[st.Key], port) },
 			Import: func(k mcs.ServiceKey) *mcs.Import {
-				if s := o.state.Services[k]; s != nil {
+				if s := o.state.Services.Get(k); s != nil {
 					return s.Import
 				}
 				return nil

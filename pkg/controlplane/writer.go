@@ -200,7 +200,7 @@ func NewWriter(opts WriterOptions, c *cache.Cache, m *metrics.Metrics, log *slog
 
 		routesDirty: map[mcs.ServiceKey]bool{},
 	}
-	w.snap.Store(&Snapshot{State: &mcs.State{Services: map[mcs.ServiceKey]*mcs.ServiceState{}}})
+	w.snap.Store(&Snapshot{State: &mcs.State{}})
 	next := make(chan struct{})
 	w.next.Store(&next)
 	return w
@@ -404,7 +404,7 @@ func (w *Writer) publish() {
 		// services that went away with a member must go too.
 		keys = state.ServiceKeys()
 		for _, k := range ch.Services {
-			if state.Services[k] == nil {
+			if state.Services.Get(k) == nil {
 				keys = append(keys, k)
 			}
 		}
@@ -416,7 +416,7 @@ func (w *Writer) publish() {
 	gatewayChanged := ch.Clusters
 	w.translateServices(state, keys, sets, dels)
 	for _, key := range keys {
-		st := state.Services[key]
+		st := state.Services.Get(key)
 		sig := gatewaySignature(st)
 		if w.gwSig[key] != sig {
 			gatewayChanged = true
@@ -451,7 +451,7 @@ func (w *Writer) publish() {
 		for _, key := range parents {
 			for _, v := range w.views {
 				if v.Role == translate.RoleClient {
-					w.translateService(v, key, state.Services[key], sets, dels)
+					w.translateService(v, key, state.Services.Get(key), sets, dels)
 				}
 			}
 		}
@@ -459,7 +459,7 @@ func (w *Writer) publish() {
 	if gatewayChanged {
 		var services []*mcs.ServiceState
 		for key := range w.gwSig {
-			services = append(services, state.Services[key])
+			services = append(services, state.Services.Get(key))
 		}
 		for _, v := range w.views {
 			if v.Role != translate.RoleGateway {
@@ -494,7 +494,7 @@ func (w *Writer) publish() {
 	}
 	w.metrics.Translated(time.Since(start))
 	if w.gen == 0 {
-		w.log.Info("first publish", "services", len(state.Services), "views", len(w.views),
+		w.log.Info("first publish", "services", state.Services.Len(), "views", len(w.views),
 			"merge", mergeTook.Round(time.Millisecond), "translate", time.Since(start).Round(time.Millisecond))
 	}
 	w.snapshot(state, !ch.Empty() || len(rebuilt) > 0 || len(gwBackends) > 0 || w.gen == 0)
@@ -574,7 +574,7 @@ func (w *Writer) buildGateways(state *mcs.State, ch mcs.Changes) (rebuilt []stri
 // are not in it: they change the backends' clusters, not the routes.
 func (w *Writer) refSignature(state *mcs.State, member string, k mcs.ServiceKey) string {
 	var b strings.Builder
-	if st := state.Services[k]; st != nil && st.Import != nil {
+	if st := state.Services.Get(k); st != nil && st.Import != nil {
 		fmt.Fprintf(&b, "import %s %s:", st.Import.Type, st.Import.SessionAffinity)
 		for _, p := range st.Import.Ports {
 			fmt.Fprintf(&b, " %s/%s/%d", p.Name, p.Protocol, p.Port)
@@ -598,7 +598,7 @@ type lookup struct {
 }
 
 func (l lookup) Import(k mcs.ServiceKey) *mcs.Import {
-	if st := l.state.Services[k]; st != nil {
+	if st := l.state.Services.Get(k); st != nil {
 		return st.Import
 	}
 	return nil
@@ -728,7 +728,7 @@ func (w *Writer) translateServices(state *mcs.State, keys []mcs.ServiceKey, sets
 	}
 	var jobs []job
 	for _, key := range keys {
-		st := state.Services[key]
+		st := state.Services.Get(key)
 		for _, v := range w.views {
 			if v.Role != translate.RoleGatewayAPI {
 				jobs = append(jobs, job{v: v, key: key, st: st})
@@ -825,7 +825,7 @@ func (w *Writer) serviceOptions(v translate.View, st *mcs.ServiceState) translat
 		},
 		Published: func(c string) bool { return w.clusters[view][c] },
 		Import: func(k mcs.ServiceKey) *mcs.Import {
-			if s := state.Services[k]; s != nil {
+			if s := state.Services.Get(k); s != nil {
 				return s.Import
 			}
 			return nil

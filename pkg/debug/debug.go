@@ -256,7 +256,7 @@ func (h *Handler) mcs(w http.ResponseWriter, r *http.Request) {
 			fail(w, http.StatusBadRequest, "%v", err)
 			return
 		}
-		if s.State.Services[key] == nil {
+		if s.State.Services.Get(key) == nil {
 			fail(w, http.StatusNotFound, "no member cluster exports %s", key)
 			return
 		}
@@ -266,7 +266,7 @@ func (h *Handler) mcs(w http.ResponseWriter, r *http.Request) {
 	}
 	out := make([]ServiceView, 0, len(keys))
 	for _, k := range keys {
-		out = append(out, serviceView(s.State.Services[k]))
+		out = append(out, serviceView(s.State.Services.Get(k)))
 	}
 	writeJSON(w, map[string]any{"generation": s.Generation, "services": out})
 }

@@ -41,7 +41,7 @@ func TestHealthzFailsWhenStuck(t *testing.T) {
 func TestEndpointsRefuseClearly(t *testing.T) {
 	c := cache.New(controlplane.NodeView)
 	h := New(fakeState{snap: &controlplane.Snapshot{
-		State:   &mcs.State{Services: map[mcs.ServiceKey]*mcs.ServiceState{}},
+		State:   &mcs.State{},
 		Sources: map[string]bool{"dir:x": false},
 	}}, c, cache.NewTracker(c, nil, nil), metrics.New())
 	tests := map[string]struct {

@@ -91,7 +91,7 @@ func (h *Handler) explain(w http.ResponseWriter, r *http.Request) {
 // exports it.
 func (h *Handler) Explain(key mcs.ServiceKey) (Explanation, bool) {
 	s := h.state.Snapshot()
-	st := s.State.Services[key]
+	st := s.State.Services.Get(key)
 	if st == nil {
 		return Explanation{}, false
 	}

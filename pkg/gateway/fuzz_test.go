@@ -83,7 +83,7 @@ func FuzzRouteTranslation(f *testing.F) {
 			results = append(results, translate.GatewayAPI(gw, v, translate.Backends{State: state, Local: func(k mcs.ServiceKey) (*mcs.Service, []*mcs.Slice) { return store.Local("east", k) }}))
 		}
 		for key, mesh := range res.Mesh {
-			results = append(results, translate.ServiceWith(state.Services[key], translate.View{Cluster: "east", Role: translate.RoleClient},
+			results = append(results, translate.ServiceWith(state.Services.Get(key), translate.View{Cluster: "east", Role: translate.RoleClient},
 				translate.ServiceOptions{Routes: func(port int32) []*gateway.RouteRule { return gateway.MeshRules(mesh, port) }}))
 		}
 		for _, r := range results {
@@ -107,7 +107,7 @@ type lookup struct {
 }
 
 func (l lookup) Import(k mcs.ServiceKey) *mcs.Import {
-	if st := l.state.Services[k]; st != nil {
+	if st := l.state.Services.Get(k); st != nil {
 		return st.Import
 	}
 	return nil

@@ -33,7 +33,7 @@ type ClusterObjects struct {
 func (s *State) ObjectsFor(c ClusterID, now time.Time) ClusterObjects {
 	out := ClusterObjects{Cluster: c}
 	for _, key := range s.ServiceKeys() {
-		st := s.Services[key]
+		st := s.Services.Get(key)
 		if es := st.Export(c); es != nil {
 			out.ServiceExports = append(out.ServiceExports, exportObject(key, es, now))
 		}

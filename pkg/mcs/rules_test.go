@@ -507,7 +507,7 @@ func TestStoreRecomputesOnlyTouchedServices(t *testing.T) {
 	snap := w.s.Snapshot()
 	w.upsert("east", slice("ns", "b-1", "b", 4, "http"))
 	w.flush()
-	if snap.Services[ServiceKey{"ns", "b"}].Backends[0].Slices[0].Len() != 3 {
+	if snap.Services.Get(ServiceKey{"ns", "b"}).Backends[0].Slices[0].Len() != 3 {
 		t.Error("a snapshot changed after it was handed out")
 	}
 }

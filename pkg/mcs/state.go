@@ -17,7 +17,7 @@ type State struct {
 	Clusters []ClusterInfo
 	// Services holds every service that at least one member exports
 	// (validly or not).
-	Services map[ServiceKey]*ServiceState
+	Services Services
 }
 
 // ClusterInfo is one member cluster as the merge sees it.
@@ -37,8 +37,8 @@ type ClusterInfo struct {
 
 // ServiceKeys returns the keys of all services, sorted.
 func (s *State) ServiceKeys() []ServiceKey {
-	keys := make([]ServiceKey, 0, len(s.Services))
-	for k := range s.Services {
+	keys := make([]ServiceKey, 0, s.Services.Len())
+	for k := range s.Services.All() {
 		keys = append(keys, k)
 	}
 	slices.SortFunc(keys, ServiceKey.Compare)

@@ -34,7 +34,7 @@ type Store struct {
 	members  map[string]*member
 	ordered  []*member // members in the merge, sorted by ID
 	clusters []ClusterInfo
-	services map[ServiceKey]*ServiceState
+	services serviceBuilder
 
 	dirty         map[ServiceKey]struct{}
 	clustersDirty bool
@@ -61,7 +61,6 @@ func NewStore(opts Options) *Store {
 	return &Store{
 		opts:     opts,
 		members:  map[string]*member{},
-		services: map[ServiceKey]*ServiceState{},
 		dirty:    map[ServiceKey]struct{}{},
 	}
 }
@@ -219,7 +218,7 @@ func (s *Store) mark(m *member, key ServiceKey) {
 // markNamespace marks every service in a namespace: its existence decides
 // where imports are wanted and whether the member's exports count.
 func (s *Store) markNamespace(m *member, ns string) {
-	for key := range s.services {
+	for key := range s.services.keys() {
 		if key.Namespace == ns {
 			s.dirty[key] = struct{}{}
 		}
@@ -235,7 +234,7 @@ func (s *Store) markNamespace(m *member, ns string) {
 // any service may be imported into or exported from it. This is rare and
 // costs a full merge.
 func (s *Store) markAll() {
-	for key := range s.services {
+	for key := range s.services.keys() {
 		s.dirty[key] = struct{}{}
 	}
 	for _, m := range s.members {
@@ -270,18 +269,25 @@ func (s *Store) Flush() Changes {
 			in[i] = m.input(key)
 		}
 		st := MergeService(key, in)
-		_, had := s.services[key]
+		had := s.services.get(key) != nil
 		if st == nil {
 			if !had {
 				continue
 			}
-			delete(s.services, key)
+			s.services.delete(key)
 		} else {
-			s.services[key] = st
+			s.services.set(key, st)
 		}
 		ch.Services = append(ch.Services, key)
 	}
-	clear(s.dirty)
+	if len(s.dirty) > 64 {
+		// A cleared map keeps its size, and ranging over it costs that
+		// size: after the first full merge, every Flush would scan the
+		// whole ClusterSet's worth of empty buckets.
+		s.dirty = map[ServiceKey]struct{}{}
+	} else {
+		clear(s.dirty)
+	}
 	slices.SortFunc(ch.Services, ServiceKey.Compare)
 	if !ch.Empty() {
 		s.snapshot = nil
@@ -365,7 +371,7 @@ func (s *Store) Local(member string, key ServiceKey) (*Service, []*Slice) {
 
 // Service returns the merged state of one service as of the last Flush, or
 // nil.
-func (s *Store) Service(key ServiceKey) *ServiceState { return s.services[key] }
+func (s *Store) Service(key ServiceKey) *ServiceState { return s.services.get(key) }
 
 // Snapshot returns the state as of the last Flush. The State is shared by
 // callers until the next Flush that changes something; it is built only
@@ -374,7 +380,7 @@ func (s *Store) Snapshot() *State {
 	if s.snapshot == nil {
 		s.snapshot = &State{
 			Clusters: slices.Clone(s.clusters),
-			Services: maps.Clone(s.services),
+			Services: s.services.snapshot(),
 		}
 	}
 	return s.snapshot

@@ -259,7 +259,7 @@ func backendResources(name string, b gateway.Backend, v View, be Backends) (*clu
 	gv := View{Cluster: v.Cluster, Role: RoleGateway}
 	switch b.Kind {
 	case gateway.BackendImport:
-		st := be.State.Services[b.Service]
+		st := be.State.Services.Get(b.Service)
 		if st == nil || st.Import == nil {
 			return nil, nil
 		}
@@ -298,7 +298,7 @@ func backendResources(name string, b gateway.Backend, v View, be Backends) (*clu
 func backendAffinity(b gateway.Backend, be Backends) bool {
 	switch b.Kind {
 	case gateway.BackendImport:
-		st := be.State.Services[b.Service]
+		st := be.State.Services.Get(b.Service)
 		return st != nil && st.Import != nil && st.Import.SessionAffinity == corev1.ServiceAffinityClientIP
 	case gateway.BackendService:
 		if be.Local != nil {

@@ -231,7 +231,7 @@ func AllWith(state *mcs.State, v View, opts func(*mcs.ServiceState) ServiceOptio
 	results := map[mcs.ServiceKey]Result{}
 	keys := state.ServiceKeys()
 	for _, key := range keys {
-		st := state.Services[key]
+		st := state.Services.Get(key)
 		sr := Service(st, v)
 		results[key] = sr
 		for _, res := range sr.Resources {
@@ -242,7 +242,7 @@ func AllWith(state *mcs.State, v View, opts func(*mcs.ServiceState) ServiceOptio
 		services = append(services, st)
 	}
 	for _, key := range keys {
-		st := state.Services[key]
+		st := state.Services.Get(key)
 		if opts != nil {
 			if o := opts(st); o.Routes != nil {
 				o.Published = func(c string) bool { return published[c] }

@@ -219,13 +219,13 @@ func (w *Writeback) reconcile(ctx context.Context, state *mcs.State, keys []mcs.
 				continue
 			}
 			for k := range managed {
-				if state.Services[k] == nil {
+				if state.Services.Get(k) == nil {
 					todo = append(todo, k)
 				}
 			}
 		}
 		for _, key := range todo {
-			if err := m.reconcileService(ctx, c.ID, key, state.Services[key]); err != nil {
+			if err := m.reconcileService(ctx, c.ID, key, state.Services.Get(key)); err != nil {
 				errs = append(errs, fmt.Errorf("member %s, service %s: %w", c.Member, key, err))
 			}
 		}

@@ -40,7 +40,7 @@ func FuzzLoad(f *testing.F) {
 		}
 		s.Flush()
 		state := s.Snapshot()
-		for key, st := range state.Services {
+		for key, st := range state.Services.All() {
 			if st.Import == nil {
 				continue
 			}
