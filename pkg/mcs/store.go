@@ -59,9 +59,9 @@ type member struct {
 // NewStore returns an empty Store.
 func NewStore(opts Options) *Store {
 	return &Store{
-		opts:     opts,
-		members:  map[string]*member{},
-		dirty:    map[ServiceKey]struct{}{},
+		opts:    opts,
+		members: map[string]*member{},
+		dirty:   map[ServiceKey]struct{}{},
 	}
 }
 
