@@ -16,7 +16,7 @@ import (
 
 	"sigs.k8s.io/yaml"
 
-	"github.com/eastwest-dev/eastwest/pkg/controlplane"
+	"github.com/eastwest-dev/eastwest/pkg/assemble"
 	"github.com/eastwest-dev/eastwest/pkg/mcs"
 	"github.com/eastwest-dev/eastwest/pkg/mcs/source"
 	"github.com/eastwest-dev/eastwest/pkg/translate"
@@ -102,7 +102,7 @@ func translateOnce(opts translateOptions, stdout, stderr io.Writer) int {
 	for _, p := range probs {
 		fmt.Fprintln(stderr, "error:", p)
 	}
-	off := controlplane.NewOffline(mcs.Options{ClusterSet: opts.clusterSet})
+	off := assemble.New(assemble.Options{Store: mcs.Options{ClusterSet: opts.clusterSet}})
 	objects := 0
 	for _, ev := range evs {
 		if ev.Object != nil {
@@ -112,7 +112,7 @@ func translateOnce(opts translateOptions, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "error: member %s: %v\n", ev.Member, err)
 		}
 	}
-	state := off.Flush()
+	state := off.Flush().State
 	for _, c := range state.Clusters {
 		if c.Error != "" {
 			fmt.Fprintf(stderr, "error: member %s is left out of the ClusterSet: %s\n", c.Member, c.Error)
@@ -143,7 +143,7 @@ func translateOnce(opts translateOptions, stdout, stderr io.Writer) int {
 // watcher and the same incremental Store.
 func translateWatch(ctx context.Context, opts translateOptions, stdout, stderr io.Writer) int {
 	log := slog.New(slog.NewTextHandler(stderr, nil))
-	off := controlplane.NewOffline(mcs.Options{ClusterSet: opts.clusterSet})
+	off := assemble.New(assemble.Options{Store: mcs.Options{ClusterSet: opts.clusterSet}})
 	dir := source.NewDir(opts.dir, log)
 	failed := false
 	err := dir.Run(ctx, func(evs []mcs.Event, _ []source.Problem) {
@@ -156,7 +156,7 @@ func translateWatch(ctx context.Context, opts translateOptions, stdout, stderr i
 			return
 		}
 		// The whole state again: the watch prints it after every change.
-		state := off.Flush()
+		state := off.Flush().State
 		for _, c := range state.Clusters {
 			if c.Error != "" {
 				log.Error("member left out of the ClusterSet", "member", c.Member, "reason", c.Error)
@@ -182,7 +182,7 @@ func translateWatch(ctx context.Context, opts translateOptions, stdout, stderr i
 
 // render prints the Envoy resources of opts.view when set, else the MCS
 // objects and Gateway API statuses of every member cluster.
-func render(off *controlplane.Offline, state *mcs.State, opts translateOptions) ([]byte, error) {
+func render(off *assemble.Assembler, state *mcs.State, opts translateOptions) ([]byte, error) {
 	if opts.view == nil {
 		return renderMCS(off, state, opts)
 	}
@@ -193,7 +193,7 @@ func render(off *controlplane.Offline, state *mcs.State, opts translateOptions) 
 	if !known {
 		return nil, fmt.Errorf("cluster %q is not a member of the ClusterSet (members: %v); a client there would get nothing", opts.view.Cluster, state.ClusterIDs())
 	}
-	if opts.view.Role == translate.RoleGatewayAPI && !slices.ContainsFunc(off.Views(0), func(v translate.View) bool { return v.String() == opts.view.String() }) {
+	if opts.view.Role == translate.RoleGatewayAPI && !slices.ContainsFunc(off.Views(), func(v translate.View) bool { return v.String() == opts.view.String() }) {
 		return nil, fmt.Errorf("cluster %s has no Gateway %s of an accepted eastwest GatewayClass with a valid listener; see its status in `xds translate --dir DIR`", opts.view.Cluster, opts.view.Gateway)
 	}
 	r := off.View(*opts.view)
@@ -212,7 +212,7 @@ func render(off *controlplane.Offline, state *mcs.State, opts translateOptions) 
 // renderMCS prints, per member cluster sorted by ID, the objects the merge
 // says it should hold, each document preceded by a comment naming the
 // cluster.
-func renderMCS(off *controlplane.Offline, state *mcs.State, opts translateOptions) ([]byte, error) {
+func renderMCS(off *assemble.Assembler, state *mcs.State, opts translateOptions) ([]byte, error) {
 	var b bytes.Buffer
 	for _, id := range state.ClusterIDs() {
 		if opts.cluster != "" && id != opts.cluster {

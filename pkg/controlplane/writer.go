@@ -1,20 +1,14 @@
 package controlplane
 
 import (
-	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
-	"maps"
-	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
-
-	"github.com/eastwest-dev/eastwest/internal/parallel"
+	"github.com/eastwest-dev/eastwest/pkg/assemble"
 	"github.com/eastwest-dev/eastwest/pkg/cache"
 	"github.com/eastwest-dev/eastwest/pkg/gateway"
 	"github.com/eastwest-dev/eastwest/pkg/mcs"
@@ -43,9 +37,6 @@ const (
 	DefaultLivenessTimeout = 2 * time.Minute
 )
 
-// roles are the views every member cluster gets.
-var roles = []translate.Role{translate.RoleClient, translate.RoleGateway}
-
 // WriterOptions configure a Writer.
 type WriterOptions struct {
 	// Holdoff is the quiet time that ends a batch; zero publishes every
@@ -72,22 +63,15 @@ type Writer struct {
 	opts    WriterOptions
 	log     *slog.Logger
 	metrics *metrics.Metrics
-	store   *mcs.Store
 	cache   *cache.Cache
 	in      chan batch
 
 	mu      sync.Mutex
 	sources map[string]*sourceState
 
-	// Owned by Run's goroutine.
-	views     []translate.View
-	published map[string]map[mcs.ServiceKey][]ref // view -> service -> published resources
-	clusters  map[string]map[string]bool          // view -> published cluster names
-	invalid   map[string]map[mcs.ServiceKey][]translate.Invalid
-	gwInvalid map[string][]translate.Invalid
-	gwSig     map[mcs.ServiceKey]string
-	imported  map[mcs.ServiceKey]bool
-	gen       uint64
+	// Owned by Run's goroutine: the assembler and the generation.
+	asm *assemble.Assembler
+	gen uint64
 
 	snap  atomic.Pointer[Snapshot]
 	ready atomic.Bool
@@ -98,18 +82,6 @@ type Writer struct {
 	owedSince atomic.Int64
 	now       func() time.Time
 
-	// translate is translate.ServiceWith; tests replace it to make
-	// resources fail validation.
-	translate func(*mcs.ServiceState, translate.View, translate.ServiceOptions) translate.Result
-
-	// gw holds every member's Gateway API objects; gwResults what
-	// gateway.Build made of them, by member; routesDirty the services
-	// whose mesh routes changed since the last publish.
-	gw          *gateway.Store
-	gwResults   map[string]gateway.Result
-	gwViews     map[string]bool                      // published gateway-api view names
-	gwRefSig    map[string]map[mcs.ServiceKey]string // member -> referenced service -> refSignature
-	routesDirty map[mcs.ServiceKey]bool
 	// onStatus, when set, is told the Gateway API statuses of members
 	// whose results were built again.
 	onStatus func(member string, statuses []gateway.Status)
@@ -129,8 +101,6 @@ func (w *Writer) OnPublish(fn func(state *mcs.State, services []mcs.ServiceKey, 
 // whose objects (or the services they reference) changed; it must not
 // block. Set it before Run.
 func (w *Writer) OnStatus(fn func(member string, statuses []gateway.Status)) { w.onStatus = fn }
-
-type ref struct{ typ, name string }
 
 type batch struct {
 	source   string
@@ -183,22 +153,9 @@ func NewWriter(opts WriterOptions, c *cache.Cache, m *metrics.Metrics, log *slog
 	}
 	w := &Writer{
 		opts: opts, log: log, metrics: m, cache: c, now: time.Now,
-		store:     mcs.NewStore(opts.Store),
-		in:        make(chan batch, 64),
-		sources:   map[string]*sourceState{},
-		published: map[string]map[mcs.ServiceKey][]ref{},
-		clusters:  map[string]map[string]bool{},
-		invalid:   map[string]map[mcs.ServiceKey][]translate.Invalid{},
-		gwInvalid: map[string][]translate.Invalid{},
-		gwSig:     map[mcs.ServiceKey]string{},
-		imported:  map[mcs.ServiceKey]bool{},
-		translate: translate.ServiceWith,
-		gw:        gateway.NewStore(),
-		gwResults: map[string]gateway.Result{},
-		gwViews:   map[string]bool{},
-		gwRefSig:  map[string]map[mcs.ServiceKey]string{},
-
-		routesDirty: map[mcs.ServiceKey]bool{},
+		in:      make(chan batch, 64),
+		sources: map[string]*sourceState{},
+		asm:     assemble.New(assemble.Options{GatewayPort: opts.GatewayPort, Store: opts.Store}),
 	}
 	w.snap.Store(&Snapshot{State: &mcs.State{}})
 	next := make(chan struct{})
@@ -342,7 +299,7 @@ func (w *Writer) Run(ctx context.Context) {
 
 func (w *Writer) receive(b batch) {
 	for _, ev := range b.events {
-		if err := apply(ev, w.store, w.gw); err != nil {
+		if err := w.asm.Apply(ev); err != nil {
 			w.log.Error("cannot apply source event", "source", b.source, "member", ev.Member, "op", ev.Op, "err", err)
 		}
 	}
@@ -356,528 +313,66 @@ func (w *Writer) receive(b batch) {
 	w.mu.Unlock()
 }
 
-// publish merges what the batch touched, translates it for every view and
-// applies it to the cache: new and changed resources cluster first, route
-// last (make before break), then deletions in the reverse order (break
-// after make).
+// publish flushes the assembler and publishes its Plan into the cache:
+// new and changed resources cluster first, route last (make before
+// break), then deletions in the reverse order (break after make), then
+// the views; and tells metrics, the snapshot and the callbacks.
 func (w *Writer) publish() {
 	start := time.Now()
-	ch := w.store.Flush()
+	w.asm.Merge()
 	mergeTook := time.Since(start)
 	w.metrics.Merged(mergeTook)
-	state := w.store.Snapshot()
 	start = time.Now()
-
-	// Gateway API: build again the members whose objects changed, or
-	// whose routes reference a service that changed.
-	rebuilt, gwBackends := w.buildGateways(state, ch)
-
-	keys := ch.Services
-	viewsChanged := ch.Clusters || len(rebuilt) > 0 && w.gatewayViewsChanged(state)
-	var viewNames []string
-	if viewsChanged {
-		w.views = w.views[:0]
-		for _, id := range state.ClusterIDs() {
-			for _, r := range roles {
-				w.views = append(w.views, translate.View{Cluster: id, Role: r, GatewayPort: w.opts.GatewayPort})
-			}
-		}
-		w.views = append(w.views, w.gatewayViews(state)...)
-		w.gwViews = map[string]bool{}
-		for _, v := range w.views {
-			viewNames = append(viewNames, v.String())
-			if v.Role == translate.RoleGatewayAPI {
-				w.gwViews[v.String()] = true
-			}
-		}
-		for name := range w.published {
-			if !slices.Contains(viewNames, name) {
-				delete(w.published, name)
-				delete(w.clusters, name)
-				delete(w.invalid, name)
-				delete(w.gwInvalid, name)
-			}
-		}
+	plan := w.asm.Flush()
+	if plan.Changes.Clusters {
+		w.metrics.Clusters(plan.State.Clusters)
 	}
-	if ch.Clusters {
-		// Every service may look different from a new view; and the
-		// services that went away with a member must go too.
-		keys = state.ServiceKeys()
-		for _, k := range ch.Services {
-			if state.Services.Get(k) == nil {
-				keys = append(keys, k)
-			}
-		}
-		w.metrics.Clusters(state.Clusters)
+	for _, sc := range plan.Services {
+		w.metrics.Service(sc.Key, sc.State, sc.ImportDelta)
 	}
-
-	sets := map[string]map[string][]cache.Resource{} // type -> view -> resources
-	dels := map[string]map[string][]string{}         // type -> view -> names
-	gatewayChanged := ch.Clusters
-	w.translateServices(state, keys, sets, dels)
-	for _, key := range keys {
-		st := state.Services.Get(key)
-		sig := gatewaySignature(st)
-		if w.gwSig[key] != sig {
-			gatewayChanged = true
-			if sig == "" {
-				delete(w.gwSig, key)
-			} else {
-				w.gwSig[key] = sig
-			}
-		}
-		has := st != nil && st.Import != nil
-		delta := 0
-		switch {
-		case has && !w.imported[key]:
-			delta, w.imported[key] = 1, true
-		case !has && w.imported[key]:
-			delta = -1
-			delete(w.imported, key)
-		}
-		w.metrics.Service(key, st, delta)
+	for _, inv := range plan.Invalid {
+		w.log.Warn("resource failed validation and is not published", "view", inv.View, "resource", inv.Error())
 	}
-	// Services with mesh routes go last, once every cluster their routes
-	// may name is known, and whenever anything changed: a route follows
-	// its backends being published or withdrawn.
-	if len(keys) > 0 || len(w.routesDirty) > 0 {
-		parents := w.meshParents()
-		for k := range w.routesDirty {
-			if !slices.Contains(parents, k) {
-				parents = append(parents, k) // its last route went away
-			}
+	updates := make([]cache.Update, 0, len(plan.Updates))
+	for _, u := range plan.Updates {
+		cu := cache.Update{View: u.View, Type: u.Type, Delete: u.Delete, Set: make([]cache.Resource, len(u.Set))}
+		for i, r := range u.Set {
+			cu.Set[i] = cache.Resource{Name: r.Name, Message: r.Message}
 		}
-		clear(w.routesDirty)
-		for _, key := range parents {
-			for _, v := range w.views {
-				if v.Role == translate.RoleClient {
-					w.translateService(v, key, state.Services.Get(key), sets, dels)
-				}
-			}
-		}
-	}
-	if gatewayChanged {
-		var services []*mcs.ServiceState
-		for key := range w.gwSig {
-			services = append(services, state.Services.Get(key))
-		}
-		for _, v := range w.views {
-			if v.Role != translate.RoleGateway {
-				continue
-			}
-			r := translate.Gateway(services, v, func(c string) bool { return w.clusters[v.String()][c] })
-			for _, res := range r.Resources {
-				add(sets, res.Type, v.String(), cache.Resource{Name: res.Name, Message: res.Message})
-			}
-			w.gwInvalid[v.String()] = r.Invalid
-		}
-	}
-	w.translateGateways(state, rebuilt, gwBackends, viewsChanged, sets, dels)
-
-	var updates []cache.Update
-	for _, typ := range translate.TypeOrder() {
-		for _, view := range slices.Sorted(maps.Keys(sets[typ])) {
-			updates = append(updates, cache.Update{View: view, Type: typ, Set: sets[typ][view]})
-		}
-	}
-	for _, typ := range slices.Backward(translate.TypeOrder()) {
-		for _, view := range slices.Sorted(maps.Keys(dels[typ])) {
-			updates = append(updates, cache.Update{View: view, Type: typ, Delete: dels[typ][view]})
-		}
+		updates = append(updates, cu)
 	}
 	if err := w.cache.Apply(updates); err != nil {
 		w.log.Error("cannot publish resources", "err", err)
 	}
-	if viewsChanged {
+	if plan.Views != nil {
 		// After the resources, so a new view's clients get them at once.
-		w.cache.SetViews(viewNames)
+		w.cache.SetViews(plan.Views)
 	}
 	w.metrics.Translated(time.Since(start))
 	if w.gen == 0 {
-		w.log.Info("first publish", "services", state.Services.Len(), "views", len(w.views),
+		w.log.Info("first publish", "services", plan.State.Services.Len(), "views", len(w.asm.Views()),
 			"merge", mergeTook.Round(time.Millisecond), "translate", time.Since(start).Round(time.Millisecond))
 	}
-	w.snapshot(state, !ch.Empty() || len(rebuilt) > 0 || len(gwBackends) > 0 || w.gen == 0)
-	if w.onPublish != nil && (!ch.Empty() || w.gen == 1) {
-		w.onPublish(state, ch.Services, ch.Clusters || w.gen == 1)
+	w.snapshot(plan.State, plan.Changed || w.gen == 0)
+	if w.onPublish != nil && (!plan.Changes.Empty() || w.gen == 1) {
+		w.onPublish(plan.State, plan.Changes.Services, plan.Changes.Clusters || w.gen == 1)
 	}
-	for _, m := range rebuilt {
-		w.metrics.GatewayStatuses(m, w.gwResults[m].Statuses)
+	gws := w.asm.Gateways()
+	for _, m := range plan.Rebuilt {
+		w.metrics.GatewayStatuses(m, gws[m].Statuses)
 		if w.onStatus != nil {
-			w.onStatus(m, w.gwResults[m].Statuses)
+			w.onStatus(m, gws[m].Statuses)
 		}
 	}
-}
-
-// buildGateways runs gateway.Build for the members that need it and
-// returns them: those whose Gateway API objects changed, and those whose
-// routes name a service whose shape (import, ports, affinity) changed. A
-// referenced service whose endpoints alone changed needs no build: it is
-// returned in backends, by member, and only its clusters are translated
-// again. A member's mesh parents, old and new, get their client routes
-// translated again.
-func (w *Writer) buildGateways(state *mcs.State, ch mcs.Changes) (rebuilt []string, backends map[string]map[mcs.ServiceKey]bool) {
-	dirty := map[string]bool{}
-	for _, m := range w.gw.TakeDirty() {
-		dirty[m] = true
-	}
-	backends = map[string]map[mcs.ServiceKey]bool{}
-	for m, r := range w.gwResults {
-		if ch.Clusters {
-			dirty[m] = true
-			continue
-		}
-		for _, k := range ch.Touched {
-			if !r.Refs[k] || dirty[m] {
-				continue
-			}
-			if w.refSignature(state, m, k) != w.gwRefSig[m][k] {
-				dirty[m] = true
-				continue
-			}
-			if backends[m] == nil {
-				backends[m] = map[mcs.ServiceKey]bool{}
-			}
-			backends[m][k] = true
-		}
-	}
-	for _, m := range slices.Sorted(maps.Keys(dirty)) {
-		delete(backends, m)
-		old := w.gwResults[m]
-		for k := range old.Mesh {
-			w.routesDirty[k] = true
-		}
-		in := w.gw.Inputs(m)
-		if in == nil {
-			delete(w.gwResults, m)
-			delete(w.gwRefSig, m)
-			rebuilt = append(rebuilt, m)
-			continue
-		}
-		r := gateway.Build(in, lookup{state: state, store: w.store, member: m})
-		for k := range r.Mesh {
-			w.routesDirty[k] = true
-		}
-		w.gwResults[m] = r
-		sigs := map[mcs.ServiceKey]string{}
-		for k := range r.Refs {
-			sigs[k] = w.refSignature(state, m, k)
-		}
-		w.gwRefSig[m] = sigs
-		rebuilt = append(rebuilt, m)
-	}
-	return rebuilt, backends
-}
-
-// refSignature is what gateway.Build reads of a service for a member: the
-// import's ports and affinity, and the member's own Service's. Endpoints
-// are not in it: they change the backends' clusters, not the routes.
-func (w *Writer) refSignature(state *mcs.State, member string, k mcs.ServiceKey) string {
-	var b strings.Builder
-	if st := state.Services.Get(k); st != nil && st.Import != nil {
-		fmt.Fprintf(&b, "import %s %s:", st.Import.Type, st.Import.SessionAffinity)
-		for _, p := range st.Import.Ports {
-			fmt.Fprintf(&b, " %s/%s/%d", p.Name, p.Protocol, p.Port)
-		}
-	}
-	if svc, _ := w.store.Local(member, k); svc != nil {
-		fmt.Fprintf(&b, "; local %s:", svc.SessionAffinity)
-		for _, p := range svc.Ports {
-			fmt.Fprintf(&b, " %s/%s/%d", p.Name, p.Protocol, p.Port)
-		}
-	}
-	return b.String()
-}
-
-// lookup is what gateway.Build reads: the ClusterSet's imports and the
-// member's own Services.
-type lookup struct {
-	state  *mcs.State
-	store  *mcs.Store
-	member string
-}
-
-func (l lookup) Import(k mcs.ServiceKey) *mcs.Import {
-	if st := l.state.Services.Get(k); st != nil {
-		return st.Import
-	}
-	return nil
-}
-
-func (l lookup) Service(k mcs.ServiceKey) *mcs.Service {
-	svc, _ := l.store.Local(l.member, k)
-	return svc
-}
-
-// clusterOf returns a member's cluster ID ("" while it is left out).
-func clusterOf(state *mcs.State, member string) mcs.ClusterID {
-	for _, c := range state.Clusters {
-		if c.Member == member {
-			return c.ID
-		}
-	}
-	return ""
-}
-
-// gatewayViews are the gateway-api views: one per Gateway eastwest
-// programs, in its member's cluster.
-func (w *Writer) gatewayViews(state *mcs.State) []translate.View {
-	var out []translate.View
-	for _, m := range slices.Sorted(maps.Keys(w.gwResults)) {
-		id := clusterOf(state, m)
-		if id == "" {
-			continue
-		}
-		for _, gw := range w.gwResults[m].Gateways {
-			out = append(out, translate.View{Cluster: id, Role: translate.RoleGatewayAPI, Gateway: translate.GatewayAPIView(gw.Key)})
-		}
-	}
-	return out
-}
-
-func (w *Writer) gatewayViewsChanged(state *mcs.State) bool {
-	now := w.gatewayViews(state)
-	if len(now) != len(w.gwViews) {
-		return true
-	}
-	for _, v := range now {
-		if !w.gwViews[v.String()] {
-			return true
-		}
-	}
-	return false
-}
-
-// translateGateways translates the Gateways of rebuilt members (all of
-// them when the views changed) into their views: each backend service's
-// clusters under that service, listeners, routes and certificates under
-// the zero key. For members in backends only those services' clusters
-// are translated again.
-func (w *Writer) translateGateways(state *mcs.State, rebuilt []string, backends map[string]map[mcs.ServiceKey]bool, all bool, sets map[string]map[string][]cache.Resource, dels map[string]map[string][]string) {
-	members := map[string]bool{}
-	for _, m := range rebuilt {
-		members[m] = true
-	}
-	if all {
-		for m := range w.gwResults {
-			members[m] = true
-		}
-	}
-	for m := range backends {
-		if !members[m] {
-			members[m] = false // backends only
-		}
-	}
-	for _, m := range slices.Sorted(maps.Keys(members)) {
-		id := clusterOf(state, m)
-		if id == "" {
-			continue
-		}
-		be := translate.Backends{State: state, Local: func(k mcs.ServiceKey) (*mcs.Service, []*mcs.Slice) { return w.store.Local(m, k) }}
-		full := members[m]
-		for _, gw := range w.gwResults[m].Gateways {
-			v := translate.View{Cluster: id, Role: translate.RoleGatewayAPI, Gateway: translate.GatewayAPIView(gw.Key)}
-			view := v.String()
-			var only func(mcs.ServiceKey) bool
-			if !full {
-				only = func(k mcs.ServiceKey) bool { return backends[m][k] }
-			}
-			parts := translate.GatewayBackends(gw, v, be, only)
-			for _, k := range slices.SortedFunc(maps.Keys(parts), mcs.ServiceKey.Compare) {
-				w.record(view, k, parts[k], sets, dels)
-			}
-			if !full {
-				continue
-			}
-			for k := range w.published[view] {
-				if _, ok := parts[k]; !ok && k != (mcs.ServiceKey{}) {
-					w.record(view, k, translate.Result{}, sets, dels) // no longer a backend
-				}
-			}
-			w.record(view, mcs.ServiceKey{}, translate.GatewayListeners(gw, v, be, func(c string) bool { return w.clusters[view][c] }), sets, dels)
-		}
-	}
-}
-
-// meshParents returns every service some member's mesh route attaches to.
-func (w *Writer) meshParents() []mcs.ServiceKey {
-	seen := map[mcs.ServiceKey]bool{}
-	for _, r := range w.gwResults {
-		for k := range r.Mesh {
-			seen[k] = true
-		}
-	}
-	return slices.SortedFunc(maps.Keys(seen), mcs.ServiceKey.Compare)
-}
-
-// parallelTranslate is the number of (service, view) translations from
-// which translateServices uses every core: a start-up with 10,000
-// services makes 60,000 of them, a change of one service a handful.
-const parallelTranslate = 256
-
-// translateServices translates the services for every member view and
-// records the results, in the order of keys then views. Translations are
-// pure and run on every core when there are many; recording (which
-// updates what each view has published) stays on this goroutine.
-func (w *Writer) translateServices(state *mcs.State, keys []mcs.ServiceKey, sets map[string]map[string][]cache.Resource, dels map[string]map[string][]string) {
-	type job struct {
-		v   translate.View
-		key mcs.ServiceKey
-		st  *mcs.ServiceState
-		r   translate.Result
-	}
-	var jobs []job
-	for _, key := range keys {
-		st := state.Services.Get(key)
-		for _, v := range w.views {
-			if v.Role != translate.RoleGatewayAPI {
-				jobs = append(jobs, job{v: v, key: key, st: st})
-			}
-		}
-	}
-	parallel.For(len(jobs), parallelTranslate, func(i int) {
-		j := &jobs[i]
-		j.r = w.translate(j.st, j.v, w.serviceOptions(j.v, j.st))
-	})
-	for _, j := range jobs {
-		w.record(j.v.String(), j.key, j.r, sets, dels)
-	}
-}
-
-// translateService translates one service for one view and records what to
-// set and delete. A resource that fails validation keeps its previous
-// version published.
-func (w *Writer) translateService(v translate.View, key mcs.ServiceKey, st *mcs.ServiceState, sets map[string]map[string][]cache.Resource, dels map[string]map[string][]string) {
-	w.record(v.String(), key, w.translate(st, v, w.serviceOptions(v, st)), sets, dels)
-}
-
-// record sets what a translation made in a view under a key (a service;
-// the zero key for a Gateway's view), and deletes what the key had and no
-// longer has. A resource that fails validation keeps its previous version.
-func (w *Writer) record(view string, key mcs.ServiceKey, r translate.Result, sets map[string]map[string][]cache.Resource, dels map[string]map[string][]string) {
-	keep := map[ref]bool{}
-	var refs []ref
-	for _, res := range r.Resources {
-		rf := ref{res.Type, res.Name}
-		keep[rf] = true
-		refs = append(refs, rf)
-		add(sets, res.Type, view, cache.Resource{Name: res.Name, Message: res.Message})
-	}
-	for _, inv := range r.Invalid {
-		keep[ref{inv.Type, inv.Name}] = true
-	}
-	if w.published[view] == nil {
-		w.published[view] = map[mcs.ServiceKey][]ref{}
-		w.clusters[view] = map[string]bool{}
-		w.invalid[view] = map[mcs.ServiceKey][]translate.Invalid{}
-	}
-	for _, old := range w.published[view][key] {
-		switch {
-		case !keep[old]:
-			if dels[old.typ] == nil {
-				dels[old.typ] = map[string][]string{}
-			}
-			dels[old.typ][view] = append(dels[old.typ][view], old.name)
-			if old.typ == resourcev3.ClusterType {
-				delete(w.clusters[view], old.name)
-			}
-		case !slices.Contains(refs, old):
-			refs = append(refs, old) // invalid now: its previous version stays
-		}
-	}
-	for _, rf := range refs {
-		if rf.typ == resourcev3.ClusterType {
-			w.clusters[view][rf.name] = true
-		}
-	}
-	if len(refs) == 0 {
-		delete(w.published[view], key)
-	} else {
-		w.published[view][key] = refs
-	}
-	if len(r.Invalid) == 0 {
-		delete(w.invalid[view], key)
-	} else {
-		w.invalid[view][key] = r.Invalid
-		for _, inv := range r.Invalid {
-			w.log.Warn("resource failed validation and is not published", "view", view, "resource", inv.Error())
-		}
-	}
-}
-
-// serviceOptions gives a service's translation its mesh routes in the
-// view's member cluster, and what the view serves.
-func (w *Writer) serviceOptions(v translate.View, st *mcs.ServiceState) translate.ServiceOptions {
-	if v.Role != translate.RoleClient || st == nil {
-		return translate.ServiceOptions{}
-	}
-	state := w.store.Snapshot()
-	member := ""
-	for _, c := range state.Clusters {
-		if c.ID == v.Cluster {
-			member = c.Member
-		}
-	}
-	view := v.String()
-	return translate.ServiceOptions{
-		Routes: func(port int32) []*gateway.RouteRule {
-			return gateway.MeshRules(w.gwResults[member].Mesh[st.Key], port)
-		},
-		Published: func(c string) bool { return w.clusters[view][c] },
-		Import: func(k mcs.ServiceKey) *mcs.Import {
-			if s := state.Services.Get(k); s != nil {
-				return s.Import
-			}
-			return nil
-		},
-	}
-}
-
-func add(sets map[string]map[string][]cache.Resource, typ, view string, r cache.Resource) {
-	if sets[typ] == nil {
-		sets[typ] = map[string][]cache.Resource{}
-	}
-	sets[typ][view] = append(sets[typ][view], r)
-}
-
-// gatewaySignature changes when a service's gateway routes would: its
-// TCP ports come or go.
-func gatewaySignature(st *mcs.ServiceState) string {
-	if st == nil || st.Import == nil {
-		return ""
-	}
-	var b strings.Builder
-	for _, p := range st.Import.Ports {
-		if p.Protocol == "TCP" {
-			b.WriteString(translate.HostPort(st.Key, p.Port))
-			b.WriteByte(',')
-		}
-	}
-	return b.String()
 }
 
 func (w *Writer) snapshot(state *mcs.State, changed bool) {
 	if changed {
 		w.gen++
 	}
-	invalid := map[string][]translate.Invalid{}
+	invalid := w.asm.Invalid()
 	counts := map[string]int{}
-	for view, bySvc := range w.invalid {
-		for _, list := range bySvc {
-			invalid[view] = append(invalid[view], list...)
-		}
-	}
-	for view, list := range w.gwInvalid {
-		invalid[view] = append(invalid[view], list...)
-	}
-	for view, list := range invalid {
-		if len(list) == 0 {
-			delete(invalid, view)
-			continue
-		}
-		slices.SortFunc(list, func(a, b translate.Invalid) int {
-			return cmp.Or(cmp.Compare(a.Type, b.Type), cmp.Compare(a.Name, b.Name))
-		})
+	for _, list := range invalid {
 		for _, inv := range list {
 			counts[inv.Type]++
 		}
@@ -895,7 +390,7 @@ func (w *Writer) snapshot(state *mcs.State, changed bool) {
 	w.mu.Unlock()
 	w.metrics.SourceProblems(len(probs))
 	gws := map[string]GatewayAPI{}
-	for m, r := range w.gwResults {
+	for m, r := range w.asm.Gateways() {
 		gws[m] = GatewayAPI{Statuses: r.Statuses, RouteRefs: r.RouteRefs}
 	}
 	defer func() {
@@ -907,7 +402,7 @@ func (w *Writer) snapshot(state *mcs.State, changed bool) {
 		Generation:  w.gen,
 		PublishedAt: time.Now(),
 		State:       state,
-		Views:       slices.Clone(w.views),
+		Views:       w.asm.Views(),
 		Invalid:     invalid,
 		Problems:    probs,
 		Sources:     srcs,

@@ -107,7 +107,7 @@ func TestWriterKeepsLastGoodVersion(t *testing.T) {
 	}
 
 	broken := errors.New("injected: fails validation")
-	h.w.translate = func(st *mcs.ServiceState, v translate.View, o translate.ServiceOptions) translate.Result {
+	h.w.asm.SetTranslator(func(st *mcs.ServiceState, v translate.View, o translate.ServiceOptions) translate.Result {
 		r := translate.ServiceWith(st, v, o)
 		var kept []translate.Resource
 		for _, res := range r.Resources {
@@ -119,7 +119,7 @@ func TestWriterKeepsLastGoodVersion(t *testing.T) {
 		}
 		r.Resources = kept
 		return r
-	}
+	})
 	// The Service changes (a new appProtocol): the new cluster is invalid.
 	svc := exportedService(80)[1].Object.(*corev1.Service)
 	svc.Spec.Ports[0].AppProtocol = ptr("kubernetes.io/h2c")
@@ -136,7 +136,7 @@ func TestWriterKeepsLastGoodVersion(t *testing.T) {
 		t.Errorf("eastwest_xds_rejected_resources{type=Cluster} = %v, want 2", got)
 	}
 
-	h.w.translate = translate.ServiceWith
+	h.w.asm.SetTranslator(nil)
 	svc.Spec.Ports[0].AppProtocol = ptr("grpc")
 	snap = h.publish("east", up(svc))
 	if len(snap.Invalid) != 0 {

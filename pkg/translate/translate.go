@@ -217,48 +217,6 @@ func Gateway(services []*mcs.ServiceState, v View, published func(cluster string
 	return r
 }
 
-// All returns every resource of a view for a whole state, as a client of
-// that view would get it: the offline `xds translate` output.
-func All(state *mcs.State, v View) Result { return AllWith(state, v, nil) }
-
-// AllWith is All with per-service options (mesh routes): services whose
-// options carry routes are translated once every cluster is known, as the
-// Writer does.
-func AllWith(state *mcs.State, v View, opts func(*mcs.ServiceState) ServiceOptions) Result {
-	var r Result
-	var services []*mcs.ServiceState
-	published := map[string]bool{}
-	results := map[mcs.ServiceKey]Result{}
-	keys := state.ServiceKeys()
-	for _, key := range keys {
-		st := state.Services.Get(key)
-		sr := Service(st, v)
-		results[key] = sr
-		for _, res := range sr.Resources {
-			if res.Type == resourcev3.ClusterType {
-				published[res.Name] = true
-			}
-		}
-		services = append(services, st)
-	}
-	for _, key := range keys {
-		st := state.Services.Get(key)
-		if opts != nil {
-			if o := opts(st); o.Routes != nil {
-				o.Published = func(c string) bool { return published[c] }
-				results[key] = ServiceWith(st, v, o)
-			}
-		}
-		r.Resources = append(r.Resources, results[key].Resources...)
-		r.Invalid = append(r.Invalid, results[key].Invalid...)
-	}
-	gr := Gateway(services, v, func(c string) bool { return published[c] })
-	r.Resources = append(r.Resources, gr.Resources...)
-	r.Invalid = append(r.Invalid, gr.Invalid...)
-	r.sort()
-	return r
-}
-
 // add validates a resource and keeps it, or records why not.
 func (r *Result) add(v View, typ, name string, m proto.Message) bool {
 	if err := Validate(m, v.Role); err != nil {

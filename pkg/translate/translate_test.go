@@ -13,7 +13,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/eastwest-dev/eastwest/internal/golden"
-	"github.com/eastwest-dev/eastwest/pkg/controlplane"
+	"github.com/eastwest-dev/eastwest/pkg/assemble"
 	"github.com/eastwest-dev/eastwest/pkg/mcs"
 	"github.com/eastwest-dev/eastwest/pkg/mcs/source"
 	"github.com/eastwest-dev/eastwest/pkg/translate"
@@ -22,7 +22,7 @@ import (
 
 // load runs a ClusterSet folder through the pipeline serve runs (sources'
 // decoding, MCS merge, Gateway API build), without clients.
-func load(t *testing.T, dir string) (*controlplane.Offline, *mcs.State) {
+func load(t *testing.T, dir string) (*assemble.Assembler, *mcs.State) {
 	t.Helper()
 	evs, probs, err := source.NewDir(dir, slog.New(slog.NewTextHandler(io.Discard, nil))).Scan()
 	if err != nil {
@@ -31,13 +31,13 @@ func load(t *testing.T, dir string) (*controlplane.Offline, *mcs.State) {
 	if len(probs) > 0 {
 		t.Fatalf("problems in %s: %v", dir, probs)
 	}
-	off := controlplane.NewOffline(mcs.Options{})
+	off := assemble.New(assemble.Options{})
 	for _, ev := range evs {
 		if err := off.Apply(ev); err != nil {
 			t.Fatal(err)
 		}
 	}
-	return off, off.Flush()
+	return off, off.Flush().State
 }
 
 // TestTranslateGolden translates every testdata/<case>.in ClusterSet folder
@@ -55,7 +55,7 @@ func TestTranslateGolden(t *testing.T) {
 	}
 	for name, dir := range cases {
 		off, state := load(t, dir)
-		for _, v := range off.Views(0) {
+		for _, v := range off.Views() {
 			t.Run(fmt.Sprintf("%s/%s", name, v), func(t *testing.T) {
 				r := off.View(v)
 				for _, inv := range r.Invalid {

@@ -1,0 +1,196 @@
+package assemble_test
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/eastwest-dev/eastwest/pkg/assemble"
+	"github.com/eastwest-dev/eastwest/pkg/mcs/source"
+	"github.com/eastwest-dev/eastwest/pkg/translate"
+)
+
+// inputs lists every file of the golden ClusterSet folders and the demo,
+// as "case", member and file paths.
+type inputFile struct{ member, path string }
+
+func goldenCases(t *testing.T) map[string][]inputFile {
+	t.Helper()
+	dirs, _ := filepath.Glob("../translate/testdata/*.in")
+	dirs = append(dirs, "../../examples/clusterset")
+	out := map[string][]inputFile{}
+	for _, d := range dirs {
+		files, _ := filepath.Glob(filepath.Join(d, "*", "*.yaml"))
+		name := strings.TrimSuffix(filepath.Base(d), ".in")
+		for _, f := range files {
+			out[name] = append(out[name], inputFile{member: filepath.Base(filepath.Dir(f)), path: f})
+		}
+	}
+	return out
+}
+
+// folder is a ClusterSet folder a test fills file by file.
+type folder struct {
+	t   *testing.T
+	dir string
+	src *source.Dir
+	asm *assemble.Assembler
+}
+
+func newFolder(t *testing.T) *folder {
+	dir := t.TempDir()
+	return &folder{t: t, dir: dir, src: source.NewDir(dir, slog.New(slog.NewTextHandler(io.Discard, nil))), asm: assemble.New(assemble.Options{})}
+}
+
+func (f *folder) put(in inputFile) {
+	f.t.Helper()
+	b, err := os.ReadFile(in.path)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	dst := filepath.Join(f.dir, in.member, filepath.Base(in.path))
+	if err := os.MkdirAll(filepath.Dir(dst), 0o750); err != nil {
+		f.t.Fatal(err)
+	}
+	if err := os.WriteFile(dst, b, 0o600); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+func (f *folder) remove(in inputFile) {
+	f.t.Helper()
+	if err := os.Remove(filepath.Join(f.dir, in.member, filepath.Base(in.path))); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+// step scans the folder and applies what changed to the incremental
+// assembler.
+func (f *folder) step() {
+	f.t.Helper()
+	evs, _, err := f.src.Scan()
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	for _, ev := range evs {
+		_ = f.asm.Apply(ev) // invalid inputs are reported, as serve does
+	}
+	f.asm.Flush()
+}
+
+// fromScratch assembles the folder as it is now with a new assembler.
+func fromScratch(t *testing.T, dir string) *assemble.Assembler {
+	t.Helper()
+	evs, _, err := source.NewDir(dir, slog.New(slog.NewTextHandler(io.Discard, nil))).Scan()
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := assemble.New(assemble.Options{})
+	for _, ev := range evs {
+		_ = a.Apply(ev)
+	}
+	a.Flush()
+	return a
+}
+
+// same reports how two assemblers' views differ ("" when they do not).
+func same(inc, fresh *assemble.Assembler) string {
+	iv, fv := inc.Views(), fresh.Views()
+	if !slices.Equal(viewNames(iv), viewNames(fv)) {
+		return fmt.Sprintf("views %v, from scratch %v", viewNames(iv), viewNames(fv))
+	}
+	for _, v := range fv {
+		a, b := inc.View(v), fresh.View(v)
+		if len(a.Resources) != len(b.Resources) {
+			return fmt.Sprintf("%s: %d resources, from scratch %d", v, len(a.Resources), len(b.Resources))
+		}
+		for i := range a.Resources {
+			x, y := a.Resources[i], b.Resources[i]
+			if x.Type != y.Type || x.Name != y.Name || !proto.Equal(x.Message, y.Message) {
+				return fmt.Sprintf("%s: %s %s differs from scratch's %s %s", v, x.Type, x.Name, y.Type, y.Name)
+			}
+		}
+		if len(a.Invalid) != len(b.Invalid) {
+			return fmt.Sprintf("%s: %d invalid, from scratch %d", v, len(a.Invalid), len(b.Invalid))
+		}
+	}
+	return ""
+}
+
+func viewNames(vs []translate.View) []string {
+	out := make([]string, len(vs))
+	for i, v := range vs {
+		out[i] = v.String()
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Incremental equals from scratch: every golden input and the demo, built
+// up one file at a time and torn down one file at a time, gives after
+// each step exactly the views a new assembler gives for the folder as it
+// is then.
+func TestIncrementalEqualsFromScratch(t *testing.T) {
+	for name, files := range goldenCases(t) {
+		t.Run(name, func(t *testing.T) {
+			f := newFolder(t)
+			for i, in := range files {
+				f.put(in)
+				f.step()
+				if d := same(f.asm, fromScratch(t, f.dir)); d != "" {
+					t.Fatalf("after adding %d of %d files (%s/%s): %s", i+1, len(files), in.member, filepath.Base(in.path), d)
+				}
+			}
+			for i, in := range files {
+				f.remove(in)
+				f.step()
+				if d := same(f.asm, fromScratch(t, f.dir)); d != "" {
+					t.Fatalf("after removing %d of %d files (%s/%s): %s", i+1, len(files), in.member, filepath.Base(in.path), d)
+				}
+			}
+		})
+	}
+}
+
+// Random sequences of adding and removing the golden files, several at a
+// time, keep the incremental views equal to a fresh build's.
+func TestRandomSequencesEqualFromScratch(t *testing.T) {
+	var all []inputFile
+	for name, files := range goldenCases(t) {
+		for _, f := range files {
+			// Members of different cases must not collide: prefix them.
+			all = append(all, inputFile{member: name + "-" + f.member, path: f.path})
+		}
+	}
+	slices.SortFunc(all, func(a, b inputFile) int { return strings.Compare(a.member+a.path, b.member+b.path) })
+	for seed := range uint64(4) {
+		t.Run(fmt.Sprint("seed-", seed), func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(seed, 7))
+			f := newFolder(t)
+			present := map[int]bool{}
+			for step := range 25 {
+				for range 1 + rng.IntN(4) {
+					i := rng.IntN(len(all))
+					if present[i] {
+						f.remove(all[i])
+					} else {
+						f.put(all[i])
+					}
+					present[i] = !present[i]
+				}
+				f.step()
+				if d := same(f.asm, fromScratch(t, f.dir)); d != "" {
+					t.Fatalf("step %d: %s", step, d)
+				}
+			}
+		})
+	}
+}
