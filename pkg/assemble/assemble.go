@@ -74,6 +74,10 @@ type Plan struct {
 	// Invalid are the resources that failed validation in this Flush
 	// (their previous versions, if any, stay published).
 	Invalid []ViewInvalid
+	// Translated counts the resources this Flush translated (valid or
+	// not): what a change cost, before the cache skips what did not
+	// change.
+	Translated int
 }
 
 // Assembler turns source events into Plans. It is used by one goroutine.
@@ -89,6 +93,9 @@ type Assembler struct {
 	gwInvalid map[string][]translate.Invalid
 	gwSig     map[mcs.ServiceKey]string
 	imported  map[mcs.ServiceKey]bool
+	// shape is each service's shapeSignature as last translated: a
+	// change that leaves it alone changes endpoints only.
+	shape map[mcs.ServiceKey]string
 
 	// translate is translate.ServiceWith; tests replace it to make
 	// resources fail validation.
@@ -126,6 +133,7 @@ func New(opts Options) *Assembler {
 		gwInvalid:   map[string][]translate.Invalid{},
 		gwSig:       map[mcs.ServiceKey]string{},
 		imported:    map[mcs.ServiceKey]bool{},
+		shape:       map[mcs.ServiceKey]string{},
 		translate:   translate.ServiceWith,
 		gwResults:   map[string]gateway.Result{},
 		gwViews:     map[string]bool{},
@@ -322,7 +330,25 @@ func (a *Assembler) flush() {
 	sets := map[string]map[string][]translate.Resource{} // type -> view -> resources
 	dels := map[string]map[string][]string{}             // type -> view -> names
 	gatewayChanged := ch.Clusters
-	a.translateServices(state, keys, sets, dels)
+	// Change classes: a service whose shape (ports, type, affinity) did
+	// not change changed its endpoints only, and only its
+	// ClusterLoadAssignments are translated again.
+	endpointsOnly := map[mcs.ServiceKey]bool{}
+	shapeChanged := false
+	for _, key := range keys {
+		sig := shapeSignature(state.Services.Get(key))
+		if !ch.Clusters && sig != "" && a.shape[key] == sig {
+			endpointsOnly[key] = true
+		} else {
+			shapeChanged = true
+		}
+		if sig == "" {
+			delete(a.shape, key)
+		} else {
+			a.shape[key] = sig
+		}
+	}
+	a.translateServices(state, keys, endpointsOnly, sets, dels)
 	for _, key := range keys {
 		st := state.Services.Get(key)
 		sig := gatewaySignature(st)
@@ -348,7 +374,7 @@ func (a *Assembler) flush() {
 	// Services with mesh routes go last, once every cluster their routes
 	// may name is known, and whenever anything changed: a route follows
 	// its backends being published or withdrawn.
-	if len(keys) > 0 || len(a.routesDirty) > 0 {
+	if shapeChanged || len(a.routesDirty) > 0 {
 		parents := a.meshParents()
 		for k := range a.routesDirty {
 			if !slices.Contains(parents, k) {
@@ -613,28 +639,37 @@ const parallelTranslate = 256
 // records the results, in the order of keys then views. Translations are
 // pure and run on every core when there are many; recording (which
 // updates what each view has published) stays on this goroutine.
-func (a *Assembler) translateServices(state *mcs.State, keys []mcs.ServiceKey, sets map[string]map[string][]translate.Resource, dels map[string]map[string][]string) {
+func (a *Assembler) translateServices(state *mcs.State, keys []mcs.ServiceKey, endpointsOnly map[mcs.ServiceKey]bool, sets map[string]map[string][]translate.Resource, dels map[string]map[string][]string) {
 	type job struct {
-		v   translate.View
-		key mcs.ServiceKey
-		st  *mcs.ServiceState
-		r   translate.Result
+		v         translate.View
+		key       mcs.ServiceKey
+		st        *mcs.ServiceState
+		endpoints bool
+		r         translate.Result
 	}
 	var jobs []job
 	for _, key := range keys {
 		st := state.Services.Get(key)
 		for _, v := range a.views {
 			if v.Role != translate.RoleGatewayAPI {
-				jobs = append(jobs, job{v: v, key: key, st: st})
+				jobs = append(jobs, job{v: v, key: key, st: st, endpoints: endpointsOnly[key]})
 			}
 		}
 	}
 	parallel.For(len(jobs), parallelTranslate, func(i int) {
 		j := &jobs[i]
-		j.r = a.translate(j.st, j.v, a.serviceOptions(j.v, j.st))
+		if j.endpoints {
+			j.r = translate.ServiceEndpoints(j.st, j.v)
+		} else {
+			j.r = a.translate(j.st, j.v, a.serviceOptions(j.v, j.st))
+		}
 	})
 	for _, j := range jobs {
-		a.record(j.v.String(), j.key, j.r, sets, dels)
+		if j.endpoints {
+			a.recordOnly(j.v.String(), j.key, j.r, resourcev3.EndpointType, sets, dels)
+		} else {
+			a.record(j.v.String(), j.key, j.r, sets, dels)
+		}
 	}
 }
 
@@ -649,6 +684,14 @@ func (a *Assembler) translateService(v translate.View, key mcs.ServiceKey, st *m
 // the zero key for a Gateway's view), and deletes what the key had and no
 // longer has. A resource that fails validation keeps its previous version.
 func (a *Assembler) record(view string, key mcs.ServiceKey, r translate.Result, sets map[string]map[string][]translate.Resource, dels map[string]map[string][]string) {
+	a.recordOnly(view, key, r, "", sets, dels)
+}
+
+// recordOnly is record for a translation of one type only (an
+// endpoint-only change): the key's resources of other types, and their
+// validation failures, stay as they are. only "" records every type.
+func (a *Assembler) recordOnly(view string, key mcs.ServiceKey, r translate.Result, only string, sets map[string]map[string][]translate.Resource, dels map[string]map[string][]string) {
+	a.plan.Translated += len(r.Resources) + len(r.Invalid)
 	keep := map[ref]bool{}
 	var refs []ref
 	for _, res := range r.Resources {
@@ -667,6 +710,8 @@ func (a *Assembler) record(view string, key mcs.ServiceKey, r translate.Result, 
 	}
 	for _, old := range a.published[view][key] {
 		switch {
+		case only != "" && old.typ != only:
+			refs = append(refs, old) // not translated: stays as it is
 		case !keep[old]:
 			if dels[old.typ] == nil {
 				dels[old.typ] = map[string][]string{}
@@ -689,10 +734,18 @@ func (a *Assembler) record(view string, key mcs.ServiceKey, r translate.Result, 
 	} else {
 		a.published[view][key] = refs
 	}
-	if len(r.Invalid) == 0 {
+	invalid := r.Invalid
+	if only != "" {
+		for _, inv := range a.invalid[view][key] {
+			if inv.Type != only {
+				invalid = append(invalid, inv)
+			}
+		}
+	}
+	if len(invalid) == 0 {
 		delete(a.invalid[view], key)
 	} else {
-		a.invalid[view][key] = r.Invalid
+		a.invalid[view][key] = invalid
 		for _, inv := range r.Invalid {
 			a.plan.Invalid = append(a.plan.Invalid, ViewInvalid{View: view, Invalid: inv})
 		}
@@ -732,6 +785,25 @@ func add(sets map[string]map[string][]translate.Resource, typ, view string, r tr
 		sets[typ] = map[string][]translate.Resource{}
 	}
 	sets[typ][view] = append(sets[typ][view], r)
+}
+
+// shapeSignature is what a service's clusters, listeners and routes are
+// made of besides its endpoints: the import's type, affinity and ports.
+// Empty for a service without an import.
+func shapeSignature(st *mcs.ServiceState) string {
+	if st == nil || st.Import == nil {
+		return ""
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s %s:", st.Import.Type, st.Import.SessionAffinity)
+	for _, p := range st.Import.Ports {
+		app := ""
+		if p.AppProtocol != nil {
+			app = *p.AppProtocol
+		}
+		fmt.Fprintf(&b, " %s/%s/%d/%s", p.Name, p.Protocol, p.Port, app)
+	}
+	return b.String()
 }
 
 // gatewaySignature changes when a service's gateway routes would: its

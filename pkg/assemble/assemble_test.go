@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/eastwest-dev/eastwest/pkg/assemble"
@@ -192,5 +193,56 @@ func TestRandomSequencesEqualFromScratch(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// Change classes: after one EndpointSlice change, the Flush translates
+// exactly that service's ClusterLoadAssignments, one per view and TCP
+// port, and its Plan updates endpoints only.
+func TestEndpointChangeTranslatesEndpointsOnly(t *testing.T) {
+	f := newFolder(t)
+	for _, in := range goldenCases(t)["clusterset"] {
+		f.put(in)
+	}
+	f.step()
+	// cart in east: two ports (http, grpc); its slice gets a third pod.
+	cart := filepath.Join(f.dir, "east", "cart.yaml")
+	b, err := os.ReadFile(cart)
+	if err != nil {
+		t.Fatal(err)
+	}
+	edited := strings.Replace(string(b), `- addresses: ["10.1.1.12"]`, "- addresses: [\"10.1.1.13\"]\n  conditions: {ready: true}\n- addresses: [\"10.1.1.12\"]", 1)
+	if edited == string(b) {
+		t.Fatal("the demo's cart slice changed; update the test")
+	}
+	if err := os.WriteFile(cart, []byte(edited), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	evs, _, err := f.src.Scan()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ev := range evs {
+		_ = f.asm.Apply(ev)
+	}
+	plan := f.asm.Flush()
+	views := 0
+	for _, v := range f.asm.Views() {
+		if v.Role != translate.RoleGatewayAPI {
+			views++
+		}
+	}
+	// The Gateway shop/public routes /cart to cart: its view's cart
+	// backend is translated again too (cluster and endpoints).
+	if want := views*2 + 2; plan.Translated != want {
+		t.Errorf("translated %d resources, want %d (2 ports x %d views, and the Gateway's cart backend)", plan.Translated, want, views)
+	}
+	for _, u := range plan.Updates {
+		if u.Type != resourcev3.EndpointType && !strings.Contains(u.View, "gateway-api") {
+			t.Errorf("an endpoint change updated %s in %s", u.Type, u.View)
+		}
+	}
+	if d := same(f.asm, fromScratch(t, f.dir)); d != "" {
+		t.Errorf("after the endpoint change: %s", d)
 	}
 }

@@ -158,6 +158,27 @@ func ServiceWith(st *mcs.ServiceState, v View, o ServiceOptions) Result {
 	return r
 }
 
+// ServiceEndpoints returns only the ClusterLoadAssignments of a service
+// for a view: what an endpoint-only change (an EndpointSlice, a member's
+// readiness) makes new. Their clusters, listeners and routes are the ones
+// ServiceWith made for the same shape (ports, type, affinity).
+func ServiceEndpoints(st *mcs.ServiceState, v View) Result {
+	var r Result
+	if st == nil || st.Import == nil {
+		return r
+	}
+	for i := range st.Import.Ports {
+		p := &st.Import.Ports[i]
+		if p.Protocol != corev1.ProtocolTCP {
+			continue
+		}
+		name := ClusterName(st.Key, p.Port)
+		r.add(v, resourcev3.EndpointType, name, loadAssignment(name, st, p, v.Cluster))
+	}
+	r.sort()
+	return r
+}
+
 // Gateway returns a gateway view's HTTP listener and the route
 // configuration that sends <svc>.<ns>.svc.clusterset.local[:port] to the
 // port's cluster, for the given services (any order). Ports whose cluster
