@@ -1,0 +1,83 @@
+package assemble_test
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	mcsv1b1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
+
+	"github.com/eastwest-dev/eastwest/pkg/assemble"
+	"github.com/eastwest-dev/eastwest/pkg/cache"
+	"github.com/eastwest-dev/eastwest/pkg/controlplane"
+	"github.com/eastwest-dev/eastwest/pkg/mcs"
+)
+
+func benchSlice(member, svc string, m, gen int) *discoveryv1.EndpointSlice {
+	es := &discoveryv1.EndpointSlice{
+		ObjectMeta:  metav1.ObjectMeta{Namespace: "ns", Name: svc + "-" + member, Labels: map[string]string{discoveryv1.LabelServiceName: svc}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Ports:       []discoveryv1.EndpointPort{{Name: ptr.To("http"), Port: ptr.To(int32(8080)), Protocol: ptr.To(corev1.ProtocolTCP)}},
+	}
+	for e := range 10 {
+		es.Endpoints = append(es.Endpoints, discoveryv1.Endpoint{Addresses: []string{fmt.Sprintf("10.%d.%d.%d", m, gen%250, e+1)}, Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)}})
+	}
+	return es
+}
+
+// BenchmarkPublish is the cost of one EndpointSlice change once the
+// ClusterSet is served: flush the assembler and apply its Plan to the
+// cache, at 3 members x {1,000, 10,000, 100,000} services x 10 endpoints,
+// every service exported from every member (6 views). The 100,000
+// figure must stay close to the 1,000 one: a change costs what it
+// changes, not the ClusterSet.
+//
+//	go test -run '^$' -bench BenchmarkPublish -benchmem ./pkg/assemble
+func BenchmarkPublish(b *testing.B) {
+	for _, n := range []int{1_000, 10_000, 100_000} {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			a := assemble.New(assemble.Options{})
+			c := cache.New(controlplane.NodeView)
+			publish := func(p assemble.Plan) {
+				updates := make([]cache.Update, 0, len(p.Updates))
+				for _, u := range p.Updates {
+					cu := cache.Update{View: u.View, Type: u.Type, Delete: u.Delete}
+					for _, r := range u.Set {
+						cu.Set = append(cu.Set, cache.Resource{Name: r.Name, Message: r.Message})
+					}
+					updates = append(updates, cu)
+				}
+				if err := c.Apply(updates); err != nil {
+					b.Fatal(err)
+				}
+				if p.Views != nil {
+					c.SetViews(p.Views)
+				}
+			}
+			for m := range 3 {
+				member := fmt.Sprint("m", m)
+				_ = a.Apply(mcs.Event{Member: member, Op: mcs.OpJoin})
+				_ = a.Apply(mcs.Event{Member: member, Op: mcs.OpUpsert, Object: &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "ns"}}})
+				for i := range n {
+					svc := fmt.Sprint("s", i)
+					_ = a.Apply(mcs.Event{Member: member, Op: mcs.OpUpsert, Object: &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: svc},
+						Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "http", Port: 80, Protocol: corev1.ProtocolTCP}}}}})
+					_ = a.Apply(mcs.Event{Member: member, Op: mcs.OpUpsert, Object: &mcsv1b1.ServiceExport{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: svc, CreationTimestamp: metav1.NewTime(time.Unix(1, 0))}}})
+					_ = a.Apply(mcs.Event{Member: member, Op: mcs.OpUpsert, Object: benchSlice(member, svc, m, 0)})
+				}
+			}
+			publish(a.Flush())
+			gen := 0
+			b.ReportAllocs()
+			for b.Loop() {
+				gen++
+				_ = a.Apply(mcs.Event{Member: "m1", Op: mcs.OpUpsert, Object: benchSlice("m1", "s7", 1, gen)})
+				publish(a.Flush())
+			}
+		})
+	}
+}
