@@ -1,5 +1,3 @@
-// Package crds embeds the CustomResourceDefinitions eastwest ships that
-// upstream modules do not: the About API's ClusterProperty.
 package crds
 
 import _ "embed" // for go:embed

@@ -1,5 +1,3 @@
-// Package kubernetes holds the Kubernetes manifests eastwest ships: the
-// RBAC a member cluster grants and the control plane's Deployment.
 package kubernetes
 
 import (
