@@ -14,7 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/eastwest-dev/eastwest/pkg/mcs"
-	"github.com/eastwest-dev/eastwest/pkg/mcs/source"
+	"github.com/eastwest-dev/eastwest/pkg/source"
 	"github.com/eastwest-dev/eastwest/test/kube"
 )
 
