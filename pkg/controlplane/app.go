@@ -16,8 +16,8 @@ import (
 	"github.com/eastwest-dev/eastwest/internal/ratelog"
 	"github.com/eastwest-dev/eastwest/pkg/cache"
 	"github.com/eastwest-dev/eastwest/pkg/mcs"
-	"github.com/eastwest-dev/eastwest/pkg/source"
 	"github.com/eastwest-dev/eastwest/pkg/metrics"
+	"github.com/eastwest-dev/eastwest/pkg/source"
 	"github.com/eastwest-dev/eastwest/pkg/translate"
 	"github.com/eastwest-dev/eastwest/pkg/writeback"
 )

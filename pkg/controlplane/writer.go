@@ -12,8 +12,8 @@ import (
 	"github.com/eastwest-dev/eastwest/pkg/cache"
 	"github.com/eastwest-dev/eastwest/pkg/gateway"
 	"github.com/eastwest-dev/eastwest/pkg/mcs"
-	"github.com/eastwest-dev/eastwest/pkg/source"
 	"github.com/eastwest-dev/eastwest/pkg/metrics"
+	"github.com/eastwest-dev/eastwest/pkg/source"
 	"github.com/eastwest-dev/eastwest/pkg/translate"
 )
 

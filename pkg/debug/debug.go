@@ -18,8 +18,8 @@ import (
 	"github.com/eastwest-dev/eastwest/pkg/controlplane"
 	"github.com/eastwest-dev/eastwest/pkg/gateway"
 	"github.com/eastwest-dev/eastwest/pkg/mcs"
-	"github.com/eastwest-dev/eastwest/pkg/source"
 	"github.com/eastwest-dev/eastwest/pkg/metrics"
+	"github.com/eastwest-dev/eastwest/pkg/source"
 	"github.com/eastwest-dev/eastwest/pkg/translate"
 )
 
