@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
-	"slices"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -95,9 +94,6 @@ var (
 	gvGrantV1b1     = schema.GroupVersion{Group: gwapiv1.GroupName, Version: "v1beta1"}.WithKind("ReferenceGrant")
 	gvSecret        = schema.GroupVersionKind{Version: "v1", Kind: "Secret"}
 )
-
-// namespacedKinds are the namespaced kinds Decode reads.
-var namespacedKinds = []schema.GroupVersionKind{gvService, gvEndpointSlice, gvExportV1a1, gvExportV1b1, gvHTTPRoute, gvGRPCRoute, gvGateway, gvGrantV1, gvGrantV1b1, gvSecret}
 
 // supportedKinds is named in the error for an unknown kind.
 const supportedKinds = "v1 Namespace, v1 Service, discovery.k8s.io/v1 EndpointSlice, multicluster.x-k8s.io/v1alpha1 or v1beta1 ServiceExport, about.k8s.io/v1alpha1 ClusterProperty, gateway.networking.k8s.io/v1 GatewayClass, Gateway, HTTPRoute or GRPCRoute, gateway.networking.k8s.io/v1 or v1beta1 ReferenceGrant, v1 Secret of type kubernetes.io/tls, v1 List"
@@ -209,36 +205,11 @@ func (r *rawJSON) UnmarshalJSON(b []byte) error { *r = append((*r)[:0], b...); r
 // is an error, as with kubectl's default --validate=strict) and validates
 // it.
 func decodeObject(gvk schema.GroupVersionKind, js []byte) (metav1.Object, error) {
-	var o metav1.Object
-	switch gvk {
-	case gvNamespace:
-		o = &corev1.Namespace{}
-	case gvService:
-		o = &corev1.Service{}
-	case gvEndpointSlice:
-		o = &discoveryv1.EndpointSlice{}
-	case gvExportV1a1:
-		o = &mcsv1a1.ServiceExport{}
-	case gvExportV1b1:
-		o = &mcsv1b1.ServiceExport{}
-	case gvProperty:
-		o = &mcs.ClusterProperty{}
-	case gvHTTPRoute:
-		o = &gwapiv1.HTTPRoute{}
-	case gvGRPCRoute:
-		o = &gwapiv1.GRPCRoute{}
-	case gvGatewayClass:
-		o = &gwapiv1.GatewayClass{}
-	case gvGateway:
-		o = &gwapiv1.Gateway{}
-	case gvGrantV1, gvGrantV1b1:
-		// v1beta1 and v1 ReferenceGrants have the same fields.
-		o = &gwapiv1.ReferenceGrant{}
-	case gvSecret:
-		o = &corev1.Secret{}
-	default:
+	k, ok := kindByGVK[gvk]
+	if !ok {
 		return nil, fmt.Errorf("unsupported kind %s %s (supported: %s)", gvk.GroupVersion(), gvk.Kind, supportedKinds)
 	}
+	o := k.new()
 	if err := decodeStrict(js, o); err != nil {
 		return nil, fmt.Errorf("cannot decode: %w", err)
 	}
@@ -275,9 +246,7 @@ func decodeStrict(js []byte, o any) error {
 	return nil
 }
 
-func namespaced(gvk schema.GroupVersionKind) bool {
-	return gvk != gvNamespace && gvk != gvProperty && gvk != gvList && gvk != gvGatewayClass
-}
+func namespaced(gvk schema.GroupVersionKind) bool { return kindByGVK[gvk].namespaced }
 
 func keyOf(gvk schema.GroupVersionKind, o metav1.Object) ObjectKey {
 	return ObjectKey{Kind: gvk.GroupKind(), Namespace: o.GetNamespace(), Name: o.GetName()}
@@ -299,7 +268,7 @@ func describe(gvk schema.GroupVersionKind, js []byte) string {
 		return gvk.Kind
 	}
 	ns := meta.Metadata.Namespace
-	if ns == "" && namespaced(gvk) && slices.Contains(namespacedKinds, gvk) {
+	if ns == "" && namespaced(gvk) {
 		ns = metav1.NamespaceDefault
 	}
 	return ObjectKey{Kind: gvk.GroupKind(), Namespace: ns, Name: meta.Metadata.Name}.String()

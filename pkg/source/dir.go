@@ -533,15 +533,8 @@ func compareKeys(a, b memberObjectKey) int {
 }
 
 func kindRank(kind string) int {
-	switch kind {
-	case "ClusterProperty":
-		return 0
-	case "Namespace":
-		return 1
-	case "Service":
-		return 2
-	case "ServiceExport":
-		return 3
+	if r, ok := rankByKind[kind]; ok {
+		return r
 	}
-	return 4
+	return len(kinds)
 }

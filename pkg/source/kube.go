@@ -26,7 +26,6 @@ import (
 	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
 	gwclient "sigs.k8s.io/gateway-api/pkg/client/clientset/versioned"
 	gwinformers "sigs.k8s.io/gateway-api/pkg/client/informers/externalversions"
-	mcsv1a1 "sigs.k8s.io/mcs-api/pkg/apis/v1alpha1"
 	mcsv1b1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 	mcsclient "sigs.k8s.io/mcs-api/pkg/client/clientset/versioned"
 	mcsinformers "sigs.k8s.io/mcs-api/pkg/client/informers/externalversions"
@@ -84,7 +83,7 @@ type KubeCluster struct {
 }
 
 type kubeKey struct {
-	kind      string
+	kind      schema.GroupKind
 	namespace string
 	name      string
 }
@@ -547,10 +546,11 @@ func (k *KubeCluster) event(op mcs.Op, o any) mcs.Event {
 		o = t.Obj
 	}
 	ev := mcs.Event{Member: k.member, Op: op}
+	if _, ok := kindOfObject(o); ok {
+		ev.Object = o.(metav1.Object)
+		return ev
+	}
 	switch v := o.(type) {
-	case *corev1.Namespace, *corev1.Service, *discoveryv1.EndpointSlice, *mcsv1b1.ServiceExport, *mcsv1a1.ServiceExport,
-		*gwapiv1.HTTPRoute, *gwapiv1.GRPCRoute, *gwapiv1.Gateway, *gwapiv1.GatewayClass, *gwapiv1.ReferenceGrant, *corev1.Secret:
-		ev.Object = v.(metav1.Object)
 	case *unstructured.Unstructured:
 		var p mcs.ClusterProperty
 		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(v.Object, &p); err != nil {
@@ -563,40 +563,22 @@ func (k *KubeCluster) event(op mcs.Op, o any) mcs.Event {
 }
 
 func keyOfKube(o metav1.Object) kubeKey {
-	kind := fmt.Sprintf("%T", o)
-	if kind == "*v1alpha1.ServiceExport" {
-		kind = "*v1beta1.ServiceExport"
-	}
-	return kubeKey{kind: kind, namespace: o.GetNamespace(), name: o.GetName()}
+	k, _ := kindOfObject(o)
+	return kubeKey{kind: k.gvk.GroupKind(), namespace: o.GetNamespace(), name: o.GetName()}
 }
 
 // stub is an object carrying only the kind, namespace and name, for a
 // delete.
 func stub(k kubeKey) metav1.Object {
-	meta := metav1.ObjectMeta{Namespace: k.namespace, Name: k.name}
-	switch k.kind {
-	case "*v1.Namespace":
-		return &corev1.Namespace{ObjectMeta: meta}
-	case "*v1.Service":
-		return &corev1.Service{ObjectMeta: meta}
-	case "*v1.EndpointSlice":
-		return &discoveryv1.EndpointSlice{ObjectMeta: meta}
-	case "*mcs.ClusterProperty":
-		return &mcs.ClusterProperty{ObjectMeta: meta}
-	case "*v1.HTTPRoute":
-		return &gwapiv1.HTTPRoute{ObjectMeta: meta}
-	case "*v1.GRPCRoute":
-		return &gwapiv1.GRPCRoute{ObjectMeta: meta}
-	case "*v1.Gateway":
-		return &gwapiv1.Gateway{ObjectMeta: meta}
-	case "*v1.GatewayClass":
-		return &gwapiv1.GatewayClass{ObjectMeta: meta}
-	case "*v1.ReferenceGrant":
-		return &gwapiv1.ReferenceGrant{ObjectMeta: meta}
-	case "*v1.Secret":
-		return &corev1.Secret{ObjectMeta: meta, Type: corev1.SecretTypeTLS}
+	for _, kd := range kinds {
+		if kd.gvk.GroupKind() == k.kind {
+			o := kd.new()
+			o.SetNamespace(k.namespace)
+			o.SetName(k.name)
+			return o
+		}
 	}
-	return &mcsv1b1.ServiceExport{ObjectMeta: meta}
+	return &mcsv1b1.ServiceExport{ObjectMeta: metav1.ObjectMeta{Namespace: k.namespace, Name: k.name}}
 }
 
 // trim drops what eastwest never reads before an object is cached:
