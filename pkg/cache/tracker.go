@@ -330,7 +330,9 @@ func (t *Tracker) request(k streamKey, node *corev3.Node, typ, nonce string, nam
 	now := t.now()
 	ts.Requested = now
 	switch {
-	case !k.delta && names != nil:
+	case !k.delta && names != nil && !slices.Equal(ts.Names, names):
+		// Every SotW ACK repeats the whole subscription: copy it only
+		// when it changed.
 		ts.Names = slices.Clone(names)
 	case k.delta:
 		if ts.subscribed == nil {
