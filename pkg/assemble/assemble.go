@@ -100,6 +100,8 @@ type Assembler struct {
 	// translate is translate.ServiceWith; tests replace it to make
 	// resources fail validation.
 	translate func(*mcs.ServiceState, translate.View, translate.ServiceOptions) translate.Result
+	// custom is set while a test's translator replaces ServiceWith.
+	custom bool
 
 	// gwResults is what gateway.Build made of each member's Gateway API
 	// objects; routesDirty the services whose mesh routes changed.
@@ -146,6 +148,7 @@ func New(opts Options) *Assembler {
 // SetTranslator replaces the service translation (tests: to make
 // resources fail validation); nil restores translate.ServiceWith.
 func (a *Assembler) SetTranslator(fn func(*mcs.ServiceState, translate.View, translate.ServiceOptions) translate.Result) {
+	a.custom = fn != nil
 	if fn == nil {
 		fn = translate.ServiceWith
 	}
@@ -664,6 +667,7 @@ func (a *Assembler) translateServices(state *mcs.State, keys []mcs.ServiceKey, e
 			j.r = a.translate(j.st, j.v, a.serviceOptions(j.v, j.st))
 		}
 	})
+	shareClusters(len(jobs), !a.custom, func(i int) (translate.Role, *translate.Result) { return jobs[i].v.Role, &jobs[i].r })
 	for _, j := range jobs {
 		if j.endpoints {
 			a.recordOnly(j.v.String(), j.key, j.r, resourcev3.EndpointType, sets, dels)
@@ -785,6 +789,35 @@ func add(sets map[string]map[string][]translate.Resource, typ, view string, r tr
 		sets[typ] = map[string][]translate.Resource{}
 	}
 	sets[typ][view] = append(sets[typ][view], r)
+}
+
+// shareClusters makes the views of one role share one Cluster message
+// per name when their translations are equal (a service's cluster is the
+// same for every client, and for every gateway): the cache then marshals
+// it once for all of them and they share its bytes. ServiceWith makes a
+// cluster of the service and the view's role alone (never its cluster),
+// so equal is known without comparing; another translator's are
+// compared.
+func shareClusters(n int, known bool, at func(i int) (translate.Role, *translate.Result)) {
+	type key struct {
+		role translate.Role
+		name string
+	}
+	first := map[key]proto.Message{}
+	for i := range n {
+		role, r := at(i)
+		for j, res := range r.Resources {
+			if res.Type != resourcev3.ClusterType {
+				continue
+			}
+			k := key{role, res.Name}
+			if m, ok := first[k]; !ok {
+				first[k] = res.Message
+			} else if known || proto.Equal(m, res.Message) {
+				r.Resources[j].Message = m
+			}
+		}
+	}
 }
 
 // shapeSignature is what a service's clusters, listeners and routes are

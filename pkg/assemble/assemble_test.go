@@ -246,3 +246,33 @@ func TestEndpointChangeTranslatesEndpointsOnly(t *testing.T) {
 		t.Errorf("after the endpoint change: %s", d)
 	}
 }
+
+// A service's cluster is one message for every view of a role (and so
+// marshalled once by the cache): every client view of the demo holds the
+// same Cluster message for cart, and every gateway view another.
+func TestClustersSharedAcrossViewsOfARole(t *testing.T) {
+	f := newFolder(t)
+	for _, in := range goldenCases(t)["clusterset"] {
+		f.put(in)
+	}
+	f.step()
+	first := map[translate.Role]proto.Message{}
+	for _, v := range f.asm.Views() {
+		if v.Role == translate.RoleGatewayAPI {
+			continue
+		}
+		for _, r := range f.asm.View(v).Resources {
+			if r.Type != resourcev3.ClusterType || r.Name != "cart.shop.svc.clusterset.local:80" {
+				continue
+			}
+			if m, ok := first[v.Role]; !ok {
+				first[v.Role] = r.Message
+			} else if m != r.Message {
+				t.Errorf("%s holds a cluster of its own for cart", v)
+			}
+		}
+	}
+	if len(first) != 2 {
+		t.Fatalf("cart's cluster found for roles %v", first)
+	}
+}

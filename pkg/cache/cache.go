@@ -341,22 +341,51 @@ type marshalled struct {
 
 // marshalAll marshals every resource of the updates, in parallel when
 // there are many.
+// A message given to several views (one pointer in several updates: a
+// resource identical across views) is marshalled once, and its bytes
+// shared.
 func (c *Cache) marshalAll(updates []Update) [][]marshalled {
 	out := make([][]marshalled, len(updates))
 	type job struct{ i, j int }
 	var jobs []job
+	first := map[proto.Message]int{} // message -> its job
+	var dups [][2]int                // {job of a repeat, job of its first}
 	for i, u := range updates {
 		out[i] = make([]marshalled, len(u.Set))
-		for j := range u.Set {
+		for j, r := range u.Set {
+			if k, ok := first[r.Message]; ok && updates[jobs[k].i].Type == u.Type {
+				dups = append(dups, [2]int{len(jobs), k})
+			} else {
+				first[r.Message] = len(jobs)
+			}
 			jobs = append(jobs, job{i, j})
 		}
 	}
+	repeat := make(map[int]bool, len(dups))
+	for _, d := range dups {
+		repeat[d[0]] = true
+	}
 	parallel.For(len(jobs), parallelMarshal, func(k int) {
+		if repeat[k] {
+			return
+		}
 		jb := jobs[k]
 		u := updates[jb.i]
 		e, err := c.marshal(u.Type, u.Set[jb.j])
 		out[jb.i][jb.j] = marshalled{e, err}
 	})
+	for _, d := range dups {
+		rep, orig := jobs[d[0]], jobs[d[1]]
+		m := out[orig.i][orig.j]
+		if m.e != nil {
+			// Each view's entry is its own (its since differs); the
+			// bytes and version are shared.
+			e := *m.e
+			e.name = updates[rep.i].Set[rep.j].Name
+			m.e = &e
+		}
+		out[rep.i][rep.j] = m
+	}
 	return out
 }
 

@@ -410,3 +410,29 @@ func TestDeltaReconnectUpToDateIsAnswered(t *testing.T) {
 		})
 	}
 }
+
+// A resource identical across views, given as one message, is marshalled
+// once and every view serves the same bytes.
+func TestSharedMessageMarshalledOnce(t *testing.T) {
+	c := New(nodeView)
+	views := []string{"a/client", "b/client", "c/client"}
+	c.SetViews(views)
+	shared := cluster("web").Message
+	var updates []Update
+	for _, v := range views {
+		updates = append(updates, Update{View: v, Type: resourcev3.ClusterType, Set: []Resource{{Name: "web", Message: shared}}})
+	}
+	if err := c.Apply(updates); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Marshals(); got != 1 {
+		t.Errorf("%d marshals for one message in 3 views, want 1", got)
+	}
+	first := c.views["a/client"].types[resourcev3.ClusterType].resources["web"]
+	for _, v := range views[1:] {
+		e := c.views[v].types[resourcev3.ClusterType].resources["web"]
+		if e == nil || e.any != first.any || e == first {
+			t.Errorf("view %s does not share the bytes in an entry of its own", v)
+		}
+	}
+}

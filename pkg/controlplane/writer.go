@@ -353,7 +353,11 @@ func (w *Writer) publish() {
 		w.log.Info("first publish", "services", plan.State.Services.Len(), "views", len(w.asm.Views()),
 			"merge", mergeTook.Round(time.Millisecond), "translate", time.Since(start).Round(time.Millisecond))
 	}
-	w.snapshot(plan.State, plan.Changed || w.gen == 0)
+	if plan.Changed || w.gen == 0 {
+		w.gen++
+	}
+	// The callbacks are told before the snapshot is stored: whoever waits
+	// on Published sees everything of this publish done.
 	if w.onPublish != nil && (!plan.Changes.Empty() || w.gen == 1) {
 		w.onPublish(plan.State, plan.Changes.Services, plan.Changes.Clusters || w.gen == 1)
 	}
@@ -364,12 +368,10 @@ func (w *Writer) publish() {
 			w.onStatus(m, gws[m].Statuses)
 		}
 	}
+	w.snapshot(plan.State)
 }
 
-func (w *Writer) snapshot(state *mcs.State, changed bool) {
-	if changed {
-		w.gen++
-	}
+func (w *Writer) snapshot(state *mcs.State) {
 	invalid := w.asm.Invalid()
 	counts := map[string]int{}
 	for _, list := range invalid {
