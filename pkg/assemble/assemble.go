@@ -403,6 +403,7 @@ func (a *Assembler) flush() {
 				continue
 			}
 			r := translate.Gateway(services, v, func(c string) bool { return a.clusters[v.String()][c] })
+			a.plan.Translated += len(r.Resources) + len(r.Invalid)
 			for _, res := range r.Resources {
 				add(sets, res.Type, v.String(), res)
 			}
