@@ -102,7 +102,7 @@ func translateOnce(opts translateOptions, stdout, stderr io.Writer) int {
 	for _, p := range probs {
 		fmt.Fprintln(stderr, "error:", p)
 	}
-	off := assemble.New(assemble.Options{Store: mcs.Options{ClusterSet: opts.clusterSet}})
+	off := assemble.New(assemble.Options{Store: mcs.Options{ClusterSet: opts.clusterSet}, KeepViews: true})
 	objects := 0
 	for _, ev := range evs {
 		if ev.Object != nil {
@@ -143,7 +143,7 @@ func translateOnce(opts translateOptions, stdout, stderr io.Writer) int {
 // watcher and the same incremental Store.
 func translateWatch(ctx context.Context, opts translateOptions, stdout, stderr io.Writer) int {
 	log := slog.New(slog.NewTextHandler(stderr, nil))
-	off := assemble.New(assemble.Options{Store: mcs.Options{ClusterSet: opts.clusterSet}})
+	off := assemble.New(assemble.Options{Store: mcs.Options{ClusterSet: opts.clusterSet}, KeepViews: true})
 	dir := source.NewDir(opts.dir, log)
 	failed := false
 	err := dir.Run(ctx, func(evs []mcs.Event, _ []source.Problem) {

@@ -27,6 +27,10 @@ type Options struct {
 	// default).
 	GatewayPort uint32
 	Store       mcs.Options
+	// KeepViews keeps every view's current resources for View (`xds
+	// translate`, tests). A server does not: the cache holds what it
+	// serves, marshalled, and the messages are let go.
+	KeepViews bool
 }
 
 // Update changes one type of one view: Set adds or replaces resources,
@@ -192,11 +196,16 @@ func (a *Assembler) Merge() mcs.Changes {
 func (a *Assembler) Flush() Plan {
 	a.plan = Plan{}
 	a.flush()
-	return a.plan
+	p := a.plan
+	a.plan = Plan{} // the Plan's messages are the caller's to let go
+	return p
 }
 
 // apply records a Plan's updates in the views' current resources.
 func (a *Assembler) apply(updates []Update, viewsChanged bool, views []string) {
+	if !a.opts.KeepViews {
+		return
+	}
 	for _, u := range updates {
 		byType := a.current[u.View]
 		if byType == nil {
@@ -231,6 +240,7 @@ func (a *Assembler) Views() []translate.View { return slices.Clone(a.views) }
 // View returns what a view serves as of the last Flush, sorted by type
 // (make-before-break order) then name, with the resources of the view
 // that failed validation (not served; their previous versions are).
+// It needs Options.KeepViews.
 func (a *Assembler) View(v translate.View) translate.Result {
 	var r translate.Result
 	name := v.String()

@@ -48,7 +48,7 @@ type folder struct {
 
 func newFolder(t *testing.T) *folder {
 	dir := t.TempDir()
-	return &folder{t: t, dir: dir, src: source.NewDir(dir, slog.New(slog.NewTextHandler(io.Discard, nil))), asm: assemble.New(assemble.Options{})}
+	return &folder{t: t, dir: dir, src: source.NewDir(dir, slog.New(slog.NewTextHandler(io.Discard, nil))), asm: assemble.New(assemble.Options{KeepViews: true})}
 }
 
 func (f *folder) put(in inputFile) {
@@ -94,7 +94,7 @@ func fromScratch(t *testing.T, dir string) *assemble.Assembler {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := assemble.New(assemble.Options{})
+	a := assemble.New(assemble.Options{KeepViews: true})
 	for _, ev := range evs {
 		_ = a.Apply(ev)
 	}

@@ -137,9 +137,11 @@ type entry struct {
 	version string
 	// since is the type version that introduced this resource version: a
 	// client that acknowledged it (or later) has this resource.
-	since   uint64
-	any     *anypb.Any
-	message proto.Message
+	since uint64
+	// any is the marshalled resource. The message it came from is not
+	// kept: the bytes are what clients get, and a fraction of the
+	// message's size (Resources decodes them again for the few readers).
+	any *anypb.Any
 }
 
 // indexLimit is the largest subscription indexed by name.
@@ -403,7 +405,6 @@ func (c *Cache) marshal(typ string, r Resource) (*entry, error) {
 		name:    r.Name,
 		version: strconv.FormatUint(h.Sum64(), 36),
 		any:     &anypb.Any{TypeUrl: typ, Value: b},
-		message: r.Message,
 	}, nil
 }
 
@@ -965,7 +966,11 @@ func (c *Cache) Resources(viewName, typ string) Snapshot {
 	s := Snapshot{Version: strconv.FormatUint(ts.version, 10), UpdatedAt: ts.updatedAt}
 	for _, n := range slices.Sorted(maps.Keys(ts.resources)) {
 		e := ts.resources[n]
-		s.Resources = append(s.Resources, Published{Name: n, Version: e.version, Since: e.since, Message: e.message})
+		m, err := e.any.UnmarshalNew()
+		if err != nil {
+			continue // the cache marshalled it: cannot happen
+		}
+		s.Resources = append(s.Resources, Published{Name: n, Version: e.version, Since: e.since, Message: m})
 	}
 	return s
 }

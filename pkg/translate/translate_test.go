@@ -31,7 +31,7 @@ func load(t *testing.T, dir string) (*assemble.Assembler, *mcs.State) {
 	if len(probs) > 0 {
 		t.Fatalf("problems in %s: %v", dir, probs)
 	}
-	off := assemble.New(assemble.Options{})
+	off := assemble.New(assemble.Options{KeepViews: true})
 	for _, ev := range evs {
 		if err := off.Apply(ev); err != nil {
 			t.Fatal(err)
