@@ -126,40 +126,9 @@ func valueMatch(name, value string, regex bool) (ValueMatch, error) {
 // httpAction compiles a rule's filters, backends, timeouts and retries.
 func (b *builder) httpAction(r *route, i int, rule gwapiv1.HTTPRouteRule) (Action, error) {
 	var a Action
-	unsupported := ""
-	for _, f := range rule.Filters {
-		switch f.Type {
-		case gwapiv1.HTTPRouteFilterRequestHeaderModifier:
-			a.RequestHeaders = headerModifier(f.RequestHeaderModifier)
-		case gwapiv1.HTTPRouteFilterResponseHeaderModifier:
-			a.ResponseHeaders = headerModifier(f.ResponseHeaderModifier)
-		case gwapiv1.HTTPRouteFilterRequestRedirect:
-			if f.RequestRedirect == nil {
-				return a, fmt.Errorf("RequestRedirect filter without requestRedirect")
-			}
-			rr := f.RequestRedirect
-			a.Redirect = &Redirect{Scheme: deref(rr.Scheme), Hostname: string(deref(rr.Hostname)), Port: int32(deref(rr.Port)), StatusCode: deref(rr.StatusCode)}
-			if a.Redirect.StatusCode == 0 {
-				a.Redirect.StatusCode = 302
-			}
-			a.Redirect.FullPath, a.Redirect.PrefixPath = pathModifier(rr.Path)
-		case gwapiv1.HTTPRouteFilterURLRewrite:
-			if f.URLRewrite == nil {
-				return a, fmt.Errorf("URLRewrite filter without urlRewrite")
-			}
-			a.Rewrite = &Rewrite{Hostname: string(deref(f.URLRewrite.Hostname))}
-			a.Rewrite.FullPath, a.Rewrite.PrefixPath = pathModifier(f.URLRewrite.Path)
-		case gwapiv1.HTTPRouteFilterRequestMirror:
-			if f.RequestMirror == nil {
-				return a, fmt.Errorf("RequestMirror filter without requestMirror")
-			}
-			a.Mirrors = append(a.Mirrors, b.mirror(r, f.RequestMirror))
-		default:
-			unsupported = string(f.Type)
-		}
-	}
-	if a.Redirect != nil && a.Rewrite != nil {
-		return a, fmt.Errorf("RequestRedirect and URLRewrite cannot be combined")
+	unsupported, err := b.filters(r, rule.Filters, &a)
+	if err != nil {
+		return a, err
 	}
 	if t := rule.Timeouts; t != nil {
 		var err error
@@ -197,6 +166,57 @@ func (b *builder) httpAction(r *route, i int, rule gwapiv1.HTTPRouteRule) (Actio
 		a = r.answer500(i, unsupported)
 	}
 	return a, nil
+}
+
+// grpcFilter is a GRPCRoute filter as the HTTPRoute filter of the same
+// type (the Gateway API defines them alike), so that one compiler serves
+// both kinds of route.
+func grpcFilter(f gwapiv1.GRPCRouteFilter) gwapiv1.HTTPRouteFilter {
+	return gwapiv1.HTTPRouteFilter{Type: gwapiv1.HTTPRouteFilterType(f.Type), RequestHeaderModifier: f.RequestHeaderModifier,
+		ResponseHeaderModifier: f.ResponseHeaderModifier, RequestMirror: f.RequestMirror, ExtensionRef: f.ExtensionRef}
+}
+
+// filters compiles a rule's filters into a, for HTTPRoutes and (through
+// grpcFilter) GRPCRoutes; it returns the type of a filter eastwest does
+// not support, if any (the rule then answers 500), and an error for a
+// filter that is not well-formed.
+func (b *builder) filters(r *route, fs []gwapiv1.HTTPRouteFilter, a *Action) (string, error) {
+	unsupported := ""
+	for _, f := range fs {
+		switch f.Type {
+		case gwapiv1.HTTPRouteFilterRequestHeaderModifier:
+			a.RequestHeaders = headerModifier(f.RequestHeaderModifier)
+		case gwapiv1.HTTPRouteFilterResponseHeaderModifier:
+			a.ResponseHeaders = headerModifier(f.ResponseHeaderModifier)
+		case gwapiv1.HTTPRouteFilterRequestRedirect:
+			if f.RequestRedirect == nil {
+				return "", fmt.Errorf("RequestRedirect filter without requestRedirect")
+			}
+			rr := f.RequestRedirect
+			a.Redirect = &Redirect{Scheme: deref(rr.Scheme), Hostname: string(deref(rr.Hostname)), Port: int32(deref(rr.Port)), StatusCode: deref(rr.StatusCode)}
+			if a.Redirect.StatusCode == 0 {
+				a.Redirect.StatusCode = 302
+			}
+			a.Redirect.FullPath, a.Redirect.PrefixPath = pathModifier(rr.Path)
+		case gwapiv1.HTTPRouteFilterURLRewrite:
+			if f.URLRewrite == nil {
+				return "", fmt.Errorf("URLRewrite filter without urlRewrite")
+			}
+			a.Rewrite = &Rewrite{Hostname: string(deref(f.URLRewrite.Hostname))}
+			a.Rewrite.FullPath, a.Rewrite.PrefixPath = pathModifier(f.URLRewrite.Path)
+		case gwapiv1.HTTPRouteFilterRequestMirror:
+			if f.RequestMirror == nil {
+				return "", fmt.Errorf("RequestMirror filter without requestMirror")
+			}
+			a.Mirrors = append(a.Mirrors, b.mirror(r, f.RequestMirror))
+		default:
+			unsupported = string(f.Type)
+		}
+	}
+	if a.Redirect != nil && a.Rewrite != nil {
+		return "", fmt.Errorf("RequestRedirect and URLRewrite cannot be combined")
+	}
+	return unsupported, nil
 }
 
 func pathModifier(p *gwapiv1.HTTPPathModifier) (full, prefix *string) {
@@ -261,23 +281,21 @@ func (b *builder) grpcRoute(o *gwapiv1.GRPCRoute) *route {
 		parents: o.Spec.ParentRefs, hostnames: o.Spec.Hostnames, services: map[mcs.ServiceKey]bool{}}
 	for i, rule := range o.Spec.Rules {
 		var a Action
-		unsupported := ""
-		for _, f := range rule.Filters {
-			switch f.Type {
-			case gwapiv1.GRPCRouteFilterRequestHeaderModifier:
-				a.RequestHeaders = headerModifier(f.RequestHeaderModifier)
-			case gwapiv1.GRPCRouteFilterResponseHeaderModifier:
-				a.ResponseHeaders = headerModifier(f.ResponseHeaderModifier)
-			case gwapiv1.GRPCRouteFilterRequestMirror:
-				if f.RequestMirror != nil {
-					a.Mirrors = append(a.Mirrors, b.mirror(r, f.RequestMirror))
-				}
-			default:
-				unsupported = string(f.Type)
-			}
+		fs := make([]gwapiv1.HTTPRouteFilter, len(rule.Filters))
+		for j, f := range rule.Filters {
+			fs[j] = grpcFilter(f)
+		}
+		unsupported, err := b.filters(r, fs, &a)
+		if err != nil {
+			r.invalid = append(r.invalid, fmt.Sprintf("rule %d: %v", i, err))
+			continue
 		}
 		for _, ref := range rule.BackendRefs {
 			a.Backends = append(a.Backends, b.backend(r, ref.BackendRef))
+			for _, f := range ref.Filters {
+				// Per-backend filters: eastwest applies filters per rule.
+				unsupported = "backendRefs[].filters " + string(f.Type)
+			}
 		}
 		if unsupported != "" {
 			a = r.answer500(i, unsupported)
