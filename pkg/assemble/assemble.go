@@ -292,6 +292,9 @@ func (a *Assembler) Local(member string, k mcs.ServiceKey) (*mcs.Service, []*mcs
 	return a.store.Local(member, k)
 }
 
+// flush runs the stages of a Flush: merge, Gateway API builds, views,
+// services (by change class), mesh routes, the gateways' routing, the
+// Gateway API views, and the ordered updates.
 func (a *Assembler) flush() {
 	ch := a.Merge()
 	a.merged = nil
@@ -301,34 +304,12 @@ func (a *Assembler) flush() {
 	// Gateway API: build again the members whose objects changed, or
 	// whose routes reference a service that changed.
 	rebuilt, gwBackends := a.buildGateways(state, ch)
-
-	keys := ch.Services
 	viewsChanged := ch.Clusters || len(rebuilt) > 0 && a.gatewayViewsChanged(state)
 	var viewNames []string
 	if viewsChanged {
-		a.views = a.views[:0]
-		for _, id := range state.ClusterIDs() {
-			for _, r := range Roles {
-				a.views = append(a.views, translate.View{Cluster: id, Role: r, GatewayPort: a.opts.GatewayPort})
-			}
-		}
-		a.views = append(a.views, a.gatewayViews(state)...)
-		a.gwViews = map[string]bool{}
-		for _, v := range a.views {
-			viewNames = append(viewNames, v.String())
-			if v.Role == translate.RoleGatewayAPI {
-				a.gwViews[v.String()] = true
-			}
-		}
-		for name := range a.published {
-			if !slices.Contains(viewNames, name) {
-				delete(a.published, name)
-				delete(a.clusters, name)
-				delete(a.invalid, name)
-				delete(a.gwInvalid, name)
-			}
-		}
+		viewNames = a.setViews(state)
 	}
+	keys := ch.Services
 	if ch.Clusters {
 		// Every service may look different from a new view; and the
 		// services that went away with a member must go too.
@@ -342,15 +323,70 @@ func (a *Assembler) flush() {
 
 	sets := map[string]map[string][]translate.Resource{} // type -> view -> resources
 	dels := map[string]map[string][]string{}             // type -> view -> names
-	gatewayChanged := ch.Clusters
-	// Change classes: a service whose shape (ports, type, affinity) did
-	// not change changed its endpoints only, and only its
-	// ClusterLoadAssignments are translated again.
+	shapeChanged, gatewayChanged := a.services(state, keys, ch.Clusters, sets, dels)
+	// Services with mesh routes go last, once every cluster their routes
+	// may name is known, and whenever a shape changed: a route follows
+	// its backends being published or withdrawn.
+	if shapeChanged || len(a.routesDirty) > 0 {
+		a.meshRoutes(state, sets, dels)
+	}
+	if gatewayChanged || ch.Clusters {
+		a.gatewayRouting(state, sets)
+	}
+	a.translateGateways(state, rebuilt, gwBackends, viewsChanged, sets, dels)
+
+	a.plan.Updates = ordered(sets, dels)
+	if viewsChanged {
+		a.plan.Views = viewNames
+		if a.plan.Views == nil {
+			a.plan.Views = []string{}
+		}
+	}
+	a.plan.Rebuilt = rebuilt
+	a.plan.Changed = !ch.Empty() || len(rebuilt) > 0 || len(gwBackends) > 0
+	a.apply(a.plan.Updates, viewsChanged, viewNames)
+}
+
+// setViews makes the views of a new set of members and Gateways, forgets
+// what views that are gone had published, and returns the views' names.
+func (a *Assembler) setViews(state *mcs.State) []string {
+	a.views = a.views[:0]
+	for _, id := range state.ClusterIDs() {
+		for _, r := range Roles {
+			a.views = append(a.views, translate.View{Cluster: id, Role: r, GatewayPort: a.opts.GatewayPort})
+		}
+	}
+	a.views = append(a.views, a.gatewayViews(state)...)
+	a.gwViews = map[string]bool{}
+	var names []string
+	for _, v := range a.views {
+		names = append(names, v.String())
+		if v.Role == translate.RoleGatewayAPI {
+			a.gwViews[v.String()] = true
+		}
+	}
+	for name := range a.published {
+		if !slices.Contains(names, name) {
+			delete(a.published, name)
+			delete(a.clusters, name)
+			delete(a.invalid, name)
+			delete(a.gwInvalid, name)
+		}
+	}
+	return names
+}
+
+// services translates the services that changed for every member view,
+// by change class: a service whose shape (ports, type, affinity) did
+// not change changed its endpoints only, and only its
+// ClusterLoadAssignments are translated again. It reports whether a
+// shape changed and whether the gateways' routing must be made again,
+// and notes each service's change in the Plan.
+func (a *Assembler) services(state *mcs.State, keys []mcs.ServiceKey, all bool, sets map[string]map[string][]translate.Resource, dels map[string]map[string][]string) (shapeChanged, gatewayChanged bool) {
 	endpointsOnly := map[mcs.ServiceKey]bool{}
-	shapeChanged := false
 	for _, key := range keys {
 		sig := shapeSignature(state.Services.Get(key))
-		if !ch.Clusters && sig != "" && a.shape[key] == sig {
+		if !all && sig != "" && a.shape[key] == sig {
 			endpointsOnly[key] = true
 		} else {
 			shapeChanged = true
@@ -384,63 +420,64 @@ func (a *Assembler) flush() {
 		}
 		a.plan.Services = append(a.plan.Services, ServiceChange{Key: key, State: st, ImportDelta: delta})
 	}
-	// Services with mesh routes go last, once every cluster their routes
-	// may name is known, and whenever anything changed: a route follows
-	// its backends being published or withdrawn.
-	if shapeChanged || len(a.routesDirty) > 0 {
-		parents := a.meshParents()
-		for k := range a.routesDirty {
-			if !slices.Contains(parents, k) {
-				parents = append(parents, k) // its last route went away
-			}
-		}
-		clear(a.routesDirty)
-		for _, key := range parents {
-			for _, v := range a.views {
-				if v.Role == translate.RoleClient {
-					a.translateService(v, key, state.Services.Get(key), sets, dels)
-				}
-			}
-		}
-	}
-	if gatewayChanged {
-		var services []*mcs.ServiceState
-		for key := range a.gwSig {
-			services = append(services, state.Services.Get(key))
-		}
-		for _, v := range a.views {
-			if v.Role != translate.RoleGateway {
-				continue
-			}
-			r := translate.Gateway(services, v, func(c string) bool { return a.clusters[v.String()][c] })
-			a.plan.Translated += len(r.Resources) + len(r.Invalid)
-			for _, res := range r.Resources {
-				add(sets, res.Type, v.String(), res)
-			}
-			a.gwInvalid[v.String()] = r.Invalid
-		}
-	}
-	a.translateGateways(state, rebuilt, gwBackends, viewsChanged, sets, dels)
+	return shapeChanged, gatewayChanged
+}
 
+// meshRoutes translates again, for the client views, every service a
+// mesh route attaches to (and those whose last route went away).
+func (a *Assembler) meshRoutes(state *mcs.State, sets map[string]map[string][]translate.Resource, dels map[string]map[string][]string) {
+	parents := a.meshParents()
+	for k := range a.routesDirty {
+		if !slices.Contains(parents, k) {
+			parents = append(parents, k) // its last route went away
+		}
+	}
+	clear(a.routesDirty)
+	for _, key := range parents {
+		for _, v := range a.views {
+			if v.Role == translate.RoleClient {
+				a.translateService(v, key, state.Services.Get(key), sets, dels)
+			}
+		}
+	}
+}
+
+// gatewayRouting makes every east-west gateway's listener and route
+// configuration again (a service's TCP ports came or went).
+func (a *Assembler) gatewayRouting(state *mcs.State, sets map[string]map[string][]translate.Resource) {
+	var services []*mcs.ServiceState
+	for key := range a.gwSig {
+		services = append(services, state.Services.Get(key))
+	}
+	for _, v := range a.views {
+		if v.Role != translate.RoleGateway {
+			continue
+		}
+		r := translate.Gateway(services, v, func(c string) bool { return a.clusters[v.String()][c] })
+		a.plan.Translated += len(r.Resources) + len(r.Invalid)
+		for _, res := range r.Resources {
+			add(sets, res.Type, v.String(), res)
+		}
+		a.gwInvalid[v.String()] = r.Invalid
+	}
+}
+
+// ordered lists the updates make before break: new and changed resources
+// secrets, clusters, endpoints, listeners, routes; then the deletions in
+// the reverse order.
+func ordered(sets map[string]map[string][]translate.Resource, dels map[string]map[string][]string) []Update {
+	var out []Update
 	for _, typ := range translate.TypeOrder() {
 		for _, view := range slices.Sorted(maps.Keys(sets[typ])) {
-			a.plan.Updates = append(a.plan.Updates, Update{View: view, Type: typ, Set: sets[typ][view]})
+			out = append(out, Update{View: view, Type: typ, Set: sets[typ][view]})
 		}
 	}
 	for _, typ := range slices.Backward(translate.TypeOrder()) {
 		for _, view := range slices.Sorted(maps.Keys(dels[typ])) {
-			a.plan.Updates = append(a.plan.Updates, Update{View: view, Type: typ, Delete: dels[typ][view]})
+			out = append(out, Update{View: view, Type: typ, Delete: dels[typ][view]})
 		}
 	}
-	if viewsChanged {
-		a.plan.Views = viewNames
-		if a.plan.Views == nil {
-			a.plan.Views = []string{}
-		}
-	}
-	a.plan.Rebuilt = rebuilt
-	a.plan.Changed = !ch.Empty() || len(rebuilt) > 0 || len(gwBackends) > 0
-	a.apply(a.plan.Updates, viewsChanged, viewNames)
+	return out
 }
 
 // buildGateways runs gateway.Build for the members that need it and
