@@ -182,91 +182,25 @@ func (k *KubeCluster) Remove() {
 // fail to sync or ctx ends.
 func (k *KubeCluster) runOnce(ctx context.Context) error {
 	k.setState(StateConnecting, nil)
-	client, err := kubernetes.NewForConfig(k.cfg)
+	c, err := k.connect()
 	if err != nil {
 		return err
 	}
-	mcsc, err := mcsclient.NewForConfig(k.cfg)
-	if err != nil {
-		return err
-	}
-	dyn, err := dynamic.NewForConfig(k.cfg)
-	if err != nil {
-		return err
-	}
-	exportVersion, hasProperties, err := k.discover(client)
-	if err != nil {
-		return err
-	}
-	gwc, err := gwclient.NewForConfig(k.cfg)
-	if err != nil {
-		return err
-	}
-	routeKinds := k.discoverRoutes(client, gwc)
-	k.mu.Lock()
-	k.status.ExportVersion = exportVersion
-	k.mu.Unlock()
-
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	watchErrs := make(chan error, 8)
-	onWatchErr := func(_ *cache.Reflector, err error) {
-		select {
-		case watchErrs <- err:
-		default:
-		}
-	}
-	core := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithTransform(trim))
-	// The MCS EndpointSlices eastwest writes are not read back: the
-	// apiserver leaves them out (they would be dropped anyway, at the cost
-	// of a watch event, a decode and a cached copy each).
-	slicef := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithTransform(trim),
-		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = OwnSlicesExcluded }))
-	mcsf := mcsinformers.NewSharedInformerFactoryWithOptions(mcsc, 0, mcsinformers.WithTransform(trim))
-	dynf := dynamicinformer.NewDynamicSharedInformerFactory(dyn, 0)
-	sis := []cache.SharedIndexInformer{
-		core.Core().V1().Namespaces().Informer(),
-		core.Core().V1().Services().Informer(),
-		slicef.Discovery().V1().EndpointSlices().Informer(),
-	}
-	if exportVersion == "v1beta1" {
-		sis = append(sis, mcsf.Multicluster().V1beta1().ServiceExports().Informer())
-	} else {
-		sis = append(sis, mcsf.Multicluster().V1alpha1().ServiceExports().Informer())
-	}
-	if hasProperties {
-		sis = append(sis, dynf.ForResource(clusterPropertyGVR).Informer())
-	}
-	gwf := gwinformers.NewSharedInformerFactoryWithOptions(gwc, 0, gwinformers.WithTransform(trim))
-	if routeKinds["httproutes"] {
-		sis = append(sis, gwf.Gateway().V1().HTTPRoutes().Informer())
-	}
-	if routeKinds["grpcroutes"] {
-		sis = append(sis, gwf.Gateway().V1().GRPCRoutes().Informer())
-	}
-	if routeKinds["gatewayclasses"] {
-		sis = append(sis, gwf.Gateway().V1().GatewayClasses().Informer())
-	}
-	if routeKinds["gateways"] {
-		sis = append(sis, gwf.Gateway().V1().Gateways().Informer())
-	}
-	if routeKinds["referencegrants"] {
-		sis = append(sis, gwf.Gateway().V1().ReferenceGrants().Informer())
-	}
-	// TLS Secrets only (listener certificates), when the member grants
-	// them; a member that does not still serves HTTP listeners, and its
-	// HTTPS listeners report InvalidCertificateRef.
-	secf := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithTransform(trim),
-		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.FieldSelector = tlsSecrets }))
-	if k.canListTLSSecrets(client) {
-		sis = append(sis, secf.Core().V1().Secrets().Informer())
-	}
+	set := k.newInformers(c)
 
 	// Events wait in a queue until the initial sync is sent, then flow
 	// in small batches.
 	q := newEventQueue()
-	for _, si := range sis {
-		_ = si.SetWatchErrorHandlerWithContext(func(_ context.Context, r *cache.Reflector, err error) { onWatchErr(r, err) })
+	for _, si := range set.informers {
+		_ = si.SetWatchErrorHandlerWithContext(func(_ context.Context, _ *cache.Reflector, err error) {
+			select {
+			case watchErrs <- err:
+			default:
+			}
+		})
 		if _, err := si.AddEventHandler(cache.ResourceEventHandlerFuncs{
 			AddFunc:    func(o any) { q.push(k.event(mcs.OpUpsert, o)) },
 			UpdateFunc: func(_, o any) { q.push(k.event(mcs.OpUpsert, o)) },
@@ -275,51 +209,157 @@ func (k *KubeCluster) runOnce(ctx context.Context) error {
 			return err
 		}
 	}
-	core.Start(runCtx.Done())
-	slicef.Start(runCtx.Done())
-	mcsf.Start(runCtx.Done())
-	dynf.Start(runCtx.Done())
-	gwf.Start(runCtx.Done())
-	secf.Start(runCtx.Done())
+	for _, f := range set.factories {
+		f.Start(runCtx.Done())
+	}
 	// Shutdown waits for the informers, which stop only once runCtx ends.
 	defer func() {
 		cancel()
-		core.Shutdown()
-		slicef.Shutdown()
-		mcsf.Shutdown()
-		dynf.Shutdown()
-		gwf.Shutdown()
-		secf.Shutdown()
+		for _, f := range set.factories {
+			f.Shutdown()
+		}
 	}()
 
-	// Wait for the initial lists; a permission error fails at once (the
-	// reflectors would retry it silently until the timeout).
-	syncDeadline := time.After(time.Minute)
-	for !allSynced(sis) {
-		select {
-		case <-ctx.Done():
-			return nil
-		case err := <-watchErrs:
-			if apierrors.IsForbidden(err) || apierrors.IsUnauthorized(err) {
-				return fmt.Errorf("initial sync: %w", err)
-			}
-		case <-syncDeadline:
-			return errors.New("initial sync did not finish within a minute")
-		case <-time.After(20 * time.Millisecond):
-		}
+	if done, err := waitSynced(ctx, set.informers, watchErrs); done || err != nil {
+		return err
 	}
 	// Events queued so far are in the informers' stores: drop them, then
 	// send the stores. (An event racing the listing is sent twice; an
 	// upsert is idempotent.)
 	q.drain()
-	k.sendSync(sis)
+	k.sendSync(set.informers)
 	k.setState(StateSynced, nil)
 	k.log.Info("member cluster synced")
+	return k.follow(ctx, runCtx, q, watchErrs)
+}
 
-	// client-go's reflectors retry a lost apiserver with a backoff that
-	// grows to 30 s, silently. A probe every second says when the cluster
-	// is failing, and when it answers again the run ends so that fresh
-	// informers relist at once.
+// clients are a member's API clients and what discovery found.
+type clients struct {
+	core          kubernetes.Interface
+	mcs           mcsclient.Interface
+	dyn           dynamic.Interface
+	gw            gwclient.Interface
+	exportVersion string
+	hasProperties bool
+	routeKinds    map[string]bool
+}
+
+// connect makes the member's clients and discovers which versions and
+// kinds it serves.
+func (k *KubeCluster) connect() (*clients, error) {
+	var c clients
+	var err error
+	if c.core, err = kubernetes.NewForConfig(k.cfg); err != nil {
+		return nil, err
+	}
+	if c.mcs, err = mcsclient.NewForConfig(k.cfg); err != nil {
+		return nil, err
+	}
+	if c.dyn, err = dynamic.NewForConfig(k.cfg); err != nil {
+		return nil, err
+	}
+	if c.exportVersion, c.hasProperties, err = k.discover(c.core); err != nil {
+		return nil, err
+	}
+	if c.gw, err = gwclient.NewForConfig(k.cfg); err != nil {
+		return nil, err
+	}
+	c.routeKinds = k.discoverRoutes(c.core, c.gw)
+	k.mu.Lock()
+	k.status.ExportVersion = c.exportVersion
+	k.mu.Unlock()
+	return &c, nil
+}
+
+// factory is what every informer factory does.
+type factory interface {
+	Start(stop <-chan struct{})
+	Shutdown()
+}
+
+// informerSet is a member's informers and the factories that run them.
+type informerSet struct {
+	factories []factory
+	informers []cache.SharedIndexInformer
+}
+
+// newInformers makes an informer per kind the member serves (and grants),
+// each caching objects trimmed to what eastwest reads.
+func (k *KubeCluster) newInformers(c *clients) informerSet {
+	core := informers.NewSharedInformerFactoryWithOptions(c.core, 0, informers.WithTransform(trim))
+	// The MCS EndpointSlices eastwest writes are not read back: the
+	// apiserver leaves them out (they would be dropped anyway, at the cost
+	// of a watch event, a decode and a cached copy each).
+	slicef := informers.NewSharedInformerFactoryWithOptions(c.core, 0, informers.WithTransform(trim),
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = OwnSlicesExcluded }))
+	mcsf := mcsinformers.NewSharedInformerFactoryWithOptions(c.mcs, 0, mcsinformers.WithTransform(trim))
+	dynf := dynamicinformer.NewDynamicSharedInformerFactory(c.dyn, 0)
+	gwf := gwinformers.NewSharedInformerFactoryWithOptions(c.gw, 0, gwinformers.WithTransform(trim))
+	// TLS Secrets only (listener certificates), when the member grants
+	// them; a member that does not still serves HTTP listeners, and its
+	// HTTPS listeners report InvalidCertificateRef.
+	secf := informers.NewSharedInformerFactoryWithOptions(c.core, 0, informers.WithTransform(trim),
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.FieldSelector = tlsSecrets }))
+	sis := []cache.SharedIndexInformer{
+		core.Core().V1().Namespaces().Informer(),
+		core.Core().V1().Services().Informer(),
+		slicef.Discovery().V1().EndpointSlices().Informer(),
+	}
+	if c.exportVersion == "v1beta1" {
+		sis = append(sis, mcsf.Multicluster().V1beta1().ServiceExports().Informer())
+	} else {
+		sis = append(sis, mcsf.Multicluster().V1alpha1().ServiceExports().Informer())
+	}
+	if c.hasProperties {
+		sis = append(sis, dynf.ForResource(clusterPropertyGVR).Informer())
+	}
+	for _, gk := range []struct {
+		name     string
+		informer func() cache.SharedIndexInformer
+	}{
+		{"httproutes", func() cache.SharedIndexInformer { return gwf.Gateway().V1().HTTPRoutes().Informer() }},
+		{"grpcroutes", func() cache.SharedIndexInformer { return gwf.Gateway().V1().GRPCRoutes().Informer() }},
+		{"gatewayclasses", func() cache.SharedIndexInformer { return gwf.Gateway().V1().GatewayClasses().Informer() }},
+		{"gateways", func() cache.SharedIndexInformer { return gwf.Gateway().V1().Gateways().Informer() }},
+		{"referencegrants", func() cache.SharedIndexInformer { return gwf.Gateway().V1().ReferenceGrants().Informer() }},
+	} {
+		if c.routeKinds[gk.name] {
+			sis = append(sis, gk.informer())
+		}
+	}
+	if k.canListTLSSecrets(c.core) {
+		sis = append(sis, secf.Core().V1().Secrets().Informer())
+	}
+	return informerSet{factories: []factory{core, slicef, mcsf, dynf, gwf, secf}, informers: sis}
+}
+
+// waitSynced waits for the informers' initial lists; a permission error
+// fails at once (the reflectors would retry it silently until the
+// timeout). done is set when ctx ended first.
+func waitSynced(ctx context.Context, sis []cache.SharedIndexInformer, watchErrs <-chan error) (done bool, err error) {
+	deadline := time.After(time.Minute)
+	for !allSynced(sis) {
+		select {
+		case <-ctx.Done():
+			return true, nil
+		case err := <-watchErrs:
+			if apierrors.IsForbidden(err) || apierrors.IsUnauthorized(err) {
+				return false, fmt.Errorf("initial sync: %w", err)
+			}
+		case <-deadline:
+			return false, errors.New("initial sync did not finish within a minute")
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	return false, nil
+}
+
+// follow sends the member's events as they come, until ctx ends or the
+// member answers again after failing. client-go's reflectors retry a
+// lost apiserver with a backoff that grows to 30 s, silently: a probe
+// every second says when the cluster is failing, and when it answers
+// again the run ends so that fresh informers relist at once.
+func (k *KubeCluster) follow(ctx, runCtx context.Context, q *eventQueue, watchErrs <-chan error) error {
 	health := make(chan error, 1)
 	go k.probe(runCtx, health)
 	down := false
