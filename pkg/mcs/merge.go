@@ -53,37 +53,8 @@ func MergeService(key ServiceKey, in []ClusterInput) *ServiceState {
 		if c.Export == nil || !c.NamespaceExists {
 			continue
 		}
-		es := ExportStatus{
-			Cluster:             c.Cluster,
-			Created:             c.Export.Created,
-			Generation:          c.Export.Generation,
-			APIVersion:          c.Export.APIVersion,
-			ExportedLabels:      c.Export.ExportedLabels,
-			ExportedAnnotations: c.Export.ExportedAnnotations,
-		}
-		switch {
-		case c.Service == nil:
-			// Rule 1: no Service of that name.
-			es.Conditions = []metav1.Condition{
-				condition(mcsv1b1.ServiceExportConditionValid, metav1.ConditionFalse, mcsv1b1.ServiceExportReasonNoService,
-					fmt.Sprintf("Service %s not found", key), es.Generation),
-				condition(mcsv1b1.ServiceExportConditionReady, metav1.ConditionFalse, mcsv1b1.ServiceExportReasonPending,
-					"waiting for the Service to exist", es.Generation),
-			}
-		case c.Service.Type == corev1.ServiceTypeExternalName:
-			// Rule 1: ExternalName Services cannot be exported (KEP-1645
-			// "Service Types").
-			es.Conditions = []metav1.Condition{
-				condition(mcsv1b1.ServiceExportConditionValid, metav1.ConditionFalse, mcsv1b1.ServiceExportReasonInvalidServiceType,
-					"Service of type ExternalName cannot be exported", es.Generation),
-				condition(mcsv1b1.ServiceExportConditionReady, metav1.ConditionFalse, mcsv1b1.ServiceExportReasonFailed,
-					"the export is not valid", es.Generation),
-			}
-		default:
-			es.Conditions = []metav1.Condition{
-				condition(mcsv1b1.ServiceExportConditionValid, metav1.ConditionTrue, mcsv1b1.ServiceExportReasonValid,
-					"the Service is exportable", es.Generation),
-			}
+		es, valid := validateExport(key, c)
+		if valid {
 			constituents = append(constituents, c)
 		}
 		st.Exports = append(st.Exports, es)
@@ -96,16 +67,80 @@ func MergeService(key ServiceKey, in []ClusterInput) *ServiceState {
 		// Rule 3: no valid export, no import.
 		return st
 	}
+	winner := oldest(constituents)
+	imp := importOf(winner)
+	conflicts := findConflicts(constituents, winner)
+	imp.Ports = mergePorts(constituents)
+	for _, c := range constituents {
+		imp.Clusters = append(imp.Clusters, c.Cluster)
+		st.Backends = append(st.Backends, ClusterBackend{Cluster: c.Cluster, Ports: c.Service.Ports, Slices: c.Slices})
+	}
+	slices.Sort(imp.Clusters)
+	slices.SortFunc(st.Backends, func(a, b ClusterBackend) int { return cmp.Compare(a.Cluster, b.Cluster) })
+	for i := range in {
+		if in[i].NamespaceExists {
+			imp.ImportedIn = append(imp.ImportedIn, in[i].Cluster)
+		}
+	}
+	slices.Sort(imp.ImportedIn)
+	st.Import = imp
+	readyAndConflict(st, conflictCondition(conflicts, winner))
+	return st
+}
 
-	// Rule 4: the oldest export wins every conflict; ties go to the
-	// smaller cluster ID so that the result never depends on input order.
+// validateExport is Rule 1: an export of no Service, or of an
+// ExternalName Service, is not valid (KEP-1645 "Service Types"); the
+// others are constituents of the import.
+func validateExport(key ServiceKey, c *ClusterInput) (ExportStatus, bool) {
+	es := ExportStatus{
+		Cluster:             c.Cluster,
+		Created:             c.Export.Created,
+		Generation:          c.Export.Generation,
+		APIVersion:          c.Export.APIVersion,
+		ExportedLabels:      c.Export.ExportedLabels,
+		ExportedAnnotations: c.Export.ExportedAnnotations,
+	}
+	switch {
+	case c.Service == nil:
+		es.Conditions = []metav1.Condition{
+			condition(mcsv1b1.ServiceExportConditionValid, metav1.ConditionFalse, mcsv1b1.ServiceExportReasonNoService,
+				fmt.Sprintf("Service %s not found", key), es.Generation),
+			condition(mcsv1b1.ServiceExportConditionReady, metav1.ConditionFalse, mcsv1b1.ServiceExportReasonPending,
+				"waiting for the Service to exist", es.Generation),
+		}
+		return es, false
+	case c.Service.Type == corev1.ServiceTypeExternalName:
+		es.Conditions = []metav1.Condition{
+			condition(mcsv1b1.ServiceExportConditionValid, metav1.ConditionFalse, mcsv1b1.ServiceExportReasonInvalidServiceType,
+				"Service of type ExternalName cannot be exported", es.Generation),
+			condition(mcsv1b1.ServiceExportConditionReady, metav1.ConditionFalse, mcsv1b1.ServiceExportReasonFailed,
+				"the export is not valid", es.Generation),
+		}
+		return es, false
+	}
+	es.Conditions = []metav1.Condition{
+		condition(mcsv1b1.ServiceExportConditionValid, metav1.ConditionTrue, mcsv1b1.ServiceExportReasonValid,
+			"the Service is exportable", es.Generation),
+	}
+	return es, true
+}
+
+// oldest is Rule 4's winner: the oldest export wins every conflict; ties
+// go to the smaller cluster ID so that the result never depends on input
+// order. It sorts constituents that way.
+func oldest(constituents []*ClusterInput) *ClusterInput {
 	slices.SortFunc(constituents, func(a, b *ClusterInput) int {
 		if c := a.Export.Created.Compare(b.Export.Created); c != 0 {
 			return c
 		}
 		return cmp.Compare(a.Cluster, b.Cluster)
 	})
-	winner := constituents[0]
+	return constituents[0]
+}
+
+// importOf is the import's properties, taken from the winning export
+// (Rules 2 and 4): ClusterSetIP unless the Service is headless.
+func importOf(winner *ClusterInput) *Import {
 	ws := winner.Service
 	imp := &Import{
 		Type:                  mcsv1b1.ClusterSetIP, // Rule 2.
@@ -120,7 +155,13 @@ func MergeService(key ServiceKey, in []ClusterInput) *ServiceState {
 	if ws.Headless {
 		imp.Type = mcsv1b1.Headless
 	}
+	return imp
+}
 
+// findConflicts is Rule 4's comparison: every property in which a later
+// export differs from the winner's, by reason, naming the clusters.
+func findConflicts(constituents []*ClusterInput, winner *ClusterInput) map[mcsv1b1.ServiceExportConditionReason][]string {
+	ws := winner.Service
 	conflicts := map[mcsv1b1.ServiceExportConditionReason][]string{}
 	for _, c := range constituents[1:] {
 		s := c.Service
@@ -151,23 +192,12 @@ func MergeService(key ServiceKey, in []ClusterInput) *ServiceState {
 			conflicts[d.reason] = append(conflicts[d.reason], what)
 		}
 	}
-	imp.Ports = mergePorts(constituents)
+	return conflicts
+}
 
-	for _, c := range constituents {
-		imp.Clusters = append(imp.Clusters, c.Cluster)
-		st.Backends = append(st.Backends, ClusterBackend{Cluster: c.Cluster, Ports: c.Service.Ports, Slices: c.Slices})
-	}
-	slices.Sort(imp.Clusters)
-	slices.SortFunc(st.Backends, func(a, b ClusterBackend) int { return cmp.Compare(a.Cluster, b.Cluster) })
-	for i := range in {
-		if in[i].NamespaceExists {
-			imp.ImportedIn = append(imp.ImportedIn, in[i].Cluster)
-		}
-	}
-	slices.Sort(imp.ImportedIn)
-	st.Import = imp
-
-	conflict := conflictCondition(conflicts, winner)
+// readyAndConflict gives every valid export its Ready and Conflict
+// conditions.
+func readyAndConflict(st *ServiceState, conflict metav1.Condition) {
 	for i := range st.Exports {
 		es := &st.Exports[i]
 		if es.Conditions[0].Status != metav1.ConditionTrue {
@@ -180,7 +210,6 @@ func MergeService(key ServiceKey, in []ClusterInput) *ServiceState {
 				"the service is exported to the ClusterSet", es.Generation),
 			c)
 	}
-	return st
 }
 
 // conflictCondition builds the Conflict condition shared by every
