@@ -41,6 +41,31 @@ func envoyRoute(rr *gateway.RouteRule, o routeOptions) *routev3.Route {
 		r.Action = &routev3.Route_Redirect{Redirect: redirect(a.Redirect)}
 		return r
 	}
+	ra := routeBackends(a, o)
+	if ra == nil {
+		// Gateway API: a rule whose backends are all invalid answers 500.
+		// gRPC clients fail such RPCs at once (UNAVAILABLE: the route's
+		// action is not a route).
+		r.Action = directResponse(500)
+		return r
+	}
+	routeTimeouts(ra, a, o.grpc)
+	r.Action = &routev3.Route_Route{Route: ra}
+	if o.grpc {
+		return r
+	}
+	ra.RetryPolicy = routeRetry(a)
+	ra.RequestMirrorPolicies = routeMirrors(a, o)
+	routeRewrite(ra, a.Rewrite)
+	r.RequestHeadersToAdd, r.RequestHeadersToRemove = headers(a.RequestHeaders)
+	r.ResponseHeadersToAdd, r.ResponseHeadersToRemove = headers(a.ResponseHeaders)
+	return r
+}
+
+// routeBackends is a rule's backends as a route action: one cluster or
+// weighted ones, an invalid backend's share answered 500 (gRPC drops it),
+// session affinity's hash; nil when no backend is valid.
+func routeBackends(a gateway.Action, o routeOptions) *routev3.RouteAction {
 	var clusters []*routev3.WeightedCluster_ClusterWeight
 	invalid, affinity := false, false
 	for _, b := range a.Backends {
@@ -61,11 +86,7 @@ func envoyRoute(rr *gateway.RouteRule, o routeOptions) *routev3.Route {
 		clusters = append(clusters, &routev3.WeightedCluster_ClusterWeight{Name: name, Weight: wrapperspb.UInt32(b.Weight)})
 	}
 	if len(clusters) == 0 || (len(clusters) == 1 && clusters[0].Name == InvalidBackendCluster) {
-		// Gateway API: a rule whose backends are all invalid answers 500.
-		// gRPC clients fail such RPCs at once (UNAVAILABLE: the route's
-		// action is not a route).
-		r.Action = directResponse(500)
-		return r
+		return nil
 	}
 	ra := &routev3.RouteAction{}
 	if len(clusters) == 1 {
@@ -83,42 +104,54 @@ func envoyRoute(rr *gateway.RouteRule, o routeOptions) *routev3.Route {
 			ra.HashPolicy = sourceIPHash(true)
 		}
 	}
+	return ra
+}
+
+// routeTimeouts sets the rule's timeouts.request and, without retries,
+// timeouts.backendRequest (the one attempt's bound; with retries it is
+// each attempt's per_try_timeout, see routeRetry). Found by a real
+// Envoy: a per-try timeout is only read inside a retry policy. Envoy
+// reads timeout; gRPC reads max_stream_duration.
+func routeTimeouts(ra *routev3.RouteAction, a gateway.Action, grpc bool) {
 	timeout := a.Timeout
-	retries := a.Retry != nil && a.Retry.Attempts > 0 && !o.grpc
+	retries := a.Retry != nil && a.Retry.Attempts > 0 && !grpc
 	if bt := a.BackendTimeout; bt != nil && (timeout == nil || (!retries && *bt < *timeout)) {
-		// Without retries the request is one attempt: backendRequest
-		// bounds it as the route's timeout (found by a real Envoy: a
-		// per-try timeout is only read with a retry policy). With
-		// retries it is each attempt's per_try_timeout (below).
 		timeout = bt
 	}
-	if timeout != nil {
-		// Envoy reads timeout; gRPC reads max_stream_duration.
-		ra.Timeout = durationpb.New(*timeout)
-		if o.grpc {
-			ra.MaxStreamDuration = &routev3.RouteAction_MaxStreamDuration{MaxStreamDuration: durationpb.New(*timeout)}
+	if timeout == nil {
+		return
+	}
+	ra.Timeout = durationpb.New(*timeout)
+	if grpc {
+		ra.MaxStreamDuration = &routev3.RouteAction_MaxStreamDuration{MaxStreamDuration: durationpb.New(*timeout)}
+	}
+}
+
+// routeRetry is the rule's retry policy (Envoy only), or nil.
+func routeRetry(a gateway.Action) *routev3.RetryPolicy {
+	rt := a.Retry
+	if rt == nil || rt.Attempts <= 0 {
+		return nil
+	}
+	p := &routev3.RetryPolicy{RetryOn: "connect-failure,refused-stream", NumRetries: wrapperspb.UInt32(uint32(min(rt.Attempts, math.MaxInt32)))} //nolint:gosec // bounded
+	if len(rt.Codes) > 0 {
+		p.RetryOn += ",retriable-status-codes"
+		for _, c := range rt.Codes {
+			p.RetriableStatusCodes = append(p.RetriableStatusCodes, uint32(max(0, c))) //nolint:gosec // HTTP codes
 		}
 	}
-	r.Action = &routev3.Route_Route{Route: ra}
-	if o.grpc {
-		return r
+	if rt.Backoff > 0 {
+		p.RetryBackOff = &routev3.RetryPolicy_RetryBackOff{BaseInterval: durationpb.New(rt.Backoff)}
 	}
-	if rt := a.Retry; rt != nil && rt.Attempts > 0 {
-		p := &routev3.RetryPolicy{RetryOn: "connect-failure,refused-stream", NumRetries: wrapperspb.UInt32(uint32(min(rt.Attempts, math.MaxInt32)))} //nolint:gosec // bounded
-		if len(rt.Codes) > 0 {
-			p.RetryOn += ",retriable-status-codes"
-			for _, c := range rt.Codes {
-				p.RetriableStatusCodes = append(p.RetriableStatusCodes, uint32(max(0, c))) //nolint:gosec // HTTP codes
-			}
-		}
-		if rt.Backoff > 0 {
-			p.RetryBackOff = &routev3.RetryPolicy_RetryBackOff{BaseInterval: durationpb.New(rt.Backoff)}
-		}
-		if a.BackendTimeout != nil {
-			p.PerTryTimeout = durationpb.New(*a.BackendTimeout)
-		}
-		ra.RetryPolicy = p
+	if a.BackendTimeout != nil {
+		p.PerTryTimeout = durationpb.New(*a.BackendTimeout)
 	}
+	return p
+}
+
+// routeMirrors are the rule's request mirrors to valid, served backends.
+func routeMirrors(a gateway.Action, o routeOptions) []*routev3.RouteAction_RequestMirrorPolicy {
+	var out []*routev3.RouteAction_RequestMirrorPolicy
 	for _, m := range a.Mirrors {
 		if m.Backend.Kind == gateway.BackendInvalid {
 			continue
@@ -127,32 +160,35 @@ func envoyRoute(rr *gateway.RouteRule, o routeOptions) *routev3.Route {
 		if name == "" {
 			continue
 		}
-		ra.RequestMirrorPolicies = append(ra.RequestMirrorPolicies, &routev3.RouteAction_RequestMirrorPolicy{
+		out = append(out, &routev3.RouteAction_RequestMirrorPolicy{
 			Cluster: name,
 			RuntimeFraction: &corev3.RuntimeFractionalPercent{DefaultValue: &typev3.FractionalPercent{
 				Numerator: uint32(math.Round(m.Percent * 10000)), Denominator: typev3.FractionalPercent_MILLION,
 			}},
 		})
 	}
-	if rw := a.Rewrite; rw != nil {
-		if rw.Hostname != "" {
-			ra.HostRewriteSpecifier = &routev3.RouteAction_HostRewriteLiteral{HostRewriteLiteral: rw.Hostname}
-		}
-		switch {
-		case rw.FullPath != nil:
-			ra.RegexRewrite = &matcherv3.RegexMatchAndSubstitute{Pattern: &matcherv3.RegexMatcher{Regex: "^/.*$"}, Substitution: *rw.FullPath}
-		case rw.PrefixPath != nil:
-			prefix, sub := prefixRewrite(rw.MatchPrefix, *rw.PrefixPath)
-			if prefix != "" {
-				ra.PrefixRewrite = prefix
-			} else {
-				ra.RegexRewrite = sub
-			}
+	return out
+}
+
+// routeRewrite sets the rule's URL rewrite (host, full path or prefix).
+func routeRewrite(ra *routev3.RouteAction, rw *gateway.Rewrite) {
+	if rw == nil {
+		return
+	}
+	if rw.Hostname != "" {
+		ra.HostRewriteSpecifier = &routev3.RouteAction_HostRewriteLiteral{HostRewriteLiteral: rw.Hostname}
+	}
+	switch {
+	case rw.FullPath != nil:
+		ra.RegexRewrite = &matcherv3.RegexMatchAndSubstitute{Pattern: &matcherv3.RegexMatcher{Regex: "^/.*$"}, Substitution: *rw.FullPath}
+	case rw.PrefixPath != nil:
+		prefix, sub := prefixRewrite(rw.MatchPrefix, *rw.PrefixPath)
+		if prefix != "" {
+			ra.PrefixRewrite = prefix
+		} else {
+			ra.RegexRewrite = sub
 		}
 	}
-	r.RequestHeadersToAdd, r.RequestHeadersToRemove = headers(a.RequestHeaders)
-	r.ResponseHeadersToAdd, r.ResponseHeadersToRemove = headers(a.ResponseHeaders)
-	return r
 }
 
 // prefixRewrite replaces a matched path prefix. Replacing with "/" must
