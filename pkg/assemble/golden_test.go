@@ -12,6 +12,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/eastwest-dev/eastwest/internal/golden"
+	"github.com/eastwest-dev/eastwest/pkg/translate"
 )
 
 // step is one change to a ClusterSet folder: files written (path ->
@@ -76,7 +77,7 @@ func TestPlansGolden(t *testing.T) {
 					if len(u.Delete) > 0 {
 						op, list = "delete", u.Delete
 					}
-					fmt.Fprintf(&out, "- %s %s %s: [%s]\n", u.View, shortType(u.Type), op, strings.Join(list, ", "))
+					fmt.Fprintf(&out, "- %s %s %s: [%s]\n", u.View, translate.TypeName(u.Type), op, strings.Join(list, ", "))
 				}
 				if d := same(f.asm, fromScratch(t, f.dir)); d != "" {
 					t.Fatalf("step %d: %s", i+1, d)
@@ -87,8 +88,6 @@ func TestPlansGolden(t *testing.T) {
 	}
 	golden.NoOrphans(t, "testdata/*.out.yaml")
 }
-
-func shortType(typ string) string { return typ[strings.LastIndex(typ, ".")+1:] }
 
 func mapsKeys(m map[string]string) func(func(string) bool) {
 	return func(yield func(string) bool) {

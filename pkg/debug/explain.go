@@ -11,7 +11,6 @@ import (
 
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
-	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
 
@@ -284,18 +283,13 @@ func parentName(p gwapiv1.ParentReference) string {
 	return n
 }
 
+// shortTypeName is the xDS service of a type URL (CDS, EDS, LDS, RDS,
+// SDS), from TypeNames.
 func shortTypeName(typ string) string {
-	switch typ {
-	case resourcev3.ClusterType:
-		return "CDS"
-	case resourcev3.EndpointType:
-		return "EDS"
-	case resourcev3.ListenerType:
-		return "LDS"
-	case resourcev3.RouteType:
-		return "RDS"
-	case resourcev3.SecretType:
-		return "SDS"
+	for short, url := range TypeNames {
+		if url == typ {
+			return strings.ToUpper(short)
+		}
 	}
 	return typ
 }

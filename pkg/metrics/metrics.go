@@ -10,6 +10,7 @@ import (
 
 	"github.com/eastwest-dev/eastwest/pkg/gateway"
 	"github.com/eastwest-dev/eastwest/pkg/mcs"
+	"github.com/eastwest-dev/eastwest/pkg/translate"
 )
 
 // Metrics holds eastwest's metrics, registered on one registry.
@@ -92,7 +93,7 @@ func New() *Metrics {
 
 // Pushed counts a response and its latency when known.
 func (m *Metrics) Pushed(typ string, latency time.Duration, known bool) {
-	t := shortType(typ)
+	t := translate.TypeName(typ)
 	m.pushes.WithLabelValues(t).Inc()
 	if known {
 		m.pushLatency.WithLabelValues(t).Observe(latency.Seconds())
@@ -100,7 +101,7 @@ func (m *Metrics) Pushed(typ string, latency time.Duration, known bool) {
 }
 
 // Nacked counts a NACK.
-func (m *Metrics) Nacked(typ string) { m.nacks.WithLabelValues(shortType(typ)).Inc() }
+func (m *Metrics) Nacked(typ string) { m.nacks.WithLabelValues(translate.TypeName(typ)).Inc() }
 
 // Refused counts a refused xDS request.
 func (m *Metrics) Refused(reason string) { m.refused.WithLabelValues(reason).Inc() }
@@ -110,7 +111,7 @@ func (m *Metrics) Clients(n int) { m.clients.Set(float64(n)) }
 
 // Rejected sets the number of resources of a type that failed validation.
 func (m *Metrics) Rejected(typ string, n int) {
-	m.rejected.WithLabelValues(shortType(typ)).Set(float64(n))
+	m.rejected.WithLabelValues(translate.TypeName(typ)).Set(float64(n))
 }
 
 // Merged observes a merge.
@@ -204,13 +205,4 @@ func (m *Metrics) Service(key mcs.ServiceKey, st *mcs.ServiceState, importDelta 
 		m.exportSeries[key] = series
 	}
 	m.imports.Add(float64(importDelta))
-}
-
-func shortType(typ string) string {
-	for i := len(typ) - 1; i >= 0; i-- {
-		if typ[i] == '.' {
-			return typ[i+1:]
-		}
-	}
-	return typ
 }

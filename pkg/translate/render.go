@@ -26,7 +26,7 @@ func YAML(resources []Resource) ([]byte, error) {
 		}
 		js, err := protojson.Marshal(a)
 		if err != nil {
-			return nil, fmt.Errorf("%s %s: %w", shortType(r.Type), r.Name, err)
+			return nil, fmt.Errorf("%s %s: %w", TypeName(r.Type), r.Name, err)
 		}
 		// Re-encoding through YAML also removes protojson's deliberately
 		// unstable whitespace.
@@ -34,7 +34,7 @@ func YAML(resources []Resource) ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
-		fmt.Fprintf(&b, "---\n# %s %s\n", shortType(r.Type), r.Name)
+		fmt.Fprintf(&b, "---\n# %s %s\n", TypeName(r.Type), r.Name)
 		b.Write(y)
 	}
 	return b.Bytes(), nil

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -79,7 +80,7 @@ type Invalid struct {
 	Err  error
 }
 
-func (i Invalid) Error() string { return fmt.Sprintf("%s %s: %v", shortType(i.Type), i.Name, i.Err) }
+func (i Invalid) Error() string { return fmt.Sprintf("%s %s: %v", TypeName(i.Type), i.Name, i.Err) }
 
 // Result is the outcome of translating one service or the gateway routes.
 type Result struct {
@@ -568,18 +569,7 @@ func mustAny(m proto.Message) *anypb.Any {
 	return &anypb.Any{TypeUrl: resourcev3.APITypePrefix + string(m.ProtoReflect().Descriptor().FullName()), Value: b}
 }
 
-func shortType(typeURL string) string {
-	switch typeURL {
-	case resourcev3.ClusterType:
-		return "Cluster"
-	case resourcev3.EndpointType:
-		return "ClusterLoadAssignment"
-	case resourcev3.ListenerType:
-		return "Listener"
-	case resourcev3.RouteType:
-		return "RouteConfiguration"
-	case resourcev3.SecretType:
-		return "Secret"
-	}
-	return typeURL
-}
+// TypeName is a type URL's message name (Cluster, ClusterLoadAssignment,
+// Listener, RouteConfiguration, Secret): the one short name of a type,
+// for logs, metrics labels and rendered output.
+func TypeName(typeURL string) string { return typeURL[strings.LastIndex(typeURL, ".")+1:] }
