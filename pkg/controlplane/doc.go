@@ -1,6 +1,7 @@
-// Package controlplane wires eastwest's stages into a running control
-// plane: the node contract (which view an xDS client reads), the one
-// Writer that batches source events into the Store, translates the
-// services they touched and publishes them to the xDS cache, and the gRPC
-// xDS server.
+// Package controlplane runs eastwest: the App `xds serve` is (sources,
+// Writer, xDS server, debug endpoint, write-back), the Writer (the one
+// goroutine that batches source events, flushes the assembler and
+// publishes each Plan into the xDS cache, with readiness, liveness and the
+// debug snapshot), the node contract (which view an xDS client reads) and
+// the xDS identity that binds a node to a client certificate.
 package controlplane
