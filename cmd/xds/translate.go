@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/eastwest-dev/eastwest/pkg/assemble"
+	"github.com/eastwest-dev/eastwest/pkg/event"
 	"github.com/eastwest-dev/eastwest/pkg/mcs"
 	"github.com/eastwest-dev/eastwest/pkg/source"
 	"github.com/eastwest-dev/eastwest/pkg/translate"
@@ -146,7 +147,7 @@ func translateWatch(ctx context.Context, opts translateOptions, stdout, stderr i
 	off := assemble.New(assemble.Options{Store: mcs.Options{ClusterSet: opts.clusterSet}, KeepViews: true})
 	dir := source.NewDir(opts.dir, log)
 	failed := false
-	err := dir.Run(ctx, func(evs []mcs.Event, _ []source.Problem) {
+	err := dir.Run(ctx, func(evs []event.Event, _ []source.Problem) {
 		for _, ev := range evs {
 			if err := off.Apply(ev); err != nil {
 				log.Error("cannot apply event", "member", ev.Member, "err", err)

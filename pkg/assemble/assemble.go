@@ -13,6 +13,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/eastwest-dev/eastwest/internal/parallel"
+	"github.com/eastwest-dev/eastwest/pkg/event"
 	"github.com/eastwest-dev/eastwest/pkg/gateway"
 	"github.com/eastwest-dev/eastwest/pkg/mcs"
 	"github.com/eastwest-dev/eastwest/pkg/translate"
@@ -163,13 +164,13 @@ func (a *Assembler) SetTranslator(fn func(*mcs.ServiceState, translate.View, tra
 // the Gateway API store, the MCS inputs to the MCS store, Namespaces,
 // Services (the Gateway API store keeps those in front of Gateways) and
 // member joins and leaves to both.
-func (a *Assembler) Apply(ev mcs.Event) error {
+func (a *Assembler) Apply(ev event.Event) error {
 	var both bool
 	switch ev.Object.(type) {
 	case *corev1.Namespace, *corev1.Service:
 		both = true
 	}
-	toGateway := ev.Op == mcs.OpLeave || ev.Op == mcs.OpJoin || both || (ev.Object != nil && gateway.Handles(ev.Object))
+	toGateway := ev.Op == event.OpLeave || ev.Op == event.OpJoin || both || (ev.Object != nil && gateway.Handles(ev.Object))
 	toMCS := ev.Object == nil || both || !gateway.Handles(ev.Object)
 	var errs []error
 	if toGateway {

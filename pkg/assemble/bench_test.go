@@ -14,7 +14,7 @@ import (
 	"github.com/eastwest-dev/eastwest/pkg/assemble"
 	"github.com/eastwest-dev/eastwest/pkg/cache"
 	"github.com/eastwest-dev/eastwest/pkg/controlplane"
-	"github.com/eastwest-dev/eastwest/pkg/mcs"
+	"github.com/eastwest-dev/eastwest/pkg/event"
 )
 
 func benchSlice(member, svc string, m, gen int) *discoveryv1.EndpointSlice {
@@ -60,14 +60,14 @@ func BenchmarkPublish(b *testing.B) {
 			}
 			for m := range 3 {
 				member := fmt.Sprint("m", m)
-				_ = a.Apply(mcs.Event{Member: member, Op: mcs.OpJoin})
-				_ = a.Apply(mcs.Event{Member: member, Op: mcs.OpUpsert, Object: &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "ns"}}})
+				_ = a.Apply(event.Event{Member: member, Op: event.OpJoin})
+				_ = a.Apply(event.Event{Member: member, Op: event.OpUpsert, Object: &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "ns"}}})
 				for i := range n {
 					svc := fmt.Sprint("s", i)
-					_ = a.Apply(mcs.Event{Member: member, Op: mcs.OpUpsert, Object: &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: svc},
+					_ = a.Apply(event.Event{Member: member, Op: event.OpUpsert, Object: &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: svc},
 						Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "http", Port: 80, Protocol: corev1.ProtocolTCP}}}}})
-					_ = a.Apply(mcs.Event{Member: member, Op: mcs.OpUpsert, Object: &mcsv1b1.ServiceExport{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: svc, CreationTimestamp: metav1.NewTime(time.Unix(1, 0))}}})
-					_ = a.Apply(mcs.Event{Member: member, Op: mcs.OpUpsert, Object: benchSlice(member, svc, m, 0)})
+					_ = a.Apply(event.Event{Member: member, Op: event.OpUpsert, Object: &mcsv1b1.ServiceExport{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: svc, CreationTimestamp: metav1.NewTime(time.Unix(1, 0))}}})
+					_ = a.Apply(event.Event{Member: member, Op: event.OpUpsert, Object: benchSlice(member, svc, m, 0)})
 				}
 			}
 			publish(a.Flush())
@@ -75,7 +75,7 @@ func BenchmarkPublish(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
 				gen++
-				_ = a.Apply(mcs.Event{Member: "m1", Op: mcs.OpUpsert, Object: benchSlice("m1", "s7", 1, gen)})
+				_ = a.Apply(event.Event{Member: "m1", Op: event.OpUpsert, Object: benchSlice("m1", "s7", 1, gen)})
 				publish(a.Flush())
 			}
 		})

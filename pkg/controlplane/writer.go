@@ -10,6 +10,7 @@ import (
 
 	"github.com/eastwest-dev/eastwest/pkg/assemble"
 	"github.com/eastwest-dev/eastwest/pkg/cache"
+	"github.com/eastwest-dev/eastwest/pkg/event"
 	"github.com/eastwest-dev/eastwest/pkg/gateway"
 	"github.com/eastwest-dev/eastwest/pkg/mcs"
 	"github.com/eastwest-dev/eastwest/pkg/metrics"
@@ -104,7 +105,7 @@ func (w *Writer) OnStatus(fn func(member string, statuses []gateway.Status)) { w
 
 type batch struct {
 	source   string
-	events   []mcs.Event
+	events   []event.Event
 	problems []source.Problem
 }
 
@@ -194,8 +195,8 @@ func (w *Writer) synced() bool {
 
 // Sink returns the function a source calls with its events and current
 // problems.
-func (w *Writer) Sink(name string) func([]mcs.Event, []source.Problem) {
-	return func(evs []mcs.Event, probs []source.Problem) {
+func (w *Writer) Sink(name string) func([]event.Event, []source.Problem) {
+	return func(evs []event.Event, probs []source.Problem) {
 		w.in <- batch{source: name, events: evs, problems: probs}
 	}
 }

@@ -21,6 +21,7 @@ import (
 	mcsv1b1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 
 	"github.com/eastwest-dev/eastwest/pkg/cache"
+	"github.com/eastwest-dev/eastwest/pkg/event"
 	"github.com/eastwest-dev/eastwest/pkg/gateway"
 	"github.com/eastwest-dev/eastwest/pkg/mcs"
 	"github.com/eastwest-dev/eastwest/pkg/metrics"
@@ -36,7 +37,7 @@ type writerHarness struct {
 	c    *cache.Cache
 	m    *metrics.Metrics
 	gen  uint64
-	send func([]mcs.Event, []source.Problem)
+	send func([]event.Event, []source.Problem)
 }
 
 func newWriterHarness(t *testing.T) *writerHarness {
@@ -53,7 +54,7 @@ func newWriterHarness(t *testing.T) *writerHarness {
 }
 
 // publish sends events and waits until the Writer has published them.
-func (h *writerHarness) publish(member string, evs ...mcs.Event) *Snapshot {
+func (h *writerHarness) publish(member string, evs ...event.Event) *Snapshot {
 	h.t.Helper()
 	for i := range evs {
 		evs[i].Member = member
@@ -81,10 +82,10 @@ func (h *writerHarness) waitGeneration(gen uint64) uint64 {
 	}
 }
 
-func up(o metav1.Object) mcs.Event { return mcs.Event{Op: mcs.OpUpsert, Object: o} }
+func up(o metav1.Object) event.Event { return event.Event{Op: event.OpUpsert, Object: o} }
 
-func exportedService(port int32) []mcs.Event {
-	return []mcs.Event{
+func exportedService(port int32) []event.Event {
+	return []event.Event{
 		up(&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "ns"}}),
 		up(&corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "web"}, Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "http", Port: port, Protocol: corev1.ProtocolTCP}}}}),
 		up(&mcsv1b1.ServiceExport{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "web"}}),
@@ -183,7 +184,7 @@ func TestWriterDropsServicesOfALeavingMember(t *testing.T) {
 	if !h.c.Has(view, resourcev3.ClusterType, translate.ClusterName(mcs.ServiceKey{Namespace: "ns", Name: "web"}, 80)) {
 		t.Fatal("west's service not served to east")
 	}
-	h.publish("west", mcs.Event{Op: mcs.OpLeave})
+	h.publish("west", event.Event{Op: event.OpLeave})
 	if h.c.Has(view, resourcev3.ClusterType, translate.ClusterName(mcs.ServiceKey{Namespace: "ns", Name: "web"}, 80)) {
 		t.Error("west left, its service is still served")
 	}
@@ -241,7 +242,7 @@ func TestWriterGatewayViews(t *testing.T) {
 	if got := cla(); got != 1 {
 		t.Errorf("the Gateway's backend endpoints did not follow the slice: %d", got)
 	}
-	h.publish("east", mcs.Event{Op: mcs.OpDelete, Object: gw})
+	h.publish("east", event.Event{Op: event.OpDelete, Object: gw})
 	if h.c.Has(view, resourcev3.ListenerType, lis) {
 		t.Error("the deleted Gateway's listener is still served")
 	}
@@ -315,9 +316,9 @@ func TestWriterPublishesOnTheLeadingEdge(t *testing.T) {
 			h.publish("east", exportedService(80)...)
 			for i := range tc.burst {
 				name := fmt.Sprint("s", i)
-				h.send([]mcs.Event{
-					{Member: "east", Op: mcs.OpUpsert, Object: &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name}, Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "http", Port: 80, Protocol: corev1.ProtocolTCP}}}}},
-					{Member: "east", Op: mcs.OpUpsert, Object: &mcsv1b1.ServiceExport{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name}}},
+				h.send([]event.Event{
+					{Member: "east", Op: event.OpUpsert, Object: &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name}, Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "http", Port: 80, Protocol: corev1.ProtocolTCP}}}}},
+					{Member: "east", Op: event.OpUpsert, Object: &mcsv1b1.ServiceExport{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name}}},
 				}, nil)
 			}
 			if tc.want > 0 {

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/eastwest-dev/eastwest/pkg/event"
 	"github.com/eastwest-dev/eastwest/pkg/gateway"
 	"github.com/eastwest-dev/eastwest/pkg/mcs"
 	"github.com/eastwest-dev/eastwest/pkg/source"
@@ -46,7 +47,7 @@ func BenchmarkGatewayRebuild(b *testing.B) {
 					b.Fatal(probs)
 				}
 				for _, o := range objs {
-					ev := mcs.Event{Member: member, Op: mcs.OpUpsert, Object: o.Obj}
+					ev := event.Event{Member: member, Op: event.OpUpsert, Object: o.Obj}
 					if gateway.Handles(o.Obj) {
 						if member == "east" {
 							_ = gws.Apply(ev)

@@ -3,6 +3,7 @@ package gateway_test
 import (
 	"testing"
 
+	"github.com/eastwest-dev/eastwest/pkg/event"
 	"github.com/eastwest-dev/eastwest/pkg/gateway"
 	"github.com/eastwest-dev/eastwest/pkg/mcs"
 	"github.com/eastwest-dev/eastwest/pkg/source"
@@ -67,7 +68,7 @@ func FuzzRouteTranslation(f *testing.F) {
 		objs, _ := source.Decode("route.yaml", data)
 		store, gws := mcs.NewStore(mcs.Options{}), gateway.NewStore()
 		for _, o := range append(base, objs...) {
-			ev := mcs.Event{Member: "east", Op: mcs.OpUpsert, Object: o.Obj}
+			ev := event.Event{Member: "east", Op: event.OpUpsert, Object: o.Obj}
 			if gateway.Handles(o.Obj) {
 				_ = gws.Apply(ev) // refused objects are reported, not fatal
 			} else {

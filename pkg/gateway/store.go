@@ -10,7 +10,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
 
-	"github.com/eastwest-dev/eastwest/pkg/mcs"
+	"github.com/eastwest-dev/eastwest/pkg/event"
 )
 
 // Inputs are one member cluster's Gateway API objects.
@@ -69,15 +69,15 @@ func NewStore() *Store { return &Store{members: map[string]*Inputs{}, dirty: map
 
 // Apply records an event. Namespace events are recorded (labels) and
 // also belong to the MCS store; other objects must satisfy Handles.
-func (s *Store) Apply(ev mcs.Event) error {
-	if ev.Op == mcs.OpLeave {
+func (s *Store) Apply(ev event.Event) error {
+	if ev.Op == event.OpLeave {
 		if _, ok := s.members[ev.Member]; ok {
 			delete(s.members, ev.Member)
 			s.dirty[ev.Member] = true
 		}
 		return nil
 	}
-	if ev.Op == mcs.OpJoin || ev.Object == nil {
+	if ev.Op == event.OpJoin || ev.Object == nil {
 		return nil
 	}
 	in := s.members[ev.Member]
@@ -85,7 +85,7 @@ func (s *Store) Apply(ev mcs.Event) error {
 		in = newInputs(ev.Member)
 		s.members[ev.Member] = in
 	}
-	del := ev.Op == mcs.OpDelete
+	del := ev.Op == event.OpDelete
 	key := types.NamespacedName{Namespace: ev.Object.GetNamespace(), Name: ev.Object.GetName()}
 	switch o := ev.Object.(type) {
 	case *corev1.Namespace:

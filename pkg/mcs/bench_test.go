@@ -8,6 +8,8 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
+
+	"github.com/eastwest-dev/eastwest/pkg/event"
 )
 
 const (
@@ -18,17 +20,17 @@ const (
 
 // benchEvents builds the inputs of a ClusterSet in which every cluster
 // exports every service with benchEndpoints endpoints in one slice.
-func benchEvents() []Event {
-	var evs []Event
+func benchEvents() []event.Event {
+	var evs []event.Event
 	for c := range benchClusters {
 		member := fmt.Sprintf("cluster-%d", c)
-		evs = append(evs, Event{Member: member, Op: OpUpsert, Object: namespace("ns")})
+		evs = append(evs, event.Event{Member: member, Op: event.OpUpsert, Object: namespace("ns")})
 		for s := range benchServices {
 			name := fmt.Sprintf("svc-%d", s)
 			evs = append(evs,
-				Event{Member: member, Op: OpUpsert, Object: service("ns", name, port("http", 80), port("grpc", 90))},
-				Event{Member: member, Op: OpUpsert, Object: export("ns", name, time.Duration(c)*time.Second)},
-				Event{Member: member, Op: OpUpsert, Object: benchSlice(name, c, 0)},
+				event.Event{Member: member, Op: event.OpUpsert, Object: service("ns", name, port("http", 80), port("grpc", 90))},
+				event.Event{Member: member, Op: event.OpUpsert, Object: export("ns", name, time.Duration(c)*time.Second)},
+				event.Event{Member: member, Op: event.OpUpsert, Object: benchSlice(name, c, 0)},
 			)
 		}
 	}
@@ -81,7 +83,7 @@ func BenchmarkMerge(b *testing.B) {
 		b.ReportAllocs()
 		i := 0
 		for b.Loop() {
-			if err := s.Apply(Event{Member: "cluster-3", Op: OpUpsert, Object: versions[i%2]}); err != nil {
+			if err := s.Apply(event.Event{Member: "cluster-3", Op: event.OpUpsert, Object: versions[i%2]}); err != nil {
 				b.Fatal(err)
 			}
 			if ch := s.Flush(); len(ch.Services) != 1 {

@@ -10,6 +10,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	mcsv1b1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
+
+	"github.com/eastwest-dev/eastwest/pkg/event"
 )
 
 // t0 is the creation time of the oldest export in the rule tests.
@@ -29,7 +31,7 @@ func newWorld(t *testing.T) *world {
 func (w *world) upsert(member string, objs ...metav1.Object) *world {
 	w.t.Helper()
 	for _, o := range objs {
-		if err := w.s.Apply(Event{Member: member, Op: OpUpsert, Object: o}); err != nil {
+		if err := w.s.Apply(event.Event{Member: member, Op: event.OpUpsert, Object: o}); err != nil {
 			w.t.Fatalf("apply %T: %v", o, err)
 		}
 	}
@@ -39,7 +41,7 @@ func (w *world) upsert(member string, objs ...metav1.Object) *world {
 func (w *world) remove(member string, objs ...metav1.Object) *world {
 	w.t.Helper()
 	for _, o := range objs {
-		if err := w.s.Apply(Event{Member: member, Op: OpDelete, Object: o}); err != nil {
+		if err := w.s.Apply(event.Event{Member: member, Op: event.OpDelete, Object: o}); err != nil {
 			w.t.Fatalf("delete %T: %v", o, err)
 		}
 	}
@@ -48,7 +50,7 @@ func (w *world) remove(member string, objs ...metav1.Object) *world {
 
 func (w *world) leave(member string) *world {
 	w.t.Helper()
-	if err := w.s.Apply(Event{Member: member, Op: OpLeave}); err != nil {
+	if err := w.s.Apply(event.Event{Member: member, Op: event.OpLeave}); err != nil {
 		w.t.Fatal(err)
 	}
 	return w

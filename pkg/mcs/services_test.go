@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/eastwest-dev/eastwest/pkg/event"
 )
 
 // A State's services never change after it is handed out, whatever the
@@ -11,7 +13,7 @@ import (
 // Get.
 func TestSnapshotsShareButNeverChange(t *testing.T) {
 	s := NewStore(Options{})
-	apply := func(evs ...Event) {
+	apply := func(evs ...event.Event) {
 		t.Helper()
 		for _, ev := range evs {
 			if err := s.Apply(ev); err != nil {
@@ -20,11 +22,11 @@ func TestSnapshotsShareButNeverChange(t *testing.T) {
 		}
 		s.Flush()
 	}
-	exported := func(member, name string) []Event {
-		return []Event{
-			{Member: member, Op: OpUpsert, Object: namespace("ns")},
-			{Member: member, Op: OpUpsert, Object: service("ns", name, port("http", 80))},
-			{Member: member, Op: OpUpsert, Object: export("ns", name, time.Second)},
+	exported := func(member, name string) []event.Event {
+		return []event.Event{
+			{Member: member, Op: event.OpUpsert, Object: namespace("ns")},
+			{Member: member, Op: event.OpUpsert, Object: service("ns", name, port("http", 80))},
+			{Member: member, Op: event.OpUpsert, Object: export("ns", name, time.Second)},
 		}
 	}
 	for i := range 300 {
@@ -36,7 +38,7 @@ func TestSnapshotsShareButNeverChange(t *testing.T) {
 	}
 	s0 := first.Services.Get(ServiceKey{"ns", "s0"})
 	apply(exported("east", "new")...)
-	apply(Event{Member: "east", Op: OpDelete, Object: export("ns", "s0", 0)})
+	apply(event.Event{Member: "east", Op: event.OpDelete, Object: export("ns", "s0", 0)})
 	second := s.Snapshot()
 	if first.Services.Get(ServiceKey{"ns", "new"}) != nil || first.Services.Get(ServiceKey{"ns", "s0"}) != s0 || first.Services.Len() != 300 {
 		t.Error("a State handed out changed with the Store")
@@ -64,11 +66,11 @@ func BenchmarkSnapshotAfterOneChange(b *testing.B) {
 	for _, n := range []int{1_000, 10_000, 100_000} {
 		b.Run(fmt.Sprint(n), func(b *testing.B) {
 			s := NewStore(Options{})
-			_ = s.Apply(Event{Member: "east", Op: OpUpsert, Object: namespace("ns")})
+			_ = s.Apply(event.Event{Member: "east", Op: event.OpUpsert, Object: namespace("ns")})
 			for i := range n {
 				name := fmt.Sprint("svc-", i)
-				_ = s.Apply(Event{Member: "east", Op: OpUpsert, Object: service("ns", name, port("http", 80))})
-				_ = s.Apply(Event{Member: "east", Op: OpUpsert, Object: export("ns", name, time.Second)})
+				_ = s.Apply(event.Event{Member: "east", Op: event.OpUpsert, Object: service("ns", name, port("http", 80))})
+				_ = s.Apply(event.Event{Member: "east", Op: event.OpUpsert, Object: export("ns", name, time.Second)})
 			}
 			s.Flush()
 			s.Snapshot()
@@ -76,7 +78,7 @@ func BenchmarkSnapshotAfterOneChange(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
 				gen++
-				_ = s.Apply(Event{Member: "east", Op: OpUpsert, Object: benchSlice("svc-7", 0, gen)})
+				_ = s.Apply(event.Event{Member: "east", Op: event.OpUpsert, Object: benchSlice("svc-7", 0, gen)})
 				s.Flush()
 				if s.Snapshot().Services.Len() != n {
 					b.Fatal("lost services")

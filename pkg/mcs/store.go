@@ -10,6 +10,8 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 	mcsv1a1 "sigs.k8s.io/mcs-api/pkg/apis/v1alpha1"
 	mcsv1b1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
+
+	"github.com/eastwest-dev/eastwest/pkg/event"
 )
 
 // ControllerName is the value of endpointslice.kubernetes.io/managed-by on
@@ -84,28 +86,28 @@ func (c Changes) Empty() bool { return len(c.Services) == 0 && !c.Clusters }
 // Apply records one event. The merge waits for Flush, so a burst of events
 // costs one merge per service it touches. An event the Store cannot use
 // returns an error and changes nothing.
-func (s *Store) Apply(ev Event) error {
+func (s *Store) Apply(ev event.Event) error {
 	if ev.Member == "" {
 		return fmt.Errorf("event without a member cluster")
 	}
 	switch ev.Op {
-	case OpLeave:
+	case event.OpLeave:
 		if _, ok := s.members[ev.Member]; ok {
 			delete(s.members, ev.Member)
 			s.clustersDirty = true
 		}
 		return nil
-	case OpJoin:
+	case event.OpJoin:
 		s.member(ev.Member)
 		return nil
-	case OpUpsert, OpDelete:
+	case event.OpUpsert, event.OpDelete:
 	default:
 		return fmt.Errorf("unknown op %v", ev.Op)
 	}
 	if ev.Object == nil {
 		return fmt.Errorf("%s event without an object", ev.Op)
 	}
-	del := ev.Op == OpDelete
+	del := ev.Op == event.OpDelete
 	m := s.member(ev.Member)
 	key := ServiceKey{Namespace: ev.Object.GetNamespace(), Name: ev.Object.GetName()}
 	switch o := ev.Object.(type) {

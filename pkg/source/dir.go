@@ -21,7 +21,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/eastwest-dev/eastwest/internal/parallel"
-	"github.com/eastwest-dev/eastwest/pkg/mcs"
+	"github.com/eastwest-dev/eastwest/pkg/event"
 )
 
 // DefaultPollInterval is how often a Dir rescans its folder when no file
@@ -104,7 +104,7 @@ func NewDir(root string, log *slog.Logger) *Dir {
 // previous Scan's view to the folder's content, and every problem found in
 // the folder now. Only files whose size or modification time changed are
 // read again. It fails only when the folder itself cannot be read.
-func (d *Dir) Scan() ([]mcs.Event, []Problem, error) {
+func (d *Dir) Scan() ([]event.Event, []Problem, error) {
 	entries, err := os.ReadDir(d.root)
 	if err != nil {
 		return nil, nil, fmt.Errorf("read ClusterSet folder: %w", err)
@@ -361,11 +361,11 @@ func checkRegular(info fs.FileInfo) error {
 
 // diff turns the change from the previous view to next into events:
 // members join before their objects arrive and leave with all of them.
-func (d *Dir) diff(members map[string]bool, next map[memberObjectKey]Object) []mcs.Event {
-	var evs []mcs.Event
+func (d *Dir) diff(members map[string]bool, next map[memberObjectKey]Object) []event.Event {
+	var evs []event.Event
 	for _, m := range sortedKeys(members) {
 		if !d.members[m] {
-			evs = append(evs, mcs.Event{Member: m, Op: mcs.OpJoin})
+			evs = append(evs, event.Event{Member: m, Op: event.OpJoin})
 		}
 	}
 	keys := make([]memberObjectKey, 0, len(next))
@@ -375,7 +375,7 @@ func (d *Dir) diff(members map[string]bool, next map[memberObjectKey]Object) []m
 	slices.SortFunc(keys, compareKeys)
 	for _, k := range keys {
 		if old, ok := d.current[k]; !ok || old.Hash != next[k].Hash {
-			evs = append(evs, mcs.Event{Member: k.member, Op: mcs.OpUpsert, Object: next[k].Obj})
+			evs = append(evs, event.Event{Member: k.member, Op: event.OpUpsert, Object: next[k].Obj})
 		}
 	}
 	keys = keys[:0]
@@ -386,11 +386,11 @@ func (d *Dir) diff(members map[string]bool, next map[memberObjectKey]Object) []m
 	}
 	slices.SortFunc(keys, compareKeys)
 	for _, k := range keys {
-		evs = append(evs, mcs.Event{Member: k.member, Op: mcs.OpDelete, Object: d.current[k].Obj})
+		evs = append(evs, event.Event{Member: k.member, Op: event.OpDelete, Object: d.current[k].Obj})
 	}
 	for _, m := range sortedKeys(d.members) {
 		if !members[m] {
-			evs = append(evs, mcs.Event{Member: m, Op: mcs.OpLeave})
+			evs = append(evs, event.Event{Member: m, Op: event.OpLeave})
 		}
 	}
 	return evs
@@ -414,7 +414,7 @@ func (d *Dir) logProblems(probs []Problem) {
 // hands every batch of events to sink (with the folder's current problems),
 // until ctx ends. The first batch, sent at once, holds the whole folder. A folder that cannot be read
 // is logged and retried; it does not stop Run.
-func (d *Dir) Run(ctx context.Context, sink func([]mcs.Event, []Problem)) error {
+func (d *Dir) Run(ctx context.Context, sink func([]event.Event, []Problem)) error {
 	w, err := fsnotify.NewWatcher()
 	if err != nil {
 		d.log.Warn("file notifications unavailable, polling only", "err", err)

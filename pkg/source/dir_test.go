@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/eastwest-dev/eastwest/pkg/mcs"
+	"github.com/eastwest-dev/eastwest/pkg/event"
 )
 
 func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -32,7 +32,7 @@ func write(t *testing.T, path, content string) {
 }
 
 // summary renders events as "op member kind ns/name" lines.
-func summary(evs []mcs.Event) []string {
+func summary(evs []event.Event) []string {
 	var out []string
 	for _, e := range evs {
 		s := e.Op.String() + " " + e.Member
@@ -143,7 +143,7 @@ func TestDirRunWatchesFolder(t *testing.T) {
 	batches := make(chan []string, 10)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
-	go func() { done <- d.Run(ctx, func(evs []mcs.Event, _ []Problem) { batches <- summary(evs) }) }()
+	go func() { done <- d.Run(ctx, func(evs []event.Event, _ []Problem) { batches <- summary(evs) }) }()
 	defer func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -204,7 +204,7 @@ func TestDirRefusesHostileFiles(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
 	go func() {
-		done <- d.Run(ctx, func(evs []mcs.Event, probs []Problem) { events <- summary(evs); batches <- probs })
+		done <- d.Run(ctx, func(evs []event.Event, probs []Problem) { events <- summary(evs); batches <- probs })
 	}()
 	defer func() {
 		cancel()

@@ -30,6 +30,7 @@ import (
 	mcsclient "sigs.k8s.io/mcs-api/pkg/client/clientset/versioned"
 	mcsinformers "sigs.k8s.io/mcs-api/pkg/client/informers/externalversions"
 
+	"github.com/eastwest-dev/eastwest/pkg/event"
 	"github.com/eastwest-dev/eastwest/pkg/mcs"
 )
 
@@ -69,7 +70,7 @@ type KubeCluster struct {
 	member string
 	cfg    *rest.Config
 	log    *slog.Logger
-	sink   func([]mcs.Event, []Problem)
+	sink   func([]event.Event, []Problem)
 	// StaleAfter, when positive, drains the cluster's last known state
 	// once it has been unreachable that long; zero keeps it forever.
 	StaleAfter time.Duration
@@ -90,7 +91,7 @@ type kubeKey struct {
 
 // NewKubeCluster returns the source of one member cluster; it does
 // nothing until Run.
-func NewKubeCluster(member string, cfg *rest.Config, log *slog.Logger, sink func([]mcs.Event, []Problem)) *KubeCluster {
+func NewKubeCluster(member string, cfg *rest.Config, log *slog.Logger, sink func([]event.Event, []Problem)) *KubeCluster {
 	return &KubeCluster{
 		member: member, cfg: cfg, log: log.With("member", member), sink: sink,
 		status: ClusterStatus{Member: member, State: StateConnecting, Since: time.Now()},
@@ -169,13 +170,13 @@ func (k *KubeCluster) drain() {
 	k.drained = true
 	k.log.Warn("member cluster unreachable for too long: draining its state", "staleAfter", k.StaleAfter)
 	k.sent = map[kubeKey]string{}
-	k.sink([]mcs.Event{{Member: k.member, Op: mcs.OpLeave}}, nil)
+	k.sink([]event.Event{{Member: k.member, Op: event.OpLeave}}, nil)
 }
 
 // Remove tells the Store the cluster left the ClusterSet: everything it
 // held is drained.
 func (k *KubeCluster) Remove() {
-	k.sink([]mcs.Event{{Member: k.member, Op: mcs.OpLeave}}, nil)
+	k.sink([]event.Event{{Member: k.member, Op: event.OpLeave}}, nil)
 }
 
 // runOnce discovers what the cluster serves, runs informers until they
@@ -202,9 +203,9 @@ func (k *KubeCluster) runOnce(ctx context.Context) error {
 			}
 		})
 		if _, err := si.AddEventHandler(cache.ResourceEventHandlerFuncs{
-			AddFunc:    func(o any) { q.push(k.event(mcs.OpUpsert, o)) },
-			UpdateFunc: func(_, o any) { q.push(k.event(mcs.OpUpsert, o)) },
-			DeleteFunc: func(o any) { q.push(k.event(mcs.OpDelete, o)) },
+			AddFunc:    func(o any) { q.push(k.event(event.OpUpsert, o)) },
+			UpdateFunc: func(_, o any) { q.push(k.event(event.OpUpsert, o)) },
+			DeleteFunc: func(o any) { q.push(k.event(event.OpDelete, o)) },
 		}); err != nil {
 			return err
 		}
@@ -532,11 +533,11 @@ func (k *KubeCluster) discoverRoutes(client kubernetes.Interface, gwc gwclient.I
 // is new or changed since the Store last heard, and deletes for objects
 // that disappeared while the cluster was unreachable.
 func (k *KubeCluster) sendSync(sis []cache.SharedIndexInformer) {
-	evs := []mcs.Event{{Member: k.member, Op: mcs.OpJoin}}
+	evs := []event.Event{{Member: k.member, Op: event.OpJoin}}
 	seen := map[kubeKey]bool{}
 	for _, si := range sis {
 		for _, o := range si.GetStore().List() {
-			ev := k.event(mcs.OpUpsert, o)
+			ev := k.event(event.OpUpsert, o)
 			if ev.Object == nil {
 				continue
 			}
@@ -550,7 +551,7 @@ func (k *KubeCluster) sendSync(sis []cache.SharedIndexInformer) {
 	}
 	for key := range k.sent {
 		if !seen[key] {
-			evs = append(evs, mcs.Event{Member: k.member, Op: mcs.OpDelete, Object: stub(key)})
+			evs = append(evs, event.Event{Member: k.member, Op: event.OpDelete, Object: stub(key)})
 		}
 	}
 	k.record(evs)
@@ -559,17 +560,17 @@ func (k *KubeCluster) sendSync(sis []cache.SharedIndexInformer) {
 }
 
 // record notes what the Store was told, and returns the events.
-func (k *KubeCluster) record(evs []mcs.Event) []mcs.Event {
+func (k *KubeCluster) record(evs []event.Event) []event.Event {
 	out := evs[:0]
 	for _, ev := range evs {
 		if ev.Object == nil {
-			if ev.Op == mcs.OpJoin {
+			if ev.Op == event.OpJoin {
 				out = append(out, ev)
 			}
 			continue
 		}
 		key := keyOfKube(ev.Object)
-		if ev.Op == mcs.OpDelete {
+		if ev.Op == event.OpDelete {
 			delete(k.sent, key)
 		} else {
 			k.sent[key] = ev.Object.GetResourceVersion()
@@ -581,11 +582,11 @@ func (k *KubeCluster) record(evs []mcs.Event) []mcs.Event {
 
 // event converts an informer object to an event; unknown or unusable
 // objects give an event without an object.
-func (k *KubeCluster) event(op mcs.Op, o any) mcs.Event {
+func (k *KubeCluster) event(op event.Op, o any) event.Event {
 	if t, ok := o.(cache.DeletedFinalStateUnknown); ok {
 		o = t.Obj
 	}
-	ev := mcs.Event{Member: k.member, Op: op}
+	ev := event.Event{Member: k.member, Op: op}
 	if _, ok := kindOfObject(o); ok {
 		ev.Object = o.(metav1.Object)
 		return ev
@@ -693,13 +694,13 @@ func shared(b *bool) *bool {
 // eventQueue gathers informer events between sends.
 type eventQueue struct {
 	mu     sync.Mutex
-	events []mcs.Event
+	events []event.Event
 	ready  chan struct{}
 }
 
 func newEventQueue() *eventQueue { return &eventQueue{ready: make(chan struct{}, 1)} }
 
-func (q *eventQueue) push(ev mcs.Event) {
+func (q *eventQueue) push(ev event.Event) {
 	if ev.Object == nil {
 		return
 	}
@@ -712,7 +713,7 @@ func (q *eventQueue) push(ev mcs.Event) {
 	}
 }
 
-func (q *eventQueue) drain() []mcs.Event {
+func (q *eventQueue) drain() []event.Event {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	evs := q.events

@@ -13,6 +13,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/utils/ptr"
 
+	"github.com/eastwest-dev/eastwest/pkg/event"
 	"github.com/eastwest-dev/eastwest/pkg/mcs"
 )
 
@@ -41,7 +42,7 @@ func BenchmarkEndpointMemory(b *testing.B) {
 			}
 			o, _ := trim(&es)
 			_ = store.Add(o)
-			_ = s.Apply(mcs.Event{Member: "m", Op: mcs.OpUpsert, Object: o.(*discoveryv1.EndpointSlice)})
+			_ = s.Apply(event.Event{Member: "m", Op: event.OpUpsert, Object: o.(*discoveryv1.EndpointSlice)})
 		}
 		s.Flush()
 		runtime.GC()

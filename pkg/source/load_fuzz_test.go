@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eastwest-dev/eastwest/pkg/event"
 	"github.com/eastwest-dev/eastwest/pkg/gateway"
 	"github.com/eastwest-dev/eastwest/pkg/mcs"
 )
@@ -28,12 +29,12 @@ func FuzzLoad(f *testing.F) {
 			objs, _ := Decode(member+".yaml", data)
 			for _, o := range objs {
 				if gateway.Handles(o.Obj) {
-					if err := gws.Apply(mcs.Event{Member: member, Op: mcs.OpUpsert, Object: o.Obj}); err != nil {
+					if err := gws.Apply(event.Event{Member: member, Op: event.OpUpsert, Object: o.Obj}); err != nil {
 						t.Fatalf("a decoded Gateway API object was refused: %v", err)
 					}
 					continue
 				}
-				if err := s.Apply(mcs.Event{Member: member, Op: mcs.OpUpsert, Object: o.Obj}); err != nil {
+				if err := s.Apply(event.Event{Member: member, Op: event.OpUpsert, Object: o.Obj}); err != nil {
 					t.Fatalf("a decoded object was refused: %v", err)
 				}
 			}

@@ -15,13 +15,13 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
-	"github.com/eastwest-dev/eastwest/pkg/mcs"
+	"github.com/eastwest-dev/eastwest/pkg/event"
 )
 
 // SinkFor gives each member its sink; Added and Removed tell whoever
 // tracks readiness that a member's source appeared or is gone.
 type SinkFor interface {
-	Sink(source string) func([]mcs.Event, []Problem)
+	Sink(source string) func([]event.Event, []Problem)
 	AddSource(source string)
 	RemoveSource(source string)
 }

@@ -12,7 +12,7 @@ import (
 
 	"github.com/eastwest-dev/eastwest/internal/cptest"
 	"github.com/eastwest-dev/eastwest/pkg/controlplane"
-	"github.com/eastwest-dev/eastwest/pkg/mcs"
+	"github.com/eastwest-dev/eastwest/pkg/event"
 	"github.com/eastwest-dev/eastwest/pkg/source"
 	"github.com/eastwest-dev/eastwest/pkg/translate"
 	"github.com/eastwest-dev/eastwest/test/envoytest"
@@ -32,7 +32,7 @@ func demoPods(t *testing.T, ns *netns.NS, dir string) {
 	started := map[string]bool{}
 	for _, ev := range evs {
 		es, ok := ev.Object.(*discoveryv1.EndpointSlice)
-		if ev.Op != mcs.OpUpsert || !ok {
+		if ev.Op != event.OpUpsert || !ok {
 			continue
 		}
 		httpPort, grpcPort := -1, 0

@@ -13,6 +13,7 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/eastwest-dev/eastwest/pkg/event"
 	"github.com/eastwest-dev/eastwest/pkg/mcs"
 	"github.com/eastwest-dev/eastwest/pkg/source"
 	"github.com/eastwest-dev/eastwest/test/kube"
@@ -38,7 +39,7 @@ func TestOwnEndpointSlicesAreNotReadBack(t *testing.T) {
 	var mu sync.Mutex
 	var got []string
 	synced := make(chan struct{}, 1)
-	src := source.NewKubeCluster("a", c.Config, slog.New(slog.NewTextHandler(io.Discard, nil)), func(evs []mcs.Event, _ []source.Problem) {
+	src := source.NewKubeCluster("a", c.Config, slog.New(slog.NewTextHandler(io.Discard, nil)), func(evs []event.Event, _ []source.Problem) {
 		mu.Lock()
 		defer mu.Unlock()
 		for _, ev := range evs {

@@ -1,4 +1,4 @@
-package mcs
+package event
 
 import (
 	"fmt"
@@ -37,10 +37,10 @@ func (o Op) String() string {
 
 // Event is one change seen by a source in one member cluster.
 //
-// Object is one of *corev1.Namespace, *corev1.Service,
-// *discoveryv1.EndpointSlice, *mcsv1b1.ServiceExport, *mcsv1a1.ServiceExport
-// or *ClusterProperty. The Store keeps only what it reads of it and never
-// modifies it, so sources may pass shared (informer cache) objects.
+// Object is an object of a kind the sources read (pkg/source/kinds.go):
+// an MCS input, a Gateway API object or a TLS Secret. The stores keep
+// only what they read of it and never modify it, so sources may pass
+// shared (informer cache) objects.
 type Event struct {
 	// Member is the configured name of the member cluster.
 	Member string
