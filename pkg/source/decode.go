@@ -299,50 +299,34 @@ func validate(o metav1.Object) error {
 	if ns := o.GetNamespace(); ns != "" {
 		check("metadata.namespace", validation.IsDNS1123Label(ns))
 	}
+	if k, ok := kindOfObject(o); ok {
+		check("metadata.name", k.name(name))
+		if !k.namespaced && o.GetNamespace() != "" {
+			errs = append(errs, fmt.Errorf("metadata.namespace: a %s is cluster-scoped", k.gvk.Kind))
+		}
+	}
 	switch o := o.(type) {
-	case *corev1.Namespace:
-		check("metadata.name", validation.IsDNS1123Label(name))
-		if o.Namespace != "" {
-			errs = append(errs, errors.New("metadata.namespace: a Namespace is cluster-scoped"))
-		}
 	case *mcs.ClusterProperty:
-		check("metadata.name", validation.IsDNS1123Subdomain(name))
-		if o.Namespace != "" {
-			errs = append(errs, errors.New("metadata.namespace: a ClusterProperty is cluster-scoped"))
-		}
 		if o.Spec.Value == "" {
 			errs = append(errs, errors.New("spec.value is required"))
 		}
 	case *corev1.Service:
-		check("metadata.name", validation.IsDNS1035Label(name))
 		errs = append(errs, validateService(o)...)
-	case *mcsv1a1.ServiceExport:
-		check("metadata.name", validation.IsDNS1035Label(name))
-	case *mcsv1b1.ServiceExport:
-		check("metadata.name", validation.IsDNS1035Label(name))
 	case *discoveryv1.EndpointSlice:
-		check("metadata.name", validation.IsDNS1123Subdomain(name))
 		errs = append(errs, validateSlice(o)...)
 	case *gwapiv1.HTTPRoute:
-		check("metadata.name", validation.IsDNS1123Subdomain(name))
 		if len(o.Spec.ParentRefs) == 0 {
 			errs = append(errs, errors.New("spec.parentRefs: at least one parent is required"))
 		}
 	case *gwapiv1.GRPCRoute:
-		check("metadata.name", validation.IsDNS1123Subdomain(name))
 		if len(o.Spec.ParentRefs) == 0 {
 			errs = append(errs, errors.New("spec.parentRefs: at least one parent is required"))
 		}
 	case *gwapiv1.GatewayClass:
-		check("metadata.name", validation.IsDNS1123Subdomain(name))
-		if o.Namespace != "" {
-			errs = append(errs, errors.New("metadata.namespace: a GatewayClass is cluster-scoped"))
-		}
 		if o.Spec.ControllerName == "" {
 			errs = append(errs, errors.New("spec.controllerName is required"))
 		}
 	case *gwapiv1.Gateway:
-		check("metadata.name", validation.IsDNS1123Subdomain(name))
 		if o.Spec.GatewayClassName == "" {
 			errs = append(errs, errors.New("spec.gatewayClassName is required"))
 		}
@@ -360,12 +344,10 @@ func validate(o metav1.Object) error {
 			seen[l.Name] = true
 		}
 	case *gwapiv1.ReferenceGrant:
-		check("metadata.name", validation.IsDNS1123Subdomain(name))
 		if len(o.Spec.From) == 0 || len(o.Spec.To) == 0 {
 			errs = append(errs, errors.New("spec.from and spec.to need at least one entry each"))
 		}
 	case *corev1.Secret:
-		check("metadata.name", validation.IsDNS1123Subdomain(name))
 		if o.Type != corev1.SecretTypeTLS {
 			errs = append(errs, fmt.Errorf("type %q: only Secrets of type kubernetes.io/tls (Gateway certificates) are read", o.Type))
 		}

@@ -61,6 +61,14 @@ func TestDecodeReportsProblemsPerDocument(t *testing.T) {
 			in:       "apiVersion: v1\nkind: Service\nmetadata: {name: web, labels: {app: \"not a value!\"}}\nspec: {ports: [{port: 80}]}\n",
 			problems: []string{"(Service default/web): metadata.labels: Invalid value"},
 		},
+		"a Secret without a type is Opaque, not a certificate": {
+			in:       "apiVersion: v1\nkind: Secret\nmetadata: {name: c, namespace: ns}\nstringData: {tls.crt: \"x\", tls.key: \"z\"}\n",
+			problems: []string{`(Secret ns/c): type "": only Secrets of type kubernetes.io/tls`},
+		},
+		"a cluster-scoped kind with a namespace": {
+			in:       "apiVersion: gateway.networking.k8s.io/v1\nkind: GatewayClass\nmetadata: {name: gc, namespace: ns}\nspec: {controllerName: eastwest.io/gateway-controller}\n",
+			problems: []string{"metadata.namespace: a GatewayClass is cluster-scoped"},
+		},
 		"missing kind": {
 			in:       "metadata: {name: x}\n",
 			problems: []string{"document 1: apiVersion and kind are required"},

@@ -7,6 +7,7 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/validation"
 	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
 	mcsv1a1 "sigs.k8s.io/mcs-api/pkg/apis/v1alpha1"
 	mcsv1b1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
@@ -24,24 +25,28 @@ type kind struct {
 	// rank orders a member's events: properties (the cluster's ID),
 	// namespaces, services and exports before what refers to them.
 	rank int
+	// name validates a name as the apiserver does for the kind.
+	name func(string) []string
 }
 
 // kinds are the kinds eastwest reads, each version it reads them in.
 var kinds = []kind{
-	{gvProperty, func() metav1.Object { return &mcs.ClusterProperty{} }, false, 0},
-	{gvNamespace, func() metav1.Object { return &corev1.Namespace{} }, false, 1},
-	{gvService, func() metav1.Object { return &corev1.Service{} }, true, 2},
-	{gvExportV1b1, func() metav1.Object { return &mcsv1b1.ServiceExport{} }, true, 3},
-	{gvExportV1a1, func() metav1.Object { return &mcsv1a1.ServiceExport{} }, true, 3},
-	{gvEndpointSlice, func() metav1.Object { return &discoveryv1.EndpointSlice{} }, true, 4},
-	{gvGatewayClass, func() metav1.Object { return &gwapiv1.GatewayClass{} }, false, 4},
-	{gvGateway, func() metav1.Object { return &gwapiv1.Gateway{} }, true, 4},
-	{gvHTTPRoute, func() metav1.Object { return &gwapiv1.HTTPRoute{} }, true, 4},
-	{gvGRPCRoute, func() metav1.Object { return &gwapiv1.GRPCRoute{} }, true, 4},
+	{gvProperty, func() metav1.Object { return &mcs.ClusterProperty{} }, false, 0, validation.IsDNS1123Subdomain},
+	{gvNamespace, func() metav1.Object { return &corev1.Namespace{} }, false, 1, validation.IsDNS1123Label},
+	{gvService, func() metav1.Object { return &corev1.Service{} }, true, 2, validation.IsDNS1035Label},
+	{gvExportV1b1, func() metav1.Object { return &mcsv1b1.ServiceExport{} }, true, 3, validation.IsDNS1035Label},
+	{gvExportV1a1, func() metav1.Object { return &mcsv1a1.ServiceExport{} }, true, 3, validation.IsDNS1035Label},
+	{gvEndpointSlice, func() metav1.Object { return &discoveryv1.EndpointSlice{} }, true, 4, validation.IsDNS1123Subdomain},
+	{gvGatewayClass, func() metav1.Object { return &gwapiv1.GatewayClass{} }, false, 4, validation.IsDNS1123Subdomain},
+	{gvGateway, func() metav1.Object { return &gwapiv1.Gateway{} }, true, 4, validation.IsDNS1123Subdomain},
+	{gvHTTPRoute, func() metav1.Object { return &gwapiv1.HTTPRoute{} }, true, 4, validation.IsDNS1123Subdomain},
+	{gvGRPCRoute, func() metav1.Object { return &gwapiv1.GRPCRoute{} }, true, 4, validation.IsDNS1123Subdomain},
 	// v1beta1 and v1 ReferenceGrants have the same fields.
-	{gvGrantV1, func() metav1.Object { return &gwapiv1.ReferenceGrant{} }, true, 4},
-	{gvGrantV1b1, func() metav1.Object { return &gwapiv1.ReferenceGrant{} }, true, 4},
-	{gvSecret, func() metav1.Object { return &corev1.Secret{Type: corev1.SecretTypeTLS} }, true, 4},
+	{gvGrantV1, func() metav1.Object { return &gwapiv1.ReferenceGrant{} }, true, 4, validation.IsDNS1123Subdomain},
+	{gvGrantV1b1, func() metav1.Object { return &gwapiv1.ReferenceGrant{} }, true, 4, validation.IsDNS1123Subdomain},
+	// A Secret decodes with the type its document gives (none: Opaque,
+	// refused); the delete stub of a TLS Secret is made in stub.
+	{gvSecret, func() metav1.Object { return &corev1.Secret{} }, true, 4, validation.IsDNS1123Subdomain},
 }
 
 var (

@@ -616,6 +616,9 @@ func stub(k kubeKey) metav1.Object {
 			o := kd.new()
 			o.SetNamespace(k.namespace)
 			o.SetName(k.name)
+			if sec, ok := o.(*corev1.Secret); ok {
+				sec.Type = corev1.SecretTypeTLS // the only Secrets the informer lists
+			}
 			return o
 		}
 	}

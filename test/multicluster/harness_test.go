@@ -11,7 +11,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	mcsv1b1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
@@ -138,25 +137,11 @@ func (m *member) unexport(t testing.TB, ns, name string) {
 // controller would).
 func (m *member) slice(t testing.TB, ns, svc string, ready bool, ips ...string) {
 	t.Helper()
-	es := &discoveryv1.EndpointSlice{
-		ObjectMeta:  metav1.ObjectMeta{Namespace: ns, Name: svc + "-src", Labels: map[string]string{discoveryv1.LabelServiceName: svc}},
-		AddressType: discoveryv1.AddressTypeIPv4,
-		Ports:       []discoveryv1.EndpointPort{{Name: ptr("http"), Port: ptr(int32(8080)), Protocol: ptr(corev1.ProtocolTCP)}},
+	readiness := make([]bool, len(ips))
+	for i := range readiness {
+		readiness[i] = ready
 	}
-	for _, ip := range ips {
-		es.Endpoints = append(es.Endpoints, discoveryv1.Endpoint{Addresses: []string{ip}, Conditions: discoveryv1.EndpointConditions{Ready: ptr(ready)}})
-	}
-	api := m.Client.DiscoveryV1().EndpointSlices(ns)
-	cur, err := api.Get(ctx, es.Name, metav1.GetOptions{})
-	if apierrors.IsNotFound(err) {
-		_, err = api.Create(ctx, es, metav1.CreateOptions{})
-	} else if err == nil {
-		cur.Endpoints = es.Endpoints
-		_, err = api.Update(ctx, cur, metav1.UpdateOptions{})
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	m.podSlice(t, ns, svc, ips, readiness)
 }
 
 func (m *member) getImport(ns, name string) (*mcsv1b1.ServiceImport, error) {
