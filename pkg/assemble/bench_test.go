@@ -9,6 +9,7 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
+	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
 	mcsv1b1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 
 	"github.com/eastwest-dev/eastwest/pkg/assemble"
@@ -79,5 +80,67 @@ func BenchmarkPublish(b *testing.B) {
 				publish(a.Flush())
 			}
 		})
+	}
+}
+
+// BenchmarkPublishGatewayBackend is BenchmarkPublish for a Gateway with
+// 1,000 HTTPRoutes, each to its own ServiceImport backend: one backend's
+// EndpointSlice changes, the Gateway's view gets that backend's cluster
+// and endpoints again, and nothing else of it is translated.
+//
+//	go test -run '^$' -bench BenchmarkPublishGatewayBackend -benchmem ./pkg/assemble
+func BenchmarkPublishGatewayBackend(b *testing.B) {
+	const routes = 1000
+	a := assemble.New(assemble.Options{})
+	c := cache.New(controlplane.NodeView)
+	publish := func(p assemble.Plan) {
+		updates := make([]cache.Update, 0, len(p.Updates))
+		for _, u := range p.Updates {
+			cu := cache.Update{View: u.View, Type: u.Type, Delete: u.Delete}
+			for _, r := range u.Set {
+				cu.Set = append(cu.Set, cache.Resource{Name: r.Name, Message: r.Message})
+			}
+			updates = append(updates, cu)
+		}
+		if err := c.Apply(updates); err != nil {
+			b.Fatal(err)
+		}
+		if p.Views != nil {
+			c.SetViews(p.Views)
+		}
+	}
+	apply := func(o metav1.Object) { _ = a.Apply(event.Event{Member: "m0", Op: event.OpUpsert, Object: o}) }
+	_ = a.Apply(event.Event{Member: "m0", Op: event.OpJoin})
+	apply(&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "ns"}})
+	apply(&gwapiv1.GatewayClass{ObjectMeta: metav1.ObjectMeta{Name: "eastwest"}, Spec: gwapiv1.GatewayClassSpec{ControllerName: "eastwest.io/gateway-controller"}})
+	apply(&gwapiv1.Gateway{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "gw"}, Spec: gwapiv1.GatewaySpec{GatewayClassName: "eastwest",
+		Listeners: []gwapiv1.Listener{{Name: "http", Port: 8080, Protocol: gwapiv1.HTTPProtocolType}}}})
+	group, kind := gwapiv1.Group("multicluster.x-k8s.io"), gwapiv1.Kind("ServiceImport")
+	for i := range routes {
+		svc := fmt.Sprint("s", i)
+		apply(&corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: svc},
+			Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "http", Port: 80, Protocol: corev1.ProtocolTCP}}}})
+		apply(&mcsv1b1.ServiceExport{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: svc}})
+		apply(benchSlice("m0", svc, 0, 0))
+		path := "/" + svc
+		apply(&gwapiv1.HTTPRoute{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: svc}, Spec: gwapiv1.HTTPRouteSpec{
+			CommonRouteSpec: gwapiv1.CommonRouteSpec{ParentRefs: []gwapiv1.ParentReference{{Name: "gw"}}},
+			Rules: []gwapiv1.HTTPRouteRule{{
+				Matches:     []gwapiv1.HTTPRouteMatch{{Path: &gwapiv1.HTTPPathMatch{Value: &path}}},
+				BackendRefs: []gwapiv1.HTTPBackendRef{{BackendRef: gwapiv1.BackendRef{BackendObjectReference: gwapiv1.BackendObjectReference{Group: &group, Kind: &kind, Name: gwapiv1.ObjectName(svc), Port: ptr.To(gwapiv1.PortNumber(80))}}}},
+			}},
+		}})
+	}
+	first := a.Flush()
+	if len(first.Views) != 3 {
+		b.Fatalf("views %v, want m0's client, gateway and Gateway ns/gw", first.Views)
+	}
+	publish(first)
+	gen := 0
+	b.ReportAllocs()
+	for b.Loop() {
+		gen++
+		apply(benchSlice("m0", "s7", 0, gen))
+		publish(a.Flush())
 	}
 }
