@@ -14,6 +14,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
 
+	"github.com/eastwest-dev/eastwest/pkg/cache"
+	"github.com/eastwest-dev/eastwest/pkg/controlplane"
 	"github.com/eastwest-dev/eastwest/pkg/gateway"
 	"github.com/eastwest-dev/eastwest/pkg/mcs"
 	"github.com/eastwest-dev/eastwest/pkg/translate"
@@ -101,6 +103,27 @@ func (h *Handler) Explain(key mcs.ServiceKey) (Explanation, bool) {
 			names[translate.HostPort(key, p.Port)] = true
 		}
 	}
+	e.Routes = routesNaming(s, key)
+	served := map[string][]ResourceSummary{}
+	for _, v := range s.Views {
+		ve := h.explainView(s, v.String(), names)
+		if len(ve.Resources) > 0 || len(ve.Invalid) > 0 {
+			e.Views = append(e.Views, ve)
+			served[ve.View] = ve.Resources
+		}
+	}
+	for _, c := range h.tracker.Clients() {
+		if res, ok := served[c.View]; ok {
+			e.Clients = append(e.Clients, clientHas(c, res))
+		}
+	}
+	return e, true
+}
+
+// routesNaming lists the Gateway API routes that name the service, with
+// their parents' conditions.
+func routesNaming(s *controlplane.Snapshot, key mcs.ServiceKey) []RouteExplanation {
+	var out []RouteExplanation
 	for _, m := range slices.Sorted(maps.Keys(s.Gateway)) {
 		g := s.Gateway[m]
 		for _, st := range g.Statuses {
@@ -118,72 +141,71 @@ func (h *Handler) Explain(key mcs.ServiceKey) (Explanation, bool) {
 				}
 				re.Parents = append(re.Parents, line)
 			}
-			e.Routes = append(e.Routes, re)
+			out = append(out, re)
 		}
 	}
-	served := map[string][]ResourceSummary{}
-	for _, v := range s.Views {
-		ve := ViewExplanation{View: v.String()}
-		for _, typ := range translate.TypeOrder() {
-			snap := h.cache.Resources(v.String(), typ)
-			for _, p := range snap.Resources {
-				rs := ResourceSummary{Type: shortTypeName(typ), Name: p.Name, Version: p.Version, Since: p.Since}
-				switch m := p.Message.(type) {
-				case *endpointv3.ClusterLoadAssignment:
-					if !names[p.Name] {
-						continue
-					}
-					rs.Detail = localities(m)
-				case *routev3.RouteConfiguration:
-					if names[p.Name] {
-						rs.Detail = routes(m, nil)
-					} else if d := routes(m, names); len(d) > 0 {
-						rs.Detail = d // a gateway's routes to this service
-					} else {
-						continue
-					}
-				default:
-					if !names[p.Name] {
-						continue
-					}
+	return out
+}
+
+// explainView lists what a view serves of the service (names: its
+// host:port names): its clusters, endpoints by locality, listeners,
+// routes (and a gateway's routes to it), and what failed validation.
+func (h *Handler) explainView(s *controlplane.Snapshot, view string, names map[string]bool) ViewExplanation {
+	ve := ViewExplanation{View: view}
+	for _, typ := range translate.TypeOrder() {
+		snap := h.cache.Resources(view, typ)
+		for _, p := range snap.Resources {
+			rs := ResourceSummary{Type: shortTypeName(typ), Name: p.Name, Version: p.Version, Since: p.Since}
+			switch m := p.Message.(type) {
+			case *endpointv3.ClusterLoadAssignment:
+				if !names[p.Name] {
+					continue
 				}
-				ve.Resources = append(ve.Resources, rs)
+				rs.Detail = localities(m)
+			case *routev3.RouteConfiguration:
+				if names[p.Name] {
+					rs.Detail = routes(m, nil)
+				} else if d := routes(m, names); len(d) > 0 {
+					rs.Detail = d // a gateway's routes to this service
+				} else {
+					continue
+				}
+			default:
+				if !names[p.Name] {
+					continue
+				}
 			}
-		}
-		for _, inv := range s.Invalid[v.String()] {
-			if names[inv.Name] {
-				ve.Invalid = append(ve.Invalid, inv.Error())
-			}
-		}
-		if len(ve.Resources) > 0 || len(ve.Invalid) > 0 {
-			e.Views = append(e.Views, ve)
-			served[ve.View] = ve.Resources
+			ve.Resources = append(ve.Resources, rs)
 		}
 	}
-	for _, c := range h.tracker.Clients() {
-		res, ok := served[c.View]
-		if !ok {
-			continue
+	for _, inv := range s.Invalid[view] {
+		if names[inv.Name] {
+			ve.Invalid = append(ve.Invalid, inv.Error())
 		}
-		cr := ClientResources{Node: c.NodeID, View: c.View, State: string(summarize(c))}
-		for _, rs := range res {
-			ts := c.Types[typeURL(rs.Type)]
-			if ts == nil || (len(ts.Names) > 0 && !slices.Contains(ts.Names, rs.Name)) {
-				continue // not subscribed: this client does not use it
-			}
-			cr.Of++
-			if acked(ts, rs.Since) {
-				cr.Have++
-			} else {
-				cr.Missing = append(cr.Missing, rs.Type+" "+rs.Name)
-			}
-			if ts.NackError != "" {
-				cr.Nacks = append(cr.Nacks, fmt.Sprintf("%s version %s: %s", rs.Type, ts.Nacked, ts.NackError))
-			}
-		}
-		e.Clients = append(e.Clients, cr)
 	}
-	return e, true
+	return ve
+}
+
+// clientHas says which of its view's resources of the service a client
+// has acknowledged, lacks, or rejected.
+func clientHas(c cache.Client, res []ResourceSummary) ClientResources {
+	cr := ClientResources{Node: c.NodeID, View: c.View, State: string(summarize(c))}
+	for _, rs := range res {
+		ts := c.Types[typeURL(rs.Type)]
+		if ts == nil || (len(ts.Names) > 0 && !slices.Contains(ts.Names, rs.Name)) {
+			continue // not subscribed: this client does not use it
+		}
+		cr.Of++
+		if acked(ts, rs.Since) {
+			cr.Have++
+		} else {
+			cr.Missing = append(cr.Missing, rs.Type+" "+rs.Name)
+		}
+		if ts.NackError != "" {
+			cr.Nacks = append(cr.Nacks, fmt.Sprintf("%s version %s: %s", rs.Type, ts.Nacked, ts.NackError))
+		}
+	}
+	return cr
 }
 
 func localities(cla *endpointv3.ClusterLoadAssignment) []string {
