@@ -290,28 +290,9 @@ func (t *Tracker) request(k streamKey, node *corev3.Node, typ, nonce string, nam
 	if typ == "" {
 		typ = c.defType // a delta stream of one type
 	}
-	claimed := c.node
-	if node != nil {
-		claimed = node
-	}
-	if err := CheckType(typ); err != nil {
-		return t.refuse(claimed, c.Peer, err)
-	}
-	if node != nil && c.node != nil && !proto.Equal(node, c.node) {
-		return t.refuse(node, c.Peer, Refuse(ReasonNodeChanged, codes.InvalidArgument, "node %q: a stream's node cannot change (it was %q of cluster %q)", node.GetId(), c.node.GetId(), c.node.GetCluster()))
-	}
-	if c.auth != nil {
-		if err := c.auth(claimed, typ); err != nil {
-			return t.refuse(claimed, c.Peer, err)
-		}
-	}
 	ts := c.Types[typ]
-	total := 0
-	if k.delta && ts != nil {
-		total = len(ts.subscribed) + len(names)
-	}
-	if err := CheckNames(names, total); err != nil {
-		return t.refuse(claimed, c.Peer, err)
+	if err := t.check(c, k.delta, ts, node, typ, names); err != nil {
+		return err
 	}
 	if node != nil && c.node == nil {
 		c.node = node
@@ -383,6 +364,36 @@ func (t *Tracker) response(k streamKey, typ, version, nonce string, names map[st
 		at, ok := UpdatedAt(ctx)
 		t.observer.Pushed(typ, now.Sub(at), ok)
 	}
+}
+
+// check refuses a request (and records why) for a type the cache does
+// not serve, a node that changes within its stream, what the stream's
+// Authorizer refuses, and a subscription beyond the limits. Called with
+// t.mu held.
+func (t *Tracker) check(c *Client, delta bool, ts *TypeSync, node *corev3.Node, typ string, names []string) error {
+	claimed := c.node
+	if node != nil {
+		claimed = node
+	}
+	if err := CheckType(typ); err != nil {
+		return t.refuse(claimed, c.Peer, err)
+	}
+	if node != nil && c.node != nil && !proto.Equal(node, c.node) {
+		return t.refuse(node, c.Peer, Refuse(ReasonNodeChanged, codes.InvalidArgument, "node %q: a stream's node cannot change (it was %q of cluster %q)", node.GetId(), c.node.GetId(), c.node.GetCluster()))
+	}
+	if c.auth != nil {
+		if err := c.auth(claimed, typ); err != nil {
+			return t.refuse(claimed, c.Peer, err)
+		}
+	}
+	total := 0
+	if delta && ts != nil {
+		total = len(ts.subscribed) + len(names)
+	}
+	if err := CheckNames(names, total); err != nil {
+		return t.refuse(claimed, c.Peer, err)
+	}
+	return nil
 }
 
 // OnStreamOpen implements serverv3.Callbacks.
