@@ -118,6 +118,7 @@ func GatewayListeners(gw *gateway.Gateway, v View, be Backends, published func(c
 		})
 	}
 	for _, p := range gw.Ports {
+		pk := packer{}
 		lis := &listenerv3.Listener{
 			Name: GatewayAPIListenerName(gw.Key, p.Port),
 			Address: &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
@@ -127,7 +128,7 @@ func GatewayListeners(gw *gateway.Gateway, v View, be Backends, published func(c
 		}
 		if p.Protocol == gwapiv1.HTTPProtocolType {
 			rc := GatewayAPIRouteName(gw.Key, p.Port, "")
-			lis.FilterChains = []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{hcmFilter(lis.Name, rc)}}}
+			lis.FilterChains = []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{hcmFilter(lis.Name, rc, pk)}}}
 			r.add(v, resourcev3.RouteType, rc, hostRoutes(rc, p.Listeners, ro))
 		} else {
 			lis.ListenerFilters = []*listenerv3.ListenerFilter{{
@@ -138,7 +139,7 @@ func GatewayListeners(gw *gateway.Gateway, v View, be Backends, published func(c
 				rc := GatewayAPIRouteName(gw.Key, p.Port, l.Name)
 				fc := &listenerv3.FilterChain{
 					Name:            l.Name,
-					Filters:         []*listenerv3.Filter{hcmFilter(lis.Name, rc)},
+					Filters:         []*listenerv3.Filter{hcmFilter(lis.Name, rc, pk)},
 					TransportSocket: downstreamTLS(l.Certificates),
 				}
 				if l.Hostname != "" {
@@ -148,7 +149,7 @@ func GatewayListeners(gw *gateway.Gateway, v View, be Backends, published func(c
 				r.add(v, resourcev3.RouteType, rc, hostRoutes(rc, []*gateway.Listener{l}, ro))
 			}
 		}
-		r.add(v, resourcev3.ListenerType, lis.Name, lis)
+		r.addPacked(v, resourcev3.ListenerType, lis.Name, lis, pk)
 	}
 	r.sort()
 	return r
@@ -179,8 +180,8 @@ func hostRoutes(name string, ls []*gateway.Listener, ro routeOptions) *routev3.R
 	return rc
 }
 
-func hcmFilter(listener, route string) *listenerv3.Filter {
-	hcm := httpConnectionManager(listener, route)
+func hcmFilter(listener, route string, p packer) *listenerv3.Filter {
+	hcm := httpConnectionManager(listener, route, p)
 	// Gateway API hostnames never carry a port; a Host header may.
 	hcm.StripPortMode = &hcmv3.HttpConnectionManager_StripAnyHostPort{StripAnyHostPort: true}
 	// A Gateway is an edge: Envoy's edge-proxy recommendations. The
@@ -199,7 +200,7 @@ func hcmFilter(listener, route string) *listenerv3.Filter {
 	hcm.StreamIdleTimeout = durationpb.New(5 * time.Minute)
 	return &listenerv3.Filter{
 		Name:       "envoy.filters.network.http_connection_manager",
-		ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(hcm)},
+		ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: p.any(hcm)},
 	}
 }
 

@@ -146,7 +146,8 @@ func ServiceWith(st *mcs.ServiceState, v View, o ServiceOptions) Result {
 			r.Invalid = append(r.Invalid, Invalid{resourcev3.ListenerType, lis, dep}, Invalid{resourcev3.RouteType, route, dep})
 			continue
 		}
-		r.add(v, resourcev3.ListenerType, lis, apiListener(lis, route))
+		pk := packer{}
+		r.addPacked(v, resourcev3.ListenerType, lis, apiListener(lis, route, pk), pk)
 		if o.Routes != nil {
 			if routes := o.Routes(p.Port); len(routes) > 0 {
 				r.add(v, resourcev3.RouteType, route, meshRoute(route, routes, o))
@@ -233,7 +234,8 @@ func Gateway(services []*mcs.ServiceState, v View, published func(cluster string
 		}},
 	})
 	lis := GatewayListenerName(port)
-	r.add(v, resourcev3.ListenerType, lis, gatewayListener(lis, rc.Name, port))
+	pk := packer{}
+	r.addPacked(v, resourcev3.ListenerType, lis, gatewayListener(lis, rc.Name, port, pk), pk)
 	r.add(v, resourcev3.RouteType, rc.Name, rc)
 	r.sort()
 	return r
@@ -241,7 +243,13 @@ func Gateway(services []*mcs.ServiceState, v View, published func(cluster string
 
 // add validates a resource and keeps it, or records why not.
 func (r *Result) add(v View, typ, name string, m proto.Message) bool {
-	if err := Validate(m, v.Role); err != nil {
+	return r.addPacked(v, typ, name, m, nil)
+}
+
+// addPacked is add for a resource whose embedded configs p packed: they
+// are validated as the typed messages they were, not unpacked again.
+func (r *Result) addPacked(v View, typ, name string, m proto.Message, p packer) bool {
+	if err := validate(m, v.Role, p); err != nil {
 		r.Invalid = append(r.Invalid, Invalid{Type: typ, Name: name, Err: err})
 		return false
 	}
@@ -481,7 +489,7 @@ func lbEndpoint(addr string, port uint32, health corev3.HealthStatus, hostname s
 	}
 }
 
-func httpConnectionManager(statPrefix, route string) *hcmv3.HttpConnectionManager {
+func httpConnectionManager(statPrefix, route string, p packer) *hcmv3.HttpConnectionManager {
 	return &hcmv3.HttpConnectionManager{
 		StatPrefix: StatPrefix(statPrefix),
 		RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{
@@ -492,17 +500,17 @@ func httpConnectionManager(statPrefix, route string) *hcmv3.HttpConnectionManage
 		// its typed_config.
 		HttpFilters: []*hcmv3.HttpFilter{{
 			Name:       "envoy.filters.http.router",
-			ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(&routerv3.Router{})},
+			ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: p.any(&routerv3.Router{})},
 		}},
 	}
 }
 
 // apiListener is the listener a gRPC client looks up for
 // xds:///<svc>.<ns>.svc.clusterset.local:<port>.
-func apiListener(name, route string) *listenerv3.Listener {
+func apiListener(name, route string, p packer) *listenerv3.Listener {
 	return &listenerv3.Listener{
 		Name:        name,
-		ApiListener: &listenerv3.ApiListener{ApiListener: mustAny(httpConnectionManager(name, route))},
+		ApiListener: &listenerv3.ApiListener{ApiListener: p.any(httpConnectionManager(name, route, p))},
 	}
 }
 
@@ -543,7 +551,7 @@ func routeTo(cluster string, hash []*routev3.RouteAction_HashPolicy) *routev3.Ro
 	}
 }
 
-func gatewayListener(name, route string, port uint32) *listenerv3.Listener {
+func gatewayListener(name, route string, port uint32, p packer) *listenerv3.Listener {
 	return &listenerv3.Listener{
 		Name: name,
 		Address: &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
@@ -553,10 +561,24 @@ func gatewayListener(name, route string, port uint32) *listenerv3.Listener {
 		FilterChains: []*listenerv3.FilterChain{{
 			Filters: []*listenerv3.Filter{{
 				Name:       "envoy.filters.network.http_connection_manager",
-				ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(httpConnectionManager(name, route))},
+				ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: p.any(httpConnectionManager(name, route, p))},
 			}},
 		}},
 	}
+}
+
+// packer remembers the typed message of every Any it packs for one
+// resource, so that validating the resource reads the embedded configs
+// as they were built instead of unmarshalling what was just marshalled.
+type packer map[*anypb.Any]proto.Message
+
+// any packs m (mustAny) and remembers it.
+func (p packer) any(m proto.Message) *anypb.Any {
+	a := mustAny(m)
+	if p != nil {
+		p[a] = m
+	}
+	return a
 }
 
 // mustAny packs a message deterministically, so that equal configs give

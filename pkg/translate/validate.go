@@ -23,7 +23,10 @@ type validator interface{ ValidateAll() error }
 // fields, so also every embedded config (HttpConnectionManager, router,
 // protocol options), and gRPC's stricter rules, which every view must meet
 // because gRPC NACKs what Envoy accepts (ARCHITECTURE.md, measured facts).
-func Validate(m proto.Message, role Role) error {
+func Validate(m proto.Message, role Role) error { return validate(m, role, nil) }
+
+// validate is Validate with the typed messages of the Anys a packer made.
+func validate(m proto.Message, role Role, typed packer) error {
 	var errs []error
 	if v, ok := m.(validator); ok {
 		if err := v.ValidateAll(); err != nil {
@@ -32,7 +35,7 @@ func Validate(m proto.Message, role Role) error {
 	}
 	switch r := m.(type) {
 	case *listenerv3.Listener:
-		errs = append(errs, validateListener(r)...)
+		errs = append(errs, validateListener(r, typed)...)
 	case *clusterv3.Cluster:
 		errs = append(errs, validateCluster(r, role)...)
 	case *endpointv3.ClusterLoadAssignment:
@@ -43,14 +46,18 @@ func Validate(m proto.Message, role Role) error {
 	return errors.Join(errs...)
 }
 
-// validateAny unpacks an embedded config and runs its own rules.
-func validateAny(what string, a *anypb.Any) (proto.Message, error) {
+// validateAny runs an embedded config's own rules: on the typed message
+// it was packed from when typed has it, else unpacked.
+func validateAny(what string, a *anypb.Any, typed packer) (proto.Message, error) {
 	if a == nil {
 		return nil, fmt.Errorf("%s: typed_config is required", what)
 	}
-	m, err := a.UnmarshalNew()
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", what, err)
+	m, ok := typed[a]
+	if !ok {
+		var err error
+		if m, err = a.UnmarshalNew(); err != nil {
+			return nil, fmt.Errorf("%s: %w", what, err)
+		}
 	}
 	if v, ok := m.(validator); ok {
 		if err := v.ValidateAll(); err != nil {
@@ -60,10 +67,10 @@ func validateAny(what string, a *anypb.Any) (proto.Message, error) {
 	return m, nil
 }
 
-func validateListener(l *listenerv3.Listener) []error {
+func validateListener(l *listenerv3.Listener, typed packer) []error {
 	var errs []error
 	if l.ApiListener != nil {
-		m, err := validateAny("api_listener", l.ApiListener.ApiListener)
+		m, err := validateAny("api_listener", l.ApiListener.ApiListener, typed)
 		if err != nil {
 			return []error{err}
 		}
@@ -71,7 +78,7 @@ func validateListener(l *listenerv3.Listener) []error {
 		if !ok {
 			return []error{fmt.Errorf("api_listener: %T is not an HttpConnectionManager", m)}
 		}
-		errs = append(errs, validateHCM("api_listener", hcm)...)
+		errs = append(errs, validateHCM("api_listener", hcm, typed)...)
 		// gRPC reads routes over ADS (or inline) only.
 		if rds := hcm.GetRds(); rds != nil && rds.GetConfigSource().GetAds() == nil {
 			errs = append(errs, errors.New("api_listener: RDS must use the ADS config source"))
@@ -83,26 +90,26 @@ func validateListener(l *listenerv3.Listener) []error {
 	for i, fc := range l.FilterChains {
 		for j, f := range fc.Filters {
 			what := fmt.Sprintf("filter_chains[%d].filters[%d] %s", i, j, f.Name)
-			m, err := validateAny(what, f.GetTypedConfig())
+			m, err := validateAny(what, f.GetTypedConfig(), typed)
 			if err != nil {
 				errs = append(errs, err)
 				continue
 			}
 			if hcm, ok := m.(*hcmv3.HttpConnectionManager); ok {
-				errs = append(errs, validateHCM(what, hcm)...)
+				errs = append(errs, validateHCM(what, hcm, typed)...)
 			}
 		}
 	}
 	return errs
 }
 
-func validateHCM(what string, hcm *hcmv3.HttpConnectionManager) []error {
+func validateHCM(what string, hcm *hcmv3.HttpConnectionManager, typed packer) []error {
 	var errs []error
 	if len(hcm.HttpFilters) == 0 {
 		return []error{fmt.Errorf("%s: http_filters must not be empty", what)}
 	}
 	for i, f := range hcm.HttpFilters {
-		m, err := validateAny(fmt.Sprintf("%s: http_filters[%d] %s", what, i, f.Name), f.GetTypedConfig())
+		m, err := validateAny(fmt.Sprintf("%s: http_filters[%d] %s", what, i, f.Name), f.GetTypedConfig(), typed)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -121,7 +128,7 @@ func validateHCM(what string, hcm *hcmv3.HttpConnectionManager) []error {
 func validateCluster(c *clusterv3.Cluster, role Role) []error {
 	var errs []error
 	for name, a := range c.TypedExtensionProtocolOptions {
-		if _, err := validateAny("typed_extension_protocol_options "+name, a); err != nil {
+		if _, err := validateAny("typed_extension_protocol_options "+name, a, nil); err != nil {
 			errs = append(errs, err)
 		}
 	}

@@ -25,11 +25,11 @@ func TestValidate(t *testing.T) {
 		return cluster(ClusterName(key, 80), &mcs.ImportPort{}, View{Role: RoleClient}, false)
 	}
 	hcmWith := func(filters ...*hcmv3.HttpFilter) *listenerv3.Listener {
-		h := httpConnectionManager("l", "r")
+		h := httpConnectionManager("l", "r", nil)
 		h.HttpFilters = filters
 		return &listenerv3.Listener{Name: "l", ApiListener: &listenerv3.ApiListener{ApiListener: mustAny(h)}}
 	}
-	router := httpConnectionManager("l", "r").HttpFilters[0]
+	router := httpConnectionManager("l", "r", nil).HttpFilters[0]
 	cla := func(prios ...uint32) *endpointv3.ClusterLoadAssignment {
 		c := &endpointv3.ClusterLoadAssignment{ClusterName: "c"}
 		for _, p := range prios {
@@ -44,8 +44,8 @@ func TestValidate(t *testing.T) {
 		want string // substring of the error; empty: valid
 	}{
 		"built cluster":      {good(), ""},
-		"built api listener": {apiListener("l", "r"), ""},
-		"built gateway":      {gatewayListener("g", "r", 15080), ""},
+		"built api listener": {apiListener("l", "r", nil), ""},
+		"built gateway":      {gatewayListener("g", "r", 15080, nil), ""},
 		"static cluster": {func() proto.Message {
 			c := good()
 			c.ClusterDiscoveryType = &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC}
@@ -77,5 +77,28 @@ func TestValidate(t *testing.T) {
 				t.Errorf("error %v, want one containing %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// A listener made with a packer is validated from the typed configs it
+// was built from, not by unmarshalling the bytes just marshalled: a
+// change to the typed HttpConnectionManager after packing shows in the
+// packed validation only.
+func TestValidatePackedReadsTypedConfigs(t *testing.T) {
+	p := packer{}
+	lis := apiListener("l", "r", p)
+	if err := validate(lis, RoleClient, p); err != nil {
+		t.Fatalf("a listener as built: %v", err)
+	}
+	for _, m := range p {
+		if h, ok := m.(*hcmv3.HttpConnectionManager); ok {
+			h.HttpFilters = nil // the typed message only; the bytes keep them
+		}
+	}
+	if err := validate(lis, RoleClient, p); err == nil || !strings.Contains(err.Error(), "http_filters must not be empty") {
+		t.Errorf("packed validation did not read the typed config: %v", err)
+	}
+	if err := Validate(lis, RoleClient); err != nil {
+		t.Errorf("unpacked validation (the bytes) changed: %v", err)
 	}
 }
