@@ -73,9 +73,9 @@ func (f *folder) remove(in inputFile) {
 	}
 }
 
-// step scans the folder and applies what changed to the incremental
-// assembler.
-func (f *folder) step() {
+// step scans the folder, applies what changed to the incremental
+// assembler and returns its Plan.
+func (f *folder) step() assemble.Plan {
 	f.t.Helper()
 	evs, _, err := f.src.Scan()
 	if err != nil {
@@ -84,7 +84,7 @@ func (f *folder) step() {
 	for _, ev := range evs {
 		_ = f.asm.Apply(ev) // invalid inputs are reported, as serve does
 	}
-	f.asm.Flush()
+	return f.asm.Flush()
 }
 
 // fromScratch assembles the folder as it is now with a new assembler.
@@ -218,14 +218,7 @@ func TestEndpointChangeTranslatesEndpointsOnly(t *testing.T) {
 	if err := os.WriteFile(cart, []byte(edited), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	evs, _, err := f.src.Scan()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, ev := range evs {
-		_ = f.asm.Apply(ev)
-	}
-	plan := f.asm.Flush()
+	plan := f.step()
 	views := 0
 	for _, v := range f.asm.Views() {
 		if v.Role != translate.RoleGatewayAPI {

@@ -44,19 +44,8 @@ func BenchmarkPublish(b *testing.B) {
 			a := assemble.New(assemble.Options{})
 			c := cache.New(controlplane.NodeView)
 			publish := func(p assemble.Plan) {
-				updates := make([]cache.Update, 0, len(p.Updates))
-				for _, u := range p.Updates {
-					cu := cache.Update{View: u.View, Type: u.Type, Delete: u.Delete}
-					for _, r := range u.Set {
-						cu.Set = append(cu.Set, cache.Resource{Name: r.Name, Message: r.Message})
-					}
-					updates = append(updates, cu)
-				}
-				if err := c.Apply(updates); err != nil {
+				if err := controlplane.Publish(c, p); err != nil {
 					b.Fatal(err)
-				}
-				if p.Views != nil {
-					c.SetViews(p.Views)
 				}
 			}
 			for m := range 3 {
@@ -94,19 +83,8 @@ func BenchmarkPublishGatewayBackend(b *testing.B) {
 	a := assemble.New(assemble.Options{})
 	c := cache.New(controlplane.NodeView)
 	publish := func(p assemble.Plan) {
-		updates := make([]cache.Update, 0, len(p.Updates))
-		for _, u := range p.Updates {
-			cu := cache.Update{View: u.View, Type: u.Type, Delete: u.Delete}
-			for _, r := range u.Set {
-				cu.Set = append(cu.Set, cache.Resource{Name: r.Name, Message: r.Message})
-			}
-			updates = append(updates, cu)
-		}
-		if err := c.Apply(updates); err != nil {
+		if err := controlplane.Publish(c, p); err != nil {
 			b.Fatal(err)
-		}
-		if p.Views != nil {
-			c.SetViews(p.Views)
 		}
 	}
 	apply := func(o metav1.Object) { _ = a.Apply(event.Event{Member: "m0", Op: event.OpUpsert, Object: o}) }

@@ -56,14 +56,7 @@ func TestPlansGolden(t *testing.T) {
 						t.Fatal(err)
 					}
 				}
-				evs, _, err := f.src.Scan()
-				if err != nil {
-					t.Fatal(err)
-				}
-				for _, ev := range evs {
-					_ = f.asm.Apply(ev)
-				}
-				plan := f.asm.Flush()
+				plan := f.step()
 				fmt.Fprintf(&out, "# step %d: %d translated\n", i+1, plan.Translated)
 				if plan.Views != nil {
 					fmt.Fprintf(&out, "views: [%s]\n", strings.Join(plan.Views, ", "))

@@ -334,20 +334,8 @@ func (w *Writer) publish() {
 	for _, inv := range plan.Invalid {
 		w.log.Warn("resource failed validation and is not published", "view", inv.View, "resource", inv.Error())
 	}
-	updates := make([]cache.Update, 0, len(plan.Updates))
-	for _, u := range plan.Updates {
-		cu := cache.Update{View: u.View, Type: u.Type, Delete: u.Delete, Set: make([]cache.Resource, len(u.Set))}
-		for i, r := range u.Set {
-			cu.Set[i] = cache.Resource{Name: r.Name, Message: r.Message}
-		}
-		updates = append(updates, cu)
-	}
-	if err := w.cache.Apply(updates); err != nil {
+	if err := Publish(w.cache, plan); err != nil {
 		w.log.Error("cannot publish resources", "err", err)
-	}
-	if plan.Views != nil {
-		// After the resources, so a new view's clients get them at once.
-		w.cache.SetViews(plan.Views)
 	}
 	w.metrics.Translated(time.Since(start))
 	if w.gen == 0 {
@@ -370,6 +358,26 @@ func (w *Writer) publish() {
 		}
 	}
 	w.snapshot(plan.State)
+}
+
+// Publish applies a Plan to the cache: its updates in order, then the
+// views when they changed (after the resources, so a new view's clients
+// get them at once). It returns the resources that could not be
+// marshalled; the rest is published.
+func Publish(c *cache.Cache, plan assemble.Plan) error {
+	updates := make([]cache.Update, 0, len(plan.Updates))
+	for _, u := range plan.Updates {
+		cu := cache.Update{View: u.View, Type: u.Type, Delete: u.Delete, Set: make([]cache.Resource, len(u.Set))}
+		for i, r := range u.Set {
+			cu.Set[i] = cache.Resource{Name: r.Name, Message: r.Message}
+		}
+		updates = append(updates, cu)
+	}
+	err := c.Apply(updates)
+	if plan.Views != nil {
+		c.SetViews(plan.Views)
+	}
+	return err
 }
 
 func (w *Writer) snapshot(state *mcs.State) {

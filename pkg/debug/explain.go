@@ -11,6 +11,7 @@ import (
 
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
 
@@ -153,7 +154,9 @@ func routesNaming(s *controlplane.Snapshot, key mcs.ServiceKey) []RouteExplanati
 func (h *Handler) explainView(s *controlplane.Snapshot, view string, names map[string]bool) ViewExplanation {
 	ve := ViewExplanation{View: view}
 	for _, typ := range translate.TypeOrder() {
-		snap := h.cache.Resources(view, typ)
+		// Only what may concern the service is decoded: its own names,
+		// and route configurations (a gateway's name it among others).
+		snap := h.cache.ResourcesWhere(view, typ, func(n string) bool { return names[n] || typ == resourcev3.RouteType })
 		for _, p := range snap.Resources {
 			rs := ResourceSummary{Type: shortTypeName(typ), Name: p.Name, Version: p.Version, Since: p.Since}
 			switch m := p.Message.(type) {
