@@ -792,7 +792,6 @@ func (c *Cache) sotwResponse(w *watch, changed []string) cachev3.Response {
 	returned := w.sub.ReturnedResources()
 	present, gone := w.split(changed, returned)
 	var send []*entry
-	var next map[string]string
 	dirty := false
 	for _, e := range present {
 		if returned[e.name] != e.version {
@@ -800,7 +799,8 @@ func (c *Cache) sotwResponse(w *watch, changed []string) cachev3.Response {
 			send = append(send, e)
 		}
 	}
-	if fullState(w.typ) {
+	full := fullState(w.typ)
+	if full {
 		// LDS and CDS responses list every subscribed resource; a name
 		// left out is deleted.
 		dirty = dirty || len(gone) > 0
@@ -811,34 +811,22 @@ func (c *Cache) sotwResponse(w *watch, changed []string) cachev3.Response {
 			present = w.candidates()
 		}
 		send = present
-		next = make(map[string]string, len(present))
-		for _, e := range present {
-			next[e.name] = e.version
-		}
 	} else {
 		// EDS and RDS responses carry only what changed.
 		mustAnswer := w.initial && len(present) > 0
 		if len(send) == 0 && !mustAnswer {
 			return nil
 		}
-		next = maps.Clone(returned)
-		if next == nil {
-			next = map[string]string{}
-		}
-		for _, n := range gone {
-			delete(next, n)
-		}
-		for _, e := range send {
-			next[e.name] = e.version
-		}
 	}
 	w.initial = false
 	return &sotwResponse{
-		req:      w.sotwReq,
-		version:  strconv.FormatUint(w.ts.version, 10),
-		entries:  send,
-		returned: next,
-		ctx:      responseContext(w.ts, send),
+		req:     w.sotwReq,
+		version: strconv.FormatUint(w.ts.version, 10),
+		entries: send,
+		full:    full,
+		prev:    returned,
+		gone:    gone,
+		ctx:     responseContext(w.ts, send),
 	}
 }
 
@@ -915,12 +903,7 @@ func (c *Cache) Fetch(_ context.Context, req *cachev3.Request) (cachev3.Response
 		return nil, &types.SkipFetchError{}
 	}
 	w := &watch{ts: ts, typ: req.GetTypeUrl(), sub: fetchSubscription(req.GetResourceNames())}
-	entries := w.candidates()
-	returned := make(map[string]string, len(entries))
-	for _, e := range entries {
-		returned[e.name] = e.version
-	}
-	return &sotwResponse{req: req, version: version, entries: entries, returned: returned, ctx: responseContext(ts, nil)}, nil
+	return &sotwResponse{req: req, version: version, entries: w.candidates(), full: true, ctx: responseContext(ts, nil)}, nil
 }
 
 // fetchSubscription is the subscription of a unary request.
@@ -1003,11 +986,17 @@ func (c *Cache) Has(viewName, typ, name string) bool {
 // shared with every other client of the same version; only the small
 // response envelope is per client (the server writes the nonce into it).
 type sotwResponse struct {
-	req      *cachev3.Request
-	version  string
-	entries  []*entry
-	returned map[string]string
-	ctx      context.Context
+	req     *cachev3.Request
+	version string
+	entries []*entry
+	// What the client holds after this response: the entries alone (full
+	// state), or what it held before (prev) with the entries set and the
+	// gone names deleted. Server applies that in place; go-control-plane's
+	// server gets a new map (GetReturnedResources).
+	full bool
+	prev map[string]string
+	gone []string
+	ctx  context.Context
 
 	once sync.Once
 	resp *discoveryv3.DiscoveryResponse
@@ -1032,8 +1021,32 @@ func (r *sotwResponse) GetDiscoveryResponse() (*discoveryv3.DiscoveryResponse, e
 func (r *sotwResponse) GetRequest() *discoveryv3.DiscoveryRequest { return r.req }
 func (r *sotwResponse) GetVersion() (string, error)               { return r.version, nil }
 func (r *sotwResponse) GetResponseVersion() string                { return r.version }
-func (r *sotwResponse) GetReturnedResources() map[string]string   { return r.returned }
 func (r *sotwResponse) GetContext() context.Context               { return r.ctx }
+
+// GetReturnedResources returns a new map of what the client holds after
+// this response.
+func (r *sotwResponse) GetReturnedResources() map[string]string {
+	m := make(map[string]string, len(r.prev)+len(r.entries))
+	if !r.full {
+		maps.Copy(m, r.prev)
+	}
+	r.applyTo(m)
+	return m
+}
+
+// applyTo turns m, what the client held, into what it holds after this
+// response.
+func (r *sotwResponse) applyTo(m map[string]string) {
+	if r.full {
+		clear(m)
+	}
+	for _, n := range r.gone {
+		delete(m, n)
+	}
+	for _, e := range r.entries {
+		m[e.name] = e.version
+	}
+}
 
 // deltaResponse is an incremental response.
 type deltaResponse struct {

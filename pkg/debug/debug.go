@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
+	"net/http/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -53,6 +54,13 @@ func New(s State, c *cache.Cache, t *cache.Tracker, m *metrics.Metrics) *Handler
 	h.mux.Handle("GET /metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{}))
 	h.mux.HandleFunc("GET /healthz", h.healthz)
 	h.mux.HandleFunc("GET /readyz", h.readyz)
+	// Go's profiles (heap, CPU, goroutines): stacks and sizes, never
+	// the data the program holds; the endpoint is on loopback or behind
+	// TLS like the rest.
+	h.mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	h.mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	h.mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+	h.mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	h.mux.HandleFunc("GET /{$}", h.index)
 	return h
 }
@@ -76,6 +84,7 @@ func (h *Handler) index(w http.ResponseWriter, _ *http.Request) {
   /debug/mcs[?service=NS/NAME]     ServiceImports, exports, conditions, conflicts
   /debug/gateways                  Gateway API statuses eastwest owns, gateway-api views
   /debug/clusters                  member clusters and their sources
+  /debug/pprof/                    Go profiles (heap, cpu, goroutine) for performance reports
   /metrics /healthz /readyz
 `)
 }

@@ -19,9 +19,9 @@ import (
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/eastwest-dev/eastwest/internal/cptest"
 )
 
 // change is the one-service change the clients wait for.
@@ -118,7 +118,7 @@ func runClient(ctx context.Context, cfg clientConfig, i int, current *atomic.Poi
 		have[name] = true
 		if c := current.Load(); c != nil && c.id > done && name == c.name {
 			var cla endpointv3.ClusterLoadAssignment
-			if proto.Unmarshal(value(), &cla) == nil && firstPort(&cla) == c.marker {
+			if proto.Unmarshal(value(), &cla) == nil && cptest.FirstPort(&cla) == c.marker {
 				done = c.id
 				got <- time.Now().UnixNano()
 			}
@@ -162,45 +162,10 @@ func runClient(ctx context.Context, cfg clientConfig, i int, current *atomic.Poi
 			return err
 		}
 		for _, a := range r.Resources {
-			see(claName(a), func() []byte { return a.GetValue() })
+			see(cptest.ClusterLoadAssignmentName(a.GetValue()), func() []byte { return a.GetValue() })
 		}
 		if err := s.Send(&discoveryv3.DiscoveryRequest{TypeUrl: resourcev3.EndpointType, ResourceNames: cfg.Names, VersionInfo: r.VersionInfo, ResponseNonce: r.Nonce}); err != nil {
 			return err
 		}
 	}
-}
-
-// claName reads a ClusterLoadAssignment's cluster_name (field 1) without
-// decoding the rest: a SotW response names none of its resources.
-func claName(a *anypb.Any) string {
-	b := a.GetValue()
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return ""
-		}
-		b = b[n:]
-		if num == 1 && typ == protowire.BytesType {
-			v, n := protowire.ConsumeBytes(b)
-			if n < 0 {
-				return ""
-			}
-			return string(v)
-		}
-		n = protowire.ConsumeFieldValue(num, typ, b)
-		if n < 0 {
-			return ""
-		}
-		b = b[n:]
-	}
-	return ""
-}
-
-func firstPort(cla *endpointv3.ClusterLoadAssignment) uint32 {
-	for _, l := range cla.Endpoints {
-		for _, e := range l.LbEndpoints {
-			return e.GetEndpoint().GetAddress().GetSocketAddress().GetPortValue()
-		}
-	}
-	return 0
 }

@@ -249,8 +249,15 @@ func runOne(cfg *Config, kind, protocol string) (Result, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	g := grpc.NewServer(grpc.MaxConcurrentStreams(1 << 20))
-	discoveryv3.RegisterAggregatedDiscoveryServiceServer(g, serverv3.NewServer(ctx, srv, nil))
+	var g *grpc.Server
+	if o, ok := srv.(ours); ok {
+		// eastwest's own server, as xds serve runs it.
+		g = grpc.NewServer(grpc.MaxConcurrentStreams(1<<20), grpc.ForceServerCodecV2(cache.Codec()))
+		discoveryv3.RegisterAggregatedDiscoveryServiceServer(g, cache.NewServer(ctx, o.Cache, nil))
+	} else {
+		g = grpc.NewServer(grpc.MaxConcurrentStreams(1 << 20))
+		discoveryv3.RegisterAggregatedDiscoveryServiceServer(g, serverv3.NewServer(ctx, srv, nil))
+	}
 	go func() { _ = g.Serve(l) }()
 	defer g.Stop()
 

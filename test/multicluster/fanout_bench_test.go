@@ -1,0 +1,493 @@
+package multicluster
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/proto"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	mcsv1b1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
+
+	"github.com/eastwest-dev/eastwest/internal/cptest"
+	"github.com/eastwest-dev/eastwest/pkg/mcs"
+	"github.com/eastwest-dev/eastwest/pkg/translate"
+	"github.com/eastwest-dev/eastwest/test/kube"
+)
+
+// The fan-out setup: one real apiserver holding fanoutServices exported
+// services of fanoutEndpoints endpoints each, served by a real `xds serve`
+// process with default flags to fanoutStreams ADS streams (in this
+// process) subscribed, as gateways are, to every service's endpoints.
+const (
+	fanoutServices  = 1000
+	fanoutEndpoints = 100
+	fanoutStreams   = 100
+	fanoutBurst     = 100
+	fanoutNamespace = "fanout"
+)
+
+// BenchmarkFanout measures, per protocol, what one EndpointSlice update
+// costs when 100 gateways follow 1,000 x 100 endpoints: the latency from
+// the apiserver write to each stream (p50, p99 over streams x changes),
+// the server's CPU per change, its RSS once every stream is synced, and a
+// burst of 100 updates to different services until all 100 streams have
+// all of them. Run with -benchtime 100x.
+func BenchmarkFanout(b *testing.B) {
+	cs := kube.Start(b, "a")
+	m := &member{Cluster: cs[0], mcs: mustMCS(b, cs[0])}
+	populate(b, m)
+	bin := buildXDS(b)
+	dir := kubeconfigDir(b, cs...)
+	var names []string
+	for i := range fanoutServices {
+		names = append(names, translate.ClusterName(mcs.ServiceKey{Namespace: fanoutNamespace, Name: fanoutName(i)}, 80))
+	}
+	for _, protocol := range []string{"sotw", "delta"} {
+		b.Run(protocol, func(b *testing.B) {
+			srv := startServe(b, bin, dir)
+			fo := newFanout(names)
+			for i := range fanoutStreams {
+				go fo.follow(b, srv.xds, i, protocol == "delta")
+			}
+			start := time.Now()
+			fo.wait(b, "every stream synced", 5*time.Minute)
+			b.Logf("%d streams synced in %v", fanoutStreams, time.Since(start).Round(time.Millisecond))
+			rss := srv.rss(b)
+			profiles := srv.profile(b, protocol)
+			cpu0 := srv.cpu(b)
+			var lat []time.Duration
+			changes := 0
+			for i := 0; b.Loop(); i++ {
+				svc, port := i%fanoutServices, nextMarker()
+				fo.expect(map[string]uint32{names[svc]: uint32(port)})
+				writeFanoutSlice(b, m, svc, port)
+				lat = append(lat, fo.wait(b, "change "+strconv.Itoa(i), time.Minute)...)
+				changes++
+			}
+			b.StopTimer()
+			cpu := srv.cpu(b) - cpu0
+			profiles()
+
+			// A burst: 100 services change at once.
+			want, ports := map[string]uint32{}, make([]int32, fanoutBurst)
+			for j := range fanoutBurst {
+				ports[j] = nextMarker()
+				want[names[j*(fanoutServices/fanoutBurst)]] = uint32(ports[j])
+			}
+			fo.expect(want)
+			burstStart := time.Now()
+			concurrently(fanoutBurst, fanoutBurst, func(j int) {
+				writeFanoutSlice(b, m, j*(fanoutServices/fanoutBurst), ports[j])
+			})
+			written := time.Since(burstStart)
+			fo.wait(b, "the burst", time.Minute)
+			burst := time.Since(burstStart)
+			b.Logf("burst: written in %v, at every stream in %v", written.Round(time.Millisecond), burst.Round(time.Millisecond))
+
+			slices.Sort(lat)
+			n := len(lat)
+			b.ReportMetric(float64(lat[n/2].Microseconds())/1000, "p50-ms")
+			b.ReportMetric(float64(lat[min(n-1, n*99/100)].Microseconds())/1000, "p99-ms")
+			b.ReportMetric(float64(cpu.Microseconds())/1000/float64(changes), "cpu-ms/change")
+			b.ReportMetric(float64(rss)/(1<<20), "rss-MB")
+			b.ReportMetric(float64(srv.rss(b))/(1<<20), "rss-end-MB")
+			b.ReportMetric(float64(burst.Microseconds())/1000, "burst-ms")
+			b.ReportMetric(0, "ns/op")
+		})
+	}
+}
+
+// concurrently runs fn(0..n-1) on workers goroutines (apiserver writes
+// wait on the network, not on a core).
+func concurrently(n, workers int, fn func(i int)) {
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				fn(i)
+			}
+		}()
+	}
+	for i := range n {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+}
+
+// marker is the last endpoint port written: every change writes a new one,
+// so no write is a no-op the apiserver drops.
+var marker int32 = 20000
+
+func nextMarker() int32 {
+	marker++
+	return marker
+}
+
+func fanoutName(i int) string { return fmt.Sprintf("svc-%04d", i) }
+
+// populate writes the services, their EndpointSlices and exports.
+func populate(b *testing.B, m *member) {
+	b.Helper()
+	m.namespace(b, fanoutNamespace)
+	start := time.Now()
+	errs := make([]error, fanoutServices)
+	concurrently(fanoutServices, 16, func(i int) {
+		name := fanoutName(i)
+		svc := clusterIPService(fanoutNamespace, name)
+		if _, err := m.Client.CoreV1().Services(fanoutNamespace).Create(ctx, svc, metav1.CreateOptions{}); err != nil {
+			errs[i] = err
+			return
+		}
+		if _, err := m.Client.DiscoveryV1().EndpointSlices(fanoutNamespace).Create(ctx, fanoutSlice(i, 8080), metav1.CreateOptions{}); err != nil {
+			errs[i] = err
+			return
+		}
+		se := &mcsv1b1.ServiceExport{ObjectMeta: metav1.ObjectMeta{Namespace: fanoutNamespace, Name: name}}
+		if _, err := m.mcs.MulticlusterV1beta1().ServiceExports(fanoutNamespace).Create(ctx, se, metav1.CreateOptions{}); err != nil {
+			errs[i] = err
+		}
+	})
+	for _, err := range errs {
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.Logf("%d services x %d endpoints written in %v", fanoutServices, fanoutEndpoints, time.Since(start).Round(time.Millisecond))
+}
+
+func fanoutSlice(i int, port int32) *discoveryv1.EndpointSlice {
+	name := fanoutName(i)
+	es := &discoveryv1.EndpointSlice{
+		ObjectMeta:  metav1.ObjectMeta{Namespace: fanoutNamespace, Name: name + "-src", Labels: map[string]string{discoveryv1.LabelServiceName: name}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Ports:       []discoveryv1.EndpointPort{{Name: ptr("http"), Port: ptr(port), Protocol: ptr(corev1.ProtocolTCP)}},
+	}
+	for j := range fanoutEndpoints {
+		es.Endpoints = append(es.Endpoints, discoveryv1.Endpoint{
+			Addresses:  []string{fmt.Sprintf("10.%d.%d.%d", 100+i/256, i%256, j+1)},
+			Conditions: discoveryv1.EndpointConditions{Ready: ptr(true)},
+		})
+	}
+	return es
+}
+
+// writeFanoutSlice moves service i's endpoints to port: the marker its
+// streams wait for.
+func writeFanoutSlice(b *testing.B, m *member, i int, port int32) {
+	api := m.Client.DiscoveryV1().EndpointSlices(fanoutNamespace)
+	cur, err := api.Get(ctx, fanoutName(i)+"-src", metav1.GetOptions{})
+	if err == nil {
+		cur.Ports[0].Port = ptr(port)
+		_, err = api.Update(ctx, cur, metav1.UpdateOptions{})
+	}
+	if err != nil {
+		b.Error(err)
+	}
+}
+
+// buildXDS builds the xds command into the test's folder.
+func buildXDS(b *testing.B) string {
+	b.Helper()
+	bin := filepath.Join(b.TempDir(), "xds")
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		b.Fatal(err)
+	}
+	cmd := exec.Command(goBin, "build", "-o", bin, "github.com/eastwest-dev/eastwest/cmd/xds") //nolint:gosec // the Go toolchain running this test
+	if out, err := cmd.CombinedOutput(); err != nil {
+		b.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// served is a running `xds serve` process.
+type served struct {
+	cmd        *exec.Cmd
+	xds, debug string
+}
+
+func startServe(b *testing.B, bin, kubeconfigs string) *served {
+	b.Helper()
+	xds, debug := freeAddr(b), freeAddr(b)
+	cmd := exec.Command(bin, "serve", "--kubeconfig-dir", kubeconfigs, "--xds-address", xds, "--debug-address", debug, "--log-level", "warn") //nolint:gosec // the binary this test built
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	s := &served{cmd: cmd, xds: xds, debug: debug}
+	b.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+	})
+	deadline := time.Now().Add(3 * time.Minute)
+	for {
+		resp, err := http.Get("http://" + debug + "/readyz") //nolint:gosec,noctx // the server this test started, on loopback
+		if err == nil {
+			_ = resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return s
+			}
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("xds serve not ready after 3 minutes: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func freeAddr(b *testing.B) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// profile, when EASTWEST_FANOUT_PROFILES names a folder, saves the
+// server's heap profile now and a CPU profile of what follows, until the
+// returned function is called.
+func (s *served) profile(b *testing.B, name string) func() {
+	dir := os.Getenv("EASTWEST_FANOUT_PROFILES")
+	if dir == "" {
+		return func() {}
+	}
+	save := func(path, file string) {
+		resp, err := http.Get("http://" + s.debug + path) //nolint:gosec,noctx // the server this test started, on loopback
+		if err != nil {
+			b.Error(err)
+			return
+		}
+		defer resp.Body.Close()
+		f, err := os.Create(filepath.Join(dir, file))
+		if err != nil {
+			b.Error(err)
+			return
+		}
+		defer f.Close()
+		_, _ = io.Copy(f, resp.Body)
+	}
+	save("/debug/pprof/heap?gc=1", name+".heap")
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		save("/debug/pprof/profile?seconds=8", name+".cpu")
+	}()
+	return func() { <-done }
+}
+
+// cpu is the process's user and system time so far.
+func (s *served) cpu(b *testing.B) time.Duration {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", s.cmd.Process.Pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	// Fields after the command name (which may hold spaces): utime and
+	// stime are the 14th and 15th fields, in clock ticks of 10 ms.
+	f := strings.Fields(string(raw[strings.LastIndexByte(string(raw), ')')+2:]))
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(utime+stime) * 10 * time.Millisecond
+}
+
+// rss is the process's resident memory in bytes.
+func (s *served) rss(b *testing.B) int64 {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", s.cmd.Process.Pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	lines := bufio.NewScanner(f)
+	for lines.Scan() {
+		if v, ok := strings.CutPrefix(lines.Text(), "VmRSS:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return kb << 10
+		}
+	}
+	b.Fatal("no VmRSS")
+	return 0
+}
+
+// fanout is the streams' shared record of what they received.
+type fanout struct {
+	names []string
+	mu    sync.Mutex
+	// have is what each stream holds, until it holds every name (the
+	// first round).
+	have      []map[string]bool
+	want      map[string]uint32
+	start     time.Time
+	seen      []map[string]bool
+	remaining int
+	arrivals  []time.Duration
+	done      chan struct{}
+	failed    chan error
+}
+
+func newFanout(names []string) *fanout {
+	fo := &fanout{names: names, done: make(chan struct{}), failed: make(chan error, fanoutStreams),
+		remaining: fanoutStreams}
+	for range fanoutStreams {
+		fo.have = append(fo.have, map[string]bool{})
+	}
+	return fo
+}
+
+// expect arms the next round: every stream must receive each name with
+// its port.
+func (fo *fanout) expect(want map[string]uint32) {
+	fo.mu.Lock()
+	defer fo.mu.Unlock()
+	fo.want, fo.start, fo.arrivals = want, time.Now(), nil
+	fo.seen = make([]map[string]bool, fanoutStreams)
+	for i := range fo.seen {
+		fo.seen[i] = map[string]bool{}
+	}
+	fo.remaining = fanoutStreams * len(want)
+	fo.done = make(chan struct{})
+}
+
+// wait returns the round's arrival latencies once it is complete.
+func (fo *fanout) wait(b *testing.B, what string, timeout time.Duration) []time.Duration {
+	b.Helper()
+	fo.mu.Lock()
+	done := fo.done
+	fo.mu.Unlock()
+	select {
+	case <-done:
+	case err := <-fo.failed:
+		b.Fatalf("%s: a stream failed: %v", what, err)
+	case <-time.After(timeout):
+		b.Fatalf("%s: not complete after %v", what, timeout)
+	}
+	fo.mu.Lock()
+	defer fo.mu.Unlock()
+	return fo.arrivals
+}
+
+// got records that stream i received name; value decodes it when needed.
+func (fo *fanout) got(i int, name string, value func() []byte) {
+	fo.mu.Lock()
+	defer fo.mu.Unlock()
+	if fo.want == nil {
+		if !fo.have[i][name] {
+			fo.have[i][name] = true
+			if len(fo.have[i]) == len(fo.names) {
+				fo.remaining--
+				if fo.remaining == 0 {
+					close(fo.done)
+				}
+			}
+		}
+		return
+	}
+	port, ok := fo.want[name]
+	if !ok || fo.seen[i][name] {
+		return
+	}
+	var cla endpointv3.ClusterLoadAssignment
+	if proto.Unmarshal(value(), &cla) != nil || cptest.FirstPort(&cla) != port {
+		return
+	}
+	fo.seen[i][name] = true
+	fo.arrivals = append(fo.arrivals, time.Since(fo.start))
+	fo.remaining--
+	if fo.remaining == 0 {
+		close(fo.done)
+	}
+}
+
+// follow runs stream i until the benchmark ends, acknowledging every
+// response as a gateway does.
+func (fo *fanout) follow(b *testing.B, addr string, i int, delta bool) {
+	ctx, cancel := context.WithCancel(context.Background())
+	b.Cleanup(cancel)
+	err := fo.stream(ctx, addr, i, delta)
+	if err != nil && ctx.Err() == nil {
+		fo.failed <- err
+	}
+}
+
+func (fo *fanout) stream(ctx context.Context, addr string, i int, delta bool) error {
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(1<<30)))
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	ads := discoveryv3.NewAggregatedDiscoveryServiceClient(conn)
+	node := &corev3.Node{Id: fmt.Sprintf("fanout-%d", i), Cluster: "a"}
+	if delta {
+		s, err := ads.DeltaAggregatedResources(ctx)
+		if err != nil {
+			return err
+		}
+		if err := s.Send(&discoveryv3.DeltaDiscoveryRequest{Node: node, TypeUrl: resourcev3.EndpointType, ResourceNamesSubscribe: fo.names}); err != nil {
+			return err
+		}
+		for {
+			r, err := s.Recv()
+			if err != nil {
+				return err
+			}
+			for _, res := range r.Resources {
+				fo.got(i, res.Name, func() []byte { return res.GetResource().GetValue() })
+			}
+			if err := s.Send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: resourcev3.EndpointType, ResponseNonce: r.Nonce}); err != nil {
+				return err
+			}
+		}
+	}
+	s, err := ads.StreamAggregatedResources(ctx)
+	if err != nil {
+		return err
+	}
+	if err := s.Send(&discoveryv3.DiscoveryRequest{Node: node, TypeUrl: resourcev3.EndpointType, ResourceNames: fo.names}); err != nil {
+		return err
+	}
+	for {
+		r, err := s.Recv()
+		if err != nil {
+			return err
+		}
+		for _, a := range r.Resources {
+			fo.got(i, cptest.ClusterLoadAssignmentName(a.GetValue()), a.GetValue)
+		}
+		if err := s.Send(&discoveryv3.DiscoveryRequest{TypeUrl: resourcev3.EndpointType, ResourceNames: fo.names, VersionInfo: r.VersionInfo, ResponseNonce: r.Nonce}); err != nil {
+			return err
+		}
+	}
+}
