@@ -1,6 +1,11 @@
-// Package cache is eastwest's xDS cache. It implements go-control-plane's
-// cache interface (CreateWatch, CreateDeltaWatch, Fetch) so that its server
-// (pkg/server/v3) speaks the wire protocol, and owns the rest:
+// Package cache is eastwest's xDS cache and server. The cache implements
+// go-control-plane's cache interface (CreateWatch, CreateDeltaWatch,
+// Fetch); go-control-plane's server speaks delta and unary Fetch, and
+// Server (sotw.go) the state-of-the-world streams, where every ACK repeats
+// the whole subscription: an ACK whose names are the bytes of the previous
+// request costs one comparison. Codec (wire.go) writes large responses
+// from the resources' shared bytes instead of a copy per client. The
+// package owns the rest:
 //
 //   - Resources live in views (one per member cluster and client role),
 //     keyed by type and name, each with a version derived from its content.

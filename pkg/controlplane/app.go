@@ -108,6 +108,7 @@ func NewApp(cfg Config, log *slog.Logger, debugHandler func(*App) http.Handler) 
 		}
 		if cfg.WriteBack {
 			a.wb = writeback.New(a.kube, log)
+			a.Metrics.WriteBack(a.wb.Pending, a.wb.Writes)
 			a.Writer.OnPublish(a.wb.Changed)
 			a.Writer.OnStatus(a.wb.StatusChanged)
 		}

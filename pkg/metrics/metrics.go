@@ -91,6 +91,18 @@ func New() *Metrics {
 	return m
 }
 
+// WriteBack registers the write-back's progress: the services whose
+// objects are not written yet, and the writes made.
+func (m *Metrics) WriteBack(pending func() int, writes func() int64) {
+	m.Registry.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "eastwest", Name: "writeback_pending_services",
+			Help: "Services whose MCS objects the write-back has still to write (queued or in the running pass)."},
+			func() float64 { return float64(pending()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "eastwest", Name: "writeback_writes_total",
+			Help: "Creates, updates and deletes the write-back made in member clusters."},
+			func() float64 { return float64(writes()) }))
+}
+
 // Pushed counts a response and its latency when known.
 func (m *Metrics) Pushed(typ string, latency time.Duration, known bool) {
 	t := translate.TypeName(typ)

@@ -10,6 +10,7 @@ import (
 	"maps"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -68,9 +69,30 @@ type Writeback struct {
 	// member, the objects whose status changed since the last pass.
 	statuses      map[string][]gateway.Status
 	statusPending map[string]map[statusKey]bool
+
+	// remaining counts the services the running pass has still to do;
+	// writes every write made.
+	remaining, writes atomic.Int64
 }
 
+// Pending is the number of services whose objects are not written yet:
+// queued for the next pass or left in the running one.
+func (w *Writeback) Pending() int {
+	w.mu.Lock()
+	n := len(w.pending)
+	if w.all && w.state != nil {
+		n = w.state.Services.Len()
+	}
+	w.mu.Unlock()
+	return n + int(w.remaining.Load())
+}
+
+// Writes is the number of writes made (creates, updates, deletes).
+func (w *Writeback) Writes() int64 { return w.writes.Load() }
+
 type member struct {
+	log     *slog.Logger
+	writes  *atomic.Int64
 	cfg     *rest.Config
 	client  kubernetes.Interface
 	dyn     dynamic.Interface
@@ -78,6 +100,29 @@ type member struct {
 	gw      gwclient.Interface
 	// written are the objects whose status this replica wrote as leader.
 	written map[statusKey]bool
+	// caches are what the write-back compares with (caches.go), started
+	// by a pass and stopped with its leadership (cachesDone).
+	caches     *caches
+	cachesDone <-chan struct{}
+}
+
+// wrote counts (and logs at debug level) a write.
+func (m *member) wrote(verb, kind, namespace, name string) {
+	m.writes.Add(1)
+	m.log.Debug("write-back", "verb", verb, "kind", kind, "namespace", namespace, "name", name)
+}
+
+// ready starts the member's caches unless they run.
+func (m *member) ready(ctx context.Context) error {
+	if m.caches != nil {
+		select {
+		case <-m.cachesDone:
+		default:
+			return nil
+		}
+	}
+	m.caches, m.cachesDone = nil, ctx.Done()
+	return m.startCaches(ctx)
 }
 
 // New returns a Writeback; it writes nothing until Run.
@@ -130,6 +175,12 @@ func (w *Writeback) Run(ctx context.Context, resync time.Duration) {
 		w.statusPending = map[string]map[statusKey]bool{}
 		w.all = false
 		clear(w.pending)
+		switch {
+		case all && state != nil:
+			w.remaining.Store(int64(state.Services.Len()))
+		default:
+			w.remaining.Store(int64(len(keys)))
+		}
 		w.mu.Unlock()
 		if state == nil {
 			continue
@@ -162,7 +213,7 @@ func (w *Writeback) client(name string) (*member, error) {
 	if !ok {
 		return nil, nil // not a Kubernetes member (YAML folder)
 	}
-	m := &member{cfg: cfg}
+	m := &member{cfg: cfg, log: w.log.With("member", name), writes: &w.writes}
 	var err error
 	if m.client, err = kubernetes.NewForConfig(cfg); err != nil {
 		return nil, err
@@ -201,47 +252,43 @@ func (w *Writeback) reconcile(ctx context.Context, state *mcs.State, keys []mcs.
 		if m == nil {
 			continue
 		}
+		if err := m.ready(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("member %s: %w", c.Member, err))
+			continue
+		}
 		todo := keys
 		if all {
 			todo = state.ServiceKeys()
-			managed, err := m.managedServices(ctx)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("member %s: %w", c.Member, err))
-				continue
-			}
-			for k := range managed {
+			for k := range m.managedServices() {
 				if state.Services.Get(k) == nil {
 					todo = append(todo, k)
 				}
 			}
 		}
+		w.remaining.Store(int64(len(todo)))
 		for _, key := range todo {
 			if err := m.reconcileService(ctx, c.ID, key, state.Services.Get(key)); err != nil {
 				errs = append(errs, fmt.Errorf("member %s, service %s: %w", c.Member, key, err))
 			}
+			w.remaining.Add(-1)
 		}
+		w.remaining.Store(0)
 	}
 	return errors.Join(errs...)
 }
 
 // managedServices lists the services this member holds objects of ours for.
-func (m *member) managedServices(ctx context.Context) (map[mcs.ServiceKey]bool, error) {
+func (m *member) managedServices() map[mcs.ServiceKey]bool {
 	out := map[mcs.ServiceKey]bool{}
-	list, err := m.dyn.Resource(m.gvr("serviceimports")).Namespace("").List(ctx, metav1.ListOptions{LabelSelector: LabelManagedBy + "=" + ManagedByValue})
-	if err != nil {
-		return nil, err
-	}
-	for _, u := range list.Items {
+	for _, o := range m.caches.imports.GetStore().List() {
+		u := o.(*unstructured.Unstructured)
 		out[mcs.ServiceKey{Namespace: u.GetNamespace(), Name: u.GetName()}] = true
 	}
-	slices, err := m.client.DiscoveryV1().EndpointSlices("").List(ctx, metav1.ListOptions{LabelSelector: discoveryv1.LabelManagedBy + "=" + mcs.ControllerName})
-	if err != nil {
-		return nil, err
-	}
-	for _, s := range slices.Items {
+	for _, o := range m.caches.slices.GetStore().List() {
+		s := o.(*discoveryv1.EndpointSlice)
 		out[mcs.ServiceKey{Namespace: s.Namespace, Name: s.Labels[mcsv1b1.LabelServiceName]}] = true
 	}
-	return out, nil
+	return out
 }
 
 // reconcileService writes one service's objects in one member.
@@ -303,18 +350,29 @@ func (m *member) ensureImport(ctx context.Context, c mcs.ClusterID, st *mcs.Serv
 func (m *member) applyImport(ctx context.Context, want *mcsv1b1.ServiceImport) (*unstructured.Unstructured, error) {
 	res := m.dyn.Resource(m.gvr("serviceimports")).Namespace(want.Namespace)
 	var out *unstructured.Unstructured
+	fromCache := true
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		cur, err := res.Get(ctx, want.Name, metav1.GetOptions{})
+		cached := fromCache
+		fromCache = false
+		var cur *unstructured.Unstructured
+		var err error
+		if cached {
+			cur, err = m.cachedImport(want.Namespace, want.Name)
+		} else {
+			cur, err = res.Get(ctx, want.Name, metav1.GetOptions{})
+		}
 		if apierrors.IsNotFound(err) {
 			u, err := toUnstructured(want, m.version, "ServiceImport")
 			if err != nil {
 				return err
 			}
 			status := u.Object["status"]
+			m.wrote("create", u.GetKind(), u.GetNamespace(), u.GetName())
 			if out, err = res.Create(ctx, u, metav1.CreateOptions{}); err != nil {
-				return err
+				return staleCache(err, cached)
 			}
 			out.Object["status"] = status
+			m.wrote("updatestatus", out.GetKind(), out.GetNamespace(), out.GetName())
 			out, err = res.UpdateStatus(ctx, out, metav1.UpdateOptions{})
 			return err
 		}
@@ -339,8 +397,9 @@ func (m *member) applyImport(ctx context.Context, want *mcsv1b1.ServiceImport) (
 			if err != nil {
 				return err
 			}
+			m.wrote("update", u.GetKind(), u.GetNamespace(), u.GetName())
 			if out, err = res.Update(ctx, u, metav1.UpdateOptions{}); err != nil {
-				return err
+				return staleCache(err, cached)
 			}
 			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(out.Object, &have); err != nil {
 				return err
@@ -352,8 +411,9 @@ func (m *member) applyImport(ctx context.Context, want *mcsv1b1.ServiceImport) (
 			if err != nil {
 				return err
 			}
+			m.wrote("updatestatus", u.GetKind(), u.GetNamespace(), u.GetName())
 			out, err = res.UpdateStatus(ctx, u, metav1.UpdateOptions{})
-			return err
+			return staleCache(err, cached)
 		}
 		return nil
 	})
@@ -389,11 +449,21 @@ func (m *member) ensureDerived(ctx context.Context, st *mcs.ServiceState, owner 
 		})
 	}
 	var out *corev1.Service
+	fromCache := true
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		cur, err := svcs.Get(ctx, name, metav1.GetOptions{})
+		cached := fromCache
+		fromCache = false
+		var cur *corev1.Service
+		var err error
+		if cached {
+			cur, err = m.cachedService(st.Key.Namespace, name)
+		} else {
+			cur, err = svcs.Get(ctx, name, metav1.GetOptions{})
+		}
 		if apierrors.IsNotFound(err) {
+			m.wrote("create", "Service", want.GetNamespace(), want.GetName())
 			out, err = svcs.Create(ctx, want, metav1.CreateOptions{})
-			return err
+			return staleCache(err, cached)
 		}
 		if err != nil {
 			return err
@@ -403,18 +473,21 @@ func (m *member) ensureDerived(ctx context.Context, st *mcs.ServiceState, owner 
 		}
 		if !slices.Equal(cur.Spec.IPFamilies, want.Spec.IPFamilies) {
 			// Families cannot change in place: replace the Service.
+			m.wrote("delete", "Service", st.Key.Namespace, name)
 			if err := svcs.Delete(ctx, name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
 				return err
 			}
+			m.wrote("create", "Service", want.GetNamespace(), want.GetName())
 			out, err = svcs.Create(ctx, want, metav1.CreateOptions{})
-			return err
+			return staleCache(err, cached)
 		}
 		out = cur
 		if !apiequality.Semantic.DeepEqual(cur.Spec.Ports, want.Spec.Ports) || !maps.Equal(cur.Labels, want.Labels) {
 			cur.Spec.Ports, cur.Labels, cur.OwnerReferences = want.Spec.Ports, want.Labels, want.OwnerReferences
+			m.wrote("update", "Service", cur.GetNamespace(), cur.GetName())
 			out, err = svcs.Update(ctx, cur, metav1.UpdateOptions{})
 		}
-		return err
+		return staleCache(err, cached)
 	})
 	if err != nil {
 		return nil, err
@@ -442,7 +515,10 @@ func isV6(ip string) bool {
 
 func (m *member) deleteDerived(ctx context.Context, key mcs.ServiceKey) error {
 	svcs := m.client.CoreV1().Services(key.Namespace)
-	cur, err := svcs.Get(ctx, DerivedName(key), metav1.GetOptions{})
+	cur, err := m.cachedService(key.Namespace, DerivedName(key))
+	if apierrors.IsNotFound(err) {
+		cur, err = svcs.Get(ctx, DerivedName(key), metav1.GetOptions{})
+	}
 	if apierrors.IsNotFound(err) {
 		return nil
 	}
@@ -452,6 +528,7 @@ func (m *member) deleteDerived(ctx context.Context, key mcs.ServiceKey) error {
 	if cur.Labels[LabelManagedBy] != ManagedByValue {
 		return nil
 	}
+	m.wrote("delete", "Service", key.Namespace, cur.Name)
 	if err := svcs.Delete(ctx, cur.Name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
 		return err
 	}
@@ -459,37 +536,71 @@ func (m *member) deleteDerived(ctx context.Context, key mcs.ServiceKey) error {
 }
 
 // ensureSlices makes the member's MCS EndpointSlices of a service exactly
-// want (labelled for kube-proxy with the derived Service's name).
+// want (labelled for kube-proxy with the derived Service's name). It
+// compares with the cache, and with the apiserver when a write shows the
+// cache behind.
 func (m *member) ensureSlices(ctx context.Context, key mcs.ServiceKey, derived string, want []*discoveryv1.EndpointSlice) error {
-	api := m.client.DiscoveryV1().EndpointSlices(key.Namespace)
-	have, err := api.List(ctx, metav1.ListOptions{LabelSelector: fmt.Sprintf("%s=%s,%s=%s", discoveryv1.LabelManagedBy, mcs.ControllerName, mcsv1b1.LabelServiceName, key.Name)})
+	have, err := m.cachedSlices(key)
 	if err != nil {
 		return err
 	}
+	// Removing what the cache does not show yet needs the apiserver's
+	// word; otherwise the cache decides unless a write finds it behind.
+	if len(want) > 0 || len(have) > 0 {
+		err = m.syncSlices(ctx, key, derived, want, have)
+		if !apierrors.IsConflict(err) && !apierrors.IsNotFound(err) && !apierrors.IsAlreadyExists(err) {
+			return err
+		}
+	}
+	list, err := m.client.DiscoveryV1().EndpointSlices(key.Namespace).List(ctx, metav1.ListOptions{LabelSelector: fmt.Sprintf("%s=%s,%s=%s", discoveryv1.LabelManagedBy, mcs.ControllerName, mcsv1b1.LabelServiceName, key.Name)})
+	if err != nil {
+		return err
+	}
+	have = have[:0]
+	for i := range list.Items {
+		d, err := digestSlice(&list.Items[i])
+		if err != nil {
+			return err
+		}
+		have = append(have, d.(*discoveryv1.EndpointSlice))
+	}
+	return m.syncSlices(ctx, key, derived, want, have)
+}
+
+// syncSlices writes the differences between want and have (slices in the
+// cache's form: endpoints replaced by their digest).
+func (m *member) syncSlices(ctx context.Context, key mcs.ServiceKey, derived string, want, have []*discoveryv1.EndpointSlice) error {
+	api := m.client.DiscoveryV1().EndpointSlices(key.Namespace)
 	current := map[string]*discoveryv1.EndpointSlice{}
-	for i := range have.Items {
-		current[have.Items[i].Name] = &have.Items[i]
+	for _, s := range have {
+		current[s.Name] = s
 	}
 	var errs []error
 	for _, s := range want {
 		s.Labels = managedLabels(s.Labels)
 		s.Labels[discoveryv1.LabelServiceName] = derived
+		digest, err := endpointsDigest(s.Endpoints)
+		if err != nil {
+			return err
+		}
 		cur, ok := current[s.Name]
 		delete(current, s.Name)
 		switch {
 		case !ok:
+			m.wrote("create", "EndpointSlice", key.Namespace, s.Name)
 			_, err = api.Create(ctx, s, metav1.CreateOptions{})
-		case !apiequality.Semantic.DeepEqual(cur.Endpoints, s.Endpoints) || !apiequality.Semantic.DeepEqual(cur.Ports, s.Ports) || !maps.Equal(cur.Labels, s.Labels):
+		case cur.Annotations[digestKey] != digest || !apiequality.Semantic.DeepEqual(cur.Ports, s.Ports) || !maps.Equal(cur.Labels, s.Labels):
+			m.wrote("update", "EndpointSlice", key.Namespace, s.Name)
 			cur.Endpoints, cur.Ports, cur.Labels = s.Endpoints, s.Ports, s.Labels
+			delete(cur.Annotations, digestKey)
 			_, err = api.Update(ctx, cur, metav1.UpdateOptions{})
-		default:
-			err = nil
 		}
 		if err != nil {
 			errs = append(errs, err)
 		}
 	}
 	for name := range current {
+		m.wrote("delete", "EndpointSlice", key.Namespace, name)
 		if err := api.Delete(ctx, name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
 			errs = append(errs, err)
 		}
@@ -502,12 +613,16 @@ func (m *member) removeImport(ctx context.Context, key mcs.ServiceKey) error {
 	var errs []error
 	errs = append(errs, m.ensureSlices(ctx, key, DerivedName(key), nil), m.deleteDerived(ctx, key))
 	res := m.dyn.Resource(m.gvr("serviceimports")).Namespace(key.Namespace)
-	cur, err := res.Get(ctx, key.Name, metav1.GetOptions{})
+	cur, err := m.cachedImport(key.Namespace, key.Name)
+	if apierrors.IsNotFound(err) {
+		cur, err = res.Get(ctx, key.Name, metav1.GetOptions{})
+	}
 	switch {
 	case apierrors.IsNotFound(err):
 	case err != nil:
 		errs = append(errs, err)
 	case cur.GetLabels()[LabelManagedBy] == ManagedByValue:
+		m.wrote("delete", "ServiceImport", key.Namespace, key.Name)
 		if err := res.Delete(ctx, key.Name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
 			errs = append(errs, err)
 		}
@@ -520,8 +635,19 @@ func (m *member) removeImport(ctx context.Context, key mcs.ServiceKey) error {
 // not change, and removing our condition types the merge no longer sets.
 func (m *member) ensureExportStatus(ctx context.Context, key mcs.ServiceKey, es *mcs.ExportStatus) error {
 	res := m.dyn.Resource(m.gvr("serviceexports")).Namespace(key.Namespace)
+	fromCache := true
 	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		cur, err := res.Get(ctx, key.Name, metav1.GetOptions{})
+		cached := fromCache
+		fromCache = false
+		var cur *unstructured.Unstructured
+		var err error
+		if cached {
+			cur, err = m.cachedExport(key.Namespace, key.Name)
+		}
+		if !cached || apierrors.IsNotFound(err) {
+			// Not in the cache yet is not gone: the apiserver says.
+			cur, err = res.Get(ctx, key.Name, metav1.GetOptions{})
+		}
 		if apierrors.IsNotFound(err) {
 			return nil // unexported meanwhile
 		}
@@ -550,8 +676,9 @@ func (m *member) ensureExportStatus(ctx context.Context, key mcs.ServiceKey, es 
 		if err != nil {
 			return err
 		}
+		m.wrote("updatestatus", u.GetKind(), u.GetNamespace(), u.GetName())
 		_, err = res.UpdateStatus(ctx, u, metav1.UpdateOptions{})
-		return err
+		return staleCache(err, cached)
 	})
 }
 

@@ -43,10 +43,18 @@ import (
 const (
 	fanoutServices  = 1000
 	fanoutEndpoints = 100
-	fanoutStreams   = 100
 	fanoutBurst     = 100
 	fanoutNamespace = "fanout"
 )
+
+// fanoutStreams is the number of streams; EASTWEST_FANOUT_STREAMS changes
+// it (to see what the streams add to the latency).
+var fanoutStreams = func() int {
+	if n, err := strconv.Atoi(os.Getenv("EASTWEST_FANOUT_STREAMS")); err == nil && n > 0 {
+		return n
+	}
+	return 100
+}()
 
 // BenchmarkFanout measures, per protocol, what one EndpointSlice update
 // costs when 100 gateways follow 1,000 x 100 endpoints: the latency from
@@ -74,32 +82,46 @@ func BenchmarkFanout(b *testing.B) {
 			start := time.Now()
 			fo.wait(b, "every stream synced", 5*time.Minute)
 			b.Logf("%d streams synced in %v", fanoutStreams, time.Since(start).Round(time.Millisecond))
+			// Measured in the steady state: once the write-back has
+			// written every service's MCS objects (a fresh ClusterSet's
+			// first pass writes six objects per service).
+			start = time.Now()
+			srv.writebackDone(b)
+			b.Logf("write-back done in %v", time.Since(start).Round(time.Millisecond))
 			rss := srv.rss(b)
-			profiles := srv.profile(b, protocol)
-			cpu0 := srv.cpu(b)
+			// What the server spends doing nothing (probes, timers): the
+			// CPU per change is measured beside it.
+			idle0 := srv.cpu(b)
+			srv.profile(b, protocol+"-idle", 3)()
+			idle := srv.cpu(b) - idle0
+			profiles := srv.profile(b, protocol, 8)
+			cpu0, loopStart := srv.cpu(b), time.Now()
 			var lat []time.Duration
 			changes := 0
 			for i := 0; b.Loop(); i++ {
 				svc, port := i%fanoutServices, nextMarker()
+				cur := getFanoutSlice(b, m, svc)
 				fo.expect(map[string]uint32{names[svc]: uint32(port)})
-				writeFanoutSlice(b, m, svc, port)
+				updateFanoutSlice(b, m, cur, port)
 				lat = append(lat, fo.wait(b, "change "+strconv.Itoa(i), time.Minute)...)
 				changes++
 			}
 			b.StopTimer()
-			cpu := srv.cpu(b) - cpu0
+			cpu, loop := srv.cpu(b)-cpu0, time.Since(loopStart)
+			b.Logf("server CPU: %v over %d changes in %v; idle %v per second", cpu, changes, loop.Round(time.Millisecond), idle/3)
 			profiles()
 
 			// A burst: 100 services change at once.
-			want, ports := map[string]uint32{}, make([]int32, fanoutBurst)
+			want, ports, current := map[string]uint32{}, make([]int32, fanoutBurst), make([]*discoveryv1.EndpointSlice, fanoutBurst)
 			for j := range fanoutBurst {
-				ports[j] = nextMarker()
-				want[names[j*(fanoutServices/fanoutBurst)]] = uint32(ports[j])
+				svc := j * (fanoutServices / fanoutBurst)
+				ports[j], current[j] = nextMarker(), getFanoutSlice(b, m, svc)
+				want[names[svc]] = uint32(ports[j])
 			}
 			fo.expect(want)
 			burstStart := time.Now()
 			concurrently(fanoutBurst, fanoutBurst, func(j int) {
-				writeFanoutSlice(b, m, j*(fanoutServices/fanoutBurst), ports[j])
+				updateFanoutSlice(b, m, current[j], ports[j])
 			})
 			written := time.Since(burstStart)
 			fo.wait(b, "the burst", time.Minute)
@@ -197,16 +219,20 @@ func fanoutSlice(i int, port int32) *discoveryv1.EndpointSlice {
 	return es
 }
 
-// writeFanoutSlice moves service i's endpoints to port: the marker its
-// streams wait for.
-func writeFanoutSlice(b *testing.B, m *member, i int, port int32) {
-	api := m.Client.DiscoveryV1().EndpointSlices(fanoutNamespace)
-	cur, err := api.Get(ctx, fanoutName(i)+"-src", metav1.GetOptions{})
-	if err == nil {
-		cur.Ports[0].Port = ptr(port)
-		_, err = api.Update(ctx, cur, metav1.UpdateOptions{})
-	}
+// getFanoutSlice reads service i's EndpointSlice (before the clock starts).
+func getFanoutSlice(b *testing.B, m *member, i int) *discoveryv1.EndpointSlice {
+	cur, err := m.Client.DiscoveryV1().EndpointSlices(fanoutNamespace).Get(ctx, fanoutName(i)+"-src", metav1.GetOptions{})
 	if err != nil {
+		b.Fatal(err)
+	}
+	return cur
+}
+
+// updateFanoutSlice moves a slice's endpoints to port: the marker its
+// streams wait for.
+func updateFanoutSlice(b *testing.B, m *member, cur *discoveryv1.EndpointSlice, port int32) {
+	cur.Ports[0].Port = ptr(port)
+	if _, err := m.Client.DiscoveryV1().EndpointSlices(fanoutNamespace).Update(ctx, cur, metav1.UpdateOptions{}); err != nil {
 		b.Error(err)
 	}
 }
@@ -235,7 +261,9 @@ type served struct {
 func startServe(b *testing.B, bin, kubeconfigs string) *served {
 	b.Helper()
 	xds, debug := freeAddr(b), freeAddr(b)
-	cmd := exec.Command(bin, "serve", "--kubeconfig-dir", kubeconfigs, "--xds-address", xds, "--debug-address", debug, "--log-level", "warn") //nolint:gosec // the binary this test built
+	args := append([]string{"serve", "--kubeconfig-dir", kubeconfigs, "--xds-address", xds, "--debug-address", debug, "--log-level", "warn"},
+		strings.Fields(os.Getenv("EASTWEST_FANOUT_ARGS"))...)
+	cmd := exec.Command(bin, args...) //nolint:gosec // the binary this test built
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)
@@ -280,10 +308,10 @@ func freeAddr(b *testing.B) string {
 // profile, when EASTWEST_FANOUT_PROFILES names a folder, saves the
 // server's heap profile now and a CPU profile of what follows, until the
 // returned function is called.
-func (s *served) profile(b *testing.B, name string) func() {
+func (s *served) profile(b *testing.B, name string, seconds int) func() {
 	dir := os.Getenv("EASTWEST_FANOUT_PROFILES")
 	if dir == "" {
-		return func() {}
+		return func() { time.Sleep(time.Duration(seconds) * time.Second) }
 	}
 	save := func(path, file string) {
 		resp, err := http.Get("http://" + s.debug + path) //nolint:gosec,noctx // the server this test started, on loopback
@@ -304,9 +332,31 @@ func (s *served) profile(b *testing.B, name string) func() {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		save("/debug/pprof/profile?seconds=8", name+".cpu")
+		save(fmt.Sprintf("/debug/pprof/profile?seconds=%d", seconds), name+".cpu")
 	}()
 	return func() { <-done }
+}
+
+// writebackDone waits until the server's write-back has nothing pending.
+func (s *served) writebackDone(b *testing.B) {
+	deadline := time.Now().Add(10 * time.Minute)
+	for {
+		resp, err := http.Get("http://" + s.debug + "/metrics") //nolint:gosec,noctx // the server this test started, on loopback
+		if err != nil {
+			b.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		for _, l := range strings.Split(string(body), "\n") {
+			if l == "eastwest_writeback_pending_services 0" {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			b.Fatal("write-back still pending after 10 minutes")
+		}
+		time.Sleep(time.Second)
+	}
 }
 
 // cpu is the process's user and system time so far.
@@ -351,6 +401,7 @@ type fanout struct {
 	want      map[string]uint32
 	start     time.Time
 	seen      []map[string]bool
+	round     int
 	remaining int
 	arrivals  []time.Duration
 	done      chan struct{}
@@ -372,6 +423,7 @@ func (fo *fanout) expect(want map[string]uint32) {
 	fo.mu.Lock()
 	defer fo.mu.Unlock()
 	fo.want, fo.start, fo.arrivals = want, time.Now(), nil
+	fo.round++
 	fo.seen = make([]map[string]bool, fanoutStreams)
 	for i := range fo.seen {
 		fo.seen[i] = map[string]bool{}
@@ -398,32 +450,43 @@ func (fo *fanout) wait(b *testing.B, what string, timeout time.Duration) []time.
 	return fo.arrivals
 }
 
-// got records that stream i received name; value decodes it when needed.
+// got records that stream i received name; value decodes it when needed
+// (outside the lock: 100 streams decode at once, as gateways would).
 func (fo *fanout) got(i int, name string, value func() []byte) {
 	fo.mu.Lock()
-	defer fo.mu.Unlock()
 	if fo.want == nil {
 		if !fo.have[i][name] {
 			fo.have[i][name] = true
 			if len(fo.have[i]) == len(fo.names) {
-				fo.remaining--
-				if fo.remaining == 0 {
-					close(fo.done)
-				}
+				fo.arrived()
 			}
 		}
+		fo.mu.Unlock()
 		return
 	}
 	port, ok := fo.want[name]
-	if !ok || fo.seen[i][name] {
+	round, start := fo.round, fo.start
+	fo.mu.Unlock()
+	if !ok {
 		return
 	}
 	var cla endpointv3.ClusterLoadAssignment
 	if proto.Unmarshal(value(), &cla) != nil || cptest.FirstPort(&cla) != port {
 		return
 	}
+	at := time.Since(start)
+	fo.mu.Lock()
+	defer fo.mu.Unlock()
+	if fo.round != round || fo.seen[i][name] {
+		return // a round that ended, or seen already
+	}
 	fo.seen[i][name] = true
-	fo.arrivals = append(fo.arrivals, time.Since(fo.start))
+	fo.arrivals = append(fo.arrivals, at)
+	fo.arrived()
+}
+
+// arrived counts one expected arrival (fo.mu held).
+func (fo *fanout) arrived() {
 	fo.remaining--
 	if fo.remaining == 0 {
 		close(fo.done)

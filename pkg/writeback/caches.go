@@ -1,0 +1,195 @@
+package writeback
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic/dynamicinformer"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/tools/cache"
+	mcsv1b1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
+
+	"github.com/eastwest-dev/eastwest/pkg/mcs"
+)
+
+// The write-back reads what it compares from caches of the objects it
+// owns (informers on its labels) and of the ServiceExports, not from the
+// apiserver: a change costs the writes it needs and nothing else, and a
+// pass over 1,000 unchanged services costs no request at all (it cost
+// five requests per service, at the client's 50 per second: 100 s). A
+// write refused because the cache was behind (a conflict, or "already
+// exists" for an object not seen yet) is retried once from the apiserver.
+
+// cacheSyncTimeout bounds the wait for a member's caches; the pass fails
+// and is retried.
+const cacheSyncTimeout = time.Minute
+
+// digestKey is where a cached MCS EndpointSlice keeps the digest of its
+// endpoints instead of the endpoints (100,000 endpoints are some 15 MB).
+// It exists only in the cache: writes remove it.
+const digestKey = "eastwest.io/cached-endpoints-digest"
+
+// byService indexes the MCS EndpointSlices by namespace/service.
+const byService = "service"
+
+// caches are one member's informers.
+type caches struct {
+	imports, exports, services, slices cache.SharedIndexInformer
+}
+
+func (m *member) startCaches(ctx context.Context) error {
+	byManaged := func(o *metav1.ListOptions) { o.LabelSelector = LabelManagedBy + "=" + ManagedByValue }
+	dyn := dynamicinformer.NewDynamicSharedInformerFactory(m.dyn, 0)
+	dynManaged := dynamicinformer.NewFilteredDynamicSharedInformerFactory(m.dyn, 0, metav1.NamespaceAll, byManaged)
+	typed := informers.NewSharedInformerFactoryWithOptions(m.client, 0, informers.WithTweakListOptions(byManaged))
+	ownSlices := informers.NewSharedInformerFactoryWithOptions(m.client, 0, informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+		o.LabelSelector = discoveryv1.LabelManagedBy + "=" + mcs.ControllerName
+	}))
+	m.caches = &caches{
+		imports:  dynManaged.ForResource(m.gvr("serviceimports")).Informer(),
+		exports:  dyn.ForResource(m.gvr("serviceexports")).Informer(),
+		services: typed.Core().V1().Services().Informer(),
+		slices:   ownSlices.Discovery().V1().EndpointSlices().Informer(),
+	}
+	for _, inf := range []cache.SharedIndexInformer{m.caches.imports, m.caches.exports, m.caches.services} {
+		if err := inf.SetTransform(dropManagedFields); err != nil {
+			return err
+		}
+	}
+	if err := m.caches.slices.SetTransform(digestSlice); err != nil {
+		return err
+	}
+	if err := m.caches.slices.AddIndexers(cache.Indexers{byService: func(o any) ([]string, error) {
+		s := o.(*discoveryv1.EndpointSlice)
+		return []string{s.Namespace + "/" + s.Labels[mcsv1b1.LabelServiceName]}, nil
+	}}); err != nil {
+		return err
+	}
+	for _, f := range []interface{ Start(<-chan struct{}) }{dyn, dynManaged, typed, ownSlices} {
+		f.Start(ctx.Done())
+	}
+	wait, cancel := context.WithTimeout(ctx, cacheSyncTimeout)
+	defer cancel()
+	if !cache.WaitForCacheSync(wait.Done(), m.caches.imports.HasSynced, m.caches.exports.HasSynced, m.caches.services.HasSynced, m.caches.slices.HasSynced) {
+		m.caches = nil // started again at the next pass (the informers stop with ctx)
+		return fmt.Errorf("caches of the member's objects not synced within %v", cacheSyncTimeout)
+	}
+	return nil
+}
+
+func dropManagedFields(o any) (any, error) {
+	if m, ok := o.(metav1.Object); ok {
+		m.SetManagedFields(nil)
+	}
+	return o, nil
+}
+
+// digestSlice keeps a digest of an MCS EndpointSlice's endpoints in place
+// of them.
+func digestSlice(o any) (any, error) {
+	s, ok := o.(*discoveryv1.EndpointSlice)
+	if !ok {
+		return o, nil
+	}
+	s.ManagedFields = nil
+	if s.Annotations[digestKey] != "" {
+		return s, nil // already digested (a resync)
+	}
+	d, err := endpointsDigest(s.Endpoints)
+	if err != nil {
+		return nil, err
+	}
+	annotations := make(map[string]string, len(s.Annotations)+1)
+	for k, v := range s.Annotations {
+		annotations[k] = v
+	}
+	annotations[digestKey] = d
+	s.Annotations, s.Endpoints = annotations, nil
+	return s, nil
+}
+
+func endpointsDigest(eps []discoveryv1.Endpoint) (string, error) {
+	b, err := json.Marshal(eps)
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256(b)
+	return fmt.Sprintf("%x", sum[:16]), nil
+}
+
+// get returns the object named key of an informer, or a NotFound error.
+func get[T any](inf cache.SharedIndexInformer, gr schema.GroupResource, ns, name string) (T, error) {
+	var zero T
+	o, ok, err := inf.GetIndexer().GetByKey(ns + "/" + name)
+	if err != nil {
+		return zero, err
+	}
+	if !ok {
+		return zero, apierrors.NewNotFound(gr, name)
+	}
+	return o.(T), nil
+}
+
+var (
+	importsResource  = schema.GroupResource{Group: mcsv1b1.GroupName, Resource: "serviceimports"}
+	exportsResource  = schema.GroupResource{Group: mcsv1b1.GroupName, Resource: "serviceexports"}
+	servicesResource = corev1.Resource("services")
+)
+
+// cachedImport reads a ServiceImport of ours (a copy: callers change it).
+func (m *member) cachedImport(ns, name string) (*unstructured.Unstructured, error) {
+	u, err := get[*unstructured.Unstructured](m.caches.imports, importsResource, ns, name)
+	if err != nil {
+		return nil, err
+	}
+	return u.DeepCopy(), nil
+}
+
+func (m *member) cachedExport(ns, name string) (*unstructured.Unstructured, error) {
+	u, err := get[*unstructured.Unstructured](m.caches.exports, exportsResource, ns, name)
+	if err != nil {
+		return nil, err
+	}
+	return u.DeepCopy(), nil
+}
+
+func (m *member) cachedService(ns, name string) (*corev1.Service, error) {
+	s, err := get[*corev1.Service](m.caches.services, servicesResource, ns, name)
+	if err != nil {
+		return nil, err
+	}
+	return s.DeepCopy(), nil
+}
+
+// cachedSlices are a service's MCS EndpointSlices, their endpoints
+// replaced by digestKey.
+func (m *member) cachedSlices(key mcs.ServiceKey) ([]*discoveryv1.EndpointSlice, error) {
+	objs, err := m.caches.slices.GetIndexer().ByIndex(byService, key.Namespace+"/"+key.Name)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*discoveryv1.EndpointSlice, 0, len(objs))
+	for _, o := range objs {
+		out = append(out, o.(*discoveryv1.EndpointSlice).DeepCopy())
+	}
+	return out, nil
+}
+
+// staleCache turns an error that a stale cache explains (the object
+// exists though the cache has not seen it, or is gone though it has) into
+// a conflict, which retries from the apiserver.
+func staleCache(err error, fromCache bool) error {
+	if fromCache && (apierrors.IsAlreadyExists(err) || apierrors.IsNotFound(err)) {
+		return apierrors.NewConflict(schema.GroupResource{}, "", fmt.Errorf("cache behind the apiserver: %w", err))
+	}
+	return err
+}
