@@ -13,9 +13,11 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/dynamic/dynamicinformer"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/util/retry"
 	mcsv1b1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 
 	"github.com/eastwest-dev/eastwest/pkg/mcs"
@@ -126,48 +128,43 @@ func endpointsDigest(eps []discoveryv1.Endpoint) (string, error) {
 	return fmt.Sprintf("%x", sum[:16]), nil
 }
 
-// get returns the object named key of an informer, or a NotFound error.
-func get[T any](inf cache.SharedIndexInformer, gr schema.GroupResource, ns, name string) (T, error) {
-	var zero T
+// read reads an MCS object: a copy from the informer's cache (callers
+// change it), or from the apiserver.
+func read(ctx context.Context, res dynamic.ResourceInterface, inf cache.SharedIndexInformer, cached bool, ns, name string) (*unstructured.Unstructured, error) {
+	if !cached {
+		return res.Get(ctx, name, metav1.GetOptions{})
+	}
 	o, ok, err := inf.GetIndexer().GetByKey(ns + "/" + name)
 	if err != nil {
-		return zero, err
+		return nil, err
 	}
 	if !ok {
-		return zero, apierrors.NewNotFound(gr, name)
+		return nil, apierrors.NewNotFound(schema.GroupResource{Group: mcsv1b1.GroupName}, name)
 	}
-	return o.(T), nil
+	return o.(*unstructured.Unstructured).DeepCopy(), nil
 }
 
-var (
-	importsResource  = schema.GroupResource{Group: mcsv1b1.GroupName, Resource: "serviceimports"}
-	exportsResource  = schema.GroupResource{Group: mcsv1b1.GroupName, Resource: "serviceexports"}
-	servicesResource = corev1.Resource("services")
-)
-
-// cachedImport reads a ServiceImport of ours (a copy: callers change it).
-func (m *member) cachedImport(ns, name string) (*unstructured.Unstructured, error) {
-	u, err := get[*unstructured.Unstructured](m.caches.imports, importsResource, ns, name)
-	if err != nil {
-		return nil, err
-	}
-	return u.DeepCopy(), nil
+// cachedThenLive runs write with cached true and, after a conflict, again
+// with cached false: it compares with the cache first, then with the
+// apiserver.
+func cachedThenLive(write func(cached bool) error) error {
+	attempt := 0
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		attempt++
+		return write(attempt == 1)
+	})
 }
 
-func (m *member) cachedExport(ns, name string) (*unstructured.Unstructured, error) {
-	u, err := get[*unstructured.Unstructured](m.caches.exports, exportsResource, ns, name)
-	if err != nil {
-		return nil, err
-	}
-	return u.DeepCopy(), nil
-}
-
+// cachedService reads a derived Service (a copy).
 func (m *member) cachedService(ns, name string) (*corev1.Service, error) {
-	s, err := get[*corev1.Service](m.caches.services, servicesResource, ns, name)
+	o, ok, err := m.caches.services.GetIndexer().GetByKey(ns + "/" + name)
 	if err != nil {
 		return nil, err
 	}
-	return s.DeepCopy(), nil
+	if !ok {
+		return nil, apierrors.NewNotFound(corev1.Resource("services"), name)
+	}
+	return o.(*corev1.Service).DeepCopy(), nil
 }
 
 // cachedSlices are a service's MCS EndpointSlices, their endpoints

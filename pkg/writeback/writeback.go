@@ -26,7 +26,6 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/util/retry"
 	gwclient "sigs.k8s.io/gateway-api/pkg/client/clientset/versioned"
 	mcsv1b1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 
@@ -350,17 +349,8 @@ func (m *member) ensureImport(ctx context.Context, c mcs.ClusterID, st *mcs.Serv
 func (m *member) applyImport(ctx context.Context, want *mcsv1b1.ServiceImport) (*unstructured.Unstructured, error) {
 	res := m.dyn.Resource(m.gvr("serviceimports")).Namespace(want.Namespace)
 	var out *unstructured.Unstructured
-	fromCache := true
-	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		cached := fromCache
-		fromCache = false
-		var cur *unstructured.Unstructured
-		var err error
-		if cached {
-			cur, err = m.cachedImport(want.Namespace, want.Name)
-		} else {
-			cur, err = res.Get(ctx, want.Name, metav1.GetOptions{})
-		}
+	err := cachedThenLive(func(cached bool) error {
+		cur, err := read(ctx, res, m.caches.imports, cached, want.Namespace, want.Name)
 		if apierrors.IsNotFound(err) {
 			u, err := toUnstructured(want, m.version, "ServiceImport")
 			if err != nil {
@@ -449,10 +439,7 @@ func (m *member) ensureDerived(ctx context.Context, st *mcs.ServiceState, owner 
 		})
 	}
 	var out *corev1.Service
-	fromCache := true
-	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		cached := fromCache
-		fromCache = false
+	err := cachedThenLive(func(cached bool) error {
 		var cur *corev1.Service
 		var err error
 		if cached {
@@ -613,9 +600,9 @@ func (m *member) removeImport(ctx context.Context, key mcs.ServiceKey) error {
 	var errs []error
 	errs = append(errs, m.ensureSlices(ctx, key, DerivedName(key), nil), m.deleteDerived(ctx, key))
 	res := m.dyn.Resource(m.gvr("serviceimports")).Namespace(key.Namespace)
-	cur, err := m.cachedImport(key.Namespace, key.Name)
+	cur, err := read(ctx, res, m.caches.imports, true, key.Namespace, key.Name)
 	if apierrors.IsNotFound(err) {
-		cur, err = res.Get(ctx, key.Name, metav1.GetOptions{})
+		cur, err = read(ctx, res, nil, false, key.Namespace, key.Name)
 	}
 	switch {
 	case apierrors.IsNotFound(err):
@@ -635,18 +622,11 @@ func (m *member) removeImport(ctx context.Context, key mcs.ServiceKey) error {
 // not change, and removing our condition types the merge no longer sets.
 func (m *member) ensureExportStatus(ctx context.Context, key mcs.ServiceKey, es *mcs.ExportStatus) error {
 	res := m.dyn.Resource(m.gvr("serviceexports")).Namespace(key.Namespace)
-	fromCache := true
-	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		cached := fromCache
-		fromCache = false
-		var cur *unstructured.Unstructured
-		var err error
-		if cached {
-			cur, err = m.cachedExport(key.Namespace, key.Name)
-		}
-		if !cached || apierrors.IsNotFound(err) {
+	return cachedThenLive(func(cached bool) error {
+		cur, err := read(ctx, res, m.caches.exports, cached, key.Namespace, key.Name)
+		if cached && apierrors.IsNotFound(err) {
 			// Not in the cache yet is not gone: the apiserver says.
-			cur, err = res.Get(ctx, key.Name, metav1.GetOptions{})
+			cur, err = read(ctx, res, nil, false, key.Namespace, key.Name)
 		}
 		if apierrors.IsNotFound(err) {
 			return nil // unexported meanwhile

@@ -15,10 +15,6 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
-	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
-	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/eastwest-dev/eastwest/internal/cptest"
@@ -101,13 +97,6 @@ func clientsMain(cfgJSON string, in io.Reader, out io.Writer) int {
 
 // runClient is one ADS client subscribed to every name.
 func runClient(ctx context.Context, cfg clientConfig, i int, current *atomic.Pointer[change], got chan<- int64, synced chan<- struct{}) error {
-	conn, err := grpc.NewClient(cfg.Address, grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(1<<30)))
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	ads := discoveryv3.NewAggregatedDiscoveryServiceClient(conn)
 	node := &corev3.Node{Id: nodeID(i), Cluster: "east"}
 	have := map[string]bool{}
 	done := -1
@@ -128,44 +117,5 @@ func runClient(ctx context.Context, cfg clientConfig, i int, current *atomic.Poi
 			synced <- struct{}{}
 		}
 	}
-	if cfg.Protocol == "delta" {
-		s, err := ads.DeltaAggregatedResources(ctx)
-		if err != nil {
-			return err
-		}
-		if err := s.Send(&discoveryv3.DeltaDiscoveryRequest{Node: node, TypeUrl: resourcev3.EndpointType, ResourceNamesSubscribe: cfg.Names}); err != nil {
-			return err
-		}
-		for {
-			r, err := s.Recv()
-			if err != nil {
-				return err
-			}
-			for _, res := range r.Resources {
-				see(res.Name, func() []byte { return res.GetResource().GetValue() })
-			}
-			if err := s.Send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: resourcev3.EndpointType, ResponseNonce: r.Nonce}); err != nil {
-				return err
-			}
-		}
-	}
-	s, err := ads.StreamAggregatedResources(ctx)
-	if err != nil {
-		return err
-	}
-	if err := s.Send(&discoveryv3.DiscoveryRequest{Node: node, TypeUrl: resourcev3.EndpointType, ResourceNames: cfg.Names}); err != nil {
-		return err
-	}
-	for {
-		r, err := s.Recv()
-		if err != nil {
-			return err
-		}
-		for _, a := range r.Resources {
-			see(cptest.ClusterLoadAssignmentName(a.GetValue()), func() []byte { return a.GetValue() })
-		}
-		if err := s.Send(&discoveryv3.DiscoveryRequest{TypeUrl: resourcev3.EndpointType, ResourceNames: cfg.Names, VersionInfo: r.VersionInfo, ResponseNonce: r.Nonce}); err != nil {
-			return err
-		}
-	}
+	return cptest.FollowEndpoints(ctx, cfg.Address, node, cfg.Names, cfg.Protocol == "delta", see)
 }

@@ -20,10 +20,6 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
-	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
-	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/proto"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -498,59 +494,9 @@ func (fo *fanout) arrived() {
 func (fo *fanout) follow(b *testing.B, addr string, i int, delta bool) {
 	ctx, cancel := context.WithCancel(context.Background())
 	b.Cleanup(cancel)
-	err := fo.stream(ctx, addr, i, delta)
+	node := &corev3.Node{Id: fmt.Sprintf("fanout-%d", i), Cluster: "a"}
+	err := cptest.FollowEndpoints(ctx, addr, node, fo.names, delta, func(name string, value func() []byte) { fo.got(i, name, value) })
 	if err != nil && ctx.Err() == nil {
 		fo.failed <- err
-	}
-}
-
-func (fo *fanout) stream(ctx context.Context, addr string, i int, delta bool) error {
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(1<<30)))
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	ads := discoveryv3.NewAggregatedDiscoveryServiceClient(conn)
-	node := &corev3.Node{Id: fmt.Sprintf("fanout-%d", i), Cluster: "a"}
-	if delta {
-		s, err := ads.DeltaAggregatedResources(ctx)
-		if err != nil {
-			return err
-		}
-		if err := s.Send(&discoveryv3.DeltaDiscoveryRequest{Node: node, TypeUrl: resourcev3.EndpointType, ResourceNamesSubscribe: fo.names}); err != nil {
-			return err
-		}
-		for {
-			r, err := s.Recv()
-			if err != nil {
-				return err
-			}
-			for _, res := range r.Resources {
-				fo.got(i, res.Name, func() []byte { return res.GetResource().GetValue() })
-			}
-			if err := s.Send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: resourcev3.EndpointType, ResponseNonce: r.Nonce}); err != nil {
-				return err
-			}
-		}
-	}
-	s, err := ads.StreamAggregatedResources(ctx)
-	if err != nil {
-		return err
-	}
-	if err := s.Send(&discoveryv3.DiscoveryRequest{Node: node, TypeUrl: resourcev3.EndpointType, ResourceNames: fo.names}); err != nil {
-		return err
-	}
-	for {
-		r, err := s.Recv()
-		if err != nil {
-			return err
-		}
-		for _, a := range r.Resources {
-			fo.got(i, cptest.ClusterLoadAssignmentName(a.GetValue()), a.GetValue)
-		}
-		if err := s.Send(&discoveryv3.DiscoveryRequest{TypeUrl: resourcev3.EndpointType, ResourceNames: fo.names, VersionInfo: r.VersionInfo, ResponseNonce: r.Nonce}); err != nil {
-			return err
-		}
 	}
 }
