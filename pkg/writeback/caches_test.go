@@ -1,0 +1,73 @@
+package writeback
+
+import (
+	"errors"
+	"testing"
+
+	discoveryv1 "k8s.io/api/discovery/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+)
+
+// A cached MCS EndpointSlice keeps a digest of its endpoints instead of
+// them: equal endpoints, equal digests; a change, another; digesting
+// twice (a resync) keeps the first.
+func TestDigestSlice(t *testing.T) {
+	slice := func(ips ...string) *discoveryv1.EndpointSlice {
+		s := &discoveryv1.EndpointSlice{}
+		s.Annotations = map[string]string{"keep": "me"}
+		for _, ip := range ips {
+			s.Endpoints = append(s.Endpoints, discoveryv1.Endpoint{Addresses: []string{ip}})
+		}
+		return s
+	}
+	digest := func(s *discoveryv1.EndpointSlice) string {
+		t.Helper()
+		o, err := digestSlice(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := o.(*discoveryv1.EndpointSlice)
+		if d.Endpoints != nil || d.Annotations["keep"] != "me" {
+			t.Fatalf("digested slice %+v", d)
+		}
+		return d.Annotations[digestKey]
+	}
+	a, a2, b := digest(slice("10.0.0.1", "10.0.0.2")), digest(slice("10.0.0.1", "10.0.0.2")), digest(slice("10.0.0.1"))
+	if a == "" || a != a2 || a == b {
+		t.Fatalf("digests %q %q %q", a, a2, b)
+	}
+	want, err := endpointsDigest(slice("10.0.0.1", "10.0.0.2").Endpoints)
+	if err != nil || want != a {
+		t.Fatalf("endpointsDigest %q, digestSlice %q (%v)", want, a, err)
+	}
+	twice := slice("10.0.0.9")
+	first := digest(twice)
+	if again := digest(twice); again != first {
+		t.Fatalf("digested again: %q, was %q", again, first)
+	}
+}
+
+// Errors a stale cache explains become conflicts (retried from the
+// apiserver) only when the read came from the cache.
+func TestStaleCache(t *testing.T) {
+	gr := schema.GroupResource{Resource: "services"}
+	for _, tc := range []struct {
+		name      string
+		err       error
+		fromCache bool
+		conflict  bool
+	}{
+		{"already exists, from the cache", apierrors.NewAlreadyExists(gr, "x"), true, true},
+		{"not found, from the cache", apierrors.NewNotFound(gr, "x"), true, true},
+		{"already exists, from the apiserver", apierrors.NewAlreadyExists(gr, "x"), false, false},
+		{"forbidden, from the cache", apierrors.NewForbidden(gr, "x", errors.New("no")), true, false},
+		{"no error", nil, true, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := apierrors.IsConflict(staleCache(tc.err, tc.fromCache)); got != tc.conflict {
+				t.Fatalf("conflict %v, want %v", got, tc.conflict)
+			}
+		})
+	}
+}
