@@ -10,7 +10,6 @@ import (
 
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/proto"
-	corev1 "k8s.io/api/core/v1"
 
 	"github.com/eastwest-dev/eastwest/internal/parallel"
 	"github.com/eastwest-dev/eastwest/pkg/event"
@@ -160,18 +159,18 @@ func (a *Assembler) SetTranslator(fn func(*mcs.ServiceState, translate.View, tra
 	a.translate = fn
 }
 
-// Apply records a source event: Gateway API objects and TLS Secrets go to
-// the Gateway API store, the MCS inputs to the MCS store, Namespaces,
-// Services (the Gateway API store keeps those in front of Gateways) and
-// member joins and leaves to both.
+// Apply records a source event in the stores that keep its kind
+// (event.Kinds: Gateway API objects and Secrets in the Gateway API store,
+// the MCS inputs in the MCS store, Namespaces and Services in both);
+// member joins and leaves go to both.
 func (a *Assembler) Apply(ev event.Event) error {
-	var both bool
-	switch ev.Object.(type) {
-	case *corev1.Namespace, *corev1.Service:
-		both = true
+	stores := event.MCS | event.Gateway
+	if ev.Object != nil {
+		if stores = event.StoresOf(ev.Object); stores == 0 {
+			return fmt.Errorf("%T is not a kind eastwest reads", ev.Object)
+		}
 	}
-	toGateway := ev.Op == event.OpLeave || ev.Op == event.OpJoin || both || (ev.Object != nil && gateway.Handles(ev.Object))
-	toMCS := ev.Object == nil || both || !gateway.Handles(ev.Object)
+	toGateway, toMCS := stores&event.Gateway != 0, stores&event.MCS != 0
 	var errs []error
 	if toGateway {
 		errs = append(errs, a.gw.Apply(ev))

@@ -37,7 +37,7 @@ func (o Op) String() string {
 
 // Event is one change seen by a source in one member cluster.
 //
-// Object is an object of a kind the sources read (pkg/source/kinds.go):
+// Object is an object of a kind the sources read (Kinds):
 // an MCS input, a Gateway API object or a TLS Secret. The stores keep
 // only what they read of it and never modify it, so sources may pass
 // shared (informer cache) objects.

@@ -48,11 +48,14 @@ func BenchmarkGatewayRebuild(b *testing.B) {
 				}
 				for _, o := range objs {
 					ev := event.Event{Member: member, Op: event.OpUpsert, Object: o.Obj}
-					if gateway.Handles(o.Obj) {
-						if member == "east" {
-							_ = gws.Apply(ev)
-						}
-					} else if err := store.Apply(ev); err != nil {
+					stores := event.StoresOf(o.Obj)
+					if stores&event.Gateway != 0 && member == "east" {
+						_ = gws.Apply(ev)
+					}
+					if stores&event.MCS == 0 {
+						continue
+					}
+					if err := store.Apply(ev); err != nil {
 						b.Fatal(err)
 					}
 				}

@@ -69,9 +69,11 @@ func FuzzRouteTranslation(f *testing.F) {
 		store, gws := mcs.NewStore(mcs.Options{}), gateway.NewStore()
 		for _, o := range append(base, objs...) {
 			ev := event.Event{Member: "east", Op: event.OpUpsert, Object: o.Obj}
-			if gateway.Handles(o.Obj) {
+			stores := event.StoresOf(o.Obj)
+			if stores&event.Gateway != 0 {
 				_ = gws.Apply(ev) // refused objects are reported, not fatal
-			} else {
+			}
+			if stores&event.MCS != 0 {
 				_ = store.Apply(ev)
 			}
 		}

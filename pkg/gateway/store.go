@@ -6,7 +6,6 @@ import (
 	"slices"
 
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
 
@@ -43,18 +42,6 @@ func newInputs(member string) *Inputs {
 		Secrets:    map[types.NamespacedName]*corev1.Secret{},
 		Services:   map[types.NamespacedName]*corev1.Service{},
 	}
-}
-
-// Handles reports whether an object is one this package reads (Namespaces
-// and Services are read here too, but belong to the MCS store first).
-func Handles(o metav1.Object) bool {
-	switch o := o.(type) {
-	case *gwapiv1.GatewayClass, *gwapiv1.Gateway, *gwapiv1.HTTPRoute, *gwapiv1.GRPCRoute, *gwapiv1.ReferenceGrant:
-		return true
-	case *corev1.Secret:
-		return o.Type == corev1.SecretTypeTLS
-	}
-	return false
 }
 
 // Store holds every member's Gateway API inputs. Like mcs.Store it is

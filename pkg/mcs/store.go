@@ -11,6 +11,7 @@ import (
 	mcsv1a1 "sigs.k8s.io/mcs-api/pkg/apis/v1alpha1"
 	mcsv1b1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 
+	"github.com/eastwest-dev/eastwest/pkg/about"
 	"github.com/eastwest-dev/eastwest/pkg/event"
 )
 
@@ -133,13 +134,13 @@ func (s *Store) Apply(ev event.Event) error {
 		s.setExport(m, key, del, func() *Export { return exportFromV1alpha1(o) })
 	case *discoveryv1.EndpointSlice:
 		s.setSlice(m, key, o, del)
-	case *ClusterProperty:
+	case *about.ClusterProperty:
 		if del {
 			delete(m.properties, o.Name)
 		} else {
 			m.properties[o.Name] = o.Spec.Value
 		}
-		if o.Name == PropertyClusterID || o.Name == PropertyClusterSet {
+		if o.Name == about.PropertyClusterID || o.Name == about.PropertyClusterSet {
 			s.clustersDirty = true
 		}
 	default:
@@ -326,10 +327,10 @@ func (s *Store) resolveClusters() bool {
 	for _, name := range names {
 		m := s.members[name]
 		id := ClusterID(name)
-		if v, ok := m.properties[PropertyClusterID]; ok {
+		if v, ok := m.properties[about.PropertyClusterID]; ok {
 			id = ClusterID(v)
 		}
-		set := m.properties[PropertyClusterSet]
+		set := m.properties[about.PropertyClusterSet]
 		m.id, m.err = "", ""
 		switch {
 		case len(validation.IsDNS1123Label(string(id))) > 0:

@@ -21,11 +21,10 @@ import (
 	k8syaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/utils/ptr"
 	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
-	mcsv1a1 "sigs.k8s.io/mcs-api/pkg/apis/v1alpha1"
-	mcsv1b1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 	"sigs.k8s.io/yaml"
 
-	"github.com/eastwest-dev/eastwest/pkg/mcs"
+	"github.com/eastwest-dev/eastwest/pkg/about"
+	"github.com/eastwest-dev/eastwest/pkg/event"
 )
 
 // Problem is one thing wrong with one document of one file. The document
@@ -78,22 +77,8 @@ func (k ObjectKey) String() string {
 	return k.Kind.Kind + " " + k.Namespace + "/" + k.Name
 }
 
-var (
-	gvNamespace     = schema.GroupVersionKind{Version: "v1", Kind: "Namespace"}
-	gvService       = schema.GroupVersionKind{Version: "v1", Kind: "Service"}
-	gvList          = schema.GroupVersionKind{Version: "v1", Kind: "List"}
-	gvEndpointSlice = discoveryv1.SchemeGroupVersion.WithKind("EndpointSlice")
-	gvExportV1a1    = schema.GroupVersion{Group: mcsv1a1.GroupName, Version: mcsv1a1.GroupVersion.Version}.WithKind("ServiceExport")
-	gvExportV1b1    = schema.GroupVersion{Group: mcsv1b1.GroupName, Version: mcsv1b1.GroupVersion.Version}.WithKind(mcsv1b1.ServiceExportKindName)
-	gvProperty      = mcs.ClusterPropertyGroupVersion.WithKind("ClusterProperty")
-	gvHTTPRoute     = schema.GroupVersion{Group: gwapiv1.GroupName, Version: "v1"}.WithKind("HTTPRoute")
-	gvGRPCRoute     = schema.GroupVersion{Group: gwapiv1.GroupName, Version: "v1"}.WithKind("GRPCRoute")
-	gvGatewayClass  = schema.GroupVersion{Group: gwapiv1.GroupName, Version: "v1"}.WithKind("GatewayClass")
-	gvGateway       = schema.GroupVersion{Group: gwapiv1.GroupName, Version: "v1"}.WithKind("Gateway")
-	gvGrantV1       = schema.GroupVersion{Group: gwapiv1.GroupName, Version: "v1"}.WithKind("ReferenceGrant")
-	gvGrantV1b1     = schema.GroupVersion{Group: gwapiv1.GroupName, Version: "v1beta1"}.WithKind("ReferenceGrant")
-	gvSecret        = schema.GroupVersionKind{Version: "v1", Kind: "Secret"}
-)
+// gvList is a List of objects in the folder (not a kind of its own).
+var gvList = schema.GroupVersionKind{Version: "v1", Kind: "List"}
 
 // supportedKinds is named in the error for an unknown kind.
 const supportedKinds = "v1 Namespace, v1 Service, discovery.k8s.io/v1 EndpointSlice, multicluster.x-k8s.io/v1alpha1 or v1beta1 ServiceExport, about.k8s.io/v1alpha1 ClusterProperty, gateway.networking.k8s.io/v1 GatewayClass, Gateway, HTTPRoute or GRPCRoute, gateway.networking.k8s.io/v1 or v1beta1 ReferenceGrant, v1 Secret of type kubernetes.io/tls, v1 List"
@@ -205,11 +190,11 @@ func (r *rawJSON) UnmarshalJSON(b []byte) error { *r = append((*r)[:0], b...); r
 // is an error, as with kubectl's default --validate=strict) and validates
 // it.
 func decodeObject(gvk schema.GroupVersionKind, js []byte) (metav1.Object, error) {
-	k, ok := kindByGVK[gvk]
+	k, ok := event.KindFor(gvk)
 	if !ok {
 		return nil, fmt.Errorf("unsupported kind %s %s (supported: %s)", gvk.GroupVersion(), gvk.Kind, supportedKinds)
 	}
-	o := k.new()
+	o := k.New()
 	if err := decodeStrict(js, o); err != nil {
 		return nil, fmt.Errorf("cannot decode: %w", err)
 	}
@@ -246,7 +231,10 @@ func decodeStrict(js []byte, o any) error {
 	return nil
 }
 
-func namespaced(gvk schema.GroupVersionKind) bool { return kindByGVK[gvk].namespaced }
+func namespaced(gvk schema.GroupVersionKind) bool {
+	k, _ := event.KindFor(gvk)
+	return k.Namespaced
+}
 
 func keyOf(gvk schema.GroupVersionKind, o metav1.Object) ObjectKey {
 	return ObjectKey{Kind: gvk.GroupKind(), Namespace: o.GetNamespace(), Name: o.GetName()}
@@ -299,14 +287,14 @@ func validate(o metav1.Object) error {
 	if ns := o.GetNamespace(); ns != "" {
 		check("metadata.namespace", validation.IsDNS1123Label(ns))
 	}
-	if k, ok := kindOfObject(o); ok {
-		check("metadata.name", k.name(name))
-		if !k.namespaced && o.GetNamespace() != "" {
-			errs = append(errs, fmt.Errorf("metadata.namespace: a %s is cluster-scoped", k.gvk.Kind))
+	if k, ok := event.KindOf(o); ok {
+		check("metadata.name", k.ValidName(name))
+		if !k.Namespaced && o.GetNamespace() != "" {
+			errs = append(errs, fmt.Errorf("metadata.namespace: a %s is cluster-scoped", k.GVK.Kind))
 		}
 	}
 	switch o := o.(type) {
-	case *mcs.ClusterProperty:
+	case *about.ClusterProperty:
 		if o.Spec.Value == "" {
 			errs = append(errs, errors.New("spec.value is required"))
 		}

@@ -19,6 +19,7 @@ import (
 	"github.com/fsnotify/fsnotify"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/eastwest-dev/eastwest/internal/parallel"
 	"github.com/eastwest-dev/eastwest/pkg/event"
@@ -232,7 +233,7 @@ func (d *Dir) scanMember(member string, next map[memberObjectKey]Object, seenFil
 	// A namespace an object lives in exists in its member, as it must in a
 	// real cluster, whether or not the folder declares it.
 	for ns := range namespaces {
-		k := ObjectKey{Kind: gvNamespace.GroupKind(), Name: ns}
+		k := ObjectKey{Kind: schema.GroupKind{Kind: "Namespace"}, Name: ns}
 		if _, ok := next[memberObjectKey{member, k}]; !ok {
 			next[memberObjectKey{member, k}] = Object{Key: k, Obj: &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, Hash: "implicit"}
 		}
@@ -532,9 +533,4 @@ func compareKeys(a, b memberObjectKey) int {
 	return strings.Compare(a.key.Name, b.key.Name)
 }
 
-func kindRank(kind string) int {
-	if r, ok := rankByKind[kind]; ok {
-		return r
-	}
-	return len(kinds)
-}
+func kindRank(kind string) int { return event.Rank(kind) }

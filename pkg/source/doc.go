@@ -3,7 +3,7 @@
 // watched), and live member clusters (informers per member, from a
 // folder of kubeconfigs or remote Secrets, each with its connection
 // lifecycle). It reads MCS inputs, Gateway API objects and TLS Secrets
-// alike, the kinds listed in one table (kinds.go).
+// alike, the kinds listed in one table (event.Kinds).
 //
 // A source never stops on bad input: a file that does not parse, an object
 // of an unknown kind or an invalid object is reported as a Problem naming

@@ -30,6 +30,7 @@ import (
 	mcsclient "sigs.k8s.io/mcs-api/pkg/client/clientset/versioned"
 	mcsinformers "sigs.k8s.io/mcs-api/pkg/client/informers/externalversions"
 
+	"github.com/eastwest-dev/eastwest/pkg/about"
 	"github.com/eastwest-dev/eastwest/pkg/event"
 	"github.com/eastwest-dev/eastwest/pkg/mcs"
 )
@@ -587,13 +588,13 @@ func (k *KubeCluster) event(op event.Op, o any) event.Event {
 		o = t.Obj
 	}
 	ev := event.Event{Member: k.member, Op: op}
-	if _, ok := kindOfObject(o); ok {
+	if _, ok := event.KindOf(o); ok {
 		ev.Object = o.(metav1.Object)
 		return ev
 	}
 	switch v := o.(type) {
 	case *unstructured.Unstructured:
-		var p mcs.ClusterProperty
+		var p about.ClusterProperty
 		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(v.Object, &p); err != nil {
 			k.log.Warn("cannot read ClusterProperty", "name", v.GetName(), "err", err)
 			return ev
@@ -604,16 +605,16 @@ func (k *KubeCluster) event(op event.Op, o any) event.Event {
 }
 
 func keyOfKube(o metav1.Object) kubeKey {
-	k, _ := kindOfObject(o)
-	return kubeKey{kind: k.gvk.GroupKind(), namespace: o.GetNamespace(), name: o.GetName()}
+	k, _ := event.KindOf(o)
+	return kubeKey{kind: k.GVK.GroupKind(), namespace: o.GetNamespace(), name: o.GetName()}
 }
 
 // stub is an object carrying only the kind, namespace and name, for a
 // delete.
 func stub(k kubeKey) metav1.Object {
-	for _, kd := range kinds {
-		if kd.gvk.GroupKind() == k.kind {
-			o := kd.new()
+	for _, kd := range event.Kinds {
+		if kd.GVK.GroupKind() == k.kind {
+			o := kd.New()
 			o.SetNamespace(k.namespace)
 			o.SetName(k.name)
 			if sec, ok := o.(*corev1.Secret); ok {

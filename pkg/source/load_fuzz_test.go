@@ -28,10 +28,13 @@ func FuzzLoad(f *testing.F) {
 			member := []string{"east", "west"}[i]
 			objs, _ := Decode(member+".yaml", data)
 			for _, o := range objs {
-				if gateway.Handles(o.Obj) {
+				stores := event.StoresOf(o.Obj)
+				if stores&event.Gateway != 0 {
 					if err := gws.Apply(event.Event{Member: member, Op: event.OpUpsert, Object: o.Obj}); err != nil {
 						t.Fatalf("a decoded Gateway API object was refused: %v", err)
 					}
+				}
+				if stores&event.MCS == 0 {
 					continue
 				}
 				if err := s.Apply(event.Event{Member: member, Op: event.OpUpsert, Object: o.Obj}); err != nil {

@@ -115,6 +115,7 @@ func BenchmarkFanout(b *testing.B) {
 				want[names[svc]] = uint32(ports[j])
 			}
 			fo.expect(want)
+			publishes, pushes := srv.metric(b, "eastwest_publishes_total"), srv.metric(b, "eastwest_xds_pushes_total")
 			burstStart := time.Now()
 			concurrently(fanoutBurst, fanoutBurst, func(j int) {
 				updateFanoutSlice(b, m, current[j], ports[j])
@@ -122,7 +123,8 @@ func BenchmarkFanout(b *testing.B) {
 			written := time.Since(burstStart)
 			fo.wait(b, "the burst", time.Minute)
 			burst := time.Since(burstStart)
-			b.Logf("burst: written in %v, at every stream in %v", written.Round(time.Millisecond), burst.Round(time.Millisecond))
+			b.Logf("burst: written in %v, at every stream in %v, in %v publishes and %v responses", written.Round(time.Millisecond), burst.Round(time.Millisecond),
+				srv.metric(b, "eastwest_publishes_total")-publishes, srv.metric(b, "eastwest_xds_pushes_total")-pushes)
 
 			slices.Sort(lat)
 			n := len(lat)
@@ -132,6 +134,7 @@ func BenchmarkFanout(b *testing.B) {
 			b.ReportMetric(float64(rss)/(1<<20), "rss-MB")
 			b.ReportMetric(float64(srv.rss(b))/(1<<20), "rss-end-MB")
 			b.ReportMetric(float64(burst.Microseconds())/1000, "burst-ms")
+			b.ReportMetric(float64((burst-written).Microseconds())/1000, "burst-after-writes-ms")
 			b.ReportMetric(0, "ns/op")
 		})
 	}
@@ -333,6 +336,25 @@ func (s *served) profile(b *testing.B, name string, seconds int) func() {
 	return func() { <-done }
 }
 
+// metric sums the samples of a metric of the server's.
+func (s *served) metric(b *testing.B, name string) float64 {
+	resp, err := http.Get("http://" + s.debug + "/metrics") //nolint:gosec,noctx // the server this test started, on loopback
+	if err != nil {
+		b.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	sum := 0.0
+	for _, l := range strings.Split(string(body), "\n") {
+		f := strings.Fields(l)
+		if len(f) == 2 && (f[0] == name || strings.HasPrefix(f[0], name+"{")) {
+			v, _ := strconv.ParseFloat(f[1], 64)
+			sum += v
+		}
+	}
+	return sum
+}
+
 // writebackDone waits until the server's write-back has nothing pending.
 func (s *served) writebackDone(b *testing.B) {
 	deadline := time.Now().Add(10 * time.Minute)
@@ -343,6 +365,9 @@ func (s *served) writebackDone(b *testing.B) {
 		}
 		body, _ := io.ReadAll(resp.Body)
 		_ = resp.Body.Close()
+		if !strings.Contains(string(body), "\neastwest_writeback_pending_services ") {
+			return // no write-back (--write-back=false)
+		}
 		for _, l := range strings.Split(string(body), "\n") {
 			if l == "eastwest_writeback_pending_services 0" {
 				return

@@ -1,4 +1,9 @@
-package mcs
+// Package about is the About API (KEP-2149) as eastwest reads it: the
+// cluster-scoped ClusterProperty (about.k8s.io/v1alpha1) and the
+// properties a ClusterSet uses. It is declared here because only a few of
+// its instances matter and the whole About API module is not worth a
+// dependency; it depends on nothing of eastwest's.
+package about
 
 import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -16,13 +21,11 @@ const (
 	PropertyClusterSet = "clusterset.k8s.io"
 )
 
-// ClusterPropertyGroupVersion is the About API group and version read.
-var ClusterPropertyGroupVersion = schema.GroupVersion{Group: "about.k8s.io", Version: "v1alpha1"}
+// GroupVersion is the About API group and version read.
+var GroupVersion = schema.GroupVersion{Group: "about.k8s.io", Version: "v1alpha1"}
 
 // ClusterProperty is the About API's cluster-scoped ClusterProperty
-// (about.k8s.io/v1alpha1). It is declared here because only two of its
-// instances matter to a ClusterSet and the whole About API module is not
-// worth a dependency.
+// (about.k8s.io/v1alpha1).
 type ClusterProperty struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
