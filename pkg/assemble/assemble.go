@@ -894,11 +894,9 @@ func gatewaySignature(st *mcs.ServiceState) string {
 		return ""
 	}
 	var b strings.Builder
-	for _, p := range st.Import.Ports {
-		if p.Protocol == "TCP" {
-			b.WriteString(translate.HostPort(st.Key, p.Port))
-			b.WriteByte(',')
-		}
+	for _, p := range translate.ServedPorts(st) {
+		b.WriteString(translate.HostPort(st.Key, p.Port))
+		b.WriteByte(',')
 	}
 	return b.String()
 }

@@ -264,9 +264,8 @@ func backendResources(name string, b gateway.Backend, v View, be Backends) (*clu
 		if st == nil || st.Import == nil {
 			return nil, nil
 		}
-		for i := range st.Import.Ports {
-			p := &st.Import.Ports[i]
-			if p.Port == b.Port && p.Protocol == corev1.ProtocolTCP {
+		for _, p := range ServedPorts(st) {
+			if p.Port == b.Port {
 				aff := st.Import.SessionAffinity == corev1.ServiceAffinityClientIP
 				return cluster(name, p, gv, aff), loadAssignment(name, st, p, v.Cluster)
 			}

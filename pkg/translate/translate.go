@@ -3,6 +3,7 @@ package translate
 import (
 	"cmp"
 	"fmt"
+	"iter"
 	"math"
 	"slices"
 	"strings"
@@ -126,14 +127,7 @@ func ServiceWith(st *mcs.ServiceState, v View, o ServiceOptions) Result {
 	if st == nil || st.Import == nil {
 		return r
 	}
-	for i := range st.Import.Ports {
-		p := &st.Import.Ports[i]
-		if p.Protocol != corev1.ProtocolTCP {
-			// Envoy and gRPC carry TCP only; UDP and SCTP ports stay
-			// in the ServiceImport for other data planes.
-			continue
-		}
-		name := ClusterName(st.Key, p.Port)
+	for name, p := range ServedPorts(st) {
 		affinity := st.Import.SessionAffinity == corev1.ServiceAffinityClientIP
 		ok := r.add(v, resourcev3.ClusterType, name, cluster(name, p, v, affinity))
 		ok = r.add(v, resourcev3.EndpointType, name, loadAssignment(name, st, p, v.Cluster)) && ok
@@ -160,6 +154,23 @@ func ServiceWith(st *mcs.ServiceState, v View, o ServiceOptions) Result {
 	return r
 }
 
+// ServedPorts yields the import's ports that Envoy and gRPC carry, with
+// their cluster names: TCP only (UDP and SCTP ports stay in the
+// ServiceImport for other data planes).
+func ServedPorts(st *mcs.ServiceState) iter.Seq2[string, *mcs.ImportPort] {
+	return func(yield func(string, *mcs.ImportPort) bool) {
+		for i := range st.Import.Ports {
+			p := &st.Import.Ports[i]
+			if p.Protocol != corev1.ProtocolTCP {
+				continue
+			}
+			if !yield(ClusterName(st.Key, p.Port), p) {
+				return
+			}
+		}
+	}
+}
+
 // ServiceEndpoints returns only the ClusterLoadAssignments of a service
 // for a view: what an endpoint-only change (an EndpointSlice, a member's
 // readiness) makes new. Their clusters, listeners and routes are the ones
@@ -169,12 +180,7 @@ func ServiceEndpoints(st *mcs.ServiceState, v View) Result {
 	if st == nil || st.Import == nil {
 		return r
 	}
-	for i := range st.Import.Ports {
-		p := &st.Import.Ports[i]
-		if p.Protocol != corev1.ProtocolTCP {
-			continue
-		}
-		name := ClusterName(st.Key, p.Port)
+	for name, p := range ServedPorts(st) {
 		r.add(v, resourcev3.EndpointType, name, loadAssignment(name, st, p, v.Cluster))
 	}
 	r.sort()
@@ -202,9 +208,8 @@ func Gateway(services []*mcs.ServiceState, v View, published func(cluster string
 			continue
 		}
 		first := true
-		for _, p := range st.Import.Ports {
-			name := ClusterName(st.Key, p.Port)
-			if p.Protocol != corev1.ProtocolTCP || (published != nil && !published(name)) {
+		for name, p := range ServedPorts(st) {
+			if published != nil && !published(name) {
 				continue
 			}
 			domains := []string{HostPort(st.Key, p.Port)}
