@@ -48,3 +48,10 @@ func (p *ClusterProperty) DeepCopyObject() runtime.Object {
 }
 
 var _ runtime.Object = (*ClusterProperty)(nil)
+
+// PropertyNetwork is eastwest's ClusterProperty naming the network a
+// member's pods are on (KEP-2149 allows implementation properties):
+// members on the same network reach each other's pods directly; members
+// on different networks, through east-west gateways. Members without it
+// share the default network.
+const PropertyNetwork = "network.eastwest.io"

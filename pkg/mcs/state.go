@@ -33,6 +33,24 @@ type ClusterInfo struct {
 	ClusterSet string `json:"clusterSet,omitempty"`
 	// Error says why the member is left out of the merge; empty otherwise.
 	Error string `json:"error,omitempty"`
+	// Network is the value of the member's network.eastwest.io property:
+	// members on one network reach each other's pods directly. Empty is
+	// the default network.
+	Network string `json:"network,omitempty"`
+	// Gateways are the addresses where the member's east-west gateways
+	// take traffic from other networks, sorted by Service.
+	Gateways []GatewayAddress `json:"gateways,omitempty"`
+	// GatewayError says, when the ClusterSet spans networks, why other
+	// networks cannot reach the member (no usable gateway address).
+	GatewayError string `json:"gatewayError,omitempty"`
+}
+
+// NetworkName is how a network is shown: "default" for the default one.
+func NetworkName(network string) string {
+	if network == "" {
+		return "default"
+	}
+	return network
 }
 
 // ServiceKeys returns the keys of all services, sorted.

@@ -57,6 +57,8 @@ type member struct {
 	// sliceOwner maps a slice (namespace/name) to the service it was last
 	// filed under, so that relabelling or deleting it finds it.
 	sliceOwner map[ServiceKey]ServiceKey
+	// gateways are the member's east-west gateway Services.
+	gateways map[ServiceKey]gatewayService
 }
 
 // NewStore returns an empty Store.
@@ -128,6 +130,7 @@ func (s *Store) Apply(ev event.Event) error {
 			m.services[key] = serviceFrom(o)
 		}
 		s.mark(m, key)
+		s.setGateway(m, key, o, del)
 	case *mcsv1b1.ServiceExport:
 		s.setExport(m, key, del, func() *Export { return exportFromV1beta1(o) })
 	case *mcsv1a1.ServiceExport:
@@ -140,13 +143,32 @@ func (s *Store) Apply(ev event.Event) error {
 		} else {
 			m.properties[o.Name] = o.Spec.Value
 		}
-		if o.Name == about.PropertyClusterID || o.Name == about.PropertyClusterSet {
+		if o.Name == about.PropertyClusterID || o.Name == about.PropertyClusterSet || o.Name == about.PropertyNetwork {
 			s.clustersDirty = true
 		}
 	default:
 		return fmt.Errorf("unsupported object %T", ev.Object)
 	}
 	return nil
+}
+
+// setGateway records (or forgets) a member's east-west gateway Service;
+// its addresses are part of the member's ClusterInfo.
+func (s *Store) setGateway(m *member, key ServiceKey, svc *corev1.Service, del bool) {
+	old, had := m.gateways[key]
+	if del || !isGateway(svc) {
+		if had {
+			delete(m.gateways, key)
+			s.clustersDirty = true
+		}
+		return
+	}
+	var g gatewayService
+	g.addresses, g.problem = gatewayAddresses(svc)
+	if !had || !slices.Equal(old.addresses, g.addresses) || old.problem != g.problem {
+		m.gateways[key] = g
+		s.clustersDirty = true
+	}
 }
 
 func (s *Store) setExport(m *member, key ServiceKey, del bool, export func() *Export) {
@@ -203,6 +225,7 @@ func (s *Store) member(name string) *member {
 			exports:    map[ServiceKey]*Export{},
 			slices:     map[ServiceKey]map[string]*Slice{},
 			sliceOwner: map[ServiceKey]ServiceKey{},
+			gateways:   map[ServiceKey]gatewayService{},
 		}
 		s.members[name] = m
 		s.clustersDirty = true
@@ -324,6 +347,7 @@ func (s *Store) resolveClusters() bool {
 	taken := map[ClusterID]string{}
 	var ordered []*member
 	var infos []ClusterInfo
+	var problems [][]string
 	for _, name := range names {
 		m := s.members[name]
 		id := ClusterID(name)
@@ -344,8 +368,12 @@ func (s *Store) resolveClusters() bool {
 			taken[id] = name
 			ordered = append(ordered, m)
 		}
-		infos = append(infos, ClusterInfo{Member: name, ID: m.id, ClusterSet: set, Error: m.err})
+		info := ClusterInfo{Member: name, ID: m.id, ClusterSet: set, Error: m.err, Network: m.properties[about.PropertyNetwork]}
+		var why []string
+		info.Gateways, why = m.gatewayInfo()
+		infos, problems = append(infos, info), append(problems, why)
 	}
+	reportUnreachable(infos, problems)
 	slices.SortFunc(ordered, func(a, b *member) int {
 		switch {
 		case a.id < b.id:
@@ -355,7 +383,7 @@ func (s *Store) resolveClusters() bool {
 		}
 		return 0
 	})
-	changed := !slices.Equal(infos, s.clusters)
+	changed := !equalClusterInfos(infos, s.clusters)
 	s.ordered, s.clusters = ordered, infos
 	return changed
 }

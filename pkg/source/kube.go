@@ -639,8 +639,10 @@ func trim(o any) (any, error) {
 		v.Annotations = nil
 		v.Spec.Selector = nil
 		// The load balancer addresses of a Gateway's Service are its
-		// status.addresses; other Services' status is never read.
-		if v.Labels[gwapiv1.GatewayNameLabelKey] == "" {
+		// status.addresses, those of an east-west gateway's Service
+		// where other networks reach the member; other Services'
+		// status is never read.
+		if v.Labels[gwapiv1.GatewayNameLabelKey] == "" && v.Labels[mcs.LabelGateway] == "" {
 			v.Status = corev1.ServiceStatus{}
 		} else {
 			v.Status.Conditions = nil

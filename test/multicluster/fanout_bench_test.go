@@ -91,7 +91,7 @@ func BenchmarkFanout(b *testing.B) {
 			srv.profile(b, protocol+"-idle", 3)()
 			idle := srv.cpu(b) - idle0
 			profiles := srv.profile(b, protocol, 8)
-			cpu0, loopStart := srv.cpu(b), time.Now()
+			cpu0, loopStart, gc0 := srv.cpu(b), time.Now(), srv.metric(b, "go_gc_duration_seconds_count")
 			var lat []time.Duration
 			changes := 0
 			for i := 0; b.Loop(); i++ {
@@ -104,7 +104,8 @@ func BenchmarkFanout(b *testing.B) {
 			}
 			b.StopTimer()
 			cpu, loop := srv.cpu(b)-cpu0, time.Since(loopStart)
-			b.Logf("server CPU: %v over %d changes in %v; idle %v per second", cpu, changes, loop.Round(time.Millisecond), idle/3)
+			b.Logf("server CPU: %v over %d changes in %v (%v garbage collections); idle %v per second", cpu, changes, loop.Round(time.Millisecond),
+				srv.metric(b, "go_gc_duration_seconds_count")-gc0, idle/3)
 			profiles()
 
 			// A burst: 100 services change at once.

@@ -1,0 +1,126 @@
+package mcs
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+)
+
+// The east-west gateway of a member is a Service labelled LabelGateway
+// ("true") in front of the member's east-west Envoys. Other networks reach
+// the member at its addresses: the load balancer's (IPs and host names;
+// Envoy resolves host names, the control plane never does), else its
+// externalIPs, on its port named TunnelPortName, else DefaultTunnelPort.
+const (
+	LabelGateway      = "eastwest.io/east-west-gateway"
+	TunnelPortName    = "tunnel"
+	DefaultTunnelPort = 15443
+)
+
+// GatewayAddress is where a member's east-west gateways take traffic
+// tunnelled from other networks.
+type GatewayAddress struct {
+	// Address is an IP address or a DNS name.
+	Address string `json:"address"`
+	Port    int32  `json:"port"`
+	// Service is the gateway Service (namespace/name) it comes from.
+	Service string `json:"service"`
+}
+
+// isGateway reports whether a Service is a member's east-west gateway.
+func isGateway(svc *corev1.Service) bool { return svc.Labels[LabelGateway] == "true" }
+
+// gatewayAddresses reads a gateway Service's addresses, or why it has
+// none.
+func gatewayAddresses(svc *corev1.Service) ([]GatewayAddress, string) {
+	var port int32
+	for _, p := range svc.Spec.Ports {
+		if p.Name == TunnelPortName || (port == 0 && p.Port == DefaultTunnelPort) {
+			port = p.Port
+		}
+	}
+	name := svc.Namespace + "/" + svc.Name
+	if port == 0 {
+		return nil, fmt.Sprintf("gateway Service %s has no port named %q or numbered %d", name, TunnelPortName, DefaultTunnelPort)
+	}
+	var hosts []string
+	for _, in := range svc.Status.LoadBalancer.Ingress {
+		switch {
+		case in.IP != "":
+			hosts = append(hosts, in.IP)
+		case in.Hostname != "":
+			hosts = append(hosts, in.Hostname)
+		}
+	}
+	if len(hosts) == 0 {
+		hosts = svc.Spec.ExternalIPs
+	}
+	if len(hosts) == 0 {
+		return nil, fmt.Sprintf("gateway Service %s has no load balancer address and no externalIPs yet", name)
+	}
+	var out []GatewayAddress
+	for _, h := range hosts {
+		a := GatewayAddress{Address: h, Port: port, Service: name}
+		if !slices.Contains(out, a) {
+			out = append(out, a)
+		}
+	}
+	return out, ""
+}
+
+// gatewayService is what the Store keeps of a gateway Service.
+type gatewayService struct {
+	addresses []GatewayAddress
+	problem   string
+}
+
+// gatewayInfo returns the member's gateway addresses (by Service) and
+// the problems of its gateway Services.
+func (m *member) gatewayInfo() ([]GatewayAddress, []string) {
+	keys := slices.SortedFunc(maps.Keys(m.gateways), ServiceKey.Compare)
+	var addrs []GatewayAddress
+	var problems []string
+	for _, k := range keys {
+		g := m.gateways[k]
+		addrs = append(addrs, g.addresses...)
+		if g.problem != "" {
+			problems = append(problems, g.problem)
+		}
+	}
+	return addrs, problems
+}
+
+// reportUnreachable sets GatewayError on the members other networks cannot
+// reach, when the ClusterSet spans more than one network.
+func reportUnreachable(infos []ClusterInfo, problems [][]string) {
+	networks := map[string]bool{}
+	for _, c := range infos {
+		if c.ID != "" {
+			networks[c.Network] = true
+		}
+	}
+	if len(networks) < 2 {
+		return
+	}
+	for i := range infos {
+		c := &infos[i]
+		if c.ID == "" || len(c.Gateways) > 0 {
+			continue
+		}
+		why := "no Service labelled " + LabelGateway + "=true"
+		if len(problems[i]) > 0 {
+			why = strings.Join(problems[i], "; ")
+		}
+		c.GatewayError = fmt.Sprintf("network %s has no east-west gateway address (%s): other networks do not get this member's endpoints", NetworkName(c.Network), why)
+	}
+}
+
+func equalClusterInfos(a, b []ClusterInfo) bool {
+	return slices.EqualFunc(a, b, func(x, y ClusterInfo) bool {
+		return x.Member == y.Member && x.ID == y.ID && x.ClusterSet == y.ClusterSet && x.Error == y.Error &&
+			x.Network == y.Network && slices.Equal(x.Gateways, y.Gateways) && x.GatewayError == y.GatewayError
+	})
+}

@@ -1,0 +1,150 @@
+package mcs
+
+import (
+	"slices"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/eastwest-dev/eastwest/pkg/about"
+)
+
+func property(name, value string) *about.ClusterProperty {
+	return &about.ClusterProperty{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: about.ClusterPropertySpec{Value: value}}
+}
+
+// gatewaySvc is an east-west gateway Service with the given ports,
+// load balancer ingress (IPs or host names) and externalIPs.
+func gatewaySvc(name string, ports []corev1.ServicePort, ingress []corev1.LoadBalancerIngress, external ...string) *corev1.Service {
+	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "eastwest-system", Name: name, Labels: map[string]string{LabelGateway: "true"}}}
+	svc.Spec.Ports, svc.Spec.ExternalIPs, svc.Status.LoadBalancer.Ingress = ports, external, ingress
+	return svc
+}
+
+// A member's network comes from its network.eastwest.io property; its
+// gateway addresses from its labelled Service: load balancer IPs and host
+// names (kept as names: Envoy resolves them), else externalIPs, on the
+// port named tunnel, else 15443. When the ClusterSet spans networks, a
+// member without a usable address is reported, saying why.
+func TestNetworksAndGatewayAddresses(t *testing.T) {
+	tunnel := []corev1.ServicePort{{Name: "status", Port: 15021}, {Name: TunnelPortName, Port: 443}}
+	plain := []corev1.ServicePort{{Name: "tls", Port: DefaultTunnelPort}}
+	for _, tc := range []struct {
+		name     string
+		aNetwork string          // member a has a gateway; its network ("west" unless "-": the default)
+		b        []metav1.Object // member b's objects
+		network  string
+		gateways []GatewayAddress
+		errorHas string // "" for no GatewayError
+	}{
+		{name: "one network: nothing to report", aNetwork: "-"},
+		{
+			name:    "load balancer IP and host name, the port named tunnel",
+			b:       []metav1.Object{property(about.PropertyNetwork, "east"), gatewaySvc("ew", tunnel, []corev1.LoadBalancerIngress{{IP: "203.0.113.7"}, {Hostname: "ew.example.com"}})},
+			network: "east",
+			gateways: []GatewayAddress{
+				{Address: "203.0.113.7", Port: 443, Service: "eastwest-system/ew"},
+				{Address: "ew.example.com", Port: 443, Service: "eastwest-system/ew"},
+			},
+		},
+		{
+			name:     "externalIPs when no load balancer, port 15443",
+			b:        []metav1.Object{property(about.PropertyNetwork, "east"), gatewaySvc("ew", plain, nil, "198.51.100.1")},
+			network:  "east",
+			gateways: []GatewayAddress{{Address: "198.51.100.1", Port: DefaultTunnelPort, Service: "eastwest-system/ew"}},
+		},
+		{
+			name:     "another network without a gateway Service",
+			b:        []metav1.Object{property(about.PropertyNetwork, "east")},
+			network:  "east",
+			errorHas: "network east has no east-west gateway address (no Service labelled",
+		},
+		{
+			name:     "a gateway Service without an address yet",
+			b:        []metav1.Object{property(about.PropertyNetwork, "east"), gatewaySvc("ew", plain, nil)},
+			network:  "east",
+			errorHas: "no load balancer address and no externalIPs yet",
+		},
+		{
+			name:     "a gateway Service without a tunnel port",
+			b:        []metav1.Object{property(about.PropertyNetwork, "east"), gatewaySvc("ew", []corev1.ServicePort{{Name: "http", Port: 80}}, nil, "198.51.100.1")},
+			network:  "east",
+			errorHas: `no port named "tunnel" or numbered 15443`,
+		},
+		{
+			name:     "the default network beside another",
+			b:        []metav1.Object{},
+			network:  "",
+			errorHas: "network default has no east-west gateway address",
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := newWorld(t)
+			w.upsert("a", gatewaySvc("ew", plain, []corev1.LoadBalancerIngress{{IP: "192.0.2.1"}}))
+			if tc.aNetwork != "-" {
+				w.upsert("a", property(about.PropertyNetwork, "west"))
+			}
+			w.s.member("b")
+			w.upsert("b", tc.b...)
+			w.flush()
+			infos := w.s.Snapshot().Clusters
+			var a, b ClusterInfo
+			for _, c := range infos {
+				switch c.Member {
+				case "a":
+					a = c
+				case "b":
+					b = c
+				}
+			}
+			if b.Network != tc.network {
+				t.Errorf("network %q, want %q", b.Network, tc.network)
+			}
+			if tc.gateways != nil && !slices.Equal(b.Gateways, tc.gateways) {
+				t.Errorf("gateways %+v, want %+v", b.Gateways, tc.gateways)
+			}
+			if (tc.errorHas == "") != (b.GatewayError == "") || !strings.Contains(b.GatewayError, tc.errorHas) {
+				t.Errorf("gateway error %q, want one with %q", b.GatewayError, tc.errorHas)
+			}
+			if a.GatewayError != "" {
+				t.Errorf("member a, which has a gateway, reported: %s", a.GatewayError)
+			}
+		})
+	}
+}
+
+// A gateway Service's address change, its label removed or the network
+// property changed are ClusterSet changes (Flush reports Clusters); an
+// unrelated Service is not.
+func TestGatewayChangesAreClusterChanges(t *testing.T) {
+	w := newWorld(t)
+	svc := gatewaySvc("ew", []corev1.ServicePort{{Name: TunnelPortName, Port: 15443}}, []corev1.LoadBalancerIngress{{IP: "192.0.2.1"}})
+	w.upsert("a", svc)
+	w.flush()
+	for _, tc := range []struct {
+		name     string
+		apply    func()
+		clusters bool
+	}{
+		{"a new load balancer address", func() {
+			svc = svc.DeepCopy()
+			svc.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: "192.0.2.2"}}
+			w.upsert("a", svc)
+		}, true},
+		{"the same Service again", func() { w.upsert("a", svc.DeepCopy()) }, false},
+		{"an unrelated Service", func() { w.upsert("a", service("shop", "cart", port("http", 80))) }, false},
+		{"the label removed", func() {
+			svc = svc.DeepCopy()
+			svc.Labels = nil
+			w.upsert("a", svc)
+		}, true},
+		{"the network property set", func() { w.upsert("a", property(about.PropertyNetwork, "west")) }, true},
+	} {
+		tc.apply()
+		if got := w.flush().Clusters; got != tc.clusters {
+			t.Errorf("%s: Clusters changed %v, want %v", tc.name, got, tc.clusters)
+		}
+	}
+}
