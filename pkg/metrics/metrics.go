@@ -1,6 +1,7 @@
 package metrics
 
 import (
+	"strconv"
 	"sync"
 	"time"
 
@@ -27,6 +28,7 @@ type Metrics struct {
 	merge            prometheus.Histogram
 	publishes        prometheus.Counter
 	clusterState     *prometheus.GaugeVec
+	gatewayAddrs     *prometheus.GaugeVec
 	exportConditions *prometheus.GaugeVec
 	imports          prometheus.Gauge
 	sourceProblems   prometheus.Gauge
@@ -70,6 +72,9 @@ func New() *Metrics {
 			Help: "Batches of changes published to the xDS cache."}),
 		clusterState: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "source_cluster_state",
 			Help: "1 for each member cluster's current source state."}, []string{"member", "cluster", "state"}),
+		gatewayAddrs: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "member_gateway_addresses",
+			Help: "East-west gateway addresses of each member, by network; reachable is false when the ClusterSet spans networks and other networks cannot reach the member."},
+			[]string{"member", "network", "reachable"}),
 		exportConditions: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "serviceexport_status_condition",
 			Help: "ServiceExport conditions as the merge computes them (1 per export, condition and status)."},
 			[]string{"cluster", "namespace", "service", "condition", "status", "reason"}),
@@ -87,7 +92,7 @@ func New() *Metrics {
 	}
 	m.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.clients, m.pushes, m.pushLatency, m.nacks, m.refused, m.rejected, m.translate, m.merge, m.publishes,
-		m.clusterState, m.exportConditions, m.imports, m.sourceProblems, m.connections, m.connFailures, m.gatewayConds)
+		m.clusterState, m.gatewayAddrs, m.exportConditions, m.imports, m.sourceProblems, m.connections, m.connFailures, m.gatewayConds)
 	return m
 }
 
@@ -164,8 +169,8 @@ func (m *Metrics) GatewayStatuses(member string, statuses []gateway.Status) {
 // SourceProblems sets the number of unusable input documents.
 func (m *Metrics) SourceProblems(n int) { m.sourceProblems.Set(float64(n)) }
 
-// Clusters sets every member's state: "synced" when it takes part in the
-// merge, "left-out" when it does not.
+// Clusters sets every member's state ("synced" when it takes part in the
+// merge, "left-out" when it does not) and its east-west gateway addresses.
 func (m *Metrics) Clusters(clusters []mcs.ClusterInfo) {
 	m.clusterState.Reset()
 	for _, c := range clusters {
@@ -174,6 +179,12 @@ func (m *Metrics) Clusters(clusters []mcs.ClusterInfo) {
 			state = "left-out"
 		}
 		m.clusterState.WithLabelValues(c.Member, string(c.ID), state).Set(1)
+	}
+	m.gatewayAddrs.Reset()
+	for _, c := range clusters {
+		if c.ID != "" {
+			m.gatewayAddrs.WithLabelValues(c.Member, mcs.NetworkName(c.Network), strconv.FormatBool(c.GatewayError == "")).Set(float64(len(c.Gateways)))
+		}
 	}
 }
 
