@@ -69,9 +69,11 @@ type Writeback struct {
 	statuses      map[string][]gateway.Status
 	statusPending map[string]map[statusKey]bool
 
-	// remaining counts the services the running pass has still to do;
+	// remaining counts the services the running pass has still to do in
+	// the member it is writing, passing is set while a pass runs;
 	// writes every write made.
 	remaining, writes atomic.Int64
+	passing           atomic.Bool
 }
 
 // Pending is the number of services whose objects are not written yet:
@@ -83,7 +85,11 @@ func (w *Writeback) Pending() int {
 		n = w.state.Services.Len()
 	}
 	w.mu.Unlock()
-	return n + int(w.remaining.Load())
+	n += int(w.remaining.Load())
+	if n == 0 && w.passing.Load() {
+		n = 1 // between two members of a pass
+	}
+	return n
 }
 
 // Writes is the number of writes made (creates, updates, deletes).
@@ -180,11 +186,16 @@ func (w *Writeback) Run(ctx context.Context, resync time.Duration) {
 		default:
 			w.remaining.Store(int64(len(keys)))
 		}
+		w.passing.Store(true)
 		w.mu.Unlock()
 		if state == nil {
+			w.passing.Store(false)
+			w.remaining.Store(0)
 			continue
 		}
 		err := errors.Join(w.reconcile(ctx, state, keys, all), w.reconcileStatuses(ctx, statusPending, all, time.Now()))
+		w.passing.Store(false)
+		w.remaining.Store(0)
 		if err != nil && ctx.Err() == nil {
 			w.log.Warn("write-back incomplete, retrying", "err", err)
 			// Retry everything that failed at the next pass.
@@ -271,7 +282,6 @@ func (w *Writeback) reconcile(ctx context.Context, state *mcs.State, keys []mcs.
 			}
 			w.remaining.Add(-1)
 		}
-		w.remaining.Store(0)
 	}
 	return errors.Join(errs...)
 }

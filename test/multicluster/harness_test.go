@@ -50,6 +50,18 @@ func startClusterSet(t *testing.T) *clusterSet {
 	return cs
 }
 
+// writtenBack waits until the control plane's write-back has nothing
+// pending: every published change has been written to the members.
+func (cs *clusterSet) writtenBack(t *testing.T) {
+	t.Helper()
+	eventually(t, "write-back done", func() error {
+		if n := metricValue(t, cs.app, "eastwest_writeback_pending_services"); n != 0 {
+			return fmt.Errorf("%v services pending", n)
+		}
+		return nil
+	})
+}
+
 // join adds a cluster to the ClusterSet by writing its kubeconfig file.
 func (cs *clusterSet) join(c *kube.Cluster) {
 	cs.t.Helper()

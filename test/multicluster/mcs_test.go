@@ -60,7 +60,8 @@ func TestMCS(t *testing.T) {
 				return nil
 			})
 		}
-		time.Sleep(500 * time.Millisecond)
+		// The pass that wrote a's and b's imports has visited c too.
+		cs.writtenBack(t)
 		if _, err := c.getImport(ns, "hello"); err == nil {
 			t.Error("c, which lacks the namespace, got an import")
 		}
@@ -172,7 +173,8 @@ func TestMCS(t *testing.T) {
 		a.service(t, svc)
 		a.export(t, ns, "ext")
 		a.condition(t, ns, "ext", "Valid", metav1.ConditionFalse, "InvalidServiceType")
-		time.Sleep(300 * time.Millisecond)
+		// The write-back decides the import before it writes the
+		// export's conditions.
 		if _, err := a.getImport(ns, "ext"); err == nil {
 			t.Error("an ExternalName export was imported")
 		}
