@@ -337,42 +337,36 @@ func (s *served) profile(b *testing.B, name string, seconds int) func() {
 	return func() { <-done }
 }
 
-// metric sums the samples of a metric of the server's.
-func (s *served) metric(b *testing.B, name string) float64 {
+// metrics reads the server's metrics, each name's samples summed.
+func (s *served) metrics(b *testing.B) map[string]float64 {
 	resp, err := http.Get("http://" + s.debug + "/metrics") //nolint:gosec,noctx // the server this test started, on loopback
 	if err != nil {
 		b.Fatal(err)
 	}
 	body, _ := io.ReadAll(resp.Body)
 	_ = resp.Body.Close()
-	sum := 0.0
+	out := map[string]float64{}
 	for _, l := range strings.Split(string(body), "\n") {
 		f := strings.Fields(l)
-		if len(f) == 2 && (f[0] == name || strings.HasPrefix(f[0], name+"{")) {
-			v, _ := strconv.ParseFloat(f[1], 64)
-			sum += v
+		if len(f) != 2 || strings.HasPrefix(l, "#") {
+			continue
 		}
+		name, _, _ := strings.Cut(f[0], "{")
+		v, _ := strconv.ParseFloat(f[1], 64)
+		out[name] += v
 	}
-	return sum
+	return out
 }
+
+func (s *served) metric(b *testing.B, name string) float64 { return s.metrics(b)[name] }
 
 // writebackDone waits until the server's write-back has nothing pending.
 func (s *served) writebackDone(b *testing.B) {
 	deadline := time.Now().Add(10 * time.Minute)
 	for {
-		resp, err := http.Get("http://" + s.debug + "/metrics") //nolint:gosec,noctx // the server this test started, on loopback
-		if err != nil {
-			b.Fatal(err)
-		}
-		body, _ := io.ReadAll(resp.Body)
-		_ = resp.Body.Close()
-		if !strings.Contains(string(body), "\neastwest_writeback_pending_services ") {
-			return // no write-back (--write-back=false)
-		}
-		for _, l := range strings.Split(string(body), "\n") {
-			if l == "eastwest_writeback_pending_services 0" {
-				return
-			}
+		pending, ok := s.metrics(b)["eastwest_writeback_pending_services"]
+		if !ok || pending == 0 {
+			return // done, or no write-back (--write-back=false)
 		}
 		if time.Now().After(deadline) {
 			b.Fatal("write-back still pending after 10 minutes")
