@@ -3,6 +3,8 @@ package multicluster
 import (
 	"bufio"
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -71,12 +73,8 @@ func BenchmarkFanout(b *testing.B) {
 	for _, protocol := range []string{"sotw", "delta"} {
 		b.Run(protocol, func(b *testing.B) {
 			srv := startServe(b, bin, dir)
-			fo := newFanout(names)
-			for i := range fanoutStreams {
-				go fo.follow(b, srv.xds, i, protocol == "delta")
-			}
 			start := time.Now()
-			fo.wait(b, "every stream synced", 5*time.Minute)
+			st := startStreams(b, srv.xds, names, protocol == "delta")
 			b.Logf("%d streams synced in %v", fanoutStreams, time.Since(start).Round(time.Millisecond))
 			// Measured in the steady state: once the write-back has
 			// written every service's MCS objects (a fresh ClusterSet's
@@ -97,9 +95,12 @@ func BenchmarkFanout(b *testing.B) {
 			for i := 0; b.Loop(); i++ {
 				svc, port := i%fanoutServices, nextMarker()
 				cur := getFanoutSlice(b, m, svc)
-				fo.expect(map[string]uint32{names[svc]: uint32(port)})
+				arm(b, st, map[string]uint32{names[svc]: uint32(port)})
+				t0 := time.Now()
 				updateFanoutSlice(b, m, cur, port)
-				lat = append(lat, fo.wait(b, "change "+strconv.Itoa(i), time.Minute)...)
+				for _, at := range await(b, st, "change "+strconv.Itoa(i)) {
+					lat = append(lat, at.Sub(t0))
+				}
 				changes++
 			}
 			b.StopTimer()
@@ -115,14 +116,14 @@ func BenchmarkFanout(b *testing.B) {
 				ports[j], current[j] = nextMarker(), getFanoutSlice(b, m, svc)
 				want[names[svc]] = uint32(ports[j])
 			}
-			fo.expect(want)
+			arm(b, st, want)
 			publishes, pushes := srv.metric(b, "eastwest_publishes_total"), srv.metric(b, "eastwest_xds_pushes_total")
 			burstStart := time.Now()
 			concurrently(fanoutBurst, fanoutBurst, func(j int) {
 				updateFanoutSlice(b, m, current[j], ports[j])
 			})
 			written := time.Since(burstStart)
-			fo.wait(b, "the burst", time.Minute)
+			await(b, st, "the burst")
 			burst := time.Since(burstStart)
 			b.Logf("burst: written in %v, at every stream in %v, in %v publishes and %v responses", written.Round(time.Millisecond), burst.Round(time.Millisecond),
 				srv.metric(b, "eastwest_publishes_total")-publishes, srv.metric(b, "eastwest_xds_pushes_total")-pushes)
@@ -407,6 +408,173 @@ func (s *served) rss(b *testing.B) int64 {
 	return 0
 }
 
+// streams are the ADS streams: in this process, or, with
+// EASTWEST_FANOUT_CLIENTS=process, in a child process of their own, as
+// gateways are (then their decoding and ACKs do not share this process
+// with the apiserver writes).
+type streams interface {
+	// expect arms a round: every stream must receive each name with
+	// its port.
+	expect(want map[string]uint32) error
+	// wait returns the times the round's arrivals were seen.
+	wait(timeout time.Duration) ([]time.Time, error)
+}
+
+func arm(b *testing.B, st streams, want map[string]uint32) {
+	if err := st.expect(want); err != nil {
+		b.Fatal(err)
+	}
+}
+
+func await(b *testing.B, st streams, what string) []time.Time {
+	at, err := st.wait(time.Minute)
+	if err != nil {
+		b.Fatalf("%s: %v", what, err)
+	}
+	return at
+}
+
+// startStreams starts the streams and returns once every one holds every
+// name.
+func startStreams(b *testing.B, addr string, names []string, delta bool) streams {
+	if os.Getenv("EASTWEST_FANOUT_CLIENTS") == "process" {
+		return startChild(b, addr, names, delta)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	b.Cleanup(cancel)
+	fo := newFanout(names)
+	for i := range fanoutStreams {
+		go fo.follow(ctx, addr, i, delta)
+	}
+	if _, err := fo.wait(5 * time.Minute); err != nil {
+		b.Fatalf("streams not synced: %v", err)
+	}
+	return fo
+}
+
+// childConfig is what the streams' process is told.
+type childConfig struct {
+	Address string   `json:"address"`
+	Delta   bool     `json:"delta"`
+	Names   []string `json:"names"`
+}
+
+const childEnv = "EASTWEST_FANOUT_CHILD"
+
+// TestFanoutStreamsProcess is BenchmarkFanout's streams' process (with
+// EASTWEST_FANOUT_CLIENTS=process): it syncs every stream, says
+// "synced", and for each "expect name=port,..." line says "armed", then
+// "done t1 t2 ..." (arrival times, Unix nanoseconds) or "error ...".
+func TestFanoutStreamsProcess(t *testing.T) {
+	raw := os.Getenv(childEnv)
+	if raw == "" {
+		t.Skip("the streams' process of BenchmarkFanout, started by it")
+	}
+	var cfg childConfig
+	if err := json.Unmarshal([]byte(raw), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	fo := newFanout(cfg.Names)
+	for i := range fanoutStreams {
+		go fo.follow(t.Context(), cfg.Address, i, cfg.Delta)
+	}
+	if _, err := fo.wait(5 * time.Minute); err != nil {
+		fmt.Println("error", err)
+		return
+	}
+	fmt.Println("synced")
+	in := bufio.NewScanner(os.Stdin)
+	for in.Scan() {
+		spec, ok := strings.CutPrefix(in.Text(), "expect ")
+		if !ok {
+			continue
+		}
+		want := map[string]uint32{}
+		for _, kv := range strings.Split(spec, ",") {
+			name, port, _ := strings.Cut(kv, "=")
+			n, _ := strconv.ParseUint(port, 10, 32)
+			want[name] = uint32(n)
+		}
+		_ = fo.expect(want)
+		fmt.Println("armed")
+		at, err := fo.wait(time.Minute)
+		if err != nil {
+			fmt.Println("error", err)
+			return
+		}
+		var line strings.Builder
+		line.WriteString("done")
+		for _, a := range at {
+			fmt.Fprintf(&line, " %d", a.UnixNano())
+		}
+		fmt.Println(line.String())
+	}
+}
+
+// child is the streams' process, seen from the benchmark.
+type child struct {
+	in  io.Writer
+	out *bufio.Scanner
+}
+
+func startChild(b *testing.B, addr string, names []string, delta bool) *child {
+	cfg, _ := json.Marshal(childConfig{Address: addr, Delta: delta, Names: names})
+	cmd := exec.Command(os.Args[0], "-test.run=^TestFanoutStreamsProcess$", "-test.bench=^$") //nolint:gosec // this very test binary
+	cmd.Env = append(os.Environ(), childEnv+"="+string(cfg))
+	cmd.Stderr = os.Stderr
+	in, _ := cmd.StdinPipe()
+	out, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = in.Close(); _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	c := &child{in: in, out: bufio.NewScanner(out)}
+	c.out.Buffer(make([]byte, 1<<20), 1<<24)
+	if _, err := c.line("synced"); err != nil {
+		b.Fatal(err)
+	}
+	return c
+}
+
+// line returns the fields after the next line starting with prefix.
+func (c *child) line(prefix string) ([]string, error) {
+	for c.out.Scan() {
+		f := strings.Fields(c.out.Text())
+		switch {
+		case len(f) > 0 && f[0] == prefix:
+			return f[1:], nil
+		case len(f) > 0 && f[0] == "error":
+			return nil, errors.New(c.out.Text())
+		}
+	}
+	return nil, fmt.Errorf("the streams' process ended before %q", prefix)
+}
+
+func (c *child) expect(want map[string]uint32) error {
+	var parts []string
+	for name, port := range want {
+		parts = append(parts, fmt.Sprintf("%s=%d", name, port))
+	}
+	if _, err := fmt.Fprintf(c.in, "expect %s\n", strings.Join(parts, ",")); err != nil {
+		return err
+	}
+	_, err := c.line("armed")
+	return err
+}
+
+func (c *child) wait(time.Duration) ([]time.Time, error) {
+	f, err := c.line("done")
+	if err != nil {
+		return nil, err
+	}
+	out := make([]time.Time, 0, len(f))
+	for _, v := range f {
+		ns, _ := strconv.ParseInt(v, 10, 64)
+		out = append(out, time.Unix(0, ns))
+	}
+	return out, nil
+}
+
 // fanout is the streams' shared record of what they received.
 type fanout struct {
 	names []string
@@ -415,11 +583,10 @@ type fanout struct {
 	// first round).
 	have      []map[string]bool
 	want      map[string]uint32
-	start     time.Time
 	seen      []map[string]bool
 	round     int
 	remaining int
-	arrivals  []time.Duration
+	arrivals  []time.Time
 	done      chan struct{}
 	failed    chan error
 }
@@ -435,10 +602,10 @@ func newFanout(names []string) *fanout {
 
 // expect arms the next round: every stream must receive each name with
 // its port.
-func (fo *fanout) expect(want map[string]uint32) {
+func (fo *fanout) expect(want map[string]uint32) error {
 	fo.mu.Lock()
 	defer fo.mu.Unlock()
-	fo.want, fo.start, fo.arrivals = want, time.Now(), nil
+	fo.want, fo.arrivals = want, nil
 	fo.round++
 	fo.seen = make([]map[string]bool, fanoutStreams)
 	for i := range fo.seen {
@@ -446,24 +613,24 @@ func (fo *fanout) expect(want map[string]uint32) {
 	}
 	fo.remaining = fanoutStreams * len(want)
 	fo.done = make(chan struct{})
+	return nil
 }
 
-// wait returns the round's arrival latencies once it is complete.
-func (fo *fanout) wait(b *testing.B, what string, timeout time.Duration) []time.Duration {
-	b.Helper()
+// wait returns the round's arrival times once it is complete.
+func (fo *fanout) wait(timeout time.Duration) ([]time.Time, error) {
 	fo.mu.Lock()
 	done := fo.done
 	fo.mu.Unlock()
 	select {
 	case <-done:
 	case err := <-fo.failed:
-		b.Fatalf("%s: a stream failed: %v", what, err)
+		return nil, fmt.Errorf("a stream failed: %w", err)
 	case <-time.After(timeout):
-		b.Fatalf("%s: not complete after %v", what, timeout)
+		return nil, fmt.Errorf("not complete after %v", timeout)
 	}
 	fo.mu.Lock()
 	defer fo.mu.Unlock()
-	return fo.arrivals
+	return fo.arrivals, nil
 }
 
 // got records that stream i received name; value decodes it when needed
@@ -481,7 +648,7 @@ func (fo *fanout) got(i int, name string, value func() []byte) {
 		return
 	}
 	port, ok := fo.want[name]
-	round, start := fo.round, fo.start
+	round := fo.round
 	fo.mu.Unlock()
 	if !ok {
 		return
@@ -490,7 +657,7 @@ func (fo *fanout) got(i int, name string, value func() []byte) {
 	if proto.Unmarshal(value(), &cla) != nil || cptest.FirstPort(&cla) != port {
 		return
 	}
-	at := time.Since(start)
+	at := time.Now()
 	fo.mu.Lock()
 	defer fo.mu.Unlock()
 	if fo.round != round || fo.seen[i][name] {
@@ -509,11 +676,9 @@ func (fo *fanout) arrived() {
 	}
 }
 
-// follow runs stream i until the benchmark ends, acknowledging every
-// response as a gateway does.
-func (fo *fanout) follow(b *testing.B, addr string, i int, delta bool) {
-	ctx, cancel := context.WithCancel(context.Background())
-	b.Cleanup(cancel)
+// follow runs stream i until ctx ends, acknowledging every response as a
+// gateway does.
+func (fo *fanout) follow(ctx context.Context, addr string, i int, delta bool) {
 	node := &corev3.Node{Id: fmt.Sprintf("fanout-%d", i), Cluster: "a"}
 	err := cptest.FollowEndpoints(ctx, addr, node, fo.names, delta, func(name string, value func() []byte) { fo.got(i, name, value) })
 	if err != nil && ctx.Err() == nil {
