@@ -55,8 +55,12 @@ func FirstPort(cla *endpointv3.ClusterLoadAssignment) uint32 {
 // its bytes) until ctx ends or the stream fails. It is the client of the
 // load benchmarks.
 func FollowEndpoints(ctx context.Context, addr string, node *corev3.Node, names []string, delta bool, see func(name string, value func() []byte)) error {
+	// Fixed windows, as Envoy has: gRPC-Go's bandwidth estimator would
+	// otherwise ping the server on every response (a write and a read
+	// on the server per stream per change that no gateway costs it).
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(1<<30)))
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(1<<30)),
+		grpc.WithInitialWindowSize(1<<24), grpc.WithInitialConnWindowSize(1<<24))
 	if err != nil {
 		return err
 	}

@@ -43,8 +43,26 @@ type Server struct {
 	streams   atomic.Int64
 }
 
+// window is the flow-control window of every xDS stream and connection:
+// what a client may send before the server reads it (a SotW ACK of 10,000
+// names is some 400 kB).
+const window = 1 << 20
+
+// ServerOptions are the gRPC server options Server needs: its Codec, and
+// fixed flow-control windows, which turn off gRPC's bandwidth-delay
+// estimator (it pings the client on every message received: with 100
+// gateways ACKing each change, a write and a read per stream per change).
+func ServerOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.ForceServerCodecV2(Codec()),
+		grpc.InitialWindowSize(window),
+		grpc.InitialConnWindowSize(window),
+	}
+}
+
 // NewServer returns the xDS server of c; its streams end when ctx does.
-// The gRPC server must use Codec (it hands SotW requests over undecoded).
+// The gRPC server must use ServerOptions (its codec hands SotW requests
+// over undecoded).
 func NewServer(ctx context.Context, c *Cache, callbacks serverv3.Callbacks) *Server {
 	if callbacks == nil {
 		callbacks = serverv3.CallbackFuncs{}

@@ -23,8 +23,8 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// serve starts the Server of c on loopback with the Codec, as xds serve
-// does, and returns a client connection to it.
+// serve starts the Server of c on loopback with its ServerOptions, as xds
+// serve does, and returns a client connection to it.
 func serve(t *testing.T, c *Cache) *grpc.ClientConn {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -32,7 +32,7 @@ func serve(t *testing.T, c *Cache) *grpc.ClientConn {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	g := grpc.NewServer(grpc.ForceServerCodecV2(Codec()))
+	g := grpc.NewServer(ServerOptions()...)
 	s := NewServer(ctx, c, nil)
 	discoveryv3.RegisterAggregatedDiscoveryServiceServer(g, s)
 	endpointservice.RegisterEndpointDiscoveryServiceServer(g, s)

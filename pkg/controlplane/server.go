@@ -71,8 +71,8 @@ func NewXDSServer(c *cache.Cache, t *cache.Tracker, tlsConfig *tls.Config) *XDSS
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		grpc.MaxConcurrentStreams(100000),
-		grpc.ForceServerCodecV2(cache.Codec()),
 	}
+	opts = append(opts, cache.ServerOptions()...)
 	if tlsConfig != nil {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(tlsConfig)))
 	}

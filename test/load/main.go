@@ -252,7 +252,7 @@ func runOne(cfg *Config, kind, protocol string) (Result, error) {
 	var g *grpc.Server
 	if o, ok := srv.(ours); ok {
 		// eastwest's own server, as xds serve runs it.
-		g = grpc.NewServer(grpc.MaxConcurrentStreams(1<<20), grpc.ForceServerCodecV2(cache.Codec()))
+		g = grpc.NewServer(append(cache.ServerOptions(), grpc.MaxConcurrentStreams(1<<20))...)
 		discoveryv3.RegisterAggregatedDiscoveryServiceServer(g, cache.NewServer(ctx, o.Cache, nil))
 	} else {
 		g = grpc.NewServer(grpc.MaxConcurrentStreams(1 << 20))
