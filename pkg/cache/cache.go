@@ -860,7 +860,7 @@ func (c *Cache) deltaResponse(w *watch, changed []string) cachev3.DeltaResponse 
 	// request arrives, so its map is copied.)
 	next := returned
 	if next == nil {
-		next = map[string]string{}
+		next = make(map[string]string, len(send)+1) // no growth: it is kept for the stream's life
 	}
 	for _, n := range removed {
 		delete(next, n)

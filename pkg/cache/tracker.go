@@ -317,7 +317,7 @@ func (t *Tracker) request(k streamKey, node *corev3.Node, typ, nonce string, nam
 		ts.Names = slices.Clone(names)
 	case k.delta:
 		if ts.subscribed == nil {
-			ts.subscribed = map[string]struct{}{}
+			ts.subscribed = make(map[string]struct{}, len(names))
 		}
 		for _, n := range names {
 			if n != "*" {
