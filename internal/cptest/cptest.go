@@ -38,7 +38,7 @@ func Run(t testing.TB, cfg controlplane.Config) (*controlplane.App, func()) {
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if testing.Verbose() {
-		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
+		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	if cfg.XDSAddress == "" {
 		cfg.XDSAddress = "127.0.0.1:0"

@@ -2,7 +2,9 @@
 // ClusterSet model, the merge rules that turn every member cluster's
 // ServiceExports, Services and EndpointSlices into the ClusterSet's
 // ServiceImports, per-cluster endpoints and ServiceExport conditions, and the
-// Store that applies those rules incrementally.
+// Store that applies those rules incrementally. Each member's network
+// (network.eastwest.io) and east-west gateway addresses are part of the
+// ClusterSet model too (network.go).
 //
 // Everything here is pure: no clients, no clocks, no globals. Sources
 // (package source) feed Events into a Store; the Store is owned by one
