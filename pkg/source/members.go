@@ -72,6 +72,20 @@ func (d *KubeconfigDir) Config(member string) (*rest.Config, bool) {
 	return m.cluster.cfg, true
 }
 
+// SyncedAt is when a member's source last (re)synced with its apiserver:
+// it changes when the source reconnects, and whoever else watches the
+// member (the write-back) starts its informers again then, rather than
+// waiting out their reflectors' backoff.
+func (d *KubeconfigDir) SyncedAt(member string) time.Time {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	m, ok := d.members[member]
+	if !ok {
+		return time.Time{}
+	}
+	return m.cluster.Status().SyncedAt
+}
+
 // Statuses returns every member's connection status, sorted.
 func (d *KubeconfigDir) Statuses() []ClusterStatus {
 	d.mu.Lock()

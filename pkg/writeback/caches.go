@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -31,9 +32,10 @@ import (
 // write refused because the cache was behind (a conflict, or "already
 // exists" for an object not seen yet) is retried once from the apiserver.
 
-// cacheSyncTimeout bounds the wait for a member's caches; the pass fails
-// and is retried.
-const cacheSyncTimeout = time.Minute
+// cacheSyncWait bounds how long a pass waits for a member's caches to
+// sync; a member that is not synced by then fails this pass (and is tried
+// again at the next) without holding up the others.
+const cacheSyncWait = 5 * time.Second
 
 // digestKey is where a cached MCS EndpointSlice keeps the digest of its
 // endpoints instead of the endpoints (100,000 endpoints are some 15 MB).
@@ -46,9 +48,16 @@ const byService = "service"
 // caches are one member's informers.
 type caches struct {
 	imports, exports, services, slices cache.SharedIndexInformer
+	// stop ends the informers; broken is set when a watch failed (the
+	// apiserver went away): the informers would come back only after
+	// their backoff (up to 30 s), comparing with a stale cache
+	// meanwhile, so the next pass starts them again instead.
+	stop   context.CancelFunc
+	broken atomic.Bool
 }
 
-func (m *member) startCaches(ctx context.Context) error {
+func (m *member) startCaches(parent context.Context) error {
+	ctx, stop := context.WithCancel(parent)
 	byManaged := func(o *metav1.ListOptions) { o.LabelSelector = LabelManagedBy + "=" + ManagedByValue }
 	dyn := dynamicinformer.NewDynamicSharedInformerFactory(m.dyn, 0)
 	dynManaged := dynamicinformer.NewFilteredDynamicSharedInformerFactory(m.dyn, 0, metav1.NamespaceAll, byManaged)
@@ -56,34 +65,54 @@ func (m *member) startCaches(ctx context.Context) error {
 	ownSlices := informers.NewSharedInformerFactoryWithOptions(m.client, 0, informers.WithTweakListOptions(func(o *metav1.ListOptions) {
 		o.LabelSelector = discoveryv1.LabelManagedBy + "=" + mcs.ControllerName
 	}))
-	m.caches = &caches{
+	c := &caches{
 		imports:  dynManaged.ForResource(m.gvr("serviceimports")).Informer(),
 		exports:  dyn.ForResource(m.gvr("serviceexports")).Informer(),
 		services: typed.Core().V1().Services().Informer(),
 		slices:   ownSlices.Discovery().V1().EndpointSlices().Informer(),
+		stop:     stop,
 	}
-	for _, inf := range []cache.SharedIndexInformer{m.caches.imports, m.caches.exports, m.caches.services} {
-		if err := inf.SetTransform(dropManagedFields); err != nil {
+	m.caches = c
+	for _, inf := range []cache.SharedIndexInformer{c.imports, c.exports, c.services, c.slices} {
+		if err := inf.SetWatchErrorHandlerWithContext(func(ctx context.Context, r *cache.Reflector, err error) {
+			if !apierrors.IsResourceExpired(err) && !apierrors.IsGone(err) {
+				c.broken.Store(true)
+			}
+			cache.DefaultWatchErrorHandler(ctx, r, err)
+		}); err != nil {
+			stop()
 			return err
 		}
 	}
-	if err := m.caches.slices.SetTransform(digestSlice); err != nil {
+	for _, inf := range []cache.SharedIndexInformer{c.imports, c.exports, c.services} {
+		if err := inf.SetTransform(dropManagedFields); err != nil {
+			stop()
+			return err
+		}
+	}
+	if err := c.slices.SetTransform(digestSlice); err != nil {
+		stop()
 		return err
 	}
-	if err := m.caches.slices.AddIndexers(cache.Indexers{byService: func(o any) ([]string, error) {
+	if err := c.slices.AddIndexers(cache.Indexers{byService: func(o any) ([]string, error) {
 		s := o.(*discoveryv1.EndpointSlice)
 		return []string{s.Namespace + "/" + s.Labels[mcsv1b1.LabelServiceName]}, nil
 	}}); err != nil {
+		stop()
 		return err
 	}
 	for _, f := range []interface{ Start(<-chan struct{}) }{dyn, dynManaged, typed, ownSlices} {
 		f.Start(ctx.Done())
 	}
-	wait, cancel := context.WithTimeout(ctx, cacheSyncTimeout)
+	return nil
+}
+
+// synced waits, up to cacheSyncWait, for the caches' first list.
+func (c *caches) synced(ctx context.Context) error {
+	wait, cancel := context.WithTimeout(ctx, cacheSyncWait)
 	defer cancel()
-	if !cache.WaitForCacheSync(wait.Done(), m.caches.imports.HasSynced, m.caches.exports.HasSynced, m.caches.services.HasSynced, m.caches.slices.HasSynced) {
-		m.caches = nil // started again at the next pass (the informers stop with ctx)
-		return fmt.Errorf("caches of the member's objects not synced within %v", cacheSyncTimeout)
+	if !cache.WaitForCacheSync(wait.Done(), c.imports.HasSynced, c.exports.HasSynced, c.services.HasSynced, c.slices.HasSynced) {
+		return fmt.Errorf("caches of the member's objects not synced yet (waited %v)", cacheSyncWait)
 	}
 	return nil
 }

@@ -48,9 +48,11 @@ func DerivedName(key mcs.ServiceKey) string {
 	return "derived-" + hex.EncodeToString(sum[:])[:10]
 }
 
-// Members gives the rest.Config of a member cluster by member name.
+// Members gives the rest.Config of a member cluster by member name, and
+// when its source last (re)synced with the member's apiserver.
 type Members interface {
 	Config(member string) (*rest.Config, bool)
+	SyncedAt(member string) time.Time
 }
 
 // Writeback reconciles member clusters with the merged state.
@@ -109,6 +111,8 @@ type member struct {
 	// by a pass and stopped with its leadership (cachesDone).
 	caches     *caches
 	cachesDone <-chan struct{}
+	// cachesFrom is the source's SyncedAt when the caches started.
+	cachesFrom time.Time
 }
 
 // wrote counts (and logs at debug level) a write.
@@ -117,17 +121,33 @@ func (m *member) wrote(verb, kind, namespace, name string) {
 	m.log.Debug("write-back", "verb", verb, "kind", kind, "namespace", namespace, "name", name)
 }
 
-// ready starts the member's caches unless they run.
-func (m *member) ready(ctx context.Context) error {
-	if m.caches != nil {
+// ready starts the member's caches unless they run and are sound.
+func (m *member) ready(ctx context.Context, sourceSynced time.Time) error {
+	restart := m.caches == nil
+	if c := m.caches; c != nil {
 		select {
 		case <-m.cachesDone:
+			restart = true
 		default:
-			return nil
+			if c.broken.Load() || sourceSynced.After(m.cachesFrom) {
+				// The member's apiserver was away: the informers would
+				// resume after their backoff (up to 30 s) and the
+				// passes meanwhile compare with a stale cache.
+				m.log.Debug("write-back: the member reconnected; reading its objects again")
+				restart = true
+			}
+		}
+		if restart {
+			c.stop()
 		}
 	}
-	m.caches, m.cachesDone = nil, ctx.Done()
-	return m.startCaches(ctx)
+	if restart {
+		m.caches, m.cachesDone, m.cachesFrom = nil, ctx.Done(), sourceSynced
+		if err := m.startCaches(ctx); err != nil {
+			return err
+		}
+	}
+	return m.caches.synced(ctx)
 }
 
 // New returns a Writeback; it writes nothing until Run.
@@ -262,7 +282,7 @@ func (w *Writeback) reconcile(ctx context.Context, state *mcs.State, keys []mcs.
 		if m == nil {
 			continue
 		}
-		if err := m.ready(ctx); err != nil {
+		if err := m.ready(ctx, w.members.SyncedAt(c.Member)); err != nil {
 			errs = append(errs, fmt.Errorf("member %s: %w", c.Member, err))
 			continue
 		}
