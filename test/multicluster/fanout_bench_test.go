@@ -461,26 +461,34 @@ type childConfig struct {
 
 const childEnv = "EASTWEST_FANOUT_CHILD"
 
-// TestFanoutStreamsProcess is BenchmarkFanout's streams' process (with
+// TestMain runs the tests, or, when BenchmarkFanout starts this binary
+// with EASTWEST_FANOUT_CHILD set, its streams' process.
+func TestMain(m *testing.M) {
+	if raw := os.Getenv(childEnv); raw != "" {
+		os.Exit(streamsProcess(raw))
+	}
+	os.Exit(m.Run())
+}
+
+// streamsProcess is BenchmarkFanout's streams' process (with
 // EASTWEST_FANOUT_CLIENTS=process): it syncs every stream, says
 // "synced", and for each "expect name=port,..." line says "armed", then
 // "done t1 t2 ..." (arrival times, Unix nanoseconds) or "error ...".
-func TestFanoutStreamsProcess(t *testing.T) {
-	raw := os.Getenv(childEnv)
-	if raw == "" {
-		t.Skip("the streams' process of BenchmarkFanout, started by it")
-	}
+func streamsProcess(raw string) int {
 	var cfg childConfig
 	if err := json.Unmarshal([]byte(raw), &cfg); err != nil {
-		t.Fatal(err)
+		fmt.Println("error", err)
+		return 2
 	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
 	fo := newFanout(cfg.Names)
 	for i := range fanoutStreams {
-		go fo.follow(t.Context(), cfg.Address, i, cfg.Delta)
+		go fo.follow(ctx, cfg.Address, i, cfg.Delta)
 	}
 	if _, err := fo.wait(5 * time.Minute); err != nil {
 		fmt.Println("error", err)
-		return
+		return 1
 	}
 	fmt.Println("synced")
 	in := bufio.NewScanner(os.Stdin)
@@ -500,7 +508,7 @@ func TestFanoutStreamsProcess(t *testing.T) {
 		at, err := fo.wait(time.Minute)
 		if err != nil {
 			fmt.Println("error", err)
-			return
+			return 1
 		}
 		var line strings.Builder
 		line.WriteString("done")
@@ -509,6 +517,7 @@ func TestFanoutStreamsProcess(t *testing.T) {
 		}
 		fmt.Println(line.String())
 	}
+	return 0
 }
 
 // child is the streams' process, seen from the benchmark.
@@ -519,7 +528,7 @@ type child struct {
 
 func startChild(b *testing.B, addr string, names []string, delta bool) *child {
 	cfg, _ := json.Marshal(childConfig{Address: addr, Delta: delta, Names: names})
-	cmd := exec.Command(os.Args[0], "-test.run=^TestFanoutStreamsProcess$", "-test.bench=^$") //nolint:gosec // this very test binary
+	cmd := exec.Command(os.Args[0]) //nolint:gosec // this very test binary, as the streams' process (TestMain)
 	cmd.Env = append(os.Environ(), childEnv+"="+string(cfg))
 	cmd.Stderr = os.Stderr
 	in, _ := cmd.StdinPipe()
