@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
-	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -48,12 +47,8 @@ const byService = "service"
 // caches are one member's informers.
 type caches struct {
 	imports, exports, services, slices cache.SharedIndexInformer
-	// stop ends the informers; broken is set when a watch failed (the
-	// apiserver went away): the informers would come back only after
-	// their backoff (up to 30 s), comparing with a stale cache
-	// meanwhile, so the next pass starts them again instead.
-	stop   context.CancelFunc
-	broken atomic.Bool
+	// stop ends the informers.
+	stop context.CancelFunc
 }
 
 func (m *member) startCaches(parent context.Context) error {
@@ -73,17 +68,6 @@ func (m *member) startCaches(parent context.Context) error {
 		stop:     stop,
 	}
 	m.caches = c
-	for _, inf := range []cache.SharedIndexInformer{c.imports, c.exports, c.services, c.slices} {
-		if err := inf.SetWatchErrorHandlerWithContext(func(ctx context.Context, r *cache.Reflector, err error) {
-			if !apierrors.IsResourceExpired(err) && !apierrors.IsGone(err) {
-				c.broken.Store(true)
-			}
-			cache.DefaultWatchErrorHandler(ctx, r, err)
-		}); err != nil {
-			stop()
-			return err
-		}
-	}
 	for _, inf := range []cache.SharedIndexInformer{c.imports, c.exports, c.services} {
 		if err := inf.SetTransform(dropManagedFields); err != nil {
 			stop()

@@ -121,7 +121,10 @@ func (m *member) wrote(verb, kind, namespace, name string) {
 	m.log.Debug("write-back", "verb", verb, "kind", kind, "namespace", namespace, "name", name)
 }
 
-// ready starts the member's caches unless they run and are sound.
+// ready starts the member's caches unless they run and the member's source
+// has not re-synced since (after an outage the informers would resume only
+// after their reflectors' backoff, up to 30 s, comparing with a stale cache
+// meanwhile).
 func (m *member) ready(ctx context.Context, sourceSynced time.Time) error {
 	restart := m.caches == nil
 	if c := m.caches; c != nil {
@@ -129,7 +132,7 @@ func (m *member) ready(ctx context.Context, sourceSynced time.Time) error {
 		case <-m.cachesDone:
 			restart = true
 		default:
-			if c.broken.Load() || sourceSynced.After(m.cachesFrom) {
+			if sourceSynced.After(m.cachesFrom) {
 				// The member's apiserver was away: the informers would
 				// resume after their backoff (up to 30 s) and the
 				// passes meanwhile compare with a stale cache.
