@@ -30,6 +30,7 @@ import (
 	mcsclient "sigs.k8s.io/mcs-api/pkg/client/clientset/versioned"
 	mcsinformers "sigs.k8s.io/mcs-api/pkg/client/informers/externalversions"
 
+	"github.com/eastwest-dev/eastwest/internal/kubeclient"
 	"github.com/eastwest-dev/eastwest/pkg/about"
 	"github.com/eastwest-dev/eastwest/pkg/event"
 	"github.com/eastwest-dev/eastwest/pkg/mcs"
@@ -251,7 +252,7 @@ type clients struct {
 func (k *KubeCluster) connect() (*clients, error) {
 	var c clients
 	var err error
-	if c.core, err = kubernetes.NewForConfig(k.cfg); err != nil {
+	if c.core, err = kubeclient.Core(k.cfg); err != nil {
 		return nil, err
 	}
 	if c.mcs, err = mcsclient.NewForConfig(k.cfg); err != nil {

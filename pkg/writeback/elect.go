@@ -9,10 +9,11 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/rand"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
+
+	"github.com/eastwest-dev/eastwest/internal/kubeclient"
 )
 
 // Election configures leader election: only the replica holding the Lease
@@ -35,7 +36,7 @@ func Lead(ctx context.Context, e Election, log *slog.Logger, leading func(bool),
 		fn(ctx)
 		return nil
 	}
-	client, err := kubernetes.NewForConfig(e.Config)
+	client, err := kubeclient.Core(e.Config)
 	if err != nil {
 		return err
 	}

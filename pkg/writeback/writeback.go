@@ -29,6 +29,7 @@ import (
 	gwclient "sigs.k8s.io/gateway-api/pkg/client/clientset/versioned"
 	mcsv1b1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 
+	"github.com/eastwest-dev/eastwest/internal/kubeclient"
 	"github.com/eastwest-dev/eastwest/pkg/gateway"
 	"github.com/eastwest-dev/eastwest/pkg/mcs"
 )
@@ -248,7 +249,7 @@ func (w *Writeback) client(name string) (*member, error) {
 	}
 	m := &member{cfg: cfg, log: w.log.With("member", name), writes: &w.writes}
 	var err error
-	if m.client, err = kubernetes.NewForConfig(cfg); err != nil {
+	if m.client, err = kubeclient.Core(cfg); err != nil {
 		return nil, err
 	}
 	if m.dyn, err = dynamic.NewForConfig(cfg); err != nil {
