@@ -17,13 +17,14 @@ import (
 
 	"github.com/eastwest-dev/eastwest/pkg/controlplane"
 	"github.com/eastwest-dev/eastwest/pkg/debug"
+	"github.com/eastwest-dev/eastwest/pkg/mcs"
 	"github.com/eastwest-dev/eastwest/pkg/source"
 )
 
 // serveArgs are the flags of `xds serve`, once parsed.
 type serveArgs struct {
 	cfg                                 controlplane.Config
-	gatewayPort                         *uint
+	gatewayPort, tunnelPort             *uint
 	writeBack, inCluster, remoteSecrets *bool
 	ownKubeconfig, logLevel             *string
 }
@@ -42,13 +43,14 @@ func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveArgs) {
 	fs.DurationVar(&cfg.Writer.Holdoff, "holdoff", controlplane.DefaultHoldoff, "quiet time that ends a batch of source events; the first event after a quiet holdoff is published at once, and 0 publishes every event at once")
 	fs.DurationVar(&cfg.Writer.MaxDelay, "max-delay", controlplane.DefaultMaxDelay, "longest a batch may wait while events keep coming")
 	gatewayPort := fs.Uint("gateway-port", 15080, "port of the east-west gateways' HTTP listener")
+	tunnelPort := fs.Uint("tunnel-port", uint(mcs.DefaultTunnelPort), "port of the east-west gateways' tunnel listener (mutual TLS from other networks' gateways)")
 	fs.StringVar(&cfg.Writer.Store.ClusterSet, "clusterset", "", "the ClusterSet's name; members whose clusterset.k8s.io property names another set are left out")
 	fs.DurationVar(&cfg.Writer.LivenessTimeout, "liveness-timeout", controlplane.DefaultLivenessTimeout, "/healthz fails when a publish has been owed for longer than this (the writer is stuck; a restart cures it)")
 	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", 5*time.Second, "on SIGTERM, how long to wait for xDS streams to close")
 	fs.StringVar(&cfg.XDSTLS.Cert, "xds-tls-cert", "", "serve xDS over TLS with this certificate (PEM)")
 	fs.StringVar(&cfg.XDSTLS.Key, "xds-tls-key", "", "key of --xds-tls-cert (PEM)")
 	fs.StringVar(&cfg.XDSTLS.ClientCA, "xds-tls-client-ca", "", "require xDS clients to present a certificate from this CA (mutual TLS) naming the node they claim (see README: xDS identity)")
-	fs.StringVar(&cfg.TrustDomain, "xds-trust-domain", controlplane.DefaultTrustDomain, "with --xds-tls-client-ca: the trust domain of the clients' identity URIs, spiffe://DOMAIN/clusterset/SET/cluster/ID/role/ROLE[/gateway/NS/NAME]")
+	fs.StringVar(&cfg.TrustDomain, "xds-trust-domain", controlplane.DefaultTrustDomain, "the trust domain of identity URIs, spiffe://DOMAIN/clusterset/SET/cluster/ID/role/ROLE[/gateway/NS/NAME]: xDS clients' (with --xds-tls-client-ca) and east-west gateways' tunnel certificates")
 	fs.StringVar(&cfg.DebugTLS.Cert, "debug-tls-cert", "", "serve the debug endpoint over TLS with this certificate (PEM)")
 	fs.StringVar(&cfg.DebugTLS.Key, "debug-tls-key", "", "key of --debug-tls-cert (PEM)")
 	fs.StringVar(&cfg.DebugTLS.ClientCA, "debug-tls-client-ca", "", "require debug clients to present a certificate from this CA")
@@ -69,7 +71,7 @@ func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveArgs) {
 		fmt.Fprintln(stderr)
 		fs.PrintDefaults()
 	}
-	a.gatewayPort, a.writeBack, a.ownKubeconfig, a.inCluster, a.remoteSecrets, a.logLevel = gatewayPort, writeBack, ownKubeconfig, inCluster, remoteSecrets, logLevel
+	a.gatewayPort, a.tunnelPort, a.writeBack, a.ownKubeconfig, a.inCluster, a.remoteSecrets, a.logLevel = gatewayPort, tunnelPort, writeBack, ownKubeconfig, inCluster, remoteSecrets, logLevel
 	return fs, a
 }
 
@@ -79,7 +81,7 @@ func runServe(args []string, _, stderr io.Writer) int {
 		return 2
 	}
 	cfg := a.cfg
-	gatewayPort, writeBack, ownKubeconfig, inCluster, remoteSecrets, logLevel := a.gatewayPort, a.writeBack, a.ownKubeconfig, a.inCluster, a.remoteSecrets, a.logLevel
+	gatewayPort, tunnelPort, writeBack, ownKubeconfig, inCluster, remoteSecrets, logLevel := a.gatewayPort, a.tunnelPort, a.writeBack, a.ownKubeconfig, a.inCluster, a.remoteSecrets, a.logLevel
 	if (cfg.Dir == "" && cfg.KubeconfigDir == "" && *ownKubeconfig == "" && !*inCluster) || fs.NArg() > 0 {
 		fs.Usage()
 		return 2
@@ -97,6 +99,11 @@ func runServe(args []string, _, stderr io.Writer) int {
 		return 2
 	}
 	cfg.Writer.GatewayPort = uint32(*gatewayPort)
+	if *tunnelPort == 0 || *tunnelPort > 65535 {
+		fmt.Fprintf(stderr, "xds serve: --tunnel-port %d is not a port\n", *tunnelPort)
+		return 2
+	}
+	cfg.Writer.TunnelPort = uint32(*tunnelPort)
 	if *ownKubeconfig != "" || *inCluster {
 		var rc *rest.Config
 		var err error

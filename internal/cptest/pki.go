@@ -99,6 +99,18 @@ func (ca *CA) ServerFor(t testing.TB, dns ...string) Leaf {
 // xDS identities).
 func (ca *CA) Client(t testing.TB, uris ...string) Leaf {
 	t.Helper()
+	return ca.issue(t, "client", []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, parseURIs(t, uris), nil, nil)
+}
+
+// Gateway issues an east-west gateway's certificate carrying the URI SANs
+// given (its identity): for both ends of a tunnel, and its xDS client.
+func (ca *CA) Gateway(t testing.TB, uris ...string) Leaf {
+	t.Helper()
+	return ca.issue(t, "gateway", []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth, x509.ExtKeyUsageServerAuth}, parseURIs(t, uris), nil, nil)
+}
+
+func parseURIs(t testing.TB, uris []string) []*url.URL {
+	t.Helper()
 	var us []*url.URL
 	for _, s := range uris {
 		u, err := url.Parse(s)
@@ -107,7 +119,7 @@ func (ca *CA) Client(t testing.TB, uris ...string) Leaf {
 		}
 		us = append(us, u)
 	}
-	return ca.issue(t, "client", []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, us, nil, nil)
+	return us
 }
 
 func (ca *CA) issue(t testing.TB, kind string, usage []x509.ExtKeyUsage, uris []*url.URL, ips []net.IP, dns []string) Leaf {

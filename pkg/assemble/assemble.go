@@ -31,6 +31,12 @@ type Options struct {
 	// translate`, tests). A server does not: the cache holds what it
 	// serves, marshalled, and the messages are let go.
 	KeepViews bool
+	// TunnelPort is the east-west gateways' tunnel listener port (0:
+	// mcs.DefaultTunnelPort).
+	TunnelPort uint32
+	// TrustDomain is the trust domain of the gateways' tunnel identities
+	// (empty: translate.DefaultTrustDomain).
+	TrustDomain string
 }
 
 // Update changes one type of one view: Set adds or replaces resources,
@@ -94,9 +100,12 @@ type Assembler struct {
 	published map[string]map[mcs.ServiceKey][]ref // view -> service -> published resources
 	clusters  map[string]map[string]bool          // view -> published cluster names
 	invalid   map[string]map[mcs.ServiceKey][]translate.Invalid
-	gwInvalid map[string][]translate.Invalid
-	gwSig     map[mcs.ServiceKey]string
-	imported  map[mcs.ServiceKey]bool
+	// topo is how the members reach each other (nil: flat); certs each
+	// member's tunnel certificate as last read.
+	topo     *translate.Topology
+	certs    map[string]*tunnelCert
+	gwSig    map[mcs.ServiceKey]string
+	imported map[mcs.ServiceKey]bool
 	// shape is each service's shapeSignature as last translated: a
 	// change that leaves it alone changes endpoints only.
 	shape map[mcs.ServiceKey]string
@@ -136,7 +145,7 @@ func New(opts Options) *Assembler {
 		published:   map[string]map[mcs.ServiceKey][]ref{},
 		clusters:    map[string]map[string]bool{},
 		invalid:     map[string]map[mcs.ServiceKey][]translate.Invalid{},
-		gwInvalid:   map[string][]translate.Invalid{},
+		certs:       map[string]*tunnelCert{},
 		gwSig:       map[mcs.ServiceKey]string{},
 		imported:    map[mcs.ServiceKey]bool{},
 		shape:       map[mcs.ServiceKey]string{},
@@ -263,7 +272,7 @@ func (a *Assembler) Invalid() map[string][]translate.Invalid {
 			invalid[view] = append(invalid[view], list...)
 		}
 	}
-	for view, list := range a.gwInvalid {
+	for view, list := range a.tunnelInvalid(a.store.Snapshot()) {
 		invalid[view] = append(invalid[view], list...)
 	}
 	for view, list := range invalid {
@@ -304,13 +313,19 @@ func (a *Assembler) flush() {
 	// Gateway API: build again the members whose objects changed, or
 	// whose routes reference a service that changed.
 	rebuilt, gwBackends := a.buildGateways(state, ch)
-	viewsChanged := ch.Clusters || len(rebuilt) > 0 && a.gatewayViewsChanged(state)
+	// A new topology (networks, gateway addresses, tunnel certificates)
+	// changes every view's endpoints of other networks.
+	topo := a.topology(state)
+	topoChanged := !topo.Equal(a.topo)
+	a.topo = topo
+	all := ch.Clusters || topoChanged
+	viewsChanged := all || len(rebuilt) > 0 && a.gatewayViewsChanged(state)
 	var viewNames []string
 	if viewsChanged {
 		viewNames = a.setViews(state)
 	}
 	keys := ch.Services
-	if ch.Clusters {
+	if all {
 		// Every service may look different from a new view; and the
 		// services that went away with a member must go too.
 		keys = state.ServiceKeys()
@@ -323,15 +338,15 @@ func (a *Assembler) flush() {
 
 	sets := map[string]map[string][]translate.Resource{} // type -> view -> resources
 	dels := map[string]map[string][]string{}             // type -> view -> names
-	shapeChanged, gatewayChanged := a.services(state, keys, ch.Clusters, sets, dels)
+	shapeChanged, gatewayChanged := a.services(state, keys, all, sets, dels)
 	// Services with mesh routes go last, once every cluster their routes
 	// may name is known, and whenever a shape changed: a route follows
 	// its backends being published or withdrawn.
 	if shapeChanged || len(a.routesDirty) > 0 {
 		a.meshRoutes(state, sets, dels)
 	}
-	if gatewayChanged || ch.Clusters {
-		a.gatewayRouting(state, sets)
+	if gatewayChanged || all {
+		a.gatewayRouting(state, sets, dels)
 	}
 	a.translateGateways(state, rebuilt, gwBackends, viewsChanged, sets, dels)
 
@@ -353,7 +368,7 @@ func (a *Assembler) setViews(state *mcs.State) []string {
 	a.views = a.views[:0]
 	for _, id := range state.ClusterIDs() {
 		for _, r := range Roles {
-			a.views = append(a.views, translate.View{Cluster: id, Role: r, GatewayPort: a.opts.GatewayPort})
+			a.views = append(a.views, translate.View{Cluster: id, Role: r, GatewayPort: a.opts.GatewayPort, TunnelPort: a.opts.TunnelPort, Net: a.topo})
 		}
 	}
 	a.views = append(a.views, a.gatewayViews(state)...)
@@ -370,7 +385,6 @@ func (a *Assembler) setViews(state *mcs.State) []string {
 			delete(a.published, name)
 			delete(a.clusters, name)
 			delete(a.invalid, name)
-			delete(a.gwInvalid, name)
 		}
 	}
 	return names
@@ -443,8 +457,10 @@ func (a *Assembler) meshRoutes(state *mcs.State, sets map[string]map[string][]tr
 }
 
 // gatewayRouting makes every east-west gateway's listener and route
-// configuration again (a service's TCP ports came or went).
-func (a *Assembler) gatewayRouting(state *mcs.State, sets map[string]map[string][]translate.Resource) {
+// configuration, and its tunnel listener and secrets, again (a service's
+// TCP ports, or the members exporting them, came or went), under the zero
+// key.
+func (a *Assembler) gatewayRouting(state *mcs.State, sets map[string]map[string][]translate.Resource, dels map[string]map[string][]string) {
 	var services []*mcs.ServiceState
 	for key := range a.gwSig {
 		services = append(services, state.Services.Get(key))
@@ -454,11 +470,7 @@ func (a *Assembler) gatewayRouting(state *mcs.State, sets map[string]map[string]
 			continue
 		}
 		r := translate.Gateway(services, v, func(c string) bool { return a.clusters[v.String()][c] })
-		a.plan.Translated += len(r.Resources) + len(r.Invalid)
-		for _, res := range r.Resources {
-			add(sets, res.Type, v.String(), res)
-		}
-		a.gwInvalid[v.String()] = r.Invalid
+		a.record(v.String(), mcs.ServiceKey{}, r, sets, dels)
 	}
 }
 
@@ -600,7 +612,7 @@ func (a *Assembler) gatewayViews(state *mcs.State) []translate.View {
 			continue
 		}
 		for _, gw := range a.gwResults[m].Gateways {
-			out = append(out, translate.View{Cluster: id, Role: translate.RoleGatewayAPI, Gateway: translate.GatewayAPIView(gw.Key)})
+			out = append(out, translate.View{Cluster: id, Role: translate.RoleGatewayAPI, Gateway: translate.GatewayAPIView(gw.Key), Net: a.topo})
 		}
 	}
 	return out
@@ -647,7 +659,7 @@ func (a *Assembler) translateGateways(state *mcs.State, rebuilt []string, backen
 		be := translate.Backends{State: state, Local: func(k mcs.ServiceKey) (*mcs.Service, []*mcs.Slice) { return a.store.Local(m, k) }}
 		full := members[m]
 		for _, gw := range a.gwResults[m].Gateways {
-			v := translate.View{Cluster: id, Role: translate.RoleGatewayAPI, Gateway: translate.GatewayAPIView(gw.Key)}
+			v := translate.View{Cluster: id, Role: translate.RoleGatewayAPI, Gateway: translate.GatewayAPIView(gw.Key), Net: a.topo}
 			view := v.String()
 			var only func(mcs.ServiceKey) bool
 			if !full {
@@ -715,7 +727,7 @@ func (a *Assembler) translateServices(state *mcs.State, keys []mcs.ServiceKey, e
 			j.r = a.translate(j.st, j.v, a.serviceOptions(j.v, j.st))
 		}
 	})
-	shareClusters(len(jobs), !a.custom, func(i int) (translate.Role, *translate.Result) { return jobs[i].v.Role, &jobs[i].r })
+	shareClusters(len(jobs), !a.custom, func(i int) (translate.View, *translate.Result) { return jobs[i].v, &jobs[i].r })
 	for _, j := range jobs {
 		if j.endpoints {
 			a.recordOnly(j.v.String(), j.key, j.r, resourcev3.EndpointType, sets, dels)
@@ -841,24 +853,25 @@ func add(sets map[string]map[string][]translate.Resource, typ, view string, r tr
 
 // shareClusters makes the views of one role share one Cluster message
 // per name when their translations are equal (a service's cluster is the
-// same for every client, and for every gateway): the cache then marshals
-// it once for all of them and they share its bytes. ServiceWith makes a
-// cluster of the service and the view's role alone (never its cluster),
-// so equal is known without comparing; another translator's are
-// compared.
-func shareClusters(n int, known bool, at func(i int) (translate.Role, *translate.Result)) {
+// same for every client, and for every gateway that tunnels, or does
+// not): the cache then marshals it once for all of them and they share
+// its bytes. ServiceWith makes a cluster of the service, the view's role
+// and whether it tunnels alone (never its cluster), so equal is known
+// without comparing; another translator's are compared.
+func shareClusters(n int, known bool, at func(i int) (translate.View, *translate.Result)) {
 	type key struct {
-		role translate.Role
-		name string
+		role    translate.Role
+		tunnels bool
+		name    string
 	}
 	first := map[key]proto.Message{}
 	for i := range n {
-		role, r := at(i)
+		v, r := at(i)
 		for j, res := range r.Resources {
 			if res.Type != resourcev3.ClusterType {
 				continue
 			}
-			k := key{role, res.Name}
+			k := key{v.Role, v.Tunnels(), res.Name}
 			if m, ok := first[k]; !ok {
 				first[k] = res.Message
 			} else if known || proto.Equal(m, res.Message) {
@@ -869,8 +882,10 @@ func shareClusters(n int, known bool, at func(i int) (translate.Role, *translate
 }
 
 // shapeSignature is what a service's clusters, listeners and routes are
-// made of besides its endpoints: the import's type, affinity and ports.
-// Empty for a service without an import.
+// made of besides its endpoints: the import's type, affinity and ports,
+// and the members exporting each port (a tunnelling gateway has a tunnel
+// cluster for the ports its member exports). Empty for a service without
+// an import.
 func shapeSignature(st *mcs.ServiceState) string {
 	if st == nil || st.Import == nil {
 		return ""
@@ -882,21 +897,23 @@ func shapeSignature(st *mcs.ServiceState) string {
 		if p.AppProtocol != nil {
 			app = *p.AppProtocol
 		}
-		fmt.Fprintf(&b, " %s/%s/%d/%s", p.Name, p.Protocol, p.Port, app)
+		fmt.Fprintf(&b, " %s/%s/%d/%s%v", p.Name, p.Protocol, p.Port, app, p.Clusters)
 	}
 	return b.String()
 }
 
-// gatewaySignature changes when a service's gateway routes would: its
-// TCP ports come or go.
+// gatewaySignature changes when a service's gateway routes or tunnel
+// filter chains would: its TCP ports, or the members exporting them, come
+// or go.
 func gatewaySignature(st *mcs.ServiceState) string {
 	if st == nil || st.Import == nil {
 		return ""
 	}
 	var b strings.Builder
 	for _, p := range translate.ServedPorts(st) {
-		b.WriteString(translate.HostPort(st.Key, p.Port))
-		b.WriteByte(',')
+		// The members exporting a port: a tunnel listener serves the
+		// ports its own member exports.
+		fmt.Fprintf(&b, "%s%v,", translate.HostPort(st.Key, p.Port), p.Clusters)
 	}
 	return b.String()
 }

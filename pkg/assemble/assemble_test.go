@@ -1,6 +1,7 @@
 package assemble_test
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"log/slog"
@@ -11,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/proto"
 
@@ -267,5 +269,54 @@ func TestClustersSharedAcrossViewsOfARole(t *testing.T) {
 	}
 	if len(first) != 2 {
 		t.Fatalf("cart's cluster found for roles %v", first)
+	}
+}
+
+// A tunnel Secret that is not a usable certificate (a rotation gone
+// wrong) keeps the member's last good certificate served and is reported
+// against the gateway view; a good one again replaces it and clears the
+// report.
+func TestTunnelSecretKeepsLastGood(t *testing.T) {
+	f := newFolder(t)
+	for _, in := range goldenCases(t)["networks"] {
+		f.put(in)
+	}
+	f.step()
+	served := func() []byte {
+		t.Helper()
+		for _, r := range f.asm.View(translate.View{Cluster: "east", Role: translate.RoleGateway}).Resources {
+			if r.Name == translate.TunnelCertificateSecret {
+				return r.Message.(*tlsv3.Secret).GetTlsCertificate().GetCertificateChain().GetInlineBytes()
+			}
+		}
+		return nil
+	}
+	good := served()
+	if len(good) == 0 {
+		t.Fatal("east's gateway has no tunnel certificate")
+	}
+	secret := filepath.Join(f.dir, "east", "cluster.yaml")
+	orig, err := os.ReadFile(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	broken := strings.Replace(string(orig), "-----BEGIN CERTIFICATE-----\n    MII", "-----BEGIN CERTIFICATE-----\n    XXX", 1)
+	if err := os.WriteFile(secret, []byte(broken), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f.step()
+	if got := served(); !bytes.Equal(got, good) {
+		t.Errorf("after a broken rotation east's gateway is served %q, want the last good certificate", got)
+	}
+	inv := f.asm.Invalid()["east/gateway"]
+	if len(inv) != 1 || inv[0].Name != translate.TunnelCertificateSecret || !strings.Contains(inv[0].Err.Error(), "previous certificate stays in use") {
+		t.Errorf("reported %v, want the tunnel Secret's problem", inv)
+	}
+	if err := os.WriteFile(secret, orig, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f.step()
+	if inv := f.asm.Invalid()["east/gateway"]; len(inv) != 0 {
+		t.Errorf("still reported after a good Secret: %v", inv)
 	}
 }

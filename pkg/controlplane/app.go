@@ -91,6 +91,7 @@ func NewApp(cfg Config, log *slog.Logger, debugHandler func(*App) http.Handler) 
 	}
 	a := &App{cfg: cfg, log: log, warn: ratelog.New(log, 10*time.Second, 5), Metrics: metrics.New()}
 	a.Cache = cache.New(NodeView)
+	cfg.Writer.TrustDomain = cfg.TrustDomain
 	a.Writer = NewWriter(cfg.Writer, a.Cache, a.Metrics, log)
 	a.Tracker = cache.NewTracker(a.Cache, a.describeNode, a.Metrics)
 	policy := IdentityPolicy{Required: cfg.XDSTLS.ClientCA != "", TrustDomain: cfg.TrustDomain, ClusterSet: cfg.Writer.Store.ClusterSet}

@@ -40,8 +40,9 @@ import (
 // private keys of Gateways' HTTPS listeners) are then served only to
 // clients on loopback; anywhere else they need mutual TLS.
 
-// DefaultTrustDomain is the trust domain of xDS client identities.
-const DefaultTrustDomain = "eastwest.io"
+// DefaultTrustDomain is the trust domain of xDS client identities (and
+// of the east-west gateways' tunnel identities, the same URIs).
+const DefaultTrustDomain = translate.DefaultTrustDomain
 
 // IdentityPolicy is how xDS clients are authorized.
 type IdentityPolicy struct {

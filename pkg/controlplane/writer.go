@@ -51,6 +51,11 @@ type WriterOptions struct {
 	// have synced are served and the others join when they sync.
 	SyncTimeout time.Duration
 	GatewayPort uint32
+	// TunnelPort is the east-west gateways' tunnel listener port (0: 15443).
+	TunnelPort uint32
+	// TrustDomain is the trust domain of the gateways' tunnel identities
+	// (set from the xDS one).
+	TrustDomain string
 	Store       mcs.Options
 	// LivenessTimeout bounds how long a publish may be owed (events
 	// received, not yet published) before Healthy fails.
@@ -156,7 +161,7 @@ func NewWriter(opts WriterOptions, c *cache.Cache, m *metrics.Metrics, log *slog
 		opts: opts, log: log, metrics: m, cache: c, now: time.Now,
 		in:      make(chan batch, 64),
 		sources: map[string]*sourceState{},
-		asm:     assemble.New(assemble.Options{GatewayPort: opts.GatewayPort, Store: opts.Store}),
+		asm:     assemble.New(assemble.Options{GatewayPort: opts.GatewayPort, TunnelPort: opts.TunnelPort, TrustDomain: opts.TrustDomain, Store: opts.Store}),
 	}
 	w.snap.Store(&Snapshot{State: &mcs.State{}})
 	next := make(chan struct{})

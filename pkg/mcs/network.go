@@ -14,10 +14,16 @@ import (
 // the member at its addresses: the load balancer's (IPs and host names;
 // Envoy resolves host names, the control plane never does), else its
 // externalIPs, on its port named TunnelPortName, else DefaultTunnelPort.
+//
+// The gateways' certificate for tunnels (cert-manager's layout: tls.crt,
+// tls.key, ca.crt) is the TLS Secret the gateway Service's
+// AnnotationTunnelSecret names in its namespace, else DefaultTunnelSecret.
 const (
-	LabelGateway      = "eastwest.io/east-west-gateway"
-	TunnelPortName    = "tunnel"
-	DefaultTunnelPort = 15443
+	LabelGateway           = "eastwest.io/east-west-gateway"
+	TunnelPortName         = "tunnel"
+	DefaultTunnelPort      = 15443
+	AnnotationTunnelSecret = "eastwest.io/tunnel-secret" //nolint:gosec // the name of an annotation, not a credential
+	DefaultTunnelSecret    = "eastwest-tunnel"           //nolint:gosec // the name of a Secret, not a credential
 )
 
 // GatewayAddress is where a member's east-west gateways take traffic
@@ -75,22 +81,37 @@ func gatewayAddresses(svc *corev1.Service) ([]GatewayAddress, string) {
 type gatewayService struct {
 	addresses []GatewayAddress
 	problem   string
+	secret    string // namespace/name of the tunnel Secret
 }
 
-// gatewayInfo returns the member's gateway addresses (by Service) and
-// the problems of its gateway Services.
-func (m *member) gatewayInfo() ([]GatewayAddress, []string) {
+// tunnelSecret is the namespace/name of a gateway Service's tunnel Secret.
+func tunnelSecret(svc *corev1.Service) string {
+	name := svc.Annotations[AnnotationTunnelSecret]
+	if name == "" {
+		name = DefaultTunnelSecret
+	}
+	return svc.Namespace + "/" + name
+}
+
+// gatewayInfo returns the member's gateway addresses (by Service), its
+// tunnel Secret (the first gateway Service's) and the problems of its
+// gateway Services.
+func (m *member) gatewayInfo() ([]GatewayAddress, string, []string) {
 	keys := slices.SortedFunc(maps.Keys(m.gateways), ServiceKey.Compare)
 	var addrs []GatewayAddress
 	var problems []string
+	secret := ""
 	for _, k := range keys {
 		g := m.gateways[k]
 		addrs = append(addrs, g.addresses...)
+		if secret == "" {
+			secret = g.secret
+		}
 		if g.problem != "" {
 			problems = append(problems, g.problem)
 		}
 	}
-	return addrs, problems
+	return addrs, secret, problems
 }
 
 // reportUnreachable sets GatewayError on the members other networks cannot
@@ -121,6 +142,7 @@ func reportUnreachable(infos []ClusterInfo, problems [][]string) {
 func equalClusterInfos(a, b []ClusterInfo) bool {
 	return slices.EqualFunc(a, b, func(x, y ClusterInfo) bool {
 		return x.Member == y.Member && x.ID == y.ID && x.ClusterSet == y.ClusterSet && x.Error == y.Error &&
-			x.Network == y.Network && slices.Equal(x.Gateways, y.Gateways) && x.GatewayError == y.GatewayError
+			x.Network == y.Network && slices.Equal(x.Gateways, y.Gateways) && x.GatewayError == y.GatewayError &&
+			x.TunnelSecret == y.TunnelSecret
 	})
 }

@@ -141,10 +141,34 @@ func TestGatewayChangesAreClusterChanges(t *testing.T) {
 			w.upsert("a", svc)
 		}, true},
 		{"the network property set", func() { w.upsert("a", property(about.PropertyNetwork, "west")) }, true},
+		{"the label back", func() {
+			svc = svc.DeepCopy()
+			svc.Labels = map[string]string{LabelGateway: "true"}
+			w.upsert("a", svc)
+		}, true},
+		{"another tunnel Secret named", func() {
+			svc = svc.DeepCopy()
+			svc.Annotations = map[string]string{AnnotationTunnelSecret: "ew-certs"}
+			w.upsert("a", svc)
+		}, true},
 	} {
 		tc.apply()
 		if got := w.flush().Clusters; got != tc.clusters {
 			t.Errorf("%s: Clusters changed %v, want %v", tc.name, got, tc.clusters)
 		}
+	}
+	if got := w.s.Snapshot().Clusters[0].TunnelSecret; got != "eastwest-system/ew-certs" {
+		t.Errorf("tunnel Secret %q, want the annotated eastwest-system/ew-certs", got)
+	}
+}
+
+// The tunnel Secret is the gateway Service's annotated one, else
+// eastwest-tunnel beside the Service.
+func TestTunnelSecretName(t *testing.T) {
+	w := newWorld(t)
+	w.upsert("a", gatewaySvc("ew", []corev1.ServicePort{{Name: TunnelPortName, Port: 15443}}, nil, "192.0.2.1"))
+	w.flush()
+	if got := w.s.Snapshot().Clusters[0].TunnelSecret; got != "eastwest-system/"+DefaultTunnelSecret {
+		t.Errorf("tunnel Secret %q, want eastwest-system/%s", got, DefaultTunnelSecret)
 	}
 }

@@ -43,6 +43,12 @@ type ClusterInfo struct {
 	// GatewayError says, when the ClusterSet spans networks, why other
 	// networks cannot reach the member (no usable gateway address).
 	GatewayError string `json:"gatewayError,omitempty"`
+	// TunnelSecret is the Secret (namespace/name) that holds the
+	// certificate of the member's east-west gateways for tunnels between
+	// networks: the gateway Service's eastwest.io/tunnel-secret
+	// annotation, else DefaultTunnelSecret in its namespace. Empty
+	// without a gateway Service.
+	TunnelSecret string `json:"tunnelSecret,omitempty"`
 }
 
 // NetworkName is how a network is shown: "default" for the default one.

@@ -165,7 +165,8 @@ func (s *Store) setGateway(m *member, key ServiceKey, svc *corev1.Service, del b
 	}
 	var g gatewayService
 	g.addresses, g.problem = gatewayAddresses(svc)
-	if !had || !slices.Equal(old.addresses, g.addresses) || old.problem != g.problem {
+	g.secret = tunnelSecret(svc)
+	if !had || !slices.Equal(old.addresses, g.addresses) || old.problem != g.problem || old.secret != g.secret {
 		m.gateways[key] = g
 		s.clustersDirty = true
 	}
@@ -370,7 +371,7 @@ func (s *Store) resolveClusters() bool {
 		}
 		info := ClusterInfo{Member: name, ID: m.id, ClusterSet: set, Error: m.err, Network: m.properties[about.PropertyNetwork]}
 		var why []string
-		info.Gateways, why = m.gatewayInfo()
+		info.Gateways, info.TunnelSecret, why = m.gatewayInfo()
 		infos, problems = append(infos, info), append(problems, why)
 	}
 	reportUnreachable(infos, problems)

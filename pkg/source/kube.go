@@ -637,7 +637,13 @@ func trim(o any) (any, error) {
 	}
 	switch v := o.(type) {
 	case *corev1.Service:
+		// An east-west gateway's Service keeps the one annotation read:
+		// the name of its tunnel Secret.
+		secret, named := v.Annotations[mcs.AnnotationTunnelSecret]
 		v.Annotations = nil
+		if named && v.Labels[mcs.LabelGateway] != "" {
+			v.Annotations = map[string]string{mcs.AnnotationTunnelSecret: secret}
+		}
 		v.Spec.Selector = nil
 		// The load balancer addresses of a Gateway's Service are its
 		// status.addresses, those of an east-west gateway's Service

@@ -267,7 +267,9 @@ func backendResources(name string, b gateway.Backend, v View, be Backends) (*clu
 		for _, p := range ServedPorts(st) {
 			if p.Port == b.Port {
 				aff := st.Import.SessionAffinity == corev1.ServiceAffinityClientIP
-				return cluster(name, p, gv, aff), loadAssignment(name, st, p, v.Cluster)
+				// A Gateway's Envoy does not tunnel: members on other
+				// networks are left out (reach).
+				return cluster(name, b.Service, p, gv, aff), loadAssignment(name, st, p, v, false)
 			}
 		}
 	case gateway.BackendService:
@@ -287,7 +289,7 @@ func backendResources(name string, b gateway.Backend, v View, be Backends) (*clu
 			st := &mcs.ServiceState{Key: b.Service, Backends: []mcs.ClusterBackend{{Cluster: v.Cluster, Ports: svc.Ports, Slices: ss}}}
 			p := &mcs.ImportPort{ServicePort: mcsv1b1.ServicePort{Name: sp.Name, Protocol: sp.Protocol, AppProtocol: sp.AppProtocol, Port: sp.Port}, Clusters: []mcs.ClusterID{v.Cluster}}
 			aff := svc.SessionAffinity == corev1.ServiceAffinityClientIP
-			return cluster(name, p, gv, aff), loadAssignment(name, st, p, v.Cluster)
+			return cluster(name, b.Service, p, gv, aff), loadAssignment(name, st, p, v, true)
 		}
 	}
 	return nil, nil

@@ -93,3 +93,33 @@ func SecretName(s types.NamespacedName) string { return "secret:" + s.Namespace 
 // cluster_not_found_response_code, 500, which is what the Gateway API asks
 // for an invalid backend's share of the weight.
 const InvalidBackendCluster = "eastwest-invalid-backend"
+
+// TunnelSNI is the TLS server name that asks a member's east-west gateway,
+// through its tunnel listener, for one port of a service it exports:
+// <port>.<svc>.<ns>.svc.clusterset.local. It names no DNS record; the
+// first label (a number) cannot be a Service name, so it never collides
+// with a ClusterSet host name.
+func TunnelSNI(key mcs.ServiceKey, port int32) string {
+	return strconv.Itoa(int(port)) + "." + Host(key)
+}
+
+// TunnelListenerName names an east-west gateway's tunnel listener.
+func TunnelListenerName(port uint32) string { return fmt.Sprintf("eastwest-gateway-tunnel-%d", port) }
+
+// TunnelClusterName names the cluster behind a tunnel listener's filter
+// chain: the port's endpoints in the gateway's own member only, so that a
+// tunnelled connection never goes through another gateway (no loops).
+func TunnelClusterName(key mcs.ServiceKey, port int32) string { return "tunnel:" + HostPort(key, port) }
+
+// The SDS secrets of an east-west gateway's tunnels: its certificate
+// (the member's tunnel Secret) and the ClusterSet's trust bundle with the
+// identities a peer gateway's certificate must carry.
+const (
+	TunnelCertificateSecret = "eastwest-tunnel-certificate"
+	TunnelTrustSecret       = "eastwest-tunnel-trust"
+)
+
+// TunnelMatch is the name of the transport socket match (and of the key
+// in an endpoint's envoy.transport_socket_match metadata) that sends a
+// connection to another network's gateway through a tunnel.
+const TunnelMatch = "eastwest-tunnel"

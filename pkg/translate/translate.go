@@ -55,6 +55,11 @@ type View struct {
 	// Gateway is the <namespace>/<name> of the Gateway API Gateway a
 	// gateway-api view implements.
 	Gateway string
+	// TunnelPort is the port of the gateway's tunnel listener (gateways
+	// only; 0: mcs.DefaultTunnelPort).
+	TunnelPort uint32
+	// Net is how the members reach each other (nil: a flat network).
+	Net *Topology
 }
 
 // String names the view in the cache: <cluster>/<role>, and for
@@ -129,8 +134,13 @@ func ServiceWith(st *mcs.ServiceState, v View, o ServiceOptions) Result {
 	}
 	for name, p := range ServedPorts(st) {
 		affinity := st.Import.SessionAffinity == corev1.ServiceAffinityClientIP
-		ok := r.add(v, resourcev3.ClusterType, name, cluster(name, p, v, affinity))
-		ok = r.add(v, resourcev3.EndpointType, name, loadAssignment(name, st, p, v.Cluster)) && ok
+		ok := r.add(v, resourcev3.ClusterType, name, cluster(name, st.Key, p, v, affinity))
+		ok = r.add(v, resourcev3.EndpointType, name, loadAssignment(name, st, p, v, false)) && ok
+		if tunnelTarget(p, v) {
+			tn := TunnelClusterName(st.Key, p.Port)
+			r.add(v, resourcev3.ClusterType, tn, cluster(tn, st.Key, p, View{Cluster: v.Cluster, Role: RoleGateway}, affinity))
+			r.add(v, resourcev3.EndpointType, tn, loadAssignment(tn, st, p, v, true))
+		}
 		if v.Role != RoleClient {
 			continue
 		}
@@ -181,10 +191,21 @@ func ServiceEndpoints(st *mcs.ServiceState, v View) Result {
 		return r
 	}
 	for name, p := range ServedPorts(st) {
-		r.add(v, resourcev3.EndpointType, name, loadAssignment(name, st, p, v.Cluster))
+		r.add(v, resourcev3.EndpointType, name, loadAssignment(name, st, p, v, false))
+		if tunnelTarget(p, v) {
+			tn := TunnelClusterName(st.Key, p.Port)
+			r.add(v, resourcev3.EndpointType, tn, loadAssignment(tn, st, p, v, true))
+		}
 	}
 	r.sort()
 	return r
+}
+
+// tunnelTarget reports whether a tunnelling gateway view's member exports
+// a port (its tunnel listener then serves it, from a cluster of the
+// member's own endpoints).
+func tunnelTarget(p *mcs.ImportPort, v View) bool {
+	return v.Tunnels() && slices.Contains(p.Clusters, v.Cluster)
 }
 
 // Gateway returns a gateway view's HTTP listener and the route
@@ -242,8 +263,35 @@ func Gateway(services []*mcs.ServiceState, v View, published func(cluster string
 	pk := packer{}
 	r.addPacked(v, resourcev3.ListenerType, lis, gatewayListener(lis, rc.Name, port, pk), pk)
 	r.add(v, resourcev3.RouteType, rc.Name, rc)
+	if v.Tunnels() {
+		tunnel(&r, sorted, v, published)
+	}
 	r.sort()
 	return r
+}
+
+// tunnel adds a tunnelling gateway's secrets and its tunnel listener, with
+// a filter chain for every port its member exports whose tunnel cluster
+// is published (none: no listener, which Envoy would refuse).
+func tunnel(r *Result, services []*mcs.ServiceState, v View, published func(cluster string) bool) {
+	tunnelSecrets(r, v)
+	var ports []tunnelPort
+	for _, st := range services {
+		if st == nil || st.Import == nil {
+			continue
+		}
+		for _, p := range ServedPorts(st) {
+			if tunnelTarget(p, v) && (published == nil || published(TunnelClusterName(st.Key, p.Port))) {
+				ports = append(ports, tunnelPort{key: st.Key, port: p, affinity: st.Import.SessionAffinity == corev1.ServiceAffinityClientIP})
+			}
+		}
+	}
+	if len(ports) == 0 {
+		return
+	}
+	pk := packer{}
+	lis := tunnelListener(ports, v, pk)
+	r.addPacked(v, resourcev3.ListenerType, lis.Name, lis, pk)
 }
 
 // add validates a resource and keeps it, or records why not.
@@ -277,7 +325,10 @@ func adsSource() *corev3.ConfigSource {
 // identifies the client: the source IP at a gateway, the channel for a
 // proxyless gRPC client (which is the client itself). The affinity
 // timeout has no Envoy equivalent and is not carried.
-func cluster(name string, p *mcs.ImportPort, v View, affinity bool) *clusterv3.Cluster {
+//
+// A tunnelling gateway's cluster sends to the endpoints of members on
+// other networks (their gateways) through the tunnel's transport socket.
+func cluster(name string, key mcs.ServiceKey, p *mcs.ImportPort, v View, affinity bool) *clusterv3.Cluster {
 	c := &clusterv3.Cluster{
 		Name:                 name,
 		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS},
@@ -290,6 +341,9 @@ func cluster(name string, p *mcs.ImportPort, v View, affinity bool) *clusterv3.C
 	}
 	if v.Role == RoleGateway {
 		envoyCluster(c, affinity)
+	}
+	if v.Tunnels() {
+		tunnelSocket(c, key, p.Port)
 	}
 	if v.Role == RoleGateway && isHTTP2(p.AppProtocol) {
 		c.TypedExtensionProtocolOptions = map[string]*anypb.Any{
@@ -405,11 +459,22 @@ type locality struct {
 // the other clusters with healthy endpoints the next priority, clusters
 // with only draining endpoints the last; priorities are contiguous from 0
 // and every weight (the number of healthy endpoints) is at least 1.
-func loadAssignment(name string, st *mcs.ServiceState, p *mcs.ImportPort, local mcs.ClusterID) *endpointv3.ClusterLoadAssignment {
+//
+// A member on another network is reached through its gateways (one
+// endpoint per gateway address, its healthy endpoints their weight) when
+// the view tunnels, and is left out when it cannot (see reach). With
+// localOnly only the view's own member's endpoints are given (a tunnel
+// listener's cluster).
+func loadAssignment(name string, st *mcs.ServiceState, p *mcs.ImportPort, v View, localOnly bool) *endpointv3.ClusterLoadAssignment {
+	local := v.Cluster
 	var locs []*locality
 	for _, c := range p.Clusters {
 		b := st.Backend(c)
-		if b == nil {
+		if b == nil || localOnly && c != local {
+			continue
+		}
+		way, gateways := v.reach(c)
+		if way == unreachable {
 			continue
 		}
 		loc := &locality{cluster: c}
@@ -439,6 +504,9 @@ func loadAssignment(name string, st *mcs.ServiceState, p *mcs.ImportPort, local 
 		}
 		if len(loc.eps) == 0 {
 			continue
+		}
+		if way == tunnelled {
+			loc.eps, zones = tunnelEndpoints(gateways, loc.healthy), nil
 		}
 		if len(zones) == 1 {
 			for z := range zones {

@@ -22,7 +22,7 @@ import (
 func TestValidate(t *testing.T) {
 	key := mcs.ServiceKey{Namespace: "ns", Name: "web"}
 	good := func() *clusterv3.Cluster {
-		return cluster(ClusterName(key, 80), &mcs.ImportPort{}, View{Role: RoleClient}, false)
+		return cluster(ClusterName(key, 80), key, &mcs.ImportPort{}, View{Role: RoleClient}, false)
 	}
 	hcmWith := func(filters ...*hcmv3.HttpFilter) *listenerv3.Listener {
 		h := httpConnectionManager("l", "r", nil)

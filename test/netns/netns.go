@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -98,45 +99,62 @@ func (ns *NS) AddAddr(t testing.TB, ip string) {
 }
 
 // Listen opens a TCP listener inside the namespace, from the test
-// process: the socket belongs to the namespace it was made in. The work
-// runs on a goroutine locked to its thread; if the thread cannot return
-// to the test's namespace, the goroutine ends still locked and the
-// runtime discards the thread.
+// process: the socket belongs to the namespace it was made in.
 func (ns *NS) Listen(addr string) (net.Listener, error) {
-	type result struct {
-		l   net.Listener
-		err error
+	var l net.Listener
+	err := ns.do(func() (err error) { l, err = net.Listen("tcp", addr); return err })
+	return l, err
+}
+
+// Dial opens a TCP connection from inside the namespace, from the test
+// process (a client in the namespace's network).
+func (ns *NS) Dial(addr string, timeout time.Duration) (net.Conn, error) {
+	var c net.Conn
+	err := ns.do(func() (err error) { c, err = net.DialTimeout("tcp", addr, timeout); return err })
+	return c, err
+}
+
+// Route routes a prefix through a next hop inside the namespace.
+func (ns *NS) Route(t testing.TB, prefix, via string) {
+	t.Helper()
+	if out, err := exec.Command("ip", "-n", ns.Name, "route", "add", prefix, "via", via).CombinedOutput(); err != nil { //nolint:gosec // the test's names
+		t.Fatalf("ip route add %s via %s in %s: %v: %s", prefix, via, ns.Name, err, out)
 	}
-	out := make(chan result, 1)
+}
+
+// do runs fn inside the namespace, on a goroutine locked to its thread;
+// if the thread cannot return to the test's namespace, the goroutine ends
+// still locked and the runtime discards the thread. Sockets fn makes stay
+// in the namespace.
+func (ns *NS) do(fn func() error) error {
+	out := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
 		self, err := os.Open("/proc/thread-self/ns/net")
 		if err != nil {
-			out <- result{err: err}
+			out <- err
 			runtime.UnlockOSThread()
 			return
 		}
 		defer self.Close()
 		target, err := os.Open("/run/netns/" + ns.Name)
 		if err != nil {
-			out <- result{err: err}
+			out <- err
 			runtime.UnlockOSThread()
 			return
 		}
 		defer target.Close()
 		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil { //nolint:gosec // a file descriptor fits an int
-			out <- result{err: fmt.Errorf("enter %s: %w", ns.Name, err)}
+			out <- fmt.Errorf("enter %s: %w", ns.Name, err)
 			runtime.UnlockOSThread()
 			return
 		}
-		l, lerr := net.Listen("tcp", addr)
-		out <- result{l, lerr}
+		out <- fn()
 		if err := unix.Setns(int(self.Fd()), unix.CLONE_NEWNET); err == nil { //nolint:gosec // a file descriptor fits an int
 			runtime.UnlockOSThread()
 		}
 	}()
-	r := <-out
-	return r.l, r.err
+	return <-out
 }
 
 // Command runs a command inside the namespace.

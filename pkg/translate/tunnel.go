@@ -1,0 +1,315 @@
+package translate
+
+import (
+	"bytes"
+	"net/netip"
+	"regexp"
+	"slices"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	tlsinspectorv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/tls_inspector/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/protobuf/types/known/structpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/eastwest-dev/eastwest/pkg/mcs"
+)
+
+// Networks and tunnels.
+//
+// Members on one network reach each other's pods directly. A member on
+// another network is reached through its east-west gateways: an east-west
+// gateway of member A gets, for member B on another network, one endpoint
+// per B gateway address, which it dials with mutual TLS and the SNI of the
+// service port (TunnelSNI). B's gateway terminates the tunnel on its tunnel
+// listener, one filter chain per port B exports, and sends the connection
+// to B's own endpoints of that port only (TunnelClusterName): never to
+// another gateway, so traffic cannot loop.
+//
+// Views that cannot tunnel (proxyless clients, Gateway API Envoys, and an
+// east-west gateway of a member without a tunnel certificate) are not
+// given the endpoints of members on other networks, which they could not
+// reach: they get their own network's.
+
+// DefaultTrustDomain is the trust domain of eastwest's identities (xDS
+// clients and tunnel peers).
+const DefaultTrustDomain = "eastwest.io"
+
+// Topology is how the members of a ClusterSet reach each other. Nil is a
+// flat ClusterSet: every member reaches every pod.
+type Topology struct {
+	// Members are the members by cluster ID.
+	Members map[mcs.ClusterID]NetworkMember
+	// TrustBundle is the ClusterSet's trust bundle for tunnels: the CA
+	// certificates (PEM) of every member's tunnel Secret, deduplicated.
+	TrustBundle []byte
+	// TrustDomain and ClusterSet name the identity a peer gateway's
+	// certificate must carry in a URI SAN:
+	// spiffe://<trust domain>/clusterset/<clusterset>/cluster/<id>/role/gateway
+	// (any ClusterSet when empty).
+	TrustDomain string
+	ClusterSet  string
+}
+
+// NetworkMember is one member as the others reach it.
+type NetworkMember struct {
+	Network string
+	// Gateways are where its east-west gateways take tunnels; only IP
+	// addresses are used (EDS carries IPs).
+	Gateways []mcs.GatewayAddress
+	// Certificate is its gateways' tunnel certificate; nil when it has
+	// none (its gateways then have no tunnel listener).
+	Certificate *Certificate
+}
+
+// Certificate is a PEM certificate chain and its private key.
+type Certificate struct {
+	Chain, Key []byte
+}
+
+// Equal reports whether two topologies give the same configuration.
+func (t *Topology) Equal(o *Topology) bool {
+	if t == nil || o == nil {
+		return t == o
+	}
+	if !bytes.Equal(t.TrustBundle, o.TrustBundle) || t.TrustDomain != o.TrustDomain || t.ClusterSet != o.ClusterSet || len(t.Members) != len(o.Members) {
+		return false
+	}
+	for id, m := range t.Members {
+		n, ok := o.Members[id]
+		if !ok || m.Network != n.Network || !slices.Equal(m.Gateways, n.Gateways) || (m.Certificate == nil) != (n.Certificate == nil) {
+			return false
+		}
+		if m.Certificate != nil && (!bytes.Equal(m.Certificate.Chain, n.Certificate.Chain) || !bytes.Equal(m.Certificate.Key, n.Certificate.Key)) {
+			return false
+		}
+	}
+	return true
+}
+
+// MultiNetwork reports whether the members are on more than one network.
+func (t *Topology) MultiNetwork() bool {
+	if t == nil {
+		return false
+	}
+	first, seen := "", false
+	for _, m := range t.Members {
+		if seen && m.Network != first {
+			return true
+		}
+		first, seen = m.Network, true
+	}
+	return false
+}
+
+// Tunnels reports whether a member's east-west gateways hold what tunnels
+// take: a certificate and a trust bundle.
+func (t *Topology) Tunnels(id mcs.ClusterID) bool {
+	return t != nil && t.Members[id].Certificate != nil && len(t.TrustBundle) > 0
+}
+
+// Tunnels reports whether a view is an east-west gateway that tunnels.
+func (v View) Tunnels() bool { return v.Role == RoleGateway && v.Net.Tunnels(v.Cluster) }
+
+// reach is how a view reaches a member's endpoints.
+type reach int
+
+const (
+	unreachable reach = iota
+	direct
+	tunnelled
+)
+
+// reach says how view v reaches member c, and through which gateways.
+func (v View) reach(c mcs.ClusterID) (reach, []mcs.GatewayAddress) {
+	t := v.Net
+	if t == nil || c == v.Cluster || t.Members[c].Network == t.Members[v.Cluster].Network {
+		return direct, nil
+	}
+	if !v.Tunnels() || !t.Tunnels(c) {
+		return unreachable, nil
+	}
+	var gws []mcs.GatewayAddress
+	for _, g := range t.Members[c].Gateways {
+		if _, err := netip.ParseAddr(g.Address); err == nil {
+			gws = append(gws, g)
+		}
+	}
+	if len(gws) == 0 {
+		return unreachable, nil
+	}
+	return tunnelled, gws
+}
+
+// tunnelEndpoints are a remote member's endpoints as a tunnelling gateway
+// sees them: one per gateway address, marked for the tunnel's transport
+// socket, with the member's healthy endpoints split among them as weights.
+func tunnelEndpoints(gws []mcs.GatewayAddress, healthy int) []*endpointv3.LbEndpoint {
+	health := corev3.HealthStatus_HEALTHY
+	if healthy == 0 {
+		health = corev3.HealthStatus_DRAINING
+	}
+	weight := uint32(max(1, min(healthy/len(gws), 1<<24))) //nolint:gosec // bounded above
+	match := &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{
+		"envoy.transport_socket_match": {Fields: map[string]*structpb.Value{TunnelMatch: structpb.NewBoolValue(true)}},
+	}}
+	out := make([]*endpointv3.LbEndpoint, 0, len(gws))
+	for _, g := range gws {
+		e := lbEndpoint(g.Address, uint32(g.Port), health, "") //nolint:gosec // a Service port is 1-65535
+		e.LoadBalancingWeight = wrapperspb.UInt32(weight)
+		e.Metadata = match
+		out = append(out, e)
+	}
+	return out
+}
+
+// tunnelSocket adds to a gateway's cluster the transport socket that its
+// tunnelled endpoints (TunnelMatch) use: mutual TLS with the port's SNI.
+func tunnelSocket(c *clusterv3.Cluster, key mcs.ServiceKey, port int32) {
+	ctx := &tlsv3.UpstreamTlsContext{Sni: TunnelSNI(key, port), CommonTlsContext: tunnelTLS()}
+	c.TransportSocketMatches = []*clusterv3.Cluster_TransportSocketMatch{{
+		Name:  TunnelMatch,
+		Match: &structpb.Struct{Fields: map[string]*structpb.Value{TunnelMatch: structpb.NewBoolValue(true)}},
+		TransportSocket: &corev3.TransportSocket{
+			Name:       "envoy.transport_sockets.tls",
+			ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: mustAny(ctx)},
+		},
+	}}
+}
+
+// tunnelTLS is both ends' TLS: the gateway's certificate and the peer
+// check, over SDS on the ADS stream (no key material in clusters or
+// listeners).
+func tunnelTLS() *tlsv3.CommonTlsContext {
+	return &tlsv3.CommonTlsContext{
+		TlsCertificateSdsSecretConfigs: []*tlsv3.SdsSecretConfig{{Name: TunnelCertificateSecret, SdsConfig: adsSource()}},
+		ValidationContextType: &tlsv3.CommonTlsContext_ValidationContextSdsSecretConfig{
+			ValidationContextSdsSecretConfig: &tlsv3.SdsSecretConfig{Name: TunnelTrustSecret, SdsConfig: adsSource()},
+		},
+	}
+}
+
+// PeerIdentity is the pattern of the URI SAN a peer gateway's tunnel
+// certificate must carry.
+func (t *Topology) PeerIdentity() string {
+	td := t.TrustDomain
+	if td == "" {
+		td = DefaultTrustDomain
+	}
+	cs := "[^/]+"
+	if t.ClusterSet != "" {
+		cs = regexp.QuoteMeta(t.ClusterSet)
+	}
+	return "^spiffe://" + regexp.QuoteMeta(td) + "/clusterset/" + cs + "/cluster/[^/]+/role/gateway$"
+}
+
+// tunnelSecrets are a tunnelling gateway's SDS secrets: its member's
+// certificate, and the trust bundle with the peer identity check.
+func tunnelSecrets(r *Result, v View) {
+	cert := v.Net.Members[v.Cluster].Certificate
+	r.add(v, resourcev3.SecretType, TunnelCertificateSecret, &tlsv3.Secret{
+		Name: TunnelCertificateSecret,
+		Type: &tlsv3.Secret_TlsCertificate{TlsCertificate: &tlsv3.TlsCertificate{
+			CertificateChain: &corev3.DataSource{Specifier: &corev3.DataSource_InlineBytes{InlineBytes: cert.Chain}},
+			PrivateKey:       &corev3.DataSource{Specifier: &corev3.DataSource_InlineBytes{InlineBytes: cert.Key}},
+		}},
+	})
+	r.add(v, resourcev3.SecretType, TunnelTrustSecret, &tlsv3.Secret{
+		Name: TunnelTrustSecret,
+		Type: &tlsv3.Secret_ValidationContext{ValidationContext: &tlsv3.CertificateValidationContext{
+			TrustedCa: &corev3.DataSource{Specifier: &corev3.DataSource_InlineBytes{InlineBytes: v.Net.TrustBundle}},
+			MatchTypedSubjectAltNames: []*tlsv3.SubjectAltNameMatcher{{
+				SanType: tlsv3.SubjectAltNameMatcher_URI,
+				Matcher: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_SafeRegex{
+					SafeRegex: &matcherv3.RegexMatcher{Regex: v.Net.PeerIdentity()},
+				}},
+			}},
+		}},
+	})
+}
+
+// tunnelListener is a tunnelling gateway's tunnel listener: TLS with a
+// client certificate required, one filter chain per exported port of the
+// member's (by SNI), each to the port's local endpoints; TCP through
+// tcp_proxy, HTTP through an HTTP connection manager (requests balanced
+// one by one, and retried on another endpoint when one refuses). A
+// connection with any other SNI, or none, matches no chain and is closed.
+func tunnelListener(ports []tunnelPort, v View, p packer) *listenerv3.Listener {
+	port := v.TunnelPort
+	if port == 0 {
+		port = mcs.DefaultTunnelPort
+	}
+	name := TunnelListenerName(port)
+	lis := &listenerv3.Listener{
+		Name: name,
+		Address: &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
+			Address:       "0.0.0.0",
+			PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: port},
+		}}},
+		ListenerFilters: []*listenerv3.ListenerFilter{{
+			Name:       "envoy.filters.listener.tls_inspector",
+			ConfigType: &listenerv3.ListenerFilter_TypedConfig{TypedConfig: mustAny(&tlsinspectorv3.TlsInspector{})},
+		}},
+	}
+	socket := &corev3.TransportSocket{
+		Name: "envoy.transport_sockets.tls",
+		ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: mustAny(&tlsv3.DownstreamTlsContext{
+			CommonTlsContext:         tunnelTLS(),
+			RequireClientCertificate: wrapperspb.Bool(true),
+		})},
+	}
+	for _, tp := range ports {
+		sni, cluster := TunnelSNI(tp.key, tp.port.Port), TunnelClusterName(tp.key, tp.port.Port)
+		var f *listenerv3.Filter
+		if isHTTP(tp.port.AppProtocol) {
+			hcm := httpConnectionManager(cluster, "", p)
+			route := routeTo(cluster, sourceIPHash(tp.affinity))
+			route.GetRoute().RetryPolicy = gatewayRetry()
+			hcm.RouteSpecifier = &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: &routev3.RouteConfiguration{
+				Name:         cluster,
+				VirtualHosts: []*routev3.VirtualHost{{Name: cluster, Domains: []string{"*"}, Routes: []*routev3.Route{route}}},
+			}}
+			f = &listenerv3.Filter{Name: "envoy.filters.network.http_connection_manager", ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: p.any(hcm)}}
+		} else {
+			f = &listenerv3.Filter{Name: "envoy.filters.network.tcp_proxy", ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: p.any(&tcpproxyv3.TcpProxy{
+				StatPrefix:       cluster,
+				ClusterSpecifier: &tcpproxyv3.TcpProxy_Cluster{Cluster: cluster},
+			})}}
+		}
+		lis.FilterChains = append(lis.FilterChains, &listenerv3.FilterChain{
+			Name:             sni,
+			FilterChainMatch: &listenerv3.FilterChainMatch{ServerNames: []string{sni}},
+			TransportSocket:  socket,
+			Filters:          []*listenerv3.Filter{f},
+		})
+	}
+	return lis
+}
+
+// tunnelPort is one port a tunnel listener serves.
+type tunnelPort struct {
+	key      mcs.ServiceKey
+	port     *mcs.ImportPort
+	affinity bool
+}
+
+// isHTTP reports whether a port's appProtocol says it speaks HTTP (its
+// tunnel then balances requests, not connections).
+func isHTTP(appProtocol *string) bool {
+	if appProtocol == nil {
+		return false
+	}
+	switch *appProtocol {
+	case "http", "kubernetes.io/http":
+		return true
+	}
+	return isHTTP2(appProtocol)
+}

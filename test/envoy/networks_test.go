@@ -1,0 +1,321 @@
+package envoy
+
+import (
+	"bufio"
+	"crypto/tls"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/eastwest-dev/eastwest/internal/cptest"
+	"github.com/eastwest-dev/eastwest/pkg/controlplane"
+	"github.com/eastwest-dev/eastwest/pkg/mcs"
+	"github.com/eastwest-dev/eastwest/pkg/translate"
+	"github.com/eastwest-dev/eastwest/test/envoytest"
+	"github.com/eastwest-dev/eastwest/test/netns"
+)
+
+// netMember is one member cluster on a network of its own: a namespace
+// for its east-west gateway's Envoy, with a leg on the WAN, and one for
+// its pods, which only the gateway's namespace reaches.
+type netMember struct {
+	name     string
+	gw, pods *netns.NS
+	wan      string // the gateway's WAN address
+	leaf     cptest.Leaf
+	envoy    *envoytest.Envoy
+	dir      string // the member's folder
+}
+
+// service writes an exported Service of the member with one
+// EndpointSlice (every address ready unless notReady).
+func (m *netMember) service(t *testing.T, name string, port int, appProtocol string, notReady bool, addrs ...string) {
+	t.Helper()
+	app := ""
+	if appProtocol != "" {
+		app = ", appProtocol: " + appProtocol
+	}
+	var eps []string
+	for _, a := range addrs {
+		eps = append(eps, fmt.Sprintf("- {addresses: [%s], conditions: {ready: %v}}", a, !notReady))
+	}
+	writeFile(t, filepath.Join(m.dir, name+".yaml"), fmt.Sprintf(`apiVersion: v1
+kind: Service
+metadata: {name: %[1]s, namespace: shop}
+spec: {ports: [{name: p, port: %[2]d%[3]s}]}
+---
+apiVersion: multicluster.x-k8s.io/v1alpha1
+kind: ServiceExport
+metadata: {name: %[1]s, namespace: shop}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: %[1]s-1, namespace: shop, labels: {kubernetes.io/service-name: %[1]s}}
+addressType: IPv4
+ports: [{name: p, port: %[2]d}]
+endpoints:
+%[4]s
+`, name, port, app, strings.Join(eps, "\n")))
+}
+
+// tunnelSecret writes the member's tunnel Secret (cert-manager's layout).
+func (m *netMember) tunnelSecret(t *testing.T, leaf cptest.Leaf, ca string) {
+	t.Helper()
+	crt, key := leaf.PEM(t)
+	indent := func(s string) string { return "    " + strings.ReplaceAll(strings.TrimSpace(s), "\n", "\n    ") }
+	writeFile(t, filepath.Join(m.dir, "tunnel-secret.yaml"), fmt.Sprintf(
+		"apiVersion: v1\nkind: Secret\nmetadata: {name: eastwest-tunnel, namespace: eastwest-system}\ntype: kubernetes.io/tls\nstringData:\n  tls.crt: |\n%s\n  tls.key: |\n%s\n  ca.crt: |\n%s\n",
+		indent(crt), indent(key), indent(ca)))
+	m.leaf = leaf
+}
+
+// Two members on two networks with the same pod addresses, each behind a
+// real Envoy east-west gateway that reaches the other only over the WAN:
+// a request to a service exported only from the other network crosses
+// through both gateways over a mutual-TLS tunnel and reaches the other
+// member's pod (never the same address on its own network); a service
+// exported from both stays local, fails over through the tunnel when the
+// local endpoints stop being ready, and comes back; a gateway's
+// configuration holds no pod address of the other network; the tunnel
+// listener refuses a connection without a client certificate, with one
+// from another CA, with another trust domain's identity or with an SNI
+// it does not serve; and a rotated tunnel certificate is served without
+// breaking the traffic.
+func TestNetworksTunnel(t *testing.T) {
+	ca, stranger := cptest.NewCA(t), cptest.NewCA(t)
+	caBytes, err := os.ReadFile(ca.File)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caPEM := string(caBytes)
+	dir := t.TempDir()
+	east := &netMember{name: "east", dir: filepath.Join(dir, "east")}
+	west := &netMember{name: "west", dir: filepath.Join(dir, "west")}
+	members := []*netMember{east, west}
+	for _, m := range members {
+		m.gw, m.pods = netns.New(t), netns.New(t)
+		m.gw.Link(t, m.pods, "10.0.0.0/16")
+	}
+	east.wan, west.wan = east.gw.Link(t, west.gw)
+
+	// The same pod address, 10.0.0.1, in both networks: east's cart and
+	// west's db. 10.0.0.9 is a pod of west's only.
+	added := map[*netns.NS]map[string]bool{}
+	for _, p := range []struct {
+		m       *netMember
+		svc, ip string
+		port    int
+	}{
+		{east, "cart", "10.0.0.1", 8080}, {east, "echo", "10.0.0.1", 7000},
+		{west, "db", "10.0.0.1", 8080}, {west, "db", "10.0.0.9", 8080}, {west, "cart", "10.0.0.2", 8080},
+	} {
+		if added[p.m.pods] == nil {
+			added[p.m.pods] = map[string]bool{}
+		}
+		if !added[p.m.pods][p.ip] {
+			added[p.m.pods][p.ip] = true
+			p.m.pods.AddAddr(t, p.ip)
+		}
+		envoytest.StartBackendWith(t, p.m.pods.Listen, p.m.name+"/"+p.svc+"/"+p.ip, p.ip, p.port, 0, -1)
+	}
+	for _, m := range members {
+		writeFile(t, filepath.Join(m.dir, "cluster.yaml"), fmt.Sprintf(`apiVersion: about.k8s.io/v1alpha1
+kind: ClusterProperty
+metadata: {name: cluster.clusterset.k8s.io}
+spec: {value: %[1]s}
+---
+apiVersion: about.k8s.io/v1alpha1
+kind: ClusterProperty
+metadata: {name: network.eastwest.io}
+spec: {value: %[1]s-net}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: eastwest-gateway, namespace: eastwest-system, labels: {eastwest.io/east-west-gateway: "true"}}
+spec: {ports: [{name: tunnel, port: 15443}], externalIPs: [%[2]s]}
+`, m.name, m.wan))
+		m.tunnelSecret(t, ca.Gateway(t, gatewayID(m.name)), caPEM)
+	}
+	east.service(t, "cart", 8080, "http", false, "10.0.0.1")
+	east.service(t, "echo", 7000, "", false, "10.0.0.1")
+	west.service(t, "db", 8080, "http", false, "10.0.0.1", "10.0.0.9")
+	west.service(t, "cart", 8080, "http", false, "10.0.0.2")
+
+	// The control plane on east's gateway namespace's veth; west's
+	// gateway reaches it through its own veth. Secrets go only to
+	// clients that prove their identity: the gateways' certificates.
+	srv := ca.Server(t)
+	cfg := controlplane.Config{Dir: dir, XDSAddress: east.gw.HostIP + ":0"}
+	cfg.XDSTLS = controlplane.TLSFiles{Cert: srv.CertFile, Key: srv.KeyFile, ClientCA: ca.File}
+	app := cptest.StartWith(t, cfg)
+	west.gw.Route(t, east.gw.HostIP+"/32", west.gw.HostIP)
+	for _, m := range members {
+		v := translate.View{Cluster: mcs.ClusterID(m.name), Role: translate.RoleGateway}
+		m.envoy = envoytest.ForViewIn(t, m.gw, app, v, "gw-"+m.name, true,
+			&envoytest.TLS{CertFile: m.leaf.CertFile, KeyFile: m.leaf.KeyFile, CAFile: ca.File, ServerName: "localhost"})
+		m.envoy.WaitSynced(t, app, "gw-"+m.name, v.String())
+		m.envoy.CheckAccepted(t, app, v.String())
+	}
+
+	c := envoytest.HTTPClient(false)
+	get := func(host string) (int, string) {
+		t.Helper()
+		resp, _, err := envoytest.Send(c, http.MethodGet, fmt.Sprintf("http://%s:%d/", east.gw.NSIP, translate.DefaultGatewayPort), host, nil)
+		if err != nil {
+			return 0, err.Error()
+		}
+		return resp.StatusCode, resp.Header.Get("X-Backend")
+	}
+	t.Run("a service of the other network crosses the tunnel", func(t *testing.T) {
+		seen := map[string]int{}
+		for range 20 {
+			code, b := get("db.shop.svc.clusterset.local")
+			if code != 200 || !strings.HasPrefix(b, "west/db/") {
+				t.Fatalf("db from east: %d %q, want one of west's db pods (east's 10.0.0.1 is cart)", code, b)
+			}
+			seen[b]++
+		}
+		if len(seen) != 2 {
+			t.Errorf("db's requests went to %v, want both of west's pods", seen)
+		}
+	})
+	t.Run("no pod address of the other network in the gateway's configuration", func(t *testing.T) {
+		dump, err := east.envoy.Get("/config_dump?include_eds")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(dump, "10.0.0.9") || strings.Contains(dump, "10.0.0.2\"") {
+			t.Errorf("east's gateway holds a pod address of west's")
+		}
+		if !strings.Contains(dump, west.wan) {
+			t.Errorf("east's gateway does not hold west's gateway address %s", west.wan)
+		}
+	})
+	waitBackend := func(t *testing.T, host, prefix string) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			code, b := get(host)
+			if code == 200 && strings.HasPrefix(b, prefix) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: %d %q after 10s, want %s*", host, code, b, prefix)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	t.Run("local first, failover through the tunnel, and back", func(t *testing.T) {
+		for range 10 {
+			if code, b := get("cart.shop.svc.clusterset.local"); code != 200 || !strings.HasPrefix(b, "east/cart/") {
+				t.Fatalf("cart from east: %d %q, want east's own pod", code, b)
+			}
+		}
+		east.service(t, "cart", 8080, "http", true, "10.0.0.1")
+		waitBackend(t, "cart.shop.svc.clusterset.local", "west/cart/")
+		east.service(t, "cart", 8080, "http", false, "10.0.0.1")
+		waitBackend(t, "cart.shop.svc.clusterset.local", "east/cart/")
+	})
+
+	// A peer of east's tunnel, from west's gateway namespace.
+	dialTunnel := func(sni string, certs []tls.Certificate) (string, error) {
+		conn, err := west.gw.Dial(net.JoinHostPort(east.wan, "15443"), 2*time.Second)
+		if err != nil {
+			return "", err
+		}
+		defer conn.Close()
+		_ = conn.SetDeadline(time.Now().Add(3 * time.Second))
+		tc := tls.Client(conn, &tls.Config{ServerName: sni, Certificates: certs, RootCAs: ca.Pool, MinVersion: tls.VersionTLS12,
+			// The gateway's certificate names its identity, not the SNI.
+			InsecureSkipVerify: true, //nolint:gosec // the peer is checked below
+			VerifyConnection: func(cs tls.ConnectionState) error {
+				if len(cs.PeerCertificates) == 0 || len(cs.PeerCertificates[0].URIs) == 0 || cs.PeerCertificates[0].URIs[0].String() != gatewayID("east") {
+					return fmt.Errorf("east's tunnel presented %v", cs.PeerCertificates)
+				}
+				return nil
+			}})
+		if _, err := fmt.Fprintf(tc, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"); err != nil {
+			return "", err
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(tc), nil)
+		if err != nil {
+			return "", err
+		}
+		_ = resp.Body.Close()
+		return resp.Header.Get("X-Backend") + " serial " + tc.ConnectionState().PeerCertificates[0].SerialNumber.String(), nil
+	}
+	echoSNI := "7000.echo.shop.svc.clusterset.local"
+	t.Run("the tunnel carries TCP to the port's own endpoints", func(t *testing.T) {
+		got, err := dialTunnel(echoSNI, []tls.Certificate{west.leaf.TLS})
+		if err != nil || !strings.HasPrefix(got, "east/echo/") {
+			t.Fatalf("echo through east's tunnel: %q %v, want east's echo pod", got, err)
+		}
+	})
+	t.Run("the tunnel refuses strangers", func(t *testing.T) {
+		for _, tc := range []struct {
+			name  string
+			sni   string
+			certs []tls.Certificate
+		}{
+			{"no client certificate", echoSNI, nil},
+			{"a certificate from another CA", echoSNI, []tls.Certificate{stranger.Gateway(t, gatewayID("west")).TLS}},
+			{"another trust domain's identity", echoSNI, []tls.Certificate{ca.Gateway(t, "spiffe://evil.example/clusterset/x/cluster/west/role/gateway").TLS}},
+			{"an xDS client's identity, not a gateway's", echoSNI, []tls.Certificate{ca.Gateway(t, "spiffe://eastwest.io/clusterset/x/cluster/west/role/client").TLS}},
+			{"an SNI the tunnel does not serve", "8080.db.shop.svc.clusterset.local", []tls.Certificate{west.leaf.TLS}},
+		} {
+			if got, err := dialTunnel(tc.sni, tc.certs); err == nil {
+				t.Errorf("%s: east's tunnel answered %q", tc.name, got)
+			}
+		}
+	})
+	t.Run("a rotated certificate is served and traffic keeps flowing", func(t *testing.T) {
+		stop, failures := make(chan struct{}), make(chan string, 1000)
+		done := make(chan int)
+		go func() {
+			n := 0
+			for {
+				select {
+				case <-stop:
+					done <- n
+					return
+				default:
+				}
+				if code, b := get("db.shop.svc.clusterset.local"); code != 200 {
+					failures <- fmt.Sprintf("%d %s", code, b)
+				}
+				n++
+			}
+		}()
+		next := ca.Gateway(t, gatewayID("east"))
+		east.tunnelSecret(t, next, caPEM)
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			got, err := dialTunnel(echoSNI, []tls.Certificate{west.leaf.TLS})
+			if err == nil && strings.HasSuffix(got, "serial "+next.Serial.String()) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("east's tunnel serves %q %v after 10s, want serial %s", got, err, next.Serial)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		time.Sleep(200 * time.Millisecond) // requests after the rotation too
+		close(stop)
+		n := <-done
+		close(failures)
+		for f := range failures {
+			t.Errorf("a request failed during the rotation: %s", f)
+		}
+		t.Logf("%d requests during the rotation", n)
+	})
+}
+
+// gatewayID is a member's east-west gateway identity (xDS and tunnels).
+func gatewayID(member string) string {
+	return controlplane.IdentityPolicy{}.IdentityURI("demo", translate.View{Cluster: mcs.ClusterID(member), Role: translate.RoleGateway})
+}
