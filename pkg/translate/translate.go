@@ -365,9 +365,19 @@ func cluster(name string, key mcs.ServiceKey, p *mcs.ImportPort, v View, affinit
 // gRPC clients do on their own or not at all. gRPC clients' clusters keep
 // none of it: gRPC always honours locality weights, and ejects nothing.
 const (
-	// OutlierConsecutive5xx is how many errors in a row (5xx answers,
-	// and connections refused, reset or timed out) eject an endpoint.
+	// OutlierConsecutive5xx is how many 5xx answers in a row eject an
+	// endpoint.
 	OutlierConsecutive5xx = 5
+	// OutlierConsecutiveConnectFailures is how many connections in a row
+	// refused, reset or timed out (the endpoint, or the network to it,
+	// is gone) eject an endpoint: fewer than answers, since a request
+	// that meets one is retried elsewhere but pays for it.
+	OutlierConsecutiveConnectFailures = 2
+	// GatewayConnectTimeout bounds a gateway's TCP (and tunnel) connect:
+	// a connection to a network whose link is cut (packets dropped, no
+	// refusal) fails, and is retried elsewhere, after this long. Any RTT
+	// on Earth, with a SYN retransmitted, fits in it.
+	GatewayConnectTimeout = 2 * time.Second
 	// OutlierBaseEjection is how long an endpoint is first ejected
 	// (Envoy multiplies it by the number of ejections).
 	OutlierBaseEjection = 30 * time.Second
@@ -412,7 +422,8 @@ func gatewayRetry() *routev3.RetryPolicy {
 // the members of a priority, as they do in gRPC (Envoy ignores them
 // without locality_weighted_lb_config; ring hash does not take it and
 // spreads by endpoint); and outlier detection ejects an endpoint that
-// refuses connections or answers 5xx, so traffic moves off a backend (or
+// refuses connections (twice), cannot be reached in GatewayConnectTimeout
+// (twice), or answers 5xx (five times), so traffic moves off a backend (or
 // a whole member) that fails while the control plane still sees it
 // ready (an unreachable member's last state is kept). Every endpoint of
 // a priority may be ejected (max 100%): then the next priority, another
@@ -425,11 +436,14 @@ func envoyCluster(c *clusterv3.Cluster, affinity bool) {
 			},
 		}
 	}
+	c.ConnectTimeout = durationpb.New(GatewayConnectTimeout)
 	c.OutlierDetection = &clusterv3.OutlierDetection{
-		Consecutive_5Xx:    wrapperspb.UInt32(OutlierConsecutive5xx),
-		Interval:           durationpb.New(5 * time.Second),
-		BaseEjectionTime:   durationpb.New(OutlierBaseEjection),
-		MaxEjectionPercent: wrapperspb.UInt32(100),
+		Consecutive_5Xx:                wrapperspb.UInt32(OutlierConsecutive5xx),
+		SplitExternalLocalOriginErrors: true,
+		ConsecutiveLocalOriginFailure:  wrapperspb.UInt32(OutlierConsecutiveConnectFailures),
+		Interval:                       durationpb.New(5 * time.Second),
+		BaseEjectionTime:               durationpb.New(OutlierBaseEjection),
+		MaxEjectionPercent:             wrapperspb.UInt32(100),
 	}
 }
 

@@ -74,14 +74,16 @@ func (m *netMember) tunnelSecret(t *testing.T, leaf cptest.Leaf, ca string) {
 	m.leaf = leaf
 }
 
-// Two members on two networks with the same pod addresses, each behind a
-// real Envoy east-west gateway that reaches the other only over the WAN:
-// a request to a service exported only from the other network crosses
-// through both gateways over a mutual-TLS tunnel and reaches the other
-// member's pod (never the same address on its own network); a service
-// exported from both stays local, fails over through the tunnel when the
-// local endpoints stop being ready, and comes back; a gateway's
-// configuration holds no pod address of the other network; the tunnel
+// Three members on three networks with the same pod addresses, each
+// behind a real Envoy east-west gateway that reaches the others only over
+// a WAN: a request to a service exported only from other networks crosses
+// through two gateways over a mutual-TLS tunnel and reaches the other
+// members' pods (never the same address on its own network); a service
+// exported from east and west stays local, fails over through the tunnel
+// when the local endpoints stop being ready, and comes back; a gateway's
+// configuration holds no pod address of another network; cutting west's
+// WAN link moves its share to north; a service whose only member's
+// gateway is down gets a 503 at once, not a loop; the tunnel
 // listener refuses a connection without a client certificate, with one
 // from another CA, with another trust domain's identity or with an SNI
 // it does not serve; and a rotated tunnel certificate is served without
@@ -96,15 +98,17 @@ func TestNetworksTunnel(t *testing.T) {
 	dir := t.TempDir()
 	east := &netMember{name: "east", dir: filepath.Join(dir, "east")}
 	west := &netMember{name: "west", dir: filepath.Join(dir, "west")}
-	members := []*netMember{east, west}
+	north := &netMember{name: "north", dir: filepath.Join(dir, "north")}
+	members := []*netMember{east, west, north}
+	wan := netns.NewWAN(t)
 	for _, m := range members {
 		m.gw, m.pods = netns.New(t), netns.New(t)
 		m.gw.Link(t, m.pods, "10.0.0.0/16")
+		m.wan = wan.Join(t, m.gw)
 	}
-	east.wan, west.wan = east.gw.Link(t, west.gw)
 
-	// The same pod address, 10.0.0.1, in both networks: east's cart and
-	// west's db. 10.0.0.9 is a pod of west's only.
+	// The same pod address, 10.0.0.1, in every network: east's cart and
+	// echo, west's and north's db. 10.0.0.9 is a pod of west's only.
 	added := map[*netns.NS]map[string]bool{}
 	for _, p := range []struct {
 		m       *netMember
@@ -113,6 +117,7 @@ func TestNetworksTunnel(t *testing.T) {
 	}{
 		{east, "cart", "10.0.0.1", 8080}, {east, "echo", "10.0.0.1", 7000},
 		{west, "db", "10.0.0.1", 8080}, {west, "db", "10.0.0.9", 8080}, {west, "cart", "10.0.0.2", 8080},
+		{north, "db", "10.0.0.1", 8080}, {north, "solo", "10.0.0.5", 8080},
 	} {
 		if added[p.m.pods] == nil {
 			added[p.m.pods] = map[string]bool{}
@@ -145,6 +150,8 @@ spec: {ports: [{name: tunnel, port: 15443}], externalIPs: [%[2]s]}
 	east.service(t, "echo", 7000, "", false, "10.0.0.1")
 	west.service(t, "db", 8080, "http", false, "10.0.0.1", "10.0.0.9")
 	west.service(t, "cart", 8080, "http", false, "10.0.0.2")
+	north.service(t, "db", 8080, "http", false, "10.0.0.1")
+	north.service(t, "solo", 8080, "http", false, "10.0.0.5")
 
 	// The control plane on east's gateway namespace's veth; west's
 	// gateway reaches it through its own veth. Secrets go only to
@@ -154,6 +161,7 @@ spec: {ports: [{name: tunnel, port: 15443}], externalIPs: [%[2]s]}
 	cfg.XDSTLS = controlplane.TLSFiles{Cert: srv.CertFile, Key: srv.KeyFile, ClientCA: ca.File}
 	app := cptest.StartWith(t, cfg)
 	west.gw.Route(t, east.gw.HostIP+"/32", west.gw.HostIP)
+	north.gw.Route(t, east.gw.HostIP+"/32", north.gw.HostIP)
 	for _, m := range members {
 		v := translate.View{Cluster: mcs.ClusterID(m.name), Role: translate.RoleGateway}
 		m.envoy = envoytest.ForViewIn(t, m.gw, app, v, "gw-"+m.name, true,
@@ -171,17 +179,17 @@ spec: {ports: [{name: tunnel, port: 15443}], externalIPs: [%[2]s]}
 		}
 		return resp.StatusCode, resp.Header.Get("X-Backend")
 	}
-	t.Run("a service of the other network crosses the tunnel", func(t *testing.T) {
+	t.Run("a service of other networks crosses the tunnels", func(t *testing.T) {
 		seen := map[string]int{}
-		for range 20 {
+		for range 60 {
 			code, b := get("db.shop.svc.clusterset.local")
-			if code != 200 || !strings.HasPrefix(b, "west/db/") {
-				t.Fatalf("db from east: %d %q, want one of west's db pods (east's 10.0.0.1 is cart)", code, b)
+			if code != 200 || !strings.HasPrefix(b, "west/db/") && !strings.HasPrefix(b, "north/db/") {
+				t.Fatalf("db from east: %d %q, want one of west's or north's db pods (east's 10.0.0.1 is cart)", code, b)
 			}
 			seen[b]++
 		}
-		if len(seen) != 2 {
-			t.Errorf("db's requests went to %v, want both of west's pods", seen)
+		if len(seen) != 3 {
+			t.Errorf("db's requests went to %v, want all three of west's and north's pods", seen)
 		}
 	})
 	t.Run("no pod address of the other network in the gateway's configuration", func(t *testing.T) {
@@ -312,6 +320,43 @@ spec: {ports: [{name: tunnel, port: 15443}], externalIPs: [%[2]s]}
 			t.Errorf("a request failed during the rotation: %s", f)
 		}
 		t.Logf("%d requests during the rotation", n)
+	})
+	t.Run("a network cut off moves traffic to the others", func(t *testing.T) {
+		wan.Cut(t, west.gw, true)
+		defer wan.Cut(t, west.gw, false)
+		// Connections to west's gateway now time out: the requests that
+		// try it are retried on north, and west is ejected.
+		start, run := time.Now(), 0
+		for run < 20 {
+			t0 := time.Now()
+			code, b := get("db.shop.svc.clusterset.local")
+			if d := time.Since(t0); d > 500*time.Millisecond {
+				t.Logf("after %v: a request took %v: %d %s", t0.Sub(start).Round(time.Millisecond), d.Round(time.Millisecond), code, b)
+			}
+			switch {
+			case code == 200 && strings.HasPrefix(b, "north/db/"):
+				run++
+			case code == 200 && strings.HasPrefix(b, "west/db/"):
+				t.Fatalf("db answered by %s across a cut link", b)
+			default:
+				run = 0
+			}
+			if time.Since(start) > 40*time.Second {
+				t.Fatalf("db not answered by north alone 40s after west's link was cut: %d %q", code, b)
+			}
+		}
+		t.Logf("north alone answers db %v after west's link was cut", time.Since(start).Round(time.Millisecond))
+	})
+	t.Run("a service whose only member is down fails fast", func(t *testing.T) {
+		if code, b := get("solo.shop.svc.clusterset.local"); code != 200 || !strings.HasPrefix(b, "north/solo/") {
+			t.Fatalf("solo from east: %d %q, want north's pod", code, b)
+		}
+		north.envoy.Stop()
+		start := time.Now()
+		code, b := get("solo.shop.svc.clusterset.local")
+		if took := time.Since(start); code != http.StatusServiceUnavailable || took > 2*time.Second {
+			t.Errorf("solo with north's gateway down: %d %q in %v, want a 503 at once", code, b, took)
+		}
 	})
 }
 

@@ -161,3 +161,65 @@ func (ns *NS) do(fn func() error) error {
 func (ns *NS) Command(name string, args ...string) *exec.Cmd {
 	return exec.Command("ip", append([]string{"netns", "exec", ns.Name, name}, args...)...) //nolint:gosec // the test's own command
 }
+
+// WAN is a network of the test's own that namespaces join as machines
+// join a wide-area network: a bridge in a namespace of its own, on a /24
+// of 10.216.0.0/16.
+type WAN struct {
+	ns     *NS
+	prefix string
+	next   int
+	ports  map[*NS]string
+}
+
+// NewWAN creates a WAN.
+func NewWAN(t testing.TB) *WAN {
+	t.Helper()
+	ns := New(t)
+	n := subnet.Add(1) + uint32(os.Getpid()%256) //nolint:gosec // small numbers
+	w := &WAN{ns: ns, prefix: fmt.Sprintf("10.216.%d.", n%256), next: 1, ports: map[*NS]string{}}
+	if out, err := exec.Command("ip", "-n", ns.Name, "link", "add", "br0", "type", "bridge").CombinedOutput(); err != nil {
+		t.Fatalf("ip link add br0: %v: %s", err, out)
+	}
+	if out, err := exec.Command("ip", "-n", ns.Name, "link", "set", "br0", "up").CombinedOutput(); err != nil {
+		t.Fatalf("ip link set br0 up: %v: %s", err, out)
+	}
+	return w
+}
+
+// Join gives a namespace a leg on the WAN and returns its WAN address.
+func (w *WAN) Join(t testing.TB, ns *NS) string {
+	t.Helper()
+	b := make([]byte, 3)
+	_, _ = rand.Read(b)
+	id := hex.EncodeToString(b)
+	leg, port := "eww"+id, "ewb"+id
+	addr := fmt.Sprintf("%s%d", w.prefix, w.next)
+	w.next++
+	for _, args := range [][]string{
+		{"-n", ns.Name, "link", "add", leg, "type", "veth", "peer", "name", port, "netns", w.ns.Name},
+		{"-n", ns.Name, "addr", "add", addr + "/24", "dev", leg},
+		{"-n", ns.Name, "link", "set", leg, "up"},
+		{"-n", w.ns.Name, "link", "set", port, "master", "br0"},
+		{"-n", w.ns.Name, "link", "set", port, "up"},
+	} {
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil { //nolint:gosec // fixed commands with the test's names
+			t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
+		}
+	}
+	w.ports[ns] = port
+	return addr
+}
+
+// Cut takes a namespace's leg off the WAN (up false) or puts it back: its
+// packets are dropped, as when a site's link fails.
+func (w *WAN) Cut(t testing.TB, ns *NS, cut bool) {
+	t.Helper()
+	state := "up"
+	if cut {
+		state = "down"
+	}
+	if out, err := exec.Command("ip", "-n", w.ns.Name, "link", "set", w.ports[ns], state).CombinedOutput(); err != nil { //nolint:gosec // the test's names
+		t.Fatalf("ip link set %s %s: %v: %s", w.ports[ns], state, err, out)
+	}
+}
