@@ -178,10 +178,10 @@ func NewWAN(t testing.TB) *WAN {
 	ns := New(t)
 	n := subnet.Add(1) + uint32(os.Getpid()%256) //nolint:gosec // small numbers
 	w := &WAN{ns: ns, prefix: fmt.Sprintf("10.216.%d.", n%256), next: 1, ports: map[*NS]string{}}
-	if out, err := exec.Command("ip", "-n", ns.Name, "link", "add", "br0", "type", "bridge").CombinedOutput(); err != nil {
+	if out, err := exec.Command("ip", "-n", ns.Name, "link", "add", "br0", "type", "bridge").CombinedOutput(); err != nil { //nolint:gosec // the test's names
 		t.Fatalf("ip link add br0: %v: %s", err, out)
 	}
-	if out, err := exec.Command("ip", "-n", ns.Name, "link", "set", "br0", "up").CombinedOutput(); err != nil {
+	if out, err := exec.Command("ip", "-n", ns.Name, "link", "set", "br0", "up").CombinedOutput(); err != nil { //nolint:gosec // the test's names
 		t.Fatalf("ip link set br0 up: %v: %s", err, out)
 	}
 	return w
