@@ -263,3 +263,48 @@ func adsClient(t *testing.T, app *controlplane.App) (discoveryv3.AggregatedDisco
 	t.Cleanup(cancel)
 	return discoveryv3.NewAggregatedDiscoveryServiceClient(conn), ctx
 }
+
+// `xds explain` shows each view's path to each member: direct on its own
+// network, through which gateways of which network when it tunnels, and
+// which members it leaves out and why (a proxyless client cannot tunnel;
+// central, on east's network, has no gateway for west to reach).
+func TestExplainShowsNetworkPaths(t *testing.T) {
+	app := cptest.Start(t, "../../pkg/translate/testdata/networks.in")
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"explain", "--debug-address", app.DebugAddr(), "shop/cart"}, &stdout, &stderr); code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	out := stdout.String()
+	// view returns the lines under a view's heading ("   <view>"), which
+	// are indented further.
+	view := func(name string) string {
+		var b strings.Builder
+		in := false
+		for _, line := range strings.Split(out, "\n") {
+			switch {
+			case line == "   "+name:
+				in = true
+			case in && strings.HasPrefix(line, "     "):
+				b.WriteString(line + "\n")
+			default:
+				in = false
+			}
+		}
+		if b.Len() == 0 {
+			t.Fatalf("no view %s in:\n%s", name, out)
+		}
+		return b.String()
+	}
+	for _, tc := range []struct{ view, want string }{
+		{"east/gateway", "priority 0  east/z1      weight 3  3 healthy, 0 draining  direct"},
+		{"east/gateway", "priority 1  central/z1   weight 3  3 healthy, 0 draining  direct"},
+		{"east/gateway", "priority 1  west         weight 3  via west's gateways 198.51.100.7:15443, 198.51.100.8:15443 (network west, mutual TLS)"},
+		{"east/client", "west (network west) left out: this view cannot tunnel"},
+		{"west/gateway", "central (network east) left out: network east has no east-west gateway address"},
+		{"central/gateway", "west (network west) left out: this member has no east-west gateway Service"},
+	} {
+		if got := view(tc.view); !strings.Contains(got, tc.want) {
+			t.Errorf("%s: want %q in:\n%s", tc.view, tc.want, got)
+		}
+	}
+}

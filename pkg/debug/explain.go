@@ -102,12 +102,13 @@ func (h *Handler) Explain(key mcs.ServiceKey) (Explanation, bool) {
 	if st.Import != nil {
 		for _, p := range st.Import.Ports {
 			names[translate.HostPort(key, p.Port)] = true
+			names[translate.TunnelClusterName(key, p.Port)] = true
 		}
 	}
 	e.Routes = routesNaming(s, key)
 	served := map[string][]ResourceSummary{}
 	for _, v := range s.Views {
-		ve := h.explainView(s, v.String(), names)
+		ve := h.explainView(s, v, st, names)
 		if len(ve.Resources) > 0 || len(ve.Invalid) > 0 {
 			e.Views = append(e.Views, ve)
 			served[ve.View] = ve.Resources
@@ -149,9 +150,12 @@ func routesNaming(s *controlplane.Snapshot, key mcs.ServiceKey) []RouteExplanati
 }
 
 // explainView lists what a view serves of the service (names: its
-// host:port names): its clusters, endpoints by locality, listeners,
-// routes (and a gateway's routes to it), and what failed validation.
-func (h *Handler) explainView(s *controlplane.Snapshot, view string, names map[string]bool) ViewExplanation {
+// host:port names): its clusters, endpoints by locality and the path to
+// each (direct, or through which gateways of which network), the members
+// left out and why, listeners, routes (and a gateway's routes to it), and
+// what failed validation.
+func (h *Handler) explainView(s *controlplane.Snapshot, v translate.View, st *mcs.ServiceState, names map[string]bool) ViewExplanation {
+	view := v.String()
 	ve := ViewExplanation{View: view}
 	for _, typ := range translate.TypeOrder() {
 		// Only what may concern the service is decoded: its own names,
@@ -164,7 +168,7 @@ func (h *Handler) explainView(s *controlplane.Snapshot, view string, names map[s
 				if !names[p.Name] {
 					continue
 				}
-				rs.Detail = localities(m)
+				rs.Detail = append(localities(m, s.State), leftOut(m, v, st, s.State)...)
 			case *routev3.RouteConfiguration:
 				if names[p.Name] {
 					rs.Detail = routes(m, nil)
@@ -211,27 +215,94 @@ func clientHas(c cache.Client, res []ResourceSummary) ClientResources {
 	return cr
 }
 
-func localities(cla *endpointv3.ClusterLoadAssignment) []string {
+// localities describes a load assignment's localities: priority, member
+// (and zone), weight, endpoints, and the path: direct to the pods, or
+// through the member's gateways (their addresses, its network).
+func localities(cla *endpointv3.ClusterLoadAssignment, state *mcs.State) []string {
 	var out []string
 	for _, l := range cla.Endpoints {
 		healthy, draining := 0, 0
+		var via []string
 		for _, ep := range l.LbEndpoints {
 			if ep.HealthStatus.String() == "DRAINING" {
 				draining++
 			} else {
 				healthy++
 			}
+			if ep.GetMetadata().GetFilterMetadata()["envoy.transport_socket_match"].GetFields()[translate.TunnelMatch].GetBoolValue() {
+				a := ep.GetEndpoint().GetAddress().GetSocketAddress()
+				via = append(via, fmt.Sprintf("%s:%d", a.GetAddress(), a.GetPortValue()))
+			}
 		}
 		where := l.Locality.GetRegion()
 		if z := l.Locality.GetZone(); z != "" {
 			where += "/" + z
 		}
-		out = append(out, fmt.Sprintf("priority %d  %-12s weight %d  %d healthy, %d draining", l.Priority, where, l.GetLoadBalancingWeight().GetValue(), healthy, draining))
+		line := fmt.Sprintf("priority %d  %-12s weight %d  ", l.Priority, where, l.GetLoadBalancingWeight().GetValue())
+		if len(via) > 0 {
+			// The weight is the member's ready endpoints behind them.
+			line += fmt.Sprintf("via %s's gateways %s (network %s, mutual TLS)", l.Locality.GetRegion(), strings.Join(via, ", "), mcs.NetworkName(networkOf(state, mcs.ClusterID(l.Locality.GetRegion()))))
+		} else {
+			line += fmt.Sprintf("%d healthy, %d draining  direct", healthy, draining)
+		}
+		out = append(out, line)
 	}
 	if len(out) == 0 {
 		out = append(out, "no usable endpoints: RPCs to this port fail")
 	}
 	return out
+}
+
+// leftOut says which members exporting the load assignment's port on
+// another network than the view's are not in it, and why.
+func leftOut(cla *endpointv3.ClusterLoadAssignment, v translate.View, st *mcs.ServiceState, state *mcs.State) []string {
+	if st == nil || st.Import == nil {
+		return nil
+	}
+	present := map[string]bool{}
+	for _, l := range cla.Endpoints {
+		present[l.Locality.GetRegion()] = true
+	}
+	mine := networkOf(state, v.Cluster)
+	var out []string
+	for _, p := range st.Import.Ports {
+		if translate.ClusterName(st.Key, p.Port) != cla.ClusterName {
+			continue
+		}
+		for _, c := range p.Clusters {
+			theirs := networkOf(state, c)
+			if present[string(c)] || theirs == mine {
+				continue
+			}
+			why := "this view cannot tunnel (only east-west gateways with a tunnel certificate do)"
+			for _, ci := range state.Clusters {
+				switch {
+				case v.Role != translate.RoleGateway:
+				case ci.ID == v.Cluster && ci.TunnelSecret == "":
+					why = "this member has no east-west gateway Service, so its gateways have no tunnel certificate"
+				case ci.ID == v.Cluster:
+					why = "no tunnel: this member's tunnel Secret " + ci.TunnelSecret + " and " + string(c) + "'s must hold valid certificates, and " + string(c) + " needs a gateway IP address"
+				}
+			}
+			for _, ci := range state.Clusters {
+				if ci.ID == c && ci.GatewayError != "" {
+					why = ci.GatewayError
+				}
+			}
+			out = append(out, fmt.Sprintf("%s (network %s) left out: %s", c, mcs.NetworkName(theirs), why))
+		}
+	}
+	return out
+}
+
+// networkOf is a member's network ("" for the default one).
+func networkOf(state *mcs.State, id mcs.ClusterID) string {
+	for _, c := range state.Clusters {
+		if c.ID == id {
+			return c.Network
+		}
+	}
+	return ""
 }
 
 // routes describes where a route configuration sends traffic; with only
