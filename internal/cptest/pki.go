@@ -88,6 +88,17 @@ func (ca *CA) Server(t testing.TB) Leaf {
 		[]net.IP{net.IPv4(127, 0, 0, 1)}, []string{"localhost"})
 }
 
+// ServerAt issues a serving certificate for 127.0.0.1, localhost and the
+// IP addresses given (a control plane on a network namespace's veth).
+func (ca *CA) ServerAt(t testing.TB, ips ...string) Leaf {
+	t.Helper()
+	all := []net.IP{net.IPv4(127, 0, 0, 1)}
+	for _, ip := range ips {
+		all = append(all, net.ParseIP(ip))
+	}
+	return ca.issue(t, "server", []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, nil, all, []string{"localhost"})
+}
+
 // ServerFor issues a serving certificate for the DNS names given (an
 // HTTPS listener's certificate).
 func (ca *CA) ServerFor(t testing.TB, dns ...string) Leaf {

@@ -42,7 +42,7 @@ func (a *Assembler) topology(state *mcs.State) *translate.Topology {
 		if c.ID == "" {
 			continue
 		}
-		m := translate.NetworkMember{Network: c.Network, Gateways: c.Gateways}
+		m := translate.NetworkMember{Network: c.Network, Gateways: c.Gateways, Local: c.LocalGateway}
 		if c.Network != "" {
 			used = true
 		}

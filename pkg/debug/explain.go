@@ -168,7 +168,7 @@ func (h *Handler) explainView(s *controlplane.Snapshot, v translate.View, st *mc
 				if !names[p.Name] {
 					continue
 				}
-				rs.Detail = append(localities(m, s.State), leftOut(m, v, st, s.State)...)
+				rs.Detail = append(localities(m, v, s.State), leftOut(m, v, st, s.State)...)
 			case *routev3.RouteConfiguration:
 				if names[p.Name] {
 					rs.Detail = routes(m, nil)
@@ -218,7 +218,7 @@ func clientHas(c cache.Client, res []ResourceSummary) ClientResources {
 // localities describes a load assignment's localities: priority, member
 // (and zone), weight, endpoints, and the path: direct to the pods, or
 // through the member's gateways (their addresses, its network).
-func localities(cla *endpointv3.ClusterLoadAssignment, state *mcs.State) []string {
+func localities(cla *endpointv3.ClusterLoadAssignment, v translate.View, state *mcs.State) []string {
 	var out []string
 	for _, l := range cla.Endpoints {
 		healthy, draining := 0, 0
@@ -239,10 +239,15 @@ func localities(cla *endpointv3.ClusterLoadAssignment, state *mcs.State) []strin
 			where += "/" + z
 		}
 		line := fmt.Sprintf("priority %d  %-12s weight %d  ", l.Priority, where, l.GetLoadBalancingWeight().GetValue())
-		if len(via) > 0 {
+		network := networkOf(state, mcs.ClusterID(l.Locality.GetRegion()))
+		switch {
+		case len(via) > 0:
 			// The weight is the member's ready endpoints behind them.
-			line += fmt.Sprintf("via %s's gateways %s (network %s, mutual TLS)", l.Locality.GetRegion(), strings.Join(via, ", "), mcs.NetworkName(networkOf(state, mcs.ClusterID(l.Locality.GetRegion()))))
-		} else {
+			line += fmt.Sprintf("via %s's gateways %s (network %s, mutual TLS)", l.Locality.GetRegion(), strings.Join(via, ", "), mcs.NetworkName(network))
+		case network != networkOf(state, v.Cluster) && len(l.LbEndpoints) > 0:
+			a := l.LbEndpoints[0].GetEndpoint().GetAddress().GetSocketAddress()
+			line += fmt.Sprintf("via this member's gateways at %s:%d, then %s's (network %s)", a.GetAddress(), a.GetPortValue(), l.Locality.GetRegion(), mcs.NetworkName(network))
+		default:
 			line += fmt.Sprintf("%d healthy, %d draining  direct", healthy, draining)
 		}
 		out = append(out, line)
@@ -275,6 +280,9 @@ func leftOut(cla *endpointv3.ClusterLoadAssignment, v translate.View, st *mcs.Se
 				continue
 			}
 			why := "this view cannot tunnel (only east-west gateways with a tunnel certificate do)"
+			if v.Role == translate.RoleClient {
+				why = "a proxyless client reaches other networks through its member's gateways: their Service needs a cluster IP and a port named http, and a tunnel to that member"
+			}
 			for _, ci := range state.Clusters {
 				switch {
 				case v.Role != translate.RoleGateway:

@@ -15,6 +15,11 @@ import (
 // Envoy resolves host names, the control plane never does), else its
 // externalIPs, on its port named TunnelPortName, else DefaultTunnelPort.
 //
+// In-cluster clients without a proxy (proxyless gRPC) reach other networks
+// through their own member's gateways: at the gateway Service's cluster IP,
+// on its port named GatewayHTTPPortName, else DefaultGatewayHTTPPort (the
+// gateways' Host-routed HTTP listener).
+//
 // The gateways' certificate for tunnels (cert-manager's layout: tls.crt,
 // tls.key, ca.crt) is the TLS Secret the gateway Service's
 // AnnotationTunnelSecret names in its namespace, else DefaultTunnelSecret.
@@ -22,6 +27,8 @@ const (
 	LabelGateway           = "eastwest.io/east-west-gateway"
 	TunnelPortName         = "tunnel"
 	DefaultTunnelPort      = 15443
+	GatewayHTTPPortName    = "http"
+	DefaultGatewayHTTPPort = 15080
 	AnnotationTunnelSecret = "eastwest.io/tunnel-secret" //nolint:gosec // the name of an annotation, not a credential
 	DefaultTunnelSecret    = "eastwest-tunnel"           //nolint:gosec // the name of a Secret, not a credential
 )
@@ -82,6 +89,26 @@ type gatewayService struct {
 	addresses []GatewayAddress
 	problem   string
 	secret    string // namespace/name of the tunnel Secret
+	local     *GatewayAddress
+}
+
+// localGateway is where a gateway Service takes its own member's HTTP
+// clients: its cluster IP and HTTP port (nil without either).
+func localGateway(svc *corev1.Service) *GatewayAddress {
+	ip := svc.Spec.ClusterIP
+	if ip == "" || ip == corev1.ClusterIPNone {
+		return nil
+	}
+	var port int32
+	for _, p := range svc.Spec.Ports {
+		if p.Name == GatewayHTTPPortName || (port == 0 && p.Port == DefaultGatewayHTTPPort) {
+			port = p.Port
+		}
+	}
+	if port == 0 {
+		return nil
+	}
+	return &GatewayAddress{Address: ip, Port: port, Service: svc.Namespace + "/" + svc.Name}
 }
 
 // tunnelSecret is the namespace/name of a gateway Service's tunnel Secret.
@@ -93,25 +120,25 @@ func tunnelSecret(svc *corev1.Service) string {
 	return svc.Namespace + "/" + name
 }
 
-// gatewayInfo returns the member's gateway addresses (by Service), its
-// tunnel Secret (the first gateway Service's) and the problems of its
-// gateway Services.
-func (m *member) gatewayInfo() ([]GatewayAddress, string, []string) {
-	keys := slices.SortedFunc(maps.Keys(m.gateways), ServiceKey.Compare)
-	var addrs []GatewayAddress
+// gatewayInfo fills a member's ClusterInfo with its gateway addresses
+// (by Service), its tunnel Secret and in-cluster address (the first
+// gateway Service's), and returns the problems of its gateway Services.
+func (m *member) gatewayInfo(info *ClusterInfo) []string {
 	var problems []string
-	secret := ""
-	for _, k := range keys {
+	for _, k := range slices.SortedFunc(maps.Keys(m.gateways), ServiceKey.Compare) {
 		g := m.gateways[k]
-		addrs = append(addrs, g.addresses...)
-		if secret == "" {
-			secret = g.secret
+		info.Gateways = append(info.Gateways, g.addresses...)
+		if info.TunnelSecret == "" {
+			info.TunnelSecret = g.secret
+		}
+		if info.LocalGateway == nil {
+			info.LocalGateway = g.local
 		}
 		if g.problem != "" {
 			problems = append(problems, g.problem)
 		}
 	}
-	return addrs, secret, problems
+	return problems
 }
 
 // reportUnreachable sets GatewayError on the members other networks cannot
@@ -143,6 +170,7 @@ func equalClusterInfos(a, b []ClusterInfo) bool {
 	return slices.EqualFunc(a, b, func(x, y ClusterInfo) bool {
 		return x.Member == y.Member && x.ID == y.ID && x.ClusterSet == y.ClusterSet && x.Error == y.Error &&
 			x.Network == y.Network && slices.Equal(x.Gateways, y.Gateways) && x.GatewayError == y.GatewayError &&
-			x.TunnelSecret == y.TunnelSecret
+			x.TunnelSecret == y.TunnelSecret && (x.LocalGateway == nil) == (y.LocalGateway == nil) &&
+			(x.LocalGateway == nil || *x.LocalGateway == *y.LocalGateway)
 	})
 }

@@ -49,6 +49,10 @@ type ClusterInfo struct {
 	// annotation, else DefaultTunnelSecret in its namespace. Empty
 	// without a gateway Service.
 	TunnelSecret string `json:"tunnelSecret,omitempty"`
+	// LocalGateway is where the member's own clients without a proxy
+	// (proxyless gRPC) reach its gateways: the gateway Service's cluster
+	// IP and HTTP port. Nil without one.
+	LocalGateway *GatewayAddress `json:"localGateway,omitempty"`
 }
 
 // NetworkName is how a network is shown: "default" for the default one.

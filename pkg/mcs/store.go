@@ -165,8 +165,9 @@ func (s *Store) setGateway(m *member, key ServiceKey, svc *corev1.Service, del b
 	}
 	var g gatewayService
 	g.addresses, g.problem = gatewayAddresses(svc)
-	g.secret = tunnelSecret(svc)
-	if !had || !slices.Equal(old.addresses, g.addresses) || old.problem != g.problem || old.secret != g.secret {
+	g.secret, g.local = tunnelSecret(svc), localGateway(svc)
+	sameLocal := (old.local == nil) == (g.local == nil) && (g.local == nil || *old.local == *g.local)
+	if !had || !slices.Equal(old.addresses, g.addresses) || old.problem != g.problem || old.secret != g.secret || !sameLocal {
 		m.gateways[key] = g
 		s.clustersDirty = true
 	}
@@ -370,8 +371,7 @@ func (s *Store) resolveClusters() bool {
 			ordered = append(ordered, m)
 		}
 		info := ClusterInfo{Member: name, ID: m.id, ClusterSet: set, Error: m.err, Network: m.properties[about.PropertyNetwork]}
-		var why []string
-		info.Gateways, info.TunnelSecret, why = m.gatewayInfo()
+		why := m.gatewayInfo(&info)
 		infos, problems = append(infos, info), append(problems, why)
 	}
 	reportUnreachable(infos, problems)

@@ -519,8 +519,11 @@ func loadAssignment(name string, st *mcs.ServiceState, p *mcs.ImportPort, v View
 		if len(loc.eps) == 0 {
 			continue
 		}
-		if way == tunnelled {
+		switch way {
+		case tunnelled:
 			loc.eps, zones = tunnelEndpoints(gateways, loc.healthy), nil
+		case relayed:
+			loc.eps, zones = relayedEndpoint(gateways[0], loc.healthy), nil
 		}
 		if len(zones) == 1 {
 			for z := range zones {

@@ -34,10 +34,14 @@ import (
 // to B's own endpoints of that port only (TunnelClusterName): never to
 // another gateway, so traffic cannot loop.
 //
-// Views that cannot tunnel (proxyless clients, Gateway API Envoys, and an
-// east-west gateway of a member without a tunnel certificate) are not
-// given the endpoints of members on other networks, which they could not
-// reach: they get their own network's.
+// A proxyless gRPC client reaches another network through its own
+// member's gateways: the member's locality is one endpoint, the gateway
+// Service's in-cluster address and HTTP port, where the Host-routed
+// listener sends the RPC on through the tunnel. Views that cannot tunnel
+// (Gateway API Envoys, any view of a member whose gateways have no tunnel
+// certificate or in-cluster address) are not given the endpoints of
+// members on other networks, which they could not reach: they get their
+// own network's.
 
 // DefaultTrustDomain is the trust domain of eastwest's identities (xDS
 // clients and tunnel peers).
@@ -68,6 +72,9 @@ type NetworkMember struct {
 	// Certificate is its gateways' tunnel certificate; nil when it has
 	// none (its gateways then have no tunnel listener).
 	Certificate *Certificate
+	// Local is where its own clients without a proxy reach its gateways
+	// (nil: they cannot).
+	Local *mcs.GatewayAddress
 }
 
 // Certificate is a PEM certificate chain and its private key.
@@ -85,7 +92,10 @@ func (t *Topology) Equal(o *Topology) bool {
 	}
 	for id, m := range t.Members {
 		n, ok := o.Members[id]
-		if !ok || m.Network != n.Network || !slices.Equal(m.Gateways, n.Gateways) || (m.Certificate == nil) != (n.Certificate == nil) {
+		if !ok || m.Network != n.Network || !slices.Equal(m.Gateways, n.Gateways) || (m.Certificate == nil) != (n.Certificate == nil) || (m.Local == nil) != (n.Local == nil) {
+			return false
+		}
+		if m.Local != nil && *m.Local != *n.Local {
 			return false
 		}
 		if m.Certificate != nil && (!bytes.Equal(m.Certificate.Chain, n.Certificate.Chain) || !bytes.Equal(m.Certificate.Key, n.Certificate.Key)) {
@@ -125,7 +135,8 @@ type reach int
 const (
 	unreachable reach = iota
 	direct
-	tunnelled
+	tunnelled // through c's gateways, from this gateway
+	relayed   // through this member's gateways (a proxyless client)
 )
 
 // reach says how view v reaches member c, and through which gateways.
@@ -133,6 +144,15 @@ func (v View) reach(c mcs.ClusterID) (reach, []mcs.GatewayAddress) {
 	t := v.Net
 	if t == nil || c == v.Cluster || t.Members[c].Network == t.Members[v.Cluster].Network {
 		return direct, nil
+	}
+	if v.Role == RoleClient {
+		gw := View{Cluster: v.Cluster, Role: RoleGateway, Net: t}
+		if local := t.Members[v.Cluster].Local; local != nil {
+			if way, _ := gw.reach(c); way == tunnelled {
+				return relayed, []mcs.GatewayAddress{*local}
+			}
+		}
+		return unreachable, nil
 	}
 	if !v.Tunnels() || !t.Tunnels(c) {
 		return unreachable, nil
@@ -169,6 +189,16 @@ func tunnelEndpoints(gws []mcs.GatewayAddress, healthy int) []*endpointv3.LbEndp
 		out = append(out, e)
 	}
 	return out
+}
+
+// relayedEndpoint is a remote member's endpoints as a proxyless client
+// sees them: its own member's gateways, which route by :authority.
+func relayedEndpoint(local mcs.GatewayAddress, healthy int) []*endpointv3.LbEndpoint {
+	health := corev3.HealthStatus_HEALTHY
+	if healthy == 0 {
+		health = corev3.HealthStatus_DRAINING
+	}
+	return []*endpointv3.LbEndpoint{lbEndpoint(local.Address, uint32(local.Port), health, "")} //nolint:gosec // a Service port is 1-65535
 }
 
 // tunnelSocket adds to a gateway's cluster the transport socket that its

@@ -2,6 +2,7 @@ package envoy
 
 import (
 	"bufio"
+	"context"
 	"crypto/tls"
 	"fmt"
 	"net"
@@ -11,6 +12,11 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	testgrpc "google.golang.org/grpc/interop/grpc_testing"
+	"google.golang.org/grpc/xds"
 
 	"github.com/eastwest-dev/eastwest/internal/cptest"
 	"github.com/eastwest-dev/eastwest/pkg/controlplane"
@@ -117,7 +123,7 @@ func TestNetworksTunnel(t *testing.T) {
 	}{
 		{east, "cart", "10.0.0.1", 8080}, {east, "echo", "10.0.0.1", 7000},
 		{west, "db", "10.0.0.1", 8080}, {west, "db", "10.0.0.9", 8080}, {west, "cart", "10.0.0.2", 8080},
-		{north, "db", "10.0.0.1", 8080}, {north, "solo", "10.0.0.5", 8080},
+		{north, "db", "10.0.0.1", 8080}, {north, "solo", "10.0.0.5", 8080}, {west, "rpc", "10.0.0.1", 0},
 	} {
 		if added[p.m.pods] == nil {
 			added[p.m.pods] = map[string]bool{}
@@ -125,6 +131,10 @@ func TestNetworksTunnel(t *testing.T) {
 		if !added[p.m.pods][p.ip] {
 			added[p.m.pods][p.ip] = true
 			p.m.pods.AddAddr(t, p.ip)
+		}
+		if p.port == 0 { // a gRPC server on 9090
+			envoytest.StartBackendWith(t, p.m.pods.Listen, p.m.name+"/"+p.svc+"/"+p.ip, p.ip, 0, 9090, -1)
+			continue
 		}
 		envoytest.StartBackendWith(t, p.m.pods.Listen, p.m.name+"/"+p.svc+"/"+p.ip, p.ip, p.port, 0, -1)
 	}
@@ -142,8 +152,8 @@ spec: {value: %[1]s-net}
 apiVersion: v1
 kind: Service
 metadata: {name: eastwest-gateway, namespace: eastwest-system, labels: {eastwest.io/east-west-gateway: "true"}}
-spec: {ports: [{name: tunnel, port: 15443}], externalIPs: [%[2]s]}
-`, m.name, m.wan))
+spec: {clusterIP: %[3]s, ports: [{name: tunnel, port: 15443}, {name: http, port: 15080}], externalIPs: [%[2]s]}
+`, m.name, m.wan, m.gw.NSIP))
 		m.tunnelSecret(t, ca.Gateway(t, gatewayID(m.name)), caPEM)
 	}
 	east.service(t, "cart", 8080, "http", false, "10.0.0.1")
@@ -152,11 +162,12 @@ spec: {ports: [{name: tunnel, port: 15443}], externalIPs: [%[2]s]}
 	west.service(t, "cart", 8080, "http", false, "10.0.0.2")
 	north.service(t, "db", 8080, "http", false, "10.0.0.1")
 	north.service(t, "solo", 8080, "http", false, "10.0.0.5")
+	west.service(t, "rpc", 9090, "grpc", false, "10.0.0.1")
 
 	// The control plane on east's gateway namespace's veth; west's
 	// gateway reaches it through its own veth. Secrets go only to
 	// clients that prove their identity: the gateways' certificates.
-	srv := ca.Server(t)
+	srv := ca.ServerAt(t, east.gw.HostIP)
 	cfg := controlplane.Config{Dir: dir, XDSAddress: east.gw.HostIP + ":0"}
 	cfg.XDSTLS = controlplane.TLSFiles{Cert: srv.CertFile, Key: srv.KeyFile, ClientCA: ca.File}
 	app := cptest.StartWith(t, cfg)
@@ -202,6 +213,31 @@ spec: {ports: [{name: tunnel, port: 15443}], externalIPs: [%[2]s]}
 		}
 		if !strings.Contains(dump, west.wan) {
 			t.Errorf("east's gateway does not hold west's gateway address %s", west.wan)
+		}
+	})
+	t.Run("a proxyless gRPC client reaches another network through its gateway", func(t *testing.T) {
+		leaf := ca.Client(t, controlplane.IdentityPolicy{}.IdentityURI("demo", translate.View{Cluster: "east", Role: translate.RoleClient}))
+		bootstrap := fmt.Sprintf(`{
+  "xds_servers": [{"server_uri": %q, "channel_creds": [{"type": "tls", "config": {"ca_certificate_file": %q, "certificate_file": %q, "private_key_file": %q}}], "server_features": ["xds_v3"]}],
+  "node": {"id": "grpc-east", "cluster": "east", "metadata": {"role": "client"}}
+}`, app.XDSAddr(), ca.File, leaf.CertFile, leaf.KeyFile)
+		resolver, err := xds.NewXDSResolverWithConfigForTesting([]byte(bootstrap))
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn, err := grpc.NewClient("xds:///rpc.shop.svc.clusterset.local:9090", grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithResolvers(resolver))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		client := testgrpc.NewTestServiceClient(conn)
+		for i := range 5 {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			resp, err := client.UnaryCall(ctx, &testgrpc.SimpleRequest{FillServerId: true})
+			cancel()
+			if err != nil || resp.GetServerId() != "west/rpc/10.0.0.1" {
+				t.Fatalf("RPC %d from east's proxyless client: %v %v, want west's rpc pod (through east's gateway, then west's)", i, resp.GetServerId(), err)
+			}
 		}
 	})
 	waitBackend := func(t *testing.T, host, prefix string) {
