@@ -897,7 +897,7 @@ func shapeSignature(st *mcs.ServiceState) string {
 		if p.AppProtocol != nil {
 			app = *p.AppProtocol
 		}
-		fmt.Fprintf(&b, " %s/%s/%d/%s%v", p.Name, p.Protocol, p.Port, app, p.Clusters)
+		fmt.Fprintf(&b, " %s/%s/%d/%s%v/%d", p.Name, p.Protocol, p.Port, app, p.Clusters, p.RelayPort)
 	}
 	return b.String()
 }

@@ -134,10 +134,19 @@ func (m *member) gatewayInfo(info *ClusterInfo) []string {
 		if info.LocalGateway == nil {
 			info.LocalGateway = g.local
 		}
+		for _, sl := range m.slices[k] {
+			for e := range sl.All() {
+				if e.Ready {
+					info.GatewayPods = append(info.GatewayPods, e.Addresses...)
+				}
+			}
+		}
 		if g.problem != "" {
 			problems = append(problems, g.problem)
 		}
 	}
+	slices.Sort(info.GatewayPods)
+	info.GatewayPods = slices.Compact(info.GatewayPods)
 	return problems
 }
 
@@ -171,6 +180,6 @@ func equalClusterInfos(a, b []ClusterInfo) bool {
 		return x.Member == y.Member && x.ID == y.ID && x.ClusterSet == y.ClusterSet && x.Error == y.Error &&
 			x.Network == y.Network && slices.Equal(x.Gateways, y.Gateways) && x.GatewayError == y.GatewayError &&
 			x.TunnelSecret == y.TunnelSecret && (x.LocalGateway == nil) == (y.LocalGateway == nil) &&
-			(x.LocalGateway == nil || *x.LocalGateway == *y.LocalGateway)
+			(x.LocalGateway == nil || *x.LocalGateway == *y.LocalGateway) && slices.Equal(x.GatewayPods, y.GatewayPods)
 	})
 }

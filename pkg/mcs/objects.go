@@ -39,7 +39,7 @@ func (s *State) ObjectsFor(c ClusterID, now time.Time) ClusterObjects {
 		}
 		if st.Import != nil && slices.Contains(st.Import.ImportedIn, c) {
 			out.ServiceImports = append(out.ServiceImports, ImportObject(st))
-			out.EndpointSlices = append(out.EndpointSlices, EndpointSlicesFor(st, c)...)
+			out.EndpointSlices = append(out.EndpointSlices, EndpointSlicesFor(st, c, s.Clusters)...)
 		}
 	}
 	return out
@@ -117,13 +117,31 @@ func exportObject(key ServiceKey, es *ExportStatus, now time.Time) *mcsv1b1.Serv
 // import's ports that its cluster exposes (Rule 5). Names derive from the
 // service, the source cluster, the source slice and the chunk, so they stay
 // the same while those do.
-func EndpointSlicesFor(st *ServiceState, c ClusterID) []*discoveryv1.EndpointSlice {
+//
+// In a ClusterSet of several networks (clusters, the members' ClusterInfo),
+// the endpoints of members on other networks than c's are not routable
+// from c's pods: they are left out, and c's relay slice (relay.go) lists
+// c's own gateway pods on the relay ports of the ports those members
+// serve, when c has gateway pods and they have gateway addresses.
+func EndpointSlicesFor(st *ServiceState, c ClusterID, clusters []ClusterInfo) []*discoveryv1.EndpointSlice {
 	imp := st.Import
 	if imp == nil || !slices.Contains(imp.ImportedIn, c) {
 		return nil
 	}
+	info := map[ClusterID]*ClusterInfo{}
+	for i := range clusters {
+		info[clusters[i].ID] = &clusters[i]
+	}
+	mine := info[c]
+	relayed := map[ClusterID]bool{}
 	var out []*discoveryv1.EndpointSlice
 	for _, b := range st.Backends {
+		if theirs := info[b.Cluster]; mine != nil && theirs != nil && theirs.Network != mine.Network {
+			if len(mine.GatewayPods) > 0 && len(theirs.Gateways) > 0 {
+				relayed[b.Cluster] = true
+			}
+			continue
+		}
 		for _, src := range b.Slices {
 			ports := slicePorts(imp, b.Cluster, src)
 			if len(ports) == 0 || src.Len() == 0 {
@@ -150,6 +168,11 @@ func EndpointSlicesFor(st *ServiceState, c ClusterID) []*discoveryv1.EndpointSli
 					Endpoints:   sliceEndpoints(eps),
 				})
 			}
+		}
+	}
+	if mine != nil {
+		if rs := relaySlice(st, *mine, relayed); rs != nil {
+			out = append(out, rs)
 		}
 	}
 	return out

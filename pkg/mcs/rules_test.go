@@ -302,7 +302,7 @@ func TestRule5_PerPortBackends(t *testing.T) {
 	if !slices.Equal(got["http"], []ClusterID{"a", "b"}) || !slices.Equal(got["grpc"], []ClusterID{"b"}) {
 		t.Errorf("port clusters %v: want http from a,b (not c, whose http is 81) and grpc from b", got)
 	}
-	for _, es := range EndpointSlicesFor(st, "a") {
+	for _, es := range EndpointSlicesFor(st, "a", nil) {
 		var names []string
 		for _, p := range es.Ports {
 			names = append(names, *p.Name)
@@ -374,7 +374,7 @@ func TestRule7_MCSEndpointSlices(t *testing.T) {
 		upsert("b", slice("ns", "web-b", "web", 3, "http")).
 		upsert("c", namespace("ns"))
 	st := w.svcState("ns", "web")
-	got := EndpointSlicesFor(st, "c")
+	got := EndpointSlicesFor(st, "c", nil)
 	if len(got) != 4 {
 		t.Fatalf("%d slices, want 3 for a (250 endpoints) and 1 for b", len(got))
 	}
@@ -397,13 +397,13 @@ func TestRule7_MCSEndpointSlices(t *testing.T) {
 	if perCluster["a"] != 250 || perCluster["b"] != 3 {
 		t.Errorf("endpoints per source cluster %v", perCluster)
 	}
-	if EndpointSlicesFor(st, "d") != nil {
+	if EndpointSlicesFor(st, "d", nil) != nil {
 		t.Error("a cluster that does not import the service gets slices")
 	}
 
 	// Names are stable: another endpoint in b leaves every name in place.
 	w.upsert("b", slice("ns", "web-b", "web", 4, "http"))
-	for _, es := range EndpointSlicesFor(w.svcState("ns", "web"), "c") {
+	for _, es := range EndpointSlicesFor(w.svcState("ns", "web"), "c", nil) {
 		if !names[es.Name] {
 			t.Errorf("name %s changed after an endpoint change", es.Name)
 		}

@@ -53,6 +53,10 @@ type ClusterInfo struct {
 	// (proxyless gRPC) reach its gateways: the gateway Service's cluster
 	// IP and HTTP port. Nil without one.
 	LocalGateway *GatewayAddress `json:"localGateway,omitempty"`
+	// GatewayPods are the ready pod addresses of the member's gateway
+	// Services: where its pods without a proxy reach other networks
+	// (relay.go).
+	GatewayPods []string `json:"gatewayPods,omitempty"`
 }
 
 // NetworkName is how a network is shown: "default" for the default one.
@@ -126,6 +130,10 @@ type ImportPort struct {
 	// Clusters are the exporting clusters whose Service exposes exactly this
 	// port (name, protocol and number): only they get its traffic.
 	Clusters []ClusterID
+	// RelayPort is where east-west gateways take this port's connections
+	// from their own member's pods without a proxy (relay.go); 0 for
+	// ports Envoy does not carry.
+	RelayPort int32 `json:"relayPort,omitempty"`
 }
 
 // ExportStatus is the status the merge gives one member's ServiceExport.

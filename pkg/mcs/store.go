@@ -42,6 +42,7 @@ type Store struct {
 	dirty         map[ServiceKey]struct{}
 	clustersDirty bool
 	snapshot      *State
+	relays        relays
 }
 
 // member is everything the Store holds of one member cluster.
@@ -67,6 +68,7 @@ func NewStore(opts Options) *Store {
 		opts:    opts,
 		members: map[string]*member{},
 		dirty:   map[ServiceKey]struct{}{},
+		relays:  newRelays(),
 	}
 }
 
@@ -202,6 +204,7 @@ func (s *Store) setSlice(m *member, sliceKey ServiceKey, es *discoveryv1.Endpoin
 		}
 		delete(m.sliceOwner, sliceKey)
 		s.mark(m, old)
+		s.gatewaySliceChanged(m, old)
 	}
 	if owner.Name == "" {
 		return
@@ -214,6 +217,15 @@ func (s *Store) setSlice(m *member, sliceKey ServiceKey, es *discoveryv1.Endpoin
 	set[sliceKey.Name] = sliceFrom(es)
 	m.sliceOwner[sliceKey] = owner
 	s.mark(m, owner)
+	s.gatewaySliceChanged(m, owner)
+}
+
+// gatewaySliceChanged notes that a gateway Service's pods may have
+// changed: they are part of the member's ClusterInfo.
+func (s *Store) gatewaySliceChanged(m *member, owner ServiceKey) {
+	if _, ok := m.gateways[owner]; ok {
+		s.clustersDirty = true
+	}
 }
 
 func (s *Store) member(name string) *member {
@@ -297,7 +309,9 @@ func (s *Store) Flush() Changes {
 			in[i] = m.input(key)
 		}
 		st := MergeService(key, in)
-		had := s.services.get(key) != nil
+		prev := s.services.get(key)
+		s.relays.update(key, prev, st)
+		had := prev != nil
 		if st == nil {
 			if !had {
 				continue

@@ -123,3 +123,7 @@ const (
 // in an endpoint's envoy.transport_socket_match metadata) that sends a
 // connection to another network's gateway through a tunnel.
 const TunnelMatch = "eastwest-tunnel"
+
+// RelayListenerName names a gateway's listener on a relay port (the
+// port's connections from its member's pods without a proxy).
+func RelayListenerName(port int32) string { return fmt.Sprintf("eastwest-gateway-relay-%d", port) }

@@ -141,6 +141,11 @@ func ServiceWith(st *mcs.ServiceState, v View, o ServiceOptions) Result {
 			r.add(v, resourcev3.ClusterType, tn, cluster(tn, st.Key, p, View{Cluster: v.Cluster, Role: RoleGateway}, affinity))
 			r.add(v, resourcev3.EndpointType, tn, loadAssignment(tn, st, p, v, true))
 		}
+		if ok && relays(p, v) {
+			pk := packer{}
+			lis := relayListener(st.Key, p, affinity, pk)
+			r.addPacked(v, resourcev3.ListenerType, lis.Name, lis, pk)
+		}
 		if v.Role != RoleClient {
 			continue
 		}

@@ -298,30 +298,65 @@ func tunnelListener(ports []tunnelPort, v View, p packer) *listenerv3.Listener {
 	}
 	for _, tp := range ports {
 		sni, cluster := TunnelSNI(tp.key, tp.port.Port), TunnelClusterName(tp.key, tp.port.Port)
-		var f *listenerv3.Filter
-		if isHTTP(tp.port.AppProtocol) {
-			hcm := httpConnectionManager(cluster, "", p)
-			route := routeTo(cluster, sourceIPHash(tp.affinity))
-			route.GetRoute().RetryPolicy = gatewayRetry()
-			hcm.RouteSpecifier = &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: &routev3.RouteConfiguration{
-				Name:         cluster,
-				VirtualHosts: []*routev3.VirtualHost{{Name: cluster, Domains: []string{"*"}, Routes: []*routev3.Route{route}}},
-			}}
-			f = &listenerv3.Filter{Name: "envoy.filters.network.http_connection_manager", ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: p.any(hcm)}}
-		} else {
-			f = &listenerv3.Filter{Name: "envoy.filters.network.tcp_proxy", ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: p.any(&tcpproxyv3.TcpProxy{
-				StatPrefix:       cluster,
-				ClusterSpecifier: &tcpproxyv3.TcpProxy_Cluster{Cluster: cluster},
-			})}}
-		}
 		lis.FilterChains = append(lis.FilterChains, &listenerv3.FilterChain{
 			Name:             sni,
 			FilterChainMatch: &listenerv3.FilterChainMatch{ServerNames: []string{sni}},
 			TransportSocket:  socket,
-			Filters:          []*listenerv3.Filter{f},
+			Filters:          []*listenerv3.Filter{toCluster(cluster, tp.port, tp.affinity, p)},
 		})
 	}
 	return lis
+}
+
+// toCluster is the network filter that sends a connection to a cluster:
+// for a port whose appProtocol is HTTP an HTTP connection manager (each
+// request balanced on its own, and retried on another endpoint when one
+// refuses), else tcp_proxy.
+func toCluster(cluster string, port *mcs.ImportPort, affinity bool, p packer) *listenerv3.Filter {
+	if isHTTP(port.AppProtocol) {
+		hcm := httpConnectionManager(cluster, "", p)
+		route := routeTo(cluster, sourceIPHash(affinity))
+		route.GetRoute().RetryPolicy = gatewayRetry()
+		hcm.RouteSpecifier = &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: &routev3.RouteConfiguration{
+			Name:         cluster,
+			VirtualHosts: []*routev3.VirtualHost{{Name: cluster, Domains: []string{"*"}, Routes: []*routev3.Route{route}}},
+		}}
+		return &listenerv3.Filter{Name: "envoy.filters.network.http_connection_manager", ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: p.any(hcm)}}
+	}
+	return &listenerv3.Filter{Name: "envoy.filters.network.tcp_proxy", ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: p.any(&tcpproxyv3.TcpProxy{
+		StatPrefix:       cluster,
+		ClusterSpecifier: &tcpproxyv3.TcpProxy_Cluster{Cluster: cluster},
+	})}}
+}
+
+// relays reports whether a gateway view relays a port for its member's
+// pods without a proxy: some member serving it is on another network and
+// has gateway addresses (the write-back then lists the view's gateway
+// pods on the port's relay port: mcs.EndpointSlicesFor).
+func relays(p *mcs.ImportPort, v View) bool {
+	t := v.Net
+	if v.Role != RoleGateway || t == nil || p.RelayPort == 0 {
+		return false
+	}
+	mine := t.Members[v.Cluster].Network
+	return slices.ContainsFunc(p.Clusters, func(c mcs.ClusterID) bool {
+		return t.Members[c].Network != mine && len(t.Members[c].Gateways) > 0
+	})
+}
+
+// relayListener is a gateway's listener on a port's relay port: its
+// member's pods without a proxy, sent there by kube-proxy, reach the
+// port's cluster (the member's own endpoints first, then the other
+// networks' through their gateways).
+func relayListener(key mcs.ServiceKey, port *mcs.ImportPort, affinity bool, p packer) *listenerv3.Listener {
+	return &listenerv3.Listener{
+		Name: RelayListenerName(port.RelayPort),
+		Address: &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
+			Address:       "0.0.0.0",
+			PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: uint32(port.RelayPort)}, //nolint:gosec // 20000-29999
+		}}},
+		FilterChains: []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{toCluster(ClusterName(key, port.Port), port, affinity, p)}}},
+	}
 }
 
 // tunnelPort is one port a tunnel listener serves.

@@ -301,7 +301,7 @@ func (w *Writeback) reconcile(ctx context.Context, state *mcs.State, keys []mcs.
 		}
 		w.remaining.Store(int64(len(todo)))
 		for _, key := range todo {
-			if err := m.reconcileService(ctx, c.ID, key, state.Services.Get(key)); err != nil {
+			if err := m.reconcileService(ctx, c.ID, key, state.Services.Get(key), state.Clusters); err != nil {
 				errs = append(errs, fmt.Errorf("member %s, service %s: %w", c.Member, key, err))
 			}
 			w.remaining.Add(-1)
@@ -325,11 +325,11 @@ func (m *member) managedServices() map[mcs.ServiceKey]bool {
 }
 
 // reconcileService writes one service's objects in one member.
-func (m *member) reconcileService(ctx context.Context, c mcs.ClusterID, key mcs.ServiceKey, st *mcs.ServiceState) error {
+func (m *member) reconcileService(ctx context.Context, c mcs.ClusterID, key mcs.ServiceKey, st *mcs.ServiceState, clusters []mcs.ClusterInfo) error {
 	var errs []error
 	imported := st != nil && st.Import != nil && slices.Contains(st.Import.ImportedIn, c)
 	if imported {
-		errs = append(errs, m.ensureImport(ctx, c, st))
+		errs = append(errs, m.ensureImport(ctx, c, st, clusters))
 	} else {
 		errs = append(errs, m.removeImport(ctx, key))
 	}
@@ -351,8 +351,9 @@ func managedLabels(extra map[string]string) map[string]string {
 }
 
 // ensureImport writes the derived Service (ClusterSetIP), the
-// ServiceImport with the derived IPs and status, and the EndpointSlices.
-func (m *member) ensureImport(ctx context.Context, c mcs.ClusterID, st *mcs.ServiceState) error {
+// ServiceImport with the derived IPs and status, and the EndpointSlices
+// (those of other networks' members replaced by the relay slice).
+func (m *member) ensureImport(ctx context.Context, c mcs.ClusterID, st *mcs.ServiceState, clusters []mcs.ClusterInfo) error {
 	want := mcs.ImportObject(st)
 	want.Labels = managedLabels(want.Labels)
 	imp, err := m.applyImport(ctx, want)
@@ -374,7 +375,7 @@ func (m *member) ensureImport(ctx context.Context, c mcs.ClusterID, st *mcs.Serv
 	} else if err := m.deleteDerived(ctx, st.Key); err != nil {
 		return err
 	}
-	return m.ensureSlices(ctx, st.Key, derived, mcs.EndpointSlicesFor(st, c))
+	return m.ensureSlices(ctx, st.Key, derived, mcs.EndpointSlicesFor(st, c, clusters))
 }
 
 // applyImport creates or updates the ServiceImport's spec, labels,

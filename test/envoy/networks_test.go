@@ -124,6 +124,7 @@ func TestNetworksTunnel(t *testing.T) {
 		{east, "cart", "10.0.0.1", 8080}, {east, "echo", "10.0.0.1", 7000},
 		{west, "db", "10.0.0.1", 8080}, {west, "db", "10.0.0.9", 8080}, {west, "cart", "10.0.0.2", 8080},
 		{north, "db", "10.0.0.1", 8080}, {north, "solo", "10.0.0.5", 8080}, {west, "rpc", "10.0.0.1", 0},
+		{west, "tcpecho", "10.0.0.1", 7001},
 	} {
 		if added[p.m.pods] == nil {
 			added[p.m.pods] = map[string]bool{}
@@ -153,6 +154,14 @@ apiVersion: v1
 kind: Service
 metadata: {name: eastwest-gateway, namespace: eastwest-system, labels: {eastwest.io/east-west-gateway: "true"}}
 spec: {clusterIP: %[3]s, ports: [{name: tunnel, port: 15443}, {name: http, port: 15080}], externalIPs: [%[2]s]}
+---
+# The gateway's pod: where kube-proxy sends the member's pods on relay ports.
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: eastwest-gateway-1, namespace: eastwest-system, labels: {kubernetes.io/service-name: eastwest-gateway}}
+addressType: IPv4
+ports: [{name: tunnel, port: 15443}, {name: http, port: 15080}]
+endpoints: [{addresses: [%[3]s], conditions: {ready: true}}]
 `, m.name, m.wan, m.gw.NSIP))
 		m.tunnelSecret(t, ca.Gateway(t, gatewayID(m.name)), caPEM)
 	}
@@ -163,6 +172,7 @@ spec: {clusterIP: %[3]s, ports: [{name: tunnel, port: 15443}, {name: http, port:
 	north.service(t, "db", 8080, "http", false, "10.0.0.1")
 	north.service(t, "solo", 8080, "http", false, "10.0.0.5")
 	west.service(t, "rpc", 9090, "grpc", false, "10.0.0.1")
+	west.service(t, "tcpecho", 7001, "", false, "10.0.0.1")
 
 	// The control plane on east's gateway namespace's veth; west's
 	// gateway reaches it through its own veth. Secrets go only to
@@ -237,6 +247,37 @@ spec: {clusterIP: %[3]s, ports: [{name: tunnel, port: 15443}, {name: http, port:
 			cancel()
 			if err != nil || resp.GetServerId() != "west/rpc/10.0.0.1" {
 				t.Fatalf("RPC %d from east's proxyless client: %v %v, want west's rpc pod (through east's gateway, then west's)", i, resp.GetServerId(), err)
+			}
+		}
+	})
+	t.Run("a pod without a proxy reaches another network through the relay port", func(t *testing.T) {
+		// kube-proxy sends a ClusterSet IP connection to a gateway pod on
+		// the port's relay port (the write-back's relay slice): here the
+		// test connects to it directly, HTTP and plain TCP.
+		state := app.Writer.Snapshot().State
+		for _, tc := range []struct {
+			svc    string
+			port   int32
+			prefix []string
+		}{
+			{"db", 8080, []string{"west/db/", "north/db/"}},
+			{"tcpecho", 7001, []string{"west/tcpecho/"}},
+		} {
+			st := state.Services.Get(mcs.ServiceKey{Namespace: "shop", Name: tc.svc})
+			var relay int32
+			for _, p := range st.Import.Ports {
+				if p.Port == tc.port {
+					relay = p.RelayPort
+				}
+			}
+			for range 5 {
+				resp, _, err := envoytest.Send(c, http.MethodGet, fmt.Sprintf("http://%s:%d/", east.gw.NSIP, relay), "anything", nil)
+				if err != nil {
+					t.Fatalf("%s through east's relay port %d: %v", tc.svc, relay, err)
+				}
+				if b := resp.Header.Get("X-Backend"); resp.StatusCode != 200 || !strings.HasPrefix(b, tc.prefix[0]) && (len(tc.prefix) < 2 || !strings.HasPrefix(b, tc.prefix[1])) {
+					t.Fatalf("%s through east's relay port %d: %d %q, want one of %v", tc.svc, relay, resp.StatusCode, b, tc.prefix)
+				}
 			}
 		}
 	})

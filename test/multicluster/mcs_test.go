@@ -10,8 +10,11 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	mcsv1b1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 
+	"github.com/eastwest-dev/eastwest/pkg/about"
 	"github.com/eastwest-dev/eastwest/pkg/mcs"
 	"github.com/eastwest-dev/eastwest/pkg/writeback"
 )
@@ -264,5 +267,72 @@ func TestMCS(t *testing.T) {
 			return nil
 		})
 		c.noImport(t, ns, "hello")
+	})
+
+	// Last: it puts c on a network of its own for the rest of the run.
+	t.Run("12 across networks a member's MCS EndpointSlices list its own network's endpoints and its gateway pods on relay ports", func(t *testing.T) {
+		ns := "t12"
+		for _, m := range []*member{a, c} {
+			m.service(t, clusterIPService(ns, "hello"))
+			m.export(t, ns, "hello")
+		}
+		a.slice(t, ns, "hello", true, "10.1.0.1")
+		c.slice(t, ns, "hello", true, "10.3.0.1")
+		// a's east-west gateway (one pod), and c's, on another network.
+		for _, m := range []*member{a, c} {
+			gw := clusterIPService("eastwest-system", "eastwest-gateway", corev1.ServicePort{Name: "tunnel", Port: 15443, Protocol: corev1.ProtocolTCP})
+			gw.Labels = map[string]string{mcs.LabelGateway: "true"}
+			gw.Spec.ExternalIPs = []string{"192.0.2.1"}
+			m.service(t, gw)
+		}
+		a.slice(t, "eastwest-system", "eastwest-gateway", true, "10.1.9.9")
+		network := func(m *member, name string) {
+			t.Helper()
+			prop := &unstructured.Unstructured{Object: map[string]any{
+				"apiVersion": "about.k8s.io/v1alpha1", "kind": "ClusterProperty",
+				"metadata": map[string]any{"name": about.PropertyNetwork},
+				"spec":     map[string]any{"value": name},
+			}}
+			gvr := schema.GroupVersionResource{Group: "about.k8s.io", Version: "v1alpha1", Resource: "clusterproperties"}
+			if _, err := m.Dynamic.Resource(gvr).Create(ctx, prop, metav1.CreateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		network(c, "far")
+		selector := fmt.Sprintf("%s=%s,%s=hello", discoveryv1.LabelManagedBy, mcs.ControllerName, mcsv1b1.LabelServiceName)
+		var relay int32
+		a.importIs(t, ns, "hello", nil)
+		eventually(t, "a's MCS EndpointSlices: its own endpoints and its gateway pod on the relay port", func() error {
+			list, err := a.Client.DiscoveryV1().EndpointSlices(ns).List(ctx, metav1.ListOptions{LabelSelector: selector})
+			if err != nil {
+				return err
+			}
+			var got []string
+			for _, s := range list.Items {
+				for _, e := range s.Endpoints {
+					got = append(got, fmt.Sprintf("%s:%d", e.Addresses[0], *s.Ports[0].Port))
+				}
+				if s.Labels[mcs.LabelRelay] == "true" {
+					relay = *s.Ports[0].Port
+				}
+			}
+			slices.Sort(got)
+			if relay < mcs.RelayPortMin || !slices.Equal(got, []string{"10.1.0.1:8080", fmt.Sprintf("10.1.9.9:%d", relay)}) {
+				return fmt.Errorf("endpoints %v (relay port %d), want a's pod and a's gateway pod on a relay port, not c's 10.3.0.1", got, relay)
+			}
+			return nil
+		})
+		// c has no gateway pods: a's endpoints are left out, nothing
+		// replaces them.
+		eventually(t, "c's MCS EndpointSlices: its own endpoints only", func() error {
+			list, err := c.Client.DiscoveryV1().EndpointSlices(ns).List(ctx, metav1.ListOptions{LabelSelector: selector})
+			if err != nil {
+				return err
+			}
+			if len(list.Items) != 1 || list.Items[0].Labels[mcsv1b1.LabelSourceCluster] != "c" {
+				return fmt.Errorf("%d slices, want c's own only", len(list.Items))
+			}
+			return nil
+		})
 	})
 }
