@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"regexp"
 	"slices"
 	"testing"
 
@@ -18,10 +19,15 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/protobuf/types/known/structpb"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	k8syaml "k8s.io/apimachinery/pkg/util/yaml"
 
 	"github.com/eastwest-dev/eastwest/pkg/controlplane"
+	"github.com/eastwest-dev/eastwest/pkg/event"
+	"github.com/eastwest-dev/eastwest/pkg/mcs"
+	"github.com/eastwest-dev/eastwest/pkg/translate"
 )
 
 // The manifests are Kubernetes objects, each with apiVersion, kind and
@@ -32,6 +38,8 @@ func TestManifests(t *testing.T) {
 		"control-plane.yaml": {"Deployment/eastwest", "Role/eastwest-control-plane", "Service/eastwest"},
 		"gateway-envoy.yaml": {"ConfigMap/envoy-public", "Deployment/envoy-public", "Service/envoy-public", "Certificate/envoy-public-xds"},
 		"certificates.yaml":  {"ClusterIssuer/eastwest-ca", "Certificate/eastwest-xds", "Certificate/eastwest-gateway-xds", "Certificate/my-app-xds"},
+		"eastwest-gateway.yaml": {"ConfigMap/eastwest-gateway", "Certificate/eastwest-tunnel", "Deployment/eastwest-gateway",
+			"PodDisruptionBudget/eastwest-gateway", "Service/eastwest-gateway", "Service/eastwest-gateway-local"},
 	}
 	for file, want := range tests {
 		var got []string
@@ -49,25 +57,33 @@ func TestManifests(t *testing.T) {
 	}
 }
 
-// The Envoy ConfigMap for a Gateway carries the sample bootstrap of
-// deploy/envoy as it is (which that package validates): one bootstrap,
-// never two that drift apart.
-func TestGatewayEnvoyBootstrapIsTheSample(t *testing.T) {
-	want, err := os.ReadFile("../envoy/gateway-api-bootstrap.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, u := range objects(t, "gateway-envoy.yaml") {
-		if u.GetKind() != "ConfigMap" {
-			continue
+// The Envoy ConfigMaps (a Gateway's, an east-west gateway's) carry the
+// sample bootstraps of deploy/envoy as they are (which that package
+// validates): one bootstrap, never two that drift apart.
+func TestEnvoyBootstrapsAreTheSamples(t *testing.T) {
+	for manifest, sample := range map[string]string{
+		"gateway-envoy.yaml":    "../envoy/gateway-api-bootstrap.yaml",
+		"eastwest-gateway.yaml": "../envoy/bootstrap.yaml",
+	} {
+		want, err := os.ReadFile(sample)
+		if err != nil {
+			t.Fatal(err)
 		}
-		got, _, _ := unstructured.NestedString(u.Object, "data", "bootstrap.yaml")
-		if got != string(want) {
-			t.Errorf("the ConfigMap's bootstrap.yaml differs from deploy/envoy/gateway-api-bootstrap.yaml")
+		found := false
+		for _, u := range objects(t, manifest) {
+			if u.GetKind() != "ConfigMap" {
+				continue
+			}
+			found = true
+			got, _, _ := unstructured.NestedString(u.Object, "data", "bootstrap.yaml")
+			if got != string(want) {
+				t.Errorf("%s: the ConfigMap's bootstrap.yaml differs from %s", manifest, sample)
+			}
 		}
-		return
+		if !found {
+			t.Errorf("%s: no ConfigMap with bootstrap.yaml", manifest)
+		}
 	}
-	t.Fatal("no ConfigMap with bootstrap.yaml")
 }
 
 // Each shipped client Certificate carries the identity eastwest requires
@@ -75,7 +91,7 @@ func TestGatewayEnvoyBootstrapIsTheSample(t *testing.T) {
 // with its bootstrap), an east-west gateway and a gRPC client of "east".
 func TestShippedIdentitiesAuthorizeTheirNodes(t *testing.T) {
 	uris := map[string]string{} // Certificate name -> URI SAN
-	for _, file := range []string{"gateway-envoy.yaml", "certificates.yaml"} {
+	for _, file := range []string{"gateway-envoy.yaml", "certificates.yaml", "eastwest-gateway.yaml"} {
 		for _, u := range objects(t, file) {
 			if list, _, _ := unstructured.NestedStringSlice(u.Object, "spec", "uris"); u.GetKind() == "Certificate" && len(list) == 1 {
 				uris[u.GetName()] = list[0]
@@ -93,6 +109,7 @@ func TestShippedIdentitiesAuthorizeTheirNodes(t *testing.T) {
 	tests := map[string]*corev3.Node{
 		"envoy-public-xds":     {Id: "envoy-public-1", Cluster: "east", Metadata: meta("role", "gateway-api", "gateway", "shop/public")},
 		"eastwest-gateway-xds": {Id: "gw-1", Cluster: "east", Metadata: meta("role", "gateway")},
+		"eastwest-tunnel":      {Id: "gw-2", Cluster: "east", Metadata: meta("role", "gateway")},
 		"my-app-xds":           {Id: "my-app", Cluster: "east", Metadata: meta("role", "client")},
 	}
 	policy := controlplane.IdentityPolicy{Required: true, ClusterSet: "demo"}
@@ -131,5 +148,50 @@ func objects(t *testing.T, file string) []unstructured.Unstructured {
 			t.Fatalf("%s: %v", file, err)
 		}
 		out = append(out, u)
+	}
+}
+
+// The shipped east-west gateway, once its load balancer has an address,
+// is what eastwest reads as the member's gateways: tunnel addresses on
+// port 15443, the in-cluster HTTP address of proxyless clients, the
+// tunnel Secret its Certificate makes, and nothing to report; the
+// Certificate's identity is one that peers' tunnels accept.
+func TestShippedGatewayIsReadAsTheMembersGateway(t *testing.T) {
+	s := mcs.NewStore(mcs.Options{})
+	var uri, secret string
+	for _, u := range objects(t, "eastwest-gateway.yaml") {
+		switch u.GetKind() {
+		case "Service":
+			var svc corev1.Service
+			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &svc); err != nil {
+				t.Fatal(err)
+			}
+			if svc.Spec.Type == corev1.ServiceTypeLoadBalancer {
+				svc.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: "203.0.113.10"}}
+			} else {
+				svc.Spec.ClusterIP = "10.96.0.20"
+			}
+			if err := s.Apply(event.Event{Member: "east", Op: event.OpUpsert, Object: &svc}); err != nil {
+				t.Fatal(err)
+			}
+		case "Certificate":
+			list, _, _ := unstructured.NestedStringSlice(u.Object, "spec", "uris")
+			uri = list[0]
+			secret, _, _ = unstructured.NestedString(u.Object, "spec", "secretName")
+		}
+	}
+	s.Flush()
+	c := s.Snapshot().Clusters[0]
+	if len(c.Gateways) != 1 || c.Gateways[0].Address != "203.0.113.10" || c.Gateways[0].Port != mcs.DefaultTunnelPort {
+		t.Errorf("gateway addresses %+v, want 203.0.113.10:15443", c.Gateways)
+	}
+	if c.LocalGateway == nil || c.LocalGateway.Address != "10.96.0.20" || c.LocalGateway.Port != mcs.DefaultGatewayHTTPPort {
+		t.Errorf("local gateway %+v, want 10.96.0.20:15080", c.LocalGateway)
+	}
+	if c.TunnelSecret != "eastwest-system/"+secret || c.GatewayError != "" {
+		t.Errorf("tunnel Secret %q (error %q), want the Certificate's eastwest-system/%s", c.TunnelSecret, c.GatewayError, secret)
+	}
+	if !regexp.MustCompile((&translate.Topology{ClusterSet: "demo"}).PeerIdentity()).MatchString(uri) {
+		t.Errorf("the tunnel Certificate's URI %s is not a gateway identity peers accept", uri)
 	}
 }

@@ -18,7 +18,10 @@ import (
 // In-cluster clients without a proxy (proxyless gRPC) reach other networks
 // through their own member's gateways: at the gateway Service's cluster IP,
 // on its port named GatewayHTTPPortName, else DefaultGatewayHTTPPort (the
-// gateways' Host-routed HTTP listener).
+// gateways' Host-routed HTTP listener). The tunnel port and the HTTP port
+// may be on two labelled Services (deploy/kubernetes/eastwest-gateway.yaml:
+// a LoadBalancer for the tunnel, a ClusterIP Service for the HTTP port,
+// which must not be reachable from outside).
 //
 // The gateways' certificate for tunnels (cert-manager's layout: tls.crt,
 // tls.key, ca.crt) is the TLS Secret the gateway Service's
@@ -57,6 +60,9 @@ func gatewayAddresses(svc *corev1.Service) ([]GatewayAddress, string) {
 	}
 	name := svc.Namespace + "/" + svc.Name
 	if port == 0 {
+		if localGateway(svc) != nil {
+			return nil, "" // the in-cluster Service of the gateways (their HTTP port only)
+		}
 		return nil, fmt.Sprintf("gateway Service %s has no port named %q or numbered %d", name, TunnelPortName, DefaultTunnelPort)
 	}
 	var hosts []string
