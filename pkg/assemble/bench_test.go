@@ -2,9 +2,12 @@ package assemble_test
 
 import (
 	"fmt"
+	"os"
+	"slices"
 	"testing"
 	"time"
 
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -12,10 +15,13 @@ import (
 	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
 	mcsv1b1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 
+	"github.com/eastwest-dev/eastwest/internal/cptest"
+	"github.com/eastwest-dev/eastwest/pkg/about"
 	"github.com/eastwest-dev/eastwest/pkg/assemble"
 	"github.com/eastwest-dev/eastwest/pkg/cache"
 	"github.com/eastwest-dev/eastwest/pkg/controlplane"
 	"github.com/eastwest-dev/eastwest/pkg/event"
+	"github.com/eastwest-dev/eastwest/pkg/mcs"
 )
 
 func benchSlice(member, svc string, m, gen int) *discoveryv1.EndpointSlice {
@@ -38,9 +44,23 @@ func benchSlice(member, svc string, m, gen int) *discoveryv1.EndpointSlice {
 // changes, not the ClusterSet.
 //
 //	go test -run '^$' -bench BenchmarkPublish -benchmem ./pkg/assemble
+//
+// The -3networks cases put each member on its own network, with an
+// east-west gateway and a tunnel certificate: every gateway view gets the
+// other members' endpoints as their gateways' (split-horizon EDS),
+// tunnel clusters and relay listeners.
 func BenchmarkPublish(b *testing.B) {
-	for _, n := range []int{1_000, 10_000, 100_000} {
-		b.Run(fmt.Sprint(n), func(b *testing.B) {
+	for _, tc := range []struct {
+		n        int
+		networks bool
+	}{{1_000, false}, {10_000, false}, {100_000, false}, {1_000, true}, {10_000, true}} {
+		name := fmt.Sprint(tc.n)
+		if tc.networks {
+			name += "-3networks"
+		}
+		n := tc.n
+		b.Run(name, func(b *testing.B) {
+			ca := cptest.NewCA(b)
 			a := assemble.New(assemble.Options{})
 			c := cache.New(controlplane.NodeView)
 			publish := func(p assemble.Plan) {
@@ -52,6 +72,11 @@ func BenchmarkPublish(b *testing.B) {
 				member := fmt.Sprint("m", m)
 				_ = a.Apply(event.Event{Member: member, Op: event.OpJoin})
 				_ = a.Apply(event.Event{Member: member, Op: event.OpUpsert, Object: &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "ns"}}})
+				if tc.networks {
+					for _, o := range networkObjects(b, ca, member, m) {
+						_ = a.Apply(event.Event{Member: member, Op: event.OpUpsert, Object: o})
+					}
+				}
 				for i := range n {
 					svc := fmt.Sprint("s", i)
 					_ = a.Apply(event.Event{Member: member, Op: event.OpUpsert, Object: &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: svc},
@@ -60,7 +85,14 @@ func BenchmarkPublish(b *testing.B) {
 					_ = a.Apply(event.Event{Member: member, Op: event.OpUpsert, Object: benchSlice(member, svc, m, 0)})
 				}
 			}
-			publish(a.Flush())
+			start := time.Now()
+			first := a.Flush()
+			publish(first)
+			firstMS := float64(time.Since(start).Milliseconds())
+			if tc.networks && !slices.ContainsFunc(first.Updates, func(u assemble.Update) bool { return u.Type == resourcev3.SecretType }) {
+				b.Fatal("no tunnel certificates published: the members are not on networks")
+			}
+			first = assemble.Plan{}
 			gen := 0
 			b.ReportAllocs()
 			for b.Loop() {
@@ -68,9 +100,30 @@ func BenchmarkPublish(b *testing.B) {
 				_ = a.Apply(event.Event{Member: "m1", Op: event.OpUpsert, Object: benchSlice("m1", "s7", 1, gen)})
 				publish(a.Flush())
 			}
+			b.ReportMetric(firstMS, "first-publish-ms")
 		})
 	}
 }
+
+// networkObjects are what puts member m on a network of its own: the
+// network property, an east-west gateway Service and its tunnel Secret.
+func networkObjects(b *testing.B, ca *cptest.CA, member string, m int) []metav1.Object {
+	b.Helper()
+	leaf := ca.Gateway(b, "spiffe://eastwest.io/clusterset/x/cluster/"+member+"/role/gateway")
+	crt, key := leaf.PEM(b)
+	bundle, err := os.ReadFile(ca.File)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return []metav1.Object{
+		&about.ClusterProperty{ObjectMeta: metav1.ObjectMeta{Name: about.PropertyNetwork}, Spec: about.ClusterPropertySpec{Value: "net-" + member}},
+		&corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "eastwest-gateway", Labels: map[string]string{mcs.LabelGateway: "true"}},
+			Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: mcs.TunnelPortName, Port: 15443, Protocol: corev1.ProtocolTCP}}, ExternalIPs: []string{fmt.Sprintf("192.0.2.%d", m+1)}}},
+		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: mcs.DefaultTunnelSecret}, Type: corev1.SecretTypeTLS,
+			Data: map[string][]byte{corev1.TLSCertKey: []byte(crt), corev1.TLSPrivateKeyKey: []byte(key), "ca.crt": bundle}},
+	}
+}
+
 
 // BenchmarkPublishGatewayBackend is BenchmarkPublish for a Gateway with
 // 1,000 HTTPRoutes, each to its own ServiceImport backend: one backend's

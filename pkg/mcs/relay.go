@@ -24,7 +24,11 @@ import (
 // [RelayPortMin, RelayPortMax], the same in every member: the first free
 // one from a hash of the service and port. It stays while the port is
 // imported, so a relay port moves only when its first choice was taken
-// (by a port imported first) and the control plane restarts.
+// (by a port imported first) and the control plane restarts. The range
+// holds 10,000 ports, below Linux's ephemeral ports (32768 on): in a
+// ClusterSet of more TCP import ports, those imported last have none
+// (RelayPort 0), and their pods without a proxy do not reach other
+// networks.
 const (
 	RelayPortMin = 20000
 	RelayPortMax = 29999
@@ -74,9 +78,12 @@ func (r relays) allocate(rk relayKey) int32 {
 	if n, ok := r.byPort[rk]; ok {
 		return n
 	}
+	const size = RelayPortMax - RelayPortMin + 1
+	if len(r.used) >= size {
+		return 0 // every relay port taken: the port has none
+	}
 	h := fnv.New32a()
 	_, _ = h.Write([]byte(rk.key.Namespace + "/" + rk.key.Name + ":" + strconv.Itoa(int(rk.port))))
-	const size = RelayPortMax - RelayPortMin + 1
 	first := int32(h.Sum32() % size) //nolint:gosec // less than size
 	for i := range int32(size) {
 		n := RelayPortMin + (first+i)%size
@@ -85,7 +92,7 @@ func (r relays) allocate(rk relayKey) int32 {
 			return n
 		}
 	}
-	return 0 // every relay port taken: the port has none
+	return 0
 }
 
 // relaySlice is the MCS EndpointSlice of cluster c for a service whose
