@@ -124,7 +124,6 @@ func networkObjects(b *testing.B, ca *cptest.CA, member string, m int) []metav1.
 	}
 }
 
-
 // BenchmarkPublishGatewayBackend is BenchmarkPublish for a Gateway with
 // 1,000 HTTPRoutes, each to its own ServiceImport backend: one backend's
 // EndpointSlice changes, the Gateway's view gets that backend's cluster
