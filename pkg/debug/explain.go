@@ -230,8 +230,11 @@ func localities(cla *endpointv3.ClusterLoadAssignment, v translate.View, state *
 				healthy++
 			}
 			if ep.GetMetadata().GetFilterMetadata()["envoy.transport_socket_match"].GetFields()[translate.TunnelMatch].GetBoolValue() {
-				a := ep.GetEndpoint().GetAddress().GetSocketAddress()
-				via = append(via, fmt.Sprintf("%s:%d", a.GetAddress(), a.GetPortValue()))
+				if a := ep.GetEndpoint().GetAddress().GetSocketAddress(); a != nil {
+					via = append(via, fmt.Sprintf("%s:%d", a.GetAddress(), a.GetPortValue()))
+				} else {
+					via = append(via, "their host names (cluster "+ep.GetEndpoint().GetAddress().GetEnvoyInternalAddress().GetServerListenerName()+", resolved by Envoy)")
+				}
 			}
 		}
 		where := l.Locality.GetRegion()

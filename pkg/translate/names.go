@@ -127,3 +127,8 @@ const TunnelMatch = "eastwest-tunnel"
 // RelayListenerName names a gateway's listener on a relay port (the
 // port's connections from its member's pods without a proxy).
 func RelayListenerName(port int32) string { return fmt.Sprintf("eastwest-gateway-relay-%d", port) }
+
+// GatewaysDNSName names the STRICT_DNS cluster of a member's gateways that
+// have host names, and the internal listener that a tunnel to them goes
+// through (EDS carries IP addresses only).
+func GatewaysDNSName(member mcs.ClusterID) string { return "eastwest-gateways:" + string(member) }

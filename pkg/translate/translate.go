@@ -280,6 +280,7 @@ func Gateway(services []*mcs.ServiceState, v View, published func(cluster string
 // is published (none: no listener, which Envoy would refuse).
 func tunnel(r *Result, services []*mcs.ServiceState, v View, published func(cluster string) bool) {
 	tunnelSecrets(r, v)
+	gatewaysDNS(r, v)
 	var ports []tunnelPort
 	for _, st := range services {
 		if st == nil || st.Import == nil {
@@ -302,6 +303,12 @@ func tunnel(r *Result, services []*mcs.ServiceState, v View, published func(clus
 // add validates a resource and keeps it, or records why not.
 func (r *Result) add(v View, typ, name string, m proto.Message) bool {
 	return r.addPacked(v, typ, name, m, nil)
+}
+
+// addEnvoyOnly is addPacked for a resource only Envoys get (never a
+// proxyless client): gRPC's rules do not apply to it.
+func (r *Result) addEnvoyOnly(typ, name string, m proto.Message, p packer) {
+	r.addPacked(View{}, typ, name, m, p)
 }
 
 // addPacked is add for a resource whose embedded configs p packed: they
@@ -526,7 +533,7 @@ func loadAssignment(name string, st *mcs.ServiceState, p *mcs.ImportPort, v View
 		}
 		switch way {
 		case tunnelled:
-			loc.eps, zones = tunnelEndpoints(gateways, loc.healthy), nil
+			loc.eps, zones = tunnelEndpoints(c, gateways, loc.healthy), nil
 		case relayed:
 			loc.eps, zones = relayedEndpoint(gateways[0], loc.healthy), nil
 		}

@@ -2,6 +2,7 @@ package translate
 
 import (
 	"bytes"
+	"maps"
 	"net/netip"
 	"regexp"
 	"slices"
@@ -17,6 +18,7 @@ import (
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
@@ -66,8 +68,9 @@ type Topology struct {
 // NetworkMember is one member as the others reach it.
 type NetworkMember struct {
 	Network string
-	// Gateways are where its east-west gateways take tunnels; only IP
-	// addresses are used (EDS carries IPs).
+	// Gateways are where its east-west gateways take tunnels: IP
+	// addresses (EDS endpoints) and host names (a DNS cluster behind an
+	// internal listener: gatewaysDNS).
 	Gateways []mcs.GatewayAddress
 	// Certificate is its gateways' tunnel certificate; nil when it has
 	// none (its gateways then have no tunnel listener).
@@ -157,22 +160,32 @@ func (v View) reach(c mcs.ClusterID) (reach, []mcs.GatewayAddress) {
 	if !v.Tunnels() || !t.Tunnels(c) {
 		return unreachable, nil
 	}
-	var gws []mcs.GatewayAddress
-	for _, g := range t.Members[c].Gateways {
-		if _, err := netip.ParseAddr(g.Address); err == nil {
-			gws = append(gws, g)
-		}
-	}
+	gws := t.Members[c].Gateways
 	if len(gws) == 0 {
 		return unreachable, nil
 	}
 	return tunnelled, gws
 }
 
+// byHostName splits gateway addresses into IP addresses and host names.
+func byHostName(gws []mcs.GatewayAddress) (ips, names []mcs.GatewayAddress) {
+	for _, g := range gws {
+		if _, err := netip.ParseAddr(g.Address); err == nil {
+			ips = append(ips, g)
+		} else {
+			names = append(names, g)
+		}
+	}
+	return ips, names
+}
+
 // tunnelEndpoints are a remote member's endpoints as a tunnelling gateway
-// sees them: one per gateway address, marked for the tunnel's transport
-// socket, with the member's healthy endpoints split among them as weights.
-func tunnelEndpoints(gws []mcs.GatewayAddress, healthy int) []*endpointv3.LbEndpoint {
+// sees them: one per gateway IP address, and one for all its host names
+// (the internal listener GatewaysDNSName, which forwards the tunnel's
+// bytes to the addresses Envoy resolves them to), marked for the tunnel's
+// transport socket, with the member's healthy endpoints split among the
+// addresses as weights.
+func tunnelEndpoints(member mcs.ClusterID, gws []mcs.GatewayAddress, healthy int) []*endpointv3.LbEndpoint {
 	health := corev3.HealthStatus_HEALTHY
 	if healthy == 0 {
 		health = corev3.HealthStatus_DRAINING
@@ -181,14 +194,70 @@ func tunnelEndpoints(gws []mcs.GatewayAddress, healthy int) []*endpointv3.LbEndp
 	match := &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{
 		"envoy.transport_socket_match": {Fields: map[string]*structpb.Value{TunnelMatch: structpb.NewBoolValue(true)}},
 	}}
-	out := make([]*endpointv3.LbEndpoint, 0, len(gws))
-	for _, g := range gws {
+	ips, names := byHostName(gws)
+	out := make([]*endpointv3.LbEndpoint, 0, len(ips)+1)
+	for _, g := range ips {
 		e := lbEndpoint(g.Address, uint32(g.Port), health, "") //nolint:gosec // a Service port is 1-65535
 		e.LoadBalancingWeight = wrapperspb.UInt32(weight)
 		e.Metadata = match
 		out = append(out, e)
 	}
+	if len(names) > 0 {
+		e := &endpointv3.LbEndpoint{
+			HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{
+				Address: &corev3.Address{Address: &corev3.Address_EnvoyInternalAddress{EnvoyInternalAddress: &corev3.EnvoyInternalAddress{
+					AddressNameSpecifier: &corev3.EnvoyInternalAddress_ServerListenerName{ServerListenerName: GatewaysDNSName(member)},
+				}}},
+			}},
+			HealthStatus:        health,
+			LoadBalancingWeight: wrapperspb.UInt32(weight * uint32(len(names))), //nolint:gosec // a few host names
+			Metadata:            match,
+		}
+		out = append(out, e)
+	}
 	return out
+}
+
+// gatewaysDNS adds, for every member on another network whose gateways
+// have host names, what a tunnelling gateway reaches them through: a
+// STRICT_DNS cluster of the host names (Envoy resolves them, the control
+// plane never does) and an internal listener that passes a tunnel's bytes
+// (already TLS) to it. The gateway's bootstrap enables internal listeners
+// (deploy/envoy/bootstrap.yaml).
+func gatewaysDNS(r *Result, v View) {
+	t := v.Net
+	for _, id := range slices.Sorted(maps.Keys(t.Members)) {
+		if way, gws := v.reach(id); way == tunnelled {
+			_, names := byHostName(gws)
+			if len(names) == 0 {
+				continue
+			}
+			name := GatewaysDNSName(id)
+			c := &clusterv3.Cluster{
+				Name:                 name,
+				ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STRICT_DNS},
+				ConnectTimeout:       durationpb.New(GatewayConnectTimeout),
+				DnsLookupFamily:      clusterv3.Cluster_V4_PREFERRED,
+				LoadAssignment:       &endpointv3.ClusterLoadAssignment{ClusterName: name, Endpoints: []*endpointv3.LocalityLbEndpoints{{}}},
+			}
+			for _, g := range names {
+				c.LoadAssignment.Endpoints[0].LbEndpoints = append(c.LoadAssignment.Endpoints[0].LbEndpoints, lbEndpoint(g.Address, uint32(g.Port), corev3.HealthStatus_UNKNOWN, "")) //nolint:gosec // a Service port is 1-65535
+			}
+			r.addEnvoyOnly(resourcev3.ClusterType, name, c, nil)
+			pk := packer{}
+			r.addEnvoyOnly(resourcev3.ListenerType, name, &listenerv3.Listener{
+				Name:              name,
+				ListenerSpecifier: &listenerv3.Listener_InternalListener{InternalListener: &listenerv3.Listener_InternalListenerConfig{}},
+				FilterChains: []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{{
+					Name: "envoy.filters.network.tcp_proxy",
+					ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: pk.any(&tcpproxyv3.TcpProxy{
+						StatPrefix:       name,
+						ClusterSpecifier: &tcpproxyv3.TcpProxy_Cluster{Cluster: name},
+					})},
+				}}}},
+			}, pk)
+		}
+	}
 }
 
 // relayedEndpoint is a remote member's endpoints as a proxyless client

@@ -153,6 +153,19 @@ func startNetworks(t testing.TB) *networks {
 		}
 		envoytest.StartBackendWith(t, p.m.pods.Listen, p.m.name+"/"+p.svc+"/"+p.ip, p.ip, p.port, 0, -1)
 	}
+	// north's gateway has a load balancer host name, not an IP: the
+	// others' Envoys resolve it (their namespaces' /etc/hosts), the
+	// control plane never does.
+	northName := "gw-" + north.gw.Name + ".test"
+	for _, m := range []*netMember{east, west} {
+		m.gw.Hosts(t, north.wan+" "+northName)
+	}
+	status := func(m *netMember) string {
+		if m != north {
+			return ""
+		}
+		return "status: {loadBalancer: {ingress: [{hostname: " + northName + "}]}}"
+	}
 	for _, m := range members {
 		writeFile(t, filepath.Join(m.dir, "cluster.yaml"), fmt.Sprintf(`apiVersion: about.k8s.io/v1alpha1
 kind: ClusterProperty
@@ -168,6 +181,7 @@ apiVersion: v1
 kind: Service
 metadata: {name: eastwest-gateway, namespace: eastwest-system, labels: {eastwest.io/east-west-gateway: "true"}}
 spec: {clusterIP: %[3]s, ports: [{name: tunnel, port: 15443}, {name: http, port: 15080}], externalIPs: [%[2]s]}
+%[4]s
 ---
 # The gateway's pod: where kube-proxy sends the member's pods on relay ports.
 apiVersion: discovery.k8s.io/v1
@@ -176,7 +190,7 @@ metadata: {name: eastwest-gateway-1, namespace: eastwest-system, labels: {kubern
 addressType: IPv4
 ports: [{name: tunnel, port: 15443}, {name: http, port: 15080}]
 endpoints: [{addresses: [%[3]s], conditions: {ready: true}}]
-`, m.name, m.wan, m.gw.NSIP))
+`, m.name, m.wan, m.gw.NSIP, status(m)))
 		m.tunnelSecret(t, ca.Gateway(t, gatewayID(m.name)), caPEM)
 	}
 	east.service(t, "cart", 8080, "http", false, "10.0.0.1")

@@ -157,6 +157,21 @@ func (ns *NS) do(fn func() error) error {
 	return <-out
 }
 
+// Hosts gives the commands run inside the namespace (Command) an
+// /etc/hosts of these lines (ip netns exec bind-mounts /etc/netns/<name>/
+// over /etc): host names that only the namespace resolves.
+func (ns *NS) Hosts(t testing.TB, lines ...string) {
+	t.Helper()
+	dir := "/etc/netns/" + ns.Name
+	if err := os.MkdirAll(dir, 0o755); err != nil { //nolint:gosec // a directory ip netns reads
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	if err := os.WriteFile(dir+"/hosts", []byte("127.0.0.1 localhost\n"+strings.Join(lines, "\n")+"\n"), 0o644); err != nil { //nolint:gosec // a hosts file is world-readable
+		t.Fatal(err)
+	}
+}
+
 // Command runs a command inside the namespace.
 func (ns *NS) Command(name string, args ...string) *exec.Cmd {
 	return exec.Command("ip", append([]string{"netns", "exec", ns.Name, name}, args...)...) //nolint:gosec // the test's own command
