@@ -891,7 +891,7 @@ func shapeSignature(st *mcs.ServiceState) string {
 		return ""
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s %s:", st.Import.Type, st.Import.SessionAffinity)
+	fmt.Fprintf(&b, "%s %s %v:", st.Import.Type, st.Import.SessionAffinity, st.Import.Passthrough)
 	for _, p := range st.Import.Ports {
 		app := ""
 		if p.AppProtocol != nil {
@@ -910,6 +910,9 @@ func gatewaySignature(st *mcs.ServiceState) string {
 		return ""
 	}
 	var b strings.Builder
+	if st.Import.Passthrough {
+		b.WriteString("passthrough ") // no HTTP route; tcp_proxy in the tunnel
+	}
 	for _, p := range translate.ServedPorts(st) {
 		// The members exporting a port: a tunnel listener serves the
 		// ports its own member exports.

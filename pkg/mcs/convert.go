@@ -21,6 +21,7 @@ func exportFromV1beta1(se *mcsv1b1.ServiceExport) *Export {
 		APIVersion:          mcsv1b1.GroupVersion.String(),
 		ExportedLabels:      se.Spec.ExportedLabels,
 		ExportedAnnotations: se.Spec.ExportedAnnotations,
+		Passthrough:         se.Annotations[AnnotationPassthrough] == "true",
 	}
 }
 
@@ -33,6 +34,7 @@ func exportFromV1alpha1(se *mcsv1a1.ServiceExport) *Export {
 		APIVersion:          mcsv1a1.GroupVersion.String(),
 		ExportedLabels:      se.Spec.ExportedLabels,
 		ExportedAnnotations: se.Spec.ExportedAnnotations,
+		Passthrough:         se.Annotations[AnnotationPassthrough] == "true",
 	}
 }
 

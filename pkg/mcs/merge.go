@@ -151,6 +151,7 @@ func importOf(winner *ClusterInput) *Import {
 		IPFamilies:            ws.IPFamilies,
 		Labels:                winner.Export.ExportedLabels,
 		Annotations:           winner.Export.ExportedAnnotations,
+		Passthrough:           winner.Export.Passthrough,
 	}
 	if ws.Headless {
 		imp.Type = mcsv1b1.Headless

@@ -117,6 +117,9 @@ type Import struct {
 	// exportedAnnotations.
 	Labels      map[string]string
 	Annotations map[string]string
+	// Passthrough is the oldest export's eastwest.io/passthrough: the
+	// gateways carry the service's connections as bytes.
+	Passthrough bool `json:"passthrough,omitempty"`
 	// Clusters are the exporting clusters (the import's status.clusters).
 	Clusters []ClusterID
 	// ImportedIn are the clusters that should hold the ServiceImport: every

@@ -49,7 +49,16 @@ type Export struct {
 	// and never the Service's own metadata, become the import's metadata.
 	ExportedLabels      map[string]string
 	ExportedAnnotations map[string]string
+	// Passthrough is the export's eastwest.io/passthrough annotation.
+	Passthrough bool
 }
+
+// AnnotationPassthrough ("true") on a ServiceExport asks the east-west
+// gateways to carry the service's connections as bytes, whatever its
+// ports' appProtocol: the backends terminate (m)TLS themselves, and the
+// stream reaches them untouched (inside the gateways' own tunnel between
+// networks). The oldest export's annotation holds for the import.
+const AnnotationPassthrough = "eastwest.io/passthrough"
 
 // Service is the part of an exported Service that the merge reads, with
 // the apiserver's defaults applied.

@@ -143,7 +143,7 @@ func ServiceWith(st *mcs.ServiceState, v View, o ServiceOptions) Result {
 		}
 		if ok && relays(p, v) {
 			pk := packer{}
-			lis := relayListener(st.Key, p, affinity, pk)
+			lis := relayListener(st.Key, p, affinity, st.Import.Passthrough, pk)
 			r.addPacked(v, resourcev3.ListenerType, lis.Name, lis, pk)
 		}
 		if v.Role != RoleClient {
@@ -230,7 +230,9 @@ func Gateway(services []*mcs.ServiceState, v View, published func(cluster string
 	slices.SortFunc(sorted, func(a, b *mcs.ServiceState) int { return a.Key.Compare(b.Key) })
 	rc := &routev3.RouteConfiguration{Name: GatewayRouteName(port)}
 	for _, st := range sorted {
-		if st == nil || st.Import == nil {
+		// A passthrough import's clients speak TLS to its backends: the
+		// Host-routed HTTP listener has nothing to route for them.
+		if st == nil || st.Import == nil || st.Import.Passthrough {
 			continue
 		}
 		first := true
@@ -288,7 +290,7 @@ func tunnel(r *Result, services []*mcs.ServiceState, v View, published func(clus
 		}
 		for _, p := range ServedPorts(st) {
 			if tunnelTarget(p, v) && (published == nil || published(TunnelClusterName(st.Key, p.Port))) {
-				ports = append(ports, tunnelPort{key: st.Key, port: p, affinity: st.Import.SessionAffinity == corev1.ServiceAffinityClientIP})
+				ports = append(ports, tunnelPort{key: st.Key, port: p, affinity: st.Import.SessionAffinity == corev1.ServiceAffinityClientIP, passthrough: st.Import.Passthrough})
 			}
 		}
 	}

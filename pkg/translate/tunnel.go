@@ -371,7 +371,7 @@ func tunnelListener(ports []tunnelPort, v View, p packer) *listenerv3.Listener {
 			Name:             sni,
 			FilterChainMatch: &listenerv3.FilterChainMatch{ServerNames: []string{sni}},
 			TransportSocket:  socket,
-			Filters:          []*listenerv3.Filter{toCluster(cluster, tp.port, tp.affinity, p)},
+			Filters:          []*listenerv3.Filter{toCluster(cluster, tp.port, tp.affinity, tp.passthrough, p)},
 		})
 	}
 	return lis
@@ -380,9 +380,9 @@ func tunnelListener(ports []tunnelPort, v View, p packer) *listenerv3.Listener {
 // toCluster is the network filter that sends a connection to a cluster:
 // for a port whose appProtocol is HTTP an HTTP connection manager (each
 // request balanced on its own, and retried on another endpoint when one
-// refuses), else tcp_proxy.
-func toCluster(cluster string, port *mcs.ImportPort, affinity bool, p packer) *listenerv3.Filter {
-	if isHTTP(port.AppProtocol) {
+// refuses), else, or for a passthrough import, tcp_proxy.
+func toCluster(cluster string, port *mcs.ImportPort, affinity, passthrough bool, p packer) *listenerv3.Filter {
+	if isHTTP(port.AppProtocol) && !passthrough {
 		hcm := httpConnectionManager(cluster, "", p)
 		route := routeTo(cluster, sourceIPHash(affinity))
 		route.GetRoute().RetryPolicy = gatewayRetry()
@@ -417,22 +417,22 @@ func relays(p *mcs.ImportPort, v View) bool {
 // member's pods without a proxy, sent there by kube-proxy, reach the
 // port's cluster (the member's own endpoints first, then the other
 // networks' through their gateways).
-func relayListener(key mcs.ServiceKey, port *mcs.ImportPort, affinity bool, p packer) *listenerv3.Listener {
+func relayListener(key mcs.ServiceKey, port *mcs.ImportPort, affinity, passthrough bool, p packer) *listenerv3.Listener {
 	return &listenerv3.Listener{
 		Name: RelayListenerName(port.RelayPort),
 		Address: &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
 			Address:       "0.0.0.0",
 			PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: uint32(port.RelayPort)}, //nolint:gosec // 20000-29999
 		}}},
-		FilterChains: []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{toCluster(ClusterName(key, port.Port), port, affinity, p)}}},
+		FilterChains: []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{toCluster(ClusterName(key, port.Port), port, affinity, passthrough, p)}}},
 	}
 }
 
 // tunnelPort is one port a tunnel listener serves.
 type tunnelPort struct {
-	key      mcs.ServiceKey
-	port     *mcs.ImportPort
-	affinity bool
+	key                   mcs.ServiceKey
+	port                  *mcs.ImportPort
+	affinity, passthrough bool
 }
 
 // isHTTP reports whether a port's appProtocol says it speaks HTTP (its

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -86,8 +87,9 @@ func (m *netMember) tunnelSecret(t testing.TB, leaf cptest.Leaf, ca string) {
 // others only over a WAN bridge, served by one control plane:
 //
 //	east:  cart (HTTP, 10.0.0.1:8080), echo (TCP, 10.0.0.1:7000)
-//	west:  db (10.0.0.1, 10.0.0.9), cart (10.0.0.2), rpc (gRPC, 10.0.0.1:9090), tcpecho (TCP, 10.0.0.1:7001)
-//	north: db (10.0.0.1), solo (10.0.0.5)
+//	west:  db (10.0.0.1, 10.0.0.9), cart (10.0.0.2), rpc (gRPC, 10.0.0.1:9090), tcpecho (TCP, 10.0.0.1:7001),
+//	       vault (HTTPS it terminates itself, passthrough, 10.0.0.1:8200)
+//	north: db (10.0.0.1), solo (10.0.0.5); its gateway has a host name
 type networks struct {
 	ca, stranger      *cptest.CA
 	caPEM             string
@@ -95,6 +97,7 @@ type networks struct {
 	wan               *netns.WAN
 	app               *controlplane.App
 	c                 *http.Client
+	vault             *cptest.CA // the CA of west's vault
 }
 
 // get sends a request for host to east's gateway HTTP listener: the
@@ -201,6 +204,15 @@ endpoints: [{addresses: [%[3]s], conditions: {ready: true}}]
 	north.service(t, "solo", 8080, "http", false, "10.0.0.5")
 	west.service(t, "rpc", 9090, "grpc", false, "10.0.0.1")
 	west.service(t, "tcpecho", 7001, "", false, "10.0.0.1")
+	// vault terminates TLS itself; its export asks for passthrough.
+	vault := startTLSBackend(t, west.pods, "west/vault/10.0.0.1", "10.0.0.1:8200")
+	west.service(t, "vault", 8200, "http", false, "10.0.0.1")
+	exportFile := filepath.Join(west.dir, "vault.yaml")
+	raw, err := os.ReadFile(exportFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, exportFile, strings.Replace(string(raw), "kind: ServiceExport\nmetadata: {name: vault, namespace: shop}", "kind: ServiceExport\nmetadata: {name: vault, namespace: shop, annotations: {eastwest.io/passthrough: \"true\"}}", 1))
 
 	// The control plane on east's gateway namespace's veth; west's
 	// gateway reaches it through its own veth. Secrets go only to
@@ -219,7 +231,7 @@ endpoints: [{addresses: [%[3]s], conditions: {ready: true}}]
 		m.envoy.CheckAccepted(t, app, v.String())
 	}
 
-	return &networks{ca: ca, stranger: stranger, caPEM: caPEM, east: east, west: west, north: north, wan: wan, app: app, c: envoytest.HTTPClient(false)}
+	return &networks{ca: ca, stranger: stranger, caPEM: caPEM, east: east, west: west, north: north, wan: wan, app: app, c: envoytest.HTTPClient(false), vault: vault}
 }
 
 // Three members on three networks with the same pod addresses, each
@@ -319,6 +331,29 @@ func TestNetworksTunnel(t *testing.T) {
 					t.Fatalf("%s through east's relay port %d: %d %q, want one of %v", tc.svc, relay, resp.StatusCode, b, tc.prefix)
 				}
 			}
+		}
+	})
+	t.Run("a passthrough service's TLS reaches its backend untouched", func(t *testing.T) {
+		st := app.Writer.Snapshot().State.Services.Get(mcs.ServiceKey{Namespace: "shop", Name: "vault"})
+		relay := st.Import.Ports[0].RelayPort
+		if !st.Import.Passthrough {
+			t.Fatal("vault's import is not passthrough")
+		}
+		tc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+			TLSClientConfig: &tls.Config{ServerName: "vault.example", RootCAs: n.vault.Pool, MinVersion: tls.VersionTLS12},
+			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+				var d net.Dialer
+				return d.DialContext(ctx, "tcp", net.JoinHostPort(east.gw.NSIP, strconv.Itoa(int(relay))))
+			},
+		}}
+		defer tc.CloseIdleConnections()
+		resp, err := tc.Get("https://vault.example/")
+		if err != nil {
+			t.Fatalf("TLS to vault through east's relay port %d: %v (the stream must reach the backend untouched)", relay, err)
+		}
+		_ = resp.Body.Close()
+		if b := resp.Header.Get("X-Backend"); b != "west/vault/10.0.0.1" {
+			t.Errorf("vault answered by %q", b)
 		}
 	})
 	waitBackend := func(t *testing.T, host, prefix string) {
@@ -511,4 +546,23 @@ func BenchmarkTunnelLatency(b *testing.B) {
 			b.ReportMetric(0, "ns/op")
 		})
 	}
+}
+
+// startTLSBackend serves HTTPS on addr inside ns with a certificate of a
+// CA of its own (for vault.example), answering X-Backend: name; it
+// returns the CA.
+func startTLSBackend(t testing.TB, ns *netns.NS, name, addr string) *cptest.CA {
+	t.Helper()
+	ca := cptest.NewCA(t)
+	leaf := ca.ServerFor(t, "vault.example")
+	l, err := ns.Listen(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("X-Backend", name)
+	}), TLSConfig: &tls.Config{Certificates: []tls.Certificate{leaf.TLS}, MinVersion: tls.VersionTLS12}}
+	go func() { _ = srv.ServeTLS(l, "", "") }()
+	t.Cleanup(func() { _ = srv.Close() })
+	return ca
 }
