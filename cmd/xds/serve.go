@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -45,6 +46,19 @@ func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveArgs) {
 	gatewayPort := fs.Uint("gateway-port", 15080, "port of the east-west gateways' HTTP listener")
 	tunnelPort := fs.Uint("tunnel-port", uint(mcs.DefaultTunnelPort), "port of the east-west gateways' tunnel listener (mutual TLS from other networks' gateways)")
 	fs.StringVar(&cfg.Writer.Store.ClusterSet, "clusterset", "", "the ClusterSet's name; members whose clusterset.k8s.io property names another set are left out")
+	fs.Func("member-network", "MEMBER=NETWORK[,MEMBER=NETWORK...]: the network of members without a network.eastwest.io ClusterProperty (which wins); members without either share the default network", func(v string) error {
+		for _, pair := range strings.Split(v, ",") {
+			member, network, ok := strings.Cut(strings.TrimSpace(pair), "=")
+			if !ok || member == "" || network == "" {
+				return fmt.Errorf("%q is not MEMBER=NETWORK", pair)
+			}
+			if a.cfg.Writer.Store.Networks == nil {
+				a.cfg.Writer.Store.Networks = map[string]string{}
+			}
+			a.cfg.Writer.Store.Networks[member] = network
+		}
+		return nil
+	})
 	fs.DurationVar(&cfg.Writer.LivenessTimeout, "liveness-timeout", controlplane.DefaultLivenessTimeout, "/healthz fails when a publish has been owed for longer than this (the writer is stuck; a restart cures it)")
 	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", 5*time.Second, "on SIGTERM, how long to wait for xDS streams to close")
 	fs.StringVar(&cfg.XDSTLS.Cert, "xds-tls-cert", "", "serve xDS over TLS with this certificate (PEM)")

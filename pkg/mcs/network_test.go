@@ -172,3 +172,19 @@ func TestTunnelSecretName(t *testing.T) {
 		t.Errorf("tunnel Secret %q, want eastwest-system/%s", got, DefaultTunnelSecret)
 	}
 }
+
+// A member's network comes from its property, else from the Networks
+// option (the --member-network flag); the property wins.
+func TestNetworkFromOption(t *testing.T) {
+	w := &world{t: t, s: NewStore(Options{Networks: map[string]string{"a": "flag-a", "b": "flag-b"}})}
+	w.upsert("a", namespace("x"))
+	w.upsert("b", property(about.PropertyNetwork, "prop-b"))
+	w.flush()
+	got := map[string]string{}
+	for _, c := range w.s.Snapshot().Clusters {
+		got[c.Member] = c.Network
+	}
+	if got["a"] != "flag-a" || got["b"] != "prop-b" {
+		t.Errorf("networks %v, want a from the option and b from its property", got)
+	}
+}

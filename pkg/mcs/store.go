@@ -26,6 +26,10 @@ type Options struct {
 	// clusterset.k8s.io ClusterProperty names another set is left out of
 	// the merge. When empty the property is reported, not enforced.
 	ClusterSet string
+	// Networks gives members (by member name) the network their own
+	// network.eastwest.io ClusterProperty does not declare: the property,
+	// when a member has one, wins.
+	Networks map[string]string
 }
 
 // Store holds every member cluster's inputs and the merged state. It is
@@ -384,7 +388,11 @@ func (s *Store) resolveClusters() bool {
 			taken[id] = name
 			ordered = append(ordered, m)
 		}
-		info := ClusterInfo{Member: name, ID: m.id, ClusterSet: set, Error: m.err, Network: m.properties[about.PropertyNetwork]}
+		network, declared := m.properties[about.PropertyNetwork]
+		if !declared {
+			network = s.opts.Networks[name]
+		}
+		info := ClusterInfo{Member: name, ID: m.id, ClusterSet: set, Error: m.err, Network: network}
 		why := m.gatewayInfo(&info)
 		infos, problems = append(infos, info), append(problems, why)
 	}
