@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // The east-west gateway of a member is a Service labelled LabelGateway
@@ -188,4 +189,34 @@ func equalClusterInfos(a, b []ClusterInfo) bool {
 			x.TunnelSecret == y.TunnelSecret && (x.LocalGateway == nil) == (y.LocalGateway == nil) &&
 			(x.LocalGateway == nil || *x.LocalGateway == *y.LocalGateway) && slices.Equal(x.GatewayPods, y.GatewayPods)
 	})
+}
+
+// ConditionReachable is the ServiceExport condition eastwest adds, in a
+// ClusterSet that spans networks, to say whether other networks reach the
+// exporting member's endpoints (through its east-west gateways).
+const ConditionReachable = "eastwest.io/Reachable"
+
+// ReachableCondition is the ConditionReachable of the exports of member c
+// (a ClusterSet member's ID), or nil when the ClusterSet is one network.
+func ReachableCondition(infos []ClusterInfo, c ClusterID, generation int64) *metav1.Condition {
+	networks := map[string]bool{}
+	var mine *ClusterInfo
+	for i := range infos {
+		if infos[i].ID == "" {
+			continue
+		}
+		networks[infos[i].Network] = true
+		if infos[i].ID == c {
+			mine = &infos[i]
+		}
+	}
+	if len(networks) < 2 || mine == nil {
+		return nil
+	}
+	cond := &metav1.Condition{Type: ConditionReachable, Status: metav1.ConditionTrue, Reason: "GatewayAddresses", ObservedGeneration: generation,
+		Message: fmt.Sprintf("other networks reach network %s through %d east-west gateway address(es)", NetworkName(mine.Network), len(mine.Gateways))}
+	if mine.GatewayError != "" {
+		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, "NoGatewayAddress", mine.GatewayError
+	}
+	return cond
 }

@@ -188,3 +188,27 @@ func TestNetworkFromOption(t *testing.T) {
 		t.Errorf("networks %v, want a from the option and b from its property", got)
 	}
 }
+
+// The Reachable condition of a member's exports: none in one network;
+// True with its gateway addresses, False with the reason without.
+func TestReachableCondition(t *testing.T) {
+	gw := []GatewayAddress{{Address: "192.0.2.1", Port: 15443}}
+	for _, tc := range []struct {
+		name   string
+		infos  []ClusterInfo
+		status metav1.ConditionStatus // "" for no condition
+	}{
+		{"one network", []ClusterInfo{{ID: "a"}, {ID: "b"}}, ""},
+		{"reachable", []ClusterInfo{{ID: "a", Gateways: gw}, {ID: "b", Network: "n2"}}, metav1.ConditionTrue},
+		{"no gateway", []ClusterInfo{{ID: "a", GatewayError: "network default has no east-west gateway address"}, {ID: "b", Network: "n2"}}, metav1.ConditionFalse},
+		{"a member left out does not make a network", []ClusterInfo{{ID: "a"}, {Member: "x", Network: "n2"}}, ""},
+	} {
+		c := ReachableCondition(tc.infos, "a", 3)
+		switch {
+		case tc.status == "" && c != nil:
+			t.Errorf("%s: got %+v, want none", tc.name, c)
+		case tc.status != "" && (c == nil || c.Status != tc.status || c.ObservedGeneration != 3 || c.Type != ConditionReachable):
+			t.Errorf("%s: got %+v, want %s", tc.name, c, tc.status)
+		}
+	}
+}

@@ -35,7 +35,12 @@ func (s *State) ObjectsFor(c ClusterID, now time.Time) ClusterObjects {
 	for _, key := range s.ServiceKeys() {
 		st := s.Services.Get(key)
 		if es := st.Export(c); es != nil {
-			out.ServiceExports = append(out.ServiceExports, exportObject(key, es, now))
+			se := exportObject(key, es, now)
+			if cond := ReachableCondition(s.Clusters, c, es.Generation); cond != nil {
+				cond.LastTransitionTime = metav1.NewTime(now)
+				se.Status.Conditions = append(se.Status.Conditions, *cond)
+			}
+			out.ServiceExports = append(out.ServiceExports, se)
 		}
 		if st.Import != nil && slices.Contains(st.Import.ImportedIn, c) {
 			out.ServiceImports = append(out.ServiceImports, ImportObject(st))

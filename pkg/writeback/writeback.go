@@ -335,7 +335,7 @@ func (m *member) reconcileService(ctx context.Context, c mcs.ClusterID, key mcs.
 	}
 	if st != nil {
 		if es := st.Export(c); es != nil {
-			errs = append(errs, m.ensureExportStatus(ctx, key, es))
+			errs = append(errs, m.ensureExportStatus(ctx, key, es, mcs.ReachableCondition(clusters, c, es.Generation)))
 		}
 	}
 	return errors.Join(errs...)
@@ -655,7 +655,7 @@ func (m *member) removeImport(ctx context.Context, key mcs.ServiceKey) error {
 // ensureExportStatus sets the export's Valid, Ready and Conflict
 // conditions, keeping each one's lastTransitionTime while its status does
 // not change, and removing our condition types the merge no longer sets.
-func (m *member) ensureExportStatus(ctx context.Context, key mcs.ServiceKey, es *mcs.ExportStatus) error {
+func (m *member) ensureExportStatus(ctx context.Context, key mcs.ServiceKey, es *mcs.ExportStatus, reachable *metav1.Condition) error {
 	res := m.dyn.Resource(m.gvr("serviceexports")).Namespace(key.Namespace)
 	return cachedThenLive(func(cached bool) error {
 		cur, err := read(ctx, res, m.caches.exports, cached, key.Namespace, key.Name)
@@ -682,6 +682,14 @@ func (m *member) ensureExportStatus(ctx context.Context, key mcs.ServiceKey, es 
 		for _, c := range es.Conditions {
 			c.ObservedGeneration = se.Generation
 			meta.SetStatusCondition(&conds, c)
+		}
+		// Across networks: whether the others reach this member.
+		if reachable != nil {
+			c := *reachable
+			c.ObservedGeneration = se.Generation
+			meta.SetStatusCondition(&conds, c)
+		} else {
+			meta.RemoveStatusCondition(&conds, mcs.ConditionReachable)
 		}
 		if apiequality.Semantic.DeepEqual(conds, se.Status.Conditions) {
 			return nil

@@ -270,7 +270,7 @@ func TestMCS(t *testing.T) {
 	})
 
 	// Last: it puts c on a network of its own for the rest of the run.
-	t.Run("12 across networks a member's MCS EndpointSlices list its own network's endpoints and its gateway pods on relay ports", func(t *testing.T) {
+	t.Run("12 across networks a member's MCS EndpointSlices list its own network's endpoints and its gateway pods on relay ports, and exports say whether other networks reach them", func(t *testing.T) {
 		ns := "t12"
 		for _, m := range []*member{a, c} {
 			m.service(t, clusterIPService(ns, "hello"))
@@ -322,6 +322,12 @@ func TestMCS(t *testing.T) {
 			}
 			return nil
 		})
+		// Exports say whether other networks reach their member: b has no
+		// gateway at all.
+		b.service(t, clusterIPService(ns, "hello"))
+		b.export(t, ns, "hello")
+		a.condition(t, ns, "hello", mcs.ConditionReachable, metav1.ConditionTrue, "GatewayAddresses")
+		b.condition(t, ns, "hello", mcs.ConditionReachable, metav1.ConditionFalse, "NoGatewayAddress")
 		// c has no gateway pods: a's endpoints are left out, nothing
 		// replaces them.
 		eventually(t, "c's MCS EndpointSlices: its own endpoints only", func() error {
