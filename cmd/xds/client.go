@@ -71,7 +71,10 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	client := debugFlags(fs)
 	asJSON := fs.Bool("json", false, "print the raw /debug/syncz JSON")
-	if err := fs.Parse(args); err != nil {
+	if pos, err := parseInterspersed(fs, args); err != nil || len(pos) > 0 {
+		if err == nil {
+			fmt.Fprintf(stderr, "xds status takes no arguments (got %q)\n", pos)
+		}
 		return 2
 	}
 	c, err := client()
@@ -165,12 +168,13 @@ func runDump(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("dump", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	client := debugFlags(fs)
-	node := fs.String("node", "", "node.id of the client (see `xds status`) (required)")
+	node := fs.String("node", "", "node.id of the client, as 'xds status' lists it (required)")
 	typ := fs.String("type", "", "only this type: cds, eds, lds, rds or sds (secrets with their keys redacted)")
-	if err := fs.Parse(args); err != nil {
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
 		return 2
 	}
-	if *node == "" {
+	if *node == "" || len(pos) > 0 {
 		fmt.Fprintln(stderr, "Usage: xds dump --node ID [--type cds|eds|lds|rds|sds]")
 		return 2
 	}
@@ -197,11 +201,16 @@ func runExplain(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	client := debugFlags(fs)
 	asJSON := fs.Bool("json", false, "print JSON")
-	if err := fs.Parse(args); err != nil {
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
 		return 2
 	}
-	if fs.NArg() != 1 {
-		fmt.Fprintln(stderr, "Usage: xds explain NAMESPACE/NAME")
+	if len(pos) != 1 {
+		fmt.Fprintln(stderr, "Usage: xds explain NAMESPACE/NAME [flags]")
+		return 2
+	}
+	if !strings.Contains(pos[0], "/") {
+		fmt.Fprintf(stderr, "xds explain %s: use NAMESPACE/NAME (default/%s, say)\n", pos[0], pos[0])
 		return 2
 	}
 	c, err := client()
@@ -209,7 +218,7 @@ func runExplain(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "error:", err)
 		return 1
 	}
-	q := url.Values{"service": {fs.Arg(0)}}
+	q := url.Values{"service": {pos[0]}}
 	if *asJSON {
 		q.Set("format", "json")
 	}
@@ -220,4 +229,20 @@ func runExplain(args []string, stdout, stderr io.Writer) int {
 	}
 	_, _ = stdout.Write(body)
 	return 0
+}
+
+// parseInterspersed parses flags wherever they are among the arguments
+// (xds explain shop/cart --debug-address ...) and returns the others.
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		pos, args = append(pos, args[0]), args[1:]
+	}
 }

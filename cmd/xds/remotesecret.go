@@ -26,10 +26,11 @@ func runCreateRemoteSecret(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "Usage: xds create-remote-secret --kubeconfig FILE --name ID [flags] | kubectl apply -f - (in the control plane's cluster)")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
 		return 2
 	}
-	if *kubeconfig == "" || opts.Member == "" || fs.NArg() > 0 {
+	if *kubeconfig == "" || opts.Member == "" || len(pos) > 0 {
 		fs.Usage()
 		return 2
 	}

@@ -68,7 +68,7 @@ func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveArgs) {
 	fs.StringVar(&cfg.DebugTLS.Cert, "debug-tls-cert", "", "serve the debug endpoint over TLS with this certificate (PEM)")
 	fs.StringVar(&cfg.DebugTLS.Key, "debug-tls-key", "", "key of --debug-tls-cert (PEM)")
 	fs.StringVar(&cfg.DebugTLS.ClientCA, "debug-tls-client-ca", "", "require debug clients to present a certificate from this CA")
-	writeBack := fs.Bool("write-back", true, "with --kubeconfig-dir: be the ClusterSet's MCS controller (write ServiceImports, EndpointSlices and ServiceExport conditions to the members), under leader election when --lease-kubeconfig is set")
+	writeBack := fs.Bool("write-back", true, "with --kubeconfig-dir: be the ClusterSet's MCS controller (write ServiceImports, EndpointSlices and ServiceExport conditions to the members), under leader election (the Lease in --namespace) when --kubeconfig or --in-cluster is set")
 	ownKubeconfig := fs.String("kubeconfig", "", "kubeconfig of the control plane's own cluster, which holds the leader election Lease and the remote secrets; without it this replica always writes (run one replica)")
 	inCluster := fs.Bool("in-cluster", false, "the control plane's own cluster is the one it runs in (service account credentials), instead of --kubeconfig")
 	remoteSecrets := fs.Bool("remote-secrets", true, "with --kubeconfig/--in-cluster: read member clusters from Secrets labelled eastwest.io/cluster in --namespace")
@@ -91,14 +91,30 @@ func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveArgs) {
 
 func runServe(args []string, _, stderr io.Writer) int {
 	fs, a := serveFlags(stderr)
-	if err := fs.Parse(args); err != nil {
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
 		return 2
 	}
 	cfg := a.cfg
 	gatewayPort, tunnelPort, writeBack, ownKubeconfig, inCluster, remoteSecrets, logLevel := a.gatewayPort, a.tunnelPort, a.writeBack, a.ownKubeconfig, a.inCluster, a.remoteSecrets, a.logLevel
-	if (cfg.Dir == "" && cfg.KubeconfigDir == "" && *ownKubeconfig == "" && !*inCluster) || fs.NArg() > 0 {
+	if (cfg.Dir == "" && cfg.KubeconfigDir == "" && *ownKubeconfig == "" && !*inCluster) || len(pos) > 0 {
 		fs.Usage()
 		return 2
+	}
+	// A folder that does not exist is a typo, not a ClusterSet that is
+	// empty for now: serving nothing and logging every second helps no one.
+	for _, d := range []struct{ flag, path string }{{"--dir", cfg.Dir}, {"--kubeconfig-dir", cfg.KubeconfigDir}} {
+		if d.path == "" {
+			continue
+		}
+		if fi, err := os.Stat(d.path); err != nil || !fi.IsDir() {
+			why := "not a folder"
+			if err != nil {
+				why = err.Error()
+			}
+			fmt.Fprintf(stderr, "xds serve: %s %s: %s\n", d.flag, d.path, why)
+			return 2
+		}
 	}
 	if cfg.Writer.Holdoff < 0 || cfg.Writer.MaxDelay < 0 {
 		fmt.Fprintf(stderr, "xds serve: --holdoff %v and --max-delay %v cannot be negative (--holdoff 0 publishes every change at once)\n", cfg.Writer.Holdoff, cfg.Writer.MaxDelay)

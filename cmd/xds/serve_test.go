@@ -19,6 +19,9 @@ func TestServeRefusesBadFlags(t *testing.T) {
 		{[]string{"--tunnel-port", "0"}, "--tunnel-port 0 is not a port"},
 		{[]string{"--member-network", "east"}, `"east" is not MEMBER=NETWORK`},
 		{[]string{"--member-network", "east=a,=b"}, `"=b" is not MEMBER=NETWORK`},
+		{[]string{"--dir", "/no/such/folder"}, "--dir /no/such/folder: stat /no/such/folder: no such file or directory"},
+		{[]string{"--dir", "serve_test.go"}, "--dir serve_test.go: not a folder"},
+		{[]string{"--kubeconfig-dir", "/no/such/folder"}, "--kubeconfig-dir /no/such/folder: stat"},
 	} {
 		var stdout, stderr bytes.Buffer
 		code := runServe(append([]string{"--dir", "../../examples/clusterset"}, tc.args...), &stdout, &stderr)

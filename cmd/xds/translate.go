@@ -49,10 +49,11 @@ func runTranslate(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr)
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
 		return 2
 	}
-	if *dir == "" || fs.NArg() > 0 {
+	if *dir == "" || len(pos) > 0 {
 		fs.Usage()
 		return 2
 	}
