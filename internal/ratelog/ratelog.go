@@ -1,6 +1,7 @@
 package ratelog
 
 import (
+	"context"
 	"log/slog"
 	"sync"
 	"time"
@@ -35,7 +36,15 @@ func New(log *slog.Logger, interval time.Duration, burst int) *Logger {
 
 // Warn logs msg with args under key unless the key used up its burst in
 // this interval.
-func (l *Logger) Warn(key, msg string, args ...any) {
+func (l *Logger) Warn(key, msg string, args ...any) { l.Log(slog.LevelWarn, key, msg, args...) }
+
+// Info is Warn at the info level.
+func (l *Logger) Info(key, msg string, args ...any) { l.Log(slog.LevelInfo, key, msg, args...) }
+
+// Log logs msg at level with args under key unless the key used up its
+// burst in this interval; the next message logged says how many were
+// left out.
+func (l *Logger) Log(level slog.Level, key, msg string, args ...any) {
 	if l == nil || l.log == nil {
 		return
 	}
@@ -65,5 +74,5 @@ func (l *Logger) Warn(key, msg string, args ...any) {
 	if suppressed > 0 {
 		args = append(args, "suppressed", suppressed)
 	}
-	l.log.Warn(msg, args...)
+	l.log.Log(context.Background(), level, msg, args...)
 }

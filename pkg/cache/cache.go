@@ -62,6 +62,8 @@ type Cache struct {
 	retrying bool
 
 	marshals atomic.Int64
+	// responses counts the responses handed to streams (Responses).
+	responses atomic.Int64
 }
 
 // retryInterval is how often blocked watches are retried.
@@ -194,6 +196,9 @@ var _ cachev3.Cache = (*Cache)(nil)
 // Marshals reports how many resources the cache has marshalled: one per
 // new version of a resource, however many clients receive it.
 func (c *Cache) Marshals() int64 { return c.marshals.Load() }
+
+// Responses counts the responses handed to clients' streams so far.
+func (c *Cache) Responses() int64 { return c.responses.Load() }
 
 // fullStateTypes are the types whose SotW responses must list every
 // subscribed resource: a missing one is deleted.
@@ -469,6 +474,7 @@ func (c *Cache) respond(w *watch, exists bool, changed []string) bool {
 			return false
 		}
 		w.sotwOut <- r
+		c.responses.Add(1)
 		return true
 	}
 	r := c.deltaResponse(w, changed)
@@ -476,6 +482,7 @@ func (c *Cache) respond(w *watch, exists bool, changed []string) bool {
 		return false
 	}
 	w.deltaOut <- r
+	c.responses.Add(1)
 	return true
 }
 

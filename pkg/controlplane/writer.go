@@ -4,10 +4,12 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/eastwest-dev/eastwest/internal/ratelog"
 	"github.com/eastwest-dev/eastwest/pkg/assemble"
 	"github.com/eastwest-dev/eastwest/pkg/cache"
 	"github.com/eastwest-dev/eastwest/pkg/event"
@@ -66,11 +68,13 @@ type WriterOptions struct {
 // translates the services a batch touched for every view and publishes
 // them to the cache. Everything else reads its Snapshots.
 type Writer struct {
-	opts    WriterOptions
-	log     *slog.Logger
-	metrics *metrics.Metrics
-	cache   *cache.Cache
-	in      chan batch
+	opts WriterOptions
+	log  *slog.Logger
+	// publishLog logs publishes at most 5 per second.
+	publishLog *ratelog.Logger
+	metrics    *metrics.Metrics
+	cache      *cache.Cache
+	in         chan batch
 
 	mu      sync.Mutex
 	sources map[string]*sourceState
@@ -159,9 +163,10 @@ func NewWriter(opts WriterOptions, c *cache.Cache, m *metrics.Metrics, log *slog
 	}
 	w := &Writer{
 		opts: opts, log: log, metrics: m, cache: c, now: time.Now,
-		in:      make(chan batch, 64),
-		sources: map[string]*sourceState{},
-		asm:     assemble.New(assemble.Options{GatewayPort: opts.GatewayPort, TunnelPort: opts.TunnelPort, TrustDomain: opts.TrustDomain, Store: opts.Store}),
+		publishLog: ratelog.New(log, time.Second, 5),
+		in:         make(chan batch, 64),
+		sources:    map[string]*sourceState{},
+		asm:        assemble.New(assemble.Options{GatewayPort: opts.GatewayPort, TunnelPort: opts.TunnelPort, TrustDomain: opts.TrustDomain, Store: opts.Store}),
 	}
 	w.snap.Store(&Snapshot{State: &mcs.State{}})
 	next := make(chan struct{})
@@ -339,10 +344,14 @@ func (w *Writer) publish() {
 	for _, inv := range plan.Invalid {
 		w.log.Warn("resource failed validation and is not published", "view", inv.View, "resource", inv.Error())
 	}
+	sent := w.cache.Responses()
 	if err := Publish(w.cache, plan); err != nil {
 		w.log.Error("cannot publish resources", "err", err)
 	}
 	w.metrics.Translated(time.Since(start))
+	if w.gen > 0 && plan.Changed {
+		w.logPublish(plan, w.cache.Responses()-sent)
+	}
 	if w.gen == 0 {
 		w.log.Info("first publish", "services", plan.State.Services.Len(), "views", len(w.asm.Views()),
 			"merge", mergeTook.Round(time.Millisecond), "translate", time.Since(start).Round(time.Millisecond))
@@ -363,6 +372,34 @@ func (w *Writer) publish() {
 		}
 	}
 	w.snapshot(plan.State)
+}
+
+// logPublish says, at info and at most a few times a second, that a change
+// was applied: what changed, the generation, and how many responses went
+// to clients at once (clients whose streams were busy get theirs as soon
+// as they have room).
+func (w *Writer) logPublish(plan assemble.Plan, responses int64) {
+	resources := 0
+	views := map[string]bool{}
+	for _, u := range plan.Updates {
+		resources += len(u.Set) + len(u.Delete)
+		views[u.View] = true
+	}
+	args := []any{"generation", w.gen + 1, "services", len(plan.Changes.Services), "resources", resources, "views", len(views), "responses", responses}
+	if n := len(plan.Changes.Services); n > 0 {
+		shown := make([]string, 0, min(n, 3))
+		for _, k := range plan.Changes.Services[:min(n, 3)] {
+			shown = append(shown, k.String())
+		}
+		args = append(args, "changed", strings.Join(shown, ","))
+	}
+	if plan.Changes.Clusters {
+		args = append(args, "members", "changed")
+	}
+	if len(plan.Rebuilt) > 0 {
+		args = append(args, "gatewayAPI", strings.Join(plan.Rebuilt, ","))
+	}
+	w.publishLog.Info("publish", "published", args...)
 }
 
 // Publish applies a Plan to the cache: its updates in order, then the

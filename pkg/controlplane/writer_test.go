@@ -1,12 +1,14 @@
 package controlplane
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -40,10 +42,12 @@ type writerHarness struct {
 	send func([]event.Event, []source.Problem)
 }
 
-func newWriterHarness(t *testing.T) *writerHarness {
+func newWriterHarness(t *testing.T) *writerHarness { return newWriterHarnessLog(t, io.Discard) }
+
+func newWriterHarnessLog(t *testing.T, log io.Writer) *writerHarness {
 	c := cache.New(NodeView)
 	m := metrics.New()
-	w := NewWriter(WriterOptions{Holdoff: time.Millisecond, MaxDelay: 5 * time.Millisecond}, c, m, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	w := NewWriter(WriterOptions{Holdoff: time.Millisecond, MaxDelay: 5 * time.Millisecond}, c, m, slog.New(slog.NewTextHandler(log, nil)))
 	w.AddSource("test")
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -328,4 +332,36 @@ func TestWriterPublishesOnTheLeadingEdge(t *testing.T) {
 			}
 		})
 	}
+}
+
+// Every publish after the first is logged at info: its generation, what
+// changed and how many responses went out.
+func TestWriterLogsPublishes(t *testing.T) {
+	var buf syncBuffer
+	h := newWriterHarnessLog(t, &buf)
+	h.publish("east", up(&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "ns"}}))
+	h.publish("west", exportedService(80)...)
+	out := buf.String()
+	if !strings.Contains(out, "level=INFO msg=published generation=2 services=1") || !strings.Contains(out, "changed=ns/web") || !strings.Contains(out, "responses=0") {
+		t.Errorf("publish not logged as expected:\n%s", out)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the Writer's goroutine and the
+// test's.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
