@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/eastwest-dev/eastwest/pkg/cache"
+	"github.com/eastwest-dev/eastwest/pkg/controlplane"
 	"github.com/eastwest-dev/eastwest/pkg/debug"
 )
 
@@ -97,17 +98,13 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NODE\tCLUSTER\tROLE\tSTATUS\tCDS\tEDS\tLDS\tRDS\tSDS\tPROTOCOL\tCONNECTED")
+	fmt.Fprintln(tw, "NODE\tCLUSTER\tROLE\tSTATUS\tCDS\tEDS\tLDS\tRDS\tSDS\tPROTOCOL\tCONNECTED\tERROR")
 	for _, cl := range clients {
 		proto := "sotw"
 		if cl.Delta {
 			proto = "delta"
 		}
-		role := cl.Role
-		if cl.Error != "" {
-			role += " (" + cl.Error + ")"
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s", cl.NodeID, cl.Cluster, role, cl.Summary)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s", cl.NodeID, orDash(cl.Cluster), orDash(cl.Role), cl.Summary)
 		for _, t := range []string{"cds", "eds", "lds", "rds", "sds"} {
 			ts := cl.Types[debug.TypeNames[t]]
 			switch {
@@ -121,13 +118,39 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 				fmt.Fprintf(tw, "\t%s v%s", ts.State, orDash(ts.Acked))
 			}
 		}
-		fmt.Fprintf(tw, "\t%s\t%s\n", proto, time.Since(cl.ConnectedAt).Truncate(time.Second))
+		// The error goes last: however long, it leaves the columns aligned.
+		fmt.Fprintf(tw, "\t%s\t%s\t%s\n", proto, time.Since(cl.ConnectedAt).Truncate(time.Second), orDash(cl.Error))
 	}
 	_ = tw.Flush()
 	if len(clients) == 0 {
 		fmt.Fprintln(stdout, "(no xDS client connected)")
 	}
+	printWriteBack(c, stdout)
 	return printRefused(c, stdout, stderr)
+}
+
+// printWriteBack prints one line on the write-back, when the control plane
+// writes to member clusters: who leads, and what is wrong if nothing can.
+func printWriteBack(c *debugClient, stdout io.Writer) {
+	body, err := c.get("/debug/writeback", nil)
+	if err != nil {
+		return // an older control plane
+	}
+	var wb controlplane.WriteBackStatus
+	if json.Unmarshal(body, &wb) != nil || !wb.Enabled {
+		return
+	}
+	e := wb.Election
+	state := "writing (no leader election: run one replica)"
+	switch {
+	case e.Error != "":
+		state = fmt.Sprintf("FAILING since %s ago: %s", time.Since(e.FailingSince).Truncate(time.Second), e.Error)
+	case e.Enabled && e.Leading:
+		state = "leading, writing (Lease " + e.Lease + ")"
+	case e.Enabled:
+		state = fmt.Sprintf("following %s (Lease %s)", orDash(e.Leader), e.Lease)
+	}
+	fmt.Fprintf(stdout, "\nWrite-back: %s; %d services pending, %d writes\n", state, wb.Pending, wb.Writes)
 }
 
 // printRefused prints the latest refused requests, if any: a client whose

@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"slices"
-	"sync/atomic"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -70,7 +69,8 @@ type App struct {
 	dir     *source.Dir
 	kube    *source.KubeconfigDir
 	wb      *writeback.Writeback
-	leading atomic.Bool
+	// election is the write-back's leadership as this replica knows it.
+	election writeback.Recorder
 
 	xdsListener, debugListener net.Listener
 }
@@ -110,6 +110,7 @@ func NewApp(cfg Config, log *slog.Logger, debugHandler func(*App) http.Handler) 
 		if cfg.WriteBack {
 			a.wb = writeback.New(a.kube, log)
 			a.Metrics.WriteBack(a.wb.Pending, a.wb.Writes)
+			a.Metrics.Election(func() bool { return a.election.Status().Leading }, func() bool { return a.election.Status().Error != "" })
 			a.Writer.OnPublish(a.wb.Changed)
 			a.Writer.OnStatus(a.wb.StatusChanged)
 		}
@@ -185,7 +186,7 @@ func (a *App) Run(ctx context.Context) error {
 			resync = 5 * time.Minute
 		}
 		go func() {
-			err := writeback.Lead(srcCtx, a.cfg.Election, a.log, a.leading.Store, func(ctx context.Context) { a.wb.Run(ctx, resync) })
+			err := writeback.Lead(srcCtx, a.cfg.Election, a.log, &a.election, func(ctx context.Context) { a.wb.Run(ctx, resync) })
 			if err != nil {
 				a.log.Error("leader election failed: not writing to member clusters", "err", err)
 			}
@@ -263,7 +264,58 @@ func (a *App) exportConnections(ctx context.Context) {
 }
 
 // Leading reports whether this replica writes to member clusters.
-func (a *App) Leading() bool { return a.leading.Load() }
+func (a *App) Leading() bool { return a.election.Status().Leading }
+
+// WriteBackStatus is the write-back as /debug/writeback and `xds status`
+// show it.
+type WriteBackStatus struct {
+	// Enabled is false when this control plane writes nothing to its
+	// members (a YAML folder, or --write-back=false).
+	Enabled  bool                     `json:"enabled"`
+	Election writeback.ElectionStatus `json:"election"`
+	// Pending are the services whose objects are still to write; Writes
+	// the writes made so far.
+	Pending int   `json:"pending"`
+	Writes  int64 `json:"writes"`
+	// Problem is why no replica writes, when it has lasted
+	// (WriteBackProblem).
+	Problem string `json:"problem,omitempty"`
+}
+
+// WriteBack returns the write-back's status.
+func (a *App) WriteBack() WriteBackStatus {
+	if a.wb == nil {
+		return WriteBackStatus{}
+	}
+	return WriteBackStatus{Enabled: true, Election: a.election.Status(), Pending: a.wb.Pending(), Writes: a.wb.Writes(), Problem: a.WriteBackProblem()}
+}
+
+// electionGrace is how long the Lease may fail before the replica says it
+// is not ready: two lease durations (30 s by default). A few failed
+// renewals (an apiserver restart) are not a problem; a Lease that cannot
+// be used at all (its namespace missing, no RBAC) means that no replica
+// writes to the members.
+func (a *App) electionGrace() time.Duration {
+	if d := a.cfg.Election.LeaseDuration; d > 0 {
+		return 2 * d
+	}
+	return 30 * time.Second
+}
+
+// WriteBackProblem says why no replica writes to member clusters, when the
+// Lease has failed for longer than electionGrace; "" otherwise. /readyz
+// fails with it: a control plane that cannot be the ClusterSet's MCS
+// controller is not ready (xDS clients keep their streams and config).
+func (a *App) WriteBackProblem() string {
+	if a.wb == nil {
+		return ""
+	}
+	st := a.election.Status()
+	if st.Error == "" || time.Since(st.FailingSince) < a.electionGrace() {
+		return ""
+	}
+	return fmt.Sprintf("write-back: leader election failing for %v on Lease %s: %s", time.Since(st.FailingSince).Round(time.Second), st.Lease, st.Error)
+}
 
 // MemberStatuses returns the connection status of every Kubernetes member.
 func (a *App) MemberStatuses() []source.ClusterStatus {

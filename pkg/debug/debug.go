@@ -34,11 +34,12 @@ type State interface {
 
 // Handler serves the debug endpoints.
 type Handler struct {
-	members func() []source.ClusterStatus
-	state   State
-	cache   *cache.Cache
-	tracker *cache.Tracker
-	mux     *http.ServeMux
+	members   func() []source.ClusterStatus
+	writeBack func() controlplane.WriteBackStatus
+	state     State
+	cache     *cache.Cache
+	tracker   *cache.Tracker
+	mux       *http.ServeMux
 }
 
 // New returns the debug endpoints' handler.
@@ -51,6 +52,7 @@ func New(s State, c *cache.Cache, t *cache.Tracker, m *metrics.Metrics) *Handler
 	h.mux.HandleFunc("GET /debug/config_dump", h.configDump)
 	h.mux.HandleFunc("GET /debug/explain", h.explain)
 	h.mux.HandleFunc("GET /debug/gateways", h.gateways)
+	h.mux.HandleFunc("GET /debug/writeback", h.writeback)
 	h.mux.Handle("GET /metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{}))
 	h.mux.HandleFunc("GET /healthz", h.healthz)
 	h.mux.HandleFunc("GET /readyz", h.readyz)
@@ -69,6 +71,7 @@ func New(s State, c *cache.Cache, t *cache.Tracker, m *metrics.Metrics) *Handler
 func ForApp(a *controlplane.App) http.Handler {
 	h := New(a.Writer, a.Cache, a.Tracker, a.Metrics)
 	h.members = a.MemberStatuses
+	h.writeBack = a.WriteBack
 	return h
 }
 
@@ -84,6 +87,7 @@ func (h *Handler) index(w http.ResponseWriter, _ *http.Request) {
   /debug/mcs[?service=NS/NAME]     ServiceImports, exports, conditions, conflicts
   /debug/gateways                  Gateway API statuses eastwest owns, gateway-api views
   /debug/clusters                  member clusters and their sources
+  /debug/writeback                 the write-back: leadership, its Lease, pending services, writes
   /debug/pprof/                    Go profiles (heap, cpu, goroutine) for performance reports
   /metrics /healthz /readyz
 `)
@@ -110,7 +114,22 @@ func (h *Handler) healthz(w http.ResponseWriter, _ *http.Request) {
 	_, _ = fmt.Fprintln(w, "ok")
 }
 
+// writeback is /debug/writeback: leadership, pending services, writes.
+func (h *Handler) writeback(w http.ResponseWriter, _ *http.Request) {
+	var st controlplane.WriteBackStatus
+	if h.writeBack != nil {
+		st = h.writeBack()
+	}
+	writeJSON(w, st)
+}
+
 func (h *Handler) readyz(w http.ResponseWriter, _ *http.Request) {
+	if h.writeBack != nil {
+		if p := h.writeBack().Problem; p != "" {
+			fail(w, http.StatusServiceUnavailable, "not ready: %s", p)
+			return
+		}
+	}
 	if !h.state.Ready() {
 		var waiting []string
 		for name, synced := range h.state.Snapshot().Sources {

@@ -108,6 +108,24 @@ func (m *Metrics) WriteBack(pending func() int, writes func() int64) {
 			func() float64 { return float64(writes()) }))
 }
 
+// Election registers the write-back's leadership: whether this replica
+// leads (writes to the members), and whether its Lease cannot be used.
+func (m *Metrics) Election(leading, failing func() bool) {
+	b := func(f func() bool) func() float64 {
+		return func() float64 {
+			if f() {
+				return 1
+			}
+			return 0
+		}
+	}
+	m.Registry.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "eastwest", Name: "writeback_leader",
+			Help: "1 when this replica leads the write-back (writes MCS objects to the member clusters)."}, b(leading)),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "eastwest", Name: "leader_election_failing",
+			Help: "1 while this replica cannot read or write the write-back's Lease (see /debug/writeback)."}, b(failing)))
+}
+
 // Pushed counts a response and its latency when known.
 func (m *Metrics) Pushed(typ string, latency time.Duration, known bool) {
 	t := translate.TypeName(typ)

@@ -7,6 +7,7 @@ import (
 	"os"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/rand"
 	"k8s.io/client-go/rest"
@@ -29,10 +30,11 @@ type Election struct {
 }
 
 // Lead runs fn while this replica leads, until ctx ends; when leadership is
-// lost fn's context is cancelled and Lead campaigns again.
-func Lead(ctx context.Context, e Election, log *slog.Logger, leading func(bool), fn func(context.Context)) error {
+// lost fn's context is cancelled and Lead campaigns again. rec is kept up
+// to date (leading, the holder, the last failure to use the Lease).
+func Lead(ctx context.Context, e Election, log *slog.Logger, rec *Recorder, fn func(context.Context)) error {
 	if e.Config == nil {
-		leading(true)
+		rec.update(func(s *ElectionStatus) { s.Enabled, s.Leading = false, true })
 		fn(ctx)
 		return nil
 	}
@@ -45,11 +47,19 @@ func Lead(ctx context.Context, e Election, log *slog.Logger, leading func(bool),
 	if e.LeaseDuration <= 0 {
 		e.LeaseDuration = 15 * time.Second
 	}
-	lock := &resourcelock.LeaseLock{
+	rec.update(func(s *ElectionStatus) { s.Enabled, s.Identity, s.Lease = true, id, e.Namespace+"/"+e.Name })
+	// Say at once what would otherwise only show as the election library
+	// failing every few seconds.
+	if _, err := client.CoreV1().Namespaces().Get(ctx, e.Namespace, metav1.GetOptions{}); apierrors.IsNotFound(err) {
+		err := fmt.Errorf("the Lease's namespace %s does not exist: create it, or set --namespace; no replica writes to member clusters until then", e.Namespace)
+		log.Error("leader election cannot start", "err", err)
+		rec.failed(err, time.Now())
+	}
+	lock := observedLock{Interface: &resourcelock.LeaseLock{
 		LeaseMeta:  metav1.ObjectMeta{Namespace: e.Namespace, Name: e.Name},
 		Client:     client.CoordinationV1(),
 		LockConfig: resourcelock.ResourceLockConfig{Identity: id},
-	}
+	}, rec: rec}
 	for ctx.Err() == nil {
 		leaderelection.RunOrDie(ctx, leaderelection.LeaderElectionConfig{
 			Lock:            lock,
@@ -61,12 +71,15 @@ func Lead(ctx context.Context, e Election, log *slog.Logger, leading func(bool),
 			Callbacks: leaderelection.LeaderCallbacks{
 				OnStartedLeading: func(lctx context.Context) {
 					log.Info("leading: writing to member clusters", "identity", id)
-					leading(true)
+					rec.update(func(s *ElectionStatus) { s.Leading = true })
 					fn(lctx)
 				},
 				OnStoppedLeading: func() {
-					leading(false)
+					rec.update(func(s *ElectionStatus) { s.Leading = false })
 					log.Info("not leading: serving xDS only", "identity", id)
+				},
+				OnNewLeader: func(identity string) {
+					rec.update(func(s *ElectionStatus) { s.Leader = identity })
 				},
 			},
 		})

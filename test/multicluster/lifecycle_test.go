@@ -2,9 +2,12 @@ package multicluster
 
 import (
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -210,6 +213,39 @@ func TestLifecycle(t *testing.T) {
 		a.export(t, "after-handover", "web")
 		c.importIs(t, "after-handover", "web", nil)
 	})
+
+	t.Run("16 a Lease that cannot be used is said at once, in /debug/writeback, a metric and readiness, until it can", func(t *testing.T) {
+		cfg := controlplane.Config{KubeconfigDir: cs.kubeDir, WriteBack: true, Resync: time.Second}
+		cfg.Election.Config, cfg.Election.Namespace, cfg.Election.Name = a.Config, "eastwest-missing", "eastwest-writeback"
+		cfg.Election.LeaseDuration = 2 * time.Second
+		app, stop := cptest.Run(t, cfg)
+		defer stop()
+		eventually(t, "the failure in /debug/writeback and the metric", func() error {
+			wb := app.WriteBack()
+			if !strings.Contains(wb.Election.Error, "eastwest-missing") || app.Leading() {
+				return fmt.Errorf("write-back %+v", wb)
+			}
+			if m := metricValue(t, app, "eastwest_leader_election_failing"); m != 1 {
+				return fmt.Errorf("eastwest_leader_election_failing %v", m)
+			}
+			return nil
+		})
+		eventually(t, "/readyz failing with the reason after two lease durations", func() error {
+			code, body := get(t, "http://"+app.DebugAddr()+"/readyz")
+			if code != 503 || !strings.Contains(body, "leader election failing") || !strings.Contains(body, "eastwest-missing") {
+				return fmt.Errorf("/readyz %d %q", code, body)
+			}
+			return nil
+		})
+		a.namespace(t, "eastwest-missing")
+		eventually(t, "leading and ready once the namespace exists", func() error {
+			code, body := get(t, "http://"+app.DebugAddr()+"/readyz")
+			if wb := app.WriteBack(); !app.Leading() || wb.Election.Error != "" || code != 200 {
+				return fmt.Errorf("leading %v, error %q, /readyz %d %q", app.Leading(), wb.Election.Error, code, body)
+			}
+			return nil
+		})
+	})
 }
 
 // metricValue reads one unlabelled metric of the app's.
@@ -230,4 +266,17 @@ func metricValue(t *testing.T, app *controlplane.App, name string) float64 {
 	}
 	t.Fatalf("no metric %s", name)
 	return 0
+}
+
+// get fetches a URL: the status code and body (0 and the error text when
+// the request fails).
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url) //nolint:gosec,noctx // the test's own debug endpoint
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
 }
