@@ -41,6 +41,9 @@ const (
 	ReasonSecrets         = "secrets_not_allowed"
 )
 
+// RefusalReasons are every reason a request is refused.
+var RefusalReasons = []string{ReasonUnsupportedType, ReasonTooManyNames, ReasonNameTooLong, ReasonIdentity, ReasonNodeChanged, ReasonSecrets}
+
 // Refusal is a request the control plane will not serve: it ends the
 // stream (or the unary call) with Code and the message, and is counted
 // under Reason.

@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/eastwest-dev/eastwest/pkg/cache"
 	"github.com/eastwest-dev/eastwest/pkg/gateway"
 	"github.com/eastwest-dev/eastwest/pkg/mcs"
 	"github.com/eastwest-dev/eastwest/pkg/translate"
@@ -35,6 +36,14 @@ type Metrics struct {
 	connections      *prometheus.GaugeVec
 	connFailures     *prometheus.GaugeVec
 	gatewayConds     *prometheus.GaugeVec
+
+	// wb are the write-back's readings (zero without a write-back).
+	wb struct {
+		mu               sync.Mutex
+		pending          func() int
+		writes           func() int64
+		leading, failing func() bool
+	}
 
 	// exportSeries are the label values of each service's export
 	// condition series, so that replacing them costs what the service
@@ -93,37 +102,59 @@ func New() *Metrics {
 	m.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.clients, m.pushes, m.pushLatency, m.nacks, m.refused, m.rejected, m.translate, m.merge, m.publishes,
 		m.clusterState, m.gatewayAddrs, m.exportConditions, m.imports, m.sourceProblems, m.connections, m.connFailures, m.gatewayConds)
-	return m
-}
-
-// WriteBack registers the write-back's progress: the services whose
-// objects are not written yet, and the writes made.
-func (m *Metrics) WriteBack(pending func() int, writes func() int64) {
+	// Every series whose labels are known in advance exists from the
+	// start, at zero: dashboards and alerts see 0, not "no data", on a
+	// quiet server.
+	for _, typ := range translate.TypeOrder() {
+		name := translate.TypeName(typ)
+		m.pushes.WithLabelValues(name)
+		m.pushLatency.WithLabelValues(name)
+		m.nacks.WithLabelValues(name)
+		m.rejected.WithLabelValues(name)
+	}
+	for _, reason := range cache.RefusalReasons {
+		m.refused.WithLabelValues(reason)
+	}
+	// The write-back's metrics exist without a write-back (a YAML folder,
+	// --write-back=false) too, at zero.
+	m.wb.pending, m.wb.writes, m.wb.leading, m.wb.failing = func() int { return 0 }, func() int64 { return 0 }, func() bool { return false }, func() bool { return false }
+	b := func(f func() bool) float64 {
+		if f() {
+			return 1
+		}
+		return 0
+	}
 	m.Registry.MustRegister(
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "eastwest", Name: "writeback_pending_services",
 			Help: "Services whose MCS objects the write-back has still to write (queued or in the running pass)."},
-			func() float64 { return float64(pending()) }),
+			func() float64 { m.wb.mu.Lock(); defer m.wb.mu.Unlock(); return float64(m.wb.pending()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "eastwest", Name: "writeback_writes_total",
 			Help: "Creates, updates and deletes the write-back made in member clusters."},
-			func() float64 { return float64(writes()) }))
+			func() float64 { m.wb.mu.Lock(); defer m.wb.mu.Unlock(); return float64(m.wb.writes()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "eastwest", Name: "writeback_leader",
+			Help: "1 when this replica leads the write-back (writes MCS objects to the member clusters)."},
+			func() float64 { m.wb.mu.Lock(); defer m.wb.mu.Unlock(); return b(m.wb.leading) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "eastwest", Name: "leader_election_failing",
+			Help: "1 while this replica cannot read or write the write-back's Lease (see /debug/writeback)."},
+			func() float64 { m.wb.mu.Lock(); defer m.wb.mu.Unlock(); return b(m.wb.failing) }))
+	return m
 }
 
-// Election registers the write-back's leadership: whether this replica
-// leads (writes to the members), and whether its Lease cannot be used.
+// WriteBack reports the write-back's progress in its metrics: the services
+// whose objects are not written yet, and the writes made.
+func (m *Metrics) WriteBack(pending func() int, writes func() int64) {
+	m.wb.mu.Lock()
+	defer m.wb.mu.Unlock()
+	m.wb.pending, m.wb.writes = pending, writes
+}
+
+// Election reports the write-back's leadership in its metrics: whether
+// this replica leads (writes to the members), and whether its Lease cannot
+// be used.
 func (m *Metrics) Election(leading, failing func() bool) {
-	b := func(f func() bool) func() float64 {
-		return func() float64 {
-			if f() {
-				return 1
-			}
-			return 0
-		}
-	}
-	m.Registry.MustRegister(
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "eastwest", Name: "writeback_leader",
-			Help: "1 when this replica leads the write-back (writes MCS objects to the member clusters)."}, b(leading)),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "eastwest", Name: "leader_election_failing",
-			Help: "1 while this replica cannot read or write the write-back's Lease (see /debug/writeback)."}, b(failing)))
+	m.wb.mu.Lock()
+	defer m.wb.mu.Unlock()
+	m.wb.leading, m.wb.failing = leading, failing
 }
 
 // Pushed counts a response and its latency when known.
