@@ -5,6 +5,8 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -311,6 +313,45 @@ func TestExplainShowsNetworkPaths(t *testing.T) {
 	} {
 		if got := view(tc.view); !strings.Contains(got, tc.want) {
 			t.Errorf("%s: want %q in:\n%s", tc.view, tc.want, got)
+		}
+	}
+}
+
+// An export whose Service is not found says why when eastwest knows: the
+// member's Service was rejected (and where), or the export is in default.
+func TestExplainSaysWhyTheServiceIsMissing(t *testing.T) {
+	dir := t.TempDir()
+	files := map[string]string{
+		"east/bad.yaml": `apiVersion: v1
+kind: Service
+metadata: {name: cart, namespace: shop}
+spec: {ports: [{name: http, port: 70000}]}
+---
+apiVersion: multicluster.x-k8s.io/v1alpha1
+kind: ServiceExport
+metadata: {name: cart, namespace: shop}
+`,
+		"east/default.yaml": `apiVersion: multicluster.x-k8s.io/v1alpha1
+kind: ServiceExport
+metadata: {name: web}
+`,
+	}
+	for name, content := range files {
+		if err := os.MkdirAll(filepath.Join(dir, filepath.Dir(name)), 0o750); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	app := cptest.Start(t, dir)
+	for svc, want := range map[string]string{
+		"shop/cart":   "the Service is in " + filepath.Join(dir, "east", "bad.yaml") + " but was rejected",
+		"default/web": "this export is in namespace default",
+	} {
+		var stdout, stderr bytes.Buffer
+		if code := run([]string{"explain", "--debug-address", app.DebugAddr(), svc}, &stdout, &stderr); code != 0 || !strings.Contains(stdout.String(), want) {
+			t.Errorf("explain %s: exit %d, %q; want %q in:\n%s", svc, code, stderr.String(), want, stdout.String())
 		}
 	}
 }

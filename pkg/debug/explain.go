@@ -5,6 +5,7 @@ import (
 	"io"
 	"maps"
 	"net/http"
+	"path/filepath"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -14,6 +15,7 @@ import (
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
+	mcsv1b1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 
 	"github.com/eastwest-dev/eastwest/pkg/cache"
 	"github.com/eastwest-dev/eastwest/pkg/controlplane"
@@ -98,6 +100,7 @@ func (h *Handler) Explain(key mcs.ServiceKey) (Explanation, bool) {
 		return Explanation{}, false
 	}
 	e := Explanation{Service: key.String(), Generation: s.Generation, MCS: serviceView(st), Clients: []ClientResources{}}
+	noServiceHints(&e, s, st)
 	names := map[string]bool{}
 	if st.Import != nil {
 		for _, p := range st.Import.Ports {
@@ -120,6 +123,38 @@ func (h *Handler) Explain(key mcs.ServiceKey) (Explanation, bool) {
 		}
 	}
 	return e, true
+}
+
+// noServiceHints adds to an export whose Service is not found why it may
+// be: the member's Service was there but rejected (a problem of the
+// folder), or the export sits in default while the Service is meant to be
+// in another namespace.
+func noServiceHints(e *Explanation, s *controlplane.Snapshot, st *mcs.ServiceState) {
+	member := map[mcs.ClusterID]string{}
+	for _, c := range s.State.Clusters {
+		member[c.ID] = c.Member
+	}
+	for i := range e.MCS.Exports {
+		ex := &e.MCS.Exports[i]
+		es := st.Export(ex.Cluster)
+		if es == nil {
+			continue
+		}
+		c := es.Condition(mcsv1b1.ServiceExportConditionValid)
+		if c == nil || c.Reason != string(mcsv1b1.ServiceExportReasonNoService) {
+			continue
+		}
+		rejected := false
+		for _, p := range s.Problems {
+			if p.Object == "Service "+st.Key.String() && filepath.Base(filepath.Dir(p.File)) == member[ex.Cluster] {
+				ex.Messages = append(ex.Messages, fmt.Sprintf("the Service is in %s but was rejected: %s", p.File, p.Err))
+				rejected = true
+			}
+		}
+		if !rejected && st.Key.Namespace == metav1.NamespaceDefault {
+			ex.Messages = append(ex.Messages, "this export is in namespace default: a ServiceExport must be in its Service's namespace (metadata.namespace)")
+		}
+	}
 }
 
 // routesNaming lists the Gateway API routes that name the service, with
