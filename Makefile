@@ -20,6 +20,7 @@ build: ## Build the xds binary into bin/.
 run: build ## Serve the demo ClusterSet in examples/clusterset over xDS (Ctrl-C stops it).
 	@echo "Serving examples/clusterset: xDS on 127.0.0.1:18000, debug on http://127.0.0.1:19000"
 	@echo "Try, in another terminal:"
+	@echo "  ./$(BIN)/xds watch --node-cluster east                              # an xDS client of east: endpoints as they change (then edit the YAML)"
 	@echo "  curl -s 'http://127.0.0.1:19000/debug/explain?service=shop/cart'   # why cart's traffic goes where it goes"
 	@echo "  ./$(BIN)/xds status                                                # connected xDS clients"
 	@echo "  ./$(BIN)/xds translate --dir examples/clusterset --node-cluster east --role gateway"

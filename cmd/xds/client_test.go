@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -354,4 +355,57 @@ metadata: {name: web}
 			t.Errorf("explain %s: exit %d, %q; want %q in:\n%s", svc, code, stderr.String(), want, stdout.String())
 		}
 	}
+}
+
+// `xds watch` is an xDS client a newcomer can run: it shows up SYNCED in
+// `xds status` and prints the endpoints it gets, by priority, and each
+// change as it comes.
+func TestWatchIsASyncedClient(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.CopyFS(dir, os.DirFS("../../examples/clusterset")); err != nil {
+		t.Fatal(err)
+	}
+	app := cptest.Start(t, dir)
+	var out syncWriter
+	done := make(chan int, 1)
+	go func() {
+		done <- run([]string{"watch", "--xds-address", app.XDSAddr(), "--node-cluster", "east", "--node", "newcomer"}, &out, io.Discard)
+	}()
+	var status bytes.Buffer
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		status.Reset()
+		run([]string{"status", "--debug-address", app.DebugAddr()}, &status, io.Discard)
+		if strings.Contains(status.String(), "newcomer") && strings.Contains(status.String(), "SYNCED") && strings.Contains(out.String(), "cart.shop.svc.clusterset.local:80  p0 east") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("watch not synced after 10s:\n%s\n%s", status.String(), out.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	select {
+	case code := <-done:
+		t.Fatalf("watch exited (%d):\n%s", code, out.String())
+	default:
+	}
+}
+
+// syncWriter is a bytes.Buffer written by one goroutine and read by
+// another.
+type syncWriter struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (w *syncWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
+
+func (w *syncWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.String()
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"flag"
 	"io"
 	"net/http"
 	"os"
@@ -50,4 +51,24 @@ func TestReadmeMetricsArePresentFromTheStart(t *testing.T) {
 			t.Errorf("%s is listed in the README but not exported at start", name)
 		}
 	}
+}
+
+// The README's table of `xds serve` flags lists every flag serve has.
+func TestReadmeListsEveryServeFlag(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := strings.Index(string(readme), "### `xds serve`")
+	end := strings.Index(string(readme)[start+1:], "\n### ")
+	if start < 0 || end < 0 {
+		t.Fatal("no `xds serve` section in the README")
+	}
+	table := string(readme)[start : start+1+end]
+	fs, _ := serveFlags(io.Discard)
+	fs.VisitAll(func(f *flag.Flag) {
+		if !strings.Contains(table, "`--"+f.Name+"`") {
+			t.Errorf("the README's serve flags lack --%s (%s)", f.Name, f.Usage)
+		}
+	})
 }
