@@ -474,8 +474,12 @@ func (e Explanation) WriteText(w io.Writer) {
 	}
 	for _, v := range e.Views {
 		fmt.Fprintf(w, "   %s\n", v.View)
+		width := 0 // the view's longest name: its columns line up
 		for _, r := range v.Resources {
-			fmt.Fprintf(w, "     %-4s %-48s version %s (since %d)\n", r.Type, r.Name, r.Version, r.Since)
+			width = max(width, len(r.Name))
+		}
+		for _, r := range v.Resources {
+			fmt.Fprintf(w, "     %-4s %-*s  version %s (since %d)\n", r.Type, width, r.Name, r.Version, r.Since)
 			for _, d := range r.Detail {
 				fmt.Fprintf(w, "            %s\n", d)
 			}
