@@ -42,6 +42,10 @@ const (
 	ManagedByValue = "eastwest"
 )
 
+// AnnotationDerivedService on a ClusterSetIP ServiceImport names the
+// derived Service in its namespace that holds its ClusterSet IP.
+const AnnotationDerivedService = "multicluster.kubernetes.io/derived-service"
+
 // DerivedName is the name of the ClusterIP Service that holds a
 // ClusterSetIP import's IPs, as the mcs-api reference controllers name it.
 func DerivedName(key mcs.ServiceKey) string {
@@ -356,6 +360,15 @@ func managedLabels(extra map[string]string) map[string]string {
 func (m *member) ensureImport(ctx context.Context, c mcs.ClusterID, st *mcs.ServiceState, clusters []mcs.ClusterInfo) error {
 	want := mcs.ImportObject(st)
 	want.Labels = managedLabels(want.Labels)
+	if st.Import.Type == mcsv1b1.ClusterSetIP {
+		// Consumers of the MCS objects (the mcs-api controller's tools,
+		// Gateway API implementations) find the derived Service by it.
+		want.Annotations = maps.Clone(want.Annotations)
+		if want.Annotations == nil {
+			want.Annotations = map[string]string{}
+		}
+		want.Annotations[AnnotationDerivedService] = DerivedName(st.Key)
+	}
 	imp, err := m.applyImport(ctx, want)
 	if err != nil {
 		return err

@@ -60,6 +60,9 @@ func TestMCS(t *testing.T) {
 				if si.Spec.Type != mcsv1b1.ClusterSetIP || len(si.Spec.IPs) != 1 {
 					return fmt.Errorf("type %s ips %v", si.Spec.Type, si.Spec.IPs)
 				}
+				if d := si.Annotations[writeback.AnnotationDerivedService]; d != writeback.DerivedName(mcs.ServiceKey{Namespace: ns, Name: "hello"}) {
+					return fmt.Errorf("derived-service annotation %q", d)
+				}
 				return nil
 			})
 		}
