@@ -12,11 +12,28 @@ out="$(cd "$out" && pwd)"
 KUBE_VERSION=v1.37.1
 ETCD_VERSION=3.6.16
 
+# progress runs a build, saying every 30 s that it is still going and at
+# the end how long it took: a cold build is minutes of silence otherwise.
+progress() {
+  local what="$1"; shift
+  local start=$SECONDS
+  ( while sleep 30; do echo "  ... still building $what ($((SECONDS - start)) s)"; done ) &
+  local ticker=$!
+  local rc=0
+  "$@" || rc=$?
+  kill "$ticker" 2>/dev/null || true
+  wait "$ticker" 2>/dev/null || true
+  if [ "$rc" -eq 0 ]; then
+    echo "built $what in $((SECONDS - start)) s"
+  fi
+  return "$rc"
+}
+
 if "$out/kube-apiserver" --version 2>/dev/null | grep -q "Kubernetes $KUBE_VERSION\$"; then
   echo "kube-apiserver $KUBE_VERSION: cached in $out"
 else
-  echo "building kube-apiserver $KUBE_VERSION into $out (cold: ~6 min, 2.4 GB RAM)"
-  (cd "$here/kube-apiserver" && go build -o "$out/kube-apiserver" \
+  echo "building kube-apiserver $KUBE_VERSION into $out (cold, 2 cores: about 9 min and 2.4 GB RAM)"
+  (cd "$here/kube-apiserver" && progress "kube-apiserver $KUBE_VERSION" go build -o "$out/kube-apiserver" \
     -ldflags "-s -w -X k8s.io/component-base/version.gitVersion=$KUBE_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=37" \
     k8s.io/kubernetes/cmd/kube-apiserver)
 fi
@@ -25,5 +42,5 @@ if "$out/etcd" --version 2>/dev/null | grep -q "etcd Version: $ETCD_VERSION\$"; 
   echo "etcd $ETCD_VERSION: cached in $out"
 else
   echo "building etcd $ETCD_VERSION into $out"
-  (cd "$here/etcd" && go build -o "$out/etcd" -ldflags "-s -w" go.etcd.io/etcd/server/v3)
+  (cd "$here/etcd" && progress "etcd $ETCD_VERSION" go build -o "$out/etcd" -ldflags "-s -w" go.etcd.io/etcd/server/v3)
 fi
