@@ -53,6 +53,30 @@ type Client struct {
 	defType string
 }
 
+// RefusedState is the summary of a client whose stream was refused.
+const RefusedState SyncState = "REFUSED"
+
+// Summary is a client's state in one word: REFUSED, NACKED when any type
+// is, else STALE when any type is behind, else WAITING when any type has
+// not been answered, else SYNCED.
+func (c Client) Summary() SyncState {
+	if c.Error != "" {
+		return RefusedState
+	}
+	state := Synced
+	for _, ts := range c.Types {
+		switch {
+		case ts.State == Nacked:
+			return Nacked
+		case ts.State == Stale:
+			state = Stale
+		case ts.State == Waiting && state == Synced:
+			state = Waiting
+		}
+	}
+	return state
+}
+
 // Peer is who is at the other end of a stream, as far as the transport
 // proves it.
 type Peer struct {

@@ -94,6 +94,7 @@ func NewApp(cfg Config, log *slog.Logger, debugHandler func(*App) http.Handler) 
 	cfg.Writer.TrustDomain = cfg.TrustDomain
 	a.Writer = NewWriter(cfg.Writer, a.Cache, a.Metrics, log)
 	a.Tracker = cache.NewTracker(a.Cache, a.describeNode, a.Metrics)
+	a.Metrics.ClientStates(a.Tracker.Clients)
 	policy := IdentityPolicy{Required: cfg.XDSTLS.ClientCA != "", TrustDomain: cfg.TrustDomain, ClusterSet: cfg.Writer.Store.ClusterSet}
 	a.Tracker.Authenticate(policy.Authenticate, a.warn)
 	a.xds = NewXDSServer(a.Cache, a.Tracker, xdsTLS)

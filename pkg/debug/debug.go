@@ -315,7 +315,7 @@ func (h *Handler) syncz(w http.ResponseWriter, _ *http.Request) {
 	clients := h.tracker.Clients()
 	out := make([]ClientView, 0, len(clients))
 	for _, c := range clients {
-		out = append(out, ClientView{Client: c, Summary: summarize(c)})
+		out = append(out, ClientView{Client: c, Summary: c.Summary()})
 	}
 	writeJSON(w, out)
 }
@@ -326,24 +326,6 @@ func (h *Handler) refused(w http.ResponseWriter, _ *http.Request) {
 }
 
 // summarize is a client's worst state: NACKED, then STALE, then WAITING.
-func summarize(c cache.Client) cache.SyncState {
-	if c.Error != "" {
-		return "REFUSED"
-	}
-	state := cache.Synced
-	for _, ts := range c.Types {
-		switch {
-		case ts.State == cache.Nacked:
-			return cache.Nacked
-		case ts.State == cache.Stale:
-			state = cache.Stale
-		case ts.State == cache.Waiting && state == cache.Synced:
-			state = cache.Waiting
-		}
-	}
-	return state
-}
-
 func (h *Handler) findClient(node string) (cache.Client, bool) {
 	for _, c := range h.tracker.Clients() {
 		if c.NodeID == node {

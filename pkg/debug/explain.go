@@ -231,7 +231,7 @@ func (h *Handler) explainView(s *controlplane.Snapshot, v translate.View, st *mc
 // clientHas says which of its view's resources of the service a client
 // has acknowledged, lacks, or rejected.
 func clientHas(c cache.Client, res []ResourceSummary) ClientResources {
-	cr := ClientResources{Node: c.NodeID, View: c.View, State: string(summarize(c))}
+	cr := ClientResources{Node: c.NodeID, View: c.View, State: string(c.Summary())}
 	for _, rs := range res {
 		ts := c.Types[typeURL(rs.Type)]
 		if ts == nil || (len(ts.Names) > 0 && !slices.Contains(ts.Names, rs.Name)) {

@@ -278,3 +278,47 @@ func (m *Metrics) Service(key mcs.ServiceKey, st *mcs.ServiceState, importDelta 
 	}
 	m.imports.Add(float64(importDelta))
 }
+
+// clientStates is eastwest_xds_clients_by_state: the connected clients
+// by role and sync state, counted when Prometheus scrapes.
+type clientStates struct {
+	desc    *prometheus.Desc
+	clients func() []cache.Client
+}
+
+// clientRoles and clientSummaries are the series that always exist.
+var (
+	clientRoles     = []string{"client", "gateway", "gateway-api"}
+	clientSummaries = []cache.SyncState{cache.Synced, cache.Stale, cache.Nacked, cache.Waiting, cache.RefusedState}
+)
+
+func (c clientStates) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c clientStates) Collect(ch chan<- prometheus.Metric) {
+	type key struct {
+		role  string
+		state cache.SyncState
+	}
+	counts := map[key]int{}
+	for _, r := range clientRoles {
+		for _, s := range clientSummaries {
+			counts[key{r, s}] = 0
+		}
+	}
+	for _, cl := range c.clients() {
+		counts[key{cl.Role, cl.Summary()}]++
+	}
+	for k, n := range counts {
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(n), k.role, string(k.state))
+	}
+}
+
+// ClientStates registers eastwest_xds_clients_by_state, read from
+// clients (the Tracker's) at each scrape.
+func (m *Metrics) ClientStates(clients func() []cache.Client) {
+	m.Registry.MustRegister(clientStates{
+		desc: prometheus.NewDesc("eastwest_xds_clients_by_state",
+			"Connected xDS clients by role and sync state (SYNCED, STALE, NACKED, WAITING, REFUSED).", []string{"role", "state"}, nil),
+		clients: clients,
+	})
+}
