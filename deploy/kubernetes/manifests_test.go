@@ -34,10 +34,11 @@ import (
 // name, and hold what the docs promise.
 func TestManifests(t *testing.T) {
 	tests := map[string][]string{
-		"member-rbac.yaml":   {"ClusterRole/eastwest-member", "ClusterRoleBinding/eastwest-member", "ServiceAccount/eastwest"},
-		"control-plane.yaml": {"Deployment/eastwest", "Role/eastwest-control-plane", "Service/eastwest"},
-		"gateway-envoy.yaml": {"ConfigMap/envoy-public", "Deployment/envoy-public", "Service/envoy-public", "Certificate/envoy-public-xds"},
-		"certificates.yaml":  {"ClusterIssuer/eastwest-ca", "Certificate/eastwest-xds", "Certificate/eastwest-gateway-xds", "Certificate/my-app-xds"},
+		"member-rbac.yaml":    {"ClusterRole/eastwest-member", "ClusterRoleBinding/eastwest-member", "ServiceAccount/eastwest"},
+		"control-plane.yaml":  {"Deployment/eastwest", "Role/eastwest-control-plane", "Service/eastwest"},
+		"gateway-envoy.yaml":  {"ConfigMap/envoy-public", "Deployment/envoy-public", "Service/envoy-public", "Certificate/envoy-public-xds"},
+		"certificates.yaml":   {"ClusterIssuer/eastwest-ca", "Certificate/eastwest-xds", "Certificate/eastwest-gateway-xds", "Certificate/my-app-xds"},
+		"prometheusrule.yaml": {"PrometheusRule/eastwest"},
 		"eastwest-gateway.yaml": {"ConfigMap/eastwest-gateway", "Certificate/eastwest-tunnel", "Deployment/eastwest-gateway",
 			"PodDisruptionBudget/eastwest-gateway", "Service/eastwest-gateway", "Service/eastwest-gateway-local"},
 	}

@@ -1,6 +1,8 @@
 package metrics
 
 import (
+	"regexp"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -322,3 +324,50 @@ func (m *Metrics) ClientStates(clients func() []cache.Client) {
 		clients: clients,
 	})
 }
+
+// Names returns the name of every metric family eastwest exports,
+// including the vectors whose series appear only with members, Gateways
+// or networks: what dashboards and alert rules may read.
+func Names() map[string]bool {
+	m := New()
+	m.ClientStates(func() []cache.Client { return nil })
+	out := map[string]bool{}
+	if families, err := m.Registry.Gather(); err == nil {
+		for _, f := range families {
+			out[f.GetName()] = true
+		}
+	}
+	for _, c := range []prometheus.Collector{m.clusterState, m.gatewayAddrs, m.exportConditions, m.connections, m.connFailures, m.gatewayConds} {
+		ch := make(chan *prometheus.Desc, 1)
+		c.Describe(ch)
+		close(ch)
+		for d := range ch {
+			if n := descName.FindStringSubmatch(d.String()); n != nil {
+				out[n[1]] = true
+			}
+		}
+	}
+	return out
+}
+
+// descName reads a Desc's name from its String (the only way the client
+// library shows it).
+var descName = regexp.MustCompile(`fqName: "([^"]+)"`)
+
+// NamesIn returns the eastwest_ metric families a PromQL expression reads
+// (a histogram's _bucket, _sum and _count read its family).
+func NamesIn(expr string) []string {
+	var out []string
+	for _, n := range metricName.FindAllString(expr, -1) {
+		n = histogramSuffix.ReplaceAllString(n, "")
+		if !slices.Contains(out, n) {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+var (
+	metricName      = regexp.MustCompile(`eastwest_[a-z_]+`)
+	histogramSuffix = regexp.MustCompile(`_(bucket|sum|count)$`)
+)
