@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,6 +21,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/eastwest-dev/eastwest/internal/cptest"
+	"github.com/eastwest-dev/eastwest/internal/syncbuf"
 	"github.com/eastwest-dev/eastwest/pkg/controlplane"
 	"github.com/eastwest-dev/eastwest/pkg/translate"
 )
@@ -366,7 +366,7 @@ func TestWatchIsASyncedClient(t *testing.T) {
 		t.Fatal(err)
 	}
 	app := cptest.Start(t, dir)
-	var out syncWriter
+	var out syncbuf.Buffer
 	done := make(chan int, 1)
 	go func() {
 		done <- run([]string{"watch", "--xds-address", app.XDSAddr(), "--node-cluster", "east", "--node", "newcomer"}, &out, io.Discard)
@@ -389,23 +389,4 @@ func TestWatchIsASyncedClient(t *testing.T) {
 		t.Fatalf("watch exited (%d):\n%s", code, out.String())
 	default:
 	}
-}
-
-// syncWriter is a bytes.Buffer written by one goroutine and read by
-// another.
-type syncWriter struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (w *syncWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
-}
-
-func (w *syncWriter) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.String()
 }

@@ -1,14 +1,12 @@
 package controlplane
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,6 +20,7 @@ import (
 	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
 	mcsv1b1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 
+	"github.com/eastwest-dev/eastwest/internal/syncbuf"
 	"github.com/eastwest-dev/eastwest/pkg/cache"
 	"github.com/eastwest-dev/eastwest/pkg/event"
 	"github.com/eastwest-dev/eastwest/pkg/gateway"
@@ -337,7 +336,7 @@ func TestWriterPublishesOnTheLeadingEdge(t *testing.T) {
 // Every publish after the first is logged at info: its generation, what
 // changed and how many responses went out.
 func TestWriterLogsPublishes(t *testing.T) {
-	var buf syncBuffer
+	var buf syncbuf.Buffer
 	h := newWriterHarnessLog(t, &buf)
 	h.publish("east", up(&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "ns"}}))
 	h.publish("west", exportedService(80)...)
@@ -345,23 +344,4 @@ func TestWriterLogsPublishes(t *testing.T) {
 	if !strings.Contains(out, "level=INFO msg=published generation=2 services=1") || !strings.Contains(out, "changed=ns/web") || !strings.Contains(out, "responses=0") {
 		t.Errorf("publish not logged as expected:\n%s", out)
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for the Writer's goroutine and the
-// test's.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
