@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/proto"
@@ -318,5 +319,26 @@ func TestTunnelSecretKeepsLastGood(t *testing.T) {
 	f.step()
 	if inv := f.asm.Invalid()["east/gateway"]; len(inv) != 0 {
 		t.Errorf("still reported after a good Secret: %v", inv)
+	}
+}
+
+// --tunnel-port (Options.TunnelPort) is the port, and in the name, of
+// every tunnelling gateway's tunnel listener.
+func TestTunnelPortOption(t *testing.T) {
+	a := assemble.New(assemble.Options{KeepViews: true, TunnelPort: 16443})
+	dir := t.TempDir()
+	f := &folder{t: t, dir: dir, src: source.NewDir(dir, slog.New(slog.NewTextHandler(io.Discard, nil))), asm: a}
+	for _, in := range goldenCases(t)["networks"] {
+		f.put(in)
+	}
+	f.step()
+	found := false
+	for _, r := range a.View(translate.View{Cluster: "east", Role: translate.RoleGateway}).Resources {
+		if r.Name == translate.TunnelListenerName(16443) {
+			found = r.Message.(*listenerv3.Listener).GetAddress().GetSocketAddress().GetPortValue() == 16443
+		}
+	}
+	if !found {
+		t.Error("east's gateway has no tunnel listener on 16443")
 	}
 }

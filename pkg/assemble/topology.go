@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"encoding/pem"
 	"fmt"
+	"slices"
 	"strings"
 
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
@@ -20,8 +21,10 @@ import (
 type tunnelCert struct {
 	chain, key, ca []byte
 	good           *translate.Certificate
-	goodCA         []byte
-	problem        string
+	// goodCA are the good ca.crt's certificates, each alone (PEM): parsed
+	// once per Secret change, not on every flush.
+	goodCA  [][]byte
+	problem string
 }
 
 // topology is how the members reach each other: their networks and
@@ -49,7 +52,7 @@ func (a *Assembler) topology(state *mcs.State) *translate.Topology {
 		if tc := a.tunnelCert(c); tc != nil && tc.good != nil {
 			m.Certificate = tc.good
 			used = true
-			for _, block := range splitPEM(tc.goodCA) {
+			for _, block := range tc.goodCA {
 				if !seen[string(block)] {
 					seen[string(block)] = true
 					bundle = append(bundle, block)
@@ -57,6 +60,11 @@ func (a *Assembler) topology(state *mcs.State) *translate.Topology {
 			}
 		}
 		t.Members[c.ID] = m
+	}
+	for member := range a.certs {
+		if !slices.ContainsFunc(state.Clusters, func(c mcs.ClusterInfo) bool { return c.Member == member }) {
+			delete(a.certs, member) // the member left
+		}
 	}
 	if !used {
 		return nil
@@ -88,13 +96,14 @@ func (a *Assembler) tunnelCert(c mcs.ClusterInfo) *tunnelCert {
 		tc.good, tc.goodCA = prev.good, prev.goodCA
 	}
 	_, err := tls.X509KeyPair(chain, key)
+	blocks := splitPEM(ca)
 	switch {
 	case err != nil:
 		tc.problem = fmt.Sprintf("tunnel Secret %s: %v", c.TunnelSecret, err)
-	case len(splitPEM(ca)) == 0:
+	case len(blocks) == 0:
 		tc.problem = fmt.Sprintf("tunnel Secret %s: ca.crt holds no PEM certificate (the ClusterSet's trust bundle)", c.TunnelSecret)
 	default:
-		tc.good, tc.goodCA = &translate.Certificate{Chain: chain, Key: key}, ca
+		tc.good, tc.goodCA = &translate.Certificate{Chain: chain, Key: key}, blocks
 	}
 	if tc.problem != "" && tc.good != nil {
 		tc.problem += "; the previous certificate stays in use"

@@ -4,6 +4,7 @@ import (
 	"hash/fnv"
 	"slices"
 	"strconv"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -118,7 +119,7 @@ func relaySlice(st *ServiceState, c ClusterInfo, relayed map[ClusterID]bool) *di
 		eps = append(eps, discoveryv1.Endpoint{Addresses: []string{ip}, Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)}})
 	}
 	addressType := discoveryv1.AddressTypeIPv4
-	if isIPv6(c.GatewayPods[0]) {
+	if strings.Contains(c.GatewayPods[0], ":") {
 		addressType = discoveryv1.AddressTypeIPv6
 	}
 	return &discoveryv1.EndpointSlice{
@@ -137,13 +138,4 @@ func relaySlice(st *ServiceState, c ClusterInfo, relayed map[ClusterID]bool) *di
 		Ports:       ports,
 		Endpoints:   eps,
 	}
-}
-
-func isIPv6(ip string) bool {
-	for i := range len(ip) {
-		if ip[i] == ':' {
-			return true
-		}
-	}
-	return false
 }

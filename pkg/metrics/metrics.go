@@ -308,7 +308,13 @@ func (c clientStates) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	for _, cl := range c.clients() {
-		counts[key{cl.Role, cl.Summary()}]++
+		// The role is what a client claims: an unknown one is counted as
+		// "other", so that no client can make new series.
+		role := cl.Role
+		if !slices.Contains(clientRoles, role) {
+			role = "other"
+		}
+		counts[key{role, cl.Summary()}]++
 	}
 	for k, n := range counts {
 		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(n), k.role, string(k.state))
@@ -320,7 +326,7 @@ func (c clientStates) Collect(ch chan<- prometheus.Metric) {
 func (m *Metrics) ClientStates(clients func() []cache.Client) {
 	m.Registry.MustRegister(clientStates{
 		desc: prometheus.NewDesc("eastwest_xds_clients_by_state",
-			"Connected xDS clients by role and sync state (SYNCED, STALE, NACKED, WAITING, REFUSED).", []string{"role", "state"}, nil),
+			"Connected xDS clients by role (client, gateway, gateway-api; other for a role eastwest does not know) and sync state (SYNCED, STALE, NACKED, WAITING, REFUSED).", []string{"role", "state"}, nil),
 		clients: clients,
 	})
 }

@@ -108,21 +108,6 @@ func (t *Topology) Equal(o *Topology) bool {
 	return true
 }
 
-// MultiNetwork reports whether the members are on more than one network.
-func (t *Topology) MultiNetwork() bool {
-	if t == nil {
-		return false
-	}
-	first, seen := "", false
-	for _, m := range t.Members {
-		if seen && m.Network != first {
-			return true
-		}
-		first, seen = m.Network, true
-	}
-	return false
-}
-
 // Tunnels reports whether a member's east-west gateways hold what tunnels
 // take: a certificate and a trust bundle.
 func (t *Topology) Tunnels(id mcs.ClusterID) bool {

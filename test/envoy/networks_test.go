@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -434,21 +435,22 @@ func TestNetworksTunnel(t *testing.T) {
 		}
 	})
 	t.Run("a rotated certificate is served and traffic keeps flowing", func(t *testing.T) {
-		stop, failures := make(chan struct{}), make(chan string, 1000)
-		done := make(chan int)
+		// The requests go on until `until` of them were sent (0: not
+		// known yet), then say so on reached.
+		var sent, until atomic.Int64
+		reached, done := make(chan struct{}), make(chan []string, 1)
+		t.Cleanup(func() { until.CompareAndSwap(0, 1) }) // a failed test stops them too
 		go func() {
-			n := 0
+			var failed []string
 			for {
-				select {
-				case <-stop:
-					done <- n
+				if code, b := get("db.shop.svc.clusterset.local"); code != 200 && len(failed) < 100 {
+					failed = append(failed, fmt.Sprintf("%d %s", code, b))
+				}
+				if n := sent.Add(1); until.Load() > 0 && n >= until.Load() {
+					done <- failed
+					close(reached)
 					return
-				default:
 				}
-				if code, b := get("db.shop.svc.clusterset.local"); code != 200 {
-					failures <- fmt.Sprintf("%d %s", code, b)
-				}
-				n++
 			}
 		}()
 		next := ca.Gateway(t, gatewayID("east"))
@@ -464,14 +466,13 @@ func TestNetworksTunnel(t *testing.T) {
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
-		time.Sleep(200 * time.Millisecond) // requests after the rotation too
-		close(stop)
-		n := <-done
-		close(failures)
-		for f := range failures {
+		// Requests after the rotation too: 50 more.
+		until.Store(sent.Load() + 50)
+		<-reached
+		for _, f := range <-done {
 			t.Errorf("a request failed during the rotation: %s", f)
 		}
-		t.Logf("%d requests during the rotation", n)
+		t.Logf("%d requests during the rotation", sent.Load())
 	})
 	t.Run("a network cut off moves traffic to the others", func(t *testing.T) {
 		wan.Cut(t, west.gw, true)
