@@ -278,7 +278,8 @@ func (m *member) gvr(resource string) schema.GroupVersionResource {
 // all services and all managed objects).
 func (w *Writeback) reconcile(ctx context.Context, state *mcs.State, keys []mcs.ServiceKey, all bool) error {
 	var errs []error
-	for _, c := range state.Clusters {
+	members := make([]*member, len(state.Clusters))
+	for i, c := range state.Clusters {
 		if c.ID == "" {
 			continue
 		}
@@ -287,10 +288,25 @@ func (w *Writeback) reconcile(ctx context.Context, state *mcs.State, keys []mcs.
 			errs = append(errs, fmt.Errorf("member %s: %w", c.Member, err))
 			continue
 		}
+		members[i] = m
+	}
+	// The members' caches start (and sync) side by side: a new leader
+	// waits for the slowest member's first list, not for their sum.
+	readyErrs := make([]error, len(members))
+	var wg sync.WaitGroup
+	for i, m := range members {
 		if m == nil {
 			continue
 		}
-		if err := m.ready(ctx, w.members.SyncedAt(c.Member)); err != nil {
+		wg.Go(func() { readyErrs[i] = m.ready(ctx, w.members.SyncedAt(state.Clusters[i].Member)) })
+	}
+	wg.Wait()
+	for i, c := range state.Clusters {
+		m := members[i]
+		if m == nil {
+			continue
+		}
+		if err := readyErrs[i]; err != nil {
 			errs = append(errs, fmt.Errorf("member %s: %w", c.Member, err))
 			continue
 		}
