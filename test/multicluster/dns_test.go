@@ -116,24 +116,28 @@ func TestClusterSetDNS(t *testing.T) {
 		}
 		// A pod that is not ready has no name, in any member.
 		dns.answers(t, "db-2.a."+name+" is NXDOMAIN", func() error { return notFound(dns.lookup("ip4", "db-2.a."+name)()) })
-		dns.answers(t, "SRV _sql._tcp."+name, func() error {
-			_, srvs, err := dns.resolver.LookupSRV(ctx, "sql", "tcp", name)
-			if err != nil {
-				return err
-			}
-			var targets []string
-			for _, s := range srvs {
-				if s.Port != 5432 {
-					return fmt.Errorf("SRV %s", srvString(srvs))
+		// By port name, and the bare name as the MCS conformance suite
+		// asks: one record per ready endpoint, named by its hostname.
+		for _, q := range []struct{ service, proto string }{{"sql", "tcp"}, {"", ""}} {
+			dns.answers(t, fmt.Sprintf("SRV %q %q %s", q.service, q.proto, name), func() error {
+				_, srvs, err := dns.resolver.LookupSRV(ctx, q.service, q.proto, name)
+				if err != nil {
+					return err
 				}
-				targets = append(targets, s.Target)
-			}
-			slices.Sort(targets)
-			if w := []string{"db-0.a." + name, "db-0.b." + name, "db-1.a." + name}; !slices.Equal(targets, w) {
-				return fmt.Errorf("SRV targets %v, want %v", targets, w)
-			}
-			return nil
-		})
+				var targets []string
+				for _, s := range srvs {
+					if s.Port != 5432 {
+						return fmt.Errorf("SRV %s", srvString(srvs))
+					}
+					targets = append(targets, s.Target)
+				}
+				slices.Sort(targets)
+				if w := []string{"db-0.a." + name, "db-0.b." + name, "db-1.a." + name}; !slices.Equal(targets, w) {
+					return fmt.Errorf("SRV targets %v, want %v", targets, w)
+				}
+				return nil
+			})
+		}
 
 		// b's pod becomes ready elsewhere: the name follows the endpoints.
 		b.hostSlice(t, ns, "db", []hostPod{{"db-0", "10.20.2.1", true}, {"db-1", "10.20.2.2", true}})
