@@ -29,22 +29,73 @@ type debugClient struct {
 func debugFlags(fs *flag.FlagSet) func() (*debugClient, error) {
 	addr := fs.String("debug-address", "127.0.0.1:19000", "address of the control plane's debug endpoint")
 	caFile := fs.String("debug-ca", "", "the debug endpoint serves TLS: verify it with this CA (PEM)")
+	certFile := fs.String("debug-cert", "", "with --debug-ca: the client certificate (PEM) to present, when the endpoint requires one (serve --debug-tls-client-ca)")
+	keyFile := fs.String("debug-key", "", "the key of --debug-cert (PEM)")
+	serverName := fs.String("debug-server-name", "", "with --debug-ca: the name the endpoint's certificate must carry (default: the address's host)")
 	return func() (*debugClient, error) {
 		c := &debugClient{base: "http://" + *addr, http: &http.Client{Timeout: 10 * time.Second}}
-		if *caFile != "" {
-			pem, err := os.ReadFile(*caFile)
-			if err != nil {
-				return nil, err
-			}
-			pool := x509.NewCertPool()
-			if !pool.AppendCertsFromPEM(pem) {
-				return nil, fmt.Errorf("%s holds no PEM certificate", *caFile)
-			}
-			c.base = "https://" + *addr
-			c.http.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}
+		if (*certFile == "") != (*keyFile == "") {
+			return nil, errors.New("--debug-cert and --debug-key go together")
 		}
+		if *caFile == "" {
+			if *certFile != "" || *serverName != "" {
+				return nil, errors.New("--debug-cert and --debug-server-name need --debug-ca (the endpoint serves TLS)")
+			}
+			return c, nil
+		}
+		pem, err := os.ReadFile(*caFile)
+		if err != nil {
+			return nil, err
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("%s holds no PEM certificate", *caFile)
+		}
+		cfg := &tls.Config{RootCAs: pool, ServerName: *serverName, MinVersion: tls.VersionTLS12}
+		if *certFile != "" {
+			pair, err := tls.LoadX509KeyPair(*certFile, *keyFile)
+			if err != nil {
+				return nil, fmt.Errorf("--debug-cert/--debug-key: %w", err)
+			}
+			cfg.Certificates = []tls.Certificate{pair}
+		}
+		c.base = "https://" + *addr
+		c.http.Transport = &http.Transport{TLSClientConfig: cfg}
 		return c, nil
 	}
+}
+
+// runProbe is a Kubernetes exec probe: the debug endpoint may listen on
+// loopback, out of the kubelet's reach, and the image has no shell.
+func runProbe(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("probe", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "Usage: xds probe ready|healthy [flags]\n\nExits 0 when the control plane's /readyz (ready: serving its first complete config) or /healthz (healthy: not stuck) answers 200, else 1 with the reason.\n\nFlags:")
+		fs.PrintDefaults()
+	}
+	client := debugFlags(fs)
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return 2
+	}
+	paths := map[string]string{"ready": "/readyz", "healthy": "/healthz"}
+	if len(pos) != 1 || paths[pos[0]] == "" {
+		fmt.Fprintln(stderr, "xds probe takes one argument: ready or healthy")
+		return 2
+	}
+	c, err := client()
+	if err != nil {
+		fmt.Fprintln(stderr, "error:", err)
+		return 2
+	}
+	body, err := c.get(paths[pos[0]], nil)
+	if err != nil {
+		fmt.Fprintf(stderr, "not %s: %v\n", pos[0], err)
+		return 1
+	}
+	_, _ = stdout.Write(body)
+	return 0
 }
 
 func (c *debugClient) get(path string, q url.Values) ([]byte, error) {

@@ -20,6 +20,7 @@ func commands() map[string]command {
 		"status":    {"show every connected xDS client's sync state (reads the debug endpoint)", runStatus},
 		"dump":      {"print what one xDS client is served (reads the debug endpoint)", runDump},
 		"explain":   {"explain where a service's traffic goes and why (reads the debug endpoint)", runExplain},
+		"probe":     {"exit 0 when the control plane is ready (or healthy): a Kubernetes exec probe", runProbe},
 		"watch":     {"connect as an xDS client of a member cluster and print endpoints as they change", runWatch},
 
 		"create-remote-secret": {"print the Secret that adds a member cluster (its ServiceAccount's kubeconfig)", runCreateRemoteSecret},

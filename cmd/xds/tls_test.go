@@ -65,3 +65,44 @@ func TestTLSListeners(t *testing.T) {
 		t.Errorf("plain HTTP to the TLS debug endpoint succeeded: %s", stdout.String())
 	}
 }
+
+// With --debug-tls-client-ca the debug endpoint takes only clients with a
+// certificate of that CA: `xds probe` and `xds status` present one with
+// --debug-cert/--debug-key (as the chart's probes do), and without one
+// they are refused.
+func TestDebugEndpointMutualTLS(t *testing.T) {
+	ca := cptest.NewCA(t)
+	srv := ca.Server(t)
+	cfg := controlplane.Config{Dir: "../../examples/clusterset"}
+	cfg.DebugTLS.Cert, cfg.DebugTLS.Key, cfg.DebugTLS.ClientCA = srv.CertFile, srv.KeyFile, ca.File
+	app := cptest.StartWith(t, cfg)
+	client := ca.Client(t)
+	other := cptest.NewCA(t).Client(t)
+
+	tests := []struct {
+		name string
+		args []string
+		code int
+	}{
+		{"probe ready with a client certificate", []string{"probe", "ready", "--debug-cert", client.CertFile, "--debug-key", client.KeyFile}, 0},
+		{"probe healthy with a client certificate", []string{"probe", "healthy", "--debug-cert", client.CertFile, "--debug-key", client.KeyFile}, 0},
+		{"status with a client certificate", []string{"status", "--debug-cert", client.CertFile, "--debug-key", client.KeyFile}, 0},
+		{"probe without a client certificate", []string{"probe", "ready"}, 1},
+		{"probe with another CA's certificate", []string{"probe", "ready", "--debug-cert", other.CertFile, "--debug-key", other.KeyFile}, 1},
+		{"a certificate without its key", []string{"probe", "ready", "--debug-cert", client.CertFile}, 2},
+		{"probe of something else", []string{"probe", "alive"}, 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			args := append(tt.args, "--debug-address", app.DebugAddr(), "--debug-ca", ca.File)
+			if code := run(args, &stdout, &stderr); code != tt.code {
+				t.Errorf("exit %d, want %d: %s%s", code, tt.code, stdout.String(), stderr.String())
+			}
+		})
+	}
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"probe", "ready", "--debug-address", app.DebugAddr(), "--debug-cert", client.CertFile, "--debug-key", client.KeyFile}, &stdout, &stderr); code != 2 || !strings.Contains(stderr.String(), "need --debug-ca") {
+		t.Errorf("a client certificate without --debug-ca: exit %d %s", code, stderr.String())
+	}
+}
