@@ -10,7 +10,7 @@ FUZZTIME  ?= 30s
 BENCHTIME ?= 1s
 GOLANGCI_LINT_VERSION ?= v2.15.0
 
-.PHONY: all build run test kube-bins envoy-bin net-tools promtool coredns vet unit race golden check-golden bench load fuzz lint fmt tools clean
+.PHONY: all build run test kube-bins envoy-bin net-tools promtool coredns helm vet unit race golden check-golden bench load fuzz lint fmt tools clean
 
 all: build
 
@@ -30,7 +30,7 @@ run: build ## Serve the demo ClusterSet in examples/clusterset over xDS (Ctrl-C 
 	@echo
 	./$(BIN)/xds serve --dir examples/clusterset
 
-test: vet kube-bins envoy-bin net-tools promtool coredns race check-golden ## Everything CI runs: vet, all tests with -race, the golden check.
+test: vet kube-bins envoy-bin net-tools promtool coredns helm race check-golden ## Everything CI runs: vet, all tests with -race, the golden check.
 
 kube-bins: ## Build kube-apiserver and etcd for the real-cluster tests into .cache/k8s (skipped when cached).
 	test/tools/build.sh $(CACHE)/k8s
@@ -40,6 +40,9 @@ net-tools: ## The network-namespace tests need iproute2's ip (installed from Deb
 
 promtool: ## Build Prometheus's promtool for the alert rules' tests into .cache/bin (skipped when cached).
 	test/tools/promtool.sh $(TOOLS)
+
+helm: ## Build Helm into .cache/bin and fetch cert-manager's and the Prometheus Operator's CRDs into .cache/crds, for the chart's tests (skipped when cached).
+	test/tools/helm.sh $(CACHE)
 
 coredns: ## Build CoreDNS for the ClusterSet DNS tests into .cache/bin (skipped when cached).
 	test/tools/coredns.sh $(TOOLS)

@@ -35,9 +35,9 @@ import (
 func TestManifests(t *testing.T) {
 	tests := map[string][]string{
 		"member-rbac.yaml":    {"ClusterRole/eastwest-member", "ClusterRoleBinding/eastwest-member", "ServiceAccount/eastwest"},
-		"control-plane.yaml":  {"Deployment/eastwest", "Role/eastwest-control-plane", "Service/eastwest"},
+		"control-plane.yaml":  {"Namespace/eastwest-system", "Deployment/eastwest", "Role/eastwest-control-plane", "Service/eastwest", "Certificate/eastwest-xds", "PodDisruptionBudget/eastwest"},
 		"gateway-envoy.yaml":  {"ConfigMap/envoy-public", "Deployment/envoy-public", "Service/envoy-public", "Certificate/envoy-public-xds"},
-		"certificates.yaml":   {"ClusterIssuer/eastwest-ca", "Certificate/eastwest-xds", "Certificate/eastwest-gateway-xds", "Certificate/my-app-xds"},
+		"certificates.yaml":   {"ClusterIssuer/eastwest-ca", "Certificate/eastwest-ca", "Certificate/my-app-xds"},
 		"prometheusrule.yaml": {"PrometheusRule/eastwest"},
 		"eastwest-gateway.yaml": {"ConfigMap/eastwest-gateway", "Certificate/eastwest-tunnel", "Deployment/eastwest-gateway",
 			"PodDisruptionBudget/eastwest-gateway", "Service/eastwest-gateway", "Service/eastwest-gateway-local"},
@@ -108,10 +108,9 @@ func TestShippedIdentitiesAuthorizeTheirNodes(t *testing.T) {
 		return s
 	}
 	tests := map[string]*corev3.Node{
-		"envoy-public-xds":     {Id: "envoy-public-1", Cluster: "east", Metadata: meta("role", "gateway-api", "gateway", "shop/public")},
-		"eastwest-gateway-xds": {Id: "gw-1", Cluster: "east", Metadata: meta("role", "gateway")},
-		"eastwest-tunnel":      {Id: "gw-2", Cluster: "east", Metadata: meta("role", "gateway")},
-		"my-app-xds":           {Id: "my-app", Cluster: "east", Metadata: meta("role", "client")},
+		"envoy-public-xds": {Id: "envoy-public-1", Cluster: "east", Metadata: meta("role", "gateway-api", "gateway", "shop/public")},
+		"eastwest-tunnel":  {Id: "gw-2", Cluster: "east", Metadata: meta("role", "gateway")},
+		"my-app-xds":       {Id: "my-app", Cluster: "east", Metadata: meta("role", "client")},
 	}
 	policy := controlplane.IdentityPolicy{Required: true, ClusterSet: "demo"}
 	for cert, node := range tests {
@@ -148,7 +147,9 @@ func objects(t *testing.T, file string) []unstructured.Unstructured {
 			}
 			t.Fatalf("%s: %v", file, err)
 		}
-		out = append(out, u)
+		if len(u.Object) > 0 { // a document of comments only
+			out = append(out, u)
+		}
 	}
 }
 

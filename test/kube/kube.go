@@ -344,7 +344,12 @@ func (c *Cluster) installCRDs() error {
 	if err != nil {
 		return err
 	}
-	docs = append(docs, gw...)
+	return c.InstallCRDs(append(docs, gw...)...)
+}
+
+// InstallCRDs creates the CustomResourceDefinitions in docs (YAML, any
+// other kind skipped) and waits until they are Established.
+func (c *Cluster) InstallCRDs(docs ...[]byte) error {
 	ctx := context.Background()
 	var names []string
 	for _, d := range docs {

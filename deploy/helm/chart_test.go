@@ -1,0 +1,326 @@
+package helm
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
+	k8syaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/client-go/discovery/cached/memory"
+	"k8s.io/client-go/restmapper"
+
+	"github.com/eastwest-dev/eastwest/internal/golden"
+	"github.com/eastwest-dev/eastwest/test/kube"
+)
+
+const (
+	chart     = "eastwest"
+	namespace = "eastwest-system"
+)
+
+// cacheDir is where `make helm` puts helm (bin/) and the CRDs (crds/).
+func cacheDir(t testing.TB) string {
+	t.Helper()
+	if d := os.Getenv("EASTWEST_HELM_CACHE"); d != "" {
+		return d
+	}
+	d, err := filepath.Abs(filepath.Join("..", "..", ".cache"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+func helmBin(t testing.TB) string {
+	t.Helper()
+	p := filepath.Join(cacheDir(t), "bin", "helm")
+	if _, err := os.Stat(p); err != nil {
+		t.Fatalf("no helm at %s: run `make helm` (test/tools/helm.sh)", p)
+	}
+	return p
+}
+
+// helm runs the helm command and returns its standard output.
+func helm(t testing.TB, args ...string) ([]byte, error) {
+	t.Helper()
+	cmd := exec.Command(helmBin(t), args...)
+	// Helm's own state (repositories, caches) stays in the test's folder.
+	home := t.TempDir()
+	cmd.Env = append(os.Environ(), "HELM_CACHE_HOME="+home, "HELM_CONFIG_HOME="+home, "HELM_DATA_HOME="+home)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return nil, fmt.Errorf("helm %s: %v\n%s%s", strings.Join(args, " "), err, stdout.String(), stderr.String())
+	}
+	return stdout.Bytes(), nil
+}
+
+// render is helm template of the chart with the values files (and extra
+// arguments).
+func render(t testing.TB, values []string, extra ...string) []byte {
+	t.Helper()
+	args := []string{"template", "eastwest", chart, "--namespace", namespace}
+	for _, v := range values {
+		args = append(args, "-f", v)
+	}
+	out, err := helm(t, append(args, extra...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func decode(t testing.TB, b []byte) []unstructured.Unstructured {
+	t.Helper()
+	var out []unstructured.Unstructured
+	d := k8syaml.NewYAMLOrJSONDecoder(bytes.NewReader(b), 4096)
+	for {
+		var u unstructured.Unstructured
+		if err := d.Decode(&u.Object); err != nil {
+			if errors.Is(err, io.EOF) {
+				return out
+			}
+			t.Fatal(err)
+		}
+		if len(u.Object) > 0 {
+			out = append(out, u)
+		}
+	}
+}
+
+// The installs the tests render: the chart's defaults, a production
+// install, and each plain manifest's values.
+func installs(t testing.TB) map[string][]string {
+	t.Helper()
+	out := map[string][]string{
+		"default":    nil,
+		"production": {filepath.Join(chart, "ci", "production-values.yaml")},
+	}
+	for _, f := range plainValues(t) {
+		out["plain "+filepath.Base(f)] = []string{f}
+	}
+	return out
+}
+
+func plainValues(t testing.TB) []string {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join("..", "kubernetes", "values", "*.yaml"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no values of plain manifests in deploy/kubernetes/values (%v)", err)
+	}
+	return files
+}
+
+// helm lint --strict passes with the default values and with each values
+// file the tests install.
+func TestLint(t *testing.T) {
+	for name, values := range installs(t) {
+		t.Run(name, func(t *testing.T) {
+			args := []string{"lint", "--strict", chart, "--namespace", namespace}
+			for _, v := range values {
+				args = append(args, "-f", v)
+			}
+			if out, err := helm(t, args...); err != nil {
+				t.Errorf("%v\n%s", err, out)
+			}
+		})
+	}
+}
+
+// What every install renders holds by construction: named, namespaced
+// where it must be, no object twice, and nothing listening beyond
+// loopback without TLS (security by default).
+func TestTemplate(t *testing.T) {
+	want := map[string][]string{
+		"default": {"Deployment/eastwest", "Service/eastwest", "Certificate/eastwest-xds", "PodDisruptionBudget/eastwest",
+			"Role/eastwest-control-plane", "ServiceAccount/eastwest"},
+		"production": {"Deployment/eastwest", "ServiceMonitor/eastwest", "PrometheusRule/eastwest", "Certificate/eastwest-metrics-client",
+			"ClusterRole/eastwest-member", "Deployment/eastwest-gateway", "Certificate/eastwest-tunnel", "Service/eastwest-gateway"},
+	}
+	for name, values := range installs(t) {
+		t.Run(name, func(t *testing.T) {
+			seen := map[string]bool{}
+			for _, u := range decode(t, render(t, values)) {
+				id := u.GetKind() + "/" + u.GetNamespace() + "/" + u.GetName()
+				if u.GetAPIVersion() == "" || u.GetKind() == "" || u.GetName() == "" {
+					t.Errorf("incomplete object %v", u.Object)
+				}
+				if seen[id] {
+					t.Errorf("%s rendered twice", id)
+				}
+				seen[id] = true
+				seen[u.GetKind()+"/"+u.GetName()] = true
+				checkListeners(t, u)
+			}
+			for _, w := range want[name] {
+				if !seen[w] {
+					t.Errorf("no %s", w)
+				}
+			}
+		})
+	}
+	// What the chart refuses, with a message that says why.
+	refusals := []struct {
+		set, msg string
+	}{
+		{"gateway.enabled=true", "gateway.clusterID"},
+		{"controlPlane.metrics.serviceMonitor.enabled=true", "needs controlPlane.metrics.expose"},
+	}
+	for _, r := range refusals {
+		_, err := helm(t, "template", "eastwest", chart, "--namespace", namespace, "--set", r.set)
+		if err == nil || !strings.Contains(err.Error(), r.msg) {
+			t.Errorf("--set %s: %v, want a refusal saying %q", r.set, err, r.msg)
+		}
+	}
+}
+
+// checkListeners: a control plane that listens beyond loopback does so
+// behind TLS, and its probes reach the debug endpoint.
+func checkListeners(t *testing.T, u unstructured.Unstructured) {
+	t.Helper()
+	if u.GetKind() != "Deployment" || u.GetName() != "eastwest" {
+		return
+	}
+	containers, _, _ := unstructured.NestedSlice(u.Object, "spec", "template", "spec", "containers")
+	for _, c := range containers {
+		args, _, _ := unstructured.NestedStringSlice(c.(map[string]any), "args")
+		flag := func(name string) string {
+			for _, a := range args {
+				if v, ok := strings.CutPrefix(a, "--"+name+"="); ok {
+					return v
+				}
+			}
+			return ""
+		}
+		for _, l := range []string{"debug", "xds"} {
+			addr := flag(l + "-address")
+			if addr != "" && !strings.HasPrefix(addr, "127.0.0.1:") && flag(l+"-tls-cert") == "" {
+				t.Errorf("--%s-address=%s without --%s-tls-cert", l, addr, l)
+			}
+		}
+		if addr := flag("debug-address"); !strings.HasPrefix(addr, "127.0.0.1:") && flag("debug-tls-client-ca") == "" {
+			t.Errorf("the debug endpoint (/debug, /metrics) on %s takes clients without a certificate", addr)
+		}
+		probe, _, _ := unstructured.NestedStringSlice(c.(map[string]any), "readinessProbe", "exec", "command")
+		if !slices.Contains(probe, "probe") {
+			t.Errorf("readiness probe %v is not xds probe", probe)
+		}
+	}
+}
+
+// The plain manifests of deploy/kubernetes are the chart rendered with
+// deploy/kubernetes/values/<name>.yaml: one source (go test -update
+// renders them again).
+func TestPlainManifestsAreRenderedFromTheChart(t *testing.T) {
+	for _, values := range plainValues(t) {
+		name := filepath.Base(values)
+		t.Run(name, func(t *testing.T) {
+			var extra []string
+			if name == "prometheusrule.yaml" {
+				extra = []string{"--show-only", "templates/prometheusrule.yaml"}
+			}
+			header := fmt.Sprintf("# Rendered from the Helm chart deploy/helm/eastwest with values/%s\n"+
+				"# (`go test ./deploy/helm -update`): edit the chart or the values, not this file.\n", name)
+			golden.Check(t, filepath.Join("..", "kubernetes", name), append([]byte(header), render(t, []string{values}, extra...)...))
+		})
+	}
+}
+
+// The chart's copies of shipped files are the files themselves: the
+// Envoy bootstraps (validated in deploy/envoy) and the alert rules
+// (promtool-tested in deploy/prometheus).
+func TestChartFilesAreTheShippedOnes(t *testing.T) {
+	for copy, original := range map[string]string{
+		"gateway-bootstrap.yaml":     "../envoy/bootstrap.yaml",
+		"gateway-api-bootstrap.yaml": "../envoy/gateway-api-bootstrap.yaml",
+		"eastwest-rules.yaml":        "../prometheus/eastwest-rules.yaml",
+	} {
+		a, err := os.ReadFile(filepath.Join(chart, "files", copy))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := os.ReadFile(original)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(a, b) {
+			t.Errorf("%s/files/%s differs from %s: copy it again", chart, copy, original)
+		}
+	}
+}
+
+// Every object of every install is created in a real apiserver with
+// strict field validation (server-side apply): an unknown or misspelt
+// field, a wrong type or a missing required field fails here, as it
+// would at helm install. cert-manager's and the Prometheus Operator's
+// CRDs are installed first, as on a cluster that runs them.
+func TestInstallsAreAcceptedByAnAPIServer(t *testing.T) {
+	c := kube.Start(t, "helm")[0]
+	crds, err := filepath.Glob(filepath.Join(cacheDir(t), "crds", "*.yaml"))
+	if err != nil || len(crds) < 6 {
+		t.Fatalf("the CRDs are not in %s/crds: run `make helm` (%v)", cacheDir(t), err)
+	}
+	var docs [][]byte
+	for _, f := range crds {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		docs = append(docs, b)
+	}
+	if err := c.InstallCRDs(docs...); err != nil {
+		t.Fatal(err)
+	}
+	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(c.Client.Discovery()))
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	for _, ns := range []string{namespace, "shop", "cert-manager"} {
+		if err := apply(ctx, c, mapper, &unstructured.Unstructured{Object: map[string]any{
+			"apiVersion": "v1", "kind": "Namespace", "metadata": map[string]any{"name": ns}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for name, values := range installs(t) {
+		t.Run(name, func(t *testing.T) {
+			objs := decode(t, render(t, values))
+			for i := range objs {
+				if err := apply(ctx, c, mapper, &objs[i]); err != nil {
+					t.Errorf("%s/%s: %v", objs[i].GetKind(), objs[i].GetName(), err)
+				}
+			}
+		})
+	}
+}
+
+func apply(ctx context.Context, c *kube.Cluster, mapper meta.RESTMapper, u *unstructured.Unstructured) error {
+	gvk := u.GroupVersionKind()
+	m, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+	if err != nil {
+		return err
+	}
+	b, err := u.MarshalJSON()
+	if err != nil {
+		return err
+	}
+	force := true
+	opts := metav1.PatchOptions{FieldManager: "eastwest-chart-test", Force: &force, FieldValidation: "Strict"}
+	if m.Scope.Name() == meta.RESTScopeNameNamespace {
+		_, err = c.Dynamic.Resource(m.Resource).Namespace(u.GetNamespace()).Patch(ctx, u.GetName(), types.ApplyPatchType, b, opts)
+	} else {
+		_, err = c.Dynamic.Resource(m.Resource).Patch(ctx, u.GetName(), types.ApplyPatchType, b, opts)
+	}
+	return err
+}
