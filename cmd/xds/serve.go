@@ -63,7 +63,7 @@ func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveArgs) {
 	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", 5*time.Second, "on SIGTERM, how long to wait for xDS streams to close")
 	fs.StringVar(&cfg.XDSTLS.Cert, "xds-tls-cert", "", "serve xDS over TLS with this certificate (PEM)")
 	fs.StringVar(&cfg.XDSTLS.Key, "xds-tls-key", "", "key of --xds-tls-cert (PEM)")
-	fs.StringVar(&cfg.XDSTLS.ClientCA, "xds-tls-client-ca", "", "require xDS clients to present a certificate from this CA (mutual TLS) naming the node they claim (see README: xDS identity)")
+	fs.StringVar(&cfg.XDSTLS.ClientCA, "xds-tls-client-ca", "", "require xDS clients to present a certificate from this CA (mutual TLS) naming the node they claim (see docs/xds.md: xDS identity)")
 	fs.StringVar(&cfg.TrustDomain, "xds-trust-domain", controlplane.DefaultTrustDomain, "the trust domain of identity URIs, spiffe://DOMAIN/clusterset/SET/cluster/ID/role/ROLE[/gateway/NS/NAME]: xDS clients' (with --xds-tls-client-ca) and east-west gateways' tunnel certificates")
 	fs.StringVar(&cfg.DebugTLS.Cert, "debug-tls-cert", "", "serve the debug endpoint over TLS with this certificate (PEM)")
 	fs.StringVar(&cfg.DebugTLS.Key, "debug-tls-key", "", "key of --debug-tls-cert (PEM)")
@@ -81,7 +81,7 @@ func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveArgs) {
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: xds serve (--dir DIR | --kubeconfig-dir DIR) [flags]")
 		fmt.Fprintln(stderr, "\nServes the ClusterSet in DIR over xDS to east-west Envoy gateways and proxyless")
-		fmt.Fprintln(stderr, "gRPC clients, and its state on the debug endpoint. See README for the node contract.")
+		fmt.Fprintln(stderr, "gRPC clients, and its state on the debug endpoint. See docs/xds.md for the node contract.")
 		fmt.Fprintln(stderr)
 		fs.PrintDefaults()
 	}

@@ -22,6 +22,9 @@ import (
 	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/restmapper"
 
+	mcscrd "sigs.k8s.io/mcs-api/config/crd"
+
+	"github.com/eastwest-dev/eastwest/deploy/crds"
 	"github.com/eastwest-dev/eastwest/internal/golden"
 	"github.com/eastwest-dev/eastwest/test/kube"
 )
@@ -258,6 +261,21 @@ func TestChartFilesAreTheShippedOnes(t *testing.T) {
 		}
 		if !bytes.Equal(a, b) {
 			t.Errorf("%s/files/%s differs from %s: copy it again", chart, copy, original)
+		}
+	}
+	// The CRDs helm install puts in a cluster are the ones eastwest is
+	// built and tested with: mcs-api's and the About API's.
+	for file, want := range map[string][]byte{
+		"multicluster.x-k8s.io_serviceexports.yaml": mcscrd.ServiceExportCRD,
+		"multicluster.x-k8s.io_serviceimports.yaml": mcscrd.ServiceImportCRD,
+		"about.k8s.io_clusterproperties.yaml":       crds.ClusterPropertyCRD,
+	} {
+		got, err := os.ReadFile(filepath.Join(chart, "crds", file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Errorf("%s/crds/%s differs from the one eastwest is built with: copy it again", chart, file)
 		}
 	}
 }
