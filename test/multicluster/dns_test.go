@@ -238,7 +238,9 @@ func startCoreDNS(t *testing.T, m *member) *coreDNS {
 	go func() { exited <- cmd.Wait() }()
 	t.Cleanup(func() {
 		_ = cmd.Process.Kill()
-		<-exited
+		if err := <-exited; err != nil && t.Failed() {
+			t.Logf("coredns: %v", err)
+		}
 		if t.Failed() {
 			t.Logf("coredns output:\n%s", out.String())
 		}
