@@ -10,6 +10,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
@@ -255,6 +256,11 @@ func clientHas(c cache.Client, res []ResourceSummary) ClientResources {
 // through the member's gateways (their addresses, its network).
 func localities(cla *endpointv3.ClusterLoadAssignment, v translate.View, state *mcs.State) []string {
 	var out []string
+	// The weight column lines up under the longest locality.
+	width := 12
+	for _, l := range cla.Endpoints {
+		width = max(width, len(localityName(l.Locality)))
+	}
 	for _, l := range cla.Endpoints {
 		healthy, draining := 0, 0
 		var via []string
@@ -272,11 +278,7 @@ func localities(cla *endpointv3.ClusterLoadAssignment, v translate.View, state *
 				}
 			}
 		}
-		where := l.Locality.GetRegion()
-		if z := l.Locality.GetZone(); z != "" {
-			where += "/" + z
-		}
-		line := fmt.Sprintf("priority %d  %-12s weight %d  ", l.Priority, where, l.GetLoadBalancingWeight().GetValue())
+		line := fmt.Sprintf("priority %d  %-*s weight %d  ", l.Priority, width, localityName(l.Locality), l.GetLoadBalancingWeight().GetValue())
 		network := networkOf(state, mcs.ClusterID(l.Locality.GetRegion()))
 		switch {
 		case len(via) > 0:
@@ -294,6 +296,14 @@ func localities(cla *endpointv3.ClusterLoadAssignment, v translate.View, state *
 		out = append(out, "no usable endpoints: RPCs to this port fail")
 	}
 	return out
+}
+
+// localityName is a locality as explain prints it: member[/zone].
+func localityName(l *corev3.Locality) string {
+	if z := l.GetZone(); z != "" {
+		return l.GetRegion() + "/" + z
+	}
+	return l.GetRegion()
 }
 
 // leftOut says which members exporting the load assignment's port on
