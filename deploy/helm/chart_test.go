@@ -181,6 +181,11 @@ func TestTemplate(t *testing.T) {
 	}{
 		{"gateway.enabled=true", "gateway.clusterID"},
 		{"controlPlane.metrics.serviceMonitor.enabled=true", "needs controlPlane.metrics.expose"},
+		// values.schema.json: a typo or a wrong type is refused, not ignored.
+		{"controlplane.replicas=3", "additional properties 'controlplane' not allowed"},
+		{"controlPlane.replicas=0", "/controlPlane/replicas"},
+		{"gateway.xdsAddress=eastwest", "/gateway/xdsAddress"},
+		{"controlPlane.extraArgs[0]=stale-after", "/controlPlane/extraArgs/0"},
 	}
 	for _, r := range refusals {
 		_, err := helm(t, "template", "eastwest", chart, "--namespace", namespace, "--set", r.set)
