@@ -3,9 +3,7 @@ package helm
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,7 +16,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
-	k8syaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/restmapper"
 
@@ -26,6 +23,7 @@ import (
 
 	"github.com/eastwest-dev/eastwest/deploy/crds"
 	"github.com/eastwest-dev/eastwest/internal/golden"
+	"github.com/eastwest-dev/eastwest/internal/manifest"
 	"github.com/eastwest-dev/eastwest/test/kube"
 )
 
@@ -88,20 +86,11 @@ func render(t testing.TB, values []string, extra ...string) []byte {
 
 func decode(t testing.TB, b []byte) []unstructured.Unstructured {
 	t.Helper()
-	var out []unstructured.Unstructured
-	d := k8syaml.NewYAMLOrJSONDecoder(bytes.NewReader(b), 4096)
-	for {
-		var u unstructured.Unstructured
-		if err := d.Decode(&u.Object); err != nil {
-			if errors.Is(err, io.EOF) {
-				return out
-			}
-			t.Fatal(err)
-		}
-		if len(u.Object) > 0 {
-			out = append(out, u)
-		}
+	out, err := manifest.Objects(b)
+	if err != nil {
+		t.Fatal(err)
 	}
+	return out
 }
 
 // The installs the tests render: the chart's defaults, a production

@@ -1,12 +1,9 @@
 package kubernetes
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
-	"io"
 	"net"
 	"net/url"
 	"os"
@@ -22,8 +19,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
-	k8syaml "k8s.io/apimachinery/pkg/util/yaml"
 
+	"github.com/eastwest-dev/eastwest/internal/manifest"
 	"github.com/eastwest-dev/eastwest/pkg/controlplane"
 	"github.com/eastwest-dev/eastwest/pkg/event"
 	"github.com/eastwest-dev/eastwest/pkg/mcs"
@@ -137,20 +134,11 @@ func objects(t *testing.T, file string) []unstructured.Unstructured {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out []unstructured.Unstructured
-	d := k8syaml.NewYAMLOrJSONDecoder(bytes.NewReader(b), 4096)
-	for {
-		var u unstructured.Unstructured
-		if err := d.Decode(&u.Object); err != nil {
-			if errors.Is(err, io.EOF) {
-				return out
-			}
-			t.Fatalf("%s: %v", file, err)
-		}
-		if len(u.Object) > 0 { // a document of comments only
-			out = append(out, u)
-		}
+	out, err := manifest.Objects(b)
+	if err != nil {
+		t.Fatalf("%s: %v", file, err)
 	}
+	return out
 }
 
 // The shipped east-west gateway, once its load balancer has an address,

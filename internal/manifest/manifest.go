@@ -1,0 +1,33 @@
+// Package manifest decodes multi-document Kubernetes YAML (shipped
+// manifests, helm template output) into objects, for the tests that check
+// or apply them.
+package manifest
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	k8syaml "k8s.io/apimachinery/pkg/util/yaml"
+)
+
+// Objects decodes every object of a YAML (or JSON) stream, in order;
+// documents holding only comments (as helm template writes) are skipped.
+func Objects(b []byte) ([]unstructured.Unstructured, error) {
+	var out []unstructured.Unstructured
+	d := k8syaml.NewYAMLOrJSONDecoder(bytes.NewReader(b), 4096)
+	for i := 1; ; i++ {
+		var u unstructured.Unstructured
+		if err := d.Decode(&u.Object); err != nil {
+			if errors.Is(err, io.EOF) {
+				return out, nil
+			}
+			return nil, fmt.Errorf("document %d: %w", i, err)
+		}
+		if len(u.Object) > 0 {
+			out = append(out, u)
+		}
+	}
+}
