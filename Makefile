@@ -10,7 +10,7 @@ FUZZTIME  ?= 30s
 BENCHTIME ?= 1s
 GOLANGCI_LINT_VERSION ?= v2.15.0
 
-.PHONY: all build run test kube-bins envoy-bin net-tools promtool coredns helm vet unit race golden check-golden bench load fuzz lint fmt tools clean
+.PHONY: all build run run-envoy test kube-bins envoy-bin net-tools promtool coredns helm vet unit race golden check-golden bench load fuzz lint fmt tools clean
 
 all: build
 
@@ -26,9 +26,17 @@ run: build ## Serve the demo ClusterSet in examples/clusterset over xDS (Ctrl-C 
 	@echo "  ./$(BIN)/xds translate --dir examples/clusterset --node-cluster east --role gateway"
 	@echo "  curl -s http://127.0.0.1:19000/debug/gateways                      # Gateway API statuses (demo Gateway shop/public in east)"
 	@echo "  ./$(BIN)/xds translate --dir examples/clusterset --node-cluster east --role gateway-api --gateway shop/public"
+	@echo "  make run-envoy                                                    # a real Envoy as east's east-west gateway (admin on 127.0.0.1:9901)"
 	@echo "  edit examples/clusterset/*/*.yaml: changes are served within a second"
 	@echo
 	./$(BIN)/xds serve --dir examples/clusterset
+
+run-envoy: envoy-bin ## With make run serving: a real Envoy 1.40 as east's east-west gateway (listener 127.0.0.1:15080, admin 127.0.0.1:9901; Ctrl-C stops it).
+	@echo "Envoy as east's east-west gateway (node demo-gateway): xds status shows it SYNCED; its config: curl -s 127.0.0.1:9901/config_dump"
+	@echo "Its routes are on 127.0.0.1:15080, but send it no traffic: the demo's pod addresses (10.x) are not pods on this machine and may be"
+	@echo "hosts of your network. TestDemoTraffic runs them in network namespaces, as root: sudo -E go test ./test/envoy -run TestDemoTraffic -v"
+	$$(test -n "$$ENVOY_BIN" && echo "$$ENVOY_BIN" || echo $(CACHE)/envoy/envoy) -c examples/envoy/gateway-east.json \
+		--service-node demo-gateway --service-cluster east --disable-hot-restart --log-level warn
 
 test: vet kube-bins envoy-bin net-tools promtool coredns helm race check-golden ## Everything CI runs: vet, all tests with -race, the golden check.
 
