@@ -76,6 +76,22 @@ func TestClusterSetDNS(t *testing.T) {
 		})
 		dns.answers(t, "A "+name+" with two exporters", dns.resolvesTo("ip4", name, v4))
 
+		// The bare name, as the MCS conformance suite asks: one record per
+		// port, each naming the service.
+		dns.answers(t, "SRV "+name, func() error {
+			_, srvs, err := dns.resolver.LookupSRV(ctx, "", "", name)
+			if err != nil {
+				return err
+			}
+			if got := srvString(srvs); got != "["+name+":80 "+name+":9090]" && got != "["+name+":9090 "+name+":80]" {
+				return fmt.Errorf("SRV %s", got)
+			}
+			return nil
+		})
+		// cluster.local stays local: c has no Service web of its own.
+		if err := notFound(dns.lookup("ip4", "web."+ns+".svc.cluster.local.")()); err != nil {
+			t.Errorf("web.%s.svc.cluster.local in c, which has no such Service: %v", ns, err)
+		}
 		for _, p := range []struct {
 			name string
 			port uint16
