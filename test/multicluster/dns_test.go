@@ -199,22 +199,12 @@ func (d *coreDNS) lookup(network, name string) func() ([]netip.Addr, error) {
 	return func() ([]netip.Addr, error) { return d.resolver.LookupNetIP(ctx, network, name) }
 }
 
-// answers polls check until it passes: the names follow the apiserver
-// through two watches (eastwest's and CoreDNS's), so a guard against
-// hangs, not a latency assertion.
+// answers polls check until it passes, every 10 ms: the names follow the
+// apiserver through two watches (eastwest's and CoreDNS's), and the test
+// reports how long that took.
 func (d *coreDNS) answers(t testing.TB, what string, check func() error) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		err := check()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: %v", what, err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	pollUntil(t, what, 10*time.Millisecond, check)
 }
 
 // corednsBin finds the CoreDNS that `make coredns` builds.
@@ -353,17 +343,7 @@ func (m *member) hostSlice(t testing.TB, ns, svc string, pods []hostPod) {
 		es.Endpoints = append(es.Endpoints, discoveryv1.Endpoint{Addresses: []string{p.ip}, Hostname: ptr(p.hostname),
 			Conditions: discoveryv1.EndpointConditions{Ready: ptr(p.ready)}})
 	}
-	api := m.Client.DiscoveryV1().EndpointSlices(ns)
-	cur, err := api.Get(ctx, es.Name, metav1.GetOptions{})
-	if err == nil {
-		cur.Endpoints = es.Endpoints
-		_, err = api.Update(ctx, cur, metav1.UpdateOptions{})
-	} else {
-		_, err = api.Create(ctx, es, metav1.CreateOptions{})
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	m.writeSlice(t, es)
 }
 
 // resolvesTo checks that name resolves in network ("ip4" or "ip6") to

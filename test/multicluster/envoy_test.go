@@ -35,7 +35,13 @@ func (m *member) podSlice(t testing.TB, ns, svc string, ips []string, ready []bo
 	for i, ip := range ips {
 		es.Endpoints = append(es.Endpoints, discoveryv1.Endpoint{Addresses: []string{ip}, Conditions: discoveryv1.EndpointConditions{Ready: ptr(ready[i])}})
 	}
-	api := m.Client.DiscoveryV1().EndpointSlices(ns)
+	m.writeSlice(t, es)
+}
+
+// writeSlice creates the EndpointSlice, or replaces its endpoints.
+func (m *member) writeSlice(t testing.TB, es *discoveryv1.EndpointSlice) {
+	t.Helper()
+	api := m.Client.DiscoveryV1().EndpointSlices(es.Namespace)
 	cur, err := api.Get(ctx, es.Name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		_, err = api.Create(ctx, es, metav1.CreateOptions{})

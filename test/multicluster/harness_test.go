@@ -97,6 +97,13 @@ var ctx = context.Background()
 // after a deadline (a guard against hangs, not a latency assertion).
 func eventually(t testing.TB, what string, check func() error) {
 	t.Helper()
+	pollUntil(t, what, 50*time.Millisecond, check)
+}
+
+// pollUntil is eventually, checking every interval (a test that reports
+// how long something took polls more often).
+func pollUntil(t testing.TB, what string, every time.Duration, check func() error) {
+	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		err := check()
@@ -106,7 +113,7 @@ func eventually(t testing.TB, what string, check func() error) {
 		if time.Now().After(deadline) {
 			t.Fatalf("%s: %v", what, err)
 		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(every)
 	}
 }
 
