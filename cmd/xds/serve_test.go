@@ -2,8 +2,16 @@ package main
 
 import (
 	"bytes"
+	"flag"
+	"io"
+	"os"
+	runtimedebug "runtime/debug"
 	"strings"
 	"testing"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/eastwest-dev/eastwest/internal/manifest"
 )
 
 // `xds serve` refuses, before starting anything, flag values it cannot
@@ -27,6 +35,72 @@ func TestServeRefusesBadFlags(t *testing.T) {
 		code := runServe(append([]string{"--dir", "../../examples/clusterset"}, tc.args...), &stdout, &stderr)
 		if code != 2 || !strings.Contains(stderr.String(), tc.want) {
 			t.Errorf("serve %v: exit %d, stderr %q; want 2 and %q", tc.args, code, stderr.String(), tc.want)
+		}
+	}
+}
+
+// serve collects at GOGC 50 unless the environment sets GOGC, which wins.
+func TestServeGCPercent(t *testing.T) {
+	defer runtimedebug.SetGCPercent(runtimedebug.SetGCPercent(100))
+	tests := []struct {
+		gogc string
+		want int
+	}{{"", servingGCPercent}, {"80", 100}} // with GOGC set, serve leaves the runtime's own setting alone
+	for _, tt := range tests {
+		t.Setenv("GOGC", tt.gogc)
+		runtimedebug.SetGCPercent(100)
+		setGCPercent()
+		if got := runtimedebug.SetGCPercent(100); got != tt.want {
+			t.Errorf("GOGC=%q: serve collects at %d, want %d", tt.gogc, got, tt.want)
+		}
+	}
+}
+
+// The control plane's container in the shipped manifest and in the
+// chart's production render runs `xds serve` and `xds probe` with flags
+// they have: a misspelt flag would crash-loop the pod.
+func TestShippedDeploymentsUseRealFlags(t *testing.T) {
+	for _, file := range []string{"../../deploy/kubernetes/control-plane.yaml", "../../deploy/helm/testdata/production.yaml"} {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		objs, err := manifest.Objects(b)
+		if err != nil {
+			t.Fatalf("%s: %v", file, err)
+		}
+		found := false
+		for _, u := range objs {
+			if u.GetKind() != "Deployment" || u.GetName() != "eastwest" {
+				continue
+			}
+			found = true
+			containers, _, _ := unstructured.NestedSlice(u.Object, "spec", "template", "spec", "containers")
+			for _, c := range containers {
+				args, _, _ := unstructured.NestedStringSlice(c.(map[string]any), "args")
+				if len(args) == 0 || args[0] != "serve" {
+					t.Fatalf("%s: args %v do not run xds serve", file, args)
+				}
+				fs, _ := serveFlags(io.Discard)
+				if err := fs.Parse(args[1:]); err != nil || fs.NArg() > 0 {
+					t.Errorf("%s: xds serve %v: %v (left over %v)", file, args[1:], err, fs.Args())
+				}
+				for _, probe := range []string{"readinessProbe", "livenessProbe"} {
+					cmd, _, _ := unstructured.NestedStringSlice(c.(map[string]any), probe, "exec", "command")
+					if len(cmd) < 3 || cmd[0] != "xds" || cmd[1] != "probe" {
+						t.Fatalf("%s: %s %v is not xds probe", file, probe, cmd)
+					}
+					pfs := flag.NewFlagSet("probe", flag.ContinueOnError)
+					pfs.SetOutput(io.Discard)
+					debugFlags(pfs)
+					if err := pfs.Parse(cmd[3:]); err != nil || pfs.NArg() > 0 {
+						t.Errorf("%s: %s %v: %v", file, probe, cmd, err)
+					}
+				}
+			}
+		}
+		if !found {
+			t.Errorf("%s: no Deployment eastwest", file)
 		}
 	}
 }

@@ -89,6 +89,8 @@ func TestDebugEndpointMutualTLS(t *testing.T) {
 		{"status with a client certificate", []string{"status", "--debug-cert", client.CertFile, "--debug-key", client.KeyFile}, 0},
 		{"probe without a client certificate", []string{"probe", "ready"}, 1},
 		{"probe with another CA's certificate", []string{"probe", "ready", "--debug-cert", other.CertFile, "--debug-key", other.KeyFile}, 1},
+		{"the name the endpoint's certificate carries", []string{"probe", "ready", "--debug-cert", client.CertFile, "--debug-key", client.KeyFile, "--debug-server-name", "localhost"}, 0},
+		{"a name it does not carry", []string{"probe", "ready", "--debug-cert", client.CertFile, "--debug-key", client.KeyFile, "--debug-server-name", "eastwest.example"}, 1},
 		{"a certificate without its key", []string{"probe", "ready", "--debug-cert", client.CertFile}, 2},
 		{"probe of something else", []string{"probe", "alive"}, 2},
 	}

@@ -236,6 +236,13 @@ func TestPlainManifestsAreRenderedFromTheChart(t *testing.T) {
 	}
 }
 
+// The production install, rendered, is kept in testdata/production.yaml
+// (go test -update): a chart change shows in review as the objects it
+// changes, and cmd/xds checks the control plane's flags against it.
+func TestProductionRender(t *testing.T) {
+	golden.Check(t, filepath.Join("testdata", "production.yaml"), render(t, installs(t)["production"]))
+}
+
 // The chart's copies of shipped files are the files themselves: the
 // Envoy bootstraps (validated in deploy/envoy) and the alert rules
 // (promtool-tested in deploy/prometheus).
@@ -335,4 +342,44 @@ func apply(ctx context.Context, c *kube.Cluster, mapper meta.RESTMapper, u *unst
 		_, err = c.Dynamic.Resource(m.Resource).Patch(ctx, u.GetName(), types.ApplyPatchType, b, opts)
 	}
 	return err
+}
+
+// The member's switches take away what they say: Gateway API access, TLS
+// Secrets, the token Secret.
+func TestMemberSwitches(t *testing.T) {
+	tests := []struct {
+		set, gone string
+	}{
+		{"member.gatewayAPI=false", "gateway.networking.k8s.io"},
+		{"member.tlsSecrets=false", "secrets"},
+		{"member.tokenSecret=false", "Secret/eastwest-token"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.set, func(t *testing.T) {
+			for _, off := range []bool{false, true} {
+				args := []string{"--set", "controlPlane.enabled=false", "--set", "member.enabled=true"}
+				if off {
+					args = append(args, "--set", tt.set)
+				}
+				has := false
+				for _, u := range decode(t, render(t, nil, args...)) {
+					if u.GetKind()+"/"+u.GetName() == tt.gone {
+						has = true
+					}
+					rules, _, _ := unstructured.NestedSlice(u.Object, "rules")
+					for _, r := range rules {
+						m := r.(map[string]any)
+						groups, _, _ := unstructured.NestedStringSlice(m, "apiGroups")
+						resources, _, _ := unstructured.NestedStringSlice(m, "resources")
+						if slices.Contains(groups, tt.gone) || slices.Contains(resources, tt.gone) {
+							has = true
+						}
+					}
+				}
+				if has == off {
+					t.Errorf("with %s=%v: %s present %v", tt.set, off, tt.gone, has)
+				}
+			}
+		})
+	}
 }
