@@ -144,6 +144,13 @@ type entry struct {
 	// kept: the bytes are what clients get, and a fraction of the
 	// message's size (Resources decodes them again for the few readers).
 	any *anypb.Any
+	// delta is the resource as delta responses carry it, shared by every
+	// response that sends this version (gRPC only reads it).
+	delta *discoveryv3.Resource
+}
+
+func newEntry(name, version string, a *anypb.Any) *entry {
+	return &entry{name: name, version: version, any: a, delta: &discoveryv3.Resource{Name: name, Version: version, Resource: a}}
 }
 
 // indexLimit is the largest subscription indexed by name.
@@ -388,7 +395,9 @@ func (c *Cache) marshalAll(updates []Update) [][]marshalled {
 			// Each view's entry is its own (its since differs); the
 			// bytes and version are shared.
 			e := *m.e
-			e.name = updates[rep.i].Set[rep.j].Name
+			if name := updates[rep.i].Set[rep.j].Name; name != e.name {
+				e = *newEntry(name, e.version, e.any)
+			}
 			m.e = &e
 		}
 		out[rep.i][rep.j] = m
@@ -406,11 +415,7 @@ func (c *Cache) marshal(typ string, r Resource) (*entry, error) {
 	c.marshals.Add(1)
 	h := fnv.New64a()
 	_, _ = h.Write(b) // a hash.Hash never fails
-	return &entry{
-		name:    r.Name,
-		version: strconv.FormatUint(h.Sum64(), 36),
-		any:     &anypb.Any{TypeUrl: typ, Value: b},
-	}, nil
+	return newEntry(r.Name, strconv.FormatUint(h.Sum64(), 36), &anypb.Any{TypeUrl: typ, Value: b}), nil
 }
 
 // wake answers the watches interested in the changed names (all of them
@@ -649,11 +654,16 @@ func responseContext(ts *typeState, entries []*entry) context.Context {
 // UpdatedAt returns when the update a response delivers was applied, or
 // false when the context does not come from this cache.
 func UpdatedAt(ctx context.Context) (time.Time, bool) {
+	return responseInfoOf(ctx).at()
+}
+
+// responseInfoOf is the responseInfo in a response's context, or nil.
+func responseInfoOf(ctx context.Context) *responseInfo {
 	if ctx == nil {
-		return time.Time{}, false
+		return nil
 	}
 	info, _ := ctx.Value(ctxKey{}).(*responseInfo)
-	return info.at()
+	return info
 }
 
 func (r *responseInfo) at() (time.Time, bool) {
@@ -661,23 +671,6 @@ func (r *responseInfo) at() (time.Time, bool) {
 		return time.Time{}, false
 	}
 	return r.updatedAt, true
-}
-
-// responseNames returns the names a SotW response carried, from its
-// context, or nil.
-func responseNames(ctx context.Context) []string {
-	if ctx == nil {
-		return nil
-	}
-	info, _ := ctx.Value(ctxKey{}).(*responseInfo)
-	if info == nil || info.entries == nil {
-		return nil
-	}
-	names := make([]string, len(info.entries))
-	for i, e := range info.entries {
-		names[i] = e.name
-	}
-	return names
 }
 
 // VersionTime returns when version (a response's version_info) of a type
@@ -1079,7 +1072,7 @@ func (r *deltaResponse) GetDeltaDiscoveryResponse() (*discoveryv3.DeltaDiscovery
 			Resources:         make([]*discoveryv3.Resource, len(r.entries)),
 		}
 		for i, e := range r.entries {
-			r.resp.Resources[i] = &discoveryv3.Resource{Name: e.name, Version: e.version, Resource: e.any}
+			r.resp.Resources[i] = e.delta
 		}
 	})
 	return r.resp, nil

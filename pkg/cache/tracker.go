@@ -132,7 +132,9 @@ type TypeSync struct {
 	NackedResources map[string]string `json:"nackedResources,omitempty"`
 
 	sentNonce string
-	sentNames map[string]string
+	// sent is what the last response carried; NackedResources is made
+	// from it only when the client rejects it (most never do).
+	sent sentResources
 	// subscribed is a delta client's subscription (Names is made from it
 	// when the state is read: keeping a sorted list current would cost
 	// O(names) per subscribed name).
@@ -253,7 +255,7 @@ func (t *Tracker) Clients() []Client {
 			if v.subscribed != nil {
 				ts.Names = slices.Sorted(maps.Keys(v.subscribed))
 			}
-			ts.subscribed, ts.sentNames = nil, nil
+			ts.subscribed, ts.sent = nil, sentResources{}
 			ts.NackedResources = maps.Clone(v.NackedResources)
 			cp.Types[k] = &ts
 		}
@@ -358,7 +360,7 @@ func (t *Tracker) request(k streamKey, node *corev3.Node, typ, nonce string, nam
 	if isErr {
 		ts.State, ts.Nacked, ts.NackedAt, ts.NackError = Nacked, ts.Sent, now, errDetail
 		ts.NackCount++
-		ts.NackedResources = maps.Clone(ts.sentNames)
+		ts.NackedResources = ts.sent.names()
 		if t.observer != nil {
 			t.observer.Nacked(typ)
 		}
@@ -368,7 +370,34 @@ func (t *Tracker) request(k streamKey, node *corev3.Node, typ, nonce string, nam
 	return nil
 }
 
-func (t *Tracker) response(k streamKey, typ, version, nonce string, names map[string]string, ctx context.Context) {
+// sentResources is what a response carried: a delta response's
+// resources, or a SotW response's names at its version.
+type sentResources struct {
+	delta   []*discoveryv3.Resource
+	sotw    []*entry
+	version string
+}
+
+// names maps each resource sent to its version (nil when none).
+func (s sentResources) names() map[string]string {
+	if s.delta == nil && s.sotw == nil {
+		return nil
+	}
+	out := make(map[string]string, len(s.delta)+len(s.sotw))
+	for _, r := range s.delta {
+		out[r.GetName()] = r.GetVersion()
+	}
+	for _, e := range s.sotw {
+		out[e.name] = s.version
+	}
+	return out
+}
+
+// response records a response sent. updatedAt, when known, is when the
+// update it delivers was applied (the push-latency metric); for a delta
+// response (whose callback has no context) it is looked up by version in
+// the cache.
+func (t *Tracker) response(k streamKey, typ, version, nonce string, sent sentResources, updatedAt time.Time, known bool) {
 	t.mu.Lock()
 	c := t.clients[k]
 	if c == nil {
@@ -381,13 +410,17 @@ func (t *Tracker) response(k streamKey, typ, version, nonce string, names map[st
 		c.Types[typ] = ts
 	}
 	now := t.now()
-	ts.State, ts.Sent, ts.SentAt, ts.sentNonce, ts.sentNames = Stale, version, now, nonce, names
+	ts.State, ts.Sent, ts.SentAt, ts.sentNonce, ts.sent = Stale, version, now, nonce, sent
 	ts.SentCount++
+	view := c.View
 	t.mu.Unlock()
-	if t.observer != nil {
-		at, ok := UpdatedAt(ctx)
-		t.observer.Pushed(typ, now.Sub(at), ok)
+	if t.observer == nil {
+		return
 	}
+	if !known && k.delta {
+		updatedAt, known = t.cache.VersionTime(view, typ, version)
+	}
+	t.observer.Pushed(typ, now.Sub(updatedAt), known)
 }
 
 // check refuses a request (and records why) for a type the cache does
@@ -447,14 +480,13 @@ func (t *Tracker) OnStreamRequest(id int64, req *discoveryv3.DiscoveryRequest) e
 
 // OnStreamResponse implements serverv3.Callbacks.
 func (t *Tracker) OnStreamResponse(ctx context.Context, id int64, req *discoveryv3.DiscoveryRequest, resp *discoveryv3.DiscoveryResponse) {
-	var names map[string]string
-	if sent := responseNames(ctx); sent != nil {
-		names = make(map[string]string, len(sent))
-		for _, n := range sent {
-			names[n] = resp.GetVersionInfo()
-		}
+	info := responseInfoOf(ctx)
+	var sent sentResources
+	if info != nil {
+		sent = sentResources{sotw: info.entries, version: resp.GetVersionInfo()}
 	}
-	t.response(streamKey{false, id}, req.GetTypeUrl(), resp.GetVersionInfo(), resp.GetNonce(), names, ctx)
+	at, ok := info.at()
+	t.response(streamKey{false, id}, req.GetTypeUrl(), resp.GetVersionInfo(), resp.GetNonce(), sent, at, ok)
 }
 
 // OnStreamDeltaRequest implements serverv3.Callbacks.
@@ -464,21 +496,11 @@ func (t *Tracker) OnStreamDeltaRequest(id int64, req *discoveryv3.DeltaDiscovery
 
 // OnStreamDeltaResponse implements serverv3.Callbacks.
 func (t *Tracker) OnStreamDeltaResponse(id int64, req *discoveryv3.DeltaDiscoveryRequest, resp *discoveryv3.DeltaDiscoveryResponse) {
-	names := make(map[string]string, len(resp.GetResources()))
-	for _, r := range resp.GetResources() {
-		names[r.GetName()] = r.GetVersion()
+	sent := sentResources{delta: resp.GetResources()}
+	if sent.delta == nil {
+		sent.delta = []*discoveryv3.Resource{} // an answer with nothing: no resource rejected, but not unknown
 	}
-	ctx := context.Background()
-	t.mu.Lock()
-	view := ""
-	if c := t.clients[streamKey{true, id}]; c != nil {
-		view = c.View
-	}
-	t.mu.Unlock()
-	if at, ok := t.cache.VersionTime(view, req.GetTypeUrl(), resp.GetSystemVersionInfo()); ok {
-		ctx = context.WithValue(ctx, ctxKey{}, &responseInfo{updatedAt: at})
-	}
-	t.response(streamKey{true, id}, req.GetTypeUrl(), resp.GetSystemVersionInfo(), resp.GetNonce(), names, ctx)
+	t.response(streamKey{true, id}, req.GetTypeUrl(), resp.GetSystemVersionInfo(), resp.GetNonce(), sent, time.Time{}, false)
 }
 
 // OnFetchRequest implements serverv3.Callbacks: a unary request is

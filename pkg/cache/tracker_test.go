@@ -77,6 +77,24 @@ func TestTrackerFollowsAcksAndNacks(t *testing.T) {
 	if obs.nacks != 1 || obs.pushes != 2 || obs.clients != 2 {
 		t.Errorf("observer saw %+v", obs)
 	}
+
+	// The delta stream: a NACK names the resources of the rejected
+	// response, each at its own version.
+	dreq := &discoveryv3.DeltaDiscoveryRequest{Node: node, TypeUrl: resourcev3.ClusterType, ResourceNamesSubscribe: []string{"*"}}
+	_ = tr.OnStreamDeltaRequest(1, dreq)
+	tr.OnStreamDeltaResponse(1, dreq, &discoveryv3.DeltaDiscoveryResponse{SystemVersionInfo: "7", Nonce: "d1", TypeUrl: resourcev3.ClusterType,
+		Resources: []*discoveryv3.Resource{{Name: "a", Version: "va"}, {Name: "b", Version: "vb"}}})
+	_ = tr.OnStreamDeltaRequest(1, &discoveryv3.DeltaDiscoveryRequest{TypeUrl: resourcev3.ClusterType, ResponseNonce: "d1",
+		ErrorDetail: &status.Status{Message: "cluster a: bad"}})
+	for _, cl := range tr.Clients() {
+		if !cl.Delta {
+			continue
+		}
+		got := cl.Types[resourcev3.ClusterType]
+		if got.State != Nacked || got.Nacked != "7" || !maps.Equal(got.NackedResources, map[string]string{"a": "va", "b": "vb"}) {
+			t.Errorf("delta, after a NACK: %+v", got)
+		}
+	}
 	tr.OnDeltaStreamClosed(1, nil)
 	if n := len(tr.Clients()); n != 1 || obs.clients != 1 {
 		t.Errorf("closing the delta stream left %d clients", n)
