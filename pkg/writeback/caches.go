@@ -3,7 +3,7 @@ package writeback
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/json"
+	"encoding/hex"
 	"fmt"
 	"time"
 
@@ -132,13 +132,18 @@ func digestSlice(o any) (any, error) {
 	return s, nil
 }
 
+// endpointsDigest is the digest of a slice's endpoints: a hash of their
+// protobuf encoding, which Kubernetes' generated code makes deterministic
+// (map keys sorted). It is compared only within this process, never
+// stored, so its form may change between releases. (Protobuf instead of
+// JSON: a fifth of the cost for 100 endpoints, on every change.)
 func endpointsDigest(eps []discoveryv1.Endpoint) (string, error) {
-	b, err := json.Marshal(eps)
+	b, err := (&discoveryv1.EndpointSlice{Endpoints: eps}).Marshal()
 	if err != nil {
 		return "", err
 	}
 	sum := sha256.Sum256(b)
-	return fmt.Sprintf("%x", sum[:16]), nil
+	return hex.EncodeToString(sum[:16]), nil
 }
 
 // read reads an MCS object: a copy from the informer's cache (callers

@@ -2,6 +2,7 @@ package writeback
 
 import (
 	"errors"
+	"slices"
 	"testing"
 
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -45,6 +46,35 @@ func TestDigestSlice(t *testing.T) {
 	first := digest(twice)
 	if again := digest(twice); again != first {
 		t.Fatalf("digested again: %q, was %q", again, first)
+	}
+}
+
+// The digest does not depend on map order: endpoints whose topology maps
+// hold the same keys (built in different orders) digest alike, every
+// time, and a changed value changes the digest.
+func TestDigestDeterministic(t *testing.T) {
+	keys := []string{"zone", "region", "host", "rack", "row", "pod", "node", "dc"}
+	build := func(order []string, last string) []discoveryv1.Endpoint {
+		topology := map[string]string{}
+		for _, k := range order {
+			topology[k] = k + "-value"
+		}
+		topology["zone"] = last
+		return []discoveryv1.Endpoint{{Addresses: []string{"10.0.0.1"}, DeprecatedTopology: topology}}
+	}
+	reversed := slices.Clone(keys)
+	slices.Reverse(reversed)
+	first, err := endpointsDigest(build(keys, "a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 50 {
+		if d, _ := endpointsDigest(build(reversed, "a")); d != first {
+			t.Fatalf("digest %q, then %q, for the same endpoints", first, d)
+		}
+	}
+	if d, _ := endpointsDigest(build(keys, "b")); d == first {
+		t.Fatal("a changed topology value kept the digest")
 	}
 }
 

@@ -639,12 +639,12 @@ func (m *member) syncSlices(ctx context.Context, key mcs.ServiceKey, derived str
 		switch {
 		case !ok:
 			m.wrote("create", "EndpointSlice", key.Namespace, s.Name)
-			_, err = api.Create(ctx, s, metav1.CreateOptions{})
+			err = m.writeSlice(ctx, key.Namespace, s, false)
 		case cur.Annotations[digestKey] != digest || !apiequality.Semantic.DeepEqual(cur.Ports, s.Ports) || !maps.Equal(cur.Labels, s.Labels):
 			m.wrote("update", "EndpointSlice", key.Namespace, s.Name)
 			cur.Endpoints, cur.Ports, cur.Labels = s.Endpoints, s.Ports, s.Labels
 			delete(cur.Annotations, digestKey)
-			_, err = api.Update(ctx, cur, metav1.UpdateOptions{})
+			err = m.writeSlice(ctx, key.Namespace, cur, true)
 		}
 		if err != nil {
 			errs = append(errs, err)
@@ -657,6 +657,19 @@ func (m *member) syncSlices(ctx context.Context, key mcs.ServiceKey, derived str
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// writeSlice creates or updates an MCS EndpointSlice. The apiserver's
+// answer (the slice again, all its endpoints) is not decoded: nothing
+// reads it, and the slice's watch event brings it to the cache anyway.
+// On every endpoint change that was the write-back's largest allocation.
+func (m *member) writeSlice(ctx context.Context, namespace string, s *discoveryv1.EndpointSlice, update bool) error {
+	rc := m.client.DiscoveryV1().RESTClient()
+	req := rc.Post().Namespace(namespace).Resource("endpointslices")
+	if update {
+		req = rc.Put().Namespace(namespace).Resource("endpointslices").Name(s.Name)
+	}
+	return req.Body(s).Do(ctx).Error()
 }
 
 // removeImport deletes everything eastwest wrote for a service in a member.
