@@ -271,6 +271,20 @@ func (c *Cluster) stopAll() {
 	c.etcd = nil
 }
 
+// PIDs are the process IDs of the cluster's kube-apiserver and etcd (0
+// when stopped): benchmarks read what they cost.
+func (c *Cluster) PIDs() []int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []int
+	for _, p := range []*process{c.apiserver, c.etcd} {
+		if p != nil && p.cmd.Process != nil {
+			out = append(out, p.cmd.Process.Pid)
+		}
+	}
+	return out
+}
+
 // URL is the apiserver's address.
 func (c *Cluster) URL() string { return fmt.Sprintf("https://127.0.0.1:%d", c.port) }
 

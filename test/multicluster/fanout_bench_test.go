@@ -26,9 +26,11 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	discoveryclient "k8s.io/client-go/kubernetes/typed/discovery/v1"
 	mcsv1b1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 
 	"github.com/eastwest-dev/eastwest/internal/cptest"
+	"github.com/eastwest-dev/eastwest/internal/kubeclient"
 	"github.com/eastwest-dev/eastwest/pkg/mcs"
 	"github.com/eastwest-dev/eastwest/pkg/translate"
 	"github.com/eastwest-dev/eastwest/test/kube"
@@ -63,7 +65,15 @@ var fanoutStreams = func() int {
 func BenchmarkFanout(b *testing.B) {
 	cs := kube.Start(b, "a")
 	m := &member{Cluster: cs[0], mcs: mustMCS(b, cs[0])}
-	populate(b, m)
+	// The member's EndpointSlices are written as the EndpointSlice
+	// controller writes them: in protobuf (JSON would cost its apiserver,
+	// which shares these cores, several times as much).
+	core, err := kubeclient.Core(m.Config)
+	if err != nil {
+		b.Fatal(err)
+	}
+	es := core.DiscoveryV1().EndpointSlices(fanoutNamespace)
+	populate(b, m, es)
 	bin := buildXDS(b)
 	dir := kubeconfigDir(b, cs...)
 	var names []string
@@ -88,39 +98,46 @@ func BenchmarkFanout(b *testing.B) {
 			idle0 := srv.cpu(b)
 			srv.profile(b, protocol+"-idle", 3)()
 			idle := srv.cpu(b) - idle0
+			floor := watchFanout(b, m)
 			profiles := srv.profile(b, protocol, 8)
-			cpu0, loopStart, gc0 := srv.cpu(b), time.Now(), srv.metric(b, "go_gc_duration_seconds_count")
-			var lat []time.Duration
+			cpu0, member0, loopStart := srv.cpu(b), memberCPU(b, m), time.Now()
+			before := srv.metrics(b)
+			var lat, watched []time.Duration
 			changes := 0
 			for i := 0; b.Loop(); i++ {
 				svc, port := i%fanoutServices, nextMarker()
-				cur := getFanoutSlice(b, m, svc)
+				cur := getFanoutSlice(b, es, svc)
 				arm(b, st, map[string]uint32{names[svc]: uint32(port)})
 				t0 := time.Now()
-				updateFanoutSlice(b, m, cur, port)
+				updateFanoutSlice(b, es, cur, port)
 				for _, at := range await(b, st, "change "+strconv.Itoa(i)) {
 					lat = append(lat, at.Sub(t0))
 				}
+				watched = append(watched, floor.at(b, port).Sub(t0))
 				changes++
 			}
 			b.StopTimer()
-			cpu, loop := srv.cpu(b)-cpu0, time.Since(loopStart)
-			b.Logf("server CPU: %v over %d changes in %v (%v garbage collections); idle %v per second", cpu, changes, loop.Round(time.Millisecond),
-				srv.metric(b, "go_gc_duration_seconds_count")-gc0, idle/3)
+			cpu, memberSpent, loop := srv.cpu(b)-cpu0, memberCPU(b, m)-member0, time.Since(loopStart)
+			after := srv.metrics(b)
+			b.Logf("server CPU: %v over %d changes in %v (%v garbage collections, %v write-back writes); idle %v per second", cpu, changes, loop.Round(time.Millisecond),
+				after["go_gc_duration_seconds_count"]-before["go_gc_duration_seconds_count"],
+				after["eastwest_writeback_writes_total"]-before["eastwest_writeback_writes_total"], idle/3)
 			profiles()
 
-			// A burst: 100 services change at once.
+			// A burst: 100 services change at once, once the write-back
+			// has written the changes above (it may batch them).
+			srv.writebackDone(b)
 			want, ports, current := map[string]uint32{}, make([]int32, fanoutBurst), make([]*discoveryv1.EndpointSlice, fanoutBurst)
 			for j := range fanoutBurst {
 				svc := j * (fanoutServices / fanoutBurst)
-				ports[j], current[j] = nextMarker(), getFanoutSlice(b, m, svc)
+				ports[j], current[j] = nextMarker(), getFanoutSlice(b, es, svc)
 				want[names[svc]] = uint32(ports[j])
 			}
 			arm(b, st, want)
 			publishes, pushes := srv.metric(b, "eastwest_publishes_total"), srv.metric(b, "eastwest_xds_pushes_total")
 			burstStart := time.Now()
 			concurrently(fanoutBurst, fanoutBurst, func(j int) {
-				updateFanoutSlice(b, m, current[j], ports[j])
+				updateFanoutSlice(b, es, current[j], ports[j])
 			})
 			written := time.Since(burstStart)
 			await(b, st, "the burst")
@@ -128,17 +145,90 @@ func BenchmarkFanout(b *testing.B) {
 			b.Logf("burst: written in %v, at every stream in %v, in %v publishes and %v responses", written.Round(time.Millisecond), burst.Round(time.Millisecond),
 				srv.metric(b, "eastwest_publishes_total")-publishes, srv.metric(b, "eastwest_xds_pushes_total")-pushes)
 
-			slices.Sort(lat)
-			n := len(lat)
-			b.ReportMetric(float64(lat[n/2].Microseconds())/1000, "p50-ms")
-			b.ReportMetric(float64(lat[min(n-1, n*99/100)].Microseconds())/1000, "p99-ms")
+			b.ReportMetric(quantileMS(lat, 50), "p50-ms")
+			b.ReportMetric(quantileMS(lat, 99), "p99-ms")
+			b.ReportMetric(quantileMS(watched, 50), "watch-p50-ms")
+			b.ReportMetric(quantileMS(watched, 99), "watch-p99-ms")
 			b.ReportMetric(float64(cpu.Microseconds())/1000/float64(changes), "cpu-ms/change")
+			// What the member's apiserver and etcd spend per change: the
+			// benchmark's own write and read, eastwest's watches and its
+			// write-back (the same cores as everything else here).
+			b.ReportMetric(float64(memberSpent.Microseconds())/1000/float64(changes), "member-cpu-ms/change")
 			b.ReportMetric(float64(rss)/(1<<20), "rss-MB")
 			b.ReportMetric(float64(srv.rss(b))/(1<<20), "rss-end-MB")
 			b.ReportMetric(float64(burst.Microseconds())/1000, "burst-ms")
 			b.ReportMetric(float64((burst-written).Microseconds())/1000, "burst-after-writes-ms")
 			b.ReportMetric(0, "ns/op")
 		})
+	}
+}
+
+// quantileMS is the q-th percentile of ds, in milliseconds.
+func quantileMS(ds []time.Duration, q int) float64 {
+	slices.Sort(ds)
+	n := len(ds)
+	return float64(ds[min(n-1, n*q/100)].Microseconds()) / 1000
+}
+
+// apiserverWatch is the benchmark's own watch of the fan-out's
+// EndpointSlices: when the apiserver delivers each change to a watcher.
+// It is the floor under the streams' latency, which eastwest's informer
+// cannot beat (the apiserver's write and watch delivery, on the same
+// cores), reported beside it as watch-p50/p99.
+type apiserverWatch struct {
+	mu   sync.Mutex
+	seen map[int32]time.Time
+	more chan struct{}
+}
+
+// watchFanout starts the benchmark's watch; it stops with the benchmark.
+func watchFanout(b *testing.B, m *member) *apiserverWatch {
+	b.Helper()
+	wctx, cancel := context.WithCancel(ctx)
+	// In protobuf, as eastwest's informers read it.
+	client, err := kubeclient.Core(m.Config)
+	if err != nil {
+		b.Fatal(err)
+	}
+	w, err := client.DiscoveryV1().EndpointSlices(fanoutNamespace).Watch(wctx, metav1.ListOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { cancel(); w.Stop() })
+	aw := &apiserverWatch{seen: map[int32]time.Time{}, more: make(chan struct{}, 1)}
+	go func() {
+		for ev := range w.ResultChan() {
+			es, ok := ev.Object.(*discoveryv1.EndpointSlice)
+			if !ok || len(es.Ports) == 0 || es.Ports[0].Port == nil {
+				continue
+			}
+			aw.mu.Lock()
+			aw.seen[*es.Ports[0].Port] = time.Now()
+			aw.mu.Unlock()
+			select {
+			case aw.more <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	return aw
+}
+
+// at is when the watch saw the change that moved a slice to port.
+func (aw *apiserverWatch) at(b *testing.B, port int32) time.Time {
+	deadline := time.After(time.Minute)
+	for {
+		aw.mu.Lock()
+		t, ok := aw.seen[port]
+		aw.mu.Unlock()
+		if ok {
+			return t
+		}
+		select {
+		case <-aw.more:
+		case <-deadline:
+			b.Fatalf("the apiserver's watch never delivered port %d", port)
+		}
 	}
 }
 
@@ -175,7 +265,7 @@ func nextMarker() int32 {
 func fanoutName(i int) string { return fmt.Sprintf("svc-%04d", i) }
 
 // populate writes the services, their EndpointSlices and exports.
-func populate(b *testing.B, m *member) {
+func populate(b *testing.B, m *member, es discoveryclient.EndpointSliceInterface) {
 	b.Helper()
 	m.namespace(b, fanoutNamespace)
 	start := time.Now()
@@ -187,7 +277,7 @@ func populate(b *testing.B, m *member) {
 			errs[i] = err
 			return
 		}
-		if _, err := m.Client.DiscoveryV1().EndpointSlices(fanoutNamespace).Create(ctx, fanoutSlice(i, 8080), metav1.CreateOptions{}); err != nil {
+		if _, err := es.Create(ctx, fanoutSlice(i, 8080), metav1.CreateOptions{}); err != nil {
 			errs[i] = err
 			return
 		}
@@ -221,8 +311,8 @@ func fanoutSlice(i int, port int32) *discoveryv1.EndpointSlice {
 }
 
 // getFanoutSlice reads service i's EndpointSlice (before the clock starts).
-func getFanoutSlice(b *testing.B, m *member, i int) *discoveryv1.EndpointSlice {
-	cur, err := m.Client.DiscoveryV1().EndpointSlices(fanoutNamespace).Get(ctx, fanoutName(i)+"-src", metav1.GetOptions{})
+func getFanoutSlice(b *testing.B, es discoveryclient.EndpointSliceInterface, i int) *discoveryv1.EndpointSlice {
+	cur, err := es.Get(ctx, fanoutName(i)+"-src", metav1.GetOptions{})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -231,9 +321,9 @@ func getFanoutSlice(b *testing.B, m *member, i int) *discoveryv1.EndpointSlice {
 
 // updateFanoutSlice moves a slice's endpoints to port: the marker its
 // streams wait for.
-func updateFanoutSlice(b *testing.B, m *member, cur *discoveryv1.EndpointSlice, port int32) {
+func updateFanoutSlice(b *testing.B, es discoveryclient.EndpointSliceInterface, cur *discoveryv1.EndpointSlice, port int32) {
 	cur.Ports[0].Port = ptr(port)
-	if _, err := m.Client.DiscoveryV1().EndpointSlices(fanoutNamespace).Update(ctx, cur, metav1.UpdateOptions{}); err != nil {
+	if _, err := es.Update(ctx, cur, metav1.UpdateOptions{}); err != nil {
 		b.Error(err)
 	}
 }
@@ -307,8 +397,8 @@ func freeAddr(b *testing.B) string {
 }
 
 // profile, when EASTWEST_FANOUT_PROFILES names a folder, saves the
-// server's heap profile now and a CPU profile of what follows, until the
-// returned function is called.
+// server's heap profile now, a CPU profile of what follows, and when the
+// returned function is called, the heap profile again.
 func (s *served) profile(b *testing.B, name string, seconds int) func() {
 	dir := os.Getenv("EASTWEST_FANOUT_PROFILES")
 	if dir == "" {
@@ -335,7 +425,12 @@ func (s *served) profile(b *testing.B, name string, seconds int) func() {
 		defer close(done)
 		save(fmt.Sprintf("/debug/pprof/profile?seconds=%d", seconds), name+".cpu")
 	}()
-	return func() { <-done }
+	return func() {
+		<-done
+		// The allocations in between: go tool pprof -sample_index
+		// alloc_space -base NAME.heap NAME-end.heap.
+		save("/debug/pprof/heap", name+"-end.heap")
+	}
 }
 
 // metrics reads the server's metrics, each name's samples summed.
@@ -377,8 +472,20 @@ func (s *served) writebackDone(b *testing.B) {
 }
 
 // cpu is the process's user and system time so far.
-func (s *served) cpu(b *testing.B) time.Duration {
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", s.cmd.Process.Pid))
+func (s *served) cpu(b *testing.B) time.Duration { return processCPU(b, s.cmd.Process.Pid) }
+
+// memberCPU is the CPU time of a member's apiserver and etcd so far.
+func memberCPU(b *testing.B, m *member) time.Duration {
+	var sum time.Duration
+	for _, pid := range m.PIDs() {
+		sum += processCPU(b, pid)
+	}
+	return sum
+}
+
+// processCPU is a process's user and system time so far.
+func processCPU(b *testing.B, pid int) time.Duration {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		b.Fatal(err)
 	}
