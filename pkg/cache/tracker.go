@@ -496,11 +496,7 @@ func (t *Tracker) OnStreamDeltaRequest(id int64, req *discoveryv3.DeltaDiscovery
 
 // OnStreamDeltaResponse implements serverv3.Callbacks.
 func (t *Tracker) OnStreamDeltaResponse(id int64, req *discoveryv3.DeltaDiscoveryRequest, resp *discoveryv3.DeltaDiscoveryResponse) {
-	sent := sentResources{delta: resp.GetResources()}
-	if sent.delta == nil {
-		sent.delta = []*discoveryv3.Resource{} // an answer with nothing: no resource rejected, but not unknown
-	}
-	t.response(streamKey{true, id}, req.GetTypeUrl(), resp.GetSystemVersionInfo(), resp.GetNonce(), sent, time.Time{}, false)
+	t.response(streamKey{true, id}, req.GetTypeUrl(), resp.GetSystemVersionInfo(), resp.GetNonce(), sentResources{delta: resp.GetResources()}, time.Time{}, false)
 }
 
 // OnFetchRequest implements serverv3.Callbacks: a unary request is
