@@ -665,11 +665,11 @@ func (m *member) syncSlices(ctx context.Context, key mcs.ServiceKey, derived str
 // On every endpoint change that was the write-back's largest allocation.
 func (m *member) writeSlice(ctx context.Context, namespace string, s *discoveryv1.EndpointSlice, update bool) error {
 	rc := m.client.DiscoveryV1().RESTClient()
-	req := rc.Post().Namespace(namespace).Resource("endpointslices")
+	req := rc.Post()
 	if update {
-		req = rc.Put().Namespace(namespace).Resource("endpointslices").Name(s.Name)
+		req = rc.Put().Name(s.Name)
 	}
-	return req.Body(s).Do(ctx).Error()
+	return req.Namespace(namespace).Resource("endpointslices").Body(s).Do(ctx).Error()
 }
 
 // removeImport deletes everything eastwest wrote for a service in a member.

@@ -98,7 +98,7 @@ func BenchmarkFanout(b *testing.B) {
 			idle0 := srv.cpu(b)
 			srv.profile(b, protocol+"-idle", 3)()
 			idle := srv.cpu(b) - idle0
-			floor := watchFanout(b, m)
+			floor := watchFanout(b, es)
 			profiles := srv.profile(b, protocol, 8)
 			cpu0, member0, loopStart := srv.cpu(b), memberCPU(b, m), time.Now()
 			before := srv.metrics(b)
@@ -190,16 +190,13 @@ type apiserverWatch struct {
 	more chan struct{}
 }
 
-// watchFanout starts the benchmark's watch; it stops with the benchmark.
-func watchFanout(b *testing.B, m *member) *apiserverWatch {
+// watchFanout starts the benchmark's watch (with the benchmark's
+// protobuf client, as eastwest's informers read); it stops with the
+// benchmark.
+func watchFanout(b *testing.B, es discoveryclient.EndpointSliceInterface) *apiserverWatch {
 	b.Helper()
 	wctx, cancel := context.WithCancel(ctx)
-	// In protobuf, as eastwest's informers read it.
-	client, err := kubeclient.Core(m.Config)
-	if err != nil {
-		b.Fatal(err)
-	}
-	w, err := client.DiscoveryV1().EndpointSlices(fanoutNamespace).Watch(wctx, metav1.ListOptions{})
+	w, err := es.Watch(wctx, metav1.ListOptions{})
 	if err != nil {
 		b.Fatal(err)
 	}
