@@ -63,7 +63,7 @@ var fanoutStreams = func() int {
 // first (an open-loop load, as independent changes arrive), instead of
 // right after the previous one reached every stream. Back to back, the
 // default, the benchmark keeps this machine's two cores saturated (the
-// member's apiserver, etcd, eastwest and the 100 streams' decoding), and
+// member's apiserver, etcd, eastwest and the 100 streams), and
 // the latency is mostly waiting for a core.
 var fanoutInterval = func() time.Duration {
 	d, _ := time.ParseDuration(os.Getenv("EASTWEST_FANOUT_INTERVAL"))
@@ -796,8 +796,9 @@ func (fo *fanout) wait(timeout time.Duration) ([]time.Time, error) {
 	return fo.arrivals, nil
 }
 
-// got records that stream i received name; value decodes it when needed
-// (outside the lock: 100 streams decode at once, as gateways would).
+// got records that stream i received name; value gives its bytes when
+// needed, and only the marker port is read from them (outside the lock:
+// 100 streams read at once).
 func (fo *fanout) got(i int, name string, value func() []byte) {
 	fo.mu.Lock()
 	if fo.want == nil {
