@@ -12,6 +12,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/dynamic/dynamicinformer"
@@ -68,8 +69,12 @@ func (m *member) startCaches(parent context.Context) error {
 		stop:     stop,
 	}
 	m.caches = c
-	for _, inf := range []cache.SharedIndexInformer{c.imports, c.exports, c.services} {
-		if err := inf.SetTransform(dropManagedFields); err != nil {
+	for inf, transform := range map[cache.SharedIndexInformer]cache.TransformFunc{
+		c.imports:  asTyped[mcsv1b1.ServiceImport],
+		c.exports:  asTyped[mcsv1b1.ServiceExport],
+		c.services: dropManagedFields,
+	} {
+		if err := inf.SetTransform(transform); err != nil {
 			stop()
 			return err
 		}
@@ -106,6 +111,42 @@ func dropManagedFields(o any) (any, error) {
 		m.SetManagedFields(nil)
 	}
 	return o, nil
+}
+
+// mcsObject is a typed MCS object (a ServiceImport or a ServiceExport).
+type mcsObject[T any] interface {
+	*T
+	metav1.Object
+	runtime.Object
+}
+
+// asTyped converts an MCS object from the dynamic informer to its Go type,
+// without managed fields, once as it arrives: every comparison reads the
+// typed copy (the conversion is reflection over the whole object, and a
+// pass compares the import and the export of every changed service). An
+// object that does not convert is kept as it came, without managed
+// fields: read reports it for that service alone (an error here would
+// stop the whole informer).
+func asTyped[T any, P mcsObject[T]](o any) (any, error) {
+	u, ok := o.(*unstructured.Unstructured)
+	if !ok {
+		return o, nil // typed already (a resync)
+	}
+	p, err := fromUnstructured[T, P](u)
+	if err != nil {
+		u.SetManagedFields(nil)
+		return u, nil
+	}
+	return p, nil
+}
+
+func fromUnstructured[T any, P mcsObject[T]](u *unstructured.Unstructured) (P, error) {
+	p := P(new(T))
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, p); err != nil {
+		return nil, fmt.Errorf("%s %s/%s: %w", u.GetKind(), u.GetNamespace(), u.GetName(), err)
+	}
+	p.SetManagedFields(nil)
+	return p, nil
 }
 
 // digestSlice keeps a digest of an MCS EndpointSlice's endpoints in place
@@ -148,9 +189,13 @@ func endpointsDigest(eps []discoveryv1.Endpoint) (string, error) {
 
 // read reads an MCS object: a copy from the informer's cache (callers
 // change it), or from the apiserver.
-func read(ctx context.Context, res dynamic.ResourceInterface, inf cache.SharedIndexInformer, cached bool, ns, name string) (*unstructured.Unstructured, error) {
+func read[T any, P mcsObject[T]](ctx context.Context, res dynamic.ResourceInterface, inf cache.SharedIndexInformer, cached bool, ns, name string) (P, error) {
 	if !cached {
-		return res.Get(ctx, name, metav1.GetOptions{})
+		u, err := res.Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return nil, err
+		}
+		return fromUnstructured[T, P](u)
 	}
 	o, ok, err := inf.GetIndexer().GetByKey(ns + "/" + name)
 	if err != nil {
@@ -159,7 +204,13 @@ func read(ctx context.Context, res dynamic.ResourceInterface, inf cache.SharedIn
 	if !ok {
 		return nil, apierrors.NewNotFound(schema.GroupResource{Group: mcsv1b1.GroupName}, name)
 	}
-	return o.(*unstructured.Unstructured).DeepCopy(), nil
+	switch o := o.(type) {
+	case P:
+		return o.DeepCopyObject().(P), nil
+	case *unstructured.Unstructured:
+		return fromUnstructured[T, P](o) // one that did not convert (asTyped)
+	}
+	return nil, fmt.Errorf("cached %s/%s is a %T", ns, name, o)
 }
 
 // cachedThenLive runs write with cached true and, after a conflict, again

@@ -1,13 +1,18 @@
 package writeback
 
 import (
+	"context"
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 
 	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/tools/cache"
+	mcsv1b1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 )
 
 // A cached MCS EndpointSlice keeps a digest of its endpoints instead of
@@ -97,6 +102,66 @@ func TestStaleCache(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := apierrors.IsConflict(staleCache(tc.err, tc.fromCache)); got != tc.conflict {
 				t.Fatalf("conflict %v, want %v", got, tc.conflict)
+			}
+		})
+	}
+}
+
+// The caches of ServiceImports and ServiceExports hold typed objects,
+// converted once as they arrive and without managed fields; read gives a
+// copy (callers change it). An object that does not convert does not
+// stop the informer: it is kept as it came, and read reports it for that
+// service alone.
+func TestTypedCache(t *testing.T) {
+	inf := cache.NewSharedIndexInformer(&cache.ListWatch{}, &unstructured.Unstructured{}, 0, cache.Indexers{})
+	add := func(obj map[string]any) {
+		t.Helper()
+		o, err := asTyped[mcsv1b1.ServiceImport](&unstructured.Unstructured{Object: obj})
+		if err != nil {
+			t.Fatalf("asTyped: %v", err)
+		}
+		again, err := asTyped[mcsv1b1.ServiceImport](o) // a resync
+		if err != nil || again != o {
+			t.Fatalf("asTyped of a converted object: %v, %v", again, err)
+		}
+		if err := inf.GetIndexer().Add(o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	meta := func(name string) map[string]any {
+		return map[string]any{"name": name, "namespace": "ns", "managedFields": []any{map[string]any{"manager": "x"}}}
+	}
+	add(map[string]any{"apiVersion": "multicluster.x-k8s.io/v1beta1", "kind": "ServiceImport", "metadata": meta("good"),
+		"spec": map[string]any{"type": "ClusterSetIP", "ips": []any{"10.0.0.1"}, "ports": []any{map[string]any{"port": int64(80)}}}})
+	add(map[string]any{"apiVersion": "multicluster.x-k8s.io/v1beta1", "kind": "ServiceImport", "metadata": meta("bad"),
+		"spec": map[string]any{"ports": "not a list"}})
+
+	for _, tc := range []struct {
+		name, wantErr string
+		wantIPs       []string
+	}{
+		{name: "good", wantIPs: []string{"10.0.0.1"}},
+		{name: "bad", wantErr: "ServiceImport ns/bad"},
+		{name: "absent", wantErr: "not found"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			si, err := read[mcsv1b1.ServiceImport](context.Background(), nil, inf, true, "ns", tc.name)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("read = %v, %v; want an error with %q", si, err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(si.Spec.IPs, tc.wantIPs) || si.Spec.Ports[0].Port != 80 || si.ManagedFields != nil {
+				t.Fatalf("read = %+v", si)
+			}
+			si.Spec.IPs[0] = "changed"
+			again, _ := read[mcsv1b1.ServiceImport](context.Background(), nil, inf, true, "ns", tc.name)
+			if again.Spec.IPs[0] != tc.wantIPs[0] {
+				t.Fatal("read gave the cached object, not a copy")
 			}
 		})
 	}

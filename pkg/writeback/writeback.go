@@ -334,8 +334,9 @@ func (w *Writeback) reconcile(ctx context.Context, state *mcs.State, keys []mcs.
 func (m *member) managedServices() map[mcs.ServiceKey]bool {
 	out := map[mcs.ServiceKey]bool{}
 	for _, o := range m.caches.imports.GetStore().List() {
-		u := o.(*unstructured.Unstructured)
-		out[mcs.ServiceKey{Namespace: u.GetNamespace(), Name: u.GetName()}] = true
+		if o, ok := o.(metav1.Object); ok {
+			out[mcs.ServiceKey{Namespace: o.GetNamespace(), Name: o.GetName()}] = true
+		}
 	}
 	for _, o := range m.caches.slices.GetStore().List() {
 		s := o.(*discoveryv1.EndpointSlice)
@@ -410,11 +411,11 @@ func (m *member) ensureImport(ctx context.Context, c mcs.ClusterID, st *mcs.Serv
 // applyImport creates or updates the ServiceImport's spec, labels,
 // annotations and status, skipping writes that change nothing. IPs are
 // kept as they are when want has none (they come from the derived Service).
-func (m *member) applyImport(ctx context.Context, want *mcsv1b1.ServiceImport) (*unstructured.Unstructured, error) {
+func (m *member) applyImport(ctx context.Context, want *mcsv1b1.ServiceImport) (*mcsv1b1.ServiceImport, error) {
 	res := m.dyn.Resource(m.gvr("serviceimports")).Namespace(want.Namespace)
-	var out *unstructured.Unstructured
+	var out *mcsv1b1.ServiceImport
 	err := cachedThenLive(func(cached bool) error {
-		cur, err := read(ctx, res, m.caches.imports, cached, want.Namespace, want.Name)
+		have, err := read[mcsv1b1.ServiceImport](ctx, res, m.caches.imports, cached, want.Namespace, want.Name)
 		if apierrors.IsNotFound(err) {
 			u, err := toUnstructured(want, m.version, "ServiceImport")
 			if err != nil {
@@ -422,51 +423,38 @@ func (m *member) applyImport(ctx context.Context, want *mcsv1b1.ServiceImport) (
 			}
 			status := u.Object["status"]
 			m.wrote("create", u.GetKind(), u.GetNamespace(), u.GetName())
-			if out, err = res.Create(ctx, u, metav1.CreateOptions{}); err != nil {
+			created, err := res.Create(ctx, u, metav1.CreateOptions{})
+			if err != nil {
 				return staleCache(err, cached)
 			}
-			out.Object["status"] = status
-			m.wrote("updatestatus", out.GetKind(), out.GetNamespace(), out.GetName())
-			out, err = res.UpdateStatus(ctx, out, metav1.UpdateOptions{})
+			created.Object["status"] = status
+			m.wrote("updatestatus", created.GetKind(), created.GetNamespace(), created.GetName())
+			if created, err = res.UpdateStatus(ctx, created, metav1.UpdateOptions{}); err != nil {
+				return err
+			}
+			out, err = fromUnstructured[mcsv1b1.ServiceImport](created)
 			return err
 		}
 		if err != nil {
 			return err
 		}
-		if cur.GetLabels()[LabelManagedBy] != ManagedByValue {
+		if have.Labels[LabelManagedBy] != ManagedByValue {
 			return fmt.Errorf("serviceimport %s/%s exists and is not managed by eastwest: left alone", want.Namespace, want.Name)
-		}
-		var have mcsv1b1.ServiceImport
-		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(cur.Object, &have); err != nil {
-			return err
 		}
 		spec := want.Spec
 		if len(spec.IPs) == 0 && spec.Type == mcsv1b1.ClusterSetIP {
 			spec.IPs = have.Spec.IPs
 		}
-		out = cur
+		out = have
 		if !apiequality.Semantic.DeepEqual(have.Spec, spec) || !maps.Equal(have.Labels, want.Labels) || !maps.Equal(have.Annotations, want.Annotations) {
 			have.Spec, have.Labels, have.Annotations = spec, want.Labels, want.Annotations
-			u, err := toUnstructured(&have, m.version, "ServiceImport")
-			if err != nil {
-				return err
-			}
-			m.wrote("update", u.GetKind(), u.GetNamespace(), u.GetName())
-			if out, err = res.Update(ctx, u, metav1.UpdateOptions{}); err != nil {
+			if out, err = m.updateImport(ctx, res, have, false); err != nil {
 				return staleCache(err, cached)
 			}
-			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(out.Object, &have); err != nil {
-				return err
-			}
 		}
-		if !apiequality.Semantic.DeepEqual(have.Status.Clusters, want.Status.Clusters) {
-			have.Status.Clusters = want.Status.Clusters
-			u, err := toUnstructured(&have, m.version, "ServiceImport")
-			if err != nil {
-				return err
-			}
-			m.wrote("updatestatus", u.GetKind(), u.GetNamespace(), u.GetName())
-			out, err = res.UpdateStatus(ctx, u, metav1.UpdateOptions{})
+		if !apiequality.Semantic.DeepEqual(out.Status.Clusters, want.Status.Clusters) {
+			out.Status.Clusters = want.Status.Clusters
+			out, err = m.updateImport(ctx, res, out, true)
 			return staleCache(err, cached)
 		}
 		return nil
@@ -474,9 +462,29 @@ func (m *member) applyImport(ctx context.Context, want *mcsv1b1.ServiceImport) (
 	return out, err
 }
 
+// updateImport writes a ServiceImport (its status when status is set)
+// and returns the apiserver's answer.
+func (m *member) updateImport(ctx context.Context, res dynamic.ResourceInterface, si *mcsv1b1.ServiceImport, status bool) (*mcsv1b1.ServiceImport, error) {
+	u, err := toUnstructured(si, m.version, "ServiceImport")
+	if err != nil {
+		return nil, err
+	}
+	if status {
+		m.wrote("updatestatus", u.GetKind(), u.GetNamespace(), u.GetName())
+		u, err = res.UpdateStatus(ctx, u, metav1.UpdateOptions{})
+	} else {
+		m.wrote("update", u.GetKind(), u.GetNamespace(), u.GetName())
+		u, err = res.Update(ctx, u, metav1.UpdateOptions{})
+	}
+	if err != nil {
+		return nil, err
+	}
+	return fromUnstructured[mcsv1b1.ServiceImport](u)
+}
+
 // ensureDerived writes the ClusterIP Service behind a ClusterSetIP import
 // and returns its IPs, one per family in the import's order.
-func (m *member) ensureDerived(ctx context.Context, st *mcs.ServiceState, owner *unstructured.Unstructured) ([]string, error) {
+func (m *member) ensureDerived(ctx context.Context, st *mcs.ServiceState, owner *mcsv1b1.ServiceImport) ([]string, error) {
 	name := DerivedName(st.Key)
 	svcs := m.client.CoreV1().Services(st.Key.Namespace)
 	policy := corev1.IPFamilyPolicySingleStack
@@ -488,7 +496,7 @@ func (m *member) ensureDerived(ctx context.Context, st *mcs.ServiceState, owner 
 			Name: name, Namespace: st.Key.Namespace,
 			Labels: managedLabels(map[string]string{mcsv1b1.LabelServiceName: st.Key.Name}),
 			OwnerReferences: []metav1.OwnerReference{{
-				APIVersion: owner.GetAPIVersion(), Kind: "ServiceImport", Name: owner.GetName(), UID: owner.GetUID(),
+				APIVersion: mcsv1b1.GroupName + "/" + m.version, Kind: "ServiceImport", Name: owner.Name, UID: owner.UID,
 			}},
 		},
 		Spec: corev1.ServiceSpec{
@@ -677,9 +685,9 @@ func (m *member) removeImport(ctx context.Context, key mcs.ServiceKey) error {
 	var errs []error
 	errs = append(errs, m.ensureSlices(ctx, key, DerivedName(key), nil), m.deleteDerived(ctx, key))
 	res := m.dyn.Resource(m.gvr("serviceimports")).Namespace(key.Namespace)
-	cur, err := read(ctx, res, m.caches.imports, true, key.Namespace, key.Name)
+	cur, err := read[mcsv1b1.ServiceImport](ctx, res, m.caches.imports, true, key.Namespace, key.Name)
 	if apierrors.IsNotFound(err) {
-		cur, err = read(ctx, res, nil, false, key.Namespace, key.Name)
+		cur, err = read[mcsv1b1.ServiceImport](ctx, res, nil, false, key.Namespace, key.Name)
 	}
 	switch {
 	case apierrors.IsNotFound(err):
@@ -700,19 +708,15 @@ func (m *member) removeImport(ctx context.Context, key mcs.ServiceKey) error {
 func (m *member) ensureExportStatus(ctx context.Context, key mcs.ServiceKey, es *mcs.ExportStatus, reachable *metav1.Condition) error {
 	res := m.dyn.Resource(m.gvr("serviceexports")).Namespace(key.Namespace)
 	return cachedThenLive(func(cached bool) error {
-		cur, err := read(ctx, res, m.caches.exports, cached, key.Namespace, key.Name)
+		se, err := read[mcsv1b1.ServiceExport](ctx, res, m.caches.exports, cached, key.Namespace, key.Name)
 		if cached && apierrors.IsNotFound(err) {
 			// Not in the cache yet is not gone: the apiserver says.
-			cur, err = read(ctx, res, nil, false, key.Namespace, key.Name)
+			se, err = read[mcsv1b1.ServiceExport](ctx, res, nil, false, key.Namespace, key.Name)
 		}
 		if apierrors.IsNotFound(err) {
 			return nil // unexported meanwhile
 		}
 		if err != nil {
-			return err
-		}
-		var se mcsv1b1.ServiceExport
-		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(cur.Object, &se); err != nil {
 			return err
 		}
 		conds := slices.Clone(se.Status.Conditions)
@@ -737,7 +741,7 @@ func (m *member) ensureExportStatus(ctx context.Context, key mcs.ServiceKey, es 
 			return nil
 		}
 		se.Status.Conditions = conds
-		u, err := toUnstructured(&se, m.version, "ServiceExport")
+		u, err := toUnstructured(se, m.version, "ServiceExport")
 		if err != nil {
 			return err
 		}
