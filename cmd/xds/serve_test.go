@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"flag"
 	"io"
-	"os"
 	runtimedebug "runtime/debug"
 	"strings"
 	"testing"
@@ -61,13 +60,9 @@ func TestServeGCPercent(t *testing.T) {
 // they have: a misspelt flag would crash-loop the pod.
 func TestShippedDeploymentsUseRealFlags(t *testing.T) {
 	for _, file := range []string{"../../deploy/kubernetes/control-plane.yaml", "../../deploy/helm/testdata/production.yaml"} {
-		b, err := os.ReadFile(file)
+		objs, err := manifest.File(file)
 		if err != nil {
 			t.Fatal(err)
-		}
-		objs, err := manifest.Objects(b)
-		if err != nil {
-			t.Fatalf("%s: %v", file, err)
 		}
 		found := false
 		for _, u := range objs {

@@ -130,13 +130,9 @@ func TestShippedIdentitiesAuthorizeTheirNodes(t *testing.T) {
 // objects decodes every object of a manifest file.
 func objects(t *testing.T, file string) []unstructured.Unstructured {
 	t.Helper()
-	b, err := os.ReadFile(file)
+	out, err := manifest.File(file)
 	if err != nil {
 		t.Fatal(err)
-	}
-	out, err := manifest.Objects(b)
-	if err != nil {
-		t.Fatalf("%s: %v", file, err)
 	}
 	return out
 }

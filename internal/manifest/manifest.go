@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	k8syaml "k8s.io/apimachinery/pkg/util/yaml"
@@ -30,4 +31,17 @@ func Objects(b []byte) ([]unstructured.Unstructured, error) {
 			out = append(out, u)
 		}
 	}
+}
+
+// File decodes every object of a manifest file; errors name the file.
+func File(path string) ([]unstructured.Unstructured, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	out, err := Objects(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return out, nil
 }

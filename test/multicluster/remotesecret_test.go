@@ -3,7 +3,6 @@ package multicluster
 import (
 	"bytes"
 	"fmt"
-	"os"
 	"testing"
 	"time"
 
@@ -26,15 +25,11 @@ import (
 // for new objects.
 func apply(t *testing.T, c *kube.Cluster, file string) {
 	t.Helper()
-	b, err := os.ReadFile(file)
+	objs, err := manifest.File(file)
 	if err != nil {
 		t.Fatal(err)
 	}
 	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(c.Client.Discovery()))
-	objs, err := manifest.Objects(b)
-	if err != nil {
-		t.Fatalf("%s: %v", file, err)
-	}
 	for _, u := range objs {
 		m, err := mapper.RESTMapping(u.GroupVersionKind().GroupKind(), u.GroupVersionKind().Version)
 		if err != nil {
