@@ -1,0 +1,3 @@
+// Package kubeclient makes the clients eastwest reads and writes member
+// clusters' built-in kinds with.
+package kubeclient
