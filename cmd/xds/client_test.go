@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -357,6 +358,42 @@ metadata: {name: web}
 	}
 }
 
+// startWatch runs `xds watch` with args until the test ends.
+func startWatch(t *testing.T, args ...string) (out, log *syncbuf.Buffer) {
+	t.Helper()
+	out, log = &syncbuf.Buffer{}, &syncbuf.Buffer{}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int, 1)
+	go func() { done <- watchCommand(ctx, args, out, log) }()
+	t.Cleanup(func() {
+		cancel()
+		if code := <-done; code != 0 {
+			t.Errorf("watch exited %d:\n%s", code, log.String())
+		}
+	})
+	return out, log
+}
+
+// within polls cond (a real server's answer) until it holds, or fails
+// the test after 10 s.
+func within(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within 10s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// watchStatus is `xds status` of app, for the watch tests.
+func watchStatus(app *controlplane.App) string {
+	var status bytes.Buffer
+	run([]string{"status", "--debug-address", app.DebugAddr()}, &status, io.Discard)
+	return status.String()
+}
+
 // `xds watch` is an xDS client a newcomer can run: it shows up SYNCED in
 // `xds status` and prints the endpoints it gets, by priority, and each
 // change as it comes.
@@ -366,27 +403,67 @@ func TestWatchIsASyncedClient(t *testing.T) {
 		t.Fatal(err)
 	}
 	app := cptest.Start(t, dir)
-	var out syncbuf.Buffer
-	done := make(chan int, 1)
-	go func() {
-		done <- run([]string{"watch", "--xds-address", app.XDSAddr(), "--node-cluster", "east", "--node", "newcomer"}, &out, io.Discard)
-	}()
-	var status bytes.Buffer
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		status.Reset()
-		run([]string{"status", "--debug-address", app.DebugAddr()}, &status, io.Discard)
-		if strings.Contains(status.String(), "newcomer") && strings.Contains(status.String(), "SYNCED") && strings.Contains(out.String(), "cart.shop.svc.clusterset.local:80  p0 east") {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("watch not synced after 10s:\n%s\n%s", status.String(), out.String())
-		}
-		time.Sleep(20 * time.Millisecond)
+	out, _ := startWatch(t, "--xds-address", app.XDSAddr(), "--node-cluster", "east", "--node", "newcomer")
+	within(t, "watch SYNCED with east's endpoints", func() bool {
+		st := watchStatus(app)
+		return strings.Contains(st, "newcomer") && strings.Contains(st, "SYNCED") && strings.Contains(out.String(), "cart.shop.svc.clusterset.local:80  p0 east")
+	})
+	// An export that goes away is said once (its endpoints and its
+	// cluster are both removed), and the watch stays SYNCED.
+	if err := os.Remove(filepath.Join(dir, "west", "ledger.yaml")); err != nil {
+		t.Fatal(err)
 	}
-	select {
-	case code := <-done:
-		t.Fatalf("watch exited (%d):\n%s", code, out.String())
-	default:
+	const removed = "ledger.payments.svc.clusterset.local:7000  removed"
+	within(t, "the removed export said, SYNCED", func() bool {
+		return strings.Contains(out.String(), removed) && strings.Contains(watchStatus(app), "SYNCED")
+	})
+	if n := strings.Count(out.String(), removed); n != 1 {
+		t.Errorf("the removal was said %d times, want once:\n%s", n, out.String())
+	}
+}
+
+// `xds watch` waits for a control plane that is not up yet and outlives
+// a restart, as Envoy does: it connects again, gets every endpoint again
+// (a new stream starts from nothing) and is SYNCED with the new control
+// plane.
+func TestWatchReconnects(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.CopyFS(dir, os.DirFS("../../examples/clusterset")); err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	const line = "cart.shop.svc.clusterset.local:80  p0 east"
+	out, log := startWatch(t, "--xds-address", addr, "--node-cluster", "east", "--node", "returning")
+	time.Sleep(300 * time.Millisecond) // nothing listens yet: the watch must wait, not fail
+	cfg := controlplane.Config{Dir: dir, XDSAddress: addr}
+	_, stop := cptest.Run(t, cfg)
+	within(t, "the first control plane's endpoints", func() bool { return strings.Count(out.String(), line) == 1 })
+	stop()
+	within(t, "the watch says the stream ended", func() bool { return strings.Contains(log.String(), "connecting again") })
+	app, _ := cptest.Run(t, cfg)
+	within(t, "the second control plane's endpoints, SYNCED", func() bool {
+		st := watchStatus(app)
+		return strings.Count(out.String(), line) == 2 && strings.Contains(st, "returning") && strings.Contains(st, "SYNCED")
+	})
+}
+
+// A node the control plane cannot serve (a cluster that is not a member)
+// gets nothing: the watch says where the reason is instead of staying
+// silent, and goes on waiting (the member may join).
+func TestWatchSaysWhereToLookWhenNothingComes(t *testing.T) {
+	app := startServe(t)
+	_, log := startWatch(t, "--xds-address", app.XDSAddr(), "--node-cluster", "nowhere", "--node", "lost")
+	within(t, "the hint", func() bool {
+		return strings.Contains(log.String(), "`xds status` says why the control plane sends node lost nothing")
+	})
+	if st := watchStatus(app); !strings.Contains(st, `cluster "nowhere" is not a member`) {
+		t.Errorf("xds status does not say why:\n%s", st)
 	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -17,7 +18,9 @@ import (
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/eastwest-dev/eastwest/pkg/translate"
@@ -28,9 +31,18 @@ import (
 // endpoints as a gateway or proxyless client does, acknowledges what it
 // gets (so `xds status` shows it SYNCED), and prints each service port's
 // endpoints by priority whenever they change: edit the ClusterSet folder
-// and watch the change arrive. It needs no TLS: it is for a control plane
-// on loopback (make run).
+// and watch the change arrive. Like Envoy, it waits for a control plane
+// that is not up yet and reconnects to one that restarts (and then
+// prints every endpoint again, as a new stream gets everything). It
+// needs no TLS: it is for a control plane on loopback (make run).
 func runWatch(args []string, stdout, stderr io.Writer) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return watchCommand(ctx, args, stdout, stderr)
+}
+
+// watchCommand is `xds watch` until ctx ends.
+func watchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("watch", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	addr := fs.String("xds-address", "127.0.0.1:18000", "the control plane's xDS address (plaintext)")
@@ -41,7 +53,8 @@ func runWatch(args []string, stdout, stderr io.Writer) int {
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: xds watch [--node-cluster ID] [--role client|gateway] [--xds-address HOST:PORT]")
 		fmt.Fprintln(stderr, "\nConnects as an xDS client of a member cluster and prints every service port's endpoints")
-		fmt.Fprintln(stderr, "as they change (try it beside `make run`, then edit examples/clusterset).")
+		fmt.Fprintln(stderr, "as they change (try it beside `make run`, then edit examples/clusterset). It waits for a")
+		fmt.Fprintln(stderr, "control plane that is not up yet, and reconnects when the control plane restarts.")
 		fmt.Fprintln(stderr)
 		fs.PrintDefaults()
 	}
@@ -56,40 +69,117 @@ func runWatch(args []string, stdout, stderr io.Writer) int {
 	if *id == "" {
 		*id = fmt.Sprintf("xds-watch-%d", os.Getpid())
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := watch(ctx, *addr, *id, *cluster, *role, *count, stdout); err != nil && ctx.Err() == nil {
+	w := &watcher{addr: *addr, id: *id, cluster: *cluster, role: *role, count: *count, out: stdout, log: stderr}
+	if err := w.run(ctx); err != nil && ctx.Err() == nil {
 		fmt.Fprintln(stderr, "error:", err)
 		return 1
 	}
 	return 0
 }
 
-func watch(ctx context.Context, addr, id, cluster, role string, count int, out io.Writer) error {
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+// watcher is one `xds watch`: its node, and the endpoint updates printed
+// so far (over every stream, for --updates).
+type watcher struct {
+	addr, id, cluster, role string
+	count                   int
+	out, log                io.Writer
+	updates                 int
+}
+
+// errEnough ends the watch once --updates endpoint updates were printed.
+var errEnough = errors.New("enough updates")
+
+// The pause before opening another stream after one ended; it doubles up
+// to the maximum while streams keep ending without a response. (gRPC
+// itself backs off between failed connections.)
+const (
+	watchRetryMin = 100 * time.Millisecond
+	watchRetryMax = 5 * time.Second
+	// watchQuietHint is how long a stream may go unanswered before the
+	// watch says where to look.
+	watchQuietHint = 3 * time.Second
+)
+
+// run opens a stream, and another whenever one ends for a reason a new
+// one can cure (the control plane went away or shut down); it returns on
+// any other error, when ctx ends, or once enough updates were printed.
+func (w *watcher) run(ctx context.Context) error {
+	conn, err := grpc.NewClient(w.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
-	stream, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).DeltaAggregatedResources(ctx)
+	fmt.Fprintf(w.out, "watching %s as node %s (cluster %s, role %s); Ctrl-C stops\n", w.addr, w.id, w.cluster, w.role)
+	pause := watchRetryMin
+	for {
+		answered, err := w.stream(ctx, conn)
+		switch {
+		case errors.Is(err, errEnough):
+			return nil
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case !reconnectable(err):
+			return err
+		}
+		if answered {
+			pause = watchRetryMin
+		}
+		fmt.Fprintf(w.log, "%s  stream ended (%v); connecting again\n", time.Now().Format("15:04:05.000"), err)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(pause):
+		}
+		pause = min(2*pause, watchRetryMax)
+	}
+}
+
+// reconnectable is whether a new stream can cure what ended the last:
+// the control plane closed it (a restart, a drain) or could not be
+// reached. A refusal (an invalid node, a denied identity) is final.
+func reconnectable(err error) bool {
+	if errors.Is(err, io.EOF) {
+		return true
+	}
+	switch status.Code(err) {
+	case codes.Unavailable, codes.Aborted, codes.Canceled:
+		return true
+	}
+	return false
+}
+
+// stream is one ADS stream: every cluster (wildcard), and the endpoints of
+// those it names. answered says whether the control plane sent anything.
+func (w *watcher) stream(ctx context.Context, conn *grpc.ClientConn) (answered bool, err error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	// WaitForReady: a control plane that is not up yet is waited for
+	// (gRPC retries the connection with its own backoff).
+	stream, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).DeltaAggregatedResources(ctx, grpc.WaitForReady(true))
 	if err != nil {
-		return err
+		return false, err
 	}
-	meta, _ := structpb.NewStruct(map[string]any{"role": role})
-	node := &corev3.Node{Id: id, Cluster: cluster, Metadata: meta}
-	// Every cluster (wildcard), and the endpoints of those it names.
+	meta, _ := structpb.NewStruct(map[string]any{"role": w.role})
+	node := &corev3.Node{Id: w.id, Cluster: w.cluster, Metadata: meta}
 	if err := stream.Send(&discoveryv3.DeltaDiscoveryRequest{Node: node, TypeUrl: resourcev3.ClusterType}); err != nil {
-		return err
+		return false, err
 	}
-	fmt.Fprintf(out, "watching %s as node %s (cluster %s, role %s); Ctrl-C stops\n", addr, id, cluster, role)
-	subscribed := map[string]bool{}
-	updates := 0
+	// The control plane keeps a node it cannot serve yet (a member that
+	// has not joined, say) and sends it nothing; say where the reason is.
+	quiet := time.AfterFunc(watchQuietHint, func() {
+		fmt.Fprintf(w.log, "%s  no answer after %v: `xds status` says why the control plane sends node %s nothing\n", time.Now().Format("15:04:05.000"), watchQuietHint, w.id)
+	})
+	defer quiet.Stop()
+	subscribed := map[string]bool{} // clusters whose endpoints this stream asked for
+	shown := map[string]bool{}      // endpoints printed and not yet shown removed
 	for {
 		resp, err := stream.Recv()
 		if err != nil {
-			return err
+			return answered, err
 		}
-		var add []string
+		answered = true
+		quiet.Stop()
+		var add, drop []string
 		for _, r := range resp.Resources {
 			switch resp.TypeUrl {
 			case resourcev3.ClusterType:
@@ -100,26 +190,37 @@ func watch(ctx context.Context, addr, id, cluster, role string, count int, out i
 			case resourcev3.EndpointType:
 				var cla endpointv3.ClusterLoadAssignment
 				if err := r.Resource.UnmarshalTo(&cla); err != nil {
-					return err
+					return answered, err
 				}
-				fmt.Fprintf(out, "%s  %s  %s\n", time.Now().Format("15:04:05.000"), r.Name, describeEndpoints(&cla))
-				updates++
+				shown[r.Name] = true
+				fmt.Fprintf(w.out, "%s  %s  %s\n", time.Now().Format("15:04:05.000"), r.Name, describeEndpoints(&cla))
+				w.updates++
 			}
 		}
+		// A removed cluster's endpoints are removed first (make before
+		// break in reverse); each removal is printed once either way.
 		for _, name := range resp.RemovedResources {
-			fmt.Fprintf(out, "%s  %s  removed\n", time.Now().Format("15:04:05.000"), name)
+			if shown[name] {
+				delete(shown, name)
+				fmt.Fprintf(w.out, "%s  %s  removed\n", time.Now().Format("15:04:05.000"), name)
+			}
+			if resp.TypeUrl == resourcev3.ClusterType && subscribed[name] {
+				delete(subscribed, name)
+				drop = append(drop, name)
+			}
 		}
 		if err := stream.Send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: resp.TypeUrl, ResponseNonce: resp.Nonce}); err != nil {
-			return err
+			return answered, err
 		}
-		if len(add) > 0 {
+		if len(add) > 0 || len(drop) > 0 {
 			slices.Sort(add)
-			if err := stream.Send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: resourcev3.EndpointType, ResourceNamesSubscribe: add}); err != nil {
-				return err
+			slices.Sort(drop)
+			if err := stream.Send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: resourcev3.EndpointType, ResourceNamesSubscribe: add, ResourceNamesUnsubscribe: drop}); err != nil {
+				return answered, err
 			}
 		}
-		if count > 0 && updates >= count {
-			return nil
+		if w.count > 0 && w.updates >= w.count {
+			return answered, errEnough
 		}
 	}
 }
