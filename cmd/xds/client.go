@@ -275,12 +275,13 @@ func runExplain(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	client := debugFlags(fs)
 	asJSON := fs.Bool("json", false, "print JSON")
+	node := fs.String("node", "", "explain only what this connected client (node.id, as in xds status) is served and has")
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
 		return 2
 	}
 	if len(pos) != 1 {
-		fmt.Fprintln(stderr, "Usage: xds explain NAMESPACE/NAME [flags]")
+		fmt.Fprintln(stderr, "Usage: xds explain NAMESPACE/NAME [--node ID] [flags]")
 		return 2
 	}
 	if !strings.Contains(pos[0], "/") {
@@ -293,6 +294,9 @@ func runExplain(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	q := url.Values{"service": {pos[0]}}
+	if *node != "" {
+		q.Set("node", *node)
+	}
 	if *asJSON {
 		q.Set("format", "json")
 	}

@@ -467,3 +467,74 @@ func TestWatchSaysWhereToLookWhenNothingComes(t *testing.T) {
 		t.Errorf("xds status does not say why:\n%s", st)
 	}
 }
+
+// `xds explain NS/NAME --node ID` answers for one connected client: only
+// its view, what it has acknowledged of it, and why it gets nothing when
+// it does.
+func TestExplainForOneNode(t *testing.T) {
+	app := startServe(t)
+	for _, w := range [][]string{
+		{"--node-cluster", "east", "--role", "gateway", "--node", "gw-east"},
+		{"--node-cluster", "central", "--node", "client-central"},
+		{"--node-cluster", "nowhere", "--node", "lost"},
+	} {
+		startWatch(t, append([]string{"--xds-address", app.XDSAddr()}, w...)...)
+	}
+	// The Envoy of Gateway shop/public: its view has only its routes'
+	// backends.
+	ads, ctx := adsClient(t, app)
+	stream, err := ads.DeltaAggregatedResources(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	meta, _ := structpb.NewStruct(map[string]any{"role": "gateway-api", "gateway": "shop/public"})
+	if err := stream.Send(&discoveryv3.DeltaDiscoveryRequest{Node: &corev3.Node{Id: "public-envoy", Cluster: "east", Metadata: meta}, TypeUrl: resourcev3.ClusterType}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stream.Recv(); err != nil {
+		t.Fatal(err)
+	}
+	within(t, "the watches SYNCED", func() bool {
+		return strings.Count(watchStatus(app), "SYNCED") >= 2
+	})
+	tests := map[string]struct {
+		args       []string
+		code       int
+		want, not  []string
+		wantStderr string
+	}{
+		"a gateway's view alone": {[]string{"shop/cart", "--node", "gw-east"}, 0,
+			[]string{"as node gw-east sees it (view east/gateway)", "   east/gateway\n", "priority 0  east", "gw-east  east/gateway  SYNCED  has 4/4 current"},
+			[]string{"central/client", "west/gateway", "east/client", "client-central"}, ""},
+		"a client's view": {[]string{"payments/ledger", "--node", "client-central"}, 0,
+			[]string{"as node client-central sees it (view central/client)", "   central/client\n", "client-central  central/client"},
+			[]string{"east/client", "west/gateway", "gw-east"}, ""},
+		"a view that serves nothing of the service": {[]string{"payments/ledger", "--node", "public-envoy"}, 0,
+			[]string{"as node public-envoy sees it (view east/gateway-api/shop/public)", "this node's view serves nothing of the service", "public-envoy  east/gateway-api/shop/public"},
+			[]string{"east/client", "east/gateway\n"}, ""},
+		"a node that is served nothing": {[]string{"shop/cart", "--node", "lost"}, 1, nil, nil,
+			`node "lost" is served nothing: cluster "nowhere" is not a member`},
+		"a node that is not connected": {[]string{"shop/cart", "--node", "nobody"}, 1, nil, nil,
+			`no connected client has node.id "nobody"`},
+		"json": {[]string{"shop/cart", "--node", "gw-east", "--json"}, 0, []string{`"node": "gw-east"`, `"view": "east/gateway"`}, []string{`"view": "central/client"`}, ""},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			code := run(append([]string{"explain", "--debug-address", app.DebugAddr()}, tt.args...), &stdout, &stderr)
+			if code != tt.code || !strings.Contains(stderr.String(), tt.wantStderr) {
+				t.Fatalf("exit %d (want %d), stderr %q (want %q)", code, tt.code, stderr.String(), tt.wantStderr)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(stdout.String(), w) {
+					t.Errorf("want %q in:\n%s", w, stdout.String())
+				}
+			}
+			for _, n := range tt.not {
+				if strings.Contains(stdout.String(), n) {
+					t.Errorf("%q should not be in:\n%s", n, stdout.String())
+				}
+			}
+		})
+	}
+}

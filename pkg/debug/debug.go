@@ -80,7 +80,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.Serv
 
 func (h *Handler) index(w http.ResponseWriter, _ *http.Request) {
 	_, _ = fmt.Fprint(w, `eastwest debug endpoint
-  /debug/explain?service=NS/NAME   why traffic for a service goes where it goes
+  /debug/explain?service=NS/NAME   why traffic for a service goes where it goes [&node=ID: for one client]
   /debug/syncz                     every xDS client: sent, acked, nacked per type
   /debug/refused                   the latest xDS requests refused (identity, limits, types), with the reason
   /debug/config_dump?node=ID       what a client is served [&type=cds|eds|lds|rds|sds] (keys redacted)

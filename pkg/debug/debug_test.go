@@ -54,6 +54,7 @@ func TestEndpointsRefuseClearly(t *testing.T) {
 		"healthz":           {"/healthz", 200, "ok"},
 		"explain no param":  {"/debug/explain", 400, "service=NAMESPACE/NAME is required"},
 		"explain unknown":   {"/debug/explain?service=a/b", 404, "no member cluster exports a/b"},
+		"explain node":      {"/debug/explain?service=a/b&node=x", 404, "no member cluster exports a/b"},
 		"mcs bad service":   {"/debug/mcs?service=nope", 400, "NAMESPACE/NAME"},
 		"dump no node":      {"/debug/config_dump", 400, "node=ID is required"},
 		"dump unknown node": {"/debug/config_dump?node=x", 404, `no connected client has node.id "x"`},

@@ -29,7 +29,11 @@ import (
 // the import, to the Envoy resources made from it in every view, to the
 // clients that acknowledged them.
 type Explanation struct {
-	Service    string            `json:"service"`
+	Service string `json:"service"`
+	// Node, when set, narrows the explanation to one connected client:
+	// its view alone and what it has of it ("why does this gateway send
+	// traffic there?").
+	Node       string            `json:"node,omitempty"`
 	Generation uint64            `json:"generation"`
 	MCS        ServiceView       `json:"mcs"`
 	Views      []ViewExplanation `json:"views"`
@@ -84,6 +88,12 @@ func (h *Handler) explain(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusNotFound, "no member cluster exports %s: nothing is imported or served for it (see /debug/mcs)", key)
 		return
 	}
+	if node := r.URL.Query().Get("node"); node != "" {
+		if e, err = h.forNode(e, node); err != nil {
+			fail(w, http.StatusNotFound, "%v", err)
+			return
+		}
+	}
 	if r.URL.Query().Get("format") == "json" {
 		writeJSON(w, e)
 		return
@@ -124,6 +134,45 @@ func (h *Handler) Explain(key mcs.ServiceKey) (Explanation, bool) {
 		}
 	}
 	return e, true
+}
+
+// forNode narrows e to the connected client whose node.id is node: the
+// view it reads, and what it has of it. A client served nothing (its node
+// is refused, or not of a member yet) is explained by that reason.
+func (h *Handler) forNode(e Explanation, node string) (Explanation, error) {
+	var c *cache.Client
+	for _, cl := range h.tracker.Clients() {
+		if cl.NodeID == node {
+			c = &cl
+			break
+		}
+	}
+	if c == nil {
+		return e, fmt.Errorf("no connected client has node.id %q (see xds status)", node)
+	}
+	if c.Error != "" || c.View == "" {
+		return e, fmt.Errorf("node %q is served nothing: %s", node, c.Error)
+	}
+	e.Node = node
+	var views []ViewExplanation
+	for _, v := range e.Views {
+		if v.View == c.View {
+			views = append(views, v)
+		}
+	}
+	e.Views = views
+	var clients []ClientResources
+	for _, cr := range e.Clients {
+		if cr.Node == node {
+			clients = append(clients, cr)
+		}
+	}
+	if len(views) == 0 {
+		// Its view serves nothing of the service: say so for the client.
+		clients = append(clients, ClientResources{Node: c.NodeID, View: c.View, State: string(c.Summary())})
+	}
+	e.Clients = clients
+	return e, nil
 }
 
 // noServiceHints adds to an export whose Service is not found why it may
@@ -450,7 +499,15 @@ func typeURL(short string) string { return TypeNames[strings.ToLower(short)] }
 
 // WriteText renders the explanation for people.
 func (e Explanation) WriteText(w io.Writer) {
-	fmt.Fprintf(w, "Service %s (state generation %d)\n\n", e.Service, e.Generation)
+	fmt.Fprintf(w, "Service %s (state generation %d)\n", e.Service, e.Generation)
+	if e.Node != "" {
+		view := "none"
+		if len(e.Clients) > 0 {
+			view = e.Clients[0].View
+		}
+		fmt.Fprintf(w, "as node %s sees it (view %s); without --node, every view\n", e.Node, view)
+	}
+	fmt.Fprintln(w)
 	fmt.Fprintln(w, "1. Exports, per member cluster")
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	for _, x := range e.MCS.Exports {
@@ -481,6 +538,9 @@ func (e Explanation) WriteText(w io.Writer) {
 	fmt.Fprintln(w, "\n3. Envoy resources, per view (member cluster/role)")
 	if len(e.Views) == 0 {
 		fmt.Fprintln(w, "   none")
+		if e.Node != "" {
+			fmt.Fprintln(w, "   (this node's view serves nothing of the service: its member does not import it, or its role has no use for it)")
+		}
 	}
 	for _, v := range e.Views {
 		fmt.Fprintf(w, "   %s\n", v.View)
