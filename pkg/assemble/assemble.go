@@ -883,15 +883,15 @@ func shareClusters(n int, known bool, at func(i int) (translate.View, *translate
 
 // shapeSignature is what a service's clusters, listeners and routes are
 // made of besides its endpoints: the import's type, affinity and ports,
-// and the members exporting each port (a tunnelling gateway has a tunnel
-// cluster for the ports its member exports). Empty for a service without
-// an import.
+// the members exporting each port (a tunnelling gateway has a tunnel
+// cluster for the ports its member exports), and the members importing
+// it (only their views have it). Empty for a service without an import.
 func shapeSignature(st *mcs.ServiceState) string {
 	if st == nil || st.Import == nil {
 		return ""
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s %s %v:", st.Import.Type, st.Import.SessionAffinity, st.Import.Passthrough)
+	fmt.Fprintf(&b, "%s %s %v %v:", st.Import.Type, st.Import.SessionAffinity, st.Import.Passthrough, st.Import.ImportedIn)
 	for _, p := range st.Import.Ports {
 		app := ""
 		if p.AppProtocol != nil {
@@ -903,13 +903,14 @@ func shapeSignature(st *mcs.ServiceState) string {
 }
 
 // gatewaySignature changes when a service's gateway routes or tunnel
-// filter chains would: its TCP ports, or the members exporting them, come
-// or go.
+// filter chains would: its TCP ports, the members exporting them, or the
+// members importing it come or go.
 func gatewaySignature(st *mcs.ServiceState) string {
 	if st == nil || st.Import == nil {
 		return ""
 	}
 	var b strings.Builder
+	fmt.Fprintf(&b, "%v ", st.Import.ImportedIn)
 	if st.Import.Passthrough {
 		b.WriteString("passthrough ") // no HTTP route; tcp_proxy in the tunnel
 	}

@@ -33,7 +33,9 @@ type Explanation struct {
 	// Node, when set, narrows the explanation to one connected client:
 	// its view alone and what it has of it ("why does this gateway send
 	// traffic there?").
-	Node       string            `json:"node,omitempty"`
+	Node string `json:"node,omitempty"`
+	// NodeNote says why the node's view has nothing of the service.
+	NodeNote   string            `json:"nodeNote,omitempty"`
 	Generation uint64            `json:"generation"`
 	MCS        ServiceView       `json:"mcs"`
 	Views      []ViewExplanation `json:"views"`
@@ -168,8 +170,13 @@ func (h *Handler) forNode(e Explanation, node string) (Explanation, error) {
 		}
 	}
 	if len(views) == 0 {
-		// Its view serves nothing of the service: say so for the client.
+		// Its view serves nothing of the service: say so, and why.
 		clients = append(clients, ClientResources{Node: c.NodeID, View: c.View, State: string(c.Summary())})
+		e.NodeNote = fmt.Sprintf("view %s has nothing of the service (a %s view carries only what its role uses)", c.View, c.Role)
+		if imp := e.MCS.Import; imp != nil && !slices.Contains(imp.ImportedIn, mcs.ClusterID(c.Cluster)) {
+			ns, _, _ := strings.Cut(e.Service, "/")
+			e.NodeNote = fmt.Sprintf("member %s does not import the service: namespace %s does not exist there, and a service is imported only where its namespace exists (KEP-1645)", c.Cluster, ns)
+		}
 	}
 	e.Clients = clients
 	return e, nil
@@ -538,8 +545,8 @@ func (e Explanation) WriteText(w io.Writer) {
 	fmt.Fprintln(w, "\n3. Envoy resources, per view (member cluster/role)")
 	if len(e.Views) == 0 {
 		fmt.Fprintln(w, "   none")
-		if e.Node != "" {
-			fmt.Fprintln(w, "   (this node's view serves nothing of the service: its member does not import it, or its role has no use for it)")
+		if e.NodeNote != "" {
+			fmt.Fprintf(w, "   (%s)\n", e.NodeNote)
 		}
 	}
 	for _, v := range e.Views {

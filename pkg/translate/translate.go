@@ -121,7 +121,9 @@ func (r *Result) sort() {
 // Service returns the Envoy resources of one service for a view: for every
 // TCP port of its import an EDS cluster and its endpoints, and for clients
 // an API listener and route configuration. A service without an import has
-// none. A resource that fails validation is reported in Invalid, and so are
+// none, and so has a view of a member that does not import it (KEP-1645:
+// a service is imported only by the members where its namespace exists,
+// so their clients and gateways are not served it). A resource that fails validation is reported in Invalid, and so are
 // the listener and route of a port whose cluster or endpoints failed: a
 // route is never published without its cluster.
 func Service(st *mcs.ServiceState, v View) Result { return ServiceWith(st, v, ServiceOptions{}) }
@@ -129,7 +131,7 @@ func Service(st *mcs.ServiceState, v View) Result { return ServiceWith(st, v, Se
 // ServiceWith is Service with mesh routes (see ServiceOptions).
 func ServiceWith(st *mcs.ServiceState, v View, o ServiceOptions) Result {
 	var r Result
-	if st == nil || st.Import == nil {
+	if !ImportedBy(st, v) {
 		return r
 	}
 	for name, p := range ServedPorts(st) {
@@ -169,6 +171,12 @@ func ServiceWith(st *mcs.ServiceState, v View, o ServiceOptions) Result {
 	return r
 }
 
+// ImportedBy reports whether the view's member imports the service: it
+// has an import, and the member holds the service's namespace.
+func ImportedBy(st *mcs.ServiceState, v View) bool {
+	return st != nil && st.Import != nil && slices.Contains(st.Import.ImportedIn, v.Cluster)
+}
+
 // ServedPorts yields the import's ports that Envoy and gRPC carry, with
 // their cluster names: TCP only (UDP and SCTP ports stay in the
 // ServiceImport for other data planes).
@@ -192,7 +200,7 @@ func ServedPorts(st *mcs.ServiceState) iter.Seq2[string, *mcs.ImportPort] {
 // ServiceWith made for the same shape (ports, type, affinity).
 func ServiceEndpoints(st *mcs.ServiceState, v View) Result {
 	var r Result
-	if st == nil || st.Import == nil {
+	if !ImportedBy(st, v) {
 		return r
 	}
 	for name, p := range ServedPorts(st) {

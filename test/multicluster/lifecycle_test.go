@@ -42,6 +42,17 @@ func servedEndpoints(app *controlplane.App, view string, key mcs.ServiceKey, por
 	return out
 }
 
+// serves reports whether a view of the control plane serves a cluster of
+// that name.
+func serves(app *controlplane.App, view, cluster string) bool {
+	for _, r := range app.Cache.Resources(view, resourcev3.ClusterType).Resources {
+		if r.Name == cluster {
+			return true
+		}
+	}
+	return false
+}
+
 // TestLifecycle covers member clusters joining and leaving, an apiserver
 // outage, a control plane restart and leader election, on one ClusterSet.
 func TestLifecycle(t *testing.T) {

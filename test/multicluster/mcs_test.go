@@ -15,7 +15,9 @@ import (
 	mcsv1b1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 
 	"github.com/eastwest-dev/eastwest/pkg/about"
+	"github.com/eastwest-dev/eastwest/pkg/controlplane"
 	"github.com/eastwest-dev/eastwest/pkg/mcs"
+	"github.com/eastwest-dev/eastwest/pkg/translate"
 	"github.com/eastwest-dev/eastwest/pkg/writeback"
 )
 
@@ -71,8 +73,24 @@ func TestMCS(t *testing.T) {
 		if _, err := c.getImport(ns, "hello"); err == nil {
 			t.Error("c, which lacks the namespace, got an import")
 		}
+		// Nor do c's xDS clients and gateway get the service: they
+		// are served what c imports.
+		key := mcs.ServiceKey{Namespace: ns, Name: "hello"}
+		cView, bView := controlplane.ViewName("c", translate.RoleClient), controlplane.ViewName("b", translate.RoleGateway)
+		if !serves(cs.app, bView, translate.ClusterName(key, 80)) {
+			t.Errorf("%s does not serve %s", bView, key)
+		}
+		if serves(cs.app, cView, translate.ClusterName(key, 80)) {
+			t.Errorf("%s serves %s, which c does not import", cView, key)
+		}
 		c.namespace(t, ns)
 		c.importIs(t, ns, "hello", nil)
+		eventually(t, cView+" serves the service once c has the namespace", func() error {
+			if !serves(cs.app, cView, translate.ClusterName(key, 80)) {
+				return fmt.Errorf("not served")
+			}
+			return nil
+		})
 	})
 
 	t.Run("3 session affinity, its config, traffic policy and distribution follow the Service", func(t *testing.T) {
