@@ -18,8 +18,9 @@ import (
 func TestStaleAfterDrainsAndRestores(t *testing.T) {
 	cs := kube.Start(t, "x", "y")
 	app := cptest.StartWith(t, controlplane.Config{KubeconfigDir: kubeconfigDir(t, cs...), StaleAfter: 2 * time.Second})
-	y := &member{Cluster: cs[1], mcs: mustMCS(t, cs[1])}
+	x, y := &member{Cluster: cs[0], mcs: mustMCS(t, cs[0])}, &member{Cluster: cs[1], mcs: mustMCS(t, cs[1])}
 	key := mcs.ServiceKey{Namespace: "stale", Name: "api"}
+	x.namespace(t, key.Namespace) // x imports the service (namespace sameness)
 	y.service(t, clusterIPService(key.Namespace, key.Name))
 	y.slice(t, key.Namespace, key.Name, true, "10.7.0.1")
 	y.export(t, key.Namespace, key.Name)
