@@ -504,22 +504,22 @@ func TestExplainForOneNode(t *testing.T) {
 		wantStderr string
 	}{
 		"a gateway's view alone": {[]string{"shop/cart", "--node", "gw-east"}, 0,
-			[]string{"as node gw-east sees it (view east/gateway)", "   east/gateway\n", "priority 0  east", "gw-east  east/gateway  SYNCED  has 4/4 current"},
+			[]string{"as node gw-east (view east/gateway) sees it", "   east/gateway\n", "priority 0  east", "gw-east  east/gateway  SYNCED  has 4/4 current"},
 			[]string{"central/client", "west/gateway", "east/client", "client-central"}, ""},
 		"a client's view": {[]string{"shop/cart", "--node", "client-central"}, 0,
-			[]string{"as node client-central sees it (view central/client)", "   central/client\n", "client-central  central/client"},
+			[]string{"as node client-central (view central/client) sees it", "   central/client\n", "client-central  central/client"},
 			[]string{"east/client", "west/gateway", "gw-east"}, ""},
 		"a member without the namespace": {[]string{"payments/ledger", "--node", "client-central"}, 0,
 			[]string{"imported in [east west]", "member central does not import the service: namespace payments does not exist there", "client-central  central/client"},
 			[]string{"central/client\n     CDS"}, ""},
 		"a view that serves nothing of the service": {[]string{"payments/ledger", "--node", "public-envoy"}, 0,
-			[]string{"as node public-envoy sees it (view east/gateway-api/shop/public)", "view east/gateway-api/shop/public has nothing of the service (a gateway-api view carries only what its role uses)", "public-envoy  east/gateway-api/shop/public"},
+			[]string{"as node public-envoy (view east/gateway-api/shop/public) sees it", "view east/gateway-api/shop/public has nothing of the service (a gateway-api view carries only what its role uses)", "public-envoy  east/gateway-api/shop/public"},
 			[]string{"east/client", "east/gateway\n"}, ""},
 		"a node that is served nothing": {[]string{"shop/cart", "--node", "lost"}, 1, nil, nil,
 			`node "lost" is served nothing: cluster "nowhere" is not a member`},
 		"a node that is not connected": {[]string{"shop/cart", "--node", "nobody"}, 1, nil, nil,
 			`no connected client has node.id "nobody"`},
-		"json": {[]string{"shop/cart", "--node", "gw-east", "--json"}, 0, []string{`"node": "gw-east"`, `"view": "east/gateway"`}, []string{`"view": "central/client"`}, ""},
+		"json": {[]string{"shop/cart", "--node", "gw-east", "--json"}, 0, []string{`"node": "gw-east"`, `"nodeView": "east/gateway"`, `"view": "east/gateway"`}, []string{`"view": "central/client"`}, ""},
 	}
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {

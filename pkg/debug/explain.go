@@ -34,6 +34,8 @@ type Explanation struct {
 	// its view alone and what it has of it ("why does this gateway send
 	// traffic there?").
 	Node string `json:"node,omitempty"`
+	// NodeView is the view that node reads.
+	NodeView string `json:"nodeView,omitempty"`
 	// NodeNote says why the node's view has nothing of the service.
 	NodeNote   string            `json:"nodeNote,omitempty"`
 	Generation uint64            `json:"generation"`
@@ -155,7 +157,7 @@ func (h *Handler) forNode(e Explanation, node string) (Explanation, error) {
 	if c.Error != "" || c.View == "" {
 		return e, fmt.Errorf("node %q is served nothing: %s", node, c.Error)
 	}
-	e.Node = node
+	e.Node, e.NodeView = node, c.View
 	var views []ViewExplanation
 	for _, v := range e.Views {
 		if v.View == c.View {
@@ -508,11 +510,7 @@ func typeURL(short string) string { return TypeNames[strings.ToLower(short)] }
 func (e Explanation) WriteText(w io.Writer) {
 	fmt.Fprintf(w, "Service %s (state generation %d)\n", e.Service, e.Generation)
 	if e.Node != "" {
-		view := "none"
-		if len(e.Clients) > 0 {
-			view = e.Clients[0].View
-		}
-		fmt.Fprintf(w, "as node %s sees it (view %s); without --node, every view\n", e.Node, view)
+		fmt.Fprintf(w, "as node %s (view %s) sees it; without --node, every view\n", e.Node, e.NodeView)
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "1. Exports, per member cluster")
