@@ -26,6 +26,7 @@ func TestEndToEnd(t *testing.T) {
 	sticky1, sticky2 := startBackend(t, "sticky-1", "127.0.0.23"), startBackend(t, "sticky-2", "127.0.0.24")
 	v1, v2, parent := startBackend(t, "v1", "127.0.0.41"), startBackend(t, "v2", "127.0.0.42"), startBackend(t, "parent", "127.0.0.43")
 	tkA, tkB := startBackend(t, "takeover-a", "127.0.0.13"), startBackend(t, "takeover-b", "127.0.0.25")
+	solo := startBackend(t, "solo", "127.0.0.26")
 
 	dir := t.TempDir()
 	cp := &controlPlane{t: t, dir: dir}
@@ -130,6 +131,36 @@ spec:
 		if got := spread(c, 10); got["only-b"] != 10 {
 			t.Errorf("answers %v", got)
 		}
+	})
+
+	t.Run("a service is served to a's clients only once a holds its namespace (namespace sameness)", func(t *testing.T) {
+		// b exports solo/solo; a has no namespace solo, so it does not
+		// import the service: a's view has no listener for it, and a's
+		// client cannot call it (gRPC waits for a listener it never saw
+		// until its own does-not-exist timer, so the RPC times out).
+		cp.write("b/solo.yaml", strings.ReplaceAll(docs(service("solo", "grpc:9000"), export("solo"), slices("solo", "grpc", true, solo)), "namespace: demo", "namespace: solo"))
+		eventually(t, 10*time.Second, "b's clients served solo", func() bool {
+			for _, r := range cp.app.Cache.Resources("b/client", resourcev3.ListenerType).Resources {
+				if r.Name == "solo.solo.svc.clusterset.local:9000" {
+					return true
+				}
+			}
+			return false
+		})
+		for _, r := range cp.app.Cache.Resources("a/client", resourcev3.ListenerType).Resources {
+			if strings.HasPrefix(r.Name, "solo.solo.") {
+				t.Fatalf("a/client serves %s, though a lacks namespace solo", r.Name)
+			}
+		}
+		c := cp.xdsClient(t, "client-a-solo", "a", "solo.solo.svc.clusterset.local:9000")
+		if name, err := call(c, time.Second); err == nil {
+			t.Fatalf("a's client, whose member lacks the namespace, reached %s", name)
+		}
+		cp.write("a/solo-namespace.yaml", "apiVersion: v1\nkind: Namespace\nmetadata: {name: solo}\n")
+		eventually(t, 10*time.Second, "solo reachable from a once a has the namespace", func() bool {
+			name, err := call(c, time.Second)
+			return err == nil && name == "solo"
+		})
 	})
 
 	t.Run("a port exported only by c gets traffic only on c's backends", func(t *testing.T) {
