@@ -692,6 +692,18 @@ func (c *Cache) VersionTime(viewName, typ, version string) (time.Time, bool) {
 // CreateWatch answers a SotW request now if the client lacks something,
 // else when something it subscribes to changes.
 func (c *Cache) CreateWatch(req *cachev3.Request, sub cachev3.Subscription, out chan cachev3.Response) (func(), error) {
+	return c.createWatch(req, sub, out, false)
+}
+
+// createWatch is CreateWatch for eastwest's SotW server, which also says
+// whether the request changed the subscription's names. A first request,
+// and a changed subscription of a full-state type (LDS, CDS), are
+// answered even when nothing the client holds changed: such a response
+// lists every subscribed resource that exists, which is how the client
+// learns the server saw its new names (xDS protocol: LDS and CDS
+// responses include every requested resource). An ACK that repeats the
+// names waits for a change.
+func (c *Cache) createWatch(req *cachev3.Request, sub cachev3.Subscription, out chan cachev3.Response, namesChanged bool) (func(), error) {
 	if err := checkWatch(req.GetTypeUrl(), req.GetResourceNames(), sub); err != nil {
 		return nil, err
 	}
@@ -700,7 +712,8 @@ func (c *Cache) CreateWatch(req *cachev3.Request, sub cachev3.Subscription, out 
 		// The node is refused: never answered (the Tracker shows why).
 		return func() {}, nil
 	}
-	w := &watch{view: viewName, typ: req.GetTypeUrl(), sub: sub, sotwReq: req, sotwOut: out, initial: req.GetResponseNonce() == ""}
+	answer := req.GetResponseNonce() == "" || (namesChanged && fullState(req.GetTypeUrl()))
+	w := &watch{view: viewName, typ: req.GetTypeUrl(), sub: sub, sotwReq: req, sotwOut: out, initial: answer}
 	return c.register(w), nil
 }
 

@@ -214,6 +214,7 @@ func (s *Server) request(st sotwServerStream, ss *sotwState, b []byte) error {
 		return err
 	}
 	w := ss.watches[typ]
+	namesChanged := false
 	if w == nil {
 		sub := streamv3.NewSotwSubscription(req.GetResourceNames(), true)
 		w = &sotwWatch{sub: &sub}
@@ -235,13 +236,14 @@ func (s *Server) request(st sotwServerStream, ss *sotwState, b []byte) error {
 		}
 		if !sameSlice(w.names, req.GetResourceNames()) {
 			w.sub.SetResourceSubscription(req.GetResourceNames())
+			namesChanged = true
 		}
 	}
 	// b is reused for the next request: only a copy of the names is kept.
 	if !sameSlice(w.names, req.GetResourceNames()) {
 		w.raw, w.names = bytes.Clone(raw), req.GetResourceNames()
 	}
-	cancel, err := s.cache.CreateWatch(req, *w.sub, ss.out)
+	cancel, err := s.cache.createWatch(req, *w.sub, ss.out, namesChanged)
 	if err != nil {
 		return err
 	}

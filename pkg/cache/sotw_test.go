@@ -160,6 +160,17 @@ func TestSotwServerProtocol(t *testing.T) {
 	ask(resourcev3.ClusterType, "x", "y")
 	apply(t, c, resourcev3.ClusterType, []Resource{{Name: "x", Message: &clusterv3.Cluster{Name: "x", AltStatName: "2"}}})
 	expect("CDS lists every subscribed cluster", "x", "y")
+
+	// A CDS subscription that grows by a cluster that does not exist is
+	// answered at once with every subscribed cluster that does (xDS: LDS
+	// and CDS responses include every requested resource), and the ACK
+	// of that answer waits for a change.
+	ask(resourcev3.ClusterType, "x", "y", "z")
+	expect("z, which does not exist, added to the CDS subscription", "x", "y")
+	ask(resourcev3.ClusterType, "x", "y", "z")
+	quiet("ACK of the grown subscription")
+	apply(t, c, resourcev3.ClusterType, []Resource{cluster("z")})
+	expect("z once it exists", "x", "y", "z")
 }
 
 // A per-type stream (EDS) needs no type URL in its requests; ADS does.
