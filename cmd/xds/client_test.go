@@ -431,17 +431,36 @@ func TestWatchReconnects(t *testing.T) {
 	if err := os.CopyFS(dir, os.DirFS("../../examples/clusterset")); err != nil {
 		t.Fatal(err)
 	}
+	// Before the control plane is up, its address accepts connections
+	// and closes them at once: the watch must try, fail, and wait.
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	addr := l.Addr().String()
+	tried := make(chan struct{})
+	go func() {
+		for first := true; ; first = false {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			_ = c.Close()
+			if first {
+				close(tried)
+			}
+		}
+	}()
+	const line = "cart.shop.svc.clusterset.local:80  p0 east"
+	out, log := startWatch(t, "--xds-address", addr, "--node-cluster", "east", "--node", "returning")
+	select {
+	case <-tried:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the watch never tried to connect")
+	}
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}
-	const line = "cart.shop.svc.clusterset.local:80  p0 east"
-	out, log := startWatch(t, "--xds-address", addr, "--node-cluster", "east", "--node", "returning")
-	time.Sleep(300 * time.Millisecond) // nothing listens yet: the watch must wait, not fail
 	cfg := controlplane.Config{Dir: dir, XDSAddress: addr}
 	_, stop := cptest.Run(t, cfg)
 	within(t, "the first control plane's endpoints", func() bool { return strings.Count(out.String(), line) == 1 })

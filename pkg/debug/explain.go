@@ -87,16 +87,15 @@ func (h *Handler) explain(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusBadRequest, "service=NAMESPACE/NAME is required: %v", err)
 		return
 	}
-	e, ok := h.Explain(key)
-	if !ok {
-		fail(w, http.StatusNotFound, "no member cluster exports %s: nothing is imported or served for it (see /debug/mcs)", key)
-		return
-	}
+	var e Explanation
 	if node := r.URL.Query().Get("node"); node != "" {
-		if e, err = h.forNode(e, node); err != nil {
-			fail(w, http.StatusNotFound, "%v", err)
-			return
-		}
+		e, err = h.ExplainFor(key, node)
+	} else {
+		e, err = h.explainIn(key, nil)
+	}
+	if err != nil {
+		fail(w, http.StatusNotFound, "%v", err)
+		return
 	}
 	if r.URL.Query().Get("format") == "json" {
 		writeJSON(w, e)
@@ -109,10 +108,18 @@ func (h *Handler) explain(w http.ResponseWriter, r *http.Request) {
 // Explain builds the explanation of one service, or false when no member
 // exports it.
 func (h *Handler) Explain(key mcs.ServiceKey) (Explanation, bool) {
+	e, err := h.explainIn(key, nil)
+	return e, err == nil
+}
+
+// explainIn explains the service in the views only accepts (nil: every
+// view), with the clients of those views; an error when no member
+// exports it.
+func (h *Handler) explainIn(key mcs.ServiceKey, only func(view string) bool) (Explanation, error) {
 	s := h.state.Snapshot()
 	st := s.State.Services.Get(key)
 	if st == nil {
-		return Explanation{}, false
+		return Explanation{}, errNotExported(key)
 	}
 	e := Explanation{Service: key.String(), Generation: s.Generation, MCS: serviceView(st), Clients: []ClientResources{}}
 	noServiceHints(&e, s, st)
@@ -126,6 +133,9 @@ func (h *Handler) Explain(key mcs.ServiceKey) (Explanation, bool) {
 	e.Routes = routesNaming(s, key)
 	served := map[string][]ResourceSummary{}
 	for _, v := range s.Views {
+		if only != nil && !only(v.String()) {
+			continue // not decoded: a node's explanation reads its view alone
+		}
 		ve := h.explainView(s, v, st, names)
 		if len(ve.Resources) > 0 || len(ve.Invalid) > 0 {
 			e.Views = append(e.Views, ve)
@@ -137,13 +147,21 @@ func (h *Handler) Explain(key mcs.ServiceKey) (Explanation, bool) {
 			e.Clients = append(e.Clients, clientHas(c, res))
 		}
 	}
-	return e, true
+	return e, nil
 }
 
-// forNode narrows e to the connected client whose node.id is node: the
-// view it reads, and what it has of it. A client served nothing (its node
-// is refused, or not of a member yet) is explained by that reason.
-func (h *Handler) forNode(e Explanation, node string) (Explanation, error) {
+func errNotExported(key mcs.ServiceKey) error {
+	return fmt.Errorf("no member cluster exports %s: nothing is imported or served for it (see /debug/mcs)", key)
+}
+
+// ExplainFor explains the service as the connected client whose node.id
+// is node sees it: its view alone, and what it has of it. A client
+// served nothing (its node is refused, or not of a member yet) is an
+// error with that reason, and so is a node not connected.
+func (h *Handler) ExplainFor(key mcs.ServiceKey, node string) (Explanation, error) {
+	if h.state.Snapshot().State.Services.Get(key) == nil {
+		return Explanation{}, errNotExported(key) // said first, as without --node
+	}
 	var c *cache.Client
 	for _, cl := range h.tracker.Clients() {
 		if cl.NodeID == node {
@@ -152,26 +170,23 @@ func (h *Handler) forNode(e Explanation, node string) (Explanation, error) {
 		}
 	}
 	if c == nil {
-		return e, fmt.Errorf("no connected client has node.id %q (see xds status)", node)
+		return Explanation{}, fmt.Errorf("no connected client has node.id %q (see xds status)", node)
 	}
 	if c.Error != "" || c.View == "" {
-		return e, fmt.Errorf("node %q is served nothing: %s", node, c.Error)
+		return Explanation{}, fmt.Errorf("node %q is served nothing: %s", node, c.Error)
+	}
+	e, err := h.explainIn(key, func(view string) bool { return view == c.View })
+	if err != nil {
+		return e, err
 	}
 	e.Node, e.NodeView = node, c.View
-	var views []ViewExplanation
-	for _, v := range e.Views {
-		if v.View == c.View {
-			views = append(views, v)
-		}
-	}
-	e.Views = views
-	var clients []ClientResources
+	clients := []ClientResources{}
 	for _, cr := range e.Clients {
 		if cr.Node == node {
 			clients = append(clients, cr)
 		}
 	}
-	if len(views) == 0 {
+	if len(e.Views) == 0 {
 		// Its view serves nothing of the service: say so, and why.
 		clients = append(clients, ClientResources{Node: c.NodeID, View: c.View, State: string(c.Summary())})
 		e.NodeNote = fmt.Sprintf("view %s has nothing of the service (a %s view carries only what its role uses)", c.View, c.Role)
