@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -60,6 +61,20 @@ func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveArgs) {
 		}
 		return nil
 	})
+	fs.StringVar(&cfg.Writer.Store.GatewayNamespace, "gateway-namespace", mcs.DefaultGatewayNamespace, "the namespace of every member's east-west gateway Services, their tunnel Secrets and pods (where the chart installs them); Services labelled "+mcs.LabelGateway+" elsewhere are ignored and reported, so no namespace user can declare a gateway")
+	fs.Func("member-gateway-namespace", "MEMBER=NAMESPACE[,...]: --gateway-namespace for one member", func(v string) error {
+		for _, pair := range strings.Split(v, ",") {
+			member, ns, ok := strings.Cut(strings.TrimSpace(pair), "=")
+			if !ok || member == "" || len(validation.IsDNS1123Label(ns)) > 0 {
+				return fmt.Errorf("%q is not MEMBER=NAMESPACE", pair)
+			}
+			if a.cfg.Writer.Store.GatewayNamespaces == nil {
+				a.cfg.Writer.Store.GatewayNamespaces = map[string]string{}
+			}
+			a.cfg.Writer.Store.GatewayNamespaces[member] = ns
+		}
+		return nil
+	})
 	fs.DurationVar(&cfg.Writer.LivenessTimeout, "liveness-timeout", controlplane.DefaultLivenessTimeout, "/healthz fails when a publish has been owed for longer than this (the writer is stuck; a restart cures it)")
 	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", 5*time.Second, "on SIGTERM, how long to wait for xDS streams to close")
 	fs.StringVar(&cfg.XDSTLS.Cert, "xds-tls-cert", "", "serve xDS over TLS with this certificate (PEM)")
@@ -101,6 +116,10 @@ func runServe(args []string, _, stderr io.Writer) int {
 	gatewayPort, tunnelPort, writeBack, ownKubeconfig, inCluster, remoteSecrets, logLevel := a.gatewayPort, a.tunnelPort, a.writeBack, a.ownKubeconfig, a.inCluster, a.remoteSecrets, a.logLevel
 	if (cfg.Dir == "" && cfg.KubeconfigDir == "" && *ownKubeconfig == "" && !*inCluster) || len(pos) > 0 {
 		fs.Usage()
+		return 2
+	}
+	if errs := validation.IsDNS1123Label(cfg.Writer.Store.GatewayNamespace); len(errs) > 0 {
+		fmt.Fprintf(stderr, "xds serve: --gateway-namespace %q is not a namespace: %s\n", cfg.Writer.Store.GatewayNamespace, errs[0])
 		return 2
 	}
 	// A folder that does not exist is a typo, not a ClusterSet that is

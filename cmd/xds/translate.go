@@ -30,6 +30,7 @@ func runTranslate(args []string, stdout, stderr io.Writer) int {
 	dir := fs.String("dir", "", "ClusterSet folder: one subfolder of Kubernetes YAML per member cluster (required)")
 	cluster := fs.String("cluster", "", "print only the objects of this member cluster (by cluster ID)")
 	clusterSet := fs.String("clusterset", "", "the ClusterSet's name; members whose clusterset.k8s.io property names another set are left out")
+	gatewayNS := fs.String("gateway-namespace", mcs.DefaultGatewayNamespace, "the namespace of every member's east-west gateway Services and tunnel Secrets (as xds serve --gateway-namespace)")
 	watch := fs.Bool("watch", false, "keep watching the folder and print the whole state again after every change")
 	nodeCluster := fs.String("node-cluster", "", "print the Envoy resources an xDS client in this member cluster gets, instead of the MCS objects")
 	role := fs.String("role", string(translate.RoleClient), "with --node-cluster: the client's role, client (proxyless gRPC), gateway (east-west Envoy) or gateway-api (an Envoy implementing --gateway)")
@@ -57,7 +58,7 @@ func runTranslate(args []string, stdout, stderr io.Writer) int {
 		fs.Usage()
 		return 2
 	}
-	opts := translateOptions{dir: *dir, cluster: mcs.ClusterID(*cluster), clusterSet: *clusterSet, now: time.Now().UTC().Truncate(time.Second)}
+	opts := translateOptions{dir: *dir, cluster: mcs.ClusterID(*cluster), clusterSet: *clusterSet, gatewayNamespace: *gatewayNS, now: time.Now().UTC().Truncate(time.Second)}
 	if *nodeCluster != "" {
 		r := translate.Role(*role)
 		if r != translate.RoleClient && r != translate.RoleGateway && r != translate.RoleGatewayAPI {
@@ -86,6 +87,8 @@ type translateOptions struct {
 	dir        string
 	cluster    mcs.ClusterID
 	clusterSet string
+	// gatewayNamespace is the members' gateway namespace.
+	gatewayNamespace string
 	// now is the transition time given to conditions.
 	now time.Time
 	// view, when set, selects the Envoy output for that client view.
@@ -104,7 +107,7 @@ func translateOnce(opts translateOptions, stdout, stderr io.Writer) int {
 	for _, p := range probs {
 		fmt.Fprintln(stderr, "error:", p)
 	}
-	off := assemble.New(assemble.Options{Store: mcs.Options{ClusterSet: opts.clusterSet}, KeepViews: true})
+	off := assemble.New(assemble.Options{Store: mcs.Options{ClusterSet: opts.clusterSet, GatewayNamespace: opts.gatewayNamespace}, KeepViews: true})
 	objects := 0
 	for _, ev := range evs {
 		if ev.Object != nil {
@@ -145,7 +148,7 @@ func translateOnce(opts translateOptions, stdout, stderr io.Writer) int {
 // watcher and the same incremental Store.
 func translateWatch(ctx context.Context, opts translateOptions, stdout, stderr io.Writer) int {
 	log := slog.New(slog.NewTextHandler(stderr, nil))
-	off := assemble.New(assemble.Options{Store: mcs.Options{ClusterSet: opts.clusterSet}, KeepViews: true})
+	off := assemble.New(assemble.Options{Store: mcs.Options{ClusterSet: opts.clusterSet, GatewayNamespace: opts.gatewayNamespace}, KeepViews: true})
 	dir := source.NewDir(opts.dir, log)
 	failed := false
 	err := dir.Run(ctx, func(evs []event.Event, _ []source.Problem) {

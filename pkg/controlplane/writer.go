@@ -82,6 +82,9 @@ type Writer struct {
 	// Owned by Run's goroutine: the assembler and the generation.
 	asm *assemble.Assembler
 	gen uint64
+	// ignored is what was last logged of each member's ignored gateway
+	// Services, so that the warning comes once per change.
+	ignored map[string]string
 
 	snap  atomic.Pointer[Snapshot]
 	ready atomic.Bool
@@ -337,6 +340,7 @@ func (w *Writer) publish() {
 	plan := w.asm.Flush()
 	if plan.Changes.Clusters {
 		w.metrics.Clusters(plan.State.Clusters)
+		w.logIgnoredGateways(plan.State.Clusters)
 	}
 	for _, sc := range plan.Services {
 		w.metrics.Service(sc.Key, sc.State, sc.ImportDelta)
@@ -372,6 +376,24 @@ func (w *Writer) publish() {
 		}
 	}
 	w.snapshot(plan.State)
+}
+
+// logIgnoredGateways warns, once per change, of Services labelled as
+// east-west gateways outside their member's gateway namespace.
+func (w *Writer) logIgnoredGateways(clusters []mcs.ClusterInfo) {
+	now := map[string]string{}
+	for _, c := range clusters {
+		if len(c.IgnoredGateways) == 0 {
+			continue
+		}
+		list := strings.Join(c.IgnoredGateways, ",")
+		now[c.Member] = list
+		if w.ignored[c.Member] != list {
+			w.log.Warn("Services labelled "+mcs.LabelGateway+" outside the gateway namespace are ignored: only the operator declares gateways (--gateway-namespace)",
+				"member", c.Member, "services", list)
+		}
+	}
+	w.ignored = now
 }
 
 // logPublish says, at info and at most a few times a second, that a change

@@ -11,7 +11,10 @@ import (
 )
 
 // The east-west gateway of a member is a Service labelled LabelGateway
-// ("true") in front of the member's east-west Envoys. Other networks reach
+// ("true") in front of the member's east-west Envoys, in the member's
+// gateway namespace (Options.GatewayNamespace: the operator's, where the
+// chart installs the gateways; labelled Services elsewhere are ignored
+// and reported). Other networks reach
 // the member at its addresses: the load balancer's (IPs and host names;
 // Envoy resolves host names, the control plane never does), else its
 // externalIPs, on its port named TunnelPortName, else DefaultTunnelPort.
@@ -28,13 +31,14 @@ import (
 // tls.key, ca.crt) is the TLS Secret the gateway Service's
 // AnnotationTunnelSecret names in its namespace, else DefaultTunnelSecret.
 const (
-	LabelGateway           = "eastwest.io/east-west-gateway"
-	TunnelPortName         = "tunnel"
-	DefaultTunnelPort      = 15443
-	GatewayHTTPPortName    = "http"
-	DefaultGatewayHTTPPort = 15080
-	AnnotationTunnelSecret = "eastwest.io/tunnel-secret" //nolint:gosec // the name of an annotation, not a credential
-	DefaultTunnelSecret    = "eastwest-tunnel"           //nolint:gosec // the name of a Secret, not a credential
+	LabelGateway            = "eastwest.io/east-west-gateway"
+	DefaultGatewayNamespace = "eastwest-system"
+	TunnelPortName          = "tunnel"
+	DefaultTunnelPort       = 15443
+	GatewayHTTPPortName     = "http"
+	DefaultGatewayHTTPPort  = 15080
+	AnnotationTunnelSecret  = "eastwest.io/tunnel-secret" //nolint:gosec // the name of an annotation, not a credential
+	DefaultTunnelSecret     = "eastwest-tunnel"           //nolint:gosec // the name of a Secret, not a credential
 )
 
 // GatewayAddress is where a member's east-west gateways take traffic
@@ -154,6 +158,9 @@ func (m *member) gatewayInfo(info *ClusterInfo) []string {
 	}
 	slices.Sort(info.GatewayPods)
 	info.GatewayPods = slices.Compact(info.GatewayPods)
+	for _, k := range slices.SortedFunc(maps.Keys(m.ignored), ServiceKey.Compare) {
+		info.IgnoredGateways = append(info.IgnoredGateways, k.String())
+	}
 	return problems
 }
 
@@ -174,7 +181,7 @@ func reportUnreachable(infos []ClusterInfo, problems [][]string) {
 		if c.ID == "" || len(c.Gateways) > 0 {
 			continue
 		}
-		why := "no Service labelled " + LabelGateway + "=true"
+		why := "no Service labelled " + LabelGateway + "=true in the gateway namespace"
 		if len(problems[i]) > 0 {
 			why = strings.Join(problems[i], "; ")
 		}
@@ -187,7 +194,8 @@ func equalClusterInfos(a, b []ClusterInfo) bool {
 		return x.Member == y.Member && x.ID == y.ID && x.ClusterSet == y.ClusterSet && x.Error == y.Error &&
 			x.Network == y.Network && slices.Equal(x.Gateways, y.Gateways) && x.GatewayError == y.GatewayError &&
 			x.TunnelSecret == y.TunnelSecret && (x.LocalGateway == nil) == (y.LocalGateway == nil) &&
-			(x.LocalGateway == nil || *x.LocalGateway == *y.LocalGateway) && slices.Equal(x.GatewayPods, y.GatewayPods)
+			(x.LocalGateway == nil || *x.LocalGateway == *y.LocalGateway) && slices.Equal(x.GatewayPods, y.GatewayPods) &&
+			slices.Equal(x.IgnoredGateways, y.IgnoredGateways)
 	})
 }
 

@@ -212,3 +212,82 @@ func TestReachableCondition(t *testing.T) {
 		}
 	}
 }
+
+// Finding 1 of the trust-boundaries issue: only the operator declares a
+// member's east-west gateways. A Service labelled as a gateway in any
+// namespace but the member's gateway namespace (a namespace user's, one
+// that sorts before eastwest-system included) supplies no address, tunnel
+// Secret, local gateway or gateway pod, and is reported; the per-member
+// override moves the gateway namespace for that member alone.
+func TestGatewaysOnlyFromTheGatewayNamespace(t *testing.T) {
+	ports := []corev1.ServicePort{{Name: TunnelPortName, Port: 15443}, {Name: GatewayHTTPPortName, Port: 15080}}
+	tenant := func(ns string) *corev1.Service {
+		svc := gatewaySvc("evil", ports, []corev1.LoadBalancerIngress{{IP: "198.51.100.66"}})
+		svc.Namespace = ns
+		svc.Spec.ClusterIP = "10.96.0.66"
+		return svc
+	}
+	operator := gatewaySvc("ew", ports, []corev1.LoadBalancerIngress{{IP: "192.0.2.1"}})
+	operator.Spec.ClusterIP = "10.96.0.10"
+	for _, tc := range []struct {
+		name        string
+		opts        Options
+		objs        []metav1.Object
+		wantGateway []GatewayAddress
+		wantSecret  string
+		wantLocal   string
+		wantPods    []string
+		wantIgnored []string
+	}{
+		{
+			name:        "a tenant's labelled Service alone: no gateway, reported",
+			objs:        []metav1.Object{tenant("aaa"), slice("aaa", "evil-1", "evil", 1)},
+			wantIgnored: []string{"aaa/evil"},
+		},
+		{
+			name:        "beside the operator's: the operator's only, whatever sorts first",
+			objs:        []metav1.Object{tenant("aaa"), slice("aaa", "evil-1", "evil", 1), operator, slice("eastwest-system", "ew-1", "ew", 1)},
+			wantGateway: []GatewayAddress{{Address: "192.0.2.1", Port: 15443, Service: "eastwest-system/ew"}},
+			wantSecret:  "eastwest-system/" + DefaultTunnelSecret,
+			wantLocal:   "10.96.0.10",
+			wantPods:    []string{"10.4.0.1"}, // ew-1's, not evil-1's (10.6.0.1)
+			wantIgnored: []string{"aaa/evil"},
+		},
+		{
+			name:        "the gateway namespace set per member",
+			opts:        Options{GatewayNamespace: "gw", GatewayNamespaces: map[string]string{"a": "aaa"}},
+			objs:        []metav1.Object{tenant("aaa"), operator},
+			wantGateway: []GatewayAddress{{Address: "198.51.100.66", Port: 15443, Service: "aaa/evil"}},
+			wantSecret:  "aaa/" + DefaultTunnelSecret,
+			wantLocal:   "10.96.0.66",
+			wantIgnored: []string{"eastwest-system/ew"},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := &world{t: t, s: NewStore(tc.opts)}
+			w.upsert("a", tc.objs...)
+			w.flush()
+			c := w.s.Snapshot().Clusters[0]
+			local := ""
+			if c.LocalGateway != nil {
+				local = c.LocalGateway.Address
+			}
+			if !slices.Equal(c.Gateways, tc.wantGateway) || c.TunnelSecret != tc.wantSecret || local != tc.wantLocal ||
+				!slices.Equal(c.GatewayPods, tc.wantPods) || !slices.Equal(c.IgnoredGateways, tc.wantIgnored) {
+				t.Errorf("got gateways %v secret %q local %q pods %v ignored %v\nwant %v %q %q %v %v",
+					c.Gateways, c.TunnelSecret, local, c.GatewayPods, c.IgnoredGateways, tc.wantGateway, tc.wantSecret, tc.wantLocal, tc.wantPods, tc.wantIgnored)
+			}
+		})
+	}
+	// The label taken off the tenant's Service clears the report.
+	w := newWorld(t)
+	svc := tenant("aaa")
+	w.upsert("a", svc)
+	w.flush()
+	svc = svc.DeepCopy()
+	svc.Labels = nil
+	w.upsert("a", svc)
+	if !w.flush().Clusters || len(w.s.Snapshot().Clusters[0].IgnoredGateways) != 0 {
+		t.Errorf("unlabelling the tenant's Service: ignored %v, want none (and a cluster change)", w.s.Snapshot().Clusters[0].IgnoredGateways)
+	}
+}

@@ -57,6 +57,12 @@ type ClusterInfo struct {
 	// Services: where its pods without a proxy reach other networks
 	// (relay.go).
 	GatewayPods []string `json:"gatewayPods,omitempty"`
+	// IgnoredGateways are the Services (namespace/name) labelled as
+	// east-west gateways outside the member's gateway namespace: not
+	// gateways, since only the operator declares those. A namespace user
+	// labelling a Service shows up here, in the log and in
+	// eastwest_ignored_gateway_services.
+	IgnoredGateways []string `json:"ignoredGateways,omitempty"`
 }
 
 // NetworkName is how a network is shown: "default" for the default one.

@@ -30,6 +30,28 @@ type Options struct {
 	// network.eastwest.io ClusterProperty does not declare: the property,
 	// when a member has one, wins.
 	Networks map[string]string
+	// GatewayNamespace is the namespace of every member's east-west
+	// gateway Services, their tunnel Secrets and their pods: only Services
+	// there count as the member's gateways (DefaultGatewayNamespace when
+	// empty). It is the operator's choice, never a member's: a Service
+	// labelled LabelGateway in any other namespace is ignored and
+	// reported (ClusterInfo.IgnoredGateways), so a namespace user cannot
+	// declare a gateway, supply its certificate or add its addresses.
+	GatewayNamespace string
+	// GatewayNamespaces overrides GatewayNamespace per member (by member
+	// name), for members whose gateways the chart installed elsewhere.
+	GatewayNamespaces map[string]string
+}
+
+// gatewayNamespace is the namespace a member's gateway Services must be in.
+func (o Options) gatewayNamespace(member string) string {
+	if ns := o.GatewayNamespaces[member]; ns != "" {
+		return ns
+	}
+	if o.GatewayNamespace != "" {
+		return o.GatewayNamespace
+	}
+	return DefaultGatewayNamespace
 }
 
 // Store holds every member cluster's inputs and the merged state. It is
@@ -64,6 +86,9 @@ type member struct {
 	sliceOwner map[ServiceKey]ServiceKey
 	// gateways are the member's east-west gateway Services.
 	gateways map[ServiceKey]gatewayService
+	// ignored are the Services labelled as gateways outside the member's
+	// gateway namespace: not gateways, reported.
+	ignored map[ServiceKey]bool
 }
 
 // NewStore returns an empty Store.
@@ -162,7 +187,16 @@ func (s *Store) Apply(ev event.Event) error {
 // its addresses are part of the member's ClusterInfo.
 func (s *Store) setGateway(m *member, key ServiceKey, svc *corev1.Service, del bool) {
 	old, had := m.gateways[key]
-	if del || !isGateway(svc) {
+	labelled := !del && isGateway(svc)
+	if outside := labelled && key.Namespace != s.opts.gatewayNamespace(m.name); outside != m.ignored[key] {
+		if outside {
+			m.ignored[key] = true
+		} else {
+			delete(m.ignored, key)
+		}
+		s.clustersDirty = true
+	}
+	if !labelled || m.ignored[key] {
 		if had {
 			delete(m.gateways, key)
 			s.clustersDirty = true
@@ -244,6 +278,7 @@ func (s *Store) member(name string) *member {
 			slices:     map[ServiceKey]map[string]*Slice{},
 			sliceOwner: map[ServiceKey]ServiceKey{},
 			gateways:   map[ServiceKey]gatewayService{},
+			ignored:    map[ServiceKey]bool{},
 		}
 		s.members[name] = m
 		s.clustersDirty = true

@@ -32,6 +32,7 @@ type Metrics struct {
 	publishes        prometheus.Counter
 	clusterState     *prometheus.GaugeVec
 	gatewayAddrs     *prometheus.GaugeVec
+	ignoredGateways  *prometheus.GaugeVec
 	exportConditions *prometheus.GaugeVec
 	imports          prometheus.Gauge
 	sourceProblems   prometheus.Gauge
@@ -86,6 +87,9 @@ func New() *Metrics {
 		gatewayAddrs: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "member_gateway_addresses",
 			Help: "East-west gateway addresses of each member, by network; reachable is false when the ClusterSet spans networks and other networks cannot reach the member."},
 			[]string{"member", "network", "reachable"}),
+		ignoredGateways: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "ignored_gateway_services",
+			Help: "Services of each member labelled eastwest.io/east-west-gateway outside its gateway namespace: ignored, since only the operator declares gateways (see /debug/clusters)."},
+			[]string{"member"}),
 		exportConditions: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "serviceexport_status_condition",
 			Help: "ServiceExport conditions as the merge computes them (1 per export, condition and status)."},
 			[]string{"cluster", "namespace", "service", "condition", "status", "reason"}),
@@ -103,7 +107,7 @@ func New() *Metrics {
 	}
 	m.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.clients, m.pushes, m.pushLatency, m.nacks, m.refused, m.rejected, m.translate, m.merge, m.publishes,
-		m.clusterState, m.gatewayAddrs, m.exportConditions, m.imports, m.sourceProblems, m.connections, m.connFailures, m.gatewayConds)
+		m.clusterState, m.gatewayAddrs, m.ignoredGateways, m.exportConditions, m.imports, m.sourceProblems, m.connections, m.connFailures, m.gatewayConds)
 	// Every series whose labels are known in advance exists from the
 	// start, at zero: dashboards and alerts see 0, not "no data", on a
 	// quiet server.
@@ -237,6 +241,10 @@ func (m *Metrics) Clusters(clusters []mcs.ClusterInfo) {
 			m.gatewayAddrs.WithLabelValues(c.Member, mcs.NetworkName(c.Network), strconv.FormatBool(c.GatewayError == "")).Set(float64(len(c.Gateways)))
 		}
 	}
+	m.ignoredGateways.Reset()
+	for _, c := range clusters {
+		m.ignoredGateways.WithLabelValues(c.Member).Set(float64(len(c.IgnoredGateways)))
+	}
 }
 
 // Connection is one Kubernetes member's connection state.
@@ -343,7 +351,7 @@ func Names() map[string]bool {
 			out[f.GetName()] = true
 		}
 	}
-	for _, c := range []prometheus.Collector{m.clusterState, m.gatewayAddrs, m.exportConditions, m.connections, m.connFailures, m.gatewayConds} {
+	for _, c := range []prometheus.Collector{m.clusterState, m.gatewayAddrs, m.ignoredGateways, m.exportConditions, m.connections, m.connFailures, m.gatewayConds} {
 		ch := make(chan *prometheus.Desc, 1)
 		c.Describe(ch)
 		close(ch)

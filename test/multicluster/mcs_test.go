@@ -362,4 +362,62 @@ func TestMCS(t *testing.T) {
 			return nil
 		})
 	})
+
+	// After 12: a has an east-west gateway in eastwest-system and c is on
+	// another network. Finding 1 of the trust-boundaries issue: a user
+	// with the ordinary edit role in namespace aaa (which sorts before
+	// eastwest-system) labels a Service of theirs as an east-west gateway,
+	// with addresses, a pod and a tunnel Secret of their own CA. Before the
+	// fix the first labelled Service by (namespace, name) supplied the
+	// member's tunnel Secret and local gateway, and every one added
+	// gateway addresses and pods; now only the gateway namespace counts.
+	t.Run("13 a namespace user with the edit role cannot declare an east-west gateway", func(t *testing.T) {
+		ns := "aaa"
+		a.namespace(t, ns)
+		tenant := a.impersonate(t, "alice", ns, "edit")
+		evil := clusterIPService(ns, "evil",
+			corev1.ServicePort{Name: mcs.TunnelPortName, Port: 15443, Protocol: corev1.ProtocolTCP},
+			corev1.ServicePort{Name: mcs.GatewayHTTPPortName, Port: 15080, Protocol: corev1.ProtocolTCP})
+		evil.Labels = map[string]string{mcs.LabelGateway: "true"}
+		evil.Spec.ExternalIPs = []string{"198.51.100.66"}
+		if _, err := tenant.CoreV1().Services(ns).Create(ctx, evil, metav1.CreateOptions{}); err != nil {
+			t.Fatalf("the edit role may create Services in its namespace: %v", err)
+		}
+		es := &discoveryv1.EndpointSlice{
+			ObjectMeta:  metav1.ObjectMeta{Namespace: ns, Name: "evil-1", Labels: map[string]string{discoveryv1.LabelServiceName: "evil"}},
+			AddressType: discoveryv1.AddressTypeIPv4,
+			Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{"10.66.0.1"}, Conditions: discoveryv1.EndpointConditions{Ready: ptr(true)}}},
+		}
+		if _, err := tenant.DiscoveryV1().EndpointSlices(ns).Create(ctx, es, metav1.CreateOptions{}); err != nil {
+			// edit cannot write EndpointSlices on every version; the
+			// Service and Secret are the attack then.
+			t.Logf("the edit role may not create EndpointSlices here: %v", err)
+		}
+		secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: mcs.DefaultTunnelSecret}, Type: corev1.SecretTypeTLS,
+			Data: map[string][]byte{corev1.TLSCertKey: []byte("tenant chain"), corev1.TLSPrivateKeyKey: []byte("tenant key"), "ca.crt": []byte("tenant CA")}}
+		if _, err := tenant.CoreV1().Secrets(ns).Create(ctx, secret, metav1.CreateOptions{}); err != nil {
+			t.Fatalf("the edit role may create Secrets in its namespace: %v", err)
+		}
+		var info mcs.ClusterInfo
+		eventually(t, "a reports the tenant's Service as an ignored gateway", func() error {
+			for _, c := range cs.app.Writer.Snapshot().State.Clusters {
+				if c.Member == "a" {
+					info = c
+				}
+			}
+			if !slices.Equal(info.IgnoredGateways, []string{"aaa/evil"}) {
+				return fmt.Errorf("ignored gateways %v", info.IgnoredGateways)
+			}
+			return nil
+		})
+		if want := []mcs.GatewayAddress{{Address: "192.0.2.1", Port: 15443, Service: "eastwest-system/eastwest-gateway"}}; !slices.Equal(info.Gateways, want) {
+			t.Errorf("a's gateway addresses %v, want the operator's only %v", info.Gateways, want)
+		}
+		if !slices.Equal(info.GatewayPods, []string{"10.1.9.9"}) || info.TunnelSecret != "eastwest-system/"+mcs.DefaultTunnelSecret || info.LocalGateway != nil {
+			t.Errorf("a's gateway pods %v, tunnel Secret %q, local gateway %v: want the operator's gateway's alone", info.GatewayPods, info.TunnelSecret, info.LocalGateway)
+		}
+		if n := metricValue(t, cs.app, "eastwest_ignored_gateway_services"); n != 1 {
+			t.Errorf("eastwest_ignored_gateway_services %v, want 1", n)
+		}
+	})
 }
