@@ -2,9 +2,7 @@ package controlplane
 
 import (
 	"context"
-	"fmt"
 	"net"
-	"net/url"
 	"strings"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -14,6 +12,7 @@ import (
 	"google.golang.org/grpc/peer"
 
 	"github.com/eastwest-dev/eastwest/pkg/cache"
+	"github.com/eastwest-dev/eastwest/pkg/identity"
 	"github.com/eastwest-dev/eastwest/pkg/translate"
 )
 
@@ -58,15 +57,11 @@ type IdentityPolicy struct {
 // IdentityURI is the identity a certificate carries for a view: the URI
 // SAN to put in the certificate of the client that serves it.
 func (p IdentityPolicy) IdentityURI(clusterSet string, v translate.View) string {
-	td := p.TrustDomain
-	if td == "" {
-		td = DefaultTrustDomain
-	}
-	u := fmt.Sprintf("spiffe://%s/clusterset/%s/cluster/%s/role/%s", td, clusterSet, v.Cluster, v.Role)
+	id := identity.ID{TrustDomain: p.TrustDomain, ClusterSet: clusterSet, Cluster: string(v.Cluster), Role: string(v.Role)}
 	if v.Role == translate.RoleGatewayAPI {
-		u += "/gateway/" + v.Gateway
+		id.Gateway = v.Gateway
 	}
-	return u
+	return id.String()
 }
 
 // Authenticate is the Tracker's Authenticator: the peer of a stream and
@@ -80,9 +75,7 @@ func (p IdentityPolicy) Authenticate(ctx context.Context) (cache.Peer, cache.Aut
 		loopback = isLoopback(pe.Addr)
 		if info, ok := pe.AuthInfo.(credentials.TLSInfo); ok && len(info.State.VerifiedChains) > 0 && len(info.State.PeerCertificates) > 0 {
 			verified = true
-			for _, u := range info.State.PeerCertificates[0].URIs {
-				pr.Identities = append(pr.Identities, u.String())
-			}
+			pr.Identities = identity.CertificateURIs(info.State.PeerCertificates[0])
 		}
 	}
 	return pr, func(n *corev3.Node, typ string) error {
@@ -121,33 +114,21 @@ func (p IdentityPolicy) authorize(ids []string, n *corev3.Node) error {
 		"node %q claims %s, which its certificate does not name (it names %v; want %s)", n.GetId(), v, ids, want)
 }
 
-// names reports whether the identity URI id names view v.
-func (p IdentityPolicy) names(id string, v translate.View) bool {
-	u, err := url.Parse(id)
-	if err != nil || u.Scheme != "spiffe" {
+// names reports whether the identity URI id names view v. The URI is
+// parsed by the SPIFFE ID rules (package identity): a query, fragment,
+// user info, port, percent-encoding or a scheme or trust domain not in
+// lower case make it no identity at all.
+func (p IdentityPolicy) names(uri string, v translate.View) bool {
+	id, err := identity.Parse(uri)
+	if err != nil {
 		return false
 	}
 	td := p.TrustDomain
 	if td == "" {
 		td = DefaultTrustDomain
 	}
-	if u.Host != td {
-		return false
-	}
-	seg := strings.Split(strings.TrimPrefix(u.Path, "/"), "/")
-	if len(seg) < 6 || seg[0] != "clusterset" || seg[2] != "cluster" || seg[4] != "role" {
-		return false
-	}
-	if p.ClusterSet != "" && seg[1] != p.ClusterSet {
-		return false
-	}
-	if seg[3] != string(v.Cluster) || seg[5] != string(v.Role) {
-		return false
-	}
-	if v.Role == translate.RoleGatewayAPI {
-		return len(seg) == 9 && seg[6] == "gateway" && seg[7]+"/"+seg[8] == v.Gateway
-	}
-	return len(seg) == 6
+	return id.TrustDomain == td && (p.ClusterSet == "" || id.ClusterSet == p.ClusterSet) &&
+		id.Cluster == string(v.Cluster) && id.Role == string(v.Role) && id.Gateway == v.Gateway
 }
 
 func isLoopback(a net.Addr) bool {

@@ -4,11 +4,11 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
 	"io"
 	"net"
 	"net/http"
-	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -27,6 +27,7 @@ import (
 	"github.com/eastwest-dev/eastwest/internal/cptest"
 	"github.com/eastwest-dev/eastwest/pkg/cache"
 	"github.com/eastwest-dev/eastwest/pkg/controlplane"
+	"github.com/eastwest-dev/eastwest/pkg/identity"
 	"github.com/eastwest-dev/eastwest/pkg/translate"
 )
 
@@ -49,12 +50,9 @@ func TestIdentityPolicy(t *testing.T) {
 	gw := node("gw", "east", "gateway", "")
 	api := node("api", "east", "gateway-api", "infra/tls")
 	verified := func(uris ...string) context.Context {
-		var us []*url.URL
-		for _, s := range uris {
-			u, _ := url.Parse(s)
-			us = append(us, u)
-		}
-		cert := &x509.Certificate{URIs: us}
+		// The SANs as a certificate writes them (Go would normalize a
+		// parsed URL: SPIFFE:// to spiffe://).
+		cert := &x509.Certificate{Extensions: []pkix.Extension{identity.SubjectAltNameExtension(uris...)}}
 		info := credentials.TLSInfo{State: tls.ConnectionState{PeerCertificates: []*x509.Certificate{cert}, VerifiedChains: [][]*x509.Certificate{{cert}}}}
 		return peer.NewContext(context.Background(), &peer.Peer{Addr: &net.TCPAddr{IP: net.IPv4(10, 0, 0, 9), Port: 5000}, AuthInfo: info})
 	}
@@ -68,13 +66,21 @@ func TestIdentityPolicy(t *testing.T) {
 		typ    string
 		code   codes.Code
 	}{
-		"gateway identity":                       {p, verified("spiffe://eastwest.io/clusterset/prod/cluster/east/role/gateway"), gw, resourcev3.ClusterType, codes.OK},
-		"one of several SANs":                    {p, verified("spiffe://eastwest.io/clusterset/prod/cluster/west/role/gateway", "spiffe://eastwest.io/clusterset/prod/cluster/east/role/gateway"), gw, resourcev3.ClusterType, codes.OK},
-		"other cluster":                          {p, verified("spiffe://eastwest.io/clusterset/prod/cluster/west/role/gateway"), gw, resourcev3.ClusterType, codes.PermissionDenied},
-		"other role":                             {p, verified("spiffe://eastwest.io/clusterset/prod/cluster/east/role/client"), gw, resourcev3.ClusterType, codes.PermissionDenied},
-		"other clusterset":                       {p, verified("spiffe://eastwest.io/clusterset/test/cluster/east/role/gateway"), gw, resourcev3.ClusterType, codes.PermissionDenied},
-		"other trust domain":                     {p, verified("spiffe://evil.example/clusterset/prod/cluster/east/role/gateway"), gw, resourcev3.ClusterType, codes.PermissionDenied},
-		"trailing segments":                      {p, verified("spiffe://eastwest.io/clusterset/prod/cluster/east/role/gateway/extra"), gw, resourcev3.ClusterType, codes.PermissionDenied},
+		"gateway identity":    {p, verified("spiffe://eastwest.io/clusterset/prod/cluster/east/role/gateway"), gw, resourcev3.ClusterType, codes.OK},
+		"one of several SANs": {p, verified("spiffe://eastwest.io/clusterset/prod/cluster/west/role/gateway", "spiffe://eastwest.io/clusterset/prod/cluster/east/role/gateway"), gw, resourcev3.ClusterType, codes.OK},
+		"other cluster":       {p, verified("spiffe://eastwest.io/clusterset/prod/cluster/west/role/gateway"), gw, resourcev3.ClusterType, codes.PermissionDenied},
+		"other role":          {p, verified("spiffe://eastwest.io/clusterset/prod/cluster/east/role/client"), gw, resourcev3.ClusterType, codes.PermissionDenied},
+		"other clusterset":    {p, verified("spiffe://eastwest.io/clusterset/test/cluster/east/role/gateway"), gw, resourcev3.ClusterType, codes.PermissionDenied},
+		"other trust domain":  {p, verified("spiffe://evil.example/clusterset/prod/cluster/east/role/gateway"), gw, resourcev3.ClusterType, codes.PermissionDenied},
+		"trailing segments":   {p, verified("spiffe://eastwest.io/clusterset/prod/cluster/east/role/gateway/extra"), gw, resourcev3.ClusterType, codes.PermissionDenied},
+		// Finding 5 of the trust-boundaries issue: none of these is a
+		// SPIFFE ID; each was served as east's gateway.
+		"a query":                                {p, verified("spiffe://eastwest.io/clusterset/prod/cluster/east/role/gateway?/role/client"), gw, resourcev3.ClusterType, codes.PermissionDenied},
+		"a fragment":                             {p, verified("spiffe://eastwest.io/clusterset/prod/cluster/east/role/gateway#/role/client"), gw, resourcev3.ClusterType, codes.PermissionDenied},
+		"user info":                              {p, verified("spiffe://attacker@eastwest.io/clusterset/prod/cluster/east/role/gateway"), gw, resourcev3.ClusterType, codes.PermissionDenied},
+		"an upper-case scheme":                   {p, verified("SPIFFE://eastwest.io/clusterset/prod/cluster/east/role/gateway"), gw, resourcev3.ClusterType, codes.PermissionDenied},
+		"percent-encoding":                       {p, verified("spiffe://eastwest.io/clusterset/prod/cluster/%65ast/role/gateway"), gw, resourcev3.ClusterType, codes.PermissionDenied},
+		"an encoded slash":                       {p, verified("spiffe://eastwest.io/clusterset/prod/cluster/east/role/gateway-api/gateway/infra%2Ftls"), api, resourcev3.SecretType, codes.PermissionDenied},
 		"no identity in the certificate":         {p, verified(), gw, resourcev3.ClusterType, codes.PermissionDenied},
 		"no certificate":                         {p, plain(net.IPv4(127, 0, 0, 1)), gw, resourcev3.ClusterType, codes.Unauthenticated},
 		"gateway-api identity reads its secrets": {p, verified("spiffe://eastwest.io/clusterset/prod/cluster/east/role/gateway-api/gateway/infra/tls"), api, resourcev3.SecretType, codes.OK},

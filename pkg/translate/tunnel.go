@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"regexp"
 	"slices"
+	"strings"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -22,6 +23,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
+	"github.com/eastwest-dev/eastwest/pkg/identity"
 	"github.com/eastwest-dev/eastwest/pkg/mcs"
 )
 
@@ -47,7 +49,7 @@ import (
 
 // DefaultTrustDomain is the trust domain of eastwest's identities (xDS
 // clients and tunnel peers).
-const DefaultTrustDomain = "eastwest.io"
+const DefaultTrustDomain = identity.DefaultTrustDomain
 
 // Topology is how the members of a ClusterSet reach each other. Nil is a
 // flat ClusterSet: every member reaches every pod.
@@ -281,18 +283,36 @@ func tunnelTLS() *tlsv3.CommonTlsContext {
 	}
 }
 
-// PeerIdentity is the pattern of the URI SAN a peer gateway's tunnel
-// certificate must carry.
-func (t *Topology) PeerIdentity() string {
-	td := t.TrustDomain
-	if td == "" {
-		td = DefaultTrustDomain
+// PeerMatchers are the URI SANs one of which a tunnel peer's certificate
+// must carry: the gateway identity of a member of this ClusterSet. They
+// are built from the parsed form of the identity (package identity), so
+// Envoy compares exactly what the xDS check would accept: an exact
+// string per member when the ClusterSet's name is configured; without
+// it, any ClusterSet name that is a SPIFFE path segment, for the
+// members' IDs only.
+func (t *Topology) PeerMatchers() []*tlsv3.SubjectAltNameMatcher {
+	ids := slices.Sorted(maps.Keys(t.Members))
+	san := func(m *matcherv3.StringMatcher) *tlsv3.SubjectAltNameMatcher {
+		return &tlsv3.SubjectAltNameMatcher{SanType: tlsv3.SubjectAltNameMatcher_URI, Matcher: m}
 	}
-	cs := "[^/]+"
-	if t.ClusterSet != "" {
-		cs = regexp.QuoteMeta(t.ClusterSet)
+	if t.ClusterSet == "" {
+		alt := make([]string, len(ids))
+		for i, id := range ids {
+			alt[i] = regexp.QuoteMeta(string(id))
+		}
+		td := t.TrustDomain
+		if td == "" {
+			td = identity.DefaultTrustDomain
+		}
+		re := "^spiffe://" + regexp.QuoteMeta(td) + "/clusterset/[A-Za-z0-9._-]+/cluster/(" + strings.Join(alt, "|") + ")/role/gateway$"
+		return []*tlsv3.SubjectAltNameMatcher{san(&matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_SafeRegex{SafeRegex: &matcherv3.RegexMatcher{Regex: re}}})}
 	}
-	return "^spiffe://" + regexp.QuoteMeta(td) + "/clusterset/" + cs + "/cluster/[^/]+/role/gateway$"
+	out := make([]*tlsv3.SubjectAltNameMatcher, 0, len(ids))
+	for _, id := range ids {
+		uri := identity.ID{TrustDomain: t.TrustDomain, ClusterSet: t.ClusterSet, Cluster: string(id), Role: identity.RoleGateway}.String()
+		out = append(out, san(&matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: uri}}))
+	}
+	return out
 }
 
 // tunnelSecrets are a tunnelling gateway's SDS secrets: its member's
@@ -310,12 +330,7 @@ func tunnelSecrets(r *Result, v View) {
 		Name: TunnelTrustSecret,
 		Type: &tlsv3.Secret_ValidationContext{ValidationContext: &tlsv3.CertificateValidationContext{
 			TrustedCa: &corev3.DataSource{Specifier: &corev3.DataSource_InlineBytes{InlineBytes: v.Net.TrustBundle}},
-			MatchTypedSubjectAltNames: []*tlsv3.SubjectAltNameMatcher{{
-				SanType: tlsv3.SubjectAltNameMatcher_URI,
-				Matcher: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_SafeRegex{
-					SafeRegex: &matcherv3.RegexMatcher{Regex: v.Net.PeerIdentity()},
-				}},
-			}},
+			MatchTypedSubjectAltNames: v.Net.PeerMatchers(),
 		}},
 	})
 }
