@@ -18,6 +18,7 @@ import (
 	"github.com/eastwest-dev/eastwest/pkg/cache"
 	"github.com/eastwest-dev/eastwest/pkg/controlplane"
 	"github.com/eastwest-dev/eastwest/pkg/debug"
+	"github.com/eastwest-dev/eastwest/pkg/mcs"
 )
 
 // debugClient reads the debug endpoint of a running `xds serve`.
@@ -177,6 +178,7 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stdout, "(no xDS client connected)")
 	}
 	printWriteBack(c, stdout)
+	printMemberProblems(c, stdout)
 	return printRefused(c, stdout, stderr)
 }
 
@@ -202,6 +204,36 @@ func printWriteBack(c *debugClient, stdout io.Writer) {
 		state = fmt.Sprintf("following %s (Lease %s)", orDash(e.Leader), e.Lease)
 	}
 	fmt.Fprintf(stdout, "\nWrite-back: %s; %d services pending, %d writes\n", state, wb.Pending, wb.Writes)
+}
+
+// printMemberProblems prints what is wrong with the members' gateways:
+// no usable gateway address or tunnel certificate, a tunnel Secret that
+// does not parse, Services labelled as gateways outside the gateway
+// namespace (/debug/clusters has all of it).
+func printMemberProblems(c *debugClient, stdout io.Writer) {
+	body, err := c.get("/debug/clusters", nil)
+	if err != nil {
+		return
+	}
+	var v debug.ClustersView
+	if json.Unmarshal(body, &v) != nil {
+		return
+	}
+	var lines []string
+	for _, m := range v.Members {
+		if m.GatewayError != "" {
+			lines = append(lines, fmt.Sprintf("  %s: %s", m.Member, m.GatewayError))
+		}
+		if m.TunnelError != "" && !strings.Contains(m.GatewayError, m.TunnelError) {
+			lines = append(lines, fmt.Sprintf("  %s: %s", m.Member, m.TunnelError))
+		}
+		if len(m.IgnoredGateways) > 0 {
+			lines = append(lines, fmt.Sprintf("  %s: Services labelled %s outside the gateway namespace, ignored: %s", m.Member, mcs.LabelGateway, strings.Join(m.IgnoredGateways, ", ")))
+		}
+	}
+	if len(lines) > 0 {
+		fmt.Fprintf(stdout, "\nMember gateways:\n%s\n", strings.Join(lines, "\n"))
+	}
 }
 
 // printRefused prints the latest refused requests, if any: a client whose

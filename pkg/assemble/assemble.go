@@ -194,6 +194,7 @@ func (a *Assembler) Apply(ev event.Event) error {
 // Flush, separate so that callers can time it).
 func (a *Assembler) Merge() mcs.Changes {
 	if a.merged == nil {
+		a.syncTunnels()
 		ch := a.store.Flush()
 		a.merged = &ch
 	}

@@ -2,6 +2,8 @@ package assemble_test
 
 import (
 	"bytes"
+	"crypto/x509"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"log/slog"
@@ -16,8 +18,10 @@ import (
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/proto"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/eastwest-dev/eastwest/pkg/assemble"
+	"github.com/eastwest-dev/eastwest/pkg/mcs"
 	"github.com/eastwest-dev/eastwest/pkg/source"
 	"github.com/eastwest-dev/eastwest/pkg/translate"
 )
@@ -340,5 +344,88 @@ func TestTunnelPortOption(t *testing.T) {
 	}
 	if !found {
 		t.Error("east's gateway has no tunnel listener on 16443")
+	}
+}
+
+// Finding 2 of the trust-boundaries issue: a ca.crt holding a CERTIFICATE
+// block that is not a certificate was kept in the trust bundle every
+// gateway of every member is sent, and every Envoy rejected the bundle
+// (a restarted gateway then had no tunnel listener). Now the block is
+// dropped, the rest of the bundle is served, and the problem is shown on
+// the member (tunnelError). A tunnel Secret deleted takes the member off
+// the tunnels and says so: gatewayError, the Reachable condition False.
+func TestTunnelTrustBundleAndMissingSecret(t *testing.T) {
+	f := newFolder(t)
+	for _, in := range goldenCases(t)["networks"] {
+		f.put(in)
+	}
+	f.step()
+	bundle := func(view translate.View) []byte {
+		t.Helper()
+		for _, r := range f.asm.View(view).Resources {
+			if r.Name == translate.TunnelTrustSecret {
+				return r.Message.(*tlsv3.Secret).GetValidationContext().GetTrustedCa().GetInlineBytes()
+			}
+		}
+		return nil
+	}
+	member := func(name string) mcs.ClusterInfo {
+		for _, c := range f.asm.State().Clusters {
+			if c.Member == name {
+				return c
+			}
+		}
+		t.Fatalf("no member %s", name)
+		return mcs.ClusterInfo{}
+	}
+	good := bundle(translate.View{Cluster: "west", Role: translate.RoleGateway})
+	if len(good) == 0 {
+		t.Fatal("west's gateway has no trust bundle")
+	}
+	path := filepath.Join(f.dir, "east", "cluster.yaml")
+	orig, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	garbage := "  ca.crt: |\n    -----BEGIN CERTIFICATE-----\n    AAAAAAAA\n    -----END CERTIFICATE-----\n"
+	if err := os.WriteFile(path, []byte(strings.Replace(string(orig), "  ca.crt: |\n", garbage, 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f.step()
+	for _, v := range []translate.View{{Cluster: "west", Role: translate.RoleGateway}, {Cluster: "east", Role: translate.RoleGateway}} {
+		got := bundle(v)
+		for rest := got; ; {
+			var b *pem.Block
+			if b, rest = pem.Decode(rest); b == nil {
+				break
+			}
+			if _, err := x509.ParseCertificate(b.Bytes); err != nil {
+				t.Errorf("%s is sent a trust bundle with a block that does not parse: %v", v, err)
+			}
+		}
+		if !bytes.Equal(got, good) {
+			t.Errorf("%s's trust bundle changed, want the good certificates kept", v)
+		}
+	}
+	if e := member("east").TunnelError; !strings.Contains(e, "dropped what does not parse") {
+		t.Errorf("east's tunnelError %q, want the dropped block reported", e)
+	}
+	// The Secret deleted: east is off the tunnels, and says why.
+	var kept []string
+	for _, doc := range strings.Split(string(orig), "\n---\n") {
+		if !strings.Contains(doc, "kind: Secret") {
+			kept = append(kept, doc)
+		}
+	}
+	if err := os.WriteFile(path, []byte(strings.Join(kept, "\n---\n")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f.step()
+	east := member("east")
+	if !strings.Contains(east.GatewayError, "no usable tunnel certificate") || !strings.Contains(east.TunnelError, "not found") {
+		t.Errorf("east without its tunnel Secret: gatewayError %q, tunnelError %q; want both to say so", east.GatewayError, east.TunnelError)
+	}
+	if c := mcs.ReachableCondition(f.asm.State().Clusters, "east", 1); c == nil || c.Status != metav1.ConditionFalse {
+		t.Errorf("east's exports' Reachable condition %+v, want False", c)
 	}
 }

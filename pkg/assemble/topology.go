@@ -3,6 +3,7 @@ package assemble
 import (
 	"bytes"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/pem"
 	"fmt"
 	"slices"
@@ -49,7 +50,7 @@ func (a *Assembler) topology(state *mcs.State) *translate.Topology {
 		if c.Network != "" {
 			used = true
 		}
-		if tc := a.tunnelCert(c); tc != nil && tc.good != nil {
+		if tc := a.tunnelCert(c.Member, c.TunnelSecret); tc != nil && tc.good != nil {
 			m.Certificate = tc.good
 			used = true
 			for _, block := range tc.goodCA {
@@ -73,18 +74,37 @@ func (a *Assembler) topology(state *mcs.State) *translate.Topology {
 	return t
 }
 
-// tunnelCert reads a member's tunnel Secret, parsing it only when its
-// bytes changed.
-func (a *Assembler) tunnelCert(c mcs.ClusterInfo) *tunnelCert {
+// syncTunnels tells the MCS store, before it merges, the state of every
+// member's tunnel certificate: other networks reach a member only while
+// its gateways hold a usable one, and a problem with it is shown in
+// /debug/clusters (tunnelError, gatewayError), the Reachable condition of
+// its exports and eastwest_member_gateway_addresses{reachable}.
+func (a *Assembler) syncTunnels() {
+	for member, secret := range a.store.TunnelSecrets() {
+		st := mcs.TunnelStatus{Problem: fmt.Sprintf("tunnel Secret %s not found (a kubernetes.io/tls Secret with tls.crt, tls.key and ca.crt)", secret)}
+		if tc := a.tunnelCert(member, secret); tc != nil {
+			st = mcs.TunnelStatus{Usable: tc.good != nil, Problem: tc.problem}
+		}
+		a.store.SetTunnel(member, st)
+	}
+}
+
+// tunnelCert reads a member's tunnel Secret (namespace/name), parsing it
+// only when its bytes changed. Every certificate is parsed before it is
+// used: a chain or key that does not parse keeps the last good
+// certificate; a CA block that does not parse is dropped (it would make
+// every Envoy reject the whole trust bundle), and a ca.crt with no good
+// block keeps the last good ones.
+func (a *Assembler) tunnelCert(member, name string) *tunnelCert {
 	var secret *corev1.Secret
-	if ns, name, ok := strings.Cut(c.TunnelSecret, "/"); ok {
-		if in := a.gw.Inputs(c.Member); in != nil {
-			secret = in.Secrets[types.NamespacedName{Namespace: ns, Name: name}]
+	if ns, n, ok := strings.Cut(name, "/"); ok {
+		if in := a.gw.Inputs(member); in != nil {
+			secret = in.Secrets[types.NamespacedName{Namespace: ns, Name: n}]
 		}
 	}
-	prev := a.certs[c.Member]
+	prev := a.certs[member]
 	if secret == nil {
-		delete(a.certs, c.Member)
+		delete(a.certs, member)
 		return nil
 	}
 	chain, key, ca := secret.Data[corev1.TLSCertKey], secret.Data[corev1.TLSPrivateKeyKey], secret.Data["ca.crt"]
@@ -95,21 +115,67 @@ func (a *Assembler) tunnelCert(c mcs.ClusterInfo) *tunnelCert {
 	if prev != nil {
 		tc.good, tc.goodCA = prev.good, prev.goodCA
 	}
-	_, err := tls.X509KeyPair(chain, key)
-	blocks := splitPEM(ca)
+	var problems []string
+	chainErr := parseChain(chain, key)
+	blocks, bad := parseCAs(ca)
+	if bad != "" {
+		problems = append(problems, bad)
+	}
 	switch {
-	case err != nil:
-		tc.problem = fmt.Sprintf("tunnel Secret %s: %v", c.TunnelSecret, err)
+	case chainErr != nil:
+		problems = append(problems, chainErr.Error())
 	case len(blocks) == 0:
-		tc.problem = fmt.Sprintf("tunnel Secret %s: ca.crt holds no PEM certificate (the ClusterSet's trust bundle)", c.TunnelSecret)
+		problems = append(problems, "ca.crt holds no valid PEM certificate (the ClusterSet's trust bundle)")
 	default:
 		tc.good, tc.goodCA = &translate.Certificate{Chain: chain, Key: key}, blocks
 	}
-	if tc.problem != "" && tc.good != nil {
-		tc.problem += "; the previous certificate stays in use"
+	if len(problems) > 0 {
+		tc.problem = fmt.Sprintf("tunnel Secret %s: %s", name, strings.Join(problems, "; "))
+		if tc.good != nil && (chainErr != nil || len(blocks) == 0) {
+			tc.problem += "; the previous certificate stays in use"
+		}
 	}
-	a.certs[c.Member] = tc
+	a.certs[member] = tc
 	return tc
+}
+
+// parseChain checks a certificate chain and its key: every CERTIFICATE
+// block parses, and the key matches the first.
+func parseChain(chain, key []byte) error {
+	if _, err := tls.X509KeyPair(chain, key); err != nil {
+		return fmt.Errorf("tls.crt and tls.key: %w", err)
+	}
+	for i, b := range pemBlocks(chain) {
+		if b.Type != "CERTIFICATE" {
+			continue
+		}
+		if _, err := x509.ParseCertificate(b.Bytes); err != nil {
+			return fmt.Errorf("tls.crt: certificate %d: %w", i+1, err)
+		}
+	}
+	return nil
+}
+
+// parseCAs returns the CERTIFICATE blocks of a ca.crt that parse, each
+// encoded again alone, and says which did not.
+func parseCAs(ca []byte) (good [][]byte, problem string) {
+	var bad []string
+	n := 0
+	for _, b := range pemBlocks(ca) {
+		if b.Type != "CERTIFICATE" {
+			continue
+		}
+		n++
+		if _, err := x509.ParseCertificate(b.Bytes); err != nil {
+			bad = append(bad, fmt.Sprintf("certificate %d: %v", n, err))
+			continue
+		}
+		good = append(good, pem.EncodeToMemory(b))
+	}
+	if len(bad) > 0 {
+		problem = "ca.crt: dropped what does not parse (" + strings.Join(bad, "; ") + ")"
+	}
+	return good, problem
 }
 
 // tunnelInvalid reports, per gateway view, a tunnel Secret that could not
@@ -125,17 +191,15 @@ func (a *Assembler) tunnelInvalid(state *mcs.State) map[string][]translate.Inval
 	return out
 }
 
-// splitPEM returns the PEM certificates in b, each encoded again alone.
-func splitPEM(b []byte) [][]byte {
-	var out [][]byte
+// pemBlocks returns the PEM blocks of b.
+func pemBlocks(b []byte) []*pem.Block {
+	var out []*pem.Block
 	for {
 		var block *pem.Block
 		block, b = pem.Decode(b)
 		if block == nil {
 			return out
 		}
-		if block.Type == "CERTIFICATE" {
-			out = append(out, pem.EncodeToMemory(block))
-		}
+		out = append(out, block)
 	}
 }

@@ -82,9 +82,9 @@ type Writer struct {
 	// Owned by Run's goroutine: the assembler and the generation.
 	asm *assemble.Assembler
 	gen uint64
-	// ignored is what was last logged of each member's ignored gateway
-	// Services, so that the warning comes once per change.
-	ignored map[string]string
+	// problems is what was last logged of the members' gateway problems,
+	// so that each warning comes once per change.
+	problems map[string]string
 
 	snap  atomic.Pointer[Snapshot]
 	ready atomic.Bool
@@ -340,7 +340,7 @@ func (w *Writer) publish() {
 	plan := w.asm.Flush()
 	if plan.Changes.Clusters {
 		w.metrics.Clusters(plan.State.Clusters)
-		w.logIgnoredGateways(plan.State.Clusters)
+		w.logMemberProblems(plan.State.Clusters)
 	}
 	for _, sc := range plan.Services {
 		w.metrics.Service(sc.Key, sc.State, sc.ImportDelta)
@@ -378,22 +378,28 @@ func (w *Writer) publish() {
 	w.snapshot(plan.State)
 }
 
-// logIgnoredGateways warns, once per change, of Services labelled as
-// east-west gateways outside their member's gateway namespace.
-func (w *Writer) logIgnoredGateways(clusters []mcs.ClusterInfo) {
+// logMemberProblems warns, once per change, of what is wrong with the
+// members' gateways: Services labelled as east-west gateways outside the
+// gateway namespace, and tunnel Secrets that are missing or do not parse.
+func (w *Writer) logMemberProblems(clusters []mcs.ClusterInfo) {
 	now := map[string]string{}
 	for _, c := range clusters {
-		if len(c.IgnoredGateways) == 0 {
-			continue
+		if len(c.IgnoredGateways) > 0 {
+			list := strings.Join(c.IgnoredGateways, ",")
+			now["ignored/"+c.Member] = list
+			if w.problems["ignored/"+c.Member] != list {
+				w.log.Warn("Services labelled "+mcs.LabelGateway+" outside the gateway namespace are ignored: only the operator declares gateways (--gateway-namespace)",
+					"member", c.Member, "services", list)
+			}
 		}
-		list := strings.Join(c.IgnoredGateways, ",")
-		now[c.Member] = list
-		if w.ignored[c.Member] != list {
-			w.log.Warn("Services labelled "+mcs.LabelGateway+" outside the gateway namespace are ignored: only the operator declares gateways (--gateway-namespace)",
-				"member", c.Member, "services", list)
+		if c.TunnelError != "" {
+			now["tunnel/"+c.Member] = c.TunnelError
+			if w.problems["tunnel/"+c.Member] != c.TunnelError {
+				w.log.Warn("tunnel certificate", "member", c.Member, "problem", c.TunnelError, "gatewayError", c.GatewayError)
+			}
 		}
 	}
-	w.ignored = now
+	w.problems = now
 }
 
 // logPublish says, at info and at most a few times a second, that a change

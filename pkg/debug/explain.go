@@ -295,7 +295,9 @@ func (h *Handler) explainView(s *controlplane.Snapshot, v translate.View, st *mc
 		}
 	}
 	for _, inv := range s.Invalid[view] {
-		if names[inv.Name] {
+		// The view's own Secrets (the tunnel certificate) are every
+		// service's concern: a bad one takes the view off the tunnels.
+		if names[inv.Name] || inv.Type == resourcev3.SecretType {
 			ve.Invalid = append(ve.Invalid, inv.Error())
 		}
 	}
@@ -409,6 +411,8 @@ func leftOut(cla *endpointv3.ClusterLoadAssignment, v translate.View, st *mcs.Se
 				case v.Role != translate.RoleGateway:
 				case ci.ID == v.Cluster && ci.TunnelSecret == "":
 					why = "this member has no east-west gateway Service, so its gateways have no tunnel certificate"
+				case ci.ID == v.Cluster && ci.TunnelError != "":
+					why = "no tunnel: " + ci.TunnelError
 				case ci.ID == v.Cluster:
 					why = "no tunnel: this member's tunnel Secret " + ci.TunnelSecret + " and " + string(c) + "'s must hold valid certificates, and " + string(c) + " needs a gateway IP address"
 				}

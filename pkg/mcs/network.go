@@ -165,8 +165,11 @@ func (m *member) gatewayInfo(info *ClusterInfo) []string {
 }
 
 // reportUnreachable sets GatewayError on the members other networks cannot
-// reach, when the ClusterSet spans more than one network.
-func reportUnreachable(infos []ClusterInfo, problems [][]string) {
+// reach, when the ClusterSet spans more than one network: no usable
+// gateway address (problems says why), or addresses but no usable tunnel
+// certificate (noTunnel says why; the gateways then have no tunnel
+// listener).
+func reportUnreachable(infos []ClusterInfo, problems [][]string, noTunnel []string) {
 	networks := map[string]bool{}
 	for _, c := range infos {
 		if c.ID != "" {
@@ -178,7 +181,13 @@ func reportUnreachable(infos []ClusterInfo, problems [][]string) {
 	}
 	for i := range infos {
 		c := &infos[i]
-		if c.ID == "" || len(c.Gateways) > 0 {
+		if c.ID == "" {
+			continue
+		}
+		if len(c.Gateways) > 0 {
+			if noTunnel[i] != "" {
+				c.GatewayError = fmt.Sprintf("network %s cannot tunnel to this member (%s): other networks do not get its endpoints", NetworkName(c.Network), noTunnel[i])
+			}
 			continue
 		}
 		why := "no Service labelled " + LabelGateway + "=true in the gateway namespace"
@@ -193,7 +202,7 @@ func equalClusterInfos(a, b []ClusterInfo) bool {
 	return slices.EqualFunc(a, b, func(x, y ClusterInfo) bool {
 		return x.Member == y.Member && x.ID == y.ID && x.ClusterSet == y.ClusterSet && x.Error == y.Error &&
 			x.Network == y.Network && slices.Equal(x.Gateways, y.Gateways) && x.GatewayError == y.GatewayError &&
-			x.TunnelSecret == y.TunnelSecret && (x.LocalGateway == nil) == (y.LocalGateway == nil) &&
+			x.TunnelSecret == y.TunnelSecret && x.TunnelError == y.TunnelError && (x.LocalGateway == nil) == (y.LocalGateway == nil) &&
 			(x.LocalGateway == nil || *x.LocalGateway == *y.LocalGateway) && slices.Equal(x.GatewayPods, y.GatewayPods) &&
 			slices.Equal(x.IgnoredGateways, y.IgnoredGateways)
 	})

@@ -49,6 +49,11 @@ type ClusterInfo struct {
 	// annotation, else DefaultTunnelSecret in its namespace. Empty
 	// without a gateway Service.
 	TunnelSecret string `json:"tunnelSecret,omitempty"`
+	// TunnelError says what is wrong with the tunnel Secret (not found,
+	// not a valid certificate and key, a CA that does not parse); the
+	// last good certificate stays in use when there is one, and other
+	// networks reach the member only while one is (GatewayError).
+	TunnelError string `json:"tunnelError,omitempty"`
 	// LocalGateway is where the member's own clients without a proxy
 	// (proxyless gRPC) reach its gateways: the gateway Service's cluster
 	// IP and HTTP port. Nil without one.

@@ -1,6 +1,7 @@
 package mcs
 
 import (
+	"cmp"
 	"fmt"
 	"maps"
 	"slices"
@@ -89,6 +90,44 @@ type member struct {
 	// ignored are the Services labelled as gateways outside the member's
 	// gateway namespace: not gateways, reported.
 	ignored map[ServiceKey]bool
+	// tunnel is the state of the member's tunnel certificate, as the
+	// caller that reads Secrets last said (SetTunnel); nil while none has
+	// (a Store used alone judges no certificate).
+	tunnel *TunnelStatus
+}
+
+// TunnelStatus is whether a member's gateways hold a usable tunnel
+// certificate (its tunnel Secret), and what is wrong with it.
+type TunnelStatus struct {
+	// Usable: a valid certificate is in use (perhaps the last good one).
+	Usable bool
+	// Problem says what is wrong with the Secret as it is now; empty
+	// when nothing is.
+	Problem string
+}
+
+// TunnelSecrets returns, as of the events applied so far, the tunnel
+// Secret (namespace/name) of every member with a gateway Service: what
+// the caller reads before telling SetTunnel.
+func (s *Store) TunnelSecrets() map[string]string {
+	out := map[string]string{}
+	for name, m := range s.members {
+		for _, k := range slices.SortedFunc(maps.Keys(m.gateways), ServiceKey.Compare) {
+			out[name] = m.gateways[k].secret
+			break
+		}
+	}
+	return out
+}
+
+// SetTunnel records the state of a member's tunnel certificate: other
+// networks reach the member only while it is usable (GatewayError, the
+// Reachable condition), and a problem is shown (ClusterInfo.TunnelError).
+func (s *Store) SetTunnel(member string, st TunnelStatus) {
+	if m := s.members[member]; m != nil && (m.tunnel == nil || *m.tunnel != st) {
+		m.tunnel = &st
+		s.clustersDirty = true
+	}
 }
 
 // NewStore returns an empty Store.
@@ -403,6 +442,7 @@ func (s *Store) resolveClusters() bool {
 	var ordered []*member
 	var infos []ClusterInfo
 	var problems [][]string
+	var noTunnels []string
 	for _, name := range names {
 		m := s.members[name]
 		id := ClusterID(name)
@@ -429,9 +469,16 @@ func (s *Store) resolveClusters() bool {
 		}
 		info := ClusterInfo{Member: name, ID: m.id, ClusterSet: set, Error: m.err, Network: network}
 		why := m.gatewayInfo(&info)
-		infos, problems = append(infos, info), append(problems, why)
+		noTunnel := ""
+		if info.TunnelSecret != "" && m.tunnel != nil {
+			info.TunnelError = m.tunnel.Problem
+			if !m.tunnel.Usable {
+				noTunnel = "its gateways have no usable tunnel certificate: " + cmp.Or(m.tunnel.Problem, "tunnel Secret "+info.TunnelSecret+" not usable")
+			}
+		}
+		infos, problems, noTunnels = append(infos, info), append(problems, why), append(noTunnels, noTunnel)
 	}
-	reportUnreachable(infos, problems)
+	reportUnreachable(infos, problems, noTunnels)
 	slices.SortFunc(ordered, func(a, b *member) int {
 		switch {
 		case a.id < b.id:
