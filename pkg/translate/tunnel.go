@@ -329,7 +329,7 @@ func tunnelSecrets(r *Result, v View) {
 	r.add(v, resourcev3.SecretType, TunnelTrustSecret, &tlsv3.Secret{
 		Name: TunnelTrustSecret,
 		Type: &tlsv3.Secret_ValidationContext{ValidationContext: &tlsv3.CertificateValidationContext{
-			TrustedCa: &corev3.DataSource{Specifier: &corev3.DataSource_InlineBytes{InlineBytes: v.Net.TrustBundle}},
+			TrustedCa:                 &corev3.DataSource{Specifier: &corev3.DataSource_InlineBytes{InlineBytes: v.Net.TrustBundle}},
 			MatchTypedSubjectAltNames: v.Net.PeerMatchers(),
 		}},
 	})
