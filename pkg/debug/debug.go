@@ -191,6 +191,11 @@ type PortView struct {
 	Port        int32           `json:"port"`
 	AppProtocol string          `json:"appProtocol,omitempty"`
 	Clusters    []mcs.ClusterID `json:"clusters"`
+	// RelayPort is where the east-west gateways take this port's
+	// connections from their own member's pods without a proxy
+	// (docs/networks.md); RelayError why a TCP port has none.
+	RelayPort  int32  `json:"relayPort,omitempty"`
+	RelayError string `json:"relayError,omitempty"`
 }
 
 // ExportView is one cluster's ServiceExport status.
@@ -215,7 +220,7 @@ func serviceView(st *mcs.ServiceState) ServiceView {
 	if imp := st.Import; imp != nil {
 		iv := &ImportView{Type: string(imp.Type), Clusters: imp.Clusters, ImportedIn: imp.ImportedIn, Labels: imp.Labels, Annotation: imp.Annotations}
 		for _, p := range imp.Ports {
-			pv := PortView{Name: p.Name, Protocol: string(p.Protocol), Port: p.Port, Clusters: p.Clusters}
+			pv := PortView{Name: p.Name, Protocol: string(p.Protocol), Port: p.Port, Clusters: p.Clusters, RelayPort: p.RelayPort, RelayError: p.RelayError}
 			if p.AppProtocol != nil {
 				pv.AppProtocol = *p.AppProtocol
 			}

@@ -1,6 +1,7 @@
 package mcs
 
 import (
+	"fmt"
 	"hash/fnv"
 	"slices"
 	"strconv"
@@ -21,21 +22,34 @@ import (
 // connection to the port's cluster (the usual priorities: its own member
 // first, then the others, through tunnels to other networks).
 //
-// Every TCP port of every import has a relay port in
-// [RelayPortMin, RelayPortMax], the same in every member: the first free
-// one from a hash of the service and port. It stays while the port is
-// imported, so a relay port moves only when its first choice was taken
-// (by a port imported first) and the control plane restarts. The range
-// holds 10,000 ports, below Linux's ephemeral ports (32768 on): in a
-// ClusterSet of more TCP import ports, those imported last have none
-// (RelayPort 0), and their pods without a proxy do not reach other
-// networks.
+// Every TCP port of every import (up to MaxRelayPortsPerService per
+// service, the lowest port numbers first) has a relay port in
+// [RelayPortMin, RelayPortMax], the same in every member. The write-back
+// leader lists gateway pods on it while any replica's gateways may be
+// serving the listener, so every replica, and every restart, must give a
+// port the same relay port: the allocation is a function of the set of
+// ports alone, never of the order they arrived in. It is an ordered hash
+// table with linear probing (Amble and Knuth, 1974): a port's first
+// choice comes from a hash of its service and number; on a collision the
+// smaller (namespace, name, port) keeps the slot and the other probes on.
+// Its layout is unique for a set of ports, whatever the order of
+// inserts and deletes. A port imported later that collides may thus move
+// one imported earlier (rarely: 10,000 slots).
+//
+// The range holds 10,000 ports, below Linux's ephemeral ports (32768 on):
+// once it is full, ports have none (RelayPort 0, RelayError), and their
+// pods without a proxy do not reach other networks.
 const (
 	RelayPortMin = 20000
 	RelayPortMax = 29999
+	// MaxRelayPortsPerService bounds what one Service can take of the
+	// range: a Service with 10,000 TCP ports would otherwise take it all.
+	MaxRelayPortsPerService = 64
 	// LabelRelay marks the MCS EndpointSlices that list a member's own
 	// gateway pods on relay ports.
 	LabelRelay = "eastwest.io/relay"
+
+	relaySlots = RelayPortMax - RelayPortMin + 1
 )
 
 type relayKey struct {
@@ -43,57 +57,136 @@ type relayKey struct {
 	port int32
 }
 
-// relays are the relay ports allocated.
-type relays struct {
-	byPort map[relayKey]int32
-	used   map[int32]bool
+func (k relayKey) compare(o relayKey) int {
+	if c := k.key.Compare(o.key); c != 0 {
+		return c
+	}
+	return int(k.port) - int(o.port)
 }
 
-func newRelays() relays { return relays{byPort: map[relayKey]int32{}, used: map[int32]bool{}} }
+// home is a port's first choice, an offset in the range.
+func (k relayKey) home() int32 {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(k.key.Namespace + "/" + k.key.Name + ":" + strconv.Itoa(int(k.port))))
+	return int32(h.Sum32() % relaySlots) //nolint:gosec // less than relaySlots
+}
 
-// update gives a service's new import ports their relay ports (kept from
-// before, or allocated) and frees those of the ports it no longer has.
-func (r relays) update(key ServiceKey, old, st *ServiceState) {
-	var keep []int32
+// relays are the relay ports allocated: an ordered hash table.
+type relays struct {
+	byPort map[relayKey]int32 // port -> relay port
+	slots  map[int32]relayKey // relay port -> port
+}
+
+func newRelays() relays { return relays{byPort: map[relayKey]int32{}, slots: map[int32]relayKey{}} }
+
+// update gives a service's import ports their relay ports and frees those
+// of the ports it no longer has. It returns the other services whose
+// relay ports moved (their states must be merged again).
+func (r relays) update(key ServiceKey, old, st *ServiceState) []ServiceKey {
+	var want []int32
+	if st != nil && st.Import != nil {
+		for _, p := range st.Import.Ports {
+			if p.Protocol == corev1.ProtocolTCP {
+				want = append(want, p.Port)
+			}
+		}
+	}
+	slices.Sort(want)
+	want = slices.Compact(want)
+	capped := want[min(len(want), MaxRelayPortsPerService):]
+	want = want[:min(len(want), MaxRelayPortsPerService)]
+	var moved []relayKey
+	if old != nil && old.Import != nil {
+		for _, p := range old.Import.Ports {
+			if !slices.Contains(want, p.Port) {
+				moved = append(moved, r.remove(relayKey{key, p.Port})...)
+			}
+		}
+	}
+	for _, n := range want {
+		if _, ok := r.byPort[relayKey{key, n}]; !ok {
+			moved = append(moved, r.insert(relayKey{key, n})...)
+		}
+	}
 	if st != nil && st.Import != nil {
 		for i := range st.Import.Ports {
 			p := &st.Import.Ports[i]
-			if p.Protocol != corev1.ProtocolTCP {
-				continue
+			switch {
+			case p.Protocol != corev1.ProtocolTCP:
+			case slices.Contains(capped, p.Port):
+				p.RelayError = fmt.Sprintf("no relay port: a service has at most %d (its lowest TCP ports)", MaxRelayPortsPerService)
+			case r.byPort[relayKey{key, p.Port}] == 0:
+				p.RelayError = fmt.Sprintf("no relay port: all %d (%d-%d) are taken", relaySlots, RelayPortMin, RelayPortMax)
+			default:
+				p.RelayPort = r.byPort[relayKey{key, p.Port}]
 			}
-			p.RelayPort = r.allocate(relayKey{key, p.Port})
-			keep = append(keep, p.Port)
 		}
 	}
-	if old != nil && old.Import != nil {
-		for _, p := range old.Import.Ports {
-			if rk := (relayKey{key, p.Port}); !slices.Contains(keep, p.Port) && r.byPort[rk] != 0 {
-				delete(r.used, r.byPort[rk])
-				delete(r.byPort, rk)
-			}
+	var out []ServiceKey
+	for _, k := range moved {
+		if k.key != key && !slices.Contains(out, k.key) {
+			out = append(out, k.key)
 		}
+	}
+	return out
+}
+
+// insert places a port: from its first choice on, the first free slot or
+// the first held by a greater port, which it takes (the greater one then
+// probes on from there). It returns the ports moved; a full range places
+// nothing.
+func (r relays) insert(k relayKey) (moved []relayKey) {
+	if len(r.slots) >= relaySlots {
+		return nil
+	}
+	for pos := k.home(); ; pos = (pos + 1) % relaySlots {
+		n := RelayPortMin + pos
+		j, taken := r.slots[n]
+		if taken && k.compare(j) > 0 {
+			continue
+		}
+		r.slots[n], r.byPort[k] = k, n
+		if !taken {
+			return moved
+		}
+		moved = append(moved, j)
+		k = j
 	}
 }
 
-func (r relays) allocate(rk relayKey) int32 {
-	if n, ok := r.byPort[rk]; ok {
-		return n
+// remove frees a port's slot and places again the ports after it in its
+// run (up to the next free slot), which may move back: the table is then
+// what inserting the remaining ports alone would have made.
+func (r relays) remove(k relayKey) (moved []relayKey) {
+	n, ok := r.byPort[k]
+	if !ok {
+		return nil
 	}
-	const size = RelayPortMax - RelayPortMin + 1
-	if len(r.used) >= size {
-		return 0 // every relay port taken: the port has none
+	delete(r.byPort, k)
+	delete(r.slots, n)
+	var run []relayKey
+	for pos := (n - RelayPortMin + 1) % relaySlots; ; pos = (pos + 1) % relaySlots {
+		j, taken := r.slots[RelayPortMin+pos]
+		if !taken {
+			break
+		}
+		run = append(run, j)
+		delete(r.slots, RelayPortMin+pos)
 	}
-	h := fnv.New32a()
-	_, _ = h.Write([]byte(rk.key.Namespace + "/" + rk.key.Name + ":" + strconv.Itoa(int(rk.port))))
-	first := int32(h.Sum32() % size) //nolint:gosec // less than size
-	for i := range int32(size) {
-		n := RelayPortMin + (first+i)%size
-		if !r.used[n] {
-			r.used[n], r.byPort[rk] = true, n
-			return n
+	was := make(map[relayKey]int32, len(run))
+	for _, j := range run {
+		was[j] = r.byPort[j]
+		delete(r.byPort, j)
+	}
+	for _, j := range run {
+		r.insert(j)
+	}
+	for _, j := range run {
+		if r.byPort[j] != was[j] {
+			moved = append(moved, j)
 		}
 	}
-	return 0
+	return moved
 }
 
 // relaySlice is the MCS EndpointSlice of cluster c for a service whose

@@ -148,6 +148,9 @@ type ImportPort struct {
 	// from their own member's pods without a proxy (relay.go); 0 for
 	// ports Envoy does not carry.
 	RelayPort int32 `json:"relayPort,omitempty"`
+	// RelayError says why a TCP port has no relay port (the per-service
+	// cap, or the range full).
+	RelayError string `json:"relayError,omitempty"`
 }
 
 // ExportStatus is the status the merge gives one member's ServiceExport.

@@ -381,18 +381,20 @@ func (s *Store) Flush() Changes {
 		return ch
 	}
 	in := make([]ClusterInput, len(s.ordered))
-	for key := range s.dirty {
-		ch.Touched = append(ch.Touched, key)
+	// Services whose relay ports another's moved are merged again, in
+	// the same Flush (relay.go).
+	var again []ServiceKey
+	merge := func(key ServiceKey) {
 		for i, m := range s.ordered {
 			in[i] = m.input(key)
 		}
 		st := MergeService(key, in)
 		prev := s.services.get(key)
-		s.relays.update(key, prev, st)
+		again = append(again, s.relays.update(key, prev, st)...)
 		had := prev != nil
 		if st == nil {
 			if !had {
-				continue
+				return
 			}
 			s.services.delete(key)
 		} else {
@@ -400,6 +402,17 @@ func (s *Store) Flush() Changes {
 		}
 		ch.Services = append(ch.Services, key)
 	}
+	for key := range s.dirty {
+		ch.Touched = append(ch.Touched, key)
+		merge(key)
+	}
+	for len(again) > 0 {
+		key := again[0]
+		again = again[1:]
+		merge(key)
+	}
+	slices.SortFunc(ch.Services, ServiceKey.Compare)
+	ch.Services = slices.Compact(ch.Services)
 	if len(s.dirty) > 64 {
 		// A cleared map keeps its size, and ranging over it costs that
 		// size: after the first full merge, every Flush would scan the
@@ -408,7 +421,6 @@ func (s *Store) Flush() Changes {
 	} else {
 		clear(s.dirty)
 	}
-	slices.SortFunc(ch.Services, ServiceKey.Compare)
 	if !ch.Empty() {
 		s.snapshot = nil
 	}

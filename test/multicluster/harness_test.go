@@ -21,6 +21,8 @@ import (
 
 	"github.com/eastwest-dev/eastwest/internal/cptest"
 	"github.com/eastwest-dev/eastwest/pkg/controlplane"
+	"github.com/eastwest-dev/eastwest/pkg/mcs"
+	"github.com/eastwest-dev/eastwest/pkg/translate"
 	"github.com/eastwest-dev/eastwest/test/kube"
 )
 
@@ -128,18 +130,20 @@ func (m *member) namespace(t testing.TB, ns string) {
 	}
 }
 
-// impersonate returns a client that acts as user, bound to clusterRole in
-// namespace ns: the apiserver's own RBAC decides what it may do (the
+// impersonate returns a client that acts as user, bound to clusterRoles
+// in namespace ns: the apiserver's own RBAC decides what it may do (the
 // harness's token file knows the admin alone; the admin may impersonate).
-func (m *member) impersonate(t testing.TB, user, ns, clusterRole string) kubernetes.Interface {
+func (m *member) impersonate(t testing.TB, user, ns string, clusterRoles ...string) kubernetes.Interface {
 	t.Helper()
-	rb := &rbacv1.RoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: user + "-" + clusterRole},
-		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: clusterRole},
-		Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: user}},
-	}
-	if _, err := m.Client.RbacV1().RoleBindings(ns).Create(ctx, rb, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-		t.Fatal(err)
+	for _, role := range clusterRoles {
+		rb := &rbacv1.RoleBinding{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: user + "-" + strings.ReplaceAll(role, ":", "-")},
+			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role},
+			Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: user}},
+		}
+		if _, err := m.Client.RbacV1().RoleBindings(ns).Create(ctx, rb, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+			t.Fatal(err)
+		}
 	}
 	cfg := rest.CopyConfig(m.Config)
 	cfg.Impersonate = rest.ImpersonationConfig{UserName: user}
@@ -148,6 +152,25 @@ func (m *member) impersonate(t testing.TB, user, ns, clusterRole string) kuberne
 		t.Fatal(err)
 	}
 	return c
+}
+
+// tunnelSecret gives the member's east-west gateways (in eastwest-system)
+// a tunnel certificate of a new CA, for the gateway identity of cluster
+// id.
+func (m *member) tunnelSecret(t testing.TB, id string) {
+	t.Helper()
+	ca := cptest.NewCA(t)
+	cert, key := ca.Gateway(t, controlplane.IdentityPolicy{}.IdentityURI("demo", translate.View{Cluster: mcs.ClusterID(id), Role: translate.RoleGateway})).PEM(t)
+	caPEM, err := os.ReadFile(ca.File)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.namespace(t, "eastwest-system")
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "eastwest-system", Name: mcs.DefaultTunnelSecret}, Type: corev1.SecretTypeTLS,
+		Data: map[string][]byte{corev1.TLSCertKey: []byte(cert), corev1.TLSPrivateKeyKey: []byte(key), "ca.crt": caPEM}}
+	if _, err := m.Client.CoreV1().Secrets("eastwest-system").Create(ctx, secret, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func (m *member) service(t testing.TB, svc *corev1.Service) {
