@@ -224,6 +224,9 @@ func printMemberProblems(c *debugClient, stdout io.Writer) {
 		if m.GatewayError != "" {
 			lines = append(lines, fmt.Sprintf("  %s: %s", m.Member, m.GatewayError))
 		}
+		for _, w := range m.GatewayWarnings {
+			lines = append(lines, fmt.Sprintf("  %s: %s", m.Member, w))
+		}
 		if m.TunnelError != "" && !strings.Contains(m.GatewayError, m.TunnelError) {
 			lines = append(lines, fmt.Sprintf("  %s: %s", m.Member, m.TunnelError))
 		}

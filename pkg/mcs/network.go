@@ -3,6 +3,7 @@ package mcs
 import (
 	"fmt"
 	"maps"
+	"net"
 	"slices"
 	"strings"
 
@@ -39,6 +40,15 @@ const (
 	DefaultGatewayHTTPPort  = 15080
 	AnnotationTunnelSecret  = "eastwest.io/tunnel-secret" //nolint:gosec // the name of an annotation, not a credential
 	DefaultTunnelSecret     = "eastwest-tunnel"           //nolint:gosec // the name of a Secret, not a credential
+	// MaxGatewayAddresses bounds a member's gateway addresses (IPs and
+	// host names together, over all its gateway Services), and
+	// MaxGatewayHostNames its host names: every gateway of every other
+	// network gets one endpoint per address in every service's cluster
+	// (2,000 externalIPs turned 401 endpoints into 800,402), and each host
+	// name is a DNS lookup. The first ones (in the Service's order) are
+	// used; the rest is reported.
+	MaxGatewayAddresses = 16
+	MaxGatewayHostNames = 4
 )
 
 // GatewayAddress is where a member's east-west gateways take traffic
@@ -86,11 +96,24 @@ func gatewayAddresses(svc *corev1.Service) ([]GatewayAddress, string) {
 		return nil, fmt.Sprintf("gateway Service %s has no load balancer address and no externalIPs yet", name)
 	}
 	var out []GatewayAddress
+	names, dropped := 0, 0
 	for _, h := range hosts {
 		a := GatewayAddress{Address: h, Port: port, Service: name}
-		if !slices.Contains(out, a) {
-			out = append(out, a)
+		if slices.Contains(out, a) {
+			continue
 		}
+		isName := net.ParseIP(h) == nil
+		if len(out) >= MaxGatewayAddresses || isName && names >= MaxGatewayHostNames {
+			dropped++
+			continue
+		}
+		if isName {
+			names++
+		}
+		out = append(out, a)
+	}
+	if dropped > 0 {
+		return out, fmt.Sprintf("gateway Service %s: %d address(es) left out (at most %d, of which %d host names)", name, dropped, MaxGatewayAddresses, MaxGatewayHostNames)
 	}
 	return out, ""
 }
@@ -136,9 +159,20 @@ func tunnelSecret(svc *corev1.Service) string {
 // gateway Service's), and returns the problems of its gateway Services.
 func (m *member) gatewayInfo(info *ClusterInfo) []string {
 	var problems []string
+	names := 0
 	for _, k := range slices.SortedFunc(maps.Keys(m.gateways), ServiceKey.Compare) {
 		g := m.gateways[k]
-		info.Gateways = append(info.Gateways, g.addresses...)
+		for _, a := range g.addresses {
+			isName := net.ParseIP(a.Address) == nil
+			if len(info.Gateways) >= MaxGatewayAddresses || isName && names >= MaxGatewayHostNames {
+				problems = append(problems, fmt.Sprintf("gateway Service %s: address %s left out (a member has at most %d, of which %d host names)", g.addresses[0].Service, a.Address, MaxGatewayAddresses, MaxGatewayHostNames))
+				continue
+			}
+			if isName {
+				names++
+			}
+			info.Gateways = append(info.Gateways, a)
+		}
 		if info.TunnelSecret == "" {
 			info.TunnelSecret = g.secret
 		}
@@ -201,7 +235,7 @@ func reportUnreachable(infos []ClusterInfo, problems [][]string, noTunnel []stri
 func equalClusterInfos(a, b []ClusterInfo) bool {
 	return slices.EqualFunc(a, b, func(x, y ClusterInfo) bool {
 		return x.Member == y.Member && x.ID == y.ID && x.ClusterSet == y.ClusterSet && x.Error == y.Error &&
-			x.Network == y.Network && slices.Equal(x.Gateways, y.Gateways) && x.GatewayError == y.GatewayError &&
+			x.Network == y.Network && slices.Equal(x.Gateways, y.Gateways) && x.GatewayError == y.GatewayError && slices.Equal(x.GatewayWarnings, y.GatewayWarnings) &&
 			x.TunnelSecret == y.TunnelSecret && x.TunnelError == y.TunnelError && (x.LocalGateway == nil) == (y.LocalGateway == nil) &&
 			(x.LocalGateway == nil || *x.LocalGateway == *y.LocalGateway) && slices.Equal(x.GatewayPods, y.GatewayPods) &&
 			slices.Equal(x.IgnoredGateways, y.IgnoredGateways)

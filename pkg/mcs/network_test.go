@@ -1,6 +1,7 @@
 package mcs
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -289,5 +290,50 @@ func TestGatewaysOnlyFromTheGatewayNamespace(t *testing.T) {
 	w.upsert("a", svc)
 	if !w.flush().Clusters || len(w.s.Snapshot().Clusters[0].IgnoredGateways) != 0 {
 		t.Errorf("unlabelling the tenant's Service: ignored %v, want none (and a cluster change)", w.s.Snapshot().Clusters[0].IgnoredGateways)
+	}
+}
+
+// Finding 6 of the trust-boundaries issue: one gateway Service with 2,000
+// externalIPs turned east's gateway EDS from 401 into 800,402 endpoints,
+// and 5,000 load balancer host names became one DNS cluster. A member
+// has at most MaxGatewayAddresses addresses, MaxGatewayHostNames of them
+// host names, over all its gateway Services; the rest is left out and
+// reported.
+func TestGatewayAddressesBounded(t *testing.T) {
+	ports := []corev1.ServicePort{{Name: TunnelPortName, Port: 15443}}
+	var ips []string
+	for i := range 2000 {
+		ips = append(ips, fmt.Sprintf("198.51.%d.%d", i/250, i%250+1))
+	}
+	var names []corev1.LoadBalancerIngress
+	for i := range 50 {
+		names = append(names, corev1.LoadBalancerIngress{Hostname: fmt.Sprintf("gw%d.example.com", i)})
+	}
+	for _, tc := range []struct {
+		name             string
+		objs             []metav1.Object
+		wantIPs, wantDNS int
+	}{
+		{"2,000 externalIPs", []metav1.Object{gatewaySvc("ew", ports, nil, ips...)}, MaxGatewayAddresses, 0},
+		{"50 host names", []metav1.Object{gatewaySvc("ew", ports, names)}, 0, MaxGatewayHostNames},
+		{"over two Services", []metav1.Object{gatewaySvc("ew1", ports, nil, ips[:10]...), gatewaySvc("ew2", ports, nil, ips[10:20]...)}, MaxGatewayAddresses, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := newWorld(t)
+			w.upsert("a", tc.objs...)
+			w.flush()
+			c := w.s.Snapshot().Clusters[0]
+			nIPs, nDNS := 0, 0
+			for _, g := range c.Gateways {
+				if strings.HasSuffix(g.Address, ".com") {
+					nDNS++
+				} else {
+					nIPs++
+				}
+			}
+			if nIPs != tc.wantIPs || nDNS != tc.wantDNS || len(c.GatewayWarnings) == 0 || !strings.Contains(strings.Join(c.GatewayWarnings, ";"), "left out") {
+				t.Errorf("%d IPs and %d host names, warnings %q; want %d, %d and the rest reported left out", nIPs, nDNS, c.GatewayWarnings, tc.wantIPs, tc.wantDNS)
+			}
+		})
 	}
 }

@@ -40,6 +40,11 @@ type ClusterInfo struct {
 	// Gateways are the addresses where the member's east-west gateways
 	// take traffic from other networks, sorted by Service.
 	Gateways []GatewayAddress `json:"gateways,omitempty"`
+	// GatewayWarnings are the problems of the member's gateway Services
+	// while it has gateway addresses all the same: addresses left out
+	// over the bounds (MaxGatewayAddresses), a Service without a tunnel
+	// port.
+	GatewayWarnings []string `json:"gatewayWarnings,omitempty"`
 	// GatewayError says, when the ClusterSet spans networks, why other
 	// networks cannot reach the member (no usable gateway address).
 	GatewayError string `json:"gatewayError,omitempty"`

@@ -481,6 +481,9 @@ func (s *Store) resolveClusters() bool {
 		}
 		info := ClusterInfo{Member: name, ID: m.id, ClusterSet: set, Error: m.err, Network: network}
 		why := m.gatewayInfo(&info)
+		if len(info.Gateways) > 0 {
+			info.GatewayWarnings = why
+		}
 		noTunnel := ""
 		if info.TunnelSecret != "" && m.tunnel != nil {
 			info.TunnelError = m.tunnel.Problem
