@@ -213,6 +213,9 @@ type EndpointsView struct {
 	NotReady    int           `json:"notReady"`
 	SliceCount  int           `json:"slices"`
 	AddressType []string      `json:"addressTypes"`
+	// Loops are endpoint addresses left out because they are the
+	// member's east-west gateways (traffic to them would loop).
+	Loops []string `json:"loops,omitempty"`
 }
 
 func serviceView(st *mcs.ServiceState) ServiceView {
@@ -247,7 +250,7 @@ func serviceView(st *mcs.ServiceState) ServiceView {
 		v.Exports = append(v.Exports, ev)
 	}
 	for _, b := range st.Backends {
-		ep := EndpointsView{Cluster: b.Cluster, SliceCount: len(b.Slices)}
+		ep := EndpointsView{Cluster: b.Cluster, SliceCount: len(b.Slices), Loops: b.Loops}
 		for _, s := range b.Slices {
 			if !slices.Contains(ep.AddressType, string(s.AddressType)) {
 				ep.AddressType = append(ep.AddressType, string(s.AddressType))

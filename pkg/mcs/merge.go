@@ -24,6 +24,9 @@ type ClusterInput struct {
 	Service         *Service
 	// Slices are the Service's EndpointSlices, sorted by name.
 	Slices []*Slice
+	// Loops are the endpoint addresses left out of Slices: the member's
+	// east-west gateways (loop.go).
+	Loops []string
 }
 
 // conflictReasons lists the Conflict reasons in the order they are reported.
@@ -73,7 +76,7 @@ func MergeService(key ServiceKey, in []ClusterInput) *ServiceState {
 	imp.Ports = mergePorts(constituents)
 	for _, c := range constituents {
 		imp.Clusters = append(imp.Clusters, c.Cluster)
-		st.Backends = append(st.Backends, ClusterBackend{Cluster: c.Cluster, Ports: c.Service.Ports, Slices: c.Slices})
+		st.Backends = append(st.Backends, ClusterBackend{Cluster: c.Cluster, Ports: c.Service.Ports, Slices: c.Slices, Loops: c.Loops})
 	}
 	slices.Sort(imp.Clusters)
 	slices.SortFunc(st.Backends, func(a, b ClusterBackend) int { return cmp.Compare(a.Cluster, b.Cluster) })

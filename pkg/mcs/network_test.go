@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/eastwest-dev/eastwest/pkg/about"
@@ -335,5 +336,53 @@ func TestGatewayAddressesBounded(t *testing.T) {
 				t.Errorf("%d IPs and %d host names, warnings %q; want %d, %d and the rest reported left out", nIPs, nDNS, c.GatewayWarnings, tc.wantIPs, tc.wantDNS)
 			}
 		})
+	}
+}
+
+// Finding 8 of the trust-boundaries issue: an EndpointSlice whose
+// endpoint is the member's own east-west gateway (a gateway pod, its
+// cluster IP, or a gateway address of any member) made the gateway send
+// traffic to itself (one request held 1,026 nested ones). Such endpoints
+// are left out of every service and reported on its backend; the others
+// stay.
+func TestGatewayEndpointsAreNotServiceEndpoints(t *testing.T) {
+	w := newWorld(t)
+	gw := gatewaySvc("ew", []corev1.ServicePort{{Name: TunnelPortName, Port: 15443}, {Name: GatewayHTTPPortName, Port: 15080}}, []corev1.LoadBalancerIngress{{IP: "203.0.113.9"}})
+	gw.Spec.ClusterIP = "10.96.0.10"
+	gwPods := slice("eastwest-system", "ew-1", "ew", 1) // 10.4.0.1
+	bGW := gatewaySvc("ew", []corev1.ServicePort{{Name: TunnelPortName, Port: 15443}}, []corev1.LoadBalancerIngress{{IP: "198.51.100.7"}})
+	web := slice("ns", "web-1", "web", 1, "http")
+	for _, a := range []string{"10.4.0.1", "10.96.0.10", "198.51.100.7", "203.0.113.9"} {
+		web.Endpoints = append(web.Endpoints, discoveryv1.Endpoint{Addresses: []string{a}})
+	}
+	w.exported("a", service("ns", "web", port("http", 80)), 0)
+	w.upsert("a", gw, gwPods, web)
+	w.upsert("b", bGW)
+	w.flush()
+	st := w.svcState("ns", "web")
+	if st == nil || len(st.Backends) != 1 {
+		t.Fatalf("web: %+v", st)
+	}
+	var kept []string
+	for _, s := range st.Backends[0].Slices {
+		for e := range s.All() {
+			kept = append(kept, e.Addresses...)
+		}
+	}
+	if want := []string{"10.5.0.1"}; !slices.Equal(kept, want) {
+		t.Errorf("web's endpoints %v, want %v (its pod, not the gateways)", kept, want)
+	}
+	if want := []string{"10.4.0.1", "10.96.0.10", "198.51.100.7", "203.0.113.9"}; !slices.Equal(st.Backends[0].Loops, want) {
+		t.Errorf("reported loops %v, want %v", st.Backends[0].Loops, want)
+	}
+	// The same address in another member, on another network, is a pod
+	// of that member: pod IPs may repeat there.
+	w.exported("b", service("ns", "web", port("http", 80)), 0)
+	w.upsert("b", slice("ns", "web-b", "web", 1, "http")) // 10.5.0.1 as well
+	w.flush()
+	for _, b := range w.svcState("ns", "web").Backends {
+		if b.Cluster == "b" && len(b.Loops) != 0 {
+			t.Errorf("b's pod reported as a loop: %v", b.Loops)
+		}
 	}
 }

@@ -188,6 +188,9 @@ type ClusterBackend struct {
 	// Ports are the cluster's own Service ports.
 	Ports  []mcsv1b1.ServicePort
 	Slices []*Slice
+	// Loops are the endpoint addresses left out of Slices because they
+	// are the member's east-west gateways (loop.go).
+	Loops []string `json:"loops,omitempty"`
 }
 
 // Export returns the status of the export in that cluster, or nil.

@@ -70,6 +70,9 @@ type Store struct {
 	clustersDirty bool
 	snapshot      *State
 	relays        relays
+	// loops are, per member, the addresses of its gateways: never
+	// endpoints of a service (loop.go).
+	loops map[string]map[string]bool
 }
 
 // member is everything the Store holds of one member cluster.
@@ -387,6 +390,7 @@ func (s *Store) Flush() Changes {
 	merge := func(key ServiceKey) {
 		for i, m := range s.ordered {
 			in[i] = m.input(key)
+			in[i].Slices, in[i].Loops = withoutLoops(in[i].Slices, s.loops[m.name])
 		}
 		st := MergeService(key, in)
 		prev := s.services.get(key)
@@ -505,6 +509,9 @@ func (s *Store) resolveClusters() bool {
 	})
 	changed := !equalClusterInfos(infos, s.clusters)
 	s.ordered, s.clusters = ordered, infos
+	if changed {
+		s.loops = loopAddresses(infos)
+	}
 	return changed
 }
 

@@ -400,6 +400,14 @@ const (
 	// refusal) fails, and is retried elsewhere, after this long. Any RTT
 	// on Earth, with a SYN retransmitted, fits in it.
 	GatewayConnectTimeout = 2 * time.Second
+	// GatewayMaxConnections is each gateway cluster's circuit breaker
+	// (connections, pending and active requests; Envoy's default, set
+	// explicitly).
+	GatewayMaxConnections = 1024
+	// GatewayIdleTimeout closes a tunnelled or relayed connection, or an
+	// HTTP connection, idle this long (Envoy's default for tcp_proxy and
+	// HTTP, set explicitly).
+	GatewayIdleTimeout = time.Hour
 	// OutlierBaseEjection is how long an endpoint is first ejected
 	// (Envoy multiplies it by the number of ejections).
 	OutlierBaseEjection = 30 * time.Second
@@ -459,6 +467,17 @@ func envoyCluster(c *clusterv3.Cluster, affinity bool) {
 		}
 	}
 	c.ConnectTimeout = durationpb.New(GatewayConnectTimeout)
+	// Explicit, not Envoy's defaults by omission: they are what bounds a
+	// loop that gets past the control plane (an endpoint that is a
+	// gateway is left out: mcs/loop.go), and what an operator reads in
+	// the config dump.
+	c.CircuitBreakers = &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{{
+		Priority:           corev3.RoutingPriority_DEFAULT,
+		MaxConnections:     wrapperspb.UInt32(GatewayMaxConnections),
+		MaxPendingRequests: wrapperspb.UInt32(GatewayMaxConnections),
+		MaxRequests:        wrapperspb.UInt32(GatewayMaxConnections),
+		MaxRetries:         wrapperspb.UInt32(3),
+	}}}
 	c.OutlierDetection = &clusterv3.OutlierDetection{
 		Consecutive_5Xx:                wrapperspb.UInt32(OutlierConsecutive5xx),
 		SplitExternalLocalOriginErrors: true,

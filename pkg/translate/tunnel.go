@@ -393,6 +393,7 @@ func tunnelListener(ports []tunnelPort, v View, p packer) *listenerv3.Listener {
 func toCluster(cluster string, port *mcs.ImportPort, affinity, passthrough bool, p packer) *listenerv3.Filter {
 	if isHTTP(port.AppProtocol) && !passthrough {
 		hcm := httpConnectionManager(cluster, "", p)
+		hcm.CommonHttpProtocolOptions = &corev3.HttpProtocolOptions{IdleTimeout: durationpb.New(GatewayIdleTimeout)}
 		route := routeTo(cluster, sourceIPHash(affinity))
 		route.GetRoute().RetryPolicy = gatewayRetry()
 		hcm.RouteSpecifier = &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: &routev3.RouteConfiguration{
@@ -404,6 +405,7 @@ func toCluster(cluster string, port *mcs.ImportPort, affinity, passthrough bool,
 	return &listenerv3.Filter{Name: "envoy.filters.network.tcp_proxy", ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: p.any(&tcpproxyv3.TcpProxy{
 		StatPrefix:       cluster,
 		ClusterSpecifier: &tcpproxyv3.TcpProxy_Cluster{Cluster: cluster},
+		IdleTimeout:      durationpb.New(GatewayIdleTimeout),
 	})}}
 }
 
