@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -78,6 +79,16 @@ func TestDebugEndpointMutualTLS(t *testing.T) {
 	app := cptest.StartWith(t, cfg)
 	client := ca.Client(t)
 	other := cptest.NewCA(t).Client(t)
+	// Finding 9 of the trust-boundaries issue: with the production
+	// values, an east client certificate (from the ClusterSet's CA, as
+	// every gateway's and client's is) read west's gateway config_dump,
+	// every client's identity and CPU profiles. Now the debug endpoint
+	// reads the certificate's identity: the operator reads everything,
+	// Prometheus /metrics alone, anyone else the probes.
+	operator := ca.Client(t, "spiffe://eastwest.io/clusterset/demo/role/operator")
+	prometheus := ca.Client(t, "spiffe://eastwest.io/clusterset/demo/role/metrics")
+	eastClient := ca.Client(t, "spiffe://eastwest.io/clusterset/demo/cluster/east/role/client")
+	forged := ca.Client(t, "spiffe://eastwest.io/clusterset/demo/role/operator?x")
 
 	tests := []struct {
 		name string
@@ -86,7 +97,12 @@ func TestDebugEndpointMutualTLS(t *testing.T) {
 	}{
 		{"probe ready with a client certificate", []string{"probe", "ready", "--debug-cert", client.CertFile, "--debug-key", client.KeyFile}, 0},
 		{"probe healthy with a client certificate", []string{"probe", "healthy", "--debug-cert", client.CertFile, "--debug-key", client.KeyFile}, 0},
-		{"status with a client certificate", []string{"status", "--debug-cert", client.CertFile, "--debug-key", client.KeyFile}, 0},
+		{"status as the operator", []string{"status", "--debug-cert", operator.CertFile, "--debug-key", operator.KeyFile}, 0},
+		{"status with a certificate of no identity", []string{"status", "--debug-cert", client.CertFile, "--debug-key", client.KeyFile}, 1},
+		{"status as an xDS client of east", []string{"status", "--debug-cert", eastClient.CertFile, "--debug-key", eastClient.KeyFile}, 1},
+		{"status as Prometheus", []string{"status", "--debug-cert", prometheus.CertFile, "--debug-key", prometheus.KeyFile}, 1},
+		{"status as a forged operator", []string{"status", "--debug-cert", forged.CertFile, "--debug-key", forged.KeyFile}, 1},
+		{"probe as an xDS client of east", []string{"probe", "ready", "--debug-cert", eastClient.CertFile, "--debug-key", eastClient.KeyFile}, 0},
 		{"probe without a client certificate", []string{"probe", "ready"}, 1},
 		{"probe with another CA's certificate", []string{"probe", "ready", "--debug-cert", other.CertFile, "--debug-key", other.KeyFile}, 1},
 		{"the name the endpoint's certificate carries", []string{"probe", "ready", "--debug-cert", client.CertFile, "--debug-key", client.KeyFile, "--debug-server-name", "localhost"}, 0},
@@ -102,6 +118,39 @@ func TestDebugEndpointMutualTLS(t *testing.T) {
 				t.Errorf("exit %d, want %d: %s%s", code, tt.code, stdout.String(), stderr.String())
 			}
 		})
+	}
+	// /metrics and pprof, read with curl's equivalent.
+	get := func(leaf cptest.Leaf, path string) int {
+		t.Helper()
+		pair, err := tls.LoadX509KeyPair(leaf.CertFile, leaf.KeyFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.Pool, Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}}}
+		resp, err := c.Get("https://" + app.DebugAddr() + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = resp.Body.Close()
+		return resp.StatusCode
+	}
+	for _, tc := range []struct {
+		who  string
+		leaf cptest.Leaf
+		path string
+		code int
+	}{
+		{"Prometheus", prometheus, "/metrics", http.StatusOK},
+		{"Prometheus", prometheus, "/debug/pprof/", http.StatusForbidden},
+		{"Prometheus", prometheus, "/debug/syncz", http.StatusForbidden},
+		{"an xDS client", eastClient, "/metrics", http.StatusForbidden},
+		{"an xDS client", eastClient, "/debug/pprof/", http.StatusForbidden},
+		{"the operator", operator, "/debug/pprof/", http.StatusOK},
+		{"the operator", operator, "/metrics", http.StatusOK},
+	} {
+		if got := get(tc.leaf, tc.path); got != tc.code {
+			t.Errorf("%s GET %s: %d, want %d", tc.who, tc.path, got, tc.code)
+		}
 	}
 	var stdout, stderr bytes.Buffer
 	if code := run([]string{"probe", "ready", "--debug-address", app.DebugAddr(), "--debug-cert", client.CertFile, "--debug-key", client.KeyFile}, &stdout, &stderr); code != 2 || !strings.Contains(stderr.String(), "need --debug-ca") {

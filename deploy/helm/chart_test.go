@@ -312,6 +312,24 @@ func TestInstallsAreAcceptedByAnAPIServer(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// The examples the docs point to (deploy/kubernetes/examples) are
+	// held to the same strict apply.
+	examples, _ := filepath.Glob(filepath.Join("..", "kubernetes", "examples", "*.yaml"))
+	if len(examples) == 0 {
+		t.Fatal("no examples in deploy/kubernetes/examples")
+	}
+	for _, f := range examples {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		objs := decode(t, b)
+		for i := range objs {
+			if err := apply(ctx, c, mapper, &objs[i]); err != nil {
+				t.Errorf("%s: %s/%s: %v", f, objs[i].GetKind(), objs[i].GetName(), err)
+			}
+		}
+	}
 	for name, values := range installs(t) {
 		t.Run(name, func(t *testing.T) {
 			objs := decode(t, render(t, values))

@@ -737,7 +737,7 @@ func checkWatch(typ string, names []string, sub cachev3.Subscription) error {
 	if err := CheckType(typ); err != nil {
 		return err
 	}
-	return CheckNames(names, len(sub.SubscribedResources()))
+	return CheckNames(names, len(sub.SubscribedResources()), 0)
 }
 
 func (c *Cache) register(w *watch) func() {
@@ -897,7 +897,7 @@ func (c *Cache) Fetch(_ context.Context, req *cachev3.Request) (cachev3.Response
 	if err := CheckType(req.GetTypeUrl()); err != nil {
 		return nil, err
 	}
-	if err := CheckNames(req.GetResourceNames(), 0); err != nil {
+	if err := CheckNames(req.GetResourceNames(), 0, 0); err != nil {
 		return nil, err
 	}
 	viewName, err := c.nodeView(req.GetNode())

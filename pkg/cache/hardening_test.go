@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"runtime"
 	"slices"
 	"strings"
@@ -18,6 +20,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/eastwest-dev/eastwest/internal/ratelog"
 )
 
 // A stream whose response channel is full (a client that does not read)
@@ -242,6 +246,20 @@ func TestTrackerRefusals(t *testing.T) {
 			{Node: east, TypeUrl: resourcev3.EndpointType, ResourceNamesSubscribe: numbered("a", MaxNames/2+1)},
 			{TypeUrl: resourcev3.EndpointType, ResourceNamesSubscribe: numbered("b", MaxNames/2+1)},
 		}, reason: ReasonTooManyNames, code: codes.ResourceExhausted},
+		// Finding 7 of the trust-boundaries issue: two delta streams of
+		// 100,000 names of 1 KB per type held a gigabyte; 100 streams of
+		// 3.9 MB node IDs 723 MB.
+		"names of a stream past its bytes": {reqs: []*discoveryv3.DeltaDiscoveryRequest{
+			{Node: east, TypeUrl: resourcev3.EndpointType, ResourceNamesSubscribe: sized("a", 3000, 1000)},
+			{TypeUrl: resourcev3.ClusterType, ResourceNamesSubscribe: sized("b", 3000, 1000)},
+		}, reason: ReasonTooManyNames, code: codes.ResourceExhausted},
+		"a node past its bytes": {reqs: []*discoveryv3.DeltaDiscoveryRequest{{Node: &corev3.Node{Id: strings.Repeat("n", MaxNodeBytes), Cluster: "east"}, TypeUrl: resourcev3.ClusterType}},
+			reason: ReasonNodeTooLarge, code: codes.InvalidArgument},
+		"unsubscribed names free their bytes": {reqs: []*discoveryv3.DeltaDiscoveryRequest{
+			{Node: east, TypeUrl: resourcev3.EndpointType, ResourceNamesSubscribe: sized("a", 3000, 1000)},
+			{TypeUrl: resourcev3.EndpointType, ResourceNamesUnsubscribe: sized("a", 3000, 1000)},
+			{TypeUrl: resourcev3.ClusterType, ResourceNamesSubscribe: sized("b", 3000, 1000)},
+		}},
 	}
 	id := int64(0)
 	for name, tc := range tests {
@@ -281,6 +299,52 @@ func TestTrackerRefusals(t *testing.T) {
 		t.Errorf("Fetch as another cluster: %v", err)
 	}
 }
+
+// sized is n names of about size bytes each.
+func sized(prefix string, n, size int) []string {
+	out := make([]string, n)
+	for i := range out {
+		name := fmt.Sprint(prefix, i, "-")
+		out[i] = name + strings.Repeat("x", size-len(name))
+	}
+	return out
+}
+
+// One peer holds at most MaxStreamsPerPeer streams at once (by its
+// identities, else its IP address); closing one makes room, and other
+// peers are not held up. The refusal keeps only the start of what the
+// client sent.
+func TestStreamsPerPeer(t *testing.T) {
+	c := New(nodeView)
+	obs := &countingObserver{}
+	tr := NewTracker(c, nil, obs)
+	peerOf := func(ctx context.Context) (Peer, Authorizer) { return ctx.Value(peerCtx{}).(Peer), nil }
+	tr.Authenticate(peerOf, ratelog.New(slog.New(slog.NewTextHandler(io.Discard, nil)), time.Second, 5))
+	long := strings.Repeat("i", 100_000)
+	a := context.WithValue(context.Background(), peerCtx{}, Peer{Address: "10.0.0.1:1", Identities: []string{long}})
+	b := context.WithValue(context.Background(), peerCtx{}, Peer{Address: "10.0.0.1:2"})
+	for i := range MaxStreamsPerPeer {
+		if err := tr.OnDeltaStreamOpen(a, int64(i), resourcev3.AnyType); err != nil {
+			t.Fatalf("stream %d: %v", i, err)
+		}
+	}
+	if err := tr.OnDeltaStreamOpen(a, 1000, resourcev3.AnyType); status.Code(err) != codes.ResourceExhausted {
+		t.Fatalf("stream %d of one peer: %v, want ResourceExhausted", MaxStreamsPerPeer+1, err)
+	}
+	if err := tr.OnDeltaStreamOpen(b, 1001, resourcev3.AnyType); err != nil {
+		t.Errorf("another peer is held up: %v", err)
+	}
+	tr.OnDeltaStreamClosed(0, nil)
+	if err := tr.OnDeltaStreamOpen(a, 1002, resourcev3.AnyType); err != nil {
+		t.Errorf("a closed stream did not make room: %v", err)
+	}
+	last := tr.Refusals()[len(tr.Refusals())-1]
+	if last.Reason != ReasonTooManyStreams || len(last.Peer.Identities[0]) > 2*maxShown {
+		t.Errorf("refusal %s kept %d bytes of the identity", last.Reason, len(last.Peer.Identities[0]))
+	}
+}
+
+type peerCtx struct{}
 
 func numbered(prefix string, n int) []string {
 	out := make([]string, n)

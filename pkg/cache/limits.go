@@ -4,9 +4,11 @@ import (
 	"fmt"
 	"slices"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 )
 
 // What one xDS client may make the cache hold. The cache keeps state per
@@ -24,6 +26,27 @@ const (
 	// MaxNameLength bounds one subscribed resource name (Kubernetes names
 	// are at most 253 bytes; eastwest's resource names join a few).
 	MaxNameLength = 1024
+	// MaxStreamNameBytes bounds the bytes of the names one stream
+	// subscribes to, over all its types: MaxNames of 1 KB each in each of
+	// five types held a gigabyte for two streams. 4 MiB holds an explicit
+	// EDS subscription of 100,000 eastwest clusters (about 40 bytes a
+	// name).
+	MaxStreamNameBytes = 4 << 20
+	// MaxNodeBytes bounds a stream's node (id, cluster, metadata,
+	// serialized): the cache keeps it for the stream's life (100 streams
+	// of 3.9 MB node IDs held 723 MB).
+	MaxNodeBytes = 16 << 10
+	// MaxStreamsPerPeer bounds the streams one peer holds open at once:
+	// its certificate's identities with mutual TLS, else its IP address.
+	// An Envoy opens one ADS stream, a gRPC client one per xDS target.
+	MaxStreamsPerPeer = 64
+	// MaxPeerNameBytes bounds the bytes of the names one peer subscribes
+	// to over all its streams: without it, MaxStreamsPerPeer streams of
+	// MaxStreamNameBytes each.
+	MaxPeerNameBytes = 16 << 20
+	// maxShown bounds what a refusal's record and log line keep of what
+	// the client sent (node ID, cluster, identities).
+	maxShown = 256
 )
 
 // servedTypes are the resource types eastwest serves (translate.TypeOrder
@@ -39,10 +62,12 @@ const (
 	ReasonIdentity        = "identity"
 	ReasonNodeChanged     = "node_changed"
 	ReasonSecrets         = "secrets_not_allowed"
+	ReasonNodeTooLarge    = "node_too_large"
+	ReasonTooManyStreams  = "too_many_streams"
 )
 
 // RefusalReasons are every reason a request is refused.
-var RefusalReasons = []string{ReasonUnsupportedType, ReasonTooManyNames, ReasonNameTooLong, ReasonIdentity, ReasonNodeChanged, ReasonSecrets}
+var RefusalReasons = []string{ReasonUnsupportedType, ReasonTooManyNames, ReasonNameTooLong, ReasonIdentity, ReasonNodeChanged, ReasonSecrets, ReasonNodeTooLarge, ReasonTooManyStreams}
 
 // Refusal is a request the control plane will not serve: it ends the
 // stream (or the unary call) with Code and the message, and is counted
@@ -76,15 +101,37 @@ func CheckType(typ string) error {
 }
 
 // CheckNames refuses a request naming too many or too long resources;
-// total is the size of the whole subscription the names join.
-func CheckNames(names []string, total int) error {
+// total is the size of the whole subscription the names join, and
+// streamBytes the bytes of the names the stream holds without them.
+func CheckNames(names []string, total, streamBytes int) error {
 	if total > MaxNames || len(names) > MaxNames {
 		return Refuse(ReasonTooManyNames, codes.ResourceExhausted, "subscription of %d resource names: at most %d per type and stream", max(total, len(names)), MaxNames)
 	}
+	bytes := streamBytes
 	for _, n := range names {
 		if len(n) > MaxNameLength {
 			return Refuse(ReasonNameTooLong, codes.InvalidArgument, "resource name of %d bytes: at most %d", len(n), MaxNameLength)
 		}
+		bytes += len(n)
+	}
+	if bytes > MaxStreamNameBytes {
+		return Refuse(ReasonTooManyNames, codes.ResourceExhausted, "subscriptions of %d bytes of resource names: at most %d per stream", bytes, MaxStreamNameBytes)
 	}
 	return nil
+}
+
+// CheckNode refuses a node larger than MaxNodeBytes.
+func CheckNode(n *corev3.Node) error {
+	if size := proto.Size(n); size > MaxNodeBytes {
+		return Refuse(ReasonNodeTooLarge, codes.InvalidArgument, "node of %d bytes: at most %d", size, MaxNodeBytes)
+	}
+	return nil
+}
+
+// shown is what a refusal keeps of a string the client sent.
+func shown(s string) string {
+	if len(s) <= maxShown {
+		return s
+	}
+	return fmt.Sprintf("%s... (%d bytes)", s[:maxShown], len(s))
 }

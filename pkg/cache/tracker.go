@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"maps"
+	"net"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -51,6 +53,8 @@ type Client struct {
 	node    *corev3.Node
 	auth    Authorizer
 	defType string
+	// peerKey is who opened the stream, for MaxStreamsPerPeer.
+	peerKey string
 }
 
 // RefusedState is the summary of a client whose stream was refused.
@@ -116,7 +120,9 @@ type TypeSync struct {
 	State     SyncState `json:"state"`
 	Requested time.Time `json:"requested"`
 	// Names are the names the client subscribes to (empty: wildcard).
-	Names     []string  `json:"names,omitempty"`
+	Names []string `json:"names,omitempty"`
+	// NameCount is len(Names): /debug/syncz shows the count alone.
+	NameCount int       `json:"nameCount,omitempty"`
 	Sent      string    `json:"sent,omitempty"`
 	SentAt    time.Time `json:"sentAt,omitzero"`
 	SentCount int       `json:"sentCount"`
@@ -139,6 +145,8 @@ type TypeSync struct {
 	// when the state is read: keeping a sorted list current would cost
 	// O(names) per subscribed name).
 	subscribed map[string]struct{}
+	// nameBytes are the bytes of the names subscribed (MaxStreamNameBytes).
+	nameBytes int
 }
 
 // Observer is told about what the Tracker sees, for metrics.
@@ -169,6 +177,10 @@ type Tracker struct {
 	// SotW and delta streams separately, so IDs repeat across the two.
 	clients map[streamKey]*Client
 	refused []Refused
+	// peers counts the open streams per peer (peerKey), and peerBytes
+	// the bytes of the names they subscribe to.
+	peers     map[string]int
+	peerBytes map[string]int
 }
 
 type streamKey struct {
@@ -185,7 +197,7 @@ type NodeDescriber func(*corev3.Node) (cluster, role, view string, err error)
 // serving, Authenticate may set how streams are authorized (by default
 // every client is trusted with the node it claims).
 func NewTracker(c *Cache, describe NodeDescriber, obs Observer) *Tracker {
-	return &Tracker{cache: c, describe: describe, observer: obs, now: time.Now, clients: map[streamKey]*Client{}}
+	return &Tracker{cache: c, describe: describe, observer: obs, now: time.Now, clients: map[streamKey]*Client{}, peers: map[string]int{}, peerBytes: map[string]int{}}
 }
 
 // Authenticate sets how the Tracker authorizes streams, and the logger
@@ -213,9 +225,18 @@ func (t *Tracker) refuse(node *corev3.Node, peer Peer, err error) error {
 	if !errors.As(err, &r) {
 		r = Refuse(ReasonIdentity, codes.PermissionDenied, "%s", err.Error())
 	}
-	rec := Refused{At: t.now(), NodeID: node.GetId(), Cluster: node.GetCluster(), Peer: peer, Reason: r.Reason, Error: r.Msg}
+	// What the client sent is kept cut short: a refused client's node
+	// ID, cluster, role and identities are its own to make large.
+	rec := Refused{At: t.now(), NodeID: shown(node.GetId()), Cluster: shown(node.GetCluster()), Reason: r.Reason, Error: r.Msg}
+	if len(rec.Error) > 4*maxShown {
+		rec.Error = rec.Error[:4*maxShown] + "..."
+	}
+	rec.Peer = Peer{Address: peer.Address}
+	for _, id := range peer.Identities[:min(len(peer.Identities), 8)] {
+		rec.Peer.Identities = append(rec.Peer.Identities, shown(id))
+	}
 	if role := node.GetMetadata().GetFields()["role"]; role != nil {
-		rec.Role = role.GetStringValue()
+		rec.Role = shown(role.GetStringValue())
 	}
 	if len(t.refused) == refusedKept {
 		t.refused = slices.Delete(t.refused, 0, 1)
@@ -224,7 +245,7 @@ func (t *Tracker) refuse(node *corev3.Node, peer Peer, err error) error {
 	if t.observer != nil {
 		t.observer.Refused(r.Reason)
 	}
-	t.log.Warn("refuse:"+r.Reason, "xDS request refused", "node", rec.NodeID, "cluster", rec.Cluster, "peer", peer.Address, "identities", peer.Identities, "reason", r.Reason, "err", r.Msg)
+	t.log.Warn("refuse:"+r.Reason, "xDS request refused", "node", rec.NodeID, "cluster", rec.Cluster, "peer", peer.Address, "identities", rec.Peer.Identities, "reason", r.Reason, "err", rec.Error)
 	return r
 }
 
@@ -255,6 +276,7 @@ func (t *Tracker) Clients() []Client {
 			if v.subscribed != nil {
 				ts.Names = slices.Sorted(maps.Keys(v.subscribed))
 			}
+			ts.NameCount = len(ts.Names)
 			ts.subscribed, ts.sent = nil, sentResources{}
 			ts.NackedResources = maps.Clone(v.NackedResources)
 			cp.Types[k] = &ts
@@ -279,6 +301,13 @@ func (t *Tracker) open(ctx context.Context, id int64, delta bool, typ string) er
 		c.Peer, c.auth = t.authenticate(ctx)
 	}
 	t.mu.Lock()
+	c.peerKey = peerKey(c.Peer)
+	if n := t.peers[c.peerKey]; n >= MaxStreamsPerPeer {
+		err := t.refuse(nil, c.Peer, Refuse(ReasonTooManyStreams, codes.ResourceExhausted, "%d streams already open from this peer (%s): at most %d", n, shown(c.peerKey), MaxStreamsPerPeer))
+		t.mu.Unlock()
+		return err
+	}
+	t.peers[c.peerKey]++
 	t.clients[streamKey{delta, id}] = c
 	n := len(t.clients)
 	t.mu.Unlock()
@@ -288,8 +317,28 @@ func (t *Tracker) open(ctx context.Context, id int64, delta bool, typ string) er
 	return nil
 }
 
+// peerKey is who a peer is, for MaxStreamsPerPeer: its certificate's
+// identities, else its IP address.
+func peerKey(p Peer) string {
+	if len(p.Identities) > 0 {
+		return strings.Join(p.Identities, ",")
+	}
+	if host, _, err := net.SplitHostPort(p.Address); err == nil {
+		return host
+	}
+	return p.Address
+}
+
 func (t *Tracker) close(id int64, delta bool) {
 	t.mu.Lock()
+	if c := t.clients[streamKey{delta, id}]; c != nil {
+		if t.peers[c.peerKey]--; t.peers[c.peerKey] <= 0 {
+			delete(t.peers, c.peerKey)
+		}
+		if t.peerBytes[c.peerKey] -= c.nameBytes(); t.peerBytes[c.peerKey] <= 0 {
+			delete(t.peerBytes, c.peerKey)
+		}
+	}
 	delete(t.clients, streamKey{delta, id})
 	n := len(t.clients)
 	t.mu.Unlock()
@@ -336,22 +385,32 @@ func (t *Tracker) request(k streamKey, node *corev3.Node, typ, nonce string, nam
 	}
 	now := t.now()
 	ts.Requested = now
+	was := ts.nameBytes
+	defer func() { t.peerBytes[c.peerKey] += ts.nameBytes - was }()
 	switch {
 	case !k.delta && names != nil && !slices.Equal(ts.Names, names):
 		// Every SotW ACK repeats the whole subscription: copy it only
 		// when it changed.
 		ts.Names = slices.Clone(names)
+		ts.nameBytes = 0
+		for _, n := range names {
+			ts.nameBytes += len(n)
+		}
 	case k.delta:
 		if ts.subscribed == nil {
 			ts.subscribed = make(map[string]struct{}, len(names))
 		}
 		for _, n := range names {
-			if n != "*" {
+			if _, ok := ts.subscribed[n]; !ok && n != "*" {
 				ts.subscribed[n] = struct{}{}
+				ts.nameBytes += len(n)
 			}
 		}
 		for _, n := range unsubscribe {
-			delete(ts.subscribed, n)
+			if _, ok := ts.subscribed[n]; ok {
+				delete(ts.subscribed, n)
+				ts.nameBytes -= len(n)
+			}
 		}
 	}
 	if nonce == "" || nonce != ts.sentNonce {
@@ -435,6 +494,11 @@ func (t *Tracker) check(c *Client, delta bool, ts *TypeSync, node *corev3.Node, 
 	if err := CheckType(typ); err != nil {
 		return t.refuse(claimed, c.Peer, err)
 	}
+	if node != nil && c.node == nil {
+		if err := CheckNode(node); err != nil {
+			return t.refuse(node, c.Peer, err)
+		}
+	}
 	if node != nil && c.node != nil && !proto.Equal(node, c.node) {
 		return t.refuse(node, c.Peer, Refuse(ReasonNodeChanged, codes.InvalidArgument, "node %q: a stream's node cannot change (it was %q of cluster %q)", node.GetId(), c.node.GetId(), c.node.GetCluster()))
 	}
@@ -447,10 +511,35 @@ func (t *Tracker) check(c *Client, delta bool, ts *TypeSync, node *corev3.Node, 
 	if delta && ts != nil {
 		total = len(ts.subscribed) + len(names)
 	}
-	if err := CheckNames(names, total); err != nil {
+	// The stream's other subscriptions, and for delta this one's names
+	// so far (a SotW request replaces its type's names).
+	held := 0
+	for other, o := range c.Types {
+		if other != typ || delta {
+			held += o.nameBytes
+		}
+	}
+	if err := CheckNames(names, total, held); err != nil {
 		return t.refuse(claimed, c.Peer, err)
 	}
+	after := held
+	for _, n := range names {
+		after += len(n)
+	}
+	if peer := t.peerBytes[c.peerKey] - c.nameBytes() + after; peer > MaxPeerNameBytes {
+		return t.refuse(claimed, c.Peer, Refuse(ReasonTooManyNames, codes.ResourceExhausted,
+			"subscriptions of %d bytes of resource names over this peer's streams (%s): at most %d", peer, shown(c.peerKey), MaxPeerNameBytes))
+	}
 	return nil
+}
+
+// nameBytes are the bytes of the names a stream subscribes to.
+func (c *Client) nameBytes() int {
+	n := 0
+	for _, ts := range c.Types {
+		n += ts.nameBytes
+	}
+	return n
 }
 
 // OnStreamOpen implements serverv3.Callbacks.
@@ -509,7 +598,10 @@ func (t *Tracker) OnFetchRequest(ctx context.Context, req *discoveryv3.Discovery
 	}
 	err := CheckType(req.GetTypeUrl())
 	if err == nil {
-		err = CheckNames(req.GetResourceNames(), 0)
+		err = CheckNames(req.GetResourceNames(), 0, 0)
+	}
+	if err == nil {
+		err = CheckNode(req.GetNode())
 	}
 	if err == nil && auth != nil {
 		err = auth(req.GetNode(), req.GetTypeUrl())

@@ -124,7 +124,11 @@ func NewApp(cfg Config, log *slog.Logger, debugHandler func(*App) http.Handler) 
 		_ = a.xdsListener.Close()
 		return nil, fmt.Errorf("debug address: %w", err)
 	}
-	a.debug = &http.Server{Handler: debugHandler(a), ReadHeaderTimeout: 10 * time.Second, TLSConfig: debugTLS}
+	handler := debugHandler(a)
+	if cfg.DebugTLS.ClientCA != "" {
+		handler = IdentityPolicy{TrustDomain: cfg.TrustDomain, ClusterSet: cfg.Writer.Store.ClusterSet}.DebugAccess(handler)
+	}
+	a.debug = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, TLSConfig: debugTLS}
 	return a, nil
 }
 

@@ -1,8 +1,12 @@
 package controlplane
 
 import (
+	"cmp"
 	"context"
+	"fmt"
 	"net"
+	"net/http"
+	"slices"
 	"strings"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -144,4 +148,52 @@ func isLoopback(a net.Addr) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+// DebugAccess guards the debug endpoint when it requires client
+// certificates (--debug-tls-client-ca): a verified certificate alone no
+// longer reads everything, since the ClusterSet's CA also issues every
+// gateway's and client's certificate. Its identity decides:
+//
+//	/healthz, /readyz   any verified certificate (the pod's own probes)
+//	/metrics            spiffe://<trust domain>/clusterset/<set>/role/metrics, or the operator
+//	everything else     spiffe://<trust domain>/clusterset/<set>/role/operator
+//
+// (/debug/* shows every client's identity and address and every view's
+// configuration; /debug/pprof profiles the process.) Without client
+// certificates the endpoint is for loopback (its default address) and
+// guards nothing itself.
+func (p IdentityPolicy) DebugAccess(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 || len(r.TLS.PeerCertificates) == 0 {
+			http.Error(w, "a verified client certificate is required", http.StatusUnauthorized)
+			return
+		}
+		switch r.URL.Path {
+		case "/healthz", "/readyz":
+			next.ServeHTTP(w, r)
+			return
+		}
+		need := []string{identity.RoleOperator}
+		if r.URL.Path == "/metrics" {
+			need = append(need, identity.RoleMetrics)
+		}
+		td := p.TrustDomain
+		if td == "" {
+			td = DefaultTrustDomain
+		}
+		uris := identity.CertificateURIs(r.TLS.PeerCertificates[0])
+		for _, u := range uris {
+			id, err := identity.Parse(u)
+			if err == nil && id.Cluster == "" && id.TrustDomain == td && (p.ClusterSet == "" || id.ClusterSet == p.ClusterSet) && slices.Contains(need, id.Role) {
+				next.ServeHTTP(w, r)
+				return
+			}
+		}
+		want := identity.ID{TrustDomain: td, ClusterSet: cmp.Or(p.ClusterSet, "<clusterset>"), Role: identity.RoleOperator}.String()
+		if r.URL.Path == "/metrics" {
+			want += " or .../role/" + identity.RoleMetrics
+		}
+		http.Error(w, fmt.Sprintf("%s needs a certificate naming %s (this one names %v); see docs/security.md", r.URL.Path, want, uris), http.StatusForbidden)
+	})
 }

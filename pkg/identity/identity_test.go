@@ -41,6 +41,10 @@ func TestParse(t *testing.T) {
 		"an unknown role":                 {in: "spiffe://eastwest.io/clusterset/demo/cluster/east/role/admin", errHas: `role "admin"`},
 		"gateway-api, no Gateway":         {in: "spiffe://eastwest.io/clusterset/demo/cluster/east/role/gateway-api", errHas: "gateway-api ends"},
 		"gateway-api, a Gateway too deep": {in: "spiffe://eastwest.io/clusterset/demo/cluster/east/role/gateway-api/gateway/a/b/c", errHas: "gateway-api ends"},
+		"the operator":                    {in: "spiffe://eastwest.io/clusterset/demo/role/operator", want: ID{TrustDomain: "eastwest.io", ClusterSet: "demo", Role: RoleOperator}},
+		"Prometheus":                      {in: "spiffe://eastwest.io/clusterset/demo/role/metrics", want: ID{TrustDomain: "eastwest.io", ClusterSet: "demo", Role: RoleMetrics}},
+		"a member's operator":             {in: "spiffe://eastwest.io/clusterset/demo/cluster/east/role/operator", errHas: `role "operator"`},
+		"a ClusterSet-wide gateway":       {in: "spiffe://eastwest.io/clusterset/demo/role/gateway", errHas: "ClusterSet-wide role"},
 		"another shape":                   {in: "spiffe://eastwest.io/ns/default/sa/east", errHas: "does not start"},
 	}
 	for name, tc := range tests {

@@ -15,6 +15,11 @@ eastwest.{{ .Release.Namespace }}.svc
 spiffe://{{ .root.Values.trustDomain }}/clusterset/{{ .root.Values.clusterSet | default "default" }}/cluster/{{ required "a cluster ID is required" .cluster }}/role/{{ .role }}
 {{- end -}}
 
+{{/* A ClusterSet-wide identity URI of the debug endpoint: spiffe://<trust domain>/clusterset/<set>/role/<operator|metrics>. */}}
+{{- define "eastwest.debugIdentity" -}}
+spiffe://{{ .root.Values.trustDomain }}/clusterset/{{ .root.Values.clusterSet | default "default" }}/role/{{ .role }}
+{{- end -}}
+
 {{/* A container image reference. */}}
 {{- define "eastwest.image" -}}
 {{ .repository }}:{{ .tag }}
