@@ -81,6 +81,7 @@ func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveArgs) {
 	fs.StringVar(&cfg.XDSTLS.Key, "xds-tls-key", "", "key of --xds-tls-cert (PEM)")
 	fs.StringVar(&cfg.XDSTLS.ClientCA, "xds-tls-client-ca", "", "require xDS clients to present a certificate from this CA (mutual TLS) naming the node they claim (see docs/xds.md: xDS identity)")
 	fs.StringVar(&cfg.TrustDomain, "xds-trust-domain", controlplane.DefaultTrustDomain, "the trust domain of identity URIs, spiffe://DOMAIN/clusterset/SET/cluster/ID/role/ROLE[/gateway/NS/NAME]: xDS clients' (with --xds-tls-client-ca) and east-west gateways' tunnel certificates")
+	fs.StringVar(&cfg.TrustAnchors, "trust-anchors", "", "folder of the members' trust anchors, one <cluster ID>.pem each (a ConfigMap mounted): a member's xDS identities and tunnel certificate must come from its own anchor, and the tunnels trust the anchors alone, never a member's ca.crt (docs/security.md); read at start")
 	fs.StringVar(&cfg.DebugTLS.Cert, "debug-tls-cert", "", "serve the debug endpoint over TLS with this certificate (PEM)")
 	fs.StringVar(&cfg.DebugTLS.Key, "debug-tls-key", "", "key of --debug-tls-cert (PEM)")
 	fs.StringVar(&cfg.DebugTLS.ClientCA, "debug-tls-client-ca", "", "require debug clients to present a certificate from this CA; its identity then decides: spiffe://DOMAIN/clusterset/SET/role/operator reads everything, .../role/metrics /metrics alone, any other /healthz and /readyz alone")

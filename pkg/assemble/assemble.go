@@ -16,6 +16,7 @@ import (
 	"github.com/eastwest-dev/eastwest/pkg/gateway"
 	"github.com/eastwest-dev/eastwest/pkg/mcs"
 	"github.com/eastwest-dev/eastwest/pkg/translate"
+	"github.com/eastwest-dev/eastwest/pkg/trust"
 )
 
 // Roles are the views every member cluster gets.
@@ -37,6 +38,11 @@ type Options struct {
 	// TrustDomain is the trust domain of the gateways' tunnel identities
 	// (empty: translate.DefaultTrustDomain).
 	TrustDomain string
+	// Anchors, when set, are the operator's trust anchors: the tunnels'
+	// trust bundle, and a member's tunnel certificate is usable only when
+	// its own anchor issued it for its own gateway identity (members'
+	// ca.crt is then not read).
+	Anchors *trust.Anchors
 }
 
 // Update changes one type of one view: Set adds or replaces resources,

@@ -18,12 +18,16 @@ import (
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/proto"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/yaml"
 
+	"github.com/eastwest-dev/eastwest/internal/cptest"
 	"github.com/eastwest-dev/eastwest/pkg/assemble"
 	"github.com/eastwest-dev/eastwest/pkg/mcs"
 	"github.com/eastwest-dev/eastwest/pkg/source"
 	"github.com/eastwest-dev/eastwest/pkg/translate"
+	"github.com/eastwest-dev/eastwest/pkg/trust"
 )
 
 // inputs lists every file of the golden ClusterSet folders and the demo,
@@ -427,5 +431,69 @@ func TestTunnelTrustBundleAndMissingSecret(t *testing.T) {
 	}
 	if c := mcs.ReachableCondition(f.asm.State().Clusters, "east", 1); c == nil || c.Status != metav1.ConditionFalse {
 		t.Errorf("east's exports' Reachable condition %+v, want False", c)
+	}
+}
+
+// Finding 4 of the trust-boundaries issue, for tunnels: with the
+// operator's trust anchors, the trust bundle every gateway gets is the
+// anchors (never a member's ca.crt), and a member's tunnel certificate is
+// used only when its own anchor issued it: west's certificate, from a CA
+// that is east's anchor and not west's, is refused and reported, and
+// west is off the tunnels.
+func TestTunnelCertificatesFromTheirMembersAnchor(t *testing.T) {
+	b, err := os.ReadFile("../translate/testdata/networks.in/east/cluster.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var eastCA string
+	for _, doc := range strings.Split(string(b), "\n---\n") {
+		var s corev1.Secret
+		if yaml.Unmarshal([]byte(doc), &s) == nil && s.StringData["ca.crt"] != "" {
+			eastCA = s.StringData["ca.crt"]
+		}
+	}
+	other, err := os.ReadFile(cptest.NewCA(t).File)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	for m, pem := range map[string]string{"east": eastCA, "west": string(other), "central": string(other)} {
+		if err := os.WriteFile(filepath.Join(dir, m+".pem"), []byte(pem), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	anchors, err := trust.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newFolder(t)
+	f.asm = assemble.New(assemble.Options{KeepViews: true, Anchors: anchors})
+	for _, in := range goldenCases(t)["networks"] {
+		f.put(in)
+	}
+	f.step()
+	secrets := func(v translate.View) map[string]*tlsv3.Secret {
+		out := map[string]*tlsv3.Secret{}
+		for _, r := range f.asm.View(v).Resources {
+			if s, ok := r.Message.(*tlsv3.Secret); ok {
+				out[r.Name] = s
+			}
+		}
+		return out
+	}
+	east := secrets(translate.View{Cluster: "east", Role: translate.RoleGateway})
+	if got := east[translate.TunnelTrustSecret].GetValidationContext().GetTrustedCa().GetInlineBytes(); !bytes.Equal(got, anchors.Bundle()) {
+		t.Errorf("east's trust bundle is not the anchors")
+	}
+	if east[translate.TunnelCertificateSecret] == nil {
+		t.Error("east's own certificate, from its anchor, is not served")
+	}
+	if west := secrets(translate.View{Cluster: "west", Role: translate.RoleGateway}); west[translate.TunnelCertificateSecret] != nil {
+		t.Error("west is served a tunnel certificate its anchor did not issue")
+	}
+	for _, c := range f.asm.State().Clusters {
+		if c.Member == "west" && (!strings.Contains(c.TunnelError, "not issued by member west's trust anchor") || !strings.Contains(c.GatewayError, "no usable tunnel certificate")) {
+			t.Errorf("west: tunnelError %q, gatewayError %q; want both to say why", c.TunnelError, c.GatewayError)
+		}
 	}
 }

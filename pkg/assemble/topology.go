@@ -2,6 +2,7 @@ package assemble
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
@@ -13,6 +14,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 
+	"github.com/eastwest-dev/eastwest/pkg/identity"
 	"github.com/eastwest-dev/eastwest/pkg/mcs"
 	"github.com/eastwest-dev/eastwest/pkg/translate"
 )
@@ -21,7 +23,10 @@ import (
 // the certificate made of them (the last good one when they are not).
 type tunnelCert struct {
 	chain, key, ca []byte
-	good           *translate.Certificate
+	// id is the member's cluster ID it was checked for (the anchors
+	// vouch for one member's identities).
+	id   mcs.ClusterID
+	good *translate.Certificate
 	// goodCA are the good ca.crt's certificates, each alone (PEM): parsed
 	// once per Secret change, not on every flush.
 	goodCA  [][]byte
@@ -50,7 +55,7 @@ func (a *Assembler) topology(state *mcs.State) *translate.Topology {
 		if c.Network != "" {
 			used = true
 		}
-		if tc := a.tunnelCert(c.Member, c.TunnelSecret); tc != nil && tc.good != nil {
+		if tc := a.tunnelCert(c.Member, c.ID, c.TunnelSecret); tc != nil && tc.good != nil {
 			m.Certificate = tc.good
 			used = true
 			for _, block := range tc.goodCA {
@@ -71,6 +76,9 @@ func (a *Assembler) topology(state *mcs.State) *translate.Topology {
 		return nil
 	}
 	t.TrustBundle = bytes.Join(bundle, nil)
+	if a.opts.Anchors != nil {
+		t.TrustBundle = a.opts.Anchors.Bundle()
+	}
 	return t
 }
 
@@ -82,7 +90,7 @@ func (a *Assembler) topology(state *mcs.State) *translate.Topology {
 func (a *Assembler) syncTunnels() {
 	for member, secret := range a.store.TunnelSecrets() {
 		st := mcs.TunnelStatus{Problem: fmt.Sprintf("tunnel Secret %s not found (a kubernetes.io/tls Secret with tls.crt, tls.key and ca.crt)", secret)}
-		if tc := a.tunnelCert(member, secret); tc != nil {
+		if tc := a.tunnelCert(member, a.store.MemberID(member), secret); tc != nil {
 			st = mcs.TunnelStatus{Usable: tc.good != nil, Problem: tc.problem}
 		}
 		a.store.SetTunnel(member, st)
@@ -95,7 +103,7 @@ func (a *Assembler) syncTunnels() {
 // certificate; a CA block that does not parse is dropped (it would make
 // every Envoy reject the whole trust bundle), and a ca.crt with no good
 // block keeps the last good ones.
-func (a *Assembler) tunnelCert(member, name string) *tunnelCert {
+func (a *Assembler) tunnelCert(member string, id mcs.ClusterID, name string) *tunnelCert {
 	var secret *corev1.Secret
 	if ns, n, ok := strings.Cut(name, "/"); ok {
 		if in := a.gw.Inputs(member); in != nil {
@@ -108,18 +116,29 @@ func (a *Assembler) tunnelCert(member, name string) *tunnelCert {
 		return nil
 	}
 	chain, key, ca := secret.Data[corev1.TLSCertKey], secret.Data[corev1.TLSPrivateKeyKey], secret.Data["ca.crt"]
-	if prev != nil && bytes.Equal(prev.chain, chain) && bytes.Equal(prev.key, key) && bytes.Equal(prev.ca, ca) {
+	if prev != nil && prev.id == id && bytes.Equal(prev.chain, chain) && bytes.Equal(prev.key, key) && bytes.Equal(prev.ca, ca) {
 		return prev
 	}
-	tc := &tunnelCert{chain: chain, key: key, ca: ca}
+	tc := &tunnelCert{chain: chain, key: key, ca: ca, id: id}
 	if prev != nil {
 		tc.good, tc.goodCA = prev.good, prev.goodCA
 	}
 	var problems []string
 	chainErr := parseChain(chain, key)
-	blocks, bad := parseCAs(ca)
-	if bad != "" {
-		problems = append(problems, bad)
+	var blocks [][]byte
+	if a.opts.Anchors == nil {
+		var bad string
+		if blocks, bad = parseCAs(ca); bad != "" {
+			problems = append(problems, bad)
+		}
+	} else {
+		// The operator's anchors are the bundle; the member's own
+		// certificate must come from its own anchor, for its own
+		// gateway identity.
+		blocks = [][]byte{nil}
+		if chainErr == nil {
+			chainErr = a.anchored(id, chain)
+		}
 	}
 	switch {
 	case chainErr != nil:
@@ -137,6 +156,27 @@ func (a *Assembler) tunnelCert(member, name string) *tunnelCert {
 	}
 	a.certs[member] = tc
 	return tc
+}
+
+// anchored checks, with trust anchors, that member id's anchor issued a
+// tunnel certificate chain and that it names id's gateway identity.
+func (a *Assembler) anchored(id mcs.ClusterID, chain []byte) error {
+	if err := a.opts.Anchors.VerifyLeaf(string(id), chain); err != nil {
+		return fmt.Errorf("tls.crt: %w", err)
+	}
+	block, _ := pem.Decode(chain)
+	leaf, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		return err
+	}
+	td := cmp.Or(a.opts.TrustDomain, identity.DefaultTrustDomain)
+	for _, u := range identity.CertificateURIs(leaf) {
+		if got, err := identity.Parse(u); err == nil && got.TrustDomain == td && got.Cluster == string(id) && got.Role == identity.RoleGateway &&
+			(a.opts.Store.ClusterSet == "" || got.ClusterSet == a.opts.Store.ClusterSet) {
+			return nil
+		}
+	}
+	return fmt.Errorf("tls.crt: names no gateway identity of member %s (%s)", id, identity.ID{TrustDomain: td, ClusterSet: cmp.Or(a.opts.Store.ClusterSet, "<clusterset>"), Cluster: string(id), Role: identity.RoleGateway})
 }
 
 // parseChain checks a certificate chain and its key: every CERTIFICATE

@@ -2,6 +2,8 @@ package controlplane
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -18,6 +20,7 @@ import (
 	"github.com/eastwest-dev/eastwest/pkg/metrics"
 	"github.com/eastwest-dev/eastwest/pkg/source"
 	"github.com/eastwest-dev/eastwest/pkg/translate"
+	"github.com/eastwest-dev/eastwest/pkg/trust"
 	"github.com/eastwest-dev/eastwest/pkg/writeback"
 )
 
@@ -41,7 +44,13 @@ type Config struct {
 	// TrustDomain is the trust domain of the xDS client identities
 	// required with XDSTLS.ClientCA (see IdentityPolicy).
 	TrustDomain string
-	DebugTLS    TLSFiles
+	// TrustAnchors is the operator's folder of trust anchors, one
+	// <cluster ID>.pem per member (package trust): xDS identities and
+	// tunnel certificates of a member must come from its own anchor, and
+	// the tunnels trust the anchors alone. Empty: one CA for all
+	// (XDSTLS.ClientCA, and the members' tunnel Secrets' ca.crt).
+	TrustAnchors string
+	DebugTLS     TLSFiles
 	// DrainTimeout bounds how long shutdown waits for streams to end.
 	DrainTimeout time.Duration
 	// WriteBack makes this replica the ClusterSet's MCS controller for
@@ -81,9 +90,33 @@ func NewApp(cfg Config, log *slog.Logger, debugHandler func(*App) http.Handler) 
 	if cfg.Dir == "" && cfg.KubeconfigDir == "" && cfg.RemoteSecrets == nil {
 		return nil, errors.New("a source is required: --dir, --kubeconfig-dir and/or remote secrets (--kubeconfig)")
 	}
+	var anchors *trust.Anchors
+	if cfg.TrustAnchors != "" {
+		var err error
+		if anchors, err = trust.Load(cfg.TrustAnchors); err != nil {
+			return nil, err
+		}
+		if cfg.XDSTLS.Cert == "" {
+			return nil, errors.New("--trust-anchors needs xDS over TLS (--xds-tls-cert, --xds-tls-key): the anchors check xDS clients' certificates")
+		}
+	}
 	xdsTLS, err := cfg.XDSTLS.Config()
 	if err != nil {
 		return nil, fmt.Errorf("xDS TLS: %w", err)
+	}
+	if anchors != nil {
+		// Client chains verify against every member's anchors (and the
+		// client CA, if any); the identity's own member is checked next
+		// (IdentityPolicy.Anchors).
+		if xdsTLS.ClientCAs == nil {
+			xdsTLS.ClientCAs = x509.NewCertPool()
+		}
+		for _, m := range anchors.Members() {
+			for _, c := range anchors.Certificates(m) {
+				xdsTLS.ClientCAs.AddCert(c)
+			}
+		}
+		xdsTLS.ClientAuth = tls.RequireAndVerifyClientCert
 	}
 	debugTLS, err := cfg.DebugTLS.Config()
 	if err != nil {
@@ -92,10 +125,11 @@ func NewApp(cfg Config, log *slog.Logger, debugHandler func(*App) http.Handler) 
 	a := &App{cfg: cfg, log: log, warn: ratelog.New(log, 10*time.Second, 5), Metrics: metrics.New()}
 	a.Cache = cache.New(NodeView)
 	cfg.Writer.TrustDomain = cfg.TrustDomain
+	cfg.Writer.Anchors = anchors
 	a.Writer = NewWriter(cfg.Writer, a.Cache, a.Metrics, log)
 	a.Tracker = cache.NewTracker(a.Cache, a.describeNode, a.Metrics)
 	a.Metrics.ClientStates(a.Tracker.Clients)
-	policy := IdentityPolicy{Required: cfg.XDSTLS.ClientCA != "", TrustDomain: cfg.TrustDomain, ClusterSet: cfg.Writer.Store.ClusterSet}
+	policy := IdentityPolicy{Required: cfg.XDSTLS.ClientCA != "" || anchors != nil, TrustDomain: cfg.TrustDomain, ClusterSet: cfg.Writer.Store.ClusterSet, Anchors: anchors}
 	a.Tracker.Authenticate(policy.Authenticate, a.warn)
 	a.xds = NewXDSServer(a.Cache, a.Tracker, xdsTLS)
 	if cfg.Dir != "" {

@@ -3,6 +3,7 @@ package controlplane
 import (
 	"cmp"
 	"context"
+	"crypto/x509"
 	"fmt"
 	"net"
 	"net/http"
@@ -18,6 +19,7 @@ import (
 	"github.com/eastwest-dev/eastwest/pkg/cache"
 	"github.com/eastwest-dev/eastwest/pkg/identity"
 	"github.com/eastwest-dev/eastwest/pkg/translate"
+	"github.com/eastwest-dev/eastwest/pkg/trust"
 )
 
 // The xDS identity: who a client is, proved by its certificate.
@@ -56,6 +58,11 @@ type IdentityPolicy struct {
 	TrustDomain string
 	// ClusterSet, when set, is the ClusterSet the identities must name.
 	ClusterSet string
+	// Anchors, when set, are the operator's trust anchors: the identity
+	// that names the claimed view must chain to the anchor of the member
+	// it names, so that one member's issuer cannot vouch for another
+	// member's identities.
+	Anchors *trust.Anchors
 }
 
 // IdentityURI is the identity a certificate carries for a view: the URI
@@ -72,6 +79,7 @@ func (p IdentityPolicy) IdentityURI(clusterSet string, v translate.View) string 
 // the Authorizer of what it may claim and read.
 func (p IdentityPolicy) Authenticate(ctx context.Context) (cache.Peer, cache.Authorizer) {
 	var pr cache.Peer
+	var chains [][]*x509.Certificate
 	verified := false
 	loopback := false
 	if pe, ok := peer.FromContext(ctx); ok {
@@ -79,6 +87,7 @@ func (p IdentityPolicy) Authenticate(ctx context.Context) (cache.Peer, cache.Aut
 		loopback = isLoopback(pe.Addr)
 		if info, ok := pe.AuthInfo.(credentials.TLSInfo); ok && len(info.State.VerifiedChains) > 0 && len(info.State.PeerCertificates) > 0 {
 			verified = true
+			chains = info.State.VerifiedChains
 			pr.Identities = identity.CertificateURIs(info.State.PeerCertificates[0])
 		}
 	}
@@ -87,7 +96,7 @@ func (p IdentityPolicy) Authenticate(ctx context.Context) (cache.Peer, cache.Aut
 			if !verified {
 				return cache.Refuse(cache.ReasonIdentity, codes.Unauthenticated, "a verified client certificate is required")
 			}
-			if err := p.authorize(pr.Identities, n); err != nil {
+			if err := p.authorize(pr.Identities, chains, n); err != nil {
 				return err
 			}
 		}
@@ -99,16 +108,23 @@ func (p IdentityPolicy) Authenticate(ctx context.Context) (cache.Peer, cache.Aut
 	}
 }
 
-// authorize checks that one of the identities names the node's view.
-func (p IdentityPolicy) authorize(ids []string, n *corev3.Node) error {
+// authorize checks that one of the identities names the node's view
+// and, with trust anchors, that the anchor of the member it names issued
+// the certificate (chains are its verified chains).
+func (p IdentityPolicy) authorize(ids []string, chains [][]*x509.Certificate, n *corev3.Node) error {
 	v, err := ParseNode(n)
 	if err != nil {
 		return cache.Refuse(cache.ReasonIdentity, codes.PermissionDenied, "%v", err)
 	}
 	for _, id := range ids {
-		if p.names(id, v) {
-			return nil
+		if !p.names(id, v) {
+			continue
 		}
+		if p.Anchors != nil && !p.Anchors.Issued(string(v.Cluster), chains) {
+			return cache.Refuse(cache.ReasonIdentity, codes.PermissionDenied,
+				"node %q claims %s, but its certificate was not issued by member %s's trust anchor (--trust-anchors): one member's issuer cannot vouch for another's identities", n.GetId(), v, v.Cluster)
+		}
+		return nil
 	}
 	want := p.IdentityURI(p.ClusterSet, v)
 	if p.ClusterSet == "" {

@@ -9,6 +9,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -209,5 +211,66 @@ func TestPlaintextStreamsAreCheckedToo(t *testing.T) {
 	}
 	if _, err := recv("type.googleapis.com/made.Up"); status.Code(err) != codes.InvalidArgument {
 		t.Errorf("made-up type: %v, want InvalidArgument", err)
+	}
+}
+
+// Finding 4 of the trust-boundaries issue: with one CA for the whole
+// ClusterSet, anyone who could get a certificate from it (every member
+// admin, any user allowed a Certificate of the shared ClusterIssuer)
+// could mint another member's gateway identity, and was then served that
+// member's tunnel key. With the operator's trust anchors
+// (--trust-anchors), a member's issuer vouches for that member's
+// identities alone: west's CA minting east's gateway identity is refused,
+// east's own is served, and the server needs no shared client CA.
+func TestTrustAnchorsBindIdentitiesToTheirMembersIssuer(t *testing.T) {
+	serving, east, west := cptest.NewCA(t), cptest.NewCA(t), cptest.NewCA(t)
+	srv := serving.Server(t)
+	anchors := t.TempDir()
+	for m, ca := range map[string]*cptest.CA{"east": east, "west": west} {
+		b, err := os.ReadFile(ca.File)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(anchors, m+".pem"), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := controlplane.Config{Dir: "../translate/testdata/gateway-https.in", TrustAnchors: anchors}
+	cfg.XDSTLS = controlplane.TLSFiles{Cert: srv.CertFile, Key: srv.KeyFile}
+	app := cptest.StartWith(t, cfg)
+	const eastGateway = "spiffe://eastwest.io/clusterset/any/cluster/east/role/gateway"
+	ask := func(cert cptest.Leaf, n *corev3.Node) error {
+		t.Helper()
+		conn, err := grpc.NewClient(app.XDSAddr(), grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: serving.Pool, Certificates: []tls.Certificate{cert.TLS}, MinVersion: tls.VersionTLS12})))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_, err = cptest.DeltaFirst(ctx, conn, n, resourcev3.ClusterType)
+		return err
+	}
+	tests := map[string]struct {
+		cert cptest.Leaf
+		node *corev3.Node
+		code codes.Code
+	}{
+		"east's issuer, east's gateway": {east.Client(t, eastGateway), node("gw", "east", "gateway", ""), codes.OK},
+		"west's issuer minting east's":  {west.Client(t, eastGateway), node("gw", "east", "gateway", ""), codes.PermissionDenied},
+		"east's issuer, east's client":  {east.Client(t, "spiffe://eastwest.io/clusterset/any/cluster/east/role/client"), node("c", "east", "client", ""), codes.OK},
+		"west's issuer, east's client":  {west.Client(t, "spiffe://eastwest.io/clusterset/any/cluster/east/role/client"), node("c", "east", "client", ""), codes.PermissionDenied},
+		"the serving CA is no member's": {serving.Client(t, eastGateway), node("gw", "east", "gateway", ""), codes.Unavailable},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			err := ask(tc.cert, tc.node)
+			if got := status.Code(err); got != tc.code {
+				t.Fatalf("err %v, want %v", err, tc.code)
+			}
+			if tc.code == codes.PermissionDenied && !strings.Contains(err.Error(), "trust anchor") {
+				t.Errorf("the refusal does not say why: %v", err)
+			}
+		})
 	}
 }

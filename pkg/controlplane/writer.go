@@ -18,6 +18,7 @@ import (
 	"github.com/eastwest-dev/eastwest/pkg/metrics"
 	"github.com/eastwest-dev/eastwest/pkg/source"
 	"github.com/eastwest-dev/eastwest/pkg/translate"
+	"github.com/eastwest-dev/eastwest/pkg/trust"
 )
 
 // Default batching of source events. The first event after a quiet
@@ -58,7 +59,9 @@ type WriterOptions struct {
 	// TrustDomain is the trust domain of the gateways' tunnel identities
 	// (set from the xDS one).
 	TrustDomain string
-	Store       mcs.Options
+	// Anchors are the operator's trust anchors (nil: none).
+	Anchors *trust.Anchors
+	Store   mcs.Options
 	// LivenessTimeout bounds how long a publish may be owed (events
 	// received, not yet published) before Healthy fails.
 	LivenessTimeout time.Duration
@@ -169,7 +172,7 @@ func NewWriter(opts WriterOptions, c *cache.Cache, m *metrics.Metrics, log *slog
 		publishLog: ratelog.New(log, time.Second, 5),
 		in:         make(chan batch, 64),
 		sources:    map[string]*sourceState{},
-		asm:        assemble.New(assemble.Options{GatewayPort: opts.GatewayPort, TunnelPort: opts.TunnelPort, TrustDomain: opts.TrustDomain, Store: opts.Store}),
+		asm:        assemble.New(assemble.Options{GatewayPort: opts.GatewayPort, TunnelPort: opts.TunnelPort, TrustDomain: opts.TrustDomain, Store: opts.Store, Anchors: opts.Anchors}),
 	}
 	w.snap.Store(&Snapshot{State: &mcs.State{}})
 	next := make(chan struct{})

@@ -123,6 +123,18 @@ func (s *Store) TunnelSecrets() map[string]string {
 	return out
 }
 
+// MemberID is the cluster ID a member would have as of the events applied
+// so far: its cluster.clusterset.k8s.io property, else its name (not yet
+// checked for uniqueness or form: that is the next Flush's).
+func (s *Store) MemberID(member string) ClusterID {
+	if m := s.members[member]; m != nil {
+		if v, ok := m.properties[about.PropertyClusterID]; ok {
+			return ClusterID(v)
+		}
+	}
+	return ClusterID(member)
+}
+
 // SetTunnel records the state of a member's tunnel certificate: other
 // networks reach the member only while it is usable (GatewayError, the
 // Reachable condition), and a problem is shown (ClusterInfo.TunnelError).
