@@ -48,3 +48,22 @@ issuerRef: {{ toJson .Values.certManager.issuerRef }}
 , --debug-ca=/etc/eastwest/tls/ca.crt, --debug-cert=/etc/eastwest/tls/tls.crt, --debug-key=/etc/eastwest/tls/tls.key, --debug-server-name=eastwest.{{ .Release.Namespace }}.svc
 {{- end -}}
 {{- end -}}
+
+{{/* The xDS TLS volume of an Envoy: its certificate Secret, and the control
+plane's CA from controlPlaneCA.configMap when set (a projected volume, so
+the bootstrap reads both from one folder). */}}
+{{- define "eastwest.xdsTLSVolume" -}}
+- name: xds-tls
+{{- if .root.Values.controlPlaneCA.configMap }}
+  projected:
+    sources:
+    - secret:
+        name: {{ .secret }}
+        items: [{key: tls.crt, path: tls.crt}, {key: tls.key, path: tls.key}]
+    - configMap:
+        name: {{ .root.Values.controlPlaneCA.configMap }}
+        items: [{key: ca.crt, path: ca.crt}]
+{{- else }}
+  secret: {secretName: {{ .secret }}}
+{{- end }}
+{{- end -}}
