@@ -51,7 +51,7 @@ func (a *Assembler) topology(state *mcs.State) *translate.Topology {
 		if c.ID == "" {
 			continue
 		}
-		m := translate.NetworkMember{Network: c.Network, Gateways: c.Gateways, Local: c.LocalGateway}
+		m := translate.NetworkMember{Network: c.Network, Gateways: c.Gateways, Local: c.LocalGateway, TrustAnchor: a.opts.Anchors.PEM(string(c.ID))}
 		if c.Network != "" {
 			used = true
 		}

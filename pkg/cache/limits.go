@@ -34,8 +34,9 @@ const (
 	MaxStreamNameBytes = 4 << 20
 	// MaxNodeBytes bounds a stream's node (id, cluster, metadata,
 	// serialized): the cache keeps it for the stream's life (100 streams
-	// of 3.9 MB node IDs held 723 MB).
-	MaxNodeBytes = 16 << 10
+	// of 3.9 MB node IDs held 723 MB). Envoy 1.40's own node is about
+	// 60 KB: it lists every extension it was built with.
+	MaxNodeBytes = 128 << 10
 	// MaxStreamsPerPeer bounds the streams one peer holds open at once:
 	// its certificate's identities with mutual TLS, else its IP address.
 	// An Envoy opens one ADS stream, a gRPC client one per xDS target.

@@ -119,9 +119,16 @@ const (
 	TunnelTrustSecret       = "eastwest-tunnel-trust"
 )
 
-// TunnelMatch is the name of the transport socket match (and of the key
-// in an endpoint's envoy.transport_socket_match metadata) that sends a
-// connection to another network's gateway through a tunnel.
+// TunnelPeerSecret names the SDS secret that checks the gateways of one
+// member when a gateway dials them: that member's trust anchor and its
+// gateway identity alone (the peer is pinned to the member dialed).
+func TunnelPeerSecret(member mcs.ClusterID) string { return "eastwest-tunnel-peer:" + string(member) }
+
+// TunnelMatch is the key in an endpoint's envoy.transport_socket_match
+// metadata, its value the member whose gateway the endpoint is; the
+// transport socket match of that member (named TunnelMatch:<member>)
+// sends the connection through a tunnel that accepts that member's
+// gateways only.
 const TunnelMatch = "eastwest-tunnel"
 
 // RelayListenerName names a gateway's listener on a relay port (the

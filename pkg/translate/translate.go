@@ -365,7 +365,7 @@ func cluster(name string, key mcs.ServiceKey, p *mcs.ImportPort, v View, affinit
 		envoyCluster(c, affinity)
 	}
 	if v.Tunnels() {
-		tunnelSocket(c, key, p.Port)
+		tunnelSocket(c, key, p.Port, v.Net)
 	}
 	if v.Role == RoleGateway && isHTTP2(p.AppProtocol) {
 		c.TypedExtensionProtocolOptions = map[string]*anypb.Any{

@@ -85,6 +85,10 @@ type NetworkMember struct {
 	// Local is where its own clients without a proxy reach its gateways
 	// (nil: they cannot).
 	Local *mcs.GatewayAddress
+	// TrustAnchor is the member's CA certificates (PEM) from the
+	// operator's trust anchors: a gateway dialing this member trusts them
+	// alone. Nil: the whole TrustBundle.
+	TrustAnchor []byte
 }
 
 // Certificate is a PEM certificate chain and its private key.
@@ -105,7 +109,7 @@ func (t *Topology) Equal(o *Topology) bool {
 		if !ok || m.Network != n.Network || !slices.Equal(m.Gateways, n.Gateways) || (m.Certificate == nil) != (n.Certificate == nil) || (m.Local == nil) != (n.Local == nil) {
 			return false
 		}
-		if m.Local != nil && *m.Local != *n.Local {
+		if m.Local != nil && *m.Local != *n.Local || !bytes.Equal(m.TrustAnchor, n.TrustAnchor) {
 			return false
 		}
 		if m.Certificate != nil && (!bytes.Equal(m.Certificate.Chain, n.Certificate.Chain) || !bytes.Equal(m.Certificate.Key, n.Certificate.Key)) {
@@ -184,7 +188,7 @@ func tunnelEndpoints(member mcs.ClusterID, gws []mcs.GatewayAddress, healthy int
 	}
 	weight := uint32(max(1, min(healthy/len(gws), 1<<24))) //nolint:gosec // bounded above
 	match := &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{
-		"envoy.transport_socket_match": {Fields: map[string]*structpb.Value{TunnelMatch: structpb.NewBoolValue(true)}},
+		"envoy.transport_socket_match": {Fields: map[string]*structpb.Value{TunnelMatch: structpb.NewStringValue(string(member))}},
 	}}
 	ips, names := byHostName(gws)
 	out := make([]*endpointv3.LbEndpoint, 0, len(ips)+1)
@@ -266,41 +270,55 @@ func relayedEndpoint(local mcs.GatewayAddress, healthy int) []*endpointv3.LbEndp
 	return []*endpointv3.LbEndpoint{lbEndpoint(local.Address, uint32(local.Port), health, "")} //nolint:gosec // a Service port is 1-65535
 }
 
-// tunnelSocket adds to a gateway's cluster the transport socket that its
-// tunnelled endpoints (TunnelMatch) use: mutual TLS with the port's SNI.
-func tunnelSocket(c *clusterv3.Cluster, key mcs.ServiceKey, port int32) {
-	ctx := &tlsv3.UpstreamTlsContext{Sni: TunnelSNI(key, port), CommonTlsContext: tunnelTLS()}
-	c.TransportSocketMatches = []*clusterv3.Cluster_TransportSocketMatch{{
-		Name:  TunnelMatch,
-		Match: &structpb.Struct{Fields: map[string]*structpb.Value{TunnelMatch: structpb.NewBoolValue(true)}},
-		TransportSocket: &corev3.TransportSocket{
-			Name:       "envoy.transport_sockets.tls",
-			ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: mustAny(ctx)},
-		},
-	}}
+// tunnelSocket adds to a gateway's cluster the transport sockets its
+// tunnelled endpoints use: mutual TLS with the port's SNI, one per member
+// that tunnels (an endpoint says which member's gateway it is), each
+// accepting only that member's gateways (TunnelPeerSecret). Every view's
+// cluster lists every member, so that the cluster is the same in every
+// view of the role.
+func tunnelSocket(c *clusterv3.Cluster, key mcs.ServiceKey, port int32, t *Topology) {
+	c.TransportSocketMatches = nil
+	for _, id := range slices.Sorted(maps.Keys(t.Members)) {
+		if t.Members[id].Certificate == nil {
+			continue
+		}
+		ctx := &tlsv3.UpstreamTlsContext{Sni: TunnelSNI(key, port), CommonTlsContext: tunnelTLS(TunnelPeerSecret(id))}
+		c.TransportSocketMatches = append(c.TransportSocketMatches, &clusterv3.Cluster_TransportSocketMatch{
+			Name:  TunnelMatch + ":" + string(id),
+			Match: &structpb.Struct{Fields: map[string]*structpb.Value{TunnelMatch: structpb.NewStringValue(string(id))}},
+			TransportSocket: &corev3.TransportSocket{
+				Name:       "envoy.transport_sockets.tls",
+				ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: mustAny(ctx)},
+			},
+		})
+	}
 }
 
-// tunnelTLS is both ends' TLS: the gateway's certificate and the peer
-// check, over SDS on the ADS stream (no key material in clusters or
-// listeners).
-func tunnelTLS() *tlsv3.CommonTlsContext {
+// tunnelTLS is one end's TLS: the gateway's certificate and the peer
+// check named (TunnelTrustSecret inbound, TunnelPeerSecret outbound),
+// over SDS on the ADS stream (no key material in clusters or listeners).
+func tunnelTLS(peerCheck string) *tlsv3.CommonTlsContext {
 	return &tlsv3.CommonTlsContext{
 		TlsCertificateSdsSecretConfigs: []*tlsv3.SdsSecretConfig{{Name: TunnelCertificateSecret, SdsConfig: adsSource()}},
 		ValidationContextType: &tlsv3.CommonTlsContext_ValidationContextSdsSecretConfig{
-			ValidationContextSdsSecretConfig: &tlsv3.SdsSecretConfig{Name: TunnelTrustSecret, SdsConfig: adsSource()},
+			ValidationContextSdsSecretConfig: &tlsv3.SdsSecretConfig{Name: peerCheck, SdsConfig: adsSource()},
 		},
 	}
 }
 
 // PeerMatchers are the URI SANs one of which a tunnel peer's certificate
-// must carry: the gateway identity of a member of this ClusterSet. They
-// are built from the parsed form of the identity (package identity), so
-// Envoy compares exactly what the xDS check would accept: an exact
-// string per member when the ClusterSet's name is configured; without
-// it, any ClusterSet name that is a SPIFFE path segment, for the
-// members' IDs only.
+// must carry on the tunnel listener: the gateway identity of a member of
+// this ClusterSet.
 func (t *Topology) PeerMatchers() []*tlsv3.SubjectAltNameMatcher {
-	ids := slices.Sorted(maps.Keys(t.Members))
+	return t.peerMatchers(slices.Sorted(maps.Keys(t.Members)))
+}
+
+// peerMatchers are the gateway identities of members ids, built from the
+// parsed form of the identity (package identity), so Envoy compares
+// exactly what the xDS check would accept: an exact string per member
+// when the ClusterSet's name is configured; without it, any ClusterSet
+// name that is a SPIFFE path segment, for these members only.
+func (t *Topology) peerMatchers(ids []mcs.ClusterID) []*tlsv3.SubjectAltNameMatcher {
 	san := func(m *matcherv3.StringMatcher) *tlsv3.SubjectAltNameMatcher {
 		return &tlsv3.SubjectAltNameMatcher{SanType: tlsv3.SubjectAltNameMatcher_URI, Matcher: m}
 	}
@@ -342,6 +360,23 @@ func tunnelSecrets(r *Result, v View) {
 			MatchTypedSubjectAltNames: v.Net.PeerMatchers(),
 		}},
 	})
+	for _, id := range slices.Sorted(maps.Keys(v.Net.Members)) {
+		m := v.Net.Members[id]
+		if m.Certificate == nil {
+			continue
+		}
+		ca := m.TrustAnchor
+		if ca == nil {
+			ca = v.Net.TrustBundle
+		}
+		r.add(v, resourcev3.SecretType, TunnelPeerSecret(id), &tlsv3.Secret{
+			Name: TunnelPeerSecret(id),
+			Type: &tlsv3.Secret_ValidationContext{ValidationContext: &tlsv3.CertificateValidationContext{
+				TrustedCa:                 &corev3.DataSource{Specifier: &corev3.DataSource_InlineBytes{InlineBytes: ca}},
+				MatchTypedSubjectAltNames: v.Net.peerMatchers([]mcs.ClusterID{id}),
+			}},
+		})
+	}
 }
 
 // tunnelListener is a tunnelling gateway's tunnel listener: TLS with a
@@ -370,7 +405,7 @@ func tunnelListener(ports []tunnelPort, v View, p packer) *listenerv3.Listener {
 	socket := &corev3.TransportSocket{
 		Name: "envoy.transport_sockets.tls",
 		ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: mustAny(&tlsv3.DownstreamTlsContext{
-			CommonTlsContext:         tunnelTLS(),
+			CommonTlsContext:         tunnelTLS(TunnelTrustSecret),
 			RequireClientCertificate: wrapperspb.Bool(true),
 		})},
 	}

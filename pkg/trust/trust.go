@@ -118,6 +118,14 @@ func (a *Anchors) Members() []string {
 	return slices.Sorted(maps.Keys(a.byMember))
 }
 
+// PEM is member's anchors as PEM (nil without).
+func (a *Anchors) PEM(member string) []byte {
+	if a == nil {
+		return nil
+	}
+	return a.pem[member]
+}
+
 // Certificates are member's anchors.
 func (a *Anchors) Certificates(member string) []*x509.Certificate {
 	if a == nil {

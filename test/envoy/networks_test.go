@@ -391,7 +391,16 @@ func TestNetworksTunnel(t *testing.T) {
 		}
 		defer conn.Close()
 		_ = conn.SetDeadline(time.Now().Add(3 * time.Second))
-		tc := tls.Client(conn, &tls.Config{ServerName: sni, Certificates: certs, RootCAs: ca.Pool, MinVersion: tls.VersionTLS12,
+		tc := tls.Client(conn, &tls.Config{ServerName: sni, RootCAs: ca.Pool, MinVersion: tls.VersionTLS12,
+			// Sent whatever CAs the listener says it accepts: Go's
+			// client sends no certificate when its CA is not among them,
+			// which would test "no certificate" again, not "another CA".
+			GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+				if len(certs) == 0 {
+					return &tls.Certificate{}, nil
+				}
+				return &certs[0], nil
+			},
 			// The gateway's certificate names its identity, not the SNI.
 			InsecureSkipVerify: true, //nolint:gosec // the peer is checked below
 			VerifyConnection: func(cs tls.ConnectionState) error {
@@ -428,6 +437,12 @@ func TestNetworksTunnel(t *testing.T) {
 			{"another trust domain's identity", echoSNI, []tls.Certificate{ca.Gateway(t, "spiffe://evil.example/clusterset/x/cluster/west/role/gateway").TLS}},
 			{"an xDS client's identity, not a gateway's", echoSNI, []tls.Certificate{ca.Gateway(t, "spiffe://eastwest.io/clusterset/x/cluster/west/role/client").TLS}},
 			{"an SNI the tunnel does not serve", "8080.db.shop.svc.clusterset.local", []tls.Certificate{west.leaf.TLS}},
+			// Findings 5 and 10 of the trust-boundaries issue: any
+			// role/gateway identity passed, of any cluster, and a regex
+			// on the raw string read some forms differently from xDS.
+			{"a non-member's gateway", echoSNI, []tls.Certificate{ca.Gateway(t, gatewayID("south")).TLS}},
+			{"a member's identity with a query", echoSNI, []tls.Certificate{ca.Gateway(t, gatewayID("west")+"?x").TLS}},
+			{"a member's identity with a fragment", echoSNI, []tls.Certificate{ca.Gateway(t, gatewayID("west")+"#x").TLS}},
 		} {
 			if got, err := dialTunnel(tc.sni, tc.certs); err == nil {
 				t.Errorf("%s: east's tunnel answered %q", tc.name, got)
@@ -509,6 +524,46 @@ func TestNetworksTunnel(t *testing.T) {
 		code, b := get("solo.shop.svc.clusterset.local")
 		if took := time.Since(start); code != http.StatusServiceUnavailable || took > 2*time.Second {
 			t.Errorf("solo with north's gateway down: %d %q in %v, want a 503 at once", code, b, took)
+		}
+	})
+	// Finding 10 of the trust-boundaries issue: a gateway dialing member
+	// B accepted any member gateway's certificate. Now the tunnel to
+	// north trusts north's gateway identity alone: an impostor at north's
+	// gateway address with west's certificate (same CA, a member's
+	// gateway identity) completes no request. (After the previous
+	// subtest: north's gateway is down.)
+	t.Run("a gateway dialing north accepts north's gateway alone", func(t *testing.T) {
+		ln, err := north.gw.Listen(net.JoinHostPort(north.wan, "15443"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		var served atomic.Int64
+		go func() {
+			for {
+				conn, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				go func() {
+					defer conn.Close()
+					tc := tls.Server(conn, &tls.Config{Certificates: []tls.Certificate{west.leaf.TLS}, ClientAuth: tls.RequireAnyClientCert, MinVersion: tls.VersionTLS12})
+					_ = tc.SetDeadline(time.Now().Add(3 * time.Second))
+					if _, err := http.ReadRequest(bufio.NewReader(tc)); err != nil {
+						return
+					}
+					served.Add(1)
+					_, _ = fmt.Fprint(tc, "HTTP/1.1 200 OK\r\nX-Backend: impostor\r\nContent-Length: 8\r\n\r\nimpostor")
+				}()
+			}
+		}()
+		for range 5 {
+			if code, b := get("solo.shop.svc.clusterset.local"); code == 200 || strings.Contains(b, "impostor") {
+				t.Fatalf("east's gateway talked to an impostor of north: %d %q", code, b)
+			}
+		}
+		if n := served.Load(); n != 0 {
+			t.Errorf("the impostor read %d requests through east's tunnel", n)
 		}
 	})
 }
