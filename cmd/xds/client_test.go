@@ -306,7 +306,7 @@ func TestExplainShowsNetworkPaths(t *testing.T) {
 	for _, tc := range []struct{ view, want string }{
 		{"east/gateway", "priority 0  east/z1      weight 3  3 healthy, 0 draining  direct"},
 		{"east/gateway", "priority 1  central/z1   weight 3  3 healthy, 0 draining  direct"},
-		{"east/gateway", "priority 1  west         weight 3  via west's gateways 198.51.100.7:15443, 198.51.100.8:15443, their host names (cluster eastwest-gateways:west, resolved by Envoy) (network west, mutual TLS)"},
+		{"east/gateway", "priority 1  west         weight 3  via west's gateways 198.51.100.7:15443, 198.51.100.8:15443, their host names (cluster eastwest-gateways:west, resolved by Envoy) (network west, mutual TLS, west's gateway identity only)"},
 		{"east/client", "priority 1  west         weight 3  via this member's gateways at 10.96.0.10:15080, then west's (network west)"},
 		{"west/client", "central (network east) left out: network east has no east-west gateway address"},
 		{"central/client", "west (network west) left out: a proxyless client reaches other networks through its member's gateways"},

@@ -60,6 +60,8 @@ type Cache struct {
 	// goroutine retries them.
 	blocked  map[*watch]struct{}
 	retrying bool
+	// touches numbers the endpoints sent again unchanged (resendEndpoints).
+	touches uint64
 
 	marshals atomic.Int64
 	// responses counts the responses handed to streams (Responses).
@@ -172,6 +174,11 @@ type watch struct {
 	// initial is true for a stream's first request of the type, which is
 	// always answered once the view exists (even with nothing).
 	initial bool
+	// resend answers with every subscribed resource, held or not: the
+	// client asked again for what it holds (a SotW request repeating an
+	// acknowledged nonce; Envoy does so for the endpoints or routes of a
+	// cluster or listener it keeps warming until they come).
+	resend bool
 
 	// indexed is set while the watch is in its type's indexes.
 	indexed bool
@@ -317,10 +324,14 @@ func (c *Cache) Apply(updates []Update) error {
 	for _, p := range prep {
 		v := c.view(p.u.View)
 		ts := c.typ(v, p.u.Type)
-		var changed []string
+		var changed, updatedClusters []string
 		for _, e := range p.entries {
-			if old, ok := ts.resources[e.name]; ok && old.version == e.version {
+			old, ok := ts.resources[e.name]
+			if ok && old.version == e.version {
 				continue
+			}
+			if ok && p.u.Type == resourcev3.ClusterType {
+				updatedClusters = append(updatedClusters, e.name)
 			}
 			e.since = ts.version + 1
 			ts.resources[e.name] = e
@@ -339,8 +350,45 @@ func (c *Cache) Apply(updates []Update) error {
 		if v.exists {
 			c.wake(ts, changed, false)
 		}
+		c.resendEndpoints(v, updatedClusters, now)
 	}
 	return errors.Join(errs...)
+}
+
+// resendEndpoints sends again, after clusters of a view were updated, the
+// endpoints of those clusters, changed or not (under a new version, the
+// same bytes). Envoy keeps an updated EDS cluster warming, and withholds
+// its CDS ACK, until it gets the cluster's endpoints again; over delta it
+// asks for nothing, and over SotW its request looks like an ACK (xDS
+// protocol, "resource warming"). Without this a cluster-only change (a
+// member's tunnel certificate, a service's session affinity) left the
+// gateway STALE for Envoy's 15 s endpoint timeout, with later cluster
+// updates queued behind it. An EDS cluster's endpoints are named as the
+// cluster (translate). Called with c.mu held.
+func (c *Cache) resendEndpoints(v *view, clusters []string, now time.Time) {
+	if len(clusters) == 0 {
+		return
+	}
+	ts := c.typ(v, resourcev3.EndpointType)
+	var again []string
+	for _, name := range clusters {
+		old, ok := ts.resources[name]
+		if !ok {
+			continue
+		}
+		c.touches++
+		e := newEntry(name, old.version+"~"+strconv.FormatUint(c.touches, 10), old.any)
+		e.since = ts.version + 1
+		ts.resources[name] = e
+		again = append(again, name)
+	}
+	if len(again) == 0 {
+		return
+	}
+	ts.record(again, now)
+	if v.exists {
+		c.wake(ts, again, false)
+	}
 }
 
 // parallelMarshal is the number of resources from which Apply marshals
@@ -692,7 +740,7 @@ func (c *Cache) VersionTime(viewName, typ, version string) (time.Time, bool) {
 // CreateWatch answers a SotW request now if the client lacks something,
 // else when something it subscribes to changes.
 func (c *Cache) CreateWatch(req *cachev3.Request, sub cachev3.Subscription, out chan cachev3.Response) (func(), error) {
-	return c.createWatch(req, sub, out, false)
+	return c.createWatch(req, sub, out, false, false)
 }
 
 // createWatch is CreateWatch for eastwest's SotW server, which also says
@@ -703,7 +751,7 @@ func (c *Cache) CreateWatch(req *cachev3.Request, sub cachev3.Subscription, out 
 // learns the server saw its new names (xDS protocol: LDS and CDS
 // responses include every requested resource). An ACK that repeats the
 // names waits for a change.
-func (c *Cache) createWatch(req *cachev3.Request, sub cachev3.Subscription, out chan cachev3.Response, namesChanged bool) (func(), error) {
+func (c *Cache) createWatch(req *cachev3.Request, sub cachev3.Subscription, out chan cachev3.Response, namesChanged, again bool) (func(), error) {
 	if err := checkWatch(req.GetTypeUrl(), req.GetResourceNames(), sub); err != nil {
 		return nil, err
 	}
@@ -712,8 +760,8 @@ func (c *Cache) createWatch(req *cachev3.Request, sub cachev3.Subscription, out 
 		// The node is refused: never answered (the Tracker shows why).
 		return func() {}, nil
 	}
-	answer := req.GetResponseNonce() == "" || (namesChanged && fullState(req.GetTypeUrl()))
-	w := &watch{view: viewName, typ: req.GetTypeUrl(), sub: sub, sotwReq: req, sotwOut: out, initial: answer}
+	answer := req.GetResponseNonce() == "" || (namesChanged && fullState(req.GetTypeUrl())) || again
+	w := &watch{view: viewName, typ: req.GetTypeUrl(), sub: sub, sotwReq: req, sotwOut: out, initial: answer, resend: again}
 	return c.register(w), nil
 }
 
@@ -725,6 +773,17 @@ func (c *Cache) CreateDeltaWatch(req *cachev3.DeltaRequest, sub cachev3.Subscrip
 	viewName, err := c.nodeView(req.GetNode())
 	if err != nil {
 		return func() {}, nil
+	}
+	// A name subscribed again while held is sent again: Envoy
+	// re-subscribes the endpoints (or routes) of a cluster (or listener)
+	// it keeps warming until they come, even when they did not change.
+	// The returned map is the stream's, and this is its goroutine.
+	// (A stream's first request subscribes what the client says it holds
+	// from before a reconnection, initial_resource_versions: not again.)
+	if returned := sub.ReturnedResources(); len(returned) > 0 && req.GetResponseNonce() != "" {
+		for _, n := range req.GetResourceNamesSubscribe() {
+			delete(returned, n)
+		}
 	}
 	w := &watch{view: viewName, typ: req.GetTypeUrl(), sub: sub, deltaReq: req, deltaOut: out, initial: req.GetResponseNonce() == ""}
 	return c.register(w), nil
@@ -825,13 +884,20 @@ func (c *Cache) sotwResponse(w *watch, changed []string) cachev3.Response {
 		}
 		send = present
 	} else {
-		// EDS and RDS responses carry only what changed.
+		// EDS and RDS responses carry only what changed, unless the
+		// client asked again for what it holds.
 		mustAnswer := w.initial && len(present) > 0
+		if w.resend {
+			if changed != nil {
+				present = w.candidates()
+			}
+			send = present
+		}
 		if len(send) == 0 && !mustAnswer {
 			return nil
 		}
 	}
-	w.initial = false
+	w.initial, w.resend = false, false
 	return &sotwResponse{
 		req:     w.sotwReq,
 		version: strconv.FormatUint(w.ts.version, 10),

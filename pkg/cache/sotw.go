@@ -115,7 +115,10 @@ type sotwState struct {
 type sotwWatch struct {
 	cancel func()
 	nonce  string
-	sub    *streamv3.Subscription
+	// acked is the last nonce the client acknowledged: a request that
+	// acknowledges it again asks again for what it holds.
+	acked string
+	sub   *streamv3.Subscription
 	// raw and names are the resource_names of the last request as
 	// received and decoded.
 	raw   []byte
@@ -214,7 +217,7 @@ func (s *Server) request(st sotwServerStream, ss *sotwState, b []byte) error {
 		return err
 	}
 	w := ss.watches[typ]
-	namesChanged := false
+	namesChanged, again := false, false
 	if w == nil {
 		sub := streamv3.NewSotwSubscription(req.GetResourceNames(), true)
 		w = &sotwWatch{sub: &sub}
@@ -238,12 +241,21 @@ func (s *Server) request(st sotwServerStream, ss *sotwState, b []byte) error {
 			w.sub.SetResourceSubscription(req.GetResourceNames())
 			namesChanged = true
 		}
+		// The first request with the latest nonce acknowledges it (or
+		// rejects it); another one with the same nonce and names, not a
+		// rejection, asks again (xDS protocol, "resource warming": Envoy
+		// asks for the endpoints of a cluster it updated, which it keeps
+		// warming until they come).
+		if req.GetErrorDetail() == nil && w.nonce != "" && req.GetResponseNonce() == w.nonce {
+			again = w.acked == w.nonce && !namesChanged
+			w.acked = w.nonce
+		}
 	}
 	// b is reused for the next request: only a copy of the names is kept.
 	if !sameSlice(w.names, req.GetResourceNames()) {
 		w.raw, w.names = bytes.Clone(raw), req.GetResourceNames()
 	}
-	cancel, err := s.cache.createWatch(req, *w.sub, ss.out, namesChanged)
+	cancel, err := s.cache.createWatch(req, *w.sub, ss.out, namesChanged, again)
 	if err != nil {
 		return err
 	}

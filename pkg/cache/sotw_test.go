@@ -133,6 +133,13 @@ func TestSotwServerProtocol(t *testing.T) {
 	expect("initial EDS", "a", "b")
 	ask(resourcev3.EndpointType, "a", "b")
 	quiet("ACK with the same names")
+	// The same ACK once more asks again for what the client holds: Envoy
+	// does so for the endpoints of a cluster it keeps warming (xDS
+	// protocol, "resource warming"). Its ACK waits again.
+	ask(resourcev3.EndpointType, "a", "b")
+	expect("the same ACK again", "a", "b")
+	ask(resourcev3.EndpointType, "a", "b")
+	quiet("ACK of the answer")
 	apply(t, c, resourcev3.EndpointType, []Resource{cla("b", 2), cla("c", 2)})
 	expect("change of b (and of unsubscribed c)", "b")
 	ask(resourcev3.EndpointType, "a", "b", "c")

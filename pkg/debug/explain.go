@@ -345,7 +345,7 @@ func localities(cla *endpointv3.ClusterLoadAssignment, v translate.View, state *
 			} else {
 				healthy++
 			}
-			if ep.GetMetadata().GetFilterMetadata()["envoy.transport_socket_match"].GetFields()[translate.TunnelMatch].GetBoolValue() {
+			if ep.GetMetadata().GetFilterMetadata()["envoy.transport_socket_match"].GetFields()[translate.TunnelMatch].GetStringValue() != "" {
 				if a := ep.GetEndpoint().GetAddress().GetSocketAddress(); a != nil {
 					via = append(via, fmt.Sprintf("%s:%d", a.GetAddress(), a.GetPortValue()))
 				} else {
@@ -358,7 +358,7 @@ func localities(cla *endpointv3.ClusterLoadAssignment, v translate.View, state *
 		switch {
 		case len(via) > 0:
 			// The weight is the member's ready endpoints behind them.
-			line += fmt.Sprintf("via %s's gateways %s (network %s, mutual TLS)", l.Locality.GetRegion(), strings.Join(via, ", "), mcs.NetworkName(network))
+			line += fmt.Sprintf("via %s's gateways %s (network %s, mutual TLS, %s's gateway identity only)", l.Locality.GetRegion(), strings.Join(via, ", "), mcs.NetworkName(network), l.Locality.GetRegion())
 		case network != networkOf(state, v.Cluster) && len(l.LbEndpoints) > 0:
 			a := l.LbEndpoints[0].GetEndpoint().GetAddress().GetSocketAddress()
 			line += fmt.Sprintf("via this member's gateways at %s:%d, then %s's (network %s)", a.GetAddress(), a.GetPortValue(), l.Locality.GetRegion(), mcs.NetworkName(network))

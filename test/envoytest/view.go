@@ -41,7 +41,13 @@ func ForViewIn(t testing.TB, ns *netns.NS, app *controlplane.App, v translate.Vi
 // every type it asked for and finished initializing; a NACK fails at once.
 func (e *Envoy) WaitSynced(t testing.TB, app *controlplane.App, id, view string) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
+	e.WaitSyncedWithin(t, app, id, view, 30*time.Second)
+}
+
+// WaitSyncedWithin is WaitSynced with another deadline.
+func (e *Envoy) WaitSyncedWithin(t testing.TB, app *controlplane.App, id, view string, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
 	var last string
 	for time.Now().Before(deadline) {
 		if e.Exited() {
@@ -72,7 +78,7 @@ func (e *Envoy) WaitSynced(t testing.TB, app *controlplane.App, id, view string)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	t.Fatalf("envoy %s not synced after 30s:%s", id, last)
+	t.Fatalf("envoy %s not synced after %v:%s", id, within, last)
 }
 
 // CheckAccepted checks that Envoy rejected nothing and holds exactly what
