@@ -113,7 +113,8 @@ func BenchmarkPublish(b *testing.B) {
 }
 
 // networkObjects are what puts member m on a network of its own: the
-// network property, an east-west gateway Service and its tunnel Secret.
+// network property, an east-west gateway Service and its tunnel Secret, in
+// the gateway namespace.
 func networkObjects(b *testing.B, ca *cptest.CA, member string, m int) []metav1.Object {
 	b.Helper()
 	leaf := ca.Gateway(b, "spiffe://eastwest.io/clusterset/x/cluster/"+member+"/role/gateway")
@@ -124,9 +125,9 @@ func networkObjects(b *testing.B, ca *cptest.CA, member string, m int) []metav1.
 	}
 	return []metav1.Object{
 		&about.ClusterProperty{ObjectMeta: metav1.ObjectMeta{Name: about.PropertyNetwork}, Spec: about.ClusterPropertySpec{Value: "net-" + member}},
-		&corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "eastwest-gateway", Labels: map[string]string{mcs.LabelGateway: "true"}},
+		&corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: mcs.DefaultGatewayNamespace, Name: "eastwest-gateway", Labels: map[string]string{mcs.LabelGateway: "true"}},
 			Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: mcs.TunnelPortName, Port: 15443, Protocol: corev1.ProtocolTCP}}, ExternalIPs: []string{fmt.Sprintf("192.0.2.%d", m+1)}}},
-		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: mcs.DefaultTunnelSecret}, Type: corev1.SecretTypeTLS,
+		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: mcs.DefaultGatewayNamespace, Name: mcs.DefaultTunnelSecret}, Type: corev1.SecretTypeTLS,
 			Data: map[string][]byte{corev1.TLSCertKey: []byte(crt), corev1.TLSPrivateKeyKey: []byte(key), "ca.crt": bundle}},
 	}
 }

@@ -104,18 +104,3 @@ func (id ID) Valid() error {
 	}
 	return nil
 }
-
-// Segment reports whether s may be one segment of a SPIFFE ID's path
-// (letters, digits, '.', '-', '_'; not empty, "." or ".."): what a
-// ClusterSet name or cluster ID must be to appear in an identity.
-func Segment(s string) bool {
-	if s == "" || s == "." || s == ".." {
-		return false
-	}
-	for _, r := range s {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '-' || r == '_') {
-			return false
-		}
-	}
-	return true
-}

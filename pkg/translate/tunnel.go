@@ -7,7 +7,6 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -47,10 +46,6 @@ import (
 // certificate or in-cluster address) are not given the endpoints of
 // members on other networks, which they could not reach: they get their
 // own network's.
-
-// GatewayDNSRefresh is how often a tunnelling gateway looks up the host
-// names of other networks' gateways when their DNS answer has no TTL.
-const GatewayDNSRefresh = 30 * time.Second
 
 // DefaultTrustDomain is the trust domain of eastwest's identities (xDS
 // clients and tunnel peers).
@@ -234,11 +229,7 @@ func gatewaysDNS(r *Result, v View) {
 				ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STRICT_DNS},
 				ConnectTimeout:       durationpb.New(GatewayConnectTimeout),
 				DnsLookupFamily:      clusterv3.Cluster_V4_PREFERRED,
-				// At most mcs.MaxGatewayHostNames names, each looked up
-				// as its TTL says (Envoy's default is every 5 s).
-				DnsRefreshRate: durationpb.New(GatewayDNSRefresh),
-				RespectDnsTtl:  true,
-				LoadAssignment: &endpointv3.ClusterLoadAssignment{ClusterName: name, Endpoints: []*endpointv3.LocalityLbEndpoints{{}}},
+				LoadAssignment:       &endpointv3.ClusterLoadAssignment{ClusterName: name, Endpoints: []*endpointv3.LocalityLbEndpoints{{}}},
 			}
 			for _, g := range names {
 				c.LoadAssignment.Endpoints[0].LbEndpoints = append(c.LoadAssignment.Endpoints[0].LbEndpoints, lbEndpoint(g.Address, uint32(g.Port), corev3.HealthStatus_UNKNOWN, "")) //nolint:gosec // a Service port is 1-65535

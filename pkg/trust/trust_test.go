@@ -27,7 +27,7 @@ func TestLoad(t *testing.T) {
 		files  map[string]string
 		errHas string
 	}{
-		"two members":            {files: map[string]string{"east.pem": read(east.File), "west.crt": read(west.File), "..data": "ignored"}},
+		"two members":             {files: map[string]string{"east.pem": read(east.File), "west.crt": read(west.File), "..data": "ignored"}},
 		"not a cluster ID":        {files: map[string]string{"East_1.pem": read(east.File)}, errHas: "not a cluster ID"},
 		"another extension":       {files: map[string]string{"east.txt": read(east.File)}, errHas: "want <cluster ID>.pem"},
 		"a leaf":                  {files: map[string]string{"east.pem": read(leaf.CertFile)}, errHas: "is not a CA"},
