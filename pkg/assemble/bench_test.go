@@ -54,10 +54,17 @@ func BenchmarkPublish(b *testing.B) {
 	for _, tc := range []struct {
 		n        int
 		networks bool
-	}{{1_000, false}, {10_000, false}, {100_000, false}, {1_000, true}, {10_000, true}} {
+		// externalIPs on each member's gateway Service: a member publishing
+		// 2,000 (finding 6 of the trust-boundaries issue: east's gateway
+		// EDS went from 401 to 800,402 endpoints) gets 16 used.
+		externalIPs int
+	}{{1_000, false, 0}, {10_000, false, 0}, {100_000, false, 0}, {1_000, true, 1}, {10_000, true, 1}, {1_000, true, 2_000}} {
 		name := fmt.Sprint(tc.n)
 		if tc.networks {
 			name += "-3networks"
+		}
+		if tc.externalIPs > 1 {
+			name += fmt.Sprintf("-%dexternalIPs", tc.externalIPs)
 		}
 		n := tc.n
 		b.Run(name, func(b *testing.B) {
@@ -74,7 +81,7 @@ func BenchmarkPublish(b *testing.B) {
 				_ = a.Apply(event.Event{Member: member, Op: event.OpJoin})
 				_ = a.Apply(event.Event{Member: member, Op: event.OpUpsert, Object: &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "ns"}}})
 				if tc.networks {
-					for _, o := range networkObjects(b, ca, member, m) {
+					for _, o := range networkObjects(b, ca, member, m, tc.externalIPs) {
 						_ = a.Apply(event.Event{Member: member, Op: event.OpUpsert, Object: o})
 					}
 				}
@@ -115,7 +122,7 @@ func BenchmarkPublish(b *testing.B) {
 // networkObjects are what puts member m on a network of its own: the
 // network property, an east-west gateway Service and its tunnel Secret, in
 // the gateway namespace.
-func networkObjects(b *testing.B, ca *cptest.CA, member string, m int) []metav1.Object {
+func networkObjects(b *testing.B, ca *cptest.CA, member string, m, externalIPs int) []metav1.Object {
 	b.Helper()
 	leaf := ca.Gateway(b, "spiffe://eastwest.io/clusterset/x/cluster/"+member+"/role/gateway")
 	crt, key := leaf.PEM(b)
@@ -123,10 +130,14 @@ func networkObjects(b *testing.B, ca *cptest.CA, member string, m int) []metav1.
 	if err != nil {
 		b.Fatal(err)
 	}
+	ips := []string{fmt.Sprintf("192.0.2.%d", m+1)}
+	for i := 1; i < externalIPs; i++ {
+		ips = append(ips, fmt.Sprintf("198.%d.%d.%d", 18+m, i/250, i%250+1))
+	}
 	return []metav1.Object{
 		&about.ClusterProperty{ObjectMeta: metav1.ObjectMeta{Name: about.PropertyNetwork}, Spec: about.ClusterPropertySpec{Value: "net-" + member}},
 		&corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: mcs.DefaultGatewayNamespace, Name: "eastwest-gateway", Labels: map[string]string{mcs.LabelGateway: "true"}},
-			Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: mcs.TunnelPortName, Port: 15443, Protocol: corev1.ProtocolTCP}}, ExternalIPs: []string{fmt.Sprintf("192.0.2.%d", m+1)}}},
+			Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: mcs.TunnelPortName, Port: 15443, Protocol: corev1.ProtocolTCP}}, ExternalIPs: ips}},
 		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: mcs.DefaultGatewayNamespace, Name: mcs.DefaultTunnelSecret}, Type: corev1.SecretTypeTLS,
 			Data: map[string][]byte{corev1.TLSCertKey: []byte(crt), corev1.TLSPrivateKeyKey: []byte(key), "ca.crt": bundle}},
 	}
