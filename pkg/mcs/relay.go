@@ -3,6 +3,7 @@ package mcs
 import (
 	"fmt"
 	"hash/fnv"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -45,6 +46,12 @@ const (
 	// MaxRelayPortsPerService bounds what one Service can take of the
 	// range: a Service with 10,000 TCP ports would otherwise take it all.
 	MaxRelayPortsPerService = 64
+	// MaxRelayPortsPerMember bounds what the services one member serves
+	// can take of the range (a fifth), so that one member's services
+	// leave room for the others'. Over it, the member's greatest ports
+	// (by namespace, name and port) go without, whatever order they
+	// came in, so that every replica agrees.
+	MaxRelayPortsPerMember = 2_000
 	// LabelRelay marks the MCS EndpointSlices that list a member's own
 	// gateway pods on relay ports.
 	LabelRelay = "eastwest.io/relay"
@@ -71,23 +78,102 @@ func (k relayKey) home() int32 {
 	return int32(h.Sum32() % relaySlots) //nolint:gosec // less than relaySlots
 }
 
-// relays are the relay ports allocated: an ordered hash table.
+// relays are the relay ports allocated: an ordered hash table, and what
+// each member's services claim of it.
 type relays struct {
 	byPort map[relayKey]int32 // port -> relay port
 	slots  map[int32]relayKey // relay port -> port
+	// servedBy are the members serving each claimed port; claims the
+	// ports each member serves; limit, for a member over
+	// MaxRelayPortsPerMember, its greatest port that has a relay port.
+	servedBy map[relayKey][]ClusterID
+	claims   map[ClusterID]map[relayKey]struct{}
+	limit    map[ClusterID]relayKey
 }
 
-func newRelays() relays { return relays{byPort: map[relayKey]int32{}, slots: map[int32]relayKey{}} }
+func newRelays() relays {
+	return relays{byPort: map[relayKey]int32{}, slots: map[int32]relayKey{},
+		servedBy: map[relayKey][]ClusterID{}, claims: map[ClusterID]map[relayKey]struct{}{}, limit: map[ClusterID]relayKey{}}
+}
+
+// claim records the members that serve a service's ports (nil: none),
+// and returns the other services whose ports gained or lost their place
+// under a member's limit.
+func (r relays) claim(key ServiceKey, ports map[int32][]ClusterID, old *ServiceState) []ServiceKey {
+	var members []ClusterID
+	if old != nil && old.Import != nil {
+		for _, p := range old.Import.Ports {
+			k := relayKey{key, p.Port}
+			for _, c := range r.servedBy[k] {
+				delete(r.claims[c], k)
+				members = append(members, c)
+			}
+			delete(r.servedBy, k)
+		}
+	}
+	for n, cs := range ports {
+		k := relayKey{key, n}
+		r.servedBy[k] = cs
+		for _, c := range cs {
+			if r.claims[c] == nil {
+				r.claims[c] = map[relayKey]struct{}{}
+			}
+			r.claims[c][k] = struct{}{}
+			members = append(members, c)
+		}
+	}
+	var again []ServiceKey
+	for _, c := range slices.Compact(slices.Sorted(slices.Values(members))) {
+		prev, was := r.limit[c]
+		var now relayKey
+		over := len(r.claims[c]) > MaxRelayPortsPerMember
+		if over {
+			keys := slices.SortedFunc(maps.Keys(r.claims[c]), relayKey.compare)
+			now = keys[MaxRelayPortsPerMember-1]
+			r.limit[c] = now
+		} else {
+			delete(r.limit, c)
+		}
+		if was == over && (!over || prev == now) {
+			continue
+		}
+		// Every claim above the lower of the two limits may have changed
+		// sides.
+		low := prev
+		if !was || over && now.compare(prev) < 0 {
+			low = now
+		}
+		for k := range r.claims[c] {
+			if k.compare(low) > 0 && k.key != key && !slices.Contains(again, k.key) {
+				again = append(again, k.key)
+			}
+		}
+	}
+	return again
+}
+
+// underLimit reports whether a port is within the limit of every member
+// that serves it.
+func (r relays) underLimit(k relayKey) (bool, ClusterID) {
+	for _, c := range r.servedBy[k] {
+		if l, ok := r.limit[c]; ok && k.compare(l) > 0 {
+			return false, c
+		}
+	}
+	return true, ""
+}
 
 // update gives a service's import ports their relay ports and frees those
 // of the ports it no longer has. It returns the other services whose
 // relay ports moved (their states must be merged again).
 func (r relays) update(key ServiceKey, old, st *ServiceState) []ServiceKey {
 	var want []int32
+	servedBy := map[int32][]ClusterID{}
 	if st != nil && st.Import != nil {
 		for _, p := range st.Import.Ports {
 			if p.Protocol == corev1.ProtocolTCP {
 				want = append(want, p.Port)
+				servedBy[p.Port] = p.Clusters
 			}
 		}
 	}
@@ -95,26 +181,41 @@ func (r relays) update(key ServiceKey, old, st *ServiceState) []ServiceKey {
 	want = slices.Compact(want)
 	capped := want[min(len(want), MaxRelayPortsPerService):]
 	want = want[:min(len(want), MaxRelayPortsPerService)]
+	for _, n := range capped {
+		delete(servedBy, n)
+	}
+	out := r.claim(key, servedBy, old)
 	var moved []relayKey
+	limited := map[int32]ClusterID{}
+	for _, n := range want {
+		if ok, c := r.underLimit(relayKey{key, n}); !ok {
+			limited[n] = c
+		}
+	}
 	if old != nil && old.Import != nil {
 		for _, p := range old.Import.Ports {
-			if !slices.Contains(want, p.Port) {
+			if _, over := limited[p.Port]; !slices.Contains(want, p.Port) || over {
 				moved = append(moved, r.remove(relayKey{key, p.Port})...)
 			}
 		}
 	}
 	for _, n := range want {
-		if _, ok := r.byPort[relayKey{key, n}]; !ok {
-			moved = append(moved, r.insert(relayKey{key, n})...)
+		if _, over := limited[n]; !over {
+			if _, ok := r.byPort[relayKey{key, n}]; !ok {
+				moved = append(moved, r.insert(relayKey{key, n})...)
+			}
 		}
 	}
 	if st != nil && st.Import != nil {
 		for i := range st.Import.Ports {
 			p := &st.Import.Ports[i]
+			c, over := limited[p.Port]
 			switch {
 			case p.Protocol != corev1.ProtocolTCP:
 			case slices.Contains(capped, p.Port):
 				p.RelayError = fmt.Sprintf("no relay port: a service has at most %d (its lowest TCP ports)", MaxRelayPortsPerService)
+			case over:
+				p.RelayError = fmt.Sprintf("no relay port: the services member %s serves have at most %d (by namespace, name and port)", c, MaxRelayPortsPerMember)
 			case r.byPort[relayKey{key, p.Port}] == 0:
 				p.RelayError = fmt.Sprintf("no relay port: all %d (%d-%d) are taken", relaySlots, RelayPortMin, RelayPortMax)
 			default:
@@ -122,7 +223,6 @@ func (r relays) update(key ServiceKey, old, st *ServiceState) []ServiceKey {
 			}
 		}
 	}
-	var out []ServiceKey
 	for _, k := range moved {
 		if k.key != key && !slices.Contains(out, k.key) {
 			out = append(out, k.key)

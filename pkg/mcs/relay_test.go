@@ -209,3 +209,82 @@ func TestRelaySlices(t *testing.T) {
 		t.Errorf("flat: %d slices, want one per member", n)
 	}
 }
+
+// The services one member serves take at most MaxRelayPortsPerMember
+// relay ports: over it, the member's greatest ports (by namespace, name
+// and port) go without and say why, whatever order the services came
+// in, and others' ports keep theirs. When the member drops back under
+// the limit, the ports that went without get theirs.
+func TestRelayPortsPerMember(t *testing.T) {
+	served := func(name string, by ...ClusterID) *ServiceState {
+		s := relayState(name, 80)
+		s.Import.Ports[0].Clusters = by
+		return s
+	}
+	const n = MaxRelayPortsPerMember + 50
+	build := func(order []int) (relays, map[string]*ServiceState) {
+		r := newRelays()
+		live := map[string]*ServiceState{}
+		for _, i := range order {
+			s := served(fmt.Sprintf("a%05d", i), "a")
+			// The Store merges again the services whose ports moved.
+			again := r.update(s.Key, nil, s)
+			live[s.Key.Name] = s
+			for len(again) > 0 {
+				k := again[0]
+				again = again[1:]
+				fresh := served(k.Name, "a")
+				again = append(again, r.update(k, live[k.Name], fresh)...)
+				live[k.Name] = fresh
+			}
+		}
+		return r, live
+	}
+	sorted := make([]int, n)
+	for i := range sorted {
+		sorted[i] = i
+	}
+	want, live := build(sorted)
+	got, gotLive := build(rand.New(rand.NewPCG(3, 4)).Perm(n))
+	if !maps.Equal(got.byPort, want.byPort) {
+		t.Fatal("the member's relay ports depend on the order its services came in")
+	}
+	with, without := 0, 0
+	for name, s := range gotLive {
+		p := s.Import.Ports[0]
+		switch {
+		case p.RelayPort != 0:
+			with++
+			if name >= fmt.Sprintf("a%05d", MaxRelayPortsPerMember) {
+				t.Errorf("%s, above the limit, has relay port %d", name, p.RelayPort)
+			}
+		case strings.Contains(p.RelayError, "member a"):
+			without++
+		}
+	}
+	if with != MaxRelayPortsPerMember || without != n-MaxRelayPortsPerMember {
+		t.Errorf("%d ports with relay ports and %d without saying why; want %d and %d", with, without, MaxRelayPortsPerMember, n-MaxRelayPortsPerMember)
+	}
+	// Another member's service keeps its relay port.
+	b := served("b", "b")
+	want.update(b.Key, nil, b)
+	if b.Import.Ports[0].RelayPort == 0 {
+		t.Errorf("b's service, under b's limit, has no relay port: %s", b.Import.Ports[0].RelayError)
+	}
+	// a's first services go: those that went without get relay ports.
+	again := []ServiceKey{}
+	for i := range 50 {
+		k := ServiceKey{"ns", fmt.Sprintf("a%05d", i)}
+		again = append(again, want.update(k, live[k.Name], nil)...)
+	}
+	if len(again) == 0 {
+		t.Fatal("no service was given to merge again when the member dropped under its limit")
+	}
+	for _, k := range again {
+		fresh := served(k.Name, "a")
+		want.update(k, live[k.Name], fresh)
+		if fresh.Import.Ports[0].RelayPort == 0 {
+			t.Errorf("%s, under the limit again, has no relay port: %s", k.Name, fresh.Import.Ports[0].RelayError)
+		}
+	}
+}
