@@ -322,7 +322,13 @@ func TestStreamsPerPeer(t *testing.T) {
 	tr.Authenticate(peerOf, ratelog.New(slog.New(slog.NewTextHandler(io.Discard, nil)), time.Second, 5))
 	long := strings.Repeat("i", 100_000)
 	a := context.WithValue(context.Background(), peerCtx{}, Peer{Address: "10.0.0.1:1", Identities: []string{long}})
-	b := context.WithValue(context.Background(), peerCtx{}, Peer{Address: "10.0.0.1:2"})
+	b := context.WithValue(context.Background(), peerCtx{}, Peer{Address: "10.0.0.2:2"})
+	loop := context.WithValue(context.Background(), peerCtx{}, Peer{Address: "127.0.0.1:3"})
+	for i := range MaxStreamsPerPeer + 10 {
+		if err := tr.OnDeltaStreamOpen(loop, int64(2000+i), resourcev3.AnyType); err != nil {
+			t.Fatalf("loopback stream %d (the host's own: the demo, the load harness): %v", i, err)
+		}
+	}
 	for i := range MaxStreamsPerPeer {
 		if err := tr.OnDeltaStreamOpen(a, int64(i), resourcev3.AnyType); err != nil {
 			t.Fatalf("stream %d: %v", i, err)
