@@ -196,6 +196,13 @@ func (a *Assembler) Apply(ev event.Event) error {
 	return errors.Join(errs...)
 }
 
+// SetAnchors replaces the trust anchors (the operator changed them): the
+// next Flush checks every member's tunnel certificate against them again.
+func (a *Assembler) SetAnchors(t *trust.Anchors) {
+	a.opts.Anchors = t
+	clear(a.certs)
+}
+
 // Merge merges the services the events touched (the first stage of
 // Flush, separate so that callers can time it).
 func (a *Assembler) Merge() mcs.Changes {

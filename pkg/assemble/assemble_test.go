@@ -496,4 +496,17 @@ func TestTunnelCertificatesFromTheirMembersAnchor(t *testing.T) {
 			t.Errorf("west: tunnelError %q, gatewayError %q; want both to say why", c.TunnelError, c.GatewayError)
 		}
 	}
+	// The operator gives west its right anchor (the anchors are read
+	// again while serving): west's certificate is checked again, and used.
+	if err := os.WriteFile(filepath.Join(dir, "west.pem"), []byte(eastCA), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if anchors, err = trust.Load(dir); err != nil {
+		t.Fatal(err)
+	}
+	f.asm.SetAnchors(anchors)
+	f.step()
+	if west := secrets(translate.View{Cluster: "west", Role: translate.RoleGateway}); west[translate.TunnelCertificateSecret] == nil {
+		t.Error("west's certificate, from its new anchor, is not served")
+	}
 }

@@ -1,6 +1,7 @@
 package controlplane
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -10,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -48,9 +50,12 @@ type Config struct {
 	// <cluster ID>.pem per member (package trust): xDS identities and
 	// tunnel certificates of a member must come from its own anchor, and
 	// the tunnels trust the anchors alone. Empty: one CA for all
-	// (XDSTLS.ClientCA, and the members' tunnel Secrets' ca.crt).
+	// (XDSTLS.ClientCA, and the members' tunnel Secrets' ca.crt). Read at
+	// start (it must load) and again every AnchorsPoll.
 	TrustAnchors string
-	DebugTLS     TLSFiles
+	// AnchorsPoll is how often TrustAnchors is read again (0: AnchorsPoll).
+	AnchorsPoll time.Duration
+	DebugTLS    TLSFiles
 	// DrainTimeout bounds how long shutdown waits for streams to end.
 	DrainTimeout time.Duration
 	// WriteBack makes this replica the ClusterSet's MCS controller for
@@ -82,6 +87,9 @@ type App struct {
 	election writeback.Recorder
 
 	xdsListener, debugListener net.Listener
+	// anchors are the trust anchors in use (--trust-anchors), read again
+	// when their folder changes (watchAnchors).
+	anchors atomic.Pointer[trust.Anchors]
 }
 
 // NewApp builds the control plane and binds its listeners (so that a bad
@@ -90,6 +98,7 @@ func NewApp(cfg Config, log *slog.Logger, debugHandler func(*App) http.Handler) 
 	if cfg.Dir == "" && cfg.KubeconfigDir == "" && cfg.RemoteSecrets == nil {
 		return nil, errors.New("a source is required: --dir, --kubeconfig-dir and/or remote secrets (--kubeconfig)")
 	}
+	a := &App{cfg: cfg, log: log, warn: ratelog.New(log, 10*time.Second, 5), Metrics: metrics.New()}
 	var anchors *trust.Anchors
 	if cfg.TrustAnchors != "" {
 		var err error
@@ -105,31 +114,43 @@ func NewApp(cfg Config, log *slog.Logger, debugHandler func(*App) http.Handler) 
 		return nil, fmt.Errorf("xDS TLS: %w", err)
 	}
 	if anchors != nil {
-		// Client chains verify against every member's anchors (and the
-		// client CA, if any); the identity's own member is checked next
-		// (IdentityPolicy.Anchors).
-		if xdsTLS.ClientCAs == nil {
-			xdsTLS.ClientCAs = x509.NewCertPool()
-		}
-		for _, m := range anchors.Members() {
-			for _, c := range anchors.Certificates(m) {
-				xdsTLS.ClientCAs.AddCert(c)
-			}
-		}
+		// Client chains verify against every member's current anchors
+		// (and the client CA, if any); the identity's own member is
+		// checked next (IdentityPolicy.Anchors).
+		clientCA := xdsTLS.ClientCAs
+		base := xdsTLS.Clone()
 		xdsTLS.ClientAuth = tls.RequireAndVerifyClientCert
+		xdsTLS.GetConfigForClient = func(*tls.ClientHelloInfo) (*tls.Config, error) {
+			c := base.Clone()
+			c.ClientCAs = x509.NewCertPool()
+			if clientCA != nil {
+				c.ClientCAs = clientCA.Clone()
+			}
+			cur := a.anchors.Load()
+			for _, m := range cur.Members() {
+				for _, cert := range cur.Certificates(m) {
+					c.ClientCAs.AddCert(cert)
+				}
+			}
+			c.ClientAuth = tls.RequireAndVerifyClientCert
+			return c, nil
+		}
 	}
 	debugTLS, err := cfg.DebugTLS.Config()
 	if err != nil {
 		return nil, fmt.Errorf("debug TLS: %w", err)
 	}
-	a := &App{cfg: cfg, log: log, warn: ratelog.New(log, 10*time.Second, 5), Metrics: metrics.New()}
+	a.anchors.Store(anchors)
 	a.Cache = cache.New(NodeView)
 	cfg.Writer.TrustDomain = cfg.TrustDomain
 	cfg.Writer.Anchors = anchors
 	a.Writer = NewWriter(cfg.Writer, a.Cache, a.Metrics, log)
 	a.Tracker = cache.NewTracker(a.Cache, a.describeNode, a.Metrics)
 	a.Metrics.ClientStates(a.Tracker.Clients)
-	policy := IdentityPolicy{Required: cfg.XDSTLS.ClientCA != "" || anchors != nil, TrustDomain: cfg.TrustDomain, ClusterSet: cfg.Writer.Store.ClusterSet, Anchors: anchors}
+	policy := IdentityPolicy{Required: cfg.XDSTLS.ClientCA != "" || anchors != nil, TrustDomain: cfg.TrustDomain, ClusterSet: cfg.Writer.Store.ClusterSet}
+	if anchors != nil {
+		policy.Anchors = a.anchors.Load
+	}
 	a.Tracker.Authenticate(policy.Authenticate, a.warn)
 	a.xds = NewXDSServer(a.Cache, a.Tracker, xdsTLS)
 	if cfg.Dir != "" {
@@ -164,6 +185,43 @@ func NewApp(cfg Config, log *slog.Logger, debugHandler func(*App) http.Handler) 
 	}
 	a.debug = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, TLSConfig: debugTLS}
 	return a, nil
+}
+
+// AnchorsPoll is how often the trust anchors' folder is read again (a
+// ConfigMap mounted as a folder changes by a symlink swap, which a poll
+// sees whatever the filesystem).
+const AnchorsPoll = 10 * time.Second
+
+// watchAnchors reads the trust anchors again every poll and, when they
+// changed, serves by the new ones: the xDS handshake's client CAs, the
+// identity check and the tunnels (through the Writer). Anchors that do not
+// load are logged and the ones in use stay.
+func (a *App) watchAnchors(ctx context.Context, poll time.Duration) {
+	t := time.NewTicker(poll)
+	defer t.Stop()
+	failed := ""
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		next, err := trust.Load(a.cfg.TrustAnchors)
+		if err != nil {
+			if err.Error() != failed {
+				a.log.Error("trust anchors not reloaded: the ones in use stay", "err", err)
+				failed = err.Error()
+			}
+			continue
+		}
+		failed = ""
+		if cur := a.anchors.Load(); bytes.Equal(cur.Bundle(), next.Bundle()) && slices.Equal(cur.Members(), next.Members()) {
+			continue
+		}
+		a.anchors.Store(next)
+		a.Writer.SetAnchors(next)
+		a.log.Info("trust anchors reloaded", "members", next.Members())
+	}
 }
 
 func (a *App) sourceName() string { return "dir:" + a.cfg.Dir }
@@ -232,6 +290,13 @@ func (a *App) Run(ctx context.Context) error {
 		}()
 	}
 	go func() { a.Writer.Run(srcCtx); close(writerDone) }()
+	if a.cfg.TrustAnchors != "" {
+		poll := a.cfg.AnchorsPoll
+		if poll <= 0 {
+			poll = AnchorsPoll
+		}
+		go a.watchAnchors(srcCtx, poll)
+	}
 	if a.dir != nil {
 		go func() { _ = a.dir.Run(srcCtx, a.Writer.Sink(a.sourceName())) }()
 	}

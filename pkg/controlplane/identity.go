@@ -58,11 +58,11 @@ type IdentityPolicy struct {
 	TrustDomain string
 	// ClusterSet, when set, is the ClusterSet the identities must name.
 	ClusterSet string
-	// Anchors, when set, are the operator's trust anchors: the identity
-	// that names the claimed view must chain to the anchor of the member
-	// it names, so that one member's issuer cannot vouch for another
-	// member's identities.
-	Anchors *trust.Anchors
+	// Anchors, when set, returns the operator's current trust anchors:
+	// the identity that names the claimed view must chain to the anchor
+	// of the member it names, so that one member's issuer cannot vouch
+	// for another member's identities.
+	Anchors func() *trust.Anchors
 }
 
 // IdentityURI is the identity a certificate carries for a view: the URI
@@ -120,7 +120,7 @@ func (p IdentityPolicy) authorize(ids []string, chains [][]*x509.Certificate, n 
 		if !p.names(id, v) {
 			continue
 		}
-		if p.Anchors != nil && !p.Anchors.Issued(string(v.Cluster), chains) {
+		if p.Anchors != nil && !p.Anchors().Issued(string(v.Cluster), chains) {
 			return cache.Refuse(cache.ReasonIdentity, codes.PermissionDenied,
 				"node %q claims %s, but its certificate was not issued by member %s's trust anchor (--trust-anchors): one member's issuer cannot vouch for another's identities", n.GetId(), v, v.Cluster)
 		}

@@ -274,3 +274,60 @@ func TestTrustAnchorsBindIdentitiesToTheirMembersIssuer(t *testing.T) {
 		})
 	}
 }
+
+// The trust anchors are read again while serving: a CA added to a
+// member's anchors (a ConfigMap key changed) is trusted without a
+// restart.
+func TestTrustAnchorsReload(t *testing.T) {
+	serving, east, west := cptest.NewCA(t), cptest.NewCA(t), cptest.NewCA(t)
+	srv := serving.Server(t)
+	anchors := t.TempDir()
+	write := func(name string, b []byte) {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(anchors, name), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pemOf := func(ca *cptest.CA) []byte {
+		b, err := os.ReadFile(ca.File)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	write("east.pem", pemOf(east))
+	cfg := controlplane.Config{Dir: "../translate/testdata/gateway-https.in", TrustAnchors: anchors, AnchorsPoll: 50 * time.Millisecond}
+	cfg.XDSTLS = controlplane.TLSFiles{Cert: srv.CertFile, Key: srv.KeyFile}
+	app := cptest.StartWith(t, cfg)
+	// West's CA issuing east's client identity is refused while it is
+	// not among east's anchors.
+	ask := func(cert cptest.Leaf) error {
+		t.Helper()
+		conn, err := grpc.NewClient(app.XDSAddr(), grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: serving.Pool, Certificates: []tls.Certificate{cert.TLS}, MinVersion: tls.VersionTLS12})))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_, err = cptest.DeltaFirst(ctx, conn, node("c", "east", "client", ""), resourcev3.ClusterType)
+		return err
+	}
+	const eastClient = "spiffe://eastwest.io/clusterset/any/cluster/east/role/client"
+	if err := ask(east.Client(t, eastClient)); err != nil {
+		t.Fatalf("east's own client: %v", err)
+	}
+	byWest := west.Client(t, eastClient)
+	if err := ask(byWest); err == nil {
+		t.Fatal("west's certificate served before west's CA is east's anchor")
+	}
+	// The operator makes west's CA east's anchor too (both in east.pem).
+	write("east.pem", append(pemOf(east), pemOf(west)...))
+	deadline := time.Now().Add(10 * time.Second)
+	for ask(byWest) != nil {
+		if time.Now().After(deadline) {
+			t.Fatal("the new anchors were not used within 10 s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

@@ -122,7 +122,14 @@ type batch struct {
 	source   string
 	events   []event.Event
 	problems []source.Problem
+	// anchors, when set, are new trust anchors (and the batch is
+	// nothing else).
+	anchors *trust.Anchors
 }
+
+// SetAnchors hands the writer new trust anchors; they are published like
+// a batch of events.
+func (w *Writer) SetAnchors(a *trust.Anchors) { w.in <- batch{anchors: a} }
 
 type sourceState struct {
 	synced   bool
@@ -315,6 +322,10 @@ func (w *Writer) Run(ctx context.Context) {
 }
 
 func (w *Writer) receive(b batch) {
+	if b.anchors != nil {
+		w.asm.SetAnchors(b.anchors)
+		return
+	}
 	for _, ev := range b.events {
 		if err := w.asm.Apply(ev); err != nil {
 			w.log.Error("cannot apply source event", "source", b.source, "member", ev.Member, "op", ev.Op, "err", err)
