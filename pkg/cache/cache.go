@@ -9,6 +9,7 @@ import (
 	"maps"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -377,7 +378,8 @@ func (c *Cache) resendEndpoints(v *view, clusters []string, now time.Time) {
 			continue
 		}
 		c.touches++
-		e := newEntry(name, old.version+"~"+strconv.FormatUint(c.touches, 10), old.any)
+		base, _, _ := strings.Cut(old.version, "~") // one suffix, however often it is sent again
+		e := newEntry(name, base+"~"+strconv.FormatUint(c.touches, 10), old.any)
 		e.since = ts.version + 1
 		ts.resources[name] = e
 		again = append(again, name)

@@ -456,8 +456,17 @@ func TestClusterUpdateSendsItsEndpointsAgain(t *testing.T) {
 	if again == nil || len(again.GetResources()) != 1 || again.GetResources()[0].GetName() != "x" {
 		t.Fatalf("after x's cluster changed, EDS got %v, want x again", again)
 	}
-	if a, b := first.GetResources()[0], again.GetResources()[0]; a.GetVersion() == b.GetVersion() || !proto.Equal(a.GetResource(), b.GetResource()) {
+	a, b := first.GetResources()[0], again.GetResources()[0]
+	if a.GetVersion() == b.GetVersion() || !proto.Equal(a.GetResource(), b.GetResource()) {
 		t.Errorf("x sent again as version %s (was %s), same bytes %v: want a new version of the same bytes", b.GetVersion(), a.GetVersion(), proto.Equal(a.GetResource(), b.GetResource()))
+	}
+	// Sent again and again, the version keeps one suffix.
+	for i := range 5 {
+		eds.request(nil, nil)
+		apply(t, c, resourcev3.ClusterType, []Resource{{Name: "x", Message: &clusterv3.Cluster{Name: "x", AltStatName: fmt.Sprint("changed", i)}}})
+		if r := eds.receive(); r == nil || len(r.GetResources()[0].GetVersion()) > len(b.GetVersion())+3 {
+			t.Fatalf("resend %d: %v (first resend's version %s)", i, r, b.GetVersion())
+		}
 	}
 	eds.request(nil, nil)
 	apply(t, c, resourcev3.ClusterType, []Resource{cluster("y")})

@@ -359,3 +359,19 @@ func numbered(prefix string, n int) []string {
 	}
 	return out
 }
+
+// Summaries (/debug/syncz) count a stream's names without copying them;
+// Clients (explain, dump) still list them.
+func TestSummariesCountNames(t *testing.T) {
+	tr := NewTracker(New(nodeView), func(n *corev3.Node) (string, string, string, error) {
+		return n.GetCluster(), "gateway", n.GetCluster() + "/gateway", nil
+	}, nil)
+	_ = tr.OnDeltaStreamOpen(context.Background(), 1, resourcev3.AnyType)
+	if err := tr.OnStreamDeltaRequest(1, &discoveryv3.DeltaDiscoveryRequest{Node: &corev3.Node{Cluster: "east"}, TypeUrl: resourcev3.EndpointType, ResourceNamesSubscribe: numbered("a", 1000)}); err != nil {
+		t.Fatal(err)
+	}
+	sum, full := tr.Summaries()[0].Types[resourcev3.EndpointType], tr.Clients()[0].Types[resourcev3.EndpointType]
+	if sum.Names != nil || sum.NameCount != 1000 || len(full.Names) != 1000 || full.NameCount != 1000 {
+		t.Errorf("summary: %d names, count %d; client: %d names, count %d", len(sum.Names), sum.NameCount, len(full.Names), full.NameCount)
+	}
+}

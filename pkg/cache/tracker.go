@@ -254,7 +254,14 @@ var _ serverv3.Callbacks = (*Tracker)(nil)
 // Clients returns a copy of every stream's state, sorted by node ID then
 // stream. Why a node gets nothing is asked again: a node that waited (for
 // its cluster to join, or the first publish) may be served now.
-func (t *Tracker) Clients() []Client {
+func (t *Tracker) Clients() []Client { return t.clientsCopy(true) }
+
+// Summaries is Clients with the count of the names each stream subscribes
+// to, not the names (/debug/syncz): copying and sorting 100,000 names a
+// stream made that page take seconds.
+func (t *Tracker) Summaries() []Client { return t.clientsCopy(false) }
+
+func (t *Tracker) clientsCopy(names bool) []Client {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	out := make([]Client, 0, len(t.clients))
@@ -272,11 +279,17 @@ func (t *Tracker) Clients() []Client {
 		cp.Types = make(map[string]*TypeSync, len(c.Types))
 		for k, v := range c.Types {
 			ts := *v
-			ts.Names = slices.Clone(v.Names)
+			ts.NameCount = len(v.Names)
 			if v.subscribed != nil {
-				ts.Names = slices.Sorted(maps.Keys(v.subscribed))
+				ts.NameCount = len(v.subscribed)
 			}
-			ts.NameCount = len(ts.Names)
+			ts.Names = nil
+			switch {
+			case names && v.subscribed != nil:
+				ts.Names = slices.Sorted(maps.Keys(v.subscribed))
+			case names:
+				ts.Names = slices.Clone(v.Names)
+			}
 			ts.subscribed, ts.sent = nil, sentResources{}
 			ts.NackedResources = maps.Clone(v.NackedResources)
 			cp.Types[k] = &ts

@@ -90,6 +90,32 @@ type App struct {
 	// anchors are the trust anchors in use (--trust-anchors), read again
 	// when their folder changes (watchAnchors).
 	anchors atomic.Pointer[trust.Anchors]
+	// anchoredTLS is the xDS handshake's config for those anchors, made
+	// from xdsTLSBase.
+	anchoredTLS atomic.Pointer[tls.Config]
+	xdsTLSBase  *tls.Config
+}
+
+// setAnchors puts trust anchors in use for the identity check and, with
+// xDS over TLS, the handshake's client CAs.
+func (a *App) setAnchors(t *trust.Anchors) {
+	a.anchors.Store(t)
+	if a.xdsTLSBase == nil || t == nil {
+		return
+	}
+	c := a.xdsTLSBase.Clone()
+	if c.ClientCAs != nil {
+		c.ClientCAs = c.ClientCAs.Clone()
+	} else {
+		c.ClientCAs = x509.NewCertPool()
+	}
+	for _, m := range t.Members() {
+		for _, cert := range t.Certificates(m) {
+			c.ClientCAs.AddCert(cert)
+		}
+	}
+	c.ClientAuth = tls.RequireAndVerifyClientCert
+	a.anchoredTLS.Store(c)
 }
 
 // NewApp builds the control plane and binds its listeners (so that a bad
@@ -116,31 +142,17 @@ func NewApp(cfg Config, log *slog.Logger, debugHandler func(*App) http.Handler) 
 	if anchors != nil {
 		// Client chains verify against every member's current anchors
 		// (and the client CA, if any); the identity's own member is
-		// checked next (IdentityPolicy.Anchors).
-		clientCA := xdsTLS.ClientCAs
-		base := xdsTLS.Clone()
+		// checked next (IdentityPolicy.Anchors). The handshake's config is
+		// made once per set of anchors (setAnchors), not per handshake.
+		a.xdsTLSBase = xdsTLS.Clone()
 		xdsTLS.ClientAuth = tls.RequireAndVerifyClientCert
-		xdsTLS.GetConfigForClient = func(*tls.ClientHelloInfo) (*tls.Config, error) {
-			c := base.Clone()
-			c.ClientCAs = x509.NewCertPool()
-			if clientCA != nil {
-				c.ClientCAs = clientCA.Clone()
-			}
-			cur := a.anchors.Load()
-			for _, m := range cur.Members() {
-				for _, cert := range cur.Certificates(m) {
-					c.ClientCAs.AddCert(cert)
-				}
-			}
-			c.ClientAuth = tls.RequireAndVerifyClientCert
-			return c, nil
-		}
+		xdsTLS.GetConfigForClient = func(*tls.ClientHelloInfo) (*tls.Config, error) { return a.anchoredTLS.Load(), nil }
 	}
 	debugTLS, err := cfg.DebugTLS.Config()
 	if err != nil {
 		return nil, fmt.Errorf("debug TLS: %w", err)
 	}
-	a.anchors.Store(anchors)
+	a.setAnchors(anchors)
 	a.Cache = cache.New(NodeView)
 	cfg.Writer.TrustDomain = cfg.TrustDomain
 	cfg.Writer.Anchors = anchors
@@ -218,7 +230,7 @@ func (a *App) watchAnchors(ctx context.Context, poll time.Duration) {
 		if cur := a.anchors.Load(); bytes.Equal(cur.Bundle(), next.Bundle()) && slices.Equal(cur.Members(), next.Members()) {
 			continue
 		}
-		a.anchors.Store(next)
+		a.setAnchors(next)
 		a.Writer.SetAnchors(next)
 		a.log.Info("trust anchors reloaded", "members", next.Members())
 	}

@@ -326,7 +326,7 @@ var TypeNames = map[string]string{
 const SynczLimit = 1000
 
 func (h *Handler) syncz(w http.ResponseWriter, r *http.Request) {
-	clients := h.tracker.Clients()
+	clients := h.tracker.Summaries()
 	limit, offset := SynczLimit, 0
 	if v, err := strconv.Atoi(r.URL.Query().Get("limit")); err == nil && v >= 0 {
 		limit = v
@@ -339,9 +339,6 @@ func (h *Handler) syncz(w http.ResponseWriter, r *http.Request) {
 	page := clients[start : start+min(limit, len(clients)-start)]
 	out := make([]ClientView, 0, len(page))
 	for _, c := range page {
-		for _, ts := range c.Types {
-			ts.Names = nil
-		}
 		out = append(out, ClientView{Client: c, Summary: c.Summary()})
 	}
 	writeJSON(w, out)

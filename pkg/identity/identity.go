@@ -87,20 +87,3 @@ func (id ID) String() string {
 	}
 	return s
 }
-
-// Valid reports whether the identity's URI is one Parse reads back as the
-// same identity: what a certificate may carry, and what a matcher built
-// from it may compare exactly.
-func (id ID) Valid() error {
-	if id.TrustDomain == "" {
-		id.TrustDomain = DefaultTrustDomain
-	}
-	back, err := Parse(id.String())
-	if err != nil {
-		return err
-	}
-	if back != id {
-		return fmt.Errorf("%s does not read back as itself", id)
-	}
-	return nil
-}

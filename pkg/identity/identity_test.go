@@ -62,26 +62,6 @@ func TestParse(t *testing.T) {
 	}
 }
 
-// An identity built from configuration is valid only when its parts are
-// SPIFFE path segments: a ClusterSet name with a slash would make a URI
-// that reads back as another identity.
-func TestValid(t *testing.T) {
-	tests := map[string]struct {
-		id   ID
-		good bool
-	}{
-		"default trust domain": {ID{ClusterSet: "demo", Cluster: "east", Role: RoleGateway}, true},
-		"a slash in the set":   {ID{ClusterSet: "demo/cluster/west", Cluster: "east", Role: RoleGateway}, false},
-		"an empty set":         {ID{Cluster: "east", Role: RoleGateway}, false},
-		"an unknown role":      {ID{ClusterSet: "demo", Cluster: "east", Role: "root"}, false},
-	}
-	for name, tc := range tests {
-		if err := tc.id.Valid(); (err == nil) != tc.good {
-			t.Errorf("%s: Valid() = %v, want good %v", name, err, tc.good)
-		}
-	}
-}
-
 // FuzzParse: whatever Parse accepts prints back to the same string, so an
 // exact matcher built from the parsed form matches exactly what was
 // accepted.
@@ -97,8 +77,8 @@ func FuzzParse(f *testing.F) {
 		if id.String() != s {
 			t.Fatalf("Parse(%q) prints back as %q", s, id.String())
 		}
-		if err := id.Valid(); err != nil {
-			t.Fatalf("Parse(%q) gives an invalid %+v: %v", s, id, err)
+		if again, err := Parse(id.String()); err != nil || again != id {
+			t.Fatalf("Parse(%q) = %+v, which reads back as %+v, %v", s, id, again, err)
 		}
 	})
 }
