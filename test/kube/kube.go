@@ -366,6 +366,7 @@ func (c *Cluster) installCRDs() error {
 func (c *Cluster) InstallCRDs(docs ...[]byte) error {
 	ctx := context.Background()
 	var names []string
+	var discover [][2]string // group/version, plural
 	for _, d := range docs {
 		r := k8syaml.NewYAMLOrJSONDecoder(bytes.NewReader(d), 4096)
 		for {
@@ -383,6 +384,16 @@ func (c *Cluster) InstallCRDs(docs ...[]byte) error {
 				return fmt.Errorf("%s: create CRD %s: %w", c.Name, u.GetName(), err)
 			}
 			names = append(names, u.GetName())
+			group, _, _ := unstructured.NestedString(u.Object, "spec", "group")
+			plural, _, _ := unstructured.NestedString(u.Object, "spec", "names", "plural")
+			versions, _, _ := unstructured.NestedSlice(u.Object, "spec", "versions")
+			for _, v := range versions {
+				m, _ := v.(map[string]any)
+				if served, _ := m["served"].(bool); served {
+					name, _ := m["name"].(string)
+					discover = append(discover, [2]string{group + "/" + name, plural})
+				}
+			}
 		}
 	}
 	deadline := time.Now().Add(60 * time.Second)
@@ -398,7 +409,33 @@ func (c *Cluster) InstallCRDs(docs ...[]byte) error {
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
+	// Established comes before discovery lists the new resources (the
+	// apiserver updates discovery asynchronously): a client that maps
+	// kinds through discovery right after could find no match, so wait
+	// for every served version to be discoverable too.
+	for _, d := range discover {
+		for !discoverable(c, d[0], d[1]) {
+			if time.Now().After(deadline) {
+				return fmt.Errorf("%s: %s in %s not in discovery", c.Name, d[1], d[0])
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
 	return nil
+}
+
+// discoverable says whether discovery lists resource in groupVersion.
+func discoverable(c *Cluster, groupVersion, resource string) bool {
+	list, err := c.Client.Discovery().ServerResourcesForGroupVersion(groupVersion)
+	if err != nil {
+		return false
+	}
+	for _, r := range list.APIResources {
+		if r.Name == resource {
+			return true
+		}
+	}
+	return false
 }
 
 func established(u *unstructured.Unstructured) bool {
