@@ -203,6 +203,9 @@ func (a *Assembler) SetAnchors(t *trust.Anchors) {
 	clear(a.certs)
 }
 
+// SetRelayPins hands the MCS store the relay ledger (mcs.Store.SetRelayPins).
+func (a *Assembler) SetRelayPins(p mcs.RelayPins) { a.store.SetRelayPins(p) }
+
 // Merge merges the services the events touched (the first stage of
 // Flush, separate so that callers can time it).
 func (a *Assembler) Merge() mcs.Changes {

@@ -16,6 +16,7 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 
+	"github.com/eastwest-dev/eastwest/internal/kubeclient"
 	"github.com/eastwest-dev/eastwest/internal/ratelog"
 	"github.com/eastwest-dev/eastwest/pkg/cache"
 	"github.com/eastwest-dev/eastwest/pkg/mcs"
@@ -83,6 +84,9 @@ type App struct {
 	dir     *source.Dir
 	kube    *source.KubeconfigDir
 	wb      *writeback.Writeback
+	// ledger is the relay ledger, read by every replica that has the
+	// control plane's own cluster (nil without one).
+	ledger *writeback.RelayLedger
 	// election is the write-back's leadership as this replica knows it.
 	election writeback.Recorder
 
@@ -181,6 +185,17 @@ func NewApp(cfg Config, log *slog.Logger, debugHandler func(*App) http.Handler) 
 			a.Metrics.Election(func() bool { return a.election.Status().Leading }, func() bool { return a.election.Status().Error != "" })
 			a.Writer.OnPublish(a.wb.Changed)
 			a.Writer.OnStatus(a.wb.StatusChanged)
+			if e := cfg.Election; e.Config != nil {
+				// Replicas share relay ports through the ledger in the
+				// control plane's own cluster (writeback/relayledger.go).
+				client, err := kubeclient.Core(e.Config)
+				if err != nil {
+					return nil, fmt.Errorf("the control plane's cluster: %w", err)
+				}
+				a.ledger = writeback.NewRelayLedger(client, e.Namespace, e.Name+"-relay-ports", log)
+				a.wb.SetLedger(a.ledger)
+				a.Writer.AddSource(RelayLedgerSource)
+			}
 		}
 	}
 
@@ -300,6 +315,9 @@ func (a *App) Run(ctx context.Context) error {
 				a.log.Error("leader election failed: not writing to member clusters", "err", err)
 			}
 		}()
+	}
+	if a.ledger != nil {
+		go a.ledger.Watch(srcCtx, a.Writer.SetRelayPins)
 	}
 	go func() { a.Writer.Run(srcCtx); close(writerDone) }()
 	if a.cfg.TrustAnchors != "" {

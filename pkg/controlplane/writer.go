@@ -125,6 +125,21 @@ type batch struct {
 	// anchors, when set, are new trust anchors (and the batch is
 	// nothing else).
 	anchors *trust.Anchors
+	// pins, when set, are the relay ledger (and the batch has no events).
+	pins mcs.RelayPins
+}
+
+// RelayLedgerSource is the source name of the relay ledger: the Writer
+// does not publish before it has read it (or SyncTimeout), so that a
+// restarted replica starts from the persisted relay ports.
+const RelayLedgerSource = "relay-ledger"
+
+// SetRelayPins hands the writer the relay ledger as last read.
+func (w *Writer) SetRelayPins(p mcs.RelayPins) {
+	if p == nil {
+		p = mcs.RelayPins{}
+	}
+	w.in <- batch{source: RelayLedgerSource, pins: p}
 }
 
 // SetAnchors hands the writer new trust anchors; they are published like
@@ -325,6 +340,9 @@ func (w *Writer) receive(b batch) {
 	if b.anchors != nil {
 		w.asm.SetAnchors(b.anchors)
 		return
+	}
+	if b.pins != nil {
+		w.asm.SetRelayPins(b.pins)
 	}
 	for _, ev := range b.events {
 		if err := w.asm.Apply(ev); err != nil {

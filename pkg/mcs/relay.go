@@ -35,7 +35,11 @@ import (
 // smaller (namespace, name, port) keeps the slot and the other probes on.
 // Its layout is unique for a set of ports, whatever the order of
 // inserts and deletes. A port imported later that collides may thus move
-// one imported earlier (rarely: 10,000 slots).
+// one imported earlier (rarely: 10,000 slots), unless the write-back
+// leader has recorded the earlier one in the relay ledger
+// (writeback/relayledger.go): a pinned port has its slot to itself, as
+// if smaller than any other, so the layout is unique for a set of ports
+// and pins, and a pinned port never moves while its pin stays.
 //
 // The range holds 10,000 ports, below Linux's ephemeral ports (32768 on):
 // once it is full, ports have none (RelayPort 0, RelayError), and their
@@ -78,11 +82,25 @@ func (k relayKey) home() int32 {
 	return int32(h.Sum32() % relaySlots) //nolint:gosec // less than relaySlots
 }
 
+// RelayFirstChoice is the relay port a service port takes when no other
+// port holds it (or is pinned to it).
+func RelayFirstChoice(key ServiceKey, port int32) int32 {
+	return RelayPortMin + relayKey{key, port}.home()
+}
+
 // relays are the relay ports allocated: an ordered hash table, and what
 // each member's services claim of it.
 type relays struct {
 	byPort map[relayKey]int32 // port -> relay port
 	slots  map[int32]relayKey // relay port -> port
+	// pins are the relay ports persisted by the write-back leader (the
+	// relay ledger, SetRelayPins), each slot pinned to at most one port;
+	// pinned is their inverse. A pinned slot is its port's alone, whether
+	// or not the port exists now: the others probe past it, and it never
+	// moves (loose counts the ports placed that are not pinned).
+	pins   map[relayKey]int32
+	pinned map[int32]relayKey
+	loose  int
 	// servedBy are the members serving each claimed port; claims the
 	// ports each member serves; limit, for a member over
 	// MaxRelayPortsPerMember, its greatest port that has a relay port.
@@ -91,15 +109,16 @@ type relays struct {
 	limit    map[ClusterID]relayKey
 }
 
-func newRelays() relays {
-	return relays{byPort: map[relayKey]int32{}, slots: map[int32]relayKey{},
+func newRelays() *relays {
+	return &relays{byPort: map[relayKey]int32{}, slots: map[int32]relayKey{},
+		pins: map[relayKey]int32{}, pinned: map[int32]relayKey{},
 		servedBy: map[relayKey][]ClusterID{}, claims: map[ClusterID]map[relayKey]struct{}{}, limit: map[ClusterID]relayKey{}}
 }
 
 // claim records the members that serve a service's ports (nil: none),
 // and returns the other services whose ports gained or lost their place
 // under a member's limit.
-func (r relays) claim(key ServiceKey, ports map[int32][]ClusterID, old *ServiceState) []ServiceKey {
+func (r *relays) claim(key ServiceKey, ports map[int32][]ClusterID, old *ServiceState) []ServiceKey {
 	var members []ClusterID
 	if old != nil && old.Import != nil {
 		for _, p := range old.Import.Ports {
@@ -154,7 +173,7 @@ func (r relays) claim(key ServiceKey, ports map[int32][]ClusterID, old *ServiceS
 
 // underLimit reports whether a port is within the limit of every member
 // that serves it.
-func (r relays) underLimit(k relayKey) (bool, ClusterID) {
+func (r *relays) underLimit(k relayKey) (bool, ClusterID) {
 	for _, c := range r.servedBy[k] {
 		if l, ok := r.limit[c]; ok && k.compare(l) > 0 {
 			return false, c
@@ -166,7 +185,7 @@ func (r relays) underLimit(k relayKey) (bool, ClusterID) {
 // update gives a service's import ports their relay ports and frees those
 // of the ports it no longer has. It returns the other services whose
 // relay ports moved (their states must be merged again).
-func (r relays) update(key ServiceKey, old, st *ServiceState) []ServiceKey {
+func (r *relays) update(key ServiceKey, old, st *ServiceState) []ServiceKey {
 	var want []int32
 	servedBy := map[int32][]ClusterID{}
 	if st != nil && st.Import != nil {
@@ -231,16 +250,25 @@ func (r relays) update(key ServiceKey, old, st *ServiceState) []ServiceKey {
 	return out
 }
 
-// insert places a port: from its first choice on, the first free slot or
-// the first held by a greater port, which it takes (the greater one then
+// insert places a port: a pinned one on its pinned slot; any other from
+// its first choice on, past pinned slots, on the first free slot or the
+// first held by a greater port, which it takes (the greater one then
 // probes on from there). It returns the ports moved; a full range places
 // nothing.
-func (r relays) insert(k relayKey) (moved []relayKey) {
-	if len(r.slots) >= relaySlots {
+func (r *relays) insert(k relayKey) (moved []relayKey) {
+	if n, ok := r.pins[k]; ok {
+		r.slots[n], r.byPort[k] = k, n
 		return nil
 	}
+	if r.loose+len(r.pinned) >= relaySlots {
+		return nil
+	}
+	r.loose++
 	for pos := k.home(); ; pos = (pos + 1) % relaySlots {
 		n := RelayPortMin + pos
+		if _, ok := r.pinned[n]; ok {
+			continue
+		}
 		j, taken := r.slots[n]
 		if taken && k.compare(j) > 0 {
 			continue
@@ -254,18 +282,35 @@ func (r relays) insert(k relayKey) (moved []relayKey) {
 	}
 }
 
-// remove frees a port's slot and places again the ports after it in its
-// run (up to the next free slot), which may move back: the table is then
-// what inserting the remaining ports alone would have made.
-func (r relays) remove(k relayKey) (moved []relayKey) {
+// remove frees a port's slot. A pinned slot stays its port's; any other
+// is freed and the ports after it in its run are placed again (reflow).
+func (r *relays) remove(k relayKey) (moved []relayKey) {
 	n, ok := r.byPort[k]
 	if !ok {
 		return nil
 	}
 	delete(r.byPort, k)
 	delete(r.slots, n)
+	if _, pinned := r.pins[k]; pinned {
+		return nil
+	}
+	r.loose--
+	return r.reflow(n)
+}
+
+// reflow places again the ports in the run after slot n, which was just
+// freed (up to the next free slot, across pinned ones), which may move
+// back: the table is then what inserting the remaining ports alone
+// would have made.
+func (r *relays) reflow(n int32) (moved []relayKey) {
 	var run []relayKey
 	for pos := (n - RelayPortMin + 1) % relaySlots; ; pos = (pos + 1) % relaySlots {
+		if _, ok := r.pinned[RelayPortMin+pos]; ok {
+			if RelayPortMin+pos == n {
+				break // all the way round
+			}
+			continue
+		}
 		j, taken := r.slots[RelayPortMin+pos]
 		if !taken {
 			break
@@ -278,12 +323,101 @@ func (r relays) remove(k relayKey) (moved []relayKey) {
 		was[j] = r.byPort[j]
 		delete(r.byPort, j)
 	}
+	r.loose -= len(run)
 	for _, j := range run {
 		r.insert(j)
 	}
 	for _, j := range run {
 		if r.byPort[j] != was[j] {
 			moved = append(moved, j)
+		}
+	}
+	return moved
+}
+
+// setPins makes pins the pinned relay ports and returns the ports that
+// moved. Pins out of the range are dropped; of two pins of one slot the
+// smaller port's stays (the ledger has one writer, so two only come from
+// an edit by hand). The table is then what inserting its ports after
+// the pins would have made, whatever the order.
+func (r *relays) setPins(pins map[relayKey]int32) []relayKey {
+	clean := map[relayKey]int32{}
+	owner := map[int32]relayKey{}
+	for k, n := range pins {
+		if n < RelayPortMin || n > RelayPortMax {
+			continue
+		}
+		if o, ok := owner[n]; ok {
+			if o.compare(k) < 0 {
+				continue
+			}
+			delete(clean, o)
+		}
+		clean[k], owner[n] = n, k
+	}
+	var moved []relayKey
+	for k, n := range r.pins {
+		if m, ok := clean[k]; !ok || m != n {
+			moved = append(moved, r.unpin(k)...)
+		}
+	}
+	for _, k := range slices.SortedFunc(maps.Keys(clean), relayKey.compare) {
+		if n, ok := r.pins[k]; !ok || n != clean[k] {
+			moved = append(moved, r.pin(k, clean[k])...)
+		}
+	}
+	return moved
+}
+
+// unpin frees a pinned slot: its port, if placed, is placed again like
+// any other.
+func (r *relays) unpin(k relayKey) []relayKey {
+	n := r.pins[k]
+	_, placed := r.byPort[k]
+	if placed {
+		delete(r.byPort, k)
+		delete(r.slots, n)
+	}
+	delete(r.pins, k)
+	delete(r.pinned, n)
+	moved := r.reflow(n)
+	if placed {
+		moved = append(moved, r.insert(k)...)
+		if r.byPort[k] != n {
+			moved = append(moved, k)
+		}
+	}
+	return moved
+}
+
+// pin gives a port (not pinned) its slot n (not pinned), taking it from
+// the port that holds it, which is placed again.
+func (r *relays) pin(k relayKey, n int32) []relayKey {
+	was, placed := r.byPort[k]
+	if placed && was == n {
+		// The usual case: the leader persists where a port is. Every
+		// port whose probe passes n passed it before (k was smaller
+		// than them, and a pinned port is smaller than any), so nothing
+		// moves.
+		r.pins[k], r.pinned[n] = n, k
+		r.loose--
+		return nil
+	}
+	moved := r.remove(k)
+	j, taken := r.slots[n]
+	if taken {
+		delete(r.slots, n)
+		delete(r.byPort, j)
+		r.loose--
+	}
+	r.pins[k], r.pinned[n] = n, k
+	if taken {
+		moved = append(append(moved, r.insert(j)...), j)
+	}
+	if placed {
+		r.insert(k)
+		if was != n {
+			moved = append(moved, k)
 		}
 	}
 	return moved

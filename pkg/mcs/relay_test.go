@@ -222,7 +222,7 @@ func TestRelayPortsPerMember(t *testing.T) {
 		return s
 	}
 	const n = MaxRelayPortsPerMember + 50
-	build := func(order []int) (relays, map[string]*ServiceState) {
+	build := func(order []int) (*relays, map[string]*ServiceState) {
 		r := newRelays()
 		live := map[string]*ServiceState{}
 		for _, i := range order {
@@ -287,4 +287,171 @@ func TestRelayPortsPerMember(t *testing.T) {
 			t.Errorf("%s, under the limit again, has no relay port: %s", k.Name, fresh.Import.Ports[0].RelayError)
 		}
 	}
+}
+
+// checkRelays fails when the table's indexes disagree: every placed port
+// on its slot, every pinned port that is placed on its pin, no loose port
+// on a pinned slot, and loose counting the ports that are not pinned.
+func checkRelays(t *testing.T, r *relays) {
+	t.Helper()
+	loose := 0
+	for k, n := range r.byPort {
+		if r.slots[n] != k {
+			t.Fatalf("slot %d holds %v, not %v", n, r.slots[n], k)
+		}
+		if p, ok := r.pins[k]; ok {
+			if p != n {
+				t.Fatalf("%v is pinned to %d but placed on %d", k, p, n)
+			}
+			continue
+		}
+		loose++
+		if o, ok := r.pinned[n]; ok {
+			t.Fatalf("%v holds slot %d, pinned to %v", k, n, o)
+		}
+	}
+	if len(r.slots) != len(r.byPort) || loose != r.loose {
+		t.Fatalf("%d slots for %d ports; %d loose, counted %d", len(r.slots), len(r.byPort), loose, r.loose)
+	}
+}
+
+// The relay ports the write-back leader persisted (the relay ledger) are
+// kept while their ports exist: a port imported later whose first choice
+// is a pinned port's slot probes past it instead of taking it, as it
+// does without the pin (the trust-boundaries issue: with Kubernetes
+// members an allocation never changes while its service port exists).
+// A pinned slot is kept for its port also while the port is gone (a
+// restart, a member still syncing).
+func TestPinnedRelayPortsStay(t *testing.T) {
+	old := relayKey{ServiceKey{"ns", "zz-old"}, 80}
+	// A newcomer that sorts before old and wants old's slot.
+	var newcomer relayKey
+	for i := 0; ; i++ {
+		newcomer = relayKey{ServiceKey{"ns", fmt.Sprintf("a%d", i)}, 80}
+		if newcomer.home() == old.home() {
+			break
+		}
+	}
+	for _, pinned := range []bool{false, true} {
+		r := newRelays()
+		r.insert(old)
+		was := r.byPort[old]
+		if pinned {
+			if moved := r.setPins(map[relayKey]int32{old: was}); len(moved) != 0 {
+				t.Fatalf("pinning a port where it is moved %v", moved)
+			}
+		}
+		moved := r.insert(newcomer)
+		checkRelays(t, r)
+		if stayed := r.byPort[old] == was && len(moved) == 0; stayed != pinned {
+			t.Errorf("pinned %v: the older port stayed on %d: %v (now %d, moved %v)", pinned, was, stayed, r.byPort[old], moved)
+		}
+		if pinned {
+			// Gone and back: its slot waited for it.
+			r.remove(old)
+			other := relayKey{ServiceKey{"ns", "b"}, 80}
+			for i := 0; other.home() != old.home(); i++ {
+				other = relayKey{ServiceKey{"ns", fmt.Sprintf("b%d", i)}, 80}
+			}
+			r.insert(other)
+			r.insert(old)
+			checkRelays(t, r)
+			if r.byPort[old] != was || r.byPort[other] == was {
+				t.Errorf("a pinned port gone and back is on %d (another on %d), want %d", r.byPort[old], r.byPort[other], was)
+			}
+		}
+	}
+	// A pin out of the range, or a second pin of one slot, is dropped.
+	r := newRelays()
+	a, b := relayKey{ServiceKey{"ns", "a"}, 80}, relayKey{ServiceKey{"ns", "b"}, 80}
+	r.setPins(map[relayKey]int32{a: 20001, b: 20001, {ServiceKey{"ns", "c"}, 80}: 80})
+	if len(r.pins) != 1 || r.pins[a] != 20001 {
+		t.Errorf("pins kept %v, want a's alone", r.pins)
+	}
+}
+
+// With pins, the allocation is still a function of its inputs (the set of
+// ports and the pins), whatever the order of inserts, deletes and pin
+// changes: every replica given the same ledger and the same ports agrees
+// on every relay port.
+func TestRelayPortsWithPinsIndependentOfOrder(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	const n = 3000
+	key := func(i int) relayKey { return relayKey{ServiceKey{"ns", fmt.Sprintf("s%04d", i)}, 80} }
+	for round := range 3 {
+		r := newRelays()
+		live := map[int]bool{}
+		pins := map[relayKey]int32{}
+		for step := range 6 {
+			for _, i := range rng.Perm(n)[:n/2] {
+				if live[i] {
+					r.remove(key(i))
+				} else {
+					r.insert(key(i))
+				}
+				live[i] = !live[i]
+			}
+			checkRelays(t, r)
+			// The ledger catches up with some of the allocation, forgets
+			// some of it, and (rarely) says something else.
+			next := map[relayKey]int32{}
+			for k, p := range pins {
+				if rng.IntN(4) != 0 {
+					next[k] = p
+				}
+			}
+			for k, p := range r.byPort {
+				if rng.IntN(2) == 0 {
+					next[k] = p
+				}
+			}
+			for range 20 {
+				next[key(rng.IntN(n))] = RelayPortMin + rng.Int32N(relaySlots)
+			}
+			r.setPins(next)
+			pins = next
+			checkRelays(t, r)
+
+			scratch := newRelays()
+			scratch.setPins(pins)
+			for i := range n {
+				if live[i] {
+					scratch.insert(key(i))
+				}
+			}
+			if !maps.Equal(r.byPort, scratch.byPort) {
+				diff := 0
+				for k, v := range scratch.byPort {
+					if r.byPort[k] != v {
+						diff++
+					}
+				}
+				t.Fatalf("round %d, step %d: %d of %d relay ports differ from the same ports and pins from scratch", round, step, diff, len(scratch.byPort))
+			}
+		}
+	}
+}
+
+// A ledger read after the ports were placed (a restarted replica, a pin
+// the leader wrote elsewhere) moves them to their pins, and the Store
+// merges the services it moved again at the next Flush: every state it
+// hands out agrees with the allocation.
+func TestStoreFollowsRelayPins(t *testing.T) {
+	w := newWorld(t)
+	w.exported("a", service("ns", "web", port("tcp", 80)), 0)
+	w.exported("a", service("ns", "api", port("tcp", 80)), 0)
+	w.flush()
+	web, api := ServiceKey{"ns", "web"}, ServiceKey{"ns", "api"}
+	was := w.svcState("ns", "web").Import.Ports[0].RelayPort
+	// web is pinned to api's relay port, api where web was.
+	apiWas := w.svcState("ns", "api").Import.Ports[0].RelayPort
+	w.s.SetRelayPins(RelayPins{web: {80: apiWas}, api: {80: was}})
+	w.flush()
+	if got := w.svcState("ns", "web").Import.Ports[0].RelayPort; got != apiWas {
+		t.Errorf("web's relay port is %d, want its pin %d", got, apiWas)
+	}
+	if got := w.svcState("ns", "api").Import.Ports[0].RelayPort; got != was {
+		t.Errorf("api's relay port is %d, want its pin %d", got, was)
+	}
+	checkRelays(t, w.s.relays)
 }

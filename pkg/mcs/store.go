@@ -69,7 +69,7 @@ type Store struct {
 	dirty         map[ServiceKey]struct{}
 	clustersDirty bool
 	snapshot      *State
-	relays        relays
+	relays        *relays
 	// loops are, per member, the addresses of its gateways: never
 	// endpoints of a service (loop.go).
 	loops map[string]map[string]bool
@@ -142,6 +142,30 @@ func (s *Store) SetTunnel(member string, st TunnelStatus) {
 	if m := s.members[member]; m != nil && (m.tunnel == nil || *m.tunnel != st) {
 		m.tunnel = &st
 		s.clustersDirty = true
+	}
+}
+
+// RelayPins are relay ports persisted by the write-back leader (the relay
+// ledger): per service, port -> relay port.
+type RelayPins map[ServiceKey]map[int32]int32
+
+// SetRelayPins makes pins the pinned relay ports: a pinned port keeps its
+// relay port while it exists, and no other port takes it even while it
+// does not (a restart, a member not synced yet). Ports the ledger does
+// not hold yet are placed around them as before, the same on every
+// replica. The services whose relay ports moved are merged again at the
+// next Flush.
+func (s *Store) SetRelayPins(pins RelayPins) {
+	flat := map[relayKey]int32{}
+	for key, ports := range pins {
+		for p, n := range ports {
+			flat[relayKey{key, p}] = n
+		}
+	}
+	for _, k := range s.relays.setPins(flat) {
+		if s.services.get(k.key) != nil {
+			s.dirty[k.key] = struct{}{}
+		}
 	}
 }
 

@@ -81,6 +81,27 @@ type Writeback struct {
 	// writes every write made.
 	remaining, writes atomic.Int64
 	passing           atomic.Bool
+
+	// ledger, when set, is where each pass records the relay ports
+	// first (relayledger.go).
+	ledger *RelayLedger
+}
+
+// SetLedger makes every pass record the relay ports in ledger before it
+// writes to the members. Set it before Run.
+func (w *Writeback) SetLedger(l *RelayLedger) { w.ledger = l }
+
+// writeLedger records the relay ports of state; without every member
+// synced it only adds.
+func (w *Writeback) writeLedger(ctx context.Context, state *mcs.State) error {
+	if w.ledger == nil {
+		return nil
+	}
+	complete := true
+	for _, c := range state.Clusters {
+		complete = complete && !w.members.SyncedAt(c.Member).IsZero()
+	}
+	return w.ledger.Write(ctx, state, complete)
 }
 
 // Pending is the number of services whose objects are not written yet:
@@ -220,6 +241,13 @@ func (w *Writeback) Run(ctx context.Context, resync time.Duration) {
 			w.passing.Store(false)
 			w.remaining.Store(0)
 			continue
+		}
+		// The relay ports are recorded before the relay slices that use
+		// them are written; a ledger that cannot be written is tried
+		// again at every pass (at least every resync), without making the
+		// members' pass a full one.
+		if err := w.writeLedger(ctx, state); err != nil && ctx.Err() == nil {
+			w.log.Warn("relay ledger not written: a restart or a new leader may move relay ports", "err", err)
 		}
 		err := errors.Join(w.reconcile(ctx, state, keys, all), w.reconcileStatuses(ctx, statusPending, all, time.Now()))
 		w.passing.Store(false)

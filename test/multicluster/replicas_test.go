@@ -1,16 +1,22 @@
 package multicluster
 
 import (
+	"context"
 	"fmt"
 	"maps"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	mcsclient "sigs.k8s.io/mcs-api/pkg/client/clientset/versioned"
 
 	"github.com/eastwest-dev/eastwest/internal/cptest"
 	"github.com/eastwest-dev/eastwest/pkg/controlplane"
+	"github.com/eastwest-dev/eastwest/pkg/mcs"
+	"github.com/eastwest-dev/eastwest/pkg/writeback"
 	"github.com/eastwest-dev/eastwest/test/kube"
 )
 
@@ -103,4 +109,111 @@ func relayPorts(app *controlplane.App) map[string]int32 {
 		}
 	}
 	return out
+}
+
+// The rest of finding 3: with Kubernetes members an allocation never
+// changes while its service port exists. The write-back leader records
+// every relay port in the relay ledger (ConfigMaps in the control
+// plane's own cluster) and every replica reads it before its first
+// publish: a port exported later that sorts before an older one and
+// wants its relay port probes past it (without the ledger it takes the
+// slot and the older port moves), a replica started later agrees, and so
+// does one started after every replica stopped.
+func TestRelayPortsStayWhileTheirPortsExist(t *testing.T) {
+	var members []*member
+	for _, c := range kube.Start(t, "a", "b") {
+		mc, err := mcsclient.NewForConfig(c.Config)
+		if err != nil {
+			t.Fatal(err)
+		}
+		members = append(members, &member{Cluster: c, mcs: mc})
+	}
+	home := members[0]
+	home.namespace(t, "eastwest-system")
+	dir := kubeconfigDir(t, members[0].Cluster, members[1].Cluster)
+	replica := func() controlplane.Config {
+		cfg := controlplane.Config{KubeconfigDir: dir, WriteBack: true, Resync: time.Minute}
+		cfg.Election.Config, cfg.Election.Namespace, cfg.Election.Name = home.Config, "eastwest-system", "eastwest-writeback"
+		cfg.Election.LeaseDuration = 3 * time.Second
+		return cfg
+	}
+	tcp80 := corev1.ServicePort{Name: "http", Port: 80, Protocol: corev1.ProtocolTCP}
+	old := mcs.ServiceKey{Namespace: "relay", Name: "zz-old"}
+	newcomer := mcs.ServiceKey{Namespace: "relay"}
+	for i := 0; newcomer.Name == "" || mcs.RelayFirstChoice(newcomer, 80) != mcs.RelayFirstChoice(old, 80); i++ {
+		newcomer.Name = fmt.Sprintf("a%d", i)
+	}
+	want := mcs.RelayFirstChoice(old, 80)
+
+	first, stopFirst := cptest.Run(t, replica())
+	members[0].service(t, clusterIPService(old.Namespace, old.Name, tcp80))
+	members[0].export(t, old.Namespace, old.Name)
+	eventually(t, "the older port has its first choice, in the ledger", func() error {
+		if got := relayPorts(first)[old.String()+":80"]; got != want {
+			return fmt.Errorf("relay port %d, want %d", got, want)
+		}
+		return ledgerHas(t, home, old, 80, want)
+	})
+	members[1].service(t, clusterIPService(newcomer.Namespace, newcomer.Name, tcp80))
+	members[1].export(t, newcomer.Namespace, newcomer.Name)
+	eventually(t, "the newcomer has another relay port, the older port its own", func() error {
+		ports := relayPorts(first)
+		if n := ports[newcomer.String()+":80"]; n == 0 || n == want {
+			return fmt.Errorf("the newcomer's relay port is %d", n)
+		}
+		if n := ports[old.String()+":80"]; n != want {
+			return fmt.Errorf("the older port moved to %d", n)
+		}
+		return ledgerHas(t, home, newcomer, 80, ports[newcomer.String()+":80"])
+	})
+	before := relayPorts(first)
+
+	second, stopSecond := cptest.Run(t, replica())
+	eventually(t, "a replica started later agrees", func() error {
+		if got := relayPorts(second); !maps.Equal(got, before) {
+			return fmt.Errorf("%v, want %v", got, before)
+		}
+		return nil
+	})
+	stopFirst()
+	stopSecond()
+	third, _ := cptest.Run(t, replica())
+	eventually(t, "a replica started after all stopped agrees", func() error {
+		if got := relayPorts(third); !maps.Equal(got, before) {
+			return fmt.Errorf("%v, want %v", got, before)
+		}
+		return nil
+	})
+
+	// Without the ledger (no own cluster: the allocation is derived from
+	// the ports alone), the newcomer takes the older port's first choice:
+	// what the ledger prevents.
+	bare := cptest.StartWith(t, controlplane.Config{KubeconfigDir: dir})
+	eventually(t, "without the ledger the older port moves", func() error {
+		ports := relayPorts(bare)
+		if ports[newcomer.String()+":80"] != want || ports[old.String()+":80"] == want {
+			return fmt.Errorf("newcomer %d, older %d", ports[newcomer.String()+":80"], ports[old.String()+":80"])
+		}
+		return nil
+	})
+}
+
+// ledgerHas checks that the relay ledger in the control plane's cluster
+// records port's relay port n.
+func ledgerHas(t testing.TB, home *member, key mcs.ServiceKey, port, n int32) error {
+	t.Helper()
+	list, err := home.Client.CoreV1().ConfigMaps("eastwest-system").List(context.Background(), metav1.ListOptions{LabelSelector: writeback.LabelRelayLedger})
+	if err != nil {
+		return err
+	}
+	entry := fmt.Sprintf("%d=%d", port, n)
+	for _, cm := range list.Items {
+		if v, ok := cm.Data[key.Namespace+"."+key.Name]; ok {
+			if slices.Contains(strings.Split(v, ","), entry) {
+				return nil
+			}
+			return fmt.Errorf("the ledger says %s: %q, want %s", key, v, entry)
+		}
+	}
+	return fmt.Errorf("the ledger (%d ConfigMaps) has no %s", len(list.Items), key)
 }
