@@ -7,6 +7,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"time"
 
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/proto"
@@ -43,7 +44,19 @@ type Options struct {
 	// its own anchor issued it for its own gateway identity (members'
 	// ca.crt is then not read).
 	Anchors *trust.Anchors
+	// RotationDelay is how long a member's new tunnel certificate is
+	// announced to its peers before its gateways present it (0:
+	// DefaultRotationDelay; negative: at once). Now is the clock (nil:
+	// time.Now).
+	RotationDelay time.Duration
+	Now           func() time.Time
 }
+
+// DefaultRotationDelay is how long every gateway accepts a member's new
+// tunnel certificate before that member's gateways present it: the peers'
+// validation contexts and the member's certificate are different Envoys'
+// updates, which arrive in any order.
+const DefaultRotationDelay = 3 * time.Second
 
 // Update changes one type of one view: Set adds or replaces resources,
 // Delete removes names.
@@ -143,6 +156,12 @@ type ref struct{ typ, name string }
 func New(opts Options) *Assembler {
 	if opts.GatewayPort == 0 {
 		opts.GatewayPort = translate.DefaultGatewayPort
+	}
+	if opts.RotationDelay == 0 {
+		opts.RotationDelay = DefaultRotationDelay
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
 	}
 	return &Assembler{
 		opts:        opts,

@@ -3,12 +3,15 @@ package assemble
 import (
 	"bytes"
 	"cmp"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/pem"
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	corev1 "k8s.io/api/core/v1"
@@ -31,6 +34,74 @@ type tunnelCert struct {
 	// once per Secret change, not on every flush.
 	goodCA  [][]byte
 	problem string
+	// next is a new good certificate announced to the peers (pins) but
+	// presented only from nextAt on (Options.RotationDelay): until then
+	// the peers may not accept it yet. pins are the SHA-256 hashes of the
+	// leaf certificates the member's gateways may present, the one in use
+	// and the one before or after it: the peers accept those alone, so a
+	// certificate for this member's gateway identity that this member's
+	// tunnel Secret never held (minted by another member's issuer, say)
+	// opens no tunnel.
+	next   *translate.Certificate
+	nextAt time.Time
+	pins   []string
+}
+
+// rotate makes c the member's certificate: at once when it has none (or
+// when it is the same leaf); else announced first (pins) and presented
+// after the rotation delay. The previous certificate stays pinned until
+// the next rotation: a gateway that has not taken the new one yet still
+// opens tunnels.
+func (a *Assembler) rotate(tc *tunnelCert, c *translate.Certificate) {
+	h := leafHash(c.Chain)
+	switch {
+	case tc.good == nil:
+		tc.good, tc.next, tc.pins = c, nil, []string{h}
+	case leafHash(tc.good.Chain) == h:
+		tc.good, tc.next = c, nil
+	default:
+		tc.pins = []string{leafHash(tc.good.Chain), h}
+		slices.Sort(tc.pins)
+		if a.opts.RotationDelay < 0 {
+			tc.good, tc.next = c, nil
+			return
+		}
+		tc.next, tc.nextAt = c, a.opts.Now().Add(a.opts.RotationDelay)
+	}
+}
+
+// promote presents the announced certificates whose delay is over.
+func (a *Assembler) promote() {
+	now := a.opts.Now()
+	for _, tc := range a.certs {
+		if tc.next != nil && !now.Before(tc.nextAt) {
+			tc.good, tc.next = tc.next, nil
+		}
+	}
+}
+
+// Due is when a flush next has something to do though no event came (an
+// announced tunnel certificate to present); zero when nothing is due.
+func (a *Assembler) Due() time.Time {
+	var due time.Time
+	for _, tc := range a.certs {
+		if tc.next != nil && (due.IsZero() || tc.nextAt.Before(due)) {
+			due = tc.nextAt
+		}
+	}
+	return due
+}
+
+// leafHash is the hex SHA-256 of a chain's first certificate (DER), as
+// Envoy's verify_certificate_hash takes it.
+func leafHash(chain []byte) string {
+	for _, b := range pemBlocks(chain) {
+		if b.Type == "CERTIFICATE" {
+			sum := sha256.Sum256(b.Bytes)
+			return hex.EncodeToString(sum[:])
+		}
+	}
+	return ""
 }
 
 // topology is how the members reach each other: their networks and
@@ -43,6 +114,7 @@ type tunnelCert struct {
 // A tunnel Secret that is not a valid certificate and key keeps the
 // member's last good certificate in use, and is reported.
 func (a *Assembler) topology(state *mcs.State) *translate.Topology {
+	a.promote()
 	t := &translate.Topology{Members: map[mcs.ClusterID]translate.NetworkMember{}, TrustDomain: a.opts.TrustDomain, ClusterSet: a.opts.Store.ClusterSet}
 	used := false
 	var bundle [][]byte
@@ -56,7 +128,7 @@ func (a *Assembler) topology(state *mcs.State) *translate.Topology {
 			used = true
 		}
 		if tc := a.tunnelCert(c.Member, c.ID, c.TunnelSecret); tc != nil && tc.good != nil {
-			m.Certificate = tc.good
+			m.Certificate, m.Pins = tc.good, tc.pins
 			used = true
 			for _, block := range tc.goodCA {
 				if !seen[string(block)] {
@@ -121,7 +193,7 @@ func (a *Assembler) tunnelCert(member string, id mcs.ClusterID, name string) *tu
 	}
 	tc := &tunnelCert{chain: chain, key: key, ca: ca, id: id}
 	if prev != nil {
-		tc.good, tc.goodCA = prev.good, prev.goodCA
+		tc.good, tc.goodCA, tc.next, tc.nextAt, tc.pins = prev.good, prev.goodCA, prev.next, prev.nextAt, prev.pins
 	}
 	var problems []string
 	chainErr := parseChain(chain, key)
@@ -146,7 +218,8 @@ func (a *Assembler) tunnelCert(member string, id mcs.ClusterID, name string) *tu
 	case len(blocks) == 0:
 		problems = append(problems, "ca.crt holds no valid PEM certificate (the ClusterSet's trust bundle)")
 	default:
-		tc.good, tc.goodCA = &translate.Certificate{Chain: chain, Key: key}, blocks
+		tc.goodCA = blocks
+		a.rotate(tc, &translate.Certificate{Chain: chain, Key: key})
 	}
 	if len(problems) > 0 {
 		tc.problem = fmt.Sprintf("tunnel Secret %s: %s", name, strings.Join(problems, "; "))

@@ -281,6 +281,10 @@ func (w *Writer) Run(ctx context.Context) {
 	deadline.Stop()
 	waiting := time.NewTicker(100 * time.Millisecond)
 	defer waiting.Stop()
+	// due fires when the assembler has something to do though no event
+	// came (a tunnel certificate announced to the peers, to present now).
+	due := time.NewTimer(time.Hour)
+	due.Stop()
 	pending := false
 	var lastEvent time.Time
 	publish := func() {
@@ -300,6 +304,9 @@ func (w *Writer) Run(ctx context.Context) {
 		w.owe()
 		w.publish()
 		w.owedSince.Store(0)
+		if at := w.asm.Due(); !at.IsZero() {
+			due.Reset(max(time.Until(at), time.Millisecond))
+		}
 	}
 	for {
 		select {
@@ -330,6 +337,10 @@ func (w *Writer) Run(ctx context.Context) {
 			publish()
 		case <-waiting.C:
 			if !initialized {
+				publish()
+			}
+		case <-due.C:
+			if initialized {
 				publish()
 			}
 		}

@@ -84,6 +84,10 @@ type NetworkMember struct {
 	// operator's trust anchors: a gateway dialing this member trusts them
 	// alone. Nil: the whole TrustBundle.
 	TrustAnchor []byte
+	// Pins are the hex SHA-256 hashes of the leaf certificates its
+	// gateways may present (the tunnel Secret's, and the one before or
+	// after it during a rotation): its peers accept those alone.
+	Pins []string
 }
 
 // Certificate is a PEM certificate chain and its private key.
@@ -104,7 +108,7 @@ func (t *Topology) Equal(o *Topology) bool {
 		if !ok || m.Network != n.Network || !slices.Equal(m.Gateways, n.Gateways) || (m.Certificate == nil) != (n.Certificate == nil) || (m.Local == nil) != (n.Local == nil) {
 			return false
 		}
-		if m.Local != nil && *m.Local != *n.Local || !bytes.Equal(m.TrustAnchor, n.TrustAnchor) {
+		if m.Local != nil && *m.Local != *n.Local || !bytes.Equal(m.TrustAnchor, n.TrustAnchor) || !slices.Equal(m.Pins, n.Pins) {
 			return false
 		}
 		if m.Certificate != nil && (!bytes.Equal(m.Certificate.Chain, n.Certificate.Chain) || !bytes.Equal(m.Certificate.Key, n.Certificate.Key)) {
@@ -333,6 +337,20 @@ func (t *Topology) peerMatchers(ids []mcs.ClusterID) []*tlsv3.SubjectAltNameMatc
 	return out
 }
 
+// peerPins are the certificates a tunnel listener accepts: those the
+// members' tunnel Secrets hold (NetworkMember.Pins), on top of the CA and
+// identity checks. A certificate for a member's gateway identity from a
+// valid issuer that the member's Secret never held (another member's
+// issuer minting it, a stolen issuer key) opens no tunnel.
+func (t *Topology) peerPins() []string {
+	var out []string
+	for _, m := range t.Members {
+		out = append(out, m.Pins...)
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
 // tunnelSecrets are a tunnelling gateway's SDS secrets: its member's
 // certificate, and the trust bundle with the peer identity check.
 func tunnelSecrets(r *Result, v View) {
@@ -349,6 +367,7 @@ func tunnelSecrets(r *Result, v View) {
 		Type: &tlsv3.Secret_ValidationContext{ValidationContext: &tlsv3.CertificateValidationContext{
 			TrustedCa:                 &corev3.DataSource{Specifier: &corev3.DataSource_InlineBytes{InlineBytes: v.Net.TrustBundle}},
 			MatchTypedSubjectAltNames: v.Net.PeerMatchers(),
+			VerifyCertificateHash:     v.Net.peerPins(),
 		}},
 	})
 	for _, id := range slices.Sorted(maps.Keys(v.Net.Members)) {
@@ -365,6 +384,7 @@ func tunnelSecrets(r *Result, v View) {
 			Type: &tlsv3.Secret_ValidationContext{ValidationContext: &tlsv3.CertificateValidationContext{
 				TrustedCa:                 &corev3.DataSource{Specifier: &corev3.DataSource_InlineBytes{InlineBytes: ca}},
 				MatchTypedSubjectAltNames: v.Net.peerMatchers([]mcs.ClusterID{id}),
+				VerifyCertificateHash:     m.Pins,
 			}},
 		})
 	}

@@ -246,9 +246,10 @@ endpoints: [{addresses: [%[3]s], conditions: {ready: true}}]
 // WAN link moves its share to north; a service whose only member's
 // gateway is down gets a 503 at once, not a loop; the tunnel
 // listener refuses a connection without a client certificate, with one
-// from another CA, with another trust domain's identity or with an SNI
-// it does not serve; and a rotated tunnel certificate is served without
-// breaking the traffic.
+// from another CA, with another trust domain's identity, with a member's
+// identity in a certificate its tunnel Secret does not hold, or with an
+// SNI it does not serve; and a rotated tunnel certificate is served
+// without breaking the traffic.
 func TestNetworksTunnel(t *testing.T) {
 	n := startNetworks(t)
 	ca, stranger, caPEM, east, west, north, wan, app, c := n.ca, n.stranger, n.caPEM, n.east, n.west, n.north, n.wan, n.app, n.c
@@ -443,6 +444,12 @@ func TestNetworksTunnel(t *testing.T) {
 			{"a non-member's gateway", echoSNI, []tls.Certificate{ca.Gateway(t, gatewayID("south")).TLS}},
 			{"a member's identity with a query", echoSNI, []tls.Certificate{ca.Gateway(t, gatewayID("west")+"?x").TLS}},
 			{"a member's identity with a fragment", echoSNI, []tls.Certificate{ca.Gateway(t, gatewayID("west")+"#x").TLS}},
+			// A valid certificate for west's gateway identity from the
+			// ClusterSet's own CA, which west's tunnel Secret does not
+			// hold: what another member's issuer (or a stolen issuer key)
+			// could mint. The tunnel accepts the members' certificates
+			// alone (their hashes).
+			{"a member's identity its tunnel Secret does not hold", echoSNI, []tls.Certificate{ca.Gateway(t, gatewayID("west")).TLS}},
 		} {
 			if got, err := dialTunnel(tc.sni, tc.certs); err == nil {
 				t.Errorf("%s: east's tunnel answered %q", tc.name, got)
