@@ -39,6 +39,19 @@ const (
 	// (the first one of 10,000 services about a second): minutes of owing
 	// one means the Writer is stuck, and a restart is the cure.
 	DefaultLivenessTimeout = 2 * time.Minute
+	// PublishRest is how many times as long as a costly publish took
+	// (DefaultRestAfter or more: WriterOptions.RestAfter) the Writer rests
+	// before the next one, so that publishing takes at most a quarter of
+	// a core however fast the inputs change. A member whose network
+	// property or gateway addresses flap twice a second made every view
+	// be translated again twice a second (73% of a core at 1,500
+	// services: the trust-boundaries issue); now such a flap costs at
+	// most a quarter, and delays other changes by at most MaxRest. Cheap
+	// publishes (an endpoint change: well under a millisecond) never
+	// rest.
+	PublishRest      = 3
+	DefaultRestAfter = 10 * time.Millisecond
+	MaxRest          = 2 * time.Second
 )
 
 // WriterOptions configure a Writer.
@@ -48,6 +61,9 @@ type WriterOptions struct {
 	Holdoff time.Duration
 	// MaxDelay bounds how long a batch may wait while events keep coming.
 	MaxDelay time.Duration
+	// RestAfter is the cost from which a publish is followed by a rest
+	// (PublishRest; 0: DefaultRestAfter).
+	RestAfter time.Duration
 	// SyncTimeout bounds how long the first publish waits for every
 	// source's initial sync: nothing is served before (a partial state
 	// would drain the clusters not yet read); after it, the sources that
@@ -155,8 +171,10 @@ type sourceState struct {
 type Snapshot struct {
 	Generation  uint64
 	PublishedAt time.Time
-	State       *mcs.State
-	Views       []translate.View
+	// Took is how long the publish took (merge, translation, the cache).
+	Took  time.Duration
+	State *mcs.State
+	Views []translate.View
 	// Invalid lists, per view, the resources that failed validation.
 	Invalid  map[string][]translate.Invalid
 	Problems []source.Problem
@@ -185,6 +203,9 @@ func NewWriter(opts WriterOptions, c *cache.Cache, m *metrics.Metrics, log *slog
 	}
 	if opts.SyncTimeout <= 0 {
 		opts.SyncTimeout = DefaultSyncTimeout
+	}
+	if opts.RestAfter <= 0 {
+		opts.RestAfter = DefaultRestAfter
 	}
 	if opts.LivenessTimeout <= 0 {
 		opts.LivenessTimeout = DefaultLivenessTimeout
@@ -285,6 +306,10 @@ func (w *Writer) Run(ctx context.Context) {
 	// came (a tunnel certificate announced to the peers, to present now).
 	due := time.NewTimer(time.Hour)
 	due.Stop()
+	// rest ends the rest after a costly publish (PublishRest).
+	rest := time.NewTimer(time.Hour)
+	rest.Stop()
+	var restUntil time.Time
 	pending := false
 	var lastEvent time.Time
 	publish := func() {
@@ -297,12 +322,20 @@ func (w *Writer) Run(ctx context.Context) {
 			if !w.synced() {
 				w.log.Warn("serving without the sources that did not sync in time", "syncTimeout", w.opts.SyncTimeout)
 			}
+		} else if now := w.now(); now.Before(restUntil) {
+			pending = true
+			rest.Reset(restUntil.Sub(now))
+			return
 		}
 		holdoff.Stop()
 		deadline.Stop()
 		pending = false
 		w.owe()
+		start := time.Now()
 		w.publish()
+		if took := time.Since(start); took >= w.opts.RestAfter {
+			restUntil = w.now().Add(min(took*PublishRest, MaxRest))
+		}
 		w.owedSince.Store(0)
 		if at := w.asm.Due(); !at.IsZero() {
 			due.Reset(max(time.Until(at), time.Millisecond))
@@ -343,6 +376,10 @@ func (w *Writer) Run(ctx context.Context) {
 			if initialized {
 				publish()
 			}
+		case <-rest.C:
+			if pending {
+				publish()
+			}
 		}
 	}
 }
@@ -376,6 +413,7 @@ func (w *Writer) receive(b batch) {
 // the views; and tells metrics, the snapshot and the callbacks.
 func (w *Writer) publish() {
 	start := time.Now()
+	began := start
 	w.asm.Merge()
 	mergeTook := time.Since(start)
 	w.metrics.Merged(mergeTook)
@@ -418,7 +456,7 @@ func (w *Writer) publish() {
 			w.onStatus(m, gws[m].Statuses)
 		}
 	}
-	w.snapshot(plan.State)
+	w.snapshot(plan.State, time.Since(began))
 }
 
 // logMemberProblems warns, once per change, of what is wrong with the
@@ -493,7 +531,7 @@ func Publish(c *cache.Cache, plan assemble.Plan) error {
 	return err
 }
 
-func (w *Writer) snapshot(state *mcs.State) {
+func (w *Writer) snapshot(state *mcs.State, took time.Duration) {
 	invalid := w.asm.Invalid()
 	counts := map[string]int{}
 	for _, list := range invalid {
@@ -525,6 +563,7 @@ func (w *Writer) snapshot(state *mcs.State) {
 		Gateway:     gws,
 		Generation:  w.gen,
 		PublishedAt: time.Now(),
+		Took:        took,
 		State:       state,
 		Views:       w.asm.Views(),
 		Invalid:     invalid,
