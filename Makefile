@@ -9,8 +9,14 @@ TOOLS     := $(CACHE)/bin
 FUZZTIME  ?= 30s
 BENCHTIME ?= 1s
 GOLANGCI_LINT_VERSION ?= v2.15.0
+# The image's version, commit and time (reproducible: the commit's time).
+VERSION   ?= $(shell git describe --tags --always 2>/dev/null || echo dev)
+REVISION  ?= $(shell git rev-parse HEAD 2>/dev/null)
+CREATED   ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
+IMAGE     ?= docker.io/eastwest/xds:$(VERSION)
+PLATFORMS := linux/amd64 linux/arm64
 
-.PHONY: all build run run-envoy test kube-bins envoy-bin net-tools promtool coredns helm vet unit race golden check-golden bench load fuzz lint fmt tools clean
+.PHONY: all build image run run-envoy test kube-bins envoy-bin net-tools promtool coredns helm vet unit race golden check-golden bench load fuzz lint fmt tools clean
 
 all: build
 
@@ -38,7 +44,17 @@ run-envoy: envoy-bin ## With make run serving: a real Envoy 1.40 as east's east-
 	$$(test -n "$$ENVOY_BIN" && echo "$$ENVOY_BIN" || echo $(CACHE)/envoy/envoy) -c examples/envoy/gateway-east.json \
 		--service-node demo-gateway --service-cluster east --disable-hot-restart --log-level warn
 
-test: vet kube-bins envoy-bin net-tools promtool coredns helm race check-golden ## Everything CI runs: vet, all tests with -race, the golden check.
+test: vet image kube-bins envoy-bin net-tools promtool coredns helm race check-golden ## Everything CI runs: vet, all tests with -race, the golden check.
+
+image: ## Build the image without Docker: static xds for $(PLATFORMS), one OCI index, into .cache/image/oci and .cache/image/xds.oci.tar (IMAGE=… names it).
+	@for p in $(PLATFORMS); do \
+		CGO_ENABLED=0 GOOS=$${p%/*} GOARCH=$${p#*/} $(GO) build -trimpath \
+			-ldflags "-s -w -buildid= -X main.version=$(VERSION) -X main.revision=$(REVISION)" \
+			-o $(CACHE)/image/bin/$${p%/*}-$${p#*/}/xds ./cmd/xds || exit 1; \
+	done
+	$(GO) run ./deploy/image -name $(IMAGE) -version $(VERSION) -revision $(REVISION) -created $(CREATED) \
+		-binaries $(shell echo $(foreach p,$(PLATFORMS),$(p)=$(CACHE)/image/bin/$(subst /,-,$(p))/xds) | tr ' ' ',') \
+		-layout $(CACHE)/image/oci -archive $(CACHE)/image/xds.oci.tar
 
 kube-bins: ## Build kube-apiserver and etcd for the real-cluster tests into .cache/k8s (skipped when cached).
 	test/tools/build.sh $(CACHE)/k8s

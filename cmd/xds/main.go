@@ -22,6 +22,7 @@ func commands() map[string]command {
 		"explain":   {"explain where a service's traffic goes and why (reads the debug endpoint)", runExplain},
 		"probe":     {"exit 0 when the control plane is ready (or healthy): a Kubernetes exec probe", runProbe},
 		"watch":     {"connect as an xDS client of a member cluster and print endpoints as they change", runWatch},
+		"version":   {"print the version, source revision and platform", runVersion},
 
 		"create-remote-secret": {"print the Secret that adds a member cluster (its ServiceAccount's kubeconfig)", runCreateRemoteSecret},
 	}

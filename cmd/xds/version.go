@@ -1,0 +1,46 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"runtime"
+	"runtime/debug"
+)
+
+// version and revision are the release and the commit, set at build
+// time (make image: -ldflags "-X main.version=... -X main.revision=...");
+// without them the revision comes from the Go build info when it has one.
+var (
+	version  = "dev"
+	revision = ""
+)
+
+// runVersion prints the version, the source revision the binary was
+// built from (from the Go build info) and the Go toolchain and platform.
+func runVersion(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("version", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	rev, modified := revision, false
+	if info, ok := debug.ReadBuildInfo(); ok && rev == "" {
+		for _, s := range info.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				rev = s.Value
+			case "vcs.modified":
+				modified = s.Value == "true"
+			}
+		}
+	}
+	if rev == "" {
+		rev = "unknown"
+	}
+	if modified {
+		rev += "-dirty"
+	}
+	fmt.Fprintf(stdout, "xds %s (revision %s, %s, %s/%s)\n", version, rev, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	return 0
+}
