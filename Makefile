@@ -16,7 +16,7 @@ CREATED   ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
 IMAGE     ?= docker.io/eastwest/xds:$(VERSION)
 PLATFORMS := linux/amd64 linux/arm64
 
-.PHONY: all build image run run-envoy test kube-bins envoy-bin net-tools promtool coredns helm vet unit race golden check-golden bench load fuzz lint fmt tools clean
+.PHONY: all build image run run-envoy test kube-bins node-bins envoy-bin net-tools promtool coredns helm vet unit race golden check-golden bench load fuzz lint fmt tools clean
 
 all: build
 
@@ -58,6 +58,10 @@ image: ## Build the image without Docker: static xds for $(PLATFORMS), one OCI i
 
 kube-bins: ## Build kube-apiserver and etcd for the real-cluster tests into .cache/k8s (skipped when cached).
 	test/tools/build.sh $(CACHE)/k8s
+
+node-bins: ## For the real-node clusters: runc, CNI plugins, iptables, conntrack (Debian), containerd v2 into .cache/node, kubelet, kube-controller-manager, kube-scheduler, kube-proxy, kubectl into .cache/k8s (skipped when cached).
+	test/tools/node.sh $(CACHE)/node
+	test/tools/build.sh $(CACHE)/k8s node
 
 net-tools: ## The network-namespace tests need iproute2's ip (installed from Debian's packages when missing; they run as root, as CI does).
 	@command -v ip >/dev/null || { echo "installing iproute2 (ip) for the network-namespace tests"; apt-get install -y -qq iproute2 >/dev/null || { apt-get update -qq && apt-get install -y -qq iproute2; }; }

@@ -39,8 +39,9 @@ import (
 const (
 	// Binary is where xds is in the image, on PATH.
 	Binary = "/usr/local/bin/xds"
-	// UID and GID are the non-root user the image runs as.
-	UID, GID = 65532, 65532
+	// UID is the non-root user the image runs as, GID its group.
+	UID = 65532
+	GID = 65532
 	// CABundle is the CA certificates file (SSL_CERT_FILE).
 	CABundle = "/etc/ssl/certs/ca-certificates.crt"
 	// Source is the project's repository (the OCI source label).
