@@ -133,7 +133,25 @@ func parseURIs(t testing.TB, uris []string) []*url.URL {
 	return us
 }
 
+// Kubernetes issues a certificate as Kubernetes components present
+// them: the subject names the user (CN) and its groups (O), for client
+// and server use, with the IP addresses and DNS names given.
+func (ca *CA) Kubernetes(t testing.TB, user string, groups []string, ips []string, dns []string) Leaf {
+	t.Helper()
+	var all []net.IP
+	for _, ip := range ips {
+		all = append(all, net.ParseIP(ip))
+	}
+	return ca.issueSubject(t, pkix.Name{CommonName: user, Organization: groups},
+		[]x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth, x509.ExtKeyUsageServerAuth}, nil, all, dns)
+}
+
 func (ca *CA) issue(t testing.TB, kind string, usage []x509.ExtKeyUsage, uris []*url.URL, ips []net.IP, dns []string) Leaf {
+	t.Helper()
+	return ca.issueSubject(t, pkix.Name{CommonName: kind}, usage, uris, ips, dns)
+}
+
+func (ca *CA) issueSubject(t testing.TB, subject pkix.Name, usage []x509.ExtKeyUsage, uris []*url.URL, ips []net.IP, dns []string) Leaf {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -141,7 +159,7 @@ func (ca *CA) issue(t testing.TB, kind string, usage []x509.ExtKeyUsage, uris []
 	}
 	n := ca.serial.Add(1)
 	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(n), Subject: pkix.Name{CommonName: kind},
+		SerialNumber: big.NewInt(n), Subject: subject,
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
 		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: usage,
 		URIs: uris, IPAddresses: ips, DNSNames: dns,
@@ -154,7 +172,7 @@ func (ca *CA) issue(t testing.TB, kind string, usage []x509.ExtKeyUsage, uris []
 	if err != nil {
 		t.Fatal(err)
 	}
-	base := filepath.Join(ca.dir, kind+"-"+big.NewInt(n).String())
+	base := filepath.Join(ca.dir, "leaf-"+big.NewInt(n).String())
 	l := Leaf{CertFile: base + ".crt", KeyFile: base + ".key", Serial: big.NewInt(n)}
 	writePEM(t, l.CertFile, "CERTIFICATE", der)
 	writePEM(t, l.KeyFile, "EC PRIVATE KEY", kb)

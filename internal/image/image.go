@@ -141,6 +141,93 @@ func buildImage(o Options, osName, arch, binary string) (v1.Image, error) {
 	return mutate.ConfigFile(img, cfg)
 }
 
+// File is one file of an image built from files (Files).
+type File struct {
+	Data []byte
+	Mode int64
+}
+
+// Files is a one-layer image of the files given (path in the image ->
+// file; the folders they are in are made), for the platform given,
+// running entrypoint: the test images of the real-node clusters (their
+// pause, their servers). Times are created, owners root.
+func Files(files map[string]File, entrypoint []string, osName, arch string, created time.Time) (v1.Image, error) {
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	dirs := map[string]bool{}
+	for name := range files {
+		for d := filepath.Dir(strings.TrimPrefix(name, "/")); d != "." && d != "/"; d = filepath.Dir(d) {
+			dirs[d+"/"] = true
+		}
+	}
+	names := slices.Collect(maps.Keys(dirs))
+	for name := range files {
+		names = append(names, strings.TrimPrefix(name, "/"))
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		h := &tar.Header{Name: name, Mode: 0o755, ModTime: created, Format: tar.FormatPAX, Typeflag: tar.TypeDir}
+		var data []byte
+		if !dirs[name] {
+			f := files["/"+name]
+			if _, ok := files[name]; ok {
+				f = files[name]
+			}
+			data = f.Data
+			h.Mode, h.Typeflag, h.Size = f.Mode, tar.TypeReg, int64(len(data))
+		}
+		if err := tw.WriteHeader(h); err != nil {
+			return nil, err
+		}
+		if _, err := tw.Write(data); err != nil {
+			return nil, err
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return nil, err
+	}
+	b := buf.Bytes()
+	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }, tarball.WithMediaType(types.OCILayer))
+	if err != nil {
+		return nil, err
+	}
+	img := mutate.ConfigMediaType(mutate.MediaType(empty.Image, types.OCIManifestSchema1), types.OCIConfigJSON)
+	if img, err = mutate.Append(img, mutate.Addendum{Layer: layer, History: v1.History{Created: v1.Time{Time: created}}}); err != nil {
+		return nil, err
+	}
+	cfg, err := img.ConfigFile()
+	if err != nil {
+		return nil, err
+	}
+	cfg = cfg.DeepCopy()
+	cfg.OS, cfg.Architecture, cfg.Created = osName, arch, v1.Time{Time: created}
+	cfg.Config = v1.Config{Entrypoint: entrypoint, Env: []string{"PATH=/usr/local/bin:/usr/bin:/bin"}}
+	return mutate.ConfigFile(img, cfg)
+}
+
+// Archive writes images as one OCI archive (a tar of an OCI layout),
+// each named by its reference: what `ctr images import` takes.
+func Archive(images map[string]v1.Image, out string, created time.Time) error {
+	dir, err := os.MkdirTemp("", "eastwest-image-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	p, err := layout.Write(dir, empty.Index)
+	if err != nil {
+		return err
+	}
+	for _, ref := range slices.Sorted(maps.Keys(images)) {
+		if err := p.AppendImage(images[ref], layout.WithAnnotations(map[string]string{
+			"org.opencontainers.image.ref.name": ref,
+			"io.containerd.image.name":          ref,
+		})); err != nil {
+			return err
+		}
+	}
+	return tarDir(dir, out, created)
+}
+
 // rootFS is the layer's tar: sorted, fixed times and owners.
 func rootFS(created time.Time, bin []byte) ([]byte, error) {
 	type entry struct {

@@ -56,47 +56,69 @@ type Cluster struct {
 	token   string
 
 	mu        sync.Mutex
-	etcd      *process
-	apiserver *process
+	etcd      *Process
+	apiserver *Process
 }
 
-// process is a started command and its end.
-type process struct {
+// Process is a command the harness started, and its end.
+type Process struct {
 	cmd  *exec.Cmd
 	done chan error
 }
 
-func start(name, dir string, args ...string) (*process, error) {
-	logf, err := os.Create(filepath.Join(dir, filepath.Base(name)+".log"))
+func start(name, dir string, args ...string) (*Process, error) {
+	return Run(dir, filepath.Base(name), name, args...)
+}
+
+// Run starts a command with its output in dir/<log>.log. It dies with
+// the test binary, however that ends (Pdeathsig), and runs in a process
+// group of its own.
+func Run(dir, log, name string, args ...string) (*Process, error) {
+	logf, err := os.Create(filepath.Join(dir, log+".log"))
 	if err != nil {
 		return nil, err
 	}
 	cmd := exec.Command(name, args...) //nolint:gosec // the harness's own binaries
 	cmd.Stdout, cmd.Stderr = logf, logf
-	// The process dies with the test binary, however it ends.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		_ = logf.Close()
 		return nil, err
 	}
-	p := &process{cmd: cmd, done: make(chan error, 1)}
+	p := &Process{cmd: cmd, done: make(chan error, 1)}
 	go func() { p.done <- cmd.Wait(); _ = logf.Close() }()
 	return p, nil
 }
 
-// stop ends a process: SIGTERM, then SIGKILL after a grace period.
-func (p *process) stop() {
+// Pid is the process's ID.
+func (p *Process) Pid() int { return p.cmd.Process.Pid }
+
+// Exited reports whether the process has ended, and how.
+func (p *Process) Exited() (bool, error) {
+	select {
+	case err := <-p.done:
+		p.done <- err
+		return true, err
+	default:
+		return false, nil
+	}
+}
+
+// Stop ends a process: SIGTERM, then SIGKILL after a grace period.
+func (p *Process) Stop() { p.stop() }
+
+func (p *Process) stop() {
 	if p == nil {
 		return
 	}
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case err := <-p.done:
-		_ = err // a stopped process exits with a signal: expected
+		p.done <- err // a stopped process exits with a signal: expected
 	case <-time.After(10 * time.Second):
 		_ = p.cmd.Process.Kill()
 		err := <-p.done
-		_ = err
+		p.done <- err
 	}
 }
 
@@ -277,7 +299,7 @@ func (c *Cluster) PIDs() []int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var out []int
-	for _, p := range []*process{c.apiserver, c.etcd} {
+	for _, p := range []*Process{c.apiserver, c.etcd} {
 		if p != nil && p.cmd.Process != nil {
 			out = append(out, p.cmd.Process.Pid)
 		}
@@ -288,8 +310,15 @@ func (c *Cluster) PIDs() []int {
 // URL is the apiserver's address.
 func (c *Cluster) URL() string { return fmt.Sprintf("https://127.0.0.1:%d", c.port) }
 
+// WaitHTTP polls url until it answers 200, the process ends, or timeout;
+// client, when set, gives the client and headers to poll with (nil
+// client: not yet, try again).
+func WaitHTTP(url string, client func() (*http.Client, http.Header), timeout time.Duration, p *Process) error {
+	return waitHTTP(url, client, timeout, p)
+}
+
 // waitHTTP polls url until it answers 200, the process ends, or timeout.
-func waitHTTP(url string, client func() (*http.Client, http.Header), timeout time.Duration, p *process) error {
+func waitHTTP(url string, client func() (*http.Client, http.Header), timeout time.Duration, p *Process) error {
 	deadline := time.Now().Add(timeout)
 	var last error
 	for time.Now().Before(deadline) {

@@ -1,0 +1,98 @@
+package cluster
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
+)
+
+// A real one-node cluster: the node goes Ready, a Deployment's pods run
+// from an image imported without a registry, and a ClusterIP Service
+// reaches both of them through kube-proxy's rules in the node; the pods
+// are reachable by their own IPs from the test's namespace. Teardown is
+// checked by the harness's cleanup (nothing of the cluster's left).
+func TestOneNode(t *testing.T) {
+	start := time.Now()
+	c := Start(t, "one")[0]
+	t.Logf("node Ready %v after start", time.Since(start).Round(time.Millisecond))
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	labels := map[string]string{"app": "echo"}
+	dep := &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: "echo", Namespace: "default"},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: ptr.To[int32](2),
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec: corev1.PodSpec{Containers: []corev1.Container{{
+					Name: "echo", Image: EchoImage, ImagePullPolicy: corev1.PullNever,
+					Env:            []corev1.EnvVar{{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}}},
+					Ports:          []corev1.ContainerPort{{ContainerPort: 8080}},
+					ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/", Port: intstr.FromInt32(8080)}}, PeriodSeconds: 1},
+				}}},
+			},
+		},
+	}
+	if _, err := c.Client.AppsV1().Deployments("default").Create(ctx, dep, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	svc, err := c.Client.CoreV1().Services("default").Create(ctx, &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "echo", Namespace: "default"},
+		Spec:       corev1.ServiceSpec{Selector: labels, Ports: []corev1.ServicePort{{Port: 80, TargetPort: intstr.FromInt32(8080)}}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	created := time.Now()
+	pods := c.WaitPodsReady(t, "default", "app=echo", 2)
+	t.Logf("2 pods Ready %v after the Deployment was created", time.Since(created).Round(time.Millisecond))
+	for _, p := range pods {
+		if !strings.HasPrefix(p.Status.PodIP, strings.TrimSuffix(c.PodCIDR, "0/24")) {
+			t.Errorf("pod %s has IP %s, not in %s", p.Name, p.Status.PodIP, c.PodCIDR)
+		}
+		if got := get(t, func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "tcp", net.JoinHostPort(p.Status.PodIP, "8080"))
+		}); got != p.Name {
+			t.Errorf("pod %s by its IP answered %q", p.Name, got)
+		}
+	}
+	// Through the Service's ClusterIP, from inside the node: kube-proxy.
+	seen := map[string]bool{}
+	for range 40 {
+		seen[get(t, func(_ context.Context, _, _ string) (net.Conn, error) {
+			return c.Node.Dial(net.JoinHostPort(svc.Spec.ClusterIP, "80"), 5*time.Second)
+		})] = true
+	}
+	if len(seen) != 2 || !seen[pods[0].Name] || !seen[pods[1].Name] {
+		t.Errorf("the Service's ClusterIP reached %v, want both pods %s and %s", seen, pods[0].Name, pods[1].Name)
+	}
+}
+
+// get sends one HTTP request over dial and returns the body.
+func get(t *testing.T, dial func(ctx context.Context, network, addr string) (net.Conn, error)) string {
+	t.Helper()
+	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DialContext: dial, DisableKeepAlives: true}}
+	resp, err := hc.Get("http://echo/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(b))
+}
+
