@@ -44,7 +44,7 @@ run-envoy: envoy-bin ## With make run serving: a real Envoy 1.40 as east's east-
 	$$(test -n "$$ENVOY_BIN" && echo "$$ENVOY_BIN" || echo $(CACHE)/envoy/envoy) -c examples/envoy/gateway-east.json \
 		--service-node demo-gateway --service-cluster east --disable-hot-restart --log-level warn
 
-test: vet image kube-bins envoy-bin net-tools promtool coredns helm race check-golden ## Everything CI runs: vet, all tests with -race, the golden check.
+test: vet image kube-bins node-bins envoy-bin net-tools promtool coredns helm race check-golden ## Everything CI runs: vet, all tests with -race, the golden check.
 
 image: ## Build the image without Docker: static xds for $(PLATFORMS), one OCI index, into .cache/image/oci and .cache/image/xds.oci.tar (IMAGE=… names it).
 	@for p in $(PLATFORMS); do \

@@ -19,11 +19,21 @@ import (
 // A real one-node cluster: the node goes Ready, a Deployment's pods run
 // from an image imported without a registry, and a ClusterIP Service
 // reaches both of them through kube-proxy's rules in the node; the pods
-// are reachable by their own IPs from the test's namespace. Teardown is
-// checked by the harness's cleanup (nothing of the cluster's left).
+// are reachable by their own IPs from the test's namespace. After the
+// teardown nothing of the cluster's is left: no process, mount, cgroup,
+// network namespace or route.
 func TestOneNode(t *testing.T) {
+	var c *Cluster
+	// Registered first, so it runs after the harness's teardown.
+	t.Cleanup(func() {
+		if c != nil {
+			if left := c.Leftovers(); len(left) > 0 {
+				t.Errorf("after teardown: %v", left)
+			}
+		}
+	})
 	start := time.Now()
-	c := Start(t, "one")[0]
+	c = Start(t, "one")[0]
 	t.Logf("node Ready %v after start", time.Since(start).Round(time.Millisecond))
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -68,12 +78,28 @@ func TestOneNode(t *testing.T) {
 			t.Errorf("pod %s by its IP answered %q", p.Name, got)
 		}
 	}
-	// Through the Service's ClusterIP, from inside the node: kube-proxy.
+	// Through the Service's ClusterIP, from inside the node: kube-proxy,
+	// once it has written the rules for the ready endpoints (until then
+	// it rejects).
+	viaService := func(_ context.Context, _, _ string) (net.Conn, error) {
+		return c.Node.Dial(net.JoinHostPort(svc.Spec.ClusterIP, "80"), 5*time.Second)
+	}
+	ready := time.Now()
+	for deadline := time.Now().Add(time.Minute); ; {
+		conn, err := viaService(ctx, "", "")
+		if err == nil {
+			_ = conn.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the Service's ClusterIP %s: %v a minute after its pods were Ready", svc.Spec.ClusterIP, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Logf("the ClusterIP answered %v after the pods were Ready", time.Since(ready).Round(time.Millisecond))
 	seen := map[string]bool{}
 	for range 40 {
-		seen[get(t, func(_ context.Context, _, _ string) (net.Conn, error) {
-			return c.Node.Dial(net.JoinHostPort(svc.Spec.ClusterIP, "80"), 5*time.Second)
-		})] = true
+		seen[get(t, viaService)] = true
 	}
 	if len(seen) != 2 || !seen[pods[0].Name] || !seen[pods[1].Name] {
 		t.Errorf("the Service's ClusterIP reached %v, want both pods %s and %s", seen, pods[0].Name, pods[1].Name)

@@ -238,3 +238,37 @@ func removeLogLinks(dir string) {
 		}
 	}
 }
+
+// Leftovers lists what of the cluster is still on the machine: processes
+// whose command line names its folder, mounts under it, its cgroups, its
+// node's network namespace, the route to its pods. Empty after teardown.
+func (c *Cluster) Leftovers() []string {
+	var out []string
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		if b, err := os.ReadFile(p); err == nil && strings.Contains(string(b), c.Dir) {
+			out = append(out, "process "+filepath.Base(filepath.Dir(p))+": "+strings.ReplaceAll(string(b), "\x00", " "))
+		}
+	}
+	if b, err := os.ReadFile("/proc/self/mountinfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if f := strings.Fields(line); len(f) > 4 && strings.HasPrefix(f[4], c.Dir) {
+				out = append(out, "mount "+f[4])
+			}
+		}
+	}
+	for _, h := range v1Hierarchies() {
+		for _, g := range []string{c.cgroup, c.cgroup + "-runtime"} {
+			if _, err := os.Stat(filepath.Join(h, g)); err == nil {
+				out = append(out, "cgroup "+filepath.Join(h, g))
+			}
+		}
+	}
+	if _, err := os.Stat("/run/netns/" + c.Node.Name); err == nil {
+		out = append(out, "network namespace "+c.Node.Name)
+	}
+	if b, err := exec.Command("ip", "route", "show", c.PodCIDR).Output(); err == nil && len(strings.TrimSpace(string(b))) > 0 { //nolint:gosec // the harness's CIDR
+		out = append(out, "route "+strings.TrimSpace(string(b)))
+	}
+	return out
+}
