@@ -261,7 +261,14 @@ func (c *Cluster) boot(t testing.TB, images string) error {
 		"--metrics-bind-address", "127.0.0.1:10249", "--healthz-bind-address", "127.0.0.1:10256"); err != nil {
 		return err
 	}
-	return c.waitNodeReady(3 * time.Minute)
+	if err := c.waitNodeReady(3 * time.Minute); err != nil {
+		return err
+	}
+	if err := c.startDNS(context.Background()); err != nil {
+		return fmt.Errorf("%s: CoreDNS: %w", c.Name, err)
+	}
+	_, err = c.podsReady("kube-system", "k8s-app=kube-dns", 1, 3*time.Minute)
+	return err
 }
 
 // file is a path in the cluster's folder.
@@ -454,7 +461,15 @@ func (c *Cluster) teardown(t testing.TB) {
 // Ready and returns them.
 func (c *Cluster) WaitPodsReady(t testing.TB, namespace, selector string, n int) []corev1.Pod {
 	t.Helper()
-	deadline := time.Now().Add(3 * time.Minute)
+	pods, err := c.podsReady(namespace, selector, n, 3*time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pods
+}
+
+func (c *Cluster) podsReady(namespace, selector string, n int, timeout time.Duration) ([]corev1.Pod, error) {
+	deadline := time.Now().Add(timeout)
 	var last string
 	for {
 		list, err := c.Client.CoreV1().Pods(namespace).List(context.Background(), metav1.ListOptions{LabelSelector: selector})
@@ -477,14 +492,14 @@ func (c *Cluster) WaitPodsReady(t testing.TB, namespace, selector string, n int)
 				}
 			}
 			if len(ready) >= n {
-				return ready
+				return ready, nil
 			}
 			last = strings.Join(states, "; ")
 		} else {
 			last = err.Error()
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s: %d pods %s in %s not Ready after 3 min: %s (logs in %s)", c.Name, n, selector, namespace, last, c.Dir)
+			return nil, fmt.Errorf("%s: %d pods %s in %s not Ready after %v: %s (logs in %s)", c.Name, n, selector, namespace, timeout, last, c.Dir)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}

@@ -19,7 +19,8 @@ import (
 // A real one-node cluster: the node goes Ready, a Deployment's pods run
 // from an image imported without a registry, and a ClusterIP Service
 // reaches both of them through kube-proxy's rules in the node; the pods
-// are reachable by their own IPs from the test's namespace. After the
+// are reachable by their own IPs from the test's namespace; the
+// cluster's CoreDNS (a pod) answers their names. After the
 // teardown nothing of the cluster's is left: no process, mount, cgroup,
 // network namespace or route.
 func TestOneNode(t *testing.T) {
@@ -34,7 +35,7 @@ func TestOneNode(t *testing.T) {
 	})
 	start := time.Now()
 	c = Start(t, "one")[0]
-	t.Logf("node Ready %v after start", time.Since(start).Round(time.Millisecond))
+	t.Logf("cluster ready (node and CoreDNS Ready) %v after start", time.Since(start).Round(time.Millisecond))
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	labels := map[string]string{"app": "echo"}
@@ -97,6 +98,17 @@ func TestOneNode(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	t.Logf("the ClusterIP answered %v after the pods were Ready", time.Since(ready).Round(time.Millisecond))
+	// The cluster's own DNS (CoreDNS as a pod, behind kube-dns) names
+	// the Services, asked from the node through kube-proxy.
+	r := &net.Resolver{PreferGo: true, Dial: func(_ context.Context, _, _ string) (net.Conn, error) {
+		return c.Node.Dial(net.JoinHostPort(DNSServiceIP, "53"), 5*time.Second)
+	}}
+	for name, want := range map[string]string{"kubernetes.default.svc.cluster.local": APIServiceIP, "echo.default.svc.cluster.local": svc.Spec.ClusterIP} {
+		addrs, err := r.LookupHost(ctx, name)
+		if err != nil || len(addrs) != 1 || addrs[0] != want {
+			t.Errorf("%s from the cluster's DNS: %v %v, want %s", name, addrs, err, want)
+		}
+	}
 	seen := map[string]bool{}
 	for range 40 {
 		seen[get(t, viaService)] = true

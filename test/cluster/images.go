@@ -21,8 +21,13 @@ var (
 	baseErr     error
 )
 
-// EchoImage is the test pods' HTTP server (test/cluster/echo).
-const EchoImage = "eastwest.test/echo:1"
+// The images the harness builds: the test pods' HTTP server
+// (test/cluster/echo) and CoreDNS (the stock build of test/tools/coredns,
+// static).
+const (
+	EchoImage    = "eastwest.test/echo:1"
+	CoreDNSImage = "eastwest.test/coredns:1"
+)
 
 // BaseImages is the archive of the images every node gets: the pause
 // image of the pod sandboxes and the echo server. It is built once per
@@ -35,19 +40,25 @@ func BaseImages(t testing.TB) (string, error) {
 		if baseErr = os.MkdirAll(dir, 0o750); baseErr != nil {
 			return
 		}
+		_, file, _, _ := runtime.Caller(0)
+		root := filepath.Join(filepath.Dir(file), "..", "..")
 		images := map[string]v1.Image{}
-		for ref, pkg := range map[string]string{SandboxImage: "pause", EchoImage: "echo"} {
-			bin, err := Static(dir, "github.com/eastwest-dev/eastwest/test/cluster/"+pkg)
+		for _, b := range []struct{ ref, module, pkg, name string }{
+			{SandboxImage, root, "github.com/eastwest-dev/eastwest/test/cluster/pause", "pause"},
+			{EchoImage, root, "github.com/eastwest-dev/eastwest/test/cluster/echo", "echo"},
+			{CoreDNSImage, filepath.Join(root, "test", "tools", "coredns"), "github.com/coredns/coredns", "coredns"},
+		} {
+			bin, err := Static(dir, b.module, b.pkg, b.name)
 			if err != nil {
 				baseErr = err
 				return
 			}
-			b, err := os.ReadFile(bin)
+			data, err := os.ReadFile(bin)
 			if err != nil {
 				baseErr = err
 				return
 			}
-			if images[ref], err = image.Files(map[string]image.File{"/" + pkg: {Data: b, Mode: 0o755}}, []string{"/" + pkg}, "linux", runtime.GOARCH, time.Unix(0, 0)); err != nil {
+			if images[b.ref], err = image.Files(map[string]image.File{"/" + b.name: {Data: data, Mode: 0o755}}, []string{"/" + b.name}, "linux", runtime.GOARCH, time.Unix(0, 0)); err != nil {
 				baseErr = err
 				return
 			}
@@ -58,11 +69,12 @@ func BaseImages(t testing.TB) (string, error) {
 	return baseArchive, baseErr
 }
 
-// Static builds a Go command of this module as a static binary into dir
-// and returns its path.
-func Static(dir, pkg string) (string, error) {
-	out := filepath.Join(dir, filepath.Base(pkg))
-	cmd := exec.Command("go", "build", "-trimpath", "-o", out, pkg) //nolint:gosec // the module's own packages
+// Static builds a Go command as a static binary (CGO off) into
+// dir/name, from the module in moduleDir, and returns its path.
+func Static(dir, moduleDir, pkg, name string) (string, error) {
+	out := filepath.Join(dir, name)
+	cmd := exec.Command("go", "build", "-trimpath", "-o", out, pkg) //nolint:gosec // the harness's own packages
+	cmd.Dir = moduleDir
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if b, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("go build %s: %w: %s", pkg, err, b)

@@ -1,0 +1,151 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/discovery/cached/memory"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/restmapper"
+
+	"github.com/eastwest-dev/eastwest/internal/manifest"
+)
+
+// coreDNS is the cluster's DNS as kubeadm installs it: CoreDNS as a
+// Deployment behind the kube-dns Service on DNSServiceIP, kubeadm's
+// Corefile (a test applies the project's, deploy/coredns, over it).
+var coreDNS = fmt.Sprintf(`apiVersion: v1
+kind: ServiceAccount
+metadata: {name: coredns, namespace: kube-system}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: "system:coredns"}
+rules:
+- apiGroups: [""]
+  resources: [endpoints, services, pods, namespaces]
+  verbs: [list, watch]
+- apiGroups: [discovery.k8s.io]
+  resources: [endpointslices]
+  verbs: [list, watch]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: "system:coredns"}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "system:coredns"}
+subjects: [{kind: ServiceAccount, name: coredns, namespace: kube-system}]
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: coredns, namespace: kube-system}
+data:
+  Corefile: |
+    .:53 {
+        errors
+        health {
+           lameduck 5s
+        }
+        ready
+        kubernetes cluster.local in-addr.arpa ip6.arpa {
+           pods insecure
+           fallthrough in-addr.arpa ip6.arpa
+           ttl 30
+        }
+        cache 30 {
+           disable success cluster.local
+           disable denial cluster.local
+        }
+        reload 2s
+        loadbalance
+    }
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: coredns, namespace: kube-system, labels: {k8s-app: kube-dns}}
+spec:
+  replicas: 1
+  selector: {matchLabels: {k8s-app: kube-dns}}
+  template:
+    metadata: {labels: {k8s-app: kube-dns}}
+    spec:
+      serviceAccountName: coredns
+      dnsPolicy: Default
+      containers:
+      - name: coredns
+        image: %s
+        imagePullPolicy: Never
+        args: [-conf, /etc/coredns/Corefile]
+        volumeMounts: [{name: config, mountPath: /etc/coredns, readOnly: true}]
+        ports:
+        - {name: dns, containerPort: 53, protocol: UDP}
+        - {name: dns-tcp, containerPort: 53, protocol: TCP}
+        readinessProbe: {httpGet: {path: /ready, port: 8181}, periodSeconds: 1}
+        livenessProbe: {httpGet: {path: /health, port: 8080}, periodSeconds: 10}
+      volumes: [{name: config, configMap: {name: coredns}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: kube-dns, namespace: kube-system, labels: {k8s-app: kube-dns}}
+spec:
+  clusterIP: %s
+  selector: {k8s-app: kube-dns}
+  ports:
+  - {name: dns, port: 53, protocol: UDP}
+  - {name: dns-tcp, port: 53, protocol: TCP}
+`, CoreDNSImage, DNSServiceIP)
+
+// Apply applies a multi-document YAML to the cluster (server-side apply,
+// strict field validation).
+func (c *Cluster) Apply(ctx context.Context, yaml []byte) error {
+	objs, err := manifest.Objects(yaml)
+	if err != nil {
+		return err
+	}
+	dyn, err := dynamic.NewForConfig(c.Config)
+	if err != nil {
+		return err
+	}
+	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(c.Client.Discovery()))
+	for i := range objs {
+		u := &objs[i]
+		gvk := u.GroupVersionKind()
+		m, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+		if err != nil {
+			mapper.Reset()
+			if m, err = mapper.RESTMapping(gvk.GroupKind(), gvk.Version); err != nil {
+				return fmt.Errorf("%s/%s: %w", gvk.Kind, u.GetName(), err)
+			}
+		}
+		b, err := u.MarshalJSON()
+		if err != nil {
+			return err
+		}
+		force := true
+		opts := metav1PatchOptions(force)
+		res := dyn.Resource(m.Resource)
+		if m.Scope.Name() == meta.RESTScopeNameNamespace {
+			_, err = res.Namespace(u.GetNamespace()).Patch(ctx, u.GetName(), types.ApplyPatchType, b, opts)
+		} else {
+			_, err = res.Patch(ctx, u.GetName(), types.ApplyPatchType, b, opts)
+		}
+		if err != nil {
+			return fmt.Errorf("%s/%s: %w", gvk.Kind, u.GetName(), err)
+		}
+	}
+	return nil
+}
+
+// startDNS deploys CoreDNS and waits for it to be ready.
+func (c *Cluster) startDNS(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+	defer cancel()
+	return c.Apply(ctx, []byte(coreDNS))
+}
+
+func metav1PatchOptions(force bool) metav1.PatchOptions {
+	return metav1.PatchOptions{FieldManager: "eastwest-test-cluster", Force: &force, FieldValidation: "Strict"}
+}
