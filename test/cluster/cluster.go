@@ -504,3 +504,17 @@ func (c *Cluster) podsReady(namespace, selector string, n int, timeout time.Dura
 		time.Sleep(200 * time.Millisecond)
 	}
 }
+
+// Flat joins the clusters' nodes into one pod network: a link between
+// every two nodes, each routing the other's pod CIDR through it (pods
+// reach each other's pods by IP, as in a flat ClusterSet). Nothing goes
+// through the test's namespace.
+func Flat(t testing.TB, clusters ...*Cluster) {
+	t.Helper()
+	for i, a := range clusters {
+		for _, b := range clusters[i+1:] {
+			mine, _ := a.Node.Link(t, b.Node, b.PodCIDR)
+			b.Node.Route(t, a.PodCIDR, mine)
+		}
+	}
+}

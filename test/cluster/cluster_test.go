@@ -134,3 +134,47 @@ func get(t *testing.T, dial func(ctx context.Context, network, addr string) (net
 	return strings.TrimSpace(string(b))
 }
 
+
+// Two clusters side by side, each its own node, joined by Flat: a pod of
+// one answers requests from the other's node by its pod IP, both ways.
+func TestTwoClustersFlat(t *testing.T) {
+	cs := Start(t, "a", "b")
+	Flat(t, cs...)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	pods := map[string]string{}
+	for _, c := range cs {
+		if _, err := c.Client.CoreV1().Pods("default").Create(ctx, echoPod("echo-"+c.Name), metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range cs {
+		p := c.WaitPodsReady(t, "default", "app=echo", 1)[0]
+		pods[c.Name] = p.Status.PodIP
+	}
+	for _, from := range cs {
+		for _, to := range cs {
+			if from == to {
+				continue
+			}
+			got := get(t, func(_ context.Context, _, _ string) (net.Conn, error) {
+				return from.Node.Dial(net.JoinHostPort(pods[to.Name], "8080"), 5*time.Second)
+			})
+			if got != "echo-"+to.Name {
+				t.Errorf("from %s's node, %s's pod %s answered %q", from.Name, to.Name, pods[to.Name], got)
+			}
+		}
+	}
+}
+
+func echoPod(name string) *corev1.Pod {
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default", Labels: map[string]string{"app": "echo"}},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{
+			Name: "echo", Image: EchoImage, ImagePullPolicy: corev1.PullNever,
+			Env:            []corev1.EnvVar{{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}}},
+			Ports:          []corev1.ContainerPort{{ContainerPort: 8080}},
+			ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/", Port: intstr.FromInt32(8080)}}, PeriodSeconds: 1},
+		}}},
+	}
+}
