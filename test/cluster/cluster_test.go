@@ -134,7 +134,6 @@ func get(t *testing.T, dial func(ctx context.Context, network, addr string) (net
 	return strings.TrimSpace(string(b))
 }
 
-
 // Two clusters side by side, each its own node, joined by Flat: a pod of
 // one answers requests from the other's node by its pod IP, both ways.
 func TestTwoClustersFlat(t *testing.T) {

@@ -87,7 +87,7 @@ state = %[2]q
 			return fmt.Errorf("%s: containerd not answering: %w (log: %s)", c.Name, err, c.file("containerd.log"))
 		}
 		if done, err := p.Exited(); done {
-			return fmt.Errorf("%s: containerd exited: %v (log: %s)", c.Name, err, c.file("containerd.log"))
+			return fmt.Errorf("%s: containerd exited: %w (log: %s)", c.Name, err, c.file("containerd.log"))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
