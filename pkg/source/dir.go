@@ -118,7 +118,7 @@ func (d *Dir) Scan() ([]event.Event, []Problem, error) {
 	d.scanned = true
 	var memberNames []string
 	for _, e := range entries {
-		if e.IsDir() && !strings.HasPrefix(e.Name(), ".") {
+		if d.isDir(e) && !strings.HasPrefix(e.Name(), ".") {
 			memberNames = append(memberNames, e.Name())
 		}
 	}
@@ -133,7 +133,7 @@ func (d *Dir) Scan() ([]event.Event, []Problem, error) {
 		if strings.HasPrefix(name, ".") {
 			continue
 		}
-		if !e.IsDir() {
+		if !d.isDir(e) {
 			if isManifest(name) {
 				stray[name] = true
 				probs = append(probs, Problem{File: filepath.Join(d.root, name),
@@ -157,6 +157,18 @@ func (d *Dir) Scan() ([]event.Event, []Problem, error) {
 	return evs, probs, nil
 }
 
+// isDir reports whether an entry of the folder is a member folder: a
+// folder, or a link to one. A ConfigMap mounted as the ClusterSet folder
+// (items with paths <member>/<file>) has each member as a link into the
+// kubelet's ..data folder.
+func (d *Dir) isDir(e os.DirEntry) bool {
+	if e.Type()&os.ModeSymlink == 0 {
+		return e.IsDir()
+	}
+	info, err := os.Stat(filepath.Join(d.root, e.Name()))
+	return err == nil && info.IsDir()
+}
+
 // changed reports whether anything Scan reads may differ from the last
 // Scan: the members, a manifest's name or stat. It only lists folders and
 // stats files.
@@ -167,7 +179,7 @@ func (d *Dir) changed(entries []os.DirEntry) bool {
 		if strings.HasPrefix(name, ".") {
 			continue
 		}
-		if !e.IsDir() {
+		if !d.isDir(e) {
 			if isManifest(name) {
 				if !d.stray[name] {
 					return true

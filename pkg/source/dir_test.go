@@ -276,3 +276,43 @@ func TestDirRescanOfUnchangedFolderIsStatOnly(t *testing.T) {
 		t.Errorf("a removed stray file is still reported: %v", probs)
 	}
 }
+
+// A ConfigMap mounted as the ClusterSet folder (items with paths
+// <member>/<file>) is laid out by the kubelet as links: <member> ->
+// ..data/<member>, ..data -> ..<timestamp>, and an update swaps ..data.
+// Its members are read (they were skipped: a link is not a folder), and
+// the swap is seen as the change it is.
+func TestDirReadsAMountedConfigMap(t *testing.T) {
+	root := t.TempDir()
+	version := func(name, svc string) {
+		t.Helper()
+		write(t, filepath.Join(root, name, "east", "web.yaml"), svc)
+		tmp := filepath.Join(root, "..data_tmp")
+		if err := os.Symlink(name, tmp); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, filepath.Join(root, "..data")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	version("..2026_12_05_1", svcWeb)
+	if err := os.Symlink(filepath.Join("..data", "east"), filepath.Join(root, "east")); err != nil {
+		t.Fatal(err)
+	}
+	d := NewDir(root, quietLog())
+	evs, probs, err := d.Scan()
+	if err != nil || len(probs) > 0 {
+		t.Fatalf("scan: %v %v", err, probs)
+	}
+	if got, want := summary(evs), []string{"join east", "upsert east /ns", "upsert east ns/web"}; !slices.Equal(got, want) {
+		t.Fatalf("events %q, want %q", got, want)
+	}
+	version("..2026_12_05_2", strings.Replace(svcWeb, "80", "81", 1))
+	evs, _, err = d.Scan()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := summary(evs), []string{"upsert east ns/web"}; !slices.Equal(got, want) {
+		t.Errorf("after the kubelet swapped ..data: events %q, want %q", got, want)
+	}
+}
