@@ -56,6 +56,10 @@ type Cluster struct {
 	NodeName string
 	// PodCIDR is the node's pods' addresses.
 	PodCIDR string
+	// WAN is the node's address on the WAN that joins separate networks
+	// (Options.Separate; empty otherwise).
+	WAN      string
+	separate bool
 	// Kubeconfig is an admin kubeconfig (system:masters).
 	Kubeconfig string
 	Config     *rest.Config
@@ -114,9 +118,29 @@ func (b Bins) Check() error {
 	return nil
 }
 
+// Options configure StartWith.
+type Options struct {
+	// Separate puts the clusters on separate networks: every cluster's
+	// pods in the same CIDR (SeparatePodCIDR, as clusters on networks of
+	// their own often are), and the nodes joined only by a WAN (their
+	// WAN addresses), never by pod IP; the test's namespace has no route
+	// to the pods.
+	Separate bool
+}
+
+// SeparatePodCIDR is every cluster's pod CIDR on separate networks.
+const SeparatePodCIDR = "10.64.0.0/24"
+
 // Start starts one cluster per name, side by side, and tears them down
-// when the test ends. Their pod CIDRs are distinct (10.<64+i>.0.0/24).
+// when the test ends. Their pod CIDRs are distinct (10.<64+i>.0.0/24),
+// routed from the test's namespace.
 func Start(t testing.TB, names ...string) []*Cluster {
+	t.Helper()
+	return StartWith(t, Options{}, names...)
+}
+
+// StartWith starts clusters as Start does, configured by opts.
+func StartWith(t testing.TB, opts Options, names ...string) []*Cluster {
 	t.Helper()
 	bins := DefaultBins()
 	if err := bins.Check(); err != nil {
@@ -133,6 +157,13 @@ func Start(t testing.TB, names ...string) []*Cluster {
 		c.Node = netns.New(t)
 		t.Cleanup(func() { c.teardown(t) })
 		out[i] = c
+	}
+	if opts.Separate {
+		wan := netns.NewWAN(t)
+		for _, c := range out {
+			c.PodCIDR, c.separate = SeparatePodCIDR, true
+			c.WAN = wan.Join(t, c.Node)
+		}
 	}
 	errs := make([]error, len(out))
 	var wg sync.WaitGroup
@@ -195,8 +226,10 @@ func (c *Cluster) boot(t testing.TB, images string) error {
 			return err
 		}
 	}
-	if out, err := exec.Command("ip", "route", "replace", c.PodCIDR, "via", nodeIP).CombinedOutput(); err != nil { //nolint:gosec // the harness's addresses
-		return fmt.Errorf("%s: route to the pods: %w: %s", c.Name, err, out)
+	if !c.separate {
+		if out, err := exec.Command("ip", "route", "replace", c.PodCIDR, "via", nodeIP).CombinedOutput(); err != nil { //nolint:gosec // the harness's addresses
+			return fmt.Errorf("%s: route to the pods: %w: %s", c.Name, err, out)
+		}
 	}
 	if err := c.pki(t); err != nil {
 		return err
@@ -453,7 +486,9 @@ func (c *Cluster) teardown(t testing.TB) {
 	unmountUnder(c.Dir)
 	removeCgroups(c.cgroup)
 	removeCgroups(c.cgroup + "-runtime")
-	_ = exec.Command("ip", "route", "del", c.PodCIDR, "via", c.Node.NSIP).Run() //nolint:gosec // the harness's addresses
+	if !c.separate {
+		_ = exec.Command("ip", "route", "del", c.PodCIDR, "via", c.Node.NSIP).Run() //nolint:gosec // the harness's addresses
+	}
 	removeLogLinks(c.Dir)
 }
 

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -109,8 +110,10 @@ func TestOneNode(t *testing.T) {
 			t.Errorf("%s from the cluster's DNS: %v %v, want %s", name, addrs, err, want)
 		}
 	}
+	// Both pods answer, once kube-proxy has the second endpoint too (it
+	// may write the first alone).
 	seen := map[string]bool{}
-	for range 40 {
+	for deadline := time.Now().Add(30 * time.Second); len(seen) < 2 && time.Now().Before(deadline); {
 		seen[get(t, viaService)] = true
 	}
 	if len(seen) != 2 || !seen[pods[0].Name] || !seen[pods[1].Name] {
@@ -175,5 +178,60 @@ func echoPod(name string) *corev1.Pod {
 			Ports:          []corev1.ContainerPort{{ContainerPort: 8080}},
 			ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/", Port: intstr.FromInt32(8080)}}, PeriodSeconds: 1},
 		}}},
+	}
+}
+
+// Two clusters on separate networks: the same pod CIDR in both, the nodes
+// joined only by a WAN. A NodePort Service of one is reached from the
+// other's node on its WAN address (as a gateway's is); a pod IP of one,
+// dialed from the other's node, never reaches it (it is the other's own
+// pod network).
+func TestTwoClustersSeparate(t *testing.T) {
+	cs := StartWith(t, Options{Separate: true}, "a", "b")
+	a, b := cs[0], cs[1]
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	for _, c := range cs {
+		if _, err := c.Client.CoreV1().Pods("default").Create(ctx, echoPod("echo-"+c.Name), metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ips := map[string]string{}
+	for _, c := range cs {
+		ips[c.Name] = c.WaitPodsReady(t, "default", "app=echo", 1)[0].Status.PodIP
+	}
+	svc, err := b.Client.CoreV1().Services("default").Create(ctx, &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "echo", Namespace: "default"},
+		Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeNodePort, Selector: map[string]string{"app": "echo"},
+			Ports: []corev1.ServicePort{{Port: 80, TargetPort: intstr.FromInt32(8080)}}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodePort := fmt.Sprint(svc.Spec.Ports[0].NodePort)
+	var got string
+	for deadline := time.Now().Add(time.Minute); ; {
+		conn, err := a.Node.Dial(net.JoinHostPort(b.WAN, nodePort), 5*time.Second)
+		if err == nil {
+			_ = conn.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("b's NodePort %s on its WAN address %s from a's node: %v", nodePort, b.WAN, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	got = get(t, func(_ context.Context, _, _ string) (net.Conn, error) {
+		return a.Node.Dial(net.JoinHostPort(b.WAN, nodePort), 5*time.Second)
+	})
+	if got != "echo-b" {
+		t.Errorf("b's NodePort on the WAN answered %q, want b's pod", got)
+	}
+	// b's pod IP from a's node is a's own pod network.
+	if conn, err := a.Node.Dial(net.JoinHostPort(ips["b"], "8080"), 2*time.Second); err == nil {
+		answer := get(t, func(_ context.Context, _, _ string) (net.Conn, error) { return conn, nil })
+		if answer == "echo-b" {
+			t.Errorf("b's pod IP %s reached b's pod from a's node across separate networks", ips["b"])
+		}
 	}
 }

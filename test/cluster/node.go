@@ -267,7 +267,7 @@ func (c *Cluster) Leftovers() []string {
 	if _, err := os.Stat("/run/netns/" + c.Node.Name); err == nil {
 		out = append(out, "network namespace "+c.Node.Name)
 	}
-	if b, err := exec.Command("ip", "route", "show", c.PodCIDR).Output(); err == nil && len(strings.TrimSpace(string(b))) > 0 { //nolint:gosec // the harness's CIDR
+	if b, err := exec.Command("ip", "route", "show", c.PodCIDR, "via", c.Node.NSIP).Output(); err == nil && len(strings.TrimSpace(string(b))) > 0 { //nolint:gosec // the harness's CIDR
 		out = append(out, "route "+strings.TrimSpace(string(b)))
 	}
 	return out
