@@ -13,9 +13,7 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/meta"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/restmapper"
 
@@ -343,23 +341,7 @@ func TestInstallsAreAcceptedByAnAPIServer(t *testing.T) {
 }
 
 func apply(ctx context.Context, c *kube.Cluster, mapper meta.RESTMapper, u *unstructured.Unstructured) error {
-	gvk := u.GroupVersionKind()
-	m, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
-	if err != nil {
-		return err
-	}
-	b, err := u.MarshalJSON()
-	if err != nil {
-		return err
-	}
-	force := true
-	opts := metav1.PatchOptions{FieldManager: "eastwest-chart-test", Force: &force, FieldValidation: "Strict"}
-	if m.Scope.Name() == meta.RESTScopeNameNamespace {
-		_, err = c.Dynamic.Resource(m.Resource).Namespace(u.GetNamespace()).Patch(ctx, u.GetName(), types.ApplyPatchType, b, opts)
-	} else {
-		_, err = c.Dynamic.Resource(m.Resource).Patch(ctx, u.GetName(), types.ApplyPatchType, b, opts)
-	}
-	return err
+	return manifest.Apply(ctx, c.Dynamic, mapper, "eastwest-chart-test", u)
 }
 
 // The member's switches take away what they say: Gateway API access, TLS

@@ -5,9 +5,6 @@ import (
 	"fmt"
 	"time"
 
-	"k8s.io/apimachinery/pkg/api/meta"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/restmapper"
@@ -112,28 +109,11 @@ func (c *Cluster) Apply(ctx context.Context, yaml []byte) error {
 	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(c.Client.Discovery()))
 	for i := range objs {
 		u := &objs[i]
-		gvk := u.GroupVersionKind()
-		m, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
-		if err != nil {
-			mapper.Reset()
-			if m, err = mapper.RESTMapping(gvk.GroupKind(), gvk.Version); err != nil {
-				return fmt.Errorf("%s/%s: %w", gvk.Kind, u.GetName(), err)
-			}
+		if _, err := mapper.RESTMapping(u.GroupVersionKind().GroupKind(), u.GroupVersionKind().Version); err != nil {
+			mapper.Reset() // a kind installed since the mapper last looked
 		}
-		b, err := u.MarshalJSON()
-		if err != nil {
-			return err
-		}
-		force := true
-		opts := metav1PatchOptions(force)
-		res := dyn.Resource(m.Resource)
-		if m.Scope.Name() == meta.RESTScopeNameNamespace {
-			_, err = res.Namespace(u.GetNamespace()).Patch(ctx, u.GetName(), types.ApplyPatchType, b, opts)
-		} else {
-			_, err = res.Patch(ctx, u.GetName(), types.ApplyPatchType, b, opts)
-		}
-		if err != nil {
-			return fmt.Errorf("%s/%s: %w", gvk.Kind, u.GetName(), err)
+		if err := manifest.Apply(ctx, dyn, mapper, "eastwest-test-cluster", u); err != nil {
+			return fmt.Errorf("%s/%s: %w", u.GetKind(), u.GetName(), err)
 		}
 	}
 	return nil
@@ -144,8 +124,4 @@ func (c *Cluster) startDNS(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	defer cancel()
 	return c.Apply(ctx, []byte(coreDNS))
-}
-
-func metav1PatchOptions(force bool) metav1.PatchOptions {
-	return metav1.PatchOptions{FieldManager: "eastwest-test-cluster", Force: &force, FieldValidation: "Strict"}
 }
