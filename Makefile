@@ -59,7 +59,7 @@ image: ## Build the image without Docker: static xds for $(PLATFORMS), one OCI i
 kube-bins: ## Build kube-apiserver and etcd for the real-cluster tests into .cache/k8s (skipped when cached).
 	test/tools/build.sh $(CACHE)/k8s
 
-node-bins: ## For the real-node clusters: runc, CNI plugins, iptables, conntrack (Debian), containerd v2 into .cache/node, kubelet, kube-controller-manager, kube-scheduler, kube-proxy, kubectl into .cache/k8s (skipped when cached).
+node-bins: ## For the real-node clusters: runc, CNI plugins, iptables, conntrack (Debian), containerd v2 and the test images' Debian root filesystem (debootstrap) into .cache/node, kubelet, kube-controller-manager, kube-scheduler, kube-proxy, kubectl into .cache/k8s (skipped when cached).
 	test/tools/node.sh $(CACHE)/node
 	test/tools/build.sh $(CACHE)/k8s node
 

@@ -15,6 +15,7 @@ package image
 import (
 	"archive/tar"
 	"bytes"
+	"compress/gzip"
 	"encoding/pem"
 	"fmt"
 	"io"
@@ -152,6 +153,15 @@ type File struct {
 // running entrypoint: the test images of the real-node clusters (their
 // pause, their servers). Times are created, owners root.
 func Files(files map[string]File, entrypoint []string, osName, arch string, created time.Time) (v1.Image, error) {
+	layer, err := FilesLayer(files, created)
+	if err != nil {
+		return nil, err
+	}
+	return Layered([]v1.Layer{layer}, v1.Config{Entrypoint: entrypoint, Env: []string{"PATH=/usr/local/bin:/usr/bin:/bin"}}, osName, arch, created)
+}
+
+// FilesLayer is one layer of the files given (see Files).
+func FilesLayer(files map[string]File, created time.Time) (v1.Layer, error) {
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
 	dirs := map[string]bool{}
@@ -187,13 +197,24 @@ func Files(files map[string]File, entrypoint []string, osName, arch string, crea
 		return nil, err
 	}
 	b := buf.Bytes()
-	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }, tarball.WithMediaType(types.OCILayer))
-	if err != nil {
-		return nil, err
-	}
+	return tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }, tarball.WithMediaType(types.OCILayer))
+}
+
+// TarLayer is a layer made of a tar file (a root filesystem), compressed
+// for speed: the Debian layer of the real-node clusters' test images.
+func TarLayer(path string) (v1.Layer, error) {
+	return tarball.LayerFromFile(path, tarball.WithMediaType(types.OCILayer), tarball.WithCompressionLevel(gzip.BestSpeed))
+}
+
+// Layered is an image of layers (bottom first) running config, for the
+// platform given, created then.
+func Layered(layers []v1.Layer, config v1.Config, osName, arch string, created time.Time) (v1.Image, error) {
 	img := mutate.ConfigMediaType(mutate.MediaType(empty.Image, types.OCIManifestSchema1), types.OCIConfigJSON)
-	if img, err = mutate.Append(img, mutate.Addendum{Layer: layer, History: v1.History{Created: v1.Time{Time: created}}}); err != nil {
-		return nil, err
+	for _, l := range layers {
+		var err error
+		if img, err = mutate.Append(img, mutate.Addendum{Layer: l, History: v1.History{Created: v1.Time{Time: created}}}); err != nil {
+			return nil, err
+		}
 	}
 	cfg, err := img.ConfigFile()
 	if err != nil {
@@ -201,7 +222,7 @@ func Files(files map[string]File, entrypoint []string, osName, arch string, crea
 	}
 	cfg = cfg.DeepCopy()
 	cfg.OS, cfg.Architecture, cfg.Created = osName, arch, v1.Time{Time: created}
-	cfg.Config = v1.Config{Entrypoint: entrypoint, Env: []string{"PATH=/usr/local/bin:/usr/bin:/bin"}}
+	cfg.Config = config
 	return mutate.ConfigFile(img, cfg)
 }
 
@@ -310,7 +331,9 @@ func Write(idx v1.ImageIndex, o Options, dir, archive string) error {
 }
 
 // tarDir writes dir's files into a tar at out: sorted, fixed times and
-// owners.
+// owners. out is replaced at once (a file beside it renamed over it), so
+// that builds side by side (test binaries in parallel) never read a half
+// written archive.
 func tarDir(dir, out string, created time.Time) error {
 	var names []string
 	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
@@ -326,8 +349,13 @@ func tarDir(dir, out string, created time.Time) error {
 		return err
 	}
 	slices.Sort(names)
-	f, err := os.Create(out)
+	f, err := os.CreateTemp(filepath.Dir(out), filepath.Base(out)+".*")
 	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name()) // gone once renamed
+	if err := f.Chmod(0o644); err != nil {
+		_ = f.Close()
 		return err
 	}
 	tw := tar.NewWriter(f)
@@ -358,5 +386,8 @@ func tarDir(dir, out string, created time.Time) error {
 		_ = f.Close()
 		return err
 	}
-	return f.Close()
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), out)
 }

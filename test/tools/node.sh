@@ -38,3 +38,6 @@ else
     github.com/containerd/containerd/v2/cmd/ctr)
   echo "built containerd $CONTAINERD_VERSION in $((SECONDS - start)) s"
 fi
+
+# The Debian root filesystem the test images are built on.
+"$here/rootfs.sh" "$out/rootfs.tar"
