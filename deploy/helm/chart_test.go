@@ -173,12 +173,61 @@ func TestTemplate(t *testing.T) {
 		{"controlPlane.replicas=0", "/controlPlane/replicas"},
 		{"gateway.xdsAddress=eastwest", "/gateway/xdsAddress"},
 		{"controlPlane.extraArgs[0]=stale-after", "/controlPlane/extraArgs/0"},
+		// Without cert-manager, nothing may ask it for a certificate.
+		{"certManager.enabled=false,certManager.selfSignedCA.enabled=true", "need cert-manager"},
+		{"certManager.enabled=false,clientCertificates[0].name=app,clientCertificates[0].namespace=default,clientCertificates[0].cluster=east", "need cert-manager"},
 	}
 	for _, r := range refusals {
 		_, err := helm(t, "template", "eastwest", chart, "--namespace", namespace, "--set", r.set)
 		if err == nil || !strings.Contains(err.Error(), r.msg) {
 			t.Errorf("--set %s: %v, want a refusal saying %q", r.set, err, r.msg)
 		}
+	}
+}
+
+// certManager.enabled=false renders no cert-manager object, in any part
+// of the chart, and every workload still mounts the Secrets those
+// objects would have made (made by the user's own PKI instead).
+func TestWithoutCertManager(t *testing.T) {
+	on := decode(t, render(t, []string{filepath.Join(chart, "ci", "production-values.yaml")}))
+	off := decode(t, render(t, []string{filepath.Join(chart, "ci", "production-values.yaml")},
+		"--set", "certManager.enabled=false,certManager.issuancePolicy.enabled=false,clientCertificates=null"))
+	secrets := func(objs []unstructured.Unstructured) map[string]bool {
+		out := map[string]bool{}
+		for _, u := range objs {
+			if strings.HasSuffix(u.GetAPIVersion(), "cert-manager.io/v1") || strings.Contains(u.GetAPIVersion(), "cert-manager.io/") {
+				if u.GetKind() == "Certificate" {
+					name, _, _ := unstructured.NestedString(u.Object, "spec", "secretName")
+					out["certificate "+u.GetNamespace()+"/"+name] = true
+				}
+				continue
+			}
+			vols, _, _ := unstructured.NestedSlice(u.Object, "spec", "template", "spec", "volumes")
+			for _, v := range vols {
+				if name, ok, _ := unstructured.NestedString(v.(map[string]any), "secret", "secretName"); ok {
+					out["mount "+u.GetNamespace()+"/"+name] = true
+				}
+			}
+		}
+		return out
+	}
+	for _, u := range off {
+		if strings.Contains(u.GetAPIVersion(), "cert-manager.io") {
+			t.Errorf("certManager.enabled=false rendered %s %s/%s", u.GetAPIVersion(), u.GetKind(), u.GetName())
+		}
+	}
+	withCM, withoutCM := secrets(on), secrets(off)
+	n := 0
+	for k := range withCM {
+		if name, ok := strings.CutPrefix(k, "certificate "); ok && withCM["mount "+name] {
+			n++
+			if !withoutCM["mount "+name] {
+				t.Errorf("without cert-manager, nothing mounts %s", name)
+			}
+		}
+	}
+	if n == 0 {
+		t.Error("the production install mounts no Secret of a Certificate: the test checks nothing")
 	}
 }
 

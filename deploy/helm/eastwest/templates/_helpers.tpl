@@ -33,11 +33,16 @@ privateKey: {algorithm: ECDSA, size: 256, rotationPolicy: Always}
 issuerRef: {{ toJson .Values.certManager.issuerRef }}
 {{- end -}}
 
-{{/* An Envoy bootstrap of files/, pointed at the control plane. */}}
+{{/* An Envoy bootstrap of files/, pointed at the control plane: it dials
+the host and port of xdsAddress and verifies (and sends as SNI) the
+serverName, by default that host when it is a name, and the control
+plane's in-cluster Service name when it is an address (a certificate
+names a DNS name, not the address it is reached at). */}}
 {{- define "eastwest.bootstrap" -}}
 {{- $host := index (splitList ":" .xdsAddress) 0 -}}
 {{- $port := index (splitList ":" .xdsAddress) 1 -}}
-{{- .root.Files.Get .file | replace "eastwest.eastwest-system.svc:18000" .xdsAddress | replace "address: eastwest.eastwest-system.svc" (printf "address: %s" $host) | replace "port_value: 18000" (printf "port_value: %s" $port) | replace "eastwest.eastwest-system.svc" $host -}}
+{{- $name := .serverName | default (ternary "eastwest.eastwest-system.svc" $host (regexMatch "^[0-9.]+$" $host)) -}}
+{{- .root.Files.Get .file | replace "eastwest.eastwest-system.svc:18000" .xdsAddress | replace "address: eastwest.eastwest-system.svc" (printf "address: %s" $host) | replace "port_value: 18000" (printf "port_value: %s" $port) | replace "eastwest.eastwest-system.svc" $name -}}
 {{- end -}}
 
 {{/* The flags of `xds probe` in the control plane's pod. */}}
