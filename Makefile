@@ -16,7 +16,7 @@ CREATED   ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
 IMAGE     ?= docker.io/eastwest/xds:$(VERSION)
 PLATFORMS := linux/amd64 linux/arm64
 
-.PHONY: all build image run run-envoy test kube-bins node-bins envoy-bin net-tools promtool coredns helm vet unit race golden check-golden bench load fuzz lint fmt tools clean
+.PHONY: all build image run run-envoy test conformance-report kube-bins node-bins envoy-bin net-tools promtool coredns helm vet unit race golden check-golden bench load fuzz lint fmt tools clean
 
 all: build
 
@@ -82,10 +82,16 @@ vet:
 	$(GO) vet ./...
 
 unit: ## All tests, without the race detector (quicker).
-	$(GO) test ./...
+	$(GO) test -timeout $(TEST_TIMEOUT) ./...
 
+# The real-cluster suites (the MCS conformance suite, the Helm install
+# across three clusters) run longer than go test's default 10 minutes.
+TEST_TIMEOUT ?= 45m
 race:
-	$(GO) test -race -count=1 ./...
+	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
+
+conformance-report: image kube-bins node-bins envoy-bin net-tools ## Run the upstream MCS conformance suite on two real clusters and write its report to docs/conformance/.
+	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) -run '^TestMCSConformance$$' -v ./test/conformance -report-dir $(CURDIR)/docs/conformance
 
 # The packages whose tests use internal/golden (only they know -update).
 GOLDEN_PKGS = $(shell $(GO) list -f '{{range .TestImports}}{{if eq . "github.com/eastwest-dev/eastwest/internal/golden"}}{{$$.ImportPath}} {{end}}{{end}}{{range .XTestImports}}{{if eq . "github.com/eastwest-dev/eastwest/internal/golden"}}{{$$.ImportPath}} {{end}}{{end}}' ./...)

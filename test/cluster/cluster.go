@@ -9,6 +9,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -57,8 +58,12 @@ type Cluster struct {
 	// PodCIDR is the node's pods' addresses.
 	PodCIDR string
 	// WAN is the node's address on the WAN that joins separate networks
-	// (Options.Separate; empty otherwise).
-	WAN      string
+	// (Options.Separate or Networks; empty otherwise), where its
+	// apiserver also listens; WANKubeconfig is the admin kubeconfig that
+	// reaches the apiserver there (from another network's pods).
+	WAN, WANKubeconfig string
+	// Network is the cluster's network (Options.Networks).
+	Network  string
 	separate bool
 	// Kubeconfig is an admin kubeconfig (system:masters).
 	Kubeconfig string
@@ -126,6 +131,15 @@ type Options struct {
 	// WAN addresses), never by pod IP; the test's namespace has no route
 	// to the pods.
 	Separate bool
+	// Networks names each cluster's network, in the order of the names
+	// (Separate is the same as a network per cluster). Clusters on one
+	// network share a flat pod network (distinct pod CIDRs, routed between
+	// their nodes, as Flat does); networks meet only over the WAN that
+	// joins every node, and their pod CIDRs overlap (each network's
+	// clusters take 10.64.0.0/24, 10.65.0.0/24, ... in order). Pods reach
+	// the WAN masqueraded as their node's WAN address, as a cloud's nodes
+	// send them out.
+	Networks []string
 }
 
 // SeparatePodCIDR is every cluster's pod CIDR on separate networks.
@@ -158,11 +172,24 @@ func StartWith(t testing.TB, opts Options, names ...string) []*Cluster {
 		t.Cleanup(func() { c.teardown(t) })
 		out[i] = c
 	}
-	if opts.Separate {
+	if opts.Separate && opts.Networks == nil {
+		opts.Networks = names
+	}
+	if opts.Networks != nil {
+		if len(opts.Networks) != len(names) {
+			t.Fatalf("%d networks for %d clusters", len(opts.Networks), len(names))
+		}
 		wan := netns.NewWAN(t)
-		for _, c := range out {
-			c.PodCIDR, c.separate = SeparatePodCIDR, true
+		onNetwork := map[string][]*Cluster{}
+		for i, c := range out {
+			c.Network, c.separate = opts.Networks[i], true
+			c.PodCIDR = fmt.Sprintf("10.%d.0.0/24", 64+len(onNetwork[c.Network]))
+			onNetwork[c.Network] = append(onNetwork[c.Network], c)
 			c.WAN = wan.Join(t, c.Node)
+		}
+		for _, n := range opts.Networks {
+			Flat(t, onNetwork[n]...)
+			delete(onNetwork, n)
 		}
 	}
 	errs := make([]error, len(out))
@@ -226,6 +253,17 @@ func (c *Cluster) boot(t testing.TB, images string) error {
 			return err
 		}
 	}
+	if c.separate {
+		// Pods reach other networks as the node (their addresses mean
+		// nothing there, and may be another network's own).
+		_, wan, err := net.ParseCIDR(c.WAN + "/24")
+		if err != nil {
+			return err
+		}
+		if err := c.inNode("iptables", "-t", "nat", "-A", "POSTROUTING", "-s", c.PodCIDR, "-d", wan.String(), "-j", "MASQUERADE"); err != nil {
+			return err
+		}
+	}
 	if !c.separate {
 		if out, err := exec.Command("ip", "route", "replace", c.PodCIDR, "via", nodeIP).CombinedOutput(); err != nil { //nolint:gosec // the harness's addresses
 			return fmt.Errorf("%s: route to the pods: %w: %s", c.Name, err, out)
@@ -245,9 +283,13 @@ func (c *Cluster) boot(t testing.TB, images string) error {
 		return err
 	}
 	_ = etcd
+	bind := nodeIP
+	if c.WAN != "" {
+		bind = "0.0.0.0" // the node's address and its WAN address
+	}
 	apiserver, err := c.nodeRun("kube-apiserver", filepath.Join(c.bin.Kube, "kube-apiserver"),
 		"--etcd-servers", "http://127.0.0.1:2379",
-		"--bind-address", nodeIP, "--advertise-address", nodeIP, "--secure-port", "6443",
+		"--bind-address", bind, "--advertise-address", nodeIP, "--secure-port", "6443",
 		"--tls-cert-file", c.file("apiserver.crt"), "--tls-private-key-file", c.file("apiserver.key"),
 		"--client-ca-file", c.ca.File,
 		"--kubelet-client-certificate", c.file("apiserver-kubelet.crt"), "--kubelet-client-key", c.file("apiserver-kubelet.key"),
@@ -312,8 +354,12 @@ func (c *Cluster) file(name string) string { return filepath.Join(c.Dir, name) }
 func (c *Cluster) pki(t testing.TB) error {
 	c.ca = cptest.NewCA(t)
 	nodeIP := c.Node.NSIP
+	ips := []string{nodeIP, APIServiceIP, "127.0.0.1"}
+	if c.WAN != "" {
+		ips = append(ips, c.WAN)
+	}
 	leaves := map[string]cptest.Leaf{
-		"apiserver": c.ca.Kubernetes(t, "kube-apiserver", nil, []string{nodeIP, APIServiceIP, "127.0.0.1"},
+		"apiserver": c.ca.Kubernetes(t, "kube-apiserver", nil, ips,
 			[]string{"kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local", "localhost"}),
 		"apiserver-kubelet": c.ca.Kubernetes(t, "kube-apiserver-kubelet-client", []string{"system:masters"}, nil, nil),
 		"admin":             c.ca.Kubernetes(t, "admin", []string{"system:masters"}, nil, nil),
@@ -353,6 +399,12 @@ func (c *Cluster) pki(t testing.TB) error {
 	}
 	if err := writeKubeconfig(c.file("kubelet.kubeconfig"), server, c.ca.File, c.file("kubelet.crt"), c.file("kubelet.key")); err != nil {
 		return err
+	}
+	if c.WAN != "" {
+		c.WANKubeconfig = c.file("admin-wan.kubeconfig")
+		if err := writeKubeconfig(c.WANKubeconfig, "https://"+c.WAN+":6443", c.ca.File, c.file("admin.crt"), c.file("admin.key")); err != nil {
+			return err
+		}
 	}
 	if c.Config, err = clientcmd.BuildConfigFromFlags("", c.Kubeconfig); err != nil {
 		return err

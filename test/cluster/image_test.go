@@ -31,10 +31,9 @@ import (
 // xDS client on the pod's IP with the demo's clusters; and Envoy from
 // the Debian test image, as the demo's east-west gateway, is served by it.
 func TestImageRunsAsAPod(t *testing.T) {
-	root := filepath.Join("..", "..", ".cache", "image")
-	ref := imageRef(t, filepath.Join(root, "oci"))
+	ref, archive := ProjectImage(t)
 	c := Start(t, "img")[0]
-	if err := c.Import(filepath.Join(root, "xds.oci.tar")); err != nil {
+	if err := c.Import(archive); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -196,22 +195,4 @@ func httpGet(t *testing.T, url string) string {
 		t.Fatalf("GET %s: %d %v", url, resp.StatusCode, err)
 	}
 	return string(b)
-}
-
-// imageRef is the name make image gave the image (the layout's index).
-func imageRef(t *testing.T, layout string) string {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join(layout, "index.json"))
-	if err != nil {
-		t.Fatalf("no image in %s: run `make image` (%v)", layout, err)
-	}
-	var idx struct {
-		Manifests []struct {
-			Annotations map[string]string `json:"annotations"`
-		} `json:"manifests"`
-	}
-	if err := json.Unmarshal(b, &idx); err != nil || len(idx.Manifests) != 1 || idx.Manifests[0].Annotations["io.containerd.image.name"] == "" {
-		t.Fatalf("%s/index.json names no image (%v)", layout, err)
-	}
-	return idx.Manifests[0].Annotations["io.containerd.image.name"]
 }

@@ -115,7 +115,12 @@ func (c *Cluster) Import(archive string) error {
 
 // startKubelet writes the kubelet's configuration and starts it.
 func (c *Cluster) startKubelet() error {
-	if err := os.WriteFile(c.file("resolv.conf"), []byte("nameserver 127.0.0.1\n"), 0o600); err != nil {
+	// The resolver of pods with dnsPolicy Default (CoreDNS): TEST-NET-1,
+	// which no namespace of the harness routes, so a query forwarded there
+	// fails at once and never leaves. Not loopback: the project's Corefile
+	// forwards to it, and its loop plugin would stop a CoreDNS that
+	// forwards to itself.
+	if err := os.WriteFile(c.file("resolv.conf"), []byte("nameserver 192.0.2.53\n"), 0o600); err != nil {
 		return err
 	}
 	cfg := fmt.Sprintf(`apiVersion: kubelet.config.k8s.io/v1beta1

@@ -29,6 +29,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	k8syaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -382,7 +383,7 @@ var crdGVR = schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version:
 // installCRDs creates the MCS, About and Gateway API CRDs and waits until
 // they are Established (a custom resource created sooner waits 2 s).
 func (c *Cluster) installCRDs() error {
-	docs := [][]byte{mcscrd.ServiceExportCRD, mcscrd.ServiceImportCRD, crds.ClusterPropertyCRD}
+	docs := MCSCRDs()
 	gw, err := gatewayCRDs()
 	if err != nil {
 		return err
@@ -390,10 +391,23 @@ func (c *Cluster) installCRDs() error {
 	return c.InstallCRDs(append(docs, gw...)...)
 }
 
+// MCSCRDs are the CRDs of the MCS API (ServiceExport, ServiceImport, of
+// the mcs-api module eastwest is built with) and of the About API
+// (ClusterProperty).
+func MCSCRDs() [][]byte {
+	return [][]byte{mcscrd.ServiceExportCRD, mcscrd.ServiceImportCRD, crds.ClusterPropertyCRD}
+}
+
 // InstallCRDs creates the CustomResourceDefinitions in docs (YAML, any
 // other kind skipped) and waits until they are Established.
 func (c *Cluster) InstallCRDs(docs ...[]byte) error {
-	ctx := context.Background()
+	return CreateCRDs(context.Background(), c.Name, c.Dynamic, c.Client.Discovery(), docs...)
+}
+
+// CreateCRDs creates the CustomResourceDefinitions in docs (YAML, any
+// other kind skipped) in the cluster called cluster and waits until they
+// are Established and discovery lists them.
+func CreateCRDs(ctx context.Context, cluster string, dyn dynamic.Interface, disc discovery.DiscoveryInterface, docs ...[]byte) error {
 	var names []string
 	var discover [][2]string // group/version, plural
 	for _, d := range docs {
@@ -409,8 +423,8 @@ func (c *Cluster) InstallCRDs(docs ...[]byte) error {
 			if u.GetKind() != "CustomResourceDefinition" {
 				continue
 			}
-			if _, err := c.Dynamic.Resource(crdGVR).Create(ctx, &u, metav1CreateOptions); err != nil {
-				return fmt.Errorf("%s: create CRD %s: %w", c.Name, u.GetName(), err)
+			if _, err := dyn.Resource(crdGVR).Create(ctx, &u, metav1CreateOptions); err != nil {
+				return fmt.Errorf("%s: create CRD %s: %w", cluster, u.GetName(), err)
 			}
 			names = append(names, u.GetName())
 			group, _, _ := unstructured.NestedString(u.Object, "spec", "group")
@@ -428,12 +442,12 @@ func (c *Cluster) InstallCRDs(docs ...[]byte) error {
 	deadline := time.Now().Add(60 * time.Second)
 	for _, n := range names {
 		for {
-			u, err := c.Dynamic.Resource(crdGVR).Get(ctx, n, metav1GetOptions)
+			u, err := dyn.Resource(crdGVR).Get(ctx, n, metav1GetOptions)
 			if err == nil && established(u) {
 				break
 			}
 			if time.Now().After(deadline) {
-				return fmt.Errorf("%s: CRD %s not Established", c.Name, n)
+				return fmt.Errorf("%s: CRD %s not Established", cluster, n)
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
@@ -443,9 +457,9 @@ func (c *Cluster) InstallCRDs(docs ...[]byte) error {
 	// kinds through discovery right after could find no match, so wait
 	// for every served version to be discoverable too.
 	for _, d := range discover {
-		for !discoverable(c, d[0], d[1]) {
+		for !discoverable(disc, d[0], d[1]) {
 			if time.Now().After(deadline) {
-				return fmt.Errorf("%s: %s in %s not in discovery", c.Name, d[1], d[0])
+				return fmt.Errorf("%s: %s in %s not in discovery", cluster, d[1], d[0])
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
@@ -454,8 +468,8 @@ func (c *Cluster) InstallCRDs(docs ...[]byte) error {
 }
 
 // discoverable says whether discovery lists resource in groupVersion.
-func discoverable(c *Cluster, groupVersion, resource string) bool {
-	list, err := c.Client.Discovery().ServerResourcesForGroupVersion(groupVersion)
+func discoverable(disc discovery.DiscoveryInterface, groupVersion, resource string) bool {
+	list, err := disc.ServerResourcesForGroupVersion(groupVersion)
 	if err != nil {
 		return false
 	}
