@@ -16,7 +16,7 @@ CREATED   ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
 IMAGE     ?= docker.io/eastwest/xds:$(VERSION)
 PLATFORMS := linux/amd64 linux/arm64
 
-.PHONY: all build image run run-envoy test conformance-report kube-bins node-bins envoy-bin net-tools promtool coredns helm vet unit race golden check-golden bench load fuzz lint fmt tools clean
+.PHONY: all build image run run-envoy test conformance-report clusterset-up clusterset-down kube-bins node-bins envoy-bin net-tools promtool coredns helm vet unit race golden check-golden bench load fuzz lint fmt tools clean
 
 all: build
 
@@ -89,6 +89,13 @@ unit: ## All tests, without the race detector (quicker).
 TEST_TIMEOUT ?= 45m
 race:
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
+
+CLUSTERSET_DIR ?= $(CACHE)/clusterset
+clusterset-up: image kube-bins node-bins envoy-bin net-tools helm ## Three real clusters with eastwest installed from its chart and the demo exported, left running (root); prints the kubeconfigs and what to try. Stop with make clusterset-down.
+	@test/tools/clusterset.sh up $(CLUSTERSET_DIR)
+
+clusterset-down: ## Stop the ClusterSet of make clusterset-up; nothing of it is left.
+	@test/tools/clusterset.sh down $(CLUSTERSET_DIR)
 
 conformance-report: image kube-bins node-bins envoy-bin net-tools ## Run the upstream MCS conformance suite on two real clusters and write its report to docs/conformance/.
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) -run '^TestMCSConformance$$' -v ./test/conformance -report-dir $(CURDIR)/docs/conformance

@@ -160,6 +160,9 @@ func StartWith(t testing.TB, opts Options, names ...string) []*Cluster {
 	if err := bins.Check(); err != nil {
 		t.Fatal(err)
 	}
+	if swept := sweepStale(); len(swept) > 0 {
+		t.Logf("swept the clusters of test processes that died before their cleanup: %v", swept)
+	}
 	images, err := BaseImages(t)
 	if err != nil {
 		t.Fatal(err)
@@ -175,11 +178,13 @@ func StartWith(t testing.TB, opts Options, names ...string) []*Cluster {
 	if opts.Separate && opts.Networks == nil {
 		opts.Networks = names
 	}
+	var wanNS []string
 	if opts.Networks != nil {
 		if len(opts.Networks) != len(names) {
 			t.Fatalf("%d networks for %d clusters", len(opts.Networks), len(names))
 		}
 		wan := netns.NewWAN(t)
+		wanNS = append(wanNS, wan.Namespace())
 		onNetwork := map[string][]*Cluster{}
 		for i, c := range out {
 			c.Network, c.separate = opts.Networks[i], true
@@ -190,6 +195,11 @@ func StartWith(t testing.TB, opts Options, names ...string) []*Cluster {
 		for _, n := range opts.Networks {
 			Flat(t, onNetwork[n]...)
 			delete(onNetwork, n)
+		}
+	}
+	for _, c := range out {
+		if err := c.writeRecord(append([]string{c.Node.Name}, wanNS...)...); err != nil {
+			t.Fatal(err)
 		}
 	}
 	errs := make([]error, len(out))
@@ -542,6 +552,7 @@ func (c *Cluster) teardown(t testing.TB) {
 		_ = exec.Command("ip", "route", "del", c.PodCIDR, "via", c.Node.NSIP).Run() //nolint:gosec // the harness's addresses
 	}
 	removeLogLinks(c.Dir)
+	_ = os.Remove(c.recordPath())
 }
 
 // WaitPodsReady waits for n pods matching selector in namespace to be

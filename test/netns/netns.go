@@ -187,6 +187,9 @@ type WAN struct {
 	ports  map[*NS]string
 }
 
+// Namespace is the name of the WAN's own namespace (its bridge).
+func (w *WAN) Namespace() string { return w.ns.Name }
+
 // NewWAN creates a WAN.
 func NewWAN(t testing.TB) *WAN {
 	t.Helper()
