@@ -231,10 +231,15 @@ func (s *Server) request(st sotwServerStream, ss *sotwState, b []byte) error {
 		if w.cancel != nil {
 			w.cancel()
 		}
-		// A response of this type still queued is dropped (the new watch
-		// answers from what the client holds); the others go out first,
-		// in order.
-		if err := s.drainExcept(st, ss, typ); err != nil {
+		// What is queued goes out first, in order: a response of this
+		// type too, unless the request changes the names it asks for
+		// (then it is dropped, and the new watch answers from what the
+		// client holds). Dropping it while sending those queued behind
+		// it would serve them out of order: a listener whose new route
+		// names a cluster of the dropped response is rejected (Envoy:
+		// "unknown cluster"), and stays rejected until the listeners
+		// change again.
+		if err := s.drainExcept(st, ss, typ, !sameSlice(w.names, req.GetResourceNames())); err != nil {
 			return err
 		}
 		if !sameSlice(w.names, req.GetResourceNames()) {
@@ -263,11 +268,11 @@ func (s *Server) request(st sotwServerStream, ss *sotwState, b []byte) error {
 	return nil
 }
 
-func (s *Server) drainExcept(st sotwServerStream, ss *sotwState, typ string) error {
+func (s *Server) drainExcept(st sotwServerStream, ss *sotwState, typ string, drop bool) error {
 	for {
 		select {
 		case resp := <-ss.out:
-			if resp.GetRequest().GetTypeUrl() != typ {
+			if !drop || resp.GetRequest().GetTypeUrl() != typ {
 				if err := s.send(st, ss, resp); err != nil {
 					return err
 				}

@@ -15,6 +15,7 @@ import (
 	endpointservice "github.com/envoyproxy/go-control-plane/envoy/service/endpoint/v3"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	streamv3 "github.com/envoyproxy/go-control-plane/pkg/server/stream/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -336,5 +337,68 @@ func BenchmarkSotwAck(b *testing.B) {
 	}
 	if len(ss.out) != 0 || !strings.HasPrefix(ss.watches[resourcev3.EndpointType].nonce, "1") {
 		b.Fatal("an ACK of the latest version was answered")
+	}
+}
+
+// sentStream is a SotW server stream that records what is sent.
+type sentStream struct {
+	grpc.ServerStream
+	ctx  context.Context
+	sent []*discoveryv3.DiscoveryResponse
+}
+
+func (s *sentStream) Context() context.Context { return s.ctx }
+func (s *sentStream) Send(r *discoveryv3.DiscoveryResponse) error {
+	s.sent = append(s.sent, r)
+	return nil
+}
+
+// Responses queued on a stream go out in the order they were queued,
+// also when a request of the first one's type comes meanwhile: a CDS
+// update queued before a listener update that names its new cluster is
+// sent first when the client acknowledges the previous CDS response. (It
+// was dropped, the listener update sent, and the new CDS watch answered
+// after it: a real Envoy rejected the listener, "unknown cluster", and
+// held the rejection until the listeners changed again; found by
+// test/clusterset.) A request that changes its names still drops the
+// queued response of its type, which the new watch replaces.
+func TestSotwQueuedResponsesKeepTheirOrder(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		ackNames  []string
+		wantTypes []string
+	}{
+		{"ACK with the same names", nil, []string{resourcev3.ClusterType, resourcev3.ListenerType}},
+		{"request with new names", []string{"x"}, []string{resourcev3.ListenerType}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newCache(t)
+			s := NewServer(t.Context(), c, nil)
+			node := &corev3.Node{Id: "n", Cluster: "east"}
+			ss := &sotwState{defType: resourcev3.AnyType, node: node, watches: map[string]*sotwWatch{}, out: make(chan cachev3.Response, len(servedTypes))}
+			for typ, nonce := range map[string]string{resourcev3.ClusterType: "2", resourcev3.ListenerType: "1"} {
+				sub := streamv3.NewSotwSubscription(nil, true)
+				ss.watches[typ] = &sotwWatch{nonce: nonce, acked: nonce, sub: &sub}
+			}
+			ss.nonce = 2
+			for _, typ := range []string{resourcev3.ClusterType, resourcev3.ListenerType} {
+				ss.out <- &cachev3.RawResponse{Request: &cachev3.Request{TypeUrl: typ}, Version: "3"}
+			}
+			b, err := proto.Marshal(&discoveryv3.DiscoveryRequest{Node: node, TypeUrl: resourcev3.ClusterType, ResourceNames: tc.ackNames, VersionInfo: "2", ResponseNonce: "2"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			st := &sentStream{ctx: t.Context()}
+			if err := s.request(st, ss, b); err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, r := range st.sent {
+				got = append(got, r.GetTypeUrl())
+			}
+			if !slices.Equal(got, tc.wantTypes) {
+				t.Errorf("sent %v, want %v", got, tc.wantTypes)
+			}
+		})
 	}
 }

@@ -64,6 +64,7 @@ func TestHelmInstall(t *testing.T) {
 		}
 	}
 	t.Logf("every cluster reaches cart by name and ClusterSet IP, %v after the install", time.Since(start).Round(time.Second))
+	cs.noRejections(ctx, t, "after the install")
 	if *keep != "" {
 		cs.hold(t, *keep)
 		return
@@ -148,6 +149,32 @@ func TestHelmInstall(t *testing.T) {
 	// tunnel to west's.
 	seen := cs.answerers(ctx, t, cs.East, cartName, pods, []string{"west"})
 	t.Logf("from east, its pods gone: answered by %v", seen)
+	cs.noRejections(ctx, t, "at the end")
+}
+
+// noRejections checks, with xds status in each control-plane replica,
+// that every gateway connected to it holds what it was last sent: none
+// has rejected a configuration.
+func (cs *ClusterSet) noRejections(ctx context.Context, t *testing.T, when string) {
+	t.Helper()
+	gateways := 0
+	for _, p := range cs.Own.WaitPodsReady(t, Namespace, "app=eastwest", 2) {
+		out, err := cs.Own.Exec(ctx, Namespace, p.Name, "xds", "status")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range strings.Split(out, "\n") {
+			if strings.Contains(l, " gateway ") {
+				gateways++
+			}
+			if strings.Contains(l, "NACKED") {
+				t.Errorf("%s: a client of %s rejected its configuration:\n%s", when, p.Name, out)
+			}
+		}
+	}
+	if gateways != 6 {
+		t.Errorf("%s: %d gateways connected to the control plane, want 6 (two per cluster)", when, gateways)
+	}
 }
 
 // clusterSetIP is cart's ClusterSet IP in c (its ServiceImport's: each

@@ -28,8 +28,12 @@ up)
   echo "building the test harness"
   (cd "$root" && go test -c -o "$dir/clusterset.test" ./test/clusterset)
   echo "starting three clusters and installing eastwest (about 3 minutes; log: $dir/log)"
-  (cd "$root/test/clusterset" && nohup "$dir/clusterset.test" -test.run '^TestHelmInstall$' -test.v -test.timeout 0 -keep "$dir" >"$dir/log" 2>&1 &
-    echo $! >"$dir/pid")
+  # In a session of its own, holding none of this shell's descriptors
+  # (make's pipe stays free): it outlives the make that started it.
+  cd "$root/test/clusterset"
+  setsid "$dir/clusterset.test" -test.run '^TestHelmInstall$' -test.v -test.timeout 0 -keep "$dir" </dev/null >"$dir/log" 2>&1 &
+  echo $! >"$dir/pid"
+  cd "$root"
   while [ ! -f "$dir/ready" ]; do
     if ! running; then
       echo "the ClusterSet did not come up; the log ends:" >&2
