@@ -18,6 +18,7 @@ import (
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	mcsclient "sigs.k8s.io/mcs-api/pkg/client/clientset/versioned"
 
+	"github.com/eastwest-dev/eastwest/pkg/writeback"
 	"github.com/eastwest-dev/eastwest/test/cluster"
 )
 
@@ -65,6 +66,20 @@ func TestHelmInstall(t *testing.T) {
 	}
 	t.Logf("every cluster reaches cart by name and ClusterSet IP, %v after the install", time.Since(start).Round(time.Second))
 	cs.noRejections(ctx, t, "after the install")
+	// The write-back leader keeps the relay ports it gave out (the
+	// chart's Role lets it write the ledger beside it).
+	waitFor(ctx, t, "the relay ledger in own", func() error {
+		list, err := cs.Own.Client.CoreV1().ConfigMaps(Namespace).List(ctx, metav1.ListOptions{LabelSelector: writeback.LabelRelayLedger})
+		if err != nil {
+			return err
+		}
+		for _, cm := range list.Items {
+			if len(cm.Data) > 0 {
+				return nil
+			}
+		}
+		return fmt.Errorf("%d ledger ConfigMaps, none holding a port", len(list.Items))
+	})
 	if *keep != "" {
 		cs.hold(t, *keep)
 		return
