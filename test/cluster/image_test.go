@@ -109,6 +109,10 @@ func TestImageRunsAsAPod(t *testing.T) {
 	if err := c.Import(DebianImages(t)); err != nil {
 		t.Fatal(err)
 	}
+	// A budget of its own: the import alone took minutes on a loaded
+	// 2-core CI machine (the first part's budget ran out).
+	ctx, cancel = context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
 	bootstrap := envoyBootstrap(t, ip)
 	if _, err := c.Client.CoreV1().ConfigMaps("default").Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "envoy", Namespace: "default"},
 		Data: map[string]string{"envoy.json": bootstrap}}, metav1.CreateOptions{}); err != nil {
