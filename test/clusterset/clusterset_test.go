@@ -230,7 +230,7 @@ func (cs *ClusterSet) answerers(ctx context.Context, t *testing.T, c *cluster.Cl
 		}
 		for _, w := range want {
 			if !seen[w] {
-				return fmt.Errorf("answered by %v (%v)", seen, err)
+				return fmt.Errorf("answered by %v (%w)", seen, err)
 			}
 		}
 		return nil
