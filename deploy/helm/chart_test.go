@@ -432,3 +432,55 @@ func TestMemberSwitches(t *testing.T) {
 		})
 	}
 }
+
+// The values that expose the control plane and the gateways to other
+// clusters reach what they promise: the Service's type and externalIPs,
+// the serving certificate's extra names, the gateway Service's
+// externalIPs, the gateway bootstrap's server name (the Service name when
+// it dials an IP, the host when it dials a name, xdsServerName over
+// both), and the preStop drain (none at 0). test/clusterset runs them on
+// real pods.
+func TestExposureValues(t *testing.T) {
+	objs := func(set ...string) map[string]unstructured.Unstructured {
+		out := map[string]unstructured.Unstructured{}
+		for _, u := range decode(t, render(t, nil, append([]string{"--set", "gateway.enabled=true,gateway.clusterID=east"}, set...)...)) {
+			out[u.GetKind()+"/"+u.GetName()] = u
+		}
+		return out
+	}
+	str := func(u unstructured.Unstructured, path ...string) string {
+		v, _, _ := unstructured.NestedFieldNoCopy(u.Object, path...)
+		return fmt.Sprint(v)
+	}
+	o := objs("--set", "controlPlane.xds.service.type=LoadBalancer,controlPlane.xds.service.externalIPs={10.0.0.7},controlPlane.xds.extraDNSNames={xds.example.com},controlPlane.xds.extraIPAddresses={10.0.0.7},gateway.service.externalIPs={10.0.0.8},gateway.xdsAddress=10.0.0.7:18000")
+	for _, c := range []struct{ got, want string }{
+		{str(o["Service/eastwest"], "spec", "type"), "LoadBalancer"},
+		{str(o["Service/eastwest"], "spec", "externalIPs"), "[10.0.0.7]"},
+		{str(o["Certificate/eastwest-xds"], "spec", "ipAddresses"), "[10.0.0.7]"},
+		{str(o["Service/eastwest-gateway"], "spec", "externalIPs"), "[10.0.0.8]"},
+	} {
+		if c.got != c.want {
+			t.Errorf("got %s, want %s", c.got, c.want)
+		}
+	}
+	if dns := str(o["Certificate/eastwest-xds"], "spec", "dnsNames"); !strings.Contains(dns, "xds.example.com") || !strings.Contains(dns, "eastwest."+namespace+".svc") {
+		t.Errorf("dnsNames %s", dns)
+	}
+	for _, c := range []struct{ set, wantName, wantAddr string }{
+		{"gateway.xdsAddress=10.0.0.7:18000", "eastwest.eastwest-system.svc", "address: 10.0.0.7"},
+		{"gateway.xdsAddress=xds.example.com:443", "xds.example.com", "address: xds.example.com"},
+		{"gateway.xdsAddress=10.0.0.7:18000,gateway.xdsServerName=xds.internal", "xds.internal", "address: 10.0.0.7"},
+	} {
+		boot := str(objs("--set", c.set)["ConfigMap/eastwest-gateway"], "data", "bootstrap.yaml")
+		if !strings.Contains(boot, "sni: "+c.wantName) || !strings.Contains(boot, "exact: "+c.wantName) || !strings.Contains(boot, c.wantAddr) {
+			t.Errorf("--set %s: the bootstrap does not dial %q and check %q:\n%s", c.set, c.wantAddr, c.wantName, boot)
+		}
+	}
+	gw := objs()["Deployment/eastwest-gateway"]
+	if !strings.Contains(str(gw, "spec", "template", "spec", "containers"), "preStop") {
+		t.Error("gateways stop without the drain")
+	}
+	if strings.Contains(str(objs("--set", "gateway.drainSeconds=0")["Deployment/eastwest-gateway"], "spec", "template", "spec", "containers"), "preStop") {
+		t.Error("drainSeconds=0 still drains")
+	}
+}

@@ -87,8 +87,8 @@ func TestHelmInstall(t *testing.T) {
 
 	// Requests without a pause from own, through both paths.
 	loop := cs.startLoop(ctx, t, cs.Own, "http://"+cartName+"/")
-	time.Sleep(3 * time.Second)
-	loop.expectNoFailure(ctx, t, "before any disruption", func() { time.Sleep(2 * time.Second) })
+	loop.more(ctx, t, 20)
+	loop.expectNoFailure(ctx, t, "before any disruption", func() { loop.more(ctx, t, 20) })
 
 	loop.expectNoFailure(ctx, t, "the write-back leader's pod deleted", func() {
 		lease, err := cs.Own.Client.CoordinationV1().Leases(Namespace).Get(ctx, "eastwest-writeback", metav1.GetOptions{})
@@ -119,7 +119,7 @@ func TestHelmInstall(t *testing.T) {
 			t.Fatal(err)
 		}
 		goneAll(ctx, t, cs.Own, "app=eastwest")
-		time.Sleep(3 * time.Second)
+		loop.more(ctx, t, 30)
 	})
 	for _, c := range []*cluster.Cluster{cs.Own, cs.West} {
 		loop.expectNoFailure(ctx, t, c.Name+"'s gateways rolled", func() {
@@ -129,7 +129,7 @@ func TestHelmInstall(t *testing.T) {
 			// Until the old pods are gone (their preStop sleep, then Envoy
 			// stopped), and a little after.
 			goneAll(ctx, t, c, "app=eastwest-gateway")
-			time.Sleep(2 * time.Second)
+			loop.more(ctx, t, 20)
 		})
 	}
 
@@ -275,6 +275,18 @@ func (l *loop) lines(ctx context.Context, t *testing.T) []string {
 		t.Fatal(err)
 	}
 	return strings.Split(strings.TrimSpace(out), "\n")
+}
+
+// more waits until n more requests have been sent (the loop's log).
+func (l *loop) more(ctx context.Context, t *testing.T, n int) {
+	t.Helper()
+	want := len(l.lines(ctx, t)) + n
+	waitFor(ctx, t, fmt.Sprintf("%d more requests", n), func() error {
+		if got := len(l.lines(ctx, t)); got < want {
+			return fmt.Errorf("%d of %d", got, want)
+		}
+		return nil
+	})
 }
 
 // expectNoFailure runs disrupt and fails the test if a request sent
