@@ -74,7 +74,7 @@ node-bins: kube-bins net-tools ## For the real-node clusters: runc, CNI plugins,
 net-tools: ## The network-namespace tests need iproute2's ip (installed from Debian's packages when missing; they run as root, as CI does).
 	@command -v ip >/dev/null || { echo "installing iproute2 (ip) for the network-namespace tests"; apt-get install -y -qq iproute2 >/dev/null || { apt-get update -qq && apt-get install -y -qq iproute2; }; }
 
-promtool: ## Build Prometheus's promtool for the alert rules' tests into .cache/bin (skipped when cached).
+promtool: ## Fetch Prometheus's promtool (Debian's prometheus package, unpacked) for the alert rules' tests into .cache/bin (skipped when cached).
 	test/tools/promtool.sh $(TOOLS)
 
 helm: ## Build Helm into .cache/bin and fetch cert-manager's and the Prometheus Operator's CRDs into .cache/crds, for the chart's tests (skipped when cached).
