@@ -148,7 +148,7 @@ func TestTranslateWatch(t *testing.T) {
 	writeFile(t, filepath.Join(dir, "east", "export.yaml"), "apiVersion: multicluster.x-k8s.io/v1beta1\nkind: ServiceExport\nmetadata: {name: api, namespace: apps}\n")
 	stdout.waitFor(t, "# Cluster east: 1 ServiceImports")
 	writeFile(t, filepath.Join(dir, "east", "broken.yaml"), "kind: [\n")
-	stderr.waitFor(t, "broken.yaml: document 1: not valid YAML")
+	stderr.waitFor(t, "broken.yaml:1: document 1: not valid YAML")
 
 	cancel()
 	if code := <-done; code != 0 {

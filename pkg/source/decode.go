@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"regexp"
+	"strconv"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -19,8 +21,12 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	k8syaml "k8s.io/apimachinery/pkg/util/yaml"
+	kscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/utils/ptr"
 	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
+	gwscheme "sigs.k8s.io/gateway-api/pkg/client/clientset/versioned/scheme"
+	kjson "sigs.k8s.io/json"
+	mcsscheme "sigs.k8s.io/mcs-api/pkg/client/clientset/versioned/scheme"
 	"sigs.k8s.io/yaml"
 
 	"github.com/eastwest-dev/eastwest/pkg/about"
@@ -31,15 +37,26 @@ import (
 // index counts from 1, as editors and kubectl show them; 0 means the whole
 // file.
 type Problem struct {
-	File   string
+	File string
+	// Line is the document's first line in the file (from 1; 0: unknown).
+	Line   int
 	Doc    int
 	Object string // kind namespace/name, when known
 	Err    string
+	// Ignored marks a document of a kind eastwest does not read (a
+	// Deployment in a folder of real manifests): not a problem, reported
+	// at debug level only.
+	Ignored bool
 }
 
+// String is "file:line: document N (object): reason", the file:line
+// prefix editors and terminals jump to.
 func (p Problem) String() string {
 	var b strings.Builder
 	b.WriteString(p.File)
+	if p.Line > 0 {
+		fmt.Fprintf(&b, ":%d", p.Line)
+	}
 	if p.Doc > 0 {
 		fmt.Fprintf(&b, ": document %d", p.Doc)
 	}
@@ -56,10 +73,14 @@ type Object struct {
 	// Key identifies the object within its member cluster.
 	Key ObjectKey
 	Obj metav1.Object
-	// Doc is the document's index in its file, from 1.
-	Doc int
+	// Doc is the document's index in its file, from 1; Line its first
+	// line in the file.
+	Doc  int
+	Line int
 	// Hash changes whenever the document's content does.
 	Hash string
+	// File is the file the object was read from (set by Dir).
+	File string
 }
 
 // ObjectKey identifies an object within one member cluster. Both versions
@@ -90,24 +111,64 @@ func Decode(file string, data []byte) ([]Object, []Problem) {
 	var objs []Object
 	var probs []Problem
 	r := k8syaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
+	// pos and line follow the documents through data, so that a problem
+	// names the line its document starts at in the file, and a YAML
+	// error's line counts from the file's first line, not the document's.
+	pos, line := 0, 1
 	for doc := 1; ; doc++ {
 		raw, err := r.Read()
 		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {
-			probs = append(probs, Problem{File: file, Doc: doc, Err: "cannot split documents: " + err.Error()})
+			probs = append(probs, Problem{File: file, Line: line, Doc: doc, Err: "cannot split documents: " + err.Error()})
 			break
 		}
+		// The reader returns a document's lines as they are in data,
+		// after the separators before it.
+		if i := bytes.Index(data[pos:], raw); i >= 0 {
+			line += bytes.Count(data[pos:pos+i], []byte("\n"))
+			pos += i
+		}
+		start := line
+		line += bytes.Count(raw, []byte("\n"))
+		pos += len(raw)
 		if isEmptyDoc(raw) {
 			doc--
 			continue
 		}
 		o, p := decodeDoc(file, doc, raw)
+		for i := range o {
+			o[i].Line = start
+		}
+		for i := range p {
+			p[i].Line = start
+			if !p[i].Ignored {
+				p[i].Err = fileLines(p[i].Err, start)
+			}
+		}
 		objs = append(objs, o...)
 		probs = append(probs, p...)
 	}
 	return objs, probs
+}
+
+// yamlLine is how YAML errors name a line: of the document they parsed.
+var yamlLine = regexp.MustCompile(`\bline (\d+)\b`)
+
+// fileLines renumbers a YAML error's lines from the document's to the
+// file's (the document starting at line start).
+func fileLines(msg string, start int) string {
+	if start <= 1 || !strings.Contains(msg, "line ") {
+		return msg
+	}
+	return yamlLine.ReplaceAllStringFunc(msg, func(m string) string {
+		n, err := strconv.Atoi(m[len("line "):])
+		if err != nil {
+			return m
+		}
+		return "line " + strconv.Itoa(n+start-1)
+	})
 }
 
 // isEmptyDoc reports whether a document holds only comments and blanks
@@ -145,7 +206,9 @@ func decodeDoc(file string, doc int, raw []byte) ([]Object, []Problem) {
 	}
 	o, err := decodeObject(gvk, js)
 	if err != nil {
-		return nil, prob(describe(gvk, js), err.Error())
+		p := prob(describe(gvk, js), err.Error())
+		p[0].Ignored = errors.Is(err, errNotRead)
+		return nil, p
 	}
 	return []Object{{Key: keyOf(gvk, o), Obj: o, Doc: doc, Hash: hashOf(js)}}, nil
 }
@@ -173,7 +236,8 @@ func decodeList(file string, doc int, js []byte) ([]Object, []Problem) {
 			o, err = decodeObject(gvk, item)
 		}
 		if err != nil {
-			probs = append(probs, Problem{File: file, Doc: doc, Object: strings.TrimSpace(fmt.Sprintf("List item %d %s", i, describe(gvk, item))), Err: err.Error()})
+			probs = append(probs, Problem{File: file, Doc: doc, Object: strings.TrimSpace(fmt.Sprintf("List item %d %s", i, describe(gvk, item))), Err: err.Error(),
+				Ignored: errors.Is(err, errNotRead)})
 			continue
 		}
 		objs = append(objs, Object{Key: keyOf(gvk, o), Obj: o, Doc: doc, Hash: hashOf(item)})
@@ -192,11 +256,11 @@ func (r *rawJSON) UnmarshalJSON(b []byte) error { *r = append((*r)[:0], b...); r
 func decodeObject(gvk schema.GroupVersionKind, js []byte) (metav1.Object, error) {
 	k, ok := event.KindFor(gvk)
 	if !ok {
-		return nil, fmt.Errorf("unsupported kind %s %s (supported: %s)", gvk.GroupVersion(), gvk.Kind, supportedKinds)
+		return nil, notRead(gvk)
 	}
 	o := k.New()
 	if err := decodeStrict(js, o); err != nil {
-		return nil, fmt.Errorf("cannot decode: %w", err)
+		return nil, err
 	}
 	if namespaced(gvk) && o.GetNamespace() == "" {
 		o.SetNamespace(metav1.NamespaceDefault)
@@ -217,18 +281,54 @@ func decodeObject(gvk schema.GroupVersionKind, js []byte) (metav1.Object, error)
 	return o, nil
 }
 
-// decodeStrict decodes one JSON object, refusing unknown fields and
-// anything after the object.
+// decodeStrict decodes one JSON object as the apiserver does: field
+// names match case-sensitively, and an unknown or duplicated field is an
+// error naming its path (spec.selectr), as with kubectl's default
+// --validate=strict.
 func decodeStrict(js []byte, o any) error {
-	d := json.NewDecoder(bytes.NewReader(js))
-	d.DisallowUnknownFields()
-	if err := d.Decode(o); err != nil {
-		return err
+	strict, err := kjson.UnmarshalStrict(js, o)
+	if err != nil {
+		return fmt.Errorf("cannot decode: %w", err)
 	}
-	if d.More() {
-		return errors.New("unexpected data after the object")
+	if len(strict) > 0 {
+		return fmt.Errorf("cannot decode: %w", errors.Join(strict...))
 	}
 	return nil
+}
+
+// errNotRead marks a document of a kind eastwest does not read.
+var errNotRead = errors.New("ignored: eastwest does not read this kind")
+
+// notRead is the error for a kind eastwest does not read: ignored
+// (errNotRead) when it is a kind of its own (a Deployment, another
+// project's resource), a problem when it looks like a mistake: another
+// version of a kind eastwest reads, or a kind unknown in an API group
+// eastwest reads (a misspelt kind: v1 Servce).
+func notRead(gvk schema.GroupVersionKind) error {
+	for _, k := range event.Kinds {
+		if k.GVK.GroupKind() == gvk.GroupKind() {
+			return fmt.Errorf("unsupported version %s of %s (supported: %s)", gvk.GroupVersion(), gvk.Kind, supportedKinds)
+		}
+	}
+	if readGroups[gvk.Group] && !knownKind(gvk) {
+		return fmt.Errorf("unknown kind %s %s (supported: %s)", gvk.GroupVersion(), gvk.Kind, supportedKinds)
+	}
+	return fmt.Errorf("%w (%s %s)", errNotRead, gvk.GroupVersion(), gvk.Kind)
+}
+
+// readGroups are the API groups of the kinds eastwest reads.
+var readGroups = func() map[string]bool {
+	m := map[string]bool{}
+	for _, k := range event.Kinds {
+		m[k.GVK.Group] = true
+	}
+	return m
+}()
+
+// knownKind reports whether a kind is one Kubernetes, Gateway API or
+// the MCS API defines.
+func knownKind(gvk schema.GroupVersionKind) bool {
+	return kscheme.Scheme.Recognizes(gvk) || gwscheme.Scheme.Recognizes(gvk) || mcsscheme.Scheme.Recognizes(gvk)
 }
 
 func namespaced(gvk schema.GroupVersionKind) bool {

@@ -14,6 +14,7 @@ func TestDecodeReportsProblemsPerDocument(t *testing.T) {
 		in       string
 		objects  []string // ObjectKey strings of the valid objects, in order
 		problems []string // substrings of the problems, in order
+		ignored  []string // substrings of the documents ignored (kinds eastwest does not read)
 	}{
 		"multi-document with comments and empty docs": {
 			in:      "---\n# a comment\n---\napiVersion: v1\nkind: Namespace\nmetadata: {name: ns}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: ns}\nspec: {ports: [{port: 80}]}\n---\n",
@@ -27,10 +28,18 @@ func TestDecodeReportsProblemsPerDocument(t *testing.T) {
 			in:      "apiVersion: multicluster.x-k8s.io/v1beta1\nkind: ServiceExport\nmetadata: {name: web, namespace: ns}\nspec: {exportedLabels: {a: b}}\n",
 			objects: []string{"ServiceExport ns/web"},
 		},
-		"unknown kind keeps the rest": {
-			in:       "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\n---\napiVersion: v1\nkind: Namespace\nmetadata: {name: ns}\n",
-			objects:  []string{"Namespace ns"},
-			problems: []string{"f.yaml: document 1 (Deployment d): unsupported kind apps/v1 Deployment"},
+		"a kind eastwest does not read is ignored, not a problem": {
+			in:      "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\n---\napiVersion: v1\nkind: Namespace\nmetadata: {name: ns}\n---\napiVersion: cert-manager.io/v1\nkind: Certificate\nmetadata: {name: c}\n",
+			objects: []string{"Namespace ns"},
+			ignored: []string{"f.yaml:1: document 1 (Deployment d): ignored: eastwest does not read this kind (apps/v1 Deployment)", "f.yaml:9: document 3 (Certificate c)"},
+		},
+		"a misspelt kind in a group eastwest reads is a problem": {
+			in:       "apiVersion: v1\nkind: Servce\nmetadata: {name: web}\n---\napiVersion: multicluster.x-k8s.io/v1alpha1\nkind: ServiceExprot\nmetadata: {name: web}\n",
+			problems: []string{"f.yaml:1: document 1 (Servce web): unknown kind v1 Servce (supported:", "f.yaml:5: document 2 (ServiceExprot web): unknown kind multicluster.x-k8s.io/v1alpha1 ServiceExprot"},
+		},
+		"another version of a kind eastwest reads is a problem": {
+			in:       "apiVersion: gateway.networking.k8s.io/v1alpha2\nkind: HTTPRoute\nmetadata: {name: r}\n",
+			problems: []string{"unsupported version gateway.networking.k8s.io/v1alpha2 of HTTPRoute"},
 		},
 		"bad port": {
 			in:       "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec: {ports: [{port: 70000}]}\n",
@@ -40,9 +49,18 @@ func TestDecodeReportsProblemsPerDocument(t *testing.T) {
 			in:       "apiVersion: v1\nkind: Service\nmetadata: {name: Web_1}\nspec: {ports: [{port: 80}]}\n",
 			problems: []string{"(Service default/Web_1): metadata.name"},
 		},
-		"unknown field is refused like kubectl --validate=strict": {
-			in:       "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec: {prots: [{port: 80}]}\n",
-			problems: []string{`(Service default/web): cannot decode: json: unknown field "prots"`},
+		"unknown field is refused like kubectl --validate=strict, by its path": {
+			in:       "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec: {prots: [{port: 80}], ports: [{port: 80, nmae: x}]}\n",
+			problems: []string{`(Service default/web): cannot decode: unknown field "spec.ports[0].nmae"` + "\n" + `unknown field "spec.prots"`},
+		},
+		"field names match case-sensitively, as the apiserver's": {
+			in:       "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nSpec: {ports: [{port: 80}]}\n",
+			problems: []string{`cannot decode: unknown field "Spec"`},
+		},
+		"a YAML error names the file's line, not the document's": {
+			in:       "apiVersion: v1\nkind: Namespace\nmetadata: {name: ns}\n---\n# the second\napiVersion: v1\nkind: Service\nmetadata: {name: web\nspec: {}\n",
+			objects:  []string{"Namespace ns"},
+			problems: []string{"f.yaml:5: document 2: not valid YAML: yaml: line 8:"},
 		},
 		"a field twice is refused like kubectl --validate=strict": {
 			in:       "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec: {ports: [{port: 80}], ports: [{port: 81}]}\n",
@@ -78,9 +96,9 @@ func TestDecodeReportsProblemsPerDocument(t *testing.T) {
 			problems: []string{`endpoints[0].addresses[0]: "fd00::1" is not an IPv4 address`},
 		},
 		"list items": {
-			in:       "apiVersion: v1\nkind: List\nitems:\n- {apiVersion: v1, kind: Namespace, metadata: {name: a}}\n- {apiVersion: v1, kind: Pod, metadata: {name: p}}\n",
-			objects:  []string{"Namespace a"},
-			problems: []string{"document 1 (List item 1 Pod p): unsupported kind v1 Pod"},
+			in:      "apiVersion: v1\nkind: List\nitems:\n- {apiVersion: v1, kind: Namespace, metadata: {name: a}}\n- {apiVersion: v1, kind: Pod, metadata: {name: p}}\n",
+			objects: []string{"Namespace a"},
+			ignored: []string{"document 1 (List item 1 Pod p): ignored"},
 		},
 		"multi-port service needs names": {
 			in:       "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec: {ports: [{port: 80}, {port: 81}]}\n",
@@ -97,12 +115,26 @@ func TestDecodeReportsProblemsPerDocument(t *testing.T) {
 			if strings.Join(got, ",") != strings.Join(tc.objects, ",") {
 				t.Errorf("objects %v, want %v", got, tc.objects)
 			}
-			if len(probs) != len(tc.problems) {
-				t.Fatalf("problems %v, want %d", probs, len(tc.problems))
+			var problems, ignored []Problem
+			for _, p := range probs {
+				if p.Ignored {
+					ignored = append(ignored, p)
+				} else {
+					problems = append(problems, p)
+				}
 			}
-			for i, p := range probs {
-				if !strings.Contains(p.String(), tc.problems[i]) {
-					t.Errorf("problem %q does not contain %q", p, tc.problems[i])
+			for _, c := range []struct {
+				what      string
+				got       []Problem
+				wantParts []string
+			}{{"problems", problems, tc.problems}, {"ignored", ignored, tc.ignored}} {
+				if len(c.got) != len(c.wantParts) {
+					t.Fatalf("%s %v, want %d", c.what, c.got, len(c.wantParts))
+				}
+				for i, p := range c.got {
+					if !strings.Contains(p.String(), c.wantParts[i]) {
+						t.Errorf("%s %q does not contain %q", c.what, p, c.wantParts[i])
+					}
 				}
 			}
 		})

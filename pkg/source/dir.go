@@ -1,6 +1,7 @@
 package source
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -36,6 +37,14 @@ const DefaultPollInterval = time.Second
 // or a link to /dev/zero must not take the server's memory.
 const MaxFileSize = 16 << 20
 
+// DefaultSettle is how long a removal waits for the folder to settle: an
+// object that disappears from a file changed less than this long ago (an
+// editor's save that truncates the file and writes it a moment later), or
+// whose file or member folder vanished less than this long ago (a save by
+// rename, a git checkout), is removed only if it is still gone then.
+// Changes and additions are not delayed.
+const DefaultSettle = time.Second
+
 // notifyHoldoff gathers the burst of notifications an editor's save or a
 // git checkout produces into one scan.
 const notifyHoldoff = 50 * time.Millisecond
@@ -48,11 +57,23 @@ const notifyHoldoff = 50 * time.Millisecond
 //
 // Scan reports what changed since the previous Scan as events; Run scans
 // whenever the folder changes. A Dir is used by one goroutine.
+//
+// The folder is meant to be edited by hand and by GitOps, so a mistake in
+// it never takes away what is served: an object whose file holds a
+// document that fails (not YAML, an unknown field, a port of 70000) keeps
+// its last good version until the file is fixed, reported as a problem;
+// and an object that disappears is removed only once its file has settled
+// (Settle).
 type Dir struct {
 	root string
 	log  *slog.Logger
 	// Poll is the rescan interval when no notification arrives.
 	Poll time.Duration
+	// Settle is how long a removal waits for its file to settle
+	// (DefaultSettle).
+	Settle time.Duration
+	// now is the clock (tests set it).
+	now func() time.Time
 
 	files   map[string]*file           // by path
 	current map[memberObjectKey]Object // what the last Scan reported
@@ -66,6 +87,14 @@ type Dir struct {
 	// stray are the manifests the last Scan found outside any member's
 	// folder (reported as problems by name).
 	stray map[string]bool
+	// goneSince is when a file or member folder that held objects was
+	// first found missing, while its objects wait for Settle.
+	goneSince map[string]time.Time
+	// recheck is when a removal held for Settle is due (zero: none).
+	recheck time.Time
+	// ignored are the documents of kinds eastwest does not read, already
+	// logged at debug level.
+	ignored map[string]bool
 }
 
 type memberObjectKey struct {
@@ -81,6 +110,23 @@ type file struct {
 	objects []Object
 	probs   []Problem
 	err     error // why the file cannot be read at all
+	// readAt is when this version of the file was read.
+	readAt time.Time
+}
+
+// failing reports whether a file holds a document that cannot be used
+// (or cannot be read at all): its objects that went missing keep their
+// last good version.
+func (f *file) failing() bool {
+	if f.err != nil {
+		return true
+	}
+	for _, p := range f.probs {
+		if !p.Ignored {
+			return true
+		}
+	}
+	return false
 }
 
 // unchanged reports whether a file's stat is the one it was last read at.
@@ -91,13 +137,17 @@ func (f *file) unchanged(info fs.FileInfo) bool {
 // NewDir returns a Dir for the folder root. Problems are logged to log.
 func NewDir(root string, log *slog.Logger) *Dir {
 	return &Dir{
-		root:    root,
-		log:     log,
-		Poll:    DefaultPollInterval,
-		files:   map[string]*file{},
-		current: map[memberObjectKey]Object{},
-		members: map[string]bool{},
-		seen:    map[string]bool{},
+		root:      root,
+		log:       log,
+		Poll:      DefaultPollInterval,
+		Settle:    DefaultSettle,
+		now:       time.Now,
+		files:     map[string]*file{},
+		current:   map[memberObjectKey]Object{},
+		members:   map[string]bool{},
+		seen:      map[string]bool{},
+		goneSince: map[string]time.Time{},
+		ignored:   map[string]bool{},
 	}
 }
 
@@ -110,7 +160,8 @@ func (d *Dir) Scan() ([]event.Event, []Problem, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("read ClusterSet folder: %w", err)
 	}
-	if d.scanned && !d.changed(entries) {
+	now := d.now()
+	if d.scanned && !d.changed(entries) && (d.recheck.IsZero() || now.Before(d.recheck)) {
 		// The safety-net rescan of a folder nothing changed in costs a
 		// stat per file: nothing is read, decoded or compared.
 		return nil, d.probs, nil
@@ -122,7 +173,7 @@ func (d *Dir) Scan() ([]event.Event, []Problem, error) {
 			memberNames = append(memberNames, e.Name())
 		}
 	}
-	d.prefetch(memberNames)
+	d.prefetch(memberNames, now)
 	var probs []Problem
 	members := map[string]bool{}
 	stray := map[string]bool{}
@@ -142,16 +193,19 @@ func (d *Dir) Scan() ([]event.Event, []Problem, error) {
 			continue
 		}
 		members[name] = true
-		probs = append(probs, d.scanMember(name, next, seenFiles)...)
+		probs = append(probs, d.scanMember(name, next, seenFiles, now)...)
 	}
 	for path := range d.files {
 		if !seenFiles[path] {
 			delete(d.files, path)
 		}
 	}
+	probs = append(probs, d.hold(now, members, next)...)
 	evs := d.diff(members, next)
 	d.members, d.current, d.stray = members, next, stray
-	slices.SortFunc(probs, func(a, b Problem) int { return strings.Compare(a.String(), b.String()) })
+	slices.SortFunc(probs, func(a, b Problem) int {
+		return cmp.Or(strings.Compare(a.File, b.File), cmp.Compare(a.Line, b.Line), cmp.Compare(a.Doc, b.Doc), strings.Compare(a.String(), b.String()))
+	})
 	d.logProblems(probs)
 	d.probs = probs
 	return evs, probs, nil
@@ -212,7 +266,7 @@ func (d *Dir) changed(entries []os.DirEntry) bool {
 }
 
 // scanMember reads one member's folder into next and returns its problems.
-func (d *Dir) scanMember(member string, next map[memberObjectKey]Object, seenFiles map[string]bool) []Problem {
+func (d *Dir) scanMember(member string, next map[memberObjectKey]Object, seenFiles map[string]bool, now time.Time) []Problem {
 	paths, err := d.manifests(member)
 	if err != nil {
 		return []Problem{{File: filepath.Join(d.root, member), Err: err.Error()}}
@@ -222,20 +276,30 @@ func (d *Dir) scanMember(member string, next map[memberObjectKey]Object, seenFil
 	namespaces := map[string]bool{}
 	for _, path := range paths {
 		seenFiles[path] = true
-		f := d.read(path)
+		f := d.read(path, now)
 		if f.err != nil {
 			probs = append(probs, Problem{File: path, Err: f.err.Error()})
 			continue
 		}
-		probs = append(probs, f.probs...)
+		for _, p := range f.probs {
+			if !p.Ignored {
+				probs = append(probs, p)
+			} else if s := p.String(); !d.ignored[s] {
+				// Kinds eastwest does not read (a folder of real
+				// manifests): said once, at debug level.
+				d.ignored[s] = true
+				d.log.Debug("ignored object in ClusterSet folder", "object", s)
+			}
+		}
 		for _, o := range f.objects {
-			here := fmt.Sprintf("%s: document %d", path, o.Doc)
+			here := fmt.Sprintf("%s:%d (document %d)", path, o.Line, o.Doc)
 			if first, dup := origin[o.Key]; dup {
-				probs = append(probs, Problem{File: path, Doc: o.Doc, Object: o.Key.String(),
+				probs = append(probs, Problem{File: path, Line: o.Line, Doc: o.Doc, Object: o.Key.String(),
 					Err: "duplicate object, already defined at " + first + "; the first definition is used"})
 				continue
 			}
 			origin[o.Key] = here
+			o.File = path
 			next[memberObjectKey{member, o.Key}] = o
 			if ns := o.Obj.GetNamespace(); ns != "" {
 				namespaces[ns] = true
@@ -257,22 +321,22 @@ func (d *Dir) scanMember(member string, next map[memberObjectKey]Object, seenFil
 // modification time or mode changed. Only regular files (or links to
 // them) of at most MaxFileSize are read; anything else (a FIFO, a device,
 // a socket) is reported and never opened in a way that could block.
-func (d *Dir) read(path string) *file {
+func (d *Dir) read(path string, now time.Time) *file {
 	info, err := os.Stat(path)
 	if err != nil {
-		return &file{err: err}
+		return &file{err: err, readAt: now}
 	}
 	if f, ok := d.files[path]; ok && f.unchanged(info) {
 		return f
 	}
-	f := load(path, info)
+	f := load(path, info, now)
 	d.files[path] = f
 	return f
 }
 
 // load reads and decodes a file whose stat is info.
-func load(path string, info fs.FileInfo) *file {
-	f := &file{size: info.Size(), modTime: info.ModTime(), mode: info.Mode()}
+func load(path string, info fs.FileInfo, now time.Time) *file {
+	f := &file{size: info.Size(), modTime: info.ModTime(), mode: info.Mode(), readAt: now}
 	data, err := readRegular(path)
 	if err != nil {
 		f.err = err
@@ -286,7 +350,7 @@ func load(path string, info fs.FileInfo) *file {
 // members' folders that changed since they were last read, so that the
 // first scan of a large folder (10,000 services) is not bound to one
 // core. Scan then finds them read.
-func (d *Dir) prefetch(members []string) {
+func (d *Dir) prefetch(members []string, now time.Time) {
 	type job struct {
 		path string
 		info fs.FileInfo
@@ -308,7 +372,7 @@ func (d *Dir) prefetch(members []string) {
 		}
 	}
 	out := make([]*file, len(jobs))
-	parallel.For(len(jobs), 2, func(i int) { out[i] = load(jobs[i].path, jobs[i].info) })
+	parallel.For(len(jobs), 2, func(i int) { out[i] = load(jobs[i].path, jobs[i].info, now) })
 	for i, j := range jobs {
 		d.files[j.path] = out[i]
 	}
@@ -370,6 +434,96 @@ func checkRegular(info fs.FileInfo) error {
 		return fmt.Errorf("not read: %d bytes, larger than %d MiB (split it into several files)", info.Size(), MaxFileSize>>20)
 	}
 	return nil
+}
+
+// hold keeps in next (and members) what the previous Scan reported and
+// this one did not find, where the folder may not say what its author
+// meant yet:
+//
+//   - an object whose file holds a failing document keeps its last good
+//     version until the file is fixed (a typo must not take a member's
+//     endpoints away from every client); reported as a problem;
+//   - an object gone from a file read less than Settle ago, or whose file
+//     or member folder went missing less than Settle ago, stays until
+//     then (a save that truncates first, a save by rename, a checkout);
+//     d.recheck says when to look again.
+//
+// It returns the problems of the objects it keeps for a failing file.
+func (d *Dir) hold(now time.Time, members map[string]bool, next map[memberObjectKey]Object) []Problem {
+	d.recheck = time.Time{}
+	holding := map[string]bool{} // paths missing, whose objects wait
+	// waiting reports whether something that happened at since has not
+	// settled yet, and schedules the recheck for when it will have.
+	waiting := func(since time.Time) bool {
+		until := since.Add(d.Settle)
+		if !now.Before(until) {
+			return false
+		}
+		if d.recheck.IsZero() || until.Before(d.recheck) {
+			d.recheck = until
+		}
+		return true
+	}
+	// goneWaiting does the same for a path that went missing, noting when
+	// it was first found missing.
+	goneWaiting := func(path string) bool {
+		since, ok := d.goneSince[path]
+		if !ok {
+			since = now
+			d.goneSince[path] = now
+		}
+		if waiting(since) {
+			holding[path] = true
+			return true
+		}
+		return false
+	}
+	// A member folder that vanished keeps the member and all its objects
+	// until it has been gone for Settle.
+	whole := map[string]bool{}
+	for m := range d.members {
+		if !members[m] && goneWaiting(filepath.Join(d.root, m)) {
+			members[m], whole[m] = true, true
+		}
+	}
+	var probs []Problem
+	for k, old := range d.current {
+		if _, ok := next[k]; ok || !members[k.member] {
+			continue
+		}
+		keep := whole[k.member]
+		if !keep && old.Hash != "implicit" {
+			switch f, ok := d.files[old.File]; {
+			case !ok:
+				keep = goneWaiting(old.File)
+			case f.failing():
+				keep = true
+				probs = append(probs, Problem{File: old.File, Object: k.key.String(),
+					Err: "no longer decodes here: its last good version is still served while this file has a document that fails"})
+			default:
+				keep = waiting(f.readAt)
+			}
+		}
+		if !keep {
+			continue
+		}
+		next[k] = old
+		// Its namespace stays with it.
+		if ns := old.Obj.GetNamespace(); ns != "" {
+			nk := memberObjectKey{k.member, ObjectKey{Kind: schema.GroupKind{Kind: "Namespace"}, Name: ns}}
+			if _, ok := next[nk]; !ok {
+				if prev, ok := d.current[nk]; ok {
+					next[nk] = prev
+				}
+			}
+		}
+	}
+	for p := range d.goneSince {
+		if !holding[p] {
+			delete(d.goneSince, p)
+		}
+	}
+	return probs
 }
 
 // diff turns the change from the previous view to next into events:
@@ -465,10 +619,18 @@ func (d *Dir) Run(ctx context.Context, sink func([]event.Event, []Problem)) erro
 		}
 		first, lastProbs = false, sb.String()
 	}
-	scan()
+	// after scans, and looks again when a removal held for Settle is due.
+	var holdoff, recheck <-chan time.Time
+	after := func() {
+		scan()
+		recheck = nil
+		if !d.recheck.IsZero() {
+			recheck = time.After(time.Until(d.recheck))
+		}
+	}
+	after()
 	poll := time.NewTicker(d.Poll)
 	defer poll.Stop()
-	var holdoff <-chan time.Time
 	var notify <-chan fsnotify.Event
 	var notifyErr <-chan error
 	if w != nil {
@@ -486,9 +648,11 @@ func (d *Dir) Run(ctx context.Context, sink func([]event.Event, []Problem)) erro
 			d.log.Warn("file notification error", "err", err)
 		case <-holdoff:
 			holdoff = nil
-			scan()
+			after()
+		case <-recheck:
+			after()
 		case <-poll.C:
-			scan()
+			after()
 		}
 	}
 }

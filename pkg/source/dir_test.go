@@ -53,6 +53,7 @@ const exportWeb = "apiVersion: multicluster.x-k8s.io/v1alpha1\nkind: ServiceExpo
 func TestDirScanEmitsChanges(t *testing.T) {
 	root := t.TempDir()
 	d := NewDir(root, quietLog())
+	d.Settle = 0 // removals at once (TestDirHoldsWhatMayBeAMistake covers the wait)
 	scan := func() ([]string, []Problem) {
 		t.Helper()
 		evs, probs, err := d.Scan()
@@ -95,6 +96,121 @@ func TestDirScanEmitsChanges(t *testing.T) {
 	}
 }
 
+// The folder is edited by hand and by GitOps: what may be a mistake or a
+// save half done never takes away what is served. An object whose
+// document fails (not YAML, a misspelt field, a port a cluster refuses)
+// keeps its last good version, reported, until the file is fixed; an
+// object gone from a file that just changed, or whose file or member
+// folder just went missing, is removed only once that has lasted Settle
+// (an editor's save that truncates the file first, a save by rename);
+// changes are never delayed.
+func TestDirHoldsWhatMayBeAMistake(t *testing.T) {
+	root := t.TempDir()
+	east := filepath.Join(root, "east")
+	web := filepath.Join(east, "web.yaml")
+	clock := time.Unix(1_800_000_000, 0)
+	d := NewDir(root, quietLog())
+	d.now = func() time.Time { return clock }
+	svc81 := strings.Replace(svcWeb, "80", "81", 1)
+	steps := []struct {
+		name     string
+		change   func()
+		later    time.Duration // the clock moves on this much before the scan
+		want     []string
+		problems []string // substrings of the problems, in order
+	}{
+		{"initial", func() {
+			write(t, web, svcWeb+"---\n"+exportWeb)
+			write(t, filepath.Join(root, "west", "web.yaml"), svcWeb)
+		}, 0, []string{"join east", "join west", "upsert east /ns", "upsert east ns/web", "upsert east ns/web", "upsert west /ns", "upsert west ns/web"}, nil},
+		{"a document that is not YAML", func() { write(t, web, "apiVersion: v1\nkind: Service\nmetadata: {name: web\n---\n"+exportWeb) },
+			0, nil, []string{"web.yaml (Service ns/web): no longer decodes here: its last good version is still served", "web.yaml:1: document 1: not valid YAML"}},
+		{"still held long after", func() {}, time.Hour, nil, []string{"last good version is still served", "not valid YAML"}},
+		{"a misspelt field", func() { write(t, web, strings.Replace(svcWeb, "ports:", "prots:", 1)+"---\n"+exportWeb) },
+			0, nil, []string{"(Service ns/web): no longer decodes here", `unknown field "spec.prots"`}},
+		{"a port a cluster refuses", func() { write(t, web, strings.Replace(svcWeb, "80", "70000", 1)+"---\n"+exportWeb) },
+			0, nil, []string{"(Service ns/web): no longer decodes here", "must be between 1 and 65535"}},
+		{"fixed, with a change: served at once", func() { write(t, web, svc81+"---\n"+exportWeb) },
+			0, []string{"upsert east ns/web"}, nil},
+		{"truncated by a save", func() { write(t, web, "") }, 0, nil, nil},
+		{"written 200 ms later", func() { write(t, web, svc81+"---\n"+exportWeb) }, 200 * time.Millisecond, nil, nil},
+		{"long after the save", func() {}, time.Hour, nil, nil},
+		{"a document removed", func() { write(t, web, svc81) }, 0, nil, nil},
+		{"... removed once the file settled", func() {}, DefaultSettle, []string{"delete east ns/web"}, nil},
+		{"a file renamed away and back (a save by rename)", func() {
+			if err := os.Rename(web, web+".swp"); err != nil {
+				t.Fatal(err)
+			}
+		}, 0, nil, nil},
+		{"... back 300 ms later", func() {
+			if err := os.Rename(web+".swp", web); err != nil {
+				t.Fatal(err)
+			}
+		}, 300 * time.Millisecond, nil, nil},
+		{"a file removed", func() { _ = os.Remove(web) }, time.Hour, nil, nil},
+		{"... removed once it stayed away", func() {}, DefaultSettle, []string{"delete east /ns", "delete east ns/web"}, nil},
+		{"a member folder removed", func() { _ = os.RemoveAll(filepath.Join(root, "west")) }, 0, nil, nil},
+		{"... leaves once it stayed away", func() {}, DefaultSettle, []string{"leave west"}, nil},
+	}
+	for _, st := range steps {
+		st.change()
+		clock = clock.Add(st.later)
+		evs, probs, err := d.Scan()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := summary(evs); !slices.Equal(got, st.want) {
+			t.Errorf("%s: events %q, want %q", st.name, got, st.want)
+		}
+		if len(probs) != len(st.problems) {
+			t.Errorf("%s: problems %v, want %d", st.name, probs, len(st.problems))
+			continue
+		}
+		for i, p := range probs {
+			if !strings.Contains(p.String(), st.problems[i]) {
+				t.Errorf("%s: problem %q does not contain %q", st.name, p, st.problems[i])
+			}
+		}
+	}
+}
+
+// Run applies a held removal when it is due, with no further change in
+// the folder to wake it (the poll interval is far beyond the test).
+func TestDirRunRemovesOnceSettled(t *testing.T) {
+	root := t.TempDir()
+	web := filepath.Join(root, "east", "web.yaml")
+	write(t, web, svcWeb+"---\n"+exportWeb)
+	d := NewDir(root, quietLog())
+	d.Poll, d.Settle = time.Hour, 100*time.Millisecond
+	batches := make(chan []string, 10)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- d.Run(ctx, func(evs []event.Event, _ []Problem) { batches <- summary(evs) }) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	next := func() []string {
+		t.Helper()
+		select {
+		case b := <-batches:
+			return b
+		case <-time.After(10 * time.Second):
+			t.Fatal("no batch")
+		}
+		return nil
+	}
+	if got := next(); !slices.Contains(got, "upsert east ns/web") {
+		t.Fatalf("first batch %q", got)
+	}
+	write(t, web, svcWeb)
+	if got := next(); !slices.Equal(got, []string{"delete east ns/web"}) {
+		t.Fatalf("after the export's removal settled: %q", got)
+	}
+}
+
 // A broken file, a duplicate object and a stray file at the top are
 // reported with file and document; everything else is still read.
 func TestDirScanKeepsGoingOnProblems(t *testing.T) {
@@ -116,8 +232,8 @@ func TestDirScanKeepsGoingOnProblems(t *testing.T) {
 		got = append(got, p.String())
 	}
 	want := []string{
-		filepath.Join(root, "east", "b.yaml") + ": document 1: not valid YAML",
-		filepath.Join(root, "east", "b.yaml") + ": document 2 (Service ns/web): duplicate object, already defined at " + filepath.Join(root, "east", "a.yaml") + ": document 1",
+		filepath.Join(root, "east", "b.yaml") + ":1: document 1: not valid YAML",
+		filepath.Join(root, "east", "b.yaml") + ":3: document 2 (Service ns/web): duplicate object, already defined at " + filepath.Join(root, "east", "a.yaml") + ":1 (document 1)",
 		filepath.Join(root, "stray.yaml") + ": ignored",
 	}
 	if len(got) != len(want) {

@@ -247,7 +247,7 @@ spec:
 		before := cp.served()
 		cp.write("a/broken.yaml", "apiVersion: v1\nkind: Service\nmetadata: {name: echo\n")
 		eventually(t, 5*time.Second, "problem reported", func() bool {
-			return strings.Contains(cp.get("/debug/clusters"), "broken.yaml: document 1")
+			return strings.Contains(cp.get("/debug/clusters"), "broken.yaml:1: document 1")
 		})
 		if after := cp.served(); after != before {
 			t.Errorf("served versions changed after a broken file:\nbefore %s\nafter %s", before, after)
