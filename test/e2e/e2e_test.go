@@ -258,6 +258,24 @@ spec:
 		cp.remove("a/broken.yaml")
 	})
 
+	t.Run("a typo in a served file keeps its last good version served", func(t *testing.T) {
+		before := cp.served()
+		cp.write("a/echo.yaml", strings.Replace(echoA(true), "ports:", "prots:", 1))
+		eventually(t, 5*time.Second, "problem reported", func() bool {
+			c := cp.get("/debug/clusters")
+			return strings.Contains(c, `unknown field \"spec.prots\"`) && strings.Contains(c, "its last good version is still served")
+		})
+		// Past the folder's settle time: nothing was removed meanwhile.
+		time.Sleep(1500 * time.Millisecond)
+		if after := cp.served(); after != before {
+			t.Errorf("served versions changed after a typo:\nbefore %s\nafter %s", before, after)
+		}
+		if got := spread(echo, 10); got["a1"]+got["a2"] != 10 {
+			t.Errorf("answers %v, want a's endpoints still", got)
+		}
+		cp.write("a/echo.yaml", echoA(true))
+	})
+
 	t.Run("debug endpoint shows the client SYNCED and metrics count pushes", func(t *testing.T) {
 		eventually(t, 5*time.Second, "client SYNCED", func() bool {
 			s := cp.get("/debug/syncz")
