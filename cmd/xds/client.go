@@ -78,7 +78,7 @@ func runProbe(args []string, stdout, stderr io.Writer) int {
 	client := debugFlags(fs)
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
-		return 2
+		return parseExit(err)
 	}
 	paths := map[string]string{"ready": "/readyz", "healthy": "/healthz"}
 	if len(pos) != 1 || paths[pos[0]] == "" {
@@ -122,12 +122,13 @@ func (c *debugClient) get(path string, q url.Values) ([]byte, error) {
 func runStatus(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("status", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	setUsage(fs, stderr, "xds status [flags]", "Shows every connected xDS client and its sync state, from the control plane's debug endpoint.")
 	client := debugFlags(fs)
 	asJSON := fs.Bool("json", false, "print the raw /debug/syncz JSON")
-	if pos, err := parseInterspersed(fs, args); err != nil || len(pos) > 0 {
-		if err == nil {
-			fmt.Fprintf(stderr, "xds status takes no arguments (got %q)\n", pos)
-		}
+	if pos, err := parseInterspersed(fs, args); err != nil {
+		return parseExit(err)
+	} else if len(pos) > 0 {
+		fmt.Fprintf(stderr, "xds status takes no arguments (got %q)\n", pos)
 		return 2
 	}
 	c, err := client()
@@ -276,15 +277,20 @@ func orDash(s string) string {
 func runDump(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("dump", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	setUsage(fs, stderr, "xds dump --node ID [--type cds|eds|lds|rds|sds] [flags]", "Prints what one connected xDS client is served (secrets' keys redacted), from the debug endpoint.")
 	client := debugFlags(fs)
 	node := fs.String("node", "", "node.id of the client, as 'xds status' lists it (required)")
 	typ := fs.String("type", "", "only this type: cds, eds, lds, rds or sds (secrets with their keys redacted)")
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
+		return parseExit(err)
+	}
+	if *node == "" {
+		fmt.Fprintln(stderr, "xds dump: --node is required (a node.id, as xds status lists it)")
 		return 2
 	}
-	if *node == "" || len(pos) > 0 {
-		fmt.Fprintln(stderr, "Usage: xds dump --node ID [--type cds|eds|lds|rds|sds]")
+	if len(pos) > 0 {
+		fmt.Fprintf(stderr, "xds dump takes no arguments (got %q): name the client with --node\n", pos)
 		return 2
 	}
 	c, err := client()
@@ -308,15 +314,16 @@ func runDump(args []string, stdout, stderr io.Writer) int {
 func runExplain(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("explain", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	setUsage(fs, stderr, "xds explain NAMESPACE/NAME [--node ID] [flags]", "Explains where a service's traffic goes and why: its import, every member's endpoints, and what each client is served.")
 	client := debugFlags(fs)
 	asJSON := fs.Bool("json", false, "print JSON")
 	node := fs.String("node", "", "explain only what this connected client (node.id, as in xds status) is served and has")
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
-		return 2
+		return parseExit(err)
 	}
 	if len(pos) != 1 {
-		fmt.Fprintln(stderr, "Usage: xds explain NAMESPACE/NAME [--node ID] [flags]")
+		fmt.Fprintf(stderr, "xds explain takes one argument, the service as NAMESPACE/NAME (got %q)\n", pos)
 		return 2
 	}
 	if !strings.Contains(pos[0], "/") {
@@ -357,5 +364,28 @@ func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 			return pos, nil
 		}
 		pos, args = append(pos, args[0]), args[1:]
+	}
+}
+
+// parseExit is the exit code of a command whose flags did not parse: 0
+// when help was asked for (-h, --help: the usage was printed), else 2 (a
+// usage error, already explained).
+func parseExit(err error) int {
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	return 2
+}
+
+// setUsage gives a command's flags the usage text every command prints:
+// its synopsis, what it does, its flags.
+func setUsage(fs *flag.FlagSet, w io.Writer, synopsis, about string) {
+	fs.Usage = func() {
+		fmt.Fprintf(w, "Usage: %s\n", synopsis)
+		if about != "" {
+			fmt.Fprintf(w, "\n%s\n", about)
+		}
+		fmt.Fprintln(w, "\nFlags:")
+		fs.PrintDefaults()
 	}
 }

@@ -28,10 +28,15 @@ func runCreateRemoteSecret(args []string, stdout, stderr io.Writer) int {
 	}
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
+		return parseExit(err)
+	}
+	if len(pos) > 0 {
+		fmt.Fprintf(stderr, "xds create-remote-secret takes no arguments (got %q)\n", pos)
 		return 2
 	}
-	if *kubeconfig == "" || opts.Member == "" || len(pos) > 0 {
+	if *kubeconfig == "" || opts.Member == "" {
 		fs.Usage()
+		fmt.Fprintln(stderr, "\nxds create-remote-secret: --kubeconfig and --name are required")
 		return 2
 	}
 	admin, err := clientcmd.LoadFromFile(*kubeconfig)

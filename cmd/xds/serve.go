@@ -110,13 +110,18 @@ func runServe(args []string, _, stderr io.Writer) int {
 	fs, a := serveFlags(stderr)
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
-		return 2
+		return parseExit(err)
 	}
 	setGCPercent()
 	cfg := a.cfg
 	gatewayPort, tunnelPort, writeBack, ownKubeconfig, inCluster, remoteSecrets, logLevel := a.gatewayPort, a.tunnelPort, a.writeBack, a.ownKubeconfig, a.inCluster, a.remoteSecrets, a.logLevel
-	if (cfg.Dir == "" && cfg.KubeconfigDir == "" && *ownKubeconfig == "" && !*inCluster) || len(pos) > 0 {
+	if len(pos) > 0 {
+		fmt.Fprintf(stderr, "xds serve takes no arguments (got %q); a folder goes with --dir\n", pos)
+		return 2
+	}
+	if cfg.Dir == "" && cfg.KubeconfigDir == "" && *ownKubeconfig == "" && !*inCluster {
 		fs.Usage()
+		fmt.Fprintln(stderr, "\nxds serve: say where the ClusterSet is: --dir (a YAML folder), --kubeconfig-dir, --kubeconfig or --in-cluster")
 		return 2
 	}
 	if errs := validation.IsDNS1123Label(cfg.Writer.Store.GatewayNamespace); len(errs) > 0 {
@@ -156,6 +161,10 @@ func runServe(args []string, _, stderr io.Writer) int {
 		return 2
 	}
 	cfg.Writer.TunnelPort = uint32(*tunnelPort)
+	if *tunnelPort == *gatewayPort {
+		fmt.Fprintf(stderr, "xds serve: --tunnel-port and --gateway-port are both %d: a gateway listens on each, so they must differ\n", *tunnelPort)
+		return 2
+	}
 	if *ownKubeconfig != "" || *inCluster {
 		var rc *rest.Config
 		var err error

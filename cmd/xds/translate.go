@@ -52,11 +52,29 @@ func runTranslate(args []string, stdout, stderr io.Writer) int {
 	}
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
+		return parseExit(err)
+	}
+	if len(pos) > 0 {
+		fmt.Fprintf(stderr, "xds translate takes no arguments (got %q); the folder goes with --dir\n", pos)
 		return 2
 	}
-	if *dir == "" || len(pos) > 0 {
+	if *dir == "" {
 		fs.Usage()
+		fmt.Fprintln(stderr, "\nxds translate: --dir is required")
 		return 2
+	}
+	if *nodeCluster == "" {
+		// The flags that shape a client's view mean nothing without one.
+		var stray []string
+		fs.Visit(func(f *flag.Flag) {
+			if f.Name == "role" || f.Name == "gateway" || f.Name == "gateway-port" {
+				stray = append(stray, "--"+f.Name)
+			}
+		})
+		if len(stray) > 0 {
+			fmt.Fprintf(stderr, "xds translate: %s go with --node-cluster (the member whose client's Envoy resources to print)\n", strings.Join(stray, ", "))
+			return 2
+		}
 	}
 	opts := translateOptions{dir: *dir, cluster: mcs.ClusterID(*cluster), clusterSet: *clusterSet, gatewayNamespace: *gatewayNS, now: time.Now().UTC().Truncate(time.Second)}
 	if *nodeCluster != "" {

@@ -75,6 +75,10 @@ func TestTranslateCommandLine(t *testing.T) {
 			stderr: "has no Gateway shop/ghost"},
 		"folder does not exist": {args: []string{"translate", "--dir", filepath.Join(t.TempDir(), "nope")}, code: 1, stderr: "read ClusterSet folder"},
 		"empty folder":          {args: []string{"translate", "--dir", t.TempDir()}, code: 1, stderr: "no member clusters"},
+		"a role without a node cluster": {args: []string{"translate", "--dir", "../../examples/clusterset", "--role", "gateway"}, code: 2,
+			stderr: "xds translate: --role go with --node-cluster"},
+		"an unexpected argument is named": {args: []string{"translate", "--dir", "../../examples/clusterset", "east"}, code: 2,
+			stderr: `xds translate takes no arguments (got ["east"]); the folder goes with --dir`},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {

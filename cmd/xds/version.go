@@ -21,7 +21,11 @@ var (
 func runVersion(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("version", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	if err := fs.Parse(args); err != nil {
+	setUsage(fs, stderr, "xds version", "Prints the version, the source revision, the Go toolchain and the platform (also: xds --version).")
+	if pos, err := parseInterspersed(fs, args); err != nil {
+		return parseExit(err)
+	} else if len(pos) > 0 {
+		fmt.Fprintf(stderr, "xds version takes no arguments (got %q)\n", pos)
 		return 2
 	}
 	rev, modified := revision, false

@@ -60,10 +60,14 @@ func watchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
+		return parseExit(err)
+	}
+	if len(pos) > 0 {
+		fmt.Fprintf(stderr, "xds watch takes no arguments (got %q)\n", pos)
 		return 2
 	}
-	if len(pos) > 0 || (*role != string(translate.RoleClient) && *role != string(translate.RoleGateway)) {
-		fs.Usage()
+	if *role != string(translate.RoleClient) && *role != string(translate.RoleGateway) {
+		fmt.Fprintf(stderr, "xds watch: --role must be client or gateway, not %q\n", *role)
 		return 2
 	}
 	if *id == "" {
