@@ -487,8 +487,8 @@ func TestWatchSaysWhereToLookWhenNothingComes(t *testing.T) {
 	within(t, "the hint", func() bool {
 		return strings.Contains(log.String(), "`xds status` says why the control plane sends node lost nothing")
 	})
-	if st := watchStatus(app); !strings.Contains(st, `cluster "nowhere" is not a member`) {
-		t.Errorf("xds status does not say why:\n%s", st)
+	if st := watchStatus(app); !strings.Contains(st, `cluster "nowhere" is not a member`) || !strings.Contains(st, "UNSERVED") {
+		t.Errorf("xds status does not say it is unserved and why:\n%s", st)
 	}
 }
 

@@ -57,15 +57,18 @@ type Client struct {
 	peerKey string
 }
 
-// RefusedState is the summary of a client whose stream was refused.
-const RefusedState SyncState = "REFUSED"
+// UnservedState is the summary of a connected client the control plane
+// serves nothing, and says why (Client.Error): its cluster is not a member
+// (yet), or its Gateway is not programmed. It is not a refusal: refused
+// requests end their stream and are listed by Tracker.Refusals.
+const UnservedState SyncState = "UNSERVED"
 
-// Summary is a client's state in one word: REFUSED, NACKED when any type
+// Summary is a client's state in one word: UNSERVED, NACKED when any type
 // is, else STALE when any type is behind, else WAITING when any type has
 // not been answered, else SYNCED.
 func (c Client) Summary() SyncState {
 	if c.Error != "" {
-		return RefusedState
+		return UnservedState
 	}
 	state := Synced
 	for _, ts := range c.Types {

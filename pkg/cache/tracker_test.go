@@ -115,11 +115,12 @@ func TestTrackerErrorIsCurrent(t *testing.T) {
 	}, nil)
 	_ = tr.OnStreamOpen(context.Background(), 1, "")
 	_ = tr.OnStreamRequest(1, &discoveryv3.DiscoveryRequest{Node: &corev3.Node{Id: "n", Cluster: "east"}, TypeUrl: resourcev3.ClusterType})
-	if got := tr.Clients()[0]; got.Error != "not a member yet" {
-		t.Fatalf("while waiting: %+v", got)
+	// Served nothing is UNSERVED, not a refusal: nothing was refused.
+	if got := tr.Clients()[0]; got.Error != "not a member yet" || got.Summary() != UnservedState || len(tr.Refusals()) != 0 {
+		t.Fatalf("while waiting: %+v, summary %s, refusals %v", got, got.Summary(), tr.Refusals())
 	}
 	member = true
-	if got := tr.Clients()[0]; got.Error != "" || got.View != "east/client" {
-		t.Errorf("once served: error %q view %q", got.Error, got.View)
+	if got := tr.Clients()[0]; got.Error != "" || got.View != "east/client" || got.Summary() == UnservedState {
+		t.Errorf("once served: error %q view %q summary %s", got.Error, got.View, got.Summary())
 	}
 }

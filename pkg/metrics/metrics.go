@@ -299,7 +299,7 @@ type clientStates struct {
 // clientRoles and clientSummaries are the series that always exist.
 var (
 	clientRoles     = []string{"client", "gateway", "gateway-api"}
-	clientSummaries = []cache.SyncState{cache.Synced, cache.Stale, cache.Nacked, cache.Waiting, cache.RefusedState}
+	clientSummaries = []cache.SyncState{cache.Synced, cache.Stale, cache.Nacked, cache.Waiting, cache.UnservedState}
 )
 
 func (c clientStates) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
@@ -334,7 +334,7 @@ func (c clientStates) Collect(ch chan<- prometheus.Metric) {
 func (m *Metrics) ClientStates(clients func() []cache.Client) {
 	m.Registry.MustRegister(clientStates{
 		desc: prometheus.NewDesc("eastwest_xds_clients_by_state",
-			"Connected xDS clients by role (client, gateway, gateway-api; other for a role eastwest does not know) and sync state (SYNCED, STALE, NACKED, WAITING, REFUSED).", []string{"role", "state"}, nil),
+			"Connected xDS clients by role (client, gateway, gateway-api; other for a role eastwest does not know) and sync state (SYNCED, STALE, NACKED, WAITING; UNSERVED: connected but served nothing, its cluster not a member or its Gateway not programmed).", []string{"role", "state"}, nil),
 		clients: clients,
 	})
 }
