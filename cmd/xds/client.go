@@ -92,7 +92,12 @@ func runProbe(args []string, stdout, stderr io.Writer) int {
 	}
 	body, err := c.get(paths[pos[0]], nil)
 	if err != nil {
-		fmt.Fprintf(stderr, "not %s: %v\n", pos[0], err)
+		// The endpoint's answer says "not ready: why" itself.
+		msg := err.Error()
+		if !strings.HasPrefix(msg, "not "+pos[0]) {
+			msg = "not " + pos[0] + ": " + msg
+		}
+		fmt.Fprintln(stderr, msg)
 		return 1
 	}
 	_, _ = stdout.Write(body)

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -571,5 +572,28 @@ func TestExplainForOneNode(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// `xds probe ready` prints the endpoint's reason once: "not ready: ..."
+// was doubled ("not ready: not ready: ...").
+func TestProbeSaysTheReasonOnce(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/readyz" {
+			http.Error(w, "not ready: waiting for the initial sync of kubeconfig:east", http.StatusServiceUnavailable)
+			return
+		}
+		http.Error(w, "a publish has been owed for 3m0s", http.StatusServiceUnavailable)
+	}))
+	defer srv.Close()
+	addr := strings.TrimPrefix(srv.URL, "http://")
+	for arg, want := range map[string]string{
+		"ready":   "not ready: waiting for the initial sync of kubeconfig:east\n",
+		"healthy": "not healthy: a publish has been owed for 3m0s\n",
+	} {
+		var stdout, stderr bytes.Buffer
+		if code := run([]string{"probe", arg, "--debug-address", addr}, &stdout, &stderr); code != 1 || stderr.String() != want {
+			t.Errorf("probe %s: exit %d, stderr %q; want 1 and %q", arg, code, stderr.String(), want)
+		}
 	}
 }

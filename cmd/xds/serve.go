@@ -5,8 +5,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"k8s.io/apimachinery/pkg/util/validation"
 	"log/slog"
+	"net"
+	"net/netip"
 	"os"
 	"os/signal"
 	runtimedebug "runtime/debug"
@@ -14,9 +15,11 @@ import (
 	"syscall"
 	"time"
 
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/klog/v2"
 
 	"github.com/eastwest-dev/eastwest/pkg/controlplane"
 	"github.com/eastwest-dev/eastwest/pkg/debug"
@@ -194,6 +197,12 @@ func runServe(args []string, _, stderr io.Writer) int {
 		return 2
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	// client-go logs through klog: its lines go through the same handler,
+	// in the same format, not interleaved in klog's own.
+	klog.SetSlogLogger(log)
+	for _, w := range exposureWarnings(cfg) {
+		log.Warn(w)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	app, err := controlplane.NewApp(cfg, log, debug.ForApp)
@@ -206,6 +215,42 @@ func runServe(args []string, _, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// exposureWarnings says which listeners serve in plaintext beyond
+// loopback: anyone who reaches an xDS port without TLS can claim any node
+// and read its configuration, and a debug endpoint without TLS shows
+// every member's state (never secrets). Serving so is allowed (a lab, a
+// network policy in front) but never silently.
+func exposureWarnings(cfg controlplane.Config) []string {
+	var out []string
+	for _, l := range []struct {
+		what, flag, addr string
+		tls              bool
+		risk             string
+	}{
+		{"xDS", "--xds-address", cfg.XDSAddress, cfg.XDSTLS.Cert != "", "any client that reaches it can claim any node and get its configuration (--xds-tls-cert, --xds-tls-key, --xds-tls-client-ca)"},
+		{"the debug endpoint", "--debug-address", cfg.DebugAddress, cfg.DebugTLS.Cert != "", "anyone who reaches it reads the ClusterSet's state and /metrics (--debug-tls-cert, --debug-tls-key, --debug-tls-client-ca)"},
+	} {
+		if l.addr == "" || l.tls || loopback(l.addr) {
+			continue
+		}
+		out = append(out, fmt.Sprintf("%s is served in plaintext on %s %s, beyond loopback: %s", l.what, l.flag, l.addr, l.risk))
+	}
+	return out
+}
+
+// loopback reports whether a listen address is on loopback only.
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
 }
 
 // servingGCPercent is serve's GOGC unless the environment sets one. The

@@ -11,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/eastwest-dev/eastwest/internal/manifest"
+	"github.com/eastwest-dev/eastwest/pkg/controlplane"
 )
 
 // `xds serve` refuses, before starting anything, flag values it cannot
@@ -100,5 +101,37 @@ func TestShippedDeploymentsUseRealFlags(t *testing.T) {
 		if !found {
 			t.Errorf("%s: no Deployment eastwest", file)
 		}
+	}
+}
+
+// Serving xDS or the debug endpoint in plaintext beyond loopback is
+// allowed but never silent; on loopback, or behind TLS, nothing is said.
+func TestServeWarnsOfPlaintextBeyondLoopback(t *testing.T) {
+	tests := map[string]struct {
+		xds, debug string
+		xdsTLS     bool
+		want       []string
+	}{
+		"the defaults, on loopback":     {"127.0.0.1:18000", "127.0.0.1:19000", false, nil},
+		"localhost and IPv6 loopback":   {"localhost:18000", "[::1]:19000", false, nil},
+		"every interface, plaintext":    {":18000", "0.0.0.0:19000", false, []string{"xDS is served in plaintext on --xds-address :18000", "the debug endpoint is served in plaintext on --debug-address 0.0.0.0:19000"}},
+		"xDS behind TLS, debug exposed": {"0.0.0.0:18000", "10.0.0.5:19000", true, []string{"the debug endpoint is served in plaintext on --debug-address 10.0.0.5:19000"}},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			cfg := controlplane.Config{XDSAddress: tc.xds, DebugAddress: tc.debug}
+			if tc.xdsTLS {
+				cfg.XDSTLS.Cert = "tls.crt"
+			}
+			got := exposureWarnings(cfg)
+			if len(got) != len(tc.want) {
+				t.Fatalf("warnings %q, want %d", got, len(tc.want))
+			}
+			for i, w := range tc.want {
+				if !strings.HasPrefix(got[i], w) {
+					t.Errorf("warning %q, want it to start %q", got[i], w)
+				}
+			}
+		})
 	}
 }

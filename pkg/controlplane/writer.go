@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -240,6 +241,22 @@ func (w *Writer) RemoveSource(name string) {
 	delete(w.sources, name)
 }
 
+// Waiting returns the declared sources (a member's kubeconfig, the YAML
+// folder) that have not delivered their initial state yet, sorted: what
+// /readyz waits for.
+func (w *Writer) Waiting() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var out []string
+	for name, s := range w.sources {
+		if !s.synced {
+			out = append(out, name)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
 // synced reports whether every declared source delivered its initial state.
 func (w *Writer) synced() bool {
 	w.mu.Lock()
@@ -460,11 +477,19 @@ func (w *Writer) publish() {
 }
 
 // logMemberProblems warns, once per change, of what is wrong with the
-// members' gateways: Services labelled as east-west gateways outside the
+// members: a member left out of the merge, and their gateways: Services labelled as east-west gateways outside the
 // gateway namespace, and tunnel Secrets that are missing or do not parse.
 func (w *Writer) logMemberProblems(clusters []mcs.ClusterInfo) {
 	now := map[string]string{}
 	for _, c := range clusters {
+		if c.Error != "" {
+			// Left out of the merge (a duplicate or invalid cluster ID,
+			// another ClusterSet): none of its exports count.
+			now["left-out/"+c.Member] = c.Error
+			if w.problems["left-out/"+c.Member] != c.Error {
+				w.log.Warn("member left out of the ClusterSet: none of its exports are merged", "member", c.Member, "cluster", c.ID, "reason", c.Error)
+			}
+		}
 		if len(c.IgnoredGateways) > 0 {
 			list := strings.Join(c.IgnoredGateways, ",")
 			now["ignored/"+c.Member] = list

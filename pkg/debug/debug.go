@@ -28,6 +28,8 @@ import (
 type State interface {
 	Snapshot() *controlplane.Snapshot
 	Ready() bool
+	// Waiting names the sources whose initial state has not arrived.
+	Waiting() []string
 	// Healthy fails when the control plane is stuck (/healthz).
 	Healthy() error
 }
@@ -131,14 +133,12 @@ func (h *Handler) readyz(w http.ResponseWriter, _ *http.Request) {
 		}
 	}
 	if !h.state.Ready() {
-		var waiting []string
-		for name, synced := range h.state.Snapshot().Sources {
-			if !synced {
-				waiting = append(waiting, name)
-			}
+		// The live list: the snapshot's is empty before the first publish.
+		if waiting := h.state.Waiting(); len(waiting) > 0 {
+			fail(w, http.StatusServiceUnavailable, "not ready: waiting for the initial sync of %s", strings.Join(waiting, ", "))
+			return
 		}
-		slices.Sort(waiting)
-		fail(w, http.StatusServiceUnavailable, "not ready: waiting for the initial sync of %v", waiting)
+		fail(w, http.StatusServiceUnavailable, "not ready: every source synced, the first publish is under way")
 		return
 	}
 	_, _ = fmt.Fprintln(w, "ok")

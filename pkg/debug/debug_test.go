@@ -17,9 +17,11 @@ import (
 type fakeState struct {
 	snap    *controlplane.Snapshot
 	ready   bool
+	waiting []string
 	healthy error
 }
 
+func (f fakeState) Waiting() []string                { return f.waiting }
 func (f fakeState) Snapshot() *controlplane.Snapshot { return f.snap }
 func (f fakeState) Ready() bool                      { return f.ready }
 func (f fakeState) Healthy() error                   { return f.healthy }
@@ -43,14 +45,14 @@ func TestEndpointsRefuseClearly(t *testing.T) {
 	h := New(fakeState{snap: &controlplane.Snapshot{
 		State:   &mcs.State{},
 		Sources: map[string]bool{"dir:x": false},
-	}}, c, cache.NewTracker(c, nil, nil), metrics.New())
+	}, waiting: []string{"kubeconfig:east", "kubeconfig:west"}}, c, cache.NewTracker(c, nil, nil), metrics.New())
 	tests := map[string]struct {
 		path string
 		code int
 		body string
 	}{
 		"index":             {"/", 200, "/debug/explain?service=NS/NAME"},
-		"readyz waiting":    {"/readyz", 503, "waiting for the initial sync of [dir:x]"},
+		"readyz waiting":    {"/readyz", 503, "not ready: waiting for the initial sync of kubeconfig:east, kubeconfig:west\n"},
 		"healthz":           {"/healthz", 200, "ok"},
 		"explain no param":  {"/debug/explain", 400, "service=NAMESPACE/NAME is required"},
 		"explain unknown":   {"/debug/explain?service=a/b", 404, "no member cluster exports a/b"},
