@@ -87,6 +87,9 @@ type Dir struct {
 	// stray are the manifests the last Scan found outside any member's
 	// folder (reported as problems by name).
 	stray map[string]bool
+	// nested are the folders inside member folders the last Scan found
+	// (not read; reported); nestedNow collects them during a Scan.
+	nested, nestedNow map[string]bool
 	// goneSince is when a file or member folder that held objects was
 	// first found missing, while its objects wait for Settle.
 	goneSince map[string]time.Time
@@ -177,6 +180,7 @@ func (d *Dir) Scan() ([]event.Event, []Problem, error) {
 	var probs []Problem
 	members := map[string]bool{}
 	stray := map[string]bool{}
+	d.nestedNow = map[string]bool{}
 	next := map[memberObjectKey]Object{}
 	seenFiles := map[string]bool{}
 	for _, e := range entries {
@@ -202,7 +206,7 @@ func (d *Dir) Scan() ([]event.Event, []Problem, error) {
 	}
 	probs = append(probs, d.hold(now, members, next)...)
 	evs := d.diff(members, next)
-	d.members, d.current, d.stray = members, next, stray
+	d.members, d.current, d.stray, d.nested = members, next, stray, d.nestedNow
 	slices.SortFunc(probs, func(a, b Problem) int {
 		return cmp.Or(strings.Compare(a.File, b.File), cmp.Compare(a.Line, b.Line), cmp.Compare(a.Doc, b.Doc), strings.Compare(a.String(), b.String()))
 	})
@@ -227,7 +231,7 @@ func (d *Dir) isDir(e os.DirEntry) bool {
 // Scan: the members, a manifest's name or stat. It only lists folders and
 // stats files.
 func (d *Dir) changed(entries []os.DirEntry) bool {
-	members, files, stray := 0, 0, 0
+	members, files, stray, nestedSeen := 0, 0, 0, 0
 	for _, e := range entries {
 		name := e.Name()
 		if strings.HasPrefix(name, ".") {
@@ -246,10 +250,16 @@ func (d *Dir) changed(entries []os.DirEntry) bool {
 			return true
 		}
 		members++
-		paths, err := d.manifests(name)
+		paths, nested, err := d.manifests(name)
 		if err != nil {
 			return true
 		}
+		for _, n := range nested {
+			if !d.nested[n] {
+				return true
+			}
+		}
+		nestedSeen += len(nested)
 		for _, path := range paths {
 			f, ok := d.files[path]
 			if !ok {
@@ -262,16 +272,20 @@ func (d *Dir) changed(entries []os.DirEntry) bool {
 			files++
 		}
 	}
-	return members != len(d.members) || files != len(d.files) || stray != len(d.stray)
+	return members != len(d.members) || files != len(d.files) || stray != len(d.stray) || nestedSeen != len(d.nested)
 }
 
 // scanMember reads one member's folder into next and returns its problems.
 func (d *Dir) scanMember(member string, next map[memberObjectKey]Object, seenFiles map[string]bool, now time.Time) []Problem {
-	paths, err := d.manifests(member)
+	paths, nested, err := d.manifests(member)
 	if err != nil {
 		return []Problem{{File: filepath.Join(d.root, member), Err: err.Error()}}
 	}
 	var probs []Problem
+	for _, n := range nested {
+		d.nestedNow[n] = true
+		probs = append(probs, Problem{File: n, Err: "ignored: folders inside a member's folder are not read (files go in DIR/" + member + "/ itself)"})
+	}
 	origin := map[ObjectKey]string{}
 	namespaces := map[string]bool{}
 	for _, path := range paths {
@@ -357,7 +371,7 @@ func (d *Dir) prefetch(members []string, now time.Time) {
 	}
 	var jobs []job
 	for _, m := range members {
-		paths, err := d.manifests(m)
+		paths, _, err := d.manifests(m)
 		if err != nil {
 			continue
 		}
@@ -378,21 +392,27 @@ func (d *Dir) prefetch(members []string, now time.Time) {
 	}
 }
 
-// manifests lists the paths of a member folder's manifests, in name order.
-func (d *Dir) manifests(member string) ([]string, error) {
+// manifests lists the paths of a member folder's manifests, in name
+// order, and the folders in it (not read: reported).
+func (d *Dir) manifests(member string) (paths, nested []string, err error) {
 	dir := filepath.Join(d.root, member)
 	entries, err := os.ReadDir(dir)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	var out []string
 	for _, e := range entries {
-		if e.IsDir() || strings.HasPrefix(e.Name(), ".") || !isManifest(e.Name()) {
+		if strings.HasPrefix(e.Name(), ".") {
 			continue
 		}
-		out = append(out, filepath.Join(dir, e.Name()))
+		if e.IsDir() {
+			nested = append(nested, filepath.Join(dir, e.Name()))
+			continue
+		}
+		if isManifest(e.Name()) {
+			paths = append(paths, filepath.Join(dir, e.Name()))
+		}
 	}
-	return out, nil
+	return paths, nested, nil
 }
 
 // readRegular reads a regular file of at most MaxFileSize. The file is

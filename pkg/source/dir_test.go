@@ -432,3 +432,28 @@ func TestDirReadsAMountedConfigMap(t *testing.T) {
 		t.Errorf("after the kubelet swapped ..data: events %q, want %q", got, want)
 	}
 }
+
+// A folder inside a member's folder is not read, and says so (it was
+// ignored silently), also when it appears after the first scan.
+func TestDirReportsNestedFolders(t *testing.T) {
+	root := t.TempDir()
+	write(t, filepath.Join(root, "east", "web.yaml"), svcWeb)
+	d := NewDir(root, quietLog())
+	if _, probs, err := d.Scan(); err != nil || len(probs) != 0 {
+		t.Fatalf("first scan: %v %v", probs, err)
+	}
+	write(t, filepath.Join(root, "east", "prod", "export.yaml"), exportWeb)
+	evs, probs, err := d.Scan()
+	if err != nil || len(evs) != 0 {
+		t.Fatalf("events %v err %v: the nested file must not be read", summary(evs), err)
+	}
+	if len(probs) != 1 || !strings.Contains(probs[0].String(), filepath.Join(root, "east", "prod")+": ignored: folders inside a member's folder are not read") {
+		t.Errorf("problems %v", probs)
+	}
+	if err := os.RemoveAll(filepath.Join(root, "east", "prod")); err != nil {
+		t.Fatal(err)
+	}
+	if _, probs, _ := d.Scan(); len(probs) != 0 {
+		t.Errorf("a removed nested folder is still reported: %v", probs)
+	}
+}
