@@ -29,20 +29,37 @@ type debugClient struct {
 
 func debugFlags(fs *flag.FlagSet) func() (*debugClient, error) {
 	addr := fs.String("debug-address", "127.0.0.1:19000", "address of the control plane's debug endpoint")
-	caFile := fs.String("debug-ca", "", "the debug endpoint serves TLS: verify it with this CA (PEM)")
-	certFile := fs.String("debug-cert", "", "with --debug-ca: the client certificate (PEM) to present, when the endpoint requires one (serve --debug-tls-client-ca)")
-	keyFile := fs.String("debug-key", "", "the key of --debug-cert (PEM)")
-	serverName := fs.String("debug-server-name", "", "with --debug-ca: the name the endpoint's certificate must carry (default: the address's host)")
+	tlsConfig := clientTLSFlags(fs, "debug", "the debug endpoint", "serve --debug-tls-client-ca")
 	return func() (*debugClient, error) {
 		c := &debugClient{base: "http://" + *addr, http: &http.Client{Timeout: 10 * time.Second}}
+		cfg, err := tlsConfig()
+		if err != nil || cfg == nil {
+			return c, err
+		}
+		c.base = "https://" + *addr
+		c.http.Transport = &http.Transport{TLSClientConfig: cfg}
+		return c, nil
+	}
+}
+
+// clientTLSFlags declares the flags of a client of a server that may
+// serve TLS (--NAME-ca, --NAME-cert, --NAME-key, --NAME-server-name)
+// and returns what makes their TLS configuration: nil without --NAME-ca
+// (plaintext).
+func clientTLSFlags(fs *flag.FlagSet, name, what, clientCA string) func() (*tls.Config, error) {
+	caFile := fs.String(name+"-ca", "", what+" serves TLS: verify it with this CA (PEM)")
+	certFile := fs.String(name+"-cert", "", "with --"+name+"-ca: the client certificate (PEM) to present, when "+what+" requires one ("+clientCA+")")
+	keyFile := fs.String(name+"-key", "", "the key of --"+name+"-cert (PEM)")
+	serverName := fs.String(name+"-server-name", "", "with --"+name+"-ca: the name "+what+"'s certificate must carry (default: the address's host)")
+	return func() (*tls.Config, error) {
 		if (*certFile == "") != (*keyFile == "") {
-			return nil, errors.New("--debug-cert and --debug-key go together")
+			return nil, fmt.Errorf("--%s-cert and --%s-key go together", name, name)
 		}
 		if *caFile == "" {
 			if *certFile != "" || *serverName != "" {
-				return nil, errors.New("--debug-cert and --debug-server-name need --debug-ca (the endpoint serves TLS)")
+				return nil, fmt.Errorf("--%s-cert and --%s-server-name need --%s-ca (%s serves TLS)", name, name, name, what)
 			}
-			return c, nil
+			return nil, nil
 		}
 		pem, err := os.ReadFile(*caFile)
 		if err != nil {
@@ -56,13 +73,11 @@ func debugFlags(fs *flag.FlagSet) func() (*debugClient, error) {
 		if *certFile != "" {
 			pair, err := tls.LoadX509KeyPair(*certFile, *keyFile)
 			if err != nil {
-				return nil, fmt.Errorf("--debug-cert/--debug-key: %w", err)
+				return nil, err
 			}
 			cfg.Certificates = []tls.Certificate{pair}
 		}
-		c.base = "https://" + *addr
-		c.http.Transport = &http.Transport{TLSClientConfig: cfg}
-		return c, nil
+		return cfg, nil
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
@@ -470,6 +471,10 @@ func TestWatchReconnects(t *testing.T) {
 	cfg := controlplane.Config{Dir: dir, XDSAddress: addr}
 	_, stop := cptest.Run(t, cfg)
 	within(t, "the first control plane's endpoints", func() bool { return strings.Count(out.String(), line) == 1 })
+	// It said it could not reach the address, then that it connected.
+	if l := log.String(); !strings.Contains(l, "cannot reach "+addr) || strings.Index(l, "cannot reach") > strings.Index(l, "connected to "+addr) {
+		t.Errorf("the watch did not say it could not reach the control plane, then that it connected:\n%s", l)
+	}
 	stop()
 	within(t, "the watch says the stream ended", func() bool { return strings.Contains(log.String(), "connecting again") })
 	app, _ := cptest.Run(t, cfg)
@@ -477,6 +482,27 @@ func TestWatchReconnects(t *testing.T) {
 		st := watchStatus(app)
 		return strings.Count(out.String(), line) == 2 && strings.Contains(st, "returning") && strings.Contains(st, "SYNCED")
 	})
+	within(t, "connected again, said", func() bool { return strings.Count(log.String(), "connected to "+addr) >= 2 })
+}
+
+// A draining endpoint is marked in what `xds watch` prints.
+func TestWatchMarksDraining(t *testing.T) {
+	cla := &endpointv3.ClusterLoadAssignment{Endpoints: []*endpointv3.LocalityLbEndpoints{{
+		Locality: &corev3.Locality{Region: "east"},
+		LbEndpoints: []*endpointv3.LbEndpoint{
+			lbEndpoint("10.0.0.1", corev3.HealthStatus_HEALTHY),
+			lbEndpoint("10.0.0.2", corev3.HealthStatus_DRAINING),
+		},
+	}}}
+	if got, want := describeEndpoints(cla), "p0 east w0 [10.0.0.1:80 10.0.0.2:80(draining)]"; got != want {
+		t.Errorf("%q, want %q", got, want)
+	}
+}
+
+func lbEndpoint(ip string, health corev3.HealthStatus) *endpointv3.LbEndpoint {
+	return &endpointv3.LbEndpoint{HealthStatus: health, HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{
+		Address: &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{Address: ip, PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: 80}}}},
+	}}}
 }
 
 // A node the control plane cannot serve (a cluster that is not a member)

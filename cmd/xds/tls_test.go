@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -17,6 +18,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/eastwest-dev/eastwest/internal/cptest"
+	"github.com/eastwest-dev/eastwest/internal/syncbuf"
 	"github.com/eastwest-dev/eastwest/pkg/controlplane"
 )
 
@@ -155,5 +157,35 @@ func TestDebugEndpointMutualTLS(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	if code := run([]string{"probe", "ready", "--debug-address", app.DebugAddr(), "--debug-cert", client.CertFile, "--debug-key", client.KeyFile}, &stdout, &stderr); code != 2 || !strings.Contains(stderr.String(), "need --debug-ca") {
 		t.Errorf("a client certificate without --debug-ca: exit %d %s", code, stderr.String())
+	}
+}
+
+// `xds watch` speaks mutual TLS to a control plane that requires it:
+// with --xds-ca and the certificate of an east client it is served east's
+// endpoints; without --xds-ca it cannot connect, and says so.
+func TestWatchOverMutualTLS(t *testing.T) {
+	ca := cptest.NewCA(t)
+	srv := ca.Server(t)
+	cfg := controlplane.Config{Dir: "../../examples/clusterset"}
+	cfg.XDSTLS.Cert, cfg.XDSTLS.Key, cfg.XDSTLS.ClientCA = srv.CertFile, srv.KeyFile, ca.File
+	app := cptest.StartWith(t, cfg)
+	east := ca.Client(t, "spiffe://eastwest.io/clusterset/demo/cluster/east/role/client")
+	var stdout, stderr bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	args := []string{"--xds-address", app.XDSAddr(), "--node-cluster", "east", "--updates", "1",
+		"--xds-ca", ca.File, "--xds-cert", east.CertFile, "--xds-key", east.KeyFile}
+	if code := watchCommand(ctx, args, &stdout, &stderr); code != 0 || !strings.Contains(stdout.String(), ".svc.clusterset.local:") {
+		t.Fatalf("watch over mutual TLS: exit %d\n%s%s", code, stdout.String(), stderr.String())
+	}
+	plain := &syncbuf.Buffer{}
+	ctx, cancel = context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = watchCommand(ctx, []string{"--xds-address", app.XDSAddr(), "--node-cluster", "east"}, io.Discard, plain)
+	if !strings.Contains(plain.String(), "cannot reach "+app.XDSAddr()) {
+		t.Errorf("a plaintext watch of a TLS server does not say it cannot reach it:\n%s", plain.String())
+	}
+	if code := run([]string{"watch", "--xds-cert", east.CertFile}, io.Discard, &stderr); code != 2 || !strings.Contains(stderr.String(), "--xds-cert and --xds-key go together") {
+		t.Errorf("a certificate without its key: exit %d, %s", code, stderr.String())
 	}
 }

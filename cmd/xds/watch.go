@@ -19,6 +19,8 @@ import (
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/structpb"
@@ -34,7 +36,8 @@ import (
 // and watch the change arrive. Like Envoy, it waits for a control plane
 // that is not up yet and reconnects to one that restarts (and then
 // prints every endpoint again, as a new stream gets everything). It
-// needs no TLS: it is for a control plane on loopback (make run).
+// speaks plaintext to a control plane on loopback (make run), TLS with
+// --xds-ca (and mutual TLS with --xds-cert and --xds-key).
 func runWatch(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -45,16 +48,18 @@ func runWatch(args []string, stdout, stderr io.Writer) int {
 func watchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("watch", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	addr := fs.String("xds-address", "127.0.0.1:18000", "the control plane's xDS address (plaintext)")
+	addr := fs.String("xds-address", "127.0.0.1:18000", "the control plane's xDS address")
+	tlsConfig := clientTLSFlags(fs, "xds", "the xDS server", "serve --xds-tls-client-ca: a certificate naming the node, docs/xds.md")
 	cluster := fs.String("node-cluster", "east", "the member cluster the client is in (node.cluster)")
 	role := fs.String("role", string(translate.RoleClient), "client or gateway (node.metadata.role)")
 	id := fs.String("node", "", "node.id (default xds-watch-<pid>)")
 	count := fs.Int("updates", 0, "exit after this many endpoint updates (0: until Ctrl-C)")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: xds watch [--node-cluster ID] [--role client|gateway] [--xds-address HOST:PORT]")
+		fmt.Fprintln(stderr, "Usage: xds watch [--node-cluster ID] [--role client|gateway] [--xds-address HOST:PORT] [--xds-ca FILE [--xds-cert FILE --xds-key FILE]]")
 		fmt.Fprintln(stderr, "\nConnects as an xDS client of a member cluster and prints every service port's endpoints")
 		fmt.Fprintln(stderr, "as they change (try it beside `make run`, then edit examples/clusterset). It waits for a")
-		fmt.Fprintln(stderr, "control plane that is not up yet, and reconnects when the control plane restarts.")
+		fmt.Fprintln(stderr, "control plane that is not up yet, and reconnects when the control plane restarts; it says")
+		fmt.Fprintln(stderr, "when it cannot reach the control plane and when it is connected. Draining endpoints are marked.")
 		fmt.Fprintln(stderr)
 		fs.PrintDefaults()
 	}
@@ -73,7 +78,14 @@ func watchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if *id == "" {
 		*id = fmt.Sprintf("xds-watch-%d", os.Getpid())
 	}
-	w := &watcher{addr: *addr, id: *id, cluster: *cluster, role: *role, count: *count, out: stdout, log: stderr}
+	creds := insecure.NewCredentials()
+	if cfg, err := tlsConfig(); err != nil {
+		fmt.Fprintln(stderr, "xds watch:", err)
+		return 2
+	} else if cfg != nil {
+		creds = credentials.NewTLS(cfg)
+	}
+	w := &watcher{addr: *addr, id: *id, cluster: *cluster, role: *role, count: *count, out: stdout, log: stderr, creds: creds}
 	if err := w.run(ctx); err != nil && ctx.Err() == nil {
 		fmt.Fprintln(stderr, "error:", err)
 		return 1
@@ -88,6 +100,7 @@ type watcher struct {
 	count                   int
 	out, log                io.Writer
 	updates                 int
+	creds                   credentials.TransportCredentials
 }
 
 // errEnough ends the watch once --updates endpoint updates were printed.
@@ -108,12 +121,15 @@ const (
 // one can cure (the control plane went away or shut down); it returns on
 // any other error, when ctx ends, or once enough updates were printed.
 func (w *watcher) run(ctx context.Context) error {
-	conn, err := grpc.NewClient(w.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(w.addr, grpc.WithTransportCredentials(w.creds))
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
 	fmt.Fprintf(w.out, "watching %s as node %s (cluster %s, role %s); Ctrl-C stops\n", w.addr, w.id, w.cluster, w.role)
+	stateCtx, stopState := context.WithCancel(ctx)
+	defer stopState()
+	go w.connectivity(stateCtx, conn)
 	pause := watchRetryMin
 	for {
 		answered, err := w.stream(ctx, conn)
@@ -135,6 +151,25 @@ func (w *watcher) run(ctx context.Context) error {
 		case <-time.After(pause):
 		}
 		pause = min(2*pause, watchRetryMax)
+	}
+}
+
+// connectivity says when the control plane cannot be reached (once per
+// outage: gRPC keeps retrying with its backoff) and when the connection
+// is up again, until ctx ends.
+func (w *watcher) connectivity(ctx context.Context, conn *grpc.ClientConn) {
+	conn.Connect()
+	state, down := conn.GetState(), false
+	for conn.WaitForStateChange(ctx, state) {
+		state = conn.GetState()
+		switch {
+		case state == connectivity.Ready:
+			fmt.Fprintf(w.log, "%s  connected to %s\n", time.Now().Format("15:04:05.000"), w.addr)
+			down = false
+		case state == connectivity.TransientFailure && !down:
+			fmt.Fprintf(w.log, "%s  cannot reach %s (is xds serve running there? with TLS, are --xds-ca and the server name right?); retrying\n", time.Now().Format("15:04:05.000"), w.addr)
+			down = true
+		}
 	}
 }
 
@@ -240,7 +275,11 @@ func describeEndpoints(cla *endpointv3.ClusterLoadAssignment) string {
 		var addrs []string
 		for _, e := range l.LbEndpoints {
 			if a := e.GetEndpoint().GetAddress().GetSocketAddress(); a != nil {
-				addrs = append(addrs, fmt.Sprintf("%s:%d", a.GetAddress(), a.GetPortValue()))
+				addr := fmt.Sprintf("%s:%d", a.GetAddress(), a.GetPortValue())
+				if e.GetHealthStatus() == corev3.HealthStatus_DRAINING {
+					addr += "(draining)"
+				}
+				addrs = append(addrs, addr)
 			}
 		}
 		parts = append(parts, fmt.Sprintf("p%d %s w%d [%s]", l.Priority, l.GetLocality().GetRegion(), l.GetLoadBalancingWeight().GetValue(), strings.Join(addrs, " ")))
