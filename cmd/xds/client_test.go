@@ -57,6 +57,8 @@ func TestDebugClientCommands(t *testing.T) {
 		"explain flags after":    {[]string{"explain", "shop/cart", "--debug-address", addr}, 0, "PortConflict", ""},
 		"explain two names":      {[]string{"explain", "--debug-address", addr, "shop/cart", "shop/web"}, 2, "", `xds explain takes one argument, the service as NAMESPACE/NAME (got ["shop/cart" "shop/web"])`},
 		"status flags only":      {[]string{"status", "--debug-address", addr, "extra"}, 2, "", "xds status takes no arguments"},
+		"members":                {[]string{"members", "--debug-address", addr}, 0, "east     east        demo        yes", ""},
+		"members json":           {[]string{"members", "--debug-address", addr, "--json"}, 0, `"members"`, ""},
 		"dump help names node":   {[]string{"dump", "-h"}, 0, "", "-node string"},
 		"status help is asked":   {[]string{"status", "--help"}, 0, "", "Usage: xds status [flags]"},
 		"version help":           {[]string{"version", "-h"}, 0, "", "Usage: xds version"},

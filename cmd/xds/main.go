@@ -21,6 +21,7 @@ func commands() map[string]command {
 		"dump":      {"print what one xDS client is served (reads the debug endpoint)", runDump},
 		"explain":   {"explain where a service's traffic goes and why (reads the debug endpoint)", runExplain},
 		"probe":     {"exit 0 when the control plane is ready (or healthy): a Kubernetes exec probe", runProbe},
+		"members":   {"show every member cluster: cluster ID, merged or left out, connection, network, gateways, problems (reads the debug endpoint)", runMembers},
 		"watch":     {"connect as an xDS client of a member cluster and print endpoints as they change", runWatch},
 		"version":   {"print the version, source revision and platform", runVersion},
 

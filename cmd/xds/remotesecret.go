@@ -21,9 +21,11 @@ func runCreateRemoteSecret(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&opts.Member, "name", "", "the member cluster's name in the ClusterSet (required)")
 	fs.StringVar(&opts.Namespace, "namespace", "eastwest-system", "the control plane's namespace, and the member's ServiceAccount namespace")
 	fs.StringVar(&opts.ServiceAccount, "service-account", "eastwest", "the member's ServiceAccount (deploy/kubernetes/member-rbac.yaml)")
-	fs.DurationVar(&opts.TokenTTL, "token-duration", 365*24*time.Hour, "lifetime of the ServiceAccount token")
+	fs.DurationVar(&opts.TokenTTL, "token-duration", 365*24*time.Hour, "lifetime of the ServiceAccount token (renew it before then: run this again and apply the output; eastwest reconnects with the new token)")
+	fs.StringVar(&opts.Context, "context", "", "the kubeconfig context of the member cluster (default: the current context)")
+	fs.StringVar(&opts.Server, "server", "", "the member's API server address as the control plane reaches it, https://HOST[:PORT] (default: the kubeconfig's)")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: xds create-remote-secret --kubeconfig FILE --name ID [flags] | kubectl apply -f - (in the control plane's cluster)")
+		fmt.Fprintln(stderr, "Usage: xds create-remote-secret --kubeconfig FILE [--context NAME] [--server https://HOST:PORT] --name ID [flags] | kubectl apply -f - (in the control plane's cluster)")
 		fs.PrintDefaults()
 	}
 	pos, err := parseInterspersed(fs, args)

@@ -401,7 +401,21 @@ func TestMemberSwitches(t *testing.T) {
 	}{
 		{"member.gatewayAPI=false", "gateway.networking.k8s.io"},
 		{"member.tlsSecrets=false", "secrets"},
-		{"member.tokenSecret=false", "Secret/eastwest-token"},
+	}
+	// The non-expiring token Secret is opt-in (nothing of eastwest reads
+	// it; create-remote-secret requests a token of its own).
+	for set, want := range map[string]bool{"": false, "member.tokenSecret=true": true} {
+		args := []string{"--set", "controlPlane.enabled=false", "--set", "member.enabled=true"}
+		if set != "" {
+			args = append(args, "--set", set)
+		}
+		has := false
+		for _, u := range decode(t, render(t, nil, args...)) {
+			has = has || u.GetKind()+"/"+u.GetName() == "Secret/eastwest-token"
+		}
+		if has != want {
+			t.Errorf("with %q: Secret/eastwest-token present %v, want %v", set, has, want)
+		}
 	}
 	for _, tt := range tests {
 		t.Run(tt.set, func(t *testing.T) {

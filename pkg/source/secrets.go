@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"slices"
 	"time"
@@ -80,6 +81,15 @@ type RemoteSecretOptions struct {
 	Namespace      string
 	ServiceAccount string
 	TokenTTL       time.Duration
+	// Context is the kubeconfig context of the member (empty: the
+	// current one).
+	Context string
+	// Server, when set, is the member's API server address as the control
+	// plane reaches it (https://HOST:PORT), written into the Secret instead
+	// of the kubeconfig's (which may be a tunnel, a loopback address or a
+	// name only the caller resolves). The token is still requested
+	// through the kubeconfig's.
+	Server string
 }
 
 // RemoteSecret makes the Secret that adds a member cluster to the
@@ -88,19 +98,34 @@ type RemoteSecretOptions struct {
 // with a token from the TokenRequest API rather than the caller's own
 // credentials. admin is the caller's kubeconfig of the member.
 func RemoteSecret(ctx context.Context, admin *clientcmdapi.Config, opts RemoteSecretOptions) (*corev1.Secret, error) {
-	cfg, err := clientcmd.NewDefaultClientConfig(*admin, nil).ClientConfig()
+	overrides := &clientcmd.ConfigOverrides{CurrentContext: opts.Context}
+	cfg, err := clientcmd.NewDefaultClientConfig(*admin, overrides).ClientConfig()
 	if err != nil {
 		return nil, err
 	}
-	raw, err := clientcmd.NewDefaultClientConfig(*admin, nil).RawConfig()
+	raw, err := clientcmd.NewDefaultClientConfig(*admin, overrides).RawConfig()
 	if err != nil {
 		return nil, err
 	}
-	kctx := raw.Contexts[raw.CurrentContext]
+	name := raw.CurrentContext
+	if opts.Context != "" {
+		name = opts.Context
+	}
+	kctx := raw.Contexts[name]
 	if kctx == nil || raw.Clusters[kctx.Cluster] == nil {
+		if opts.Context != "" {
+			return nil, fmt.Errorf("the kubeconfig has no context %q with a cluster", opts.Context)
+		}
 		return nil, errors.New("the kubeconfig has no current context with a cluster")
 	}
 	cluster := raw.Clusters[kctx.Cluster].DeepCopy()
+	if opts.Server != "" {
+		u, err := url.Parse(opts.Server)
+		if err != nil || u.Scheme != "https" || u.Host == "" || (u.Path != "" && u.Path != "/") {
+			return nil, fmt.Errorf("--server %q: want https://HOST[:PORT]", opts.Server)
+		}
+		cluster.Server = opts.Server
+	}
 	if len(cluster.CertificateAuthorityData) == 0 && cluster.CertificateAuthority != "" {
 		if cluster.CertificateAuthorityData, err = os.ReadFile(cluster.CertificateAuthority); err != nil {
 			return nil, err

@@ -3,6 +3,7 @@ package multicluster
 import (
 	"bytes"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/restmapper"
 	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	mcsv1b1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 	mcsclient "sigs.k8s.io/mcs-api/pkg/client/clientset/versioned"
 
@@ -109,4 +111,50 @@ func readToken(t *testing.T, kubeconfig string) string {
 		return a.Token
 	}
 	return "none"
+}
+
+// create-remote-secret's --context picks the member's context in a
+// kubeconfig of many (the current one may be another cluster), and
+// --server writes the address the control plane reaches the member at
+// (the token is still requested through the kubeconfig's).
+func TestRemoteSecretContextAndServer(t *testing.T) {
+	remote := kube.Start(t, "remote")[0]
+	apply(t, remote, "../../deploy/kubernetes/member-rbac.yaml")
+	admin, err := clientcmd.LoadFromFile(remote.Kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The member's context under another name, and a current context
+	// that points nowhere.
+	own := admin.Contexts[admin.CurrentContext].DeepCopy()
+	admin.Contexts["member"] = own
+	admin.Clusters["elsewhere"] = &clientcmdapi.Cluster{Server: "https://127.0.0.1:1"}
+	admin.Contexts["elsewhere"] = &clientcmdapi.Context{Cluster: "elsewhere", AuthInfo: own.AuthInfo}
+	admin.CurrentContext = "elsewhere"
+	opts := source.RemoteSecretOptions{Member: "remote", Namespace: "eastwest-system", ServiceAccount: "eastwest", TokenTTL: time.Hour,
+		Context: "member", Server: "https://remote.example:6443"}
+	secret, err := source.RemoteSecret(ctx, admin, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := clientcmd.Load(secret.Data[source.SecretKubeconfigKey])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := out.Clusters["remote"].Server; got != "https://remote.example:6443" {
+		t.Errorf("the Secret's server is %q, want --server's", got)
+	}
+	for _, bad := range []struct {
+		context, server, want string
+	}{
+		{"nosuch", "", `context "nosuch" does not exist`},
+		{"member", "http://remote.example", "want https://HOST[:PORT]"},
+		{"member", "https://remote.example/path", "want https://HOST[:PORT]"},
+	} {
+		o := opts
+		o.Context, o.Server = bad.context, bad.server
+		if _, err := source.RemoteSecret(ctx, admin, o); err == nil || !strings.Contains(err.Error(), bad.want) {
+			t.Errorf("context %q server %q: %v, want %q", bad.context, bad.server, err, bad.want)
+		}
+	}
 }
