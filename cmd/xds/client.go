@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -142,71 +143,119 @@ func (c *debugClient) get(path string, q url.Values) ([]byte, error) {
 func runStatus(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("status", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	setUsage(fs, stderr, "xds status [flags]", "Shows every connected xDS client and its sync state, from the control plane's debug endpoint.")
-	client := debugFlags(fs)
-	asJSON := fs.Bool("json", false, "print the raw /debug/syncz JSON")
+	setUsage(fs, stderr, "xds status [--kubeconfig FILE] [flags]", "Shows every connected xDS client and its sync state, from the control plane's debug endpoint;\nwith --kubeconfig, from every replica's (each client is connected to one), the replica named per client.")
+	replicas := replicaFlags(fs)
+	asJSON := fs.Bool("json", false, "print the raw /debug/syncz JSON (with --kubeconfig: one {replica, clients} per replica)")
 	if pos, err := parseInterspersed(fs, args); err != nil {
 		return parseExit(err)
 	} else if len(pos) > 0 {
 		fmt.Fprintf(stderr, "xds status takes no arguments (got %q)\n", pos)
 		return 2
 	}
-	c, err := client()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	reps, done, err := replicas(ctx)
+	defer done()
 	if err != nil {
 		fmt.Fprintln(stderr, "error:", err)
 		return 1
 	}
-	body, err := c.get("/debug/syncz", nil)
-	if err != nil {
-		fmt.Fprintln(stderr, "error:", err)
-		return 1
+	type replicaClients struct {
+		Replica string             `json:"replica"`
+		Clients []debug.ClientView `json:"clients"`
+	}
+	var all []replicaClients
+	for _, r := range reps {
+		body, err := r.c.get("/debug/syncz", nil)
+		if err != nil {
+			fmt.Fprintf(stderr, "error: %s%v\n", replicaPrefix(r), err)
+			return 1
+		}
+		if *asJSON && r.name == "" {
+			_, _ = stdout.Write(body)
+			return 0
+		}
+		var clients []debug.ClientView
+		if err := json.Unmarshal(body, &clients); err != nil {
+			fmt.Fprintf(stderr, "error: %sunexpected /debug/syncz answer: %v\n", replicaPrefix(r), err)
+			return 1
+		}
+		all = append(all, replicaClients{r.name, clients})
 	}
 	if *asJSON {
-		_, _ = stdout.Write(body)
+		b, _ := json.MarshalIndent(all, "", "  ")
+		_, _ = fmt.Fprintln(stdout, string(b))
 		return 0
 	}
-	var clients []debug.ClientView
-	if err := json.Unmarshal(body, &clients); err != nil {
-		fmt.Fprintln(stderr, "error: unexpected /debug/syncz answer:", err)
-		return 1
-	}
+	many := reps[0].name != ""
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	if many {
+		fmt.Fprint(tw, "REPLICA\t")
+	}
 	fmt.Fprintln(tw, "NODE\tCLUSTER\tROLE\tSTATUS\tCDS\tEDS\tLDS\tRDS\tSDS\tPROTOCOL\tCONNECTED\tERROR")
-	for _, cl := range clients {
-		proto := "sotw"
-		if cl.Delta {
-			proto = "delta"
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s", cl.NodeID, orDash(cl.Cluster), orDash(cl.Role), cl.Summary)
-		for _, t := range []string{"cds", "eds", "lds", "rds", "sds"} {
-			ts := cl.Types[debug.TypeNames[t]]
-			switch {
-			case ts == nil:
-				fmt.Fprint(tw, "\t-")
-			case ts.State == "NACKED":
-				fmt.Fprintf(tw, "\tNACKED v%s", ts.Nacked)
-			case ts.State == "STALE":
-				fmt.Fprintf(tw, "\tSTALE v%s (acked v%s)", ts.Sent, orDash(ts.Acked))
-			default:
-				fmt.Fprintf(tw, "\t%s v%s", ts.State, orDash(ts.Acked))
+	n := 0
+	for _, rc := range all {
+		for _, cl := range rc.Clients {
+			n++
+			if many {
+				fmt.Fprintf(tw, "%s\t", rc.Replica)
 			}
+			printClient(tw, cl)
 		}
-		// The error goes last: however long, it leaves the columns aligned.
-		fmt.Fprintf(tw, "\t%s\t%s\t%s\n", proto, time.Since(cl.ConnectedAt).Truncate(time.Second), orDash(cl.Error))
 	}
 	_ = tw.Flush()
-	if len(clients) == 0 {
+	if n == 0 {
 		fmt.Fprintln(stdout, "(no xDS client connected)")
 	}
-	printWriteBack(c, stdout)
-	printMemberProblems(c, stdout)
-	return printRefused(c, stdout, stderr)
+	for _, r := range reps {
+		printWriteBack(r, stdout)
+	}
+	printMemberProblems(reps[0].c, stdout)
+	code := 0
+	for _, r := range reps {
+		if c := printRefused(r, stdout, stderr); c != 0 {
+			code = c
+		}
+	}
+	return code
+}
+
+// replicaPrefix names a replica in a message, when there are several.
+func replicaPrefix(r replica) string {
+	if r.name == "" {
+		return ""
+	}
+	return "replica " + r.name + ": "
+}
+
+// printClient writes one client's row (after the REPLICA column, if any).
+func printClient(tw io.Writer, cl debug.ClientView) {
+	proto := "sotw"
+	if cl.Delta {
+		proto = "delta"
+	}
+	fmt.Fprintf(tw, "%s\t%s\t%s\t%s", cl.NodeID, orDash(cl.Cluster), orDash(cl.Role), cl.Summary)
+	for _, t := range []string{"cds", "eds", "lds", "rds", "sds"} {
+		ts := cl.Types[debug.TypeNames[t]]
+		switch {
+		case ts == nil:
+			fmt.Fprint(tw, "\t-")
+		case ts.State == "NACKED":
+			fmt.Fprintf(tw, "\tNACKED v%s", ts.Nacked)
+		case ts.State == "STALE":
+			fmt.Fprintf(tw, "\tSTALE v%s (acked v%s)", ts.Sent, orDash(ts.Acked))
+		default:
+			fmt.Fprintf(tw, "\t%s v%s", ts.State, orDash(ts.Acked))
+		}
+	}
+	// The error goes last: however long, it leaves the columns aligned.
+	fmt.Fprintf(tw, "\t%s\t%s\t%s\n", proto, time.Since(cl.ConnectedAt).Truncate(time.Second), orDash(cl.Error))
 }
 
 // printWriteBack prints one line on the write-back, when the control plane
 // writes to member clusters: who leads, and what is wrong if nothing can.
-func printWriteBack(c *debugClient, stdout io.Writer) {
-	body, err := c.get("/debug/writeback", nil)
+func printWriteBack(r replica, stdout io.Writer) {
+	body, err := r.c.get("/debug/writeback", nil)
 	if err != nil {
 		return // an older control plane
 	}
@@ -224,7 +273,11 @@ func printWriteBack(c *debugClient, stdout io.Writer) {
 	case e.Enabled:
 		state = fmt.Sprintf("following %s (Lease %s)", orDash(e.Leader), e.Lease)
 	}
-	fmt.Fprintf(stdout, "\nWrite-back: %s; %d services pending, %d writes\n", state, wb.Pending, wb.Writes)
+	who := ""
+	if r.name != "" {
+		who = " (" + r.name + ")"
+	}
+	fmt.Fprintf(stdout, "\nWrite-back%s: %s; %d services pending, %d writes\n", who, state, wb.Pending, wb.Writes)
 }
 
 // printMemberProblems prints what is wrong with the members' gateways:
@@ -263,8 +316,8 @@ func printMemberProblems(c *debugClient, stdout io.Writer) {
 // printRefused prints the latest refused requests, if any: a client whose
 // certificate does not name the node it claims is not connected, and
 // this is where an operator sees why.
-func printRefused(c *debugClient, stdout, stderr io.Writer) int {
-	body, err := c.get("/debug/refused", nil)
+func printRefused(r replica, stdout, stderr io.Writer) int {
+	body, err := r.c.get("/debug/refused", nil)
 	if err != nil {
 		fmt.Fprintln(stderr, "error:", err)
 		return 1
@@ -277,7 +330,11 @@ func printRefused(c *debugClient, stdout, stderr io.Writer) int {
 	if len(refused) == 0 {
 		return 0
 	}
-	fmt.Fprintln(stdout, "\nRefused recently (latest last):")
+	by := ""
+	if r.name != "" {
+		by = " by replica " + r.name
+	}
+	fmt.Fprintf(stdout, "\nRefused recently%s (latest last):\n", by)
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NODE\tCLUSTER\tROLE\tPEER\tREASON\tWHEN\tERROR")
 	for _, r := range refused {
@@ -334,8 +391,8 @@ func runDump(args []string, stdout, stderr io.Writer) int {
 func runExplain(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("explain", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	setUsage(fs, stderr, "xds explain NAMESPACE/NAME [--node ID] [flags]", "Explains where a service's traffic goes and why: its import, every member's endpoints, and what each client is served.")
-	client := debugFlags(fs)
+	setUsage(fs, stderr, "xds explain NAMESPACE/NAME [--node ID [--kubeconfig FILE]] [flags]", "Explains where a service's traffic goes and why: its import, every member's endpoints, and what each client is served.\nWith --node and --kubeconfig, the replica the node is connected to is found among them all.")
+	replicas := replicaFlags(fs)
 	asJSON := fs.Bool("json", false, "print JSON")
 	node := fs.String("node", "", "explain only what this connected client (node.id, as in xds status) is served and has")
 	pos, err := parseInterspersed(fs, args)
@@ -350,7 +407,10 @@ func runExplain(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "xds explain %s: use NAMESPACE/NAME (default/%s, say)\n", pos[0], pos[0])
 		return 2
 	}
-	c, err := client()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	reps, done, err := replicas(ctx)
+	defer done()
 	if err != nil {
 		fmt.Fprintln(stderr, "error:", err)
 		return 1
@@ -362,13 +422,31 @@ func runExplain(args []string, stdout, stderr io.Writer) int {
 	if *asJSON {
 		q.Set("format", "json")
 	}
-	body, err := c.get("/debug/explain", q)
-	if err != nil {
-		fmt.Fprintln(stderr, "error:", err)
-		return 1
+	// Every replica explains the service alike; a node is connected to
+	// one of them, which alone can say what it is served.
+	var firstErr error
+	for _, r := range reps {
+		body, err := r.c.get("/debug/explain", q)
+		if err != nil {
+			if firstErr == nil || !strings.Contains(err.Error(), "no connected client has node.id") {
+				firstErr = fmt.Errorf("%s%w", replicaPrefix(r), err)
+			}
+			if *node != "" && strings.Contains(err.Error(), "no connected client has node.id") {
+				continue
+			}
+			break
+		}
+		if r.name != "" && *node != "" && !*asJSON {
+			fmt.Fprintf(stdout, "(node %s is connected to replica %s)\n", *node, r.name)
+		}
+		_, _ = stdout.Write(body)
+		return 0
 	}
-	_, _ = stdout.Write(body)
-	return 0
+	if len(reps) > 1 && *node != "" && strings.Contains(firstErr.Error(), "no connected client has node.id") {
+		firstErr = fmt.Errorf("no replica of the %d has a connected client with node.id %q (see xds status --kubeconfig)", len(reps), *node)
+	}
+	fmt.Fprintln(stderr, "error:", firstErr)
+	return 1
 }
 
 // parseInterspersed parses flags wherever they are among the arguments

@@ -60,7 +60,7 @@ func TestDebugClientCommands(t *testing.T) {
 		"members":                {[]string{"members", "--debug-address", addr}, 0, "east     east        demo        yes", ""},
 		"members json":           {[]string{"members", "--debug-address", addr, "--json"}, 0, `"members"`, ""},
 		"dump help names node":   {[]string{"dump", "-h"}, 0, "", "-node string"},
-		"status help is asked":   {[]string{"status", "--help"}, 0, "", "Usage: xds status [flags]"},
+		"status help is asked":   {[]string{"status", "--help"}, 0, "", "Usage: xds status [--kubeconfig FILE] [flags]"},
 		"version help":           {[]string{"version", "-h"}, 0, "", "Usage: xds version"},
 		"--version":              {[]string{"--version"}, 0, "xds dev (revision", ""},
 		"version takes nothing":  {[]string{"version", "now"}, 2, "", `xds version takes no arguments (got ["now"])`},

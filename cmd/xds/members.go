@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -24,8 +25,8 @@ import (
 func runMembers(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("members", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	setUsage(fs, stderr, "xds members [flags]", "Prints every member cluster: its cluster ID and ClusterSet, whether it takes part in the merge, its connection, network and east-west gateways, and what is wrong with it (from /debug/clusters).")
-	client := debugFlags(fs)
+	setUsage(fs, stderr, "xds members [--kubeconfig FILE] [flags]", "Prints every member cluster: its cluster ID and ClusterSet, whether it takes part in the merge, its connection, network and east-west gateways, and what is wrong with it (from /debug/clusters).")
+	replicas := replicaFlags(fs)
 	asJSON := fs.Bool("json", false, "print the raw /debug/clusters JSON")
 	if pos, err := parseInterspersed(fs, args); err != nil {
 		return parseExit(err)
@@ -33,12 +34,16 @@ func runMembers(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "xds members takes no arguments (got %q)\n", pos)
 		return 2
 	}
-	c, err := client()
+	// Every replica reads every member alike: one is asked.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	reps, done, err := replicas(ctx)
+	defer done()
 	if err != nil {
 		fmt.Fprintln(stderr, "error:", err)
 		return 1
 	}
-	body, err := c.get("/debug/clusters", nil)
+	body, err := reps[0].c.get("/debug/clusters", nil)
 	if err != nil {
 		fmt.Fprintln(stderr, "error:", err)
 		return 1

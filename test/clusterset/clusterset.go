@@ -53,6 +53,8 @@ type ClusterSet struct {
 	Dir string
 	// Image is the project's image the control plane runs.
 	Image string
+	// XDS is the xds command, built for this machine.
+	XDS string
 
 	cas map[string]*cptest.CA
 }
@@ -72,6 +74,7 @@ func Up(t testing.TB) *ClusterSet {
 	cs := &ClusterSet{Own: all[0], East: all[1], West: all[2], All: all, Dir: t.TempDir(), Image: image, cas: map[string]*cptest.CA{}}
 	t.Logf("three clusters up in %v", time.Since(start).Round(time.Second))
 	xds := buildXDS(t, cs.Dir)
+	cs.XDS = xds
 	corefile, err := os.ReadFile(filepath.Join(repoRoot(), "deploy", "coredns", "coredns.yaml"))
 	if err != nil {
 		t.Fatal(err)

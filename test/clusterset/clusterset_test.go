@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"slices"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
@@ -167,28 +169,45 @@ func TestHelmInstall(t *testing.T) {
 	cs.noRejections(ctx, t, "at the end")
 }
 
-// noRejections checks, with xds status in each control-plane replica,
-// that every gateway connected to it holds what it was last sent: none
-// has rejected a configuration.
+// noRejections checks, with `xds status --kubeconfig` (every replica of
+// the control plane, each reached by a port-forward), that every gateway
+// is connected to a replica and holds what it was last sent: none has
+// rejected a configuration. Each replica says its write-back state; one
+// leads.
 func (cs *ClusterSet) noRejections(ctx context.Context, t *testing.T, when string) {
 	t.Helper()
-	gateways := 0
-	for _, p := range cs.Own.WaitPodsReady(t, Namespace, "app=eastwest", 2) {
-		out, err := cs.Own.Exec(ctx, Namespace, p.Name, "xds", "status")
-		if err != nil {
-			t.Fatal(err)
+	pods := cs.Own.WaitPodsReady(t, Namespace, "app=eastwest", 2)
+	cmd := exec.CommandContext(ctx, cs.XDS, "status", "--kubeconfig", cs.Own.Kubeconfig, "--namespace", Namespace) //nolint:gosec // the xds this test built
+	b, err := cmd.CombinedOutput()
+	out := string(b)
+	if err != nil {
+		t.Fatalf("%s: xds status --kubeconfig: %v\n%s", when, err, out)
+	}
+	if !strings.HasPrefix(out, "REPLICA ") {
+		t.Errorf("%s: xds status --kubeconfig does not name the replicas:\n%s", when, out)
+	}
+	gateways, leading := 0, 0
+	for _, l := range strings.Split(out, "\n") {
+		if strings.Contains(l, " gateway ") {
+			gateways++
+			if !slices.ContainsFunc(pods, func(p corev1.Pod) bool { return strings.HasPrefix(l, p.Name+" ") }) {
+				t.Errorf("%s: a gateway's line does not start with its replica: %q", when, l)
+			}
 		}
-		for _, l := range strings.Split(out, "\n") {
-			if strings.Contains(l, " gateway ") {
-				gateways++
-			}
-			if strings.Contains(l, "NACKED") {
-				t.Errorf("%s: a client of %s rejected its configuration:\n%s", when, p.Name, out)
-			}
+		if strings.Contains(l, "NACKED") {
+			t.Errorf("%s: a client rejected its configuration:\n%s", when, out)
+		}
+		if strings.HasPrefix(l, "Write-back (") && strings.Contains(l, "leading") {
+			leading++
 		}
 	}
-	if gateways != 6 {
-		t.Errorf("%s: %d gateways connected to the control plane, want 6 (two per cluster)", when, gateways)
+	for _, p := range pods {
+		if !strings.Contains(out, "Write-back ("+p.Name+")") {
+			t.Errorf("%s: replica %s's write-back is not shown:\n%s", when, p.Name, out)
+		}
+	}
+	if gateways != 6 || leading != 1 {
+		t.Errorf("%s: %d gateways connected to the control plane (want 6: two per cluster), %d replicas leading (want 1):\n%s", when, gateways, leading, out)
 	}
 }
 
@@ -381,12 +400,13 @@ kubectl is %[1]s. Try:
   %[1]s -n %[3]s get serviceimports,endpointslices          # what the write-back wrote: cart from east and west
   %[1]s -n %[3]s exec deploy/client -- curl -s http://%[4]s/   # east answers directly, west through the gateways' tunnel
   %[1]s -n %[5]s get pods,leases                              # the control plane's two replicas and the write-back leader
-  %[1]s -n %[5]s exec deploy/eastwest -- xds status             # its xDS clients: every cluster's gateways
+  %[6]s status --kubeconfig %[2]s/own.kubeconfig    # every replica's xDS clients: every cluster's gateways
+  %[6]s members --kubeconfig %[2]s/own.kubeconfig   # the members: merged, connected, networks, gateways
 
   KUBECONFIG=%[2]s/east.kubeconfig %[1]s -n %[3]s scale deploy/cart --replicas 0   # then call it again from own: west answers
 
 make clusterset-down stops it all.
-`, kubectl, dir, Apps, cartName, Namespace)
+`, kubectl, dir, Apps, cartName, Namespace, cs.XDS)
 	if err := os.WriteFile(filepath.Join(dir, "README"), []byte(b.String()), 0o600); err != nil {
 		t.Fatal(err)
 	}
