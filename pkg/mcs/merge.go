@@ -190,8 +190,8 @@ func findConflicts(constituents []*ClusterInput, winner *ClusterInput) map[mcsv1
 				continue
 			}
 			what := string(c.Cluster)
-			if d.reason == mcsv1b1.ServiceExportReasonPortConflict {
-				what += " (" + portList(s.Ports) + ")"
+			if v := conflictValue(d.reason, c); v != "" {
+				what += " (" + v + ")"
 			}
 			conflicts[d.reason] = append(conflicts[d.reason], what)
 		}
@@ -232,9 +232,11 @@ func conflictCondition(conflicts map[mcsv1b1.ServiceExportConditionReason][]stri
 		}
 		reasons = append(reasons, string(r))
 		oldest := "cluster " + string(winner.Cluster)
+		if v := conflictValue(r, winner); v != "" {
+			oldest += " (" + v + ")"
+		}
 		what := "its value is used"
 		if r == mcsv1b1.ServiceExportReasonPortConflict {
-			oldest += " (" + portList(winner.Service.Ports) + ")"
 			what = "the import exposes the union of the ports, the oldest export's where two disagree, and a port gets traffic only from the clusters that expose it"
 		}
 		verb := "differs"
@@ -250,6 +252,42 @@ func conflictCondition(conflicts map[mcsv1b1.ServiceExportConditionReason][]stri
 		Reason:  strings.Join(reasons, ","),
 		Message: strings.Join(msgs, "; "),
 	}
+}
+
+// conflictValue is an export's value of the property a conflict is
+// about, as a condition message names it (TypeConflict: Headless or
+// ClusterSetIP); "" for properties too long to show (labels,
+// annotations, the affinity config).
+func conflictValue(r mcsv1b1.ServiceExportConditionReason, c *ClusterInput) string {
+	s := c.Service
+	orUnset := func(v string) string {
+		if v == "" {
+			return "unset"
+		}
+		return v
+	}
+	switch r {
+	case mcsv1b1.ServiceExportReasonTypeConflict:
+		if s.Headless {
+			return string(mcsv1b1.Headless)
+		}
+		return string(mcsv1b1.ClusterSetIP)
+	case mcsv1b1.ServiceExportReasonSessionAffinityConflict:
+		return orUnset(string(s.SessionAffinity))
+	case mcsv1b1.ServiceExportReasonInternalTrafficPolicyConflict:
+		return orUnset(string(s.InternalTrafficPolicy))
+	case mcsv1b1.ServiceExportReasonTrafficDistributionConflict:
+		return orUnset(s.TrafficDistribution)
+	case mcsv1b1.ServiceExportReasonIPFamilyConflict:
+		fams := make([]string, len(s.IPFamilies))
+		for i, f := range s.IPFamilies {
+			fams[i] = string(f)
+		}
+		return orUnset(strings.Join(fams, ","))
+	case mcsv1b1.ServiceExportReasonPortConflict:
+		return portList(s.Ports)
+	}
+	return ""
 }
 
 // portList renders ports as name/protocol/port for messages.

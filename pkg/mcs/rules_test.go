@@ -141,35 +141,38 @@ func TestRule4_ConflictResolution(t *testing.T) {
 		mutate func(*corev1.Service, *mcsv1b1.ServiceExport)
 		reason string
 		check  func(*testing.T, *Import)
+		// message is in the condition's message: both values, named.
+		message string
 	}{
 		"headlessness": {func(s *corev1.Service, _ *mcsv1b1.ServiceExport) { s.Spec.ClusterIP = corev1.ClusterIPNone }, "TypeConflict",
-			func(t *testing.T, i *Import) { want(t, i.Type, mcsv1b1.ClusterSetIP) }},
+			func(t *testing.T, i *Import) { want(t, i.Type, mcsv1b1.ClusterSetIP) }, "TypeConflict: b (Headless) differs from the oldest export, cluster z (ClusterSetIP)"},
 		"session affinity": {mutate: func(s *corev1.Service, _ *mcsv1b1.ServiceExport) {
 			s.Spec.SessionAffinity = corev1.ServiceAffinityClientIP
 		},
-			reason: "SessionAffinityConflict",
-			check:  func(t *testing.T, i *Import) { want(t, i.SessionAffinity, corev1.ServiceAffinityNone) }},
+			reason:  "SessionAffinityConflict",
+			check:   func(t *testing.T, i *Import) { want(t, i.SessionAffinity, corev1.ServiceAffinityNone) },
+			message: "b (ClientIP) differs from the oldest export, cluster z (None)"},
 		"internal traffic policy": {func(s *corev1.Service, _ *mcsv1b1.ServiceExport) { s.Spec.InternalTrafficPolicy = &local }, "InternalTrafficPolicyConflict",
 			func(t *testing.T, i *Import) {
 				want(t, i.InternalTrafficPolicy, corev1.ServiceInternalTrafficPolicyCluster)
-			}},
+			}, "InternalTrafficPolicyConflict: b (Local)"},
 		"traffic distribution": {func(s *corev1.Service, _ *mcsv1b1.ServiceExport) { s.Spec.TrafficDistribution = ptr.To("PreferClose") }, "TrafficDistributionConflict",
-			func(t *testing.T, i *Import) { want(t, i.TrafficDistribution, "") }},
+			func(t *testing.T, i *Import) { want(t, i.TrafficDistribution, "") }, "b (PreferClose) differs from the oldest export, cluster z (unset)"},
 		"ip families": {func(s *corev1.Service, _ *mcsv1b1.ServiceExport) {
 			s.Spec.IPFamilies = []corev1.IPFamily{corev1.IPv6Protocol}
 		}, "IPFamilyConflict",
-			func(t *testing.T, i *Import) { want(t, i.IPFamilies[0], corev1.IPv4Protocol) }},
+			func(t *testing.T, i *Import) { want(t, i.IPFamilies[0], corev1.IPv4Protocol) }, "b (IPv6) differs from the oldest export, cluster z (IPv4)"},
 		"labels": {func(_ *corev1.Service, e *mcsv1b1.ServiceExport) { e.Spec.ExportedLabels = map[string]string{"x": "2"} }, "LabelsConflict",
-			func(t *testing.T, i *Import) { want(t, i.Labels["x"], "1") }},
+			func(t *testing.T, i *Import) { want(t, i.Labels["x"], "1") }, "LabelsConflict: b differs"},
 		"annotations": {func(_ *corev1.Service, e *mcsv1b1.ServiceExport) {
 			e.Spec.ExportedAnnotations = map[string]string{"x": "2"}
 		}, "AnnotationsConflict",
-			func(t *testing.T, i *Import) { want(t, i.Annotations["x"], "1") }},
+			func(t *testing.T, i *Import) { want(t, i.Annotations["x"], "1") }, "AnnotationsConflict: b differs"},
 		"several at once": {func(s *corev1.Service, e *mcsv1b1.ServiceExport) {
 			s.Spec.ClusterIP = corev1.ClusterIPNone
 			e.Spec.ExportedLabels = nil
 			s.Spec.Ports[0].Port = 81
-		}, "PortConflict,TypeConflict,LabelsConflict", func(t *testing.T, i *Import) { want(t, i.Ports[0].Port, int32(80)) }},
+		}, "PortConflict,TypeConflict,LabelsConflict", func(t *testing.T, i *Import) { want(t, i.Ports[0].Port, int32(80)) }, "PortConflict: b (http/TCP/81) differs from the oldest export, cluster z (http/TCP/80)"},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -187,8 +190,8 @@ func TestRule4_ConflictResolution(t *testing.T) {
 			st := w.svcState("ns", "web")
 			for _, c := range []ClusterID{"b", "z"} {
 				wantCond(t, st, c, mcsv1b1.ServiceExportConditionConflict, metav1.ConditionTrue, tc.reason)
-				if msg := cond(t, st, c, mcsv1b1.ServiceExportConditionConflict).Message; !strings.Contains(msg, "cluster z") {
-					t.Errorf("message %q does not name the winning cluster", msg)
+				if msg := cond(t, st, c, mcsv1b1.ServiceExportConditionConflict).Message; !strings.Contains(msg, "cluster z") || !strings.Contains(msg, tc.message) {
+					t.Errorf("message %q does not name the winning cluster, or lacks %q", msg, tc.message)
 				}
 			}
 			tc.check(t, st.Import)
