@@ -205,6 +205,7 @@ func runServe(args []string, _, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	cfg.Version, cfg.Revision = version, buildRevision()
 	app, err := controlplane.NewApp(cfg, log, debug.ForApp)
 	if err != nil {
 		log.Error("cannot start", "err", err)

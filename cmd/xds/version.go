@@ -28,6 +28,15 @@ func runVersion(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "xds version takes no arguments (got %q)\n", pos)
 		return 2
 	}
+	rev := buildRevision()
+	fmt.Fprintf(stdout, "xds %s (revision %s, %s, %s/%s)\n", version, rev, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	return 0
+}
+
+// buildRevision is the source revision the binary was built from: the
+// one set at build time, else the Go build info's (with -dirty for a
+// modified tree), else "unknown".
+func buildRevision() string {
 	rev, modified := revision, false
 	if info, ok := debug.ReadBuildInfo(); ok && rev == "" {
 		for _, s := range info.Settings {
@@ -45,6 +54,5 @@ func runVersion(args []string, stdout, stderr io.Writer) int {
 	if modified {
 		rev += "-dirty"
 	}
-	fmt.Fprintf(stdout, "xds %s (revision %s, %s, %s/%s)\n", version, rev, runtime.Version(), runtime.GOOS, runtime.GOARCH)
-	return 0
+	return rev
 }

@@ -2,6 +2,7 @@ package controlplane
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -29,6 +30,9 @@ import (
 
 // Config is everything `xds serve` is configured with.
 type Config struct {
+	// Version and Revision name the running build (eastwest_build_info;
+	// empty: "dev" and "unknown").
+	Version, Revision string
 	// Dir is the ClusterSet folder (DIR/<cluster>/*.yaml).
 	Dir string
 	// KubeconfigDir holds one kubeconfig file per Kubernetes member
@@ -129,6 +133,7 @@ func NewApp(cfg Config, log *slog.Logger, debugHandler func(*App) http.Handler) 
 		return nil, errors.New("a source is required: --dir, --kubeconfig-dir and/or remote secrets (--kubeconfig)")
 	}
 	a := &App{cfg: cfg, log: log, warn: ratelog.New(log, 10*time.Second, 5), Metrics: metrics.New()}
+	a.Metrics.BuildInfo(cmp.Or(cfg.Version, "dev"), cmp.Or(cfg.Revision, "unknown"))
 	var anchors *trust.Anchors
 	if cfg.TrustAnchors != "" {
 		var err error

@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"regexp"
+	"runtime"
 	"slices"
 	"strconv"
 	"sync"
@@ -219,6 +220,18 @@ func (m *Metrics) GatewayStatuses(member string, statuses []gateway.Status) {
 			}
 		}
 	}
+}
+
+// BuildInfo registers eastwest_build_info: 1, labelled with the running
+// binary's version and source revision and its Go toolchain, as
+// Prometheus's own build_info metrics are (join on it to see which
+// replica runs which build). Call it once.
+func (m *Metrics) BuildInfo(version, revision string) {
+	g := prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "eastwest", Name: "build_info",
+		Help:        "1, labelled with the version, source revision and Go toolchain of the running xds.",
+		ConstLabels: prometheus.Labels{"version": version, "revision": revision, "goversion": runtime.Version()}})
+	g.Set(1)
+	m.Registry.MustRegister(g)
 }
 
 // SourceProblems sets the number of unusable input documents.
