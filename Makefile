@@ -36,11 +36,11 @@ run: build ## Serve the demo ClusterSet in examples/clusterset over xDS (Ctrl-C 
 	@echo "  make run-envoy                                                    # a real Envoy as east's east-west gateway (admin on 127.0.0.1:9901)"
 	@echo "  edit examples/clusterset/*/*.yaml: changes are served within a second"
 	@echo
-	./$(BIN)/xds serve --dir examples/clusterset
+	./$(BIN)/xds serve --dir examples/clusterset --listen-address 127.0.0.1
 
-run-envoy: envoy-bin ## With make run serving: a real Envoy 1.40 as east's east-west gateway (admin 127.0.0.1:9901; its listeners, 15080 and the tunnel's 15443, bind every address as in a pod; Ctrl-C stops it).
+run-envoy: envoy-bin ## With make run serving: a real Envoy 1.40 as east's east-west gateway (listeners on 127.0.0.1: 15080, the tunnel's 15443; admin 127.0.0.1:9901; Ctrl-C stops it).
 	@echo "Envoy as east's east-west gateway (node demo-gateway): xds status shows it SYNCED; its config: curl -s 127.0.0.1:9901/config_dump"
-	@echo "Its listeners (15080, 15443) bind every address, as a gateway's do in its pod. Send it no traffic: the demo's pod addresses (10.x) are not pods on this machine and may be"
+	@echo "Its routes are on 127.0.0.1:15080 (make run serves --listen-address 127.0.0.1), but send it no traffic: the demo's pod addresses (10.x) are not pods on this machine and may be"
 	@echo "hosts of your network. TestDemoTraffic runs them in network namespaces, as root: sudo -E go test ./test/envoy -run TestDemoTraffic -v"
 	$$(if [ -n "$$ENVOY_BIN" ]; then echo "$$ENVOY_BIN"; elif [ -x $(CACHE)/envoy/envoy ]; then echo $(CACHE)/envoy/envoy; else command -v envoy; fi) -c examples/envoy/gateway-east.json \
 		--service-node demo-gateway --service-cluster east --disable-hot-restart --log-level warn

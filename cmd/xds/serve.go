@@ -49,6 +49,7 @@ func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveArgs) {
 	fs.DurationVar(&cfg.Writer.Holdoff, "holdoff", controlplane.DefaultHoldoff, "quiet time that ends a batch of source events; the first event after a quiet holdoff is published at once, and 0 publishes every event at once")
 	fs.DurationVar(&cfg.Writer.MaxDelay, "max-delay", controlplane.DefaultMaxDelay, "longest a batch may wait while events keep coming")
 	gatewayPort := fs.Uint("gateway-port", 15080, "port of the east-west gateways' HTTP listener")
+	fs.StringVar(&cfg.Writer.ListenAddress, "listen-address", "0.0.0.0", "the address the Envoys' listeners bind (the gateway's HTTP, tunnel and relay listeners, a Gateway's): every address, as in a pod; make run serves 127.0.0.1")
 	tunnelPort := fs.Uint("tunnel-port", uint(mcs.DefaultTunnelPort), "port of the east-west gateways' tunnel listener (mutual TLS from other networks' gateways)")
 	fs.StringVar(&cfg.Writer.Store.ClusterSet, "clusterset", "", "the ClusterSet's name; members whose clusterset.k8s.io property names another set are left out")
 	fs.Func("member-network", "MEMBER=NETWORK[,MEMBER=NETWORK...]: the network of members without a network.eastwest.io ClusterProperty (which wins); members without either share the default network", func(v string) error {
@@ -164,6 +165,10 @@ func runServe(args []string, _, stderr io.Writer) int {
 		return 2
 	}
 	cfg.Writer.TunnelPort = uint32(*tunnelPort)
+	if _, err := netip.ParseAddr(cfg.Writer.ListenAddress); err != nil {
+		fmt.Fprintf(stderr, "xds serve: --listen-address %q is not an IP address\n", cfg.Writer.ListenAddress)
+		return 2
+	}
 	if *tunnelPort == *gatewayPort {
 		fmt.Fprintf(stderr, "xds serve: --tunnel-port and --gateway-port are both %d: a gateway listens on each, so they must differ\n", *tunnelPort)
 		return 2

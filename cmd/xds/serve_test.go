@@ -27,6 +27,7 @@ func TestServeRefusesBadFlags(t *testing.T) {
 		{[]string{"--tunnel-port", "0"}, "--tunnel-port 0 is not a port"},
 		{[]string{"--tunnel-port", "15080"}, "--tunnel-port and --gateway-port are both 15080"},
 		{[]string{"extra"}, `xds serve takes no arguments (got ["extra"])`},
+		{[]string{"--listen-address", "localhost"}, `--listen-address "localhost" is not an IP address`},
 		{[]string{"--dir", ""}, "say where the ClusterSet is: --dir"},
 		{[]string{"--member-network", "east"}, `"east" is not MEMBER=NETWORK`},
 		{[]string{"--member-network", "east=a,=b"}, `"=b" is not MEMBER=NETWORK`},

@@ -28,7 +28,10 @@ type Options struct {
 	// GatewayPort is the east-west gateways' listener port (0: the
 	// default).
 	GatewayPort uint32
-	Store       mcs.Options
+	// ListenAddress is the address the Envoys' listeners bind ("": every
+	// address, as in a pod).
+	ListenAddress string
+	Store         mcs.Options
 	// KeepViews keeps every view's current resources for View (`xds
 	// translate`, tests). A server does not: the cache holds what it
 	// serves, marshalled, and the messages are let go.
@@ -404,7 +407,7 @@ func (a *Assembler) setViews(state *mcs.State) []string {
 	a.views = a.views[:0]
 	for _, id := range state.ClusterIDs() {
 		for _, r := range Roles {
-			a.views = append(a.views, translate.View{Cluster: id, Role: r, GatewayPort: a.opts.GatewayPort, TunnelPort: a.opts.TunnelPort, Net: a.topo})
+			a.views = append(a.views, translate.View{Cluster: id, Role: r, GatewayPort: a.opts.GatewayPort, TunnelPort: a.opts.TunnelPort, Net: a.topo, ListenAddress: a.opts.ListenAddress})
 		}
 	}
 	a.views = append(a.views, a.gatewayViews(state)...)
@@ -648,7 +651,7 @@ func (a *Assembler) gatewayViews(state *mcs.State) []translate.View {
 			continue
 		}
 		for _, gw := range a.gwResults[m].Gateways {
-			out = append(out, translate.View{Cluster: id, Role: translate.RoleGatewayAPI, Gateway: translate.GatewayAPIView(gw.Key), Net: a.topo})
+			out = append(out, translate.View{Cluster: id, Role: translate.RoleGatewayAPI, Gateway: translate.GatewayAPIView(gw.Key), Net: a.topo, ListenAddress: a.opts.ListenAddress})
 		}
 	}
 	return out
@@ -695,7 +698,7 @@ func (a *Assembler) translateGateways(state *mcs.State, rebuilt []string, backen
 		be := translate.Backends{State: state, Local: func(k mcs.ServiceKey) (*mcs.Service, []*mcs.Slice) { return a.store.Local(m, k) }}
 		full := members[m]
 		for _, gw := range a.gwResults[m].Gateways {
-			v := translate.View{Cluster: id, Role: translate.RoleGatewayAPI, Gateway: translate.GatewayAPIView(gw.Key), Net: a.topo}
+			v := translate.View{Cluster: id, Role: translate.RoleGatewayAPI, Gateway: translate.GatewayAPIView(gw.Key), Net: a.topo, ListenAddress: a.opts.ListenAddress}
 			view := v.String()
 			var only func(mcs.ServiceKey) bool
 			if !full {

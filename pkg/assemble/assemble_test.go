@@ -351,6 +351,44 @@ func TestTunnelPortOption(t *testing.T) {
 	}
 }
 
+// ListenAddress binds every listener a gateway is served (its HTTP,
+// tunnel and relay listeners) to that address (make run: loopback, so a
+// demo Envoy on a laptop listens on nothing else); by default they bind
+// every address, as in a pod.
+func TestListenAddressOption(t *testing.T) {
+	for addr, want := range map[string]string{"": "0.0.0.0", "127.0.0.1": "127.0.0.1"} {
+		a := assemble.New(assemble.Options{KeepViews: true, ListenAddress: addr})
+		dir := t.TempDir()
+		f := &folder{t: t, dir: dir, src: source.NewDir(dir, slog.New(slog.NewTextHandler(io.Discard, nil))), asm: a}
+		for _, in := range goldenCases(t)["networks"] {
+			f.put(in)
+		}
+		f.step()
+		kinds := map[string]bool{}
+		for _, r := range a.View(translate.View{Cluster: "east", Role: translate.RoleGateway}).Resources {
+			lis, ok := r.Message.(*listenerv3.Listener)
+			if !ok {
+				continue
+			}
+			sa := lis.GetAddress().GetSocketAddress()
+			if sa == nil {
+				continue // an internal listener (the tunnels' own), bound to nothing
+			}
+			if got := sa.GetAddress(); got != want {
+				t.Errorf("ListenAddress %q: listener %s binds %s, want %s", addr, lis.Name, got, want)
+			}
+			for _, k := range []string{"http", "tunnel", "relay"} {
+				if strings.Contains(lis.Name, "-"+k+"-") {
+					kinds[k] = true
+				}
+			}
+		}
+		if !kinds["http"] || !kinds["tunnel"] || !kinds["relay"] {
+			t.Errorf("east's gateway view lacks a kind of listener: %v", kinds)
+		}
+	}
+}
+
 // Finding 2 of the trust-boundaries issue: a ca.crt holding a CERTIFICATE
 // block that is not a certificate was kept in the trust bundle every
 // gateway of every member is sent, and every Envoy rejected the bundle

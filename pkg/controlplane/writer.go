@@ -71,6 +71,9 @@ type WriterOptions struct {
 	// have synced are served and the others join when they sync.
 	SyncTimeout time.Duration
 	GatewayPort uint32
+	// ListenAddress is the address the Envoys' listeners bind ("": every
+	// address; xds serve --listen-address).
+	ListenAddress string
 	// TunnelPort is the east-west gateways' tunnel listener port (0: 15443).
 	TunnelPort uint32
 	// TrustDomain is the trust domain of the gateways' tunnel identities
@@ -216,7 +219,7 @@ func NewWriter(opts WriterOptions, c *cache.Cache, m *metrics.Metrics, log *slog
 		publishLog: ratelog.New(log, time.Second, 5),
 		in:         make(chan batch, 64),
 		sources:    map[string]*sourceState{},
-		asm:        assemble.New(assemble.Options{GatewayPort: opts.GatewayPort, TunnelPort: opts.TunnelPort, TrustDomain: opts.TrustDomain, Store: opts.Store, Anchors: opts.Anchors}),
+		asm:        assemble.New(assemble.Options{GatewayPort: opts.GatewayPort, ListenAddress: opts.ListenAddress, TunnelPort: opts.TunnelPort, TrustDomain: opts.TrustDomain, Store: opts.Store, Anchors: opts.Anchors}),
 	}
 	w.snap.Store(&Snapshot{State: &mcs.State{}})
 	next := make(chan struct{})

@@ -122,7 +122,7 @@ func GatewayListeners(gw *gateway.Gateway, v View, be Backends, published func(c
 		lis := &listenerv3.Listener{
 			Name: GatewayAPIListenerName(gw.Key, p.Port),
 			Address: &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
-				Address:       "0.0.0.0",
+				Address:       v.listenAddress(),
 				PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: uint32(p.Port)}, //nolint:gosec // a PortNumber is 1-65535
 			}}},
 		}

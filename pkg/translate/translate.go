@@ -60,6 +60,17 @@ type View struct {
 	TunnelPort uint32
 	// Net is how the members reach each other (nil: a flat network).
 	Net *Topology
+	// ListenAddress is the address the Envoys' listeners bind (gateway
+	// and gateway-api views; "": every address, 0.0.0.0, as in a pod).
+	ListenAddress string
+}
+
+// listenAddress is the address a view's listeners bind.
+func (v View) listenAddress() string {
+	if v.ListenAddress == "" {
+		return "0.0.0.0"
+	}
+	return v.ListenAddress
 }
 
 // String names the view in the cache: <cluster>/<role>, and for
@@ -145,7 +156,7 @@ func ServiceWith(st *mcs.ServiceState, v View, o ServiceOptions) Result {
 		}
 		if ok && relays(p, v) {
 			pk := packer{}
-			lis := relayListener(st.Key, p, affinity, st.Import.Passthrough, pk)
+			lis := relayListener(st.Key, p, affinity, st.Import.Passthrough, v, pk)
 			r.addPacked(v, resourcev3.ListenerType, lis.Name, lis, pk)
 		}
 		if v.Role != RoleClient {
@@ -276,7 +287,7 @@ func Gateway(services []*mcs.ServiceState, v View, published func(cluster string
 	})
 	lis := GatewayListenerName(port)
 	pk := packer{}
-	r.addPacked(v, resourcev3.ListenerType, lis, gatewayListener(lis, rc.Name, port, pk), pk)
+	r.addPacked(v, resourcev3.ListenerType, lis, gatewayListener(lis, rc.Name, port, v, pk), pk)
 	r.add(v, resourcev3.RouteType, rc.Name, rc)
 	if v.Tunnels() {
 		tunnel(&r, sorted, v, published)
@@ -682,11 +693,11 @@ func routeTo(cluster string, hash []*routev3.RouteAction_HashPolicy) *routev3.Ro
 	}
 }
 
-func gatewayListener(name, route string, port uint32, p packer) *listenerv3.Listener {
+func gatewayListener(name, route string, port uint32, v View, p packer) *listenerv3.Listener {
 	return &listenerv3.Listener{
 		Name: name,
 		Address: &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
-			Address:       "0.0.0.0",
+			Address:       v.listenAddress(),
 			PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: port},
 		}}},
 		FilterChains: []*listenerv3.FilterChain{{

@@ -405,7 +405,7 @@ func tunnelListener(ports []tunnelPort, v View, p packer) *listenerv3.Listener {
 	lis := &listenerv3.Listener{
 		Name: name,
 		Address: &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
-			Address:       "0.0.0.0",
+			Address:       v.listenAddress(),
 			PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: port},
 		}}},
 		ListenerFilters: []*listenerv3.ListenerFilter{{
@@ -474,11 +474,11 @@ func relays(p *mcs.ImportPort, v View) bool {
 // member's pods without a proxy, sent there by kube-proxy, reach the
 // port's cluster (the member's own endpoints first, then the other
 // networks' through their gateways).
-func relayListener(key mcs.ServiceKey, port *mcs.ImportPort, affinity, passthrough bool, p packer) *listenerv3.Listener {
+func relayListener(key mcs.ServiceKey, port *mcs.ImportPort, affinity, passthrough bool, v View, p packer) *listenerv3.Listener {
 	return &listenerv3.Listener{
 		Name: RelayListenerName(port.RelayPort),
 		Address: &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
-			Address:       "0.0.0.0",
+			Address:       v.listenAddress(),
 			PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: uint32(port.RelayPort)}, //nolint:gosec // 20000-29999
 		}}},
 		FilterChains: []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{toCluster(ClusterName(key, port.Port), port, affinity, passthrough, p)}}},

@@ -45,7 +45,7 @@ func TestValidate(t *testing.T) {
 	}{
 		"built cluster":      {good(), ""},
 		"built api listener": {apiListener("l", "r", nil), ""},
-		"built gateway":      {gatewayListener("g", "r", 15080, nil), ""},
+		"built gateway":      {gatewayListener("g", "r", 15080, View{}, nil), ""},
 		"static cluster": {func() proto.Message {
 			c := good()
 			c.ClusterDiscoveryType = &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC}
