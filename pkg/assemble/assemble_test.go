@@ -57,9 +57,18 @@ type folder struct {
 	asm *assemble.Assembler
 }
 
+// instantDir reads a folder as the server does, but applies removals at
+// once: these tests step through changes and compare with a build from
+// scratch; the folder's settle time is pkg/source's to test.
+func instantDir(dir string) *source.Dir {
+	d := source.NewDir(dir, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	d.Settle = 0
+	return d
+}
+
 func newFolder(t *testing.T) *folder {
 	dir := t.TempDir()
-	return &folder{t: t, dir: dir, src: source.NewDir(dir, slog.New(slog.NewTextHandler(io.Discard, nil))), asm: assemble.New(assemble.Options{KeepViews: true})}
+	return &folder{t: t, dir: dir, src: instantDir(dir), asm: assemble.New(assemble.Options{KeepViews: true})}
 }
 
 func (f *folder) put(in inputFile) {
@@ -335,7 +344,7 @@ func TestTunnelSecretKeepsLastGood(t *testing.T) {
 func TestTunnelPortOption(t *testing.T) {
 	a := assemble.New(assemble.Options{KeepViews: true, TunnelPort: 16443})
 	dir := t.TempDir()
-	f := &folder{t: t, dir: dir, src: source.NewDir(dir, slog.New(slog.NewTextHandler(io.Discard, nil))), asm: a}
+	f := &folder{t: t, dir: dir, src: instantDir(dir), asm: a}
 	for _, in := range goldenCases(t)["networks"] {
 		f.put(in)
 	}
@@ -359,7 +368,7 @@ func TestListenAddressOption(t *testing.T) {
 	for addr, want := range map[string]string{"": "0.0.0.0", "127.0.0.1": "127.0.0.1"} {
 		a := assemble.New(assemble.Options{KeepViews: true, ListenAddress: addr})
 		dir := t.TempDir()
-		f := &folder{t: t, dir: dir, src: source.NewDir(dir, slog.New(slog.NewTextHandler(io.Discard, nil))), asm: a}
+		f := &folder{t: t, dir: dir, src: instantDir(dir), asm: a}
 		for _, in := range goldenCases(t)["networks"] {
 			f.put(in)
 		}
