@@ -466,12 +466,14 @@ func TestExposureValues(t *testing.T) {
 		v, _, _ := unstructured.NestedFieldNoCopy(u.Object, path...)
 		return fmt.Sprint(v)
 	}
-	o := objs("--set", "controlPlane.xds.service.type=LoadBalancer,controlPlane.xds.service.externalIPs={10.0.0.7},controlPlane.xds.extraDNSNames={xds.example.com},controlPlane.xds.extraIPAddresses={10.0.0.7},gateway.service.externalIPs={10.0.0.8},gateway.xdsAddress=10.0.0.7:18000")
+	o := objs("--set", "controlPlane.xds.service.loadBalancerSourceRanges={192.0.2.0/24},gateway.service.loadBalancerSourceRanges={198.51.100.0/24},controlPlane.xds.service.type=LoadBalancer,controlPlane.xds.service.externalIPs={10.0.0.7},controlPlane.xds.extraDNSNames={xds.example.com},controlPlane.xds.extraIPAddresses={10.0.0.7},gateway.service.externalIPs={10.0.0.8},gateway.xdsAddress=10.0.0.7:18000")
 	for _, c := range []struct{ got, want string }{
 		{str(o["Service/eastwest"], "spec", "type"), "LoadBalancer"},
 		{str(o["Service/eastwest"], "spec", "externalIPs"), "[10.0.0.7]"},
 		{str(o["Certificate/eastwest-xds"], "spec", "ipAddresses"), "[10.0.0.7]"},
 		{str(o["Service/eastwest-gateway"], "spec", "externalIPs"), "[10.0.0.8]"},
+		{str(o["Service/eastwest"], "spec", "loadBalancerSourceRanges"), "[192.0.2.0/24]"},
+		{str(o["Service/eastwest-gateway"], "spec", "loadBalancerSourceRanges"), "[198.51.100.0/24]"},
 	} {
 		if c.got != c.want {
 			t.Errorf("got %s, want %s", c.got, c.want)
