@@ -101,9 +101,13 @@ func forwardReplicas(ctx context.Context, base *debugClient, kubeconfig, kcontex
 			return nil, func() {}, fmt.Errorf("port-forward to pod %s: not ready after 30s", p.Name)
 		}
 		ports, err := fw.GetPorts()
-		if err != nil || len(ports) != 1 {
+		if err != nil {
 			done()
-			return nil, func() {}, fmt.Errorf("port-forward to pod %s: %v", p.Name, err)
+			return nil, func() {}, fmt.Errorf("port-forward to pod %s: %w", p.Name, err)
+		}
+		if len(ports) != 1 {
+			done()
+			return nil, func() {}, fmt.Errorf("port-forward to pod %s: %d local ports, want 1", p.Name, len(ports))
 		}
 		c := *base
 		bu, _ := url.Parse(base.base)

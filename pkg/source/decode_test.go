@@ -50,8 +50,8 @@ func TestDecodeReportsProblemsPerDocument(t *testing.T) {
 			problems: []string{"(Service default/Web_1): metadata.name"},
 		},
 		"unknown field is refused like kubectl --validate=strict, by its path": {
-			in:       "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec: {prots: [{port: 80}], ports: [{port: 80, nmae: x}]}\n",
-			problems: []string{`(Service default/web): cannot decode: unknown field "spec.ports[0].nmae"` + "\n" + `unknown field "spec.prots"`},
+			in:       "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec: {prots: [{port: 80}], ports: [{port: 80, portz: x}]}\n",
+			problems: []string{`(Service default/web): cannot decode: unknown field "spec.ports[0].portz"` + "\n" + `unknown field "spec.prots"`},
 		},
 		"field names match case-sensitively, as the apiserver's": {
 			in:       "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nSpec: {ports: [{port: 80}]}\n",
