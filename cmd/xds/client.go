@@ -146,11 +146,8 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 	setUsage(fs, stderr, "xds status [--kubeconfig FILE] [flags]", "Shows every connected xDS client and its sync state, from the control plane's debug endpoint;\nwith --kubeconfig, from every replica's (each client is connected to one), the replica named per client.")
 	replicas := replicaFlags(fs)
 	asJSON := fs.Bool("json", false, "print the raw /debug/syncz JSON (with --kubeconfig: one {replica, clients} per replica)")
-	if pos, err := parseInterspersed(fs, args); err != nil {
-		return parseExit(err)
-	} else if len(pos) > 0 {
-		fmt.Fprintf(stderr, "xds status takes no arguments (got %q)\n", pos)
-		return 2
+	if code, ok := parseNoArgs(fs, args, stderr, ""); !ok {
+		return code
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -463,6 +460,22 @@ func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 		}
 		pos, args = append(pos, args[0]), args[1:]
 	}
+}
+
+// parseNoArgs parses the flags of a command that takes no arguments. It
+// returns false, with the exit code, when the command must stop: help was
+// asked for, a flag did not parse, or an argument was given (named, with
+// hint after it when there is one).
+func parseNoArgs(fs *flag.FlagSet, args []string, stderr io.Writer, hint string) (int, bool) {
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return parseExit(err), false
+	}
+	if len(pos) > 0 {
+		fmt.Fprintf(stderr, "xds %s takes no arguments (got %q)%s\n", fs.Name(), pos, hint)
+		return 2, false
+	}
+	return 0, true
 }
 
 // parseExit is the exit code of a command whose flags did not parse: 0

@@ -28,11 +28,8 @@ func runMembers(args []string, stdout, stderr io.Writer) int {
 	setUsage(fs, stderr, "xds members [--kubeconfig FILE] [flags]", "Prints every member cluster: its cluster ID and ClusterSet, whether it takes part in the merge, its connection, network and east-west gateways, and what is wrong with it (from /debug/clusters).")
 	replicas := replicaFlags(fs)
 	asJSON := fs.Bool("json", false, "print the raw /debug/clusters JSON")
-	if pos, err := parseInterspersed(fs, args); err != nil {
-		return parseExit(err)
-	} else if len(pos) > 0 {
-		fmt.Fprintf(stderr, "xds members takes no arguments (got %q)\n", pos)
-		return 2
+	if code, ok := parseNoArgs(fs, args, stderr, ""); !ok {
+		return code
 	}
 	// Every replica reads every member alike: one is asked.
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)

@@ -28,13 +28,8 @@ func runCreateRemoteSecret(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "Usage: xds create-remote-secret --kubeconfig FILE [--context NAME] [--server https://HOST:PORT] --name ID [flags] | kubectl apply -f - (in the control plane's cluster)")
 		fs.PrintDefaults()
 	}
-	pos, err := parseInterspersed(fs, args)
-	if err != nil {
-		return parseExit(err)
-	}
-	if len(pos) > 0 {
-		fmt.Fprintf(stderr, "xds create-remote-secret takes no arguments (got %q)\n", pos)
-		return 2
+	if code, ok := parseNoArgs(fs, args, stderr, ""); !ok {
+		return code
 	}
 	if *kubeconfig == "" || opts.Member == "" {
 		fs.Usage()

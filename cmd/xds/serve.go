@@ -112,17 +112,12 @@ func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveArgs) {
 
 func runServe(args []string, _, stderr io.Writer) int {
 	fs, a := serveFlags(stderr)
-	pos, err := parseInterspersed(fs, args)
-	if err != nil {
-		return parseExit(err)
+	if code, ok := parseNoArgs(fs, args, stderr, "; a folder goes with --dir"); !ok {
+		return code
 	}
 	setGCPercent()
 	cfg := a.cfg
 	gatewayPort, tunnelPort, writeBack, ownKubeconfig, inCluster, remoteSecrets, logLevel := a.gatewayPort, a.tunnelPort, a.writeBack, a.ownKubeconfig, a.inCluster, a.remoteSecrets, a.logLevel
-	if len(pos) > 0 {
-		fmt.Fprintf(stderr, "xds serve takes no arguments (got %q); a folder goes with --dir\n", pos)
-		return 2
-	}
 	if cfg.Dir == "" && cfg.KubeconfigDir == "" && *ownKubeconfig == "" && !*inCluster {
 		fs.Usage()
 		fmt.Fprintln(stderr, "\nxds serve: say where the ClusterSet is: --dir (a YAML folder), --kubeconfig-dir, --kubeconfig or --in-cluster")

@@ -50,13 +50,8 @@ func runTranslate(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr)
 		fs.PrintDefaults()
 	}
-	pos, err := parseInterspersed(fs, args)
-	if err != nil {
-		return parseExit(err)
-	}
-	if len(pos) > 0 {
-		fmt.Fprintf(stderr, "xds translate takes no arguments (got %q); the folder goes with --dir\n", pos)
-		return 2
+	if code, ok := parseNoArgs(fs, args, stderr, "; the folder goes with --dir"); !ok {
+		return code
 	}
 	if *dir == "" {
 		fs.Usage()

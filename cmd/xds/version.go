@@ -22,11 +22,8 @@ func runVersion(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("version", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	setUsage(fs, stderr, "xds version", "Prints the version, the source revision, the Go toolchain and the platform (also: xds --version).")
-	if pos, err := parseInterspersed(fs, args); err != nil {
-		return parseExit(err)
-	} else if len(pos) > 0 {
-		fmt.Fprintf(stderr, "xds version takes no arguments (got %q)\n", pos)
-		return 2
+	if code, ok := parseNoArgs(fs, args, stderr, ""); !ok {
+		return code
 	}
 	rev := buildRevision()
 	fmt.Fprintf(stdout, "xds %s (revision %s, %s, %s/%s)\n", version, rev, runtime.Version(), runtime.GOOS, runtime.GOARCH)

@@ -63,13 +63,8 @@ func watchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		fmt.Fprintln(stderr)
 		fs.PrintDefaults()
 	}
-	pos, err := parseInterspersed(fs, args)
-	if err != nil {
-		return parseExit(err)
-	}
-	if len(pos) > 0 {
-		fmt.Fprintf(stderr, "xds watch takes no arguments (got %q)\n", pos)
-		return 2
+	if code, ok := parseNoArgs(fs, args, stderr, ""); !ok {
+		return code
 	}
 	if *role != string(translate.RoleClient) && *role != string(translate.RoleGateway) {
 		fmt.Fprintf(stderr, "xds watch: --role must be client or gateway, not %q\n", *role)
