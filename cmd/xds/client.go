@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -149,9 +148,7 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 	if code, ok := parseNoArgs(fs, args, stderr, ""); !ok {
 		return code
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	reps, done, err := replicas(ctx)
+	reps, done, err := replicas()
 	defer done()
 	if err != nil {
 		fmt.Fprintln(stderr, "error:", err)
@@ -232,6 +229,10 @@ func printClient(tw io.Writer, cl debug.ClientView) {
 		proto = "delta"
 	}
 	fmt.Fprintf(tw, "%s\t%s\t%s\t%s", cl.NodeID, orDash(cl.Cluster), orDash(cl.Role), cl.Summary)
+	errs := []string{}
+	if cl.Error != "" {
+		errs = append(errs, cl.Error)
+	}
 	for _, t := range []string{"cds", "eds", "lds", "rds", "sds"} {
 		ts := cl.Types[debug.TypeNames[t]]
 		switch {
@@ -239,6 +240,8 @@ func printClient(tw io.Writer, cl debug.ClientView) {
 			fmt.Fprint(tw, "\t-")
 		case ts.State == "NACKED":
 			fmt.Fprintf(tw, "\tNACKED v%s", ts.Nacked)
+			// The client's reason: what a NACKED row is read for.
+			errs = append(errs, strings.ToUpper(t)+" v"+ts.Nacked+": "+orDash(ts.NackError))
 		case ts.State == "STALE":
 			fmt.Fprintf(tw, "\tSTALE v%s (acked v%s)", ts.Sent, orDash(ts.Acked))
 		default:
@@ -246,7 +249,7 @@ func printClient(tw io.Writer, cl debug.ClientView) {
 		}
 	}
 	// The error goes last: however long, it leaves the columns aligned.
-	fmt.Fprintf(tw, "\t%s\t%s\t%s\n", proto, time.Since(cl.ConnectedAt).Truncate(time.Second), orDash(cl.Error))
+	fmt.Fprintf(tw, "\t%s\t%s\t%s\n", proto, time.Since(cl.ConnectedAt).Truncate(time.Second), orDash(strings.Join(errs, "; ")))
 }
 
 // printWriteBack prints one line on the write-back, when the control plane
@@ -404,9 +407,7 @@ func runExplain(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "xds explain %s: use NAMESPACE/NAME (default/%s, say)\n", pos[0], pos[0])
 		return 2
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	reps, done, err := replicas(ctx)
+	reps, done, err := replicas()
 	defer done()
 	if err != nil {
 		fmt.Fprintln(stderr, "error:", err)

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -32,9 +31,7 @@ func runMembers(args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	// Every replica reads every member alike: one is asked.
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	reps, done, err := replicas(ctx)
+	reps, done, err := replicas()
 	defer done()
 	if err != nil {
 		fmt.Fprintln(stderr, "error:", err)

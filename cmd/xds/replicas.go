@@ -35,13 +35,13 @@ type replica struct {
 // endpoint may listen on the pod's loopback). Without it, the one
 // endpoint of --debug-address is asked. Every xDS client is connected to
 // one replica: only the set of them is the whole picture.
-func replicaFlags(fs *flag.FlagSet) func(ctx context.Context) ([]replica, func(), error) {
+func replicaFlags(fs *flag.FlagSet) func() ([]replica, func(), error) {
 	client := debugFlags(fs)
 	kubeconfig := fs.String("kubeconfig", "", "ask every replica of the control plane: its cluster's kubeconfig (the pods are found by --selector in --namespace, each debug endpoint reached by a port-forward)")
 	kcontext := fs.String("context", "", "with --kubeconfig: its context (default: the current one)")
 	namespace := fs.String("namespace", "eastwest-system", "with --kubeconfig: the control plane's namespace")
 	selector := fs.String("selector", "app=eastwest", "with --kubeconfig: the label selector of the control plane's pods")
-	return func(ctx context.Context) ([]replica, func(), error) {
+	return func() ([]replica, func(), error) {
 		c, err := client()
 		if err != nil {
 			return nil, func() {}, err
@@ -49,6 +49,10 @@ func replicaFlags(fs *flag.FlagSet) func(ctx context.Context) ([]replica, func()
 		if *kubeconfig == "" {
 			return []replica{{c: c}}, func() {}, nil
 		}
+		// Finding the pods and opening the port-forwards take a minute at
+		// most; the forwards then last until the returned stop.
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
 		return forwardReplicas(ctx, c, *kubeconfig, *kcontext, *namespace, *selector)
 	}
 }

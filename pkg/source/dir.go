@@ -95,9 +95,11 @@ type Dir struct {
 	goneSince map[string]time.Time
 	// recheck is when a removal held for Settle is due (zero: none).
 	recheck time.Time
-	// ignored are the documents of kinds eastwest does not read, already
-	// logged at debug level.
-	ignored map[string]bool
+	// ignored are the documents of kinds eastwest does not read that the
+	// last Scan found, already logged at debug level (replaced by each
+	// Scan, as nested is: bounded by the folder, not by its history);
+	// ignoredNow collects them during a Scan.
+	ignored, ignoredNow map[string]bool
 }
 
 type memberObjectKey struct {
@@ -180,7 +182,7 @@ func (d *Dir) Scan() ([]event.Event, []Problem, error) {
 	var probs []Problem
 	members := map[string]bool{}
 	stray := map[string]bool{}
-	d.nestedNow = map[string]bool{}
+	d.nestedNow, d.ignoredNow = map[string]bool{}, map[string]bool{}
 	next := map[memberObjectKey]Object{}
 	seenFiles := map[string]bool{}
 	for _, e := range entries {
@@ -206,7 +208,7 @@ func (d *Dir) Scan() ([]event.Event, []Problem, error) {
 	}
 	probs = append(probs, d.hold(now, members, next)...)
 	evs := d.diff(members, next)
-	d.members, d.current, d.stray, d.nested = members, next, stray, d.nestedNow
+	d.members, d.current, d.stray, d.nested, d.ignored = members, next, stray, d.nestedNow, d.ignoredNow
 	slices.SortFunc(probs, func(a, b Problem) int {
 		return cmp.Or(strings.Compare(a.File, b.File), cmp.Compare(a.Line, b.Line), cmp.Compare(a.Doc, b.Doc), strings.Compare(a.String(), b.String()))
 	})
@@ -298,10 +300,13 @@ func (d *Dir) scanMember(member string, next map[memberObjectKey]Object, seenFil
 		for _, p := range f.probs {
 			if !p.Ignored {
 				probs = append(probs, p)
-			} else if s := p.String(); !d.ignored[s] {
+			} else if s := p.String(); !d.ignoredNow[s] {
 				// Kinds eastwest does not read (a folder of real
 				// manifests): said once, at debug level.
-				d.ignored[s] = true
+				d.ignoredNow[s] = true
+				if d.ignored[s] {
+					continue
+				}
 				d.log.Debug("ignored object in ClusterSet folder", "object", s)
 			}
 		}
