@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eastwest-dev/eastwest/pkg/cache"
 	"github.com/eastwest-dev/eastwest/pkg/debug"
 	"github.com/eastwest-dev/eastwest/pkg/mcs"
 	"github.com/eastwest-dev/eastwest/pkg/source"
@@ -45,5 +46,18 @@ func TestMembersTable(t *testing.T) {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("want %q in:\n%s", want, out.String())
 		}
+	}
+}
+
+// A NACKED client's row says why, in the ERROR column (docs/troubleshooting.md
+// promises it): the type, the version and the client's error_detail.
+func TestStatusRowSaysWhyNacked(t *testing.T) {
+	cl := debug.ClientView{Client: cache.Client{NodeID: "gw", Cluster: "west", Role: "gateway", ConnectedAt: time.Now(),
+		Types: map[string]*cache.TypeSync{debug.TypeNames["lds"]: {State: cache.Nacked, Nacked: "4", NackError: "unknown cluster tunnel:x"}}},
+		Summary: cache.Nacked}
+	var out bytes.Buffer
+	printClient(&out, cl)
+	if !strings.Contains(out.String(), "NACKED v4") || !strings.Contains(out.String(), "LDS v4: unknown cluster tunnel:x") {
+		t.Errorf("row %q", out.String())
 	}
 }
