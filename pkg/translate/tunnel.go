@@ -442,9 +442,17 @@ func toCluster(cluster string, port *mcs.ImportPort, affinity, passthrough bool,
 		hcm.CommonHttpProtocolOptions = &corev3.HttpProtocolOptions{IdleTimeout: durationpb.New(GatewayIdleTimeout)}
 		route := routeTo(cluster, sourceIPHash(affinity))
 		route.GetRoute().RetryPolicy = gatewayRetry()
+		// Not validated against the known clusters: an inline route
+		// config is by default (RDS's is not), and a listener that
+		// reaches Envoy before its cluster is then rejected, and stays
+		// rejected until the listeners change again (over ADS, a new
+		// cluster waits for Envoy to finish warming the previous ones,
+		// while the listener naming it goes out at once). Unvalidated,
+		// the route answers 503 for the moment the cluster is on its way.
 		hcm.RouteSpecifier = &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: &routev3.RouteConfiguration{
-			Name:         cluster,
-			VirtualHosts: []*routev3.VirtualHost{{Name: cluster, Domains: []string{"*"}, Routes: []*routev3.Route{route}}},
+			Name:             cluster,
+			VirtualHosts:     []*routev3.VirtualHost{{Name: cluster, Domains: []string{"*"}, Routes: []*routev3.Route{route}}},
+			ValidateClusters: wrapperspb.Bool(false),
 		}}
 		return &listenerv3.Filter{Name: "envoy.filters.network.http_connection_manager", ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: p.any(hcm)}}
 	}

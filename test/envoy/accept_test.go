@@ -1,6 +1,7 @@
 package envoy
 
 import (
+	"encoding/json"
 	"fmt"
 	"maps"
 	"os"
@@ -8,6 +9,9 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/eastwest-dev/eastwest/internal/cptest"
 	"github.com/eastwest-dev/eastwest/pkg/controlplane"
@@ -76,6 +80,69 @@ func TestEnvoyAcceptsEveryView(t *testing.T) {
 						e.WaitSynced(t, app, id, v.String())
 						e.CheckAccepted(t, app, v.String())
 					})
+				}
+			}
+		})
+	}
+}
+
+// Every listener of every Envoy-facing view of every golden case is
+// accepted by Envoy with none of the clusters it names. Over ADS a
+// listener can reach Envoy before the clusters it names (Envoy withholds
+// its CDS ACK while it warms clusters, and listeners go out meanwhile); a
+// listener that needed them then would be rejected, and stay rejected
+// until the listeners changed again: a gateway's tunnel or relay
+// listener, with an inline route that Envoy validates against the known
+// clusters by default, was lost so in a real cluster, and one network's
+// pods could not reach another's. `envoy --mode validate` of the view's
+// bootstrap with its listeners added refuses what LDS would.
+func TestListenersNeedNoClusterFirst(t *testing.T) {
+	dirs, _ := filepath.Glob("../../pkg/translate/testdata/*.in")
+	for _, d := range dirs {
+		name := strings.TrimSuffix(filepath.Base(d), ".in")
+		t.Run(name, func(t *testing.T) {
+			app := cptest.Start(t, d)
+			for _, v := range envoyViews(app) {
+				listeners := app.Cache.Resources(v.String(), resourcev3.ListenerType).Resources
+				if len(listeners) == 0 {
+					continue
+				}
+				shipped := "bootstrap.yaml"
+				if v.Role == translate.RoleGatewayAPI {
+					shipped = "gateway-api-bootstrap.yaml"
+				}
+				boot, err := envoytest.Bootstrap(envoytest.Options{Bootstrap: envoytest.Shipped(shipped)})
+				if err != nil {
+					t.Fatal(err)
+				}
+				var b map[string]any
+				if err := json.Unmarshal(boot, &b); err != nil {
+					t.Fatal(err)
+				}
+				static, _ := b["static_resources"].(map[string]any)
+				var ls []any
+				for _, l := range listeners {
+					j, err := protojson.Marshal(l.Message)
+					if err != nil {
+						t.Fatal(err)
+					}
+					var m any
+					if err := json.Unmarshal(j, &m); err != nil {
+						t.Fatal(err)
+					}
+					ls = append(ls, m)
+				}
+				static["listeners"] = ls
+				out, err := json.Marshal(b)
+				if err != nil {
+					t.Fatal(err)
+				}
+				path := filepath.Join(t.TempDir(), "bootstrap.json")
+				if err := os.WriteFile(path, out, 0o600); err != nil {
+					t.Fatal(err)
+				}
+				if err := envoytest.Validate(t, path, "validate", string(v.Cluster)); err != nil {
+					t.Errorf("%s: %d listeners without their clusters: %v", v, len(listeners), err)
 				}
 			}
 		})
