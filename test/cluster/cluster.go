@@ -76,6 +76,8 @@ type Cluster struct {
 
 	mu    sync.Mutex
 	procs []*kube.Process // in start order; stopped in reverse
+	// stopLB stops serveLoadBalancers and waits for it.
+	stopLB func()
 }
 
 // Bins are the folders of the harness's binaries.
@@ -349,6 +351,15 @@ func (c *Cluster) boot(t testing.TB, images string) error {
 	if err := c.waitNodeReady(3 * time.Minute); err != nil {
 		return err
 	}
+	lbCtx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		c.serveLoadBalancers(lbCtx)
+	}()
+	c.mu.Lock()
+	c.stopLB = func() { cancel(); <-done }
+	c.mu.Unlock()
 	if err := c.startDNS(context.Background()); err != nil {
 		return fmt.Errorf("%s: CoreDNS: %w", c.Name, err)
 	}
@@ -535,7 +546,12 @@ func (c *Cluster) teardown(t testing.TB) {
 	c.mu.Lock()
 	procs := slices.Clone(c.procs)
 	c.procs = nil
+	stopLB := c.stopLB
+	c.stopLB = nil
 	c.mu.Unlock()
+	if stopLB != nil {
+		stopLB()
+	}
 	slices.Reverse(procs)
 	// The kubelet and kube-proxy first, then every container and shim (by
 	// their cgroups), then the rest.

