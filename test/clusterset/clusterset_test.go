@@ -28,10 +28,11 @@ var keep = flag.String("keep", "", "after the traffic checks, leave the ClusterS
 
 const cartName = "cart." + Apps + ".svc.clusterset.local"
 
-// eastwest installed with its chart across three real clusters, as
-// docs/install.md says: the control plane (two replicas, leader election,
-// mutual TLS, a trust anchor per member) in own, all three members, an
-// east-west gateway in each on two networks (own and east share one).
+// eastwest installed across three real clusters by running
+// docs/install.md and docs/networks.md as written: the control plane (two
+// replicas, leader election, mutual TLS, a trust anchor per member, exposed
+// by a LoadBalancer) in own, all three members, east-west gateways in each
+// on two networks (own and east share one).
 // A pod of own calls cart, exported by east and west, by its
 // clusterset.local name (the cluster's own CoreDNS, the project's
 // Corefile) and by its ClusterSet IP (kube-proxy on the MCS EndpointSlices
@@ -45,6 +46,12 @@ func TestHelmInstall(t *testing.T) {
 	cs := Up(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
+	// Registered after Up, so it runs before the clusters stop.
+	t.Cleanup(func() {
+		if t.Failed() {
+			cs.diagnose(t)
+		}
+	})
 	pods := map[string]string{} // cart pod -> its cluster
 	for _, c := range []*cluster.Cluster{cs.East, cs.West} {
 		for _, p := range c.WaitPodsReady(t, Apps, "app=cart", 2) {
@@ -249,7 +256,10 @@ func (cs *ClusterSet) answerers(ctx context.Context, t *testing.T, c *cluster.Cl
 		}
 		for _, w := range want {
 			if !seen[w] {
-				return fmt.Errorf("answered by %v (%w)", seen, err)
+				if err != nil {
+					return fmt.Errorf("answered by %v, the last call: %w", seen, err)
+				}
+				return fmt.Errorf("answered by %v", seen)
 			}
 		}
 		return nil
@@ -373,7 +383,7 @@ func (cs *ClusterSet) hold(t *testing.T, dir string) {
 	}
 	_ = os.Remove(filepath.Join(dir, "stop"))
 	var b strings.Builder
-	fmt.Fprintf(&b, "The ClusterSet %q: three real clusters, eastwest installed from its chart.\n\n", Name)
+	fmt.Fprintf(&b, "The ClusterSet %q: three real clusters, eastwest installed by running docs/install.md and docs/networks.md as written.\nThe operator's files (CAs, keys, clusterset.yaml) are in %s.\n\n", Name, filepath.Join(cs.Dir, "operator", "work"))
 	for _, c := range cs.All {
 		cfg, err := clientcmd.LoadFromFile(c.Kubeconfig)
 		if err != nil {
