@@ -420,6 +420,9 @@ func runExplain(args []string, stdout, stderr io.Writer) int {
 	if *asJSON {
 		q.Set("format", "json")
 	}
+	if len(reps) > 1 && *node == "" {
+		return explainEveryReplica(reps, q, *asJSON, stdout, stderr)
+	}
 	// Every replica explains the service alike; a node is connected to
 	// one of them, which alone can say what it is served.
 	var firstErr error
@@ -445,6 +448,41 @@ func runExplain(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintln(stderr, "error:", firstErr)
 	return 1
+}
+
+// explainEveryReplica explains a service as the first replica does, with
+// the clients of every replica (each replica knows only the clients
+// connected to it), each named with its replica.
+func explainEveryReplica(reps []replica, q url.Values, asJSON bool, stdout, stderr io.Writer) int {
+	q.Set("format", "json")
+	var merged debug.Explanation
+	for i, r := range reps {
+		body, err := r.c.get("/debug/explain", q)
+		if err != nil {
+			fmt.Fprintf(stderr, "error: %s%v\n", replicaPrefix(r), err)
+			return 1
+		}
+		var e debug.Explanation
+		if err := json.Unmarshal(body, &e); err != nil {
+			fmt.Fprintf(stderr, "error: %s/debug/explain: %v\n", replicaPrefix(r), err)
+			return 1
+		}
+		for j := range e.Clients {
+			e.Clients[j].Replica = r.name
+		}
+		if i == 0 {
+			merged = e
+			continue
+		}
+		merged.Clients = append(merged.Clients, e.Clients...)
+	}
+	if asJSON {
+		b, _ := json.MarshalIndent(merged, "", "  ")
+		fmt.Fprintln(stdout, string(b))
+		return 0
+	}
+	merged.WriteText(stdout)
+	return 0
 }
 
 // parseInterspersed parses flags wherever they are among the arguments

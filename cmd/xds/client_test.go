@@ -3,12 +3,15 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -26,6 +29,7 @@ import (
 	"github.com/eastwest-dev/eastwest/internal/cptest"
 	"github.com/eastwest-dev/eastwest/internal/syncbuf"
 	"github.com/eastwest-dev/eastwest/pkg/controlplane"
+	"github.com/eastwest-dev/eastwest/pkg/debug"
 	"github.com/eastwest-dev/eastwest/pkg/translate"
 )
 
@@ -547,8 +551,10 @@ func TestExplainForOneNode(t *testing.T) {
 	if _, err := stream.Recv(); err != nil {
 		t.Fatal(err)
 	}
-	// Every client the cases name is connected (the Envoy stream above is
-	// not SYNCED: it sends no ACK).
+	// Every client the cases name is connected, and the two watches whose
+	// rows the cases read have acknowledged everything (the Envoy stream
+	// above is not SYNCED: it sends no ACK; a count of SYNCED rows let a
+	// case read gw-east still STALE).
 	within(t, "every watch connected", func() bool {
 		st := watchStatus(app)
 		for _, node := range []string{"gw-east", "client-central", "lost", "public-envoy"} {
@@ -556,7 +562,12 @@ func TestExplainForOneNode(t *testing.T) {
 				return false
 			}
 		}
-		return strings.Count(st, "SYNCED") >= 2
+		for _, l := range strings.Split(st, "\n") {
+			if (strings.HasPrefix(l, "gw-east ") || strings.HasPrefix(l, "client-central ")) && !strings.Contains(l, "SYNCED") {
+				return false
+			}
+		}
+		return true
 	})
 	tests := map[string]struct {
 		args       []string
@@ -622,6 +633,59 @@ func TestProbeSaysTheReasonOnce(t *testing.T) {
 		var stdout, stderr bytes.Buffer
 		if code := run([]string{"probe", arg, "--debug-address", addr}, &stdout, &stderr); code != 1 || stderr.String() != want {
 			t.Errorf("probe %s: exit %d, stderr %q; want 1 and %q", arg, code, stderr.String(), want)
+		}
+	}
+}
+
+// With several replicas and no --node, `xds explain` explains the service
+// as the first replica does and lists the clients of every replica, each
+// named with its replica: each replica knows only the clients connected
+// to it, so one replica's list alone hid half the gateways.
+func TestExplainGathersEveryReplicasClients(t *testing.T) {
+	reps := make([]replica, 2)
+	for i, name := range []string{"eastwest-a", "eastwest-b"} {
+		app := startServe(t)
+		ads, ctx := adsClient(t, app)
+		role, _ := structpb.NewStruct(map[string]any{"role": "gateway"})
+		st, err := ads.StreamAggregatedResources(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := st.Send(&discoveryv3.DiscoveryRequest{Node: &corev3.Node{Id: "gw-of-" + name, Cluster: "east", Metadata: role}, TypeUrl: resourcev3.ClusterType}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := st.Recv(); err != nil {
+			t.Fatal(err)
+		}
+		reps[i] = replica{name: name, c: &debugClient{base: "http://" + app.DebugAddr(), http: http.DefaultClient}}
+	}
+	for _, asJSON := range []bool{false, true} {
+		var stdout, stderr bytes.Buffer
+		if code := explainEveryReplica(reps, url.Values{"service": {"shop/cart"}}, asJSON, &stdout, &stderr); code != 0 {
+			t.Fatalf("json=%v: exit %d: %s", asJSON, code, stderr.String())
+		}
+		out := stdout.String()
+		if asJSON {
+			var e debug.Explanation
+			if err := json.Unmarshal(stdout.Bytes(), &e); err != nil {
+				t.Fatal(err)
+			}
+			got := map[string]string{}
+			for _, c := range e.Clients {
+				got[c.Node] = c.Replica
+			}
+			if got["gw-of-eastwest-a"] != "eastwest-a" || got["gw-of-eastwest-b"] != "eastwest-b" {
+				t.Errorf("JSON clients and their replicas: %v", got)
+			}
+			continue
+		}
+		for _, name := range []string{"eastwest-a", "eastwest-b"} {
+			if !regexp.MustCompile(`(?m)^   ` + name + `\s+gw-of-` + name + `\s+east/gateway\s`).MatchString(out) {
+				t.Errorf("no row of %s's gateway, named with its replica:\n%s", name, out)
+			}
+		}
+		if !strings.Contains(out, "1. ") {
+			t.Errorf("not the explanation:\n%s", out)
 		}
 	}
 }

@@ -72,6 +72,9 @@ type ResourceSummary struct {
 
 // ClientResources says whether one client has the service's resources.
 type ClientResources struct {
+	// Replica is the control-plane replica the client is connected to,
+	// when the CLI gathers every replica's (xds explain --kubeconfig).
+	Replica string   `json:"replica,omitempty"`
 	Node    string   `json:"node"`
 	View    string   `json:"view"`
 	State   string   `json:"state"`
@@ -598,12 +601,17 @@ func (e Explanation) WriteText(w io.Writer) {
 	}
 	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	for _, c := range e.Clients {
-		fmt.Fprintf(tw, "   %s\t%s\t%s\thas %d/%d current\n", c.Node, c.View, c.State, c.Have, c.Of)
+		// Gathered from every replica, each client's is the first column.
+		lead, under := "   ", "   \t\t\t"
+		if c.Replica != "" {
+			lead, under = "   "+c.Replica+"\t", "   \t\t\t\t"
+		}
+		fmt.Fprintf(tw, "%s%s\t%s\t%s\thas %d/%d current\n", lead, c.Node, c.View, c.State, c.Have, c.Of)
 		for _, m := range c.Missing {
-			fmt.Fprintf(tw, "   \t\t\tnot acked yet: %s\n", m)
+			fmt.Fprintf(tw, "%snot acked yet: %s\n", under, m)
 		}
 		for _, n := range c.Nacks {
-			fmt.Fprintf(tw, "   \t\t\tNACK: %s\n", n)
+			fmt.Fprintf(tw, "%sNACK: %s\n", under, n)
 		}
 	}
 	_ = tw.Flush()
