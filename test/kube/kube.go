@@ -51,8 +51,10 @@ type Cluster struct {
 	Client     kubernetes.Interface
 	Dynamic    dynamic.Interface
 
-	bin     string
-	port    int
+	bin string
+	// addr is the cluster's own loopback address (loopbackAddr), where
+	// etcd and kube-apiserver listen on their usual ports.
+	addr    string
 	etcdURL string
 	token   string
 
@@ -162,32 +164,66 @@ func Start(t testing.TB, names ...string) []*Cluster {
 	return out
 }
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
+// The ports etcd and kube-apiserver listen on, each cluster on its own
+// loopback address.
+const (
+	etcdClientPort = 2379
+	etcdPeerPort   = 2380
+	apiserverPort  = 6443
+)
+
+var (
+	loopbackMu    sync.Mutex
+	loopbackTaken = map[string]bool{}
+)
+
+// loopbackAddr is an address of 127.0.0.0/8 for one cluster alone, not
+// 127.0.0.1: its etcd and kube-apiserver then listen on fixed ports there.
+// Picking a free port on 127.0.0.1 and releasing it for etcd or the
+// apiserver to bind let another process (a test's Envoy, another
+// harness) take it in between, and the apiserver exited (seen in CI), and
+// a restarted apiserver could find its port taken. Nothing else listens
+// on these addresses; one in use (another test process's, by a 1 in 16
+// million chance) is skipped.
+func loopbackAddr() (string, error) {
+	loopbackMu.Lock()
+	defer loopbackMu.Unlock()
+	for range 100 {
+		var b [3]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			return "", err
+		}
+		addr := fmt.Sprintf("127.%d.%d.%d", 1+int(b[0])%254, b[1], 1+int(b[2])%254)
+		if loopbackTaken[addr] {
+			continue
+		}
+		free := true
+		for _, p := range []int{etcdClientPort, etcdPeerPort, apiserverPort} {
+			l, err := net.Listen("tcp", net.JoinHostPort(addr, strconv.Itoa(p)))
+			if err != nil {
+				free = false
+				break
+			}
+			_ = l.Close()
+		}
+		if free {
+			loopbackTaken[addr] = true
+			return addr, nil
+		}
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	return "", errors.New("no free loopback address for a test cluster")
 }
 
 func (c *Cluster) boot() error {
 	if err := os.MkdirAll(filepath.Join(c.Dir, "certs"), 0o750); err != nil {
 		return err
 	}
-	clientPort, err := freePort()
-	if err != nil {
+	var err error
+	if c.addr, err = loopbackAddr(); err != nil {
 		return err
 	}
-	peerPort, err := freePort()
-	if err != nil {
-		return err
-	}
-	if c.port, err = freePort(); err != nil {
-		return err
-	}
-	c.etcdURL = fmt.Sprintf("http://127.0.0.1:%d", clientPort)
-	peer := fmt.Sprintf("http://127.0.0.1:%d", peerPort)
+	c.etcdURL = fmt.Sprintf("http://%s:%d", c.addr, etcdClientPort)
+	peer := fmt.Sprintf("http://%s:%d", c.addr, etcdPeerPort)
 	c.etcd, err = start(filepath.Join(c.bin, "etcd"), c.Dir, "--name", c.Name, "--data-dir", filepath.Join(c.Dir, "etcd"),
 		"--listen-client-urls", c.etcdURL, "--advertise-client-urls", c.etcdURL,
 		"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer, "--initial-cluster", c.Name+"="+peer,
@@ -244,7 +280,7 @@ func (c *Cluster) StartAPIServer() error {
 	}
 	p, err := start(filepath.Join(c.bin, "kube-apiserver"), c.Dir,
 		"--etcd-servers", c.etcdURL,
-		"--bind-address", "127.0.0.1", "--advertise-address", "127.0.0.1", "--secure-port", strconv.Itoa(c.port),
+		"--bind-address", c.addr, "--advertise-address", c.addr, "--secure-port", strconv.Itoa(apiserverPort),
 		// 1.37 refuses loopback advertise addresses unless no endpoint
 		// reconciler runs.
 		"--endpoint-reconciler-type", "none",
@@ -309,7 +345,7 @@ func (c *Cluster) PIDs() []int {
 }
 
 // URL is the apiserver's address.
-func (c *Cluster) URL() string { return fmt.Sprintf("https://127.0.0.1:%d", c.port) }
+func (c *Cluster) URL() string { return fmt.Sprintf("https://%s:%d", c.addr, apiserverPort) }
 
 // WaitHTTP polls url until it answers 200, the process ends, or timeout;
 // client, when set, gives the client and headers to poll with (nil
