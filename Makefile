@@ -105,7 +105,7 @@ race:
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
 
 CLUSTERSET_DIR ?= $(CACHE)/clusterset
-clusterset-up: image kube-bins node-bins envoy-bin net-tools helm ## Three real clusters with eastwest installed from its chart and the demo exported, left running (root); prints the kubeconfigs and what to try. Stop with make clusterset-down.
+clusterset-up: image kube-bins node-bins envoy-bin net-tools helm ## Three real clusters with eastwest installed by running docs/install.md and docs/networks.md, the demo exported, left running (root); prints the kubeconfigs and what to try. Stop with make clusterset-down.
 	@test/tools/clusterset.sh up $(CLUSTERSET_DIR)
 
 clusterset-down: ## Stop the ClusterSet of make clusterset-up; nothing of it is left.
