@@ -23,6 +23,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/eastwest-dev/eastwest/internal/cptest"
+	"github.com/eastwest-dev/eastwest/internal/testkit"
 	"github.com/eastwest-dev/eastwest/pkg/assemble"
 	"github.com/eastwest-dev/eastwest/pkg/mcs"
 	"github.com/eastwest-dev/eastwest/pkg/source"
@@ -36,11 +37,11 @@ type inputFile struct{ member, path string }
 
 func goldenCases(t *testing.T) map[string][]inputFile {
 	t.Helper()
-	dirs, _ := filepath.Glob("../translate/testdata/*.in")
+	dirs := testkit.Cases(t, "../translate/testdata/*.in")
 	dirs = append(dirs, "../../examples/clusterset")
 	out := map[string][]inputFile{}
 	for _, d := range dirs {
-		files, _ := filepath.Glob(filepath.Join(d, "*", "*.yaml"))
+		files := testkit.Cases(t, filepath.Join(d, "*", "*.yaml"))
 		name := strings.TrimSuffix(filepath.Base(d), ".in")
 		for _, f := range files {
 			out[name] = append(out[name], inputFile{member: filepath.Base(filepath.Dir(f)), path: f})

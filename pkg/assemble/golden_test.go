@@ -12,6 +12,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/eastwest-dev/eastwest/internal/golden"
+	"github.com/eastwest-dev/eastwest/internal/testkit"
 	"github.com/eastwest-dev/eastwest/pkg/translate"
 )
 
@@ -27,7 +28,7 @@ type step struct {
 // cache gets it, to <case>.out.yaml; after every step the incremental
 // views must equal a fresh build of the folder as it is then.
 func TestPlansGolden(t *testing.T) {
-	cases, _ := filepath.Glob("testdata/*.steps.yaml")
+	cases := testkit.Cases(t, "testdata/*.steps.yaml")
 	for _, in := range cases {
 		name := strings.TrimSuffix(filepath.Base(in), ".steps.yaml")
 		t.Run(name, func(t *testing.T) {

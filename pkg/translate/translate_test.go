@@ -13,6 +13,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/eastwest-dev/eastwest/internal/golden"
+	"github.com/eastwest-dev/eastwest/internal/testkit"
 	"github.com/eastwest-dev/eastwest/pkg/assemble"
 	"github.com/eastwest-dev/eastwest/pkg/mcs"
 	"github.com/eastwest-dev/eastwest/pkg/source"
@@ -48,7 +49,7 @@ func load(t *testing.T, dir string) (*assemble.Assembler, *mcs.State) {
 // resource has passed Validate; an invalid one fails the test, since the
 // translator must never make what it cannot publish.
 func TestTranslateGolden(t *testing.T) {
-	dirs, _ := filepath.Glob("testdata/*.in")
+	dirs := testkit.Cases(t, "testdata/*.in")
 	cases := map[string]string{"examples-clusterset": "../../examples/clusterset"}
 	for _, d := range dirs {
 		cases[strings.TrimSuffix(filepath.Base(d), ".in")] = d

@@ -22,6 +22,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
+
+	"github.com/eastwest-dev/eastwest/internal/testkit"
 )
 
 // The project's image (make image) runs as a real pod: imported into
@@ -42,7 +44,7 @@ func TestImageRunsAsAPod(t *testing.T) {
 	// subfolders rebuilt by the volume's item paths.
 	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "demo", Namespace: "default"}, Data: map[string]string{}}
 	var items []corev1.KeyToPath
-	files, _ := filepath.Glob(filepath.Join("..", "..", "examples", "clusterset", "*", "*.yaml"))
+	files := testkit.Cases(t, filepath.Join("..", "..", "examples", "clusterset", "*", "*.yaml"))
 	for _, f := range files {
 		b, err := os.ReadFile(f)
 		if err != nil {

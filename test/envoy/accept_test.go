@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/eastwest-dev/eastwest/internal/cptest"
+	"github.com/eastwest-dev/eastwest/internal/testkit"
 	"github.com/eastwest-dev/eastwest/pkg/controlplane"
 	"github.com/eastwest-dev/eastwest/pkg/translate"
 	"github.com/eastwest-dev/eastwest/test/envoytest"
@@ -59,7 +60,7 @@ func envoyViews(app *controlplane.App) []translate.View {
 // Envoy ACKs every type, rejects nothing, and holds exactly the resources
 // the view serves. A resource Envoy would refuse cannot land.
 func TestEnvoyAcceptsEveryView(t *testing.T) {
-	dirs, _ := filepath.Glob("../../pkg/translate/testdata/*.in")
+	dirs := testkit.Cases(t, "../../pkg/translate/testdata/*.in")
 	cases := map[string]string{"examples-clusterset": "../../examples/clusterset"}
 	for _, d := range dirs {
 		cases[strings.TrimSuffix(filepath.Base(d), ".in")] = d
@@ -97,7 +98,7 @@ func TestEnvoyAcceptsEveryView(t *testing.T) {
 // pods could not reach another's. `envoy --mode validate` of the view's
 // bootstrap with its listeners added refuses what LDS would.
 func TestListenersNeedNoClusterFirst(t *testing.T) {
-	dirs, _ := filepath.Glob("../../pkg/translate/testdata/*.in")
+	dirs := testkit.Cases(t, "../../pkg/translate/testdata/*.in")
 	for _, d := range dirs {
 		name := strings.TrimSuffix(filepath.Base(d), ".in")
 		t.Run(name, func(t *testing.T) {
