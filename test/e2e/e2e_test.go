@@ -99,10 +99,8 @@ spec:
 			name, err := call(echo, time.Second)
 			return err == nil && (name == "b1" || name == "c1")
 		})
+		// A figure, not a property (BenchmarkFailover).
 		t.Logf("edit to traffic on b/c: %v", took)
-		if took > time.Second {
-			t.Errorf("failover took %v, want within 1s", took)
-		}
 		seen := map[string]int{}
 		eventually(t, 10*time.Second, "both b1 and c1 answering", func() bool {
 			name, _ := call(echo, time.Second)
@@ -118,9 +116,6 @@ spec:
 			return err == nil && strings.HasPrefix(name, "a")
 		})
 		t.Logf("edit to traffic back on a: %v", took)
-		if took > time.Second {
-			t.Errorf("failback took %v, want within 1s", took)
-		}
 		if got := spread(echo, 20); got["a1"]+got["a2"] != 20 {
 			t.Errorf("after failback answers %v", got)
 		}

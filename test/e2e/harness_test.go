@@ -58,7 +58,7 @@ func emptyCall(c testgrpc.TestServiceClient, timeout time.Duration) (string, err
 }
 
 // startBackend listens on ip (a 127.0.0.x address) on a free port.
-func startBackend(t *testing.T, name, ip string) *backend {
+func startBackend(t testing.TB, name, ip string) *backend {
 	t.Helper()
 	l, err := net.Listen("tcp", ip+":0")
 	if err != nil {
@@ -73,13 +73,13 @@ func startBackend(t *testing.T, name, ip string) *backend {
 
 // controlPlane is the real control plane serving a ClusterSet folder.
 type controlPlane struct {
-	t     *testing.T
+	t     testing.TB
 	dir   string
 	app   *controlplane.App
 	debug string
 }
 
-func startControlPlane(t *testing.T, dir string) *controlPlane {
+func startControlPlane(t testing.TB, dir string) *controlPlane {
 	t.Helper()
 	app := cptest.Start(t, dir)
 	return &controlPlane{t: t, dir: dir, app: app, debug: "http://" + app.DebugAddr()}
@@ -136,7 +136,7 @@ func (cp *controlPlane) remove(rel string) {
 
 // xdsClient is gRPC-Go's xDS client, with its own bootstrap: a node in one
 // member cluster.
-func (cp *controlPlane) xdsClient(t *testing.T, nodeID, cluster, target string) testgrpc.TestServiceClient {
+func (cp *controlPlane) xdsClient(t testing.TB, nodeID, cluster, target string) testgrpc.TestServiceClient {
 	t.Helper()
 	bootstrap := fmt.Sprintf(`{
   "xds_servers": [{"server_uri": %q, "channel_creds": [{"type": "insecure"}], "server_features": ["xds_v3"]}],
@@ -180,7 +180,7 @@ func spread(c testgrpc.TestServiceClient, n int) map[string]int {
 
 // eventually polls cond until it holds, failing after timeout (a guard
 // against hangs; the time each condition took is what the test reports).
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) time.Duration {
+func eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) time.Duration {
 	t.Helper()
 	start := time.Now()
 	for !cond() {

@@ -197,3 +197,43 @@ func sliceToClient(b *testing.B, m *member, key mcs.ServiceKey, client *adsClien
 	}
 	percentiles(b, lat)
 }
+
+// BenchmarkLeaderHandover measures the time from stopping the write-back
+// leader (as a pod's SIGTERM does) to the other replica leading, two
+// replicas on one Lease of 3 s as TestLifecycle's: -benchtime 10x. Each
+// round starts a new replica beside the one now leading.
+func BenchmarkLeaderHandover(b *testing.B) {
+	cs := kube.Start(b, "a")
+	m := &member{Cluster: cs[0], mcs: mustMCS(b, cs[0])}
+	m.namespace(b, "eastwest-system")
+	dir := kubeconfigDir(b, cs...)
+	replica := func() (*controlplane.App, func()) {
+		cfg := controlplane.Config{KubeconfigDir: dir, WriteBack: true, Resync: time.Second}
+		cfg.Election.Config, cfg.Election.Namespace, cfg.Election.Name = cs[0].Config, "eastwest-system", "eastwest-writeback"
+		cfg.Election.LeaseDuration = 3 * time.Second
+		return cptest.Run(b, cfg)
+	}
+	until := func(what string, ok func() bool) {
+		deadline := time.Now().Add(time.Minute)
+		for !ok() {
+			if time.Now().After(deadline) {
+				b.Fatalf("%s: not within a minute", what)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	first, stopLeader := replica()
+	until("a first leader", first.Leading)
+	var lat []time.Duration
+	for b.Loop() {
+		next, stopNext := replica()
+		until("the new replica connected", func() bool { return next.WriteBack().Enabled })
+		start := time.Now()
+		stopLeader()
+		until("the other replica leads", next.Leading)
+		lat = append(lat, time.Since(start))
+		stopLeader = stopNext
+	}
+	stopLeader()
+	percentiles(b, lat)
+}

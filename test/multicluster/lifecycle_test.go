@@ -207,7 +207,18 @@ func TestLifecycle(t *testing.T) {
 			}
 			return nil
 		})
-		_ = leader
+		// A change while both run: the leader writes it, the other
+		// replica writes nothing at all.
+		c.namespace(t, "before-handover")
+		a.service(t, clusterIPService("before-handover", "web"))
+		a.export(t, "before-handover", "web")
+		c.importIs(t, "before-handover", "web", nil)
+		if n := metricValue(t, leader, "eastwest_writeback_writes_total"); n == 0 {
+			t.Errorf("the leader wrote nothing, yet the import was written")
+		}
+		if n := metricValue(t, other, "eastwest_writeback_writes_total"); n != 0 {
+			t.Errorf("the replica that does not lead wrote %v objects", n)
+		}
 		stopLeader()
 		start := time.Now()
 		eventually(t, "the other replica leads", func() error {
@@ -216,9 +227,8 @@ func TestLifecycle(t *testing.T) {
 			}
 			return nil
 		})
-		if took := time.Since(start); took > 3*time.Second {
-			t.Errorf("handover took %v, more than the lease duration", took)
-		}
+		// The time is a figure, not a property (BenchmarkLeaderHandover).
+		t.Logf("handover in %v (lease duration 3 s)", time.Since(start).Round(time.Millisecond))
 		c.namespace(t, "after-handover")
 		a.service(t, clusterIPService("after-handover", "web"))
 		a.export(t, "after-handover", "web")
