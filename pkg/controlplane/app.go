@@ -413,9 +413,12 @@ type WriteBackStatus struct {
 	Enabled  bool                     `json:"enabled"`
 	Election writeback.ElectionStatus `json:"election"`
 	// Pending are the services whose objects are still to write; Writes
-	// the writes made so far.
+	// the writes made so far (MCS objects and Gateway API statuses);
+	// Passes the passes ended (one after each change, a full one every
+	// resync).
 	Pending int   `json:"pending"`
 	Writes  int64 `json:"writes"`
+	Passes  int64 `json:"passes"`
 	// Problem is why no replica writes, when it has lasted
 	// (WriteBackProblem).
 	Problem string `json:"problem,omitempty"`
@@ -426,7 +429,7 @@ func (a *App) WriteBack() WriteBackStatus {
 	if a.wb == nil {
 		return WriteBackStatus{}
 	}
-	return WriteBackStatus{Enabled: true, Election: a.election.Status(), Pending: a.wb.Pending(), Writes: a.wb.Writes(), Problem: a.WriteBackProblem()}
+	return WriteBackStatus{Enabled: true, Election: a.election.Status(), Pending: a.wb.Pending(), Writes: a.wb.Writes(), Passes: a.wb.Passes(), Problem: a.WriteBackProblem()}
 }
 
 // electionGrace is how long the Lease may fail before the replica says it

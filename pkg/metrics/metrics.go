@@ -136,7 +136,7 @@ func New() *Metrics {
 			Help: "Services whose MCS objects the write-back has still to write (queued or in the running pass)."},
 			func() float64 { m.wb.mu.Lock(); defer m.wb.mu.Unlock(); return float64(m.wb.pending()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "eastwest", Name: "writeback_writes_total",
-			Help: "Creates, updates and deletes the write-back made in member clusters."},
+			Help: "Creates, updates and deletes the write-back made in member clusters, Gateway API status updates included."},
 			func() float64 { m.wb.mu.Lock(); defer m.wb.mu.Unlock(); return float64(m.wb.writes()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "eastwest", Name: "writeback_leader",
 			Help: "1 when this replica leads the write-back (writes MCS objects to the member clusters)."},

@@ -15,6 +15,7 @@ import (
 	"k8s.io/client-go/util/retry"
 	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
 	gwclient "sigs.k8s.io/gateway-api/pkg/client/clientset/versioned"
+	gwv1client "sigs.k8s.io/gateway-api/pkg/client/clientset/versioned/typed/apis/v1"
 
 	"github.com/eastwest-dev/eastwest/pkg/gateway"
 )
@@ -169,63 +170,90 @@ func (m *member) findOwnedRoutes(ctx context.Context) error {
 // it when something changed.
 func (m *member) writeStatus(ctx context.Context, st gateway.Status, now time.Time) error {
 	api := m.gw.GatewayV1()
-	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		switch st.Kind {
-		case "GatewayClass":
-			cur, err := api.GatewayClasses().Get(ctx, st.Name, metav1.GetOptions{})
-			if err != nil {
-				return err
-			}
-			next := cur.Status
-			next.Conditions = mergeConditions(cur.Status.Conditions, st.GatewayClass.Conditions, cur.Generation, now)
-			if apiequality.Semantic.DeepEqual(next, cur.Status) {
-				return nil
-			}
-			cur.Status = next
-			_, err = api.GatewayClasses().UpdateStatus(ctx, cur, metav1.UpdateOptions{})
-			return err
-		case "Gateway":
-			cur, err := api.Gateways(st.Namespace).Get(ctx, st.Name, metav1.GetOptions{})
-			if err != nil {
-				return err
-			}
-			next := cur.Status
-			next.Addresses = st.Gateway.Addresses
-			next.Conditions = mergeConditions(cur.Status.Conditions, st.Gateway.Conditions, cur.Generation, now)
-			next.Listeners = nil
-			for _, l := range st.Gateway.Listeners {
-				var old []metav1.Condition
-				for _, o := range cur.Status.Listeners {
-					if o.Name == l.Name {
-						old = o.Conditions
-					}
-				}
-				l.Conditions = mergeConditions(old, l.Conditions, cur.Generation, now)
-				next.Listeners = append(next.Listeners, l)
-			}
-			if apiequality.Semantic.DeepEqual(next, cur.Status) {
-				return nil
-			}
-			cur.Status = next
-			_, err = api.Gateways(st.Namespace).UpdateStatus(ctx, cur, metav1.UpdateOptions{})
-			return err
-		case "HTTPRoute":
-			cur, err := api.HTTPRoutes(st.Namespace).Get(ctx, st.Name, metav1.GetOptions{})
-			if err != nil || !setParents(&cur.Status.RouteStatus, st.Route, cur.Generation, now) {
-				return err
-			}
-			_, err = api.HTTPRoutes(st.Namespace).UpdateStatus(ctx, cur, metav1.UpdateOptions{})
-			return err
-		case "GRPCRoute":
-			cur, err := api.GRPCRoutes(st.Namespace).Get(ctx, st.Name, metav1.GetOptions{})
-			if err != nil || !setParents(&cur.Status.RouteStatus, st.Route, cur.Generation, now) {
-				return err
-			}
-			_, err = api.GRPCRoutes(st.Namespace).UpdateStatus(ctx, cur, metav1.UpdateOptions{})
+	wrote := false
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		err := m.updateStatus(ctx, api, st, now)
+		if errors.Is(err, errUnchanged) {
+			return nil
+		}
+		wrote = err == nil
+		return err
+	})
+	if wrote {
+		// Counted and logged as the MCS objects' writes are.
+		m.wrote("updatestatus", st.Kind, st.Namespace, st.Name)
+	}
+	return err
+}
+
+// errUnchanged says that updateStatus found the status as wanted and
+// wrote nothing.
+var errUnchanged = errors.New("status unchanged")
+
+// updateStatus reads one object and updates its status when it differs
+// from st (errUnchanged when it does not).
+func (m *member) updateStatus(ctx context.Context, api gwv1client.GatewayV1Interface, st gateway.Status, now time.Time) error {
+	switch st.Kind {
+	case "GatewayClass":
+		cur, err := api.GatewayClasses().Get(ctx, st.Name, metav1.GetOptions{})
+		if err != nil {
 			return err
 		}
-		return fmt.Errorf("unknown status kind %q", st.Kind)
-	})
+		next := cur.Status
+		next.Conditions = mergeConditions(cur.Status.Conditions, st.GatewayClass.Conditions, cur.Generation, now)
+		if apiequality.Semantic.DeepEqual(next, cur.Status) {
+			return errUnchanged
+		}
+		cur.Status = next
+		_, err = api.GatewayClasses().UpdateStatus(ctx, cur, metav1.UpdateOptions{})
+		return err
+	case "Gateway":
+		cur, err := api.Gateways(st.Namespace).Get(ctx, st.Name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		next := cur.Status
+		next.Addresses = st.Gateway.Addresses
+		next.Conditions = mergeConditions(cur.Status.Conditions, st.Gateway.Conditions, cur.Generation, now)
+		next.Listeners = nil
+		for _, l := range st.Gateway.Listeners {
+			var old []metav1.Condition
+			for _, o := range cur.Status.Listeners {
+				if o.Name == l.Name {
+					old = o.Conditions
+				}
+			}
+			l.Conditions = mergeConditions(old, l.Conditions, cur.Generation, now)
+			next.Listeners = append(next.Listeners, l)
+		}
+		if apiequality.Semantic.DeepEqual(next, cur.Status) {
+			return errUnchanged
+		}
+		cur.Status = next
+		_, err = api.Gateways(st.Namespace).UpdateStatus(ctx, cur, metav1.UpdateOptions{})
+		return err
+	case "HTTPRoute":
+		cur, err := api.HTTPRoutes(st.Namespace).Get(ctx, st.Name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if !setParents(&cur.Status.RouteStatus, st.Route, cur.Generation, now) {
+			return errUnchanged
+		}
+		_, err = api.HTTPRoutes(st.Namespace).UpdateStatus(ctx, cur, metav1.UpdateOptions{})
+		return err
+	case "GRPCRoute":
+		cur, err := api.GRPCRoutes(st.Namespace).Get(ctx, st.Name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if !setParents(&cur.Status.RouteStatus, st.Route, cur.Generation, now) {
+			return errUnchanged
+		}
+		_, err = api.GRPCRoutes(st.Namespace).UpdateStatus(ctx, cur, metav1.UpdateOptions{})
+		return err
+	}
+	return fmt.Errorf("unknown status kind %q", st.Kind)
 }
 
 // setParents merges want into a route's status and reports whether it

@@ -78,9 +78,10 @@ type Writeback struct {
 
 	// remaining counts the services the running pass has still to do in
 	// the member it is writing, passing is set while a pass runs;
-	// writes every write made.
-	remaining, writes atomic.Int64
-	passing           atomic.Bool
+	// writes every write made (MCS objects and Gateway API statuses);
+	// passes every pass ended.
+	remaining, writes, passes atomic.Int64
+	passing                   atomic.Bool
 
 	// ledger, when set, is where each pass records the relay ports
 	// first (relayledger.go).
@@ -120,8 +121,14 @@ func (w *Writeback) Pending() int {
 	return n
 }
 
-// Writes is the number of writes made (creates, updates, deletes).
+// Writes is the number of writes made (creates, updates, deletes, and
+// Gateway API status updates).
 func (w *Writeback) Writes() int64 { return w.writes.Load() }
+
+// Passes is the number of passes ended (a pass after a change, a full one
+// at every resync): a pass that ends without a write is the sign that
+// everything was in place.
+func (w *Writeback) Passes() int64 { return w.passes.Load() }
 
 type member struct {
 	log     *slog.Logger
@@ -252,6 +259,7 @@ func (w *Writeback) Run(ctx context.Context, resync time.Duration) {
 		err := errors.Join(w.reconcile(ctx, state, keys, all), w.reconcileStatuses(ctx, statusPending, all, time.Now()))
 		w.passing.Store(false)
 		w.remaining.Store(0)
+		w.passes.Add(1)
 		if err != nil && ctx.Err() == nil {
 			w.log.Warn("write-back incomplete, retrying", "err", err)
 			// Retry everything that failed at the next pass.

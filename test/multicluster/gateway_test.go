@@ -143,7 +143,9 @@ func TestGatewayStatusInCluster(t *testing.T) {
 	cart := translate.ClusterName(mcs.ServiceKey{Namespace: "shop", Name: "cart"}, 80)
 	eventually(t, "and the Gateway's Envoy routes to the ServiceImport's cluster", envoyGets(cart))
 
-	// A spec change: observedGeneration follows.
+	// A spec change: observedGeneration follows, and the status update is
+	// counted with the write-back's writes (no MCS object changes).
+	writes := app.WriteBack().Writes
 	r, err := api.HTTPRoutes("infra").Get(ctx, "web", metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -153,13 +155,36 @@ func TestGatewayStatusInCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, "observedGeneration follows the route's generation", routeIs(metav1.ConditionTrue, "ResolvedRefs"))
+	eventually(t, "the status update counted in eastwest_writeback_writes_total", func() error {
+		if n := metricValue(t, app, "eastwest_writeback_writes_total"); n <= float64(writes) {
+			return fmt.Errorf("%v writes, %d before the route changed", n, writes)
+		}
+		return nil
+	})
 
-	// Converged: resyncs (every second here) write nothing.
+	// Converged: two more passes, full ones at the resyncs (every second
+	// here), write nothing. (Waiting for the passes, not for a time: a
+	// slow pass cannot make this pass.)
+	eventually(t, "no pass running", func() error {
+		if n := app.WriteBack().Pending; n != 0 {
+			return fmt.Errorf("%d pending", n)
+		}
+		return nil
+	})
 	before, err := api.HTTPRoutes("infra").Get(ctx, "web", metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(2500 * time.Millisecond) // two resync periods
+	wb := app.WriteBack()
+	eventually(t, "two more write-back passes", func() error {
+		if now := app.WriteBack(); now.Passes < wb.Passes+2 {
+			return fmt.Errorf("%d passes since", now.Passes-wb.Passes)
+		}
+		return nil
+	})
+	if now := app.WriteBack(); now.Writes != wb.Writes {
+		t.Errorf("a converged write-back wrote %d times in two passes", now.Writes-wb.Writes)
+	}
 	after, err := api.HTTPRoutes("infra").Get(ctx, "web", metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
