@@ -10,6 +10,7 @@ import (
 	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	endpointservice "github.com/envoyproxy/go-control-plane/envoy/service/endpoint/v3"
@@ -123,10 +124,28 @@ func TestSotwServerProtocol(t *testing.T) {
 			t.Fatalf("%s: got %v, want %v", what, got, want)
 		}
 	}
+	// quiet checks that the request just sent got no response. Not by
+	// waiting (a slow server would pass): by a barrier, a request of
+	// another type whose answer is certain. The server handles a
+	// stream's requests one by one, in order, and answers through one
+	// queue, so a response the previous request caused comes first.
+	barriers := 0
 	quiet := func(what string) {
 		t.Helper()
-		if r := in.next(200 * time.Millisecond); r != nil {
-			t.Fatalf("%s: unexpected response %v", what, names(r))
+		barriers++
+		name := fmt.Sprintf("barrier-%d", barriers)
+		apply(t, c, resourcev3.ListenerType, []Resource{{Name: name, Message: &listenerv3.Listener{Name: name}}})
+		ask(resourcev3.ListenerType, name)
+		r := in.next(10 * time.Second)
+		if r == nil {
+			t.Fatalf("%s: the barrier got no response", what)
+		}
+		if r.TypeUrl != resourcev3.ListenerType {
+			t.Fatalf("%s: unexpected response %v (%s)", what, names(r), r.TypeUrl)
+		}
+		last[r.TypeUrl] = r
+		if got := names(r); !slices.Equal(got, []string{name}) {
+			t.Fatalf("%s: the barrier's response names %v", what, got)
 		}
 	}
 
