@@ -67,7 +67,12 @@ func TestEnvoyAcceptsEveryView(t *testing.T) {
 	}
 	for _, name := range slices.Sorted(maps.Keys(cases)) {
 		t.Run(name, func(t *testing.T) {
-			app := cptest.Start(t, cases[name])
+			// Every view's listeners on an address of this test's own:
+			// the goldens' ports (15080, relay ports) are other tests'
+			// and make run-envoy's too.
+			cfg := controlplane.Config{Dir: cases[name]}
+			cfg.Writer.ListenAddress = testkit.Loopback(t)
+			app := cptest.StartWith(t, cfg)
 			views := envoyViews(app)
 			if len(views) == 0 {
 				t.Fatal("no Envoy-facing view: every member has a gateway view")

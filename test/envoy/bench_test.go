@@ -10,6 +10,7 @@ import (
 
 	"github.com/eastwest-dev/eastwest/internal/cptest"
 	"github.com/eastwest-dev/eastwest/internal/fixture"
+	"github.com/eastwest-dev/eastwest/internal/testkit"
 	"github.com/eastwest-dev/eastwest/pkg/controlplane"
 	"github.com/eastwest-dev/eastwest/pkg/translate"
 	"github.com/eastwest-dev/eastwest/test/envoytest"
@@ -52,11 +53,12 @@ func BenchmarkEndpointChangeToEnvoy(b *testing.B) {
 	writeFile(b, filepath.Join(dir, "east", "web.yaml"), slice(0))
 	cfg := controlplane.Config{Dir: dir}
 	cfg.Writer.GatewayPort = gatewayPort
+	cfg.Writer.ListenAddress = testkit.Loopback(b, gatewayPort)
 	app, _ := cptest.Run(b, cfg)
 	v := translate.View{Cluster: "east", Role: translate.RoleGateway}
 	e := envoytest.ForView(b, app, v, "bench-gateway", true, nil)
 	e.WaitSynced(b, app, "bench-gateway", v.String())
-	addr := fmt.Sprintf("127.0.0.1:%d", gatewayPort)
+	addr := fmt.Sprintf("%s:%d", cfg.Writer.ListenAddress, gatewayPort)
 	h1 := envoytest.HTTPClient(false)
 	var ds []time.Duration
 	ready := 0

@@ -14,6 +14,7 @@ import (
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
 
 	"github.com/eastwest-dev/eastwest/internal/cptest"
+	"github.com/eastwest-dev/eastwest/internal/testkit"
 	"github.com/eastwest-dev/eastwest/pkg/controlplane"
 	"github.com/eastwest-dev/eastwest/pkg/translate"
 	"github.com/eastwest-dev/eastwest/test/envoytest"
@@ -115,11 +116,12 @@ func TestEastWestGatewayTraffic(t *testing.T) {
 
 	cfg := controlplane.Config{Dir: dir}
 	cfg.Writer.GatewayPort = gatewayPort
+	cfg.Writer.ListenAddress = testkit.Loopback(t, gatewayPort)
 	app := cptest.StartWith(t, cfg)
 	v := translate.View{Cluster: "east", Role: translate.RoleGateway}
 	e := envoytest.ForView(t, app, v, "east-gateway", true, nil)
 	e.WaitSynced(t, app, "east-gateway", v.String())
-	addr := fmt.Sprintf("127.0.0.1:%d", gatewayPort)
+	addr := fmt.Sprintf("%s:%d", cfg.Writer.ListenAddress, gatewayPort)
 
 	h1, h2 := envoytest.HTTPClient(false), envoytest.HTTPClient(true)
 	tests := map[string]struct {
@@ -225,11 +227,12 @@ func TestControlPlaneRestartUnderLoad(t *testing.T) {
 	writeFile(t, filepath.Join(dir, "west", "web.yaml"), serviceYAML("web", []string{fmt.Sprintf("http:80:%d", west.HTTPPort)}, west.IP))
 	cfg := controlplane.Config{Dir: dir}
 	cfg.Writer.GatewayPort = gatewayPort
+	cfg.Writer.ListenAddress = testkit.Loopback(t, gatewayPort)
 	app, stop := cptest.Run(t, cfg)
 	v := translate.View{Cluster: "east", Role: translate.RoleGateway}
 	e := envoytest.ForView(t, app, v, "east-gateway", true, nil)
 	e.WaitSynced(t, app, "east-gateway", v.String())
-	addr := fmt.Sprintf("127.0.0.1:%d", gatewayPort)
+	addr := fmt.Sprintf("%s:%d", cfg.Writer.ListenAddress, gatewayPort)
 
 	h1 := envoytest.HTTPClient(false)
 	done := make(chan struct{})

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/eastwest-dev/eastwest/internal/cptest"
+	"github.com/eastwest-dev/eastwest/internal/testkit"
 	"github.com/eastwest-dev/eastwest/pkg/controlplane"
 	"github.com/eastwest-dev/eastwest/pkg/translate"
 	"github.com/eastwest-dev/eastwest/test/envoytest"
@@ -114,14 +115,18 @@ func TestGatewayAPITraffic(t *testing.T) {
 	writeFile(t, filepath.Join(dir, "west", "cluster.yaml"), clusterYAML("west"))
 	writeFile(t, filepath.Join(dir, "west", "web.yaml"), serviceYAML("web", port(webWest), webWest.IP))
 
-	app := cptest.StartWith(t, controlplane.Config{Dir: dir})
+	cfg := controlplane.Config{Dir: dir}
+	cfg.Writer.ListenAddress = testkit.Loopback(t, apiPort)
+	app := cptest.StartWith(t, cfg)
 	v := translate.View{Cluster: "east", Role: translate.RoleGatewayAPI, Gateway: "shop/api"}
 	e := envoytest.ForView(t, app, v, "api-envoy", true, nil)
 	e.WaitSynced(t, app, "api-envoy", v.String())
 	e.CheckAccepted(t, app, v.String())
 
 	c := envoytest.HTTPClient(false)
-	url := func(path string) string { return fmt.Sprintf("http://127.0.0.1:%d%s", apiPort, path) }
+	url := func(path string) string {
+		return fmt.Sprintf("http://%s:%d%s", cfg.Writer.ListenAddress, apiPort, path)
+	}
 	do := func(method, path string, header http.Header) (*http.Response, string) {
 		t.Helper()
 		resp, body, err := envoytest.Send(c, method, url(path), "api.example.com", header)

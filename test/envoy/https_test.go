@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/eastwest-dev/eastwest/internal/cptest"
+	"github.com/eastwest-dev/eastwest/internal/testkit"
 	"github.com/eastwest-dev/eastwest/pkg/controlplane"
 	"github.com/eastwest-dev/eastwest/pkg/translate"
 	"github.com/eastwest-dev/eastwest/test/envoytest"
@@ -43,9 +44,9 @@ func writeFile(t testing.TB, path, content string) {
 
 // servedSerial returns the serial number of the certificate Envoy serves
 // for SNI name.
-func servedSerial(t testing.TB, ca *cptest.CA, name string) string {
+func servedSerial(t testing.TB, ca *cptest.CA, addr, name string) string {
 	t.Helper()
-	conn, err := tls.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", httpsPort), &tls.Config{ServerName: name, RootCAs: ca.Pool, MinVersion: tls.VersionTLS12})
+	conn, err := tls.Dial("tcp", addr, &tls.Config{ServerName: name, RootCAs: ca.Pool, MinVersion: tls.VersionTLS12})
 	if err != nil {
 		return "error: " + err.Error()
 	}
@@ -87,6 +88,8 @@ spec:
 
 	srv := ca.Server(t)
 	cfg := controlplane.Config{Dir: dir}
+	cfg.Writer.ListenAddress = testkit.Loopback(t, httpsPort)
+	addr := fmt.Sprintf("%s:%d", cfg.Writer.ListenAddress, httpsPort)
 	cfg.XDSTLS = controlplane.TLSFiles{Cert: srv.CertFile, Key: srv.KeyFile, ClientCA: ca.File}
 	app := cptest.StartWith(t, cfg)
 	v := translate.View{Cluster: "east", Role: translate.RoleGatewayAPI, Gateway: "infra/tls"}
@@ -97,13 +100,13 @@ spec:
 	e.CheckAccepted(t, app, v.String())
 
 	for name, leaf := range map[string]cptest.Leaf{"a.example.com": a, "b.example.com": b} {
-		if got := servedSerial(t, ca, name); got != leaf.Serial.String() {
+		if got := servedSerial(t, ca, addr, name); got != leaf.Serial.String() {
 			t.Errorf("SNI %s: served certificate %s, want the Secret's %s", name, got, leaf.Serial)
 		}
 	}
 
 	// An open connection, then the rotation of a's Secret.
-	conn, err := tls.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", httpsPort), &tls.Config{ServerName: "a.example.com", RootCAs: ca.Pool, MinVersion: tls.VersionTLS12})
+	conn, err := tls.Dial("tcp", addr, &tls.Config{ServerName: "a.example.com", RootCAs: ca.Pool, MinVersion: tls.VersionTLS12})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,16 +128,16 @@ spec:
 	a2 := ca.ServerFor(t, "a.example.com")
 	writeFile(t, filepath.Join(dir, "east", "a-cert.yaml"), secretYAML(t, "a-cert", a2))
 	deadline := time.Now().Add(10 * time.Second)
-	for servedSerial(t, ca, "a.example.com") != a2.Serial.String() {
+	for servedSerial(t, ca, addr, "a.example.com") != a2.Serial.String() {
 		if time.Now().After(deadline) {
-			t.Fatalf("the rotated certificate is not served after 10s (still %s)", servedSerial(t, ca, "a.example.com"))
+			t.Fatalf("the rotated certificate is not served after 10s (still %s)", servedSerial(t, ca, addr, "a.example.com"))
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 	if err := ask(); err != nil {
 		t.Errorf("the connection opened before the rotation was dropped: %v", err)
 	}
-	if got := servedSerial(t, ca, "b.example.com"); got != b.Serial.String() {
+	if got := servedSerial(t, ca, addr, "b.example.com"); got != b.Serial.String() {
 		t.Errorf("b's certificate changed with a's rotation: %s", got)
 	}
 }

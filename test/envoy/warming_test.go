@@ -11,6 +11,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/eastwest-dev/eastwest/internal/cptest"
+	"github.com/eastwest-dev/eastwest/internal/testkit"
 	"github.com/eastwest-dev/eastwest/pkg/controlplane"
 	"github.com/eastwest-dev/eastwest/pkg/translate"
 	"github.com/eastwest-dev/eastwest/test/envoytest"
@@ -38,6 +39,7 @@ func TestClusterOnlyChangeIsAcked(t *testing.T) {
 			writeFile(t, svc, serviceYAML("web", []string{fmt.Sprintf("http:80:%d", web.HTTPPort)}, web.IP))
 			cfg := controlplane.Config{Dir: dir}
 			cfg.Writer.GatewayPort = gatewayPort
+			cfg.Writer.ListenAddress = testkit.Loopback(t, gatewayPort)
 			app := cptest.StartWith(t, cfg)
 			v := translate.View{Cluster: "east", Role: translate.RoleGateway}
 			e := envoytest.ForView(t, app, v, "east-gateway", delta, nil)

@@ -13,7 +13,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -38,6 +37,7 @@ import (
 	mcscrd "sigs.k8s.io/mcs-api/config/crd"
 
 	"github.com/eastwest-dev/eastwest/deploy/crds"
+	"github.com/eastwest-dev/eastwest/internal/testkit"
 )
 
 // Cluster is one running member cluster.
@@ -52,7 +52,7 @@ type Cluster struct {
 	Dynamic    dynamic.Interface
 
 	bin string
-	// addr is the cluster's own loopback address (loopbackAddr), where
+	// addr is the cluster's own loopback address (testkit.LoopbackAddr), where
 	// etcd and kube-apiserver listen on their usual ports.
 	addr    string
 	etcdURL string
@@ -164,62 +164,21 @@ func Start(t testing.TB, names ...string) []*Cluster {
 	return out
 }
 
-// The ports etcd and kube-apiserver listen on, each cluster on its own
-// loopback address.
+// The ports etcd and kube-apiserver listen on, each cluster on a loopback
+// address of its own (testkit.LoopbackAddr: a port picked free on
+// 127.0.0.1 and released could be taken before the apiserver bound it).
 const (
 	etcdClientPort = 2379
 	etcdPeerPort   = 2380
 	apiserverPort  = 6443
 )
 
-var (
-	loopbackMu    sync.Mutex
-	loopbackTaken = map[string]bool{}
-)
-
-// loopbackAddr is an address of 127.0.0.0/8 for one cluster alone, not
-// 127.0.0.1: its etcd and kube-apiserver then listen on fixed ports there.
-// Picking a free port on 127.0.0.1 and releasing it for etcd or the
-// apiserver to bind let another process (a test's Envoy, another
-// harness) take it in between, and the apiserver exited (seen in CI), and
-// a restarted apiserver could find its port taken. Nothing else listens
-// on these addresses; one in use (another test process's, by a 1 in 16
-// million chance) is skipped.
-func loopbackAddr() (string, error) {
-	loopbackMu.Lock()
-	defer loopbackMu.Unlock()
-	for range 100 {
-		var b [3]byte
-		if _, err := rand.Read(b[:]); err != nil {
-			return "", err
-		}
-		addr := fmt.Sprintf("127.%d.%d.%d", 1+int(b[0])%254, b[1], 1+int(b[2])%254)
-		if loopbackTaken[addr] {
-			continue
-		}
-		free := true
-		for _, p := range []int{etcdClientPort, etcdPeerPort, apiserverPort} {
-			l, err := net.Listen("tcp", net.JoinHostPort(addr, strconv.Itoa(p)))
-			if err != nil {
-				free = false
-				break
-			}
-			_ = l.Close()
-		}
-		if free {
-			loopbackTaken[addr] = true
-			return addr, nil
-		}
-	}
-	return "", errors.New("no free loopback address for a test cluster")
-}
-
 func (c *Cluster) boot() error {
 	if err := os.MkdirAll(filepath.Join(c.Dir, "certs"), 0o750); err != nil {
 		return err
 	}
 	var err error
-	if c.addr, err = loopbackAddr(); err != nil {
+	if c.addr, err = testkit.LoopbackAddr(etcdClientPort, etcdPeerPort, apiserverPort); err != nil {
 		return err
 	}
 	c.etcdURL = fmt.Sprintf("http://%s:%d", c.addr, etcdClientPort)

@@ -22,6 +22,7 @@ import (
 	mcsv1b1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 
 	"github.com/eastwest-dev/eastwest/internal/syncbuf"
+	"github.com/eastwest-dev/eastwest/internal/testkit"
 )
 
 // TestClusterSetDNS runs the real CoreDNS, with the Corefile eastwest
@@ -227,8 +228,9 @@ func corednsBin(t testing.TB) string {
 // apiserver, on loopback ports of its own, until the test ends.
 func startCoreDNS(t *testing.T, m *member) *coreDNS {
 	t.Helper()
-	dnsPort, readyPort, healthPort, metricsPort := freeDNSPort(t), freeTCPPort(t), freeTCPPort(t), freeTCPPort(t)
-	corefile := testCorefile(t, m.Kubeconfig, dnsPort, readyPort, healthPort, metricsPort)
+	// CoreDNS's usual ports, on a loopback address of this test's own.
+	ip := testkit.Loopback(t, dnsPort, healthPort, readyPort, metricsPort)
+	corefile := testCorefile(t, m.Kubeconfig, ip)
 	dir := t.TempDir()
 	conf := filepath.Join(dir, "Corefile")
 	if err := os.WriteFile(conf, []byte(corefile), 0o600); err != nil {
@@ -254,7 +256,7 @@ func startCoreDNS(t *testing.T, m *member) *coreDNS {
 	// The ready plugin answers 200 once the kubernetes plugin's informers
 	// (Services, EndpointSlices, ServiceImports, MCS EndpointSlices) have
 	// synced.
-	ready := fmt.Sprintf("http://127.0.0.1:%d/ready", readyPort)
+	ready := fmt.Sprintf("http://%s:%d/ready", ip, readyPort)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		select {
@@ -274,20 +276,29 @@ func startCoreDNS(t *testing.T, m *member) *coreDNS {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	addr := fmt.Sprintf("127.0.0.1:%d", dnsPort)
+	addr := fmt.Sprintf("%s:%d", ip, dnsPort)
 	return &coreDNS{resolver: &net.Resolver{PreferGo: true, Dial: func(dctx context.Context, network, _ string) (net.Conn, error) {
 		var d net.Dialer
 		return d.DialContext(dctx, network, addr)
 	}}}
 }
 
+// CoreDNS's ports in the tests: its usual ones, on a loopback address of
+// each test's own (testkit.Loopback).
+const (
+	dnsPort     = 53
+	healthPort  = 8080
+	readyPort   = 8181
+	metricsPort = 9153
+)
+
 // testCorefile is the Corefile of deploy/coredns/coredns.yaml, as shipped,
-// with what a test on a shared machine must change: the ports, loopback
+// with what a test on a shared machine must change: one loopback address
 // only, the member's kubeconfig (CoreDNS runs outside the cluster), and no
 // forwarding to upstream resolvers (tests send traffic to loopback only).
 // Each change must apply, so a changed Corefile fails here rather than
 // being tested half.
-func testCorefile(t testing.TB, kubeconfig string, dnsPort, readyPort, healthPort, metricsPort int) string {
+func testCorefile(t testing.TB, kubeconfig, ip string) string {
 	t.Helper()
 	f, err := os.Open(filepath.Join("..", "..", "deploy", "coredns", "coredns.yaml"))
 	if err != nil {
@@ -307,11 +318,11 @@ func testCorefile(t testing.TB, kubeconfig string, dnsPort, readyPort, healthPor
 		}
 	}
 	edits := []struct{ old, new string }{
-		{".:53 {", fmt.Sprintf(".:%d {\n    bind 127.0.0.1", dnsPort)},
-		{"health {", fmt.Sprintf("health 127.0.0.1:%d {", healthPort)},
-		{"\n    ready\n", fmt.Sprintf("\n    ready 127.0.0.1:%d\n", readyPort)},
+		{".:53 {", fmt.Sprintf(".:%d {\n    bind %s", dnsPort, ip)},
+		{"health {", fmt.Sprintf("health %s:%d {", ip, healthPort)},
+		{"\n    ready\n", fmt.Sprintf("\n    ready %s:%d\n", ip, readyPort)},
 		{"kubernetes cluster.local clusterset.local in-addr.arpa ip6.arpa {", "kubernetes cluster.local clusterset.local in-addr.arpa ip6.arpa {\n       kubeconfig " + kubeconfig},
-		{"prometheus :9153", fmt.Sprintf("prometheus 127.0.0.1:%d", metricsPort)},
+		{"prometheus :9153", fmt.Sprintf("prometheus %s:%d", ip, metricsPort)},
 		{"forward . /etc/resolv.conf {\n       max_concurrent 1000\n    }\n", ""},
 	}
 	for _, e := range edits {
@@ -394,31 +405,4 @@ func srvString(srvs []*net.SRV) string {
 		parts = append(parts, fmt.Sprintf("%s:%d", s.Target, s.Port))
 	}
 	return "[" + strings.Join(parts, " ") + "]"
-}
-
-// freeTCPPort is a loopback TCP port nothing listens on.
-func freeTCPPort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = l.Close() }()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-// freeDNSPort is a loopback port free for both UDP and TCP, as a DNS
-// server listens on both.
-func freeDNSPort(t testing.TB) int {
-	t.Helper()
-	for range 20 {
-		p := freeTCPPort(t)
-		u, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", p))
-		if err == nil {
-			_ = u.Close()
-			return p
-		}
-	}
-	t.Fatal("no loopback port free for UDP and TCP")
-	return 0
 }
