@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -235,43 +236,52 @@ func TestControlPlaneRestartUnderLoad(t *testing.T) {
 	addr := fmt.Sprintf("%s:%d", cfg.Writer.ListenAddress, gatewayPort)
 
 	h1 := envoytest.HTTPClient(false)
-	done := make(chan struct{})
-	type result struct{ sent, failed int }
-	results := make(chan result, 1)
+	done, ended := make(chan struct{}), make(chan struct{})
+	var sent, failed atomic.Int64
 	go func() {
-		var r result
+		defer close(ended)
 		deadline := time.Now().Add(60 * time.Second)
 		for {
 			select {
 			case <-done:
-				results <- r
 				return
 			default:
 			}
-			if r.sent >= 20000 || time.Now().After(deadline) {
-				results <- r
+			if time.Now().After(deadline) {
 				return
 			}
 			code, body, err := envoytest.Get(h1, addr, "web.shop.svc.clusterset.local")
-			r.sent++
+			sent.Add(1)
 			if err != nil || code != 200 || !strings.HasPrefix(body, "east/") {
-				r.failed++
+				failed.Add(1)
 			}
 			time.Sleep(2 * time.Millisecond)
 		}
 	}()
+	// until waits for n more requests (a count, not a time).
+	until := func(n int64) {
+		t.Helper()
+		for at := sent.Load(); sent.Load() < at+n; {
+			select {
+			case <-ended:
+				t.Fatalf("the request loop ended (60 s) before %d more requests", n)
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+	}
 
-	time.Sleep(200 * time.Millisecond)
+	until(20)
 	cfg.XDSAddress = app.XDSAddr()
 	stop()
-	time.Sleep(time.Second) // the control plane is away
+	away := sent.Load()
+	until(50) // the control plane is away
 	app2, _ := cptest.Run(t, cfg)
 	e.WaitSynced(t, app2, "east-gateway", v.String())
-	time.Sleep(200 * time.Millisecond)
+	until(20)
 	close(done)
-	r := <-results
-	if r.failed > 0 || r.sent < 100 {
-		t.Errorf("%d of %d requests failed across the control plane's restart", r.failed, r.sent)
+	<-ended
+	if failed.Load() > 0 {
+		t.Errorf("%d of %d requests failed across the control plane's restart", failed.Load(), sent.Load())
 	}
-	t.Logf("%d requests across the restart, %d failed", r.sent, r.failed)
+	t.Logf("%d requests across the restart (%d from the stop to the new control plane's sync), %d failed", sent.Load(), sent.Load()-away, failed.Load())
 }

@@ -3,6 +3,7 @@ package multicluster
 import (
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -131,40 +132,47 @@ func (e *envoyClusterSet) waitBackend(t testing.TB, pod string) {
 func TestEnvoyThroughAnApiserverOutage(t *testing.T) {
 	e := startEnvoyClusterSet(t)
 	stop := make(chan struct{})
-	type result struct{ sent, failed int }
-	done := make(chan result, 1)
+	var sent, failed atomic.Int64
+	done := make(chan struct{})
 	go func() {
-		var r result
+		defer close(done)
 		deadline := time.Now().Add(60 * time.Second)
 		for {
 			select {
 			case <-stop:
-				done <- r
 				return
 			default:
 			}
-			if r.sent >= 20000 || time.Now().After(deadline) {
-				done <- r
+			if time.Now().After(deadline) {
 				return
 			}
 			got, err := e.answer()
-			r.sent++
+			sent.Add(1)
 			if err != nil || got != "a/web-0" {
-				r.failed++
+				failed.Add(1)
 			}
 			time.Sleep(5 * time.Millisecond)
 		}
 	}()
 	e.a.StopAPIServer()
-	time.Sleep(5 * time.Second)
+	down := sent.Load()
+	// The outage lasts until requests have gone through it (a count, not
+	// a time: on a slow machine a time could pass with none).
+	for sent.Load() < down+200 {
+		select {
+		case <-done:
+			t.Fatal("the request loop ended (60 s) before 200 requests went through the outage")
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
 	if err := e.a.StartAPIServer(); err != nil {
 		t.Fatal(err)
 	}
 	close(stop)
-	r := <-done
-	t.Logf("%d requests through Envoy during a's apiserver outage, %d failed", r.sent, r.failed)
-	if r.failed > 0 || r.sent < 100 {
-		t.Errorf("%d of %d requests failed during the outage", r.failed, r.sent)
+	<-done
+	t.Logf("%d requests through Envoy, %d during a's apiserver outage; %d failed", sent.Load(), sent.Load()-down, failed.Load())
+	if failed.Load() > 0 {
+		t.Errorf("%d of %d requests failed during the outage", failed.Load(), sent.Load())
 	}
 	// a is back: a change made in its apiserver reaches the Envoy.
 	e.a.podSlice(t, "envoy", "web", []string{podIPs["a/web-0"], podIPs["a/web-1"]}, []bool{false, true})
