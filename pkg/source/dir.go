@@ -107,12 +107,25 @@ type memberObjectKey struct {
 	key    ObjectKey
 }
 
+// racyWindow is how long after a file's modification time its stat is
+// not trusted: a file system keeps modification times in ticks (a few
+// milliseconds on ext4, a second or two on others), so a file read in
+// the tick of its last write can be written again, same size, same
+// modification time, and its stat would never tell. Until a check made
+// racyWindow after its modification time, such a file's content is
+// compared at every Scan (git's "racily clean" index entries).
+const racyWindow = 2 * time.Second
+
 // file is one file as last read.
 type file struct {
 	size    int64
 	modTime time.Time
 	mode    fs.FileMode
-	objects []Object
+	// hash is the content's hash; checkedAt when the content was last
+	// read or compared (the wall clock, as file systems' times are).
+	hash      string
+	checkedAt time.Time
+	objects   []Object
 	probs   []Problem
 	err     error // why the file cannot be read at all
 	// readAt is when this version of the file was read.
@@ -139,6 +152,11 @@ func (f *file) unchanged(info fs.FileInfo) bool {
 	return f.size == info.Size() && f.modTime.Equal(info.ModTime()) && f.mode == info.Mode()
 }
 
+// racy reports whether the file was last checked too soon after its
+// modification time for an unchanged stat to mean unchanged content
+// (racyWindow).
+func (f *file) racy() bool { return f.checkedAt.Sub(f.modTime) < racyWindow }
+
 // NewDir returns a Dir for the folder root. Problems are logged to log.
 func NewDir(root string, log *slog.Logger) *Dir {
 	return &Dir{
@@ -159,7 +177,8 @@ func NewDir(root string, log *slog.Logger) *Dir {
 // Scan reads the folder and returns the events that bring a Store from the
 // previous Scan's view to the folder's content, and every problem found in
 // the folder now. Only files whose size or modification time changed are
-// read again. It fails only when the folder itself cannot be read.
+// read again, and those modified too recently for their stat to be
+// trusted (racyWindow) are compared by content. It fails only when the folder itself cannot be read.
 func (d *Dir) Scan() ([]event.Event, []Problem, error) {
 	entries, err := os.ReadDir(d.root)
 	if err != nil {
@@ -268,7 +287,7 @@ func (d *Dir) changed(entries []os.DirEntry) bool {
 				return true
 			}
 			info, err := os.Stat(path)
-			if err != nil || !f.unchanged(info) {
+			if err != nil || !f.unchanged(info) || f.racy() {
 				return true
 			}
 			files++
@@ -337,16 +356,24 @@ func (d *Dir) scanMember(member string, next map[memberObjectKey]Object, seenFil
 }
 
 // read returns a file's objects, reading it again only when its size,
-// modification time or mode changed. Only regular files (or links to
-// them) of at most MaxFileSize are read; anything else (a FIFO, a device,
-// a socket) is reported and never opened in a way that could block.
+// modification time or mode changed, or, while its stat cannot be trusted
+// (racy), when its content did. Only regular files (or links to them) of
+// at most MaxFileSize are read; anything else (a FIFO, a device, a
+// socket) is reported and never opened in a way that could block.
 func (d *Dir) read(path string, now time.Time) *file {
 	info, err := os.Stat(path)
 	if err != nil {
 		return &file{err: err, readAt: now}
 	}
 	if f, ok := d.files[path]; ok && f.unchanged(info) {
-		return f
+		if !f.racy() {
+			return f
+		}
+		checked := time.Now()
+		if data, err := readRegular(path); err == nil && hashOf(data) == f.hash {
+			f.checkedAt = checked
+			return f
+		}
 	}
 	f := load(path, info, now)
 	d.files[path] = f
@@ -355,12 +382,14 @@ func (d *Dir) read(path string, now time.Time) *file {
 
 // load reads and decodes a file whose stat is info.
 func load(path string, info fs.FileInfo, now time.Time) *file {
-	f := &file{size: info.Size(), modTime: info.ModTime(), mode: info.Mode(), readAt: now}
+	// Checked before it is read: a write during the read leaves it racy.
+	f := &file{size: info.Size(), modTime: info.ModTime(), mode: info.Mode(), readAt: now, checkedAt: time.Now()}
 	data, err := readRegular(path)
 	if err != nil {
 		f.err = err
 		return f
 	}
+	f.hash = hashOf(data)
 	f.objects, f.probs = Decode(path, data)
 	return f
 }
