@@ -701,12 +701,6 @@ func responseContext(ts *typeState, entries []*entry) context.Context {
 	return context.WithValue(context.Background(), ctxKey{}, &responseInfo{updatedAt: ts.updatedAt, entries: entries})
 }
 
-// UpdatedAt returns when the update a response delivers was applied, or
-// false when the context does not come from this cache.
-func UpdatedAt(ctx context.Context) (time.Time, bool) {
-	return responseInfoOf(ctx).at()
-}
-
 // responseInfoOf is the responseInfo in a response's context, or nil.
 func responseInfoOf(ctx context.Context) *responseInfo {
 	if ctx == nil {

@@ -20,7 +20,6 @@ import (
 	"github.com/eastwest-dev/eastwest/internal/kubeclient"
 	"github.com/eastwest-dev/eastwest/internal/ratelog"
 	"github.com/eastwest-dev/eastwest/pkg/cache"
-	"github.com/eastwest-dev/eastwest/pkg/mcs"
 	"github.com/eastwest-dev/eastwest/pkg/metrics"
 	"github.com/eastwest-dev/eastwest/pkg/source"
 	"github.com/eastwest-dev/eastwest/pkg/translate"
@@ -467,5 +466,3 @@ func (a *App) MemberStatuses() []source.ClusterStatus {
 	return a.kube.Statuses()
 }
 
-// Members returns the IDs of the clusters in the ClusterSet now.
-func (a *App) Members() []mcs.ClusterID { return a.Writer.Snapshot().State.ClusterIDs() }

@@ -87,9 +87,9 @@ type WriterOptions struct {
 	LivenessTimeout time.Duration
 }
 
-// Writer is the single writer: it owns the Store, batches source events,
-// translates the services a batch touched for every view and publishes
-// them to the cache. Everything else reads its Snapshots.
+// Writer is the single writer: it batches source events, has its
+// Assembler (which holds the stores) turn each batch into a Plan, and
+// publishes the Plan to the cache. Everything else reads its Snapshots.
 type Writer struct {
 	opts WriterOptions
 	log  *slog.Logger

@@ -16,7 +16,8 @@
 //     with the spec's condition types and reasons and no clock (whoever
 //     writes them sets lastTransitionTime).
 //
-// pkg/translate makes Envoy resources of the result; the controlplane
-// Writer owns the Store and calls Build for the members whose inputs or
-// referenced services changed.
+// pkg/translate makes Envoy resources of the result; pkg/assemble's
+// Assembler owns the Store (the controlplane Writer owns the Assembler)
+// and calls Build for the members whose inputs or referenced services
+// changed.
 package gateway

@@ -123,8 +123,6 @@ func set[K comparable, V any](m map[K]V, k K, v V, del bool) {
 	}
 }
 
-// Members returns the members the Store holds, sorted.
-func (s *Store) Members() []string { return slices.Sorted(maps.Keys(s.members)) }
 
 // Inputs returns a member's inputs (nil when it has none). The maps are
 // the Store's: read them before the next Apply.

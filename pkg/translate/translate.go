@@ -129,17 +129,16 @@ func (r *Result) sort() {
 	})
 }
 
-// Service returns the Envoy resources of one service for a view: for every
-// TCP port of its import an EDS cluster and its endpoints, and for clients
-// an API listener and route configuration. A service without an import has
-// none, and so has a view of a member that does not import it (KEP-1645:
-// a service is imported only by the members where its namespace exists,
-// so their clients and gateways are not served it). A resource that fails validation is reported in Invalid, and so are
-// the listener and route of a port whose cluster or endpoints failed: a
-// route is never published without its cluster.
-func Service(st *mcs.ServiceState, v View) Result { return ServiceWith(st, v, ServiceOptions{}) }
-
-// ServiceWith is Service with mesh routes (see ServiceOptions).
+// ServiceWith returns the Envoy resources of one service for a view: for
+// every TCP port of its import an EDS cluster and its endpoints, and for
+// clients an API listener and route configuration (with the mesh routes
+// of o: ServiceOptions). A service without an import has none, and so has
+// a view of a member that does not import it (KEP-1645: a service is
+// imported only by the members where its namespace exists, so their
+// clients and gateways are not served it). A resource that fails
+// validation is reported in Invalid, and so are the listener and route
+// of a port whose cluster or endpoints failed: a route is never published
+// without its cluster.
 func ServiceWith(st *mcs.ServiceState, v View, o ServiceOptions) Result {
 	var r Result
 	if !ImportedBy(st, v) {
