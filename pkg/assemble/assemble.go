@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"strings"
 	"time"
 
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
@@ -53,6 +52,10 @@ type Options struct {
 	// time.Now).
 	RotationDelay time.Duration
 	Now           func() time.Time
+	// Translate translates one service for one view (nil:
+	// translate.ServiceWith). Tests give one that makes resources fail
+	// validation.
+	Translate func(*mcs.ServiceState, translate.View, translate.ServiceOptions) translate.Result
 }
 
 // DefaultRotationDelay is how long every gateway accepts a member's new
@@ -61,99 +64,27 @@ type Options struct {
 // updates, which arrive in any order.
 const DefaultRotationDelay = 3 * time.Second
 
-// Update changes one type of one view: Set adds or replaces resources,
-// Delete removes names.
-type Update struct {
-	View   string
-	Type   string
-	Set    []translate.Resource
-	Delete []string
-}
-
-// ServiceChange is a service that changed in a Flush, for metrics.
-type ServiceChange struct {
-	Key   mcs.ServiceKey
-	State *mcs.ServiceState // nil: gone
-	// ImportDelta is +1 when the service gained its import, -1 when it
-	// lost it.
-	ImportDelta int
-}
-
-// ViewInvalid is a resource of a view that failed validation.
-type ViewInvalid struct {
-	View string
-	translate.Invalid
-}
-
-// Plan is what one Flush made: the updates to publish, in order (new and
-// changed resources secrets, clusters, endpoints, listeners, routes; then
-// deletions in reverse: make before break), the views when they changed,
-// the merged state and what changed in it.
-type Plan struct {
-	Updates []Update
-	// Views lists every view's name when the set of views changed (nil:
-	// unchanged).
-	Views   []string
-	State   *mcs.State
-	Changes mcs.Changes
-	// Changed says whether anything served or reported changed.
-	Changed bool
-	// Services are the services merged again, for metrics.
-	Services []ServiceChange
-	// Rebuilt are the members whose Gateway API results were built again
-	// (their statuses may have changed).
-	Rebuilt []string
-	// Invalid are the resources that failed validation in this Flush
-	// (their previous versions, if any, stay published).
-	Invalid []ViewInvalid
-	// Translated counts the resources this Flush translated (valid or
-	// not): what a change cost, before the cache skips what did not
-	// change.
-	Translated int
-}
-
 // Assembler turns source events into Plans. It is used by one goroutine.
+// Its parts each own one concern: the stores (mcs.Store, and the Gateway
+// API's in gwapi), the views and the topology they see, the classifier
+// (what a change touches), the Gateway API scheduling (gwapi), the
+// ledger of what every view publishes, and the Plan being built.
 type Assembler struct {
 	opts  Options
 	store *mcs.Store
-	gw    *gateway.Store
 
-	views     []translate.View
-	published map[string]map[mcs.ServiceKey][]ref // view -> service -> published resources
-	clusters  map[string]map[string]bool          // view -> published cluster names
-	invalid   map[string]map[mcs.ServiceKey][]translate.Invalid
+	views []translate.View
 	// topo is how the members reach each other (nil: flat); certs each
 	// member's tunnel certificate as last read.
-	topo     *translate.Topology
-	certs    map[string]*tunnelCert
-	gwSig    map[mcs.ServiceKey]string
-	imported map[mcs.ServiceKey]bool
-	// shape is each service's shapeSignature as last translated: a
-	// change that leaves it alone changes endpoints only.
-	shape map[mcs.ServiceKey]string
-
-	// translate is translate.ServiceWith; tests replace it to make
-	// resources fail validation.
-	translate func(*mcs.ServiceState, translate.View, translate.ServiceOptions) translate.Result
-	// custom is set while a test's translator replaces ServiceWith.
-	custom bool
-
-	// gwResults is what gateway.Build made of each member's Gateway API
-	// objects; routesDirty the services whose mesh routes changed.
-	gwResults   map[string]gateway.Result
-	gwViews     map[string]bool                      // published gateway-api view names
-	gwRefSig    map[string]map[mcs.ServiceKey]string // member -> referenced service -> refSignature
-	routesDirty map[mcs.ServiceKey]bool
-
-	// current is every view's published resources (type -> name), what
-	// View returns.
-	current map[string]map[string]map[string]proto.Message
+	topo    *translate.Topology
+	certs   map[string]*tunnelCert
+	classes *classifier
+	gwapi   *gatewayAPI
+	ledger  *ledger
 
 	merged *mcs.Changes // Merge's result, not yet flushed
-	plan   Plan
+	plan   *planBuilder
 }
-
-type ref struct{ typ, name string }
 
 // New returns an empty Assembler.
 func New(opts Options) *Assembler {
@@ -167,33 +98,21 @@ func New(opts Options) *Assembler {
 		opts.Now = time.Now
 	}
 	return &Assembler{
-		opts:        opts,
-		store:       mcs.NewStore(opts.Store),
-		gw:          gateway.NewStore(),
-		published:   map[string]map[mcs.ServiceKey][]ref{},
-		clusters:    map[string]map[string]bool{},
-		invalid:     map[string]map[mcs.ServiceKey][]translate.Invalid{},
-		certs:       map[string]*tunnelCert{},
-		gwSig:       map[mcs.ServiceKey]string{},
-		imported:    map[mcs.ServiceKey]bool{},
-		shape:       map[mcs.ServiceKey]string{},
-		translate:   translate.ServiceWith,
-		gwResults:   map[string]gateway.Result{},
-		gwViews:     map[string]bool{},
-		gwRefSig:    map[string]map[mcs.ServiceKey]string{},
-		routesDirty: map[mcs.ServiceKey]bool{},
-		current:     map[string]map[string]map[string]proto.Message{},
+		opts:    opts,
+		store:   mcs.NewStore(opts.Store),
+		certs:   map[string]*tunnelCert{},
+		classes: newClassifier(),
+		gwapi:   newGatewayAPI(),
+		ledger:  newLedger(opts.KeepViews),
 	}
 }
 
-// SetTranslator replaces the service translation (tests: to make
-// resources fail validation); nil restores translate.ServiceWith.
-func (a *Assembler) SetTranslator(fn func(*mcs.ServiceState, translate.View, translate.ServiceOptions) translate.Result) {
-	a.custom = fn != nil
-	if fn == nil {
-		fn = translate.ServiceWith
+// translate is Options.Translate, else translate.ServiceWith.
+func (a *Assembler) translate(st *mcs.ServiceState, v translate.View, o translate.ServiceOptions) translate.Result {
+	if a.opts.Translate != nil {
+		return a.opts.Translate(st, v, o)
 	}
-	a.translate = fn
+	return translate.ServiceWith(st, v, o)
 }
 
 // Apply records a source event in the stores that keep its kind
@@ -210,7 +129,7 @@ func (a *Assembler) Apply(ev event.Event) error {
 	toGateway, toMCS := stores&event.Gateway != 0, stores&event.MCS != 0
 	var errs []error
 	if toGateway {
-		errs = append(errs, a.gw.Apply(ev))
+		errs = append(errs, a.gwapi.store.Apply(ev))
 	}
 	if toMCS {
 		errs = append(errs, a.store.Apply(ev))
@@ -242,43 +161,11 @@ func (a *Assembler) Merge() mcs.Changes {
 // Flush merges what changed, builds and translates what depends on it,
 // and returns the Plan that brings every view up to date.
 func (a *Assembler) Flush() Plan {
-	a.plan = Plan{}
+	a.plan = newPlanBuilder()
 	a.flush()
-	p := a.plan
-	a.plan = Plan{} // the Plan's messages are the caller's to let go
+	p := a.plan.Plan
+	a.plan = nil // the Plan's messages are the caller's to let go
 	return p
-}
-
-// apply records a Plan's updates in the views' current resources.
-func (a *Assembler) apply(updates []Update, viewsChanged bool, views []string) {
-	if !a.opts.KeepViews {
-		return
-	}
-	for _, u := range updates {
-		byType := a.current[u.View]
-		if byType == nil {
-			byType = map[string]map[string]proto.Message{}
-			a.current[u.View] = byType
-		}
-		res := byType[u.Type]
-		if res == nil {
-			res = map[string]proto.Message{}
-			byType[u.Type] = res
-		}
-		for _, r := range u.Set {
-			res[r.Name] = r.Message
-		}
-		for _, n := range u.Delete {
-			delete(res, n)
-		}
-	}
-	if viewsChanged {
-		for name := range a.current {
-			if !slices.Contains(views, name) {
-				delete(a.current, name)
-			}
-		}
-	}
 }
 
 // Views returns the views as of the last Flush: each member's client and
@@ -290,27 +177,13 @@ func (a *Assembler) Views() []translate.View { return slices.Clone(a.views) }
 // that failed validation (not served; their previous versions are).
 // It needs Options.KeepViews.
 func (a *Assembler) View(v translate.View) translate.Result {
-	var r translate.Result
-	name := v.String()
-	for _, typ := range translate.TypeOrder() {
-		res := a.current[name][typ]
-		for _, n := range slices.Sorted(maps.Keys(res)) {
-			r.Resources = append(r.Resources, translate.Resource{Type: typ, Name: n, Message: res[n]})
-		}
-	}
-	r.Invalid = a.Invalid()[name]
-	return r
+	return translate.Result{Resources: a.ledger.view(v.String()), Invalid: a.Invalid()[v.String()]}
 }
 
 // Invalid returns, per view, the resources that failed validation and are
 // not published, sorted by type and name.
 func (a *Assembler) Invalid() map[string][]translate.Invalid {
-	invalid := map[string][]translate.Invalid{}
-	for view, bySvc := range a.invalid {
-		for _, list := range bySvc {
-			invalid[view] = append(invalid[view], list...)
-		}
-	}
+	invalid := a.ledger.invalidByView()
 	for view, list := range a.tunnelInvalid(a.store.Snapshot()) {
 		invalid[view] = append(invalid[view], list...)
 	}
@@ -327,17 +200,11 @@ func (a *Assembler) Invalid() map[string][]translate.Invalid {
 }
 
 // Gateways returns each member's Gateway API result as of the last Flush.
-func (a *Assembler) Gateways() map[string]gateway.Result { return maps.Clone(a.gwResults) }
+func (a *Assembler) Gateways() map[string]gateway.Result { return maps.Clone(a.gwapi.results) }
 
 // Statuses returns a member's Gateway API statuses as of the last Flush.
-func (a *Assembler) Statuses(member string) []gateway.Status { return a.gwResults[member].Statuses }
-
-// State returns the merged state as of the last Flush.
-func (a *Assembler) State() *mcs.State { return a.store.Snapshot() }
-
-// Local returns a member's own Service and EndpointSlices of a key.
-func (a *Assembler) Local(member string, k mcs.ServiceKey) (*mcs.Service, []*mcs.Slice) {
-	return a.store.Local(member, k)
+func (a *Assembler) Statuses(member string) []gateway.Status {
+	return a.gwapi.results[member].Statuses
 }
 
 // flush runs the stages of a Flush: merge, Gateway API builds, views,
@@ -351,14 +218,14 @@ func (a *Assembler) flush() {
 
 	// Gateway API: build again the members whose objects changed, or
 	// whose routes reference a service that changed.
-	rebuilt, gwBackends := a.buildGateways(state, ch)
+	rebuilt, gwBackends := a.gwapi.build(state, a.store, ch)
 	// A new topology (networks, gateway addresses, tunnel certificates)
 	// changes every view's endpoints of other networks.
 	topo := a.topology(state)
 	topoChanged := !topo.Equal(a.topo)
 	a.topo = topo
 	all := ch.Clusters || topoChanged
-	viewsChanged := all || len(rebuilt) > 0 && a.gatewayViewsChanged(state)
+	viewsChanged := all || len(rebuilt) > 0 && a.gwapi.viewsChanged(state, a.baseView())
 	var viewNames []string
 	if viewsChanged {
 		viewNames = a.setViews(state)
@@ -375,21 +242,19 @@ func (a *Assembler) flush() {
 		}
 	}
 
-	sets := map[string]map[string][]translate.Resource{} // type -> view -> resources
-	dels := map[string]map[string][]string{}             // type -> view -> names
-	shapeChanged, gatewayChanged := a.services(state, keys, all, sets, dels)
+	shapeChanged, gatewayChanged := a.services(state, keys, all)
 	// Services with mesh routes go last, once every cluster their routes
 	// may name is known, and whenever a shape changed: a route follows
 	// its backends being published or withdrawn.
-	if shapeChanged || len(a.routesDirty) > 0 {
-		a.meshRoutes(state, sets, dels)
+	if shapeChanged || len(a.gwapi.routesDirty) > 0 {
+		a.meshRoutes(state)
 	}
 	if gatewayChanged || all {
-		a.gatewayRouting(state, sets, dels)
+		a.gatewayRouting(state)
 	}
-	a.translateGateways(state, rebuilt, gwBackends, viewsChanged, sets, dels)
+	a.translateGateways(state, rebuilt, gwBackends, viewsChanged)
 
-	a.plan.Updates = ordered(sets, dels)
+	a.plan.Updates = a.plan.ordered()
 	if viewsChanged {
 		a.plan.Views = viewNames
 		if a.plan.Views == nil {
@@ -398,7 +263,13 @@ func (a *Assembler) flush() {
 	}
 	a.plan.Rebuilt = rebuilt
 	a.plan.Changed = !ch.Empty() || len(rebuilt) > 0 || len(gwBackends) > 0
-	a.apply(a.plan.Updates, viewsChanged, viewNames)
+	a.ledger.apply(a.plan.Updates, viewsChanged, viewNames)
+}
+
+// baseView is what every view of the Assembler shares: the network and
+// the listeners' address.
+func (a *Assembler) baseView() translate.View {
+	return translate.View{Net: a.topo, ListenAddress: a.opts.ListenAddress}
 }
 
 // setViews makes the views of a new set of members and Gateways, forgets
@@ -410,86 +281,47 @@ func (a *Assembler) setViews(state *mcs.State) []string {
 			a.views = append(a.views, translate.View{Cluster: id, Role: r, GatewayPort: a.opts.GatewayPort, TunnelPort: a.opts.TunnelPort, Net: a.topo, ListenAddress: a.opts.ListenAddress})
 		}
 	}
-	a.views = append(a.views, a.gatewayViews(state)...)
-	a.gwViews = map[string]bool{}
+	a.views = append(a.views, a.gwapi.gatewayViews(state, a.baseView())...)
+	a.gwapi.views = map[string]bool{}
 	var names []string
 	for _, v := range a.views {
 		names = append(names, v.String())
 		if v.Role == translate.RoleGatewayAPI {
-			a.gwViews[v.String()] = true
+			a.gwapi.views[v.String()] = true
 		}
 	}
-	for name := range a.published {
-		if !slices.Contains(names, name) {
-			delete(a.published, name)
-			delete(a.clusters, name)
-			delete(a.invalid, name)
-		}
-	}
+	a.ledger.forget(names)
 	return names
 }
 
 // services translates the services that changed for every member view,
-// by change class: a service whose shape (ports, type, affinity) did
-// not change changed its endpoints only, and only its
+// by change class (the classifier): a service whose shape (ports, type,
+// affinity) did not change changed its endpoints only, and only its
 // ClusterLoadAssignments are translated again. It reports whether a
 // shape changed and whether the gateways' routing must be made again,
 // and notes each service's change in the Plan.
-func (a *Assembler) services(state *mcs.State, keys []mcs.ServiceKey, all bool, sets map[string]map[string][]translate.Resource, dels map[string]map[string][]string) (shapeChanged, gatewayChanged bool) {
-	endpointsOnly := map[mcs.ServiceKey]bool{}
-	for _, key := range keys {
-		sig := shapeSignature(state.Services.Get(key))
-		if !all && sig != "" && a.shape[key] == sig {
-			endpointsOnly[key] = true
-		} else {
-			shapeChanged = true
-		}
-		if sig == "" {
-			delete(a.shape, key)
-		} else {
-			a.shape[key] = sig
-		}
-	}
-	a.translateServices(state, keys, endpointsOnly, sets, dels)
-	for _, key := range keys {
-		st := state.Services.Get(key)
-		sig := gatewaySignature(st)
-		if a.gwSig[key] != sig {
-			gatewayChanged = true
-			if sig == "" {
-				delete(a.gwSig, key)
-			} else {
-				a.gwSig[key] = sig
-			}
-		}
-		has := st != nil && st.Import != nil
-		delta := 0
-		switch {
-		case has && !a.imported[key]:
-			delta, a.imported[key] = 1, true
-		case !has && a.imported[key]:
-			delta = -1
-			delete(a.imported, key)
-		}
-		a.plan.Services = append(a.plan.Services, ServiceChange{Key: key, State: st, ImportDelta: delta})
-	}
+func (a *Assembler) services(state *mcs.State, keys []mcs.ServiceKey, all bool) (shapeChanged, gatewayChanged bool) {
+	endpointsOnly, shapeChanged := a.classes.endpointsOnly(state, keys, all)
+	a.translateServices(state, keys, endpointsOnly)
+	gatewayChanged, changes := a.classes.routing(state, keys)
+	a.plan.Services = append(a.plan.Services, changes...)
 	return shapeChanged, gatewayChanged
 }
 
 // meshRoutes translates again, for the client views, every service a
 // mesh route attaches to (and those whose last route went away).
-func (a *Assembler) meshRoutes(state *mcs.State, sets map[string]map[string][]translate.Resource, dels map[string]map[string][]string) {
-	parents := a.meshParents()
-	for k := range a.routesDirty {
+func (a *Assembler) meshRoutes(state *mcs.State) {
+	parents := a.gwapi.meshParents()
+	for k := range a.gwapi.routesDirty {
 		if !slices.Contains(parents, k) {
 			parents = append(parents, k) // its last route went away
 		}
 	}
-	clear(a.routesDirty)
+	clear(a.gwapi.routesDirty)
 	for _, key := range parents {
 		for _, v := range a.views {
 			if v.Role == translate.RoleClient {
-				a.translateService(v, key, state.Services.Get(key), sets, dels)
+				a.translateService(v, key, state.Services.Get(key))
 			}
 		}
 	}
@@ -499,175 +331,16 @@ func (a *Assembler) meshRoutes(state *mcs.State, sets map[string]map[string][]tr
 // configuration, and its tunnel listener and secrets, again (a service's
 // TCP ports, or the members exporting them, came or went), under the zero
 // key.
-func (a *Assembler) gatewayRouting(state *mcs.State, sets map[string]map[string][]translate.Resource, dels map[string]map[string][]string) {
-	var services []*mcs.ServiceState
-	for key := range a.gwSig {
-		services = append(services, state.Services.Get(key))
-	}
+func (a *Assembler) gatewayRouting(state *mcs.State) {
+	services := a.classes.routed(state)
 	for _, v := range a.views {
 		if v.Role != translate.RoleGateway {
 			continue
 		}
-		r := translate.Gateway(services, v, func(c string) bool { return a.clusters[v.String()][c] })
-		a.record(v.String(), mcs.ServiceKey{}, r, sets, dels)
+		view := v.String()
+		r := translate.Gateway(services, v, func(c string) bool { return a.ledger.hasCluster(view, c) })
+		a.ledger.record(a.plan, view, mcs.ServiceKey{}, r, "")
 	}
-}
-
-// ordered lists the updates make before break: new and changed resources
-// secrets, clusters, endpoints, listeners, routes; then the deletions in
-// the reverse order.
-func ordered(sets map[string]map[string][]translate.Resource, dels map[string]map[string][]string) []Update {
-	var out []Update
-	for _, typ := range translate.TypeOrder() {
-		for _, view := range slices.Sorted(maps.Keys(sets[typ])) {
-			out = append(out, Update{View: view, Type: typ, Set: sets[typ][view]})
-		}
-	}
-	for _, typ := range slices.Backward(translate.TypeOrder()) {
-		for _, view := range slices.Sorted(maps.Keys(dels[typ])) {
-			out = append(out, Update{View: view, Type: typ, Delete: dels[typ][view]})
-		}
-	}
-	return out
-}
-
-// buildGateways runs gateway.Build for the members that need it and
-// returns them: those whose Gateway API objects changed, and those whose
-// routes name a service whose shape (import, ports, affinity) changed. A
-// referenced service whose endpoints alone changed needs no build: it is
-// returned in backends, by member, and only its clusters are translated
-// again. A member's mesh parents, old and new, get their client routes
-// translated again.
-func (a *Assembler) buildGateways(state *mcs.State, ch mcs.Changes) (rebuilt []string, backends map[string]map[mcs.ServiceKey]bool) {
-	dirty := map[string]bool{}
-	for _, m := range a.gw.TakeDirty() {
-		dirty[m] = true
-	}
-	backends = map[string]map[mcs.ServiceKey]bool{}
-	for m, r := range a.gwResults {
-		if ch.Clusters {
-			dirty[m] = true
-			continue
-		}
-		for _, k := range ch.Touched {
-			if !r.Refs[k] || dirty[m] {
-				continue
-			}
-			if a.refSignature(state, m, k) != a.gwRefSig[m][k] {
-				dirty[m] = true
-				continue
-			}
-			if backends[m] == nil {
-				backends[m] = map[mcs.ServiceKey]bool{}
-			}
-			backends[m][k] = true
-		}
-	}
-	for _, m := range slices.Sorted(maps.Keys(dirty)) {
-		delete(backends, m)
-		old := a.gwResults[m]
-		for k := range old.Mesh {
-			a.routesDirty[k] = true
-		}
-		in := a.gw.Inputs(m)
-		if in == nil {
-			delete(a.gwResults, m)
-			delete(a.gwRefSig, m)
-			rebuilt = append(rebuilt, m)
-			continue
-		}
-		r := gateway.Build(in, lookup{state: state, store: a.store, member: m})
-		for k := range r.Mesh {
-			a.routesDirty[k] = true
-		}
-		a.gwResults[m] = r
-		sigs := map[mcs.ServiceKey]string{}
-		for k := range r.Refs {
-			sigs[k] = a.refSignature(state, m, k)
-		}
-		a.gwRefSig[m] = sigs
-		rebuilt = append(rebuilt, m)
-	}
-	return rebuilt, backends
-}
-
-// refSignature is what gateway.Build reads of a service for a member: the
-// import's ports and affinity, and the member's own Service's. Endpoints
-// are not in it: they change the backends' clusters, not the routes.
-func (a *Assembler) refSignature(state *mcs.State, member string, k mcs.ServiceKey) string {
-	var b strings.Builder
-	if st := state.Services.Get(k); st != nil && st.Import != nil {
-		fmt.Fprintf(&b, "import %s %s:", st.Import.Type, st.Import.SessionAffinity)
-		for _, p := range st.Import.Ports {
-			fmt.Fprintf(&b, " %s/%s/%d", p.Name, p.Protocol, p.Port)
-		}
-	}
-	if svc, _ := a.store.Local(member, k); svc != nil {
-		fmt.Fprintf(&b, "; local %s:", svc.SessionAffinity)
-		for _, p := range svc.Ports {
-			fmt.Fprintf(&b, " %s/%s/%d", p.Name, p.Protocol, p.Port)
-		}
-	}
-	return b.String()
-}
-
-// lookup is what gateway.Build reads: the ClusterSet's imports and the
-// member's own Services.
-type lookup struct {
-	state  *mcs.State
-	store  *mcs.Store
-	member string
-}
-
-func (l lookup) Import(k mcs.ServiceKey) *mcs.Import {
-	if st := l.state.Services.Get(k); st != nil {
-		return st.Import
-	}
-	return nil
-}
-
-func (l lookup) Service(k mcs.ServiceKey) *mcs.Service {
-	svc, _ := l.store.Local(l.member, k)
-	return svc
-}
-
-// clusterOf returns a member's cluster ID ("" while it is left out).
-func clusterOf(state *mcs.State, member string) mcs.ClusterID {
-	for _, c := range state.Clusters {
-		if c.Member == member {
-			return c.ID
-		}
-	}
-	return ""
-}
-
-// gatewayViews are the gateway-api views: one per Gateway eastwest
-// programs, in its member's cluster.
-func (a *Assembler) gatewayViews(state *mcs.State) []translate.View {
-	var out []translate.View
-	for _, m := range slices.Sorted(maps.Keys(a.gwResults)) {
-		id := clusterOf(state, m)
-		if id == "" {
-			continue
-		}
-		for _, gw := range a.gwResults[m].Gateways {
-			out = append(out, translate.View{Cluster: id, Role: translate.RoleGatewayAPI, Gateway: translate.GatewayAPIView(gw.Key), Net: a.topo, ListenAddress: a.opts.ListenAddress})
-		}
-	}
-	return out
-}
-
-func (a *Assembler) gatewayViewsChanged(state *mcs.State) bool {
-	now := a.gatewayViews(state)
-	if len(now) != len(a.gwViews) {
-		return true
-	}
-	for _, v := range now {
-		if !a.gwViews[v.String()] {
-			return true
-		}
-	}
-	return false
 }
 
 // translateGateways translates the Gateways of rebuilt members (all of
@@ -675,13 +348,13 @@ func (a *Assembler) gatewayViewsChanged(state *mcs.State) bool {
 // clusters under that service, listeners, routes and certificates under
 // the zero key. For members in backends only those services' clusters
 // are translated again.
-func (a *Assembler) translateGateways(state *mcs.State, rebuilt []string, backends map[string]map[mcs.ServiceKey]bool, all bool, sets map[string]map[string][]translate.Resource, dels map[string]map[string][]string) {
+func (a *Assembler) translateGateways(state *mcs.State, rebuilt []string, backends map[string]map[mcs.ServiceKey]bool, all bool) {
 	members := map[string]bool{}
 	for _, m := range rebuilt {
 		members[m] = true
 	}
 	if all {
-		for m := range a.gwResults {
+		for m := range a.gwapi.results {
 			members[m] = true
 		}
 	}
@@ -697,8 +370,8 @@ func (a *Assembler) translateGateways(state *mcs.State, rebuilt []string, backen
 		}
 		be := translate.Backends{State: state, Local: func(k mcs.ServiceKey) (*mcs.Service, []*mcs.Slice) { return a.store.Local(m, k) }}
 		full := members[m]
-		for _, gw := range a.gwResults[m].Gateways {
-			v := translate.View{Cluster: id, Role: translate.RoleGatewayAPI, Gateway: translate.GatewayAPIView(gw.Key), Net: a.topo, ListenAddress: a.opts.ListenAddress}
+		for _, gw := range a.gwapi.results[m].Gateways {
+			v := a.gwapi.view(id, gw, a.baseView())
 			view := v.String()
 			var only func(mcs.ServiceKey) bool
 			if !full {
@@ -706,30 +379,19 @@ func (a *Assembler) translateGateways(state *mcs.State, rebuilt []string, backen
 			}
 			parts := translate.GatewayBackends(gw, v, be, only)
 			for _, k := range slices.SortedFunc(maps.Keys(parts), mcs.ServiceKey.Compare) {
-				a.record(view, k, parts[k], sets, dels)
+				a.ledger.record(a.plan, view, k, parts[k], "")
 			}
 			if !full {
 				continue
 			}
-			for k := range a.published[view] {
+			for _, k := range a.ledger.keys(view) {
 				if _, ok := parts[k]; !ok && k != (mcs.ServiceKey{}) {
-					a.record(view, k, translate.Result{}, sets, dels) // no longer a backend
+					a.ledger.record(a.plan, view, k, translate.Result{}, "") // no longer a backend
 				}
 			}
-			a.record(view, mcs.ServiceKey{}, translate.GatewayListeners(gw, v, be, func(c string) bool { return a.clusters[view][c] }), sets, dels)
+			a.ledger.record(a.plan, view, mcs.ServiceKey{}, translate.GatewayListeners(gw, v, be, func(c string) bool { return a.ledger.hasCluster(view, c) }), "")
 		}
 	}
-}
-
-// meshParents returns every service some member's mesh route attaches to.
-func (a *Assembler) meshParents() []mcs.ServiceKey {
-	seen := map[mcs.ServiceKey]bool{}
-	for _, r := range a.gwResults {
-		for k := range r.Mesh {
-			seen[k] = true
-		}
-	}
-	return slices.SortedFunc(maps.Keys(seen), mcs.ServiceKey.Compare)
 }
 
 // parallelTranslate is the number of (service, view) translations from
@@ -741,7 +403,7 @@ const parallelTranslate = 256
 // records the results, in the order of keys then views. Translations are
 // pure and run on every core when there are many; recording (which
 // updates what each view has published) stays on this goroutine.
-func (a *Assembler) translateServices(state *mcs.State, keys []mcs.ServiceKey, endpointsOnly map[mcs.ServiceKey]bool, sets map[string]map[string][]translate.Resource, dels map[string]map[string][]string) {
+func (a *Assembler) translateServices(state *mcs.State, keys []mcs.ServiceKey, endpointsOnly map[mcs.ServiceKey]bool) {
 	type job struct {
 		v         translate.View
 		key       mcs.ServiceKey
@@ -766,93 +428,21 @@ func (a *Assembler) translateServices(state *mcs.State, keys []mcs.ServiceKey, e
 			j.r = a.translate(j.st, j.v, a.serviceOptions(j.v, j.st))
 		}
 	})
-	shareClusters(len(jobs), !a.custom, func(i int) (translate.View, *translate.Result) { return jobs[i].v, &jobs[i].r })
+	shareClusters(len(jobs), a.opts.Translate == nil, func(i int) (translate.View, *translate.Result) { return jobs[i].v, &jobs[i].r })
 	for _, j := range jobs {
+		only := ""
 		if j.endpoints {
-			a.recordOnly(j.v.String(), j.key, j.r, resourcev3.EndpointType, sets, dels)
-		} else {
-			a.record(j.v.String(), j.key, j.r, sets, dels)
+			only = resourcev3.EndpointType
 		}
+		a.ledger.record(a.plan, j.v.String(), j.key, j.r, only)
 	}
 }
 
 // translateService translates one service for one view and records what to
 // set and delete. A resource that fails validation keeps its previous
 // version published.
-func (a *Assembler) translateService(v translate.View, key mcs.ServiceKey, st *mcs.ServiceState, sets map[string]map[string][]translate.Resource, dels map[string]map[string][]string) {
-	a.record(v.String(), key, a.translate(st, v, a.serviceOptions(v, st)), sets, dels)
-}
-
-// record sets what a translation made in a view under a key (a service;
-// the zero key for a Gateway's view), and deletes what the key had and no
-// longer has. A resource that fails validation keeps its previous version.
-func (a *Assembler) record(view string, key mcs.ServiceKey, r translate.Result, sets map[string]map[string][]translate.Resource, dels map[string]map[string][]string) {
-	a.recordOnly(view, key, r, "", sets, dels)
-}
-
-// recordOnly is record for a translation of one type only (an
-// endpoint-only change): the key's resources of other types, and their
-// validation failures, stay as they are. only "" records every type.
-func (a *Assembler) recordOnly(view string, key mcs.ServiceKey, r translate.Result, only string, sets map[string]map[string][]translate.Resource, dels map[string]map[string][]string) {
-	a.plan.Translated += len(r.Resources) + len(r.Invalid)
-	keep := map[ref]bool{}
-	var refs []ref
-	for _, res := range r.Resources {
-		rf := ref{res.Type, res.Name}
-		keep[rf] = true
-		refs = append(refs, rf)
-		add(sets, res.Type, view, res)
-	}
-	for _, inv := range r.Invalid {
-		keep[ref{inv.Type, inv.Name}] = true
-	}
-	if a.published[view] == nil {
-		a.published[view] = map[mcs.ServiceKey][]ref{}
-		a.clusters[view] = map[string]bool{}
-		a.invalid[view] = map[mcs.ServiceKey][]translate.Invalid{}
-	}
-	for _, old := range a.published[view][key] {
-		switch {
-		case only != "" && old.typ != only:
-			refs = append(refs, old) // not translated: stays as it is
-		case !keep[old]:
-			if dels[old.typ] == nil {
-				dels[old.typ] = map[string][]string{}
-			}
-			dels[old.typ][view] = append(dels[old.typ][view], old.name)
-			if old.typ == resourcev3.ClusterType {
-				delete(a.clusters[view], old.name)
-			}
-		case !slices.Contains(refs, old):
-			refs = append(refs, old) // invalid now: its previous version stays
-		}
-	}
-	for _, rf := range refs {
-		if rf.typ == resourcev3.ClusterType {
-			a.clusters[view][rf.name] = true
-		}
-	}
-	if len(refs) == 0 {
-		delete(a.published[view], key)
-	} else {
-		a.published[view][key] = refs
-	}
-	invalid := r.Invalid
-	if only != "" {
-		for _, inv := range a.invalid[view][key] {
-			if inv.Type != only {
-				invalid = append(invalid, inv)
-			}
-		}
-	}
-	if len(invalid) == 0 {
-		delete(a.invalid[view], key)
-	} else {
-		a.invalid[view][key] = invalid
-		for _, inv := range r.Invalid {
-			a.plan.Invalid = append(a.plan.Invalid, ViewInvalid{View: view, Invalid: inv})
-		}
-	}
+func (a *Assembler) translateService(v translate.View, key mcs.ServiceKey, st *mcs.ServiceState) {
+	a.ledger.record(a.plan, v.String(), key, a.translate(st, v, a.serviceOptions(v, st)), "")
 }
 
 // serviceOptions gives a service's translation its mesh routes in the
@@ -871,9 +461,9 @@ func (a *Assembler) serviceOptions(v translate.View, st *mcs.ServiceState) trans
 	view := v.String()
 	return translate.ServiceOptions{
 		Routes: func(port int32) []*gateway.RouteRule {
-			return gateway.MeshRules(a.gwResults[member].Mesh[st.Key], port)
+			return gateway.MeshRules(a.gwapi.results[member].Mesh[st.Key], port)
 		},
-		Published: func(c string) bool { return a.clusters[view][c] },
+		Published: func(c string) bool { return a.ledger.hasCluster(view, c) },
 		Import: func(k mcs.ServiceKey) *mcs.Import {
 			if s := state.Services.Get(k); s != nil {
 				return s.Import
@@ -881,13 +471,6 @@ func (a *Assembler) serviceOptions(v translate.View, st *mcs.ServiceState) trans
 			return nil
 		},
 	}
-}
-
-func add(sets map[string]map[string][]translate.Resource, typ, view string, r translate.Resource) {
-	if sets[typ] == nil {
-		sets[typ] = map[string][]translate.Resource{}
-	}
-	sets[typ][view] = append(sets[typ][view], r)
 }
 
 // shareClusters makes the views of one role share one Cluster message
@@ -918,45 +501,4 @@ func shareClusters(n int, known bool, at func(i int) (translate.View, *translate
 			}
 		}
 	}
-}
-
-// shapeSignature is what a service's clusters, listeners and routes are
-// made of besides its endpoints: the import's type, affinity and ports,
-// the members exporting each port (a tunnelling gateway has a tunnel
-// cluster for the ports its member exports), and the members importing
-// it (only their views have it). Empty for a service without an import.
-func shapeSignature(st *mcs.ServiceState) string {
-	if st == nil || st.Import == nil {
-		return ""
-	}
-	var b strings.Builder
-	fmt.Fprintf(&b, "%s %s %v %v:", st.Import.Type, st.Import.SessionAffinity, st.Import.Passthrough, st.Import.ImportedIn)
-	for _, p := range st.Import.Ports {
-		app := ""
-		if p.AppProtocol != nil {
-			app = *p.AppProtocol
-		}
-		fmt.Fprintf(&b, " %s/%s/%d/%s%v/%d", p.Name, p.Protocol, p.Port, app, p.Clusters, p.RelayPort)
-	}
-	return b.String()
-}
-
-// gatewaySignature changes when a service's gateway routes or tunnel
-// filter chains would: its TCP ports, the members exporting them, or the
-// members importing it come or go.
-func gatewaySignature(st *mcs.ServiceState) string {
-	if st == nil || st.Import == nil {
-		return ""
-	}
-	var b strings.Builder
-	fmt.Fprintf(&b, "%v ", st.Import.ImportedIn)
-	if st.Import.Passthrough {
-		b.WriteString("passthrough ") // no HTTP route; tcp_proxy in the tunnel
-	}
-	for _, p := range translate.ServedPorts(st) {
-		// The members exporting a port: a tunnel listener serves the
-		// ports its own member exports.
-		fmt.Fprintf(&b, "%s%v,", translate.HostPort(st.Key, p.Port), p.Clusters)
-	}
-	return b.String()
 }

@@ -56,6 +56,8 @@ type folder struct {
 	dir string
 	src *source.Dir
 	asm *assemble.Assembler
+	// last is the last step's Plan (its State: the merged state now).
+	last assemble.Plan
 }
 
 // instantDir reads a folder as the server does, but applies removals at
@@ -105,7 +107,8 @@ func (f *folder) step() assemble.Plan {
 	for _, ev := range evs {
 		_ = f.asm.Apply(ev) // invalid inputs are reported, as serve does
 	}
-	return f.asm.Flush()
+	f.last = f.asm.Flush()
+	return f.last
 }
 
 // fromScratch assembles the folder as it is now with a new assembler.
@@ -422,7 +425,7 @@ func TestTunnelTrustBundleAndMissingSecret(t *testing.T) {
 		return nil
 	}
 	member := func(name string) mcs.ClusterInfo {
-		for _, c := range f.asm.State().Clusters {
+		for _, c := range f.last.State.Clusters {
 			if c.Member == name {
 				return c
 			}
@@ -477,7 +480,7 @@ func TestTunnelTrustBundleAndMissingSecret(t *testing.T) {
 	if !strings.Contains(east.GatewayError, "no usable tunnel certificate") || !strings.Contains(east.TunnelError, "not found") {
 		t.Errorf("east without its tunnel Secret: gatewayError %q, tunnelError %q; want both to say so", east.GatewayError, east.TunnelError)
 	}
-	if c := mcs.ReachableCondition(f.asm.State().Clusters, "east", 1); c == nil || c.Status != metav1.ConditionFalse {
+	if c := mcs.ReachableCondition(f.last.State.Clusters, "east", 1); c == nil || c.Status != metav1.ConditionFalse {
 		t.Errorf("east's exports' Reachable condition %+v, want False", c)
 	}
 }
@@ -539,7 +542,7 @@ func TestTunnelCertificatesFromTheirMembersAnchor(t *testing.T) {
 	if west := secrets(translate.View{Cluster: "west", Role: translate.RoleGateway}); west[translate.TunnelCertificateSecret] != nil {
 		t.Error("west is served a tunnel certificate its anchor did not issue")
 	}
-	for _, c := range f.asm.State().Clusters {
+	for _, c := range f.last.State.Clusters {
 		if c.Member == "west" && (!strings.Contains(c.TunnelError, "not issued by member west's trust anchor") || !strings.Contains(c.GatewayError, "no usable tunnel certificate")) {
 			t.Errorf("west: tunnelError %q, gatewayError %q; want both to say why", c.TunnelError, c.GatewayError)
 		}

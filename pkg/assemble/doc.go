@@ -18,4 +18,16 @@
 // View is what `xds translate` prints and what the golden tests compare,
 // from the same code `xds serve` publishes through. Incremental results
 // equal a fresh build of the same input (assemble_test.go).
+//
+// Its parts, one concern each:
+//
+//	assemble.go    the Assembler: the stages of a Flush, the views
+//	classify.go    what a service's change touches (shapeSignature,
+//	               gatewaySignature): endpoints only, or the gateways' routing
+//	gatewayapi.go  the Gateway API scheduling: which members to build again
+//	               (refSignature), the gateway-api views, mesh routes
+//	ledger.go      what every view publishes, key by key: deletions,
+//	               last good versions, the clusters routes may name
+//	plan.go        the Plan, and the one being built (sets and deletions)
+//	topology.go    networks, gateways and tunnel certificates (rotation)
 package assemble

@@ -178,7 +178,7 @@ func (a *Assembler) syncTunnels() {
 func (a *Assembler) tunnelCert(member string, id mcs.ClusterID, name string) *tunnelCert {
 	var secret *corev1.Secret
 	if ns, n, ok := strings.Cut(name, "/"); ok {
-		if in := a.gw.Inputs(member); in != nil {
+		if in := a.gwapi.store.Inputs(member); in != nil {
 			secret = in.Secrets[types.NamespacedName{Namespace: ns, Name: n}]
 		}
 	}

@@ -465,4 +465,3 @@ func (a *App) MemberStatuses() []source.ClusterStatus {
 	}
 	return a.kube.Statuses()
 }
-

@@ -82,6 +82,9 @@ type WriterOptions struct {
 	// Anchors are the operator's trust anchors (nil: none).
 	Anchors *trust.Anchors
 	Store   mcs.Options
+	// Translate replaces translate.ServiceWith (assemble.Options.Translate:
+	// tests make resources fail validation with it).
+	Translate func(*mcs.ServiceState, translate.View, translate.ServiceOptions) translate.Result
 	// LivenessTimeout bounds how long a publish may be owed (events
 	// received, not yet published) before Healthy fails.
 	LivenessTimeout time.Duration
@@ -219,7 +222,7 @@ func NewWriter(opts WriterOptions, c *cache.Cache, m *metrics.Metrics, log *slog
 		publishLog: ratelog.New(log, time.Second, 5),
 		in:         make(chan batch, 64),
 		sources:    map[string]*sourceState{},
-		asm:        assemble.New(assemble.Options{GatewayPort: opts.GatewayPort, ListenAddress: opts.ListenAddress, TunnelPort: opts.TunnelPort, TrustDomain: opts.TrustDomain, Store: opts.Store, Anchors: opts.Anchors}),
+		asm:        assemble.New(assemble.Options{GatewayPort: opts.GatewayPort, ListenAddress: opts.ListenAddress, TunnelPort: opts.TunnelPort, TrustDomain: opts.TrustDomain, Store: opts.Store, Anchors: opts.Anchors, Translate: opts.Translate}),
 	}
 	w.snap.Store(&Snapshot{State: &mcs.State{}})
 	next := make(chan struct{})

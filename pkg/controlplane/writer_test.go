@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -45,9 +46,16 @@ type writerHarness struct {
 func newWriterHarness(t *testing.T) *writerHarness { return newWriterHarnessLog(t, io.Discard) }
 
 func newWriterHarnessLog(t *testing.T, log io.Writer) *writerHarness {
+	return newWriterHarnessWith(t, log, WriterOptions{})
+}
+
+// newWriterHarnessWith is a harness whose Writer has opts (batching as
+// every harness's).
+func newWriterHarnessWith(t *testing.T, log io.Writer, opts WriterOptions) *writerHarness {
 	c := cache.New(NodeView)
 	m := metrics.New()
-	w := NewWriter(WriterOptions{Holdoff: time.Millisecond, MaxDelay: 5 * time.Millisecond}, c, m, slog.New(slog.NewTextHandler(log, nil)))
+	opts.Holdoff, opts.MaxDelay = time.Millisecond, 5*time.Millisecond
+	w := NewWriter(opts, c, m, slog.New(slog.NewTextHandler(log, nil)))
 	w.AddSource("test")
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -101,7 +109,26 @@ func exportedService(port int32) []event.Event {
 // and the rejected-resources metric, and the next valid version replaces
 // it.
 func TestWriterKeepsLastGoodVersion(t *testing.T) {
-	h := newWriterHarness(t)
+	// While broken is set, every cluster the translation makes fails
+	// validation.
+	var broken atomic.Bool
+	injected := errors.New("injected: fails validation")
+	h := newWriterHarnessWith(t, io.Discard, WriterOptions{Translate: func(st *mcs.ServiceState, v translate.View, o translate.ServiceOptions) translate.Result {
+		r := translate.ServiceWith(st, v, o)
+		if !broken.Load() {
+			return r
+		}
+		var kept []translate.Resource
+		for _, res := range r.Resources {
+			if res.Type == resourcev3.ClusterType {
+				r.Invalid = append(r.Invalid, translate.Invalid{Type: res.Type, Name: res.Name, Err: injected})
+				continue
+			}
+			kept = append(kept, res)
+		}
+		r.Resources = kept
+		return r
+	}})
 	key := mcs.ServiceKey{Namespace: "ns", Name: "web"}
 	name := translate.ClusterName(key, 80)
 	view := ViewName("east", translate.RoleClient)
@@ -111,20 +138,7 @@ func TestWriterKeepsLastGoodVersion(t *testing.T) {
 		t.Fatalf("first publish: %+v", good)
 	}
 
-	broken := errors.New("injected: fails validation")
-	h.w.asm.SetTranslator(func(st *mcs.ServiceState, v translate.View, o translate.ServiceOptions) translate.Result {
-		r := translate.ServiceWith(st, v, o)
-		var kept []translate.Resource
-		for _, res := range r.Resources {
-			if res.Type == resourcev3.ClusterType {
-				r.Invalid = append(r.Invalid, translate.Invalid{Type: res.Type, Name: res.Name, Err: broken})
-				continue
-			}
-			kept = append(kept, res)
-		}
-		r.Resources = kept
-		return r
-	})
+	broken.Store(true)
 	// The Service changes (a new appProtocol): the new cluster is invalid.
 	svc := exportedService(80)[1].Object.(*corev1.Service)
 	svc.Spec.Ports[0].AppProtocol = ptr("kubernetes.io/h2c")
@@ -141,7 +155,7 @@ func TestWriterKeepsLastGoodVersion(t *testing.T) {
 		t.Errorf("eastwest_xds_rejected_resources{type=Cluster} = %v, want 2", got)
 	}
 
-	h.w.asm.SetTranslator(nil)
+	broken.Store(false)
 	svc.Spec.Ports[0].AppProtocol = ptr("grpc")
 	snap = h.publish("east", up(svc))
 	if len(snap.Invalid) != 0 {

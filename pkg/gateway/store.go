@@ -123,7 +123,6 @@ func set[K comparable, V any](m map[K]V, k K, v V, del bool) {
 	}
 }
 
-
 // Inputs returns a member's inputs (nil when it has none). The maps are
 // the Store's: read them before the next Apply.
 func (s *Store) Inputs(member string) *Inputs { return s.members[member] }

@@ -126,8 +126,8 @@ type file struct {
 	hash      string
 	checkedAt time.Time
 	objects   []Object
-	probs   []Problem
-	err     error // why the file cannot be read at all
+	probs     []Problem
+	err       error // why the file cannot be read at all
 	// readAt is when this version of the file was read.
 	readAt time.Time
 }
