@@ -239,7 +239,7 @@ func get(t *testing.T, url string) string {
 // `xds dump --type sds` shows what a Gateway's Envoy is served of its
 // certificates with the key material replaced by a hash.
 func TestDumpRedactsSecrets(t *testing.T) {
-	app := cptest.Start(t, "../../pkg/translate/testdata/gateway-https.in")
+	app := cptest.Start(t, "../../testdata/gateway-https.in")
 	ads, ctx := adsClient(t, app)
 	stream, err := ads.StreamAggregatedResources(ctx)
 	if err != nil {
@@ -290,7 +290,7 @@ func adsClient(t *testing.T, app *controlplane.App) (discoveryv3.AggregatedDisco
 // which members it leaves out and why (a proxyless client cannot tunnel;
 // central, on east's network, has no gateway for west to reach).
 func TestExplainShowsNetworkPaths(t *testing.T) {
-	app := cptest.Start(t, "../../pkg/translate/testdata/networks.in")
+	app := cptest.Start(t, "../../testdata/networks.in")
 	var stdout, stderr bytes.Buffer
 	if code := run([]string{"explain", "--debug-address", app.DebugAddr(), "shop/cart"}, &stdout, &stderr); code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr.String())

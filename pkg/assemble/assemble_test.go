@@ -37,7 +37,7 @@ type inputFile struct{ member, path string }
 
 func goldenCases(t *testing.T) map[string][]inputFile {
 	t.Helper()
-	dirs := testkit.Cases(t, "../translate/testdata/*.in")
+	dirs := testkit.Cases(t, "../../testdata/*.in")
 	dirs = append(dirs, "../../examples/clusterset")
 	out := map[string][]inputFile{}
 	for _, d := range dirs {
@@ -492,7 +492,7 @@ func TestTunnelTrustBundleAndMissingSecret(t *testing.T) {
 // that is east's anchor and not west's, is refused and reported, and
 // west is off the tunnels.
 func TestTunnelCertificatesFromTheirMembersAnchor(t *testing.T) {
-	b, err := os.ReadFile("../translate/testdata/networks.in/east/cluster.yaml")
+	b, err := os.ReadFile("../../testdata/networks.in/east/cluster.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}

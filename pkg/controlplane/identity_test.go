@@ -115,7 +115,7 @@ func TestIdentityPolicy(t *testing.T) {
 func TestMutualTLSBindsNodesToCertificates(t *testing.T) {
 	ca := cptest.NewCA(t)
 	srv := ca.Server(t)
-	cfg := controlplane.Config{Dir: "../translate/testdata/gateway-https.in"}
+	cfg := controlplane.Config{Dir: "../../testdata/gateway-https.in"}
 	cfg.XDSTLS = controlplane.TLSFiles{Cert: srv.CertFile, Key: srv.KeyFile, ClientCA: ca.File}
 	app := cptest.StartWith(t, cfg)
 
@@ -195,7 +195,7 @@ func TestMutualTLSBindsNodesToCertificates(t *testing.T) {
 // secrets to loopback peers only; a made-up type ends the stream with
 // InvalidArgument.
 func TestPlaintextStreamsAreCheckedToo(t *testing.T) {
-	app := cptest.Start(t, "../translate/testdata/gateway-https.in")
+	app := cptest.Start(t, "../../testdata/gateway-https.in")
 	conn, err := grpc.NewClient(app.XDSAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
@@ -235,7 +235,7 @@ func TestTrustAnchorsBindIdentitiesToTheirMembersIssuer(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	cfg := controlplane.Config{Dir: "../translate/testdata/gateway-https.in", TrustAnchors: anchors}
+	cfg := controlplane.Config{Dir: "../../testdata/gateway-https.in", TrustAnchors: anchors}
 	cfg.XDSTLS = controlplane.TLSFiles{Cert: srv.CertFile, Key: srv.KeyFile}
 	app := cptest.StartWith(t, cfg)
 	const eastGateway = "spiffe://eastwest.io/clusterset/any/cluster/east/role/gateway"
@@ -296,7 +296,7 @@ func TestTrustAnchorsReload(t *testing.T) {
 		return b
 	}
 	write("east.pem", pemOf(east))
-	cfg := controlplane.Config{Dir: "../translate/testdata/gateway-https.in", TrustAnchors: anchors, AnchorsPoll: 50 * time.Millisecond}
+	cfg := controlplane.Config{Dir: "../../testdata/gateway-https.in", TrustAnchors: anchors, AnchorsPoll: 50 * time.Millisecond}
 	cfg.XDSTLS = controlplane.TLSFiles{Cert: srv.CertFile, Key: srv.KeyFile}
 	app := cptest.StartWith(t, cfg)
 	// West's CA issuing east's client identity is refused while it is

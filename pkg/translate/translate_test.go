@@ -41,7 +41,7 @@ func load(t *testing.T, dir string) (*assemble.Assembler, *mcs.State) {
 	return off, off.Flush().State
 }
 
-// TestTranslateGolden translates every testdata/<case>.in ClusterSet folder
+// TestTranslateGolden translates every ../../testdata/<case>.in ClusterSet folder
 // (and the shipped demo) for every view (member cluster x role, and every
 // Gateway API Gateway eastwest programs) and compares the Envoy resources
 // with <case>.<view, slashes as dots>.out.yaml; the Gateway API statuses
@@ -49,7 +49,7 @@ func load(t *testing.T, dir string) (*assemble.Assembler, *mcs.State) {
 // resource has passed Validate; an invalid one fails the test, since the
 // translator must never make what it cannot publish.
 func TestTranslateGolden(t *testing.T) {
-	dirs := testkit.Cases(t, "testdata/*.in")
+	dirs := testkit.Cases(t, "../../testdata/*.in")
 	cases := map[string]string{"examples-clusterset": "../../examples/clusterset"}
 	for _, d := range dirs {
 		cases[strings.TrimSuffix(filepath.Base(d), ".in")] = d

@@ -60,7 +60,7 @@ func envoyViews(app *controlplane.App) []translate.View {
 // Envoy ACKs every type, rejects nothing, and holds exactly the resources
 // the view serves. A resource Envoy would refuse cannot land.
 func TestEnvoyAcceptsEveryView(t *testing.T) {
-	dirs := testkit.Cases(t, "../../pkg/translate/testdata/*.in")
+	dirs := testkit.Cases(t, "../../testdata/*.in")
 	cases := map[string]string{"examples-clusterset": "../../examples/clusterset"}
 	for _, d := range dirs {
 		cases[strings.TrimSuffix(filepath.Base(d), ".in")] = d
@@ -103,7 +103,7 @@ func TestEnvoyAcceptsEveryView(t *testing.T) {
 // pods could not reach another's. `envoy --mode validate` of the view's
 // bootstrap with its listeners added refuses what LDS would.
 func TestListenersNeedNoClusterFirst(t *testing.T) {
-	dirs := testkit.Cases(t, "../../pkg/translate/testdata/*.in")
+	dirs := testkit.Cases(t, "../../testdata/*.in")
 	for _, d := range dirs {
 		name := strings.TrimSuffix(filepath.Base(d), ".in")
 		t.Run(name, func(t *testing.T) {
