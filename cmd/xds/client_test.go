@@ -28,6 +28,7 @@ import (
 
 	"github.com/eastwest-dev/eastwest/internal/cptest"
 	"github.com/eastwest-dev/eastwest/internal/syncbuf"
+	"github.com/eastwest-dev/eastwest/internal/testkit"
 	"github.com/eastwest-dev/eastwest/pkg/controlplane"
 	"github.com/eastwest-dev/eastwest/pkg/debug"
 	"github.com/eastwest-dev/eastwest/pkg/translate"
@@ -387,17 +388,10 @@ func startWatch(t *testing.T, args ...string) (out, log *syncbuf.Buffer) {
 	return out, log
 }
 
-// within polls cond (a real server's answer) until it holds, or fails
-// the test after 10 s.
+// within is testkit.Eventually for a real server's answer.
 func within(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within 10s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testkit.Eventually(t, what, testkit.Holds(cond))
 }
 
 // watchStatus is `xds status` of app, for the watch tests.

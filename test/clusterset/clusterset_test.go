@@ -20,6 +20,7 @@ import (
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	mcsclient "sigs.k8s.io/mcs-api/pkg/client/clientset/versioned"
 
+	"github.com/eastwest-dev/eastwest/internal/testkit"
 	"github.com/eastwest-dev/eastwest/pkg/writeback"
 	"github.com/eastwest-dev/eastwest/test/cluster"
 )
@@ -358,20 +359,15 @@ func goneAll(ctx context.Context, t *testing.T, c *cluster.Cluster, selector str
 	})
 }
 
-// waitFor polls check until it passes (every 500 ms, until ctx ends).
+// waitFor is testkit.Eventually on real clusters: every 500 ms, until
+// ctx's deadline (the test's budget, minutes).
 func waitFor(ctx context.Context, t *testing.T, what string, check func() error) {
 	t.Helper()
-	var err error
-	for {
-		if err = check(); err == nil {
-			return
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("%s: %v", what, err)
-		case <-time.After(500 * time.Millisecond):
-		}
+	within := 15 * time.Minute
+	if d, ok := ctx.Deadline(); ok {
+		within = time.Until(d)
 	}
+	testkit.Eventually(t, what, check, testkit.Poll{Every: 500 * time.Millisecond, Within: within})
 }
 
 // hold writes the ClusterSet's kubeconfigs and a how-to into dir and waits

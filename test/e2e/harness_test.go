@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/xds"
 
 	"github.com/eastwest-dev/eastwest/internal/cptest"
+	"github.com/eastwest-dev/eastwest/internal/testkit"
 	"github.com/eastwest-dev/eastwest/pkg/controlplane"
 	"github.com/eastwest-dev/eastwest/pkg/translate"
 )
@@ -178,18 +179,11 @@ func spread(c testgrpc.TestServiceClient, n int) map[string]int {
 	return out
 }
 
-// eventually polls cond until it holds, failing after timeout (a guard
-// against hangs; the time each condition took is what the test reports).
+// eventually is testkit.Eventually for an RPC condition, polled every
+// 5 ms (the time it took is what the tests and benchmarks report).
 func eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) time.Duration {
 	t.Helper()
-	start := time.Now()
-	for !cond() {
-		if time.Since(start) > timeout {
-			t.Fatalf("%s: not after %v", what, timeout)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	return time.Since(start)
+	return testkit.Eventually(t, what, testkit.Holds(cond), testkit.Poll{Every: 5 * time.Millisecond, Within: timeout})
 }
 
 // ClusterSet folder content.

@@ -55,20 +55,17 @@ func serviceYAML(name string, ports []string, endpoints ...string) string {
 	return b.String()
 }
 
-// waitFor sends requests until check accepts an answer, for up to 10 s.
+// waitFor sends requests until check accepts an answer
+// (testkit.Eventually: the last answer is the failure's).
 func waitFor(t testing.TB, what string, try func() (string, error), check func(string) bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	var last string
-	for time.Now().Before(deadline) {
+	testkit.Eventually(t, what, func() error {
 		got, err := try()
 		if err == nil && check(got) {
-			return
+			return nil
 		}
-		last = fmt.Sprint(got, " ", err)
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("%s: not within 10s (last answer %s)", what, last)
+		return fmt.Errorf("last answer %q (error: %w)", got, err)
+	})
 }
 
 // count sends n requests and counts the answering backends.

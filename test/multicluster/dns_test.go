@@ -36,7 +36,7 @@ func TestClusterSetDNS(t *testing.T) {
 	dns := startCoreDNS(t, c)
 	// The latencies below are the write-back's and CoreDNS's, not the
 	// first election's.
-	eventually(t, "write-back leader", func() error {
+	testkit.Eventually(t, "write-back leader", func() error {
 		if metricValue(t, cs.app, "eastwest_writeback_leader") != 1 {
 			return errors.New("not leading yet")
 		}
@@ -205,7 +205,7 @@ func (d *coreDNS) lookup(network, name string) func() ([]netip.Addr, error) {
 // reports how long that took.
 func (d *coreDNS) answers(t testing.TB, what string, check func() error) {
 	t.Helper()
-	pollUntil(t, what, 10*time.Millisecond, check)
+	testkit.Eventually(t, what, check, testkit.Poll{Every: 10 * time.Millisecond})
 }
 
 // corednsBin finds the CoreDNS that `make coredns` builds.

@@ -13,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/eastwest-dev/eastwest/internal/cptest"
+	"github.com/eastwest-dev/eastwest/internal/testkit"
 	"github.com/eastwest-dev/eastwest/pkg/controlplane"
 	"github.com/eastwest-dev/eastwest/pkg/translate"
 	"github.com/eastwest-dev/eastwest/test/envoytest"
@@ -113,7 +114,7 @@ func (e *envoyClusterSet) answer() (string, error) {
 // waitBackend waits until the Envoy sends the service's traffic to pod.
 func (e *envoyClusterSet) waitBackend(t testing.TB, pod string) {
 	t.Helper()
-	eventually(t, "traffic to "+pod, func() error {
+	testkit.Eventually(t, "traffic to "+pod, func() error {
 		got, err := e.answer()
 		if err != nil {
 			return err

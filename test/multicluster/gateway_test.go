@@ -15,6 +15,7 @@ import (
 	gwclient "sigs.k8s.io/gateway-api/pkg/client/clientset/versioned"
 
 	"github.com/eastwest-dev/eastwest/internal/cptest"
+	"github.com/eastwest-dev/eastwest/internal/testkit"
 	"github.com/eastwest-dev/eastwest/pkg/controlplane"
 	"github.com/eastwest-dev/eastwest/pkg/mcs"
 	"github.com/eastwest-dev/eastwest/pkg/translate"
@@ -80,14 +81,14 @@ func TestGatewayStatusInCluster(t *testing.T) {
 		}
 		return nil
 	}
-	eventually(t, "the GatewayClass is Accepted", func() error {
+	testkit.Eventually(t, "the GatewayClass is Accepted", func() error {
 		gc, err := api.GatewayClasses().Get(ctx, "eastwest", metav1.GetOptions{})
 		if err != nil {
 			return err
 		}
 		return condIs(gc.Status.Conditions, "Accepted", metav1.ConditionTrue, "Accepted", gc.Generation)
 	})
-	eventually(t, "the Gateway is Accepted and Programmed, its listener has the route", func() error {
+	testkit.Eventually(t, "the Gateway is Accepted and Programmed, its listener has the route", func() error {
 		g, err := api.Gateways("infra").Get(ctx, "public", metav1.GetOptions{})
 		if err != nil {
 			return err
@@ -129,8 +130,8 @@ func TestGatewayStatusInCluster(t *testing.T) {
 			return fmt.Errorf("the Gateway's route is %v", rt)
 		}
 	}
-	eventually(t, "without a ReferenceGrant the route's backend is RefNotPermitted", routeIs(metav1.ConditionFalse, "RefNotPermitted"))
-	eventually(t, "and the Gateway's Envoy answers 500", envoyGets(""))
+	testkit.Eventually(t, "without a ReferenceGrant the route's backend is RefNotPermitted", routeIs(metav1.ConditionFalse, "RefNotPermitted"))
+	testkit.Eventually(t, "and the Gateway's Envoy answers 500", envoyGets(""))
 
 	grant := &gwapiv1.ReferenceGrant{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "infra-routes"}, Spec: gwapiv1.ReferenceGrantSpec{
 		From: []gwapiv1.ReferenceGrantFrom{{Group: gwapiv1.GroupName, Kind: "HTTPRoute", Namespace: "infra"}},
@@ -139,9 +140,9 @@ func TestGatewayStatusInCluster(t *testing.T) {
 	if _, err := api.ReferenceGrants("shop").Create(ctx, grant, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "a ReferenceGrant resolves the backend", routeIs(metav1.ConditionTrue, "ResolvedRefs"))
+	testkit.Eventually(t, "a ReferenceGrant resolves the backend", routeIs(metav1.ConditionTrue, "ResolvedRefs"))
 	cart := translate.ClusterName(mcs.ServiceKey{Namespace: "shop", Name: "cart"}, 80)
-	eventually(t, "and the Gateway's Envoy routes to the ServiceImport's cluster", envoyGets(cart))
+	testkit.Eventually(t, "and the Gateway's Envoy routes to the ServiceImport's cluster", envoyGets(cart))
 
 	// A spec change: observedGeneration follows, and the status update is
 	// counted with the write-back's writes (no MCS object changes).
@@ -154,8 +155,8 @@ func TestGatewayStatusInCluster(t *testing.T) {
 	if _, err := api.HTTPRoutes("infra").Update(ctx, r, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "observedGeneration follows the route's generation", routeIs(metav1.ConditionTrue, "ResolvedRefs"))
-	eventually(t, "the status update counted in eastwest_writeback_writes_total", func() error {
+	testkit.Eventually(t, "observedGeneration follows the route's generation", routeIs(metav1.ConditionTrue, "ResolvedRefs"))
+	testkit.Eventually(t, "the status update counted in eastwest_writeback_writes_total", func() error {
 		if n := metricValue(t, app, "eastwest_writeback_writes_total"); n <= float64(writes) {
 			return fmt.Errorf("%v writes, %d before the route changed", n, writes)
 		}
@@ -165,7 +166,7 @@ func TestGatewayStatusInCluster(t *testing.T) {
 	// Converged: two more passes, full ones at the resyncs (every second
 	// here), write nothing. (Waiting for the passes, not for a time: a
 	// slow pass cannot make this pass.)
-	eventually(t, "no pass running", func() error {
+	testkit.Eventually(t, "no pass running", func() error {
 		if n := app.WriteBack().Pending; n != 0 {
 			return fmt.Errorf("%d pending", n)
 		}
@@ -176,7 +177,7 @@ func TestGatewayStatusInCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	wb := app.WriteBack()
-	eventually(t, "two more write-back passes", func() error {
+	testkit.Eventually(t, "two more write-back passes", func() error {
 		if now := app.WriteBack(); now.Passes < wb.Passes+2 {
 			return fmt.Errorf("%d passes since", now.Passes-wb.Passes)
 		}
@@ -196,8 +197,8 @@ func TestGatewayStatusInCluster(t *testing.T) {
 	if err := api.ReferenceGrants("shop").Delete(ctx, "infra-routes", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "removing the ReferenceGrant flips ResolvedRefs back", routeIs(metav1.ConditionFalse, "RefNotPermitted"))
-	eventually(t, "and the Gateway's Envoy answers 500 again", envoyGets(""))
+	testkit.Eventually(t, "removing the ReferenceGrant flips ResolvedRefs back", routeIs(metav1.ConditionFalse, "RefNotPermitted"))
+	testkit.Eventually(t, "and the Gateway's Envoy answers 500 again", envoyGets(""))
 
 	// HTTPS: a listener's certificate Secret (read through the TLS-only
 	// Secret informer) reaches the Envoy over SDS; without it the listener
@@ -216,7 +217,7 @@ func TestGatewayStatusInCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	secret := translate.SecretName(types.NamespacedName{Namespace: "infra", Name: "public-cert"})
-	eventually(t, "the HTTPS listener's certificate is served over SDS", func() error {
+	testkit.Eventually(t, "the HTTPS listener's certificate is served over SDS", func() error {
 		if !app.Cache.Has(view, resourcev3.SecretType, secret) {
 			return fmt.Errorf("no secret %s in %s", secret, view)
 		}
@@ -236,12 +237,12 @@ func TestGatewayStatusInCluster(t *testing.T) {
 			return fmt.Errorf("no status for listener tls: %+v", g.Status.Listeners)
 		}
 	}
-	eventually(t, "the HTTPS listener resolves its certificate", listenerIs("ResolvedRefs", metav1.ConditionTrue))
+	testkit.Eventually(t, "the HTTPS listener resolves its certificate", listenerIs("ResolvedRefs", metav1.ConditionTrue))
 	if err := a.Client.CoreV1().Secrets("infra").Delete(ctx, "public-cert", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "without the Secret the listener says InvalidCertificateRef", listenerIs("InvalidCertificateRef", metav1.ConditionFalse))
-	eventually(t, "and the certificate is no longer served", func() error {
+	testkit.Eventually(t, "without the Secret the listener says InvalidCertificateRef", listenerIs("InvalidCertificateRef", metav1.ConditionFalse))
+	testkit.Eventually(t, "and the certificate is no longer served", func() error {
 		if app.Cache.Has(view, resourcev3.SecretType, secret) {
 			return fmt.Errorf("secret %s still served", secret)
 		}
@@ -257,7 +258,7 @@ func TestGatewayStatusInCluster(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the Gateway's status.addresses are its Service's cluster IP", func() error {
+	testkit.Eventually(t, "the Gateway's status.addresses are its Service's cluster IP", func() error {
 		g, err := api.Gateways("infra").Get(ctx, "public", metav1.GetOptions{})
 		if err != nil {
 			return err
@@ -278,7 +279,7 @@ func TestGatewayStatusInCluster(t *testing.T) {
 	if _, err := api.HTTPRoutes("infra").Update(ctx, r, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "eastwest's parent status is removed from a route that left its Gateways", func() error {
+	testkit.Eventually(t, "eastwest's parent status is removed from a route that left its Gateways", func() error {
 		r, err := api.HTTPRoutes("infra").Get(ctx, "web", metav1.GetOptions{})
 		if err != nil {
 			return err

@@ -20,6 +20,7 @@ import (
 	mcsclient "sigs.k8s.io/mcs-api/pkg/client/clientset/versioned"
 
 	"github.com/eastwest-dev/eastwest/internal/cptest"
+	"github.com/eastwest-dev/eastwest/internal/testkit"
 	"github.com/eastwest-dev/eastwest/pkg/controlplane"
 	"github.com/eastwest-dev/eastwest/pkg/mcs"
 	"github.com/eastwest-dev/eastwest/pkg/translate"
@@ -59,7 +60,7 @@ func startClusterSet(t *testing.T) *clusterSet {
 // pending: every published change has been written to the members.
 func (cs *clusterSet) writtenBack(t *testing.T) {
 	t.Helper()
-	eventually(t, "write-back done", func() error {
+	testkit.Eventually(t, "write-back done", func() error {
 		if n := metricValue(t, cs.app, "eastwest_writeback_pending_services"); n != 0 {
 			return fmt.Errorf("%v services pending", n)
 		}
@@ -97,30 +98,6 @@ func kubeconfigDir(t testing.TB, clusters ...*kube.Cluster) string {
 }
 
 var ctx = context.Background()
-
-// eventually retries check until it passes, failing with its last error
-// after a deadline (a guard against hangs, not a latency assertion).
-func eventually(t testing.TB, what string, check func() error) {
-	t.Helper()
-	pollUntil(t, what, 50*time.Millisecond, check)
-}
-
-// pollUntil is eventually, checking every interval (a test that reports
-// how long something took polls more often).
-func pollUntil(t testing.TB, what string, every time.Duration, check func() error) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		err := check()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: %v", what, err)
-		}
-		time.Sleep(every)
-	}
-}
 
 func (m *member) namespace(t testing.TB, ns string) {
 	t.Helper()
@@ -219,7 +196,7 @@ func (m *member) getImport(ns, name string) (*mcsv1b1.ServiceImport, error) {
 func (m *member) importIs(t testing.TB, ns, name string, check func(*mcsv1b1.ServiceImport) error) *mcsv1b1.ServiceImport {
 	t.Helper()
 	var si *mcsv1b1.ServiceImport
-	eventually(t, fmt.Sprintf("%s: ServiceImport %s/%s", m.Name, ns, name), func() error {
+	testkit.Eventually(t, fmt.Sprintf("%s: ServiceImport %s/%s", m.Name, ns, name), func() error {
 		var err error
 		if si, err = m.getImport(ns, name); err != nil {
 			return err
@@ -235,7 +212,7 @@ func (m *member) importIs(t testing.TB, ns, name string, check func(*mcsv1b1.Ser
 // noImport waits until the member holds no import of the service.
 func (m *member) noImport(t testing.TB, ns, name string) {
 	t.Helper()
-	eventually(t, fmt.Sprintf("%s: no ServiceImport %s/%s", m.Name, ns, name), func() error {
+	testkit.Eventually(t, fmt.Sprintf("%s: no ServiceImport %s/%s", m.Name, ns, name), func() error {
 		_, err := m.getImport(ns, name)
 		if apierrors.IsNotFound(err) {
 			return nil
@@ -251,7 +228,7 @@ func (m *member) noImport(t testing.TB, ns, name string) {
 // lists (comma-separated) reasons the condition's must include.
 func (m *member) condition(t testing.TB, ns, name, typ string, status metav1.ConditionStatus, reason string) {
 	t.Helper()
-	eventually(t, fmt.Sprintf("%s: ServiceExport %s/%s %s=%s/%s", m.Name, ns, name, typ, status, reason), func() error {
+	testkit.Eventually(t, fmt.Sprintf("%s: ServiceExport %s/%s %s=%s/%s", m.Name, ns, name, typ, status, reason), func() error {
 		se, err := m.mcs.MulticlusterV1beta1().ServiceExports(ns).Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
 			return err

@@ -8,6 +8,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/eastwest-dev/eastwest/internal/cptest"
+	"github.com/eastwest-dev/eastwest/internal/testkit"
 	"github.com/eastwest-dev/eastwest/pkg/controlplane"
 	"github.com/eastwest-dev/eastwest/test/kube"
 )
@@ -18,7 +19,7 @@ import (
 func waitQuiet(t *testing.T, app *controlplane.App) float64 {
 	t.Helper()
 	writes, same := -1.0, 0
-	eventually(t, "write-back quiet", func() error {
+	testkit.Eventually(t, "write-back quiet", func() error {
 		// A pass in progress counts as pending: it does not end the
 		// quiet, a write does.
 		if n := metricValue(t, app, "eastwest_writeback_writes_total"); n != writes {

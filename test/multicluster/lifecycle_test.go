@@ -18,6 +18,7 @@ import (
 	mcsv1b1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 
 	"github.com/eastwest-dev/eastwest/internal/cptest"
+	"github.com/eastwest-dev/eastwest/internal/testkit"
 	"github.com/eastwest-dev/eastwest/pkg/controlplane"
 	"github.com/eastwest-dev/eastwest/pkg/mcs"
 	"github.com/eastwest-dev/eastwest/pkg/translate"
@@ -66,7 +67,7 @@ func TestLifecycle(t *testing.T) {
 		m.export(t, key.Namespace, key.Name)
 	}
 	all := []string{"10.1.0.1", "10.1.0.2", "10.2.0.1", "10.2.0.2"}
-	eventually(t, "endpoints of a and b served", func() error {
+	testkit.Eventually(t, "endpoints of a and b served", func() error {
 		if got := servedEndpoints(cs.app, view, key, 80); !slices.Equal(got, all) {
 			return fmt.Errorf("served %v", got)
 		}
@@ -98,14 +99,14 @@ func TestLifecycle(t *testing.T) {
 			}
 			return nil
 		})
-		eventually(t, "c's endpoint served", func() error {
+		testkit.Eventually(t, "c's endpoint served", func() error {
 			if got := servedEndpoints(cs.app, view, key, 80); !slices.Contains(got, "10.3.0.1") {
 				return fmt.Errorf("served %v", got)
 			}
 			return nil
 		})
 		d.unexport(t, key.Namespace, key.Name)
-		eventually(t, "c unexported", func() error {
+		testkit.Eventually(t, "c unexported", func() error {
 			if got := servedEndpoints(cs.app, view, key, 80); !slices.Equal(got, all) {
 				return fmt.Errorf("served %v", got)
 			}
@@ -130,7 +131,7 @@ func TestLifecycle(t *testing.T) {
 			t.Fatal(err)
 		}
 		b.slice(t, key.Namespace, key.Name, true, "10.2.0.1", "10.2.0.2", "10.2.0.3")
-		eventually(t, "b's change after its return", func() error {
+		testkit.Eventually(t, "b's change after its return", func() error {
 			if got := servedEndpoints(cs.app, view, key, 80); !slices.Contains(got, "10.2.0.3") {
 				return fmt.Errorf("served %v", got)
 			}
@@ -196,7 +197,7 @@ func TestLifecycle(t *testing.T) {
 		r2, stop2 := cptest.Run(t, election())
 		var leader, other *controlplane.App
 		stopLeader := stop1
-		eventually(t, "one leader", func() error {
+		testkit.Eventually(t, "one leader", func() error {
 			switch {
 			case r1.Leading() && !r2.Leading():
 				leader, other = r1, r2
@@ -221,7 +222,7 @@ func TestLifecycle(t *testing.T) {
 		}
 		stopLeader()
 		start := time.Now()
-		eventually(t, "the other replica leads", func() error {
+		testkit.Eventually(t, "the other replica leads", func() error {
 			if !other.Leading() {
 				return fmt.Errorf("not yet")
 			}
@@ -241,7 +242,7 @@ func TestLifecycle(t *testing.T) {
 		cfg.Election.LeaseDuration = 2 * time.Second
 		app, stop := cptest.Run(t, cfg)
 		defer stop()
-		eventually(t, "the failure in /debug/writeback and the metric", func() error {
+		testkit.Eventually(t, "the failure in /debug/writeback and the metric", func() error {
 			wb := app.WriteBack()
 			if !strings.Contains(wb.Election.Error, "eastwest-missing") || app.Leading() {
 				return fmt.Errorf("write-back %+v", wb)
@@ -251,7 +252,7 @@ func TestLifecycle(t *testing.T) {
 			}
 			return nil
 		})
-		eventually(t, "/readyz failing with the reason after two lease durations", func() error {
+		testkit.Eventually(t, "/readyz failing with the reason after two lease durations", func() error {
 			code, body := get(t, "http://"+app.DebugAddr()+"/readyz")
 			if code != 503 || !strings.Contains(body, "leader election failing") || !strings.Contains(body, "eastwest-missing") {
 				return fmt.Errorf("/readyz %d %q", code, body)
@@ -259,7 +260,7 @@ func TestLifecycle(t *testing.T) {
 			return nil
 		})
 		a.namespace(t, "eastwest-missing")
-		eventually(t, "leading and ready once the namespace exists", func() error {
+		testkit.Eventually(t, "leading and ready once the namespace exists", func() error {
 			code, body := get(t, "http://"+app.DebugAddr()+"/readyz")
 			if wb := app.WriteBack(); !app.Leading() || wb.Election.Error != "" || code != 200 {
 				return fmt.Errorf("leading %v, error %q, /readyz %d %q", app.Leading(), wb.Election.Error, code, body)

@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	mcsv1b1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 
+	"github.com/eastwest-dev/eastwest/internal/testkit"
 	"github.com/eastwest-dev/eastwest/pkg/about"
 	"github.com/eastwest-dev/eastwest/pkg/controlplane"
 	"github.com/eastwest-dev/eastwest/pkg/mcs"
@@ -86,7 +87,7 @@ func TestMCS(t *testing.T) {
 		}
 		c.namespace(t, ns)
 		c.importIs(t, ns, "hello", nil)
-		eventually(t, cView+" serves the service once c has the namespace", func() error {
+		testkit.Eventually(t, cView+" serves the service once c has the namespace", func() error {
 			if !serves(cs.app, cView, translate.ClusterName(key, 80)) {
 				return fmt.Errorf("not served")
 			}
@@ -261,7 +262,7 @@ func TestMCS(t *testing.T) {
 		a.export(t, ns, "hello")
 		c.namespace(t, ns)
 		selector := fmt.Sprintf("%s=%s,%s=hello", discoveryv1.LabelManagedBy, mcs.ControllerName, mcsv1b1.LabelServiceName)
-		eventually(t, "MCS EndpointSlice in c", func() error {
+		testkit.Eventually(t, "MCS EndpointSlice in c", func() error {
 			list, err := c.Client.DiscoveryV1().EndpointSlices(ns).List(ctx, metav1.ListOptions{LabelSelector: selector})
 			if err != nil {
 				return err
@@ -276,7 +277,7 @@ func TestMCS(t *testing.T) {
 			return nil
 		})
 		a.unexport(t, ns, "hello")
-		eventually(t, "MCS EndpointSlices deleted", func() error {
+		testkit.Eventually(t, "MCS EndpointSlices deleted", func() error {
 			for _, m := range []*member{a, c} {
 				list, err := m.Client.DiscoveryV1().EndpointSlices(ns).List(ctx, metav1.ListOptions{LabelSelector: selector})
 				if err != nil {
@@ -327,7 +328,7 @@ func TestMCS(t *testing.T) {
 		selector := fmt.Sprintf("%s=%s,%s=hello", discoveryv1.LabelManagedBy, mcs.ControllerName, mcsv1b1.LabelServiceName)
 		var relay int32
 		a.importIs(t, ns, "hello", nil)
-		eventually(t, "a's MCS EndpointSlices: its own endpoints and its gateway pod on the relay port", func() error {
+		testkit.Eventually(t, "a's MCS EndpointSlices: its own endpoints and its gateway pod on the relay port", func() error {
 			list, err := a.Client.DiscoveryV1().EndpointSlices(ns).List(ctx, metav1.ListOptions{LabelSelector: selector})
 			if err != nil {
 				return err
@@ -355,7 +356,7 @@ func TestMCS(t *testing.T) {
 		b.condition(t, ns, "hello", mcs.ConditionReachable, metav1.ConditionFalse, "NoGatewayAddress")
 		// c has no gateway pods: a's endpoints are left out, nothing
 		// replaces them.
-		eventually(t, "c's MCS EndpointSlices: its own endpoints only", func() error {
+		testkit.Eventually(t, "c's MCS EndpointSlices: its own endpoints only", func() error {
 			list, err := c.Client.DiscoveryV1().EndpointSlices(ns).List(ctx, metav1.ListOptions{LabelSelector: selector})
 			if err != nil {
 				return err
@@ -405,7 +406,7 @@ func TestMCS(t *testing.T) {
 			t.Fatalf("the edit role may create Secrets in its namespace: %v", err)
 		}
 		var info mcs.ClusterInfo
-		eventually(t, "a reports the tenant's Service as an ignored gateway", func() error {
+		testkit.Eventually(t, "a reports the tenant's Service as an ignored gateway", func() error {
 			for _, c := range cs.app.Writer.Snapshot().State.Clusters {
 				if c.Member == "a" {
 					info = c

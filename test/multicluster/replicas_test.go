@@ -14,6 +14,7 @@ import (
 	mcsclient "sigs.k8s.io/mcs-api/pkg/client/clientset/versioned"
 
 	"github.com/eastwest-dev/eastwest/internal/cptest"
+	"github.com/eastwest-dev/eastwest/internal/testkit"
 	"github.com/eastwest-dev/eastwest/pkg/controlplane"
 	"github.com/eastwest-dev/eastwest/pkg/mcs"
 	"github.com/eastwest-dev/eastwest/pkg/writeback"
@@ -60,7 +61,7 @@ func TestReplicasAgreeOnRelayPorts(t *testing.T) {
 	agree := func(what string, a, b *controlplane.App) map[string]int32 {
 		t.Helper()
 		var pa map[string]int32
-		eventually(t, what, func() error {
+		testkit.Eventually(t, what, func() error {
 			pa = relayPorts(a)
 			pb := relayPorts(b)
 			if len(pa) != 3*services || len(pb) != 3*services {
@@ -148,7 +149,7 @@ func TestRelayPortsStayWhileTheirPortsExist(t *testing.T) {
 	first, stopFirst := cptest.Run(t, replica())
 	members[0].service(t, clusterIPService(old.Namespace, old.Name, tcp80))
 	members[0].export(t, old.Namespace, old.Name)
-	eventually(t, "the older port has its first choice, in the ledger", func() error {
+	testkit.Eventually(t, "the older port has its first choice, in the ledger", func() error {
 		if got := relayPorts(first)[old.String()+":80"]; got != want {
 			return fmt.Errorf("relay port %d, want %d", got, want)
 		}
@@ -156,7 +157,7 @@ func TestRelayPortsStayWhileTheirPortsExist(t *testing.T) {
 	})
 	members[1].service(t, clusterIPService(newcomer.Namespace, newcomer.Name, tcp80))
 	members[1].export(t, newcomer.Namespace, newcomer.Name)
-	eventually(t, "the newcomer has another relay port, the older port its own", func() error {
+	testkit.Eventually(t, "the newcomer has another relay port, the older port its own", func() error {
 		ports := relayPorts(first)
 		if n := ports[newcomer.String()+":80"]; n == 0 || n == want {
 			return fmt.Errorf("the newcomer's relay port is %d", n)
@@ -169,7 +170,7 @@ func TestRelayPortsStayWhileTheirPortsExist(t *testing.T) {
 	before := relayPorts(first)
 
 	second, stopSecond := cptest.Run(t, replica())
-	eventually(t, "a replica started later agrees", func() error {
+	testkit.Eventually(t, "a replica started later agrees", func() error {
 		if got := relayPorts(second); !maps.Equal(got, before) {
 			return fmt.Errorf("%v, want %v", got, before)
 		}
@@ -178,7 +179,7 @@ func TestRelayPortsStayWhileTheirPortsExist(t *testing.T) {
 	stopFirst()
 	stopSecond()
 	third, _ := cptest.Run(t, replica())
-	eventually(t, "a replica started after all stopped agrees", func() error {
+	testkit.Eventually(t, "a replica started after all stopped agrees", func() error {
 		if got := relayPorts(third); !maps.Equal(got, before) {
 			return fmt.Errorf("%v, want %v", got, before)
 		}
@@ -189,7 +190,7 @@ func TestRelayPortsStayWhileTheirPortsExist(t *testing.T) {
 	// the ports alone), the newcomer takes the older port's first choice:
 	// what the ledger prevents.
 	bare := cptest.StartWith(t, controlplane.Config{KubeconfigDir: dir})
-	eventually(t, "without the ledger the older port moves", func() error {
+	testkit.Eventually(t, "without the ledger the older port moves", func() error {
 		ports := relayPorts(bare)
 		if ports[newcomer.String()+":80"] != want || ports[old.String()+":80"] == want {
 			return fmt.Errorf("newcomer %d, older %d", ports[newcomer.String()+":80"], ports[old.String()+":80"])

@@ -11,6 +11,7 @@ import (
 	gwclient "sigs.k8s.io/gateway-api/pkg/client/clientset/versioned"
 
 	"github.com/eastwest-dev/eastwest/internal/cptest"
+	"github.com/eastwest-dev/eastwest/internal/testkit"
 	"github.com/eastwest-dev/eastwest/pkg/controlplane"
 	"github.com/eastwest-dev/eastwest/pkg/mcs"
 	"github.com/eastwest-dev/eastwest/pkg/translate"
@@ -57,9 +58,9 @@ func TestMeshRoutesFromCluster(t *testing.T) {
 			return fmt.Errorf("no route configuration")
 		}
 	}
-	eventually(t, "the route sends api's traffic to api-v2", target(translate.ClusterName(mcs.ServiceKey{Namespace: "mesh", Name: "api-v2"}, 80)))
+	testkit.Eventually(t, "the route sends api's traffic to api-v2", target(translate.ClusterName(mcs.ServiceKey{Namespace: "mesh", Name: "api-v2"}, 80)))
 	if err := gw.GatewayV1().GRPCRoutes("mesh").Delete(ctx, "to-v2", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the default route is back", target(translate.ClusterName(key, 80)))
+	testkit.Eventually(t, "the default route is back", target(translate.ClusterName(key, 80)))
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/eastwest-dev/eastwest/internal/cptest"
+	"github.com/eastwest-dev/eastwest/internal/testkit"
 	"github.com/eastwest-dev/eastwest/pkg/controlplane"
 	"github.com/eastwest-dev/eastwest/pkg/mcs"
 	"github.com/eastwest-dev/eastwest/pkg/translate"
@@ -33,15 +34,15 @@ func TestStaleAfterDrainsAndRestores(t *testing.T) {
 			return nil
 		}
 	}
-	eventually(t, "y's endpoint served", served([]string{"10.7.0.1"}))
+	testkit.Eventually(t, "y's endpoint served", served([]string{"10.7.0.1"}))
 	start := time.Now()
 	cs[1].StopAPIServer()
-	eventually(t, "y's endpoint drained", served(nil))
+	testkit.Eventually(t, "y's endpoint drained", served(nil))
 	if took := time.Since(start); took < 2*time.Second {
 		t.Errorf("drained after %v, before --stale-after", took)
 	}
 	if err := cs[1].StartAPIServer(); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "y's endpoint back", served([]string{"10.7.0.1"}))
+	testkit.Eventually(t, "y's endpoint back", served([]string{"10.7.0.1"}))
 }

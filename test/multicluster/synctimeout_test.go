@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/eastwest-dev/eastwest/internal/cptest"
+	"github.com/eastwest-dev/eastwest/internal/testkit"
 	"github.com/eastwest-dev/eastwest/pkg/controlplane"
 	"github.com/eastwest-dev/eastwest/pkg/mcs"
 	"github.com/eastwest-dev/eastwest/pkg/translate"
@@ -46,7 +47,7 @@ func TestSyncTimeoutLetsUnreachableMembersGo(t *testing.T) {
 	if got := servedEndpoints(app, controlplane.ViewName("up", translate.RoleClient), key, 80); len(got) != 1 {
 		t.Errorf("served %v, want the reachable member's endpoint", got)
 	}
-	eventually(t, "down shows as failing", func() error {
+	testkit.Eventually(t, "down shows as failing", func() error {
 		for _, s := range app.MemberStatuses() {
 			if s.Member == "down" && s.State != "failing" {
 				return fmt.Errorf("down is %s", s.State)
