@@ -5,17 +5,14 @@ import (
 	"slices"
 
 	"github.com/eastwest-dev/eastwest/pkg/mcs"
+	"github.com/eastwest-dev/eastwest/pkg/resource"
 	"github.com/eastwest-dev/eastwest/pkg/translate"
 )
 
 // Update changes one type of one view: Set adds or replaces resources,
-// Delete removes names.
-type Update struct {
-	View   string
-	Type   string
-	Set    []translate.Resource
-	Delete []string
-}
+// Delete removes names. It is resource.Update: the cache applies a Plan's
+// Updates as they are.
+type Update = resource.Update
 
 // ServiceChange is a service that changed in a Flush, for metrics.
 type ServiceChange struct {

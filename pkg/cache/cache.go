@@ -23,6 +23,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/eastwest-dev/eastwest/internal/parallel"
+	"github.com/eastwest-dev/eastwest/pkg/resource"
 )
 
 // NodeViewFunc maps a client's node to the view it reads. An error means
@@ -31,19 +32,12 @@ import (
 type NodeViewFunc func(*corev3.Node) (string, error)
 
 // Resource is one resource to publish in a view.
-type Resource struct {
-	Name    string
-	Message proto.Message
-}
+type Resource = resource.Resource
 
 // Update changes one type of one view: Set adds or replaces resources,
-// Delete removes names.
-type Update struct {
-	View   string
-	Type   string
-	Set    []Resource
-	Delete []string
-}
+// Delete removes names (resource.Update: what pkg/assemble's Plans carry,
+// applied as they come).
+type Update = resource.Update
 
 // Cache holds the resources of every view and the clients' watches.
 type Cache struct {

@@ -547,15 +547,7 @@ func (w *Writer) logPublish(plan assemble.Plan, responses int64) {
 // get them at once). It returns the resources that could not be
 // marshalled; the rest is published.
 func Publish(c *cache.Cache, plan assemble.Plan) error {
-	updates := make([]cache.Update, 0, len(plan.Updates))
-	for _, u := range plan.Updates {
-		cu := cache.Update{View: u.View, Type: u.Type, Delete: u.Delete, Set: make([]cache.Resource, len(u.Set))}
-		for i, r := range u.Set {
-			cu.Set[i] = cache.Resource{Name: r.Name, Message: r.Message}
-		}
-		updates = append(updates, cu)
-	}
-	err := c.Apply(updates)
+	err := c.Apply(plan.Updates)
 	if plan.Views != nil {
 		c.SetViews(plan.Views)
 	}

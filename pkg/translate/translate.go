@@ -27,6 +27,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/eastwest-dev/eastwest/pkg/mcs"
+	"github.com/eastwest-dev/eastwest/pkg/resource"
 )
 
 // Role is what kind of xDS client a node is (node.metadata.role).
@@ -83,11 +84,7 @@ func (v View) String() string {
 }
 
 // Resource is one named Envoy resource of one xDS type.
-type Resource struct {
-	Type    string // a resourcev3 type URL
-	Name    string
-	Message proto.Message
-}
+type Resource = resource.Resource
 
 // Invalid is a resource that failed validation: it is not returned, and
 // whoever serves the previous version of it keeps serving that.
