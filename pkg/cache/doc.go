@@ -37,4 +37,17 @@
 // limits, a node that does not change within its stream, and the
 // stream's Authorizer (the identity its certificate proves); it refuses
 // with a gRPC status and remembers the latest refusals.
+//
+// One concern per file:
+//
+//	cache.go     the views' resources: publishing (Apply, SetViews),
+//	             marshalling once, versions and change logs
+//	watch.go     the clients' watches: indexes by name, waking only the
+//	             watches a change concerns, retries of full streams
+//	response.go  the SotW and delta responses made from shared bytes
+//	read.go      what the debug endpoint reads (Resources, Has)
+//	sotw.go      the state-of-the-world stream server
+//	wire.go      the codec that writes responses from shared bytes
+//	tracker.go   the admission layer and every client's sync state
+//	limits.go    what a request may ask (types, names, sizes)
 package cache
