@@ -238,13 +238,13 @@ func (k *KubeCluster) runOnce(ctx context.Context) error {
 
 // clients are a member's API clients and what discovery found.
 type clients struct {
-	core          kubernetes.Interface
-	mcs           mcsclient.Interface
-	dyn           dynamic.Interface
-	gw            gwclient.Interface
-	exportVersion string
-	hasProperties bool
-	routeKinds    map[string]bool
+	core            kubernetes.Interface
+	mcs             mcsclient.Interface
+	dyn             dynamic.Interface
+	gw              gwclient.Interface
+	exportVersion   string
+	hasProperties   bool
+	gatewayAPIKinds map[string]bool
 }
 
 // connect makes the member's clients and discovers which versions and
@@ -267,7 +267,7 @@ func (k *KubeCluster) connect() (*clients, error) {
 	if c.gw, err = gwclient.NewForConfig(k.cfg); err != nil {
 		return nil, err
 	}
-	c.routeKinds = k.discoverRoutes(c.core, c.gw)
+	c.gatewayAPIKinds = k.discoverGatewayAPIKinds(c.core, c.gw)
 	k.mu.Lock()
 	k.status.ExportVersion = c.exportVersion
 	k.mu.Unlock()
@@ -326,7 +326,7 @@ func (k *KubeCluster) newInformers(c *clients) informerSet {
 		{"gateways", func() cache.SharedIndexInformer { return gwf.Gateway().V1().Gateways().Informer() }},
 		{"referencegrants", func() cache.SharedIndexInformer { return gwf.Gateway().V1().ReferenceGrants().Informer() }},
 	} {
-		if c.routeKinds[gk.name] {
+		if c.gatewayAPIKinds[gk.name] {
 			sis = append(sis, gk.informer())
 		}
 	}
@@ -494,11 +494,11 @@ func (k *KubeCluster) canListTLSSecrets(client kubernetes.Interface) bool {
 	return true
 }
 
-// discoverRoutes finds which Gateway API kinds (routes, Gateways,
+// discoverGatewayAPIKinds finds which Gateway API kinds (routes, Gateways,
 // GatewayClasses, ReferenceGrants) the cluster serves and lets eastwest
 // list. None is fine: a member without the Gateway API, or that does not
 // grant it, is still read, and the log says why those objects are not.
-func (k *KubeCluster) discoverRoutes(client kubernetes.Interface, gwc gwclient.Interface) map[string]bool {
+func (k *KubeCluster) discoverGatewayAPIKinds(client kubernetes.Interface, gwc gwclient.Interface) map[string]bool {
 	out := map[string]bool{}
 	res, err := client.Discovery().ServerResourcesForGroupVersion(gwapiv1.GroupVersion.String())
 	if err != nil {
