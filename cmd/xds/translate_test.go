@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -12,6 +11,7 @@ import (
 	"time"
 
 	"github.com/eastwest-dev/eastwest/internal/golden"
+	"github.com/eastwest-dev/eastwest/internal/testkit"
 )
 
 // fixedNow keeps condition transition times out of the golden files' diffs.
@@ -160,12 +160,5 @@ func TestTranslateWatch(t *testing.T) {
 	}
 }
 
-func writeFile(t *testing.T, path, content string) {
-	t.Helper()
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
-		t.Fatal(err)
-	}
-}
+// writeFile saves a file of a ClusterSet folder (testkit.WriteFile).
+func writeFile(t *testing.T, path, content string) { t.Helper(); testkit.WriteFile(t, path, content) }

@@ -111,21 +111,10 @@ func (cp *controlPlane) get(path string) string {
 	return string(b)
 }
 
-// write writes a file of the ClusterSet folder, atomically (as editors
-// and GitOps tools do).
+// write saves a file of the ClusterSet folder (testkit.WriteFile).
 func (cp *controlPlane) write(rel, content string) {
 	cp.t.Helper()
-	path := filepath.Join(cp.dir, rel)
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		cp.t.Fatal(err)
-	}
-	tmp := filepath.Join(filepath.Dir(path), ".tmp-"+filepath.Base(path))
-	if err := os.WriteFile(tmp, []byte(content), 0o644); err != nil {
-		cp.t.Fatal(err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		cp.t.Fatal(err)
-	}
+	testkit.WriteFile(cp.t, filepath.Join(cp.dir, rel), content)
 }
 
 func (cp *controlPlane) remove(rel string) {

@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -28,19 +27,8 @@ func secretYAML(t testing.TB, name string, leaf cptest.Leaf) string {
 	return fmt.Sprintf("apiVersion: v1\nkind: Secret\nmetadata: {name: %s, namespace: infra}\ntype: kubernetes.io/tls\nstringData:\n  tls.crt: |\n%s\n  tls.key: |\n%s\n", name, indent(crt), indent(key))
 }
 
-func writeFile(t testing.TB, path, content string) {
-	t.Helper()
-	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
-		t.Fatal(err)
-	}
-	tmp := filepath.Join(filepath.Dir(filepath.Dir(path)), "."+filepath.Base(path))
-	if err := os.WriteFile(tmp, []byte(content), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		t.Fatal(err)
-	}
-}
+// writeFile saves a file of the ClusterSet folder (testkit.WriteFile).
+func writeFile(t testing.TB, path, content string) { t.Helper(); testkit.WriteFile(t, path, content) }
 
 // servedSerial returns the serial number of the certificate Envoy serves
 // for SNI name.
