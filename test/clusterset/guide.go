@@ -80,6 +80,20 @@ func guideBlocks(file string, doc []byte) ([]block, error) {
 	return out, sc.Err()
 }
 
+// readGuide reads the sh blocks of a guide of the repository.
+func readGuide(t testing.TB, guide string) []block {
+	t.Helper()
+	doc, err := os.ReadFile(filepath.Join(repoRoot(), guide))
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks, err := guideBlocks(guide, doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return blocks
+}
+
 // guideScript is the blocks to run as one shell session (a reader's
 // terminal: a function or variable of one block is there for the next),
 // stopping at the first failing command and naming its block.
@@ -108,15 +122,7 @@ func (cs *ClusterSet) runGuides(ctx context.Context, t testing.TB, helmBin strin
 	t.Helper()
 	var blocks []block
 	for _, g := range Guides {
-		doc, err := os.ReadFile(filepath.Join(repoRoot(), g))
-		if err != nil {
-			t.Fatal(err)
-		}
-		bs, err := guideBlocks(g, doc)
-		if err != nil {
-			t.Fatal(err)
-		}
-		blocks = append(blocks, bs...)
+		blocks = append(blocks, readGuide(t, g)...)
 	}
 	script, ran, skipped := guideScript(blocks)
 

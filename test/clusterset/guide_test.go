@@ -1,8 +1,6 @@
 package clusterset
 
 import (
-	"os"
-	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -65,14 +63,7 @@ func TestGuideBlocks(t *testing.T) {
 func TestGuidesAreRunnable(t *testing.T) {
 	var all []block
 	for _, g := range Guides {
-		doc, err := os.ReadFile(filepath.Join(repoRoot(), g))
-		if err != nil {
-			t.Fatal(err)
-		}
-		bs, err := guideBlocks(g, doc)
-		if err != nil {
-			t.Fatal(err)
-		}
+		bs := readGuide(t, g)
 		run := 0
 		for _, b := range bs {
 			if b.skip == "" {
