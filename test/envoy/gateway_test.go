@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -233,52 +232,21 @@ func TestControlPlaneRestartUnderLoad(t *testing.T) {
 	addr := fmt.Sprintf("%s:%d", cfg.Writer.ListenAddress, gatewayPort)
 
 	h1 := envoytest.HTTPClient(false)
-	done, ended := make(chan struct{}), make(chan struct{})
-	var sent, failed atomic.Int64
-	go func() {
-		defer close(ended)
-		deadline := time.Now().Add(60 * time.Second)
-		for {
-			select {
-			case <-done:
-				return
-			default:
-			}
-			if time.Now().After(deadline) {
-				return
-			}
-			code, body, err := envoytest.Get(h1, addr, "web.shop.svc.clusterset.local")
-			sent.Add(1)
-			if err != nil || code != 200 || !strings.HasPrefix(body, "east/") {
-				failed.Add(1)
-			}
-			time.Sleep(2 * time.Millisecond)
-		}
-	}()
-	// until waits for n more requests (a count, not a time).
-	until := func(n int64) {
-		t.Helper()
-		for at := sent.Load(); sent.Load() < at+n; {
-			select {
-			case <-ended:
-				t.Fatalf("the request loop ended (60 s) before %d more requests", n)
-			case <-time.After(5 * time.Millisecond):
-			}
-		}
-	}
-
-	until(20)
+	loop := testkit.StartLoop(t, 2*time.Millisecond, func() bool {
+		code, body, err := envoytest.Get(h1, addr, "web.shop.svc.clusterset.local")
+		return err == nil && code == 200 && strings.HasPrefix(body, "east/")
+	})
+	loop.More(20)
 	cfg.XDSAddress = app.XDSAddr()
 	stop()
-	away := sent.Load()
-	until(50) // the control plane is away
+	away := loop.Sent()
+	loop.More(50) // the control plane is away
 	app2, _ := cptest.Run(t, cfg)
 	e.WaitSynced(t, app2, "east-gateway", v.String())
-	until(20)
-	close(done)
-	<-ended
-	if failed.Load() > 0 {
-		t.Errorf("%d of %d requests failed across the control plane's restart", failed.Load(), sent.Load())
+	loop.More(20)
+	loop.Stop()
+	if loop.Failed() > 0 {
+		t.Errorf("%d of %d requests failed across the control plane's restart", loop.Failed(), loop.Sent())
 	}
-	t.Logf("%d requests across the restart (%d from the stop to the new control plane's sync), %d failed", sent.Load(), sent.Load()-away, failed.Load())
+	t.Logf("%d requests across the restart (%d from the stop to the new control plane's sync), %d failed", loop.Sent(), loop.Sent()-away, loop.Failed())
 }

@@ -3,7 +3,6 @@ package multicluster
 import (
 	"fmt"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -132,48 +131,22 @@ func (e *envoyClusterSet) waitBackend(t testing.TB, pod string) {
 // when it returns, a change made there reaches the Envoy.
 func TestEnvoyThroughAnApiserverOutage(t *testing.T) {
 	e := startEnvoyClusterSet(t)
-	stop := make(chan struct{})
-	var sent, failed atomic.Int64
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		deadline := time.Now().Add(60 * time.Second)
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			if time.Now().After(deadline) {
-				return
-			}
-			got, err := e.answer()
-			sent.Add(1)
-			if err != nil || got != "a/web-0" {
-				failed.Add(1)
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
-	}()
+	loop := testkit.StartLoop(t, 5*time.Millisecond, func() bool {
+		got, err := e.answer()
+		return err == nil && got == "a/web-0"
+	})
 	e.a.StopAPIServer()
-	down := sent.Load()
+	down := loop.Sent()
 	// The outage lasts until requests have gone through it (a count, not
-	// a time: on a slow machine a time could pass with none).
-	for sent.Load() < down+200 {
-		select {
-		case <-done:
-			t.Fatal("the request loop ended (60 s) before 200 requests went through the outage")
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
+	// a time).
+	loop.More(200)
 	if err := e.a.StartAPIServer(); err != nil {
 		t.Fatal(err)
 	}
-	close(stop)
-	<-done
-	t.Logf("%d requests through Envoy, %d during a's apiserver outage; %d failed", sent.Load(), sent.Load()-down, failed.Load())
-	if failed.Load() > 0 {
-		t.Errorf("%d of %d requests failed during the outage", failed.Load(), sent.Load())
+	loop.Stop()
+	t.Logf("%d requests through Envoy, %d during a's apiserver outage; %d failed", loop.Sent(), loop.Sent()-down, loop.Failed())
+	if loop.Failed() > 0 {
+		t.Errorf("%d of %d requests failed during the outage", loop.Failed(), loop.Sent())
 	}
 	// a is back: a change made in its apiserver reaches the Envoy.
 	e.a.podSlice(t, "envoy", "web", []string{podIPs["a/web-0"], podIPs["a/web-1"]}, []bool{false, true})
