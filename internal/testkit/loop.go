@@ -65,6 +65,8 @@ func (l *Loop) Stop() {
 	<-l.finished
 }
 
-// Sent and Failed count the requests so far.
-func (l *Loop) Sent() int64   { return l.sent.Load() }
+// Sent counts the requests sent so far.
+func (l *Loop) Sent() int64 { return l.sent.Load() }
+
+// Failed counts the requests that failed so far.
 func (l *Loop) Failed() int64 { return l.failed.Load() }
