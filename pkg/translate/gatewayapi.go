@@ -40,32 +40,6 @@ type Backends struct {
 	Local func(mcs.ServiceKey) (*mcs.Service, []*mcs.Slice)
 }
 
-// GatewayAPI returns the resources of one Gateway for the Envoys that
-// implement it in the view's member cluster: a listener per port, a route
-// configuration per HTTP port or HTTPS listener, the clusters and
-// endpoints of every backend its routes name, and the TLS certificates of
-// its HTTPS listeners as SDS secrets. Clusters come before the routes that
-// name them (Result order), and a backend whose cluster fails validation
-// gets 500s, never a route to nothing.
-func GatewayAPI(gw *gateway.Gateway, v View, be Backends) Result {
-	var r Result
-	published := map[string]bool{}
-	for _, part := range GatewayBackends(gw, v, be, nil) {
-		for _, res := range part.Resources {
-			if res.Type == resourcev3.ClusterType {
-				published[res.Name] = true
-			}
-		}
-		r.Resources = append(r.Resources, part.Resources...)
-		r.Invalid = append(r.Invalid, part.Invalid...)
-	}
-	lr := GatewayListeners(gw, v, be, func(c string) bool { return published[c] })
-	r.Resources = append(r.Resources, lr.Resources...)
-	r.Invalid = append(r.Invalid, lr.Invalid...)
-	r.sort()
-	return r
-}
-
 // GatewayBackends returns the clusters and endpoints of a Gateway's
 // backends (and mirrors), by service, for the services only accepts (all
 // when nil). A change to a backend's endpoints costs that backend's

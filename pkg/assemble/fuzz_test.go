@@ -1,11 +1,11 @@
-package gateway_test
+package assemble_test
 
 import (
+	"slices"
 	"testing"
 
+	"github.com/eastwest-dev/eastwest/pkg/assemble"
 	"github.com/eastwest-dev/eastwest/pkg/event"
-	"github.com/eastwest-dev/eastwest/pkg/gateway"
-	"github.com/eastwest-dev/eastwest/pkg/mcs"
 	"github.com/eastwest-dev/eastwest/pkg/source"
 	"github.com/eastwest-dev/eastwest/pkg/translate"
 )
@@ -47,10 +47,12 @@ endpoints: [{addresses: [10.0.0.1]}]
 `
 
 // FuzzRouteTranslation feeds any route (HTTPRoute or GRPCRoute, as YAML)
-// through decoding, the Gateway API build and translation for the
-// Gateway's Envoy and the member's gRPC clients. Nothing may panic, and
-// the translator must only make resources that pass validation: a route it
-// cannot serve is reported in its status, never published broken.
+// through decoding and the Assembler, as serve does: the stores, the
+// Gateway API build and the translation of every view (the Gateway's
+// Envoy, the member's gRPC clients and gateways). Nothing may panic, the
+// Gateway keeps its view whatever the route says, and the translator must
+// only make resources that pass validation: a route it cannot serve is
+// reported in its status, never published broken.
 func FuzzRouteTranslation(f *testing.F) {
 	seeds := []string{
 		"apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: r, namespace: ns}\nspec:\n  parentRefs: [{name: gw}]\n  rules:\n  - matches: [{path: {type: RegularExpression, value: '/a.*'}, headers: [{name: x, value: y}], queryParams: [{name: q, value: v}], method: GET}]\n    filters: [{type: URLRewrite, urlRewrite: {path: {type: ReplacePrefixMatch, replacePrefixMatch: /}}}]\n    backendRefs: [{group: multicluster.x-k8s.io, kind: ServiceImport, name: api, weight: 2}, {name: api, port: 8080}]\n",
@@ -66,57 +68,24 @@ func FuzzRouteTranslation(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		objs, _ := source.Decode("route.yaml", data)
-		store, gws := mcs.NewStore(mcs.Options{}), gateway.NewStore()
+		a := assemble.New(assemble.Options{})
+		_ = a.Apply(event.Event{Member: "east", Op: event.OpJoin})
 		for _, o := range append(base, objs...) {
-			ev := event.Event{Member: "east", Op: event.OpUpsert, Object: o.Obj}
-			stores := event.StoresOf(o.Obj)
-			if stores&event.Gateway != 0 {
-				_ = gws.Apply(ev) // refused objects are reported, not fatal
-			}
-			if stores&event.MCS != 0 {
-				_ = store.Apply(ev)
-			}
+			_ = a.Apply(event.Event{Member: "east", Op: event.OpUpsert, Object: o.Obj}) // refused objects are reported, not fatal
 		}
-		store.Flush()
-		state := store.Snapshot()
-		res := gateway.Build(gws.Inputs("east"), lookup{state, store})
-		var results []translate.Result
-		for _, gw := range res.Gateways {
-			v := translate.View{Cluster: "east", Role: translate.RoleGatewayAPI, Gateway: translate.GatewayAPIView(gw.Key)}
-			results = append(results, translate.GatewayAPI(gw, v, translate.Backends{State: state, Local: func(k mcs.ServiceKey) (*mcs.Service, []*mcs.Slice) { return store.Local("east", k) }}))
+		a.Flush()
+		if !slices.ContainsFunc(a.Views(), func(v translate.View) bool { return v.Role == translate.RoleGatewayAPI }) {
+			t.Errorf("the Gateway gw has no view: views %v", a.Views())
 		}
-		for key, mesh := range res.Mesh {
-			results = append(results, translate.ServiceWith(state.Services.Get(key), translate.View{Cluster: "east", Role: translate.RoleClient},
-				translate.ServiceOptions{Routes: func(port int32) []*gateway.RouteRule { return gateway.MeshRules(mesh, port) }}))
-		}
-		for _, r := range results {
-			for _, inv := range r.Invalid {
-				t.Errorf("the translator made a resource that fails validation: %v", inv)
+		for view, list := range a.Invalid() {
+			for _, inv := range list {
+				t.Errorf("%s: the translator made a resource that fails validation: %v", view, inv)
 			}
 		}
-		for _, st := range res.Statuses {
+		for _, st := range a.Statuses("east") {
 			if st.GatewayClass == nil && st.Gateway == nil && st.Route == nil {
 				t.Errorf("%s %s/%s: a status without content", st.Kind, st.Namespace, st.Name)
 			}
 		}
 	})
-}
-
-// lookup reads imports from the merged state and Services from the
-// member's inputs, as the controlplane's does.
-type lookup struct {
-	state *mcs.State
-	store *mcs.Store
-}
-
-func (l lookup) Import(k mcs.ServiceKey) *mcs.Import {
-	if st := l.state.Services.Get(k); st != nil {
-		return st.Import
-	}
-	return nil
-}
-
-func (l lookup) Service(k mcs.ServiceKey) *mcs.Service {
-	svc, _ := l.store.Local("east", k)
-	return svc
 }
