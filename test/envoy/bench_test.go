@@ -47,9 +47,9 @@ func BenchmarkEndpointChangeToEnvoy(b *testing.B) {
 	slice := func(ready int) string {
 		eps := []string{pods[0].IP + "!", pods[1].IP + "!"}
 		eps[ready] = pods[ready].IP
-		return serviceYAML("web", []string{fmt.Sprintf("http:80:%d", port)}, eps...)
+		return fixture.ServiceYAML("shop", "web", []string{fmt.Sprintf("http:80:%d", port)}, eps...)
 	}
-	writeFile(b, filepath.Join(dir, "east", "cluster.yaml"), clusterYAML("east"))
+	writeFile(b, filepath.Join(dir, "east", "cluster.yaml"), fixture.ClusterYAML("east"))
 	writeFile(b, filepath.Join(dir, "east", "web.yaml"), slice(0))
 	cfg := controlplane.Config{Dir: dir}
 	cfg.Writer.GatewayPort = gatewayPort

@@ -14,6 +14,7 @@ import (
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
 
 	"github.com/eastwest-dev/eastwest/internal/cptest"
+	"github.com/eastwest-dev/eastwest/internal/fixture"
 	"github.com/eastwest-dev/eastwest/internal/testkit"
 	"github.com/eastwest-dev/eastwest/pkg/controlplane"
 	"github.com/eastwest-dev/eastwest/pkg/translate"
@@ -25,34 +26,6 @@ const gatewayPort = 15080
 
 // memberIP is pod n of member m: one loopback range per member cluster.
 func memberIP(m, n int) string { return fmt.Sprintf("127.0.%d.%d", m, n) }
-
-func clusterYAML(id string) string {
-	return fmt.Sprintf("apiVersion: about.k8s.io/v1alpha1\nkind: ClusterProperty\nmetadata: {name: cluster.clusterset.k8s.io}\nspec: {value: %s}\n", id)
-}
-
-// serviceYAML is a Service, its export and its EndpointSlice: ports are
-// "name:port:targetPort[:appProtocol]", endpoints "ip" or "ip!" (not ready).
-func serviceYAML(name string, ports []string, endpoints ...string) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "apiVersion: v1\nkind: Service\nmetadata: {name: %s, namespace: shop}\nspec:\n  ports:\n", name)
-	var slicePorts []string
-	for _, p := range ports {
-		f := strings.Split(p, ":")
-		app := ""
-		if len(f) == 4 {
-			app = ", appProtocol: " + f[3]
-		}
-		fmt.Fprintf(&b, "  - {name: %s, port: %s, protocol: TCP%s}\n", f[0], f[1], app)
-		slicePorts = append(slicePorts, fmt.Sprintf("{name: %s, port: %s, protocol: TCP%s}", f[0], f[2], app))
-	}
-	fmt.Fprintf(&b, "---\napiVersion: multicluster.x-k8s.io/v1alpha1\nkind: ServiceExport\nmetadata: {name: %s, namespace: shop, creationTimestamp: \"2026-01-01T00:00:00Z\"}\n", name)
-	fmt.Fprintf(&b, "---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: %s-1, namespace: shop, labels: {kubernetes.io/service-name: %s}}\naddressType: IPv4\nports: [%s]\nendpoints:\n", name, name, strings.Join(slicePorts, ", "))
-	for _, e := range endpoints {
-		ready := !strings.HasSuffix(e, "!")
-		fmt.Fprintf(&b, "- addresses: [%s]\n  conditions: {ready: %t}\n", strings.TrimSuffix(e, "!"), ready)
-	}
-	return b.String()
-}
 
 // waitFor sends requests until check accepts an answer
 // (testkit.Eventually: the last answer is the failure's).
@@ -102,14 +75,14 @@ func TestEastWestGatewayTraffic(t *testing.T) {
 	web := func(b *envoytest.Backend, extra ...string) []string {
 		return append([]string{fmt.Sprintf("http:80:%d", b.HTTPPort)}, extra...)
 	}
-	writeFile(t, filepath.Join(dir, "east", "cluster.yaml"), clusterYAML("east"))
-	writeFile(t, filepath.Join(dir, "east", "web.yaml"), serviceYAML("web", web(east), east.IP))
-	writeFile(t, filepath.Join(dir, "east", "rpc.yaml"), serviceYAML("rpc", []string{fmt.Sprintf("grpc:9090:%d:grpc", east.GRPCPort)}, east.IP))
-	writeFile(t, filepath.Join(dir, "west", "cluster.yaml"), clusterYAML("west"))
-	writeFile(t, filepath.Join(dir, "west", "web.yaml"), serviceYAML("web", web(west, fmt.Sprintf("alt:8080:%d", west.AltPort)), west.IP))
-	writeFile(t, filepath.Join(dir, "west", "rpc.yaml"), serviceYAML("rpc", []string{fmt.Sprintf("grpc:9090:%d:grpc", west.GRPCPort)}, west.IP))
-	writeFile(t, filepath.Join(dir, "central", "cluster.yaml"), clusterYAML("central"))
-	writeFile(t, filepath.Join(dir, "central", "web.yaml"), serviceYAML("web", web(central[0]), central[0].IP, central[1].IP, central[2].IP))
+	writeFile(t, filepath.Join(dir, "east", "cluster.yaml"), fixture.ClusterYAML("east"))
+	writeFile(t, filepath.Join(dir, "east", "web.yaml"), fixture.ServiceYAML("shop", "web", web(east), east.IP))
+	writeFile(t, filepath.Join(dir, "east", "rpc.yaml"), fixture.ServiceYAML("shop", "rpc", []string{fmt.Sprintf("grpc:9090:%d:grpc", east.GRPCPort)}, east.IP))
+	writeFile(t, filepath.Join(dir, "west", "cluster.yaml"), fixture.ClusterYAML("west"))
+	writeFile(t, filepath.Join(dir, "west", "web.yaml"), fixture.ServiceYAML("shop", "web", web(west, fmt.Sprintf("alt:8080:%d", west.AltPort)), west.IP))
+	writeFile(t, filepath.Join(dir, "west", "rpc.yaml"), fixture.ServiceYAML("shop", "rpc", []string{fmt.Sprintf("grpc:9090:%d:grpc", west.GRPCPort)}, west.IP))
+	writeFile(t, filepath.Join(dir, "central", "cluster.yaml"), fixture.ClusterYAML("central"))
+	writeFile(t, filepath.Join(dir, "central", "web.yaml"), fixture.ServiceYAML("shop", "web", web(central[0]), central[0].IP, central[1].IP, central[2].IP))
 
 	cfg := controlplane.Config{Dir: dir}
 	cfg.Writer.GatewayPort = gatewayPort
@@ -165,7 +138,7 @@ func TestEastWestGatewayTraffic(t *testing.T) {
 	// East's endpoint stops being ready: the other members take the
 	// traffic, in proportion to their ready endpoints (1 in west, 3 in
 	// central).
-	writeFile(t, filepath.Join(dir, "east", "web.yaml"), serviceYAML("web", web(east), east.IP+"!"))
+	writeFile(t, filepath.Join(dir, "east", "web.yaml"), fixture.ServiceYAML("shop", "web", web(east), east.IP+"!"))
 	waitFor(t, "failover away from east", try, func(s string) bool { return !strings.HasPrefix(s, "east/") })
 	got := count(t, 400, try)
 	westShare := float64(got["west/web-0"]) / 400
@@ -173,7 +146,7 @@ func TestEastWestGatewayTraffic(t *testing.T) {
 		t.Errorf("after east failed: %v; want none to east, about 1/4 to west and 3/4 to central", got)
 	}
 	// East is ready again: its traffic comes back.
-	writeFile(t, filepath.Join(dir, "east", "web.yaml"), serviceYAML("web", web(east), east.IP))
+	writeFile(t, filepath.Join(dir, "east", "web.yaml"), fixture.ServiceYAML("shop", "web", web(east), east.IP))
 	waitFor(t, "failback to east", try, func(s string) bool { return strings.HasPrefix(s, "east/") })
 	if got := count(t, 50, try); got["east/web-0"] != 50 {
 		t.Errorf("after east came back: %v, want all to east", got)
@@ -218,10 +191,10 @@ func TestControlPlaneRestartUnderLoad(t *testing.T) {
 	east := envoytest.StartBackend(t, "east/web-0", memberIP(1, 1), 0, 0, -1)
 	west := envoytest.StartBackend(t, "west/web-0", memberIP(2, 1), 0, 0, -1)
 	dir := t.TempDir()
-	writeFile(t, filepath.Join(dir, "east", "cluster.yaml"), clusterYAML("east"))
-	writeFile(t, filepath.Join(dir, "east", "web.yaml"), serviceYAML("web", []string{fmt.Sprintf("http:80:%d", east.HTTPPort)}, east.IP))
-	writeFile(t, filepath.Join(dir, "west", "cluster.yaml"), clusterYAML("west"))
-	writeFile(t, filepath.Join(dir, "west", "web.yaml"), serviceYAML("web", []string{fmt.Sprintf("http:80:%d", west.HTTPPort)}, west.IP))
+	writeFile(t, filepath.Join(dir, "east", "cluster.yaml"), fixture.ClusterYAML("east"))
+	writeFile(t, filepath.Join(dir, "east", "web.yaml"), fixture.ServiceYAML("shop", "web", []string{fmt.Sprintf("http:80:%d", east.HTTPPort)}, east.IP))
+	writeFile(t, filepath.Join(dir, "west", "cluster.yaml"), fixture.ClusterYAML("west"))
+	writeFile(t, filepath.Join(dir, "west", "web.yaml"), fixture.ServiceYAML("shop", "web", []string{fmt.Sprintf("http:80:%d", west.HTTPPort)}, west.IP))
 	cfg := controlplane.Config{Dir: dir}
 	cfg.Writer.GatewayPort = gatewayPort
 	cfg.Writer.ListenAddress = testkit.Loopback(t, gatewayPort)

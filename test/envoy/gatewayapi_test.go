@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/eastwest-dev/eastwest/internal/cptest"
+	"github.com/eastwest-dev/eastwest/internal/fixture"
 	"github.com/eastwest-dev/eastwest/internal/testkit"
 	"github.com/eastwest-dev/eastwest/pkg/controlplane"
 	"github.com/eastwest-dev/eastwest/pkg/translate"
@@ -105,15 +106,15 @@ func TestGatewayAPITraffic(t *testing.T) {
 	webWest := envoytest.StartBackend(t, "west/web-0", memberIP(2, 4), 0, 0, -1)
 	dir := t.TempDir()
 	port := func(be *envoytest.Backend) []string { return []string{fmt.Sprintf("http:80:%d", be.HTTPPort)} }
-	writeFile(t, filepath.Join(dir, "east", "cluster.yaml"), clusterYAML("east"))
+	writeFile(t, filepath.Join(dir, "east", "cluster.yaml"), fixture.ClusterYAML("east"))
 	writeFile(t, filepath.Join(dir, "east", "gateway.yaml"), gatewayAPIYAML())
-	writeFile(t, filepath.Join(dir, "east", "a.yaml"), serviceYAML("a", port(a), a.IP))
-	writeFile(t, filepath.Join(dir, "east", "b.yaml"), serviceYAML("b", port(b), b.IP))
-	writeFile(t, filepath.Join(dir, "east", "m.yaml"), serviceYAML("m", port(m), m.IP))
-	writeFile(t, filepath.Join(dir, "east", "web.yaml"), serviceYAML("web", port(webEast), webEast.IP))
-	writeFile(t, filepath.Join(dir, "east", "empty.yaml"), serviceYAML("empty", port(a), "127.0.1.99!"))
-	writeFile(t, filepath.Join(dir, "west", "cluster.yaml"), clusterYAML("west"))
-	writeFile(t, filepath.Join(dir, "west", "web.yaml"), serviceYAML("web", port(webWest), webWest.IP))
+	writeFile(t, filepath.Join(dir, "east", "a.yaml"), fixture.ServiceYAML("shop", "a", port(a), a.IP))
+	writeFile(t, filepath.Join(dir, "east", "b.yaml"), fixture.ServiceYAML("shop", "b", port(b), b.IP))
+	writeFile(t, filepath.Join(dir, "east", "m.yaml"), fixture.ServiceYAML("shop", "m", port(m), m.IP))
+	writeFile(t, filepath.Join(dir, "east", "web.yaml"), fixture.ServiceYAML("shop", "web", port(webEast), webEast.IP))
+	writeFile(t, filepath.Join(dir, "east", "empty.yaml"), fixture.ServiceYAML("shop", "empty", port(a), "127.0.1.99!"))
+	writeFile(t, filepath.Join(dir, "west", "cluster.yaml"), fixture.ClusterYAML("west"))
+	writeFile(t, filepath.Join(dir, "west", "web.yaml"), fixture.ServiceYAML("shop", "web", port(webWest), webWest.IP))
 
 	cfg := controlplane.Config{Dir: dir}
 	cfg.Writer.ListenAddress = testkit.Loopback(t, apiPort)
@@ -219,7 +220,7 @@ func TestGatewayAPITraffic(t *testing.T) {
 		if resp, _ := do("GET", "/failover", nil); resp.Header.Get("X-Backend") != "east/web-0" {
 			t.Fatalf("before: answered by %q, want east's own", resp.Header.Get("X-Backend"))
 		}
-		writeFile(t, filepath.Join(dir, "east", "web.yaml"), serviceYAML("web", port(webEast), webEast.IP+"!"))
+		writeFile(t, filepath.Join(dir, "east", "web.yaml"), fixture.ServiceYAML("shop", "web", port(webEast), webEast.IP+"!"))
 		try := func() (string, error) {
 			resp, _, err := envoytest.Send(c, "GET", url("/failover"), "api.example.com", nil)
 			if err != nil {
@@ -228,7 +229,7 @@ func TestGatewayAPITraffic(t *testing.T) {
 			return resp.Header.Get("X-Backend"), nil
 		}
 		waitFor(t, "failover to west", try, func(s string) bool { return s == "west/web-0" })
-		writeFile(t, filepath.Join(dir, "east", "web.yaml"), serviceYAML("web", port(webEast), webEast.IP))
+		writeFile(t, filepath.Join(dir, "east", "web.yaml"), fixture.ServiceYAML("shop", "web", port(webEast), webEast.IP))
 		waitFor(t, "failback to east", try, func(s string) bool { return s == "east/web-0" })
 	})
 }

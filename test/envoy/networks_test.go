@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc/xds"
 
 	"github.com/eastwest-dev/eastwest/internal/cptest"
+	"github.com/eastwest-dev/eastwest/internal/fixture"
 	"github.com/eastwest-dev/eastwest/pkg/controlplane"
 	"github.com/eastwest-dev/eastwest/pkg/mcs"
 	"github.com/eastwest-dev/eastwest/pkg/translate"
@@ -171,16 +172,7 @@ func startNetworks(t testing.TB) *networks {
 		return "status: {loadBalancer: {ingress: [{hostname: " + northName + "}]}}"
 	}
 	for _, m := range members {
-		writeFile(t, filepath.Join(m.dir, "cluster.yaml"), fmt.Sprintf(`apiVersion: about.k8s.io/v1alpha1
-kind: ClusterProperty
-metadata: {name: cluster.clusterset.k8s.io}
-spec: {value: %[1]s}
----
-apiVersion: about.k8s.io/v1alpha1
-kind: ClusterProperty
-metadata: {name: network.eastwest.io}
-spec: {value: %[1]s-net}
----
+		writeFile(t, filepath.Join(m.dir, "cluster.yaml"), fixture.ClusterYAML(m.name, "network.eastwest.io="+m.name+"-net")+fmt.Sprintf(`---
 apiVersion: v1
 kind: Service
 metadata: {name: eastwest-gateway, namespace: eastwest-system, labels: {eastwest.io/east-west-gateway: "true"}}

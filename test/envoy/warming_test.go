@@ -11,6 +11,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/eastwest-dev/eastwest/internal/cptest"
+	"github.com/eastwest-dev/eastwest/internal/fixture"
 	"github.com/eastwest-dev/eastwest/internal/testkit"
 	"github.com/eastwest-dev/eastwest/pkg/controlplane"
 	"github.com/eastwest-dev/eastwest/pkg/translate"
@@ -35,8 +36,8 @@ func TestClusterOnlyChangeIsAcked(t *testing.T) {
 			web := envoytest.StartBackend(t, "east/web-0", memberIP(1, 1), 0, 0, -1)
 			dir := t.TempDir()
 			svc := filepath.Join(dir, "east", "web.yaml")
-			writeFile(t, filepath.Join(dir, "east", "cluster.yaml"), clusterYAML("east"))
-			writeFile(t, svc, serviceYAML("web", []string{fmt.Sprintf("http:80:%d", web.HTTPPort)}, web.IP))
+			writeFile(t, filepath.Join(dir, "east", "cluster.yaml"), fixture.ClusterYAML("east"))
+			writeFile(t, svc, fixture.ServiceYAML("shop", "web", []string{fmt.Sprintf("http:80:%d", web.HTTPPort)}, web.IP))
 			cfg := controlplane.Config{Dir: dir}
 			cfg.Writer.GatewayPort = gatewayPort
 			cfg.Writer.ListenAddress = testkit.Loopback(t, gatewayPort)
@@ -49,7 +50,7 @@ func TestClusterOnlyChangeIsAcked(t *testing.T) {
 
 			// Session affinity: the cluster's lb_policy changes, its
 			// endpoints do not.
-			writeFile(t, svc, strings.Replace(serviceYAML("web", []string{fmt.Sprintf("http:80:%d", web.HTTPPort)}, web.IP),
+			writeFile(t, svc, strings.Replace(fixture.ServiceYAML("shop", "web", []string{fmt.Sprintf("http:80:%d", web.HTTPPort)}, web.IP),
 				"spec:\n", "spec:\n  sessionAffinity: ClientIP\n", 1))
 			start := time.Now()
 			for app.Cache.Resources(v.String(), resourcev3.ClusterType).Version == before {
