@@ -166,7 +166,7 @@ func TestShippedGatewayIsReadAsTheMembersGateway(t *testing.T) {
 		}
 	}
 	s.Flush()
-	c := s.Snapshot().Clusters[0]
+	c := s.State().Clusters[0]
 	if len(c.Gateways) != 1 || c.Gateways[0].Address != "203.0.113.10" || c.Gateways[0].Port != mcs.DefaultTunnelPort {
 		t.Errorf("gateway addresses %+v, want 203.0.113.10:15443", c.Gateways)
 	}

@@ -13,7 +13,7 @@ import (
 
 	"github.com/eastwest-dev/eastwest/internal/parallel"
 	"github.com/eastwest-dev/eastwest/pkg/event"
-	"github.com/eastwest-dev/eastwest/pkg/gateway"
+	"github.com/eastwest-dev/eastwest/pkg/gatewayapi"
 	"github.com/eastwest-dev/eastwest/pkg/mcs"
 	"github.com/eastwest-dev/eastwest/pkg/translate"
 	"github.com/eastwest-dev/eastwest/pkg/trust"
@@ -184,7 +184,7 @@ func (a *Assembler) View(v translate.View) translate.Result {
 // not published, sorted by type and name.
 func (a *Assembler) Invalid() map[string][]translate.Invalid {
 	invalid := a.ledger.invalidByView()
-	for view, list := range a.tunnelInvalid(a.store.Snapshot()) {
+	for view, list := range a.tunnelInvalid(a.store.State()) {
 		invalid[view] = append(invalid[view], list...)
 	}
 	for view, list := range invalid {
@@ -200,10 +200,10 @@ func (a *Assembler) Invalid() map[string][]translate.Invalid {
 }
 
 // Gateways returns each member's Gateway API result as of the last Flush.
-func (a *Assembler) Gateways() map[string]gateway.Result { return maps.Clone(a.gwapi.results) }
+func (a *Assembler) Gateways() map[string]gatewayapi.Result { return maps.Clone(a.gwapi.results) }
 
 // Statuses returns a member's Gateway API statuses as of the last Flush.
-func (a *Assembler) Statuses(member string) []gateway.Status {
+func (a *Assembler) Statuses(member string) []gatewayapi.Status {
 	return a.gwapi.results[member].Statuses
 }
 
@@ -213,7 +213,7 @@ func (a *Assembler) Statuses(member string) []gateway.Status {
 func (a *Assembler) flush() {
 	ch := a.Merge()
 	a.merged = nil
-	state := a.store.Snapshot()
+	state := a.store.State()
 	a.plan.State, a.plan.Changes = state, ch
 
 	// Gateway API: build again the members whose objects changed, or
@@ -263,7 +263,7 @@ func (a *Assembler) flush() {
 	}
 	a.plan.Rebuilt = rebuilt
 	a.plan.Changed = !ch.Empty() || len(rebuilt) > 0 || len(gwBackends) > 0
-	a.ledger.apply(a.plan.Updates, viewsChanged, viewNames)
+	a.ledger.commit(a.plan.Updates, viewsChanged, viewNames)
 }
 
 // baseView is what every view of the Assembler shares: the network and
@@ -451,7 +451,7 @@ func (a *Assembler) serviceOptions(v translate.View, st *mcs.ServiceState) trans
 	if v.Role != translate.RoleClient || st == nil {
 		return translate.ServiceOptions{}
 	}
-	state := a.store.Snapshot()
+	state := a.store.State()
 	member := ""
 	for _, c := range state.Clusters {
 		if c.ID == v.Cluster {
@@ -460,8 +460,8 @@ func (a *Assembler) serviceOptions(v translate.View, st *mcs.ServiceState) trans
 	}
 	view := v.String()
 	return translate.ServiceOptions{
-		Routes: func(port int32) []*gateway.RouteRule {
-			return gateway.MeshRules(a.gwapi.results[member].Mesh[st.Key], port)
+		Routes: func(port int32) []*gatewayapi.RouteRule {
+			return gatewayapi.MeshRules(a.gwapi.results[member].Mesh[st.Key], port)
 		},
 		Published: func(c string) bool { return a.ledger.hasCluster(view, c) },
 		Import: func(k mcs.ServiceKey) *mcs.Import {

@@ -3,7 +3,7 @@
 // One Assembler per control plane (and one per `xds translate`):
 //
 //	Apply(event)  routes the event to the store that owns its object
-//	              (pkg/mcs for MCS inputs, pkg/gateway for Gateway API
+//	              (pkg/mcs for MCS inputs, pkg/gatewayapi for Gateway API
 //	              objects and TLS Secrets; Namespaces, Services and
 //	              member joins and leaves to both)
 //	Merge()       merges the services the events touched (KEP-1645)

@@ -6,19 +6,19 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/eastwest-dev/eastwest/pkg/gateway"
+	"github.com/eastwest-dev/eastwest/pkg/gatewayapi"
 	"github.com/eastwest-dev/eastwest/pkg/mcs"
 	"github.com/eastwest-dev/eastwest/pkg/translate"
 )
 
 // gatewayAPI schedules the Gateway API's work: which members' Gateways
-// and routes to build again (gateway.Build), which of their backends'
+// and routes to build again (gatewayapi.Build), which of their backends'
 // clusters to translate again, which client services' mesh routes
 // changed, and the gateway-api views of the Gateways eastwest programs.
 type gatewayAPI struct {
-	store *gateway.Store
-	// results is what gateway.Build made of each member's objects.
-	results map[string]gateway.Result
+	store *gatewayapi.Store
+	// results is what gatewayapi.Build made of each member's objects.
+	results map[string]gatewayapi.Result
 	// views are the published gateway-api view names.
 	views map[string]bool
 	// refSig is, by member, each referenced service's refSignature as
@@ -30,15 +30,15 @@ type gatewayAPI struct {
 
 func newGatewayAPI() *gatewayAPI {
 	return &gatewayAPI{
-		store:       gateway.NewStore(),
-		results:     map[string]gateway.Result{},
+		store:       gatewayapi.NewStore(),
+		results:     map[string]gatewayapi.Result{},
 		views:       map[string]bool{},
 		refSig:      map[string]map[mcs.ServiceKey]string{},
 		routesDirty: map[mcs.ServiceKey]bool{},
 	}
 }
 
-// build runs gateway.Build for the members that need it and returns them:
+// build runs gatewayapi.Build for the members that need it and returns them:
 // those whose Gateway API objects changed, and those whose routes name a
 // service whose refSignature changed. A referenced service whose
 // endpoints alone changed needs no build: it is returned in backends, by
@@ -82,7 +82,7 @@ func (g *gatewayAPI) build(state *mcs.State, store *mcs.Store, ch mcs.Changes) (
 			rebuilt = append(rebuilt, m)
 			continue
 		}
-		r := gateway.Build(in, lookup{state: state, store: store, member: m})
+		r := gatewayapi.Build(in, lookup{state: state, store: store, member: m})
 		for k := range r.Mesh {
 			g.routesDirty[k] = true
 		}
@@ -97,10 +97,10 @@ func (g *gatewayAPI) build(state *mcs.State, store *mcs.Store, ch mcs.Changes) (
 	return rebuilt, backends
 }
 
-// refSignature is what gateway.Build reads of a service for a member (the
+// refSignature is what gatewayapi.Build reads of a service for a member (the
 // key of build's "does this change need a build"): the import's ports and
 // affinity, and the member's own Service's. Endpoints are not in it: they
-// change the backends' clusters, not the routes. A field gateway.Build
+// change the backends' clusters, not the routes. A field gatewayapi.Build
 // starts to read goes here.
 func refSignature(state *mcs.State, store *mcs.Store, member string, k mcs.ServiceKey) string {
 	var b strings.Builder
@@ -119,7 +119,7 @@ func refSignature(state *mcs.State, store *mcs.Store, member string, k mcs.Servi
 	return b.String()
 }
 
-// lookup is what gateway.Build reads: the ClusterSet's imports and the
+// lookup is what gatewayapi.Build reads: the ClusterSet's imports and the
 // member's own Services.
 type lookup struct {
 	state  *mcs.State
@@ -157,7 +157,7 @@ func (g *gatewayAPI) gatewayViews(state *mcs.State, base translate.View) []trans
 }
 
 // view is the gateway-api view of a Gateway in a cluster.
-func (g *gatewayAPI) view(id mcs.ClusterID, gw *gateway.Gateway, base translate.View) translate.View {
+func (g *gatewayAPI) view(id mcs.ClusterID, gw *gatewayapi.Gateway, base translate.View) translate.View {
 	return translate.View{Cluster: id, Role: translate.RoleGatewayAPI, Gateway: translate.GatewayAPIView(gw.Key), Net: base.Net, ListenAddress: base.ListenAddress}
 }
 

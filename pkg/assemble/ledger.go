@@ -119,9 +119,9 @@ func (l *ledger) forget(views []string) {
 	}
 }
 
-// apply records a Plan's updates in the views' current resources (with
+// commit records a Plan's updates in the views' current resources (with
 // keep); views, when the set of views changed, are the ones that remain.
-func (l *ledger) apply(updates []Update, viewsChanged bool, views []string) {
+func (l *ledger) commit(updates []Update, viewsChanged bool, views []string) {
 	if !l.keep {
 		return
 	}

@@ -239,7 +239,7 @@ func (s *Server) request(st sotwServerStream, ss *sotwState, b []byte) error {
 		// names a cluster of the dropped response is rejected (Envoy:
 		// "unknown cluster"), and stays rejected until the listeners
 		// change again.
-		if err := s.drainExcept(st, ss, typ, !sameSlice(w.names, req.GetResourceNames())); err != nil {
+		if err := s.sendPending(st, ss, typ, !sameSlice(w.names, req.GetResourceNames())); err != nil {
 			return err
 		}
 		if !sameSlice(w.names, req.GetResourceNames()) {
@@ -268,7 +268,7 @@ func (s *Server) request(st sotwServerStream, ss *sotwState, b []byte) error {
 	return nil
 }
 
-func (s *Server) drainExcept(st sotwServerStream, ss *sotwState, typ string, drop bool) error {
+func (s *Server) sendPending(st sotwServerStream, ss *sotwState, typ string, drop bool) error {
 	for {
 		select {
 		case resp := <-ss.out:

@@ -85,7 +85,7 @@ type App struct {
 	xds     *XDSServer
 	debug   *http.Server
 	dir     *source.Dir
-	kube    *source.KubeconfigDir
+	members *source.Members
 	wb      *writeback.Writeback
 	// ledger is the relay ledger, read by every replica that has the
 	// control plane's own cluster (nil without one).
@@ -178,13 +178,13 @@ func NewApp(cfg Config, log *slog.Logger, debugHandler func(*App) http.Handler) 
 		a.Writer.AddSource(a.sourceName())
 	}
 	if cfg.KubeconfigDir != "" || cfg.RemoteSecrets != nil {
-		a.kube = source.NewKubeconfigDir(cfg.KubeconfigDir, log, a.Writer)
-		a.kube.StaleAfter = cfg.StaleAfter
+		a.members = source.NewMembers(cfg.KubeconfigDir, log, a.Writer)
+		a.members.StaleAfter = cfg.StaleAfter
 		if cfg.RemoteSecrets != nil {
-			a.kube.WatchSecrets(cfg.RemoteSecrets)
+			a.members.WatchSecrets(cfg.RemoteSecrets)
 		}
 		if cfg.WriteBack {
-			a.wb = writeback.New(a.kube, log)
+			a.wb = writeback.New(a.members, log)
 			a.Metrics.WriteBack(a.wb.Pending, a.wb.Writes)
 			a.Metrics.Election(func() bool { return a.election.Status().Leading }, func() bool { return a.election.Status().Error != "" })
 			a.Writer.OnPublish(a.wb.Changed)
@@ -299,14 +299,14 @@ func (a *App) Run(ctx context.Context) error {
 	srcCtx, stopSources := context.WithCancel(context.Background())
 	defer stopSources()
 	writerDone := make(chan struct{})
-	if a.kube != nil {
+	if a.members != nil {
 		go a.exportConnections(srcCtx)
 		// Every configured member is a source before the first publish.
-		a.kube.Scan(srcCtx)
+		a.members.Scan(srcCtx)
 		if a.cfg.RemoteSecrets != nil {
-			a.kube.ScanSecrets(srcCtx)
+			a.members.ScanSecrets(srcCtx)
 		}
-		go a.kube.Run(srcCtx)
+		go a.members.Run(srcCtx)
 	}
 	if a.wb != nil {
 		resync := a.cfg.Resync
@@ -394,7 +394,7 @@ func (a *App) exportConnections(ctx context.Context) {
 		case <-t.C:
 		}
 		var cs []metrics.Connection
-		for _, s := range a.kube.Statuses() {
+		for _, s := range a.members.Statuses() {
 			cs = append(cs, metrics.Connection{Member: s.Member, State: s.State, Failures: s.Failures})
 		}
 		a.Metrics.Connections(cs)
@@ -460,8 +460,8 @@ func (a *App) WriteBackProblem() string {
 
 // MemberStatuses returns the connection status of every Kubernetes member.
 func (a *App) MemberStatuses() []source.ClusterStatus {
-	if a.kube == nil {
+	if a.members == nil {
 		return nil
 	}
-	return a.kube.Statuses()
+	return a.members.Statuses()
 }

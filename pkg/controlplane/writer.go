@@ -14,7 +14,7 @@ import (
 	"github.com/eastwest-dev/eastwest/pkg/assemble"
 	"github.com/eastwest-dev/eastwest/pkg/cache"
 	"github.com/eastwest-dev/eastwest/pkg/event"
-	"github.com/eastwest-dev/eastwest/pkg/gateway"
+	"github.com/eastwest-dev/eastwest/pkg/gatewayapi"
 	"github.com/eastwest-dev/eastwest/pkg/mcs"
 	"github.com/eastwest-dev/eastwest/pkg/metrics"
 	"github.com/eastwest-dev/eastwest/pkg/source"
@@ -123,7 +123,7 @@ type Writer struct {
 
 	// onStatus, when set, is told the Gateway API statuses of members
 	// whose results were built again.
-	onStatus func(member string, statuses []gateway.Status)
+	onStatus func(member string, statuses []gatewayapi.Status)
 
 	// onPublish, when set, is told each published state and what changed
 	// (the write-back to member clusters).
@@ -139,7 +139,7 @@ func (w *Writer) OnPublish(fn func(state *mcs.State, services []mcs.ServiceKey, 
 // OnStatus sets a function told the Gateway API statuses of every member
 // whose objects (or the services they reference) changed; it must not
 // block. Set it before Run.
-func (w *Writer) OnStatus(fn func(member string, statuses []gateway.Status)) { w.onStatus = fn }
+func (w *Writer) OnStatus(fn func(member string, statuses []gatewayapi.Status)) { w.onStatus = fn }
 
 type batch struct {
 	source   string
@@ -195,8 +195,8 @@ type Snapshot struct {
 // GatewayAPI is one member's Gateway API result, as the debug endpoint
 // shows it.
 type GatewayAPI struct {
-	Statuses  []gateway.Status
-	RouteRefs map[gateway.RouteKey][]mcs.ServiceKey
+	Statuses  []gatewayapi.Status
+	RouteRefs map[gatewayapi.RouteKey][]mcs.ServiceKey
 }
 
 // NewWriter returns a Writer publishing to c.

@@ -25,7 +25,7 @@ import (
 	"github.com/eastwest-dev/eastwest/pkg/about"
 	"github.com/eastwest-dev/eastwest/pkg/cache"
 	"github.com/eastwest-dev/eastwest/pkg/event"
-	"github.com/eastwest-dev/eastwest/pkg/gateway"
+	"github.com/eastwest-dev/eastwest/pkg/gatewayapi"
 	"github.com/eastwest-dev/eastwest/pkg/mcs"
 	"github.com/eastwest-dev/eastwest/pkg/metrics"
 	"github.com/eastwest-dev/eastwest/pkg/source"
@@ -215,10 +215,10 @@ func TestWriterDropsServicesOfALeavingMember(t *testing.T) {
 // write-back each time.
 func TestWriterGatewayViews(t *testing.T) {
 	h := newWriterHarness(t)
-	statuses := make(chan []gateway.Status, 16)
-	h.w.OnStatus(func(_ string, st []gateway.Status) { statuses <- st })
+	statuses := make(chan []gatewayapi.Status, 16)
+	h.w.OnStatus(func(_ string, st []gatewayapi.Status) { statuses <- st })
 	h.publish("east", exportedService(80)...)
-	class := &gwapiv1.GatewayClass{ObjectMeta: metav1.ObjectMeta{Name: "ew"}, Spec: gwapiv1.GatewayClassSpec{ControllerName: gateway.ControllerName}}
+	class := &gwapiv1.GatewayClass{ObjectMeta: metav1.ObjectMeta{Name: "ew"}, Spec: gwapiv1.GatewayClassSpec{ControllerName: gatewayapi.ControllerName}}
 	gw := &gwapiv1.Gateway{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "gw"}, Spec: gwapiv1.GatewaySpec{GatewayClassName: "ew",
 		Listeners: []gwapiv1.Listener{{Name: "http", Port: 8080, Protocol: gwapiv1.HTTPProtocolType}}}}
 	group, kind, port := gwapiv1.Group("multicluster.x-k8s.io"), gwapiv1.Kind("ServiceImport"), gwapiv1.PortNumber(80)
@@ -264,7 +264,7 @@ func TestWriterGatewayViews(t *testing.T) {
 	if h.c.Has(view, resourcev3.ListenerType, lis) {
 		t.Error("the deleted Gateway's listener is still served")
 	}
-	var last []gateway.Status
+	var last []gatewayapi.Status
 	for len(statuses) > 0 {
 		last = <-statuses
 	}

@@ -17,7 +17,7 @@ import (
 
 	"github.com/eastwest-dev/eastwest/pkg/cache"
 	"github.com/eastwest-dev/eastwest/pkg/controlplane"
-	"github.com/eastwest-dev/eastwest/pkg/gateway"
+	"github.com/eastwest-dev/eastwest/pkg/gatewayapi"
 	"github.com/eastwest-dev/eastwest/pkg/mcs"
 	"github.com/eastwest-dev/eastwest/pkg/metrics"
 	"github.com/eastwest-dev/eastwest/pkg/source"
@@ -441,7 +441,7 @@ func acked(ts *cache.TypeSync, since uint64) bool {
 // GatewayStatus is one object's Gateway API status in /debug/gateways.
 type GatewayStatus struct {
 	Member string `json:"member"`
-	gateway.Status
+	gatewayapi.Status
 }
 
 // gateways is /debug/gateways: every status eastwest computes for the

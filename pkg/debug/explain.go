@@ -20,7 +20,7 @@ import (
 
 	"github.com/eastwest-dev/eastwest/pkg/cache"
 	"github.com/eastwest-dev/eastwest/pkg/controlplane"
-	"github.com/eastwest-dev/eastwest/pkg/gateway"
+	"github.com/eastwest-dev/eastwest/pkg/gatewayapi"
 	"github.com/eastwest-dev/eastwest/pkg/mcs"
 	"github.com/eastwest-dev/eastwest/pkg/translate"
 )
@@ -241,7 +241,7 @@ func routesNaming(s *controlplane.Snapshot, key mcs.ServiceKey) []RouteExplanati
 	for _, m := range slices.Sorted(maps.Keys(s.Gateway)) {
 		g := s.Gateway[m]
 		for _, st := range g.Statuses {
-			if st.Route == nil || !slices.Contains(g.RouteRefs[gateway.RouteKey{Kind: st.Kind, Namespace: st.Namespace, Name: st.Name}], key) {
+			if st.Route == nil || !slices.Contains(g.RouteRefs[gatewayapi.RouteKey{Kind: st.Kind, Namespace: st.Namespace, Name: st.Name}], key) {
 				continue
 			}
 			re := RouteExplanation{Member: m, Route: st.Kind + " " + st.Namespace + "/" + st.Name}

@@ -23,7 +23,7 @@ const (
 	// MCS is the MCS store (pkg/mcs): exports, Services, EndpointSlices,
 	// Namespaces, ClusterProperties.
 	MCS Stores = 1 << iota
-	// Gateway is the Gateway API store (pkg/gateway): Gateway API objects
+	// Gateway is the Gateway API store (pkg/gatewayapi): Gateway API objects
 	// and TLS Secrets, and the Namespaces and Services in front of them.
 	Gateway
 )

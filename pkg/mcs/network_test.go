@@ -91,7 +91,7 @@ func TestNetworksAndGatewayAddresses(t *testing.T) {
 			w.s.member("b")
 			w.upsert("b", tc.b...)
 			w.flush()
-			infos := w.s.Snapshot().Clusters
+			infos := w.s.State().Clusters
 			var a, b ClusterInfo
 			for _, c := range infos {
 				switch c.Member {
@@ -159,7 +159,7 @@ func TestGatewayChangesAreClusterChanges(t *testing.T) {
 			t.Errorf("%s: Clusters changed %v, want %v", tc.name, got, tc.clusters)
 		}
 	}
-	if got := w.s.Snapshot().Clusters[0].TunnelSecret; got != "eastwest-system/ew-certs" {
+	if got := w.s.State().Clusters[0].TunnelSecret; got != "eastwest-system/ew-certs" {
 		t.Errorf("tunnel Secret %q, want the annotated eastwest-system/ew-certs", got)
 	}
 }
@@ -170,7 +170,7 @@ func TestTunnelSecretName(t *testing.T) {
 	w := newWorld(t)
 	w.upsert("a", gatewaySvc("ew", []corev1.ServicePort{{Name: TunnelPortName, Port: 15443}}, nil, "192.0.2.1"))
 	w.flush()
-	if got := w.s.Snapshot().Clusters[0].TunnelSecret; got != "eastwest-system/"+DefaultTunnelSecret {
+	if got := w.s.State().Clusters[0].TunnelSecret; got != "eastwest-system/"+DefaultTunnelSecret {
 		t.Errorf("tunnel Secret %q, want eastwest-system/%s", got, DefaultTunnelSecret)
 	}
 }
@@ -183,7 +183,7 @@ func TestNetworkFromOption(t *testing.T) {
 	w.upsert("b", property(about.PropertyNetwork, "prop-b"))
 	w.flush()
 	got := map[string]string{}
-	for _, c := range w.s.Snapshot().Clusters {
+	for _, c := range w.s.State().Clusters {
 		got[c.Member] = c.Network
 	}
 	if got["a"] != "flag-a" || got["b"] != "prop-b" {
@@ -269,7 +269,7 @@ func TestGatewaysOnlyFromTheGatewayNamespace(t *testing.T) {
 			w := &world{t: t, s: NewStore(tc.opts)}
 			w.upsert("a", tc.objs...)
 			w.flush()
-			c := w.s.Snapshot().Clusters[0]
+			c := w.s.State().Clusters[0]
 			local := ""
 			if c.LocalGateway != nil {
 				local = c.LocalGateway.Address
@@ -289,8 +289,8 @@ func TestGatewaysOnlyFromTheGatewayNamespace(t *testing.T) {
 	svc = svc.DeepCopy()
 	svc.Labels = nil
 	w.upsert("a", svc)
-	if !w.flush().Clusters || len(w.s.Snapshot().Clusters[0].IgnoredGateways) != 0 {
-		t.Errorf("unlabelling the tenant's Service: ignored %v, want none (and a cluster change)", w.s.Snapshot().Clusters[0].IgnoredGateways)
+	if !w.flush().Clusters || len(w.s.State().Clusters[0].IgnoredGateways) != 0 {
+		t.Errorf("unlabelling the tenant's Service: ignored %v, want none (and a cluster change)", w.s.State().Clusters[0].IgnoredGateways)
 	}
 }
 
@@ -323,7 +323,7 @@ func TestGatewayAddressesBounded(t *testing.T) {
 			w := newWorld(t)
 			w.upsert("a", tc.objs...)
 			w.flush()
-			c := w.s.Snapshot().Clusters[0]
+			c := w.s.State().Clusters[0]
 			nIPs, nDNS := 0, 0
 			for _, g := range c.Gateways {
 				if strings.HasSuffix(g.Address, ".com") {

@@ -150,7 +150,7 @@ func TestRelayPortsInStatesFollowMoves(t *testing.T) {
 	}
 	w.flush()
 	seen := map[int32]string{}
-	for k, st := range w.s.Snapshot().Services.All() {
+	for k, st := range w.s.State().Services.All() {
 		n := st.Import.Ports[0].RelayPort
 		if other, dup := seen[n]; dup || n == 0 {
 			t.Fatalf("%s has relay port %d, also %q's", k, n, other)
@@ -179,7 +179,7 @@ func TestRelaySlices(t *testing.T) {
 	w.upsert("b", property(about.PropertyNetwork, "one"))
 	w.upsert("c", property(about.PropertyNetwork, "two"))
 	st := w.svcState("ns", "web")
-	clusters := w.s.Snapshot().Clusters
+	clusters := w.s.State().Clusters
 	relay := st.Import.Ports[0].RelayPort
 
 	got := EndpointSlicesFor(st, "a", clusters)

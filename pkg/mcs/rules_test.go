@@ -507,7 +507,7 @@ func TestStoreRecomputesOnlyTouchedServices(t *testing.T) {
 	if ch := w.flush(); !ch.Empty() {
 		t.Errorf("a flush without events changed %+v", ch)
 	}
-	snap := w.s.Snapshot()
+	snap := w.s.State()
 	w.upsert("east", slice("ns", "b-1", "b", 4, "http"))
 	w.flush()
 	if snap.Services.Get(ServiceKey{"ns", "b"}).Backends[0].Slices[0].Len() != 3 {

@@ -32,14 +32,14 @@ func TestSnapshotsShareButNeverChange(t *testing.T) {
 	for i := range 300 {
 		apply(exported("east", fmt.Sprint("s", i))...)
 	}
-	first := s.Snapshot()
+	first := s.State()
 	if n := first.Services.Len(); n != 300 {
 		t.Fatalf("%d services, want 300", n)
 	}
 	s0 := first.Services.Get(ServiceKey{"ns", "s0"})
 	apply(exported("east", "new")...)
 	apply(event.Event{Member: "east", Op: event.OpDelete, Object: export("ns", "s0", 0)})
-	second := s.Snapshot()
+	second := s.State()
 	if first.Services.Get(ServiceKey{"ns", "new"}) != nil || first.Services.Get(ServiceKey{"ns", "s0"}) != s0 || first.Services.Len() != 300 {
 		t.Error("a State handed out changed with the Store")
 	}
@@ -73,14 +73,14 @@ func BenchmarkSnapshotAfterOneChange(b *testing.B) {
 				_ = s.Apply(event.Event{Member: "east", Op: event.OpUpsert, Object: export("ns", name, time.Second)})
 			}
 			s.Flush()
-			s.Snapshot()
+			s.State()
 			gen := 0
 			b.ReportAllocs()
 			for b.Loop() {
 				gen++
 				_ = s.Apply(event.Event{Member: "east", Op: event.OpUpsert, Object: benchSlice("svc-7", 0, gen)})
 				s.Flush()
-				if s.Snapshot().Services.Len() != n {
+				if s.State().Services.Len() != n {
 					b.Fatal("lost services")
 				}
 			}

@@ -567,10 +567,10 @@ func (s *Store) Local(member string, key ServiceKey) (*Service, []*Slice) {
 // nil.
 func (s *Store) Service(key ServiceKey) *ServiceState { return s.services.get(key) }
 
-// Snapshot returns the state as of the last Flush. The State is shared by
+// State returns the state as of the last Flush. The State is shared by
 // callers until the next Flush that changes something; it is built only
 // when asked for.
-func (s *Store) Snapshot() *State {
+func (s *Store) State() *State {
 	if s.snapshot == nil {
 		s.snapshot = &State{
 			Clusters: slices.Clone(s.clusters),

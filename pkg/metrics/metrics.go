@@ -13,7 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/eastwest-dev/eastwest/pkg/cache"
-	"github.com/eastwest-dev/eastwest/pkg/gateway"
+	"github.com/eastwest-dev/eastwest/pkg/gatewayapi"
 	"github.com/eastwest-dev/eastwest/pkg/mcs"
 	"github.com/eastwest-dev/eastwest/pkg/translate"
 )
@@ -198,7 +198,7 @@ func (m *Metrics) Translated(d time.Duration) {
 
 // GatewayStatuses sets the counts of a member's Gateway API conditions
 // (listeners under kind "Listener").
-func (m *Metrics) GatewayStatuses(member string, statuses []gateway.Status) {
+func (m *Metrics) GatewayStatuses(member string, statuses []gatewayapi.Status) {
 	m.gatewayConds.DeletePartialMatch(prometheus.Labels{"member": member})
 	count := func(kind string, cs []metav1.Condition) {
 		for _, c := range cs {

@@ -229,7 +229,7 @@ func (k *KubeCluster) runOnce(ctx context.Context) error {
 	// Events queued so far are in the informers' stores: drop them, then
 	// send the stores. (An event racing the listing is sent twice; an
 	// upsert is idempotent.)
-	q.drain()
+	q.take()
 	k.sendSync(set.informers)
 	k.setState(StateSynced, nil)
 	k.log.Info("member cluster synced")
@@ -374,7 +374,7 @@ func (k *KubeCluster) follow(ctx, runCtx context.Context, q *eventQueue, watchEr
 		case <-ctx.Done():
 			return nil
 		case <-q.ready:
-			if evs := k.record(q.drain()); len(evs) > 0 {
+			if evs := k.record(q.take()); len(evs) > 0 {
 				k.sink(evs, nil)
 			}
 		case err := <-health:
@@ -726,7 +726,7 @@ func (q *eventQueue) push(ev event.Event) {
 	}
 }
 
-func (q *eventQueue) drain() []event.Event {
+func (q *eventQueue) take() []event.Event {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	evs := q.events

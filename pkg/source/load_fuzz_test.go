@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/eastwest-dev/eastwest/pkg/event"
-	"github.com/eastwest-dev/eastwest/pkg/gateway"
+	"github.com/eastwest-dev/eastwest/pkg/gatewayapi"
 	"github.com/eastwest-dev/eastwest/pkg/mcs"
 )
 
@@ -21,7 +21,7 @@ func FuzzLoad(f *testing.F) {
 		[]byte("apiVersion: about.k8s.io/v1alpha1\nkind: ClusterProperty\nmetadata: {name: cluster.clusterset.k8s.io}\nspec: {value: east}\n"))
 	f.Fuzz(func(t *testing.T, east, west []byte) {
 		s := mcs.NewStore(mcs.Options{})
-		gws := gateway.NewStore()
+		gws := gatewayapi.NewStore()
 		// A fixed member order keeps coverage deterministic, which the
 		// fuzzing engine relies on to minimize inputs.
 		for i, data := range [][]byte{east, west} {
@@ -43,7 +43,7 @@ func FuzzLoad(f *testing.F) {
 			}
 		}
 		s.Flush()
-		state := s.Snapshot()
+		state := s.State()
 		for key, st := range state.Services.All() {
 			if st.Import == nil {
 				continue

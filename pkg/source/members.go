@@ -29,12 +29,12 @@ type SinkFor interface {
 // KubeSourceName names the source of a Kubernetes member cluster.
 func KubeSourceName(member string) string { return "kube:" + member }
 
-// KubeconfigDir runs one KubeCluster per member cluster: per kubeconfig
-// file in a folder, named by the file (without its extension), and per
+// Members is the registry of Kubernetes member clusters: it runs one
+// KubeCluster per member, per kubeconfig file in a folder, named by the file (without its extension), and per
 // remote secret (see Secrets). A new file joins the ClusterSet, a removed
 // file leaves it (its state is drained), a changed file reconnects (its
 // state is kept meanwhile). Files whose names start with "." are ignored.
-type KubeconfigDir struct {
+type Members struct {
 	dir  string
 	log  *slog.Logger
 	out  SinkFor
@@ -56,13 +56,13 @@ type runningMember struct {
 	done    chan struct{}
 }
 
-// NewKubeconfigDir returns the member registry of a folder.
-func NewKubeconfigDir(dir string, log *slog.Logger, out SinkFor) *KubeconfigDir {
-	return &KubeconfigDir{dir: dir, log: log, out: out, poll: 2 * time.Second, members: map[string]*runningMember{}}
+// NewMembers returns the member registry of a folder.
+func NewMembers(dir string, log *slog.Logger, out SinkFor) *Members {
+	return &Members{dir: dir, log: log, out: out, poll: 2 * time.Second, members: map[string]*runningMember{}}
 }
 
 // Config returns a member's rest.Config.
-func (d *KubeconfigDir) Config(member string) (*rest.Config, bool) {
+func (d *Members) Config(member string) (*rest.Config, bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	m, ok := d.members[member]
@@ -76,7 +76,7 @@ func (d *KubeconfigDir) Config(member string) (*rest.Config, bool) {
 // it changes when the source reconnects, and whoever else watches the
 // member (the write-back) starts its informers again then, rather than
 // waiting out their reflectors' backoff.
-func (d *KubeconfigDir) SyncedAt(member string) time.Time {
+func (d *Members) SyncedAt(member string) time.Time {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	m, ok := d.members[member]
@@ -87,7 +87,7 @@ func (d *KubeconfigDir) SyncedAt(member string) time.Time {
 }
 
 // Statuses returns every member's connection status, sorted.
-func (d *KubeconfigDir) Statuses() []ClusterStatus {
+func (d *Members) Statuses() []ClusterStatus {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	var out []ClusterStatus
@@ -101,7 +101,7 @@ func (d *KubeconfigDir) Statuses() []ClusterStatus {
 // Scan reads the folder once and starts, restarts or removes members; it
 // is called at start (so that every configured member is a source before
 // the first publish) and then by Run.
-func (d *KubeconfigDir) Scan(ctx context.Context) {
+func (d *Members) Scan(ctx context.Context) {
 	if d.dir == "" {
 		return
 	}
@@ -130,7 +130,7 @@ func (d *KubeconfigDir) Scan(ctx context.Context) {
 // leave (their state is drained), changed ones reconnect (their state is
 // kept meanwhile). A name provided by two origins is used once, from the
 // first origin that set it.
-func (d *KubeconfigDir) Set(ctx context.Context, origin string, kubeconfigs map[string][]byte) {
+func (d *Members) Set(ctx context.Context, origin string, kubeconfigs map[string][]byte) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for name, m := range d.members {
@@ -182,7 +182,7 @@ func (d *KubeconfigDir) Set(ctx context.Context, origin string, kubeconfigs map[
 
 // Run rescans the folder until ctx ends, then stops every member without
 // removing it (a restart must not drain traffic).
-func (d *KubeconfigDir) Run(ctx context.Context) {
+func (d *Members) Run(ctx context.Context) {
 	t := time.NewTicker(d.poll)
 	defer t.Stop()
 	for {

@@ -33,12 +33,12 @@ type Secrets struct {
 
 // WatchSecrets makes the registry read member clusters from remote
 // secrets too; call it before Scan and Run.
-func (d *KubeconfigDir) WatchSecrets(s *Secrets) { d.secrets = s }
+func (d *Members) WatchSecrets(s *Secrets) { d.secrets = s }
 
 // ScanSecrets reads the remote secrets once (also done by Run).
-func (d *KubeconfigDir) ScanSecrets(ctx context.Context) { d.scanSecrets(ctx) }
+func (d *Members) ScanSecrets(ctx context.Context) { d.scanSecrets(ctx) }
 
-func (d *KubeconfigDir) scanSecrets(ctx context.Context) {
+func (d *Members) scanSecrets(ctx context.Context) {
 	list, err := d.secrets.Client.CoreV1().Secrets(d.secrets.Namespace).List(ctx, metav1.ListOptions{LabelSelector: LabelCluster})
 	if err != nil {
 		// Keep the members we have: an unreachable own cluster must not

@@ -23,7 +23,7 @@ import (
 	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
 	mcsv1b1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 
-	"github.com/eastwest-dev/eastwest/pkg/gateway"
+	"github.com/eastwest-dev/eastwest/pkg/gatewayapi"
 	"github.com/eastwest-dev/eastwest/pkg/mcs"
 )
 
@@ -44,7 +44,7 @@ type Backends struct {
 // backends (and mirrors), by service, for the services only accepts (all
 // when nil). A change to a backend's endpoints costs that backend's
 // resources, not the Gateway's.
-func GatewayBackends(gw *gateway.Gateway, v View, be Backends, only func(mcs.ServiceKey) bool) map[mcs.ServiceKey]Result {
+func GatewayBackends(gw *gatewayapi.Gateway, v View, be Backends, only func(mcs.ServiceKey) bool) map[mcs.ServiceKey]Result {
 	out := map[mcs.ServiceKey]Result{}
 	done := map[string]bool{}
 	for _, b := range gatewayBackends(gw, only) {
@@ -70,16 +70,16 @@ func GatewayBackends(gw *gateway.Gateway, v View, be Backends, only func(mcs.Ser
 // GatewayListeners returns a Gateway's listeners, route configurations
 // and certificates; published says which backend clusters the view
 // serves (a backend whose cluster is not gets 500s).
-func GatewayListeners(gw *gateway.Gateway, v View, be Backends, published func(cluster string) bool) Result {
+func GatewayListeners(gw *gatewayapi.Gateway, v View, be Backends, published func(cluster string) bool) Result {
 	var r Result
 	ro := routeOptions{
-		cluster: func(b gateway.Backend) string {
+		cluster: func(b gatewayapi.Backend) string {
 			if n := backendCluster(b); published(n) {
 				return n
 			}
 			return ""
 		},
-		affinity: func(b gateway.Backend) bool { return backendAffinity(b, be) },
+		affinity: func(b gatewayapi.Backend) bool { return backendAffinity(b, be) },
 	}
 	for _, name := range slices.SortedFunc(maps.Keys(gw.Secrets), func(a, b types.NamespacedName) int { return cmp.Compare(a.String(), b.String()) }) {
 		cert := gw.Secrets[name]
@@ -120,7 +120,7 @@ func GatewayListeners(gw *gateway.Gateway, v View, be Backends, published func(c
 					fc.FilterChainMatch = &listenerv3.FilterChainMatch{ServerNames: []string{l.Hostname}}
 				}
 				lis.FilterChains = append(lis.FilterChains, fc)
-				r.add(v, resourcev3.RouteType, rc, hostRoutes(rc, []*gateway.Listener{l}, ro))
+				r.add(v, resourcev3.RouteType, rc, hostRoutes(rc, []*gatewayapi.Listener{l}, ro))
 			}
 		}
 		r.addPacked(v, resourcev3.ListenerType, lis.Name, lis, pk)
@@ -132,8 +132,8 @@ func GatewayListeners(gw *gateway.Gateway, v View, be Backends, published func(c
 // hostRoutes makes one virtual host per hostname of the listeners (the
 // listeners sharing an HTTP port share its route configuration), rules in
 // precedence order.
-func hostRoutes(name string, ls []*gateway.Listener, ro routeOptions) *routev3.RouteConfiguration {
-	hosts := map[string][]*gateway.RouteRule{}
+func hostRoutes(name string, ls []*gatewayapi.Listener, ro routeOptions) *routev3.RouteConfiguration {
+	hosts := map[string][]*gatewayapi.RouteRule{}
 	for _, l := range ls {
 		for _, h := range l.Hosts {
 			hosts[h.Hostname] = append(hosts[h.Hostname], h.Routes...)
@@ -143,7 +143,7 @@ func hostRoutes(name string, ls []*gateway.Listener, ro routeOptions) *routev3.R
 	for _, h := range slices.Sorted(maps.Keys(hosts)) {
 		rules := hosts[h]
 		if len(ls) > 1 {
-			gateway.SortRules(rules)
+			gatewayapi.SortRules(rules)
 		}
 		vh := &routev3.VirtualHost{Name: GatewayAPIVirtualHostName(h), Domains: []string{h}}
 		for _, rr := range rules {
@@ -197,10 +197,10 @@ func downstreamTLS(certs []types.NamespacedName) *corev3.TransportSocket {
 
 // gatewayBackends lists the backends (and mirrors) a Gateway's rules use,
 // of the services only accepts (all when nil).
-func gatewayBackends(gw *gateway.Gateway, only func(mcs.ServiceKey) bool) []gateway.Backend {
-	var out []gateway.Backend
-	use := func(b gateway.Backend) bool {
-		return b.Kind != gateway.BackendInvalid && (only == nil || only(b.Service))
+func gatewayBackends(gw *gatewayapi.Gateway, only func(mcs.ServiceKey) bool) []gatewayapi.Backend {
+	var out []gatewayapi.Backend
+	use := func(b gatewayapi.Backend) bool {
+		return b.Kind != gatewayapi.BackendInvalid && (only == nil || only(b.Service))
 	}
 	for _, p := range gw.Ports {
 		for _, l := range p.Listeners {
@@ -220,7 +220,7 @@ func gatewayBackends(gw *gateway.Gateway, only func(mcs.ServiceKey) bool) []gate
 			}
 		}
 	}
-	slices.SortFunc(out, func(a, b gateway.Backend) int {
+	slices.SortFunc(out, func(a, b gatewayapi.Backend) int {
 		return cmp.Or(cmp.Compare(a.Kind, b.Kind), a.Service.Compare(b.Service), cmp.Compare(a.Port, b.Port))
 	})
 	return out
@@ -230,10 +230,10 @@ func gatewayBackends(gw *gateway.Gateway, only func(mcs.ServiceKey) bool) []gate
 // ServiceImport port as every view sees it (the view's cluster first,
 // failover to the others); a local Service port with its own cluster's
 // endpoints only. It returns nils when the backend is gone.
-func backendResources(name string, b gateway.Backend, v View, be Backends) (*clusterv3.Cluster, *endpointv3.ClusterLoadAssignment) {
+func backendResources(name string, b gatewayapi.Backend, v View, be Backends) (*clusterv3.Cluster, *endpointv3.ClusterLoadAssignment) {
 	gv := View{Cluster: v.Cluster, Role: RoleGateway}
 	switch b.Kind {
-	case gateway.BackendImport:
+	case gatewayapi.BackendImport:
 		st := be.State.Services.Get(b.Service)
 		if st == nil || st.Import == nil {
 			return nil, nil
@@ -246,7 +246,7 @@ func backendResources(name string, b gateway.Backend, v View, be Backends) (*clu
 				return cluster(name, b.Service, p, gv, aff), loadAssignment(name, st, p, v, false)
 			}
 		}
-	case gateway.BackendService:
+	case gatewayapi.BackendService:
 		if be.Local == nil {
 			return nil, nil
 		}
@@ -271,12 +271,12 @@ func backendResources(name string, b gateway.Backend, v View, be Backends) (*clu
 
 // backendAffinity reports whether a backend asks for ClientIP session
 // affinity (its import's, or its local Service's).
-func backendAffinity(b gateway.Backend, be Backends) bool {
+func backendAffinity(b gatewayapi.Backend, be Backends) bool {
 	switch b.Kind {
-	case gateway.BackendImport:
+	case gatewayapi.BackendImport:
 		st := be.State.Services.Get(b.Service)
 		return st != nil && st.Import != nil && st.Import.SessionAffinity == corev1.ServiceAffinityClientIP
-	case gateway.BackendService:
+	case gatewayapi.BackendService:
 		if be.Local != nil {
 			svc, _ := be.Local(b.Service)
 			return svc != nil && svc.SessionAffinity == corev1.ServiceAffinityClientIP

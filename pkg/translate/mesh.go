@@ -4,7 +4,7 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	corev1 "k8s.io/api/core/v1"
 
-	"github.com/eastwest-dev/eastwest/pkg/gateway"
+	"github.com/eastwest-dev/eastwest/pkg/gatewayapi"
 	"github.com/eastwest-dev/eastwest/pkg/mcs"
 )
 
@@ -13,7 +13,7 @@ type ServiceOptions struct {
 	// Routes returns the mesh route rules (GAMMA) attached to a port of
 	// the service in the view's member cluster, in precedence order; they
 	// replace the port's default route for client views.
-	Routes func(port int32) []*gateway.RouteRule
+	Routes func(port int32) []*gatewayapi.RouteRule
 	// Published reports whether a cluster is served in the view: a mesh
 	// route never sends traffic to a cluster that is not (make before
 	// break), and a backend whose cluster is missing gets no share.
@@ -23,20 +23,20 @@ type ServiceOptions struct {
 }
 
 // meshRoute builds a client port's route configuration from its mesh
-// route rules, in their order (gateway.Build sorts them by precedence).
-func meshRoute(name string, rules []*gateway.RouteRule, o ServiceOptions) *routev3.RouteConfiguration {
+// route rules, in their order (gatewayapi.Build sorts them by precedence).
+func meshRoute(name string, rules []*gatewayapi.RouteRule, o ServiceOptions) *routev3.RouteConfiguration {
 	vh := &routev3.VirtualHost{Name: name, Domains: []string{"*"}}
 	ro := routeOptions{
 		grpc: true,
-		cluster: func(b gateway.Backend) string {
+		cluster: func(b gatewayapi.Backend) string {
 			c := backendCluster(b)
-			if b.Kind != gateway.BackendImport || (o.Published != nil && !o.Published(c)) {
+			if b.Kind != gatewayapi.BackendImport || (o.Published != nil && !o.Published(c)) {
 				// Client views carry ServiceImport clusters only.
 				return ""
 			}
 			return c
 		},
-		affinity: func(b gateway.Backend) bool {
+		affinity: func(b gatewayapi.Backend) bool {
 			if o.Import == nil {
 				return false
 			}

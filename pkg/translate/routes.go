@@ -12,7 +12,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
-	"github.com/eastwest-dev/eastwest/pkg/gateway"
+	"github.com/eastwest-dev/eastwest/pkg/gatewayapi"
 )
 
 // routeOptions say who reads a route: Envoy (Gateway API gateways) or a
@@ -23,14 +23,14 @@ import (
 type routeOptions struct {
 	grpc bool
 	// cluster names a backend's cluster, "" when it is not served.
-	cluster func(gateway.Backend) string
+	cluster func(gatewayapi.Backend) string
 	// affinity reports whether a backend's import asks for ClientIP
 	// session affinity.
-	affinity func(gateway.Backend) bool
+	affinity func(gatewayapi.Backend) bool
 }
 
 // envoyRoute translates one resolved route rule.
-func envoyRoute(rr *gateway.RouteRule, o routeOptions) *routev3.Route {
+func envoyRoute(rr *gatewayapi.RouteRule, o routeOptions) *routev3.Route {
 	r := &routev3.Route{Match: routeMatch(rr.Match, o.grpc)}
 	a := rr.Action
 	if a.Redirect != nil {
@@ -65,7 +65,7 @@ func envoyRoute(rr *gateway.RouteRule, o routeOptions) *routev3.Route {
 // routeBackends is a rule's backends as a route action: one cluster or
 // weighted ones, an invalid backend's share answered 500 (gRPC drops it),
 // session affinity's hash; nil when no backend is valid.
-func routeBackends(a gateway.Action, o routeOptions) *routev3.RouteAction {
+func routeBackends(a gatewayapi.Action, o routeOptions) *routev3.RouteAction {
 	var clusters []*routev3.WeightedCluster_ClusterWeight
 	invalid, affinity := false, false
 	for _, b := range a.Backends {
@@ -73,7 +73,7 @@ func routeBackends(a gateway.Action, o routeOptions) *routev3.RouteAction {
 			continue
 		}
 		name := ""
-		if b.Kind != gateway.BackendInvalid {
+		if b.Kind != gatewayapi.BackendInvalid {
 			name = o.cluster(b)
 			affinity = affinity || o.affinity(b)
 		}
@@ -112,7 +112,7 @@ func routeBackends(a gateway.Action, o routeOptions) *routev3.RouteAction {
 // each attempt's per_try_timeout, see routeRetry). Found by a real
 // Envoy: a per-try timeout is only read inside a retry policy. Envoy
 // reads timeout; gRPC reads max_stream_duration.
-func routeTimeouts(ra *routev3.RouteAction, a gateway.Action, grpc bool) {
+func routeTimeouts(ra *routev3.RouteAction, a gatewayapi.Action, grpc bool) {
 	timeout := a.Timeout
 	retries := a.Retry != nil && a.Retry.Attempts > 0 && !grpc
 	if bt := a.BackendTimeout; bt != nil && (timeout == nil || (!retries && *bt < *timeout)) {
@@ -128,7 +128,7 @@ func routeTimeouts(ra *routev3.RouteAction, a gateway.Action, grpc bool) {
 }
 
 // routeRetry is the rule's retry policy (Envoy only), or nil.
-func routeRetry(a gateway.Action) *routev3.RetryPolicy {
+func routeRetry(a gatewayapi.Action) *routev3.RetryPolicy {
 	rt := a.Retry
 	if rt == nil || rt.Attempts <= 0 {
 		return nil
@@ -150,10 +150,10 @@ func routeRetry(a gateway.Action) *routev3.RetryPolicy {
 }
 
 // routeMirrors are the rule's request mirrors to valid, served backends.
-func routeMirrors(a gateway.Action, o routeOptions) []*routev3.RouteAction_RequestMirrorPolicy {
+func routeMirrors(a gatewayapi.Action, o routeOptions) []*routev3.RouteAction_RequestMirrorPolicy {
 	var out []*routev3.RouteAction_RequestMirrorPolicy
 	for _, m := range a.Mirrors {
-		if m.Backend.Kind == gateway.BackendInvalid {
+		if m.Backend.Kind == gatewayapi.BackendInvalid {
 			continue
 		}
 		name := o.cluster(m.Backend)
@@ -171,7 +171,7 @@ func routeMirrors(a gateway.Action, o routeOptions) []*routev3.RouteAction_Reque
 }
 
 // routeRewrite sets the rule's URL rewrite (host, full path or prefix).
-func routeRewrite(ra *routev3.RouteAction, rw *gateway.Rewrite) {
+func routeRewrite(ra *routev3.RouteAction, rw *gatewayapi.Rewrite) {
 	if rw == nil {
 		return
 	}
@@ -206,7 +206,7 @@ func prefixRewrite(match, replace string) (string, *matcherv3.RegexMatchAndSubst
 	return replace, nil
 }
 
-func redirect(rd *gateway.Redirect) *routev3.RedirectAction {
+func redirect(rd *gatewayapi.Redirect) *routev3.RedirectAction {
 	ra := &routev3.RedirectAction{HostRedirect: rd.Hostname}
 	if rd.Scheme != "" {
 		ra.SchemeRewriteSpecifier = &routev3.RedirectAction_SchemeRedirect{SchemeRedirect: rd.Scheme}
@@ -244,7 +244,7 @@ func directResponse(status uint32) *routev3.Route_DirectResponse {
 	return &routev3.Route_DirectResponse{DirectResponse: &routev3.DirectResponseAction{Status: status}}
 }
 
-func headers(h gateway.HeaderModifier) ([]*corev3.HeaderValueOption, []string) {
+func headers(h gatewayapi.HeaderModifier) ([]*corev3.HeaderValueOption, []string) {
 	var add []*corev3.HeaderValueOption
 	for _, s := range h.Set {
 		add = append(add, &corev3.HeaderValueOption{Header: &corev3.HeaderValue{Key: s.Name, Value: s.Value},
@@ -261,13 +261,13 @@ func headers(h gateway.HeaderModifier) ([]*corev3.HeaderValueOption, []string) {
 // (/foo matches /foo and /foo/bar, not /foobar): Envoy's
 // path_separated_prefix does that; gRPC does not know it, so gRPC
 // clients get the equivalent regular expression.
-func routeMatch(m gateway.Match, grpc bool) *routev3.RouteMatch {
+func routeMatch(m gatewayapi.Match, grpc bool) *routev3.RouteMatch {
 	rm := &routev3.RouteMatch{}
 	v := m.Path.Value
 	switch m.Path.Type {
-	case gateway.PathExact:
+	case gatewayapi.PathExact:
 		rm.PathSpecifier = &routev3.RouteMatch_Path{Path: v}
-	case gateway.PathRegex:
+	case gatewayapi.PathRegex:
 		rm.PathSpecifier = &routev3.RouteMatch_SafeRegex{SafeRegex: &matcherv3.RegexMatcher{Regex: v}}
 	default:
 		trimmed := strings.TrimSuffix(v, "/")
@@ -281,7 +281,7 @@ func routeMatch(m gateway.Match, grpc bool) *routev3.RouteMatch {
 		}
 	}
 	if m.Method != "" {
-		rm.Headers = append(rm.Headers, headerMatcher(gateway.ValueMatch{Name: ":method", Value: m.Method}))
+		rm.Headers = append(rm.Headers, headerMatcher(gatewayapi.ValueMatch{Name: ":method", Value: m.Method}))
 	}
 	for _, h := range m.Headers {
 		rm.Headers = append(rm.Headers, headerMatcher(h))
@@ -295,14 +295,14 @@ func routeMatch(m gateway.Match, grpc bool) *routev3.RouteMatch {
 	return rm
 }
 
-func headerMatcher(h gateway.ValueMatch) *routev3.HeaderMatcher {
+func headerMatcher(h gatewayapi.ValueMatch) *routev3.HeaderMatcher {
 	return &routev3.HeaderMatcher{
 		Name:                 strings.ToLower(h.Name),
 		HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{StringMatch: stringMatch(h)},
 	}
 }
 
-func stringMatch(v gateway.ValueMatch) *matcherv3.StringMatcher {
+func stringMatch(v gatewayapi.ValueMatch) *matcherv3.StringMatcher {
 	if v.Regex {
 		return &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_SafeRegex{SafeRegex: &matcherv3.RegexMatcher{Regex: v.Value}}}
 	}
@@ -317,11 +317,11 @@ func channelHash() []*routev3.RouteAction_HashPolicy {
 }
 
 // backendCluster names a backend's cluster.
-func backendCluster(b gateway.Backend) string {
+func backendCluster(b gatewayapi.Backend) string {
 	switch b.Kind {
-	case gateway.BackendImport:
+	case gatewayapi.BackendImport:
 		return ClusterName(b.Service, b.Port)
-	case gateway.BackendService:
+	case gatewayapi.BackendService:
 		return LocalClusterName(b.Service, b.Port)
 	}
 	return ""

@@ -17,7 +17,7 @@ import (
 	gwclient "sigs.k8s.io/gateway-api/pkg/client/clientset/versioned"
 	gwv1client "sigs.k8s.io/gateway-api/pkg/client/clientset/versioned/typed/apis/v1"
 
-	"github.com/eastwest-dev/eastwest/pkg/gateway"
+	"github.com/eastwest-dev/eastwest/pkg/gatewayapi"
 )
 
 // statusKey names an object whose status eastwest writes.
@@ -26,9 +26,9 @@ type statusKey struct{ kind, namespace, name string }
 // StatusChanged is told the Gateway API statuses of a member; the leader
 // writes those that differ from the last ones it was told (all of them on
 // a full pass) at its next pass.
-func (w *Writeback) StatusChanged(member string, statuses []gateway.Status) {
-	index := func(sts []gateway.Status) map[statusKey]gateway.Status {
-		out := make(map[statusKey]gateway.Status, len(sts))
+func (w *Writeback) StatusChanged(member string, statuses []gatewayapi.Status) {
+	index := func(sts []gatewayapi.Status) map[statusKey]gatewayapi.Status {
+		out := make(map[statusKey]gatewayapi.Status, len(sts))
 		for _, st := range sts {
 			out[statusKey{st.Kind, st.Namespace, st.Name}] = st
 		}
@@ -36,7 +36,7 @@ func (w *Writeback) StatusChanged(member string, statuses []gateway.Status) {
 	}
 	w.mu.Lock()
 	if w.statuses == nil {
-		w.statuses = map[string][]gateway.Status{}
+		w.statuses = map[string][]gatewayapi.Status{}
 		w.statusPending = map[string]map[statusKey]bool{}
 	}
 	before, after := index(w.statuses[member]), index(statuses)
@@ -79,7 +79,7 @@ func (w *Writeback) reconcileStatuses(ctx context.Context, pending map[string]ma
 	if all {
 		members = slices.Collect(maps.Keys(w.statuses))
 	}
-	todo := map[string][]gateway.Status{}
+	todo := map[string][]gatewayapi.Status{}
 	for _, m := range members {
 		todo[m] = w.statuses[m]
 	}
@@ -125,7 +125,7 @@ func (w *Writeback) reconcileStatuses(ctx context.Context, pending map[string]ma
 		}
 		for k := range m.written {
 			if !want[k] && (k.kind == "HTTPRoute" || k.kind == "GRPCRoute") {
-				if err := m.writeStatus(ctx, gateway.Status{Kind: k.kind, Namespace: k.namespace, Name: k.name, Route: &gwapiv1.RouteStatus{}}, now); err != nil && !apierrors.IsNotFound(err) {
+				if err := m.writeStatus(ctx, gatewayapi.Status{Kind: k.kind, Namespace: k.namespace, Name: k.name, Route: &gwapiv1.RouteStatus{}}, now); err != nil && !apierrors.IsNotFound(err) {
 					errs = append(errs, err)
 					continue
 				}
@@ -143,7 +143,7 @@ func (w *Writeback) reconcileStatuses(ctx context.Context, pending map[string]ma
 // controller.
 func (m *member) findOwnedRoutes(ctx context.Context) error {
 	owned := func(ps []gwapiv1.RouteParentStatus) bool {
-		return slices.ContainsFunc(ps, func(p gwapiv1.RouteParentStatus) bool { return p.ControllerName == gateway.ControllerName })
+		return slices.ContainsFunc(ps, func(p gwapiv1.RouteParentStatus) bool { return p.ControllerName == gatewayapi.ControllerName })
 	}
 	hs, err := m.gw.GatewayV1().HTTPRoutes("").List(ctx, metav1.ListOptions{})
 	if err != nil {
@@ -168,7 +168,7 @@ func (m *member) findOwnedRoutes(ctx context.Context) error {
 
 // writeStatus merges one computed status into the object's and updates
 // it when something changed.
-func (m *member) writeStatus(ctx context.Context, st gateway.Status, now time.Time) error {
+func (m *member) writeStatus(ctx context.Context, st gatewayapi.Status, now time.Time) error {
 	api := m.gw.GatewayV1()
 	wrote := false
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
@@ -192,7 +192,7 @@ var errUnchanged = errors.New("status unchanged")
 
 // updateStatus reads one object and updates its status when it differs
 // from st (errUnchanged when it does not).
-func (m *member) updateStatus(ctx context.Context, api gwv1client.GatewayV1Interface, st gateway.Status, now time.Time) error {
+func (m *member) updateStatus(ctx context.Context, api gwv1client.GatewayV1Interface, st gatewayapi.Status, now time.Time) error {
 	switch st.Kind {
 	case "GatewayClass":
 		cur, err := api.GatewayClasses().Get(ctx, st.Name, metav1.GetOptions{})
@@ -269,14 +269,14 @@ func setParents(cur *gwapiv1.RouteStatus, want *gwapiv1.RouteStatus, gen int64, 
 func mergeParents(cur gwapiv1.RouteStatus, want *gwapiv1.RouteStatus, gen int64, now time.Time) (gwapiv1.RouteStatus, bool) {
 	var next gwapiv1.RouteStatus
 	for _, p := range cur.Parents {
-		if p.ControllerName != gateway.ControllerName {
+		if p.ControllerName != gatewayapi.ControllerName {
 			next.Parents = append(next.Parents, p)
 		}
 	}
 	for _, p := range want.Parents {
 		var old []metav1.Condition
 		for _, o := range cur.Parents {
-			if o.ControllerName == gateway.ControllerName && apiequality.Semantic.DeepEqual(o.ParentRef, p.ParentRef) {
+			if o.ControllerName == gatewayapi.ControllerName && apiequality.Semantic.DeepEqual(o.ParentRef, p.ParentRef) {
 				old = o.Conditions
 			}
 		}
@@ -313,7 +313,7 @@ func mergeConditions(old, want []metav1.Condition, gen int64, now time.Time) []m
 // StatusObjects renders computed statuses as the objects they belong to
 // (kind, name, generation and status; no spec), transition times set to
 // now: what `xds translate` and the golden files show.
-func StatusObjects(statuses []gateway.Status, now time.Time) []map[string]any {
+func StatusObjects(statuses []gatewayapi.Status, now time.Time) []map[string]any {
 	var out []map[string]any
 	for _, st := range statuses {
 		meta := map[string]any{"name": st.Name, "generation": st.Generation}

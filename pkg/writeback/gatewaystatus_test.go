@@ -7,7 +7,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
 
-	"github.com/eastwest-dev/eastwest/pkg/gateway"
+	"github.com/eastwest-dev/eastwest/pkg/gatewayapi"
 )
 
 // Merging a computed route status keeps other controllers' parents, keeps
@@ -23,7 +23,7 @@ func TestMergeParents(t *testing.T) {
 	computed := func(names ...string) *gwapiv1.RouteStatus {
 		rs := &gwapiv1.RouteStatus{}
 		for _, n := range names {
-			p := parent(n, gateway.ControllerName, metav1.ConditionTrue, time.Time{})
+			p := parent(n, gatewayapi.ControllerName, metav1.ConditionTrue, time.Time{})
 			p.Conditions[0].LastTransitionTime = metav1.Time{}
 			p.Conditions[0].ObservedGeneration = 0
 			rs.Parents = append(rs.Parents, p)
@@ -38,11 +38,11 @@ func TestMergeParents(t *testing.T) {
 		check   func(t *testing.T, got gwapiv1.RouteStatus)
 	}{
 		"unchanged: nothing to write": {
-			cur:  gwapiv1.RouteStatus{Parents: []gwapiv1.RouteParentStatus{other, parent("gw", gateway.ControllerName, metav1.ConditionTrue, then)}},
+			cur:  gwapiv1.RouteStatus{Parents: []gwapiv1.RouteParentStatus{other, parent("gw", gatewayapi.ControllerName, metav1.ConditionTrue, then)}},
 			want: computed("gw"),
 		},
 		"a flip moves the transition time, others' parents stay": {
-			cur:     gwapiv1.RouteStatus{Parents: []gwapiv1.RouteParentStatus{other, parent("gw", gateway.ControllerName, metav1.ConditionFalse, then)}},
+			cur:     gwapiv1.RouteStatus{Parents: []gwapiv1.RouteParentStatus{other, parent("gw", gatewayapi.ControllerName, metav1.ConditionFalse, then)}},
 			want:    computed("gw"),
 			changed: true,
 			check: func(t *testing.T, got gwapiv1.RouteStatus) {
@@ -52,7 +52,7 @@ func TestMergeParents(t *testing.T) {
 			},
 		},
 		"a parent eastwest no longer computes goes": {
-			cur:     gwapiv1.RouteStatus{Parents: []gwapiv1.RouteParentStatus{parent("old", gateway.ControllerName, metav1.ConditionTrue, then), other}},
+			cur:     gwapiv1.RouteStatus{Parents: []gwapiv1.RouteParentStatus{parent("old", gatewayapi.ControllerName, metav1.ConditionTrue, then), other}},
 			want:    computed(),
 			changed: true,
 			check: func(t *testing.T, got gwapiv1.RouteStatus) {

@@ -30,7 +30,7 @@ import (
 	mcsv1b1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 
 	"github.com/eastwest-dev/eastwest/internal/kubeclient"
-	"github.com/eastwest-dev/eastwest/pkg/gateway"
+	"github.com/eastwest-dev/eastwest/pkg/gatewayapi"
 	"github.com/eastwest-dev/eastwest/pkg/mcs"
 )
 
@@ -73,7 +73,7 @@ type Writeback struct {
 	wake    chan struct{}
 	// statuses are the Gateway API statuses by member; statusPending, by
 	// member, the objects whose status changed since the last pass.
-	statuses      map[string][]gateway.Status
+	statuses      map[string][]gatewayapi.Status
 	statusPending map[string]map[statusKey]bool
 
 	// remaining counts the services the running pass has still to do in

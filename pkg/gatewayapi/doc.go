@@ -1,4 +1,9 @@
-// Package gateway turns Gateway API objects into what eastwest serves.
+// Package gatewayapi turns Gateway API objects into what eastwest serves.
+//
+// Names: in eastwest a "gateway" alone is an east-west gateway (the Envoy
+// that carries traffic between members' networks, translate.RoleGateway);
+// everything about the Gateway API's Gateways is named gatewayapi (this
+// package, translate.RoleGatewayAPI, assemble's gatewayAPI scheduling).
 //
 // It reads, per member cluster, GatewayClasses, Gateways, HTTPRoutes,
 // GRPCRoutes, ReferenceGrants and the TLS Secrets listeners name (Store),
@@ -20,4 +25,4 @@
 // Assembler owns the Store (the controlplane Writer owns the Assembler)
 // and calls Build for the members whose inputs or referenced services
 // changed.
-package gateway
+package gatewayapi

@@ -1,4 +1,4 @@
-package gateway_test
+package gatewayapi_test
 
 import (
 	"io"
@@ -14,11 +14,11 @@ import (
 	"github.com/eastwest-dev/eastwest/internal/golden"
 	"github.com/eastwest-dev/eastwest/internal/testkit"
 	"github.com/eastwest-dev/eastwest/pkg/assemble"
-	"github.com/eastwest-dev/eastwest/pkg/gateway"
+	"github.com/eastwest-dev/eastwest/pkg/gatewayapi"
 	"github.com/eastwest-dev/eastwest/pkg/source"
 )
 
-// TestBuildGolden is a stage golden of gateway.Build, one behaviour per
+// TestBuildGolden is a stage golden of gatewayapi.Build, one behaviour per
 // case: testdata/<case>.in.yaml is one member's objects (member east),
 // read as the folder source reads them and built through the Assembler
 // as serve builds them; testdata/<case>.out.yaml is what Build made of
@@ -67,19 +67,19 @@ func TestBuildGolden(t *testing.T) {
 // certificates as the Secrets' names only (never key material).
 type rendered struct {
 	Gateways  []renderedGateway               `json:"gateways,omitempty"`
-	Mesh      map[string][]*gateway.MeshRoute `json:"mesh,omitempty"`
+	Mesh      map[string][]*gatewayapi.MeshRoute `json:"mesh,omitempty"`
 	Refs      []string                        `json:"refs,omitempty"`
 	RouteRefs map[string][]string             `json:"routeRefs,omitempty"`
-	Statuses  []gateway.Status                `json:"statuses,omitempty"`
+	Statuses  []gatewayapi.Status                `json:"statuses,omitempty"`
 }
 
 type renderedGateway struct {
 	Key     string          `json:"key"`
-	Ports   []*gateway.Port `json:"ports"`
+	Ports   []*gatewayapi.Port `json:"ports"`
 	Secrets []string        `json:"secrets,omitempty"`
 }
 
-func render(r gateway.Result) rendered {
+func render(r gatewayapi.Result) rendered {
 	out := rendered{Statuses: r.Statuses}
 	for _, gw := range r.Gateways {
 		g := renderedGateway{Key: gw.Key.String(), Ports: gw.Ports}
@@ -91,7 +91,7 @@ func render(r gateway.Result) rendered {
 	}
 	for k, m := range r.Mesh {
 		if out.Mesh == nil {
-			out.Mesh = map[string][]*gateway.MeshRoute{}
+			out.Mesh = map[string][]*gatewayapi.MeshRoute{}
 		}
 		out.Mesh[k.String()] = m
 	}

@@ -1,4 +1,4 @@
-package gateway
+package gatewayapi
 
 import (
 	"fmt"
