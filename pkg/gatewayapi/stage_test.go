@@ -66,17 +66,17 @@ func TestBuildGolden(t *testing.T) {
 // rendered is a Result with its map keys as strings, and its Gateways'
 // certificates as the Secrets' names only (never key material).
 type rendered struct {
-	Gateways  []renderedGateway               `json:"gateways,omitempty"`
+	Gateways  []renderedGateway                  `json:"gateways,omitempty"`
 	Mesh      map[string][]*gatewayapi.MeshRoute `json:"mesh,omitempty"`
-	Refs      []string                        `json:"refs,omitempty"`
-	RouteRefs map[string][]string             `json:"routeRefs,omitempty"`
+	Refs      []string                           `json:"refs,omitempty"`
+	RouteRefs map[string][]string                `json:"routeRefs,omitempty"`
 	Statuses  []gatewayapi.Status                `json:"statuses,omitempty"`
 }
 
 type renderedGateway struct {
-	Key     string          `json:"key"`
+	Key     string             `json:"key"`
 	Ports   []*gatewayapi.Port `json:"ports"`
-	Secrets []string        `json:"secrets,omitempty"`
+	Secrets []string           `json:"secrets,omitempty"`
 }
 
 func render(r gatewayapi.Result) rendered {
