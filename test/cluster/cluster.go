@@ -76,8 +76,12 @@ type Cluster struct {
 
 	mu    sync.Mutex
 	procs []*kube.Process // in start order; stopped in reverse
+	// apiserver and etcd are among procs: killed at the teardown.
+	apiserver, etcd *kube.Process
 	// stopLB stops serveLoadBalancers and waits for it.
 	stopLB func()
+	// phases are the boot's steps and when each ended.
+	phases []string
 }
 
 // Bins are the folders of the harness's binaries.
@@ -210,6 +214,9 @@ func StartWith(t testing.TB, opts Options, names ...string) []*Cluster {
 		wg.Go(func() { errs[i] = c.boot(t, images) })
 	}
 	wg.Wait()
+	for _, c := range out {
+		t.Logf("cluster %s booted: %s", c.Name, strings.Join(c.phases, ", "))
+	}
 	if err := errors.Join(errs...); err != nil {
 		t.Fatalf("start clusters: %v", err)
 	}
@@ -287,6 +294,18 @@ func (c *Cluster) boot(t testing.TB, images string) error {
 	if err := c.cgroups(); err != nil {
 		return err
 	}
+	// containerd and the images' import need no apiserver: they run
+	// beside etcd's and the apiserver's start (the kubelet waits for
+	// both).
+	began := time.Now()
+	runtimeDone := make(chan error, 1)
+	go func() {
+		err := c.startContainerd(images)
+		c.phase("containerd and images", began)
+		runtimeDone <- err
+	}()
+	waitRuntime := sync.OnceValue(func() error { return <-runtimeDone })
+	defer waitRuntime() // never leave it starting processes after boot returns
 	etcd, err := c.nodeRun("etcd", filepath.Join(c.bin.Kube, "etcd"), "--name", c.Name, "--data-dir", filepath.Join(c.Dir, "etcd"),
 		"--listen-client-urls", "http://127.0.0.1:2379", "--advertise-client-urls", "http://127.0.0.1:2379",
 		"--listen-peer-urls", "http://127.0.0.1:2380", "--initial-advertise-peer-urls", "http://127.0.0.1:2380",
@@ -294,7 +313,9 @@ func (c *Cluster) boot(t testing.TB, images string) error {
 	if err != nil {
 		return err
 	}
-	_ = etcd
+	c.mu.Lock()
+	c.etcd = etcd
+	c.mu.Unlock()
 	bind := nodeIP
 	if c.WAN != "" {
 		bind = "0.0.0.0" // the node's address and its WAN address
@@ -317,11 +338,15 @@ func (c *Cluster) boot(t testing.TB, images string) error {
 	if err != nil {
 		return err
 	}
+	c.mu.Lock()
+	c.apiserver = apiserver
+	c.mu.Unlock()
 	if err := kube.WaitHTTP("https://"+nodeIP+":6443/readyz", func() (*http.Client, http.Header) {
 		return c.httpClient(), nil
 	}, 90*time.Second, apiserver); err != nil {
 		return fmt.Errorf("%s: kube-apiserver: %w (log: %s)", c.Name, err, filepath.Join(c.Dir, "kube-apiserver.log"))
 	}
+	c.phase("etcd and kube-apiserver", began)
 	if _, err := c.nodeRun("kube-controller-manager", filepath.Join(c.bin.Kube, "kube-controller-manager"),
 		"--kubeconfig", c.Kubeconfig, "--authentication-kubeconfig", c.Kubeconfig, "--authorization-kubeconfig", c.Kubeconfig,
 		"--service-account-private-key-file", c.file("sa.key"), "--root-ca-file", c.ca.File,
@@ -334,7 +359,7 @@ func (c *Cluster) boot(t testing.TB, images string) error {
 		"--leader-elect=false", "--bind-address", "127.0.0.1"); err != nil {
 		return err
 	}
-	if err := c.startContainerd(images); err != nil {
+	if err := waitRuntime(); err != nil {
 		return err
 	}
 	if err := c.startKubelet(); err != nil {
@@ -351,6 +376,7 @@ func (c *Cluster) boot(t testing.TB, images string) error {
 	if err := c.waitNodeReady(3 * time.Minute); err != nil {
 		return err
 	}
+	c.phase("node Ready", began)
 	lbCtx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
@@ -364,7 +390,16 @@ func (c *Cluster) boot(t testing.TB, images string) error {
 		return fmt.Errorf("%s: CoreDNS: %w", c.Name, err)
 	}
 	_, err = c.podsReady("kube-system", "k8s-app=kube-dns", 1, 3*time.Minute)
+	c.phase("CoreDNS Ready", began)
 	return err
+}
+
+// phase records how long after began a step of the boot ended (logged
+// by StartWith: where a slow start spends its time).
+func (c *Cluster) phase(name string, began time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.phases = append(c.phases, fmt.Sprintf("%s %.1fs", name, time.Since(began).Seconds()))
 }
 
 // file is a path in the cluster's folder.
@@ -555,8 +590,15 @@ func (c *Cluster) teardown(t testing.TB) {
 	slices.Reverse(procs)
 	// The kubelet and kube-proxy first, then every container and shim (by
 	// their cgroups), then the rest.
+	// The control plane's servers hold nothing outside the cluster's
+	// folder: killed (kube-apiserver with clients takes over 10 s to
+	// stop gracefully). The node's daemons stop as they would.
 	for _, p := range procs {
-		p.Stop()
+		if p == c.apiserver || p == c.etcd {
+			p.Kill()
+		} else {
+			p.Stop()
+		}
 	}
 	for _, g := range []string{c.cgroup, c.cgroup + "-runtime"} {
 		killCgroup(g)

@@ -17,13 +17,12 @@ import (
 	"k8s.io/utils/ptr"
 )
 
-// A real one-node cluster: the node goes Ready, a Deployment's pods run
-// from an image imported without a registry, and a ClusterIP Service
-// reaches both of them through kube-proxy's rules in the node; the pods
-// are reachable by their own IPs from the test's namespace; the
-// cluster's CoreDNS (a pod) answers their names. After the
-// teardown nothing of the cluster's is left: no process, mount, cgroup,
-// network namespace or route.
+// A real one-node cluster, one boot for two checks (each cluster boot
+// costs the run half a minute of two cores): pods and Services work as
+// in any cluster (podsAndServices), and the project's image runs as a
+// pod and serves a real Envoy pod (imageRunsAsAPod). After the teardown
+// nothing of the cluster's is left: no process, mount, cgroup, network
+// namespace or route.
 func TestOneNode(t *testing.T) {
 	var c *Cluster
 	// Registered first, so it runs after the harness's teardown.
@@ -37,6 +36,16 @@ func TestOneNode(t *testing.T) {
 	start := time.Now()
 	c = Start(t, "one")[0]
 	t.Logf("cluster ready (node and CoreDNS Ready) %v after start", time.Since(start).Round(time.Millisecond))
+	t.Run("pods and Services", func(t *testing.T) { podsAndServices(t, c) })
+	t.Run("the project's image as a pod", func(t *testing.T) { imageRunsAsAPod(t, c) })
+}
+
+// podsAndServices: a Deployment's pods run from an image imported
+// without a registry, and a ClusterIP Service reaches both of them
+// through kube-proxy's rules in the node; the pods are reachable by
+// their own IPs from the test's namespace; the cluster's CoreDNS (a pod)
+// answers their names.
+func podsAndServices(t *testing.T, c *Cluster) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	labels := map[string]string{"app": "echo"}

@@ -26,15 +26,14 @@ import (
 	"github.com/eastwest-dev/eastwest/internal/testkit"
 )
 
-// The project's image (make image) runs as a real pod: imported into
-// the node from its archive, it starts as its non-root user with xds on
+// imageRunsAsAPod: the project's image (make image) runs as a real pod
+// of cluster c (TestOneNode's): imported into the node from its archive, it starts as its non-root user with xds on
 // PATH (`xds probe ready` as the exec readiness probe, as the chart
 // runs it), serves the demo ClusterSet from a ConfigMap, and answers an
 // xDS client on the pod's IP with the demo's clusters; and Envoy from
 // the Debian test image, as the demo's east-west gateway, is served by it.
-func TestImageRunsAsAPod(t *testing.T) {
+func imageRunsAsAPod(t *testing.T, c *Cluster) {
 	ref, archive := ProjectImage(t)
-	c := Start(t, "img")[0]
 	if err := c.Import(archive); err != nil {
 		t.Fatal(err)
 	}

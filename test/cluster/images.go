@@ -1,11 +1,14 @@
 package cluster
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -31,9 +34,12 @@ const (
 )
 
 // BaseImages is the archive of the images every node gets: the pause
-// image of the pod sandboxes and the echo server. It is built once per
-// test binary into .cache/node/images (the Go build cache makes it cheap
-// after the first time) from the harness's own commands.
+// image of the pod sandboxes, the echo server and CoreDNS. It is built
+// into .cache/node/images from the harness's own commands, once per test
+// binary at most: an archive whose inputs (the commands' sources, the
+// CoreDNS module, the Go version) are those of the last build is used as
+// it is, so the test binaries that run side by side do not each link
+// CoreDNS and compress its layer again.
 func BaseImages(t testing.TB) (string, error) {
 	t.Helper()
 	baseOnce.Do(func() {
@@ -43,12 +49,26 @@ func BaseImages(t testing.TB) (string, error) {
 		}
 		_, file, _, _ := runtime.Caller(0)
 		root := filepath.Join(filepath.Dir(file), "..", "..")
+		builds := []struct{ ref, module, pkg, name, src string }{
+			{SandboxImage, root, "github.com/eastwest-dev/eastwest/test/cluster/pause", "pause", filepath.Join(root, "test", "cluster", "pause")},
+			{EchoImage, root, "github.com/eastwest-dev/eastwest/test/cluster/echo", "echo", filepath.Join(root, "test", "cluster", "echo")},
+			{CoreDNSImage, filepath.Join(root, "test", "tools", "coredns"), "github.com/coredns/coredns", "coredns", filepath.Join(root, "test", "tools", "coredns")},
+		}
+		var srcs []string
+		for _, b := range builds {
+			srcs = append(srcs, b.src)
+		}
+		baseArchive = filepath.Join(dir, "base.tar")
+		key, err := inputsKey(srcs, nil)
+		if err != nil {
+			baseErr = err
+			return
+		}
+		if upToDate(baseArchive, key) {
+			return
+		}
 		images := map[string]v1.Image{}
-		for _, b := range []struct{ ref, module, pkg, name string }{
-			{SandboxImage, root, "github.com/eastwest-dev/eastwest/test/cluster/pause", "pause"},
-			{EchoImage, root, "github.com/eastwest-dev/eastwest/test/cluster/echo", "echo"},
-			{CoreDNSImage, filepath.Join(root, "test", "tools", "coredns"), "github.com/coredns/coredns", "coredns"},
-		} {
+		for _, b := range builds {
 			data, err := staticBytes(b.module, b.pkg, b.name)
 			if err != nil {
 				baseErr = err
@@ -59,10 +79,66 @@ func BaseImages(t testing.TB) (string, error) {
 				return
 			}
 		}
-		baseArchive = filepath.Join(dir, "base.tar")
-		baseErr = image.Archive(images, baseArchive, time.Unix(0, 0))
+		if baseErr = image.Archive(images, baseArchive, time.Unix(0, 0)); baseErr == nil {
+			baseErr = writeKey(baseArchive, key)
+		}
 	})
 	return baseArchive, baseErr
+}
+
+// inputsKey summarizes what an archive is built from: the Go version and
+// architecture, every file of the source folders (names and contents),
+// and the size and modification time of the large files (a root
+// filesystem, Envoy), which are replaced, never edited in place.
+func inputsKey(srcDirs, files []string) (string, error) {
+	h := sha256.New()
+	fmt.Fprintln(h, runtime.Version(), runtime.GOARCH)
+	for _, d := range srcDirs {
+		entries, err := os.ReadDir(d)
+		if err != nil {
+			return "", err
+		}
+		for _, e := range entries {
+			if e.IsDir() {
+				continue
+			}
+			b, err := os.ReadFile(filepath.Join(d, e.Name()))
+			if err != nil {
+				return "", err
+			}
+			fmt.Fprintf(h, "%s %d\n", e.Name(), len(b))
+			h.Write(b)
+		}
+	}
+	for _, f := range files {
+		st, err := os.Stat(f)
+		if err != nil {
+			return "", err
+		}
+		fmt.Fprintf(h, "%s %d %d\n", f, st.Size(), st.ModTime().UnixNano())
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// upToDate reports whether archive exists and was built from key's
+// inputs (its .key file, written after it).
+func upToDate(archive, key string) bool {
+	got, err := os.ReadFile(archive + ".key")
+	if err != nil || strings.TrimSpace(string(got)) != key {
+		return false
+	}
+	_, err = os.Stat(archive)
+	return err == nil
+}
+
+// writeKey records the inputs an archive was built from, atomically (a
+// test binary beside this one may be reading it).
+func writeKey(archive, key string) error {
+	tmp := fmt.Sprintf("%s.key.%d", archive, os.Getpid())
+	if err := os.WriteFile(tmp, []byte(key+"\n"), 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, archive+".key")
 }
 
 // staticBytes builds a Go command as Static does, in a folder of its own
@@ -115,7 +191,8 @@ var (
 
 // DebianImages is the archive of the images on the Debian root filesystem
 // (EnvoyImage, SocatImage, NetshootImage: one shared layer), for Import.
-// It needs make node-bins (the root filesystem) and make envoy-bin.
+// It needs make node-bins (the root filesystem) and make envoy-bin. As
+// BaseImages, it is built again only when its inputs changed.
 func DebianImages(t testing.TB) string {
 	t.Helper()
 	envoy := envoytest.Bin(t)
@@ -133,6 +210,20 @@ func debianImages(envoy string) (string, error) {
 	rootfs := filepath.Join(nodeDir, "rootfs.tar")
 	if _, err := os.Stat(rootfs); err != nil {
 		return "", fmt.Errorf("no Debian root filesystem for the test images (%w): run `make node-bins` (test/tools/rootfs.sh)", err)
+	}
+	dir := filepath.Join(nodeDir, "images")
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return "", err
+	}
+	out := filepath.Join(dir, "debian.tar")
+	// The harness's image layout is an input too: this file.
+	_, self, _, _ := runtime.Caller(0)
+	key, err := inputsKey(nil, []string{rootfs, envoy, self})
+	if err != nil {
+		return "", err
+	}
+	if upToDate(out, key) {
+		return out, nil
 	}
 	base, err := image.TarLayer(rootfs)
 	if err != nil {
@@ -157,10 +248,8 @@ func debianImages(envoy string) (string, error) {
 			return "", err
 		}
 	}
-	dir := filepath.Join(nodeDir, "images")
-	if err := os.MkdirAll(dir, 0o750); err != nil {
+	if err := image.Archive(images, out, time.Unix(0, 0)); err != nil {
 		return "", err
 	}
-	out := filepath.Join(dir, "debian.tar")
-	return out, image.Archive(images, out, time.Unix(0, 0))
+	return out, writeKey(out, key)
 }
