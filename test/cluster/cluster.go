@@ -305,7 +305,7 @@ func (c *Cluster) boot(t testing.TB, images string) error {
 		runtimeDone <- err
 	}()
 	waitRuntime := sync.OnceValue(func() error { return <-runtimeDone })
-	defer waitRuntime() // never leave it starting processes after boot returns
+	defer func() { _ = waitRuntime() }() // never leave it starting processes after boot returns
 	etcd, err := c.nodeRun("etcd", filepath.Join(c.bin.Kube, "etcd"), "--name", c.Name, "--data-dir", filepath.Join(c.Dir, "etcd"),
 		"--listen-client-urls", "http://127.0.0.1:2379", "--advertise-client-urls", "http://127.0.0.1:2379",
 		"--listen-peer-urls", "http://127.0.0.1:2380", "--initial-advertise-peer-urls", "http://127.0.0.1:2380",
