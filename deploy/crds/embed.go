@@ -6,3 +6,9 @@ import _ "embed" // for go:embed
 //
 //go:embed about.k8s.io_clusterproperties.yaml
 var ClusterPropertyCRD []byte
+
+// GatewayParametersCRD is eastwest.io/v1alpha1 GatewayParameters
+// (pkg/provision).
+//
+//go:embed eastwest.io_gatewayparameters.yaml
+var GatewayParametersCRD []byte

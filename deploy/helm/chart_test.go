@@ -312,11 +312,12 @@ func TestChartFilesAreTheShippedOnes(t *testing.T) {
 		}
 	}
 	// The CRDs helm install puts in a cluster are the ones eastwest is
-	// built and tested with: mcs-api's and the About API's.
+	// built and tested with: mcs-api's, the About API's and eastwest's own.
 	for file, want := range map[string][]byte{
 		"multicluster.x-k8s.io_serviceexports.yaml": mcscrd.ServiceExportCRD,
 		"multicluster.x-k8s.io_serviceimports.yaml": mcscrd.ServiceImportCRD,
 		"about.k8s.io_clusterproperties.yaml":       crds.ClusterPropertyCRD,
+		"eastwest.io_gatewayparameters.yaml":        crds.GatewayParametersCRD,
 	} {
 		got, err := os.ReadFile(filepath.Join(chart, "crds", file))
 		if err != nil {

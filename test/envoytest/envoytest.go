@@ -87,6 +87,13 @@ type Options struct {
 	// NetNS, when set, runs Envoy inside that network namespace (its
 	// admin endpoint on the namespace's veth address).
 	NetNS *netns.NS
+	// BootstrapFile, when set, is the bootstrap Envoy runs as it is (one
+	// eastwest rendered: a provisioned Gateway's); Bootstrap, Gateway,
+	// XDS, Delta and TLS are then not used.
+	BootstrapFile string
+	// FileSecrets are the SDS secrets the bootstrap reads from files, not
+	// from eastwest (left out of what CheckAccepted compares).
+	FileSecrets []string
 }
 
 // Bootstrap returns the shipped bootstrap at path changed as opts say,
@@ -204,6 +211,8 @@ type Envoy struct {
 	cmd  *exec.Cmd
 	done chan struct{}
 	err  error
+	// fileSecrets are Options.FileSecrets.
+	fileSecrets []string
 }
 
 // Start starts Envoy with the shipped bootstrap changed as opts say, and
@@ -212,14 +221,17 @@ type Envoy struct {
 func Start(t testing.TB, opts Options) *Envoy {
 	t.Helper()
 	bin := Bin(t)
-	boot, err := Bootstrap(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
 	dir := t.TempDir()
-	bootFile := filepath.Join(dir, "bootstrap.yaml")
-	if err := os.WriteFile(bootFile, boot, 0o600); err != nil {
-		t.Fatal(err)
+	bootFile := opts.BootstrapFile
+	if bootFile == "" {
+		boot, err := Bootstrap(opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		bootFile = filepath.Join(dir, "bootstrap.yaml")
+		if err := os.WriteFile(bootFile, boot, 0o600); err != nil {
+			t.Fatal(err)
+		}
 	}
 	logFile, err := os.Create(filepath.Join(dir, "envoy.log"))
 	if err != nil {
@@ -240,7 +252,7 @@ func Start(t testing.TB, opts Options) *Envoy {
 		_ = logFile.Close()
 		t.Fatal(err)
 	}
-	e := &Envoy{Dir: dir, cmd: cmd, done: make(chan struct{})}
+	e := &Envoy{Dir: dir, cmd: cmd, done: make(chan struct{}), fileSecrets: opts.FileSecrets}
 	go func() { e.err = cmd.Wait(); _ = logFile.Close(); close(e.done) }()
 	t.Cleanup(func() {
 		e.Stop()

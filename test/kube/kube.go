@@ -392,10 +392,11 @@ func (c *Cluster) writeKubeconfig() error {
 
 var crdGVR = schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
 
-// installCRDs creates the MCS, About and Gateway API CRDs and waits until
-// they are Established (a custom resource created sooner waits 2 s).
+// installCRDs creates the MCS, About and Gateway API CRDs and eastwest's
+// own (GatewayParameters), and waits until they are Established (a custom
+// resource created sooner waits 2 s).
 func (c *Cluster) installCRDs() error {
-	docs := MCSCRDs()
+	docs := append(MCSCRDs(), crds.GatewayParametersCRD)
 	gw, err := gatewayCRDs()
 	if err != nil {
 		return err
