@@ -89,6 +89,7 @@ func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveArgs) {
 	fs.StringVar(&cfg.DebugTLS.Cert, "debug-tls-cert", "", "serve the debug endpoint over TLS with this certificate (PEM)")
 	fs.StringVar(&cfg.DebugTLS.Key, "debug-tls-key", "", "key of --debug-tls-cert (PEM)")
 	fs.StringVar(&cfg.DebugTLS.ClientCA, "debug-tls-client-ca", "", "require debug clients to present a certificate from this CA; its identity then decides: spiffe://DOMAIN/clusterset/SET/role/operator reads everything, .../role/metrics /metrics alone, any other /healthz and /readyz alone")
+	fs.BoolVar(&cfg.ProvisionGateways, "provision-gateways", true, "with --write-back: deploy the Envoys of every Gateway of an eastwest GatewayClass in its member (Deployment, Service, ServiceAccount, PodDisruptionBudget, bootstrap, identity: GEP-1762, tuned by GatewayParameters); false: they are deployed by hand (docs/gateway-api.md)")
 	writeBack := fs.Bool("write-back", true, "with --kubeconfig-dir: be the ClusterSet's MCS controller (write ServiceImports, EndpointSlices and ServiceExport conditions to the members), under leader election (the Lease in --namespace) when --kubeconfig or --in-cluster is set")
 	ownKubeconfig := fs.String("kubeconfig", "", "kubeconfig of the control plane's own cluster, which holds the leader election Lease and the remote secrets; without it this replica always writes (run one replica)")
 	inCluster := fs.Bool("in-cluster", false, "the control plane's own cluster is the one it runs in (service account credentials), instead of --kubeconfig")

@@ -401,7 +401,10 @@ func TestMemberSwitches(t *testing.T) {
 		set, gone string
 	}{
 		{"member.gatewayAPI=false", "gateway.networking.k8s.io"},
-		{"member.tlsSecrets=false", "secrets"},
+		// Provisioning writes the Envoys' identity Secrets: no Secret at
+		// all takes both off.
+		{"member.tlsSecrets=false,member.gatewayProvisioning=false", "secrets"},
+		{"member.gatewayProvisioning=false", "deployments"},
 	}
 	// The non-expiring token Secret is opt-in (nothing of eastwest reads
 	// it; create-remote-secret requests a token of its own).

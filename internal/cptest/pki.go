@@ -81,6 +81,17 @@ func NewCA(t testing.TB) *CA {
 	return ca
 }
 
+// KeyPEM is the CA's private key (PEM): for code that signs with the CA
+// itself (a member's issuer of Gateway identities).
+func (ca *CA) KeyPEM(t testing.TB) []byte {
+	t.Helper()
+	der, err := x509.MarshalECPrivateKey(ca.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der})
+}
+
 // Server issues a serving certificate for 127.0.0.1 and localhost.
 func (ca *CA) Server(t testing.TB) Leaf {
 	t.Helper()

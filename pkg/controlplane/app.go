@@ -47,6 +47,11 @@ type Config struct {
 	DebugAddress  string
 	Writer        WriterOptions
 	XDSTLS        TLSFiles
+	// ProvisionGateways makes the write-back leader deploy the Envoys of
+	// Gateway API Gateways of eastwest's classes (GEP-1762; xds serve
+	// --provision-gateways, on by default); without it they are deployed
+	// by hand.
+	ProvisionGateways bool
 	// TrustDomain is the trust domain of the xDS client identities
 	// required with XDSTLS.ClientCA (see IdentityPolicy).
 	TrustDomain string
@@ -188,7 +193,8 @@ func NewApp(cfg Config, log *slog.Logger, debugHandler func(*App) http.Handler) 
 			a.Metrics.WriteBack(a.wb.Pending, a.wb.Writes)
 			a.Metrics.Election(func() bool { return a.election.Status().Leading }, func() bool { return a.election.Status().Error != "" })
 			a.Writer.OnPublish(a.wb.Changed)
-			a.Writer.OnStatus(a.wb.StatusChanged)
+			a.Writer.OnGatewayAPI(a.wb.GatewayAPIChanged)
+			a.wb.SetProvisioning(writeback.ProvisionOptions{Enabled: cfg.ProvisionGateways, TrustDomain: cfg.TrustDomain})
 			if e := cfg.Election; e.Config != nil {
 				// Replicas share relay ports through the ledger in the
 				// control plane's own cluster (writeback/relayledger.go).

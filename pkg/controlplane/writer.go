@@ -121,9 +121,9 @@ type Writer struct {
 	owedSince atomic.Int64
 	now       func() time.Time
 
-	// onStatus, when set, is told the Gateway API statuses of members
-	// whose results were built again.
-	onStatus func(member string, statuses []gatewayapi.Status)
+	// onGatewayAPI, when set, is told the Gateway API results (statuses,
+	// Gateways to deploy) of members whose results were built again.
+	onGatewayAPI func(member string, res gatewayapi.Result)
 
 	// onPublish, when set, is told each published state and what changed
 	// (the write-back to member clusters).
@@ -136,10 +136,10 @@ func (w *Writer) OnPublish(fn func(state *mcs.State, services []mcs.ServiceKey, 
 	w.onPublish = fn
 }
 
-// OnStatus sets a function told the Gateway API statuses of every member
-// whose objects (or the services they reference) changed; it must not
-// block. Set it before Run.
-func (w *Writer) OnStatus(fn func(member string, statuses []gatewayapi.Status)) { w.onStatus = fn }
+// OnGatewayAPI sets a function told the Gateway API result (statuses,
+// Gateways to deploy) of every member whose objects (or the services they
+// reference) changed; it must not block. Set it before Run.
+func (w *Writer) OnGatewayAPI(fn func(member string, res gatewayapi.Result)) { w.onGatewayAPI = fn }
 
 type batch struct {
 	source   string
@@ -475,8 +475,8 @@ func (w *Writer) publish() {
 	gws := w.asm.Gateways()
 	for _, m := range plan.Rebuilt {
 		w.metrics.GatewayStatuses(m, gws[m].Statuses)
-		if w.onStatus != nil {
-			w.onStatus(m, gws[m].Statuses)
+		if w.onGatewayAPI != nil {
+			w.onGatewayAPI(m, gws[m])
 		}
 	}
 	w.snapshot(plan.State, time.Since(began))

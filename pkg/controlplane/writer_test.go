@@ -216,7 +216,7 @@ func TestWriterDropsServicesOfALeavingMember(t *testing.T) {
 func TestWriterGatewayViews(t *testing.T) {
 	h := newWriterHarness(t)
 	statuses := make(chan []gatewayapi.Status, 16)
-	h.w.OnStatus(func(_ string, st []gatewayapi.Status) { statuses <- st })
+	h.w.OnGatewayAPI(func(_ string, res gatewayapi.Result) { statuses <- res.Statuses })
 	h.publish("east", exportedService(80)...)
 	class := &gwapiv1.GatewayClass{ObjectMeta: metav1.ObjectMeta{Name: "ew"}, Spec: gwapiv1.GatewayClassSpec{ControllerName: gatewayapi.ControllerName}}
 	gw := &gwapiv1.Gateway{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "gw"}, Spec: gwapiv1.GatewaySpec{GatewayClassName: "ew",

@@ -13,6 +13,7 @@ import (
 	mcsv1b1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 
 	"github.com/eastwest-dev/eastwest/pkg/about"
+	"github.com/eastwest-dev/eastwest/pkg/provision"
 )
 
 // Stores says which stores keep a kind's objects.
@@ -23,8 +24,9 @@ const (
 	// MCS is the MCS store (pkg/mcs): exports, Services, EndpointSlices,
 	// Namespaces, ClusterProperties.
 	MCS Stores = 1 << iota
-	// Gateway is the Gateway API store (pkg/gatewayapi): Gateway API objects
-	// and TLS Secrets, and the Namespaces and Services in front of them.
+	// Gateway is the Gateway API store (pkg/gatewayapi): Gateway API objects,
+	// TLS Secrets and GatewayParameters, and the Namespaces and Services in
+	// front of them.
 	Gateway
 )
 
@@ -59,6 +61,7 @@ var (
 	gvGrantV1       = schema.GroupVersion{Group: gwapiv1.GroupName, Version: "v1"}.WithKind("ReferenceGrant")
 	gvGrantV1b1     = schema.GroupVersion{Group: gwapiv1.GroupName, Version: "v1beta1"}.WithKind("ReferenceGrant")
 	gvSecret        = schema.GroupVersionKind{Version: "v1", Kind: "Secret"}
+	gvParameters    = provision.GroupVersion.WithKind(provision.KindGatewayParameters)
 )
 
 // Kinds are the kinds eastwest reads, each version it reads them in.
@@ -69,6 +72,9 @@ var Kinds = []Kind{
 	{gvExportV1b1, func() metav1.Object { return &mcsv1b1.ServiceExport{} }, true, 3, validation.IsDNS1035Label, MCS},
 	{gvExportV1a1, func() metav1.Object { return &mcsv1a1.ServiceExport{} }, true, 3, validation.IsDNS1035Label, MCS},
 	{gvEndpointSlice, func() metav1.Object { return &discoveryv1.EndpointSlice{} }, true, 4, validation.IsDNS1123Subdomain, MCS},
+	// eastwest's GatewayParameters, before the classes and Gateways that
+	// name them.
+	{gvParameters, func() metav1.Object { return &provision.GatewayParameters{} }, true, 3, validation.IsDNS1123Subdomain, Gateway},
 	{gvGatewayClass, func() metav1.Object { return &gwapiv1.GatewayClass{} }, false, 4, validation.IsDNS1123Subdomain, Gateway},
 	{gvGateway, func() metav1.Object { return &gwapiv1.Gateway{} }, true, 4, validation.IsDNS1123Subdomain, Gateway},
 	{gvHTTPRoute, func() metav1.Object { return &gwapiv1.HTTPRoute{} }, true, 4, validation.IsDNS1123Subdomain, Gateway},

@@ -16,6 +16,7 @@ import (
 	mcsv1b1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 
 	"github.com/eastwest-dev/eastwest/pkg/mcs"
+	"github.com/eastwest-dev/eastwest/pkg/provision"
 )
 
 // Lookup is what Build reads of the ClusterSet state.
@@ -56,7 +57,9 @@ type builder struct {
 	res  Result
 
 	accepted map[string]bool // our accepted GatewayClasses
-	gws      map[types.NamespacedName]*gatewayState
+	// classParams are the accepted classes' GatewayParameters (nil: none).
+	classParams map[string]*provision.GatewayParameters
+	gws         map[types.NamespacedName]*gatewayState
 }
 
 type gatewayState struct {
@@ -86,15 +89,18 @@ func cond(t, reason string, ok bool, gen int64, msg string) metav1.Condition {
 
 func (b *builder) classes() {
 	b.accepted = map[string]bool{}
+	b.classParams = map[string]*provision.GatewayParameters{}
 	for _, name := range slices.Sorted(maps.Keys(b.in.Classes)) {
 		gc := b.in.Classes[name]
 		if gc.Spec.ControllerName != ControllerName {
 			continue
 		}
 		ok, reason, msg := true, string(gwapiv1.GatewayClassReasonAccepted), "eastwest implements this class"
-		if gc.Spec.ParametersRef != nil {
-			ok, reason, msg = false, string(gwapiv1.GatewayClassReasonInvalidParameters), "eastwest takes no parameters: parametersRef must be empty"
+		params, err := b.classParameters(gc)
+		if err != nil {
+			ok, reason, msg = false, string(gwapiv1.GatewayClassReasonInvalidParameters), err.Error()
 		}
+		b.classParams[name] = params
 		b.accepted[name] = ok
 		b.res.Statuses = append(b.res.Statuses, Status{Kind: "GatewayClass", Name: name, Generation: gc.Generation,
 			GatewayClass: &gwapiv1.GatewayClassStatus{Conditions: []metav1.Condition{
@@ -132,8 +138,12 @@ func (b *builder) gateways() {
 				invalid++
 			}
 		}
+		params, paramsErr := b.gatewayParameters(gw)
 		var accepted metav1.Condition
 		switch {
+		case paramsErr != nil:
+			accepted = cond(string(gwapiv1.GatewayConditionAccepted), string(gwapiv1.GatewayReasonInvalidParameters), false, gen, paramsErr.Error())
+			valid = 0
 		case len(gw.Spec.Addresses) > 0:
 			accepted = cond(string(gwapiv1.GatewayConditionAccepted), string(gwapiv1.GatewayReasonUnsupportedAddress), false, gen,
 				"eastwest does not assign addresses: the Service in front of the Gateway's Envoy does; leave spec.addresses empty")
@@ -153,6 +163,11 @@ func (b *builder) gateways() {
 			}
 		}
 		gs.status.Conditions = []metav1.Condition{accepted, programmed}
+		if accepted.Status == metav1.ConditionTrue {
+			// Deployed while accepted, whether or not its listeners are
+			// valid now: its Service, and so its address, stays.
+			b.res.Provision = append(b.res.Provision, Provision{Gateway: gw, Class: string(gw.Spec.GatewayClassName), Params: params})
+		}
 		gs.status.Addresses = b.addresses(key)
 	}
 }

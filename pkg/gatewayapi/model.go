@@ -28,6 +28,9 @@ type Result struct {
 	// RouteRefs are, per route with a parent of ours, the services it
 	// names (backends, mirrors, mesh parents), for explaining a service.
 	RouteRefs map[RouteKey][]mcs.ServiceKey
+	// Provision are the accepted Gateways whose Envoys eastwest deploys,
+	// sorted by namespace/name.
+	Provision []Provision
 }
 
 // Gateway is one Gateway as its Envoy serves it.

@@ -71,6 +71,18 @@ type rendered struct {
 	Refs      []string                           `json:"refs,omitempty"`
 	RouteRefs map[string][]string                `json:"routeRefs,omitempty"`
 	Statuses  []gatewayapi.Status                `json:"statuses,omitempty"`
+	// Provision are the Gateways deployed, with what their parameters
+	// resolved to.
+	Provision []renderedProvision `json:"provision,omitempty"`
+}
+
+type renderedProvision struct {
+	Gateway  string `json:"gateway"`
+	Class    string `json:"class"`
+	Image    string `json:"image"`
+	Replicas int32  `json:"replicas"`
+	Service  string `json:"service"`
+	XDS      string `json:"xds"`
 }
 
 type renderedGateway struct {
@@ -81,6 +93,10 @@ type renderedGateway struct {
 
 func render(r gatewayapi.Result) rendered {
 	out := rendered{Statuses: r.Statuses}
+	for _, p := range r.Provision {
+		out.Provision = append(out.Provision, renderedProvision{Gateway: p.Gateway.Namespace + "/" + p.Gateway.Name, Class: p.Class,
+			Image: p.Params.Image, Replicas: p.Params.Replicas, Service: string(p.Params.Service.Type), XDS: p.Params.XDS.Address})
+	}
 	for _, gw := range r.Gateways {
 		g := renderedGateway{Key: gw.Key.String(), Ports: gw.Ports}
 		for k := range gw.Secrets {

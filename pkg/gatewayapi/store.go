@@ -10,6 +10,7 @@ import (
 	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/eastwest-dev/eastwest/pkg/event"
+	"github.com/eastwest-dev/eastwest/pkg/provision"
 )
 
 // Inputs are one member cluster's Gateway API objects.
@@ -28,6 +29,9 @@ type Inputs struct {
 	// gateway.networking.k8s.io/gateway-name, GEP-1762): their addresses
 	// are the Gateways' status.addresses.
 	Services map[types.NamespacedName]*corev1.Service
+	// Parameters are the member's GatewayParameters (eastwest.io), which
+	// GatewayClasses and Gateways name.
+	Parameters map[types.NamespacedName]*provision.GatewayParameters
 }
 
 func newInputs(member string) *Inputs {
@@ -41,6 +45,7 @@ func newInputs(member string) *Inputs {
 		Grants:     map[types.NamespacedName]*gwapiv1.ReferenceGrant{},
 		Secrets:    map[types.NamespacedName]*corev1.Secret{},
 		Services:   map[types.NamespacedName]*corev1.Service{},
+		Parameters: map[types.NamespacedName]*provision.GatewayParameters{},
 	}
 }
 
@@ -95,6 +100,8 @@ func (s *Store) Apply(ev event.Event) error {
 		set(in.GRPCRoutes, key, o, del)
 	case *gwapiv1.ReferenceGrant:
 		set(in.Grants, key, o, del)
+	case *provision.GatewayParameters:
+		set(in.Parameters, key, o, del)
 	case *corev1.Secret:
 		if o.Type != corev1.SecretTypeTLS {
 			return nil

@@ -66,7 +66,14 @@ func Resolve(class, gateway *GatewayParameters) (Params, error) {
 			p.merge(gp.Spec)
 		}
 	}
-	return p, p.check()
+	err := p.check()
+	if gateway != nil && gateway.Spec.Identity != nil {
+		// The issuer is the class's (the cluster admin's) to name: a
+		// namespace user's parameters naming a CA Secret would have
+		// eastwest sign with a key they cannot read.
+		err = errors.Join(err, errors.New("identity: set by the GatewayClass's parameters only, not a Gateway's"))
+	}
+	return p, err
 }
 
 // merge sets what s sets.

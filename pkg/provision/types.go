@@ -44,7 +44,7 @@ type GatewayParametersSpec struct {
 	// XDS is how the Envoys reach eastwest.
 	XDS *XDSParameters `json:"xds,omitempty"`
 	// Identity is how the Envoys get the client certificate they present
-	// to eastwest.
+	// to eastwest. Only a GatewayClass's parameters may set it.
 	Identity *IdentityParameters `json:"identity,omitempty"`
 }
 

@@ -34,6 +34,7 @@ import (
 	"github.com/eastwest-dev/eastwest/pkg/about"
 	"github.com/eastwest-dev/eastwest/pkg/event"
 	"github.com/eastwest-dev/eastwest/pkg/mcs"
+	"github.com/eastwest-dev/eastwest/pkg/provision"
 )
 
 // The states of a member cluster's connection.
@@ -244,6 +245,7 @@ type clients struct {
 	gw              gwclient.Interface
 	exportVersion   string
 	hasProperties   bool
+	hasParameters   bool
 	gatewayAPIKinds map[string]bool
 }
 
@@ -268,6 +270,7 @@ func (k *KubeCluster) connect() (*clients, error) {
 		return nil, err
 	}
 	c.gatewayAPIKinds = k.discoverGatewayAPIKinds(c.core, c.gw)
+	c.hasParameters = k.canReadParameters(c.core, c.dyn)
 	k.mu.Lock()
 	k.status.ExportVersion = c.exportVersion
 	k.mu.Unlock()
@@ -315,6 +318,9 @@ func (k *KubeCluster) newInformers(c *clients) informerSet {
 	}
 	if c.hasProperties {
 		sis = append(sis, dynf.ForResource(clusterPropertyGVR).Informer())
+	}
+	if c.hasParameters {
+		sis = append(sis, dynf.ForResource(parametersGVR).Informer())
 	}
 	for _, gk := range []struct {
 		name     string
@@ -531,6 +537,27 @@ func (k *KubeCluster) discoverGatewayAPIKinds(client kubernetes.Interface, gwc g
 	return out
 }
 
+// parametersGVR is eastwest's GatewayParameters.
+var parametersGVR = provision.GroupVersion.WithResource("gatewayparameters")
+
+// canReadParameters reports whether the cluster serves eastwest's
+// GatewayParameters and lets eastwest list them. A member without them
+// (the CRD not installed, not granted) is read all the same: its classes
+// and Gateways that name parameters report InvalidParameters.
+func (k *KubeCluster) canReadParameters(client kubernetes.Interface, dyn dynamic.Interface) bool {
+	res, err := client.Discovery().ServerResourcesForGroupVersion(provision.GroupVersion.String())
+	if err != nil || !slices.ContainsFunc(res.APIResources, func(r metav1.APIResource) bool { return r.Name == parametersGVR.Resource }) {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := dyn.Resource(parametersGVR).List(ctx, metav1.ListOptions{Limit: 1}); err != nil {
+		k.log.Warn("member cluster's GatewayParameters are not read", "err", err)
+		return false
+	}
+	return true
+}
+
 // sendSync sends the cluster's whole state: a join and every object that
 // is new or changed since the Store last heard, and deletes for objects
 // that disappeared while the cluster was unreachable.
@@ -593,15 +620,20 @@ func (k *KubeCluster) event(op event.Op, o any) event.Event {
 		ev.Object = o.(metav1.Object)
 		return ev
 	}
-	switch v := o.(type) {
-	case *unstructured.Unstructured:
-		var p about.ClusterProperty
-		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(v.Object, &p); err != nil {
-			k.log.Warn("cannot read ClusterProperty", "name", v.GetName(), "err", err)
-			return ev
-		}
-		ev.Object = &p
+	v, ok := o.(*unstructured.Unstructured)
+	if !ok {
+		return ev
 	}
+	// The dynamic informers' kinds: ClusterProperty and GatewayParameters.
+	var obj metav1.Object = &about.ClusterProperty{}
+	if v.GetKind() == provision.KindGatewayParameters {
+		obj = &provision.GatewayParameters{}
+	}
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(v.Object, obj); err != nil {
+		k.log.Warn("cannot read "+v.GetKind(), "namespace", v.GetNamespace(), "name", v.GetName(), "err", err)
+		return ev
+	}
+	ev.Object = obj
 	return ev
 }
 

@@ -75,6 +75,12 @@ type Writeback struct {
 	// member, the objects whose status changed since the last pass.
 	statuses      map[string][]gatewayapi.Status
 	statusPending map[string]map[statusKey]bool
+	// provisions are, by member, the Gateways whose Envoys eastwest
+	// deploys; provisionPending the members whose changed since the last
+	// pass (provision.go).
+	provisions       map[string][]gatewayapi.Provision
+	provisionPending map[string]bool
+	provisionOpts    ProvisionOptions
 
 	// remaining counts the services the running pass has still to do in
 	// the member it is writing, passing is set while a pass runs;
@@ -140,6 +146,9 @@ type member struct {
 	gw      gwclient.Interface
 	// written are the objects whose status this replica wrote as leader.
 	written map[statusKey]bool
+	// provisionForbidden is set while the member does not let eastwest
+	// manage its Gateways' Envoys (said once).
+	provisionForbidden bool
 	// caches are what the write-back compares with (caches.go), started
 	// by a pass and stopped with its leadership (cachesDone).
 	caches     *caches
@@ -256,7 +265,9 @@ func (w *Writeback) Run(ctx context.Context, resync time.Duration) {
 		if err := w.writeLedger(ctx, state); err != nil && ctx.Err() == nil {
 			w.log.Warn("relay ledger not written: a restart or a new leader may move relay ports", "err", err)
 		}
-		err := errors.Join(w.reconcile(ctx, state, keys, all), w.reconcileStatuses(ctx, statusPending, all, time.Now()))
+		provisions := w.takeProvisionPending(all)
+		err := errors.Join(w.reconcile(ctx, state, keys, all), w.reconcileStatuses(ctx, statusPending, all, time.Now()),
+			w.reconcileProvision(ctx, state, provisions))
 		w.passing.Store(false)
 		w.remaining.Store(0)
 		w.passes.Add(1)
