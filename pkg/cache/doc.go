@@ -38,7 +38,10 @@
 // stream's Authorizer (the identity its certificate proves); it refuses
 // with a gRPC status and remembers the latest refusals.
 //
-// One concern per file:
+// One concern per file, and each seam a type: the SotW server reaches
+// the cache through SotWWatcher (CreateSotWWatch) only, go-control-plane's
+// delta server through its cache interface, and admission (Tracker) sits
+// in the servers' callbacks:
 //
 //	cache.go     the views' resources: publishing (Apply, SetViews),
 //	             marshalling once, versions and change logs

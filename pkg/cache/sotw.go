@@ -37,7 +37,7 @@ import (
 // same watches, nonces, ordering and callbacks.
 type Server struct {
 	serverv3.Server
-	cache     *Cache
+	cache     SotWWatcher
 	callbacks serverv3.Callbacks
 	ctx       context.Context
 	streams   atomic.Int64
@@ -47,6 +47,17 @@ type Server struct {
 // what a client may send before the server reads it (a SotW ACK of 10,000
 // names is some 400 kB).
 const window = 1 << 20
+
+// SotWWatcher is what the SotW server needs of a cache: a watch per
+// request of a stream, as go-control-plane's ConfigWatcher, that also
+// knows whether the request changed the subscription's names (namesChanged)
+// and whether it repeats an ACK (again). *Cache is one; the delta server
+// is go-control-plane's, on the cache's CreateDeltaWatch.
+type SotWWatcher interface {
+	CreateSotWWatch(req *cachev3.Request, sub cachev3.Subscription, out chan cachev3.Response, namesChanged, again bool) (cancel func(), err error)
+}
+
+var _ SotWWatcher = (*Cache)(nil)
 
 // ServerOptions are the gRPC server options Server needs: its Codec, and
 // fixed flow-control windows, which turn off gRPC's bandwidth-delay
@@ -260,7 +271,7 @@ func (s *Server) request(st sotwServerStream, ss *sotwState, b []byte) error {
 	if !sameSlice(w.names, req.GetResourceNames()) {
 		w.raw, w.names = bytes.Clone(raw), req.GetResourceNames()
 	}
-	cancel, err := s.cache.createWatch(req, *w.sub, ss.out, namesChanged, again)
+	cancel, err := s.cache.CreateSotWWatch(req, *w.sub, ss.out, namesChanged, again)
 	if err != nil {
 		return err
 	}

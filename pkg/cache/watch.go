@@ -265,18 +265,19 @@ func (w *watch) split(changed []string, returned map[string]string) (present []*
 // CreateWatch answers a SotW request now if the client lacks something,
 // else when something it subscribes to changes.
 func (c *Cache) CreateWatch(req *cachev3.Request, sub cachev3.Subscription, out chan cachev3.Response) (func(), error) {
-	return c.createWatch(req, sub, out, false, false)
+	return c.CreateSotWWatch(req, sub, out, false, false)
 }
 
-// createWatch is CreateWatch for eastwest's SotW server, which also says
-// whether the request changed the subscription's names. A first request,
+// CreateSotWWatch is CreateWatch for eastwest's SotW server (the seam
+// between the server, sotw.go, and the cache: SotWWatcher), which also
+// says whether the request changed the subscription's names. A first request,
 // and a changed subscription of a full-state type (LDS, CDS), are
 // answered even when nothing the client holds changed: such a response
 // lists every subscribed resource that exists, which is how the client
 // learns the server saw its new names (xDS protocol: LDS and CDS
 // responses include every requested resource). An ACK that repeats the
 // names waits for a change.
-func (c *Cache) createWatch(req *cachev3.Request, sub cachev3.Subscription, out chan cachev3.Response, namesChanged, again bool) (func(), error) {
+func (c *Cache) CreateSotWWatch(req *cachev3.Request, sub cachev3.Subscription, out chan cachev3.Response, namesChanged, again bool) (func(), error) {
 	if err := checkWatch(req.GetTypeUrl(), req.GetResourceNames(), sub); err != nil {
 		return nil, err
 	}
