@@ -4,6 +4,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/eastwest-dev/eastwest/internal/fixture"
 	"github.com/eastwest-dev/eastwest/pkg/assemble"
 	"github.com/eastwest-dev/eastwest/pkg/event"
 	"github.com/eastwest-dev/eastwest/pkg/source"
@@ -17,12 +18,7 @@ const fuzzBase = `apiVersion: v1
 kind: Namespace
 metadata: {name: ns}
 ---
-apiVersion: gateway.networking.k8s.io/v1
-kind: GatewayClass
-metadata: {name: eastwest}
-spec: {controllerName: eastwest.io/gateway-controller}
----
-apiVersion: gateway.networking.k8s.io/v1
+` + fixture.GatewayClassYAML + `apiVersion: gateway.networking.k8s.io/v1
 kind: Gateway
 metadata: {name: gw, namespace: ns}
 spec:

@@ -29,12 +29,7 @@ func importRef(name string, weight int) string {
 // HTTPRoute exercising what Gateway API routes can say.
 func gatewayAPIYAML() string {
 	a, b := importRef("a", 0), importRef("b", 0)
-	return fmt.Sprintf(`apiVersion: gateway.networking.k8s.io/v1
-kind: GatewayClass
-metadata: {name: eastwest}
-spec: {controllerName: eastwest.io/gateway-controller}
----
-apiVersion: gateway.networking.k8s.io/v1
+	return fixture.GatewayClassYAML + fmt.Sprintf(`apiVersion: gateway.networking.k8s.io/v1
 kind: Gateway
 metadata: {name: api, namespace: shop, generation: 1}
 spec:

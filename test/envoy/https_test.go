@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/eastwest-dev/eastwest/internal/cptest"
+	"github.com/eastwest-dev/eastwest/internal/fixture"
 	"github.com/eastwest-dev/eastwest/internal/testkit"
 	"github.com/eastwest-dev/eastwest/pkg/controlplane"
 	"github.com/eastwest-dev/eastwest/pkg/translate"
@@ -51,17 +52,7 @@ func TestHTTPSListenersServeSecretsOverMutualTLS(t *testing.T) {
 	ca := cptest.NewCA(t)
 	a, b := ca.ServerFor(t, "a.example.com"), ca.ServerFor(t, "b.example.com")
 	dir := t.TempDir()
-	gateway := fmt.Sprintf(`apiVersion: about.k8s.io/v1alpha1
-kind: ClusterProperty
-metadata: {name: cluster.clusterset.k8s.io}
-spec: {value: east}
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: GatewayClass
-metadata: {name: eastwest}
-spec: {controllerName: eastwest.io/gateway-controller}
----
-apiVersion: gateway.networking.k8s.io/v1
+	gateway := fixture.ClusterYAML("east") + "---\n" + fixture.GatewayClassYAML + fmt.Sprintf(`apiVersion: gateway.networking.k8s.io/v1
 kind: Gateway
 metadata: {name: tls, namespace: infra, generation: 1}
 spec:

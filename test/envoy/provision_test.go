@@ -36,12 +36,7 @@ func TestProvisionedEnvoy(t *testing.T) {
 	be := envoytest.StartBackend(t, "east/web-0", memberIP(1, 5), 0, 0, -1)
 	dir := t.TempDir()
 	writeFile(t, filepath.Join(dir, "east", "cluster.yaml"), fixture.ClusterYAML("east"))
-	writeFile(t, filepath.Join(dir, "east", "gateway.yaml"), fmt.Sprintf(`apiVersion: gateway.networking.k8s.io/v1
-kind: GatewayClass
-metadata: {name: eastwest}
-spec: {controllerName: eastwest.io/gateway-controller}
----
-apiVersion: gateway.networking.k8s.io/v1
+	writeFile(t, filepath.Join(dir, "east", "gateway.yaml"), fixture.GatewayClassYAML+fmt.Sprintf(`apiVersion: gateway.networking.k8s.io/v1
 kind: Gateway
 metadata: {name: public, namespace: shop, generation: 1}
 spec:

@@ -176,15 +176,8 @@ func TestGatewayStatusInCluster(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wb := app.WriteBack()
-	testkit.Eventually(t, "two more write-back passes", func() error {
-		if now := app.WriteBack(); now.Passes < wb.Passes+2 {
-			return fmt.Errorf("%d passes since", now.Passes-wb.Passes)
-		}
-		return nil
-	})
-	if now := app.WriteBack(); now.Writes != wb.Writes {
-		t.Errorf("a converged write-back wrote %d times in two passes", now.Writes-wb.Writes)
+	if n := twoPasses(t, app); n != 0 {
+		t.Errorf("a converged write-back wrote %d times in two passes", n)
 	}
 	after, err := api.HTTPRoutes("infra").Get(ctx, "web", metav1.GetOptions{})
 	if err != nil {

@@ -68,6 +68,21 @@ func (cs *clusterSet) writtenBack(t *testing.T) {
 	})
 }
 
+// twoPasses waits for two write-back passes after now and returns the
+// writes they made: a pass that starts after a change has seen it, so a
+// converged write-back makes none.
+func twoPasses(t *testing.T, app *controlplane.App) int64 {
+	t.Helper()
+	before := app.WriteBack()
+	testkit.Eventually(t, "two more write-back passes", func() error {
+		if now := app.WriteBack(); now.Passes < before.Passes+2 {
+			return fmt.Errorf("%d passes since", now.Passes-before.Passes)
+		}
+		return nil
+	})
+	return app.WriteBack().Writes - before.Writes
+}
+
 // join adds a cluster to the ClusterSet by writing its kubeconfig file.
 func (cs *clusterSet) join(c *kube.Cluster) {
 	cs.t.Helper()

@@ -96,13 +96,7 @@ func TestGatewayProvisioning(t *testing.T) {
 		_, err := a.Client.CoreV1().ServiceAccounts("infra").Get(ctx, "public-eastwest", metav1.GetOptions{})
 		return err
 	})
-	wb0 := app.WriteBack()
-	testkit.Eventually(t, "two write-back passes", func() error {
-		if now := app.WriteBack(); now.Passes < wb0.Passes+2 {
-			return fmt.Errorf("%d passes since", now.Passes-wb0.Passes)
-		}
-		return nil
-	})
+	twoPasses(t, app)
 	if cm, err := a.Client.CoreV1().ConfigMaps("infra").Get(ctx, "public-eastwest", metav1.GetOptions{}); err != nil || cm.Data["mine"] != "yes" || cm.Data["bootstrap.json"] != "" {
 		t.Errorf("someone's ConfigMap was taken over: %v %v", cm.Data, err)
 	}
@@ -198,15 +192,8 @@ func TestGatewayProvisioning(t *testing.T) {
 		}
 		return nil
 	})
-	wb := app.WriteBack()
-	testkit.Eventually(t, "two more write-back passes", func() error {
-		if now := app.WriteBack(); now.Passes < wb.Passes+2 {
-			return fmt.Errorf("%d passes since", now.Passes-wb.Passes)
-		}
-		return nil
-	})
-	if now := app.WriteBack(); now.Writes != wb.Writes {
-		t.Errorf("a converged member was written %d times in two passes", now.Writes-wb.Writes)
+	if n := twoPasses(t, app); n != 0 {
+		t.Errorf("a converged member was written %d times in two passes", n)
 	}
 
 	// A changed parameter is applied.
