@@ -14,7 +14,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/eastwest-dev/eastwest/pkg/gatewayapi"
 	"github.com/eastwest-dev/eastwest/pkg/mcs"
@@ -241,59 +243,30 @@ var deleteOrder = []string{kindPDB, kindService, kindDeployment, kindConfigMap, 
 // provisionedSelector selects what eastwest provisioned.
 var provisionedSelector = metav1.ListOptions{LabelSelector: provision.LabelManagedBy + "=" + provision.ManagedBy + "," + provision.LabelGatewayClass}
 
+// provisionedGVR is each provisioned kind's resource.
+var provisionedGVR = map[string]schema.GroupVersionResource{
+	kindServiceAccount: {Version: "v1", Resource: "serviceaccounts"},
+	kindConfigMap:      {Version: "v1", Resource: "configmaps"},
+	kindSecret:         {Version: "v1", Resource: "secrets"},
+	kindDeployment:     {Group: "apps", Version: "v1", Resource: "deployments"},
+	kindService:        {Version: "v1", Resource: "services"},
+	kindPDB:            {Group: "policy", Version: "v1", Resource: "poddisruptionbudgets"},
+}
+
 // listProvisioned returns what eastwest provisioned in the member, with
 // the hash it applied.
 func (m *member) listProvisioned(ctx context.Context) (map[provisionKey]string, error) {
 	out := map[provisionKey]string{}
-	add := func(kind string, items []metav1.Object) {
-		for _, o := range items {
+	for _, kind := range deleteOrder {
+		list, err := m.dyn.Resource(provisionedGVR[kind]).Namespace("").List(ctx, provisionedSelector)
+		if err != nil {
+			return nil, err
+		}
+		for _, o := range list.Items {
 			out[provisionKey{kind, o.GetNamespace(), o.GetName()}] = o.GetAnnotations()[annotationProvisionHash]
 		}
 	}
-	c := m.client
-	sas, err := c.CoreV1().ServiceAccounts("").List(ctx, provisionedSelector)
-	if err != nil {
-		return nil, err
-	}
-	add(kindServiceAccount, ptrs(sas.Items))
-	cms, err := c.CoreV1().ConfigMaps("").List(ctx, provisionedSelector)
-	if err != nil {
-		return nil, err
-	}
-	add(kindConfigMap, ptrs(cms.Items))
-	deps, err := c.AppsV1().Deployments("").List(ctx, provisionedSelector)
-	if err != nil {
-		return nil, err
-	}
-	add(kindDeployment, ptrs(deps.Items))
-	svcs, err := c.CoreV1().Services("").List(ctx, provisionedSelector)
-	if err != nil {
-		return nil, err
-	}
-	add(kindService, ptrs(svcs.Items))
-	pdbs, err := c.PolicyV1().PodDisruptionBudgets("").List(ctx, provisionedSelector)
-	if err != nil {
-		return nil, err
-	}
-	add(kindPDB, ptrs(pdbs.Items))
-	secrets, err := c.CoreV1().Secrets("").List(ctx, provisionedSelector)
-	if err != nil {
-		return nil, err
-	}
-	add(kindSecret, ptrs(secrets.Items))
 	return out, nil
-}
-
-// ptrs are a list's items as objects.
-func ptrs[T any, PT interface {
-	*T
-	metav1.Object
-}](items []T) []metav1.Object {
-	out := make([]metav1.Object, len(items))
-	for i := range items {
-		out[i] = PT(&items[i])
-	}
-	return out
 }
 
 // applyProvisioned applies an object (server-side apply, eastwest's
@@ -323,58 +296,26 @@ func (m *member) applyProvisioned(ctx context.Context, k provisionKey, obj metav
 	}
 	ann[annotationProvisionHash] = hash
 	obj.SetAnnotations(ann)
-	if raw, err = json.Marshal(obj); err != nil {
+	u, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
+	if err != nil {
 		return err
 	}
-	opts := metav1.PatchOptions{FieldManager: fieldManager, Force: ptrTo(true)}
-	c := m.client
-	ns, name, pt := k.namespace, k.name, types.ApplyPatchType
-	switch k.kind {
-	case kindServiceAccount:
-		_, err = c.CoreV1().ServiceAccounts(ns).Patch(ctx, name, pt, raw, opts)
-	case kindConfigMap:
-		_, err = c.CoreV1().ConfigMaps(ns).Patch(ctx, name, pt, raw, opts)
-	case kindSecret:
-		_, err = c.CoreV1().Secrets(ns).Patch(ctx, name, pt, raw, opts)
-	case kindDeployment:
-		_, err = c.AppsV1().Deployments(ns).Patch(ctx, name, pt, raw, opts)
-	case kindService:
-		_, err = c.CoreV1().Services(ns).Patch(ctx, name, pt, raw, opts)
-	case kindPDB:
-		_, err = c.PolicyV1().PodDisruptionBudgets(ns).Patch(ctx, name, pt, raw, opts)
-	default:
-		return fmt.Errorf("cannot apply a %s", k.kind)
+	if _, err := m.dyn.Resource(provisionedGVR[k.kind]).Namespace(k.namespace).Apply(ctx, k.name, &unstructured.Unstructured{Object: u},
+		metav1.ApplyOptions{FieldManager: fieldManager, Force: true}); err != nil {
+		return err
 	}
-	if err == nil {
-		verb := "apply"
-		if haveHash == "" {
-			verb = "create"
-		}
-		m.wrote(verb, k.kind, ns, name)
+	verb := "apply"
+	if haveHash == "" {
+		verb = "create"
 	}
-	return err
+	m.wrote(verb, k.kind, k.namespace, k.name)
+	return nil
 }
 
 // notInTheWay fails when an object of k's kind and name exists that
 // eastwest did not provision.
 func (m *member) notInTheWay(ctx context.Context, k provisionKey) error {
-	c, ns, name, get := m.client, k.namespace, k.name, metav1.GetOptions{}
-	var o metav1.Object
-	var err error
-	switch k.kind {
-	case kindServiceAccount:
-		o, err = c.CoreV1().ServiceAccounts(ns).Get(ctx, name, get)
-	case kindConfigMap:
-		o, err = c.CoreV1().ConfigMaps(ns).Get(ctx, name, get)
-	case kindSecret:
-		o, err = c.CoreV1().Secrets(ns).Get(ctx, name, get)
-	case kindDeployment:
-		o, err = c.AppsV1().Deployments(ns).Get(ctx, name, get)
-	case kindService:
-		o, err = c.CoreV1().Services(ns).Get(ctx, name, get)
-	case kindPDB:
-		o, err = c.PolicyV1().PodDisruptionBudgets(ns).Get(ctx, name, get)
-	}
+	o, err := m.dyn.Resource(provisionedGVR[k.kind]).Namespace(k.namespace).Get(ctx, k.name, metav1.GetOptions{})
 	switch {
 	case apierrors.IsNotFound(err):
 		return nil
@@ -387,28 +328,11 @@ func (m *member) notInTheWay(ctx context.Context, k provisionKey) error {
 }
 
 func (m *member) deleteProvisioned(ctx context.Context, k provisionKey) error {
-	c, ns, name := m.client, k.namespace, k.name
-	var err error
-	switch k.kind {
-	case kindServiceAccount:
-		err = c.CoreV1().ServiceAccounts(ns).Delete(ctx, name, metav1.DeleteOptions{})
-	case kindConfigMap:
-		err = c.CoreV1().ConfigMaps(ns).Delete(ctx, name, metav1.DeleteOptions{})
-	case kindSecret:
-		err = c.CoreV1().Secrets(ns).Delete(ctx, name, metav1.DeleteOptions{})
-	case kindDeployment:
-		err = c.AppsV1().Deployments(ns).Delete(ctx, name, metav1.DeleteOptions{})
-	case kindService:
-		err = c.CoreV1().Services(ns).Delete(ctx, name, metav1.DeleteOptions{})
-	case kindPDB:
-		err = c.PolicyV1().PodDisruptionBudgets(ns).Delete(ctx, name, metav1.DeleteOptions{})
-	default:
-		return fmt.Errorf("cannot delete a %s", k.kind)
+	if err := m.dyn.Resource(provisionedGVR[k.kind]).Namespace(k.namespace).Delete(ctx, k.name, metav1.DeleteOptions{}); err != nil {
+		return err
 	}
-	if err == nil {
-		m.wrote("delete", k.kind, ns, name)
-	}
-	return err
+	m.wrote("delete", k.kind, k.namespace, k.name)
+	return nil
 }
 
 // identitySecret returns the Gateway's identity Secret to apply: a new
@@ -451,5 +375,3 @@ func (m *member) identitySecret(ctx context.Context, p gatewayapi.Provision, pm 
 		Data:       map[string][]byte{corev1.TLSCertKey: cert, corev1.TLSPrivateKeyKey: key, "ca.crt": issuer.CertPEM},
 	}, nil
 }
-
-func ptrTo[T any](v T) *T { return &v }
