@@ -397,7 +397,7 @@ var crdGVR = schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version:
 // resource created sooner waits 2 s).
 func (c *Cluster) installCRDs() error {
 	docs := append(MCSCRDs(), crds.GatewayParametersCRD)
-	gw, err := gatewayCRDs()
+	gw, err := GatewayCRDs()
 	if err != nil {
 		return err
 	}
@@ -515,9 +515,10 @@ var (
 // clusters get.
 const GatewayAPIVersion = "v1.6.3"
 
-// gatewayCRDs reads the Gateway API standard-channel CRDs from the module
-// cache (downloading the module from the proxy when needed).
-func gatewayCRDs() ([][]byte, error) {
+// GatewayCRDs reads the Gateway API standard-channel CRDs of
+// GatewayAPIVersion from the module cache (downloading the module from the
+// proxy when needed).
+func GatewayCRDs() ([][]byte, error) {
 	gatewayOnce.Do(func() {
 		out, err := exec.Command("go", "mod", "download", "-json", "sigs.k8s.io/gateway-api@"+GatewayAPIVersion).Output()
 		if err != nil {
