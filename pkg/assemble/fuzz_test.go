@@ -79,7 +79,7 @@ func FuzzRouteTranslation(f *testing.F) {
 			}
 		}
 		for _, st := range a.Statuses("east") {
-			if st.GatewayClass == nil && st.Gateway == nil && st.Route == nil {
+			if st.GatewayClass == nil && st.Gateway == nil && st.Route == nil && st.Parameters == nil {
 				t.Errorf("%s %s/%s: a status without content", st.Kind, st.Namespace, st.Name)
 			}
 		}

@@ -44,6 +44,7 @@ func Build(in *Inputs, look Lookup) Result {
 	if in == nil {
 		return b.res
 	}
+	b.parameters()
 	b.classes()
 	b.gateways()
 	b.routes()
@@ -118,6 +119,11 @@ func (b *builder) gateways() {
 	for _, key := range sortedKeys(b.in.Gateways) {
 		gw := b.in.Gateways[key]
 		if !b.accepted[string(gw.Spec.GatewayClassName)] {
+			if gc := b.in.Classes[string(gw.Spec.GatewayClassName)]; gc != nil && gc.Spec.ControllerName == ControllerName {
+				// The class's parameters cannot be used: its Gateways'
+				// Envoys stay as they were.
+				b.res.Provision = append(b.res.Provision, Provision{Gateway: gw, Class: gc.Name, Keep: true})
+			}
 			continue
 		}
 		gen := gw.Generation
@@ -163,7 +169,11 @@ func (b *builder) gateways() {
 			}
 		}
 		gs.status.Conditions = []metav1.Condition{accepted, programmed}
-		if accepted.Status == metav1.ConditionTrue {
+		switch {
+		case paramsErr != nil:
+			// Its parameters cannot be used: its Envoys stay as they were.
+			b.res.Provision = append(b.res.Provision, Provision{Gateway: gw, Class: string(gw.Spec.GatewayClassName), Keep: true})
+		case accepted.Status == metav1.ConditionTrue:
 			// Deployed while accepted, whether or not its listeners are
 			// valid now: its Service, and so its address, stays.
 			b.res.Provision = append(b.res.Provision, Provision{Gateway: gw, Class: string(gw.Spec.GatewayClassName), Params: params})

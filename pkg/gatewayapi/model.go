@@ -7,6 +7,7 @@ import (
 	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/eastwest-dev/eastwest/pkg/mcs"
+	"github.com/eastwest-dev/eastwest/pkg/provision"
 )
 
 // ControllerName is the GatewayClass controllerName eastwest implements,
@@ -217,7 +218,7 @@ type Mirror struct {
 // Status is the status this controller computes for one object. Exactly
 // one of the status fields is set. Conditions carry no time.
 type Status struct {
-	Kind       string `json:"kind"` // GatewayClass, Gateway, HTTPRoute, GRPCRoute
+	Kind       string `json:"kind"` // GatewayClass, Gateway, HTTPRoute, GRPCRoute, GatewayParameters
 	Namespace  string `json:"namespace,omitempty"`
 	Name       string `json:"name"`
 	Generation int64  `json:"generation"`
@@ -226,6 +227,8 @@ type Status struct {
 	Gateway      *gwapiv1.GatewayStatus      `json:"gateway,omitempty"`
 	// Route holds only the parents this controller owns.
 	Route *gwapiv1.RouteStatus `json:"route,omitempty"`
+	// Parameters is a GatewayParameters' status (Accepted).
+	Parameters *provision.GatewayParametersStatus `json:"parameters,omitempty"`
 }
 
 // MeshRules returns the rules of the mesh routes that apply to a port of

@@ -3,6 +3,7 @@ package gatewayapi
 import (
 	"fmt"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
 
@@ -16,6 +17,25 @@ type Provision struct {
 	Gateway *gwapiv1.Gateway
 	Class   string
 	Params  provision.Params
+	// Keep is set when the Gateway's parameters (or its class's) cannot
+	// be used now: what was deployed for it stays as it is, neither
+	// changed nor deleted, until they can.
+	Keep bool
+}
+
+// parameters makes every GatewayParameters' status: Accepted when they
+// can be used as they are (a Gateway's may still not set identity: its
+// own status says so), else False with reason Invalid and every mistake.
+func (b *builder) parameters() {
+	for _, key := range sortedKeys(b.in.Parameters) {
+		p := b.in.Parameters[key]
+		c := cond("Accepted", "Accepted", true, p.Generation, "")
+		if _, err := provision.Resolve(p, nil); err != nil {
+			c = cond("Accepted", "Invalid", false, p.Generation, err.Error())
+		}
+		b.res.Statuses = append(b.res.Statuses, Status{Kind: provision.KindGatewayParameters, Namespace: key.Namespace, Name: key.Name, Generation: p.Generation,
+			Parameters: &provision.GatewayParametersStatus{Conditions: []metav1.Condition{c}}})
+	}
 }
 
 // classParameters is the GatewayParameters a class names (nil when it

@@ -83,6 +83,7 @@ type renderedProvision struct {
 	Replicas int32  `json:"replicas"`
 	Service  string `json:"service"`
 	XDS      string `json:"xds"`
+	Keep     bool   `json:"keep,omitempty"`
 }
 
 type renderedGateway struct {
@@ -95,7 +96,7 @@ func render(r gatewayapi.Result) rendered {
 	out := rendered{Statuses: r.Statuses}
 	for _, p := range r.Provision {
 		out.Provision = append(out.Provision, renderedProvision{Gateway: p.Gateway.Namespace + "/" + p.Gateway.Name, Class: p.Class,
-			Image: p.Params.Image, Replicas: p.Params.Replicas, Service: string(p.Params.Service.Type), XDS: p.Params.XDS.Address})
+			Image: p.Params.Image, Replicas: p.Params.Replicas, Service: string(p.Params.Service.Type), XDS: p.Params.XDS.Address, Keep: p.Keep})
 	}
 	for _, gw := range r.Gateways {
 		g := renderedGateway{Key: gw.Key.String(), Ports: gw.Ports}

@@ -218,6 +218,8 @@ func (m *Metrics) GatewayStatuses(member string, statuses []gatewayapi.Status) {
 			for _, p := range st.Route.Parents {
 				count(st.Kind, p.Conditions)
 			}
+		case st.Parameters != nil:
+			count(st.Kind, st.Parameters.Conditions)
 		}
 	}
 }

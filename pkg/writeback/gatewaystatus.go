@@ -18,6 +18,7 @@ import (
 	gwv1client "sigs.k8s.io/gateway-api/pkg/client/clientset/versioned/typed/apis/v1"
 
 	"github.com/eastwest-dev/eastwest/pkg/gatewayapi"
+	"github.com/eastwest-dev/eastwest/pkg/provision"
 )
 
 // statusKey names an object whose status eastwest writes.
@@ -242,6 +243,8 @@ func (m *member) updateStatus(ctx context.Context, api gwv1client.GatewayV1Inter
 		}
 		_, err = api.HTTPRoutes(st.Namespace).UpdateStatus(ctx, cur, metav1.UpdateOptions{})
 		return err
+	case provision.KindGatewayParameters:
+		return m.updateParametersStatus(ctx, st, now)
 	case "GRPCRoute":
 		cur, err := api.GRPCRoutes(st.Namespace).Get(ctx, st.Name, metav1.GetOptions{})
 		if err != nil {
@@ -345,4 +348,30 @@ func StatusObjects(statuses []gatewayapi.Status, now time.Time) []map[string]any
 		out = append(out, map[string]any{"apiVersion": gwapiv1.GroupVersion.String(), "kind": st.Kind, "metadata": meta, "status": u})
 	}
 	return out
+}
+
+// updateParametersStatus writes a GatewayParameters' status (its
+// Accepted condition), through the dynamic client: eastwest's own kind.
+func (m *member) updateParametersStatus(ctx context.Context, st gatewayapi.Status, now time.Time) error {
+	api := m.dyn.Resource(provision.GroupVersion.WithResource("gatewayparameters")).Namespace(st.Namespace)
+	u, err := api.Get(ctx, st.Name, metav1.GetOptions{})
+	if err != nil {
+		return err
+	}
+	var cur provision.GatewayParameters
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &cur); err != nil {
+		return err
+	}
+	next := cur.Status
+	next.Conditions = mergeConditions(cur.Status.Conditions, st.Parameters.Conditions, cur.Generation, now)
+	if apiequality.Semantic.DeepEqual(next, cur.Status) {
+		return errUnchanged
+	}
+	status, err := runtime.DefaultUnstructuredConverter.ToUnstructured(&next)
+	if err != nil {
+		return err
+	}
+	u.Object["status"] = status
+	_, err = api.UpdateStatus(ctx, u, metav1.UpdateOptions{})
+	return err
 }

@@ -90,7 +90,7 @@ func (w *Writeback) GatewayAPIChanged(member string, res gatewayapi.Result) {
 
 func provisionsEqual(a, b []gatewayapi.Provision) bool {
 	return slices.EqualFunc(a, b, func(x, y gatewayapi.Provision) bool {
-		return x.Class == y.Class && x.Gateway.UID == y.Gateway.UID && x.Gateway.ResourceVersion == y.Gateway.ResourceVersion &&
+		return x.Class == y.Class && x.Keep == y.Keep && x.Gateway.UID == y.Gateway.UID && x.Gateway.ResourceVersion == y.Gateway.ResourceVersion &&
 			x.Gateway.Namespace == y.Gateway.Namespace && x.Gateway.Name == y.Gateway.Name && fmt.Sprint(x.Params) == fmt.Sprint(y.Params)
 	})
 }
@@ -175,6 +175,18 @@ func (m *member) provision(ctx context.Context, pm provision.Member, wants []gat
 	desired := map[provisionKey]bool{}
 	var errs []error
 	for _, p := range wants {
+		if p.Keep {
+			// Parameters that cannot be used now: what is there stays.
+			name := provision.Name(p.Gateway.Name, p.Class)
+			for kind := range provisionedGVR {
+				n := name
+				if kind == kindSecret {
+					n += "-xds"
+				}
+				desired[provisionKey{kind, p.Gateway.Namespace, n}] = true
+			}
+			continue
+		}
 		objs, err := provision.Render(p.Gateway, p.Class, pm, p.Params)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("gateway %s/%s: %w", p.Gateway.Namespace, p.Gateway.Name, err))

@@ -31,8 +31,10 @@ import (
 // the class's GatewayParameters, an identity Secret signed by the
 // member's issuer for the Gateway's identity, the Service's address in
 // the Gateway's status; an object of that name someone else made is never
-// taken over; a converged member is not written again; a changed
-// parameter is applied; a deleted Gateway's objects go.
+// taken over; a converged member is not written again; the parameters'
+// status says whether they can be used, and parameters that cannot leave
+// what was deployed in place; a changed parameter is applied; a deleted
+// Gateway's objects go.
 func TestGatewayProvisioning(t *testing.T) {
 	cs := kube.Start(t, "a")
 	a := &member{Cluster: cs[0], mcs: mustMCS(t, cs[0])}
@@ -196,8 +198,42 @@ func TestGatewayProvisioning(t *testing.T) {
 		t.Errorf("a converged member was written %d times in two passes", n)
 	}
 
+	testkit.Eventually(t, "the GatewayParameters Accepted", func() error {
+		u, err := paramsAPI.Get(ctx, "envoys", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		conds, _, _ := unstructured.NestedSlice(u.Object, "status", "conditions")
+		if len(conds) != 1 || conds[0].(map[string]any)["status"] != "True" || conds[0].(map[string]any)["type"] != "Accepted" {
+			return fmt.Errorf("conditions %v", conds)
+		}
+		return nil
+	})
+
 	// A changed parameter is applied.
 	if _, err := paramsAPI.Patch(ctx, "envoys", "application/merge-patch+json", []byte(`{"spec":{"replicas":3}}`), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// Parameters that cannot be used say so, and what was deployed stays.
+	if _, err := paramsAPI.Patch(ctx, "envoys", "application/merge-patch+json", []byte(`{"spec":{"xds":{"address":"no-port"}}}`), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	testkit.Eventually(t, "the GatewayParameters not Accepted: Invalid, the mistake said", func() error {
+		u, err := paramsAPI.Get(ctx, "envoys", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		conds, _, _ := unstructured.NestedSlice(u.Object, "status", "conditions")
+		if len(conds) != 1 || conds[0].(map[string]any)["reason"] != "Invalid" || !strings.Contains(fmt.Sprint(conds[0].(map[string]any)["message"]), "no-port") {
+			return fmt.Errorf("conditions %v", conds)
+		}
+		return nil
+	})
+	twoPasses(t, app)
+	if _, err := a.Client.AppsV1().Deployments("infra").Get(ctx, name, metav1.GetOptions{}); err != nil {
+		t.Errorf("the Deployment went with the parameters' mistake: %v", err)
+	}
+	if _, err := paramsAPI.Patch(ctx, "envoys", "application/merge-patch+json", []byte(`{"spec":{"xds":{"address":"eastwest.eastwest-system.svc:18000"}}}`), metav1.PatchOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	testkit.Eventually(t, "the Deployment scaled to the parameters' 3 replicas", func() error {
