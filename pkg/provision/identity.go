@@ -35,8 +35,10 @@ func ParseIssuer(certPEM, keyPEM []byte) (*Issuer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("tls.crt: %w", err)
 	}
-	if !cert.IsCA || cert.KeyUsage&x509.KeyUsageCertSign == 0 {
-		return nil, errors.New("tls.crt: not a CA certificate (basic constraints CA and key usage certSign needed)")
+	// A CA without a key usage extension may sign (RFC 5280; openssl req
+	// -x509 makes such CAs); one with it must list certSign.
+	if !cert.IsCA || (cert.KeyUsage != 0 && cert.KeyUsage&x509.KeyUsageCertSign == 0) {
+		return nil, errors.New("tls.crt: not a CA certificate (basic constraints CA, and key usage certSign when it has key usages)")
 	}
 	kb, _ := pem.Decode(keyPEM)
 	if kb == nil {

@@ -1,6 +1,13 @@
 package provision_test
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
 	"os"
 	"testing"
 	"time"
@@ -65,5 +72,46 @@ func TestIssuerRenewal(t *testing.T) {
 	}
 	if _, err := provision.ParseIssuer(cert, key); err == nil {
 		t.Error("a leaf certificate was taken for a CA")
+	}
+}
+
+// A member's CA is taken as an issuer when it is a CA: basic constraints
+// CA, and certSign among its key usages when it has any (openssl req
+// -x509 makes CAs without the extension, which may sign).
+func TestParseIssuer(t *testing.T) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})
+	tests := []struct {
+		name  string
+		isCA  bool
+		usage x509.KeyUsage
+		ok    bool
+	}{
+		{"CA with certSign", true, x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature, true},
+		{"CA without key usages (openssl req -x509)", true, 0, true},
+		{"CA whose key usages leave out certSign", true, x509.KeyUsageDigitalSignature, false},
+		{"not a CA", false, 0, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "member CA"},
+				NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+				IsCA: tc.isCA, BasicConstraintsValid: true, KeyUsage: tc.usage}
+			der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = provision.ParseIssuer(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), keyPEM)
+			if (err == nil) != tc.ok {
+				t.Errorf("ParseIssuer: %v, want ok %v", err, tc.ok)
+			}
+		})
 	}
 }

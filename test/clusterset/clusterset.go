@@ -18,6 +18,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/eastwest-dev/eastwest/test/cluster"
+	"github.com/eastwest-dev/eastwest/test/kube"
 )
 
 // The ClusterSet's facts, as the guides name them.
@@ -79,7 +80,12 @@ func Up(t testing.TB) *ClusterSet {
 	defer cancel()
 
 	// Every cluster: the images (the project's also under the chart's
-	// default name, as the release's registry serves it), the demo.
+	// default name, as the release's registry serves it), the Gateway API
+	// CRDs (the guide applies them from the internet), the demo.
+	gatewayCRDs, err := kube.GatewayCRDs()
+	if err != nil {
+		t.Fatal(err)
+	}
 	var wg sync.WaitGroup
 	errs := make([]error, len(all))
 	for i, c := range all {
@@ -91,6 +97,9 @@ func Up(t testing.TB) *ClusterSet {
 					}
 				}
 				if err := c.Tag(image, "docker.io/eastwest/xds:"+appVersion); err != nil {
+					return err
+				}
+				if err := c.InstallCRDs(ctx, gatewayCRDs...); err != nil {
 					return err
 				}
 				if _, err := c.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: Apps}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {

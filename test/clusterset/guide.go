@@ -172,6 +172,7 @@ func (cs *ClusterSet) runGuides(ctx context.Context, t testing.TB, helmBin strin
 	}
 	out, _ := os.ReadFile(logFile) //nolint:gosec // the test's own log
 	if err != nil {
+		cs.diagnose(t)
 		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
 		t.Fatalf("the guides, run as written, failed after %v: %v; their output ends:\n%s", time.Since(start).Round(time.Second), err, strings.Join(lines[max(0, len(lines)-80):], "\n"))
 	}
