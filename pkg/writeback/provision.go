@@ -12,6 +12,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -88,10 +89,13 @@ func (w *Writeback) GatewayAPIChanged(member string, res gatewayapi.Result) {
 	}
 }
 
+// provisionsEqual reports whether two lists deploy the same: the same
+// Gateways (by UID and spec generation: their status writes, which bump
+// the resource version, change nothing deployed), classes and parameters.
 func provisionsEqual(a, b []gatewayapi.Provision) bool {
 	return slices.EqualFunc(a, b, func(x, y gatewayapi.Provision) bool {
-		return x.Class == y.Class && x.Keep == y.Keep && x.Gateway.UID == y.Gateway.UID && x.Gateway.ResourceVersion == y.Gateway.ResourceVersion &&
-			x.Gateway.Namespace == y.Gateway.Namespace && x.Gateway.Name == y.Gateway.Name && fmt.Sprint(x.Params) == fmt.Sprint(y.Params)
+		return x.Class == y.Class && x.Keep == y.Keep && x.Gateway.UID == y.Gateway.UID && x.Gateway.Generation == y.Gateway.Generation &&
+			x.Gateway.Namespace == y.Gateway.Namespace && x.Gateway.Name == y.Gateway.Name && apiequality.Semantic.DeepEqual(x.Params, y.Params)
 	})
 }
 

@@ -4,8 +4,11 @@ import (
 	"testing"
 
 	"k8s.io/apimachinery/pkg/util/validation"
+	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
 
+	"github.com/eastwest-dev/eastwest/pkg/gatewayapi"
 	"github.com/eastwest-dev/eastwest/pkg/mcs"
+	"github.com/eastwest-dev/eastwest/pkg/provision"
 )
 
 // Derived Service names are valid Service names, stable for a service and
@@ -35,5 +38,45 @@ func TestManagedLabels(t *testing.T) {
 	}
 	if managedLabels(nil)[LabelManagedBy] != ManagedByValue {
 		t.Error("nil labels not marked")
+	}
+}
+
+// A Gateway's status write (a new resource version, the same generation)
+// and parameters rebuilt equal (new pointers, equal values) deploy the
+// same: no provisioning pass; a new generation or a changed parameter
+// does.
+func TestProvisionsEqual(t *testing.T) {
+	gw := func(gen int64, rv string) *gwapiv1.Gateway {
+		g := &gwapiv1.Gateway{}
+		g.Namespace, g.Name, g.UID, g.Generation, g.ResourceVersion = "shop", "public", "u1", gen, rv
+		return g
+	}
+	params := func(replicas int32) provision.Params {
+		p, err := provision.Resolve(&provision.GatewayParameters{Spec: provision.GatewayParametersSpec{
+			Replicas: &replicas, Identity: &provision.IdentityParameters{IssuerSecret: &provision.SecretRef{Namespace: "eastwest-system", Name: "ca"}},
+		}}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	base := []gatewayapi.Provision{{Gateway: gw(1, "10"), Class: "eastwest", Params: params(2)}}
+	tests := []struct {
+		name  string
+		other []gatewayapi.Provision
+		equal bool
+	}{
+		{"status written", []gatewayapi.Provision{{Gateway: gw(1, "11"), Class: "eastwest", Params: params(2)}}, true},
+		{"spec changed", []gatewayapi.Provision{{Gateway: gw(2, "12"), Class: "eastwest", Params: params(2)}}, false},
+		{"parameter changed", []gatewayapi.Provision{{Gateway: gw(1, "10"), Class: "eastwest", Params: params(3)}}, false},
+		{"kept", []gatewayapi.Provision{{Gateway: gw(1, "10"), Class: "eastwest", Keep: true}}, false},
+		{"gone", nil, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := provisionsEqual(base, tc.other); got != tc.equal {
+				t.Errorf("provisionsEqual = %v, want %v", got, tc.equal)
+			}
+		})
 	}
 }
