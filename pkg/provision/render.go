@@ -103,6 +103,10 @@ func Name(gateway, class string) string {
 	return strings.TrimRight(prefix[:min(len(prefix), 50)], "-") + "-" + hex.EncodeToString(sum[:])[:10]
 }
 
+// IdentitySecretName is the Secret holding the xDS identity of the
+// Envoys of a Gateway of class class.
+func IdentitySecretName(gateway, class string) string { return Name(gateway, class) + "-xds" }
+
 // labelValue is v as a label value: v when valid, else shortened with a
 // hash (a Gateway's name may be longer than a label value).
 func labelValue(v string) string {
@@ -145,7 +149,7 @@ func Render(gw *gwapiv1.Gateway, class string, m Member, p Params) (Objects, err
 	}
 	id := ""
 	if !p.XDS.Plaintext {
-		id = name + "-xds"
+		id = IdentitySecretName(gw.Name, class)
 	}
 	files, err := bootstrapFiles(gw, p)
 	if err != nil {

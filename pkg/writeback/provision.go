@@ -185,7 +185,7 @@ func (m *member) provision(ctx context.Context, pm provision.Member, wants []gat
 			for kind := range provisionedGVR {
 				n := name
 				if kind == kindSecret {
-					n += "-xds"
+					n = provision.IdentitySecretName(p.Gateway.Name, p.Class)
 				}
 				desired[provisionKey{kind, p.Gateway.Namespace, n}] = true
 			}

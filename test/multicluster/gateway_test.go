@@ -179,6 +179,11 @@ func TestGatewayStatusInCluster(t *testing.T) {
 	if n := twoPasses(t, app); n != 0 {
 		t.Errorf("a converged write-back wrote %d times in two passes", n)
 	}
+	// Provisioning is off here (Config.ProvisionGateways, xds serve
+	// --provision-gateways=false): the Envoys are someone else's to deploy.
+	if deps, err := a.Client.AppsV1().Deployments("infra").List(ctx, metav1.ListOptions{}); err != nil || len(deps.Items) != 0 {
+		t.Errorf("with provisioning off, Deployments in the Gateway's namespace: %v %v", deps, err)
+	}
 	after, err := api.HTTPRoutes("infra").Get(ctx, "web", metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
