@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -63,8 +64,12 @@ type Cluster struct {
 	// reaches the apiserver there (from another network's pods).
 	WAN, WANKubeconfig string
 	// Network is the cluster's network (Options.Networks).
-	Network  string
-	separate bool
+	Network string
+	// LoadBalancerPool is where its load balancer gives each LoadBalancer
+	// Service an address of its own, routed to the node from the test's
+	// namespace (not on separate networks: there LoadBalancerIP).
+	LoadBalancerPool netip.Prefix
+	separate         bool
 	// Kubeconfig is an admin kubeconfig (system:masters).
 	Kubeconfig string
 	Config     *rest.Config
@@ -286,6 +291,9 @@ func (c *Cluster) boot(t testing.TB, images string) error {
 	if !c.separate {
 		if out, err := exec.Command("ip", "route", "replace", c.PodCIDR, "via", nodeIP).CombinedOutput(); err != nil { //nolint:gosec // the harness's addresses
 			return fmt.Errorf("%s: route to the pods: %w: %s", c.Name, err, out)
+		}
+		if err := c.claimLoadBalancerPool(); err != nil {
+			return err
 		}
 	}
 	if err := c.pki(t); err != nil {
@@ -608,6 +616,9 @@ func (c *Cluster) teardown(t testing.TB) {
 	removeCgroups(c.cgroup + "-runtime")
 	if !c.separate {
 		_ = exec.Command("ip", "route", "del", c.PodCIDR, "via", c.Node.NSIP).Run() //nolint:gosec // the harness's addresses
+		if c.LoadBalancerPool.IsValid() {
+			_ = exec.Command("ip", "route", "del", c.LoadBalancerPool.String(), "via", c.Node.NSIP).Run() //nolint:gosec // the harness's addresses
+		}
 	}
 	removeLogLinks(c.Dir)
 	_ = os.Remove(c.recordPath())

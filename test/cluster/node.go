@@ -281,5 +281,10 @@ func (c *Cluster) Leftovers() []string {
 	if b, err := exec.Command("ip", "route", "show", c.PodCIDR, "via", c.Node.NSIP).Output(); err == nil && len(strings.TrimSpace(string(b))) > 0 { //nolint:gosec // the harness's CIDR
 		out = append(out, "route "+strings.TrimSpace(string(b)))
 	}
+	if c.LoadBalancerPool.IsValid() {
+		if b, err := exec.Command("ip", "route", "show", c.LoadBalancerPool.String(), "via", c.Node.NSIP).Output(); err == nil && len(strings.TrimSpace(string(b))) > 0 { //nolint:gosec // the harness's CIDR
+			out = append(out, "route "+strings.TrimSpace(string(b)))
+		}
+	}
 	return out
 }
