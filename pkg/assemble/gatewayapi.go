@@ -99,9 +99,10 @@ func (g *gatewayAPI) build(state *mcs.State, store *mcs.Store, ch mcs.Changes) (
 
 // refSignature is what gatewayapi.Build reads of a service for a member (the
 // key of build's "does this change need a build"): the import's ports and
-// affinity, and the member's own Service's. Endpoints are not in it: they
-// change the backends' clusters, not the routes. A field gatewayapi.Build
-// starts to read goes here.
+// affinity, and the member's own Service's, and whether that has a ready
+// endpoint (a Gateway's Programmed condition). Endpoints are not in it
+// otherwise: they change the backends' clusters, not the routes. A field
+// gatewayapi.Build starts to read goes here.
 func refSignature(state *mcs.State, store *mcs.Store, member string, k mcs.ServiceKey) string {
 	var b strings.Builder
 	if st := state.Services.Get(k); st != nil && st.Import != nil {
@@ -115,6 +116,7 @@ func refSignature(state *mcs.State, store *mcs.Store, member string, k mcs.Servi
 		for _, p := range svc.Ports {
 			fmt.Fprintf(&b, " %s/%s/%d", p.Name, p.Protocol, p.Port)
 		}
+		fmt.Fprintf(&b, "; ready %v", localReady(store, member, k))
 	}
 	return b.String()
 }
@@ -137,6 +139,21 @@ func (l lookup) Import(k mcs.ServiceKey) *mcs.Import {
 func (l lookup) Service(k mcs.ServiceKey) *mcs.Service {
 	svc, _ := l.store.Local(l.member, k)
 	return svc
+}
+
+func (l lookup) Ready(k mcs.ServiceKey) bool { return localReady(l.store, l.member, k) }
+
+// localReady says whether the member's own Service has a ready endpoint.
+func localReady(store *mcs.Store, member string, k mcs.ServiceKey) bool {
+	_, slices := store.Local(member, k)
+	for _, s := range slices {
+		for i := range s.Len() {
+			if s.Endpoint(i).Ready {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // gatewayViews are the gateway-api views: one per Gateway eastwest

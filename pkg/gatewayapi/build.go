@@ -25,6 +25,8 @@ type Lookup interface {
 	Import(mcs.ServiceKey) *mcs.Import
 	// Service returns the member's own Service, nil when it has none.
 	Service(mcs.ServiceKey) *mcs.Service
+	// Ready says whether the member's own Service has a ready endpoint.
+	Ready(mcs.ServiceKey) bool
 }
 
 const (
@@ -71,13 +73,19 @@ type gatewayState struct {
 }
 
 type listenerState struct {
-	spec     gwapiv1.Listener
-	status   *gwapiv1.ListenerStatus
-	valid    bool
-	kinds    map[string]bool
-	out      *Listener
-	hosts    map[string]*Host
-	attached int32
+	spec   gwapiv1.Listener
+	status *gwapiv1.ListenerStatus
+	valid  bool
+	// attachable: routes attach to it (and count in attachedRoutes) by
+	// its allowedRoutes alone, as the spec says, also when it cannot be
+	// programmed for a reference it cannot resolve (a missing
+	// certificate); not when it is not accepted, conflicts, or its
+	// Gateway is refused for its own reasons.
+	attachable bool
+	kinds      map[string]bool
+	out        *Listener
+	hosts      map[string]*Host
+	attached   int32
 }
 
 func cond(t, reason string, ok bool, gen int64, msg string) metav1.Condition {
@@ -103,11 +111,15 @@ func (b *builder) classes() {
 		}
 		b.classParams[name] = params
 		b.accepted[name] = ok
-		b.res.Statuses = append(b.res.Statuses, Status{Kind: "GatewayClass", Name: name, Generation: gc.Generation,
-			GatewayClass: &gwapiv1.GatewayClassStatus{Conditions: []metav1.Condition{
-				cond(string(gwapiv1.GatewayClassConditionStatusAccepted), reason, ok, gc.Generation, msg),
-				cond(string(gwapiv1.GatewayClassConditionStatusSupportedVersion), string(gwapiv1.GatewayClassReasonSupportedVersion), true, gc.Generation, "Gateway API v1.6 standard channel"),
-			}}})
+		st := &gwapiv1.GatewayClassStatus{Conditions: []metav1.Condition{
+			cond(string(gwapiv1.GatewayClassConditionStatusAccepted), reason, ok, gc.Generation, msg),
+			cond(string(gwapiv1.GatewayClassConditionStatusSupportedVersion), string(gwapiv1.GatewayClassReasonSupportedVersion), true, gc.Generation, "Gateway API v1.6 standard channel"),
+		}}
+		if ok {
+			// GEP-2162: what the class's Gateways can do.
+			st.SupportedFeatures = supportedFeatures()
+		}
+		b.res.Statuses = append(b.res.Statuses, Status{Kind: "GatewayClass", Name: name, Generation: gc.Generation, GatewayClass: st})
 	}
 }
 
@@ -164,8 +176,10 @@ func (b *builder) gateways() {
 			"served over xDS to Envoys whose node declares role gateway-api and gateway "+key.String())
 		if valid == 0 {
 			programmed = cond(string(gwapiv1.GatewayConditionProgrammed), string(gwapiv1.GatewayReasonInvalid), false, gen, "no valid listener")
+			refused := paramsErr != nil || len(gw.Spec.Addresses) > 0
 			for _, ls := range gs.listeners {
 				ls.valid = false
+				ls.attachable = ls.attachable && !refused
 			}
 		}
 		gs.status.Conditions = []metav1.Condition{accepted, programmed}
@@ -178,41 +192,68 @@ func (b *builder) gateways() {
 			// valid now: its Service, and so its address, stays.
 			b.res.Provision = append(b.res.Provision, Provision{Gateway: gw, Class: string(gw.Spec.GatewayClassName), Params: params})
 		}
-		gs.status.Addresses = b.addresses(key)
+		var why string
+		gs.status.Addresses, why = b.addresses(key)
+		if valid > 0 && why != "" {
+			reason := string(gwapiv1.GatewayReasonAddressNotAssigned)
+			if len(gs.status.Addresses) > 0 {
+				reason = string(gwapiv1.GatewayReasonPending)
+			}
+			gs.status.Conditions[1] = cond(string(gwapiv1.GatewayConditionProgrammed), reason, false, gen, why)
+		}
 	}
 }
 
 // addresses are a Gateway's status.addresses: those of the Services in
 // its namespace labelled with its name (GEP-1762; the Service in front of
-// its Envoys, as deploy/kubernetes/gateway-envoy.yaml makes it): load
-// balancer ingress IPs and host names, else the cluster IPs. eastwest
-// assigns no address itself.
-func (b *builder) addresses(gw types.NamespacedName) []gwapiv1.GatewayStatusAddress {
+// its Envoys, as provisioning and deploy/kubernetes/gateway-envoy.yaml
+// make it): a LoadBalancer Service's load balancer ingress IPs and host
+// names (none until the load balancer assigns them: its cluster IP is not
+// where clients outside reach it), another type's cluster IPs. eastwest
+// assigns no address itself. why says what keeps the Gateway from being
+// Programmed, empty when nothing does: no address yet, or no ready
+// endpoint behind its Services (its Envoys are not Ready: they turn Ready
+// once served). The Services are the Gateway's refs, so that a change of
+// their readiness builds the member again.
+func (b *builder) addresses(gw types.NamespacedName) (out []gwapiv1.GatewayStatusAddress, why string) {
 	ip, host := gwapiv1.IPAddressType, gwapiv1.HostnameAddressType
-	var lb, cluster []gwapiv1.GatewayStatusAddress
+	var names []string
+	ready := false
 	for _, key := range sortedKeys(b.in.Services) {
 		svc := b.in.Services[key]
 		if key.Namespace != gw.Namespace || svc.Labels[gwapiv1.GatewayNameLabelKey] != gw.Name {
 			continue
 		}
-		for _, in := range svc.Status.LoadBalancer.Ingress {
-			if in.IP != "" {
-				lb = append(lb, gwapiv1.GatewayStatusAddress{Type: &ip, Value: in.IP})
+		names = append(names, key.Name)
+		sk := mcs.ServiceKey{Namespace: key.Namespace, Name: key.Name}
+		b.res.Refs[sk] = true
+		ready = ready || b.look.Ready(sk)
+		if svc.Spec.Type == corev1.ServiceTypeLoadBalancer {
+			for _, in := range svc.Status.LoadBalancer.Ingress {
+				if in.IP != "" {
+					out = append(out, gwapiv1.GatewayStatusAddress{Type: &ip, Value: in.IP})
+				}
+				if in.Hostname != "" {
+					out = append(out, gwapiv1.GatewayStatusAddress{Type: &host, Value: in.Hostname})
+				}
 			}
-			if in.Hostname != "" {
-				lb = append(lb, gwapiv1.GatewayStatusAddress{Type: &host, Value: in.Hostname})
-			}
+			continue
 		}
 		for _, c := range svc.Spec.ClusterIPs {
 			if c != "" && c != corev1.ClusterIPNone {
-				cluster = append(cluster, gwapiv1.GatewayStatusAddress{Type: &ip, Value: c})
+				out = append(out, gwapiv1.GatewayStatusAddress{Type: &ip, Value: c})
 			}
 		}
 	}
-	if len(lb) > 0 {
-		return lb
+	switch {
+	case len(names) == 0:
+		return nil, fmt.Sprintf("no Service in %s labelled %s=%s in front of its Envoys yet (provisioning makes it; Envoys deployed by hand need one)", gw.Namespace, gwapiv1.GatewayNameLabelKey, gw.Name)
+	case len(out) == 0:
+		return nil, fmt.Sprintf("Service %s/%s has no address yet (a LoadBalancer's is its load balancer's)", gw.Namespace, strings.Join(names, ", "))
+	case !ready:
+		return out, fmt.Sprintf("waiting for the Gateway's Envoys: no ready endpoint behind Service %s/%s", gw.Namespace, strings.Join(names, ", "))
 	}
-	return cluster
+	return out, ""
 }
 
 // listener validates one listener of a Gateway.
@@ -290,6 +331,7 @@ func (b *builder) listener(gs *gatewayState, l gwapiv1.Listener) *listenerState 
 		}
 	}
 	ls.status.Conditions = []metav1.Condition{accepted, resolved}
+	ls.attachable = accepted.Status == metav1.ConditionTrue && len(ls.kinds) > 0
 	return ls
 }
 
@@ -338,7 +380,7 @@ func conflicts(byPort map[gwapiv1.PortNumber][]*listenerState, gen int64) {
 			c := cond(string(gwapiv1.ListenerConditionConflicted), string(gwapiv1.ListenerReasonNoConflicts), false, gen, "")
 			if reason != "" {
 				c = cond(c.Type, reason, true, gen, "another listener on port "+fmt.Sprint(l.spec.Port)+" conflicts with this one")
-				l.valid = false
+				l.valid, l.attachable = false, false
 			}
 			l.status.Conditions = append(l.status.Conditions, c)
 		}
@@ -471,12 +513,12 @@ func (b *builder) attachGateway(r *route, p gwapiv1.ParentReference, gs *gateway
 	}
 	var allowed []*listenerState
 	for _, ls := range candidates {
-		if ls.valid && ls.kinds[r.key.Kind] && b.namespaceAllowed(gs.obj, ls.spec, r.key.Namespace) {
+		if ls.attachable && ls.kinds[r.key.Kind] && b.namespaceAllowed(gs.obj, ls.spec, r.key.Namespace) {
 			allowed = append(allowed, ls)
 		}
 	}
 	if len(allowed) == 0 {
-		return b.acceptedRoute(r, string(gwapiv1.RouteReasonNotAllowedByListeners), false, "no valid listener of the Gateway allows this route's kind from its namespace")
+		return b.acceptedRoute(r, string(gwapiv1.RouteReasonNotAllowedByListeners), false, "no accepted listener of the Gateway allows this route's kind from its namespace")
 	}
 	attached := false
 	for _, ls := range allowed {

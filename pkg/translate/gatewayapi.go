@@ -13,7 +13,6 @@ import (
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	tlsinspectorv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/tls_inspector/v3"
-	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -139,7 +138,9 @@ func hostRoutes(name string, ls []*gatewayapi.Listener, ro routeOptions) *routev
 			hosts[h.Hostname] = append(hosts[h.Hostname], h.Routes...)
 		}
 	}
-	rc := &routev3.RouteConfiguration{Name: name}
+	// Gateway API hostnames never carry a port; a Host header may. It is
+	// matched without it and sent upstream as the client wrote it.
+	rc := &routev3.RouteConfiguration{Name: name, IgnorePortInHostMatching: true}
 	for _, h := range slices.Sorted(maps.Keys(hosts)) {
 		rules := hosts[h]
 		if len(ls) > 1 {
@@ -156,8 +157,6 @@ func hostRoutes(name string, ls []*gatewayapi.Listener, ro routeOptions) *routev
 
 func hcmFilter(listener, route string, p packer) *listenerv3.Filter {
 	hcm := httpConnectionManager(listener, route, p)
-	// Gateway API hostnames never carry a port; a Host header may.
-	hcm.StripPortMode = &hcmv3.HttpConnectionManager_StripAnyHostPort{StripAnyHostPort: true}
 	// A Gateway is an edge: Envoy's edge-proxy recommendations. The
 	// client's address is the peer's (not a forwarded header), paths are
 	// normalized before matching (so /a/../admin cannot dodge a rule),

@@ -202,6 +202,7 @@ func (m *member) updateStatus(ctx context.Context, api gwv1client.GatewayV1Inter
 		}
 		next := cur.Status
 		next.Conditions = mergeConditions(cur.Status.Conditions, st.GatewayClass.Conditions, cur.Generation, now)
+		next.SupportedFeatures = st.GatewayClass.SupportedFeatures
 		if apiequality.Semantic.DeepEqual(next, cur.Status) {
 			return errUnchanged
 		}

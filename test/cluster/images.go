@@ -43,47 +43,112 @@ const (
 func BaseImages(t testing.TB) (string, error) {
 	t.Helper()
 	baseOnce.Do(func() {
-		dir := filepath.Join(DefaultBins().Node, "images")
-		if baseErr = os.MkdirAll(dir, 0o750); baseErr != nil {
-			return
-		}
-		_, file, _, _ := runtime.Caller(0)
-		root := filepath.Join(filepath.Dir(file), "..", "..")
-		builds := []struct{ ref, module, pkg, name, src string }{
-			{SandboxImage, root, "github.com/eastwest-dev/eastwest/test/cluster/pause", "pause", filepath.Join(root, "test", "cluster", "pause")},
-			{EchoImage, root, "github.com/eastwest-dev/eastwest/test/cluster/echo", "echo", filepath.Join(root, "test", "cluster", "echo")},
-			{CoreDNSImage, filepath.Join(root, "test", "tools", "coredns"), "github.com/coredns/coredns", "coredns", filepath.Join(root, "test", "tools", "coredns")},
-		}
-		var srcs []string
-		for _, b := range builds {
-			srcs = append(srcs, b.src)
-		}
-		baseArchive = filepath.Join(dir, "base.tar")
-		key, err := inputsKey(srcs, nil)
-		if err != nil {
-			baseErr = err
-			return
-		}
-		if upToDate(baseArchive, key) {
-			return
-		}
-		images := map[string]v1.Image{}
-		for _, b := range builds {
-			data, err := staticBytes(b.module, b.pkg, b.name)
-			if err != nil {
-				baseErr = err
-				return
-			}
-			if images[b.ref], err = image.Files(map[string]image.File{"/" + b.name: {Data: data, Mode: 0o755}}, []string{"/" + b.name}, "linux", runtime.GOARCH, time.Unix(0, 0)); err != nil {
-				baseErr = err
-				return
-			}
-		}
-		if baseErr = image.Archive(images, baseArchive, time.Unix(0, 0)); baseErr == nil {
-			baseErr = writeKey(baseArchive, key)
-		}
+		root := repoRoot()
+		baseArchive, baseErr = staticArchive("base.tar", []staticImage{
+			{[]string{SandboxImage}, root, "github.com/eastwest-dev/eastwest/test/cluster/pause", "pause", filepath.Join(root, "test", "cluster", "pause")},
+			{[]string{EchoImage}, root, "github.com/eastwest-dev/eastwest/test/cluster/echo", "echo", filepath.Join(root, "test", "cluster", "echo")},
+			{[]string{CoreDNSImage}, filepath.Join(root, "test", "tools", "coredns"), "github.com/coredns/coredns", "coredns", filepath.Join(root, "test", "tools", "coredns")},
+		})
 	})
 	return baseArchive, baseErr
+}
+
+// The images the upstream Gateway API conformance suite's manifests name
+// (sigs.k8s.io/gateway-api/conformance, the version in go.mod): its echo
+// server (echo-basic, built from the suite's module under every tag the
+// manifests use) and CoreDNS (the harness's build, under the suite's
+// name), so that nothing is pulled.
+var (
+	GatewayEchoImages = []string{
+		"registry.k8s.io/gateway-api/echo-basic:v1.5.1",
+		"registry.k8s.io/gateway-api/echo-basic:v1.6.0-dev.2",
+		"registry.k8s.io/gateway-api/echo-basic:v1.6.0-dev.3",
+	}
+	GatewayCoreDNSImage = "registry.k8s.io/coredns/coredns:v1.12.2"
+)
+
+var (
+	gatewayOnce    sync.Once
+	gatewayArchive string
+	gatewayErr     error
+)
+
+// GatewayConformanceImages is the archive of the images of the Gateway
+// API conformance suite's backends (GatewayEchoImages,
+// GatewayCoreDNSImage), for Import; built as BaseImages is, again only
+// when its inputs change.
+func GatewayConformanceImages(t testing.TB) string {
+	t.Helper()
+	gatewayOnce.Do(func() {
+		root := repoRoot()
+		const echo = "sigs.k8s.io/gateway-api/conformance/echo-basic"
+		out, err := exec.Command("go", "list", "-f", "{{.Dir}}", echo).Output()
+		if err != nil {
+			gatewayErr = fmt.Errorf("go list %s: %w", echo, err)
+			return
+		}
+		gatewayArchive, gatewayErr = staticArchive("gateway-conformance.tar", []staticImage{
+			{GatewayEchoImages, root, echo, "echo-basic", strings.TrimSpace(string(out))},
+			{[]string{GatewayCoreDNSImage}, filepath.Join(root, "test", "tools", "coredns"), "github.com/coredns/coredns", "coredns", filepath.Join(root, "test", "tools", "coredns")},
+		})
+	})
+	if gatewayErr != nil {
+		t.Fatal(gatewayErr)
+	}
+	return gatewayArchive
+}
+
+// staticImage is an image of one static Go command: pkg of the module in
+// moduleDir, at /name and run as the entrypoint, under every one of refs;
+// src is the folder whose files are its inputs.
+type staticImage struct {
+	refs                 []string
+	moduleDir, pkg, name string
+	src                  string
+}
+
+// staticArchive builds the images into .cache/node/images/name, unless
+// the archive there was built from the same inputs.
+func staticArchive(name string, builds []staticImage) (string, error) {
+	dir := filepath.Join(DefaultBins().Node, "images")
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return "", err
+	}
+	archive := filepath.Join(dir, name)
+	var srcs []string
+	for _, b := range builds {
+		srcs = append(srcs, b.src)
+	}
+	key, err := inputsKey(srcs, nil)
+	if err != nil {
+		return "", err
+	}
+	if upToDate(archive, key) {
+		return archive, nil
+	}
+	images := map[string]v1.Image{}
+	for _, b := range builds {
+		data, err := staticBytes(b.moduleDir, b.pkg, b.name)
+		if err != nil {
+			return "", err
+		}
+		img, err := image.Files(map[string]image.File{"/" + b.name: {Data: data, Mode: 0o755}}, []string{"/" + b.name}, "linux", runtime.GOARCH, time.Unix(0, 0))
+		if err != nil {
+			return "", err
+		}
+		for _, ref := range b.refs {
+			images[ref] = img
+		}
+	}
+	if err := image.Archive(images, archive, time.Unix(0, 0)); err != nil {
+		return "", err
+	}
+	return archive, writeKey(archive, key)
+}
+
+func repoRoot() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..")
 }
 
 // inputsKey summarizes what an archive is built from: the Go version and

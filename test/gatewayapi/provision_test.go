@@ -36,42 +36,8 @@ func TestProvisionedGateway(t *testing.T) {
 	c := cluster.Start(t, "east")[0]
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	if err := c.Import(cluster.DebianImages(t)); err != nil {
-		t.Fatal(err)
-	}
-	gw, err := kube.GatewayCRDs()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.InstallCRDs(ctx, append(append(kube.MCSCRDs(), gw...), crds.GatewayParametersCRD)...); err != nil {
-		t.Fatal(err)
-	}
-
-	// The control plane in the test, on the host's end of the node's
-	// link (where the pods reach it), serving mutual TLS; the member's CA
-	// signs the Envoys' identity.
-	ca := cptest.NewCA(t)
-	srv := ca.ServerAt(t, c.Node.HostIP)
-	members := t.TempDir()
-	kc, err := os.ReadFile(c.Kubeconfig)
-	if err != nil {
-		t.Fatal(err)
-	}
-	testkit.WriteFile(t, filepath.Join(members, "east.yaml"), string(kc))
-	app := cptest.StartWith(t, controlplane.Config{KubeconfigDir: members, WriteBack: true, Resync: 5 * time.Second, ProvisionGateways: true,
-		XDSAddress: c.Node.HostIP + ":0", XDSTLS: controlplane.TLSFiles{Cert: srv.CertFile, Key: srv.KeyFile, ClientCA: ca.File}})
-	caPEM, err := os.ReadFile(ca.File)
-	if err != nil {
-		t.Fatal(err)
-	}
-	issuer := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "member-ca", Namespace: "eastwest-system"}, Type: corev1.SecretTypeTLS,
-		Data: map[string][]byte{corev1.TLSCertKey: caPEM, corev1.TLSPrivateKeyKey: ca.KeyPEM(t)}}
-	for _, ns := range []string{"eastwest-system", "shop"} {
-		if _, err := c.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if _, err := c.Client.CoreV1().Secrets("eastwest-system").Create(ctx, issuer, metav1.CreateOptions{}); err != nil {
+	provisioning(ctx, t, c, "eastwest", 1)
+	if _, err := c.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "shop"}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if err := c.Apply(ctx, []byte(fmt.Sprintf(`apiVersion: v1
@@ -91,22 +57,6 @@ kind: Service
 metadata: {name: echo, namespace: shop}
 spec: {selector: {app: echo}, ports: [{name: http, port: 80, targetPort: 8080}]}
 ---
-apiVersion: eastwest.io/v1alpha1
-kind: GatewayParameters
-metadata: {name: envoys, namespace: eastwest-system}
-spec:
-  replicas: 1
-  resources: {requests: {cpu: 10m, memory: 32Mi}}
-  xds: {address: "%[2]s", serverName: localhost}
-  identity: {issuerSecret: {namespace: eastwest-system, name: member-ca}}
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: GatewayClass
-metadata: {name: eastwest}
-spec:
-  controllerName: eastwest.io/gateway-controller
-  parametersRef: {group: eastwest.io, kind: GatewayParameters, name: envoys, namespace: eastwest-system}
----
 apiVersion: gateway.networking.k8s.io/v1
 kind: Gateway
 metadata: {name: public, namespace: shop}
@@ -120,7 +70,7 @@ metadata: {name: echo, namespace: shop}
 spec:
   parentRefs: [{name: public}]
   rules: [{backendRefs: [{name: echo, port: 80}]}]
-`, cluster.EchoImage, app.XDSAddr()))); err != nil {
+`, cluster.EchoImage))); err != nil {
 		t.Fatal(err)
 	}
 
@@ -160,4 +110,66 @@ spec:
 		}
 		return nil
 	})
+}
+
+// provisioning makes the cluster ready for Gateways of class: the
+// Gateway API CRDs and the GatewayParameters CRD, Envoy's image, the
+// control plane in the test on the host's end of the node's link (where
+// the pods reach it) serving mutual TLS, the member's CA as the issuer of
+// the Envoys' identities (eastwest-system/member-ca), and a GatewayClass
+// whose GatewayParameters (eastwest-system/envoys) deploy replicas Envoys
+// per Gateway with small requests (many Gateways on a 2-CPU node).
+func provisioning(ctx context.Context, t *testing.T, c *cluster.Cluster, class string, replicas int) *controlplane.App {
+	t.Helper()
+	if err := c.Import(cluster.DebianImages(t)); err != nil {
+		t.Fatal(err)
+	}
+	gw, err := kube.GatewayCRDs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.InstallCRDs(ctx, append(append(kube.MCSCRDs(), gw...), crds.GatewayParametersCRD)...); err != nil {
+		t.Fatal(err)
+	}
+	ca := cptest.NewCA(t)
+	srv := ca.ServerAt(t, c.Node.HostIP)
+	members := t.TempDir()
+	kc, err := os.ReadFile(c.Kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	testkit.WriteFile(t, filepath.Join(members, c.Name+".yaml"), string(kc))
+	app := cptest.StartWith(t, controlplane.Config{KubeconfigDir: members, WriteBack: true, Resync: 5 * time.Second, ProvisionGateways: true,
+		XDSAddress: c.Node.HostIP + ":0", XDSTLS: controlplane.TLSFiles{Cert: srv.CertFile, Key: srv.KeyFile, ClientCA: ca.File}})
+	caPEM, err := os.ReadFile(ca.File)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "eastwest-system"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	issuer := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "member-ca", Namespace: "eastwest-system"}, Type: corev1.SecretTypeTLS,
+		Data: map[string][]byte{corev1.TLSCertKey: caPEM, corev1.TLSPrivateKeyKey: ca.KeyPEM(t)}}
+	if _, err := c.Client.CoreV1().Secrets("eastwest-system").Create(ctx, issuer, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Apply(ctx, []byte(fmt.Sprintf(`apiVersion: eastwest.io/v1alpha1
+kind: GatewayParameters
+metadata: {name: envoys, namespace: eastwest-system}
+spec:
+  replicas: %[3]d
+  resources: {requests: {cpu: 10m, memory: 32Mi}}
+  xds: {address: "%[2]s", serverName: localhost}
+  identity: {issuerSecret: {namespace: eastwest-system, name: member-ca}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: %[1]s}
+spec:
+  controllerName: eastwest.io/gateway-controller
+  parametersRef: {group: eastwest.io, kind: GatewayParameters, name: envoys, namespace: eastwest-system}
+`, class, app.XDSAddr(), replicas))); err != nil {
+		t.Fatal(err)
+	}
+	return app
 }

@@ -8,6 +8,7 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -88,12 +89,26 @@ func TestGatewayStatusInCluster(t *testing.T) {
 		}
 		return condIs(gc.Status.Conditions, "Accepted", metav1.ConditionTrue, "Accepted", gc.Generation)
 	})
-	testkit.Eventually(t, "the Gateway is Accepted and Programmed, its listener has the route", func() error {
+	gatewayIs := func(status metav1.ConditionStatus, reason string) func() error {
+		return func() error {
+			g, err := api.Gateways("infra").Get(ctx, "public", metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			return condIs(g.Status.Conditions, "Programmed", status, reason, g.Generation)
+		}
+	}
+	// No Service in front of its Envoys yet (provisioning is off here):
+	// no address, so not Programmed, while its listener is.
+	testkit.Eventually(t, "the Gateway is Accepted, not Programmed (no address), its listener has the route", func() error {
 		g, err := api.Gateways("infra").Get(ctx, "public", metav1.GetOptions{})
 		if err != nil {
 			return err
 		}
-		if err := condIs(g.Status.Conditions, "Programmed", metav1.ConditionTrue, "Programmed", g.Generation); err != nil {
+		if err := condIs(g.Status.Conditions, "Accepted", metav1.ConditionTrue, "Accepted", g.Generation); err != nil {
+			return err
+		}
+		if err := condIs(g.Status.Conditions, "Programmed", metav1.ConditionFalse, "AddressNotAssigned", g.Generation); err != nil {
 			return err
 		}
 		if len(g.Status.Listeners) != 1 || g.Status.Listeners[0].AttachedRoutes != 1 {
@@ -266,6 +281,16 @@ func TestGatewayStatusInCluster(t *testing.T) {
 		}
 		return nil
 	})
+	testkit.Eventually(t, "with no Envoy Ready behind it, the Gateway is Pending", gatewayIs(metav1.ConditionFalse, "Pending"))
+	ready := true
+	if _, err := a.Client.DiscoveryV1().EndpointSlices("infra").Create(ctx, &discoveryv1.EndpointSlice{
+		ObjectMeta:  metav1.ObjectMeta{Namespace: "infra", Name: "envoy-public-1", Labels: map[string]string{discoveryv1.LabelServiceName: "envoy-public"}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{"10.1.0.9"}, Conditions: discoveryv1.EndpointConditions{Ready: &ready}}},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	testkit.Eventually(t, "an Envoy Ready behind its Service: the Gateway is Programmed", gatewayIs(metav1.ConditionTrue, "Programmed"))
 
 	// A route that leaves eastwest's Gateways loses eastwest's parent
 	// status (another controller's parents would stay).

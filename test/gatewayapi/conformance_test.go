@@ -1,0 +1,166 @@
+package gatewayapi
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	goruntime "runtime"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/runtime"
+	ctrlclient "sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
+	"sigs.k8s.io/gateway-api/apis/v1alpha2"
+	"sigs.k8s.io/gateway-api/apis/v1alpha3"
+	"sigs.k8s.io/gateway-api/apis/v1beta1"
+	"sigs.k8s.io/gateway-api/conformance"
+	confv1 "sigs.k8s.io/gateway-api/conformance/apis/v1"
+	"sigs.k8s.io/gateway-api/conformance/tests"
+	conformanceconfig "sigs.k8s.io/gateway-api/conformance/utils/config"
+	"sigs.k8s.io/gateway-api/conformance/utils/flags"
+	"sigs.k8s.io/gateway-api/conformance/utils/suite"
+	"sigs.k8s.io/gateway-api/pkg/features"
+	"sigs.k8s.io/yaml"
+
+	"github.com/eastwest-dev/eastwest/internal/testkit"
+	"github.com/eastwest-dev/eastwest/pkg/gatewayapi"
+	"github.com/eastwest-dev/eastwest/test/cluster"
+)
+
+// The suite's own flags (-run-test, -skip-tests, -debug,
+// -cleanup-base-resources, ...: sigs.k8s.io/gateway-api/conformance/utils/flags)
+// apply to this run too; -report-dir is ours.
+var reportDir = flag.String("report-dir", "", "write the Gateway API conformance report (gateway-api-report.yaml) into this folder (make conformance-report: docs/conformance)")
+
+// The project as the report names it.
+var implementation = confv1.Implementation{
+	Organization: "eastwest-dev",
+	Project:      "eastwest",
+	URL:          "https://github.com/eastwest-dev/eastwest",
+	Contact:      []string{"https://github.com/eastwest-dev/eastwest/issues"},
+}
+
+// The profiles eastwest claims.
+var profiles = []suite.ConformanceProfileName{suite.GatewayHTTPConformanceProfileName, suite.GatewayGRPCConformanceProfileName}
+
+// The upstream Gateway API conformance suite
+// (sigs.k8s.io/gateway-api/conformance, the version in go.mod),
+// unmodified, passes against class eastwest on a real one-node cluster:
+// the suite applies its manifests (Gateways, routes, the echo backends
+// built here under the names it expects), eastwest provisions every
+// Gateway's Envoy as a pod, and the suite sends its requests (HTTP, HTTPS
+// with SNI, gRPC) from the test's namespace to each Gateway's load
+// balancer address. The features tried are those the class advertises in
+// status.supportedFeatures (gatewayapi.SupportedFeatures, GEP-2162), and
+// every test of the GATEWAY-HTTP and GATEWAY-GRPC profiles they select
+// passes: core and extended.
+func TestGatewayAPIConformance(t *testing.T) {
+	images := make(chan string, 1)
+	go func() { images <- cluster.GatewayConformanceImages(t) }()
+	c := cluster.Start(t, "east")[0]
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	if err := c.Import(<-images); err != nil {
+		t.Fatal(err)
+	}
+	provisioning(ctx, t, c, "eastwest", 1)
+
+	log.SetLogger(zap.New(zap.WriteTo(os.Stderr), zap.UseDevMode(true)))
+	cl, err := ctrlclient.New(c.Config, ctrlclient.Options{})
+	require.NoError(t, err)
+	for _, install := range []func(*runtime.Scheme) error{v1alpha3.Install, v1alpha2.Install, v1beta1.Install, gwapiv1.Install, apiextensionsv1.AddToScheme} {
+		require.NoError(t, install(cl.Scheme()))
+	}
+	impl := implementation
+	impl.Version = strings.TrimSpace(run("git", "-C", repoRoot(), "describe", "--tags", "--always"))
+	opts := suite.ConformanceOptions{
+		ConfigurableOptions: suite.ConfigurableOptions{
+			GatewayClassName:     "eastwest",
+			CleanupBaseResources: true,
+			CleanupTestResources: true,
+			Mode:                 "default",
+			TimeoutConfig:        conformanceconfig.DefaultTimeoutConfig(),
+			Implementation:       impl,
+			ConformanceProfiles:  profiles,
+		},
+		Client:     cl,
+		Clientset:  c.Client,
+		RestConfig: c.Config,
+		ManifestFS: []fs.FS{&conformance.Manifests},
+	}
+	flags.ApplyAll(&opts.ConfigurableOptions)
+	if opts.RunTest != "" {
+		// One test (a person debugging): the suite reads no class status
+		// then, so say the features here.
+		opts.SupportedFeatures = gatewayapi.SupportedFeatures
+	}
+	// The class says what it supports once eastwest accepted it.
+	testkit.Eventually(t, "GatewayClass eastwest Accepted, with its supportedFeatures", func() error {
+		var gc gwapiv1.GatewayClass
+		if err := cl.Get(ctx, ctrlclient.ObjectKey{Name: "eastwest"}, &gc); err != nil {
+			return err
+		}
+		var got []features.FeatureName
+		for _, f := range gc.Status.SupportedFeatures {
+			got = append(got, features.FeatureName(f.Name))
+		}
+		if !meta.IsStatusConditionTrue(gc.Status.Conditions, string(gwapiv1.GatewayClassConditionStatusAccepted)) || !slices.Equal(got, gatewayapi.SupportedFeatures) {
+			return fmt.Errorf("status %+v", gc.Status)
+		}
+		return nil
+	})
+	cs, err := suite.NewConformanceTestSuite(opts)
+	require.NoError(t, err)
+	start := time.Now()
+	cs.Setup(t, tests.ConformanceTests)
+	runErr := cs.Run(t, tests.ConformanceTests)
+	t.Logf("the suite ran %v", time.Since(start).Round(time.Second))
+	require.NoError(t, runErr)
+
+	rep, err := cs.Report()
+	require.NoError(t, err)
+	for _, p := range rep.ProfileReports {
+		t.Logf("%s: core %s (%d passed, %d skipped, %d failed)", p.Name, p.Core.Result, p.Core.Statistics.Passed, p.Core.Statistics.Skipped, p.Core.Statistics.Failed)
+		if p.Core.Result != confv1.Success || p.Core.Statistics.Passed == 0 {
+			t.Errorf("%s core: %s, failed %v, skipped %v", p.Name, p.Core.Result, p.Core.FailedTests, p.Core.SkippedTests)
+		}
+		if p.Extended != nil {
+			t.Logf("%s: extended %s (%d passed, %d skipped, %d failed), supported %v", p.Name, p.Extended.Result, p.Extended.Statistics.Passed, p.Extended.Statistics.Skipped, p.Extended.Statistics.Failed, p.Extended.SupportedFeatures)
+			if p.Extended.Result != confv1.Success && p.Extended.Statistics.Failed > 0 {
+				t.Errorf("%s extended: %s, failed %v", p.Name, p.Extended.Result, p.Extended.FailedTests)
+			}
+		}
+	}
+	if len(rep.ProfileReports) != len(profiles) {
+		t.Errorf("%d profile reports, want %v", len(rep.ProfileReports), profiles)
+	}
+	if *reportDir != "" && opts.RunTest == "" {
+		b, err := yaml.Marshal(rep)
+		require.NoError(t, err)
+		out := filepath.Join(*reportDir, "gateway-api-report.yaml")
+		require.NoError(t, os.WriteFile(out, b, 0o644)) //nolint:gosec // a report for the docs
+		t.Logf("report written to %s", out)
+	}
+}
+
+func run(name string, args ...string) string {
+	b, _ := exec.Command(name, args...).Output() //nolint:gosec // fixed commands
+	return string(b)
+}
+
+func repoRoot() string {
+	_, file, _, _ := goruntime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..")
+}
