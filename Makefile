@@ -111,8 +111,9 @@ clusterset-up: image kube-bins node-bins envoy-bin net-tools helm ## Three real 
 clusterset-down: ## Stop the ClusterSet of make clusterset-up; nothing of it is left.
 	@test/tools/clusterset.sh down $(CLUSTERSET_DIR)
 
-conformance-report: image kube-bins node-bins envoy-bin net-tools ## Run the upstream MCS conformance suite on two real clusters and write its report to docs/conformance/.
+conformance-report: image kube-bins node-bins envoy-bin net-tools ## Run the upstream MCS and Gateway API conformance suites on real clusters and write their reports to docs/conformance/.
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) -run '^TestMCSConformance$$' -v ./test/conformance -report-dir $(CURDIR)/docs/conformance
+	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) -run '^TestGatewayAPIConformance$$' -v ./test/gatewayapi -report-dir $(CURDIR)/docs/conformance
 
 # The packages whose tests use internal/golden (only they know -update).
 GOLDEN_PKGS = $(shell $(GO) list -f '{{range .TestImports}}{{if eq . "github.com/eastwest-dev/eastwest/internal/golden"}}{{$$.ImportPath}} {{end}}{{end}}{{range .XTestImports}}{{if eq . "github.com/eastwest-dev/eastwest/internal/golden"}}{{$$.ImportPath}} {{end}}{{end}}' ./...)

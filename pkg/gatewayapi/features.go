@@ -20,6 +20,34 @@ var SupportedFeatures = sortedFeatures(
 	features.SupportHTTPRoute,
 	features.SupportGRPCRoute,
 	features.SupportReferenceGrant,
+	// Extended: each passes the suite's tests of it. Not yet:
+	// GatewayHTTPListenerIsolation (a request matches only the most
+	// specific listener's routes), HTTPRouteBackendRequestHeaderModification
+	// (filters on a backendRef), HTTPRouteBackendProtocolWebSocket
+	// (upgrades), GatewayStaticAddresses and GatewayAddressEmpty (eastwest
+	// assigns no address), HTTPRouteCORS, and the experimental channel's.
+	features.SupportGatewayPort8080,
+	features.SupportGatewayInfrastructure,
+	features.SupportHTTPRouteQueryParamMatching,
+	features.SupportHTTPRouteMethodMatching,
+	features.SupportHTTPRouteResponseHeaderModification,
+	features.SupportHTTPRoutePortRedirect,
+	features.SupportHTTPRouteSchemeRedirect,
+	features.SupportHTTPRoutePathRedirect,
+	features.SupportHTTPRouteHostRewrite,
+	features.SupportHTTPRoutePathRewrite,
+	features.SupportHTTPRouteRequestMirror,
+	features.SupportHTTPRouteRequestMultipleMirrors,
+	features.SupportHTTPRouteRequestPercentageMirror,
+	features.SupportHTTPRouteRequestTimeout,
+	features.SupportHTTPRouteBackendTimeout,
+	features.SupportHTTPRouteParentRefPort,
+	features.SupportHTTPRouteBackendProtocolH2C,
+	features.SupportHTTPRouteNamedRouteRule,
+	features.SupportHTTPRoute303RedirectStatusCode,
+	features.SupportHTTPRoute307RedirectStatusCode,
+	features.SupportHTTPRoute308RedirectStatusCode,
+	features.SupportGRPCRouteNamedRouteRule,
 )
 
 func sortedFeatures(names ...features.FeatureName) []features.FeatureName {

@@ -102,7 +102,7 @@ func GatewayListeners(gw *gatewayapi.Gateway, v View, be Backends, published fun
 		if p.Protocol == gwapiv1.HTTPProtocolType {
 			rc := GatewayAPIRouteName(gw.Key, p.Port, "")
 			lis.FilterChains = []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{hcmFilter(lis.Name, rc, pk)}}}
-			r.add(v, resourcev3.RouteType, rc, hostRoutes(rc, p.Listeners, ro))
+			r.add(v, resourcev3.RouteType, rc, hostRoutes(rc, p.Listeners, ro.onPort(uint32(p.Port), 80))) //nolint:gosec // a PortNumber is 1-65535
 		} else {
 			lis.ListenerFilters = []*listenerv3.ListenerFilter{{
 				Name:       "envoy.filters.listener.tls_inspector",
@@ -119,7 +119,7 @@ func GatewayListeners(gw *gatewayapi.Gateway, v View, be Backends, published fun
 					fc.FilterChainMatch = &listenerv3.FilterChainMatch{ServerNames: []string{l.Hostname}}
 				}
 				lis.FilterChains = append(lis.FilterChains, fc)
-				r.add(v, resourcev3.RouteType, rc, hostRoutes(rc, []*gatewayapi.Listener{l}, ro))
+				r.add(v, resourcev3.RouteType, rc, hostRoutes(rc, []*gatewayapi.Listener{l}, ro.onPort(uint32(p.Port), 443))) //nolint:gosec // a PortNumber is 1-65535
 			}
 		}
 		r.addPacked(v, resourcev3.ListenerType, lis.Name, lis, pk)

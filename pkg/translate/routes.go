@@ -27,6 +27,16 @@ type routeOptions struct {
 	// affinity reports whether a backend's import asks for ClientIP
 	// session affinity.
 	affinity func(gatewayapi.Backend) bool
+	// listenerPort is the Gateway listener's port, defaultPort its
+	// protocol's well-known one (80, 443); 0 outside a Gateway.
+	listenerPort, defaultPort uint32
+}
+
+// onPort is o for the routes of a Gateway listener on port, whose
+// protocol's well-known port is def.
+func (o routeOptions) onPort(port, def uint32) routeOptions {
+	o.listenerPort, o.defaultPort = port, def
+	return o
 }
 
 // envoyRoute translates one resolved route rule.
@@ -38,7 +48,7 @@ func envoyRoute(rr *gatewayapi.RouteRule, o routeOptions) *routev3.Route {
 			r.Action = directResponse(500)
 			return r
 		}
-		r.Action = &routev3.Route_Redirect{Redirect: redirect(a.Redirect)}
+		r.Action = &routev3.Route_Redirect{Redirect: redirect(a.Redirect, o)}
 		return r
 	}
 	ra := routeBackends(a, o)
@@ -206,13 +216,19 @@ func prefixRewrite(match, replace string) (string, *matcherv3.RegexMatchAndSubst
 	return replace, nil
 }
 
-func redirect(rd *gatewayapi.Redirect) *routev3.RedirectAction {
+func redirect(rd *gatewayapi.Redirect, o routeOptions) *routev3.RedirectAction {
 	ra := &routev3.RedirectAction{HostRedirect: rd.Hostname}
 	if rd.Scheme != "" {
 		ra.SchemeRewriteSpecifier = &routev3.RedirectAction_SchemeRedirect{SchemeRedirect: rd.Scheme}
 	}
-	if rd.Port > 0 {
+	switch {
+	case rd.Port > 0:
 		ra.PortRedirect = uint32(rd.Port)
+	case rd.Scheme == "" && o.listenerPort != o.defaultPort:
+		// Neither scheme nor port: the spec's port is the listener's
+		// (Envoy would keep the Host header's, none when the client
+		// wrote none).
+		ra.PortRedirect = o.listenerPort
 	}
 	switch {
 	case rd.FullPath != nil:

@@ -84,7 +84,7 @@ func TestGatewayAPIConformance(t *testing.T) {
 		require.NoError(t, install(cl.Scheme()))
 	}
 	impl := implementation
-	impl.Version = strings.TrimSpace(run("git", "-C", repoRoot(), "describe", "--tags", "--always"))
+	impl.Version = strings.TrimSpace(run("git", "-C", repoRoot(), "describe", "--tags", "--always", "--dirty"))
 	opts := suite.ConformanceOptions{
 		ConfigurableOptions: suite.ConfigurableOptions{
 			GatewayClassName:     "eastwest",
@@ -123,22 +123,31 @@ func TestGatewayAPIConformance(t *testing.T) {
 	})
 	cs, err := suite.NewConformanceTestSuite(opts)
 	require.NoError(t, err)
+	// The suite's parallel tests run after this function returns: the
+	// report is read when they are done, as upstream's runner does.
 	start := time.Now()
+	t.Cleanup(func() { checkReport(t, cs, opts.RunTest, start) })
 	cs.Setup(t, tests.ConformanceTests)
-	runErr := cs.Run(t, tests.ConformanceTests)
-	t.Logf("the suite ran %v", time.Since(start).Round(time.Second))
-	require.NoError(t, runErr)
+	require.NoError(t, cs.Run(t, tests.ConformanceTests))
+}
 
+// checkReport reads the suite's report: every profile's core tests
+// passed, and every extended test of the features claimed; it writes the
+// report under -report-dir for a whole run.
+func checkReport(t *testing.T, cs *suite.ConformanceTestSuite, runTest string, start time.Time) {
+	t.Logf("the suite ran %v", time.Since(start).Round(time.Second))
 	rep, err := cs.Report()
-	require.NoError(t, err)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, p := range rep.ProfileReports {
 		t.Logf("%s: core %s (%d passed, %d skipped, %d failed)", p.Name, p.Core.Result, p.Core.Statistics.Passed, p.Core.Statistics.Skipped, p.Core.Statistics.Failed)
-		if p.Core.Result != confv1.Success || p.Core.Statistics.Passed == 0 {
+		if runTest == "" && (p.Core.Result != confv1.Success || p.Core.Statistics.Passed == 0) {
 			t.Errorf("%s core: %s, failed %v, skipped %v", p.Name, p.Core.Result, p.Core.FailedTests, p.Core.SkippedTests)
 		}
 		if p.Extended != nil {
 			t.Logf("%s: extended %s (%d passed, %d skipped, %d failed), supported %v", p.Name, p.Extended.Result, p.Extended.Statistics.Passed, p.Extended.Statistics.Skipped, p.Extended.Statistics.Failed, p.Extended.SupportedFeatures)
-			if p.Extended.Result != confv1.Success && p.Extended.Statistics.Failed > 0 {
+			if p.Extended.Statistics.Failed > 0 {
 				t.Errorf("%s extended: %s, failed %v", p.Name, p.Extended.Result, p.Extended.FailedTests)
 			}
 		}
@@ -146,11 +155,15 @@ func TestGatewayAPIConformance(t *testing.T) {
 	if len(rep.ProfileReports) != len(profiles) {
 		t.Errorf("%d profile reports, want %v", len(rep.ProfileReports), profiles)
 	}
-	if *reportDir != "" && opts.RunTest == "" {
+	if *reportDir != "" && runTest == "" {
 		b, err := yaml.Marshal(rep)
-		require.NoError(t, err)
+		if err != nil {
+			t.Fatal(err)
+		}
 		out := filepath.Join(*reportDir, "gateway-api-report.yaml")
-		require.NoError(t, os.WriteFile(out, b, 0o644)) //nolint:gosec // a report for the docs
+		if err := os.WriteFile(out, b, 0o644); err != nil { //nolint:gosec // a report for the docs
+			t.Fatal(err)
+		}
 		t.Logf("report written to %s", out)
 	}
 }
