@@ -36,7 +36,7 @@ func TestProvisionedGateway(t *testing.T) {
 	c := cluster.Start(t, "east")[0]
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	provisioning(ctx, t, c, "eastwest", 1)
+	provisioning(ctx, t, "eastwest", 1, c)
 	if _, err := c.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "shop"}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -112,33 +112,38 @@ spec:
 	})
 }
 
-// provisioning makes the cluster ready for Gateways of class: the
-// Gateway API CRDs and the GatewayParameters CRD, Envoy's image, the
-// control plane in the test on the host's end of the node's link (where
-// the pods reach it) serving mutual TLS, the member's CA as the issuer of
-// the Envoys' identities (eastwest-system/member-ca), and a GatewayClass
-// whose GatewayParameters (eastwest-system/envoys) deploy replicas Envoys
-// per Gateway with small requests (many Gateways on a 2-CPU node).
-func provisioning(ctx context.Context, t *testing.T, c *cluster.Cluster, class string, replicas int) *controlplane.App {
+// provisioning makes the first of the clusters ready for Gateways of
+// class, with every one of them a member: in each, the MCS, Gateway API
+// and GatewayParameters CRDs and Envoy's image; the control plane in the
+// test, reading and writing back to every cluster, on the host's end of
+// the first's node link (where its pods reach it) serving mutual TLS; in
+// the first, the member's CA as the issuer of the Envoys' identities
+// (eastwest-system/member-ca) and a GatewayClass whose GatewayParameters
+// (eastwest-system/envoys) deploy replicas Envoys per Gateway with small
+// requests (many Gateways on a 2-CPU node).
+func provisioning(ctx context.Context, t *testing.T, class string, replicas int, clusters ...*cluster.Cluster) *controlplane.App {
 	t.Helper()
-	if err := c.Import(cluster.DebianImages(t)); err != nil {
-		t.Fatal(err)
-	}
 	gw, err := kube.GatewayCRDs()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := c.InstallCRDs(ctx, append(append(kube.MCSCRDs(), gw...), crds.GatewayParametersCRD)...); err != nil {
-		t.Fatal(err)
+	members := t.TempDir()
+	for _, c := range clusters {
+		if err := c.Import(cluster.DebianImages(t)); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.InstallCRDs(ctx, append(append(kube.MCSCRDs(), gw...), crds.GatewayParametersCRD)...); err != nil {
+			t.Fatal(err)
+		}
+		kc, err := os.ReadFile(c.Kubeconfig)
+		if err != nil {
+			t.Fatal(err)
+		}
+		testkit.WriteFile(t, filepath.Join(members, c.Name+".yaml"), string(kc))
 	}
+	c := clusters[0]
 	ca := cptest.NewCA(t)
 	srv := ca.ServerAt(t, c.Node.HostIP)
-	members := t.TempDir()
-	kc, err := os.ReadFile(c.Kubeconfig)
-	if err != nil {
-		t.Fatal(err)
-	}
-	testkit.WriteFile(t, filepath.Join(members, c.Name+".yaml"), string(kc))
 	app := cptest.StartWith(t, controlplane.Config{KubeconfigDir: members, WriteBack: true, Resync: 5 * time.Second, ProvisionGateways: true,
 		XDSAddress: c.Node.HostIP + ":0", XDSTLS: controlplane.TLSFiles{Cert: srv.CertFile, Key: srv.KeyFile, ClientCA: ca.File}})
 	caPEM, err := os.ReadFile(ca.File)
