@@ -26,7 +26,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 
-	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
+	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
 	pb "sigs.k8s.io/gateway-api/conformance/echo-basic/grpcechoserver"
 	"sigs.k8s.io/gateway-api/conformance/utils/grpc"
 	"sigs.k8s.io/gateway-api/conformance/utils/kubernetes"
@@ -38,7 +38,7 @@ func init() {
 	ConformanceTests = append(ConformanceTests, GRPCRouteServiceImport)
 }
 
-// GRPCRouteServiceImport: a GRPCRoute to a ServiceImport exported from
+// GRPCRouteServiceImport tests that a GRPCRoute to a ServiceImport exported from
 // both clusters reaches the Gateway's own cluster's endpoints, the peer's
 // when they go away, and its own again when they come back; a GRPCRoute
 // naming a ServiceImport that does not exist says ResolvedRefs False,
@@ -58,7 +58,7 @@ var GRPCRouteServiceImport = confsuite.ConformanceTest{
 		routeNN := types.NamespacedName{Name: "grpc-serviceimport", Namespace: ns}
 		gwNN := types.NamespacedName{Name: "same-namespace", Namespace: ns}
 		kubernetes.NamespacesMustBeReady(t, s.Client, s.TimeoutConfig, []string{ns})
-		gwAddr := kubernetes.GatewayAndRoutesMustBeAccepted(t, s.Client, s.TimeoutConfig, s.ControllerName, kubernetes.NewGatewayRef(gwNN), &gatewayv1.GRPCRoute{}, true, routeNN)
+		gwAddr := kubernetes.GatewayAndRoutesMustBeAccepted(t, s.Client, s.TimeoutConfig, s.ControllerName, kubernetes.NewGatewayRef(gwNN), &gwapiv1.GRPCRoute{}, true, routeNN)
 
 		reaches := func(backend string) grpc.ExpectedResponse {
 			return grpc.ExpectedResponse{EchoRequest: &pb.EchoRequest{}, Backend: backend, Namespace: ns}
@@ -77,13 +77,13 @@ var GRPCRouteServiceImport = confsuite.ConformanceTest{
 		t.Run("a ServiceImport that does not exist: BackendNotFound", func(t *testing.T) {
 			missing := types.NamespacedName{Name: "grpc-serviceimport-missing", Namespace: ns}
 			err := wait.PollUntilContextTimeout(context.Background(), s.TimeoutConfig.DefaultPollInterval, s.TimeoutConfig.RouteMustHaveParents, true, func(ctx context.Context) (bool, error) {
-				var r gatewayv1.GRPCRoute
+				var r gwapiv1.GRPCRoute
 				if err := s.Client.Get(ctx, missing, &r); err != nil {
 					return false, fmt.Errorf("error fetching GRPCRoute: %w", err)
 				}
 				for _, p := range r.Status.Parents {
-					c := meta.FindStatusCondition(p.Conditions, string(gatewayv1.RouteConditionResolvedRefs))
-					if string(p.ControllerName) == s.ControllerName && c != nil && c.Status == "False" && c.Reason == string(gatewayv1.RouteReasonBackendNotFound) && c.ObservedGeneration == r.Generation {
+					c := meta.FindStatusCondition(p.Conditions, string(gwapiv1.RouteConditionResolvedRefs))
+					if string(p.ControllerName) == s.ControllerName && c != nil && c.Status == "False" && c.Reason == string(gwapiv1.RouteReasonBackendNotFound) && c.ObservedGeneration == r.Generation {
 						return true, nil
 					}
 				}

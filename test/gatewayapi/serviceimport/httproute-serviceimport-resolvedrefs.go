@@ -22,7 +22,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
-	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
+	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
 	"sigs.k8s.io/gateway-api/conformance/utils/http"
 	"sigs.k8s.io/gateway-api/conformance/utils/kubernetes"
 	confsuite "sigs.k8s.io/gateway-api/conformance/utils/suite"
@@ -33,7 +33,7 @@ func init() {
 	ConformanceTests = append(ConformanceTests, HTTPRouteServiceImportResolvedRefs)
 }
 
-// HTTPRouteServiceImportResolvedRefs: a route naming a ServiceImport that
+// HTTPRouteServiceImportResolvedRefs tests that a route naming a ServiceImport that
 // does not exist says ResolvedRefs False, BackendNotFound; one naming a
 // ServiceImport of another namespace says RefNotPermitted until a
 // ReferenceGrant there allows it, and then reaches it.
@@ -57,7 +57,7 @@ var HTTPRouteServiceImportResolvedRefs = confsuite.ConformanceTest{
 
 		t.Run("a ServiceImport that does not exist: BackendNotFound", func(t *testing.T) {
 			kubernetes.HTTPRouteMustHaveCondition(t, s.Client, s.TimeoutConfig, missing, gwNN, metav1.Condition{
-				Type: string(gatewayv1.RouteConditionResolvedRefs), Status: metav1.ConditionFalse, Reason: string(gatewayv1.RouteReasonBackendNotFound),
+				Type: string(gwapiv1.RouteConditionResolvedRefs), Status: metav1.ConditionFalse, Reason: string(gwapiv1.RouteReasonBackendNotFound),
 			})
 			http.MakeRequestAndExpectEventuallyConsistentResponse(t, s.RoundTripper, s.TimeoutConfig, gwAddr, http.ExpectedResponse{
 				Request: http.Request{Path: "/missing"}, Response: http.Response{StatusCodes: []int{500}},
@@ -65,7 +65,7 @@ var HTTPRouteServiceImportResolvedRefs = confsuite.ConformanceTest{
 		})
 		t.Run("a ServiceImport of another namespace without a ReferenceGrant: RefNotPermitted", func(t *testing.T) {
 			kubernetes.HTTPRouteMustHaveCondition(t, s.Client, s.TimeoutConfig, cross, gwNN, metav1.Condition{
-				Type: string(gatewayv1.RouteConditionResolvedRefs), Status: metav1.ConditionFalse, Reason: string(gatewayv1.RouteReasonRefNotPermitted),
+				Type: string(gwapiv1.RouteConditionResolvedRefs), Status: metav1.ConditionFalse, Reason: string(gwapiv1.RouteReasonRefNotPermitted),
 			})
 			http.MakeRequestAndExpectEventuallyConsistentResponse(t, s.RoundTripper, s.TimeoutConfig, gwAddr, http.ExpectedResponse{
 				Request: http.Request{Path: "/other"}, Response: http.Response{StatusCodes: []int{500}},

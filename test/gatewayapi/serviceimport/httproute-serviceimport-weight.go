@@ -33,7 +33,7 @@ func init() {
 	ConformanceTests = append(ConformanceTests, HTTPRouteServiceImportWeight)
 }
 
-// HTTPRouteServiceImportWeight: an HTTPRoute's weights split its traffic
+// HTTPRouteServiceImportWeight tests that an HTTPRoute's weights split its traffic
 // between a ServiceImport (whose endpoints are all in the other cluster)
 // and a Service of the Gateway's cluster.
 var HTTPRouteServiceImportWeight = confsuite.ConformanceTest{

@@ -31,7 +31,7 @@ func init() {
 	ConformanceTests = append(ConformanceTests, HTTPRouteServiceImport)
 }
 
-// HTTPRouteServiceImport: an HTTPRoute to a ServiceImport exported from
+// HTTPRouteServiceImport tests that an HTTPRoute to a ServiceImport exported from
 // both clusters reaches the Gateway's own cluster's endpoints while it has
 // ready ones, the peer's when they go away, and its own again when they
 // come back.
