@@ -11,6 +11,7 @@ import (
 	goruntime "runtime"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	ctrlclient "sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
@@ -78,7 +80,8 @@ func TestGatewayAPIConformance(t *testing.T) {
 	}
 	provisioning(ctx, t, "eastwest", 1, c)
 
-	cl := suiteClient(t, c.Config)
+	copts := suiteOptions(t)
+	cl := suiteClient(t, c.Config, copts)
 	impl := implementation
 	impl.Version = strings.TrimSpace(run("git", "-C", repoRoot(), "describe", "--tags", "--always", "--dirty"))
 	opts := suite.ConformanceOptions{
@@ -91,10 +94,11 @@ func TestGatewayAPIConformance(t *testing.T) {
 			Implementation:       impl,
 			ConformanceProfiles:  profiles,
 		},
-		Client:     cl,
-		Clientset:  c.Client,
-		RestConfig: c.Config,
-		ManifestFS: []fs.FS{&conformance.Manifests},
+		Client:        cl,
+		ClientOptions: copts,
+		Clientset:     c.Client,
+		RestConfig:    c.Config,
+		ManifestFS:    []fs.FS{&conformance.Manifests},
 	}
 	flags.ApplyAll(&opts.ConfigurableOptions)
 	if opts.RunTest != "" {
@@ -164,16 +168,31 @@ func checkReport(t *testing.T, cs *suite.ConformanceTestSuite, runTest string, s
 	}
 }
 
-// suiteClient is a client of the suite's kind (controller-runtime's,
-// with the Gateway API's and the CRDs' types) for a cluster.
-func suiteClient(t *testing.T, cfg *rest.Config) ctrlclient.Client {
+// setLogger gives controller-runtime, which the suite uses, its logger
+// once.
+var setLogger sync.Once
+
+// suiteOptions are the suite's client options: a scheme of its own with
+// the Gateway API's and the CRDs' types. The default scheme is client-go's
+// global, which the control plane in this process decodes with while the
+// suite would add its types to it (upstream's runner does, alone in its
+// process); the suite makes clients of its own with these options too.
+func suiteOptions(t *testing.T) ctrlclient.Options {
 	t.Helper()
-	log.SetLogger(zap.New(zap.WriteTo(os.Stderr), zap.UseDevMode(true)))
-	cl, err := ctrlclient.New(cfg, ctrlclient.Options{})
-	require.NoError(t, err)
-	for _, install := range []func(*runtime.Scheme) error{v1alpha3.Install, v1alpha2.Install, v1beta1.Install, gwapiv1.Install, apiextensionsv1.AddToScheme} {
-		require.NoError(t, install(cl.Scheme()))
+	setLogger.Do(func() { log.SetLogger(zap.New(zap.WriteTo(os.Stderr), zap.UseDevMode(true))) })
+	sch := runtime.NewScheme()
+	for _, install := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, v1alpha3.Install, v1alpha2.Install, v1beta1.Install, gwapiv1.Install, apiextensionsv1.AddToScheme} {
+		require.NoError(t, install(sch))
 	}
+	return ctrlclient.Options{Scheme: sch}
+}
+
+// suiteClient is a client of the suite's kind (controller-runtime's) for
+// a cluster.
+func suiteClient(t *testing.T, cfg *rest.Config, opts ctrlclient.Options) ctrlclient.Client {
+	t.Helper()
+	cl, err := ctrlclient.New(cfg, opts)
+	require.NoError(t, err)
 	return cl
 }
 

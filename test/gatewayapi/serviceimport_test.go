@@ -40,7 +40,8 @@ func TestServiceImportConformance(t *testing.T) {
 	provisioning(ctx, t, "eastwest", 1, clusters...)
 	east, west := clusters[0], clusters[1]
 
-	serviceimport.Peer = suiteClient(t, west.Config)
+	copts := suiteOptions(t)
+	serviceimport.Peer = suiteClient(t, west.Config, copts)
 	opts := suite.ConformanceOptions{
 		ConfigurableOptions: suite.ConfigurableOptions{
 			GatewayClassName:     "eastwest",
@@ -51,7 +52,8 @@ func TestServiceImportConformance(t *testing.T) {
 			SupportedFeatures: []features.FeatureName{features.SupportGateway, features.SupportHTTPRoute, features.SupportGRPCRoute,
 				features.SupportReferenceGrant, serviceimport.SupportServiceImportBackend},
 		},
-		Client:        suiteClient(t, east.Config),
+		Client:        suiteClient(t, east.Config, copts),
+		ClientOptions: copts,
 		Clientset:     east.Client,
 		RestConfig:    east.Config,
 		ManifestFS:    []fs.FS{&serviceimport.Manifests},

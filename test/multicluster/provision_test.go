@@ -12,6 +12,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
@@ -176,13 +177,35 @@ func TestGatewayProvisioning(t *testing.T) {
 		t.Errorf("the identity is not the member CA's: %v", err)
 	}
 
-	testkit.Eventually(t, "the Gateway's address: its Service's cluster IP", func() error {
+	// No load balancer here: the LoadBalancer Service has no address, nor
+	// has the Gateway (its cluster IP is not where clients outside reach
+	// it), until a load balancer gives one.
+	testkit.Eventually(t, "no address while the load balancer has none: AddressNotAssigned", func() error {
 		g, err := api.Gateways("infra").Get(ctx, "public", metav1.GetOptions{})
 		if err != nil {
 			return err
 		}
-		if len(g.Status.Addresses) != 1 || g.Status.Addresses[0].Value != svc.Spec.ClusterIP {
-			return fmt.Errorf("addresses %+v, want %s", g.Status.Addresses, svc.Spec.ClusterIP)
+		c := meta.FindStatusCondition(g.Status.Conditions, "Programmed")
+		if len(g.Status.Addresses) != 0 || c == nil || c.Reason != "AddressNotAssigned" {
+			return fmt.Errorf("addresses %+v, Programmed %+v", g.Status.Addresses, c)
+		}
+		return nil
+	})
+	svc, err = a.Client.CoreV1().Services("infra").Get(ctx, svc.Name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: "192.0.2.7"}}
+	if _, err := a.Client.CoreV1().Services("infra").UpdateStatus(ctx, svc, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	testkit.Eventually(t, "the Gateway's address: its Service's load balancer's", func() error {
+		g, err := api.Gateways("infra").Get(ctx, "public", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if len(g.Status.Addresses) != 1 || g.Status.Addresses[0].Value != "192.0.2.7" {
+			return fmt.Errorf("addresses %+v, want 192.0.2.7", g.Status.Addresses)
 		}
 		return nil
 	})
