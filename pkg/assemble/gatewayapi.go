@@ -59,7 +59,7 @@ func (g *gatewayAPI) build(state *mcs.State, store *mcs.Store, ch mcs.Changes) (
 			if !r.Refs[k] || dirty[m] {
 				continue
 			}
-			if refSignature(state, store, m, k) != g.refSig[m][k] {
+			if refSignature(state, store, m, k, r.Fronts[k]) != g.refSig[m][k] {
 				dirty[m] = true
 				continue
 			}
@@ -89,7 +89,7 @@ func (g *gatewayAPI) build(state *mcs.State, store *mcs.Store, ch mcs.Changes) (
 		g.results[m] = r
 		sigs := map[mcs.ServiceKey]string{}
 		for k := range r.Refs {
-			sigs[k] = refSignature(state, store, m, k)
+			sigs[k] = refSignature(state, store, m, k, r.Fronts[k])
 		}
 		g.refSig[m] = sigs
 		rebuilt = append(rebuilt, m)
@@ -99,11 +99,12 @@ func (g *gatewayAPI) build(state *mcs.State, store *mcs.Store, ch mcs.Changes) (
 
 // refSignature is what gatewayapi.Build reads of a service for a member (the
 // key of build's "does this change need a build"): the import's ports and
-// affinity, and the member's own Service's, and whether that has a ready
-// endpoint (a Gateway's Programmed condition). Endpoints are not in it
-// otherwise: they change the backends' clusters, not the routes. A field
+// affinity, and the member's own Service's, and for a Service in front of
+// a Gateway's Envoys (front) whether it has a ready endpoint (the
+// Gateway's Programmed condition). Endpoints are not in it otherwise: a
+// backend's change its clusters, not the routes. A field
 // gatewayapi.Build starts to read goes here.
-func refSignature(state *mcs.State, store *mcs.Store, member string, k mcs.ServiceKey) string {
+func refSignature(state *mcs.State, store *mcs.Store, member string, k mcs.ServiceKey, front bool) string {
 	var b strings.Builder
 	if st := state.Services.Get(k); st != nil && st.Import != nil {
 		fmt.Fprintf(&b, "import %s %s:", st.Import.Type, st.Import.SessionAffinity)
@@ -116,7 +117,9 @@ func refSignature(state *mcs.State, store *mcs.Store, member string, k mcs.Servi
 		for _, p := range svc.Ports {
 			fmt.Fprintf(&b, " %s/%s/%d", p.Name, p.Protocol, p.Port)
 		}
-		fmt.Fprintf(&b, "; ready %v", localReady(store, member, k))
+		if front {
+			fmt.Fprintf(&b, "; ready %v", localReady(store, member, k))
+		}
 	}
 	return b.String()
 }

@@ -42,7 +42,7 @@ const (
 // Gateways eastwest implements with their attached routes, the member's
 // mesh routes and every status this controller owns.
 func Build(in *Inputs, look Lookup) Result {
-	b := &builder{in: in, look: look, res: Result{Mesh: map[mcs.ServiceKey][]*MeshRoute{}, Refs: map[mcs.ServiceKey]bool{}, RouteRefs: map[RouteKey][]mcs.ServiceKey{}}}
+	b := &builder{in: in, look: look, res: Result{Mesh: map[mcs.ServiceKey][]*MeshRoute{}, Refs: map[mcs.ServiceKey]bool{}, Fronts: map[mcs.ServiceKey]bool{}, RouteRefs: map[RouteKey][]mcs.ServiceKey{}}}
 	if in == nil {
 		return b.res
 	}
@@ -226,7 +226,7 @@ func (b *builder) addresses(gw types.NamespacedName) (out []gwapiv1.GatewayStatu
 		}
 		names = append(names, key.Name)
 		sk := mcs.ServiceKey{Namespace: key.Namespace, Name: key.Name}
-		b.res.Refs[sk] = true
+		b.res.Refs[sk], b.res.Fronts[sk] = true, true
 		ready = ready || b.look.Ready(sk)
 		if svc.Spec.Type == corev1.ServiceTypeLoadBalancer {
 			for _, in := range svc.Status.LoadBalancer.Ingress {

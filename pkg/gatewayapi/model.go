@@ -26,6 +26,10 @@ type Result struct {
 	// Refs are the services the result read (backends and mesh parents):
 	// it must be built again when any of them changes.
 	Refs map[mcs.ServiceKey]bool
+	// Fronts are the Services in front of Gateways' Envoys among Refs:
+	// their readiness (a ready endpoint or none) is read too, for the
+	// Gateways' Programmed condition.
+	Fronts map[mcs.ServiceKey]bool
 	// RouteRefs are, per route with a parent of ours, the services it
 	// names (backends, mirrors, mesh parents), for explaining a service.
 	RouteRefs map[RouteKey][]mcs.ServiceKey

@@ -67,7 +67,7 @@ type Cluster struct {
 	Network string
 	// LoadBalancerPool is where its load balancer gives each LoadBalancer
 	// Service an address of its own, routed to the node from the test's
-	// namespace (not on separate networks: there LoadBalancerIP).
+	// namespace (not on separate networks: there every Service gets WAN).
 	LoadBalancerPool netip.Prefix
 	separate         bool
 	// Kubeconfig is an admin kubeconfig (system:masters).

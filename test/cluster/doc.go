@@ -4,8 +4,9 @@
 // kube-scheduler, containerd, kubelet and kube-proxy, pods on a CNI
 // bridge, and images imported from archives the harness builds (no
 // registry), and a load balancer as cloud-provider-kind is kind's (a
-// LoadBalancer Service gets the node's address, LoadBalancerIP, which
-// kube-proxy serves). The apiserver harness (test/kube) stays for the
+// LoadBalancer Service gets an address of its own from the cluster's
+// LoadBalancerPool, routed from the test's namespace, or on separate
+// networks the node's WAN address; kube-proxy serves it). The apiserver harness (test/kube) stays for the
 // many tests that need no pods.
 //
 // What this machine kind needs and why (../shared/REAL-NODES.md): root;

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eastwest-dev/eastwest/internal/testkit"
+
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/eastwest-dev/eastwest/internal/image"
@@ -43,7 +45,7 @@ const (
 func BaseImages(t testing.TB) (string, error) {
 	t.Helper()
 	baseOnce.Do(func() {
-		root := repoRoot()
+		root := testkit.RepoRoot()
 		baseArchive, baseErr = staticArchive("base.tar", []staticImage{
 			{[]string{SandboxImage}, root, "github.com/eastwest-dev/eastwest/test/cluster/pause", "pause", filepath.Join(root, "test", "cluster", "pause")},
 			{[]string{EchoImage}, root, "github.com/eastwest-dev/eastwest/test/cluster/echo", "echo", filepath.Join(root, "test", "cluster", "echo")},
@@ -80,7 +82,7 @@ var (
 func GatewayConformanceImages(t testing.TB) string {
 	t.Helper()
 	gatewayOnce.Do(func() {
-		root := repoRoot()
+		root := testkit.RepoRoot()
 		const echo = "sigs.k8s.io/gateway-api/conformance/echo-basic"
 		out, err := exec.Command("go", "list", "-f", "{{.Dir}}", echo).Output()
 		if err != nil {
@@ -144,11 +146,6 @@ func staticArchive(name string, builds []staticImage) (string, error) {
 		return "", err
 	}
 	return archive, writeKey(archive, key)
-}
-
-func repoRoot() string {
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(file), "..", "..")
 }
 
 // inputsKey summarizes what an archive is built from: the Go version and

@@ -13,15 +13,6 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 )
 
-// LoadBalancerIP is the address the cluster's load balancer gives every
-// LoadBalancer Service on separate networks: the node's WAN address,
-// where the other networks reach it. On a flat network (or a cluster of
-// its own) each Service gets an address of its own from
-// LoadBalancerPool instead: read it from the Service's status.
-func (c *Cluster) LoadBalancerIP() string {
-	return c.WAN
-}
-
 // lbPoolPrefix is where the clusters' load balancer pools are: a /24 each,
 // the first one free on the machine (its route from the test's
 // namespace is the claim, so that test processes side by side never
@@ -47,8 +38,9 @@ func (c *Cluster) claimLoadBalancerPool() error {
 // cloud-provider-kind is kind's: every Service of type LoadBalancer gets
 // an ingress address, and kube-proxy sends what reaches that address on
 // the Service's ports to its endpoints (one node: the node is the load
-// balancer). On separate networks the address is the node's WAN address
-// (LoadBalancerIP: Services share it, so their ports must differ); else
+// balancer). On separate networks the address is the node's WAN address,
+// where the other networks reach it (Services share it, so their ports
+// must differ); else
 // each Service gets the lowest free address of LoadBalancerPool (so that
 // Gateways listening on the same port, as the Gateway API conformance
 // suite's do, do not collide), given back when the Service goes. So a

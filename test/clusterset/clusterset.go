@@ -7,11 +7,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/eastwest-dev/eastwest/internal/testkit"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -144,7 +145,7 @@ func Up(t testing.TB) *ClusterSet {
 // runs by default.
 func chartAppVersion(t testing.TB) string {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(repoRoot(), "deploy", "helm", "eastwest", "Chart.yaml"))
+	b, err := os.ReadFile(filepath.Join(testkit.RepoRoot(), "deploy", "helm", "eastwest", "Chart.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -203,7 +204,7 @@ spec:
 // helm is the Helm binary make helm builds.
 func helm(t testing.TB) string {
 	t.Helper()
-	p := filepath.Join(repoRoot(), ".cache", "bin", "helm")
+	p := filepath.Join(testkit.RepoRoot(), ".cache", "bin", "helm")
 	if _, err := os.Stat(p); err != nil {
 		t.Fatalf("no helm at %s: run `make helm`", p)
 	}
@@ -213,16 +214,11 @@ func helm(t testing.TB) string {
 // buildXDS builds the xds command (for create-remote-secret) into dir.
 func buildXDS(t testing.TB, dir string) string {
 	t.Helper()
-	bin, err := cluster.Static(dir, repoRoot(), "github.com/eastwest-dev/eastwest/cmd/xds", "xds")
+	bin, err := cluster.Static(dir, testkit.RepoRoot(), "github.com/eastwest-dev/eastwest/cmd/xds", "xds")
 	if err != nil {
 		t.Fatal(err)
 	}
 	return bin
-}
-
-func repoRoot() string {
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(file), "..", "..")
 }
 
 // diagnose logs what a failed test needs to say why: every replica's xDS

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eastwest-dev/eastwest/internal/testkit"
+
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
@@ -83,7 +85,7 @@ func guideBlocks(file string, doc []byte) ([]block, error) {
 // readGuide reads the sh blocks of a guide of the repository.
 func readGuide(t testing.TB, guide string) []block {
 	t.Helper()
-	doc, err := os.ReadFile(filepath.Join(repoRoot(), guide))
+	doc, err := os.ReadFile(filepath.Join(testkit.RepoRoot(), guide))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,7 +136,7 @@ func (cs *ClusterSet) runGuides(ctx context.Context, t testing.TB, helmBin strin
 		}
 	}
 	links := map[string]string{
-		filepath.Join(work, "deploy"): filepath.Join(repoRoot(), "deploy"),
+		filepath.Join(work, "deploy"): filepath.Join(testkit.RepoRoot(), "deploy"),
 		filepath.Join(bin, "xds"):     cs.XDS,
 		filepath.Join(bin, "helm"):    helmBin,
 		filepath.Join(bin, "kubectl"): filepath.Join(cluster.DefaultBins().Kube, "kubectl"),

@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eastwest-dev/eastwest/internal/testkit"
+
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"sigs.k8s.io/yaml"
@@ -44,7 +46,7 @@ const (
 // ClusterSetIP and headless services answered by each cluster's own
 // CoreDNS with the project's Corefile) passes, none skipped.
 func TestMCSConformance(t *testing.T) {
-	root := repoRoot()
+	root := testkit.RepoRoot()
 	suiteDir := filepath.Join(root, "test", "conformance", "mcs-api")
 	if err := checkSums(suiteDir); err != nil {
 		t.Fatalf("the vendored suite is not the upstream one: %v", err)
@@ -183,7 +185,7 @@ func runSuite(suite, dir, log, kubeconfig string, clusters []*cluster.Cluster) e
 		return err
 	}
 	defer out.Close()
-	version := strings.TrimSpace(run("git", "-C", repoRoot(), "describe", "--tags", "--always"))
+	version := strings.TrimSpace(run("git", "-C", testkit.RepoRoot(), "describe", "--tags", "--always"))
 	cmd := exec.Command(suite, "-test.v", "-test.timeout", "50m", //nolint:gosec // the suite this test built
 		"-ginkgo.v", "-ginkgo.no-color",
 		"-kubeconfig", kubeconfig, "-contexts", strings.Join(names, ","),
@@ -316,9 +318,4 @@ func tail(path string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
-}
-
-func repoRoot() string {
-	wd, _ := os.Getwd()
-	return filepath.Join(wd, "..", "..")
 }

@@ -9,12 +9,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/eastwest-dev/eastwest/internal/testkit"
 
 	"sigs.k8s.io/yaml"
 
@@ -32,7 +33,7 @@ const Version = "1.40.0"
 func Bin(t testing.TB) string {
 	t.Helper()
 	var tried []string
-	candidates := []string{os.Getenv("ENVOY_BIN"), filepath.Join(repoRoot(), ".cache", "envoy", "envoy")}
+	candidates := []string{os.Getenv("ENVOY_BIN"), filepath.Join(testkit.RepoRoot(), ".cache", "envoy", "envoy")}
 	if p, err := exec.LookPath("envoy"); err == nil {
 		candidates = append(candidates, p)
 	}
@@ -51,13 +52,9 @@ func Bin(t testing.TB) string {
 }
 
 // repoRoot is the module's root folder.
-func repoRoot() string {
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(file), "..", "..")
-}
 
 // Shipped returns the path of a bootstrap in deploy/envoy.
-func Shipped(name string) string { return filepath.Join(repoRoot(), "deploy", "envoy", name) }
+func Shipped(name string) string { return filepath.Join(testkit.RepoRoot(), "deploy", "envoy", name) }
 
 // TLS are the files of an Envoy's xDS client certificate.
 type TLS struct {

@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	goruntime "runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -83,7 +82,7 @@ func TestGatewayAPIConformance(t *testing.T) {
 	copts := suiteOptions(t)
 	cl := suiteClient(t, c.Config, copts)
 	impl := implementation
-	impl.Version = strings.TrimSpace(run("git", "-C", repoRoot(), "describe", "--tags", "--always", "--dirty"))
+	impl.Version = strings.TrimSpace(run("git", "-C", testkit.RepoRoot(), "describe", "--tags", "--always", "--dirty"))
 	opts := suite.ConformanceOptions{
 		ConfigurableOptions: suite.ConfigurableOptions{
 			GatewayClassName:     "eastwest",
@@ -199,9 +198,4 @@ func suiteClient(t *testing.T, cfg *rest.Config, opts ctrlclient.Options) ctrlcl
 func run(name string, args ...string) string {
 	b, _ := exec.Command(name, args...).Output() //nolint:gosec // fixed commands
 	return string(b)
-}
-
-func repoRoot() string {
-	_, file, _, _ := goruntime.Caller(0)
-	return filepath.Join(filepath.Dir(file), "..", "..")
 }
