@@ -289,7 +289,9 @@ func adsClient(t *testing.T, app *controlplane.App) (discoveryv3.AggregatedDisco
 // `xds explain` shows each view's path to each member: direct on its own
 // network, through which gateways of which network when it tunnels, and
 // which members it leaves out and why (a proxyless client cannot tunnel;
-// central, on east's network, has no gateway for west to reach).
+// central, on east's network, has no gateway for west to reach): the
+// reasons translate gave when it left them out, and the tier it placed
+// each served member in.
 func TestExplainShowsNetworkPaths(t *testing.T) {
 	app := cptest.Start(t, "../../testdata/networks.in")
 	var stdout, stderr bytes.Buffer
@@ -322,10 +324,12 @@ func TestExplainShowsNetworkPaths(t *testing.T) {
 		{"east/gateway", "priority 1  central/z1   weight 3  3 healthy, 0 draining  direct"},
 		{"east/gateway", "priority 1  west         weight 3  via west's gateways 198.51.100.7:15443, 198.51.100.8:15443, their host names (cluster eastwest-gateways:west, resolved by Envoy) (network west, mutual TLS, west's gateway identity only)"},
 		{"east/client", "priority 1  west         weight 3  via this member's gateways at 10.96.0.10:15080, then west's (network west)"},
-		{"west/client", "central (network east) left out: network east has no east-west gateway address"},
-		{"central/client", "west (network west) left out: a proxyless client reaches other networks through its member's gateways"},
-		{"west/gateway", "central (network east) left out: network east has no east-west gateway address"},
-		{"central/gateway", "west (network west) left out: this member has no east-west gateway Service"},
+		{"west/client", "central (network east) left out: a proxyless client reaches other networks through its member's east-west gateways, and this member has none it can use"},
+		{"east/gateway", "[this member]"},
+		{"east/gateway", "[other members]"},
+		{"central/client", "west (network west) left out: a proxyless client reaches other networks through its member's east-west gateways, and this member has none it can use"},
+		{"west/gateway", "central (network east) left out: central: network east has no east-west gateway address"},
+		{"central/gateway", "west (network west) left out: this member's east-west gateways hold no usable tunnel certificate: it has no east-west gateway Service"},
 	} {
 		if got := view(tc.view); !strings.Contains(got, tc.want) {
 			t.Errorf("%s: want %q in:\n%s", tc.view, tc.want, got)

@@ -2,7 +2,7 @@ package crds
 
 import _ "embed" // for go:embed
 
-// ClusterPropertyCRD is about.k8s.io/v1alpha1 ClusterProperty.
+// ClusterPropertyCRD is about.k8s.io ClusterProperty (v1beta1, stored, and v1alpha1).
 //
 //go:embed about.k8s.io_clusterproperties.yaml
 var ClusterPropertyCRD []byte

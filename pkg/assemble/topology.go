@@ -123,7 +123,11 @@ func (a *Assembler) topology(state *mcs.State) *translate.Topology {
 		if c.ID == "" {
 			continue
 		}
-		m := translate.NetworkMember{Network: c.Network, Gateways: c.Gateways, Local: c.LocalGateway, TrustAnchor: a.opts.Anchors.PEM(string(c.ID))}
+		m := translate.NetworkMember{Network: c.Network, Gateways: c.Gateways, Local: c.LocalGateway, TrustAnchor: a.opts.Anchors.PEM(string(c.ID)),
+			Problem: c.GatewayError, CertificateProblem: c.TunnelError}
+		if c.TunnelSecret == "" {
+			m.CertificateProblem = "it has no east-west gateway Service (labelled " + mcs.LabelGateway + " in the gateway namespace), whose tunnel Secret holds it"
+		}
 		if c.Network != "" {
 			used = true
 		}

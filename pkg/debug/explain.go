@@ -269,6 +269,9 @@ func routesNaming(s *controlplane.Snapshot, key mcs.ServiceKey) []RouteExplanati
 func (h *Handler) explainView(s *controlplane.Snapshot, v translate.View, st *mcs.ServiceState, names map[string]bool) ViewExplanation {
 	view := v.String()
 	ve := ViewExplanation{View: view}
+	// Where translate put each member, and why: its own decisions, made
+	// again from the served state and view by the same code.
+	placed := translate.Placements(st, v)
 	for _, typ := range translate.TypeOrder() {
 		// Only what may concern the service is decoded: its own names,
 		// and route configurations (a gateway's name it among others).
@@ -280,7 +283,7 @@ func (h *Handler) explainView(s *controlplane.Snapshot, v translate.View, st *mc
 				if !names[p.Name] {
 					continue
 				}
-				rs.Detail = append(localities(m, v, s.State), leftOut(m, v, st, s.State)...)
+				rs.Detail = localities(m, v, s.State, placed[p.Name])
 			case *routev3.RouteConfiguration:
 				if names[p.Name] {
 					rs.Detail = routes(m, nil)
@@ -330,9 +333,12 @@ func clientHas(c cache.Client, res []ResourceSummary) ClientResources {
 }
 
 // localities describes a load assignment's localities: priority, member
-// (and zone), weight, endpoints, and the path: direct to the pods, or
-// through the member's gateways (their addresses, its network).
-func localities(cla *endpointv3.ClusterLoadAssignment, v translate.View, state *mcs.State) []string {
+// (and zone), weight, endpoints, the path (direct to the pods, or
+// through the member's gateways: their addresses, its network), and the
+// tier translate placed the member in; then the members translate left
+// out of it, and why (placed: translate's placements of the port, nil
+// for a tunnel listener's cluster).
+func localities(cla *endpointv3.ClusterLoadAssignment, v translate.View, state *mcs.State, placed []translate.Placement) []string {
 	var out []string
 	// The weight column lines up under the longest locality.
 	width := 12
@@ -368,10 +374,20 @@ func localities(cla *endpointv3.ClusterLoadAssignment, v translate.View, state *
 		default:
 			line += fmt.Sprintf("%d healthy, %d draining  direct", healthy, draining)
 		}
+		for _, pl := range placed {
+			if pl.Priority >= 0 && string(pl.Member) == l.Locality.GetRegion() {
+				line += "  [" + pl.Tier + "]"
+			}
+		}
 		out = append(out, line)
 	}
 	if len(out) == 0 {
-		out = append(out, "no usable endpoints: RPCs to this port fail")
+		out = append(out, "no usable endpoints: requests to this port fail (HTTP 503, gRPC UNAVAILABLE)")
+	}
+	for _, pl := range placed {
+		if pl.Priority < 0 {
+			out = append(out, fmt.Sprintf("%s (network %s) left out: %s", pl.Member, mcs.NetworkName(networkOf(state, pl.Member)), pl.Why))
+		}
 	}
 	return out
 }
@@ -382,53 +398,6 @@ func localityName(l *corev3.Locality) string {
 		return l.GetRegion() + "/" + z
 	}
 	return l.GetRegion()
-}
-
-// leftOut says which members exporting the load assignment's port on
-// another network than the view's are not in it, and why.
-func leftOut(cla *endpointv3.ClusterLoadAssignment, v translate.View, st *mcs.ServiceState, state *mcs.State) []string {
-	if st == nil || st.Import == nil {
-		return nil
-	}
-	present := map[string]bool{}
-	for _, l := range cla.Endpoints {
-		present[l.Locality.GetRegion()] = true
-	}
-	mine := networkOf(state, v.Cluster)
-	var out []string
-	for _, p := range st.Import.Ports {
-		if translate.ClusterName(st.Key, p.Port) != cla.ClusterName {
-			continue
-		}
-		for _, c := range p.Clusters {
-			theirs := networkOf(state, c)
-			if present[string(c)] || theirs == mine {
-				continue
-			}
-			why := "this view cannot tunnel (only east-west gateways with a tunnel certificate do)"
-			if v.Role == translate.RoleClient {
-				why = "a proxyless client reaches other networks through its member's gateways: their Service needs a cluster IP and a port named http, and a tunnel to that member"
-			}
-			for _, ci := range state.Clusters {
-				switch {
-				case v.Role != translate.RoleGateway:
-				case ci.ID == v.Cluster && ci.TunnelSecret == "":
-					why = "this member has no east-west gateway Service, so its gateways have no tunnel certificate"
-				case ci.ID == v.Cluster && ci.TunnelError != "":
-					why = "no tunnel: " + ci.TunnelError
-				case ci.ID == v.Cluster:
-					why = "no tunnel: this member's tunnel Secret " + ci.TunnelSecret + " and " + string(c) + "'s must hold valid certificates, and " + string(c) + " needs a gateway IP address"
-				}
-			}
-			for _, ci := range state.Clusters {
-				if ci.ID == c && ci.GatewayError != "" {
-					why = ci.GatewayError
-				}
-			}
-			out = append(out, fmt.Sprintf("%s (network %s) left out: %s", c, mcs.NetworkName(theirs), why))
-		}
-	}
-	return out
 }
 
 // networkOf is a member's network ("" for the default one).

@@ -54,6 +54,7 @@ var (
 	gvExportV1a1    = schema.GroupVersion{Group: mcsv1a1.GroupName, Version: mcsv1a1.GroupVersion.Version}.WithKind("ServiceExport")
 	gvExportV1b1    = schema.GroupVersion{Group: mcsv1b1.GroupName, Version: mcsv1b1.GroupVersion.Version}.WithKind(mcsv1b1.ServiceExportKindName)
 	gvProperty      = about.GroupVersion.WithKind("ClusterProperty")
+	gvPropertyV1a1  = about.GroupVersionV1alpha1.WithKind("ClusterProperty")
 	gvHTTPRoute     = schema.GroupVersion{Group: gwapiv1.GroupName, Version: "v1"}.WithKind("HTTPRoute")
 	gvGRPCRoute     = schema.GroupVersion{Group: gwapiv1.GroupName, Version: "v1"}.WithKind("GRPCRoute")
 	gvGatewayClass  = schema.GroupVersion{Group: gwapiv1.GroupName, Version: "v1"}.WithKind("GatewayClass")
@@ -66,7 +67,9 @@ var (
 
 // Kinds are the kinds eastwest reads, each version it reads them in.
 var Kinds = []Kind{
+	// v1beta1 and v1alpha1 ClusterProperties have the same fields.
 	{gvProperty, func() metav1.Object { return &about.ClusterProperty{} }, false, 0, validation.IsDNS1123Subdomain, MCS},
+	{gvPropertyV1a1, func() metav1.Object { return &about.ClusterProperty{} }, false, 0, validation.IsDNS1123Subdomain, MCS},
 	{gvNamespace, func() metav1.Object { return &corev1.Namespace{} }, false, 1, validation.IsDNS1123Label, MCS | Gateway},
 	{gvService, func() metav1.Object { return &corev1.Service{} }, true, 2, validation.IsDNS1035Label, MCS | Gateway},
 	{gvExportV1b1, func() metav1.Object { return &mcsv1b1.ServiceExport{} }, true, 3, validation.IsDNS1035Label, MCS},

@@ -15,27 +15,27 @@ const defaultSessionAffinityTimeout int32 = 10800
 
 // exportFromV1beta1 keeps what the merge reads of a v1beta1 ServiceExport.
 func exportFromV1beta1(se *mcsv1b1.ServiceExport) *Export {
-	return &Export{
+	return (&Export{
 		Created:             se.CreationTimestamp.Time,
 		Generation:          se.Generation,
 		APIVersion:          mcsv1b1.GroupVersion.String(),
 		ExportedLabels:      se.Spec.ExportedLabels,
 		ExportedAnnotations: se.Spec.ExportedAnnotations,
 		Passthrough:         se.Annotations[AnnotationPassthrough] == "true",
-	}
+	}).trafficPolicyFrom(se.Annotations)
 }
 
 // exportFromV1alpha1 keeps what the merge reads of a v1alpha1 ServiceExport;
 // both versions carry the same fields.
 func exportFromV1alpha1(se *mcsv1a1.ServiceExport) *Export {
-	return &Export{
+	return (&Export{
 		Created:             se.CreationTimestamp.Time,
 		Generation:          se.Generation,
 		APIVersion:          mcsv1a1.GroupVersion.String(),
 		ExportedLabels:      se.Spec.ExportedLabels,
 		ExportedAnnotations: se.Spec.ExportedAnnotations,
 		Passthrough:         se.Annotations[AnnotationPassthrough] == "true",
-	}
+	}).trafficPolicyFrom(se.Annotations)
 }
 
 // serviceFrom keeps what the merge reads of a Service and applies the

@@ -27,6 +27,9 @@ type ClusterInput struct {
 	// Loops are the endpoint addresses left out of Slices: the member's
 	// east-west gateways (loop.go).
 	Loops []string
+	// Properties are the member's ClusterProperties (bounded), which
+	// cluster selectors match.
+	Properties map[string]string
 }
 
 // conflictReasons lists the Conflict reasons in the order they are reported.
@@ -40,6 +43,7 @@ var conflictReasons = []mcsv1b1.ServiceExportConditionReason{
 	mcsv1b1.ServiceExportReasonIPFamilyConflict,
 	mcsv1b1.ServiceExportReasonLabelsConflict,
 	mcsv1b1.ServiceExportReasonAnnotationsConflict,
+	ReasonClusterSelectorsConflict,
 }
 
 // MergeService applies the KEP-1645 rules to one service's inputs from every
@@ -76,7 +80,7 @@ func MergeService(key ServiceKey, in []ClusterInput) *ServiceState {
 	imp.Ports = mergePorts(constituents)
 	for _, c := range constituents {
 		imp.Clusters = append(imp.Clusters, c.Cluster)
-		st.Backends = append(st.Backends, ClusterBackend{Cluster: c.Cluster, Ports: c.Service.Ports, Slices: c.Slices, Loops: c.Loops})
+		st.Backends = append(st.Backends, ClusterBackend{Cluster: c.Cluster, Ports: c.Service.Ports, Slices: c.Slices, Loops: c.Loops, Weight: c.Export.Weight})
 	}
 	slices.Sort(imp.Clusters)
 	slices.SortFunc(st.Backends, func(a, b ClusterBackend) int { return cmp.Compare(a.Cluster, b.Cluster) })
@@ -86,9 +90,32 @@ func MergeService(key ServiceKey, in []ClusterInput) *ServiceState {
 		}
 	}
 	slices.Sort(imp.ImportedIn)
+	if imp.Selection != nil {
+		props := map[ClusterID]map[string]string{}
+		for i := range in {
+			props[in[i].Cluster] = in[i].Properties
+		}
+		get := func(c ClusterID) map[string]string { return props[c] }
+		imp.SelectorResults = make(map[ClusterID][]SelectorResult, len(imp.ImportedIn))
+		for _, importer := range imp.ImportedIn {
+			imp.SelectorResults[importer] = imp.Selection.Select(importer, imp.Clusters, get)
+		}
+	}
 	st.Import = imp
 	readyAndConflict(st, conflictCondition(conflicts, winner))
+	weightConditions(st, constituents)
 	return st
+}
+
+// weightConditions adds ConditionWeight to the valid exports that declare
+// a weight.
+func weightConditions(st *ServiceState, constituents []*ClusterInput) {
+	for _, c := range constituents {
+		es := st.Export(c.Cluster)
+		if cond := weightCondition(st, es, c); cond != nil {
+			es.Conditions = append(es.Conditions, *cond)
+		}
+	}
 }
 
 // validateExport is Rule 1: an export of no Service, or of an
@@ -110,6 +137,24 @@ func validateExport(key ServiceKey, c *ClusterInput) (ExportStatus, bool) {
 				fmt.Sprintf("Service %s not found", key), es.Generation),
 			condition(mcsv1b1.ServiceExportConditionReady, metav1.ConditionFalse, mcsv1b1.ServiceExportReasonPending,
 				"waiting for the Service to exist", es.Generation),
+		}
+		return es, false
+	case c.Export.SelectionError != "":
+		es.Conditions = []metav1.Condition{
+			condition(mcsv1b1.ServiceExportConditionValid, metav1.ConditionFalse, ReasonInvalidClusterSelector,
+				c.Export.SelectionError, es.Generation),
+			condition(mcsv1b1.ServiceExportConditionReady, metav1.ConditionFalse, mcsv1b1.ServiceExportReasonFailed,
+				"the export is not valid", es.Generation),
+		}
+		return es, false
+	case c.Export.Selection != nil && c.Service.Headless:
+		// KEP-5939: headless imports resolve to pods by DNS, which no
+		// cluster selection can steer.
+		es.Conditions = []metav1.Condition{
+			condition(mcsv1b1.ServiceExportConditionValid, metav1.ConditionFalse, mcsv1b1.ServiceExportReasonInvalidServiceType,
+				"cluster selectors apply to ClusterSetIP services only; this Service is headless", es.Generation),
+			condition(mcsv1b1.ServiceExportConditionReady, metav1.ConditionFalse, mcsv1b1.ServiceExportReasonFailed,
+				"the export is not valid", es.Generation),
 		}
 		return es, false
 	case c.Service.Type == corev1.ServiceTypeExternalName:
@@ -155,6 +200,7 @@ func importOf(winner *ClusterInput) *Import {
 		Labels:                winner.Export.ExportedLabels,
 		Annotations:           winner.Export.ExportedAnnotations,
 		Passthrough:           winner.Export.Passthrough,
+		Selection:             winner.Export.Selection,
 	}
 	if ws.Headless {
 		imp.Type = mcsv1b1.Headless
@@ -185,6 +231,7 @@ func findConflicts(constituents []*ClusterInput, winner *ClusterInput) map[mcsv1
 			{mcsv1b1.ServiceExportReasonLabelsConflict, !maps.Equal(c.Export.ExportedLabels, winner.Export.ExportedLabels)},
 			{mcsv1b1.ServiceExportReasonAnnotationsConflict, !maps.Equal(c.Export.ExportedAnnotations, winner.Export.ExportedAnnotations)},
 			{mcsv1b1.ServiceExportReasonPortConflict, !samePorts(s.Ports, ws.Ports)},
+			{ReasonClusterSelectorsConflict, c.Export.Selection.String() != winner.Export.Selection.String()},
 		} {
 			if !d.differ {
 				continue
@@ -286,6 +333,8 @@ func conflictValue(r mcsv1b1.ServiceExportConditionReason, c *ClusterInput) stri
 		return orUnset(strings.Join(fams, ","))
 	case mcsv1b1.ServiceExportReasonPortConflict:
 		return portList(s.Ports)
+	case ReasonClusterSelectorsConflict:
+		return c.Export.Selection.Summary()
 	}
 	return ""
 }

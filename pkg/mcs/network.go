@@ -238,7 +238,8 @@ func equalClusterInfos(a, b []ClusterInfo) bool {
 			x.Network == y.Network && slices.Equal(x.Gateways, y.Gateways) && x.GatewayError == y.GatewayError && slices.Equal(x.GatewayWarnings, y.GatewayWarnings) &&
 			x.TunnelSecret == y.TunnelSecret && x.TunnelError == y.TunnelError && (x.LocalGateway == nil) == (y.LocalGateway == nil) &&
 			(x.LocalGateway == nil || *x.LocalGateway == *y.LocalGateway) && slices.Equal(x.GatewayPods, y.GatewayPods) &&
-			slices.Equal(x.IgnoredGateways, y.IgnoredGateways)
+			slices.Equal(x.IgnoredGateways, y.IgnoredGateways) && maps.Equal(x.Properties, y.Properties) &&
+			slices.Equal(x.PropertyWarnings, y.PropertyWarnings)
 	})
 }
 

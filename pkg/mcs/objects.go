@@ -3,6 +3,7 @@ package mcs
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -43,25 +44,35 @@ func (s *State) ObjectsFor(c ClusterID, now time.Time) ClusterObjects {
 			out.ServiceExports = append(out.ServiceExports, se)
 		}
 		if st.Import != nil && slices.Contains(st.Import.ImportedIn, c) {
-			out.ServiceImports = append(out.ServiceImports, ImportObject(st))
+			out.ServiceImports = append(out.ServiceImports, ImportObject(st, c))
 			out.EndpointSlices = append(out.EndpointSlices, EndpointSlicesFor(st, c, s.Clusters)...)
 		}
 	}
 	return out
 }
 
-// ImportObject renders a service's Import as the ServiceImport every
-// importing cluster holds. spec.ips is left to the write-back, which owns
-// ClusterSet IP allocation.
-func ImportObject(st *ServiceState) *mcsv1b1.ServiceImport {
+// ImportObject renders a service's Import as the ServiceImport importing
+// cluster c holds: the same in every importer but for its cluster
+// selector results (AnnotationClusterSelectorResults), evaluated for c.
+// spec.ips is left to the write-back, which owns ClusterSet IP
+// allocation.
+func ImportObject(st *ServiceState, c ClusterID) *mcsv1b1.ServiceImport {
 	imp := st.Import
+	annotations := imp.Annotations
+	if imp.Selection != nil {
+		annotations = maps.Clone(annotations)
+		if annotations == nil {
+			annotations = map[string]string{}
+		}
+		annotations[AnnotationClusterSelectorResults] = SelectorResultsJSON(imp.SelectorResults[c])
+	}
 	si := &mcsv1b1.ServiceImport{
 		TypeMeta: metav1.TypeMeta{APIVersion: mcsv1b1.GroupVersion.String(), Kind: mcsv1b1.ServiceImportKindName},
 		ObjectMeta: metav1.ObjectMeta{
 			Namespace:   st.Key.Namespace,
 			Name:        st.Key.Name,
 			Labels:      imp.Labels,
-			Annotations: imp.Annotations,
+			Annotations: annotations,
 		},
 		Spec: mcsv1b1.ServiceImportSpec{
 			Type:                  imp.Type,
@@ -141,6 +152,9 @@ func EndpointSlicesFor(st *ServiceState, c ClusterID, clusters []ClusterInfo) []
 	relayed := map[ClusterID]bool{}
 	var out []*discoveryv1.EndpointSlice
 	for _, b := range st.Backends {
+		if !imp.Selects(c, b.Cluster) {
+			continue // outside a strict selection: never c's endpoint
+		}
 		if theirs := info[b.Cluster]; mine != nil && theirs != nil && theirs.Network != mine.Network {
 			if len(mine.GatewayPods) > 0 && len(theirs.Gateways) > 0 {
 				relayed[b.Cluster] = true

@@ -116,7 +116,7 @@ func TestRule3_ImportLifecycleAndPlacement(t *testing.T) {
 	if got, want := st.Import.Clusters, []ClusterID{"a", "b"}; !slices.Equal(got, want) {
 		t.Errorf("status.clusters %v, want %v", got, want)
 	}
-	si := ImportObject(st)
+	si := ImportObject(st, "a")
 	if si.Labels["tier"] != "front" || si.Annotations["note"] != "yes" || si.Labels["svc-label"] != "" {
 		t.Errorf("import metadata labels=%v annotations=%v: want the export's exportedLabels/Annotations only", si.Labels, si.Annotations)
 	}

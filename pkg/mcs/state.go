@@ -33,6 +33,13 @@ type ClusterInfo struct {
 	ClusterSet string `json:"clusterSet,omitempty"`
 	// Error says why the member is left out of the merge; empty otherwise.
 	Error string `json:"error,omitempty"`
+	// Properties are the member's About API ClusterProperties, name to
+	// value (cluster.clusterset.k8s.io, clusterset.k8s.io and the network
+	// among them): what services' cluster selectors match (selection.go).
+	// At most MaxProperties, each value at most MaxPropertyValue bytes;
+	// the others are left out and named in PropertyWarnings.
+	Properties       map[string]string `json:"properties,omitempty"`
+	PropertyWarnings []string          `json:"propertyWarnings,omitempty"`
 	// Network is the value of the member's network.eastwest.io property:
 	// members on one network reach each other's pods directly. Empty is
 	// the default network.
@@ -136,6 +143,12 @@ type Import struct {
 	// Passthrough is the oldest export's eastwest.io/passthrough: the
 	// gateways carry the service's connections as bytes.
 	Passthrough bool `json:"passthrough,omitempty"`
+	// Selection is the oldest export's cluster selection (KEP-5939); nil
+	// without one.
+	Selection *Selection `json:"selection,omitempty"`
+	// SelectorResults are, per importing member, the clusters each of
+	// Selection's selectors matches (the KEP's clusterSelectorResults).
+	SelectorResults map[ClusterID][]SelectorResult `json:"selectorResults,omitempty"`
 	// Clusters are the exporting clusters (the import's status.clusters).
 	Clusters []ClusterID
 	// ImportedIn are the clusters that should hold the ServiceImport: every
@@ -191,6 +204,9 @@ type ClusterBackend struct {
 	// Loops are the endpoint addresses left out of Slices because they
 	// are the member's east-west gateways (loop.go).
 	Loops []string `json:"loops,omitempty"`
+	// Weight is the member's declared weight (weights.go); nil when its
+	// export declares none.
+	Weight *int32 `json:"weight,omitempty"`
 }
 
 // Export returns the status of the export in that cluster, or nil.

@@ -81,6 +81,8 @@ type member struct {
 	id         ClusterID // empty while left out of the merge
 	err        string
 	properties map[string]string
+	// props are its properties within the bounds (ClusterInfo's).
+	props      map[string]string
 	namespaces map[string]bool // namespace -> exists and is not terminating
 	services   map[ServiceKey]*Service
 	exports    map[ServiceKey]*Export
@@ -252,9 +254,9 @@ func (s *Store) Apply(ev event.Event) error {
 		} else {
 			m.properties[o.Name] = o.Spec.Value
 		}
-		if o.Name == about.PropertyClusterID || o.Name == about.PropertyClusterSet || o.Name == about.PropertyNetwork {
-			s.clustersDirty = true
-		}
+		// Every property is part of the member's ClusterInfo: cluster
+		// selectors match any of them.
+		s.clustersDirty = true
 	default:
 		return fmt.Errorf("unsupported object %T", ev.Object)
 	}
@@ -470,6 +472,7 @@ func (s *Store) Flush() Changes {
 func (m *member) input(key ServiceKey) ClusterInput {
 	in := ClusterInput{
 		Cluster:         m.id,
+		Properties:      m.props,
 		NamespaceExists: m.namespaces[key.Namespace],
 		Export:          m.exports[key],
 		Service:         m.services[key],
@@ -520,6 +523,8 @@ func (s *Store) resolveClusters() bool {
 			network = s.opts.Networks[name]
 		}
 		info := ClusterInfo{Member: name, ID: m.id, ClusterSet: set, Error: m.err, Network: network}
+		info.Properties, info.PropertyWarnings = boundedProperties(m.properties)
+		m.props = info.Properties
 		why := m.gatewayInfo(&info)
 		if len(info.Gateways) > 0 {
 			info.GatewayWarnings = why

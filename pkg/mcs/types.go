@@ -51,6 +51,32 @@ type Export struct {
 	ExportedAnnotations map[string]string
 	// Passthrough is the export's eastwest.io/passthrough annotation.
 	Passthrough bool
+	// Selection is the export's cluster selection (selection.go); nil
+	// without one. SelectionError says why it cannot be used (the export
+	// is then not valid).
+	Selection      *Selection
+	SelectionError string
+	// Weight is the export's eastwest.io/weight (weights.go); nil without
+	// one. WeightError says why it cannot be read (the member then weighs
+	// DefaultWeight).
+	Weight      *int32
+	WeightError string
+}
+
+// trafficPolicyFrom fills an export's selection and weight from its
+// annotations.
+func (e *Export) trafficPolicyFrom(annotations map[string]string) *Export {
+	sel, err := selectionFrom(annotations)
+	if err != nil {
+		e.SelectionError = err.Error()
+	}
+	e.Selection = sel
+	w, err := weightFrom(annotations)
+	if err != nil {
+		e.WeightError = err.Error()
+	}
+	e.Weight = w
+	return e
 }
 
 // AnnotationPassthrough ("true") on a ServiceExport asks the east-west

@@ -58,7 +58,9 @@ type ClusterStatus struct {
 	SyncedAt      time.Time `json:"syncedAt,omitzero"`
 }
 
-var clusterPropertyGVR = schema.GroupVersionResource{Group: "about.k8s.io", Version: "v1alpha1", Resource: "clusterproperties"}
+// propertyVersions are the About API versions read, in order of
+// preference: the first a member serves.
+var propertyVersions = []schema.GroupVersion{about.GroupVersion, about.GroupVersionV1alpha1}
 
 // KubeCluster reads one member cluster from its apiserver with informers
 // (Namespaces, Services, EndpointSlices, ServiceExports and, when its CRD
@@ -243,8 +245,10 @@ type clients struct {
 	mcs             mcsclient.Interface
 	dyn             dynamic.Interface
 	gw              gwclient.Interface
-	exportVersion   string
-	hasProperties   bool
+	exportVersion string
+	// properties is the ClusterProperty resource read (nil: the member
+	// serves none, or does not let eastwest list them).
+	properties      *schema.GroupVersionResource
 	hasParameters   bool
 	gatewayAPIKinds map[string]bool
 }
@@ -263,7 +267,7 @@ func (k *KubeCluster) connect() (*clients, error) {
 	if c.dyn, err = dynamic.NewForConfig(k.cfg); err != nil {
 		return nil, err
 	}
-	if c.exportVersion, c.hasProperties, err = k.discover(c.core); err != nil {
+	if c.exportVersion, c.properties, err = k.discover(c.core); err != nil {
 		return nil, err
 	}
 	if c.gw, err = gwclient.NewForConfig(k.cfg); err != nil {
@@ -316,8 +320,8 @@ func (k *KubeCluster) newInformers(c *clients) informerSet {
 	} else {
 		sis = append(sis, mcsf.Multicluster().V1alpha1().ServiceExports().Informer())
 	}
-	if c.hasProperties {
-		sis = append(sis, dynf.ForResource(clusterPropertyGVR).Informer())
+	if c.properties != nil {
+		sis = append(sis, dynf.ForResource(*c.properties).Informer())
 	}
 	if c.hasParameters {
 		sis = append(sis, dynf.ForResource(parametersGVR).Informer())
@@ -439,8 +443,8 @@ func allSynced(sis []cache.SharedIndexInformer) bool {
 }
 
 // discover finds which ServiceExport version the cluster serves and
-// whether it has ClusterProperties.
-func (k *KubeCluster) discover(client kubernetes.Interface) (string, bool, error) {
+// which ClusterProperty version, if any, eastwest reads.
+func (k *KubeCluster) discover(client kubernetes.Interface) (string, *schema.GroupVersionResource, error) {
 	version := ""
 	for _, v := range []string{"v1beta1", "v1alpha1"} {
 		res, err := client.Discovery().ServerResourcesForGroupVersion(mcsv1b1.GroupName + "/" + v)
@@ -448,7 +452,7 @@ func (k *KubeCluster) discover(client kubernetes.Interface) (string, bool, error
 			if apierrors.IsNotFound(err) {
 				continue
 			}
-			return "", false, err
+			return "", nil, err
 		}
 		for _, r := range res.APIResources {
 			if r.Name == "serviceexports" {
@@ -461,23 +465,29 @@ func (k *KubeCluster) discover(client kubernetes.Interface) (string, bool, error
 		}
 	}
 	if version == "" {
-		return "", false, errors.New("the cluster serves no multicluster.x-k8s.io ServiceExports: install the mcs-api CRDs")
+		return "", nil, errors.New("the cluster serves no multicluster.x-k8s.io ServiceExports: install the mcs-api CRDs")
 	}
-	res, err := client.Discovery().ServerResourcesForGroupVersion(clusterPropertyGVR.GroupVersion().String())
-	has := err == nil && len(res.APIResources) > 0
-	if has {
+	var gvr *schema.GroupVersionResource
+	for _, gv := range propertyVersions {
+		res, err := client.Discovery().ServerResourcesForGroupVersion(gv.String())
+		if err == nil && slices.ContainsFunc(res.APIResources, func(r metav1.APIResource) bool { return r.Name == about.Resource }) {
+			gvr = &schema.GroupVersionResource{Group: gv.Group, Version: gv.Version, Resource: about.Resource}
+			break
+		}
+	}
+	if gvr != nil {
 		// Read the properties only where eastwest may list them.
 		review := &authorizationv1.SelfSubjectAccessReview{Spec: authorizationv1.SelfSubjectAccessReviewSpec{ResourceAttributes: &authorizationv1.ResourceAttributes{
-			Verb: "list", Group: clusterPropertyGVR.Group, Resource: clusterPropertyGVR.Resource,
+			Verb: "list", Group: gvr.Group, Resource: gvr.Resource,
 		}}}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		if r, err := client.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, review, metav1.CreateOptions{}); err == nil && !r.Status.Allowed {
 			k.log.Warn("member cluster's ClusterProperties are not read: not allowed to list them")
-			has = false
+			gvr = nil
 		}
 	}
-	return version, has, nil
+	return version, gvr, nil
 }
 
 // tlsSecrets selects the Secrets eastwest reads: Gateway listener

@@ -512,34 +512,61 @@ type locality struct {
 	zone    string
 	healthy int
 	eps     []*endpointv3.LbEndpoint
+	rank    int    // tiers.rank, before priorities are made contiguous
+	tier    string // what rank means, for explain
+	weight  uint32
 }
 
 // loadAssignment is a port's endpoints as the view's cluster sees them:
 // one locality per member cluster that exposes the port and has endpoints
 // for it. Ready endpoints are HEALTHY, serving-but-terminating ones
-// DRAINING, the rest are left out. The view's own cluster is priority 0,
-// the other clusters with healthy endpoints the next priority, clusters
-// with only draining endpoints the last; priorities are contiguous from 0
-// and every weight (the number of healthy endpoints) is at least 1.
+// DRAINING, the rest are left out.
+//
+// Priorities are the service's tiers for the view's member (tiers): by
+// default the view's own member, then every other; with cluster
+// selectors (KEP-5939), the clusters of each selector in order, then the
+// clusters no selector matches (left out when the selection is strict).
+// Drained members (weight 0) come after every tier, members with only
+// draining endpoints last. Priorities are contiguous from 0. A locality's
+// weight is its member's declared weight when the service has any
+// (weights split a tier), else its healthy endpoints; at least 1.
 //
 // A member on another network is reached through its gateways (one
 // endpoint per gateway address, its healthy endpoints their weight) when
 // the view tunnels, and is left out when it cannot (see reach). With
-// localOnly only the view's own member's endpoints are given (a tunnel
-// listener's cluster).
+// localOnly only the view's own member's endpoints are given, with no
+// tiers or weights (a tunnel listener's cluster, a local Service).
 func loadAssignment(name string, st *mcs.ServiceState, p *mcs.ImportPort, v View, localOnly bool) *endpointv3.ClusterLoadAssignment {
+	return assign(name, st, p, v, localOnly, nil)
+}
+
+// assign is loadAssignment, recording each member's placement when
+// record is not nil.
+func assign(name string, st *mcs.ServiceState, p *mcs.ImportPort, v View, localOnly bool, record *[]Placement) *endpointv3.ClusterLoadAssignment {
 	local := v.Cluster
+	t := tiersFor(st, v, localOnly)
+	left := func(c mcs.ClusterID, why string) {
+		if record != nil {
+			*record = append(*record, Placement{Member: c, Priority: -1, Why: why})
+		}
+	}
 	var locs []*locality
 	for _, c := range p.Clusters {
 		b := st.Backend(c)
 		if b == nil || localOnly && c != local {
 			continue
 		}
-		way, gateways := v.reach(c)
+		way, gateways, why := v.reach(c)
 		if way == unreachable {
+			left(c, why)
 			continue
 		}
-		loc := &locality{cluster: c}
+		rank, tier, ok := t.rank(c)
+		if !ok {
+			left(c, tier)
+			continue
+		}
+		loc := &locality{cluster: c, rank: rank, tier: tier}
 		zones := map[string]bool{}
 		for _, s := range b.Slices {
 			target, ok := s.Port(p.Name, p.Protocol)
@@ -565,6 +592,7 @@ func loadAssignment(name string, st *mcs.ServiceState, p *mcs.ImportPort, v View
 			}
 		}
 		if len(loc.eps) == 0 {
+			left(c, "no ready or terminating-but-serving endpoint for this port")
 			continue
 		}
 		switch way {
@@ -578,19 +606,20 @@ func loadAssignment(name string, st *mcs.ServiceState, p *mcs.ImportPort, v View
 				loc.zone = z
 			}
 		}
+		loc.weight = uint32(min(max(1, loc.healthy), math.MaxInt32))
+		switch {
+		case loc.healthy == 0:
+			loc.rank, loc.tier = t.last(), "only draining endpoints: used when no other member has a ready one"
+		case t.weighted && b.WeightOf() == 0:
+			loc.rank, loc.tier = t.drained(), "drained (weight 0): used when no member of any tier has a ready endpoint"
+		case t.weighted:
+			loc.weight = uint32(b.WeightOf())
+			loc.tier += fmt.Sprintf(", declared weight %d", loc.weight)
+		}
 		locs = append(locs, loc)
 	}
-	rank := func(l *locality) int {
-		switch {
-		case l.healthy == 0:
-			return 2
-		case l.cluster == local:
-			return 0
-		}
-		return 1
-	}
 	slices.SortStableFunc(locs, func(a, b *locality) int {
-		if c := cmp.Compare(rank(a), rank(b)); c != 0 {
+		if c := cmp.Compare(a.rank, b.rank); c != 0 {
 			return c
 		}
 		return cmp.Compare(a.cluster, b.cluster)
@@ -600,16 +629,19 @@ func loadAssignment(name string, st *mcs.ServiceState, p *mcs.ImportPort, v View
 	}}
 	priority, last := uint32(0), -1
 	for i, l := range locs {
-		if i > 0 && rank(l) != last {
+		if i > 0 && l.rank != last {
 			priority++
 		}
-		last = rank(l)
+		last = l.rank
 		cla.Endpoints = append(cla.Endpoints, &endpointv3.LocalityLbEndpoints{
 			Locality:            &corev3.Locality{Region: Locality(l.cluster), Zone: l.zone},
 			LbEndpoints:         l.eps,
-			LoadBalancingWeight: wrapperspb.UInt32(uint32(min(max(1, l.healthy), math.MaxInt32))),
+			LoadBalancingWeight: wrapperspb.UInt32(l.weight),
 			Priority:            priority,
 		})
+		if record != nil {
+			*record = append(*record, Placement{Member: l.cluster, Priority: int(priority), Tier: l.tier, Weight: l.weight})
+		}
 	}
 	return cla
 }

@@ -84,6 +84,11 @@ type NetworkMember struct {
 	// operator's trust anchors: a gateway dialing this member trusts them
 	// alone. Nil: the whole TrustBundle.
 	TrustAnchor []byte
+	// Problem says why other networks may not reach it (its gateway
+	// addresses or tunnel certificate), as its ClusterInfo reports it;
+	// CertificateProblem why its gateways have no usable tunnel
+	// certificate. Reasons only, for explain (Placement.Why).
+	Problem, CertificateProblem string
 	// Pins are the hex SHA-256 hashes of the leaf certificates its
 	// gateways may present (the tunnel Secret's, and the one before or
 	// after it during a rotation): its peers accept those alone.
@@ -108,7 +113,7 @@ func (t *Topology) Equal(o *Topology) bool {
 		if !ok || m.Network != n.Network || !slices.Equal(m.Gateways, n.Gateways) || (m.Certificate == nil) != (n.Certificate == nil) || (m.Local == nil) != (n.Local == nil) {
 			return false
 		}
-		if m.Local != nil && *m.Local != *n.Local || !bytes.Equal(m.TrustAnchor, n.TrustAnchor) || !slices.Equal(m.Pins, n.Pins) {
+		if m.Local != nil && *m.Local != *n.Local || !bytes.Equal(m.TrustAnchor, n.TrustAnchor) || !slices.Equal(m.Pins, n.Pins) || m.Problem != n.Problem || m.CertificateProblem != n.CertificateProblem {
 			return false
 		}
 		if m.Certificate != nil && (!bytes.Equal(m.Certificate.Chain, n.Certificate.Chain) || !bytes.Equal(m.Certificate.Key, n.Certificate.Key)) {
@@ -137,29 +142,49 @@ const (
 	relayed   // through this member's gateways (a proxyless client)
 )
 
-// reach says how view v reaches member c, and through which gateways.
-func (v View) reach(c mcs.ClusterID) (reach, []mcs.GatewayAddress) {
+// reach says how view v reaches member c, through which gateways, and
+// when it cannot, why (what explain prints).
+func (v View) reach(c mcs.ClusterID) (reach, []mcs.GatewayAddress, string) {
 	t := v.Net
 	if t == nil || c == v.Cluster || t.Members[c].Network == t.Members[v.Cluster].Network {
-		return direct, nil
+		return direct, nil, ""
 	}
-	if v.Role == RoleClient {
-		gw := View{Cluster: v.Cluster, Role: RoleGateway, Net: t}
-		if local := t.Members[v.Cluster].Local; local != nil {
-			if way, _ := gw.reach(c); way == tunnelled {
-				return relayed, []mcs.GatewayAddress{*local}
-			}
+	switch v.Role {
+	case RoleClient:
+		local := t.Members[v.Cluster].Local
+		if local == nil {
+			return unreachable, nil, "a proxyless client reaches other networks through its member's east-west gateways, and this member has none it can use (their Service needs a cluster IP and a port named http)"
 		}
-		return unreachable, nil
+		gw := View{Cluster: v.Cluster, Role: RoleGateway, Net: t}
+		way, _, why := gw.reach(c)
+		if way != tunnelled {
+			return unreachable, nil, "a proxyless client reaches other networks through its member's east-west gateways, which cannot: " + why
+		}
+		return relayed, []mcs.GatewayAddress{*local}, ""
+	case RoleGateway:
+	default:
+		return unreachable, nil, "only east-west gateways tunnel to other networks; a Gateway's Envoy reaches the members of its own network"
 	}
-	if !v.Tunnels() || !t.Tunnels(c) {
-		return unreachable, nil
+	mine, theirs := t.Members[v.Cluster], t.Members[c]
+	switch {
+	case !v.Tunnels():
+		return unreachable, nil, "this member's east-west gateways hold no usable tunnel certificate" + problem(mine.CertificateProblem)
+	case theirs.Problem != "":
+		return unreachable, nil, string(c) + ": " + theirs.Problem
+	case !t.Tunnels(c):
+		return unreachable, nil, string(c) + "'s east-west gateways hold no usable tunnel certificate" + problem(theirs.CertificateProblem)
+	case len(theirs.Gateways) == 0:
+		return unreachable, nil, string(c) + " has no east-west gateway address"
 	}
-	gws := t.Members[c].Gateways
-	if len(gws) == 0 {
-		return unreachable, nil
+	return tunnelled, theirs.Gateways, ""
+}
+
+// problem appends a member's problem to a reason.
+func problem(p string) string {
+	if p == "" {
+		return ""
 	}
-	return tunnelled, gws
+	return ": " + p
 }
 
 // byHostName splits gateway addresses into IP addresses and host names.
@@ -222,7 +247,7 @@ func tunnelEndpoints(member mcs.ClusterID, gws []mcs.GatewayAddress, healthy int
 func gatewaysDNS(r *Result, v View) {
 	t := v.Net
 	for _, id := range slices.Sorted(maps.Keys(t.Members)) {
-		if way, gws := v.reach(id); way == tunnelled {
+		if way, gws, _ := v.reach(id); way == tunnelled {
 			_, names := byHostName(gws)
 			if len(names) == 0 {
 				continue

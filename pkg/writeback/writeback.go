@@ -422,7 +422,7 @@ func managedLabels(extra map[string]string) map[string]string {
 // ServiceImport with the derived IPs and status, and the EndpointSlices
 // (those of other networks' members replaced by the relay slice).
 func (m *member) ensureImport(ctx context.Context, c mcs.ClusterID, st *mcs.ServiceState, clusters []mcs.ClusterInfo) error {
-	want := mcs.ImportObject(st)
+	want := mcs.ImportObject(st, c)
 	want.Labels = managedLabels(want.Labels)
 	if st.Import.Type == mcsv1b1.ClusterSetIP {
 		// Consumers of the MCS objects (the mcs-api controller's tools,
