@@ -241,10 +241,10 @@ func (k *KubeCluster) runOnce(ctx context.Context) error {
 
 // clients are a member's API clients and what discovery found.
 type clients struct {
-	core            kubernetes.Interface
-	mcs             mcsclient.Interface
-	dyn             dynamic.Interface
-	gw              gwclient.Interface
+	core          kubernetes.Interface
+	mcs           mcsclient.Interface
+	dyn           dynamic.Interface
+	gw            gwclient.Interface
 	exportVersion string
 	// properties is the ClusterProperty resource read (nil: the member
 	// serves none, or does not let eastwest list them).
