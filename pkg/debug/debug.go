@@ -182,6 +182,10 @@ type ImportView struct {
 	ImportedIn []mcs.ClusterID   `json:"importedIn"`
 	Labels     map[string]string `json:"labels,omitempty"`
 	Annotation map[string]string `json:"annotations,omitempty"`
+	// Selection is the service's cluster selection (KEP-5939), briefly;
+	// SelectorResults what each selector matches for each importer.
+	Selection       string                                 `json:"selection,omitempty"`
+	SelectorResults map[mcs.ClusterID][]mcs.SelectorResult `json:"selectorResults,omitempty"`
 }
 
 // PortView is one import port and the clusters that serve it.
@@ -216,12 +220,19 @@ type EndpointsView struct {
 	// Loops are endpoint addresses left out because they are the
 	// member's east-west gateways (traffic to them would loop).
 	Loops []string `json:"loops,omitempty"`
+	// Weight is the member's weight when the service declares weights
+	// (eastwest.io/weight; 0 is drained).
+	Weight *int32 `json:"weight,omitempty"`
 }
 
 func serviceView(st *mcs.ServiceState) ServiceView {
 	v := ServiceView{Service: st.Key.String(), Exports: []ExportView{}}
 	if imp := st.Import; imp != nil {
-		iv := &ImportView{Type: string(imp.Type), Clusters: imp.Clusters, ImportedIn: imp.ImportedIn, Labels: imp.Labels, Annotation: imp.Annotations}
+		iv := &ImportView{Type: string(imp.Type), Clusters: imp.Clusters, ImportedIn: imp.ImportedIn, Labels: imp.Labels, Annotation: imp.Annotations,
+			SelectorResults: imp.SelectorResults}
+		if imp.Selection != nil {
+			iv.Selection = imp.Selection.Summary()
+		}
 		for _, p := range imp.Ports {
 			pv := PortView{Name: p.Name, Protocol: string(p.Protocol), Port: p.Port, Clusters: p.Clusters, RelayPort: p.RelayPort, RelayError: p.RelayError}
 			if p.AppProtocol != nil {
@@ -251,6 +262,10 @@ func serviceView(st *mcs.ServiceState) ServiceView {
 	}
 	for _, b := range st.Backends {
 		ep := EndpointsView{Cluster: b.Cluster, SliceCount: len(b.Slices), Loops: b.Loops}
+		if st.Weighted() {
+			w := b.WeightOf()
+			ep.Weight = &w
+		}
 		for _, s := range b.Slices {
 			if !slices.Contains(ep.AddressType, string(s.AddressType)) {
 				ep.AddressType = append(ep.AddressType, string(s.AddressType))

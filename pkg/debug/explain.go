@@ -18,6 +18,7 @@ import (
 	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
 	mcsv1b1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 
+	"github.com/eastwest-dev/eastwest/pkg/about"
 	"github.com/eastwest-dev/eastwest/pkg/cache"
 	"github.com/eastwest-dev/eastwest/pkg/controlplane"
 	"github.com/eastwest-dev/eastwest/pkg/gatewayapi"
@@ -37,11 +38,14 @@ type Explanation struct {
 	// NodeView is the view that node reads.
 	NodeView string `json:"nodeView,omitempty"`
 	// NodeNote says why the node's view has nothing of the service.
-	NodeNote   string            `json:"nodeNote,omitempty"`
-	Generation uint64            `json:"generation"`
-	MCS        ServiceView       `json:"mcs"`
-	Views      []ViewExplanation `json:"views"`
-	Clients    []ClientResources `json:"clients"`
+	NodeNote   string `json:"nodeNote,omitempty"`
+	Generation uint64 `json:"generation"`
+	// Members are the properties of the members that export or import
+	// the service (what its cluster selectors match).
+	Members map[mcs.ClusterID]map[string]string `json:"members,omitempty"`
+	MCS     ServiceView                         `json:"mcs"`
+	Views   []ViewExplanation                   `json:"views"`
+	Clients []ClientResources                   `json:"clients"`
 	// Routes are the Gateway API routes that name the service (as a
 	// backend or a mesh parent), with the status eastwest gives them.
 	Routes []RouteExplanation `json:"routes,omitempty"`
@@ -124,7 +128,7 @@ func (h *Handler) explainIn(key mcs.ServiceKey, only func(view string) bool) (Ex
 	if st == nil {
 		return Explanation{}, errNotExported(key)
 	}
-	e := Explanation{Service: key.String(), Generation: s.Generation, MCS: serviceView(st), Clients: []ClientResources{}}
+	e := Explanation{Service: key.String(), Generation: s.Generation, MCS: serviceView(st), Clients: []ClientResources{}, Members: memberProperties(s.State, st)}
 	noServiceHints(&e, s, st)
 	names := map[string]bool{}
 	if st.Import != nil {
@@ -200,6 +204,22 @@ func (h *Handler) ExplainFor(key mcs.ServiceKey, node string) (Explanation, erro
 	}
 	e.Clients = clients
 	return e, nil
+}
+
+// memberProperties are the properties of the members that export or
+// import a service.
+func memberProperties(state *mcs.State, st *mcs.ServiceState) map[mcs.ClusterID]map[string]string {
+	out := map[mcs.ClusterID]map[string]string{}
+	for _, c := range state.Clusters {
+		if c.ID == "" || len(c.Properties) == 0 {
+			continue
+		}
+		in := st.Export(c.ID) != nil || st.Import != nil && slices.Contains(st.Import.ImportedIn, c.ID)
+		if in {
+			out[c.ID] = c.Properties
+		}
+	}
+	return out
 }
 
 // noServiceHints adds to an export whose Service is not found why it may
@@ -504,6 +524,19 @@ func (e Explanation) WriteText(w io.Writer) {
 		fmt.Fprintf(w, "as node %s (view %s) sees it; without --node, every view\n", e.Node, e.NodeView)
 	}
 	fmt.Fprintln(w)
+	if len(e.Members) > 0 {
+		fmt.Fprintln(w, "0. Members' properties (About API ClusterProperties)")
+		for _, id := range slices.Sorted(maps.Keys(e.Members)) {
+			var kv []string
+			for _, k := range slices.Sorted(maps.Keys(e.Members[id])) {
+				if k != about.PropertyClusterID {
+					kv = append(kv, k+"="+e.Members[id][k])
+				}
+			}
+			fmt.Fprintf(w, "   %s  %s\n", id, strings.Join(kv, ", "))
+		}
+		fmt.Fprintln(w)
+	}
 	fmt.Fprintln(w, "1. Exports, per member cluster")
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	for _, x := range e.MCS.Exports {
@@ -525,9 +558,26 @@ func (e Explanation) WriteText(w io.Writer) {
 		fmt.Fprintf(tw, "   port %s/%s/%d\tserved by %v\n", p.Name, p.Protocol, p.Port, p.Clusters)
 	}
 	for _, ep := range e.MCS.Endpoints {
-		fmt.Fprintf(tw, "   endpoints in %s\t%d ready, %d draining, %d not ready\n", ep.Cluster, ep.Ready, ep.Draining, ep.NotReady)
+		weight := ""
+		switch {
+		case ep.Weight != nil && *ep.Weight == 0:
+			weight = "\tweight 0 (drained)"
+		case ep.Weight != nil:
+			weight = fmt.Sprintf("\tweight %d", *ep.Weight)
+		}
+		fmt.Fprintf(tw, "   endpoints in %s\t%d ready, %d draining, %d not ready%s\n", ep.Cluster, ep.Ready, ep.Draining, ep.NotReady, weight)
 	}
 	_ = tw.Flush()
+	if imp.Selection != "" {
+		fmt.Fprintf(w, "   cluster selection: %s\n", imp.Selection)
+		for _, id := range slices.Sorted(maps.Keys(imp.SelectorResults)) {
+			var parts []string
+			for i, r := range imp.SelectorResults[id] {
+				parts = append(parts, fmt.Sprintf("%d %v", i+1, r.Clusters))
+			}
+			fmt.Fprintf(w, "     selects for %s: %s\n", id, strings.Join(parts, ", "))
+		}
+	}
 	if len(e.MCS.Conflicts) > 0 {
 		fmt.Fprintf(w, "   conflicts: %s (the oldest export wins; see the messages above)\n", strings.Join(e.MCS.Conflicts, ", "))
 	}

@@ -22,8 +22,23 @@ const (
 )
 
 // boundedProperties is a member's properties within the bounds, and a
-// warning for each one left out. Nil when it has none.
-func boundedProperties(props map[string]string) (map[string]string, []string) {
+// warning for each one left out. The member's cluster ID and network are
+// among them as the ClusterSet uses them (the ID from its member name, the
+// network from configuration, when it declares neither): a selector on
+// cluster.clusterset.k8s.io matches every member in the merge.
+func boundedProperties(props map[string]string, id ClusterID, network string) (map[string]string, []string) {
+	if id != "" || network != "" {
+		props = maps.Clone(props)
+		if props == nil {
+			props = map[string]string{}
+		}
+		if id != "" {
+			props[about.PropertyClusterID] = string(id)
+		}
+		if network != "" {
+			props[about.PropertyNetwork] = network
+		}
+	}
 	if len(props) == 0 {
 		return nil, nil
 	}

@@ -523,7 +523,7 @@ func (s *Store) resolveClusters() bool {
 			network = s.opts.Networks[name]
 		}
 		info := ClusterInfo{Member: name, ID: m.id, ClusterSet: set, Error: m.err, Network: network}
-		info.Properties, info.PropertyWarnings = boundedProperties(m.properties)
+		info.Properties, info.PropertyWarnings = boundedProperties(m.properties, m.id, network)
 		m.props = info.Properties
 		why := m.gatewayInfo(&info)
 		if len(info.Gateways) > 0 {

@@ -81,13 +81,17 @@ func tiersFor(st *mcs.ServiceState, v View, localOnly bool) tiers {
 }
 
 // rank is a member's tier: with no selection, the view's own member 0 and
-// the others 1; with one, the first selector listing it, then the last
-// resort (len(results)) for the others, or false (left out, the reason
-// in the string) when the selection is strict.
+// the others 1, or all 0 when the service declares weights (its weights
+// then split all of its traffic: a canary's 10% is 10% of every
+// member's clients'); with a selection, the first selector listing it,
+// then the last resort (len(results)) for the others, or false (left
+// out, the reason in the string) when the selection is strict.
 func (t tiers) rank(c mcs.ClusterID) (int, string, bool) {
 	switch {
 	case t.none:
 		return 0, "this member", true
+	case t.selection == nil && t.weighted:
+		return 0, "one tier: the service declares weights and no cluster selectors", true
 	case t.selection == nil && c == t.local:
 		return 0, "this member", true
 	case t.selection == nil:
@@ -105,7 +109,10 @@ func (t tiers) rank(c mcs.ClusterID) (int, string, bool) {
 
 // drained is the rank of drained members: after every tier.
 func (t tiers) drained() int {
-	if t.selection == nil {
+	switch {
+	case t.selection == nil && t.weighted:
+		return 1
+	case t.selection == nil:
 		return 2
 	}
 	return len(t.results) + 1

@@ -612,6 +612,9 @@ func assign(name string, st *mcs.ServiceState, p *mcs.ImportPort, v View, localO
 			loc.rank, loc.tier = t.last(), "only draining endpoints: used when no other member has a ready one"
 		case t.weighted && b.WeightOf() == 0:
 			loc.rank, loc.tier = t.drained(), "drained (weight 0): used when no member of any tier has a ready endpoint"
+		case t.weighted && b.Weight == nil:
+			loc.weight = uint32(b.WeightOf())
+			loc.tier += fmt.Sprintf(", weight %d (its export declares none)", loc.weight)
 		case t.weighted:
 			loc.weight = uint32(b.WeightOf())
 			loc.tier += fmt.Sprintf(", declared weight %d", loc.weight)
