@@ -1,0 +1,240 @@
+package envoy
+
+import (
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/eastwest-dev/eastwest/internal/cptest"
+	"github.com/eastwest-dev/eastwest/internal/fixture"
+	"github.com/eastwest-dev/eastwest/internal/testkit"
+	"github.com/eastwest-dev/eastwest/pkg/about"
+	"github.com/eastwest-dev/eastwest/pkg/controlplane"
+	"github.com/eastwest-dev/eastwest/pkg/mcs"
+	"github.com/eastwest-dev/eastwest/pkg/translate"
+	"github.com/eastwest-dev/eastwest/test/envoytest"
+)
+
+// tieredMembers are five members over three regions and two
+// jurisdictions, on loopback (one network: the tunnels' tiers are the
+// translate goldens' and TestNetworksTunnel's).
+var tieredMembers = []struct{ name, region, jurisdiction string }{
+	{"use1", "us-east", "US"}, {"use2", "us-east", "US"}, {"usw1", "us-west", "US"},
+	{"euw1", "eu-west", "EU"}, {"euw2", "eu-west", "EU"},
+}
+
+// tiered is the ClusterSet of tieredMembers served to use1's east-west
+// gateway, a real Envoy; each member has one backend pod.
+type tiered struct {
+	dir      string
+	backends map[string]*envoytest.Backend
+	addr     string
+	c        *http.Client
+}
+
+// export writes member m's export of svc (port 80 to its backend), with
+// annotations as name, value pairs; ready false makes its endpoint not
+// ready.
+func (tr *tiered) export(t testing.TB, m, svc string, ready bool, annotations ...string) {
+	t.Helper()
+	b := tr.backends[m]
+	ip := b.IP
+	if !ready {
+		ip += "!"
+	}
+	doc := fixture.ServiceYAML("shop", svc, []string{fmt.Sprintf("http:80:%d", b.HTTPPort)}, ip)
+	if len(annotations) > 0 {
+		doc = fixture.Annotate(doc, annotations...)
+	}
+	writeFile(t, filepath.Join(tr.dir, m, svc+".yaml"), doc)
+}
+
+// get sends one request for svc to use1's gateway: the answering member
+// ("" and the status for anything but a 200).
+func (tr *tiered) get(svc string) (string, int, error) {
+	code, body, err := envoytest.Get(tr.c, tr.addr, svc+".shop.svc.clusterset.local")
+	if err != nil || code != http.StatusOK {
+		return "", code, err
+	}
+	member, _, _ := strings.Cut(body, "/")
+	return member, code, nil
+}
+
+// spread sends n requests for svc and counts the answering members
+// ("503" and such for failures).
+func (tr *tiered) spread(t testing.TB, svc string, n int) map[string]int {
+	t.Helper()
+	out := map[string]int{}
+	for range n {
+		m, code, err := tr.get(svc)
+		switch {
+		case err != nil:
+			t.Fatalf("GET %s: %v", svc, err)
+		case m == "":
+			m = fmt.Sprint(code)
+		}
+		out[m]++
+	}
+	return out
+}
+
+// waitAll waits until every answer for svc comes from member want.
+func (tr *tiered) waitAll(t testing.TB, svc, want string) time.Duration {
+	t.Helper()
+	return testkit.Eventually(t, svc+" answered by "+want, func() error {
+		got := tr.spread(t, svc, 20)
+		if got[want] != 20 {
+			return fmt.Errorf("answers %v", got)
+		}
+		return nil
+	}, testkit.Poll{Every: 2 * time.Millisecond, Within: 10 * time.Second})
+}
+
+func startTiered(t testing.TB) *tiered {
+	t.Helper()
+	tr := &tiered{dir: t.TempDir(), backends: map[string]*envoytest.Backend{}, c: envoytest.HTTPClient(false)}
+	for i, m := range tieredMembers {
+		tr.backends[m.name] = envoytest.StartBackend(t, m.name+"/pod", memberIP(i+1, 1), 0, 0, -1)
+		// Every member holds namespace shop: it imports the services
+		// (namespace sameness), use1 without exporting any.
+		writeFile(t, filepath.Join(tr.dir, m.name, "cluster.yaml"), fixture.ClusterYAML(m.name,
+			about.PropertyRegion+"="+m.region, about.PropertyJurisdiction+"="+m.jurisdiction)+
+			"---\napiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n")
+	}
+	return tr
+}
+
+func (tr *tiered) serve(t testing.TB) (*controlplane.App, *envoytest.Envoy) {
+	t.Helper()
+	cfg := controlplane.Config{Dir: tr.dir}
+	cfg.Writer.GatewayPort = gatewayPort
+	cfg.Writer.ListenAddress = testkit.Loopback(t, gatewayPort)
+	app := cptest.StartWith(t, cfg)
+	v := translate.View{Cluster: "use1", Role: translate.RoleGateway}
+	e := envoytest.ForView(t, app, v, "use1-gateway", true, nil)
+	e.WaitSynced(t, app, "use1-gateway", v.String())
+	tr.addr = fmt.Sprintf("%s:%d", cfg.Writer.ListenAddress, gatewayPort)
+	return app, e
+}
+
+const (
+	selSameCluster = `{"propertySelector": {"matchExpressions": [{"key": "cluster.clusterset.k8s.io", "operator": "In", "values": ["@SameAsImporter@"]}]}}`
+	selSameRegion  = `{"propertySelector": {"matchProperties": {"region.topology.k8s.io": "@SameAsImporter@"}}}`
+	selSameJuris   = `{"propertySelector": {"matchProperties": {"jurisdiction.eastwest.io": "@SameAsImporter@"}}}`
+)
+
+// Cluster selection, strict selection and per-member weights through a
+// real Envoy east-west gateway (member use1 in us-east), real requests:
+//   - api, selected by own cluster, then region, then jurisdiction and
+//     exported by use2 (us-east), usw1 (us-west) and euw1: 10,000
+//     requests go to use2 alone; use2 not ready moves them to usw1 (same
+//     jurisdiction), never euw1; usw1 not ready too moves them to euw1,
+//     the last resort;
+//   - records, exported by euw1 only, strict to its jurisdiction: use1
+//     gets 503, and euw1's pod sees none of it;
+//   - cart, use2 weight 90 and usw1 weight 10: 10,000 requests split
+//     90/10 within 2 points;
+//   - move, a migration from usw1 to use2 in steps 100/0, 50/50, 0/100
+//     under a request loop: not one request fails.
+func TestTrafficPolicy(t *testing.T) {
+	tr := startTiered(t)
+	apiSel := "[" + selSameCluster + "," + selSameRegion + "," + selSameJuris + "]"
+	for _, m := range []string{"use2", "usw1", "euw1"} {
+		tr.export(t, m, "api", true, mcs.AnnotationClusterSelectors, apiSel)
+	}
+	tr.export(t, "euw1", "records", true, mcs.AnnotationClusterSelectors, "["+selSameJuris+"]", mcs.AnnotationClusterSelectorsStrict, "true")
+	tr.export(t, "use2", "cart", true, mcs.AnnotationWeight, "90")
+	tr.export(t, "usw1", "cart", true, mcs.AnnotationWeight, "10")
+	tr.export(t, "usw1", "move", true, mcs.AnnotationWeight, "100")
+	tr.export(t, "use2", "move", true, mcs.AnnotationWeight, "0")
+	app, e := tr.serve(t)
+
+	t.Run("the first tier with a ready endpoint takes all", func(t *testing.T) {
+		if got := tr.spread(t, "api", 10000); got["use2"] != 10000 {
+			t.Fatalf("10,000 requests from us-east: %v, want all to use2 (same region)", got)
+		}
+		tr.export(t, "use2", "api", false, mcs.AnnotationClusterSelectors, apiSel)
+		moved := tr.waitAll(t, "api", "usw1")
+		if got := tr.spread(t, "api", 1000); got["usw1"] != 1000 {
+			t.Fatalf("use2 not ready: %v, want all to usw1 (same jurisdiction), none to euw1", got)
+		}
+		tr.export(t, "usw1", "api", false, mcs.AnnotationClusterSelectors, apiSel)
+		tr.waitAll(t, "api", "euw1")
+		t.Logf("tier 1 not ready: traffic on tier 2 within %v of the EndpointSlice change (folder write, poll every 2 ms)", moved.Round(time.Millisecond))
+	})
+
+	t.Run("a strict selection answers 503 and never crosses", func(t *testing.T) {
+		before := len(tr.backends["euw1"].Requests())
+		if got := tr.spread(t, "records", 200); got["503"] != 200 {
+			t.Fatalf("records from US: %v, want 200 answers of 503", got)
+		}
+		if n := len(tr.backends["euw1"].Requests()) - before; n != 0 {
+			t.Errorf("euw1's pod saw %d requests of US clients under a strict EU selection", n)
+		}
+	})
+
+	t.Run("weights split a tier", func(t *testing.T) {
+		const n = 10000
+		got := tr.spread(t, "cart", n)
+		share := float64(got["use2"]) / n
+		if share < 0.88 || share > 0.92 || got["use2"]+got["usw1"] != n {
+			t.Fatalf("%d requests with weights 90/10: %v (use2 %.1f%%), want 90%% +-2", n, got, 100*share)
+		}
+		t.Logf("weights 90/10 over %d requests: use2 %.2f%%", n, 100*share)
+	})
+
+	t.Run("a migration in steps fails no request", func(t *testing.T) {
+		var sent, failed atomic.Int64
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		var once sync.Once
+		halt := func() { once.Do(func() { close(stop) }); wg.Wait() }
+		defer halt() // also when the test fails
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				m, code, err := tr.get("move")
+				sent.Add(1)
+				if err != nil || m == "" {
+					if failed.Add(1) <= 5 {
+						t.Logf("request failed: %d %v", code, err)
+					}
+				}
+			}
+		}()
+		tr.waitAll(t, "move", "usw1")
+		for _, step := range [][2]string{{"50", "50"}, {"0", "100"}} {
+			tr.export(t, "usw1", "move", true, mcs.AnnotationWeight, step[0])
+			tr.export(t, "use2", "move", true, mcs.AnnotationWeight, step[1])
+			if step[0] == "0" {
+				tr.waitAll(t, "move", "use2")
+			} else {
+				time.Sleep(500 * time.Millisecond) // requests at 100/0 meanwhile
+				testkit.Eventually(t, "a 50/50 split", func() error {
+					got := tr.spread(t, "move", 200)
+					if got["use2"] < 60 || got["usw1"] < 60 {
+						return fmt.Errorf("answers %v", got)
+					}
+					return nil
+				})
+			}
+		}
+		halt()
+		if failed.Load() > 0 || sent.Load() < 100 {
+			t.Fatalf("migration 100/0 -> 50/50 -> 0/100: %d of %d requests failed", failed.Load(), sent.Load())
+		}
+		t.Logf("migration 100/0 -> 50/50 -> 0/100: %d requests, none failed", sent.Load())
+	})
+	e.CheckAccepted(t, app, "use1/gateway")
+}
