@@ -1,0 +1,147 @@
+package e2e
+
+import (
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/eastwest-dev/eastwest/internal/fixture"
+)
+
+// exportWith is export with annotations (name, value pairs).
+func exportWith(name string, kv ...string) string {
+	var ann string
+	for i := 0; i+1 < len(kv); i += 2 {
+		if ann != "" {
+			ann += ", "
+		}
+		ann += fmt.Sprintf("%s: %q", kv[i], kv[i+1])
+	}
+	return fmt.Sprintf("apiVersion: multicluster.x-k8s.io/v1beta1\nkind: ServiceExport\nmetadata: {name: %s, namespace: demo, annotations: {%s}}\n", name, ann)
+}
+
+const namespaceDemo = "apiVersion: v1\nkind: Namespace\nmetadata: {name: demo}\n"
+
+// gRPC-Go's xDS client honours the same cluster selection, strict
+// selection and weights as the Envoys (the same load assignments, read
+// by another implementation): a client in member a (region r1,
+// jurisdiction J1) of four members
+//   - calls b (same region) only while b has a ready endpoint, then c
+//     (same jurisdiction), never d;
+//   - gets UNAVAILABLE, never an answer from d, for a service d alone
+//     exports under a strict same-jurisdiction selection;
+//   - splits 10,000 RPCs 90/10 by weight within 2 points;
+//   - loses no RPC while a migration moves the weights 100/0, 50/50,
+//     0/100.
+func TestTrafficPolicyProxyless(t *testing.T) {
+	bSvc, cSvc, dSvc := startBackend(t, "b", "127.0.0.61"), startBackend(t, "c", "127.0.0.62"), startBackend(t, "d", "127.0.0.63")
+	dir := t.TempDir()
+	cp := &controlPlane{t: t, dir: dir}
+	for _, m := range []struct{ name, region, jurisdiction string }{{"a", "r1", "J1"}, {"b", "r1", "J1"}, {"c", "r2", "J1"}, {"d", "r3", "J2"}} {
+		cp.write(m.name+"/cluster.yaml", docs(fixture.ClusterYAML(m.name, "region.topology.k8s.io="+m.region, "jurisdiction.eastwest.io="+m.jurisdiction), namespaceDemo))
+	}
+	sel := `[{"propertySelector": {"matchProperties": {"region.topology.k8s.io": "@SameAsImporter@"}}}, {"propertySelector": {"matchProperties": {"jurisdiction.eastwest.io": "@SameAsImporter@"}}}]`
+	tiered := func(be *backend, ready bool) string {
+		return docs(service("tiered", "grpc:9000"), exportWith("tiered", "eastwest.io/cluster-selectors", sel), slices("tiered", "grpc", ready, be))
+	}
+	cp.write("b/tiered.yaml", tiered(bSvc, true))
+	cp.write("c/tiered.yaml", tiered(cSvc, true))
+	cp.write("d/tiered.yaml", tiered(dSvc, true))
+	cp.write("d/local.yaml", docs(service("local", "grpc:9000"), exportWith("local", "eastwest.io/cluster-selectors",
+		`[{"propertySelector": {"matchProperties": {"jurisdiction.eastwest.io": "@SameAsImporter@"}}}]`, "eastwest.io/cluster-selectors-strict", "true"),
+		slices("local", "grpc", true, dSvc)))
+	weighted := func(svc string, be *backend, weight int) string {
+		return docs(service(svc, "grpc:9000"), exportWith(svc, "eastwest.io/weight", fmt.Sprint(weight)), slices(svc, "grpc", true, be))
+	}
+	cp.write("b/canary.yaml", weighted("canary", bSvc, 90))
+	cp.write("c/canary.yaml", weighted("canary", cSvc, 10))
+	cp.write("b/move.yaml", weighted("move", bSvc, 100))
+	cp.write("c/move.yaml", weighted("move", cSvc, 0))
+	cp = startControlPlane(t, dir)
+
+	t.Run("the first tier with a ready endpoint takes all", func(t *testing.T) {
+		c := cp.xdsClient(t, "client-tiered", "a", "tiered.demo.svc.clusterset.local:9000")
+		eventually(t, 10*time.Second, "an answer", func() bool { _, err := call(c, time.Second); return err == nil })
+		if got := spread(c, 2000); got["b"] != 2000 {
+			t.Fatalf("2,000 RPCs: %v, want all to b (same region)", got)
+		}
+		cp.write("b/tiered.yaml", tiered(bSvc, false))
+		took := eventually(t, 10*time.Second, "traffic on c", func() bool { s, _ := call(c, time.Second); return s == "c" })
+		if got := spread(c, 1000); got["c"] != 1000 {
+			t.Fatalf("b not ready: %v, want all to c (same jurisdiction), none to d", got)
+		}
+		t.Logf("b not ready: RPCs on c %v after the change was written", took.Round(time.Millisecond))
+	})
+
+	t.Run("a strict selection fails rather than cross", func(t *testing.T) {
+		c := cp.xdsClient(t, "client-local", "a", "local.demo.svc.clusterset.local:9000")
+		got := spread(c, 20)
+		if got["error"] != 20 {
+			t.Fatalf("RPCs to a J2-only strict service from J1: %v, want 20 errors", got)
+		}
+		if _, err := call(c, time.Second); status.Code(err) != codes.Unavailable {
+			t.Errorf("error %v, want UNAVAILABLE", err)
+		}
+	})
+
+	t.Run("weights", func(t *testing.T) {
+		c := cp.xdsClient(t, "client-canary", "a", "canary.demo.svc.clusterset.local:9000")
+		eventually(t, 10*time.Second, "an answer", func() bool { _, err := call(c, time.Second); return err == nil })
+		const n = 10000
+		got := spread(c, n)
+		share := float64(got["b"]) / n
+		if share < 0.88 || share > 0.92 || got["b"]+got["c"] != n {
+			t.Fatalf("%d RPCs with weights 90/10: %v, want b 90%% +-2", n, got)
+		}
+		t.Logf("weights 90/10 over %d RPCs: b %.2f%%", n, 100*share)
+	})
+
+	t.Run("a migration in steps loses no RPC", func(t *testing.T) {
+		c := cp.xdsClient(t, "client-move", "a", "move.demo.svc.clusterset.local:9000")
+		eventually(t, 10*time.Second, "an answer from b", func() bool { s, _ := call(c, time.Second); return s == "b" })
+		var sent, failed atomic.Int64
+		var seen sync.Map
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		var once sync.Once
+		halt := func() { once.Do(func() { close(stop) }); wg.Wait() }
+		defer halt()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				s, err := call(c, 2*time.Second)
+				sent.Add(1)
+				if err != nil {
+					failed.Add(1)
+					continue
+				}
+				seen.Store(s, true)
+			}
+		}()
+		for _, w := range [][2]int{{50, 50}, {0, 100}} {
+			time.Sleep(300 * time.Millisecond)
+			cp.write("b/move.yaml", weighted("move", bSvc, w[0]))
+			cp.write("c/move.yaml", weighted("move", cSvc, w[1]))
+		}
+		eventually(t, 10*time.Second, "all RPCs on c", func() bool { return spread(c, 50)["c"] == 50 })
+		if got := spread(c, 200); got["c"] != 200 {
+			t.Errorf("at 0/100: %v, want all to c", got)
+		}
+		halt()
+		if failed.Load() > 0 {
+			t.Fatalf("migration: %d of %d RPCs failed", failed.Load(), sent.Load())
+		}
+		t.Logf("migration 100/0 -> 50/50 -> 0/100: %d RPCs, none failed", sent.Load())
+	})
+}
