@@ -439,4 +439,55 @@ func TestMCS(t *testing.T) {
 			t.Errorf("eastwest_ignored_gateway_services by member %v, want %v", got, want)
 		}
 	})
+
+	// Cluster selection (KEP-5939) from real objects: regions from
+	// v1beta1 ClusterProperties, selectors from the exports' annotation;
+	// the write-back leader reports a conflict on every export, an
+	// invalid selector on its own, and writes each importer's results on
+	// its ServiceImport.
+	t.Run("14 cluster selectors: properties, conflicts, invalid selectors and each importer's results", func(t *testing.T) {
+		ns := "t14"
+		region := func(m *member, value string) {
+			t.Helper()
+			prop := &unstructured.Unstructured{Object: map[string]any{
+				"apiVersion": "about.k8s.io/v1beta1", "kind": "ClusterProperty",
+				"metadata": map[string]any{"name": about.PropertyRegion},
+				"spec":     map[string]any{"value": value},
+			}}
+			gvr := schema.GroupVersionResource{Group: "about.k8s.io", Version: "v1beta1", Resource: "clusterproperties"}
+			if _, err := m.Dynamic.Resource(gvr).Create(ctx, prop, metav1.CreateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		region(a, "r1")
+		region(b, "r1")
+		region(c, "r2")
+		sameRegion := `[{"propertySelector": {"matchProperties": {"region.topology.k8s.io": "@SameAsImporter@"}}}]`
+		ownFirst := `[{"propertySelector": {"matchExpressions": [{"key": "cluster.clusterset.k8s.io", "operator": "In", "values": ["@SameAsImporter@"]}]}}]`
+		annotate := func(v string) func(*mcsv1b1.ServiceExport) {
+			return func(se *mcsv1b1.ServiceExport) {
+				se.Annotations = map[string]string{mcs.AnnotationClusterSelectors: v}
+			}
+		}
+		for _, m := range []*member{a, b, c} {
+			m.service(t, clusterIPService(ns, "hello"))
+		}
+		a.export(t, ns, "hello", annotate(sameRegion))
+		time.Sleep(1100 * time.Millisecond) // creation timestamps have one-second resolution: a's is the oldest
+		b.export(t, ns, "hello", annotate(ownFirst))
+		c.export(t, ns, "hello", annotate(`[{"propertySelector": {}}]`))
+		a.condition(t, ns, "hello", "Conflict", metav1.ConditionTrue, string(mcs.ReasonClusterSelectorsConflict))
+		b.condition(t, ns, "hello", "Conflict", metav1.ConditionTrue, string(mcs.ReasonClusterSelectorsConflict))
+		c.condition(t, ns, "hello", "Valid", metav1.ConditionFalse, string(mcs.ReasonInvalidClusterSelector))
+		// The oldest export's selection holds: same region. b (r1) selects
+		// a and b; c (r2) selects no exporter (c's own export is invalid).
+		for m, want := range map[*member]string{b: `[{"clusters":["a","b"]}]`, c: `[{"clusters":[]}]`} {
+			m.importIs(t, ns, "hello", func(si *mcsv1b1.ServiceImport) error {
+				if got := si.Annotations[mcs.AnnotationClusterSelectorResults]; got != want {
+					return fmt.Errorf("%s is %q, want %q", mcs.AnnotationClusterSelectorResults, got, want)
+				}
+				return nil
+			})
+		}
+	})
 }
