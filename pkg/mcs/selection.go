@@ -145,10 +145,10 @@ func selectionFrom(annotations map[string]string) (*Selection, error) {
 	}
 	var sels []ClusterSelector
 	if err := yaml.UnmarshalStrict([]byte(raw), &sels); err != nil {
-		return nil, fmt.Errorf("annotation %s: not a list of cluster selectors: %v", AnnotationClusterSelectors, err)
+		return nil, fmt.Errorf("annotation %s: not a list of cluster selectors: %w", AnnotationClusterSelectors, err)
 	}
 	if err := validateSelectors(sels); err != nil {
-		return nil, fmt.Errorf("annotation %s: %v", AnnotationClusterSelectors, err)
+		return nil, fmt.Errorf("annotation %s: %w", AnnotationClusterSelectors, err)
 	}
 	s := &Selection{Selectors: sels, Strict: strict}
 	b, err := json.Marshal(s) // maps marshal with sorted keys: canonical
@@ -177,7 +177,7 @@ func validateSelectors(sels []ClusterSelector) error {
 		}
 		for k, v := range ps.MatchProperties {
 			if err := validKey(k); err != nil {
-				return fmt.Errorf("%s.matchProperties: %v", at, err)
+				return fmt.Errorf("%s.matchProperties: %w", at, err)
 			}
 			if len(v) > MaxPropertyValue {
 				return fmt.Errorf("%s.matchProperties[%s]: value over %d bytes", at, k, MaxPropertyValue)
@@ -186,7 +186,7 @@ func validateSelectors(sels []ClusterSelector) error {
 		for j, r := range ps.MatchExpressions {
 			at := fmt.Sprintf("%s.matchExpressions[%d]", at, j)
 			if err := validKey(r.Key); err != nil {
-				return fmt.Errorf("%s.key: %v", at, err)
+				return fmt.Errorf("%s.key: %w", at, err)
 			}
 			switch r.Operator {
 			case metav1.LabelSelectorOpIn, metav1.LabelSelectorOpNotIn:

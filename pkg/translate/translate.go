@@ -613,10 +613,10 @@ func assign(name string, st *mcs.ServiceState, p *mcs.ImportPort, v View, localO
 		case t.weighted && b.WeightOf() == 0:
 			loc.rank, loc.tier = t.drained(), "drained (weight 0): used when no member of any tier has a ready endpoint"
 		case t.weighted && b.Weight == nil:
-			loc.weight = uint32(b.WeightOf())
+			loc.weight = uint32(b.WeightOf()) //nolint:gosec // 0..mcs.MaxWeight, checked when read
 			loc.tier += fmt.Sprintf(", weight %d (its export declares none)", loc.weight)
 		case t.weighted:
-			loc.weight = uint32(b.WeightOf())
+			loc.weight = uint32(b.WeightOf()) //nolint:gosec // 0..mcs.MaxWeight, checked when read
 			loc.tier += fmt.Sprintf(", declared weight %d", loc.weight)
 		}
 		locs = append(locs, loc)
