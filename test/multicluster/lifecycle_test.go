@@ -214,9 +214,14 @@ func TestLifecycle(t *testing.T) {
 		a.service(t, clusterIPService("before-handover", "web"))
 		a.export(t, "before-handover", "web")
 		c.importIs(t, "before-handover", "web", nil)
-		if n := metricValue(t, leader, "eastwest_writeback_writes_total"); n == 0 {
-			t.Errorf("the leader wrote nothing, yet the import was written")
-		}
+		// The counter moves once the write has returned, which may be
+		// after the object is visible here.
+		testkit.Eventually(t, "the leader's writes counted", func() error {
+			if n := metricValue(t, leader, "eastwest_writeback_writes_total"); n == 0 {
+				return fmt.Errorf("the leader wrote nothing, yet the import was written")
+			}
+			return nil
+		})
 		if n := metricValue(t, other, "eastwest_writeback_writes_total"); n != 0 {
 			t.Errorf("the replica that does not lead wrote %v objects", n)
 		}
