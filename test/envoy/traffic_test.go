@@ -238,3 +238,42 @@ func TestTrafficPolicy(t *testing.T) {
 	})
 	e.CheckAccepted(t, app, "use1/gateway")
 }
+
+// BenchmarkTierFailover is the time from an EndpointSlice change (the
+// folder file written) to use1's real Envoy gateway sending every request
+// to the next tier: use2 (tier 1, same region) turns not ready, traffic
+// moves to usw1 (tier 2); use2 turns ready, it comes back. Each move is
+// one sample, polled with a request every millisecond; p50 and p99.
+//
+//	go test -run '^$' -bench TierFailover -benchtime 40x ./test/envoy
+func BenchmarkTierFailover(b *testing.B) {
+	tr := startTiered(b)
+	sel := "[" + selSameCluster + "," + selSameRegion + "," + selSameJuris + "]"
+	for _, m := range []string{"use2", "usw1"} {
+		tr.export(b, m, "api", true, mcs.AnnotationClusterSelectors, sel)
+	}
+	tr.serve(b)
+	tr.waitAll(b, "api", "use2")
+	var moves []time.Duration
+	ready := true
+	for b.Loop() {
+		ready = !ready
+		want := "usw1"
+		if ready {
+			want = "use2"
+		}
+		start := time.Now()
+		tr.export(b, "use2", "api", ready, mcs.AnnotationClusterSelectors, sel)
+		for {
+			if m, _, err := tr.get("api"); err == nil && m == want {
+				break
+			}
+			if time.Since(start) > 10*time.Second {
+				b.Fatalf("traffic not on %s 10 s after the change", want)
+			}
+			time.Sleep(time.Millisecond)
+		}
+		moves = append(moves, time.Since(start))
+	}
+	percentiles(b, moves)
+}
