@@ -43,7 +43,7 @@ run-envoy: envoy-bin ## With make run serving: a real Envoy 1.40 as east's east-
 	@echo "Its routes are on 127.0.0.1:15080 (make run serves --listen-address 127.0.0.1), but send it no traffic: the demo's pod addresses (10.x) are not pods on this machine and may be"
 	@echo "hosts of your network. TestDemoTraffic runs them in network namespaces, as root: sudo -E go test ./test/envoy -run TestDemoTraffic -v"
 	$$(if [ -n "$$ENVOY_BIN" ]; then echo "$$ENVOY_BIN"; elif [ -x $(CACHE)/envoy/envoy ]; then echo $(CACHE)/envoy/envoy; else command -v envoy; fi) -c examples/envoy/gateway-east.json \
-		--service-node demo-gateway --service-cluster east --disable-hot-restart --log-level warn
+		--service-node demo-gateway --service-cluster east --service-zone east --disable-hot-restart --log-level warn
 
 # The tools the tests need are independent builds (those that install
 # Debian packages one after the other: apt holds a lock): two at a time (a build

@@ -6,8 +6,12 @@ import (
 	"testing"
 
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/bootstrap/internal_listener/v3" // registers the type in the bootstrap
+	metricsv3 "github.com/envoyproxy/go-control-plane/envoy/config/metrics/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/bootstrap/internal_listener/v3"             // registers the type in the bootstrap
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"                     // registers the type in the bootstrap
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3" // registers the type in the bootstrap
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3" // registers the type in the bootstrap
 	"google.golang.org/protobuf/encoding/protojson"
@@ -15,6 +19,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/eastwest-dev/eastwest/pkg/controlplane"
+	"github.com/eastwest-dev/eastwest/pkg/envoystats"
 )
 
 // The Envoy bootstraps (east-west gateway, Gateway API Gateway) parse
@@ -61,7 +66,12 @@ func checkBootstrap(t *testing.T, file, role string) {
 	// The xDS connection is mutual TLS: a client certificate (the
 	// identity the node claims) and the control plane's name verified.
 	var up tlsv3.UpstreamTlsContext
-	xds := b.GetStaticResources().GetClusters()[0]
+	var xds *clusterv3.Cluster
+	for _, c := range b.GetStaticResources().GetClusters() {
+		if c.GetName() == "xds_cluster" {
+			xds = c
+		}
+	}
 	if err := xds.GetTransportSocket().GetTypedConfig().UnmarshalTo(&up); err != nil {
 		t.Fatalf("xds_cluster has no TLS transport socket: %v", err)
 	}
@@ -71,6 +81,12 @@ func checkBootstrap(t *testing.T, file, role string) {
 	}
 	if a := b.GetAdmin().GetAddress().GetSocketAddress().GetAddress(); a != "127.0.0.1" {
 		t.Errorf("admin listens on %s, want loopback", a)
+	}
+	// The cross-cluster traffic tags are pkg/envoystats' (which the
+	// provisioned bootstraps carry): one definition.
+	want := &metricsv3.StatsConfig{StatsTags: envoystats.Tags()}
+	if !proto.Equal(b.GetStatsConfig(), want) {
+		t.Errorf("stats_config %v, want envoystats.Tags() %v", b.GetStatsConfig(), want)
 	}
 }
 

@@ -5,11 +5,12 @@ import (
 	"os"
 	"testing"
 
+	"github.com/eastwest-dev/eastwest/pkg/envoystats"
 	"github.com/eastwest-dev/eastwest/pkg/metrics"
 )
 
-// Every query of the dashboard reads metrics eastwest exports, and every
-// panel has one.
+// Every query of the dashboard reads metrics eastwest exports (or the
+// Envoys' traffic series it configures), and every panel has one.
 func TestDashboardQueriesNameExportedMetrics(t *testing.T) {
 	raw, err := os.ReadFile("eastwest.json")
 	if err != nil {
@@ -27,6 +28,11 @@ func TestDashboardQueriesNameExportedMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	have := metrics.Names()
+	// The Envoys' cross-cluster traffic series, which eastwest configures
+	// (pkg/envoystats).
+	for _, n := range envoystats.Names() {
+		have[n] = true
+	}
 	if len(dash.Panels) < 8 {
 		t.Fatalf("%d panels", len(dash.Panels))
 	}
@@ -35,7 +41,7 @@ func TestDashboardQueriesNameExportedMetrics(t *testing.T) {
 			t.Errorf("panel %q has no query", p.Title)
 		}
 		for _, q := range p.Targets {
-			names := metrics.NamesIn(q.Expr)
+			names := append(metrics.NamesIn(q.Expr), envoystats.NamesIn(q.Expr)...)
 			if len(names) == 0 {
 				t.Errorf("panel %q: %q reads no eastwest metric", p.Title, q.Expr)
 			}

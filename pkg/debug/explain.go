@@ -412,9 +412,10 @@ func localities(cla *endpointv3.ClusterLoadAssignment, v translate.View, state *
 	return out
 }
 
-// localityName is a locality as explain prints it: member[/zone].
+// localityName is a locality as explain prints it: member[/zone] (the
+// Kubernetes zone is the sub-zone; the zone is the member again).
 func localityName(l *corev3.Locality) string {
-	if z := l.GetZone(); z != "" {
+	if z := l.GetSubZone(); z != "" {
 		return l.GetRegion() + "/" + z
 	}
 	return l.GetRegion()

@@ -9,6 +9,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	metricsv3 "github.com/envoyproxy/go-control-plane/envoy/config/metrics/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
@@ -21,6 +22,8 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/structpb"
 	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	"github.com/eastwest-dev/eastwest/pkg/envoystats"
 )
 
 // The node metadata of the contract (pkg/controlplane's MetadataRole and
@@ -100,7 +103,8 @@ func bootstrapFiles(gw *gwapiv1.Gateway, p Params) (map[string]string, error) {
 		})}}
 	}
 	b := &bootstrapv3.Bootstrap{
-		Node: &corev3.Node{Metadata: meta},
+		Node:        &corev3.Node{Metadata: meta},
+		StatsConfig: &metricsv3.StatsConfig{StatsTags: envoystats.Tags()},
 		DynamicResources: &bootstrapv3.Bootstrap_DynamicResources{
 			AdsConfig: &corev3.ApiConfigSource{
 				ApiType: corev3.ApiConfigSource_GRPC, TransportApiVersion: corev3.ApiVersion_V3, SetNodeOnFirstMessageOnly: true,
@@ -125,8 +129,9 @@ func bootstrapFiles(gw *gwapiv1.Gateway, p Params) (map[string]string, error) {
 	return files, nil
 }
 
-// readyListener serves the admin's /ready, and nothing else of the
-// admin, on ReadyPort for the kubelet's probe.
+// readyListener serves the admin's /ready, for the kubelet's probe, and
+// its /stats/prometheus, for scrapers (the cross-cluster traffic,
+// pkg/envoystats), on ReadyPort; nothing else of the admin.
 func readyListener() *listenerv3.Listener {
 	hcm := &hcmv3.HttpConnectionManager{
 		StatPrefix: "ready",
@@ -135,6 +140,10 @@ func readyListener() *listenerv3.Listener {
 			VirtualHosts: []*routev3.VirtualHost{{Name: "ready", Domains: []string{"*"}, Routes: []*routev3.Route{
 				{
 					Match:  &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Path{Path: "/ready"}},
+					Action: &routev3.Route_Route{Route: &routev3.RouteAction{ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: "admin"}}},
+				},
+				{
+					Match:  &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Path{Path: "/stats/prometheus"}},
 					Action: &routev3.Route_Route{Route: &routev3.RouteAction{ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: "admin"}}},
 				},
 				{

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -35,7 +36,8 @@ const (
 	bootstrapDir = "/etc/envoy"
 	identityDir  = "/etc/eastwest/xds-tls"
 	// ReadyPort serves Envoy's /ready (its admin's, which stays on
-	// loopback) to the kubelet's readiness probe.
+	// loopback) to the kubelet's readiness probe, and its
+	// /stats/prometheus to scrapers.
 	ReadyPort = 19001
 	adminPort = 9901
 	// envoyUID is the envoy user of the official image.
@@ -176,6 +178,11 @@ func Render(gw *gwapiv1.Gateway, class string, m Member, p Params) (Objects, err
 	}
 	podAnnotations := cloneMap(annotations)
 	podAnnotations["eastwest.io/bootstrap-hash"] = hashFiles(files)
+	// Annotation-based scrapers find the Envoy's stats (the cross-cluster
+	// traffic, docs/traffic.md) on the ready port.
+	podAnnotations["prometheus.io/scrape"] = "true"
+	podAnnotations["prometheus.io/port"] = strconv.Itoa(ReadyPort)
+	podAnnotations["prometheus.io/path"] = "/stats/prometheus"
 	depMeta := meta()
 	if id != "" {
 		depMeta.Annotations[AnnotationIdentity] = m.Identity(gw)
@@ -203,7 +210,7 @@ func Render(gw *gwapiv1.Gateway, class string, m Member, p Params) (Objects, err
 						Name:            "envoy",
 						Image:           p.Image,
 						ImagePullPolicy: p.ImagePullPolicy,
-						Args: []string{"-c", bootstrapDir + "/bootstrap.json", "--service-node", "$(POD_NAME)", "--service-cluster", m.ClusterID,
+						Args: []string{"-c", bootstrapDir + "/bootstrap.json", "--service-node", "$(POD_NAME)", "--service-cluster", m.ClusterID, "--service-zone", m.ClusterID,
 							"--log-level", "warn", "--drain-time-s", "15"},
 						Env:       []corev1.EnvVar{{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}}},
 						Ports:     containerPorts,

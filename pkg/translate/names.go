@@ -57,6 +57,19 @@ func StatPrefix(listener string) string { return listener }
 // cluster ID, the zone its endpoints' zone when they all share one.
 func Locality(cluster mcs.ClusterID) string { return string(cluster) }
 
+// StatName is the name an Envoy's stats give a service port's cluster
+// (its alt_stat_name): <namespace>/<name>/<port>. Cluster names hold
+// dots, which Envoy's tag extraction takes for separators; these hold
+// none (namespaces and Service names are DNS labels), so that Prometheus
+// sees envoy_cluster_name="shop/cart/80". TunnelStatName is a tunnel
+// listener's cluster of the same port.
+func StatName(key mcs.ServiceKey, port int32) string {
+	return key.Namespace + "/" + key.Name + "/" + strconv.Itoa(int(port))
+}
+
+// TunnelStatName is StatName for a port's tunnel cluster.
+func TunnelStatName(key mcs.ServiceKey, port int32) string { return "tunnel/" + StatName(key, port) }
+
 // GatewayAPIView is the view name part of a Gateway: <namespace>/<name>.
 func GatewayAPIView(gw types.NamespacedName) string { return gw.Namespace + "/" + gw.Name }
 

@@ -370,6 +370,10 @@ func cluster(name string, key mcs.ServiceKey, p *mcs.ImportPort, v View, affinit
 	}
 	if v.Role == RoleGateway {
 		envoyCluster(c, affinity)
+		c.AltStatName = StatName(key, p.Port)
+		if name == TunnelClusterName(key, p.Port) {
+			c.AltStatName = TunnelStatName(key, p.Port)
+		}
 	}
 	if v.Tunnels() {
 		tunnelSocket(c, key, p.Port, v.Net)
@@ -519,7 +523,11 @@ type locality struct {
 
 // loadAssignment is a port's endpoints as the view's cluster sees them:
 // one locality per member cluster that exposes the port and has endpoints
-// for it. Ready endpoints are HEALTHY, serving-but-terminating ones
+// for it. A locality's region and zone are the member's cluster ID (the
+// zone so that an Envoy running with --service-zone <its member> counts
+// its requests per source and destination member: the cross-cluster
+// traffic stats), its sub-zone the Kubernetes zone of the member's
+// endpoints when they are all in one. Ready endpoints are HEALTHY, serving-but-terminating ones
 // DRAINING, the rest are left out.
 //
 // Priorities are the service's tiers for the view's member (tiers): by
@@ -637,7 +645,7 @@ func assign(name string, st *mcs.ServiceState, p *mcs.ImportPort, v View, localO
 		}
 		last = l.rank
 		cla.Endpoints = append(cla.Endpoints, &endpointv3.LocalityLbEndpoints{
-			Locality:            &corev3.Locality{Region: Locality(l.cluster), Zone: l.zone},
+			Locality:            &corev3.Locality{Region: Locality(l.cluster), Zone: Locality(l.cluster), SubZone: l.zone},
 			LbEndpoints:         l.eps,
 			LoadBalancingWeight: wrapperspb.UInt32(l.weight),
 			Priority:            priority,

@@ -17,6 +17,7 @@ import (
 	"github.com/eastwest-dev/eastwest/internal/fixture"
 	"github.com/eastwest-dev/eastwest/internal/testkit"
 	"github.com/eastwest-dev/eastwest/pkg/controlplane"
+	"github.com/eastwest-dev/eastwest/pkg/mcs"
 	"github.com/eastwest-dev/eastwest/pkg/translate"
 	"github.com/eastwest-dev/eastwest/test/envoytest"
 )
@@ -172,7 +173,7 @@ func TestEastWestGatewayTraffic(t *testing.T) {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		stats, err := e.Stats()
-		if err == nil && stats["cluster.web.shop.svc.clusterset.local_80.outlier_detection.ejections_active"] == 1 {
+		if err == nil && stats["cluster."+translate.StatName(mcs.ServiceKey{Namespace: "shop", Name: "web"}, 80)+".outlier_detection.ejections_active"] == 1 {
 			break
 		}
 		if time.Now().After(deadline) {

@@ -20,7 +20,7 @@ const runEnvoyBootstrap = "../../examples/envoy/gateway-east.json"
 // control plane on 127.0.0.1:18000 and the admin on 127.0.0.1:9901; it
 // passes `envoy --mode validate` (go test -update writes it again).
 func TestRunEnvoyBootstrap(t *testing.T) {
-	b, err := envoytest.Bootstrap(envoytest.Options{Bootstrap: envoytest.Shipped("bootstrap.yaml"), XDS: "127.0.0.1:18000"})
+	b, err := envoytest.Bootstrap(envoytest.Options{Bootstrap: envoytest.Shipped("bootstrap.yaml"), XDS: "127.0.0.1:18000", AdminPort: 9901, StatsPort: 15090})
 	if err != nil {
 		t.Fatal(err)
 	}

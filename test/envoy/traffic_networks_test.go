@@ -177,7 +177,16 @@ func TestTrafficTiersAcrossNetworks(t *testing.T) {
 	}
 
 	const count = 5000
+	seen := map[string]int{"use2": len(n.pods["use2"].Requests()), "euw1": len(n.pods["euw1"].Requests())}
 	got = n.spread(t, "use1", "cart", count)
+	// use1's gateway counts what it sent to each member, through the
+	// tunnel too, as the backends counted it.
+	counted := crossCluster(t, n.members["use1"].envoy, "shop/cart/80", "use1")
+	for m, before := range seen {
+		if s := len(n.pods[m].Requests()) - before; counted[m] != s {
+			t.Errorf("use1 -> %s: the gateway counted %d, the backend saw %d", m, counted[m], s)
+		}
+	}
 	share := float64(got["use2"]) / count
 	if share < 0.88 || share > 0.92 || got["use2"]+got["euw1"] != count {
 		t.Errorf("%d requests with weights 90 (use2, direct) / 10 (euw1, tunnelled): %v, want use2 90%% +-2", count, got)

@@ -2,6 +2,7 @@ package envoy
 
 import (
 	"fmt"
+	"io"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	"github.com/eastwest-dev/eastwest/internal/testkit"
 	"github.com/eastwest-dev/eastwest/pkg/about"
 	"github.com/eastwest-dev/eastwest/pkg/controlplane"
+	"github.com/eastwest-dev/eastwest/pkg/envoystats"
 	"github.com/eastwest-dev/eastwest/pkg/mcs"
 	"github.com/eastwest-dev/eastwest/pkg/translate"
 	"github.com/eastwest-dev/eastwest/test/envoytest"
@@ -138,7 +140,9 @@ const (
 //   - records, exported by euw1 only, strict to its jurisdiction: use1
 //     gets 503, and euw1's pod sees none of it;
 //   - cart, use2 weight 90 and usw1 weight 10: 10,000 requests split
-//     90/10 within 2 points;
+//     90/10 within 2 points, and the gateway's cross-cluster counters
+//     (use1 -> use2, use1 -> usw1, scraped as Prometheus does) equal
+//     what each backend saw within 1%;
 //   - move, a migration from usw1 to use2 in steps 100/0, 50/50, 0/100
 //     under a request loop: not one request fails.
 func TestTrafficPolicy(t *testing.T) {
@@ -178,9 +182,20 @@ func TestTrafficPolicy(t *testing.T) {
 		}
 	})
 
-	t.Run("weights split a tier", func(t *testing.T) {
+	t.Run("weights split a tier, and the gateway counts who it sent to", func(t *testing.T) {
 		const n = 10000
+		before := map[string]int{"use2": len(tr.backends["use2"].Requests()), "usw1": len(tr.backends["usw1"].Requests())}
+		statsBefore := crossCluster(t, e, "shop/cart/80", "use1")
 		got := tr.spread(t, "cart", n)
+		stats := crossCluster(t, e, "shop/cart/80", "use1")
+		for _, m := range []string{"use2", "usw1"} {
+			seen := len(tr.backends[m].Requests()) - before[m]
+			counted := stats[m] - statsBefore[m]
+			if seen == 0 || counted < seen*99/100 || counted > seen*101/100 {
+				t.Errorf("use1 -> %s: the gateway counted %d requests of cart, the backend saw %d (want within 1%%)", m, counted, seen)
+			}
+			t.Logf("cross-cluster counter use1 -> %s: %d, the backend saw %d", m, counted, seen)
+		}
 		share := float64(got["use2"]) / n
 		if share < 0.88 || share > 0.92 || got["use2"]+got["usw1"] != n {
 			t.Fatalf("%d requests with weights 90/10: %v (use2 %.1f%%), want 90%% +-2", n, got, 100*share)
@@ -237,6 +252,52 @@ func TestTrafficPolicy(t *testing.T) {
 		t.Logf("migration 100/0 -> 50/50 -> 0/100: %d requests, none failed", sent.Load())
 	})
 	e.CheckAccepted(t, app, "use1/gateway")
+}
+
+// crossCluster reads an Envoy's cross-cluster request counters of one
+// service port (its stat name), from source member src, by destination
+// member: the series of pkg/envoystats, scraped as Prometheus does from
+// the shipped bootstrap's stats listener (not the admin, which stays on
+// loopback).
+func crossCluster(t testing.TB, e *envoytest.Envoy, statName, src string) map[string]int {
+	t.Helper()
+	resp, err := http.Get("http://" + e.StatsAddr + "/stats/prometheus")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /stats/prometheus on the stats listener: %d %v", resp.StatusCode, err)
+	}
+	body := string(raw)
+	if r, err := http.Get("http://" + e.StatsAddr + "/config_dump"); err != nil || r.StatusCode != http.StatusNotFound {
+		t.Errorf("the stats listener serves more of the admin than /stats/prometheus: /config_dump %v %v", r, err)
+	} else {
+		r.Body.Close()
+	}
+	out := map[string]int{}
+	for _, line := range strings.Split(body, "\n") {
+		name, rest, ok := strings.Cut(line, "{")
+		if !ok || name != envoystats.Completed {
+			continue
+		}
+		labels, value, _ := strings.Cut(rest, "} ")
+		l := map[string]string{}
+		for _, kv := range strings.Split(labels, ",") {
+			k, v, _ := strings.Cut(kv, "=")
+			l[k] = strings.Trim(v, `"`)
+		}
+		if l["envoy_cluster_name"] != statName || l[envoystats.TagSource] != src {
+			continue
+		}
+		var n int
+		if _, err := fmt.Sscan(value, &n); err != nil {
+			t.Fatalf("%s: %v", line, err)
+		}
+		out[l[envoystats.TagDestination]] += n
+	}
+	return out
 }
 
 // BenchmarkTierFailover is the time from an EndpointSlice change (the

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -91,6 +92,12 @@ type Options struct {
 	// FileSecrets are the SDS secrets the bootstrap reads from files, not
 	// from eastwest (left out of what CheckAccepted compares).
 	FileSecrets []string
+	// AdminPort and StatsPort, when StatsPort is set, are the admin's port
+	// and the shipped stats listener's (0.0.0.0:15090 and its admin
+	// cluster, 127.0.0.1:9901, moved to the admin's address): Start
+	// picks free ones, so that several Envoys run side by side. Without
+	// StatsPort the stats listener and its admin cluster are left out.
+	AdminPort, StatsPort int
 }
 
 // Bootstrap returns the shipped bootstrap at path changed as opts say,
@@ -146,8 +153,67 @@ func Bootstrap(opts Options) ([]byte, error) {
 	if opts.NetNS != nil {
 		admin = opts.NetNS.NSIP
 	}
-	b["admin"] = map[string]any{"address": map[string]any{"socket_address": map[string]any{"address": admin, "port_value": 0}}}
+	b["admin"] = map[string]any{"address": map[string]any{"socket_address": map[string]any{"address": admin, "port_value": opts.AdminPort}}}
+	statsListener(b, admin, opts)
 	return json.Marshal(b)
+}
+
+// statsListener moves the shipped stats listener and the admin cluster
+// behind it to the test's ports (opts.StatsPort, opts.AdminPort on host),
+// or leaves both out.
+func statsListener(b map[string]any, host string, opts Options) {
+	static, _ := b["static_resources"].(map[string]any)
+	listeners, _ := static["listeners"].([]any)
+	clusters, _ := static["clusters"].([]any)
+	var keptL, keptC []any
+	for _, l := range listeners {
+		m, _ := l.(map[string]any)
+		if m["name"] != "stats" {
+			keptL = append(keptL, l)
+			continue
+		}
+		if opts.StatsPort != 0 {
+			m["address"] = map[string]any{"socket_address": map[string]any{"address": host, "port_value": opts.StatsPort}}
+			keptL = append(keptL, m)
+		}
+	}
+	for _, c := range clusters {
+		m, _ := c.(map[string]any)
+		if m["name"] != "admin" {
+			keptC = append(keptC, c)
+			continue
+		}
+		if opts.StatsPort != 0 {
+			m["load_assignment"] = map[string]any{"cluster_name": "admin", "endpoints": []any{map[string]any{"lb_endpoints": []any{
+				map[string]any{"endpoint": map[string]any{"address": map[string]any{"socket_address": map[string]any{"address": host, "port_value": opts.AdminPort}}}},
+			}}}}
+			keptC = append(keptC, m)
+		}
+	}
+	if static == nil {
+		return
+	}
+	if keptL == nil {
+		delete(static, "listeners")
+	} else {
+		static["listeners"] = keptL
+	}
+	static["clusters"] = keptC
+}
+
+// freePort is a port nothing listens on at host now (in ns when set):
+// the kernel's choice, let go at once.
+func freePort(ns *netns.NS, host string) (int, error) {
+	listen := func(addr string) (net.Listener, error) { return net.Listen("tcp", addr) }
+	if ns != nil {
+		listen = ns.Listen
+	}
+	l, err := listen(net.JoinHostPort(host, "0"))
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 func xdsCluster(b map[string]any) (map[string]any, error) {
@@ -190,7 +256,7 @@ func setTLS(xds map[string]any, tls *TLS) error {
 func Validate(t testing.TB, path, nodeID, cluster string) error {
 	t.Helper()
 	cmd := exec.Command(Bin(t), "--mode", "validate", "-c", path, "--disable-hot-restart", "--log-level", "warn", //nolint:gosec // the test's own Envoy and file
-		"--service-node", nodeID, "--service-cluster", cluster)
+		"--service-node", nodeID, "--service-cluster", cluster, "--service-zone", cluster)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	out, err := cmd.CombinedOutput()
 	if err != nil {
@@ -203,6 +269,9 @@ func Validate(t testing.TB, path, nodeID, cluster string) error {
 type Envoy struct {
 	// Admin is the admin endpoint's host:port.
 	Admin string
+	// StatsAddr is the shipped stats listener's host:port (a scraper's
+	// /stats/prometheus); empty for a bootstrap given as it is.
+	StatsAddr string
 	// Dir holds its bootstrap and log.
 	Dir  string
 	cmd  *exec.Cmd
@@ -220,7 +289,20 @@ func Start(t testing.TB, opts Options) *Envoy {
 	bin := Bin(t)
 	dir := t.TempDir()
 	bootFile := opts.BootstrapFile
+	var statsAddr string
 	if bootFile == "" {
+		host := "127.0.0.1"
+		if opts.NetNS != nil {
+			host = opts.NetNS.NSIP
+		}
+		var err error
+		if opts.AdminPort, err = freePort(opts.NetNS, host); err != nil {
+			t.Fatal(err)
+		}
+		if opts.StatsPort, err = freePort(opts.NetNS, host); err != nil {
+			t.Fatal(err)
+		}
+		statsAddr = net.JoinHostPort(host, strconv.Itoa(opts.StatsPort))
 		boot, err := Bootstrap(opts)
 		if err != nil {
 			t.Fatal(err)
@@ -236,7 +318,7 @@ func Start(t testing.TB, opts Options) *Envoy {
 	}
 	adminPath := filepath.Join(dir, "admin-address")
 	args := []string{"-c", bootFile, "--disable-hot-restart", "--admin-address-path", adminPath,
-		"--service-node", opts.NodeID, "--service-cluster", opts.Cluster, "--log-level", "info",
+		"--service-node", opts.NodeID, "--service-cluster", opts.Cluster, "--service-zone", opts.Cluster, "--log-level", "info",
 		"--concurrency", "1", "--drain-time-s", "1", "--parent-shutdown-time-s", "2"}
 	args = append(args, opts.Args...)
 	cmd := exec.Command(bin, args...) //nolint:gosec // the test's own Envoy
@@ -249,7 +331,7 @@ func Start(t testing.TB, opts Options) *Envoy {
 		_ = logFile.Close()
 		t.Fatal(err)
 	}
-	e := &Envoy{Dir: dir, cmd: cmd, done: make(chan struct{}), fileSecrets: opts.FileSecrets}
+	e := &Envoy{Dir: dir, StatsAddr: statsAddr, cmd: cmd, done: make(chan struct{}), fileSecrets: opts.FileSecrets}
 	go func() { e.err = cmd.Wait(); _ = logFile.Close(); close(e.done) }()
 	t.Cleanup(func() {
 		e.Stop()
