@@ -130,41 +130,27 @@ func validateExport(key ServiceKey, c *ClusterInput) (ExportStatus, bool) {
 		ExportedLabels:      c.Export.ExportedLabels,
 		ExportedAnnotations: c.Export.ExportedAnnotations,
 	}
+	invalid := func(reason mcsv1b1.ServiceExportConditionReason, msg string, ready mcsv1b1.ServiceExportConditionReason, readyMsg string) (ExportStatus, bool) {
+		es.Conditions = []metav1.Condition{
+			condition(mcsv1b1.ServiceExportConditionValid, metav1.ConditionFalse, reason, msg, es.Generation),
+			condition(mcsv1b1.ServiceExportConditionReady, metav1.ConditionFalse, ready, readyMsg, es.Generation),
+		}
+		return es, false
+	}
 	switch {
 	case c.Service == nil:
-		es.Conditions = []metav1.Condition{
-			condition(mcsv1b1.ServiceExportConditionValid, metav1.ConditionFalse, mcsv1b1.ServiceExportReasonNoService,
-				fmt.Sprintf("Service %s not found", key), es.Generation),
-			condition(mcsv1b1.ServiceExportConditionReady, metav1.ConditionFalse, mcsv1b1.ServiceExportReasonPending,
-				"waiting for the Service to exist", es.Generation),
-		}
-		return es, false
+		return invalid(mcsv1b1.ServiceExportReasonNoService, fmt.Sprintf("Service %s not found", key),
+			mcsv1b1.ServiceExportReasonPending, "waiting for the Service to exist")
 	case c.Export.SelectionError != "":
-		es.Conditions = []metav1.Condition{
-			condition(mcsv1b1.ServiceExportConditionValid, metav1.ConditionFalse, ReasonInvalidClusterSelector,
-				c.Export.SelectionError, es.Generation),
-			condition(mcsv1b1.ServiceExportConditionReady, metav1.ConditionFalse, mcsv1b1.ServiceExportReasonFailed,
-				"the export is not valid", es.Generation),
-		}
-		return es, false
+		return invalid(ReasonInvalidClusterSelector, c.Export.SelectionError, mcsv1b1.ServiceExportReasonFailed, "the export is not valid")
 	case c.Export.Selection != nil && c.Service.Headless:
 		// KEP-5939: headless imports resolve to pods by DNS, which no
 		// cluster selection can steer.
-		es.Conditions = []metav1.Condition{
-			condition(mcsv1b1.ServiceExportConditionValid, metav1.ConditionFalse, mcsv1b1.ServiceExportReasonInvalidServiceType,
-				"cluster selectors apply to ClusterSetIP services only; this Service is headless", es.Generation),
-			condition(mcsv1b1.ServiceExportConditionReady, metav1.ConditionFalse, mcsv1b1.ServiceExportReasonFailed,
-				"the export is not valid", es.Generation),
-		}
-		return es, false
+		return invalid(mcsv1b1.ServiceExportReasonInvalidServiceType, "cluster selectors apply to ClusterSetIP services only; this Service is headless",
+			mcsv1b1.ServiceExportReasonFailed, "the export is not valid")
 	case c.Service.Type == corev1.ServiceTypeExternalName:
-		es.Conditions = []metav1.Condition{
-			condition(mcsv1b1.ServiceExportConditionValid, metav1.ConditionFalse, mcsv1b1.ServiceExportReasonInvalidServiceType,
-				"Service of type ExternalName cannot be exported", es.Generation),
-			condition(mcsv1b1.ServiceExportConditionReady, metav1.ConditionFalse, mcsv1b1.ServiceExportReasonFailed,
-				"the export is not valid", es.Generation),
-		}
-		return es, false
+		return invalid(mcsv1b1.ServiceExportReasonInvalidServiceType, "Service of type ExternalName cannot be exported",
+			mcsv1b1.ServiceExportReasonFailed, "the export is not valid")
 	}
 	es.Conditions = []metav1.Condition{
 		condition(mcsv1b1.ServiceExportConditionValid, metav1.ConditionTrue, mcsv1b1.ServiceExportReasonValid,

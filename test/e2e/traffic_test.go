@@ -2,8 +2,6 @@ package e2e
 
 import (
 	"fmt"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -11,6 +9,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/eastwest-dev/eastwest/internal/fixture"
+	"github.com/eastwest-dev/eastwest/internal/testkit"
 )
 
 // exportWith is export with annotations (name, value pairs).
@@ -104,33 +103,12 @@ func TestTrafficPolicyProxyless(t *testing.T) {
 	t.Run("a migration in steps loses no RPC", func(t *testing.T) {
 		c := cp.xdsClient(t, "client-move", "a", "move.demo.svc.clusterset.local:9000")
 		eventually(t, 10*time.Second, "an answer from b", func() bool { s, _ := call(c, time.Second); return s == "b" })
-		var sent, failed atomic.Int64
-		var seen sync.Map
-		stop := make(chan struct{})
-		var wg sync.WaitGroup
-		var once sync.Once
-		halt := func() { once.Do(func() { close(stop) }); wg.Wait() }
-		defer halt()
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				s, err := call(c, 2*time.Second)
-				sent.Add(1)
-				if err != nil {
-					failed.Add(1)
-					continue
-				}
-				seen.Store(s, true)
-			}
-		}()
+		loop := testkit.StartLoop(t, 0, func() bool {
+			_, err := call(c, 2*time.Second)
+			return err == nil
+		})
 		for _, w := range [][2]int{{50, 50}, {0, 100}} {
-			time.Sleep(300 * time.Millisecond)
+			loop.More(300)
 			cp.write("b/move.yaml", weighted("move", bSvc, w[0]))
 			cp.write("c/move.yaml", weighted("move", cSvc, w[1]))
 		}
@@ -138,10 +116,10 @@ func TestTrafficPolicyProxyless(t *testing.T) {
 		if got := spread(c, 200); got["c"] != 200 {
 			t.Errorf("at 0/100: %v, want all to c", got)
 		}
-		halt()
-		if failed.Load() > 0 {
-			t.Fatalf("migration: %d of %d RPCs failed", failed.Load(), sent.Load())
+		loop.Stop()
+		if loop.Failed() > 0 {
+			t.Fatalf("migration: %d of %d RPCs failed", loop.Failed(), loop.Sent())
 		}
-		t.Logf("migration 100/0 -> 50/50 -> 0/100: %d RPCs, none failed", sent.Load())
+		t.Logf("migration 100/0 -> 50/50 -> 0/100: %d RPCs, none failed", loop.Sent())
 	})
 }

@@ -6,8 +6,6 @@ import (
 	"net/http"
 	"path/filepath"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -204,38 +202,18 @@ func TestTrafficPolicy(t *testing.T) {
 	})
 
 	t.Run("a migration in steps fails no request", func(t *testing.T) {
-		var sent, failed atomic.Int64
-		stop := make(chan struct{})
-		var wg sync.WaitGroup
-		var once sync.Once
-		halt := func() { once.Do(func() { close(stop) }); wg.Wait() }
-		defer halt() // also when the test fails
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				m, code, err := tr.get("move")
-				sent.Add(1)
-				if err != nil || m == "" {
-					if failed.Add(1) <= 5 {
-						t.Logf("request failed: %d %v", code, err)
-					}
-				}
-			}
-		}()
+		loop := testkit.StartLoop(t, 0, func() bool {
+			m, _, err := tr.get("move")
+			return err == nil && m != ""
+		})
 		tr.waitAll(t, "move", "usw1")
 		for _, step := range [][2]string{{"50", "50"}, {"0", "100"}} {
+			loop.More(200) // at the weights before the step
 			tr.export(t, "usw1", "move", true, mcs.AnnotationWeight, step[0])
 			tr.export(t, "use2", "move", true, mcs.AnnotationWeight, step[1])
 			if step[0] == "0" {
 				tr.waitAll(t, "move", "use2")
 			} else {
-				time.Sleep(500 * time.Millisecond) // requests at 100/0 meanwhile
 				testkit.Eventually(t, "a 50/50 split", func() error {
 					got := tr.spread(t, "move", 200)
 					if got["use2"] < 60 || got["usw1"] < 60 {
@@ -245,11 +223,12 @@ func TestTrafficPolicy(t *testing.T) {
 				})
 			}
 		}
-		halt()
-		if failed.Load() > 0 || sent.Load() < 100 {
-			t.Fatalf("migration 100/0 -> 50/50 -> 0/100: %d of %d requests failed", failed.Load(), sent.Load())
+		loop.More(200) // and at 0/100
+		loop.Stop()
+		if loop.Failed() > 0 {
+			t.Fatalf("migration 100/0 -> 50/50 -> 0/100: %d of %d requests failed", loop.Failed(), loop.Sent())
 		}
-		t.Logf("migration 100/0 -> 50/50 -> 0/100: %d requests, none failed", sent.Load())
+		t.Logf("migration 100/0 -> 50/50 -> 0/100: %d requests, none failed", loop.Sent())
 	})
 	e.CheckAccepted(t, app, "use1/gateway")
 }
