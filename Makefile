@@ -128,7 +128,7 @@ bench: ## Benchmarks with allocations (BENCHTIME=… to change the duration).
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./...
 
 # package:FuzzTarget pairs; `go test -fuzz` runs one target at a time.
-FUZZ_TARGETS := ./pkg/source:FuzzDecode ./pkg/source:FuzzLoad ./pkg/assemble:FuzzRouteTranslation ./pkg/identity:FuzzParse
+FUZZ_TARGETS := ./pkg/mcs:FuzzSelection ./pkg/source:FuzzDecode ./pkg/source:FuzzLoad ./pkg/assemble:FuzzRouteTranslation ./pkg/identity:FuzzParse
 
 # -fuzzminimizetime is bounded: minimizing a multi-document input at the
 # default 60 s per input stalls short runs.

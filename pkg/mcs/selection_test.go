@@ -1,6 +1,7 @@
 package mcs
 
 import (
+	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -246,4 +247,62 @@ func TestPropertiesBounded(t *testing.T) {
 	if len(info.PropertyWarnings) != 4 || !strings.Contains(info.PropertyWarnings[0], "big.example.com left out") {
 		t.Errorf("warnings %v, want the big value and three beyond the bound", info.PropertyWarnings)
 	}
+}
+
+// Any annotation a member's user writes is either refused with a reason
+// or a selection that evaluates, for any importer and properties, to one
+// result per selector listing only candidates, sorted; its canonical form
+// reads back as the same selection. It never panics.
+func FuzzSelection(f *testing.F) {
+	f.Add("["+sameCluster+","+sameRegion+"]", "true", "us", "eu")
+	f.Add(`[{"propertySelector": {"matchExpressions": [{"key": "a", "operator": "NotIn", "values": ["@SameAsImporter@", "x"]}]}}]`, "", "x", "")
+	f.Add("- propertySelector: {matchProperties: {a: b}}\n", "false", "b", "b")
+	f.Add(`[{"propertySelector": null}]`, "1", "", "")
+	f.Fuzz(func(t *testing.T, raw, strict, mine, theirs string) {
+		ann := map[string]string{AnnotationClusterSelectors: raw}
+		if strict != "" {
+			ann[AnnotationClusterSelectorsStrict] = strict
+		}
+		sel, err := selectionFrom(ann)
+		if err != nil {
+			if sel != nil {
+				t.Fatalf("a refused selection came back: %v", sel)
+			}
+			return
+		}
+		props := map[ClusterID]map[string]string{
+			"a": {"region.topology.k8s.io": mine, "a": mine},
+			"b": {"region.topology.k8s.io": theirs, "b": theirs},
+			"c": {},
+		}
+		candidates := []ClusterID{"b", "c"}
+		results := sel.Select("a", candidates, func(c ClusterID) map[string]string { return props[c] })
+		if len(results) != len(sel.Selectors) {
+			t.Fatalf("%d results for %d selectors", len(results), len(sel.Selectors))
+		}
+		for _, r := range results {
+			if !slices.IsSorted(r.Clusters) || slices.ContainsFunc(r.Clusters, func(c ClusterID) bool { return !slices.Contains(candidates, c) }) {
+				t.Fatalf("result %v: not sorted, or not among the candidates", r.Clusters)
+			}
+		}
+		var sels []ClusterSelector
+		if err := json.Unmarshal([]byte(sel.String()), &struct {
+			Selectors *[]ClusterSelector `json:"selectors"`
+		}{&sels}); err != nil {
+			t.Fatalf("canonical form %s does not read back: %v", sel, err)
+		}
+		again, err := selectionFrom(map[string]string{AnnotationClusterSelectors: mustJSON(t, sels), AnnotationClusterSelectorsStrict: fmt.Sprint(sel.Strict)})
+		if err != nil || again.String() != sel.String() {
+			t.Fatalf("canonical form %s reads back as %v (%v)", sel, again, err)
+		}
+	})
+}
+
+func mustJSON(t *testing.T, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
