@@ -107,7 +107,8 @@ func shapeSignature(st *mcs.ServiceState) string {
 
 // gatewaySignature changes when a service's gateway routes or tunnel
 // filter chains would: its TCP ports, the members exporting them, or the
-// members importing it come or go.
+// members importing it come or go, or, under a strict cluster selection,
+// which importers the selection admits (the tunnel's RBAC).
 func gatewaySignature(st *mcs.ServiceState) string {
 	if st == nil || st.Import == nil {
 		return ""
@@ -116,6 +117,11 @@ func gatewaySignature(st *mcs.ServiceState) string {
 	fmt.Fprintf(&b, "%v ", st.Import.ImportedIn)
 	if st.Import.Passthrough {
 		b.WriteString("passthrough ") // no HTTP route; tcp_proxy in the tunnel
+	}
+	if sel := st.Import.Selection; sel != nil && sel.Strict {
+		for _, importer := range st.Import.ImportedIn {
+			fmt.Fprintf(&b, "strict %s %v ", importer, st.Import.SelectorResults[importer])
+		}
 	}
 	for _, p := range translate.ServedPorts(st) {
 		// The members exporting a port: a tunnel listener serves the

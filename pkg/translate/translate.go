@@ -305,7 +305,16 @@ func tunnel(r *Result, services []*mcs.ServiceState, v View, published func(clus
 		}
 		for _, p := range ServedPorts(st) {
 			if tunnelTarget(p, v) && (published == nil || published(TunnelClusterName(st.Key, p.Port))) {
-				ports = append(ports, tunnelPort{key: st.Key, port: p, affinity: st.Import.SessionAffinity == corev1.ServiceAffinityClientIP, passthrough: st.Import.Passthrough})
+				tp := tunnelPort{key: st.Key, port: p, affinity: st.Import.SessionAffinity == corev1.ServiceAffinityClientIP, passthrough: st.Import.Passthrough}
+				if sel := st.Import.Selection; sel != nil && sel.Strict {
+					tp.strict = true
+					for _, importer := range st.Import.ImportedIn {
+						if importer != v.Cluster && st.Import.Selects(importer, v.Cluster) {
+							tp.admitted = append(tp.admitted, importer)
+						}
+					}
+				}
+				ports = append(ports, tp)
 			}
 		}
 	}

@@ -12,9 +12,11 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	rbacv3 "github.com/envoyproxy/go-control-plane/envoy/config/rbac/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	tlsinspectorv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/tls_inspector/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	rbacnetworkv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/rbac/v3"
 	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
@@ -447,14 +449,45 @@ func tunnelListener(ports []tunnelPort, v View, p packer) *listenerv3.Listener {
 	}
 	for _, tp := range ports {
 		sni, cluster := TunnelSNI(tp.key, tp.port.Port), TunnelClusterName(tp.key, tp.port.Port)
+		filters := []*listenerv3.Filter{toCluster(cluster, tp.port, tp.affinity, tp.passthrough, p)}
+		if tp.strict {
+			filters = append([]*listenerv3.Filter{admitOnly(sni, tp.admitted, v.Net, p)}, filters...)
+		}
 		lis.FilterChains = append(lis.FilterChains, &listenerv3.FilterChain{
 			Name:             sni,
 			FilterChainMatch: &listenerv3.FilterChainMatch{ServerNames: []string{sni}},
 			TransportSocket:  socket,
-			Filters:          []*listenerv3.Filter{toCluster(cluster, tp.port, tp.affinity, tp.passthrough, p)},
+			Filters:          filters,
 		})
 	}
 	return lis
+}
+
+// admitOnly is the RBAC network filter of a strict service's tunnel
+// filter chain: a connection whose peer is not the gateway of an admitted
+// importer (one whose cluster selection includes this member) is closed.
+// The sending gateways already leave this member out when they may not
+// send (translate's tiers); this makes the border hold at the receiving
+// end too, against a member's admin who dials the tunnel with their own
+// gateway identity. None admitted: every connection is closed.
+func admitOnly(sni string, admitted []mcs.ClusterID, t *Topology, p packer) *listenerv3.Filter {
+	policies := map[string]*rbacv3.Policy{}
+	if len(admitted) > 0 {
+		var principals []*rbacv3.Principal
+		for _, m := range t.peerMatchers(admitted) {
+			principals = append(principals, &rbacv3.Principal{Identifier: &rbacv3.Principal_Authenticated_{
+				Authenticated: &rbacv3.Principal_Authenticated{PrincipalName: m.GetMatcher()},
+			}})
+		}
+		policies["admitted-importers"] = &rbacv3.Policy{
+			Permissions: []*rbacv3.Permission{{Rule: &rbacv3.Permission_Any{Any: true}}},
+			Principals:  principals,
+		}
+	}
+	return &listenerv3.Filter{Name: "envoy.filters.network.rbac", ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: p.any(&rbacnetworkv3.RBAC{
+		StatPrefix: "strict:" + sni,
+		Rules:      &rbacv3.RBAC{Action: rbacv3.RBAC_ALLOW, Policies: policies},
+	})}}
 }
 
 // toCluster is the network filter that sends a connection to a cluster:
@@ -523,6 +556,11 @@ type tunnelPort struct {
 	key                   mcs.ServiceKey
 	port                  *mcs.ImportPort
 	affinity, passthrough bool
+	// strict is set for a service under a strict cluster selection: only
+	// the gateways of admitted (the importers whose selection includes
+	// this member) open its tunnel.
+	strict   bool
+	admitted []mcs.ClusterID
 }
 
 // isHTTP reports whether a port's appProtocol says it speaks HTTP (its

@@ -1,12 +1,17 @@
 package envoy
 
 import (
+	"bufio"
+	"crypto/tls"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/eastwest-dev/eastwest/internal/cptest"
 	"github.com/eastwest-dev/eastwest/internal/fixture"
@@ -111,6 +116,41 @@ spec: {clusterIP: %[2]s, ports: [{name: tunnel, port: 15443}, {name: http, port:
 	return n
 }
 
+// dialTunnel opens member to's tunnel from member from's gateway
+// namespace with from's gateway certificate, for sni, and sends one
+// request: the member whose pod answered, or the error (a closed
+// connection when the tunnel refuses the peer).
+func (n *tieredNets) dialTunnel(from, to, sni string) (string, error) {
+	conn, err := n.members[from].gw.Dial(net.JoinHostPort(n.members[to].wan, "15443"), 2*time.Second)
+	if err != nil {
+		return "", err
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(3 * time.Second))
+	cert := n.members[from].leaf.TLS
+	tc := tls.Client(conn, &tls.Config{ServerName: sni, RootCAs: n.ca.Pool, MinVersion: tls.VersionTLS12,
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &cert, nil },
+		// The gateway's certificate names its identity, not the SNI.
+		InsecureSkipVerify: true, //nolint:gosec // the peer is checked below
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			if len(cs.PeerCertificates) == 0 || len(cs.PeerCertificates[0].URIs) == 0 || cs.PeerCertificates[0].URIs[0].String() != gatewayID(to) {
+				return fmt.Errorf("%s's tunnel presented %v", to, cs.PeerCertificates)
+			}
+			return nil
+		}})
+	if _, err := fmt.Fprintf(tc, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"); err != nil {
+		return "", err
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(tc), nil)
+	if err != nil {
+		return "", err
+	}
+	body, _ := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	member, _, _ := strings.Cut(string(body), "/")
+	return member, nil
+}
+
 // serve starts the control plane (on use1's gateway namespace's veth,
 // mutual TLS) and the Envoys of use1, euw1 and euw2.
 func (n *tieredNets) serve(t testing.TB) *controlplane.App {
@@ -174,6 +214,21 @@ func TestTrafficTiersAcrossNetworks(t *testing.T) {
 	}
 	if got := n.spread(t, "euw2", "records", 100); got["euw1"] != 100 {
 		t.Errorf("records at euw2: %v, want all answered by euw1", got)
+	}
+
+	// The border holds at the receiving end too: euw1's tunnel admits
+	// records' connections from the gateways of members whose strict
+	// selection includes euw1 (euw2), and closes use1's, though use1's
+	// gateway identity opens its tunnels for every other service.
+	sni := translate.TunnelSNI(mcs.ServiceKey{Namespace: "shop", Name: "records"}, 80)
+	if got, err := n.dialTunnel("euw2", "euw1", sni); err != nil || got != "euw1" {
+		t.Errorf("records through euw1's tunnel from euw2's gateway: %q %v, want euw1's pod", got, err)
+	}
+	if got, err := n.dialTunnel("use1", "euw1", sni); err == nil {
+		t.Errorf("records through euw1's tunnel from use1's gateway (outside the strict selection): answered by %q, want the connection closed", got)
+	}
+	if got, err := n.dialTunnel("use1", "euw1", translate.TunnelSNI(mcs.ServiceKey{Namespace: "shop", Name: "cart"}, 80)); err != nil || got != "euw1" {
+		t.Errorf("cart (not strict) through euw1's tunnel from use1's gateway: %q %v, want euw1's pod", got, err)
 	}
 
 	const count = 5000
