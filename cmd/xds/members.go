@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"slices"
 	"strconv"
@@ -12,6 +13,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/eastwest-dev/eastwest/pkg/about"
 	"github.com/eastwest-dev/eastwest/pkg/debug"
 	"github.com/eastwest-dev/eastwest/pkg/mcs"
 	"github.com/eastwest-dev/eastwest/pkg/source"
@@ -87,6 +89,7 @@ func printMembers(w io.Writer, v debug.ClustersView, now time.Time) {
 				problems = append(problems, p)
 			}
 		}
+		problems = append(problems, m.PropertyWarnings...)
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.Member, orDash(string(m.ID)), orDash(m.ClusterSet), merged, conn,
 			mcs.NetworkName(m.Network), gateways(m), orDash(strings.Join(problems, "; ")))
 	}
@@ -104,6 +107,23 @@ func printMembers(w io.Writer, v debug.ClustersView, now time.Time) {
 		fmt.Fprintf(tw, "%s\t-\t-\tnot yet\t%s\t-\t-\t%s\n", name, connection(c, now), orDash(c.LastError))
 	}
 	_ = tw.Flush()
+	// The properties cluster selectors match (docs/traffic.md), beyond
+	// the table's ID, ClusterSet and network.
+	var props []string
+	for _, m := range v.Members {
+		var kv []string
+		for _, k := range slices.Sorted(maps.Keys(m.Properties)) {
+			if k != about.PropertyClusterID && k != about.PropertyClusterSet && k != about.PropertyNetwork {
+				kv = append(kv, k+"="+m.Properties[k])
+			}
+		}
+		if len(kv) > 0 {
+			props = append(props, fmt.Sprintf("  %s: %s", m.Member, strings.Join(kv, ", ")))
+		}
+	}
+	if len(props) > 0 {
+		fmt.Fprintf(w, "\nProperties:\n%s\n", strings.Join(props, "\n"))
+	}
 	if len(v.Problems) > 0 {
 		fmt.Fprintf(w, "\nProblems in the input (%d):\n", len(v.Problems))
 		for _, p := range v.Problems {

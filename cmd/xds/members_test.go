@@ -14,14 +14,17 @@ import (
 
 // `xds members` is one line per member that says what an operator asks
 // first: is it merged, is it connected, where are its gateways, what is
-// wrong; a member not synced yet is listed from its connection alone.
+// wrong; a member not synced yet is listed from its connection alone;
+// then the members' properties that cluster selectors match.
 func TestMembersTable(t *testing.T) {
 	now := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
 	v := debug.ClustersView{
 		Members: []mcs.ClusterInfo{
-			{Member: "east", ID: "east", ClusterSet: "prod", Network: "one", Gateways: []mcs.GatewayAddress{{Address: "192.0.2.10", Port: 15443}}},
+			{Member: "east", ID: "east", ClusterSet: "prod", Network: "one", Gateways: []mcs.GatewayAddress{{Address: "192.0.2.10", Port: 15443}},
+				Properties: map[string]string{"cluster.clusterset.k8s.io": "east", "region.topology.k8s.io": "us-east", "jurisdiction.eastwest.io": "US"}},
 			{Member: "east-copy", ID: "east", Error: `cluster ID "east" is already used by member "east"`},
-			{Member: "west", ID: "west", ClusterSet: "prod", Network: "two", GatewayError: "network one has no east-west gateway address (no Service)"},
+			{Member: "west", ID: "west", ClusterSet: "prod", Network: "two", GatewayError: "network one has no east-west gateway address (no Service)",
+				PropertyWarnings: []string{"property big.example.com left out: its value is 2000 bytes, over 1024"}},
 		},
 		Connections: []source.ClusterStatus{
 			{Member: "east", State: "synced", Since: now.Add(-90 * time.Second)},
@@ -42,6 +45,8 @@ func TestMembersTable(t *testing.T) {
 		"north      -           -           not yet  connecting 5s",
 		"x509: certificate signed by unknown authority",
 		"Problems in the input (1):\n  members/east/bad.yaml:3",
+		"Properties:\n  east: jurisdiction.eastwest.io=US, region.topology.k8s.io=us-east\n",
+		"property big.example.com left out",
 	} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("want %q in:\n%s", want, out.String())
