@@ -3,6 +3,7 @@ package envoy
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"math/big"
 	"net/http"
 	"os"
@@ -16,6 +17,7 @@ import (
 	"github.com/eastwest-dev/eastwest/internal/fixture"
 	"github.com/eastwest-dev/eastwest/internal/testkit"
 	"github.com/eastwest-dev/eastwest/pkg/controlplane"
+	"github.com/eastwest-dev/eastwest/pkg/envoystats"
 	"github.com/eastwest-dev/eastwest/pkg/provision"
 	"github.com/eastwest-dev/eastwest/pkg/translate"
 	"github.com/eastwest-dev/eastwest/test/envoytest"
@@ -104,6 +106,22 @@ spec:
 		}
 		return fmt.Sprintf("%d %s %s", resp.StatusCode, resp.Header.Get("X-Backend"), strings.TrimSpace(body)), nil
 	}, func(s string) bool { return strings.HasPrefix(s, "200 east/web-0") })
+	// The probe's port also serves the Envoy's Prometheus stats, the
+	// cross-cluster traffic tagged by member among them.
+	waitFor(t, "the cross-cluster counter on the probe's /stats/prometheus", func() (string, error) {
+		resp, err := http.Get(probe + "/stats/prometheus")
+		if err != nil {
+			return "", err
+		}
+		defer resp.Body.Close()
+		raw, err := io.ReadAll(resp.Body)
+		for _, line := range strings.Split(string(raw), "\n") {
+			if strings.HasPrefix(line, envoystats.Completed+"{") && strings.Contains(line, envoystats.TagSource+`="east"`) && strings.Contains(line, envoystats.TagDestination+`="east"`) {
+				return line, err
+			}
+		}
+		return fmt.Sprintf("%d, no %s from east to east", resp.StatusCode, envoystats.Completed), err
+	}, func(s string) bool { return strings.HasPrefix(s, envoystats.Completed) })
 
 	// Renewal: the kubelet writes the Secret's new version into a folder
 	// of its own and swaps the ..data link; Envoy watches the folder.
