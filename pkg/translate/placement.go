@@ -80,31 +80,95 @@ func tiersFor(st *mcs.ServiceState, v View, localOnly bool) tiers {
 	return t
 }
 
+// place is what a member's rank means: which tier, and how its weight
+// came about. Explain puts it in words (describe); a translation never
+// does.
+type place struct {
+	kind   placeKind
+	index  int // the selector, for bySelector
+	weight weightKind
+}
+
+type placeKind int
+
+const (
+	thisMember placeKind = iota
+	otherMembers
+	oneTier
+	bySelector
+	lastResort
+	outsideStrict
+	drained
+	onlyDraining
+)
+
+type weightKind int
+
+const (
+	endpointWeight weightKind = iota // its ready endpoints
+	declaredWeight
+	defaultWeight // the service declares weights, its export none
+)
+
 // rank is a member's tier: with no selection, the view's own member 0 and
 // the others 1, or all 0 when the service declares weights (its weights
 // then split all of its traffic: a canary's 10% is 10% of every
 // member's clients'); with a selection, the first selector listing it,
 // then the last resort (len(results)) for the others, or false (left
-// out, the reason in the string) when the selection is strict.
-func (t tiers) rank(c mcs.ClusterID) (int, string, bool) {
+// out) when the selection is strict.
+func (t tiers) rank(c mcs.ClusterID) (int, place, bool) {
 	switch {
 	case t.none:
-		return 0, "this member", true
+		return 0, place{kind: thisMember}, true
 	case t.selection == nil && t.weighted:
-		return 0, "one tier: the service declares weights and no cluster selectors", true
+		return 0, place{kind: oneTier}, true
 	case t.selection == nil && c == t.local:
-		return 0, "this member", true
+		return 0, place{kind: thisMember}, true
 	case t.selection == nil:
-		return 1, "other members", true
+		return 1, place{kind: otherMembers}, true
 	}
 	i, outside := mcs.Tier(t.results, c)
 	switch {
 	case outside && t.selection.Strict:
-		return 0, "no cluster selector of the service matches it for this member, and the selection is strict (" + mcs.AnnotationClusterSelectorsStrict + "): traffic never leaves the selected clusters", false
+		return 0, place{kind: outsideStrict}, false
 	case outside:
-		return i, "no cluster selector matches it: the last resort", true
+		return i, place{kind: lastResort}, true
 	}
-	return i, fmt.Sprintf("cluster selector %d (%s)", i+1, t.selection.Selectors[i]), true
+	return i, place{kind: bySelector, index: i}, true
+}
+
+// describe puts a place in explain's words.
+func (t tiers) describe(p place) string {
+	switch p.kind {
+	case thisMember:
+		return "this member"
+	case otherMembers:
+		return "other members"
+	case oneTier:
+		return "one tier: the service declares weights and no cluster selectors"
+	case bySelector:
+		return fmt.Sprintf("cluster selector %d (%s)", p.index+1, t.selection.Selectors[p.index])
+	case lastResort:
+		return "no cluster selector matches it: the last resort"
+	case outsideStrict:
+		return "no cluster selector of the service matches it for this member, and the selection is strict (" + mcs.AnnotationClusterSelectorsStrict + "): traffic never leaves the selected clusters"
+	case drained:
+		return "drained (weight 0): used when no member of any tier has a ready endpoint"
+	case onlyDraining:
+		return "only draining endpoints: used when no other member has a ready one"
+	}
+	return ""
+}
+
+// weightNote says where a weighted member's weight came from.
+func (p place) weightNote(w uint32) string {
+	switch p.weight {
+	case declaredWeight:
+		return fmt.Sprintf(", declared weight %d", w)
+	case defaultWeight:
+		return fmt.Sprintf(", weight %d (its export declares none)", w)
+	}
+	return ""
 }
 
 // drained is the rank of drained members: after every tier.

@@ -525,8 +525,8 @@ type locality struct {
 	zone    string
 	healthy int
 	eps     []*endpointv3.LbEndpoint
-	rank    int    // tiers.rank, before priorities are made contiguous
-	tier    string // what rank means, for explain
+	rank    int   // tiers.rank, before priorities are made contiguous
+	place   place // what rank means (explain's words, made only for explain)
 	weight  uint32
 }
 
@@ -562,10 +562,10 @@ func loadAssignment(name string, st *mcs.ServiceState, p *mcs.ImportPort, v View
 func assign(name string, st *mcs.ServiceState, p *mcs.ImportPort, v View, localOnly bool, record *[]Placement) *endpointv3.ClusterLoadAssignment {
 	local := v.Cluster
 	t := tiersFor(st, v, localOnly)
+	// The reasons are put in words only when recorded (explain): a
+	// translation makes none.
 	left := func(c mcs.ClusterID, why string) {
-		if record != nil {
-			*record = append(*record, Placement{Member: c, Priority: -1, Why: why})
-		}
+		*record = append(*record, Placement{Member: c, Priority: -1, Why: why})
 	}
 	var locs []*locality
 	for _, c := range p.Clusters {
@@ -575,15 +575,19 @@ func assign(name string, st *mcs.ServiceState, p *mcs.ImportPort, v View, localO
 		}
 		way, gateways, why := v.reach(c)
 		if way == unreachable {
-			left(c, why)
+			if record != nil {
+				left(c, why.String())
+			}
 			continue
 		}
-		rank, tier, ok := t.rank(c)
+		rank, pl, ok := t.rank(c)
 		if !ok {
-			left(c, tier)
+			if record != nil {
+				left(c, t.describe(pl))
+			}
 			continue
 		}
-		loc := &locality{cluster: c, rank: rank, tier: tier}
+		loc := &locality{cluster: c, rank: rank, place: pl}
 		zones := map[string]bool{}
 		for _, s := range b.Slices {
 			target, ok := s.Port(p.Name, p.Protocol)
@@ -609,7 +613,9 @@ func assign(name string, st *mcs.ServiceState, p *mcs.ImportPort, v View, localO
 			}
 		}
 		if len(loc.eps) == 0 {
-			left(c, "no ready or terminating-but-serving endpoint for this port")
+			if record != nil {
+				left(c, "no ready or terminating-but-serving endpoint for this port")
+			}
 			continue
 		}
 		switch way {
@@ -626,15 +632,15 @@ func assign(name string, st *mcs.ServiceState, p *mcs.ImportPort, v View, localO
 		loc.weight = uint32(min(max(1, loc.healthy), math.MaxInt32))
 		switch {
 		case loc.healthy == 0:
-			loc.rank, loc.tier = t.last(), "only draining endpoints: used when no other member has a ready one"
+			loc.rank, loc.place = t.last(), place{kind: onlyDraining}
 		case t.weighted && b.WeightOf() == 0:
-			loc.rank, loc.tier = t.drained(), "drained (weight 0): used when no member of any tier has a ready endpoint"
-		case t.weighted && b.Weight == nil:
-			loc.weight = uint32(b.WeightOf()) //nolint:gosec // 0..mcs.MaxWeight, checked when read
-			loc.tier += fmt.Sprintf(", weight %d (its export declares none)", loc.weight)
+			loc.rank, loc.place = t.drained(), place{kind: drained}
 		case t.weighted:
 			loc.weight = uint32(b.WeightOf()) //nolint:gosec // 0..mcs.MaxWeight, checked when read
-			loc.tier += fmt.Sprintf(", declared weight %d", loc.weight)
+			loc.place.weight = declaredWeight
+			if b.Weight == nil {
+				loc.place.weight = defaultWeight
+			}
 		}
 		locs = append(locs, loc)
 	}
@@ -660,7 +666,7 @@ func assign(name string, st *mcs.ServiceState, p *mcs.ImportPort, v View, localO
 			Priority:            priority,
 		})
 		if record != nil {
-			*record = append(*record, Placement{Member: l.cluster, Priority: int(priority), Tier: l.tier, Weight: l.weight})
+			*record = append(*record, Placement{Member: l.cluster, Priority: int(priority), Tier: t.describe(l.place) + l.place.weightNote(l.weight), Weight: l.weight})
 		}
 	}
 	return cla

@@ -145,48 +145,82 @@ const (
 )
 
 // reach says how view v reaches member c, through which gateways, and
-// when it cannot, why (what explain prints).
-func (v View) reach(c mcs.ClusterID) (reach, []mcs.GatewayAddress, string) {
+// when it cannot, why (what explain prints: the because is rendered only
+// when asked, so translating costs no string).
+func (v View) reach(c mcs.ClusterID) (reach, []mcs.GatewayAddress, because) {
 	t := v.Net
 	if t == nil || c == v.Cluster || t.Members[c].Network == t.Members[v.Cluster].Network {
-		return direct, nil, ""
+		return direct, nil, because{}
 	}
 	switch v.Role {
 	case RoleClient:
 		local := t.Members[v.Cluster].Local
 		if local == nil {
-			return unreachable, nil, "a proxyless client reaches other networks through its member's east-west gateways, and this member has none it can use (their Service needs a cluster IP and a port named http)"
+			return unreachable, nil, because{code: noLocalGateway}
 		}
 		gw := View{Cluster: v.Cluster, Role: RoleGateway, Net: t}
 		way, _, why := gw.reach(c)
 		if way != tunnelled {
-			return unreachable, nil, "a proxyless client reaches other networks through its member's east-west gateways, which cannot: " + why
+			why.viaLocal = true
+			return unreachable, nil, why
 		}
-		return relayed, []mcs.GatewayAddress{*local}, ""
+		return relayed, []mcs.GatewayAddress{*local}, because{}
 	case RoleGateway:
 	default:
-		return unreachable, nil, "only east-west gateways tunnel to other networks; a Gateway's Envoy reaches the members of its own network"
+		return unreachable, nil, because{code: doesNotTunnel}
 	}
 	mine, theirs := t.Members[v.Cluster], t.Members[c]
 	switch {
 	case !v.Tunnels():
-		return unreachable, nil, "this member's east-west gateways hold no usable tunnel certificate" + problem(mine.CertificateProblem)
+		return unreachable, nil, because{code: noOwnCertificate, problem: mine.CertificateProblem}
 	case theirs.Problem != "":
-		return unreachable, nil, string(c) + ": " + theirs.Problem
+		return unreachable, nil, because{code: theirProblem, member: c, problem: theirs.Problem}
 	case !t.Tunnels(c):
-		return unreachable, nil, string(c) + "'s east-west gateways hold no usable tunnel certificate" + problem(theirs.CertificateProblem)
+		return unreachable, nil, because{code: noTheirCertificate, member: c, problem: theirs.CertificateProblem}
 	case len(theirs.Gateways) == 0:
-		return unreachable, nil, string(c) + " has no east-west gateway address"
+		return unreachable, nil, because{code: noGatewayAddress, member: c}
 	}
-	return tunnelled, theirs.Gateways, ""
+	return tunnelled, theirs.Gateways, because{}
 }
 
-// problem appends a member's problem to a reason.
-func problem(p string) string {
-	if p == "" {
-		return ""
+// because is why reach finds a member unreachable.
+type because struct {
+	code     int
+	member   mcs.ClusterID
+	problem  string
+	viaLocal bool // a proxyless client's local gateways cannot
+}
+
+// The reasons reach gives.
+const (
+	noLocalGateway = iota + 1
+	doesNotTunnel
+	noOwnCertificate
+	theirProblem
+	noTheirCertificate
+	noGatewayAddress
+)
+
+func (b because) String() string {
+	var why string
+	switch b.code {
+	case noLocalGateway:
+		return "a proxyless client reaches other networks through its member's east-west gateways, and this member has none it can use (their Service needs a cluster IP and a port named http)"
+	case doesNotTunnel:
+		return "only east-west gateways tunnel to other networks; a Gateway's Envoy reaches the members of its own network"
+	case noOwnCertificate:
+		why = "this member's east-west gateways hold no usable tunnel certificate" + problem(b.problem)
+	case theirProblem:
+		why = string(b.member) + ": " + b.problem
+	case noTheirCertificate:
+		why = string(b.member) + "'s east-west gateways hold no usable tunnel certificate" + problem(b.problem)
+	case noGatewayAddress:
+		why = string(b.member) + " has no east-west gateway address"
 	}
-	return ": " + p
+	if b.viaLocal {
+		return "a proxyless client reaches other networks through its member's east-west gateways, which cannot: " + why
+	}
+	return why
 }
 
 // byHostName splits gateway addresses into IP addresses and host names.
@@ -574,4 +608,12 @@ func isHTTP(appProtocol *string) bool {
 		return true
 	}
 	return isHTTP2(appProtocol)
+}
+
+// problem appends a member's problem to a reason.
+func problem(p string) string {
+	if p == "" {
+		return ""
+	}
+	return ": " + p
 }
