@@ -5,26 +5,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 
 	"sigs.k8s.io/yaml"
-)
 
-// promtool is PROMTOOL, else the one `make promtool` builds into .cache/bin.
-func promtool(t *testing.T) string {
-	t.Helper()
-	if p := os.Getenv("PROMTOOL"); p != "" {
-		return p
-	}
-	_, file, _, _ := runtime.Caller(0)
-	p := filepath.Join(filepath.Dir(file), "..", "..", ".cache", "bin", "promtool")
-	if _, err := os.Stat(p); err != nil {
-		t.Fatalf("no promtool at %s: run `make promtool` (test/tools/promtool.sh), or set PROMTOOL", p)
-	}
-	return p
-}
+	"github.com/eastwest-dev/eastwest/internal/testkit"
+)
 
 // The cross-cluster panels compute what they say, evaluated by Prometheus
 // (promtool test rules) over the series an Envoy exports: use1 sends 1
@@ -113,7 +100,7 @@ func TestCrossClusterPanelsCompute(t *testing.T) {
 			},
 		}},
 	})
-	out, err := exec.Command(promtool(t), "test", "rules", testFile).CombinedOutput() //nolint:gosec // the test's own tool and files
+	out, err := exec.Command(testkit.Promtool(t), "test", "rules", testFile).CombinedOutput() //nolint:gosec // the test's own tool and files
 	if err != nil || !strings.Contains(string(out), "SUCCESS") {
 		t.Errorf("promtool test rules: %v\n%s", err, out)
 	}

@@ -3,35 +3,20 @@ package prometheus
 import (
 	"os"
 	"os/exec"
-	"path/filepath"
-	"runtime"
 	"testing"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/yaml"
 
+	"github.com/eastwest-dev/eastwest/internal/testkit"
 	"github.com/eastwest-dev/eastwest/pkg/metrics"
 )
-
-// promtool is PROMTOOL, else the one `make promtool` builds into .cache/bin.
-func promtool(t *testing.T) string {
-	t.Helper()
-	if p := os.Getenv("PROMTOOL"); p != "" {
-		return p
-	}
-	_, file, _, _ := runtime.Caller(0)
-	p := filepath.Join(filepath.Dir(file), "..", "..", ".cache", "bin", "promtool")
-	if _, err := os.Stat(p); err != nil {
-		t.Fatalf("no promtool at %s: run `make promtool` (test/tools/promtool.sh), or set PROMTOOL", p)
-	}
-	return p
-}
 
 // The rules are valid (promtool check rules) and fire as their unit tests
 // say (promtool test rules): when they should, with the labels and
 // annotations operators read, and not otherwise.
 func TestRulesCheckAndUnitTests(t *testing.T) {
-	bin := promtool(t)
+	bin := testkit.Promtool(t)
 	for _, args := range [][]string{{"check", "rules", "eastwest-rules.yaml"}, {"test", "rules", "eastwest-rules.test.yaml"}} {
 		out, err := exec.Command(bin, args...).CombinedOutput() //nolint:gosec // the test's own tool and files
 		if err != nil {
