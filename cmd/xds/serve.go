@@ -21,6 +21,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
 
+	"github.com/eastwest-dev/eastwest/pkg/about"
 	"github.com/eastwest-dev/eastwest/pkg/controlplane"
 	"github.com/eastwest-dev/eastwest/pkg/debug"
 	"github.com/eastwest-dev/eastwest/pkg/mcs"
@@ -33,6 +34,7 @@ type serveArgs struct {
 	gatewayPort, tunnelPort             *uint
 	writeBack, inCluster, remoteSecrets *bool
 	ownKubeconfig, logLevel             *string
+	operatorProperties                  *string
 }
 
 // serveFlags declares the flags of `xds serve`.
@@ -79,6 +81,27 @@ func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveArgs) {
 		}
 		return nil
 	})
+	fs.Func("member-property", "MEMBER=NAME=VALUE[,...]: a property the operator gives a member (a region, a jurisdiction): it wins over the member's own ClusterProperty of that name", func(v string) error {
+		for _, triple := range strings.Split(v, ",") {
+			member, nv, ok := strings.Cut(strings.TrimSpace(triple), "=")
+			name, value, ok2 := strings.Cut(nv, "=")
+			if !ok || !ok2 || member == "" || value == "" || len(validation.IsDNS1123Subdomain(name)) > 0 {
+				return fmt.Errorf("%q is not MEMBER=NAME=VALUE (NAME a ClusterProperty name)", triple)
+			}
+			if len(value) > mcs.MaxPropertyValue {
+				return fmt.Errorf("%q: the value is over %d bytes", triple, mcs.MaxPropertyValue)
+			}
+			if a.cfg.Writer.Store.MemberProperties == nil {
+				a.cfg.Writer.Store.MemberProperties = map[string]map[string]string{}
+			}
+			if a.cfg.Writer.Store.MemberProperties[member] == nil {
+				a.cfg.Writer.Store.MemberProperties[member] = map[string]string{}
+			}
+			a.cfg.Writer.Store.MemberProperties[member][name] = value
+		}
+		return nil
+	})
+	operatorProperties := fs.String("operator-properties", "", "NAME[,...]: property names only --member-property sets; a member's own ClusterProperty of such a name is ignored and reported (docs/security.md). Default: "+about.PropertyJurisdiction+" when members come from Kubernetes (--kubeconfig-dir, remote secrets), none for a --dir folder alone (its files are the operator's)")
 	fs.DurationVar(&cfg.Writer.LivenessTimeout, "liveness-timeout", controlplane.DefaultLivenessTimeout, "/healthz fails when a publish has been owed for longer than this (the writer is stuck; a restart cures it)")
 	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", 5*time.Second, "on SIGTERM, how long to wait for xDS streams to close")
 	fs.StringVar(&cfg.XDSTLS.Cert, "xds-tls-cert", "", "serve xDS over TLS with this certificate (PEM)")
@@ -107,6 +130,7 @@ func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveArgs) {
 		fmt.Fprintln(stderr)
 		fs.PrintDefaults()
 	}
+	a.operatorProperties = operatorProperties
 	a.gatewayPort, a.tunnelPort, a.writeBack, a.ownKubeconfig, a.inCluster, a.remoteSecrets, a.logLevel = gatewayPort, tunnelPort, writeBack, ownKubeconfig, inCluster, remoteSecrets, logLevel
 	return fs, a
 }
@@ -143,6 +167,12 @@ func runServe(args []string, _, stderr io.Writer) int {
 			return 2
 		}
 	}
+	props, err := operatorProperties(fs, *a.operatorProperties, cfg.KubeconfigDir != "" || (*ownKubeconfig != "" || *inCluster) && *remoteSecrets)
+	if err != nil {
+		fmt.Fprintf(stderr, "xds serve: --operator-properties: %v\n", err)
+		return 2
+	}
+	cfg.Writer.Store.OperatorProperties = props
 	if cfg.Writer.Holdoff < 0 || cfg.Writer.MaxDelay < 0 {
 		fmt.Fprintf(stderr, "xds serve: --holdoff %v and --max-delay %v cannot be negative (--holdoff 0 publishes every change at once)\n", cfg.Writer.Holdoff, cfg.Writer.MaxDelay)
 		return 2
@@ -268,4 +298,31 @@ func setGCPercent() {
 	if os.Getenv("GOGC") == "" {
 		runtimedebug.SetGCPercent(servingGCPercent)
 	}
+}
+
+// operatorProperties are the property names only the operator sets: the
+// flag's list when given (empty: none), else jurisdiction.eastwest.io
+// when members come from Kubernetes, where member admins write their
+// ClusterProperties. A --dir folder is the operator's own files.
+func operatorProperties(fs *flag.FlagSet, v string, kubeMembers bool) ([]string, error) {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == "operator-properties" })
+	if !set {
+		if kubeMembers {
+			return []string{about.PropertyJurisdiction}, nil
+		}
+		return nil, nil
+	}
+	var out []string
+	for _, name := range strings.Split(v, ",") {
+		name = strings.TrimSpace(name)
+		if name == "" {
+			continue
+		}
+		if errs := validation.IsDNS1123Subdomain(name); len(errs) > 0 {
+			return nil, fmt.Errorf("%q is not a ClusterProperty name: %s", name, errs[0])
+		}
+		out = append(out, name)
+	}
+	return out, nil
 }

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"flag"
 	"io"
+	"maps"
 	runtimedebug "runtime/debug"
+	"slices"
 	"strings"
 	"testing"
 
@@ -31,6 +33,9 @@ func TestServeRefusesBadFlags(t *testing.T) {
 		{[]string{"--dir", ""}, "say where the ClusterSet is: --dir"},
 		{[]string{"--member-network", "east"}, `"east" is not MEMBER=NETWORK`},
 		{[]string{"--member-network", "east=a,=b"}, `"=b" is not MEMBER=NETWORK`},
+		{[]string{"--member-property", "east=region.topology.k8s.io"}, `"east=region.topology.k8s.io" is not MEMBER=NAME=VALUE`},
+		{[]string{"--member-property", "east=Bad/Name=x"}, `"east=Bad/Name=x" is not MEMBER=NAME=VALUE`},
+		{[]string{"--operator-properties", "jurisdiction.eastwest.io,topology.kubernetes.io/region"}, `"topology.kubernetes.io/region" is not a ClusterProperty name`},
 		{[]string{"--dir", "/no/such/folder"}, "--dir /no/such/folder: stat /no/such/folder: no such file or directory"},
 		{[]string{"--dir", "serve_test.go"}, "--dir serve_test.go: not a folder"},
 		{[]string{"--kubeconfig-dir", "/no/such/folder"}, "--kubeconfig-dir /no/such/folder: stat"},
@@ -40,6 +45,40 @@ func TestServeRefusesBadFlags(t *testing.T) {
 		if code != 2 || !strings.Contains(stderr.String(), tc.want) {
 			t.Errorf("serve %v: exit %d, stderr %q; want 2 and %q", tc.args, code, stderr.String(), tc.want)
 		}
+	}
+}
+
+// Members read from Kubernetes cannot declare their own jurisdiction
+// unless the operator says so: the default of --operator-properties. A
+// --dir folder alone is the operator's own files; an explicit list,
+// even empty, wins.
+func TestServeOperatorProperties(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		kube bool
+		want []string
+	}{
+		{nil, true, []string{"jurisdiction.eastwest.io"}},
+		{nil, false, nil},
+		{[]string{"--operator-properties", ""}, true, nil},
+		{[]string{"--operator-properties", "region.topology.k8s.io, jurisdiction.eastwest.io"}, false, []string{"region.topology.k8s.io", "jurisdiction.eastwest.io"}},
+	} {
+		fs, a := serveFlags(io.Discard)
+		if err := fs.Parse(tc.args); err != nil {
+			t.Fatal(err)
+		}
+		got, err := operatorProperties(fs, *a.operatorProperties, tc.kube)
+		if err != nil || !slices.Equal(got, tc.want) {
+			t.Errorf("%v (members from Kubernetes: %v): %v, %v; want %v", tc.args, tc.kube, got, err, tc.want)
+		}
+	}
+	fs, a := serveFlags(io.Discard)
+	if err := fs.Parse([]string{"--member-property", "east=jurisdiction.eastwest.io=US,west=jurisdiction.eastwest.io=EU", "--member-property", "east=region.topology.k8s.io=us-east"}); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]map[string]string{"east": {"jurisdiction.eastwest.io": "US", "region.topology.k8s.io": "us-east"}, "west": {"jurisdiction.eastwest.io": "EU"}}
+	if got := a.cfg.Writer.Store.MemberProperties; !maps.EqualFunc(got, want, maps.Equal) {
+		t.Errorf("--member-property gives %v, want %v", got, want)
 	}
 }
 

@@ -496,6 +496,17 @@ func TestExposureValues(t *testing.T) {
 			t.Errorf("--set %s: the bootstrap does not dial %q and check %q:\n%s", c.set, c.wantAddr, c.wantName, boot)
 		}
 	}
+	// Properties the operator sets, and the names only it sets, reach
+	// xds serve as its flags (a value with spaces in one argument).
+	args := str(objs("--set", "controlPlane.members.properties.euw1.jurisdiction\\.eastwest\\.io=EU,controlPlane.members.properties.euw1.region\\.topology\\.k8s\\.io=eu west")["Deployment/eastwest"], "spec", "template", "spec", "containers")
+	for _, want := range []string{"--operator-properties=jurisdiction.eastwest.io ", "--member-property=euw1=jurisdiction.eastwest.io=EU ", "--member-property=euw1=region.topology.k8s.io=eu west "} {
+		if !strings.Contains(args, want) {
+			t.Errorf("the control plane's arguments lack %q: %s", want, args)
+		}
+	}
+	if _, err := helm(t, "template", "eastwest", chart, "--namespace", namespace, "--set", "controlPlane.members.properties.euw1.jurisdiction\\.eastwest\\.io=EU\\,US"); err == nil {
+		t.Error("a property value with a comma (two flag values) is rendered")
+	}
 	gw := objs()["Deployment/eastwest-gateway"]
 	if !strings.Contains(str(gw, "spec", "template", "spec", "containers"), "preStop") {
 		t.Error("gateways stop without the drain")

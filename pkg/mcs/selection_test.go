@@ -230,6 +230,56 @@ func TestWeights(t *testing.T) {
 	}
 }
 
+// Properties only the operator sets: a member admin who declares its own
+// member EU (a name in OperatorProperties) is ignored and told so, and
+// does not enter an EU-only strict selection; the operator's value
+// (MemberProperties) wins over any member's own, for any property.
+func TestOperatorProperties(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		opts     Options
+		want     []string // the sources of eu1's strict slices
+		warnings map[string]int
+	}{
+		{"members declare", Options{}, []string{"eu1", "eu2", "rogue"}, nil},
+		{"operator owns jurisdiction, sets none", Options{OperatorProperties: []string{about.PropertyJurisdiction}},
+			nil, map[string]int{"eu1": 1, "eu2": 1, "rogue": 1, "us": 1}},
+		{"operator owns jurisdiction, sets eu1 and eu2", Options{
+			OperatorProperties: []string{about.PropertyJurisdiction},
+			MemberProperties:   map[string]map[string]string{"eu1": {about.PropertyJurisdiction: "EU"}, "eu2": {about.PropertyJurisdiction: "EU"}, "us": {about.PropertyJurisdiction: "US"}},
+		}, []string{"eu1", "eu2"}, map[string]int{"rogue": 1}},
+		{"operator's value wins without owning the name", Options{
+			MemberProperties: map[string]map[string]string{"rogue": {about.PropertyJurisdiction: "US"}},
+		}, []string{"eu1", "eu2"}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := &world{t: t, s: NewStore(tc.opts)}
+			for _, m := range []struct{ name, j string }{{"us", "US"}, {"eu1", "EU"}, {"eu2", "EU"}, {"rogue", "EU"}} {
+				ann := []string{AnnotationClusterSelectors, `[{"propertySelector": {"matchProperties": {"jurisdiction.eastwest.io": "EU"}}}]`, AnnotationClusterSelectorsStrict, "true"}
+				w.upsert(m.name, property(about.PropertyJurisdiction, m.j), namespace("ns"), service("ns", "web", port("http", 80)),
+					annotated(export("ns", "web", 0), ann...), slice("ns", "web-"+m.name, "web", 2, "http"))
+			}
+			w.flush()
+			var sources []string
+			for _, es := range EndpointSlicesFor(w.s.Service(ServiceKey{"ns", "web"}), "eu1", w.s.State().Clusters) {
+				sources = append(sources, es.Labels[mcsv1b1.LabelSourceCluster])
+			}
+			slices.Sort(sources)
+			if !slices.Equal(sources, tc.want) {
+				t.Errorf("eu1's slices come from %v, want %v", sources, tc.want)
+			}
+			for _, c := range w.s.State().Clusters {
+				if got := len(c.PropertyWarnings); got != tc.warnings[c.Member] {
+					t.Errorf("%s has warnings %q, want %d", c.Member, c.PropertyWarnings, tc.warnings[c.Member])
+				}
+				if want, ok := tc.opts.MemberProperties[c.Member][about.PropertyJurisdiction]; ok && c.Properties[about.PropertyJurisdiction] != want {
+					t.Errorf("%s's jurisdiction is %q, want the operator's %q", c.Member, c.Properties[about.PropertyJurisdiction], want)
+				}
+			}
+		})
+	}
+}
+
 // Properties are bounded: a value over MaxPropertyValue and properties
 // beyond MaxProperties are left out with a warning, the ClusterSet's own
 // never.

@@ -42,6 +42,43 @@ type Options struct {
 	// GatewayNamespaces overrides GatewayNamespace per member (by member
 	// name), for members whose gateways the chart installed elsewhere.
 	GatewayNamespaces map[string]string
+	// MemberProperties are properties the operator gives members (by
+	// member name): each wins over the member's own ClusterProperty of
+	// that name.
+	MemberProperties map[string]map[string]string
+	// OperatorProperties are the property names only the operator sets
+	// (MemberProperties): a member's own ClusterProperty of such a name
+	// is ignored and reported (ClusterInfo.PropertyWarnings). A member
+	// admin who could declare its member's jurisdiction could bring it
+	// into a strict selection meant to keep traffic out of it.
+	OperatorProperties []string
+}
+
+// effectiveProperties are a member's properties as the ClusterSet uses
+// them: its own, less the names only the operator sets, with the
+// operator's values over them; and a warning for each own value ignored.
+func (o Options) effectiveProperties(member string, own map[string]string) (map[string]string, []string) {
+	operator := o.MemberProperties[member]
+	var ignored []string
+	for _, name := range o.OperatorProperties {
+		if v, ok := own[name]; ok && operator[name] != v {
+			ignored = append(ignored, name)
+		}
+	}
+	if len(operator) == 0 && len(ignored) == 0 {
+		return own, nil
+	}
+	out := maps.Clone(own)
+	if out == nil {
+		out = map[string]string{}
+	}
+	var warnings []string
+	for _, name := range ignored {
+		warnings = append(warnings, fmt.Sprintf("property %s=%q of the member ignored: only the operator sets %s (--operator-properties)", name, own[name], name))
+		delete(out, name)
+	}
+	maps.Copy(out, operator)
+	return out, warnings
 }
 
 // gatewayNamespace is the namespace a member's gateway Services must be in.
@@ -130,7 +167,8 @@ func (s *Store) TunnelSecrets() map[string]string {
 // checked for uniqueness or form: that is the next Flush's).
 func (s *Store) MemberID(member string) ClusterID {
 	if m := s.members[member]; m != nil {
-		if v, ok := m.properties[about.PropertyClusterID]; ok {
+		props, _ := s.opts.effectiveProperties(member, m.properties)
+		if v, ok := props[about.PropertyClusterID]; ok {
 			return ClusterID(v)
 		}
 	}
@@ -500,11 +538,12 @@ func (s *Store) resolveClusters() bool {
 	var noTunnels []string
 	for _, name := range names {
 		m := s.members[name]
+		props, ignored := s.opts.effectiveProperties(name, m.properties)
 		id := ClusterID(name)
-		if v, ok := m.properties[about.PropertyClusterID]; ok {
+		if v, ok := props[about.PropertyClusterID]; ok {
 			id = ClusterID(v)
 		}
-		set := m.properties[about.PropertyClusterSet]
+		set := props[about.PropertyClusterSet]
 		m.id, m.err = "", ""
 		switch {
 		case len(validation.IsDNS1123Label(string(id))) > 0:
@@ -518,12 +557,13 @@ func (s *Store) resolveClusters() bool {
 			taken[id] = name
 			ordered = append(ordered, m)
 		}
-		network, declared := m.properties[about.PropertyNetwork]
+		network, declared := props[about.PropertyNetwork]
 		if !declared {
 			network = s.opts.Networks[name]
 		}
 		info := ClusterInfo{Member: name, ID: m.id, ClusterSet: set, Error: m.err, Network: network}
-		info.Properties, info.PropertyWarnings = boundedProperties(m.properties, m.id, network)
+		info.Properties, info.PropertyWarnings = boundedProperties(props, m.id, network)
+		info.PropertyWarnings = append(ignored, info.PropertyWarnings...)
 		m.props = info.Properties
 		why := m.gatewayInfo(&info)
 		if len(info.Gateways) > 0 {
