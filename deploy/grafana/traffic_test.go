@@ -18,7 +18,8 @@ import (
 // request/s to itself and 3 to use2, usw1 1/s to use2 only, use2 1/s to
 // itself; the matrix holds each pair, and the share leaving each member
 // is 3/4, 1 and 0 (a member that sends nothing to itself counts as all
-// leaving, not as missing).
+// leaving, not as missing); use1 sends use2 110 bytes/s over two services
+// and gets 100 back.
 func TestCrossClusterPanelsCompute(t *testing.T) {
 	raw, err := os.ReadFile("eastwest.json")
 	if err != nil {
@@ -42,9 +43,11 @@ func TestCrossClusterPanelsCompute(t *testing.T) {
 			exprs["matrix"] = p.Targets[0].Expr
 		case "Cross-cluster traffic: share leaving each member":
 			exprs["leaving"] = p.Targets[0].Expr
+		case "Cross-cluster traffic: bytes/s, member by member":
+			exprs["bytes_out"], exprs["bytes_back"] = p.Targets[0].Expr, p.Targets[1].Expr
 		}
 	}
-	if len(exprs) != 2 {
+	if len(exprs) != 4 {
 		t.Fatalf("cross-cluster panels not found: %v", exprs)
 	}
 	dir := t.TempDir()
@@ -64,11 +67,14 @@ func TestCrossClusterPanelsCompute(t *testing.T) {
 		return path
 	}
 	rulesFile := write("rules.yaml", map[string]any{"groups": []any{map[string]any{"name": "panels", "rules": rules}}})
-	series := func(cluster, src, dst, instance, perMinute string) map[string]string {
+	named := func(name, cluster, src, dst, instance, perMinute string) map[string]string {
 		return map[string]string{
-			"series": `envoy_cluster_zone_upstream_rq_completed{envoy_cluster_name="` + cluster + `",source_member="` + src + `",destination_member="` + dst + `",instance="` + instance + `"}`,
+			"series": name + `{envoy_cluster_name="` + cluster + `",source_member="` + src + `",destination_member="` + dst + `",instance="` + instance + `"}`,
 			"values": "0+" + perMinute + "x10",
 		}
+	}
+	series := func(cluster, src, dst, instance, perMinute string) map[string]string {
+		return named("envoy_cluster_zone_upstream_rq_completed", cluster, src, dst, instance, perMinute)
 	}
 	sample := func(name, labels string, v float64) map[string]any {
 		return map[string]any{"labels": name + "{" + labels + "}", "value": v}
@@ -84,6 +90,9 @@ func TestCrossClusterPanelsCompute(t *testing.T) {
 				series("shop/api/80", "use1", "use2", "gw-use1", "60"),
 				series("shop/cart/80", "usw1", "use2", "gw-usw1", "60"),
 				series("shop/api/80", "use2", "use2", "gw-use2", "60"),
+				named("envoy_eastwest_traffic_request_bytes", "shop/cart/80", "use1", "use2", "gw-use1", "6000"),
+				named("envoy_eastwest_traffic_request_bytes", "shop/api/80", "use1", "use2", "gw-use1", "600"),
+				named("envoy_eastwest_traffic_response_bytes", "shop/cart/80", "use1", "use2", "gw-use1", "6000"),
 			},
 			"promql_expr_test": []any{
 				map[string]any{"expr": "leaving", "eval_time": "10m", "exp_samples": []any{
@@ -96,6 +105,12 @@ func TestCrossClusterPanelsCompute(t *testing.T) {
 					sample("matrix", `source_member="use1",destination_member="use2"`, 3),
 					sample("matrix", `source_member="usw1",destination_member="use2"`, 1),
 					sample("matrix", `source_member="use2",destination_member="use2"`, 1),
+				}},
+				map[string]any{"expr": "bytes_out", "eval_time": "10m", "exp_samples": []any{
+					sample("bytes_out", `source_member="use1",destination_member="use2"`, 110),
+				}},
+				map[string]any{"expr": "bytes_back", "eval_time": "10m", "exp_samples": []any{
+					sample("bytes_back", `source_member="use1",destination_member="use2"`, 100),
 				}},
 			},
 		}},

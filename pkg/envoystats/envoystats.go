@@ -14,8 +14,19 @@
 //
 //	envoy_cluster_zone_upstream_rq{envoy_cluster_name="shop/cart/80",source_member="use1",destination_member="use2",envoy_response_code="200"}
 //
+// Bytes have no such per-zone stat in Envoy. Every listener of a gateway
+// or a Gateway that sends to other members (not the tunnel listener,
+// whose traffic arrives from elsewhere) logs each request or TCP
+// connection, when it ends, to Envoy's stats access logger (TrafficLog):
+// its body bytes each way, tagged with the cluster's stat name, the
+// Envoy's member (set by the control plane) and the upstream locality's
+// zone (the destination member):
+//
+//	envoy_eastwest_traffic_request_bytes{envoy_cluster_name="shop/cart/80",source_member="use1",destination_member="euw1"}
+//
 // Cardinality is bounded by configuration: per Envoy, the service ports
-// it is served times their exporting members.
+// it is served times their exporting members; and the logger's scope
+// holds at most MaxTrafficCounters counters.
 package envoystats
 
 import (
@@ -23,6 +34,9 @@ import (
 	"slices"
 
 	metricsv3 "github.com/envoyproxy/go-control-plane/envoy/config/metrics/v3"
+	statsaccesslogv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/stats/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 )
 
 // The labels of the cross-cluster series.
@@ -58,10 +72,47 @@ const (
 	Completed = "envoy_cluster_zone_upstream_rq_completed"
 	// Latency is the request time histogram (milliseconds).
 	Latency = "envoy_cluster_zone_upstream_rq_time"
+	// RequestBytes counts the bytes clients sent to the destination member
+	// (HTTP request bodies; a TCP connection's bytes from its client).
+	RequestBytes = "envoy_eastwest_traffic_request_bytes"
+	// ResponseBytes counts the bytes sent back to the clients (response
+	// bodies; a TCP connection's bytes to its client).
+	ResponseBytes = "envoy_eastwest_traffic_response_bytes"
 )
 
 // Names are the series above.
-func Names() []string { return []string{Requests, RequestsByClass, Completed, Latency} }
+func Names() []string {
+	return []string{Requests, RequestsByClass, Completed, Latency, RequestBytes, ResponseBytes}
+}
+
+// TagService is the bytes series' label naming the service port, as the
+// request series name it (the cluster's alt_stat_name).
+const TagService = "envoy_cluster_name"
+
+// MaxTrafficCounters bounds the counters TrafficLog may make in one
+// Envoy (Envoy drops the stats of a full scope): two per service port
+// and destination member.
+const MaxTrafficCounters = 65536
+
+// TrafficLog is the stats access logger's config of a listener of an
+// Envoy in member source: the bytes series above.
+func TrafficLog(source string) *statsaccesslogv3.Config {
+	tags := []*statsaccesslogv3.Config_Tag{
+		{Name: TagService, ValueFormat: "%UPSTREAM_CLUSTER%"},
+		{Name: TagSource, ValueFormat: source},
+		{Name: TagDestination, ValueFormat: "%CEL(upstream.locality.zone)%"},
+	}
+	counter := func(name, value string) *statsaccesslogv3.Config_Counter {
+		return &statsaccesslogv3.Config_Counter{Stat: &statsaccesslogv3.Config_Stat{Name: name, Tags: tags}, ValueFormat: value}
+	}
+	return &statsaccesslogv3.Config{
+		StatsScope: &typev3.Scope{Prefix: "eastwest_traffic", MaxCounters: wrapperspb.UInt32(MaxTrafficCounters)},
+		Counters: []*statsaccesslogv3.Config_Counter{
+			counter("request_bytes", "%BYTES_RECEIVED%"),
+			counter("response_bytes", "%BYTES_SENT%"),
+		},
+	}
+}
 
 // NamesIn returns the traffic series a PromQL expression reads (a
 // histogram's _bucket, _sum and _count as the histogram).
@@ -77,6 +128,6 @@ func NamesIn(expr string) []string {
 }
 
 var (
-	seriesName      = regexp.MustCompile(`envoy_cluster_zone_[a-z_]+`)
+	seriesName      = regexp.MustCompile(`envoy_(cluster_zone|eastwest_traffic)_[a-z_]+`)
 	histogramSuffix = regexp.MustCompile(`_(bucket|sum|count)$`)
 )

@@ -397,6 +397,6 @@ func NamesIn(expr string) []string {
 }
 
 var (
-	metricName      = regexp.MustCompile(`eastwest_[a-z_]+`)
+	metricName      = regexp.MustCompile(`\beastwest_[a-z_]+`) // not envoy_eastwest_ (pkg/envoystats)
 	histogramSuffix = regexp.MustCompile(`_(bucket|sum|count)$`)
 )

@@ -101,7 +101,7 @@ func GatewayListeners(gw *gatewayapi.Gateway, v View, be Backends, published fun
 		}
 		if p.Protocol == gwapiv1.HTTPProtocolType {
 			rc := GatewayAPIRouteName(gw.Key, p.Port, "")
-			lis.FilterChains = []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{hcmFilter(lis.Name, rc, pk)}}}
+			lis.FilterChains = []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{hcmFilter(lis.Name, rc, v, pk)}}}
 			r.add(v, resourcev3.RouteType, rc, hostRoutes(rc, p.Listeners, ro.onPort(uint32(p.Port), 80))) //nolint:gosec // a PortNumber is 1-65535
 		} else {
 			lis.ListenerFilters = []*listenerv3.ListenerFilter{{
@@ -112,7 +112,7 @@ func GatewayListeners(gw *gatewayapi.Gateway, v View, be Backends, published fun
 				rc := GatewayAPIRouteName(gw.Key, p.Port, l.Name)
 				fc := &listenerv3.FilterChain{
 					Name:            l.Name,
-					Filters:         []*listenerv3.Filter{hcmFilter(lis.Name, rc, pk)},
+					Filters:         []*listenerv3.Filter{hcmFilter(lis.Name, rc, v, pk)},
 					TransportSocket: downstreamTLS(l.Certificates),
 				}
 				if l.Hostname != "" {
@@ -155,8 +155,9 @@ func hostRoutes(name string, ls []*gatewayapi.Listener, ro routeOptions) *routev
 	return rc
 }
 
-func hcmFilter(listener, route string, p packer) *listenerv3.Filter {
+func hcmFilter(listener, route string, v View, p packer) *listenerv3.Filter {
 	hcm := httpConnectionManager(listener, route, p)
+	hcm.AccessLog = trafficLog(v, p)
 	// A Gateway is an edge: Envoy's edge-proxy recommendations. The
 	// client's address is the peer's (not a forwarded header), paths are
 	// normalized before matching (so /a/../admin cannot dodge a rule),

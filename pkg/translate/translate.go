@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
@@ -26,6 +27,7 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/eastwest-dev/eastwest/pkg/envoystats"
 	"github.com/eastwest-dev/eastwest/pkg/mcs"
 	"github.com/eastwest-dev/eastwest/pkg/resource"
 )
@@ -747,7 +749,20 @@ func routeTo(cluster string, hash []*routev3.RouteAction_HashPolicy) *routev3.Ro
 	}
 }
 
+// trafficLog is the access log of a listener that sends this view's
+// member's traffic to other members: the bytes of the cross-cluster
+// traffic stats (envoystats.TrafficLog), counted as each request or
+// connection ends.
+func trafficLog(v View, p packer) []*accesslogv3.AccessLog {
+	return []*accesslogv3.AccessLog{{
+		Name:       "envoy.access_loggers.stats",
+		ConfigType: &accesslogv3.AccessLog_TypedConfig{TypedConfig: p.any(envoystats.TrafficLog(string(v.Cluster)))},
+	}}
+}
+
 func gatewayListener(name, route string, port uint32, v View, p packer) *listenerv3.Listener {
+	hcm := httpConnectionManager(name, route, p)
+	hcm.AccessLog = trafficLog(v, p)
 	return &listenerv3.Listener{
 		Name: name,
 		Address: &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
@@ -757,7 +772,7 @@ func gatewayListener(name, route string, port uint32, v View, p packer) *listene
 		FilterChains: []*listenerv3.FilterChain{{
 			Filters: []*listenerv3.Filter{{
 				Name:       "envoy.filters.network.http_connection_manager",
-				ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: p.any(httpConnectionManager(name, route, p))},
+				ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: p.any(hcm)},
 			}},
 		}},
 	}

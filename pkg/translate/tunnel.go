@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 
+	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
@@ -483,7 +484,9 @@ func tunnelListener(ports []tunnelPort, v View, p packer) *listenerv3.Listener {
 	}
 	for _, tp := range ports {
 		sni, cluster := TunnelSNI(tp.key, tp.port.Port), TunnelClusterName(tp.key, tp.port.Port)
-		filters := []*listenerv3.Filter{toCluster(cluster, tp.port, tp.affinity, tp.passthrough, p)}
+		// No traffic log: what arrives here comes from other members,
+		// and their gateways count it.
+		filters := []*listenerv3.Filter{toCluster(cluster, tp.port, tp.affinity, tp.passthrough, nil, p)}
 		if tp.strict {
 			filters = append([]*listenerv3.Filter{admitOnly(sni, tp.admitted, v.Net, p)}, filters...)
 		}
@@ -527,10 +530,12 @@ func admitOnly(sni string, admitted []mcs.ClusterID, t *Topology, p packer) *lis
 // toCluster is the network filter that sends a connection to a cluster:
 // for a port whose appProtocol is HTTP an HTTP connection manager (each
 // request balanced on its own, and retried on another endpoint when one
-// refuses), else, or for a passthrough import, tcp_proxy.
-func toCluster(cluster string, port *mcs.ImportPort, affinity, passthrough bool, p packer) *listenerv3.Filter {
+// refuses), else, or for a passthrough import, tcp_proxy. Each request
+// or connection is logged to log.
+func toCluster(cluster string, port *mcs.ImportPort, affinity, passthrough bool, log []*accesslogv3.AccessLog, p packer) *listenerv3.Filter {
 	if isHTTP(port.AppProtocol) && !passthrough {
 		hcm := httpConnectionManager(cluster, "", p)
+		hcm.AccessLog = log
 		hcm.CommonHttpProtocolOptions = &corev3.HttpProtocolOptions{IdleTimeout: durationpb.New(GatewayIdleTimeout)}
 		route := routeTo(cluster, sourceIPHash(affinity))
 		route.GetRoute().RetryPolicy = gatewayRetry()
@@ -552,6 +557,7 @@ func toCluster(cluster string, port *mcs.ImportPort, affinity, passthrough bool,
 		StatPrefix:       cluster,
 		ClusterSpecifier: &tcpproxyv3.TcpProxy_Cluster{Cluster: cluster},
 		IdleTimeout:      durationpb.New(GatewayIdleTimeout),
+		AccessLog:        log,
 	})}}
 }
 
@@ -581,7 +587,7 @@ func relayListener(key mcs.ServiceKey, port *mcs.ImportPort, affinity, passthrou
 			Address:       v.listenAddress(),
 			PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: uint32(port.RelayPort)}, //nolint:gosec // 20000-29999
 		}}},
-		FilterChains: []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{toCluster(ClusterName(key, port.Port), port, affinity, passthrough, p)}}},
+		FilterChains: []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{toCluster(ClusterName(key, port.Port), port, affinity, passthrough, trafficLog(v, p), p)}}},
 	}
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/eastwest-dev/eastwest/internal/testkit"
 	"github.com/eastwest-dev/eastwest/pkg/about"
 	"github.com/eastwest-dev/eastwest/pkg/controlplane"
+	"github.com/eastwest-dev/eastwest/pkg/envoystats"
 	"github.com/eastwest-dev/eastwest/pkg/mcs"
 	"github.com/eastwest-dev/eastwest/pkg/translate"
 	"github.com/eastwest-dev/eastwest/test/envoytest"
@@ -236,7 +237,7 @@ func TestTrafficTiersAcrossNetworks(t *testing.T) {
 	got = n.spread(t, "use1", "cart", count)
 	// use1's gateway counts what it sent to each member, through the
 	// tunnel too, as the backends counted it.
-	counted := crossCluster(t, n.members["use1"].envoy, "shop/cart/80", "use1")
+	counted := crossCluster(t, n.members["use1"].envoy, envoystats.Completed, "shop/cart/80", "use1")
 	for m, before := range seen {
 		if s := len(n.pods[m].Requests()) - before; counted[m] != s {
 			t.Errorf("use1 -> %s: the gateway counted %d, the backend saw %d", m, counted[m], s)

@@ -183,9 +183,9 @@ func TestTrafficPolicy(t *testing.T) {
 	t.Run("weights split a tier, and the gateway counts who it sent to", func(t *testing.T) {
 		const n = 10000
 		before := map[string]int{"use2": len(tr.backends["use2"].Requests()), "usw1": len(tr.backends["usw1"].Requests())}
-		statsBefore := crossCluster(t, e, "shop/cart/80", "use1")
+		statsBefore := crossCluster(t, e, envoystats.Completed, "shop/cart/80", "use1")
 		got := tr.spread(t, "cart", n)
-		stats := crossCluster(t, e, "shop/cart/80", "use1")
+		stats := crossCluster(t, e, envoystats.Completed, "shop/cart/80", "use1")
 		for _, m := range []string{"use2", "usw1"} {
 			seen := len(tr.backends[m].Requests()) - before[m]
 			counted := stats[m] - statsBefore[m]
@@ -199,6 +199,47 @@ func TestTrafficPolicy(t *testing.T) {
 			t.Fatalf("%d requests with weights 90/10: %v (use2 %.1f%%), want 90%% +-2", n, got, 100*share)
 		}
 		t.Logf("weights 90/10 over %d requests: use2 %.2f%%", n, 100*share)
+	})
+
+	t.Run("the gateway counts the bytes each way per destination member", func(t *testing.T) {
+		const n, size = 500, 1000
+		var before [2]map[string]int
+		seenBefore := map[string]int64{}
+		for _, m := range []string{"use2", "usw1"} {
+			for _, r := range tr.backends[m].Requests() {
+				seenBefore[m] += r.BodyBytes
+			}
+		}
+		before[0] = crossCluster(t, e, envoystats.RequestBytes, "shop/cart/80", "use1")
+		before[1] = crossCluster(t, e, envoystats.ResponseBytes, "shop/cart/80", "use1")
+		received := map[string]int{} // response body bytes the client got, by member
+		for range n {
+			resp, body, err := envoytest.SendBody(tr.c, http.MethodPost, "http://"+tr.addr+"/", "cart.shop.svc.clusterset.local", nil, strings.Repeat("x", size))
+			if err != nil || resp.StatusCode != http.StatusOK {
+				t.Fatalf("POST cart: %v %v", resp, err)
+			}
+			member, _, _ := strings.Cut(body, "/")
+			received[member] += int(resp.ContentLength)
+		}
+		testkit.Eventually(t, "the bytes counted per destination member", func() error {
+			req := crossCluster(t, e, envoystats.RequestBytes, "shop/cart/80", "use1")
+			res := crossCluster(t, e, envoystats.ResponseBytes, "shop/cart/80", "use1")
+			for _, m := range []string{"use2", "usw1"} {
+				var seen int64
+				for _, r := range tr.backends[m].Requests() {
+					seen += r.BodyBytes
+				}
+				seen -= seenBefore[m]
+				if got := req[m] - before[0][m]; int64(got) != seen || seen == 0 {
+					return fmt.Errorf("use1 -> %s: %d request bytes counted, the backend received %d", m, got, seen)
+				}
+				if got := res[m] - before[1][m]; got != received[m] || got == 0 {
+					return fmt.Errorf("use1 <- %s: %d response bytes counted, the client received %d", m, got, received[m])
+				}
+			}
+			return nil
+		})
+		t.Logf("bytes counted per destination member equal the bytes the backends and the client saw: %v sent, %v received", n*size, received)
 	})
 
 	t.Run("a migration in steps fails no request", func(t *testing.T) {
@@ -233,12 +274,12 @@ func TestTrafficPolicy(t *testing.T) {
 	e.CheckAccepted(t, app, "use1/gateway")
 }
 
-// crossCluster reads an Envoy's cross-cluster request counters of one
-// service port (its stat name), from source member src, by destination
+// crossCluster reads an Envoy's cross-cluster counter series (requests,
+// bytes) of one service port (its stat name), from source member src, by destination
 // member: the series of pkg/envoystats, scraped as Prometheus does from
 // the shipped bootstrap's stats listener (not the admin, which stays on
 // loopback).
-func crossCluster(t testing.TB, e *envoytest.Envoy, statName, src string) map[string]int {
+func crossCluster(t testing.TB, e *envoytest.Envoy, series, statName, src string) map[string]int {
 	t.Helper()
 	resp, err := http.Get("http://" + e.StatsAddr + "/stats/prometheus")
 	if err != nil {
@@ -258,7 +299,7 @@ func crossCluster(t testing.TB, e *envoytest.Envoy, statName, src string) map[st
 	out := map[string]int{}
 	for _, line := range strings.Split(body, "\n") {
 		name, rest, ok := strings.Cut(line, "{")
-		if !ok || name != envoystats.Completed {
+		if !ok || name != series {
 			continue
 		}
 		labels, value, _ := strings.Cut(rest, "} ")

@@ -40,6 +40,8 @@ type Backend struct {
 type Seen struct {
 	Method, URI string
 	Header      http.Header
+	// BodyBytes is the length of the request's body as received.
+	BodyBytes int64
 }
 
 // Requests returns the requests the backend's HTTP servers received.
@@ -53,9 +55,9 @@ func (b *Backend) Requests() []Seen {
 // delay (X-Delay: a duration) or to fail once (X-Fail-Once: a key: the
 // first request with that key gets a 500).
 func (b *Backend) handle(w http.ResponseWriter, r *http.Request) {
-	_, _ = io.Copy(io.Discard, r.Body)
+	n, _ := io.Copy(io.Discard, r.Body)
 	b.mu.Lock()
-	b.requests = append(b.requests, Seen{Method: r.Method, URI: r.URL.RequestURI(), Header: r.Header.Clone()})
+	b.requests = append(b.requests, Seen{Method: r.Method, URI: r.URL.RequestURI(), Header: r.Header.Clone(), BodyBytes: n})
 	fail := false
 	if key := r.Header.Get("X-Fail-Once"); key != "" && !b.failed[key] {
 		b.failed[key], fail = true, true
@@ -158,7 +160,16 @@ func Get(c *http.Client, addr, host string) (int, string, error) {
 
 // Send sends a request and returns the response (body read) and body.
 func Send(c *http.Client, method, url, host string, header http.Header) (*http.Response, string, error) {
-	req, err := http.NewRequest(method, url, nil)
+	return SendBody(c, method, url, host, header, "")
+}
+
+// SendBody is Send with a request body.
+func SendBody(c *http.Client, method, url, host string, header http.Header, body string) (*http.Response, string, error) {
+	var rb io.Reader
+	if body != "" {
+		rb = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, url, rb)
 	if err != nil {
 		return nil, "", err
 	}
@@ -171,6 +182,6 @@ func Send(c *http.Client, method, url, host string, header http.Header) (*http.R
 		return nil, "", err
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	return resp, strings.TrimSpace(string(body)), err
+	got, err := io.ReadAll(resp.Body)
+	return resp, strings.TrimSpace(string(got)), err
 }
