@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"k8s.io/apimachinery/pkg/util/validation"
 	"sigs.k8s.io/yaml"
 
 	"github.com/eastwest-dev/eastwest/pkg/assemble"
@@ -35,6 +36,7 @@ func runTranslate(args []string, stdout, stderr io.Writer) int {
 	nodeCluster := fs.String("node-cluster", "", "print the Envoy resources an xDS client in this member cluster gets, instead of the MCS objects")
 	role := fs.String("role", string(translate.RoleClient), "with --node-cluster: the client's role, client (proxyless gRPC), gateway (east-west Envoy) or gateway-api (an Envoy implementing --gateway)")
 	gatewayName := fs.String("gateway", "", "with --role gateway-api: the Gateway, as namespace/name")
+	zone := fs.String("zone", "", "with --role client or gateway: the Kubernetes zone the client says it runs in (node.locality.sub_zone), for services whose trafficDistribution prefers it")
 	gatewayPort := fs.Uint("gateway-port", uint(translate.DefaultGatewayPort), "with --role gateway: the port of the gateway's HTTP listener")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: xds translate --dir DIR [--cluster ID] [--watch]")
@@ -62,7 +64,7 @@ func runTranslate(args []string, stdout, stderr io.Writer) int {
 		// The flags that shape a client's view mean nothing without one.
 		var stray []string
 		fs.Visit(func(f *flag.Flag) {
-			if f.Name == "role" || f.Name == "gateway" || f.Name == "gateway-port" {
+			if f.Name == "role" || f.Name == "gateway" || f.Name == "gateway-port" || f.Name == "zone" {
 				stray = append(stray, "--"+f.Name)
 			}
 		})
@@ -86,7 +88,11 @@ func runTranslate(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "xds translate: --gateway-port %d is not a port\n", *gatewayPort)
 			return 2
 		}
-		opts.view = &translate.View{Cluster: mcs.ClusterID(*nodeCluster), Role: r, GatewayPort: uint32(*gatewayPort), Gateway: *gatewayName}
+		if *zone != "" && (r == translate.RoleGatewayAPI || len(validation.IsValidLabelValue(*zone)) > 0) {
+			fmt.Fprintf(stderr, "xds translate: --zone %q: a zone (a label value) of a client or gateway\n", *zone)
+			return 2
+		}
+		opts.view = &translate.View{Cluster: mcs.ClusterID(*nodeCluster), Role: r, GatewayPort: uint32(*gatewayPort), Gateway: *gatewayName, Zone: *zone}
 	}
 	if *watch {
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -131,6 +137,9 @@ func translateOnce(opts translateOptions, stdout, stderr io.Writer) int {
 		}
 	}
 	state := off.Flush().State
+	if wantZoneView(off, opts) {
+		state = off.Flush().State
+	}
 	for _, c := range state.Clusters {
 		if c.Error != "" {
 			fmt.Fprintf(stderr, "error: member %s is left out of the ClusterSet: %s\n", c.Member, c.Error)
@@ -175,6 +184,9 @@ func translateWatch(ctx context.Context, opts translateOptions, stdout, stderr i
 		}
 		// The whole state again: the watch prints it after every change.
 		state := off.Flush().State
+		if wantZoneView(off, opts) {
+			state = off.Flush().State
+		}
 		for _, c := range state.Clusters {
 			if c.Error != "" {
 				log.Error("member left out of the ClusterSet", "member", c.Member, "reason", c.Error)
@@ -269,4 +281,14 @@ func renderMCS(off *assemble.Assembler, state *mcs.State, opts translateOptions)
 		}
 	}
 	return b.Bytes(), nil
+}
+
+// wantZoneView asks the assembler for the zone view of opts.view, as a
+// client declaring its zone does of serve, and reports whether it made it.
+func wantZoneView(off *assemble.Assembler, opts translateOptions) bool {
+	if opts.view == nil || opts.view.Zone == "" {
+		return false
+	}
+	made, _ := off.WantView(opts.view.String())
+	return made
 }

@@ -52,6 +52,7 @@ func watchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	tlsConfig := clientTLSFlags(fs, "xds", "the xDS server", "serve --xds-tls-client-ca: a certificate naming the node, docs/xds.md")
 	cluster := fs.String("node-cluster", "east", "the member cluster the client is in (node.cluster)")
 	role := fs.String("role", string(translate.RoleClient), "client or gateway (node.metadata.role)")
+	zone := fs.String("zone", "", "the Kubernetes zone the client says it runs in (node.locality.sub_zone): services whose trafficDistribution prefers it order its endpoints first")
 	id := fs.String("node", "", "node.id (default xds-watch-<pid>)")
 	count := fs.Int("updates", 0, "exit after this many endpoint updates (0: until Ctrl-C)")
 	fs.Usage = func() {
@@ -80,7 +81,7 @@ func watchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	} else if cfg != nil {
 		creds = credentials.NewTLS(cfg)
 	}
-	w := &watcher{addr: *addr, id: *id, cluster: *cluster, role: *role, count: *count, out: stdout, log: stderr, creds: creds}
+	w := &watcher{addr: *addr, id: *id, cluster: *cluster, role: *role, zone: *zone, count: *count, out: stdout, log: stderr, creds: creds}
 	if err := w.run(ctx); err != nil && ctx.Err() == nil {
 		fmt.Fprintln(stderr, "error:", err)
 		return 1
@@ -92,6 +93,7 @@ func watchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 // so far (over every stream, for --updates).
 type watcher struct {
 	addr, id, cluster, role string
+	zone                    string
 	count                   int
 	out, log                io.Writer
 	updates                 int
@@ -195,6 +197,9 @@ func (w *watcher) stream(ctx context.Context, conn *grpc.ClientConn) (answered b
 	}
 	meta, _ := structpb.NewStruct(map[string]any{"role": w.role})
 	node := &corev3.Node{Id: w.id, Cluster: w.cluster, Metadata: meta}
+	if w.zone != "" {
+		node.Locality = &corev3.Locality{SubZone: w.zone}
+	}
 	if err := stream.Send(&discoveryv3.DeltaDiscoveryRequest{Node: node, TypeUrl: resourcev3.ClusterType}); err != nil {
 		return false, err
 	}

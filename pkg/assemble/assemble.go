@@ -81,6 +81,7 @@ type Assembler struct {
 	classes *classifier
 	gwapi   *gatewayAPI
 	ledger  *ledger
+	zones   zoneViews
 
 	merged *mcs.Changes // Merge's result, not yet flushed
 	plan   *planBuilder
@@ -224,7 +225,9 @@ func (a *Assembler) flush() {
 	topo := a.topology(state)
 	topoChanged := !topo.Equal(a.topo)
 	a.topo = topo
-	all := ch.Clusters || topoChanged
+	// A new zone view needs every service translated for it.
+	all := ch.Clusters || topoChanged || a.zones.changed
+	a.zones.changed = false
 	viewsChanged := all || len(rebuilt) > 0 && a.gwapi.viewsChanged(state, a.baseView())
 	var viewNames []string
 	if viewsChanged {
@@ -276,9 +279,14 @@ func (a *Assembler) baseView() translate.View {
 // what views that are gone had published, and returns the views' names.
 func (a *Assembler) setViews(state *mcs.State) []string {
 	a.views = a.views[:0]
-	for _, id := range state.ClusterIDs() {
+	members := state.ClusterIDs()
+	a.zones.prune(members)
+	for _, id := range members {
 		for _, r := range Roles {
 			a.views = append(a.views, translate.View{Cluster: id, Role: r, GatewayPort: a.opts.GatewayPort, TunnelPort: a.opts.TunnelPort, Net: a.topo, ListenAddress: a.opts.ListenAddress})
+		}
+		for _, z := range a.zones.byMember[id] {
+			a.views = append(a.views, translate.View{Cluster: id, Role: z.Role, Zone: z.Zone, GatewayPort: a.opts.GatewayPort, TunnelPort: a.opts.TunnelPort, Net: a.topo, ListenAddress: a.opts.ListenAddress})
 		}
 	}
 	a.views = append(a.views, a.gwapi.gatewayViews(state, a.baseView())...)

@@ -55,6 +55,9 @@ type Cache struct {
 	retrying bool
 	// touches numbers the endpoints sent again unchanged (resendEndpoints).
 	touches uint64
+	// onMissing is told when a client waits for a view that does not
+	// exist (OnMissing).
+	onMissing func()
 
 	marshals atomic.Int64
 	// responses counts the responses handed to streams (Responses).
@@ -207,6 +210,30 @@ func (c *Cache) release(name string) {
 	}
 	delete(c.views, name)
 	c.epoch++
+}
+
+// OnMissing sets fn, called whenever a client starts waiting for a view
+// that does not exist: whoever makes views may make it (Missing lists
+// them). fn is called with the cache locked: it must neither block nor
+// call the cache.
+func (c *Cache) OnMissing(fn func()) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.onMissing = fn
+}
+
+// Missing returns the views clients wait for that do not exist, sorted.
+func (c *Cache) Missing() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []string
+	for name, v := range c.views {
+		if !v.exists && v.watches > 0 {
+			out = append(out, name)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // SetViews declares which views exist: clients of other views wait, and

@@ -338,6 +338,9 @@ func (c *Cache) register(w *watch) func() {
 		return func() {}
 	}
 	c.index(w)
+	if !v.exists && c.onMissing != nil {
+		c.onMissing()
+	}
 	return func() {
 		c.mu.Lock()
 		c.unindex(w)

@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/eastwest-dev/eastwest/pkg/mcs"
 	"github.com/eastwest-dev/eastwest/pkg/translate"
@@ -18,6 +19,12 @@ import (
 //	                     implementing a Gateway API Gateway) or "client"
 //	                     (proxyless gRPC; the default)
 //	node.metadata.gateway with role gateway-api: the Gateway, <namespace>/<name>
+//	node.locality.sub_zone the Kubernetes zone the client runs in (its node's
+//	                     topology.kubernetes.io/zone), optional, for roles
+//	                     client and gateway: services whose trafficDistribution
+//	                     prefers the client's zone send it to its zone's
+//	                     endpoints first. node.locality.zone is the member,
+//	                     for Envoy's stats (--service-zone).
 const (
 	// MetadataRole is the node metadata key naming the client's role.
 	MetadataRole = "role"
@@ -44,6 +51,12 @@ func ParseNode(n *corev3.Node) (translate.View, error) {
 	}
 	switch v.Role {
 	case translate.RoleClient, translate.RoleGateway:
+		if z := n.GetLocality().GetSubZone(); z != "" {
+			if errs := validation.IsValidLabelValue(z); len(errs) > 0 {
+				return translate.View{}, fmt.Errorf("node %q: node.locality.sub_zone %q is not a zone (a label value): %s", n.GetId(), z, errs[0])
+			}
+			v.Zone = z
+		}
 	case translate.RoleGatewayAPI:
 		v.Gateway = fields[MetadataGateway].GetStringValue()
 		ns, name, ok := strings.Cut(v.Gateway, "/")

@@ -35,6 +35,12 @@ func TestParseNode(t *testing.T) {
 		"gateway-api without gateway":            {&corev3.Node{Id: "e", Cluster: "east", Metadata: meta("gateway-api")}, "", "node.metadata.gateway"},
 		"gateway-api, gateway without namespace": {&corev3.Node{Id: "e", Cluster: "east", Metadata: meta("gateway-api", "gateway", "public")}, "", "<namespace>/<name>"},
 		"gateway-api, gateway with two slashes":  {&corev3.Node{Id: "e", Cluster: "east", Metadata: meta("gateway-api", "gateway", "a/b/c")}, "", "<namespace>/<name>"},
+		// The client's Kubernetes zone (trafficDistribution) is its
+		// sub-zone; its zone is its member, for Envoy's stats.
+		"client in a zone":            {&corev3.Node{Id: "a", Cluster: "east", Locality: &corev3.Locality{Zone: "east", SubZone: "us-east-1a"}}, "east/client@us-east-1a", ""},
+		"gateway in a zone":           {&corev3.Node{Id: "g", Cluster: "east", Metadata: meta("gateway"), Locality: &corev3.Locality{SubZone: "z1"}}, "east/gateway@z1", ""},
+		"zone that is no label value": {&corev3.Node{Id: "a", Cluster: "east", Locality: &corev3.Locality{SubZone: "a/b"}}, "", `node.locality.sub_zone "a/b" is not a zone`},
+		"gateway-api ignores zones":   {&corev3.Node{Id: "e", Cluster: "east", Metadata: meta("gateway-api", "gateway", "infra/public"), Locality: &corev3.Locality{SubZone: "z1"}}, "east/gateway-api/infra/public", ""},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {

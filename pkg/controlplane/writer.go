@@ -101,6 +101,11 @@ type Writer struct {
 	metrics    *metrics.Metrics
 	cache      *cache.Cache
 	in         chan batch
+	// missing is signalled when a client waits for a view that does not
+	// exist: a zone view is made when first asked for.
+	missing chan struct{}
+	// refused are the zone views refused over the bound, logged once.
+	refused map[string]bool
 
 	mu      sync.Mutex
 	sources map[string]*sourceState
@@ -221,9 +226,17 @@ func NewWriter(opts WriterOptions, c *cache.Cache, m *metrics.Metrics, log *slog
 		opts: opts, log: log, metrics: m, cache: c, now: time.Now,
 		publishLog: ratelog.New(log, time.Second, 5),
 		in:         make(chan batch, 64),
+		missing:    make(chan struct{}, 1),
+		refused:    map[string]bool{},
 		sources:    map[string]*sourceState{},
 		asm:        assemble.New(assemble.Options{GatewayPort: opts.GatewayPort, ListenAddress: opts.ListenAddress, TunnelPort: opts.TunnelPort, TrustDomain: opts.TrustDomain, Store: opts.Store, Anchors: opts.Anchors, Translate: opts.Translate}),
 	}
+	c.OnMissing(func() {
+		select {
+		case w.missing <- struct{}{}:
+		default: // already signalled
+		}
+	})
 	w.snap.Store(&Snapshot{State: &mcs.State{}})
 	next := make(chan struct{})
 	w.next.Store(&next)
@@ -403,8 +416,38 @@ func (w *Writer) Run(ctx context.Context) {
 			if pending {
 				publish()
 			}
+		case <-w.missing:
+			if !initialized || !w.wantMissing() {
+				continue // offered again after the first publish
+			}
+			w.owe()
+			if !pending {
+				pending = true
+				deadline.Reset(w.opts.MaxDelay)
+			}
+			holdoff.Reset(w.opts.Holdoff)
 		}
 	}
+}
+
+// wantMissing offers the assembler the views clients wait for (zone
+// views are made when asked for: assemble.Assembler.WantView) and
+// reports whether it will make any. A view refused over the bound is
+// logged once.
+func (w *Writer) wantMissing() bool {
+	made := false
+	for _, name := range w.cache.Missing() {
+		ok, err := w.asm.WantView(name)
+		if err != nil && !w.refused[name] {
+			if len(w.refused) >= 1024 {
+				clear(w.refused) // bounded: a client may claim any zone
+			}
+			w.refused[name] = true
+			w.log.Warn("zone view not made", "view", name, "err", err)
+		}
+		made = made || ok
+	}
+	return made
 }
 
 func (w *Writer) receive(b batch) {
@@ -469,6 +512,14 @@ func (w *Writer) publish() {
 	}
 	// The callbacks are told before the snapshot is stored: whoever waits
 	// on Published sees everything of this publish done.
+	if plan.Changes.Clusters || w.gen == 1 {
+		// Views clients waited for may be made now (a zone view of a
+		// member that just joined).
+		select {
+		case w.missing <- struct{}{}:
+		default:
+		}
+	}
 	if w.onPublish != nil && (!plan.Changes.Empty() || w.gen == 1) {
 		w.onPublish(plan.State, plan.Changes.Services, plan.Changes.Clusters || w.gen == 1)
 	}

@@ -2,6 +2,7 @@ package mcs
 
 import (
 	"iter"
+	"slices"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -136,6 +137,9 @@ func (s *Slice) Endpoint(i int) Endpoint {
 	if e.Zone != nil {
 		out.Zone = *e.Zone
 	}
+	if e.Hints != nil {
+		out.forZones = e.Hints.ForZones
+	}
 	return out
 }
 
@@ -169,6 +173,22 @@ type Endpoint struct {
 	Terminating bool
 	Hostname    string
 	Zone        string
+	// forZones are the zones the EndpointSlice controller hints the
+	// endpoint for (trafficDistribution), nil when it gives none.
+	forZones []discoveryv1.ForZone
+}
+
+// Near reports whether the endpoint is for clients in zone, as kube-proxy
+// reads it for trafficDistribution PreferClose and PreferSameZone: the
+// zones of its hints when it has any, else its own zone.
+func (e Endpoint) Near(zone string) bool {
+	if zone == "" {
+		return false
+	}
+	if len(e.forZones) > 0 {
+		return slices.ContainsFunc(e.forZones, func(z discoveryv1.ForZone) bool { return z.Name == zone })
+	}
+	return e.Zone == zone
 }
 
 // Port returns the number the slice's endpoints listen on for the Service

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -669,10 +670,31 @@ func stub(k kubeKey) metav1.Object {
 	return &mcsv1b1.ServiceExport{ObjectMeta: metav1.ObjectMeta{Namespace: k.namespace, Name: k.name}}
 }
 
+// sharedHints is an endpoint's zone hints, without node hints, as one
+// allocation for every endpoint of the slice with the same zones; nil
+// for none.
+func sharedHints(seen map[string]*discoveryv1.EndpointHints, h *discoveryv1.EndpointHints) *discoveryv1.EndpointHints {
+	if h == nil || len(h.ForZones) == 0 {
+		return nil
+	}
+	names := make([]string, len(h.ForZones))
+	for i, z := range h.ForZones {
+		names[i] = z.Name
+	}
+	key := strings.Join(names, "\x00")
+	if s, ok := seen[key]; ok {
+		return s
+	}
+	s := &discoveryv1.EndpointHints{ForZones: slices.Clone(h.ForZones)}
+	seen[key] = s
+	return s
+}
+
 // trim drops what eastwest never reads before an object is cached:
 // managed fields everywhere, a Service's annotations (kubectl's
 // last-applied copy can be larger than the Service), and per endpoint the
-// target reference, node name and hints.
+// target reference, node name and node hints (its zone hints stay: they
+// are trafficDistribution's, read by translate, and shared per slice).
 func trim(o any) (any, error) {
 	if m, ok := o.(metav1.Object); ok {
 		m.SetManagedFields(nil)
@@ -704,9 +726,11 @@ func trim(o any) (any, error) {
 			v.Endpoints = slices.Clone(v.Endpoints)
 		}
 		zones := map[string]*string{}
+		hints := map[string]*discoveryv1.EndpointHints{}
 		for i := range v.Endpoints {
 			e := &v.Endpoints[i]
-			e.TargetRef, e.NodeName, e.Hints, e.DeprecatedTopology = nil, nil, nil, nil
+			e.TargetRef, e.NodeName, e.DeprecatedTopology = nil, nil, nil
+			e.Hints = sharedHints(hints, e.Hints)
 			// Share what repeats: the condition booleans and each zone
 			// are one allocation for the whole slice, not one per
 			// endpoint (about a third of an endpoint's memory).

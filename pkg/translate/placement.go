@@ -87,6 +87,29 @@ type place struct {
 	kind   placeKind
 	index  int // the selector, for bySelector
 	weight weightKind
+	zone   zoneKind
+}
+
+// zoneKind is where a locality of the view's own member stands to its
+// clients' zone (trafficDistribution).
+type zoneKind int
+
+const (
+	anyZone    zoneKind = iota
+	clientZone          // the endpoints for the view's clients' zone
+	otherZones          // the member's other endpoints: the sub-tier after
+)
+
+// zoneNote says which of its member's endpoints a locality holds when
+// the clients' zone split them.
+func (p place) zoneNote(zone string) string {
+	switch p.zone {
+	case clientZone:
+		return ", its endpoints for zone " + zone + " (trafficDistribution: the client's zone first)"
+	case otherZones:
+		return ", its endpoints for other zones than " + zone + " (trafficDistribution: after the client's zone)"
+	}
+	return ""
 }
 
 type placeKind int

@@ -66,6 +66,11 @@ type View struct {
 	// ListenAddress is the address the Envoys' listeners bind (gateway
 	// and gateway-api views; "": every address, 0.0.0.0, as in a pod).
 	ListenAddress string
+	// Zone is the Kubernetes zone of the view's clients (client and
+	// gateway views; "": any zone). It orders the view's own member's
+	// endpoints for services whose trafficDistribution prefers the
+	// client's zone: the endpoints for that zone first.
+	Zone string
 }
 
 // listenAddress is the address a view's listeners bind.
@@ -82,7 +87,19 @@ func (v View) String() string {
 	if v.Role == RoleGatewayAPI {
 		return string(v.Cluster) + "/" + string(v.Role) + "/" + v.Gateway
 	}
+	if v.Zone != "" {
+		return string(v.Cluster) + "/" + string(v.Role) + ZoneSeparator + v.Zone
+	}
 	return string(v.Cluster) + "/" + string(v.Role)
+}
+
+// ZoneSeparator ends a view's name before its zone: <cluster>/<role>@<zone>.
+const ZoneSeparator = "@"
+
+// Base is the view without its zone.
+func (v View) Base() View {
+	v.Zone = ""
+	return v
 }
 
 // Resource is one named Envoy resource of one xDS type.
@@ -589,7 +606,11 @@ func assign(name string, st *mcs.ServiceState, p *mcs.ImportPort, v View, localO
 			}
 			continue
 		}
-		loc := &locality{cluster: c, rank: rank, place: pl}
+		// Ranks are doubled: the odd ones are the sub-tier of the view's
+		// own endpoints for other zones than its clients' (near).
+		loc := &locality{cluster: c, rank: 2 * rank, place: pl}
+		near := c == local && !localOnly && v.Zone != "" && prefersZone(st)
+		var isNear []bool
 		zones := map[string]bool{}
 		for _, s := range b.Slices {
 			target, ok := s.Port(p.Name, p.Protocol)
@@ -611,6 +632,9 @@ func assign(name string, st *mcs.ServiceState, p *mcs.ImportPort, v View, localO
 						loc.healthy++
 					}
 					zones[e.Zone] = true
+					if near {
+						isNear = append(isNear, e.Near(v.Zone))
+					}
 				}
 			}
 		}
@@ -634,9 +658,9 @@ func assign(name string, st *mcs.ServiceState, p *mcs.ImportPort, v View, localO
 		loc.weight = uint32(min(max(1, loc.healthy), math.MaxInt32))
 		switch {
 		case loc.healthy == 0:
-			loc.rank, loc.place = t.last(), place{kind: onlyDraining}
+			loc.rank, loc.place = 2*t.last(), place{kind: onlyDraining}
 		case t.weighted && b.WeightOf() == 0:
-			loc.rank, loc.place = t.drained(), place{kind: drained}
+			loc.rank, loc.place = 2*t.drained(), place{kind: drained}
 		case t.weighted:
 			loc.weight = uint32(b.WeightOf()) //nolint:gosec // 0..mcs.MaxWeight, checked when read
 			loc.place.weight = declaredWeight
@@ -645,6 +669,11 @@ func assign(name string, st *mcs.ServiceState, p *mcs.ImportPort, v View, localO
 			}
 		}
 		locs = append(locs, loc)
+		if near && loc.healthy > 0 && loc.place.kind != drained {
+			if far := loc.splitNear(isNear, v.Zone); far != nil {
+				locs = append(locs, far)
+			}
+		}
 	}
 	slices.SortStableFunc(locs, func(a, b *locality) int {
 		if c := cmp.Compare(a.rank, b.rank); c != 0 {
@@ -668,10 +697,56 @@ func assign(name string, st *mcs.ServiceState, p *mcs.ImportPort, v View, localO
 			Priority:            priority,
 		})
 		if record != nil {
-			*record = append(*record, Placement{Member: l.cluster, Priority: int(priority), Tier: t.describe(l.place) + l.place.weightNote(l.weight), Weight: l.weight})
+			*record = append(*record, Placement{Member: l.cluster, Priority: int(priority), Tier: t.describe(l.place) + l.place.weightNote(l.weight) + l.place.zoneNote(v.Zone), Weight: l.weight})
 		}
 	}
 	return cla
+}
+
+// prefersZone reports whether a service's trafficDistribution asks for
+// the client's zone first: PreferClose and PreferSameZone (and
+// PreferSameNode, whose node eastwest does not know: its zone then).
+func prefersZone(st *mcs.ServiceState) bool {
+	if st.Import == nil {
+		return false
+	}
+	switch st.Import.TrafficDistribution {
+	case "PreferClose", "PreferSameZone", "PreferSameNode":
+		return true
+	}
+	return false
+}
+
+// splitNear keeps in l the endpoints near zone (for the view's clients'
+// zone: isNear, by endpoint) and returns the others as a locality of the
+// sub-tier after l's, nil when all or none are near or no near one is
+// healthy (then the zone changes nothing: kube-proxy's fallback too).
+func (l *locality) splitNear(isNear []bool, zone string) *locality {
+	var nearEps, farEps []*endpointv3.LbEndpoint
+	nearHealthy := 0
+	for i, ep := range l.eps {
+		if isNear[i] {
+			nearEps = append(nearEps, ep)
+			if ep.GetHealthStatus() == corev3.HealthStatus_HEALTHY {
+				nearHealthy++
+			}
+		} else {
+			farEps = append(farEps, ep)
+		}
+	}
+	if nearHealthy == 0 || len(farEps) == 0 {
+		return nil
+	}
+	far := *l
+	far.eps, far.healthy, far.rank, far.zone = farEps, l.healthy-nearHealthy, l.rank+1, ""
+	far.place.zone = otherZones
+	l.eps, l.healthy, l.zone = nearEps, nearHealthy, zone
+	l.place.zone = clientZone
+	if l.place.weight == endpointWeight {
+		l.weight = uint32(min(nearHealthy, math.MaxInt32))
+		far.weight = uint32(min(max(1, far.healthy), math.MaxInt32))
+	}
+	return &far
 }
 
 func lbEndpoint(addr string, port uint32, health corev3.HealthStatus, hostname string) *endpointv3.LbEndpoint {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -38,7 +39,17 @@ func load(t *testing.T, dir string) (*assemble.Assembler, *mcs.State) {
 			t.Fatal(err)
 		}
 	}
-	return off, off.Flush().State
+	st := off.Flush().State
+	// <dir>/views names the zone views clients ask for, one per line.
+	if raw, err := os.ReadFile(filepath.Join(dir, "views")); err == nil {
+		for _, name := range strings.Fields(string(raw)) {
+			if made, err := off.WantView(name); !made || err != nil {
+				t.Fatalf("view %s not made: %v", name, err)
+			}
+		}
+		st = off.Flush().State
+	}
+	return off, st
 }
 
 // TestTranslateGolden translates every ../../testdata/<case>.in ClusterSet folder

@@ -128,10 +128,17 @@ func (cp *controlPlane) remove(rel string) {
 // member cluster.
 func (cp *controlPlane) xdsClient(t testing.TB, nodeID, cluster, target string) testgrpc.TestServiceClient {
 	t.Helper()
+	return cp.xdsClientIn(t, nodeID, cluster, "", target)
+}
+
+// xdsClientIn is xdsClient for a client that says it runs in a
+// Kubernetes zone (node.locality.sub_zone; "": none).
+func (cp *controlPlane) xdsClientIn(t testing.TB, nodeID, cluster, zone, target string) testgrpc.TestServiceClient {
+	t.Helper()
 	bootstrap := fmt.Sprintf(`{
   "xds_servers": [{"server_uri": %q, "channel_creds": [{"type": "insecure"}], "server_features": ["xds_v3"]}],
-  "node": {"id": %q, "cluster": %q, "metadata": {"role": "client"}}
-}`, cp.app.XDSAddr(), nodeID, cluster)
+  "node": {"id": %q, "cluster": %q, "metadata": {"role": "client"}, "locality": {"sub_zone": %q}}
+}`, cp.app.XDSAddr(), nodeID, cluster, zone)
 	resolver, err := xds.NewXDSResolverWithConfigForTesting([]byte(bootstrap))
 	if err != nil {
 		t.Fatal(err)

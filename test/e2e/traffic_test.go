@@ -123,3 +123,48 @@ func TestTrafficPolicyProxyless(t *testing.T) {
 		t.Logf("migration 100/0 -> 50/50 -> 0/100: %d RPCs, none failed", loop.Sent())
 	})
 }
+
+// gRPC-Go's xDS client honours trafficDistribution (PreferClose) by the
+// zone it declares: service near has a pod of member a in zone z1 and
+// one in z2, and b's pod. A client of a in z1 sends every RPC to z1's
+// pod; with it not ready, to z2's (its member's other zone), never to b;
+// with both not ready, to b. A client of a that declares no zone spreads
+// over both of a's pods.
+func TestTrafficDistributionProxyless(t *testing.T) {
+	a1, a2, b := startBackend(t, "a1", "127.0.0.71"), startBackend(t, "a2", "127.0.0.72"), startBackend(t, "b", "127.0.0.73")
+	dir := t.TempDir()
+	cp := &controlPlane{t: t, dir: dir}
+	for _, m := range []string{"a", "b"} {
+		cp.write(m+"/cluster.yaml", docs(fixture.ClusterYAML(m), namespaceDemo))
+	}
+	zoned := func(be *backend, zone string, ready bool) string {
+		return fmt.Sprintf("apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: near-%s, namespace: demo, labels: {kubernetes.io/service-name: near}}\naddressType: IPv4\nports: [{name: grpc, port: %d, protocol: TCP}]\nendpoints:\n- {addresses: [%q], conditions: {ready: %v}, zone: %s}\n",
+			be.name, be.addr.Port, be.addr.IP.String(), ready, zone)
+	}
+	near := service("near", "grpc:9000") + "  trafficDistribution: PreferClose\n"
+	writeA := func(a1Ready, a2Ready bool) {
+		cp.write("a/near.yaml", docs(near, export("near"), zoned(a1, "z1", a1Ready), zoned(a2, "z2", a2Ready)))
+	}
+	writeA(true, true)
+	cp.write("b/near.yaml", docs(near, export("near"), zoned(b, "zb", true)))
+	cp = startControlPlane(t, dir)
+
+	c := cp.xdsClientIn(t, "client-z1", "a", "z1", "near.demo.svc.clusterset.local:9000")
+	eventually(t, 10*time.Second, "an answer", func() bool { _, err := call(c, time.Second); return err == nil })
+	if got := spread(c, 1000); got["a1"] != 1000 {
+		t.Fatalf("1,000 RPCs from zone z1: %v, want all to a1 (z1)", got)
+	}
+	anyZone := cp.xdsClient(t, "client-nozone", "a", "near.demo.svc.clusterset.local:9000")
+	eventually(t, 10*time.Second, "an answer", func() bool { _, err := call(anyZone, time.Second); return err == nil })
+	if got := spread(anyZone, 1000); got["a1"] < 300 || got["a2"] < 300 || got["a1"]+got["a2"] != 1000 {
+		t.Fatalf("1,000 RPCs from no zone: %v, want spread over a1 and a2", got)
+	}
+	writeA(false, true)
+	eventually(t, 10*time.Second, "RPCs on a2", func() bool { s, _ := call(c, time.Second); return s == "a2" })
+	if got := spread(c, 1000); got["a2"] != 1000 {
+		t.Fatalf("a1 not ready: %v, want all to a2 (the member's other zone), none to b", got)
+	}
+	writeA(false, false)
+	eventually(t, 10*time.Second, "RPCs on b", func() bool { s, _ := call(c, time.Second); return s == "b" })
+	t.Log("PreferClose with gRPC-Go's xDS client in zone z1: 1,000 of 1,000 RPCs on z1's pod; it not ready, 1,000 of 1,000 on z2's; both not ready, on b")
+}

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -111,11 +112,17 @@ func startTiered(t testing.TB) *tiered {
 
 func (tr *tiered) serve(t testing.TB) (*controlplane.App, *envoytest.Envoy) {
 	t.Helper()
+	return tr.serveIn(t, "")
+}
+
+// serveIn is serve with use1's gateway in a Kubernetes zone ("": none).
+func (tr *tiered) serveIn(t testing.TB, zone string) (*controlplane.App, *envoytest.Envoy) {
+	t.Helper()
 	cfg := controlplane.Config{Dir: tr.dir}
 	cfg.Writer.GatewayPort = gatewayPort
 	cfg.Writer.ListenAddress = testkit.Loopback(t, gatewayPort)
 	app := cptest.StartWith(t, cfg)
-	v := translate.View{Cluster: "use1", Role: translate.RoleGateway}
+	v := translate.View{Cluster: "use1", Role: translate.RoleGateway, Zone: zone}
 	e := envoytest.ForView(t, app, v, "use1-gateway", true, nil)
 	e.WaitSynced(t, app, "use1-gateway", v.String())
 	tr.addr = fmt.Sprintf("%s:%d", cfg.Writer.ListenAddress, gatewayPort)
@@ -272,6 +279,84 @@ func TestTrafficPolicy(t *testing.T) {
 		t.Logf("migration 100/0 -> 50/50 -> 0/100: %d requests, none failed", loop.Sent())
 	})
 	e.CheckAccepted(t, app, "use1/gateway")
+}
+
+// trafficDistribution through a real Envoy gateway of use1 that says it
+// runs in zone use1-a (node.locality.sub_zone): its view is made when it
+// connects. Service near (PreferClose) has a use1 pod in use1-a, another
+// in use1-b, and use2's: every request goes to use1-a's pod; with it not
+// ready, to use1-b's (the member's other zone) and never to use2; with
+// both not ready, to use2. A service without trafficDistribution is
+// spread over both use1 pods.
+func TestTrafficDistribution(t *testing.T) {
+	tr := startTiered(t)
+	// On the port of use1's pod: one port per slice.
+	zoneB := envoytest.StartBackend(t, "use1/pod-b", memberIP(1, 2), tr.backends["use1"].HTTPPort, 0, -1)
+	write := func(svc, distribution string, aReady, bReady bool) {
+		t.Helper()
+		ready := func(r bool) string { return fmt.Sprint(r) }
+		doc := fmt.Sprintf(`apiVersion: v1
+kind: Service
+metadata: {name: %[1]s, namespace: shop}
+spec: {ports: [{name: http, port: 80, appProtocol: http}]%[2]s}
+---
+apiVersion: multicluster.x-k8s.io/v1beta1
+kind: ServiceExport
+metadata: {name: %[1]s, namespace: shop, creationTimestamp: "2026-01-01T00:00:00Z"}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: %[1]s-1, namespace: shop, labels: {kubernetes.io/service-name: %[1]s}}
+addressType: IPv4
+ports: [{name: http, port: %[3]d}]
+endpoints:
+- {addresses: [%[4]s], conditions: {ready: %[5]s}, zone: use1-a}
+- {addresses: [%[6]s], conditions: {ready: %[7]s}, zone: use1-b}
+`, svc, distribution, tr.backends["use1"].HTTPPort, tr.backends["use1"].IP, ready(aReady), zoneB.IP, ready(bReady))
+		writeFile(t, filepath.Join(tr.dir, "use1", svc+".yaml"), doc)
+	}
+	write("near", ", trafficDistribution: PreferClose", true, true)
+	write("spread", "", true, true)
+	tr.export(t, "use2", "near", true)
+	app, _ := tr.serveIn(t, "use1-a")
+	answers := func(svc string, n int) map[string]int {
+		out := map[string]int{}
+		for range n {
+			code, body, err := envoytest.Get(tr.c, tr.addr, svc+".shop.svc.clusterset.local")
+			if err != nil {
+				t.Fatalf("GET %s: %v", svc, err)
+			}
+			if code != http.StatusOK {
+				out[fmt.Sprint(code)]++
+				continue
+			}
+			pod, _, _ := strings.Cut(body, " ")
+			out[pod]++
+		}
+		return out
+	}
+	if !slices.ContainsFunc(app.Writer.Snapshot().Views, func(v translate.View) bool { return v.String() == "use1/gateway@use1-a" }) {
+		t.Fatalf("the zone view was not made: %v", app.Writer.Snapshot().Views)
+	}
+	if got := answers("near", 1000); got["use1/pod"] != 1000 {
+		t.Fatalf("near, every endpoint ready: %v, want all 1000 on use1-a's pod", got)
+	}
+	if got := answers("spread", 1000); got["use1/pod"] < 300 || got["use1/pod-b"] < 300 || got["use1/pod"]+got["use1/pod-b"] != 1000 {
+		t.Fatalf("a service without trafficDistribution: %v, want spread over both zones' pods", got)
+	}
+	write("near", ", trafficDistribution: PreferClose", false, true)
+	testkit.Eventually(t, "near on use1-b's pod", func() error {
+		if got := answers("near", 50); got["use1/pod-b"] != 50 {
+			return fmt.Errorf("answers %v", got)
+		}
+		return nil
+	})
+	if got := answers("near", 1000); got["use1/pod-b"] != 1000 {
+		t.Fatalf("near, use1-a's pod not ready: %v, want all on use1-b's pod (the member's other zone), none on use2", got)
+	}
+	write("near", ", trafficDistribution: PreferClose", false, false)
+	tr.waitAll(t, "near", "use2")
+	t.Log("PreferClose through a real Envoy in zone use1-a: 1,000 of 1,000 on its zone's pod; that pod not ready, 1,000 of 1,000 on the member's other zone; both not ready, on use2")
 }
 
 // crossCluster reads an Envoy's cross-cluster counter series (requests,

@@ -73,6 +73,9 @@ type Options struct {
 	NodeID, Cluster string
 	// Gateway, when set, replaces node.metadata.gateway (<ns>/<name>).
 	Gateway string
+	// Zone, when set, is node.locality.sub_zone: the Kubernetes zone the
+	// Envoy says it runs in.
+	Zone string
 	// XDS is the control plane's host:port.
 	XDS string
 	// Delta makes the ADS connection incremental (DELTA_GRPC).
@@ -118,6 +121,13 @@ func Bootstrap(opts Options) ([]byte, error) {
 			return nil, fmt.Errorf("%s has no node.metadata", opts.Bootstrap)
 		}
 		meta["gateway"] = opts.Gateway
+	}
+	if opts.Zone != "" {
+		node, _ := b["node"].(map[string]any)
+		if node == nil {
+			return nil, fmt.Errorf("%s has no node", opts.Bootstrap)
+		}
+		node["locality"] = map[string]any{"sub_zone": opts.Zone}
 	}
 	dyn, _ := b["dynamic_resources"].(map[string]any)
 	ads, _ := dyn["ads_config"].(map[string]any)

@@ -30,7 +30,7 @@ func ForView(t testing.TB, app *controlplane.App, v translate.View, id string, d
 // ForViewIn is ForView inside a network namespace (nil: the test's).
 func ForViewIn(t testing.TB, ns *netns.NS, app *controlplane.App, v translate.View, id string, delta bool, tls *TLS, args ...string) *Envoy {
 	t.Helper()
-	opts := Options{Bootstrap: Shipped("bootstrap.yaml"), NodeID: id, Cluster: string(v.Cluster), XDS: app.XDSAddr(), Delta: delta, TLS: tls, Args: args, NetNS: ns}
+	opts := Options{Bootstrap: Shipped("bootstrap.yaml"), NodeID: id, Cluster: string(v.Cluster), Zone: v.Zone, XDS: app.XDSAddr(), Delta: delta, TLS: tls, Args: args, NetNS: ns}
 	if v.Role == translate.RoleGatewayAPI {
 		opts.Bootstrap, opts.Gateway = Shipped("gateway-api-bootstrap.yaml"), v.Gateway
 	}
