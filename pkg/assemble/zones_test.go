@@ -56,7 +56,7 @@ func TestZoneViewsIncrementalEqualsFromScratch(t *testing.T) {
 		f.put(in)
 		check(fmt.Sprintf("after adding %d of %d files (%s/%s)", i+1, len(files), in.member, filepath.Base(in.path)))
 	}
-	if got := viewNames(f.asm.Views()); !slices.Contains(got, "use1/client@use1-a") || !slices.Contains(got, "use1/gateway@use1-a") {
+	if got := viewNames(f.asm.Views()); !slices.Contains(got, "use1/client@us-east-1a") || !slices.Contains(got, "use1/gateway@us-east-1a") {
 		t.Fatalf("views %v lack the zone views asked for", got)
 	}
 	for i, in := range files {
@@ -74,8 +74,8 @@ func TestWantView(t *testing.T) {
 		name string
 		made bool
 	}{
-		{"use1/client@use1-a", true},
-		{"use1/client@use1-a", false},           // already made
+		{"use1/client@us-east-1a", true},
+		{"use1/client@us-east-1a", false},       // already made
 		{"use1/client", false},                  // not a zone view
 		{"nobody/client@z", false},              // not a member
 		{"use1/gateway-api/shop/public", false}, // Gateway API views have no zones
@@ -97,7 +97,7 @@ func TestWantView(t *testing.T) {
 	if made || !errors.As(err, &full) || full.Member != "use1" {
 		t.Errorf("zone view over the bound: %v, %v; want refused", made, err)
 	}
-	if made, err := a.WantView("use2/client@use2-a"); !made || err != nil {
+	if made, err := a.WantView("use2/client@us-east-1a"); !made || err != nil {
 		t.Errorf("another member's zone view: %v, %v; the bound is per member", made, err)
 	}
 }

@@ -185,11 +185,7 @@ func TestStrictSelectionSlices(t *testing.T) {
 				annotated(export("ns", "web", 0), ann...), slice("ns", "web-"+m.name, "web", 2, "http"))
 		}
 		w.flush()
-		var sources []string
-		for _, es := range EndpointSlicesFor(w.s.Service(ServiceKey{"ns", "web"}), "eu1", w.s.State().Clusters) {
-			sources = append(sources, es.Labels[mcsv1b1.LabelSourceCluster])
-		}
-		slices.Sort(sources)
+		sources := sliceSources(w, ServiceKey{"ns", "web"}, "eu1")
 		want := []string{"eu1", "eu2", "us"}
 		if strict {
 			want = []string{"eu1", "eu2"}
@@ -198,6 +194,17 @@ func TestStrictSelectionSlices(t *testing.T) {
 			t.Errorf("strict=%v: eu1's slices come from %v, want %v", strict, sources, want)
 		}
 	}
+}
+
+// sliceSources are the source clusters of the MCS EndpointSlices an
+// importer gets of a service, sorted.
+func sliceSources(w *world, key ServiceKey, importer ClusterID) []string {
+	var sources []string
+	for _, es := range EndpointSlicesFor(w.s.Service(key), importer, w.s.State().Clusters) {
+		sources = append(sources, es.Labels[mcsv1b1.LabelSourceCluster])
+	}
+	slices.Sort(sources)
+	return sources
 }
 
 // Weights: a declared weight is reported (eastwest.io/Weight Applied, or
@@ -260,12 +267,7 @@ func TestOperatorProperties(t *testing.T) {
 					annotated(export("ns", "web", 0), ann...), slice("ns", "web-"+m.name, "web", 2, "http"))
 			}
 			w.flush()
-			var sources []string
-			for _, es := range EndpointSlicesFor(w.s.Service(ServiceKey{"ns", "web"}), "eu1", w.s.State().Clusters) {
-				sources = append(sources, es.Labels[mcsv1b1.LabelSourceCluster])
-			}
-			slices.Sort(sources)
-			if !slices.Equal(sources, tc.want) {
+			if sources := sliceSources(w, ServiceKey{"ns", "web"}, "eu1"); !slices.Equal(sources, tc.want) {
 				t.Errorf("eu1's slices come from %v, want %v", sources, tc.want)
 			}
 			for _, c := range w.s.State().Clusters {

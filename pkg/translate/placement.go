@@ -95,9 +95,10 @@ type place struct {
 type zoneKind int
 
 const (
-	anyZone    zoneKind = iota
-	clientZone          // the endpoints for the view's clients' zone
-	otherZones          // the member's other endpoints: the sub-tier after
+	anyZone      zoneKind = iota
+	clientZone            // the endpoints for the view's clients' zone
+	otherZones            // the member's other endpoints: the sub-tier after
+	unknownZones          // a member behind gateways: the sub-tier after
 )
 
 // zoneNote says which of its member's endpoints a locality holds when
@@ -108,6 +109,8 @@ func (p place) zoneNote(zone string) string {
 		return ", its endpoints for zone " + zone + " (trafficDistribution: the client's zone first)"
 	case otherZones:
 		return ", its endpoints for other zones than " + zone + " (trafficDistribution: after the client's zone)"
+	case unknownZones:
+		return ", behind its gateways, zones not known (trafficDistribution: after endpoints of the client's zone " + zone + ")"
 	}
 	return ""
 }

@@ -606,10 +606,15 @@ func assign(name string, st *mcs.ServiceState, p *mcs.ImportPort, v View, localO
 			}
 			continue
 		}
-		// Ranks are doubled: the odd ones are the sub-tier of the view's
-		// own endpoints for other zones than its clients' (near).
+		// Ranks are doubled: with the clients' zone preferred, a tier's
+		// endpoints for that zone take its even rank, the others the odd
+		// one after it (zoned). Declared weights split a tier by member,
+		// and a member without endpoints for the zone would lose its
+		// share: then only the view's own member is split (its share
+		// goes to its zone's endpoints first).
 		loc := &locality{cluster: c, rank: 2 * rank, place: pl}
-		near := c == local && !localOnly && v.Zone != "" && prefersZone(st)
+		zoned := !localOnly && v.Zone != "" && prefersZone(st) && (c == local || !t.weighted)
+		near := zoned && way == direct
 		var isNear []bool
 		zones := map[string]bool{}
 		for _, s := range b.Slices {
@@ -669,10 +674,17 @@ func assign(name string, st *mcs.ServiceState, p *mcs.ImportPort, v View, localO
 			}
 		}
 		locs = append(locs, loc)
-		if near && loc.healthy > 0 && loc.place.kind != drained {
-			if far := loc.splitNear(isNear, v.Zone); far != nil {
+		switch {
+		case !zoned || loc.place.kind == drained || loc.place.kind == onlyDraining:
+		case near:
+			// With weights the member keeps its share when none of its
+			// endpoints is for the zone.
+			if far := loc.splitNear(isNear, v.Zone, !t.weighted); far != nil {
 				locs = append(locs, far)
 			}
+		default: // behind gateways: its endpoints' zones are not known here
+			loc.rank++
+			loc.place.zone = unknownZones
 		}
 	}
 	slices.SortStableFunc(locs, func(a, b *locality) int {
@@ -719,9 +731,12 @@ func prefersZone(st *mcs.ServiceState) bool {
 
 // splitNear keeps in l the endpoints near zone (for the view's clients'
 // zone: isNear, by endpoint) and returns the others as a locality of the
-// sub-tier after l's, nil when all or none are near or no near one is
-// healthy (then the zone changes nothing: kube-proxy's fallback too).
-func (l *locality) splitNear(isNear []bool, zone string) *locality {
+// sub-tier after l's. It returns nil when all are near (l stays whole,
+// near), or when no near one is healthy: then l moves whole to the
+// sub-tier after when demote is set (a tier without a ready endpoint for
+// the zone is then ordered as without a zone, kube-proxy's fallback too),
+// else stays as it is.
+func (l *locality) splitNear(isNear []bool, zone string, demote bool) *locality {
 	var nearEps, farEps []*endpointv3.LbEndpoint
 	nearHealthy := 0
 	for i, ep := range l.eps {
@@ -734,7 +749,16 @@ func (l *locality) splitNear(isNear []bool, zone string) *locality {
 			farEps = append(farEps, ep)
 		}
 	}
-	if nearHealthy == 0 || len(farEps) == 0 {
+	switch {
+	case nearHealthy == 0 && !demote:
+		return nil
+	case nearHealthy == 0:
+		l.rank++
+		l.place.zone = otherZones
+		return nil
+	case len(farEps) == 0:
+		l.zone = zone
+		l.place.zone = clientZone
 		return nil
 	}
 	far := *l

@@ -101,3 +101,36 @@ func TestTranslateGolden(t *testing.T) {
 	}
 	golden.NoOrphans(t, "testdata/*.out.yaml")
 }
+
+// Explain's placements of a zone view say which part of each member a
+// locality holds (testdata/tiers.in, service near, use1's gateway in
+// us-east-1a): use1's endpoints for the zone at priority 0, its others at
+// 1, use2's for the zone at 2, then use2's others and euw1, behind its
+// gateways, at 3.
+func TestPlacementsOfAZoneView(t *testing.T) {
+	off, state := load(t, "../../testdata/tiers.in")
+	var v translate.View
+	for _, x := range off.Views() {
+		if x.String() == "use1/gateway@us-east-1a" {
+			v = x
+		}
+	}
+	if v.Zone == "" {
+		t.Fatalf("no zone view among %v", off.Views())
+	}
+	st := state.Services.Get(mcs.ServiceKey{Namespace: "shop", Name: "near"})
+	var got []string
+	for _, p := range translate.Placements(st, v)["near.shop.svc.clusterset.local:80"] {
+		got = append(got, fmt.Sprintf("%d %s: %s", p.Priority, p.Member, p.Tier))
+	}
+	want := []string{
+		"0 use1: this member, its endpoints for zone us-east-1a (trafficDistribution: the client's zone first)",
+		"1 use1: this member, its endpoints for other zones than us-east-1a (trafficDistribution: after the client's zone)",
+		"2 use2: other members, its endpoints for zone us-east-1a (trafficDistribution: the client's zone first)",
+		"3 euw1: other members, behind its gateways, zones not known (trafficDistribution: after endpoints of the client's zone us-east-1a)",
+		"3 use2: other members, its endpoints for other zones than us-east-1a (trafficDistribution: after the client's zone)",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("placements:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}

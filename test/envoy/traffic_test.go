@@ -282,19 +282,25 @@ func TestTrafficPolicy(t *testing.T) {
 }
 
 // trafficDistribution through a real Envoy gateway of use1 that says it
-// runs in zone use1-a (node.locality.sub_zone): its view is made when it
-// connects. Service near (PreferClose) has a use1 pod in use1-a, another
-// in use1-b, and use2's: every request goes to use1-a's pod; with it not
-// ready, to use1-b's (the member's other zone) and never to use2; with
-// both not ready, to use2. A service without trafficDistribution is
-// spread over both use1 pods.
+// runs in zone us-east-1a (node.locality.sub_zone): its view is made when
+// it connects. Service near (PreferClose) has a use1 pod in us-east-1a,
+// another in us-east-1b, use2's pod in us-east-1b and usw1's in
+// us-east-1a. Every request goes to use1's us-east-1a pod; with it not
+// ready, to use1's us-east-1b pod (the member's other zone) and to no
+// other member; with both not ready, to the next tier's endpoint for the
+// zone (usw1's), not use2's; with that one not ready too, to use2. A
+// service without trafficDistribution is spread over both use1 pods.
 func TestTrafficDistribution(t *testing.T) {
 	tr := startTiered(t)
 	// On the port of use1's pod: one port per slice.
-	zoneB := envoytest.StartBackend(t, "use1/pod-b", memberIP(1, 2), tr.backends["use1"].HTTPPort, 0, -1)
-	write := func(svc, distribution string, aReady, bReady bool) {
+	podB := envoytest.StartBackend(t, "use1/pod-b", memberIP(1, 2), tr.backends["use1"].HTTPPort, 0, -1)
+	type ep struct {
+		b     *envoytest.Backend
+		zone  string
+		ready bool
+	}
+	write := func(member, svc, distribution string, eps ...ep) {
 		t.Helper()
-		ready := func(r bool) string { return fmt.Sprint(r) }
 		doc := fmt.Sprintf(`apiVersion: v1
 kind: Service
 metadata: {name: %[1]s, namespace: shop}
@@ -310,15 +316,21 @@ metadata: {name: %[1]s-1, namespace: shop, labels: {kubernetes.io/service-name: 
 addressType: IPv4
 ports: [{name: http, port: %[3]d}]
 endpoints:
-- {addresses: [%[4]s], conditions: {ready: %[5]s}, zone: use1-a}
-- {addresses: [%[6]s], conditions: {ready: %[7]s}, zone: use1-b}
-`, svc, distribution, tr.backends["use1"].HTTPPort, tr.backends["use1"].IP, ready(aReady), zoneB.IP, ready(bReady))
-		writeFile(t, filepath.Join(tr.dir, "use1", svc+".yaml"), doc)
+`, svc, distribution, eps[0].b.HTTPPort)
+		for _, e := range eps {
+			doc += fmt.Sprintf("- {addresses: [%s], conditions: {ready: %t}, zone: %s}\n", e.b.IP, e.ready, e.zone)
+		}
+		writeFile(t, filepath.Join(tr.dir, member, svc+".yaml"), doc)
 	}
-	write("near", ", trafficDistribution: PreferClose", true, true)
-	write("spread", "", true, true)
-	tr.export(t, "use2", "near", true)
-	app, _ := tr.serveIn(t, "use1-a")
+	const prefer = ", trafficDistribution: PreferClose"
+	use1 := func(aReady, bReady bool) {
+		write("use1", "near", prefer, ep{tr.backends["use1"], "us-east-1a", aReady}, ep{podB, "us-east-1b", bReady})
+	}
+	use1(true, true)
+	write("use1", "spread", "", ep{tr.backends["use1"], "us-east-1a", true}, ep{podB, "us-east-1b", true})
+	write("use2", "near", prefer, ep{tr.backends["use2"], "us-east-1b", true})
+	write("usw1", "near", prefer, ep{tr.backends["usw1"], "us-east-1a", true})
+	app, _ := tr.serveIn(t, "us-east-1a")
 	answers := func(svc string, n int) map[string]int {
 		out := map[string]int{}
 		for range n {
@@ -335,28 +347,32 @@ endpoints:
 		}
 		return out
 	}
-	if !slices.ContainsFunc(app.Writer.Snapshot().Views, func(v translate.View) bool { return v.String() == "use1/gateway@use1-a" }) {
+	all := func(svc, pod string) {
+		t.Helper()
+		testkit.Eventually(t, svc+" on "+pod, func() error {
+			if got := answers(svc, 50); got[pod] != 50 {
+				return fmt.Errorf("answers %v", got)
+			}
+			return nil
+		})
+		if got := answers(svc, 1000); got[pod] != 1000 {
+			t.Fatalf("%s: %v, want all 1,000 on %s", svc, got, pod)
+		}
+	}
+	if !slices.ContainsFunc(app.Writer.Snapshot().Views, func(v translate.View) bool { return v.String() == "use1/gateway@us-east-1a" }) {
 		t.Fatalf("the zone view was not made: %v", app.Writer.Snapshot().Views)
 	}
-	if got := answers("near", 1000); got["use1/pod"] != 1000 {
-		t.Fatalf("near, every endpoint ready: %v, want all 1000 on use1-a's pod", got)
-	}
+	all("near", "use1/pod")
 	if got := answers("spread", 1000); got["use1/pod"] < 300 || got["use1/pod-b"] < 300 || got["use1/pod"]+got["use1/pod-b"] != 1000 {
 		t.Fatalf("a service without trafficDistribution: %v, want spread over both zones' pods", got)
 	}
-	write("near", ", trafficDistribution: PreferClose", false, true)
-	testkit.Eventually(t, "near on use1-b's pod", func() error {
-		if got := answers("near", 50); got["use1/pod-b"] != 50 {
-			return fmt.Errorf("answers %v", got)
-		}
-		return nil
-	})
-	if got := answers("near", 1000); got["use1/pod-b"] != 1000 {
-		t.Fatalf("near, use1-a's pod not ready: %v, want all on use1-b's pod (the member's other zone), none on use2", got)
-	}
-	write("near", ", trafficDistribution: PreferClose", false, false)
-	tr.waitAll(t, "near", "use2")
-	t.Log("PreferClose through a real Envoy in zone use1-a: 1,000 of 1,000 on its zone's pod; that pod not ready, 1,000 of 1,000 on the member's other zone; both not ready, on use2")
+	use1(false, true)
+	all("near", "use1/pod-b") // the member's other zone, no other member
+	use1(false, false)
+	all("near", "usw1/pod") // the next tier's endpoint for the zone first
+	write("usw1", "near", prefer, ep{tr.backends["usw1"], "us-east-1a", false})
+	all("near", "use2/pod")
+	t.Log("PreferClose through a real Envoy in zone us-east-1a: 1,000 of 1,000 on its zone's pod; it not ready, 1,000 of 1,000 on the member's other zone; both not ready, 1,000 of 1,000 on the other members' endpoint for the zone; that not ready, on the rest")
 }
 
 // crossCluster reads an Envoy's cross-cluster counter series (requests,
