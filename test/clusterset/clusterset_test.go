@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -21,6 +22,7 @@ import (
 	mcsclient "sigs.k8s.io/mcs-api/pkg/client/clientset/versioned"
 
 	"github.com/eastwest-dev/eastwest/internal/testkit"
+	"github.com/eastwest-dev/eastwest/pkg/envoystats"
 	"github.com/eastwest-dev/eastwest/pkg/writeback"
 	"github.com/eastwest-dev/eastwest/test/cluster"
 )
@@ -76,6 +78,10 @@ func TestHelmInstall(t *testing.T) {
 	}
 	t.Logf("every cluster reaches cart by name and ClusterSet IP, %v after the install", time.Since(start).Round(time.Second))
 	cs.noRejections(ctx, t, "after the install")
+	// Who talks to whom, on real nodes: own's requests for west's pods
+	// go through own's gateways (relayed), which count them, and their
+	// bytes, on the chart's stats port as Prometheus scrapes it.
+	cs.crossCluster(ctx, t, cs.Own, "west")
 	// The write-back leader keeps the relay ports it gave out (the
 	// chart's Role lets it write the ledger beside it).
 	waitFor(ctx, t, "the relay ledger in own", func() error {
@@ -240,6 +246,38 @@ func clusterSetIP(ctx context.Context, t *testing.T, c *cluster.Cluster) string 
 		return nil
 	})
 	return ip
+}
+
+// crossCluster waits until c's gateway pods, scraped on the chart's stats
+// port (:15090/stats/prometheus) from c's client pod, count requests and
+// response bytes from c to member dst.
+func (cs *ClusterSet) crossCluster(ctx context.Context, t *testing.T, c *cluster.Cluster, dst string) {
+	t.Helper()
+	client := c.WaitPodsReady(t, Apps, "app=client", 1)[0].Name
+	waitFor(ctx, t, fmt.Sprintf("%s's gateways counting its traffic to %s", c.Name, dst), func() error {
+		got := map[string]float64{}
+		for _, p := range c.WaitPodsReady(t, Namespace, "app=eastwest-gateway", 1) {
+			out, err := c.Exec(ctx, Apps, client, "curl", "-sS", "-m", "3", fmt.Sprintf("http://%s/stats/prometheus", net.JoinHostPort(p.Status.PodIP, "15090")))
+			if err != nil {
+				return fmt.Errorf("scrape %s: %w", p.Name, err)
+			}
+			for _, line := range strings.Split(out, "\n") {
+				name, rest, ok := strings.Cut(line, "{")
+				if !ok || !strings.Contains(rest, envoystats.TagSource+`="`+c.Name+`"`) || !strings.Contains(rest, envoystats.TagDestination+`="`+dst+`"`) {
+					continue
+				}
+				var v float64
+				if _, err := fmt.Sscan(rest[strings.LastIndex(rest, " ")+1:], &v); err == nil {
+					got[name] += v
+				}
+			}
+		}
+		if got[envoystats.Completed] == 0 || got[envoystats.ResponseBytes] == 0 {
+			return fmt.Errorf("counted %v", got)
+		}
+		t.Logf("%s's gateways counted, to %s: %v requests, %v response bytes", c.Name, dst, got[envoystats.Completed], got[envoystats.ResponseBytes])
+		return nil
+	})
 }
 
 // answerers calls target from c's client pod until pods of every one of
