@@ -102,29 +102,34 @@ type relays struct {
 	pinned map[int32]relayKey
 	loose  int
 	// servedBy are the members serving each claimed port; claims the
-	// ports each member serves; limit, for a member over
+	// ports each member serves, sorted; limit, for a member over
 	// MaxRelayPortsPerMember, its greatest port that has a relay port.
 	servedBy map[relayKey][]ClusterID
-	claims   map[ClusterID]map[relayKey]struct{}
+	claims   map[ClusterID][]relayKey // sorted
 	limit    map[ClusterID]relayKey
 }
 
 func newRelays() *relays {
 	return &relays{byPort: map[relayKey]int32{}, slots: map[int32]relayKey{},
 		pins: map[relayKey]int32{}, pinned: map[int32]relayKey{},
-		servedBy: map[relayKey][]ClusterID{}, claims: map[ClusterID]map[relayKey]struct{}{}, limit: map[ClusterID]relayKey{}}
+		servedBy: map[relayKey][]ClusterID{}, claims: map[ClusterID][]relayKey{}, limit: map[ClusterID]relayKey{}}
 }
 
 // claim records the members that serve a service's ports (nil: none),
 // and returns the other services whose ports gained or lost their place
-// under a member's limit.
+// under a member's limit. Each member's claims are kept sorted, so that
+// its limit is read, not computed, and only the ports that crossed it
+// are returned: a claim costs a binary search and a copy, and a member
+// that goes over the limit by one port moves one port (before, every
+// claim sorted the member's ports and returned all above the limit, so
+// that the first merge of a member serving 10,000 ports did not end).
 func (r *relays) claim(key ServiceKey, ports map[int32][]ClusterID, old *ServiceState) []ServiceKey {
 	var members []ClusterID
 	if old != nil && old.Import != nil {
 		for _, p := range old.Import.Ports {
 			k := relayKey{key, p.Port}
 			for _, c := range r.servedBy[k] {
-				delete(r.claims[c], k)
+				r.claims[c] = removeSorted(r.claims[c], k)
 				members = append(members, c)
 			}
 			delete(r.servedBy, k)
@@ -134,21 +139,22 @@ func (r *relays) claim(key ServiceKey, ports map[int32][]ClusterID, old *Service
 		k := relayKey{key, n}
 		r.servedBy[k] = cs
 		for _, c := range cs {
-			if r.claims[c] == nil {
-				r.claims[c] = map[relayKey]struct{}{}
-			}
-			r.claims[c][k] = struct{}{}
+			r.claims[c] = insertSorted(r.claims[c], k)
 			members = append(members, c)
 		}
 	}
 	var again []ServiceKey
+	seen := map[ServiceKey]bool{key: true}
 	for _, c := range slices.Compact(slices.Sorted(slices.Values(members))) {
+		claims := r.claims[c]
+		if len(claims) == 0 {
+			delete(r.claims, c)
+		}
 		prev, was := r.limit[c]
 		var now relayKey
-		over := len(r.claims[c]) > MaxRelayPortsPerMember
+		over := len(claims) > MaxRelayPortsPerMember
 		if over {
-			keys := slices.SortedFunc(maps.Keys(r.claims[c]), relayKey.compare)
-			now = keys[MaxRelayPortsPerMember-1]
+			now = claims[MaxRelayPortsPerMember-1]
 			r.limit[c] = now
 		} else {
 			delete(r.limit, c)
@@ -156,19 +162,53 @@ func (r *relays) claim(key ServiceKey, ports map[int32][]ClusterID, old *Service
 		if was == over && (!over || prev == now) {
 			continue
 		}
-		// Every claim above the lower of the two limits may have changed
-		// sides.
-		low := prev
-		if !was || over && now.compare(prev) < 0 {
-			low = now
+		// The ports that crossed the limit: above the new one that were
+		// under the old one, or under the new one that were above the old.
+		var from, to int // claims[from:to] crossed
+		switch {
+		case !was: // now over: those above the new limit
+			from, to = above(claims, now), len(claims)
+		case !over: // now under: those above the old limit
+			from, to = above(claims, prev), len(claims)
+		case now.compare(prev) < 0:
+			from, to = above(claims, now), above(claims, prev)
+		default:
+			from, to = above(claims, prev), above(claims, now)
 		}
-		for k := range r.claims[c] {
-			if k.compare(low) > 0 && k.key != key && !slices.Contains(again, k.key) {
+		for _, k := range claims[from:to] {
+			if !seen[k.key] {
+				seen[k.key] = true
 				again = append(again, k.key)
 			}
 		}
 	}
 	return again
+}
+
+// insertSorted adds k to sorted claims (once).
+func insertSorted(claims []relayKey, k relayKey) []relayKey {
+	i, found := slices.BinarySearchFunc(claims, k, relayKey.compare)
+	if found {
+		return claims
+	}
+	return slices.Insert(claims, i, k)
+}
+
+// removeSorted removes k from sorted claims.
+func removeSorted(claims []relayKey, k relayKey) []relayKey {
+	if i, found := slices.BinarySearchFunc(claims, k, relayKey.compare); found {
+		return slices.Delete(claims, i, i+1)
+	}
+	return claims
+}
+
+// above is the index of the first of sorted claims greater than k.
+func above(claims []relayKey, k relayKey) int {
+	i, found := slices.BinarySearchFunc(claims, k, relayKey.compare)
+	if found {
+		i++
+	}
+	return i
 }
 
 // underLimit reports whether a port is within the limit of every member

@@ -289,6 +289,39 @@ func TestRelayPortsPerMember(t *testing.T) {
 	}
 }
 
+// A member's ports crossing its limit are merged again, and only they: a
+// member serving 10,000 ports, in random order, has each new port push at
+// most one other over the limit, so the merges again number at most the
+// ports (they were every port above the limit on every claim, millions,
+// and the first merge of such a member did not end).
+func TestRelayLimitMovesOnlyThePortsThatCross(t *testing.T) {
+	const n = 10_000
+	r := newRelays()
+	live := map[string]*ServiceState{}
+	merges := 0
+	for _, i := range rand.New(rand.NewPCG(5, 6)).Perm(n) {
+		s := relayState(fmt.Sprintf("a%05d", i), 80)
+		s.Import.Ports[0].Clusters = []ClusterID{"a"}
+		again := r.update(s.Key, nil, s)
+		live[s.Key.Name] = s
+		for len(again) > 0 {
+			k := again[0]
+			again = again[1:]
+			merges++
+			fresh := relayState(k.Name, 80)
+			fresh.Import.Ports[0].Clusters = []ClusterID{"a"}
+			again = append(again, r.update(k, live[k.Name], fresh)...)
+			live[k.Name] = fresh
+		}
+	}
+	if merges > n {
+		t.Errorf("%d services merged again for %d ports, want at most one per port", merges, n)
+	}
+	if got := r.limit["a"]; got.key.Name != fmt.Sprintf("a%05d", MaxRelayPortsPerMember-1) {
+		t.Errorf("limit %v, want the %dth port", got, MaxRelayPortsPerMember)
+	}
+}
+
 // checkRelays fails when the table's indexes disagree: every placed port
 // on its slot, every pinned port that is placed on its pin, no loose port
 // on a pinned slot, and loose counting the ports that are not pinned.
