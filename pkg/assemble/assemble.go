@@ -82,6 +82,12 @@ type Assembler struct {
 	gwapi   *gatewayAPI
 	ledger  *ledger
 	zones   zoneViews
+	// fresh, during a Flush that only makes new zone views, are the views
+	// (by name) that are new, and changed the services that changed: the
+	// others need nothing translated again (nil: every view and service
+	// as the Flush says).
+	fresh   map[string]bool
+	changed map[mcs.ServiceKey]bool
 
 	merged *mcs.Changes // Merge's result, not yet flushed
 	plan   *planBuilder
@@ -225,13 +231,30 @@ func (a *Assembler) flush() {
 	topo := a.topology(state)
 	topoChanged := !topo.Equal(a.topo)
 	a.topo = topo
-	// A new zone view needs every service translated for it.
+	// A new zone view needs every service translated for it; when it is
+	// all that changed, only for it (fresh), and the other views only
+	// the services that changed.
+	zonesOnly := a.zones.changed && !ch.Clusters && !topoChanged
 	all := ch.Clusters || topoChanged || a.zones.changed
 	a.zones.changed = false
 	viewsChanged := all || len(rebuilt) > 0 && a.gwapi.viewsChanged(state, a.baseView())
 	var viewNames []string
+	a.fresh, a.changed = nil, nil
 	if viewsChanged {
+		before := map[string]bool{}
+		for _, v := range a.views {
+			before[v.String()] = true
+		}
 		viewNames = a.setViews(state)
+		if zonesOnly {
+			a.fresh, a.changed = map[string]bool{}, map[mcs.ServiceKey]bool{}
+			for _, n := range viewNames {
+				a.fresh[n] = !before[n]
+			}
+			for _, k := range ch.Services {
+				a.changed[k] = true
+			}
+		}
 	}
 	keys := ch.Services
 	if all {
@@ -253,7 +276,7 @@ func (a *Assembler) flush() {
 		a.meshRoutes(state)
 	}
 	if gatewayChanged || all {
-		a.gatewayRouting(state)
+		a.gatewayRouting(state, gatewayChanged)
 	}
 	a.translateGateways(state, rebuilt, gwBackends, viewsChanged)
 
@@ -320,6 +343,7 @@ func (a *Assembler) services(state *mcs.State, keys []mcs.ServiceKey, all bool) 
 // mesh route attaches to (and those whose last route went away).
 func (a *Assembler) meshRoutes(state *mcs.State) {
 	parents := a.gwapi.meshParents()
+	dirty := maps.Clone(a.gwapi.routesDirty)
 	for k := range a.gwapi.routesDirty {
 		if !slices.Contains(parents, k) {
 			parents = append(parents, k) // its last route went away
@@ -328,7 +352,7 @@ func (a *Assembler) meshRoutes(state *mcs.State) {
 	clear(a.gwapi.routesDirty)
 	for _, key := range parents {
 		for _, v := range a.views {
-			if v.Role == translate.RoleClient {
+			if _, routes := dirty[key]; v.Role == translate.RoleClient && (routes || a.needs(v, key)) {
 				a.translateService(v, key, state.Services.Get(key))
 			}
 		}
@@ -338,14 +362,15 @@ func (a *Assembler) meshRoutes(state *mcs.State) {
 // gatewayRouting makes every east-west gateway's listener and route
 // configuration, and its tunnel listener and secrets, again (a service's
 // TCP ports, or the members exporting them, came or went), under the zero
-// key.
-func (a *Assembler) gatewayRouting(state *mcs.State) {
+// key. Unless changed (the routing changed), a Flush that only makes
+// zone views makes it for those alone.
+func (a *Assembler) gatewayRouting(state *mcs.State, changed bool) {
 	services := a.classes.routed(state)
 	for _, v := range a.views {
-		if v.Role != translate.RoleGateway {
+		view := v.String()
+		if v.Role != translate.RoleGateway || !changed && a.fresh != nil && !a.fresh[view] {
 			continue
 		}
-		view := v.String()
 		r := translate.Gateway(services, v, func(c string) bool { return a.ledger.hasCluster(view, c) })
 		a.ledger.record(a.plan, view, mcs.ServiceKey{}, r, "")
 	}
@@ -423,7 +448,7 @@ func (a *Assembler) translateServices(state *mcs.State, keys []mcs.ServiceKey, e
 	for _, key := range keys {
 		st := state.Services.Get(key)
 		for _, v := range a.views {
-			if v.Role != translate.RoleGatewayAPI {
+			if v.Role != translate.RoleGatewayAPI && a.needs(v, key) {
 				jobs = append(jobs, job{v: v, key: key, st: st, endpoints: endpointsOnly[key]})
 			}
 		}
@@ -444,6 +469,12 @@ func (a *Assembler) translateServices(state *mcs.State, keys []mcs.ServiceKey, e
 		}
 		a.ledger.record(a.plan, j.v.String(), j.key, j.r, only)
 	}
+}
+
+// needs reports whether a view's translation of a service may have
+// changed in this Flush (fresh: see Assembler.fresh).
+func (a *Assembler) needs(v translate.View, key mcs.ServiceKey) bool {
+	return a.fresh == nil || a.fresh[v.String()] || a.changed[key]
 }
 
 // translateService translates one service for one view and records what to

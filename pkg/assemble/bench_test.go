@@ -46,6 +46,10 @@ func benchSlice(member, svc string, m, gen int) *discoveryv1.EndpointSlice {
 //
 //	go test -run '^$' -bench BenchmarkPublish -benchmem ./pkg/assemble
 //
+// The -3zones cases add, for every member, its client and gateway views
+// of three Kubernetes zones (18 more views, made when their first clients
+// connect): a change then costs what it costs for 24 views.
+//
 // The -3networks cases put each member on its own network, with an
 // east-west gateway and a tunnel certificate: every gateway view gets the
 // other members' endpoints as their gateways' (split-horizon EDS),
@@ -58,8 +62,14 @@ func BenchmarkPublish(b *testing.B) {
 		// 2,000 (finding 6 of the trust-boundaries issue: east's gateway
 		// EDS went from 401 to 800,402 endpoints) gets 16 used.
 		externalIPs int
-	}{{1_000, false, 0}, {10_000, false, 0}, {100_000, false, 0}, {1_000, true, 1}, {10_000, true, 1}, {1_000, true, 2_000}} {
+		// zones: zone views asked for, per member and role (clients that
+		// declare their Kubernetes zone): each is a whole view.
+		zones int
+	}{{1_000, false, 0, 0}, {10_000, false, 0, 0}, {100_000, false, 0, 0}, {1_000, true, 1, 0}, {10_000, true, 1, 0}, {1_000, true, 2_000, 0}, {1_000, false, 0, 3}, {10_000, false, 0, 3}} {
 		name := fmt.Sprint(tc.n)
+		if tc.zones > 0 {
+			name += fmt.Sprintf("-%dzones", tc.zones)
+		}
 		if tc.networks {
 			name += "-3networks"
 		}
@@ -100,6 +110,21 @@ func BenchmarkPublish(b *testing.B) {
 			if tc.networks && !slices.ContainsFunc(first.Updates, func(u assemble.Update) bool { return u.Type == resourcev3.SecretType }) {
 				b.Fatal("no tunnel certificates published: the members are not on networks")
 			}
+			zonesMS := 0.0
+			if tc.zones > 0 {
+				start := time.Now()
+				for m := range 3 {
+					for z := range tc.zones {
+						for _, r := range assemble.Roles {
+							if _, err := a.WantView(fmt.Sprintf("m%d/%s@z%d", m, r, z)); err != nil {
+								b.Fatal(err)
+							}
+						}
+					}
+				}
+				publish(a.Flush())
+				zonesMS = float64(time.Since(start).Milliseconds())
+			}
 			first = assemble.Plan{}
 			// The setup leaves gigabytes of garbage at 100,000 services; a
 			// collection of it still marking during the loop would slow
@@ -115,6 +140,9 @@ func BenchmarkPublish(b *testing.B) {
 				publish(a.Flush())
 			}
 			b.ReportMetric(firstMS, "first-publish-ms")
+			if tc.zones > 0 {
+				b.ReportMetric(zonesMS, "zone-views-ms")
+			}
 		})
 	}
 }
