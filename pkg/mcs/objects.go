@@ -96,6 +96,10 @@ func ImportObject(st *ServiceState, c ClusterID) *mcsv1b1.ServiceImport {
 	for _, c := range imp.Clusters {
 		si.Status.Clusters = append(si.Status.Clusters, mcsv1b1.ClusterStatus{Cluster: string(c)})
 	}
+	// The write-back writes the importer's EndpointSlices of every
+	// ServiceImport it writes (mcs-api v0.5.2: a consumer such as
+	// CoreDNS's multicluster plugin may then read them).
+	si.Status.EndpointSliceObjects = mcsv1b1.EndpointSliceObjectsPresent
 	return si
 }
 

@@ -155,6 +155,25 @@ type member struct {
 	cachesDone <-chan struct{}
 	// cachesFrom is the source's SyncedAt when the caches started.
 	cachesFrom time.Time
+	// noSliceObjects is set once the member's ServiceImport CRD dropped
+	// status.endpointSliceObjects (mcs-api before v0.5.2): it is then
+	// not compared, or every pass would write it again.
+	noSliceObjects atomic.Bool
+}
+
+// importStatusDiffers reports whether a ServiceImport's status lacks what
+// the write-back wants of it.
+func (m *member) importStatusDiffers(have, want *mcsv1b1.ServiceImport) bool {
+	return !apiequality.Semantic.DeepEqual(have.Status.Clusters, want.Status.Clusters) ||
+		!m.noSliceObjects.Load() && have.Status.EndpointSliceObjects != want.Status.EndpointSliceObjects
+}
+
+// noteSliceObjects notes, from the apiserver's answer to a status write
+// that set status.endpointSliceObjects, whether the CRD keeps the field.
+func (m *member) noteSliceObjects(wrote mcsv1b1.EndpointSliceObjectsStatus, got *mcsv1b1.ServiceImport) {
+	if wrote != "" && got != nil && got.Status.EndpointSliceObjects == "" && !m.noSliceObjects.Swap(true) {
+		m.log.Info("the member's ServiceImport CRD has no status.endpointSliceObjects (mcs-api before v0.5.2): not written")
+	}
 }
 
 // wrote counts (and logs at debug level) a write.
@@ -480,6 +499,7 @@ func (m *member) applyImport(ctx context.Context, want *mcsv1b1.ServiceImport) (
 				return err
 			}
 			out, err = fromUnstructured[mcsv1b1.ServiceImport](created)
+			m.noteSliceObjects(want.Status.EndpointSliceObjects, out)
 			return err
 		}
 		if err != nil {
@@ -499,9 +519,10 @@ func (m *member) applyImport(ctx context.Context, want *mcsv1b1.ServiceImport) (
 				return staleCache(err, cached)
 			}
 		}
-		if !apiequality.Semantic.DeepEqual(out.Status.Clusters, want.Status.Clusters) {
-			out.Status.Clusters = want.Status.Clusters
+		if m.importStatusDiffers(out, want) {
+			out.Status.Clusters, out.Status.EndpointSliceObjects = want.Status.Clusters, want.Status.EndpointSliceObjects
 			out, err = m.updateImport(ctx, res, out, true)
+			m.noteSliceObjects(want.Status.EndpointSliceObjects, out)
 			return staleCache(err, cached)
 		}
 		return nil

@@ -73,6 +73,10 @@ func TestClusterSetDNS(t *testing.T) {
 			if len(si.Status.Clusters) != 2 {
 				return fmt.Errorf("status.clusters %v", si.Status.Clusters)
 			}
+			// mcs-api v0.5.2: the importer's EndpointSlices are written.
+			if si.Status.EndpointSliceObjects != mcsv1b1.EndpointSliceObjectsPresent {
+				return fmt.Errorf("status.endpointSliceObjects %q, want Present", si.Status.EndpointSliceObjects)
+			}
 			return nil
 		})
 		dns.answers(t, "A "+name+" with two exporters", dns.resolvesTo("ip4", name, v4))
