@@ -128,6 +128,9 @@ func (r *relays) claim(key ServiceKey, ports map[int32][]ClusterID, old *Service
 	if old != nil && old.Import != nil {
 		for _, p := range old.Import.Ports {
 			k := relayKey{key, p.Port}
+			if cs, ok := ports[p.Port]; ok && slices.Equal(r.servedBy[k], cs) {
+				continue // served by the same members: nothing moves
+			}
 			for _, c := range r.servedBy[k] {
 				r.claims[c] = removeSorted(r.claims[c], k)
 				members = append(members, c)
@@ -137,6 +140,9 @@ func (r *relays) claim(key ServiceKey, ports map[int32][]ClusterID, old *Service
 	}
 	for n, cs := range ports {
 		k := relayKey{key, n}
+		if have, ok := r.servedBy[k]; ok && slices.Equal(have, cs) {
+			continue
+		}
 		r.servedBy[k] = cs
 		for _, c := range cs {
 			r.claims[c] = insertSorted(r.claims[c], k)
