@@ -433,6 +433,22 @@ func TestWatchIsASyncedClient(t *testing.T) {
 	}
 }
 
+// `xds watch --zone` is a client that says its Kubernetes zone
+// (node.locality.sub_zone): the control plane makes its zone view when
+// it connects, and it is served there, SYNCED, with east's endpoints.
+func TestWatchInAZone(t *testing.T) {
+	app := cptest.Start(t, "../../examples/clusterset")
+	out, _ := startWatch(t, "--xds-address", app.XDSAddr(), "--node-cluster", "east", "--zone", "z1", "--node", "zoned")
+	within(t, "watch SYNCED in view east/client@z1", func() bool {
+		for _, c := range app.Tracker.Clients() {
+			if c.NodeID == "zoned" && c.View == "east/client@z1" {
+				return strings.Contains(watchStatus(app), "SYNCED") && strings.Contains(out.String(), "cart.shop.svc.clusterset.local:80  p0 east")
+			}
+		}
+		return false
+	})
+}
+
 // `xds watch` waits for a control plane that is not up yet and outlives
 // a restart, as Envoy does: it connects again, gets every endpoint again
 // (a new stream starts from nothing) and is SYNCED with the new control
