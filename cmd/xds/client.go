@@ -278,6 +278,9 @@ func printWriteBack(r replica, stdout io.Writer) {
 		who = " (" + r.name + ")"
 	}
 	fmt.Fprintf(stdout, "\nWrite-back%s: %s; %d services pending, %d writes\n", who, state, wb.Pending, wb.Writes)
+	for _, r := range wb.Retrying {
+		fmt.Fprintf(stdout, "  member %s: FAILING (%d passes), retried in %s: %s\n", r.Member, r.Failures, max(time.Until(r.RetryAt), 0).Truncate(time.Second), r.LastError)
+	}
 }
 
 // printMemberProblems prints what is wrong with the members' gateways:

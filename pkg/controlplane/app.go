@@ -190,6 +190,8 @@ func NewApp(cfg Config, log *slog.Logger, debugHandler func(*App) http.Handler) 
 		}
 		if cfg.WriteBack {
 			a.wb = writeback.New(a.members, log)
+			a.members.OnSynced(a.wb.MemberSynced)
+			a.wb.OnMemberFailed(a.Metrics.WriteBackMemberFailed)
 			a.Metrics.WriteBack(a.wb.Pending, a.wb.Writes)
 			a.Metrics.Election(func() bool { return a.election.Status().Leading }, func() bool { return a.election.Status().Error != "" })
 			a.Writer.OnPublish(a.wb.Changed)
@@ -424,6 +426,9 @@ type WriteBackStatus struct {
 	Pending int   `json:"pending"`
 	Writes  int64 `json:"writes"`
 	Passes  int64 `json:"passes"`
+	// Retrying are the members whose last pass failed, each tried again
+	// alone after its backoff.
+	Retrying []writeback.MemberRetry `json:"retrying,omitempty"`
 	// Problem is why no replica writes, when it has lasted
 	// (WriteBackProblem).
 	Problem string `json:"problem,omitempty"`
@@ -434,7 +439,7 @@ func (a *App) WriteBack() WriteBackStatus {
 	if a.wb == nil {
 		return WriteBackStatus{}
 	}
-	return WriteBackStatus{Enabled: true, Election: a.election.Status(), Pending: a.wb.Pending(), Writes: a.wb.Writes(), Passes: a.wb.Passes(), Problem: a.WriteBackProblem()}
+	return WriteBackStatus{Enabled: true, Election: a.election.Status(), Pending: a.wb.Pending(), Writes: a.wb.Writes(), Passes: a.wb.Passes(), Retrying: a.wb.Retries(), Problem: a.WriteBackProblem()}
 }
 
 // electionGrace is how long the Lease may fail before the replica says it

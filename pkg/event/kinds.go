@@ -2,6 +2,7 @@ package event
 
 import (
 	"reflect"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -31,8 +32,9 @@ const (
 )
 
 // Kind is one kind of object the sources read: the one table that
-// decoding, the folder, the informers' events and deletes, and the
-// routing of events to stores all read.
+// decoding, the folder, the members' informers and discovery, the
+// informers' events and deletes, the supported-kinds text and the routing
+// of events to stores all read. Adding a kind is adding a row.
 type Kind struct {
 	GVK schema.GroupVersionKind
 	// New returns an empty object of the kind.
@@ -45,7 +47,51 @@ type Kind struct {
 	ValidName func(string) []string
 	// Stores keep the kind's objects.
 	Stores Stores
+
+	// How member clusters are read (pkg/source). Rows of one group and
+	// kind are its versions in order of preference: a member is read in
+	// the first version it serves.
+
+	// Resource is the kind's resource name.
+	Resource string
+	// Client is the client the member's informer lists and watches with.
+	Client Client
+	// Required kinds must be served and readable, or the member is not
+	// read at all (its connection fails, saying why). The others are
+	// read where the member serves and grants them; Unread says what is
+	// lost where it does not.
+	Required bool
+	Unread   string
+	// LabelSelector and FieldSelector narrow what the informer lists
+	// (and what a member must grant).
+	LabelSelector, FieldSelector string
+	// Note qualifies the kind in the supported-kinds text.
+	Note string
 }
+
+// Client is how a kind is read from a member's apiserver.
+type Client int
+
+// The clients.
+const (
+	// Typed is the clientset of the kind's API group (protobuf for
+	// Kubernetes' built-in kinds).
+	Typed Client = iota
+	// Dynamic is the dynamic client; objects are converted to New's type
+	// before they are cached.
+	Dynamic
+)
+
+// OwnSlicesExcluded is the EndpointSlice informers' label selector: every
+// slice but the MCS slices eastwest writes (endpointslice.kubernetes.io/
+// managed-by = mcs.ControllerName, which pkg/source checks it names). The
+// apiserver leaves them out: they would be dropped anyway, at the cost of
+// a watch event, a decode and a cached copy each.
+const OwnSlicesExcluded = discoveryv1.LabelManagedBy + "!=mcs-controller.eastwest.io"
+
+// TLSSecrets is the Secret informers' field selector: Gateway listener
+// certificates, the only Secrets read.
+const TLSSecrets = "type=kubernetes.io/tls" //nolint:gosec // a field selector, not a credential
 
 var (
 	gvNamespace     = schema.GroupVersionKind{Version: "v1", Kind: "Namespace"}
@@ -68,26 +114,41 @@ var (
 // Kinds are the kinds eastwest reads, each version it reads them in.
 var Kinds = []Kind{
 	// v1beta1 and v1alpha1 ClusterProperties have the same fields.
-	{gvProperty, func() metav1.Object { return &about.ClusterProperty{} }, false, 0, validation.IsDNS1123Subdomain, MCS},
-	{gvPropertyV1a1, func() metav1.Object { return &about.ClusterProperty{} }, false, 0, validation.IsDNS1123Subdomain, MCS},
-	{gvNamespace, func() metav1.Object { return &corev1.Namespace{} }, false, 1, validation.IsDNS1123Label, MCS | Gateway},
-	{gvService, func() metav1.Object { return &corev1.Service{} }, true, 2, validation.IsDNS1035Label, MCS | Gateway},
-	{gvExportV1b1, func() metav1.Object { return &mcsv1b1.ServiceExport{} }, true, 3, validation.IsDNS1035Label, MCS},
-	{gvExportV1a1, func() metav1.Object { return &mcsv1a1.ServiceExport{} }, true, 3, validation.IsDNS1035Label, MCS},
-	{gvEndpointSlice, func() metav1.Object { return &discoveryv1.EndpointSlice{} }, true, 4, validation.IsDNS1123Subdomain, MCS},
+	{GVK: gvProperty, New: func() metav1.Object { return &about.ClusterProperty{} }, Rank: 0, ValidName: validation.IsDNS1123Subdomain, Stores: MCS,
+		Resource: about.Resource, Client: Dynamic, Unread: "its ClusterProperties (cluster ID, ClusterSet, network, region, zone) are not read: it takes its ID from the configuration"},
+	{GVK: gvPropertyV1a1, New: func() metav1.Object { return &about.ClusterProperty{} }, Rank: 0, ValidName: validation.IsDNS1123Subdomain, Stores: MCS,
+		Resource: about.Resource, Client: Dynamic, Unread: "its ClusterProperties (cluster ID, ClusterSet, network, region, zone) are not read: it takes its ID from the configuration"},
+	{GVK: gvNamespace, New: func() metav1.Object { return &corev1.Namespace{} }, Rank: 1, ValidName: validation.IsDNS1123Label, Stores: MCS | Gateway,
+		Resource: "namespaces", Required: true},
+	{GVK: gvService, New: func() metav1.Object { return &corev1.Service{} }, Namespaced: true, Rank: 2, ValidName: validation.IsDNS1035Label, Stores: MCS | Gateway,
+		Resource: "services", Required: true},
+	{GVK: gvExportV1b1, New: func() metav1.Object { return &mcsv1b1.ServiceExport{} }, Namespaced: true, Rank: 3, ValidName: validation.IsDNS1035Label, Stores: MCS,
+		Resource: "serviceexports", Required: true, Unread: "install the mcs-api CRDs"},
+	{GVK: gvExportV1a1, New: func() metav1.Object { return &mcsv1a1.ServiceExport{} }, Namespaced: true, Rank: 3, ValidName: validation.IsDNS1035Label, Stores: MCS,
+		Resource: "serviceexports", Required: true, Unread: "install the mcs-api CRDs"},
+	{GVK: gvEndpointSlice, New: func() metav1.Object { return &discoveryv1.EndpointSlice{} }, Namespaced: true, Rank: 4, ValidName: validation.IsDNS1123Subdomain, Stores: MCS,
+		Resource: "endpointslices", Required: true, LabelSelector: OwnSlicesExcluded},
 	// eastwest's GatewayParameters, before the classes and Gateways that
 	// name them.
-	{gvParameters, func() metav1.Object { return &provision.GatewayParameters{} }, true, 3, validation.IsDNS1123Subdomain, Gateway},
-	{gvGatewayClass, func() metav1.Object { return &gwapiv1.GatewayClass{} }, false, 4, validation.IsDNS1123Subdomain, Gateway},
-	{gvGateway, func() metav1.Object { return &gwapiv1.Gateway{} }, true, 4, validation.IsDNS1123Subdomain, Gateway},
-	{gvHTTPRoute, func() metav1.Object { return &gwapiv1.HTTPRoute{} }, true, 4, validation.IsDNS1123Subdomain, Gateway},
-	{gvGRPCRoute, func() metav1.Object { return &gwapiv1.GRPCRoute{} }, true, 4, validation.IsDNS1123Subdomain, Gateway},
+	{GVK: gvParameters, New: func() metav1.Object { return &provision.GatewayParameters{} }, Namespaced: true, Rank: 3, ValidName: validation.IsDNS1123Subdomain, Stores: Gateway,
+		Resource: "gatewayparameters", Client: Dynamic, Unread: "its GatewayClasses and Gateways that name GatewayParameters report InvalidParameters"},
+	{GVK: gvGatewayClass, New: func() metav1.Object { return &gwapiv1.GatewayClass{} }, Rank: 4, ValidName: validation.IsDNS1123Subdomain, Stores: Gateway,
+		Resource: "gatewayclasses", Unread: "its Gateways are not programmed"},
+	{GVK: gvGateway, New: func() metav1.Object { return &gwapiv1.Gateway{} }, Namespaced: true, Rank: 4, ValidName: validation.IsDNS1123Subdomain, Stores: Gateway,
+		Resource: "gateways", Unread: "its Gateways are not programmed"},
+	{GVK: gvHTTPRoute, New: func() metav1.Object { return &gwapiv1.HTTPRoute{} }, Namespaced: true, Rank: 4, ValidName: validation.IsDNS1123Subdomain, Stores: Gateway,
+		Resource: "httproutes", Unread: "its HTTPRoutes are not programmed"},
+	{GVK: gvGRPCRoute, New: func() metav1.Object { return &gwapiv1.GRPCRoute{} }, Namespaced: true, Rank: 4, ValidName: validation.IsDNS1123Subdomain, Stores: Gateway,
+		Resource: "grpcroutes", Unread: "its GRPCRoutes are not programmed"},
 	// v1beta1 and v1 ReferenceGrants have the same fields.
-	{gvGrantV1, func() metav1.Object { return &gwapiv1.ReferenceGrant{} }, true, 4, validation.IsDNS1123Subdomain, Gateway},
-	{gvGrantV1b1, func() metav1.Object { return &gwapiv1.ReferenceGrant{} }, true, 4, validation.IsDNS1123Subdomain, Gateway},
+	{GVK: gvGrantV1, New: func() metav1.Object { return &gwapiv1.ReferenceGrant{} }, Namespaced: true, Rank: 4, ValidName: validation.IsDNS1123Subdomain, Stores: Gateway,
+		Resource: "referencegrants", Unread: "routes that reference another namespace through its ReferenceGrants are refused"},
+	{GVK: gvGrantV1b1, New: func() metav1.Object { return &gwapiv1.ReferenceGrant{} }, Namespaced: true, Rank: 4, ValidName: validation.IsDNS1123Subdomain, Stores: Gateway,
+		Resource: "referencegrants", Unread: "routes that reference another namespace through its ReferenceGrants are refused"},
 	// A Secret decodes with the type its document gives (none: Opaque,
 	// refused by the folder); the Gateway API store keeps TLS Secrets only.
-	{gvSecret, func() metav1.Object { return &corev1.Secret{} }, true, 4, validation.IsDNS1123Subdomain, Gateway},
+	{GVK: gvSecret, New: func() metav1.Object { return &corev1.Secret{} }, Namespaced: true, Rank: 4, ValidName: validation.IsDNS1123Subdomain, Stores: Gateway,
+		Resource: "secrets", FieldSelector: TLSSecrets, Note: "of type kubernetes.io/tls", Unread: "HTTPS listeners of its Gateways are not programmed"},
 }
 
 var (
@@ -133,4 +194,25 @@ func Rank(kind string) int {
 func StoresOf(o metav1.Object) Stores {
 	k, _ := KindOf(o)
 	return k.Stores
+}
+
+// Supported names every kind read, each with its versions in order of
+// preference, for the errors that list them.
+func Supported() string {
+	var out []string
+	index := map[schema.GroupKind]int{}
+	for _, k := range Kinds {
+		gk := k.GVK.GroupKind()
+		if i, ok := index[gk]; ok {
+			out[i] = strings.Replace(out[i], " "+k.GVK.Kind, " or "+k.GVK.Version+" "+k.GVK.Kind, 1)
+			continue
+		}
+		s := k.GVK.GroupVersion().String() + " " + k.GVK.Kind
+		if k.Note != "" {
+			s += " " + k.Note
+		}
+		index[gk] = len(out)
+		out = append(out, s)
+	}
+	return strings.Join(out, ", ")
 }

@@ -42,7 +42,9 @@ type Metrics struct {
 	gatewayConds     *prometheus.GaugeVec
 
 	// wb are the write-back's readings (zero without a write-back).
-	wb struct {
+	// wbFailures counts the write-back's failed passes per member.
+	wbFailures *prometheus.CounterVec
+	wb         struct {
 		mu               sync.Mutex
 		pending          func() int
 		writes           func() int64
@@ -102,13 +104,15 @@ func New() *Metrics {
 			Help: "1 for each Kubernetes member cluster's connection state (connecting, synced, failing, stopped)."}, []string{"member", "state"}),
 		connFailures: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "source_connection_failures",
 			Help: "Connection failures of each Kubernetes member cluster since it was added."}, []string{"member"}),
+		wbFailures: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "writeback_member_failures_total",
+			Help: "Write-back passes that failed in each member (each is retried alone, after a backoff: see /debug/writeback)."}, []string{"member"}),
 		gatewayConds: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "gatewayapi_status_conditions",
 			Help: "Gateway API status conditions eastwest gives, counted per member, kind, condition, status and reason (route parents and listeners count one each)."},
 			[]string{"member", "kind", "condition", "status", "reason"}),
 	}
 	m.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.clients, m.pushes, m.pushLatency, m.nacks, m.refused, m.rejected, m.translate, m.merge, m.publishes,
-		m.clusterState, m.gatewayAddrs, m.ignoredGateways, m.exportConditions, m.imports, m.sourceProblems, m.connections, m.connFailures, m.gatewayConds)
+		m.clusterState, m.gatewayAddrs, m.ignoredGateways, m.exportConditions, m.imports, m.sourceProblems, m.connections, m.connFailures, m.gatewayConds, m.wbFailures)
 	// Every series whose labels are known in advance exists from the
 	// start, at zero: dashboards and alerts see 0, not "no data", on a
 	// quiet server.
@@ -154,6 +158,9 @@ func (m *Metrics) WriteBack(pending func() int, writes func() int64) {
 	defer m.wb.mu.Unlock()
 	m.wb.pending, m.wb.writes = pending, writes
 }
+
+// WriteBackMemberFailed counts a member's failed write-back pass.
+func (m *Metrics) WriteBackMemberFailed(member string) { m.wbFailures.WithLabelValues(member).Inc() }
 
 // Election reports the write-back's leadership in its metrics: whether
 // this replica leads (writes to the members), and whether its Lease cannot

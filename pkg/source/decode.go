@@ -102,7 +102,7 @@ func (k ObjectKey) String() string {
 var gvList = schema.GroupVersionKind{Version: "v1", Kind: "List"}
 
 // supportedKinds is named in the error for an unknown kind.
-const supportedKinds = "v1 Namespace, v1 Service, discovery.k8s.io/v1 EndpointSlice, multicluster.x-k8s.io/v1alpha1 or v1beta1 ServiceExport, about.k8s.io/v1beta1 or v1alpha1 ClusterProperty, gateway.networking.k8s.io/v1 GatewayClass, Gateway, HTTPRoute or GRPCRoute, gateway.networking.k8s.io/v1 or v1beta1 ReferenceGrant, v1 Secret of type kubernetes.io/tls, v1 List"
+var supportedKinds = event.Supported() + ", v1 List"
 
 // Decode reads a stream of YAML (or JSON) documents as kubectl apply would
 // and returns every valid object and a Problem for every document that

@@ -10,7 +10,6 @@ import (
 	"sync"
 	"time"
 
-	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -18,24 +17,16 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/dynamic/dynamicinformer"
 	"k8s.io/client-go/informers"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
-	gwclient "sigs.k8s.io/gateway-api/pkg/client/clientset/versioned"
 	gwinformers "sigs.k8s.io/gateway-api/pkg/client/informers/externalversions"
 	mcsv1b1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
-	mcsclient "sigs.k8s.io/mcs-api/pkg/client/clientset/versioned"
 	mcsinformers "sigs.k8s.io/mcs-api/pkg/client/informers/externalversions"
 
-	"github.com/eastwest-dev/eastwest/internal/kubeclient"
-	"github.com/eastwest-dev/eastwest/pkg/about"
 	"github.com/eastwest-dev/eastwest/pkg/event"
 	"github.com/eastwest-dev/eastwest/pkg/mcs"
-	"github.com/eastwest-dev/eastwest/pkg/provision"
 )
 
 // The states of a member cluster's connection.
@@ -50,6 +41,12 @@ const (
 type ClusterStatus struct {
 	Member string `json:"member"`
 	State  string `json:"state"`
+	// Generation counts the member's connections (Conn): it grows each
+	// time the member's access (kubeconfig, credentials) changes.
+	Generation int64 `json:"generation"`
+	// Origin is where the member's access comes from: dir (the
+	// kubeconfig folder) or secrets (remote Secrets).
+	Origin string `json:"origin,omitempty"`
 	// ExportVersion is the ServiceExport version read (v1beta1 when the
 	// cluster serves it).
 	ExportVersion string    `json:"exportVersion,omitempty"`
@@ -58,10 +55,6 @@ type ClusterStatus struct {
 	Since         time.Time `json:"since"`
 	SyncedAt      time.Time `json:"syncedAt,omitzero"`
 }
-
-// propertyVersions are the About API versions read, in order of
-// preference: the first a member serves.
-var propertyVersions = []schema.GroupVersion{about.GroupVersion, about.GroupVersionV1alpha1}
 
 // KubeCluster reads one member cluster from its apiserver with informers
 // (Namespaces, Services, EndpointSlices, ServiceExports and, when its CRD
@@ -74,19 +67,28 @@ var propertyVersions = []schema.GroupVersion{about.GroupVersion, about.GroupVers
 // outage does not drain traffic. Remove ends it with OpLeave.
 type KubeCluster struct {
 	member string
-	cfg    *rest.Config
+	conn   *Conn
 	log    *slog.Logger
 	sink   func([]event.Event, []Problem)
 	// StaleAfter, when positive, drains the cluster's last known state
 	// once it has been unreachable that long; zero keeps it forever.
 	StaleAfter time.Duration
-	drained    bool
+	// onSynced, when set, is called after each (re)sync was sent.
+	onSynced func()
 
 	mu     sync.Mutex
 	status ClusterStatus
+
+	// gate orders what reaches the sink: every send happens under it,
+	// and once closed nothing more is sent, so that a successor (the
+	// member reconnected with new credentials) or a removal never races
+	// a send of this run. sent and drained are the gate's too.
+	gate   sync.Mutex
+	closed bool
 	// sent maps what the Store was last told to the object's resource
 	// version, to diff a resync.
-	sent map[kubeKey]string
+	sent    map[kubeKey]string
+	drained bool
 }
 
 type kubeKey struct {
@@ -95,14 +97,37 @@ type kubeKey struct {
 	name      string
 }
 
-// NewKubeCluster returns the source of one member cluster; it does
-// nothing until Run.
-func NewKubeCluster(member string, cfg *rest.Config, log *slog.Logger, sink func([]event.Event, []Problem)) *KubeCluster {
+// NewKubeCluster returns the source of one member cluster through its
+// connection; it does nothing until Run.
+func NewKubeCluster(conn *Conn, log *slog.Logger, sink func([]event.Event, []Problem)) *KubeCluster {
 	return &KubeCluster{
-		member: member, cfg: cfg, log: log.With("member", member), sink: sink,
-		status: ClusterStatus{Member: member, State: StateConnecting, Since: time.Now()},
+		member: conn.Member, conn: conn, log: log.With("member", conn.Member), sink: sink,
+		status: ClusterStatus{Member: conn.Member, State: StateConnecting, Since: time.Now(), Generation: conn.Generation, Origin: conn.Origin},
 		sent:   map[kubeKey]string{},
 	}
+}
+
+// deliver records and sends events, unless the cluster was closed.
+func (k *KubeCluster) deliver(evs []event.Event) {
+	k.gate.Lock()
+	defer k.gate.Unlock()
+	if k.closed {
+		return
+	}
+	if evs = k.record(evs); len(evs) > 0 {
+		k.sink(evs, nil)
+	}
+}
+
+// close stops every later send (waiting for one in progress) and returns
+// what the Store was told, for the cluster's successor to diff its first
+// sync with: objects deleted while the member reconnected are then
+// deleted too.
+func (k *KubeCluster) close() map[kubeKey]string {
+	k.gate.Lock()
+	defer k.gate.Unlock()
+	k.closed = true
+	return k.sent
 }
 
 // Status returns the cluster's connection status.
@@ -170,7 +195,9 @@ func (k *KubeCluster) Run(ctx context.Context) {
 // drain empties the Store of a cluster unreachable for longer than
 // StaleAfter; its next sync brings everything back.
 func (k *KubeCluster) drain() {
-	if k.drained {
+	k.gate.Lock()
+	defer k.gate.Unlock()
+	if k.drained || k.closed {
 		return
 	}
 	k.drained = true
@@ -180,8 +207,11 @@ func (k *KubeCluster) drain() {
 }
 
 // Remove tells the Store the cluster left the ClusterSet: everything it
-// held is drained.
+// held is drained, and nothing this run still sees is sent after.
 func (k *KubeCluster) Remove() {
+	k.gate.Lock()
+	defer k.gate.Unlock()
+	k.closed = true
 	k.sink([]event.Event{{Member: k.member, Op: event.OpLeave}}, nil)
 }
 
@@ -189,14 +219,21 @@ func (k *KubeCluster) Remove() {
 // fail to sync or ctx ends.
 func (k *KubeCluster) runOnce(ctx context.Context) error {
 	k.setState(StateConnecting, nil)
-	c, err := k.connect()
+	caps, err := k.discover(ctx)
 	if err != nil {
 		return err
 	}
+	k.conn.setCapabilities(caps)
+	k.mu.Lock()
+	k.status.ExportVersion = caps.MCSVersion
+	k.mu.Unlock()
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	watchErrs := make(chan error, 8)
-	set := k.newInformers(c)
+	set, err := k.newInformers(caps)
+	if err != nil {
+		return err
+	}
 
 	// Events wait in a queue until the initial sync is sent, then flow
 	// in small batches.
@@ -236,50 +273,11 @@ func (k *KubeCluster) runOnce(ctx context.Context) error {
 	q.take()
 	k.sendSync(set.informers)
 	k.setState(StateSynced, nil)
-	k.log.Info("member cluster synced")
+	k.log.Info("member cluster synced", "generation", k.conn.Generation)
+	if k.onSynced != nil {
+		k.onSynced()
+	}
 	return k.follow(ctx, runCtx, q, watchErrs)
-}
-
-// clients are a member's API clients and what discovery found.
-type clients struct {
-	core          kubernetes.Interface
-	mcs           mcsclient.Interface
-	dyn           dynamic.Interface
-	gw            gwclient.Interface
-	exportVersion string
-	// properties is the ClusterProperty resource read (nil: the member
-	// serves none, or does not let eastwest list them).
-	properties      *schema.GroupVersionResource
-	hasParameters   bool
-	gatewayAPIKinds map[string]bool
-}
-
-// connect makes the member's clients and discovers which versions and
-// kinds it serves.
-func (k *KubeCluster) connect() (*clients, error) {
-	var c clients
-	var err error
-	if c.core, err = kubeclient.Core(k.cfg); err != nil {
-		return nil, err
-	}
-	if c.mcs, err = mcsclient.NewForConfig(k.cfg); err != nil {
-		return nil, err
-	}
-	if c.dyn, err = dynamic.NewForConfig(k.cfg); err != nil {
-		return nil, err
-	}
-	if c.exportVersion, c.properties, err = k.discover(c.core); err != nil {
-		return nil, err
-	}
-	if c.gw, err = gwclient.NewForConfig(k.cfg); err != nil {
-		return nil, err
-	}
-	c.gatewayAPIKinds = k.discoverGatewayAPIKinds(c.core, c.gw)
-	c.hasParameters = k.canReadParameters(c.core, c.dyn)
-	k.mu.Lock()
-	k.status.ExportVersion = c.exportVersion
-	k.mu.Unlock()
-	return &c, nil
 }
 
 // factory is what every informer factory does.
@@ -294,57 +292,104 @@ type informerSet struct {
 	informers []cache.SharedIndexInformer
 }
 
-// newInformers makes an informer per kind the member serves (and grants),
-// each caching objects trimmed to what eastwest reads.
-func (k *KubeCluster) newInformers(c *clients) informerSet {
-	core := informers.NewSharedInformerFactoryWithOptions(c.core, 0, informers.WithTransform(trim))
-	// The MCS EndpointSlices eastwest writes are not read back: the
-	// apiserver leaves them out (they would be dropped anyway, at the cost
-	// of a watch event, a decode and a cached copy each).
-	slicef := informers.NewSharedInformerFactoryWithOptions(c.core, 0, informers.WithTransform(trim),
-		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = OwnSlicesExcluded }))
-	mcsf := mcsinformers.NewSharedInformerFactoryWithOptions(c.mcs, 0, mcsinformers.WithTransform(trim))
-	dynf := dynamicinformer.NewDynamicSharedInformerFactory(c.dyn, 0)
-	gwf := gwinformers.NewSharedInformerFactoryWithOptions(c.gw, 0, gwinformers.WithTransform(trim))
-	// TLS Secrets only (listener certificates), when the member grants
-	// them; a member that does not still serves HTTP listeners, and its
-	// HTTPS listeners report InvalidCertificateRef.
-	secf := informers.NewSharedInformerFactoryWithOptions(c.core, 0, informers.WithTransform(trim),
-		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.FieldSelector = tlsSecrets }))
-	sis := []cache.SharedIndexInformer{
-		core.Core().V1().Namespaces().Informer(),
-		core.Core().V1().Services().Informer(),
-		slicef.Discovery().V1().EndpointSlices().Informer(),
+// newInformers makes an informer per kind the member serves and grants
+// (caps), each caching objects trimmed to what eastwest reads, as the
+// kinds table (event.Kinds) says: which client, which selectors.
+func (k *KubeCluster) newInformers(caps Capabilities) (informerSet, error) {
+	type factoryKey struct {
+		client       event.Client
+		group        string
+		label, field string
 	}
-	if c.exportVersion == "v1beta1" {
-		sis = append(sis, mcsf.Multicluster().V1beta1().ServiceExports().Informer())
-	} else {
-		sis = append(sis, mcsf.Multicluster().V1alpha1().ServiceExports().Informer())
+	type genericFactory struct {
+		factory
+		forResource func(schema.GroupVersionResource) (cache.SharedIndexInformer, error)
 	}
-	if c.properties != nil {
-		sis = append(sis, dynf.ForResource(*c.properties).Informer())
-	}
-	if c.hasParameters {
-		sis = append(sis, dynf.ForResource(parametersGVR).Informer())
-	}
-	for _, gk := range []struct {
-		name     string
-		informer func() cache.SharedIndexInformer
-	}{
-		{"httproutes", func() cache.SharedIndexInformer { return gwf.Gateway().V1().HTTPRoutes().Informer() }},
-		{"grpcroutes", func() cache.SharedIndexInformer { return gwf.Gateway().V1().GRPCRoutes().Informer() }},
-		{"gatewayclasses", func() cache.SharedIndexInformer { return gwf.Gateway().V1().GatewayClasses().Informer() }},
-		{"gateways", func() cache.SharedIndexInformer { return gwf.Gateway().V1().Gateways().Informer() }},
-		{"referencegrants", func() cache.SharedIndexInformer { return gwf.Gateway().V1().ReferenceGrants().Informer() }},
-	} {
-		if c.gatewayAPIKinds[gk.name] {
-			sis = append(sis, gk.informer())
+	c := k.conn
+	made := map[factoryKey]genericFactory{}
+	var set informerSet
+	for _, kd := range event.Kinds {
+		gvr, ok := caps.Resources[kd.GVK.GroupKind()]
+		if !ok || gvr.Version != kd.GVK.Version {
+			continue // not served, not granted, or read in another version
 		}
+		key := factoryKey{client: kd.Client, group: kd.GVK.Group, label: kd.LabelSelector, field: kd.FieldSelector}
+		if kd.Client == event.Dynamic {
+			key.group = ""
+		}
+		f, ok := made[key]
+		if !ok {
+			tweak := func(o *metav1.ListOptions) { o.LabelSelector, o.FieldSelector = key.label, key.field }
+			switch {
+			case kd.Client == event.Dynamic:
+				df := dynamicinformer.NewFilteredDynamicSharedInformerFactory(c.Dynamic, 0, metav1.NamespaceAll, tweak)
+				f = genericFactory{df, func(gvr schema.GroupVersionResource) (cache.SharedIndexInformer, error) {
+					return df.ForResource(gvr).Informer(), nil
+				}}
+			case kd.GVK.Group == "" || kd.GVK.Group == discoveryv1.GroupName:
+				cf := informers.NewSharedInformerFactoryWithOptions(c.Core, 0, informers.WithTransform(trim), informers.WithTweakListOptions(tweak))
+				f = genericFactory{cf, func(gvr schema.GroupVersionResource) (cache.SharedIndexInformer, error) {
+					i, err := cf.ForResource(gvr)
+					if err != nil {
+						return nil, err
+					}
+					return i.Informer(), nil
+				}}
+			case kd.GVK.Group == mcsv1b1.GroupName:
+				mf := mcsinformers.NewSharedInformerFactoryWithOptions(c.MCS, 0, mcsinformers.WithTransform(trim), mcsinformers.WithTweakListOptions(tweak))
+				f = genericFactory{mf, func(gvr schema.GroupVersionResource) (cache.SharedIndexInformer, error) {
+					i, err := mf.ForResource(gvr)
+					if err != nil {
+						return nil, err
+					}
+					return i.Informer(), nil
+				}}
+			case kd.GVK.Group == gwapiv1.GroupName:
+				gf := gwinformers.NewSharedInformerFactoryWithOptions(c.Gateway, 0, gwinformers.WithTransform(trim), gwinformers.WithTweakListOptions(tweak))
+				f = genericFactory{gf, func(gvr schema.GroupVersionResource) (cache.SharedIndexInformer, error) {
+					i, err := gf.ForResource(gvr)
+					if err != nil {
+						return nil, err
+					}
+					return i.Informer(), nil
+				}}
+			default:
+				return informerSet{}, fmt.Errorf("no typed client for %v: read it with the dynamic client (event.Kinds)", kd.GVK)
+			}
+			made[key] = f
+			set.factories = append(set.factories, f)
+		}
+		si, err := f.forResource(gvr)
+		if err != nil {
+			return informerSet{}, fmt.Errorf("%v: %w", kd.GVK, err)
+		}
+		if kd.Client == event.Dynamic {
+			// Cached as the kind's Go type, trimmed like the others.
+			if err := si.SetTransform(k.typedFromDynamic(kd)); err != nil {
+				return informerSet{}, err
+			}
+		}
+		set.informers = append(set.informers, si)
 	}
-	if k.canListTLSSecrets(c.core) {
-		sis = append(sis, secf.Core().V1().Secrets().Informer())
+	return set, nil
+}
+
+// typedFromDynamic converts a dynamic informer's objects to the kind's Go
+// type, then trims them. An object that does not convert is cached as it
+// came, and left out with a warning when it is read.
+func (k *KubeCluster) typedFromDynamic(kd event.Kind) cache.TransformFunc {
+	return func(o any) (any, error) {
+		u, ok := o.(*unstructured.Unstructured)
+		if !ok {
+			return o, nil
+		}
+		obj := kd.New()
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, obj); err != nil {
+			k.log.Warn("cannot read "+u.GetKind(), "namespace", u.GetNamespace(), "name", u.GetName(), "err", err)
+			return o, nil
+		}
+		return trim(obj)
 	}
-	return informerSet{factories: []factory{core, slicef, mcsf, dynf, gwf, secf}, informers: sis}
 }
 
 // waitSynced waits for the informers' initial lists; a permission error
@@ -385,9 +430,7 @@ func (k *KubeCluster) follow(ctx, runCtx context.Context, q *eventQueue, watchEr
 		case <-ctx.Done():
 			return nil
 		case <-q.ready:
-			if evs := k.record(q.take()); len(evs) > 0 {
-				k.sink(evs, nil)
-			}
+			k.deliver(q.take())
 		case err := <-health:
 			switch {
 			case err != nil && !down:
@@ -411,12 +454,7 @@ func (k *KubeCluster) follow(ctx, runCtx context.Context, q *eventQueue, watchEr
 // probe asks the apiserver for its version every second and reports the
 // outcome.
 func (k *KubeCluster) probe(ctx context.Context, out chan<- error) {
-	cfg := rest.CopyConfig(k.cfg)
-	cfg.Timeout = 2 * time.Second
-	client, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		return
-	}
+	client := k.conn.probe
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	for {
@@ -443,136 +481,77 @@ func allSynced(sis []cache.SharedIndexInformer) bool {
 	return true
 }
 
-// discover finds which ServiceExport version the cluster serves and
-// which ClusterProperty version, if any, eastwest reads.
-func (k *KubeCluster) discover(client kubernetes.Interface) (string, *schema.GroupVersionResource, error) {
-	version := ""
-	for _, v := range []string{"v1beta1", "v1alpha1"} {
-		res, err := client.Discovery().ServerResourcesForGroupVersion(mcsv1b1.GroupName + "/" + v)
-		if err != nil {
-			if apierrors.IsNotFound(err) {
-				continue
+// discover finds, for every kind of the table, the first version the
+// member serves, and keeps those eastwest may list: one rule for every
+// kind, cancelled with ctx. A required kind not served or not granted
+// fails the connection; another is left out, with a warning saying what
+// the member loses.
+func (k *KubeCluster) discover(ctx context.Context) (Capabilities, error) {
+	ctx, cancel := context.WithTimeout(ctx, discoveryTimeout)
+	defer cancel()
+	caps := Capabilities{Resources: map[schema.GroupKind]schema.GroupVersionResource{}, At: time.Now()}
+	served := map[schema.GroupVersion][]metav1.APIResource{}
+	for _, kd := range event.Kinds {
+		gk, gv := kd.GVK.GroupKind(), kd.GVK.GroupVersion()
+		if caps.Reads(gk) {
+			continue // a preferred version is served
+		}
+		res, ok := served[gv]
+		if !ok {
+			var err error
+			res, err = resourcesOf(ctx, k.conn.Core.Discovery(), gv)
+			if err != nil && !apierrors.IsNotFound(err) {
+				return Capabilities{}, fmt.Errorf("discovery of %s: %w", gv, err)
 			}
-			return "", nil, err
+			served[gv] = res
 		}
-		for _, r := range res.APIResources {
-			if r.Name == "serviceexports" {
-				version = v
-				break
-			}
-		}
-		if version != "" {
-			break
+		if slices.ContainsFunc(res, func(r metav1.APIResource) bool { return r.Name == kd.Resource }) {
+			caps.Resources[gk] = gv.WithResource(kd.Resource)
 		}
 	}
-	if version == "" {
-		return "", nil, errors.New("the cluster serves no multicluster.x-k8s.io ServiceExports: install the mcs-api CRDs")
-	}
-	var gvr *schema.GroupVersionResource
-	for _, gv := range propertyVersions {
-		res, err := client.Discovery().ServerResourcesForGroupVersion(gv.String())
-		if err == nil && slices.ContainsFunc(res.APIResources, func(r metav1.APIResource) bool { return r.Name == about.Resource }) {
-			gvr = &schema.GroupVersionResource{Group: gv.Group, Version: gv.Version, Resource: about.Resource}
-			break
+	for _, kd := range event.Kinds {
+		gk := kd.GVK.GroupKind()
+		gvr, ok := caps.Resources[gk]
+		if kd.Required && !ok {
+			return Capabilities{}, fmt.Errorf("the cluster serves no %s %s: %s", gk.Group, kd.GVK.Kind, kd.Unread)
+		}
+		if !ok || kd.Required || gvr.Version != kd.GVK.Version {
+			// A required kind's informer fails its first list,
+			// saying why, where it is not granted.
+			continue
+		}
+		opts := metav1.ListOptions{Limit: 1, LabelSelector: kd.LabelSelector, FieldSelector: kd.FieldSelector}
+		_, err := k.conn.Dynamic.Resource(gvr).List(ctx, opts)
+		switch {
+		case apierrors.IsForbidden(err) || apierrors.IsNotFound(err):
+			k.log.Warn("member cluster's "+kd.Resource+" are not read: "+kd.Unread, "resource", gvr.String(), "err", err)
+			delete(caps.Resources, gk)
+		case err != nil:
+			return Capabilities{}, fmt.Errorf("list %s: %w", gvr, err)
 		}
 	}
-	if gvr != nil {
-		// Read the properties only where eastwest may list them.
-		review := &authorizationv1.SelfSubjectAccessReview{Spec: authorizationv1.SelfSubjectAccessReviewSpec{ResourceAttributes: &authorizationv1.ResourceAttributes{
-			Verb: "list", Group: gvr.Group, Resource: gvr.Resource,
-		}}}
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if r, err := client.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, review, metav1.CreateOptions{}); err == nil && !r.Status.Allowed {
-			k.log.Warn("member cluster's ClusterProperties are not read: not allowed to list them")
-			gvr = nil
-		}
+	if gvr, ok := caps.Resources[mcsv1b1.SchemeGroupVersion.WithKind(mcsv1b1.ServiceExportKindName).GroupKind()]; ok {
+		caps.MCSVersion = gvr.Version
 	}
-	return version, gvr, nil
+	return caps, nil
 }
 
-// tlsSecrets selects the Secrets eastwest reads: Gateway listener
-// certificates.
-const tlsSecrets = "type=kubernetes.io/tls" //nolint:gosec // a field selector, not a credential
+// discoveryTimeout bounds a member's discovery, as a whole.
+const discoveryTimeout = 30 * time.Second
 
 // OwnSlicesExcluded is the label selector of the EndpointSlice informers:
 // every slice but the MCS slices eastwest writes.
-const OwnSlicesExcluded = discoveryv1.LabelManagedBy + "!=" + mcs.ControllerName
-
-// canListTLSSecrets reports whether the member lets eastwest list its TLS
-// Secrets, logging why not.
-func (k *KubeCluster) canListTLSSecrets(client kubernetes.Interface) bool {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if _, err := client.CoreV1().Secrets("").List(ctx, metav1.ListOptions{Limit: 1, FieldSelector: tlsSecrets}); err != nil {
-		k.log.Warn("member cluster's TLS Secrets are not read: HTTPS listeners of its Gateways will not be programmed", "err", err)
-		return false
-	}
-	return true
-}
-
-// discoverGatewayAPIKinds finds which Gateway API kinds (routes, Gateways,
-// GatewayClasses, ReferenceGrants) the cluster serves and lets eastwest
-// list. None is fine: a member without the Gateway API, or that does not
-// grant it, is still read, and the log says why those objects are not.
-func (k *KubeCluster) discoverGatewayAPIKinds(client kubernetes.Interface, gwc gwclient.Interface) map[string]bool {
-	out := map[string]bool{}
-	res, err := client.Discovery().ServerResourcesForGroupVersion(gwapiv1.GroupVersion.String())
-	if err != nil {
-		return out
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	for _, r := range res.APIResources {
-		var err error
-		switch r.Name {
-		case "httproutes":
-			_, err = gwc.GatewayV1().HTTPRoutes("").List(ctx, metav1.ListOptions{Limit: 1})
-		case "grpcroutes":
-			_, err = gwc.GatewayV1().GRPCRoutes("").List(ctx, metav1.ListOptions{Limit: 1})
-		case "gateways":
-			_, err = gwc.GatewayV1().Gateways("").List(ctx, metav1.ListOptions{Limit: 1})
-		case "gatewayclasses":
-			_, err = gwc.GatewayV1().GatewayClasses().List(ctx, metav1.ListOptions{Limit: 1})
-		case "referencegrants":
-			_, err = gwc.GatewayV1().ReferenceGrants("").List(ctx, metav1.ListOptions{Limit: 1})
-		default:
-			continue
-		}
-		if err != nil {
-			k.log.Warn("member cluster's routes are not read", "resource", r.Name, "err", err)
-			continue
-		}
-		out[r.Name] = true
-	}
-	return out
-}
-
-// parametersGVR is eastwest's GatewayParameters.
-var parametersGVR = provision.GroupVersion.WithResource("gatewayparameters")
-
-// canReadParameters reports whether the cluster serves eastwest's
-// GatewayParameters and lets eastwest list them. A member without them
-// (the CRD not installed, not granted) is read all the same: its classes
-// and Gateways that name parameters report InvalidParameters.
-func (k *KubeCluster) canReadParameters(client kubernetes.Interface, dyn dynamic.Interface) bool {
-	res, err := client.Discovery().ServerResourcesForGroupVersion(provision.GroupVersion.String())
-	if err != nil || !slices.ContainsFunc(res.APIResources, func(r metav1.APIResource) bool { return r.Name == parametersGVR.Resource }) {
-		return false
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if _, err := dyn.Resource(parametersGVR).List(ctx, metav1.ListOptions{Limit: 1}); err != nil {
-		k.log.Warn("member cluster's GatewayParameters are not read", "err", err)
-		return false
-	}
-	return true
-}
+const OwnSlicesExcluded = event.OwnSlicesExcluded
 
 // sendSync sends the cluster's whole state: a join and every object that
 // is new or changed since the Store last heard, and deletes for objects
 // that disappeared while the cluster was unreachable.
 func (k *KubeCluster) sendSync(sis []cache.SharedIndexInformer) {
+	k.gate.Lock()
+	defer k.gate.Unlock()
+	if k.closed {
+		return
+	}
 	evs := []event.Event{{Member: k.member, Op: event.OpJoin}}
 	seen := map[kubeKey]bool{}
 	for _, si := range sis {
@@ -599,7 +578,8 @@ func (k *KubeCluster) sendSync(sis []cache.SharedIndexInformer) {
 	k.sink(evs, nil)
 }
 
-// record notes what the Store was told, and returns the events.
+// record notes what the Store was told, and returns the events; called
+// under the gate.
 func (k *KubeCluster) record(evs []event.Event) []event.Event {
 	out := evs[:0]
 	for _, ev := range evs {
@@ -629,22 +609,7 @@ func (k *KubeCluster) event(op event.Op, o any) event.Event {
 	ev := event.Event{Member: k.member, Op: op}
 	if _, ok := event.KindOf(o); ok {
 		ev.Object = o.(metav1.Object)
-		return ev
 	}
-	v, ok := o.(*unstructured.Unstructured)
-	if !ok {
-		return ev
-	}
-	// The dynamic informers' kinds: ClusterProperty and GatewayParameters.
-	var obj metav1.Object = &about.ClusterProperty{}
-	if v.GetKind() == provision.KindGatewayParameters {
-		obj = &provision.GatewayParameters{}
-	}
-	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(v.Object, obj); err != nil {
-		k.log.Warn("cannot read "+v.GetKind(), "namespace", v.GetNamespace(), "name", v.GetName(), "err", err)
-		return ev
-	}
-	ev.Object = obj
 	return ev
 }
 

@@ -29,11 +29,18 @@ type SinkFor interface {
 // KubeSourceName names the source of a Kubernetes member cluster.
 func KubeSourceName(member string) string { return "kube:" + member }
 
-// Members is the registry of Kubernetes member clusters: it runs one
-// KubeCluster per member, per kubeconfig file in a folder, named by the file (without its extension), and per
-// remote secret (see Secrets). A new file joins the ClusterSet, a removed
-// file leaves it (its state is drained), a changed file reconnects (its
-// state is kept meanwhile). Files whose names start with "." are ignored.
+// Members is the registry of Kubernetes member clusters: it owns one
+// connection (Conn) per member and runs one KubeCluster on it, per
+// kubeconfig file in a folder, named by the file (without its
+// extension), and per remote secret (see Secrets). A new file joins the
+// ClusterSet, a removed file leaves it (its state is drained), a changed
+// file reconnects with a new Conn (its state is kept meanwhile, and the
+// write-back moves to the new Conn). Files whose names start with "."
+// are ignored.
+//
+// Nothing waits for a member under the registry's lock: a member stuck
+// connecting never holds up another member, /debug/clusters, the metrics
+// or the write-back.
 type Members struct {
 	dir  string
 	log  *slog.Logger
@@ -42,34 +49,45 @@ type Members struct {
 
 	mu      sync.Mutex
 	members map[string]*runningMember
+	// generations is the last generation of each member name's Conn.
+	generations map[string]int64
+	// running counts the members' goroutines, stopped or not.
+	running sync.WaitGroup
 
 	secrets *Secrets
 	// StaleAfter is given to every member (see KubeCluster.StaleAfter).
 	StaleAfter time.Duration
+	// onSynced is called with a member's name after each of its syncs.
+	onSynced func(member string)
 }
 
 type runningMember struct {
 	hash    [32]byte
 	origin  string
+	conn    *Conn
 	cluster *KubeCluster
 	cancel  context.CancelFunc
-	done    chan struct{}
 }
 
 // NewMembers returns the member registry of a folder.
 func NewMembers(dir string, log *slog.Logger, out SinkFor) *Members {
-	return &Members{dir: dir, log: log, out: out, poll: 2 * time.Second, members: map[string]*runningMember{}}
+	return &Members{dir: dir, log: log, out: out, poll: 2 * time.Second, members: map[string]*runningMember{}, generations: map[string]int64{}}
 }
 
-// Config returns a member's rest.Config.
-func (d *Members) Config(member string) (*rest.Config, bool) {
+// OnSynced makes f be called with a member's name each time its source
+// has (re)synced with its apiserver: the write-back then retries it at
+// once rather than waiting out its backoff. Set it before Scan.
+func (d *Members) OnSynced(f func(member string)) { d.onSynced = f }
+
+// Conn returns a member's current connection.
+func (d *Members) Conn(member string) (*Conn, bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	m, ok := d.members[member]
 	if !ok {
 		return nil, false
 	}
-	return m.cluster.cfg, true
+	return m.conn, true
 }
 
 // SyncedAt is when a member's source last (re)synced with its apiserver:
@@ -133,6 +151,7 @@ func (d *Members) Scan(ctx context.Context) {
 func (d *Members) Set(ctx context.Context, origin string, kubeconfigs map[string][]byte) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	handover := map[string]map[kubeKey]string{}
 	for name, m := range d.members {
 		if m.origin != origin {
 			continue
@@ -141,14 +160,16 @@ func (d *Members) Set(ctx context.Context, origin string, kubeconfigs map[string
 		if ok && sha256.Sum256(b) == m.hash {
 			continue
 		}
+		// The old run stops on its own; it sends nothing from now on.
 		m.cancel()
-		<-m.done
 		delete(d.members, name)
 		if !ok {
 			d.log.Info("member cluster removed", "member", name, "origin", origin)
 			m.cluster.Remove()
 			d.out.RemoveSource(KubeSourceName(name))
+			continue
 		}
+		handover[name] = m.cluster.close()
 	}
 	for name, b := range kubeconfigs {
 		if m, ok := d.members[name]; ok {
@@ -167,21 +188,44 @@ func (d *Members) Set(ctx context.Context, origin string, kubeconfigs map[string
 			d.log.Error("cannot use kubeconfig", "member", name, "origin", origin, "err", err)
 			continue
 		}
-		cfg.QPS, cfg.Burst = 50, 100
-		src := KubeSourceName(name)
+		d.start(ctx, name, origin, sha256.Sum256(b), cfg, handover[name])
+	}
+}
+
+// start makes a member's next Conn and runs its source on it; sent is
+// what its predecessor told the Store (nil for a new member). Called
+// with d.mu held.
+func (d *Members) start(ctx context.Context, name, origin string, hash [32]byte, cfg *rest.Config, sent map[kubeKey]string) {
+	d.generations[name]++
+	conn, err := NewConn(name, origin, d.generations[name], cfg)
+	if err != nil {
+		d.log.Error("cannot use kubeconfig", "member", name, "origin", origin, "err", err)
+		return
+	}
+	src := KubeSourceName(name)
+	if sent == nil {
 		d.out.AddSource(src)
-		kc := NewKubeCluster(name, cfg, d.log, d.out.Sink(src))
-		kc.StaleAfter = d.StaleAfter
-		mctx, cancel := context.WithCancel(ctx)
-		m := &runningMember{hash: sha256.Sum256(b), origin: origin, cluster: kc, cancel: cancel, done: make(chan struct{})}
-		go func() { kc.Run(mctx); close(m.done) }()
-		d.members[name] = m
+	}
+	kc := NewKubeCluster(conn, d.log, d.out.Sink(src))
+	kc.StaleAfter = d.StaleAfter
+	if sent != nil {
+		kc.sent = sent
+	}
+	if d.onSynced != nil {
+		kc.onSynced = func() { d.onSynced(name) }
+	}
+	mctx, cancel := context.WithCancel(ctx)
+	d.members[name] = &runningMember{hash: hash, origin: origin, conn: conn, cluster: kc, cancel: cancel}
+	d.running.Go(func() { kc.Run(mctx) })
+	if sent == nil {
 		d.log.Info("member cluster added", "member", name, "origin", origin)
+	} else {
+		d.log.Info("member cluster's access changed: reconnecting", "member", name, "origin", origin, "generation", conn.Generation)
 	}
 }
 
 // Run rescans the folder until ctx ends, then stops every member without
-// removing it (a restart must not drain traffic).
+// removing it (a restart must not drain traffic), and waits for them.
 func (d *Members) Run(ctx context.Context) {
 	t := time.NewTicker(d.poll)
 	defer t.Stop()
@@ -191,9 +235,9 @@ func (d *Members) Run(ctx context.Context) {
 			d.mu.Lock()
 			for _, m := range d.members {
 				m.cancel()
-				<-m.done
 			}
 			d.mu.Unlock()
+			d.running.Wait()
 			return
 		case <-t.C:
 			d.Scan(ctx)

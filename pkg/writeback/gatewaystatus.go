@@ -14,7 +14,6 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/util/retry"
 	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
-	gwclient "sigs.k8s.io/gateway-api/pkg/client/clientset/versioned"
 	gwv1client "sigs.k8s.io/gateway-api/pkg/client/clientset/versioned/typed/apis/v1"
 
 	"github.com/eastwest-dev/eastwest/pkg/gatewayapi"
@@ -74,33 +73,31 @@ func (w *Writeback) StatusChanged(member string, statuses []gatewayapi.Status) {
 // status of every member when all is set). Route parents this controller
 // wrote before and no longer owns are removed; other controllers' parents
 // are left as they are.
-func (w *Writeback) reconcileStatuses(ctx context.Context, pending map[string]map[statusKey]bool, all bool, now time.Time) error {
+func (w *Writeback) reconcileStatuses(ctx context.Context, pending map[string]map[statusKey]bool, scope passScope, now time.Time) error {
 	w.mu.Lock()
-	members := slices.Collect(maps.Keys(pending))
-	if all {
-		members = slices.Collect(maps.Keys(w.statuses))
-	}
 	todo := map[string][]gatewayapi.Status{}
-	for _, m := range members {
-		todo[m] = w.statuses[m]
+	for m, sts := range w.statuses {
+		if (scope.full(m) || pending[m] != nil) && !scope.skip[m] {
+			todo[m] = sts
+		}
+	}
+	for m := range pending {
+		if !scope.skip[m] {
+			todo[m] = w.statuses[m]
+		}
 	}
 	w.mu.Unlock()
 	var errs []error
 	for _, name := range slices.Sorted(maps.Keys(todo)) {
 		m, err := w.client(name)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("member %s: %w", name, err))
+			errs = append(errs, inMember(name, err))
 			continue
 		}
 		if m == nil {
 			continue
 		}
-		if m.gw == nil {
-			if m.gw, err = gwclient.NewForConfig(m.cfg); err != nil {
-				errs = append(errs, err)
-				continue
-			}
-		}
+		all := scope.full(name)
 		if m.written == nil {
 			m.written = map[statusKey]bool{}
 		}
@@ -110,7 +107,7 @@ func (w *Writeback) reconcileStatuses(ctx context.Context, pending map[string]ma
 			// Best effort: a member without the Gateway API (or that does
 			// not let eastwest list routes) has none of ours.
 			if err := m.findOwnedRoutes(ctx); err != nil && !apierrors.IsNotFound(err) && !apierrors.IsForbidden(err) {
-				errs = append(errs, fmt.Errorf("member %s: %w", name, err))
+				errs = append(errs, inMember(name, err))
 			}
 		}
 		want := map[statusKey]bool{}
@@ -121,13 +118,13 @@ func (w *Writeback) reconcileStatuses(ctx context.Context, pending map[string]ma
 				continue
 			}
 			if err := m.writeStatus(ctx, st, now); err != nil && !apierrors.IsNotFound(err) {
-				errs = append(errs, fmt.Errorf("member %s, %s %s/%s status: %w", name, st.Kind, st.Namespace, st.Name, err))
+				errs = append(errs, inMember(name, fmt.Errorf("%s %s/%s status: %w", st.Kind, st.Namespace, st.Name, err)))
 			}
 		}
 		for k := range m.written {
 			if !want[k] && (k.kind == "HTTPRoute" || k.kind == "GRPCRoute") {
 				if err := m.writeStatus(ctx, gatewayapi.Status{Kind: k.kind, Namespace: k.namespace, Name: k.name, Route: &gwapiv1.RouteStatus{}}, now); err != nil && !apierrors.IsNotFound(err) {
-					errs = append(errs, err)
+					errs = append(errs, inMember(name, err))
 					continue
 				}
 			}

@@ -101,7 +101,7 @@ func provisionsEqual(a, b []gatewayapi.Provision) bool {
 
 // takeProvisionPending returns the members whose Gateways to provision
 // at this pass (every member with Gateways on a full one).
-func (w *Writeback) takeProvisionPending(all bool) map[string][]gatewayapi.Provision {
+func (w *Writeback) takeProvisionPending(scope passScope) map[string][]gatewayapi.Provision {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	out := map[string][]gatewayapi.Provision{}
@@ -111,12 +111,14 @@ func (w *Writeback) takeProvisionPending(all bool) map[string][]gatewayapi.Provi
 	for m := range w.provisionPending {
 		out[m] = w.provisions[m]
 	}
-	if all {
-		for m, ps := range w.provisions {
-			if len(ps) > 0 {
-				out[m] = ps
-			}
+	for m, ps := range w.provisions {
+		if len(ps) > 0 && scope.full(m) {
+			out[m] = ps
 		}
+	}
+	// A member backing off is provisioned in full when it is due.
+	for m := range scope.skip {
+		delete(out, m)
 	}
 	clear(w.provisionPending)
 	return out
@@ -132,7 +134,7 @@ func (w *Writeback) reconcileProvision(ctx context.Context, state *mcs.State, to
 	for _, name := range slices.Sorted(maps.Keys(todo)) {
 		m, err := w.client(name)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("member %s: %w", name, err))
+			errs = append(errs, inMember(name, err))
 			continue
 		}
 		if m == nil {
@@ -159,7 +161,7 @@ func (w *Writeback) reconcileProvision(ctx context.Context, state *mcs.State, to
 			w.provisionPending[name] = true // tried again at the next pass
 			w.mu.Unlock()
 		case err != nil:
-			errs = append(errs, fmt.Errorf("member %s: Gateways' Envoys: %w", name, err))
+			errs = append(errs, inMember(name, fmt.Errorf("gateways' Envoys: %w", err)))
 		default:
 			if m.provisionForbidden {
 				m.log.Info("Gateways' Envoys deployed: the member lets eastwest manage them now")

@@ -25,13 +25,12 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
 	gwclient "sigs.k8s.io/gateway-api/pkg/client/clientset/versioned"
 	mcsv1b1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 
-	"github.com/eastwest-dev/eastwest/internal/kubeclient"
 	"github.com/eastwest-dev/eastwest/pkg/gatewayapi"
 	"github.com/eastwest-dev/eastwest/pkg/mcs"
+	"github.com/eastwest-dev/eastwest/pkg/source"
 )
 
 // LabelManagedBy marks every object eastwest writes (its value is
@@ -53,10 +52,11 @@ func DerivedName(key mcs.ServiceKey) string {
 	return "derived-" + hex.EncodeToString(sum[:])[:10]
 }
 
-// Members gives the rest.Config of a member cluster by member name, and
-// when its source last (re)synced with the member's apiserver.
+// Members gives a member cluster's connection by member name (the one
+// its source reads through: the write-back never makes clients of its
+// own), and when its source last (re)synced with the member's apiserver.
 type Members interface {
-	Config(member string) (*rest.Config, bool)
+	Conn(member string) (*source.Conn, bool)
 	SyncedAt(member string) time.Time
 }
 
@@ -65,12 +65,20 @@ type Writeback struct {
 	log     *slog.Logger
 	members Members
 
+	// clients are the members written, by name; only Run's goroutine
+	// uses them.
+	clients map[string]*member
+
 	mu      sync.Mutex
-	clients map[string]*member // by member name
 	pending map[mcs.ServiceKey]bool
-	all     bool
-	state   *mcs.State
-	wake    chan struct{}
+	// retries are the members whose last pass failed, each tried again
+	// after its own backoff (backoff.go).
+	retries map[string]*backoffState
+	// onFailed, when set, is told each member pass that failed.
+	onFailed func(member string)
+	all      bool
+	state    *mcs.State
+	wake     chan struct{}
 	// statuses are the Gateway API statuses by member; statusPending, by
 	// member, the objects whose status changed since the last pass.
 	statuses      map[string][]gatewayapi.Status
@@ -137,9 +145,10 @@ func (w *Writeback) Writes() int64 { return w.writes.Load() }
 func (w *Writeback) Passes() int64 { return w.passes.Load() }
 
 type member struct {
-	log     *slog.Logger
-	writes  *atomic.Int64
-	cfg     *rest.Config
+	log    *slog.Logger
+	writes *atomic.Int64
+	// conn is the member's connection the clients are of.
+	conn    *source.Conn
 	client  kubernetes.Interface
 	dyn     dynamic.Interface
 	version string // multicluster.x-k8s.io version served
@@ -216,7 +225,7 @@ func (m *member) ready(ctx context.Context, sourceSynced time.Time) error {
 
 // New returns a Writeback; it writes nothing until Run.
 func New(members Members, log *slog.Logger) *Writeback {
-	return &Writeback{log: log, members: members, clients: map[string]*member{}, pending: map[mcs.ServiceKey]bool{}, wake: make(chan struct{}, 1)}
+	return &Writeback{log: log, members: members, clients: map[string]*member{}, pending: map[mcs.ServiceKey]bool{}, retries: map[string]*backoffState{}, wake: make(chan struct{}, 1)}
 }
 
 // Changed is told about each published state and the services that
@@ -236,18 +245,21 @@ func (w *Writeback) Changed(state *mcs.State, services []mcs.ServiceKey, cluster
 }
 
 // Run reconciles whenever something changed, until ctx ends, and every
-// resync period in any case (repairing what others changed).
+// resync period in any case (repairing what others changed). A member
+// whose pass fails is tried again after its own backoff, alone and in
+// full; the others are not held up or redone.
 func (w *Writeback) Run(ctx context.Context, resync time.Duration) {
 	t := time.NewTicker(resync)
 	defer t.Stop()
+	retryTimer := time.NewTimer(time.Hour)
+	retryTimer.Stop()
+	defer retryTimer.Stop()
+	defer w.stopCaches()
 	// A new leader repairs everything first.
 	w.mu.Lock()
 	w.all = true
 	w.mu.Unlock()
-	select {
-	case w.wake <- struct{}{}:
-	default:
-	}
+	w.wakeUp()
 	for {
 		select {
 		case <-ctx.Done():
@@ -256,14 +268,17 @@ func (w *Writeback) Run(ctx context.Context, resync time.Duration) {
 			w.mu.Lock()
 			w.all = true
 			w.mu.Unlock()
+		case <-retryTimer.C:
 		case <-w.wake:
 		}
+		now := time.Now()
 		w.mu.Lock()
 		state, all, keys := w.state, w.all, slices.Collect(maps.Keys(w.pending))
 		statusPending := w.statusPending
 		w.statusPending = map[string]map[statusKey]bool{}
 		w.all = false
 		clear(w.pending)
+		scope := w.scopeLocked(all, now)
 		switch {
 		case all && state != nil:
 			w.remaining.Store(int64(state.Services.Len()))
@@ -277,6 +292,7 @@ func (w *Writeback) Run(ctx context.Context, resync time.Duration) {
 			w.remaining.Store(0)
 			continue
 		}
+		w.prune()
 		// The relay ports are recorded before the relay slices that use
 		// them are written; a ledger that cannot be written is tried
 		// again at every pass (at least every resync), without making the
@@ -284,56 +300,90 @@ func (w *Writeback) Run(ctx context.Context, resync time.Duration) {
 		if err := w.writeLedger(ctx, state); err != nil && ctx.Err() == nil {
 			w.log.Warn("relay ledger not written: a restart or a new leader may move relay ports", "err", err)
 		}
-		provisions := w.takeProvisionPending(all)
-		err := errors.Join(w.reconcile(ctx, state, keys, all), w.reconcileStatuses(ctx, statusPending, all, time.Now()),
+		provisions := w.takeProvisionPending(scope)
+		err := errors.Join(w.reconcile(ctx, state, keys, scope), w.reconcileStatuses(ctx, statusPending, scope, time.Now()),
 			w.reconcileProvision(ctx, state, provisions))
 		w.passing.Store(false)
 		w.remaining.Store(0)
 		w.passes.Add(1)
-		if err != nil && ctx.Err() == nil {
-			w.log.Warn("write-back incomplete, retrying", "err", err)
-			// Retry everything that failed at the next pass.
-			w.mu.Lock()
-			w.all = true
-			w.mu.Unlock()
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(time.Second):
-			}
-			select {
-			case w.wake <- struct{}{}:
-			default:
-			}
+		if ctx.Err() != nil {
+			return
+		}
+		if next, ok := w.settle(scope, err, time.Now()); ok {
+			retryTimer.Reset(time.Until(next))
 		}
 	}
 }
 
-func (w *Writeback) client(name string) (*member, error) {
-	if m := w.clients[name]; m != nil {
-		return m, nil
+func (w *Writeback) wakeUp() {
+	select {
+	case w.wake <- struct{}{}:
+	default:
 	}
-	cfg, ok := w.members.Config(name)
+}
+
+// client returns the member's writer on the member's current connection,
+// nil for a member that has none (a YAML folder's). A member whose
+// connection changed (its credentials rotated, its server moved) gets a
+// new writer on the new one: its caches start again from it.
+func (w *Writeback) client(name string) (*member, error) {
+	conn, ok := w.members.Conn(name)
 	if !ok {
+		w.drop(name)
 		return nil, nil // not a Kubernetes member (YAML folder)
 	}
-	m := &member{cfg: cfg, log: w.log.With("member", name), writes: &w.writes}
-	var err error
-	if m.client, err = kubeclient.Core(cfg); err != nil {
-		return nil, err
+	caps, ok := conn.Capabilities()
+	if !ok {
+		return nil, errNotConnected
 	}
-	if m.dyn, err = dynamic.NewForConfig(cfg); err != nil {
-		return nil, err
+	old := w.clients[name]
+	if old != nil && old.conn == conn && old.version == caps.MCSVersion {
+		return old, nil
 	}
-	m.version = "v1beta1"
-	if _, err := m.client.Discovery().ServerResourcesForGroupVersion(mcsv1b1.GroupName + "/v1beta1"); err != nil {
-		if !apierrors.IsNotFound(err) {
-			return nil, err // unreachable: ask again next time
-		}
-		m.version = "v1alpha1"
+	m := &member{conn: conn, client: conn.Core, dyn: conn.Dynamic, gw: conn.Gateway, version: caps.MCSVersion,
+		log: w.log.With("member", name), writes: &w.writes}
+	if old != nil {
+		old.stopCaches()
+		// What this replica wrote stays its to remove.
+		m.written, m.provisionForbidden = old.written, old.provisionForbidden
+		m.log.Info("write-back moves to the member's new connection", "generation", conn.Generation, "mcsVersion", m.version)
 	}
 	w.clients[name] = m
 	return m, nil
+}
+
+// errNotConnected is a member whose source has not discovered it yet.
+var errNotConnected = errors.New("not connected yet: its source has not discovered what it serves")
+
+// drop forgets a member that left, stopping its caches.
+func (w *Writeback) drop(name string) {
+	if m := w.clients[name]; m != nil {
+		m.stopCaches()
+		delete(w.clients, name)
+	}
+}
+
+// prune drops the members that left the ClusterSet.
+func (w *Writeback) prune() {
+	for name := range w.clients {
+		if _, ok := w.members.Conn(name); !ok {
+			w.drop(name)
+		}
+	}
+}
+
+// stopCaches stops every member's caches (leadership ended).
+func (w *Writeback) stopCaches() {
+	for _, m := range w.clients {
+		m.stopCaches()
+	}
+}
+
+func (m *member) stopCaches() {
+	if m.caches != nil {
+		m.caches.stop()
+		m.caches = nil
+	}
 }
 
 func (m *member) gvr(resource string) schema.GroupVersionResource {
@@ -342,16 +392,16 @@ func (m *member) gvr(resource string) schema.GroupVersionResource {
 
 // reconcile brings every member to the state for the given services (or
 // all services and all managed objects).
-func (w *Writeback) reconcile(ctx context.Context, state *mcs.State, keys []mcs.ServiceKey, all bool) error {
+func (w *Writeback) reconcile(ctx context.Context, state *mcs.State, keys []mcs.ServiceKey, scope passScope) error {
 	var errs []error
 	members := make([]*member, len(state.Clusters))
 	for i, c := range state.Clusters {
-		if c.ID == "" {
+		if c.ID == "" || scope.skip[c.Member] {
 			continue
 		}
 		m, err := w.client(c.Member)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("member %s: %w", c.Member, err))
+			errs = append(errs, inMember(c.Member, err))
 			continue
 		}
 		members[i] = m
@@ -373,11 +423,11 @@ func (w *Writeback) reconcile(ctx context.Context, state *mcs.State, keys []mcs.
 			continue
 		}
 		if err := readyErrs[i]; err != nil {
-			errs = append(errs, fmt.Errorf("member %s: %w", c.Member, err))
+			errs = append(errs, inMember(c.Member, err))
 			continue
 		}
 		todo := keys
-		if all {
+		if scope.full(c.Member) {
 			todo = state.ServiceKeys()
 			for k := range m.managedServices() {
 				if state.Services.Get(k) == nil {
@@ -388,7 +438,7 @@ func (w *Writeback) reconcile(ctx context.Context, state *mcs.State, keys []mcs.
 		w.remaining.Store(int64(len(todo)))
 		for _, key := range todo {
 			if err := m.reconcileService(ctx, c.ID, key, state.Services.Get(key), state.Clusters); err != nil {
-				errs = append(errs, fmt.Errorf("member %s, service %s: %w", c.Member, key, err))
+				errs = append(errs, inMember(c.Member, fmt.Errorf("service %s: %w", key, err)))
 			}
 			w.remaining.Add(-1)
 		}

@@ -39,7 +39,11 @@ func TestOwnEndpointSlicesAreNotReadBack(t *testing.T) {
 	var mu sync.Mutex
 	var got []string
 	synced := make(chan struct{}, 1)
-	src := source.NewKubeCluster("a", c.Config, slog.New(slog.NewTextHandler(io.Discard, nil)), func(evs []event.Event, _ []source.Problem) {
+	conn, err := source.NewConn("a", "test", 1, c.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := source.NewKubeCluster(conn, slog.New(slog.NewTextHandler(io.Discard, nil)), func(evs []event.Event, _ []source.Problem) {
 		mu.Lock()
 		defer mu.Unlock()
 		for _, ev := range evs {
