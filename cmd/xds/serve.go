@@ -20,6 +20,8 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
+	cpclient "sigs.k8s.io/cluster-inventory-api/client/clientset/versioned"
+	cpaccess "sigs.k8s.io/cluster-inventory-api/pkg/access"
 
 	"github.com/eastwest-dev/eastwest/pkg/about"
 	"github.com/eastwest-dev/eastwest/pkg/controlplane"
@@ -35,6 +37,8 @@ type serveArgs struct {
 	writeBack, inCluster, remoteSecrets *bool
 	ownKubeconfig, logLevel             *string
 	operatorProperties                  *string
+	// The ClusterProfile source's flags.
+	inventory, clusterManager, providerFile *string
 }
 
 // serveFlags declares the flags of `xds serve`.
@@ -117,6 +121,9 @@ func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveArgs) {
 	ownKubeconfig := fs.String("kubeconfig", "", "kubeconfig of the control plane's own cluster, which holds the leader election Lease and the remote secrets; without it this replica always writes (run one replica)")
 	inCluster := fs.Bool("in-cluster", false, "the control plane's own cluster is the one it runs in (service account credentials), instead of --kubeconfig")
 	remoteSecrets := fs.Bool("remote-secrets", true, "with --kubeconfig/--in-cluster: read member clusters from Secrets labelled eastwest.io/cluster in --namespace")
+	inventory := fs.String("inventory-namespace", "", "with --kubeconfig/--in-cluster: read member clusters from the ClusterProfiles (multicluster.x-k8s.io/v1alpha1, KEP-4322) in this namespace of the control plane's own cluster, reached with the credentials of the exec plugins of --clusterprofile-provider-file")
+	clusterManager := fs.String("cluster-manager", "", "with --inventory-namespace: read only the ClusterProfiles whose x-k8s.io/cluster-manager label is this")
+	providerFile := fs.String("clusterprofile-provider-file", "", "with --inventory-namespace: the access providers file (JSON, sigs.k8s.io/cluster-inventory-api's pkg/access): for each access provider a ClusterProfile may name, the exec credential plugin that gives its credentials")
 	fs.StringVar(&cfg.Election.Namespace, "namespace", "eastwest-system", "the control plane's namespace: the Lease and the remote secrets live there")
 	fs.StringVar(&cfg.Election.Name, "lease-name", "eastwest-writeback", "name of the leader election Lease")
 	fs.DurationVar(&cfg.Election.LeaseDuration, "lease-duration", 15*time.Second, "how long a dead leader blocks the other replicas")
@@ -131,6 +138,7 @@ func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveArgs) {
 		fs.PrintDefaults()
 	}
 	a.operatorProperties = operatorProperties
+	a.inventory, a.clusterManager, a.providerFile = inventory, clusterManager, providerFile
 	a.gatewayPort, a.tunnelPort, a.writeBack, a.ownKubeconfig, a.inCluster, a.remoteSecrets, a.logLevel = gatewayPort, tunnelPort, writeBack, ownKubeconfig, inCluster, remoteSecrets, logLevel
 	return fs, a
 }
@@ -167,7 +175,7 @@ func runServe(args []string, _, stderr io.Writer) int {
 			return 2
 		}
 	}
-	props, err := operatorProperties(fs, *a.operatorProperties, cfg.KubeconfigDir != "" || (*ownKubeconfig != "" || *inCluster) && *remoteSecrets)
+	props, err := operatorProperties(fs, *a.operatorProperties, cfg.KubeconfigDir != "" || (*ownKubeconfig != "" || *inCluster) && (*remoteSecrets || *a.inventory != ""))
 	if err != nil {
 		fmt.Fprintf(stderr, "xds serve: --operator-properties: %v\n", err)
 		return 2
@@ -220,8 +228,19 @@ func runServe(args []string, _, stderr io.Writer) int {
 			}
 			cfg.RemoteSecrets = &source.Secrets{Client: client, Namespace: cfg.Election.Namespace}
 		}
+		if *a.inventory != "" {
+			client, err := cpclient.NewForConfig(rc)
+			if err != nil {
+				fmt.Fprintf(stderr, "xds serve: %v\n", err)
+				return 2
+			}
+			cfg.Profiles = &source.Profiles{Client: client, Namespace: *a.inventory, ClusterManager: *a.clusterManager, ProviderFile: *a.providerFile}
+		}
 	}
-	cfg.WriteBack = *writeBack && (cfg.KubeconfigDir != "" || cfg.RemoteSecrets != nil)
+	if code, ok := checkInventoryFlags(*a.inventory, *a.clusterManager, *a.providerFile, *ownKubeconfig != "" || *inCluster, stderr); !ok {
+		return code
+	}
+	cfg.WriteBack = *writeBack && (cfg.KubeconfigDir != "" || cfg.RemoteSecrets != nil || cfg.Profiles != nil)
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
 		fmt.Fprintf(stderr, "xds serve: --log-level: %v\n", err)
@@ -325,4 +344,30 @@ func operatorProperties(fs *flag.FlagSet, v string, kubeMembers bool) ([]string,
 		out = append(out, name)
 	}
 	return out, nil
+}
+
+// checkInventoryFlags refuses ClusterProfile flags that cannot work: an
+// inventory without the own cluster it lives in or without a provider
+// file (a profile names providers; the file says which plugin each is),
+// or the other flags without an inventory.
+func checkInventoryFlags(inventory, clusterManager, providerFile string, ownCluster bool, stderr io.Writer) (int, bool) {
+	switch {
+	case inventory == "" && (clusterManager != "" || providerFile != ""):
+		fmt.Fprintln(stderr, "xds serve: --cluster-manager and --clusterprofile-provider-file go with --inventory-namespace")
+	case inventory != "" && !ownCluster:
+		fmt.Fprintln(stderr, "xds serve: --inventory-namespace reads ClusterProfiles from the control plane's own cluster: give --kubeconfig or --in-cluster")
+	case inventory != "" && providerFile == "":
+		fmt.Fprintln(stderr, "xds serve: --inventory-namespace needs --clusterprofile-provider-file: which credential plugin reaches each access provider")
+	case inventory != "" && len(validation.IsDNS1123Label(inventory)) > 0:
+		fmt.Fprintf(stderr, "xds serve: --inventory-namespace %q is not a namespace\n", inventory)
+	case providerFile != "":
+		if _, err := cpaccess.NewFromFile(providerFile); err != nil {
+			fmt.Fprintf(stderr, "xds serve: --clusterprofile-provider-file: %v\n", err)
+			return 2, false
+		}
+		return 0, true
+	default:
+		return 0, true
+	}
+	return 2, false
 }

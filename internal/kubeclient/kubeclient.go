@@ -1,6 +1,8 @@
 package kubeclient
 
 import (
+	"net/http"
+
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -19,4 +21,13 @@ func Core(cfg *rest.Config) (kubernetes.Interface, error) {
 	c.ContentType = runtime.ContentTypeProtobuf
 	c.AcceptContentTypes = runtime.ContentTypeProtobuf + "," + runtime.ContentTypeJSON
 	return kubernetes.NewForConfig(c)
+}
+
+// CoreFor is Core over an HTTP client shared with other clients of the
+// same cluster.
+func CoreFor(cfg *rest.Config, client *http.Client) (kubernetes.Interface, error) {
+	c := rest.CopyConfig(cfg)
+	c.ContentType = runtime.ContentTypeProtobuf
+	c.AcceptContentTypes = runtime.ContentTypeProtobuf + "," + runtime.ContentTypeJSON
+	return kubernetes.NewForConfigAndClient(c, client)
 }

@@ -43,10 +43,13 @@ type Config struct {
 	// RemoteSecrets, when set, reads member clusters from Secrets
 	// labelled source.LabelCluster in the control plane's own cluster.
 	RemoteSecrets *source.Secrets
-	XDSAddress    string
-	DebugAddress  string
-	Writer        WriterOptions
-	XDSTLS        TLSFiles
+	// Profiles, when set, reads member clusters from the fleet's
+	// inventory: ClusterProfiles in the control plane's own cluster.
+	Profiles     *source.Profiles
+	XDSAddress   string
+	DebugAddress string
+	Writer       WriterOptions
+	XDSTLS       TLSFiles
 	// ProvisionGateways makes the write-back leader deploy the Envoys of
 	// Gateway API Gateways of eastwest's classes (GEP-1762; xds serve
 	// --provision-gateways, on by default); without it they are deployed
@@ -133,8 +136,8 @@ func (a *App) setAnchors(t *trust.Anchors) {
 // NewApp builds the control plane and binds its listeners (so that a bad
 // address fails here, and :0 gets its port before Run).
 func NewApp(cfg Config, log *slog.Logger, debugHandler func(*App) http.Handler) (*App, error) {
-	if cfg.Dir == "" && cfg.KubeconfigDir == "" && cfg.RemoteSecrets == nil {
-		return nil, errors.New("a source is required: --dir, --kubeconfig-dir and/or remote secrets (--kubeconfig)")
+	if cfg.Dir == "" && cfg.KubeconfigDir == "" && cfg.RemoteSecrets == nil && cfg.Profiles == nil {
+		return nil, errors.New("a source is required: --dir, --kubeconfig-dir, remote secrets and/or ClusterProfiles (--kubeconfig)")
 	}
 	a := &App{cfg: cfg, log: log, warn: ratelog.New(log, 10*time.Second, 5), Metrics: metrics.New()}
 	a.Metrics.BuildInfo(cmp.Or(cfg.Version, "dev"), cmp.Or(cfg.Revision, "unknown"))
@@ -182,11 +185,14 @@ func NewApp(cfg Config, log *slog.Logger, debugHandler func(*App) http.Handler) 
 		a.dir = source.NewDir(cfg.Dir, log)
 		a.Writer.AddSource(a.sourceName())
 	}
-	if cfg.KubeconfigDir != "" || cfg.RemoteSecrets != nil {
+	if cfg.KubeconfigDir != "" || cfg.RemoteSecrets != nil || cfg.Profiles != nil {
 		a.members = source.NewMembers(cfg.KubeconfigDir, log, a.Writer)
 		a.members.StaleAfter = cfg.StaleAfter
 		if cfg.RemoteSecrets != nil {
 			a.members.WatchSecrets(cfg.RemoteSecrets)
+		}
+		if cfg.Profiles != nil {
+			a.members.WatchProfiles(*cfg.Profiles)
 		}
 		if cfg.WriteBack {
 			a.wb = writeback.New(a.members, log)
@@ -313,6 +319,9 @@ func (a *App) Run(ctx context.Context) error {
 		a.members.Scan(srcCtx)
 		if a.cfg.RemoteSecrets != nil {
 			a.members.ScanSecrets(srcCtx)
+		}
+		if a.cfg.Profiles != nil {
+			a.members.ScanProfiles(srcCtx)
 		}
 		go a.members.Run(srcCtx)
 	}

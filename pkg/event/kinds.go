@@ -9,6 +9,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/validation"
+	cpv1a1 "sigs.k8s.io/cluster-inventory-api/apis/v1alpha1"
 	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
 	mcsv1a1 "sigs.k8s.io/mcs-api/pkg/apis/v1alpha1"
 	mcsv1b1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
@@ -80,6 +81,10 @@ const (
 	// Dynamic is the dynamic client; objects are converted to New's type
 	// before they are cached.
 	Dynamic
+	// Inventory kinds are not read from members: the member registry
+	// reads them from the fleet's inventory in the control plane's own
+	// cluster and gives each member its own (a ClusterProfile).
+	Inventory
 )
 
 // OwnSlicesExcluded is the EndpointSlice informers' label selector: every
@@ -109,10 +114,15 @@ var (
 	gvGrantV1b1     = schema.GroupVersion{Group: gwapiv1.GroupName, Version: "v1beta1"}.WithKind("ReferenceGrant")
 	gvSecret        = schema.GroupVersionKind{Version: "v1", Kind: "Secret"}
 	gvParameters    = provision.GroupVersion.WithKind(provision.KindGatewayParameters)
+	gvProfile       = cpv1a1.GroupVersion.WithKind("ClusterProfile")
 )
 
 // Kinds are the kinds eastwest reads, each version it reads them in.
 var Kinds = []Kind{
+	// A member's ClusterProfile (KEP-4322), from the inventory: its
+	// properties and health, before the member's own ClusterProperties.
+	{GVK: gvProfile, New: func() metav1.Object { return &cpv1a1.ClusterProfile{} }, Namespaced: true, Rank: 0, ValidName: validation.IsDNS1123Subdomain, Stores: MCS,
+		Resource: "clusterprofiles", Client: Inventory},
 	// v1beta1 and v1alpha1 ClusterProperties have the same fields.
 	{GVK: gvProperty, New: func() metav1.Object { return &about.ClusterProperty{} }, Rank: 0, ValidName: validation.IsDNS1123Subdomain, Stores: MCS,
 		Resource: about.Resource, Client: Dynamic, Unread: "its ClusterProperties (cluster ID, ClusterSet, network, region, zone) are not read: it takes its ID from the configuration"},

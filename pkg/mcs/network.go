@@ -239,7 +239,7 @@ func equalClusterInfos(a, b []ClusterInfo) bool {
 			x.TunnelSecret == y.TunnelSecret && x.TunnelError == y.TunnelError && (x.LocalGateway == nil) == (y.LocalGateway == nil) &&
 			(x.LocalGateway == nil || *x.LocalGateway == *y.LocalGateway) && slices.Equal(x.GatewayPods, y.GatewayPods) &&
 			slices.Equal(x.IgnoredGateways, y.IgnoredGateways) && maps.Equal(x.Properties, y.Properties) &&
-			slices.Equal(x.PropertyWarnings, y.PropertyWarnings)
+			slices.Equal(x.PropertyWarnings, y.PropertyWarnings) && (x.Profile == nil) == (y.Profile == nil) && (x.Profile == nil || *x.Profile == *y.Profile)
 	})
 }
 

@@ -40,6 +40,11 @@ type ClusterInfo struct {
 	// the others are left out and named in PropertyWarnings.
 	Properties       map[string]string `json:"properties,omitempty"`
 	PropertyWarnings []string          `json:"propertyWarnings,omitempty"`
+	// Profile is the member's ClusterProfile, when the member comes from
+	// the fleet's inventory: its name and the fleet manager's word on the
+	// member's control plane (shown, never acted on: an unhealthy member
+	// is not drained for it).
+	Profile *ProfileInfo `json:"profile,omitempty"`
 	// Network is the value of the member's network.eastwest.io property:
 	// members on one network reach each other's pods directly. Empty is
 	// the default network.

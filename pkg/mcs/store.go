@@ -9,6 +9,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
+	cpv1a1 "sigs.k8s.io/cluster-inventory-api/apis/v1alpha1"
 	mcsv1a1 "sigs.k8s.io/mcs-api/pkg/apis/v1alpha1"
 	mcsv1b1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 
@@ -55,17 +56,36 @@ type Options struct {
 }
 
 // effectiveProperties are a member's properties as the ClusterSet uses
-// them: its own, less the names only the operator sets, with the
-// operator's values over them; and a warning for each own value ignored.
-func (o Options) effectiveProperties(member string, own map[string]string) (map[string]string, []string) {
+// them, from three places, each winning over the one before:
+//   - the member's own ClusterProperties (a member admin's), less the
+//     names only the operator sets;
+//   - its ClusterProfile's status.properties (the fleet manager's, read
+//     from the inventory namespace the operator names);
+//   - the operator's own (MemberProperties).
+//
+// The profile wins over the member's own objects because it comes from
+// the operator's side of the trust boundary (docs/security.md): a member
+// admin cannot rename the cluster or move it to another region or
+// jurisdiction the fleet manager recorded. Each own value set aside is
+// a warning.
+func (o Options) effectiveProperties(member string, own map[string]string, profile *Profile) (map[string]string, []string) {
 	operator := o.MemberProperties[member]
 	var ignored []string
 	for _, name := range o.OperatorProperties {
-		if v, ok := own[name]; ok && operator[name] != v {
+		if v, ok := own[name]; ok && operator[name] != v && (profile == nil || profile.Properties[name] != v) {
 			ignored = append(ignored, name)
 		}
 	}
-	if len(operator) == 0 && len(ignored) == 0 {
+	var overridden []string
+	if profile != nil {
+		for name, v := range profile.Properties {
+			if ov, ok := own[name]; ok && ov != v && !slices.Contains(ignored, name) && operator[name] == "" {
+				overridden = append(overridden, name)
+			}
+		}
+		slices.Sort(overridden)
+	}
+	if len(operator) == 0 && len(ignored) == 0 && (profile == nil || len(profile.Properties) == 0) {
 		return own, nil
 	}
 	out := maps.Clone(own)
@@ -76,6 +96,12 @@ func (o Options) effectiveProperties(member string, own map[string]string) (map[
 	for _, name := range ignored {
 		warnings = append(warnings, fmt.Sprintf("property %s=%q of the member ignored: only the operator sets %s (--operator-properties)", name, own[name], name))
 		delete(out, name)
+	}
+	for _, name := range overridden {
+		warnings = append(warnings, fmt.Sprintf("property %s=%q of the member overridden by its ClusterProfile %s (%q)", name, own[name], profile.Name, profile.Properties[name]))
+	}
+	if profile != nil {
+		maps.Copy(out, profile.Properties)
 	}
 	maps.Copy(out, operator)
 	return out, warnings
@@ -118,6 +144,9 @@ type member struct {
 	id         ClusterID // empty while left out of the merge
 	err        string
 	properties map[string]string
+	// profile is the member's ClusterProfile, from the inventory (nil:
+	// none).
+	profile *Profile
 	// props are its properties within the bounds (ClusterInfo's).
 	props      map[string]string
 	namespaces map[string]bool // namespace -> exists and is not terminating
@@ -167,7 +196,7 @@ func (s *Store) TunnelSecrets() map[string]string {
 // checked for uniqueness or form: that is the next Flush's).
 func (s *Store) MemberID(member string) ClusterID {
 	if m := s.members[member]; m != nil {
-		props, _ := s.opts.effectiveProperties(member, m.properties)
+		props, _ := s.opts.effectiveProperties(member, m.properties, m.profile)
 		if v, ok := props[about.PropertyClusterID]; ok {
 			return ClusterID(v)
 		}
@@ -286,6 +315,12 @@ func (s *Store) Apply(ev event.Event) error {
 		s.setExport(m, key, del, func() *Export { return exportFromV1alpha1(o) })
 	case *discoveryv1.EndpointSlice:
 		s.setSlice(m, key, o, del)
+	case *cpv1a1.ClusterProfile:
+		m.profile = nil
+		if !del {
+			m.profile = profileFrom(o)
+		}
+		s.clustersDirty = true
 	case *about.ClusterProperty:
 		if del {
 			delete(m.properties, o.Name)
@@ -530,15 +565,17 @@ func (m *member) input(key ServiceKey) ClusterInput {
 // of a smaller name, or that belongs to another ClusterSet is left out of
 // the merge with the reason.
 func (s *Store) resolveClusters() bool {
-	names := slices.Sorted(maps.Keys(s.members))
+	names := slices.SortedFunc(maps.Keys(s.members), s.olderFirst)
 	taken := map[ClusterID]string{}
+	// claimed are, by ID, the members left out for claiming a taken ID.
+	claimed := map[ClusterID][]string{}
 	var ordered []*member
 	var infos []ClusterInfo
 	var problems [][]string
 	var noTunnels []string
 	for _, name := range names {
 		m := s.members[name]
-		props, ignored := s.opts.effectiveProperties(name, m.properties)
+		props, ignored := s.opts.effectiveProperties(name, m.properties, m.profile)
 		id := ClusterID(name)
 		if v, ok := props[about.PropertyClusterID]; ok {
 			id = ClusterID(v)
@@ -550,6 +587,10 @@ func (s *Store) resolveClusters() bool {
 			m.err = fmt.Sprintf("cluster ID %q is not an RFC 1123 DNS label: %s", id, validation.IsDNS1123Label(string(id))[0])
 		case taken[id] != "":
 			m.err = fmt.Sprintf("cluster ID %q is already used by member %q", id, taken[id])
+			if m.profile != nil {
+				m.err += " (whose ClusterProfile is older, or who has none)"
+			}
+			claimed[id] = append(claimed[id], name)
 		case s.opts.ClusterSet != "" && set != "" && set != s.opts.ClusterSet:
 			m.err = fmt.Sprintf("member belongs to ClusterSet %q, not %q", set, s.opts.ClusterSet)
 		default:
@@ -561,7 +602,7 @@ func (s *Store) resolveClusters() bool {
 		if !declared {
 			network = s.opts.Networks[name]
 		}
-		info := ClusterInfo{Member: name, ID: m.id, ClusterSet: set, Error: m.err, Network: network}
+		info := ClusterInfo{Member: name, ID: m.id, ClusterSet: set, Error: m.err, Network: network, Profile: m.profile.info()}
 		info.Properties, info.PropertyWarnings = boundedProperties(props, m.id, network)
 		info.PropertyWarnings = append(ignored, info.PropertyWarnings...)
 		m.props = info.Properties
@@ -579,6 +620,11 @@ func (s *Store) resolveClusters() bool {
 		infos, problems, noTunnels = append(infos, info), append(problems, why), append(noTunnels, noTunnel)
 	}
 	reportUnreachable(infos, problems, noTunnels)
+	for i := range infos {
+		for _, other := range claimed[infos[i].ID] {
+			infos[i].PropertyWarnings = append(infos[i].PropertyWarnings, fmt.Sprintf("cluster ID %q is claimed by member %q too: left out", infos[i].ID, other))
+		}
+	}
 	slices.SortFunc(ordered, func(a, b *member) int {
 		switch {
 		case a.id < b.id:

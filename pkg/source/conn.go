@@ -2,6 +2,8 @@ package source
 
 import (
 	"context"
+	"io"
+	"net/http"
 	"sync/atomic"
 	"time"
 
@@ -77,26 +79,77 @@ func NewConn(member, origin string, generation int64, cfg *rest.Config) (*Conn, 
 	cfg = rest.CopyConfig(cfg)
 	cfg.QPS, cfg.Burst = memberQPS, memberBurst
 	c := &Conn{Member: member, Origin: origin, Generation: generation, Config: cfg}
-	var err error
-	if c.Core, err = kubeclient.Core(cfg); err != nil {
+	// One HTTP client (one connection pool, one credential) for every
+	// client of the member.
+	hc, err := httpClient(cfg)
+	if err != nil {
 		return nil, err
 	}
-	if c.MCS, err = mcsclient.NewForConfig(cfg); err != nil {
+	if c.Core, err = kubeclient.CoreFor(cfg, hc); err != nil {
 		return nil, err
 	}
-	if c.Dynamic, err = dynamic.NewForConfig(cfg); err != nil {
+	if c.MCS, err = mcsclient.NewForConfigAndClient(cfg, hc); err != nil {
 		return nil, err
 	}
-	if c.Gateway, err = gwclient.NewForConfig(cfg); err != nil {
+	if c.Dynamic, err = dynamic.NewForConfigAndClient(cfg, hc); err != nil {
+		return nil, err
+	}
+	if c.Gateway, err = gwclient.NewForConfigAndClient(cfg, hc); err != nil {
 		return nil, err
 	}
 	pc := rest.CopyConfig(cfg)
 	pc.Timeout = 2 * time.Second
-	if c.probe, err = kubernetes.NewForConfig(pc); err != nil {
+	phc, err := httpClient(pc)
+	if err != nil {
+		return nil, err
+	}
+	if c.probe, err = kubernetes.NewForConfigAndClient(pc, phc); err != nil {
 		return nil, err
 	}
 	return c, nil
 }
+
+// httpClient is client-go's HTTP client for cfg, sending a request the
+// apiserver refused as Unauthorized once more. client-go's exec
+// credential plugins (a ClusterProfile's) get a new credential when one is
+// refused, so a credential rotated and revoked before it expired costs no
+// failed request: the retry carries the new one. (A static token refused
+// is refused again: one more request.)
+func httpClient(cfg *rest.Config) (*http.Client, error) {
+	hc, err := rest.HTTPClientFor(cfg)
+	if err != nil {
+		return nil, err
+	}
+	hc.Transport = retryUnauthorized{hc.Transport}
+	return hc, nil
+}
+
+// retryUnauthorized sends a request refused with 401 once more.
+type retryUnauthorized struct{ next http.RoundTripper }
+
+func (r retryUnauthorized) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := r.next.RoundTrip(req)
+	if err != nil || resp.StatusCode != http.StatusUnauthorized || (req.Body != nil && req.Body != http.NoBody && req.GetBody == nil) {
+		return resp, err
+	}
+	again := req.Clone(req.Context())
+	// client-go's exec wrapper writes the credential into the request
+	// it is given: the retry goes without it, for the wrapper to put in
+	// the refreshed one.
+	again.Header.Del("Authorization")
+	if req.GetBody != nil {
+		if again.Body, err = req.GetBody(); err != nil {
+			return resp, nil //nolint:nilerr // the first answer stands
+		}
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	_ = resp.Body.Close()
+	return r.next.RoundTrip(again)
+}
+
+// Unwrap returns the transport it wraps, for client-go's transport
+// helpers that walk wrappers.
+func (r retryUnauthorized) Unwrap() http.RoundTripper { return r.next }
 
 // Capabilities returns what the last discovery found; ok is false until
 // the member's source has discovered it once.

@@ -20,6 +20,7 @@ import (
 	"k8s.io/client-go/dynamic/dynamicinformer"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/tools/cache"
+	cpv1a1 "sigs.k8s.io/cluster-inventory-api/apis/v1alpha1"
 	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
 	gwinformers "sigs.k8s.io/gateway-api/pkg/client/informers/externalversions"
 	mcsv1b1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
@@ -45,8 +46,12 @@ type ClusterStatus struct {
 	// time the member's access (kubeconfig, credentials) changes.
 	Generation int64 `json:"generation"`
 	// Origin is where the member's access comes from: dir (the
-	// kubeconfig folder) or secrets (remote Secrets).
+	// kubeconfig folder), secrets (remote Secrets) or profiles
+	// (ClusterProfiles).
 	Origin string `json:"origin,omitempty"`
+	// AccessError says why the member's access, as its origin gives it
+	// now, cannot be used: the last good connection stays in use.
+	AccessError string `json:"accessError,omitempty"`
 	// ExportVersion is the ServiceExport version read (v1beta1 when the
 	// cluster serves it).
 	ExportVersion string    `json:"exportVersion,omitempty"`
@@ -89,6 +94,31 @@ type KubeCluster struct {
 	// version, to diff a resync.
 	sent    map[kubeKey]string
 	drained bool
+	// synced is set once a sync was sent; profile is the member's
+	// ClusterProfile as the inventory gave it (nil: none), sent with
+	// every sync and on its own when it changes after.
+	synced  bool
+	profile *cpv1a1.ClusterProfile
+}
+
+// setProfile gives the member its ClusterProfile (trimmed; nil: none),
+// sent at once when it changed and the member has synced.
+func (k *KubeCluster) setProfile(p *cpv1a1.ClusterProfile) {
+	k.gate.Lock()
+	defer k.gate.Unlock()
+	if profileEqual(k.profile, p) {
+		return
+	}
+	old := k.profile
+	k.profile = p
+	if k.closed || !k.synced {
+		return
+	}
+	ev := event.Event{Member: k.member, Op: event.OpUpsert, Object: p}
+	if p == nil {
+		ev = event.Event{Member: k.member, Op: event.OpDelete, Object: old}
+	}
+	k.sink(k.record([]event.Event{ev}), nil)
 }
 
 type kubeKey struct {
@@ -310,7 +340,7 @@ func (k *KubeCluster) newInformers(caps Capabilities) (informerSet, error) {
 	var set informerSet
 	for _, kd := range event.Kinds {
 		gvr, ok := caps.Resources[kd.GVK.GroupKind()]
-		if !ok || gvr.Version != kd.GVK.Version {
+		if !ok || gvr.Version != kd.GVK.Version || kd.Client == event.Inventory {
 			continue // not served, not granted, or read in another version
 		}
 		key := factoryKey{client: kd.Client, group: kd.GVK.Group, label: kd.LabelSelector, field: kd.FieldSelector}
@@ -493,7 +523,7 @@ func (k *KubeCluster) discover(ctx context.Context) (Capabilities, error) {
 	served := map[schema.GroupVersion][]metav1.APIResource{}
 	for _, kd := range event.Kinds {
 		gk, gv := kd.GVK.GroupKind(), kd.GVK.GroupVersion()
-		if caps.Reads(gk) {
+		if caps.Reads(gk) || kd.Client == event.Inventory {
 			continue // a preferred version is served
 		}
 		res, ok := served[gv]
@@ -515,7 +545,7 @@ func (k *KubeCluster) discover(ctx context.Context) (Capabilities, error) {
 		if kd.Required && !ok {
 			return Capabilities{}, fmt.Errorf("the cluster serves no %s %s: %s", gk.Group, kd.GVK.Kind, kd.Unread)
 		}
-		if !ok || kd.Required || gvr.Version != kd.GVK.Version {
+		if !ok || kd.Required || gvr.Version != kd.GVK.Version || kd.Client == event.Inventory {
 			// A required kind's informer fails its first list,
 			// saying why, where it is not granted.
 			continue
@@ -554,8 +584,15 @@ func (k *KubeCluster) sendSync(sis []cache.SharedIndexInformer) {
 	}
 	evs := []event.Event{{Member: k.member, Op: event.OpJoin}}
 	seen := map[kubeKey]bool{}
+	lists := make([][]any, 0, len(sis)+1)
+	if k.profile != nil {
+		lists = append(lists, []any{k.profile})
+	}
 	for _, si := range sis {
-		for _, o := range si.GetStore().List() {
+		lists = append(lists, si.GetStore().List())
+	}
+	for _, list := range lists {
+		for _, o := range list {
 			ev := k.event(event.OpUpsert, o)
 			if ev.Object == nil {
 				continue
@@ -574,7 +611,7 @@ func (k *KubeCluster) sendSync(sis []cache.SharedIndexInformer) {
 		}
 	}
 	k.record(evs)
-	k.drained = false
+	k.drained, k.synced = false, true
 	k.sink(evs, nil)
 }
 

@@ -3,7 +3,9 @@ package source
 import (
 	"context"
 	"crypto/sha256"
+	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -14,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	cpv1a1 "sigs.k8s.io/cluster-inventory-api/apis/v1alpha1"
 
 	"github.com/eastwest-dev/eastwest/pkg/event"
 )
@@ -49,12 +52,16 @@ type Members struct {
 
 	mu      sync.Mutex
 	members map[string]*runningMember
+	// invalid are the members whose access cannot be used (and that have
+	// no connection of the same origin), by name.
+	invalid map[string]invalid
 	// generations is the last generation of each member name's Conn.
 	generations map[string]int64
 	// running counts the members' goroutines, stopped or not.
 	running sync.WaitGroup
 
-	secrets *Secrets
+	secrets  *Secrets
+	profiles *profileWatch
 	// StaleAfter is given to every member (see KubeCluster.StaleAfter).
 	StaleAfter time.Duration
 	// onSynced is called with a member's name after each of its syncs.
@@ -71,7 +78,7 @@ type runningMember struct {
 
 // NewMembers returns the member registry of a folder.
 func NewMembers(dir string, log *slog.Logger, out SinkFor) *Members {
-	return &Members{dir: dir, log: log, out: out, poll: 2 * time.Second, members: map[string]*runningMember{}, generations: map[string]int64{}}
+	return &Members{dir: dir, log: log, out: out, poll: 2 * time.Second, members: map[string]*runningMember{}, invalid: map[string]invalid{}, generations: map[string]int64{}}
 }
 
 // OnSynced makes f be called with a member's name each time its source
@@ -109,8 +116,17 @@ func (d *Members) Statuses() []ClusterStatus {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	var out []ClusterStatus
-	for _, m := range d.members {
-		out = append(out, m.cluster.Status())
+	for name, m := range d.members {
+		st := m.cluster.Status()
+		if inv, ok := d.invalid[name]; ok {
+			st.AccessError = inv.err.Error()
+		}
+		out = append(out, st)
+	}
+	for name, inv := range d.invalid {
+		if _, ok := d.members[name]; !ok {
+			out = append(out, ClusterStatus{Member: name, State: StateFailing, Origin: inv.origin, LastError: inv.err.Error(), Failures: 1, Since: inv.since})
+		}
 	}
 	slices.SortFunc(out, func(a, b ClusterStatus) int { return strings.Compare(a.Member, b.Member) })
 	return out
@@ -149,15 +165,59 @@ func (d *Members) Scan(ctx context.Context) {
 // kept meanwhile). A name provided by two origins is used once, from the
 // first origin that set it.
 func (d *Members) Set(ctx context.Context, origin string, kubeconfigs map[string][]byte) {
+	want := make(map[string]access, len(kubeconfigs))
+	for name, b := range kubeconfigs {
+		a := access{hash: sha256.Sum256(b)}
+		if a.cfg, a.err = clientcmd.RESTConfigFromKubeConfig(b); a.err != nil {
+			// The error names the member, never its credentials.
+			a.err = fmt.Errorf("cannot use kubeconfig: %w", a.err)
+		}
+		want[name] = a
+	}
+	d.setAccess(ctx, origin, want)
+}
+
+// access is how to reach one member, as its origin gives it.
+type access struct {
+	// hash changes whenever the access does (a new Conn is made then).
+	hash [32]byte
+	cfg  *rest.Config
+	// err is why the origin's access cannot be used: the member keeps
+	// the connection it has, if any, and shows the error.
+	err error
+	// profile is the member's ClusterProfile (from the inventory).
+	profile *cpv1a1.ClusterProfile
+}
+
+// invalid is a member whose access cannot be used, shown in Statuses.
+type invalid struct {
+	origin string
+	err    error
+	since  time.Time
+}
+
+// setAccess declares the members one origin provides; see Set.
+func (d *Members) setAccess(ctx context.Context, origin string, want map[string]access) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	for name, inv := range d.invalid {
+		if a, ok := want[name]; inv.origin == origin && (!ok || a.err == nil) {
+			delete(d.invalid, name)
+		}
+	}
 	handover := map[string]map[kubeKey]string{}
 	for name, m := range d.members {
 		if m.origin != origin {
 			continue
 		}
-		b, ok := kubeconfigs[name]
-		if ok && sha256.Sum256(b) == m.hash {
+		a, ok := want[name]
+		if ok && (a.hash == m.hash || a.err != nil) {
+			// Unchanged, or changed into something unusable: the
+			// member keeps the connection it has.
+			if a.err != nil {
+				d.noteInvalid(name, origin, a.err)
+			}
+			m.cluster.setProfile(trimProfile(a.profile))
 			continue
 		}
 		// The old run stops on its own; it sends nothing from now on.
@@ -171,7 +231,8 @@ func (d *Members) Set(ctx context.Context, origin string, kubeconfigs map[string
 		}
 		handover[name] = m.cluster.close()
 	}
-	for name, b := range kubeconfigs {
+	for _, name := range slices.Sorted(maps.Keys(want)) {
+		a := want[name]
 		if m, ok := d.members[name]; ok {
 			if m.origin != origin {
 				d.log.Warn("member cluster defined twice: the first definition is used", "member", name, "used", m.origin, "ignored", origin)
@@ -179,27 +240,34 @@ func (d *Members) Set(ctx context.Context, origin string, kubeconfigs map[string
 			continue
 		}
 		if msgs := validation.IsDNS1123Subdomain(name); len(msgs) > 0 {
-			d.log.Error("member name is not a DNS subdomain", "member", name, "origin", origin, "reason", msgs[0])
+			a.err = fmt.Errorf("member name is not a DNS subdomain: %s", msgs[0])
+		}
+		if a.err != nil {
+			d.noteInvalid(name, origin, a.err)
 			continue
 		}
-		cfg, err := clientcmd.RESTConfigFromKubeConfig(b)
-		if err != nil {
-			// The error names the member, never its credentials.
-			d.log.Error("cannot use kubeconfig", "member", name, "origin", origin, "err", err)
-			continue
-		}
-		d.start(ctx, name, origin, sha256.Sum256(b), cfg, handover[name])
+		d.start(ctx, name, origin, a, handover[name])
 	}
+}
+
+// noteInvalid records (and logs, once per error) a member's access that
+// cannot be used; called with d.mu held.
+func (d *Members) noteInvalid(name, origin string, err error) {
+	if inv, ok := d.invalid[name]; ok && inv.err.Error() == err.Error() {
+		return
+	}
+	d.log.Error("member cluster's access cannot be used", "member", name, "origin", origin, "err", err)
+	d.invalid[name] = invalid{origin: origin, err: err, since: time.Now()}
 }
 
 // start makes a member's next Conn and runs its source on it; sent is
 // what its predecessor told the Store (nil for a new member). Called
 // with d.mu held.
-func (d *Members) start(ctx context.Context, name, origin string, hash [32]byte, cfg *rest.Config, sent map[kubeKey]string) {
+func (d *Members) start(ctx context.Context, name, origin string, a access, sent map[kubeKey]string) {
 	d.generations[name]++
-	conn, err := NewConn(name, origin, d.generations[name], cfg)
+	conn, err := NewConn(name, origin, d.generations[name], a.cfg)
 	if err != nil {
-		d.log.Error("cannot use kubeconfig", "member", name, "origin", origin, "err", err)
+		d.noteInvalid(name, origin, err)
 		return
 	}
 	src := KubeSourceName(name)
@@ -208,6 +276,7 @@ func (d *Members) start(ctx context.Context, name, origin string, hash [32]byte,
 	}
 	kc := NewKubeCluster(conn, d.log, d.out.Sink(src))
 	kc.StaleAfter = d.StaleAfter
+	kc.profile = trimProfile(a.profile)
 	if sent != nil {
 		kc.sent = sent
 	}
@@ -215,7 +284,7 @@ func (d *Members) start(ctx context.Context, name, origin string, hash [32]byte,
 		kc.onSynced = func() { d.onSynced(name) }
 	}
 	mctx, cancel := context.WithCancel(ctx)
-	d.members[name] = &runningMember{hash: hash, origin: origin, conn: conn, cluster: kc, cancel: cancel}
+	d.members[name] = &runningMember{hash: a.hash, origin: origin, conn: conn, cluster: kc, cancel: cancel}
 	d.running.Go(func() { kc.Run(mctx) })
 	if sent == nil {
 		d.log.Info("member cluster added", "member", name, "origin", origin)
@@ -229,6 +298,9 @@ func (d *Members) start(ctx context.Context, name, origin string, hash [32]byte,
 func (d *Members) Run(ctx context.Context) {
 	t := time.NewTicker(d.poll)
 	defer t.Stop()
+	if d.profiles != nil {
+		d.running.Go(func() { d.runProfiles(ctx) })
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -243,6 +315,9 @@ func (d *Members) Run(ctx context.Context) {
 			d.Scan(ctx)
 			if d.secrets != nil {
 				d.scanSecrets(ctx)
+			}
+			if d.profiles != nil {
+				d.scanProfiles(ctx)
 			}
 		}
 	}

@@ -551,6 +551,25 @@ func GatewayCRDs() ([][]byte, error) {
 	return gatewayDocs, gatewayErr
 }
 
+// ClusterProfileCRDs reads the ClusterProfile CRD (KEP-4322) of the
+// sigs.k8s.io/cluster-inventory-api release eastwest's go.mod requires,
+// from the module cache.
+func ClusterProfileCRDs() ([][]byte, error) {
+	out, err := exec.Command("go", "list", "-m", "-json", "sigs.k8s.io/cluster-inventory-api").Output()
+	if err != nil {
+		return nil, fmt.Errorf("locate sigs.k8s.io/cluster-inventory-api: %w", err)
+	}
+	var mod struct{ Dir string }
+	if err := json.Unmarshal(out, &mod); err != nil || mod.Dir == "" {
+		return nil, fmt.Errorf("locate sigs.k8s.io/cluster-inventory-api: %w (run go mod download)", err)
+	}
+	b, err := os.ReadFile(filepath.Join(mod.Dir, "config", "crd", "bases", "multicluster.x-k8s.io_clusterprofiles.yaml"))
+	if err != nil {
+		return nil, err
+	}
+	return [][]byte{b}, nil
+}
+
 var (
 	metav1CreateOptions = metav1.CreateOptions{}
 	metav1GetOptions    = metav1.GetOptions{}
