@@ -45,7 +45,7 @@ func TestDocsMetricsArePresentFromTheStart(t *testing.T) {
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
-	kubeOnly := map[string]bool{"source_connection_state": true, "source_connection_failures": true, "writeback_member_failures_total": true}
+	kubeOnly := map[string]bool{"source_connection_state": true, "source_connection_failures": true, "writeback_member_failures_total": true, "member_profile_control_plane_healthy": true}
 	for _, n := range names[1:] { // the first is the prefix, eastwest_
 		name := "eastwest_" + n[1]
 		if kubeOnly[n[1]] {

@@ -90,6 +90,10 @@ func printMembers(w io.Writer, v debug.ClustersView, now time.Time) {
 			}
 		}
 		problems = append(problems, m.PropertyWarnings...)
+		if p := m.Profile; p != nil && !p.Healthy() {
+			// Shown, never acted on: the member stays in the merge.
+			problems = append(problems, fmt.Sprintf("ClusterProfile %s: ControlPlaneHealthy %s %s", p.Name, p.Status, strings.TrimSpace(p.Reason+" "+p.Message)))
+		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.Member, orDash(string(m.ID)), orDash(m.ClusterSet), merged, conn,
 			mcs.NetworkName(m.Network), gateways(m), orDash(strings.Join(problems, "; ")))
 	}

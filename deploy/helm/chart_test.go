@@ -3,6 +3,7 @@ package helm
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -17,6 +18,7 @@ import (
 	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/restmapper"
 
+	cpaccess "sigs.k8s.io/cluster-inventory-api/pkg/access"
 	mcscrd "sigs.k8s.io/mcs-api/config/crd"
 
 	"github.com/eastwest-dev/eastwest/deploy/crds"
@@ -513,5 +515,52 @@ func TestExposureValues(t *testing.T) {
 	}
 	if strings.Contains(str(objs("--set", "gateway.drainSeconds=0")["Deployment/eastwest-gateway"], "spec", "template", "spec", "containers"), "preStop") {
 		t.Error("drainSeconds=0 still drains")
+	}
+}
+
+// controlPlane.members.clusterProfiles reads members from an inventory
+// namespace: xds serve gets the inventory flags, the providers file is a
+// ConfigMap the library reads, the control plane may read that
+// namespace's ClusterProfiles and get the plugins' Secrets, the plugins
+// come from an init container; without a namespace or a provider the
+// render fails, saying which.
+func TestClusterProfileValues(t *testing.T) {
+	providers := `controlPlane.members.clusterProfiles.providers=[{"name":"secretreader","execConfig":{"apiVersion":"client.authentication.k8s.io/v1","command":"/etc/eastwest/plugins/secretreader-plugin","provideClusterInfo":true}}]`
+	objs := map[string]unstructured.Unstructured{}
+	for _, u := range decode(t, render(t, nil, "--set", "controlPlane.members.remoteSecrets=false,controlPlane.members.clusterProfiles.enabled=true,controlPlane.members.clusterProfiles.namespace=fleet,controlPlane.members.clusterProfiles.clusterManager=ocm,controlPlane.members.clusterProfiles.plugins.image=reg.example/plugins:v1,controlPlane.members.clusterProfiles.plugins.paths={/bin/secretreader-plugin}",
+		"--set-json", providers)) {
+		objs[u.GetKind()+"/"+u.GetNamespace()+"/"+u.GetName()] = u
+	}
+	dep := objs["Deployment/"+namespace+"/eastwest"]
+	b, _ := json.Marshal(dep.Object)
+	for _, want := range []string{"--inventory-namespace=fleet", "--cluster-manager=ocm", "--clusterprofile-provider-file=/etc/eastwest/clusterprofile/providers.json", `"image":"reg.example/plugins:v1"`, `"/bin/secretreader-plugin"`} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("the Deployment lacks %s", want)
+		}
+	}
+	cm := objs["ConfigMap/"+namespace+"/eastwest-clusterprofile-providers"]
+	file, _, _ := unstructured.NestedString(cm.Object, "data", "providers.json")
+	path := filepath.Join(t.TempDir(), "providers.json")
+	if err := os.WriteFile(path, []byte(file), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if cfg, err := cpaccess.NewFromFile(path); err != nil || len(cfg.Providers) != 1 || cfg.Providers[0].ExecConfig == nil || !cfg.Providers[0].ExecConfig.ProvideClusterInfo {
+		t.Errorf("the providers file %s does not read as the library's: %+v, %v", file, cfg, err)
+	}
+	role := objs["Role/fleet/eastwest-inventory"]
+	if rb, _ := json.Marshal(role.Object); !strings.Contains(string(rb), "clusterprofiles") {
+		t.Errorf("no Role to read the inventory's ClusterProfiles: %s", rb)
+	}
+	if rb, _ := json.Marshal(objs["Role/"+namespace+"/eastwest-control-plane"].Object); !strings.Contains(string(rb), `"resources":["secrets"],"verbs":["get"]`) {
+		t.Errorf("the plugins may not get their Secrets: %s", rb)
+	}
+	for set, want := range map[string]string{
+		"controlPlane.members.clusterProfiles.enabled=true": "name the inventory namespace",
+		"controlPlane.members.clusterProfiles.enabled=true,controlPlane.members.clusterProfiles.namespace=fleet": "name at least one access provider",
+	} {
+		out, err := helm(t, "template", "eastwest", chart, "--namespace", namespace, "--set", set)
+		if err == nil || !strings.Contains(string(out)+err.Error(), want) {
+			t.Errorf("--set %s: %v, want a failure saying %q", set, err, want)
+		}
 	}
 }

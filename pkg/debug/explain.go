@@ -43,6 +43,10 @@ type Explanation struct {
 	// Members are the properties of the members that export or import
 	// the service (what its cluster selectors match).
 	Members map[mcs.ClusterID]map[string]string `json:"members,omitempty"`
+	// Profiles are, for the same members, their ClusterProfiles when they
+	// come from the fleet's inventory: the fleet manager's word on their
+	// control planes (shown, never acted on).
+	Profiles map[mcs.ClusterID]*mcs.ProfileInfo `json:"profiles,omitempty"`
 	MCS     ServiceView                         `json:"mcs"`
 	Views   []ViewExplanation                   `json:"views"`
 	Clients []ClientResources                   `json:"clients"`
@@ -128,7 +132,7 @@ func (h *Handler) explainIn(key mcs.ServiceKey, only func(view string) bool) (Ex
 	if st == nil {
 		return Explanation{}, errNotExported(key)
 	}
-	e := Explanation{Service: key.String(), Generation: s.Generation, MCS: serviceView(st), Clients: []ClientResources{}, Members: memberProperties(s.State, st)}
+	e := Explanation{Service: key.String(), Generation: s.Generation, MCS: serviceView(st), Clients: []ClientResources{}, Members: memberProperties(s.State, st), Profiles: memberProfiles(s.State, st)}
 	noServiceHints(&e, s, st)
 	names := map[string]bool{}
 	if st.Import != nil {
@@ -217,6 +221,24 @@ func memberProperties(state *mcs.State, st *mcs.ServiceState) map[mcs.ClusterID]
 		in := st.Export(c.ID) != nil || st.Import != nil && slices.Contains(st.Import.ImportedIn, c.ID)
 		if in {
 			out[c.ID] = c.Properties
+		}
+	}
+	return out
+}
+
+// memberProfiles are the ClusterProfiles of the members that export or
+// import a service.
+func memberProfiles(state *mcs.State, st *mcs.ServiceState) map[mcs.ClusterID]*mcs.ProfileInfo {
+	var out map[mcs.ClusterID]*mcs.ProfileInfo
+	for _, c := range state.Clusters {
+		if c.ID == "" || c.Profile == nil {
+			continue
+		}
+		if st.Export(c.ID) != nil || st.Import != nil && slices.Contains(st.Import.ImportedIn, c.ID) {
+			if out == nil {
+				out = map[mcs.ClusterID]*mcs.ProfileInfo{}
+			}
+			out[c.ID] = c.Profile
 		}
 	}
 	return out
@@ -525,16 +547,31 @@ func (e Explanation) WriteText(w io.Writer) {
 		fmt.Fprintf(w, "as node %s (view %s) sees it; without --node, every view\n", e.Node, e.NodeView)
 	}
 	fmt.Fprintln(w)
-	if len(e.Members) > 0 {
-		fmt.Fprintln(w, "0. Members' properties (About API ClusterProperties)")
-		for _, id := range slices.Sorted(maps.Keys(e.Members)) {
+	if len(e.Members) > 0 || len(e.Profiles) > 0 {
+		fmt.Fprintln(w, "0. Members' properties (About API ClusterProperties, ClusterProfiles)")
+		ids := slices.Collect(maps.Keys(e.Members))
+		for id := range e.Profiles {
+			if _, ok := e.Members[id]; !ok {
+				ids = append(ids, id)
+			}
+		}
+		slices.Sort(ids)
+		for _, id := range ids {
 			var kv []string
 			for _, k := range slices.Sorted(maps.Keys(e.Members[id])) {
 				if k != about.PropertyClusterID {
 					kv = append(kv, k+"="+e.Members[id][k])
 				}
 			}
-			fmt.Fprintf(w, "   %s  %s\n", id, strings.Join(kv, ", "))
+			line := fmt.Sprintf("   %s  %s", id, strings.Join(kv, ", "))
+			if p := e.Profiles[id]; p != nil {
+				line += fmt.Sprintf("  (ClusterProfile %s: ControlPlaneHealthy %s", p.Name, p.Status)
+				if !p.Healthy() {
+					line += ", shown only: the member still serves"
+				}
+				line += ")"
+			}
+			fmt.Fprintln(w, strings.TrimRight(line, " "))
 		}
 		fmt.Fprintln(w)
 	}

@@ -44,7 +44,9 @@ type Metrics struct {
 	// wb are the write-back's readings (zero without a write-back).
 	// wbFailures counts the write-back's failed passes per member.
 	wbFailures *prometheus.CounterVec
-	wb         struct {
+	// profileHealth is each profiled member's ControlPlaneHealthy.
+	profileHealth *prometheus.GaugeVec
+	wb            struct {
 		mu               sync.Mutex
 		pending          func() int
 		writes           func() int64
@@ -104,6 +106,8 @@ func New() *Metrics {
 			Help: "1 for each Kubernetes member cluster's connection state (connecting, synced, failing, stopped)."}, []string{"member", "state"}),
 		connFailures: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "source_connection_failures",
 			Help: "Connection failures of each Kubernetes member cluster since it was added."}, []string{"member"}),
+		profileHealth: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "member_profile_control_plane_healthy",
+			Help: "1 for each member from a ClusterProfile, labelled with its ControlPlaneHealthy status (True, False or Unknown): the fleet manager's word, shown and never acted on."}, []string{"member", "status"}),
 		wbFailures: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "writeback_member_failures_total",
 			Help: "Write-back passes that failed in each member (each is retried alone, after a backoff: see /debug/writeback)."}, []string{"member"}),
 		gatewayConds: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "gatewayapi_status_conditions",
@@ -112,7 +116,7 @@ func New() *Metrics {
 	}
 	m.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.clients, m.pushes, m.pushLatency, m.nacks, m.refused, m.rejected, m.translate, m.merge, m.publishes,
-		m.clusterState, m.gatewayAddrs, m.ignoredGateways, m.exportConditions, m.imports, m.sourceProblems, m.connections, m.connFailures, m.gatewayConds, m.wbFailures)
+		m.clusterState, m.gatewayAddrs, m.ignoredGateways, m.exportConditions, m.imports, m.sourceProblems, m.connections, m.connFailures, m.gatewayConds, m.wbFailures, m.profileHealth)
 	// Every series whose labels are known in advance exists from the
 	// start, at zero: dashboards and alerts see 0, not "no data", on a
 	// quiet server.
@@ -266,6 +270,12 @@ func (m *Metrics) Clusters(clusters []mcs.ClusterInfo) {
 	m.ignoredGateways.Reset()
 	for _, c := range clusters {
 		m.ignoredGateways.WithLabelValues(c.Member).Set(float64(len(c.IgnoredGateways)))
+	}
+	m.profileHealth.Reset()
+	for _, c := range clusters {
+		if c.Profile != nil {
+			m.profileHealth.WithLabelValues(c.Member, c.Profile.Status).Set(1)
+		}
 	}
 }
 

@@ -256,7 +256,7 @@ func (d *Members) noteInvalid(name, origin string, err error) {
 	if inv, ok := d.invalid[name]; ok && inv.err.Error() == err.Error() {
 		return
 	}
-	d.log.Error("member cluster's access cannot be used", "member", name, "origin", origin, "err", err)
+	d.log.Warn("member cluster's access cannot be used", "member", name, "origin", origin, "err", err)
 	d.invalid[name] = invalid{origin: origin, err: err, since: time.Now()}
 }
 

@@ -109,6 +109,11 @@ func (d *Members) runProfiles(ctx context.Context) {
 	w := d.profiles
 	w.factory.Start(ctx.Done())
 	defer w.factory.Shutdown()
+	// Changes seen during the first list come before the informer has
+	// synced: scan once it has.
+	if cache.WaitForCacheSync(ctx.Done(), w.informer.HasSynced) {
+		d.scanProfiles(ctx)
+	}
 	for {
 		select {
 		case <-ctx.Done():

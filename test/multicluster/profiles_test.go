@@ -233,10 +233,12 @@ func TestClusterProfiles(t *testing.T) {
 	app := cptest.StartWith(t, controlplane.Config{WriteBack: true, Resync: time.Minute,
 		Profiles: &source.Profiles{Client: inv.cp, Namespace: inv.ns, ClusterManager: "test-fleet", ProviderFile: inv.provider}})
 
-	created := time.Now()
 	inv.profile(t, "pa", accessTo(t, a.Cluster, "pa"), metav1.ConditionTrue, map[string]string{about.PropertyClusterID: "alpha", about.PropertyRegion: "us-east-1"})
 	inv.profile(t, "pb", accessTo(t, b.Cluster, "pb"), metav1.ConditionTrue, nil)
 	inv.profile(t, "pc", accessTo(t, c.Cluster, "pc"), metav1.ConditionTrue, nil)
+	// (The first ClusterProfile waits 2 s in the apiserver, its CRD being
+	// new: timed from the last one's status.)
+	created := time.Now()
 	for _, name := range []string{"pa", "pb", "pc"} {
 		memberStatus(t, app, name, synced)
 	}
@@ -276,6 +278,20 @@ func TestClusterProfiles(t *testing.T) {
 		})
 		a.slice(t, ns, "api", true, "10.2.0.1", "10.2.0.9")
 		b.mcsSliceHas(t, ns, "api", "10.2.0.9")
+		// xds explain says it beside the member's properties.
+		testkit.Eventually(t, "explain shows pb's health", func() error {
+			code, body := get(t, "http://"+app.DebugAddr()+"/debug/explain?format=json&service="+ns+"/api")
+			var e struct {
+				Profiles map[string]mcs.ProfileInfo `json:"profiles"`
+			}
+			if code != 200 || json.Unmarshal([]byte(body), &e) != nil || e.Profiles["pb"].Status != "False" || e.Profiles["alpha"].Status != "True" {
+				return fmt.Errorf("%d: %s", code, body)
+			}
+			return nil
+		})
+		if v := profileHealthMetric(t, app, "pb"); v != "False" {
+			t.Errorf("eastwest_member_profile_control_plane_healthy for pb: status %q, want False", v)
+		}
 	})
 
 	t.Run("a rotated and revoked token costs no failed write", func(t *testing.T) {
@@ -377,4 +393,29 @@ func (m *member) clusterProperty(t testing.TB, name, value string) {
 	if _, err := m.Dynamic.Resource(about.GroupVersion.WithResource(about.Resource)).Create(ctx, u, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// profileHealthMetric is the status label of a member's
+// eastwest_member_profile_control_plane_healthy series.
+func profileHealthMetric(t testing.TB, app *controlplane.App, name string) string {
+	t.Helper()
+	families, err := app.Metrics.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != "eastwest_member_profile_control_plane_healthy" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["member"] == name {
+				return labels["status"]
+			}
+		}
+	}
+	return ""
 }
