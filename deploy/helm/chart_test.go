@@ -555,7 +555,7 @@ func TestClusterProfileValues(t *testing.T) {
 		t.Errorf("the plugins may not get their Secrets: %s", rb)
 	}
 	for set, want := range map[string]string{
-		"controlPlane.members.clusterProfiles.enabled=true": "name the inventory namespace",
+		"controlPlane.members.clusterProfiles.enabled=true":                                                      "name the inventory namespace",
 		"controlPlane.members.clusterProfiles.enabled=true,controlPlane.members.clusterProfiles.namespace=fleet": "name at least one access provider",
 	} {
 		out, err := helm(t, "template", "eastwest", chart, "--namespace", namespace, "--set", set)

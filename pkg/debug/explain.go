@@ -47,9 +47,9 @@ type Explanation struct {
 	// come from the fleet's inventory: the fleet manager's word on their
 	// control planes (shown, never acted on).
 	Profiles map[mcs.ClusterID]*mcs.ProfileInfo `json:"profiles,omitempty"`
-	MCS     ServiceView                         `json:"mcs"`
-	Views   []ViewExplanation                   `json:"views"`
-	Clients []ClientResources                   `json:"clients"`
+	MCS      ServiceView                        `json:"mcs"`
+	Views    []ViewExplanation                  `json:"views"`
+	Clients  []ClientResources                  `json:"clients"`
 	// Routes are the Gateway API routes that name the service (as a
 	// backend or a mesh parent), with the status eastwest gives them.
 	Routes []RouteExplanation `json:"routes,omitempty"`
