@@ -316,9 +316,6 @@ func (d *Members) Run(ctx context.Context) {
 			if d.secrets != nil {
 				d.scanSecrets(ctx)
 			}
-			if d.profiles != nil {
-				d.scanProfiles(ctx)
-			}
 		}
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"sync"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -49,6 +51,8 @@ type profileWatch struct {
 	factory  cpinformers.SharedInformerFactory
 	// kick asks Run for a scan (a profile changed).
 	kick chan struct{}
+	// mu serializes scans (ScanProfiles at start, runProfiles after).
+	mu sync.Mutex
 	// built are the last accesses built, by member, reused while their
 	// hash holds (the library is not asked again every scan).
 	built map[string]access
@@ -114,13 +118,18 @@ func (d *Members) runProfiles(ctx context.Context) {
 	if cache.WaitForCacheSync(ctx.Done(), w.informer.HasSynced) {
 		d.scanProfiles(ctx)
 	}
+	// The provider file is read again every poll: a changed file
+	// reconnects the members whose access it changes.
+	t := time.NewTicker(d.poll)
+	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-w.kick:
-			d.scanProfiles(ctx)
+		case <-t.C:
 		}
+		d.scanProfiles(ctx)
 	}
 }
 
@@ -143,6 +152,8 @@ func (d *Members) scanProfiles(ctx context.Context) {
 // setProfiles declares the members the profiles give.
 func (d *Members) setProfiles(ctx context.Context, profiles []*cpv1a1.ClusterProfile) {
 	w := d.profiles
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	file, err := os.ReadFile(w.ProviderFile)
 	var providers *cpaccess.Config
 	if err == nil {
