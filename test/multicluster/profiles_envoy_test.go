@@ -1,12 +1,20 @@
 package multicluster
 
 import (
+	"context"
 	"fmt"
+	"net"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	testgrpc "google.golang.org/grpc/interop/grpc_testing"
+	"google.golang.org/grpc/xds"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/eastwest-dev/eastwest/internal/cptest"
@@ -19,13 +27,13 @@ import (
 	"github.com/eastwest-dev/eastwest/test/netns"
 )
 
-// Members from ClusterProfiles, served to a real Envoy: traffic through
-// member ea's gateway keeps flowing, without one failed request, while
-// both members' tokens are rotated and the old ones revoked and the
-// write-back keeps writing; and a profile created is served: from the
-// profile's creation to the Envoy sending the member's traffic (timed
-// over repeated joins, each after the profile was deleted and its
-// member drained).
+// Members from ClusterProfiles, served to a real Envoy and to gRPC-Go's
+// xds:/// client: traffic through member ea's gateway keeps flowing,
+// without one failed request, while both members' tokens are rotated and
+// the old ones revoked and the write-back keeps writing; and a profile
+// created is served: from the profile's creation to the Envoy and the
+// gRPC client sending the member's traffic (timed over repeated joins,
+// each after the profile was deleted and its member drained).
 func TestClusterProfilesThroughEnvoy(t *testing.T) {
 	clusters := kube.Start(t, "hub", "ea", "eb")
 	inv := startInventory(t, clusters[0])
@@ -50,6 +58,18 @@ func TestClusterProfilesThroughEnvoy(t *testing.T) {
 	eb.service(t, clusterIPService(ns, "solo"))
 	eb.export(t, ns, "solo")
 	eb.podSlice(t, ns, "solo", []string{pods["eb/solo-0"]}, []bool{true})
+	// A gRPC service of eb, for a proxyless client of ea.
+	rpcIP := "10.214.12.2"
+	netNS.AddAddr(t, rpcIP)
+	startGRPCBackend(t, netNS, "eb/rpc-0", rpcIP+":9000")
+	eb.service(t, clusterIPService(ns, "rpc", corev1.ServicePort{Name: "grpc", Port: 9000, Protocol: corev1.ProtocolTCP}))
+	eb.export(t, ns, "rpc")
+	eb.writeSlice(t, &discoveryv1.EndpointSlice{
+		ObjectMeta:  metav1.ObjectMeta{Namespace: ns, Name: "rpc-src", Labels: map[string]string{discoveryv1.LabelServiceName: "rpc"}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Ports:       []discoveryv1.EndpointPort{{Name: ptr("grpc"), Port: ptr(int32(9000)), Protocol: ptr(corev1.ProtocolTCP)}},
+		Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{rpcIP}, Conditions: discoveryv1.EndpointConditions{Ready: ptr(true)}}},
+	})
 
 	cfg := controlplane.Config{WriteBack: true, Resync: time.Minute, XDSAddress: netNS.HostIP + ":0",
 		Profiles: &source.Profiles{Client: inv.cp, Namespace: inv.ns, ProviderFile: inv.provider}}
@@ -84,14 +104,38 @@ func TestClusterProfilesThroughEnvoy(t *testing.T) {
 		}
 	}
 	testkit.Eventually(t, "web through ea's gateway", servedBy("web", "ea/web-0"))
+	rpc := proxylessClient(t, netNS, app, "ea-client", "ea", "rpc."+ns+".svc.clusterset.local:9000")
+	rpcBy := func() (string, error) {
+		rctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		defer cancel()
+		resp, err := rpc.UnaryCall(rctx, &testgrpc.SimpleRequest{FillServerId: true})
+		if err != nil {
+			return "", err
+		}
+		return resp.GetServerId(), nil
+	}
 
 	t.Run("a profile created is served", func(t *testing.T) {
-		var lat []time.Duration
+		var viaEnvoy, viaGRPC []time.Duration
 		for i := range 10 {
 			start := time.Now()
 			inv.profile(t, "eb", accessTo(t, eb.Cluster, "eb"), metav1.ConditionTrue, nil)
-			testkit.Eventually(t, "solo through ea's gateway", servedBy("solo", "eb/solo-0"))
-			lat = append(lat, time.Since(start))
+			var envoyAt, grpcAt time.Duration
+			testkit.Eventually(t, "solo through ea's gateway and rpc through the gRPC client", func() error {
+				if envoyAt == 0 && servedBy("solo", "eb/solo-0")() == nil {
+					envoyAt = time.Since(start)
+				}
+				if grpcAt == 0 {
+					if got, err := rpcBy(); err == nil && got == "eb/rpc-0" {
+						grpcAt = time.Since(start)
+					}
+				}
+				if envoyAt == 0 || grpcAt == 0 {
+					return fmt.Errorf("Envoy after %v, gRPC after %v", envoyAt, grpcAt)
+				}
+				return nil
+			})
+			viaEnvoy, viaGRPC = append(viaEnvoy, envoyAt), append(viaGRPC, grpcAt)
 			if i == 9 {
 				break
 			}
@@ -102,12 +146,20 @@ func TestClusterProfilesThroughEnvoy(t *testing.T) {
 				if _, err := answer("solo"); err == nil {
 					return fmt.Errorf("solo still served")
 				}
+				if _, err := rpcBy(); err == nil {
+					return fmt.Errorf("rpc still served")
+				}
 				return nil
 			})
 		}
-		slices.Sort(lat)
-		t.Logf("ClusterProfile created -> its member's endpoints carry traffic through a real Envoy: p50 %v, max (p99 of 10) %v, over %v",
-			lat[len(lat)/2].Round(time.Millisecond), lat[len(lat)-1].Round(time.Millisecond), lat)
+		for _, l := range []struct {
+			to  string
+			lat []time.Duration
+		}{{"a real Envoy", viaEnvoy}, {"gRPC-Go's xds:/// client", viaGRPC}} {
+			slices.Sort(l.lat)
+			t.Logf("ClusterProfile created -> its member's endpoints carry traffic through %s: p50 %v, max (p99 of 10) %v, over %v",
+				l.to, l.lat[len(l.lat)/2].Round(time.Millisecond), l.lat[len(l.lat)-1].Round(time.Millisecond), l.lat)
+		}
 	})
 
 	t.Run("tokens rotated and revoked under traffic and write-back", func(t *testing.T) {
@@ -141,4 +193,52 @@ func TestClusterProfilesThroughEnvoy(t *testing.T) {
 			memberStatus(t, app, name, synced)
 		}
 	})
+}
+
+// grpcBackend answers UnaryCall with its name, from inside a network
+// namespace of the test.
+type grpcBackend struct {
+	testgrpc.UnimplementedTestServiceServer
+	name string
+}
+
+func (b *grpcBackend) UnaryCall(context.Context, *testgrpc.SimpleRequest) (*testgrpc.SimpleResponse, error) {
+	return &testgrpc.SimpleResponse{ServerId: b.name}, nil
+}
+
+func startGRPCBackend(t testing.TB, ns *netns.NS, name, addr string) {
+	t.Helper()
+	l, err := ns.Listen(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer()
+	testgrpc.RegisterTestServiceServer(srv, &grpcBackend{name: name})
+	go func() { _ = srv.Serve(l) }()
+	t.Cleanup(srv.Stop)
+}
+
+// proxylessClient is gRPC-Go's xds:/// client of a member: it reaches the
+// control plane from the host, and the backends from inside ns.
+func proxylessClient(t testing.TB, ns *netns.NS, app *controlplane.App, nodeID, cluster, target string) testgrpc.TestServiceClient {
+	t.Helper()
+	bootstrap := fmt.Sprintf(`{"xds_servers": [{"server_uri": %q, "channel_creds": [{"type": "insecure"}], "server_features": ["xds_v3"]}],
+  "node": {"id": %q, "cluster": %q, "metadata": {"role": "client"}}}`, app.XDSAddr(), nodeID, cluster)
+	resolver, err := xds.NewXDSResolverWithConfigForTesting([]byte(bootstrap))
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := grpc.NewClient("xds:///"+target, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithResolvers(resolver),
+		grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
+			timeout := time.Second
+			if d, ok := ctx.Deadline(); ok {
+				timeout = time.Until(d)
+			}
+			return ns.Dial(addr, timeout)
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	return testgrpc.NewTestServiceClient(conn)
 }
