@@ -81,13 +81,13 @@ func startInventory(t *testing.T, hub *kube.Cluster) *inventory {
 	if err := clientcmd.WriteToFile(*cfg, pluginKubeconfig); err != nil {
 		t.Fatal(err)
 	}
-	providers := map[string]any{"providers": []any{map[string]any{
-		"name": "secretreader",
-		"execConfig": map[string]any{
-			"apiVersion": "client.authentication.k8s.io/v1", "command": pluginBin(t, "secretreader-plugin"), "provideClusterInfo": true,
-			"env": []any{map[string]any{"name": "KUBECONFIG", "value": pluginKubeconfig}},
-		},
-	}}}
+	env := []any{map[string]any{"name": "KUBECONFIG", "value": pluginKubeconfig}}
+	providers := map[string]any{"providers": []any{
+		map[string]any{"name": "secretreader", "execConfig": map[string]any{
+			"apiVersion": "client.authentication.k8s.io/v1", "command": pluginBin(t, "secretreader-plugin"), "provideClusterInfo": true, "env": env}},
+		map[string]any{"name": "kubeconfig-secretreader", "execConfig": map[string]any{
+			"apiVersion": "client.authentication.k8s.io/v1", "command": pluginBin(t, "kubeconfig-secretreader-plugin"), "provideClusterInfo": true, "env": env}},
+	}}
 	b, err := json.Marshal(providers)
 	if err != nil {
 		t.Fatal(err)
@@ -342,6 +342,24 @@ func TestClusterProfiles(t *testing.T) {
 		})
 	})
 
+	t.Run("a changed provider file reconnects the members it reaches", func(t *testing.T) {
+		b, err := os.ReadFile(inv.provider)
+		if err != nil {
+			t.Fatal(err)
+		}
+		changed := strings.Replace(string(b), `"env":[`, `"env":[{"name":"PLUGIN_LOG","value":"1"},`, 1)
+		if changed == string(b) {
+			t.Fatalf("no env in %s", b)
+		}
+		writeFile(t, inv.provider, []byte(changed))
+		memberStatus(t, app, "pb", func(s source.ClusterStatus) error {
+			if s.Generation != 2 {
+				return fmt.Errorf("generation %d", s.Generation)
+			}
+			return synced(s)
+		})
+	})
+
 	t.Run("a plugin that fails fails its member alone", func(t *testing.T) {
 		inv.profile(t, "broken", accessTo(t, d.Cluster, "no-such-secret"), metav1.ConditionTrue, nil)
 		memberStatus(t, app, "broken", func(s source.ClusterStatus) error {
@@ -380,6 +398,33 @@ func TestClusterProfiles(t *testing.T) {
 			return nil
 		})
 	})
+
+	t.Run("the kubeconfig-secretreader plugin reaches a member too", func(t *testing.T) {
+		inv.profile(t, "pk", inv.kubeconfigAccessTo(t, d.Cluster, "pk-kubeconfig", tokens[d.Name]), metav1.ConditionTrue, nil)
+		memberStatus(t, app, "pk", synced)
+		b.importIs(t, ns, "web", func(si *mcsv1b1.ServiceImport) error {
+			if len(si.Status.Clusters) != 1 || si.Status.Clusters[0].Cluster != "pk" {
+				return fmt.Errorf("clusters %v", si.Status.Clusters)
+			}
+			return nil
+		})
+	})
+}
+
+// kubeconfigAccessTo is the kubeconfig-secretreader access provider of a
+// member's apiserver: the plugin reads the credentials of a kubeconfig
+// kept in the Secret named secret (key kubeconfig) of the inventory.
+func (inv *inventory) kubeconfigAccessTo(t testing.TB, c *kube.Cluster, secret, token string) cpv1a1.AccessProvider {
+	t.Helper()
+	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: inv.ns, Name: secret}, Data: map[string][]byte{"kubeconfig": serviceAccountKubeconfig(t, c, token)}}
+	if _, err := inv.hub.Client.CoreV1().Secrets(inv.ns).Create(ctx, s, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	a := accessTo(t, c, "")
+	a.Name = "kubeconfig-secretreader"
+	ext, _ := json.Marshal(map[string]string{"name": secret, "key": "kubeconfig"})
+	a.Cluster.Extensions[0].Extension.Raw = ext
+	return a
 }
 
 // clusterProperty creates one of the member's own About API
