@@ -358,31 +358,13 @@ func (k *KubeCluster) newInformers(caps Capabilities) (informerSet, error) {
 				}}
 			case kd.GVK.Group == "" || kd.GVK.Group == discoveryv1.GroupName:
 				cf := informers.NewSharedInformerFactoryWithOptions(c.Core, 0, informers.WithTransform(trim), informers.WithTweakListOptions(tweak))
-				f = genericFactory{cf, func(gvr schema.GroupVersionResource) (cache.SharedIndexInformer, error) {
-					i, err := cf.ForResource(gvr)
-					if err != nil {
-						return nil, err
-					}
-					return i.Informer(), nil
-				}}
+				f = genericFactory{cf, informerOf(cf.ForResource)}
 			case kd.GVK.Group == mcsv1b1.GroupName:
 				mf := mcsinformers.NewSharedInformerFactoryWithOptions(c.MCS, 0, mcsinformers.WithTransform(trim), mcsinformers.WithTweakListOptions(tweak))
-				f = genericFactory{mf, func(gvr schema.GroupVersionResource) (cache.SharedIndexInformer, error) {
-					i, err := mf.ForResource(gvr)
-					if err != nil {
-						return nil, err
-					}
-					return i.Informer(), nil
-				}}
+				f = genericFactory{mf, informerOf(mf.ForResource)}
 			case kd.GVK.Group == gwapiv1.GroupName:
 				gf := gwinformers.NewSharedInformerFactoryWithOptions(c.Gateway, 0, gwinformers.WithTransform(trim), gwinformers.WithTweakListOptions(tweak))
-				f = genericFactory{gf, func(gvr schema.GroupVersionResource) (cache.SharedIndexInformer, error) {
-					i, err := gf.ForResource(gvr)
-					if err != nil {
-						return nil, err
-					}
-					return i.Informer(), nil
-				}}
+				f = genericFactory{gf, informerOf(gf.ForResource)}
 			default:
 				return informerSet{}, fmt.Errorf("no typed client for %v: read it with the dynamic client (event.Kinds)", kd.GVK)
 			}
@@ -402,6 +384,20 @@ func (k *KubeCluster) newInformers(caps Capabilities) (informerSet, error) {
 		set.informers = append(set.informers, si)
 	}
 	return set, nil
+}
+
+// informerOf adapts a typed informer factory's ForResource (each
+// clientset's generator gives it its own GenericInformer type).
+func informerOf[I interface {
+	Informer() cache.SharedIndexInformer
+}](forResource func(schema.GroupVersionResource) (I, error)) func(schema.GroupVersionResource) (cache.SharedIndexInformer, error) {
+	return func(gvr schema.GroupVersionResource) (cache.SharedIndexInformer, error) {
+		i, err := forResource(gvr)
+		if err != nil {
+			return nil, err
+		}
+		return i.Informer(), nil
+	}
 }
 
 // typedFromDynamic converts a dynamic informer's objects to the kind's Go

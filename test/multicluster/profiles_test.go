@@ -444,22 +444,9 @@ func (m *member) clusterProperty(t testing.TB, name, value string) {
 // eastwest_member_profile_control_plane_healthy series.
 func profileHealthMetric(t testing.TB, app *controlplane.App, name string) string {
 	t.Helper()
-	families, err := app.Metrics.Registry.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range families {
-		if f.GetName() != "eastwest_member_profile_control_plane_healthy" {
-			continue
-		}
-		for _, m := range f.GetMetric() {
-			labels := map[string]string{}
-			for _, l := range m.GetLabel() {
-				labels[l.GetName()] = l.GetValue()
-			}
-			if labels["member"] == name {
-				return labels["status"]
-			}
+	for _, m := range series(t, app, "eastwest_member_profile_control_plane_healthy") {
+		if m.labels["member"] == name {
+			return m.labels["status"]
 		}
 	}
 	return ""

@@ -180,21 +180,39 @@ func (m *member) mcsSliceHas(t testing.TB, ns, svc, ip string) {
 // memberFailures is the write-back's failed passes in a member so far.
 func memberFailures(t testing.TB, app *controlplane.App, name string) float64 {
 	t.Helper()
+	for _, m := range series(t, app, "eastwest_writeback_member_failures_total") {
+		if m.labels["member"] == name {
+			return m.value
+		}
+	}
+	return 0
+}
+
+// seriesValue is one series of a metric.
+type seriesValue struct {
+	labels map[string]string
+	value  float64
+}
+
+// series are the series of one of the control plane's metrics.
+func series(t testing.TB, app *controlplane.App, name string) []seriesValue {
+	t.Helper()
 	families, err := app.Metrics.Registry.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
+	var out []seriesValue
 	for _, f := range families {
-		if f.GetName() != "eastwest_writeback_member_failures_total" {
+		if f.GetName() != name {
 			continue
 		}
 		for _, m := range f.GetMetric() {
+			sv := seriesValue{labels: map[string]string{}, value: m.GetCounter().GetValue() + m.GetGauge().GetValue()}
 			for _, l := range m.GetLabel() {
-				if l.GetName() == "member" && l.GetValue() == name {
-					return m.GetCounter().GetValue()
-				}
+				sv.labels[l.GetName()] = l.GetValue()
 			}
+			out = append(out, sv)
 		}
 	}
-	return 0
+	return out
 }
