@@ -23,9 +23,11 @@ import (
 	"github.com/eastwest-dev/eastwest/test/memberapi"
 )
 
-// Kubeconfigs writes one kubeconfig per simulated member into a new
+// kubeconfigs writes one kubeconfig per simulated member into a new
 // folder, as --kubeconfig-dir reads them.
-func kubeconfigs(t *testing.T, sim *memberapi.Server, names ...string) string {
+func kubeconfigs(t *testing.T, sim *memberapi.Server, names ...string) string { return kubeconfigsB(t, sim, names...) }
+
+func kubeconfigsB(t testing.TB, sim *memberapi.Server, names ...string) string {
 	t.Helper()
 	dir := t.TempDir()
 	for _, n := range names {
