@@ -99,7 +99,7 @@ type Writeback struct {
 	// progress is, while a pass writes its members side by side, each
 	// member's services left to do.
 	progress atomic.Pointer[[]atomic.Int64]
-	passing                   atomic.Bool
+	passing  atomic.Bool
 
 	// ledger, when set, is where each pass records the relay ports
 	// first (relayledger.go).

@@ -25,7 +25,9 @@ import (
 
 // kubeconfigs writes one kubeconfig per simulated member into a new
 // folder, as --kubeconfig-dir reads them.
-func kubeconfigs(t *testing.T, sim *memberapi.Server, names ...string) string { return kubeconfigsB(t, sim, names...) }
+func kubeconfigs(t *testing.T, sim *memberapi.Server, names ...string) string {
+	return kubeconfigsB(t, sim, names...)
+}
 
 func kubeconfigsB(t testing.TB, sim *memberapi.Server, names ...string) string {
 	t.Helper()

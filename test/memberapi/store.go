@@ -150,7 +150,6 @@ func (s selector) matches(o object) bool {
 	return s.fields.Matches(fs)
 }
 
-
 func setRV(o object, rv int64) { meta(o)["resourceVersion"] = strconv.FormatInt(rv, 10) }
 
 // statusError is a Kubernetes Status with its HTTP code.
