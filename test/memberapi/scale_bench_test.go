@@ -2,7 +2,10 @@ package memberapi_test
 
 import (
 	"fmt"
+	"os"
 	"runtime"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -60,10 +63,29 @@ func populate(b *testing.B, sim *memberapi.Server, member string, services, endp
 // simulated members, each exporting services exported by every member
 // (one ServiceImport per service in each), and reports the time until
 // every member is synced and until the write-back has nothing pending,
-// and the live heap per member. A first measure for issue 29; run with
-// -benchtime 1x.
+// and the live heap per member (the simulated members' objects, in the
+// same process, included). A first measure for issue 29:
+//
+//	MEMBERS=10,50,250 go test ./test/memberapi -run '^$' -bench ColdStart -benchtime 1x -timeout 30m
+//
+// (10 and 50 members without MEMBERS; 250 members export 4 services each.)
 func BenchmarkColdStart(b *testing.B) {
-	for _, tc := range []struct{ members, services, endpoints int }{{10, 10, 10}, {50, 10, 10}, {250, 4, 10}} {
+	sizes := []struct{ members, services, endpoints int }{{10, 10, 10}, {50, 10, 10}}
+	if v := os.Getenv("MEMBERS"); v != "" {
+		sizes = nil
+		for _, f := range strings.Split(v, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil {
+				b.Fatalf("MEMBERS=%q: %v", v, err)
+			}
+			services := 10
+			if n > 50 {
+				services = 4
+			}
+			sizes = append(sizes, struct{ members, services, endpoints int }{n, services, 10})
+		}
+	}
+	for _, tc := range sizes {
 		b.Run(fmt.Sprintf("%dmembers-%dservices", tc.members, tc.services), func(b *testing.B) {
 			var names []string
 			for i := range tc.members {
