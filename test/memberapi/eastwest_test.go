@@ -119,13 +119,18 @@ func TestEastwestRunsAgainstSimulatedMembers(t *testing.T) {
 		}
 		return nil
 	})
-	se, err := mc1.MulticlusterV1beta1().ServiceExports("shop").Get(ctx, "cart", metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(se.Status.Conditions) == 0 {
-		t.Error("the export has no conditions")
-	}
+	// The members are written side by side: the export's conditions may
+	// come after the import.
+	testkit.Eventually(t, "m1's export has its conditions", func() error {
+		se, err := mc1.MulticlusterV1beta1().ServiceExports("shop").Get(ctx, "cart", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if len(se.Status.Conditions) == 0 {
+			return fmt.Errorf("no conditions")
+		}
+		return nil
+	})
 	// A converged write-back writes nothing more: two full passes (the
 	// resync) that find everything in place, as with real apiservers
 	// (test/multicluster TestWriteBackIsIdempotent).
