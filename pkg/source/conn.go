@@ -58,8 +58,6 @@ type Capabilities struct {
 	// Resources are the resources read, by kind (event.Kind's group and
 	// kind): the version the member serves, and that eastwest may list.
 	Resources map[schema.GroupKind]schema.GroupVersionResource
-	// At is when discovery found them.
-	At time.Time
 }
 
 // Reads reports whether the member's informers read a kind.
@@ -147,9 +145,9 @@ func (r retryUnauthorized) RoundTrip(req *http.Request) (*http.Response, error) 
 	return r.next.RoundTrip(again)
 }
 
-// Unwrap returns the transport it wraps, for client-go's transport
-// helpers that walk wrappers.
-func (r retryUnauthorized) Unwrap() http.RoundTripper { return r.next }
+// WrappedRoundTripper returns the transport it wraps: client-go's
+// transport helpers (utilnet.RoundTripperWrapper) walk wrappers with it.
+func (r retryUnauthorized) WrappedRoundTripper() http.RoundTripper { return r.next }
 
 // Capabilities returns what the last discovery found; ok is false until
 // the member's source has discovered it once.

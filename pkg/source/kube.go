@@ -515,7 +515,7 @@ func allSynced(sis []cache.SharedIndexInformer) bool {
 func (k *KubeCluster) discover(ctx context.Context) (Capabilities, error) {
 	ctx, cancel := context.WithTimeout(ctx, discoveryTimeout)
 	defer cancel()
-	caps := Capabilities{Resources: map[schema.GroupKind]schema.GroupVersionResource{}, At: time.Now()}
+	caps := Capabilities{Resources: map[schema.GroupKind]schema.GroupVersionResource{}}
 	served := map[schema.GroupVersion][]metav1.APIResource{}
 	for _, kd := range event.Kinds {
 		gk, gv := kd.GVK.GroupKind(), kd.GVK.GroupVersion()

@@ -36,8 +36,9 @@ func (r *recordingSinks) AddSource(src string)    { r.mu.Lock(); r.sources[src] 
 func (r *recordingSinks) RemoveSource(src string) { r.mu.Lock(); delete(r.sources, src); r.mu.Unlock() }
 
 // stuckAPIServer accepts connections and never answers, as an apiserver
-// behind a broken load balancer does.
-func stuckAPIServer(t *testing.T) string {
+// behind a broken load balancer does; accepted is closed at its first
+// connection.
+func stuckAPIServer(t *testing.T) (url string, accepted <-chan struct{}) {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -45,6 +46,7 @@ func stuckAPIServer(t *testing.T) string {
 	}
 	var conns []net.Conn
 	var mu sync.Mutex
+	first := make(chan struct{})
 	go func() {
 		for {
 			c, err := l.Accept()
@@ -52,6 +54,9 @@ func stuckAPIServer(t *testing.T) string {
 				return
 			}
 			mu.Lock()
+			if len(conns) == 0 {
+				close(first)
+			}
 			conns = append(conns, c)
 			mu.Unlock()
 		}
@@ -64,7 +69,7 @@ func stuckAPIServer(t *testing.T) string {
 			c.Close()
 		}
 	})
-	return "https://" + l.Addr().String()
+	return "https://" + l.Addr().String(), first
 }
 
 func kubeconfigFor(t *testing.T, server, token string) []byte {
@@ -100,7 +105,7 @@ func within(t *testing.T, what string, f func()) {
 // the other members' statuses are read, it is removed, and the registry
 // stops, each without waiting for its discovery, which is cancelled.
 func TestAStuckMemberHoldsNothingUp(t *testing.T) {
-	server := stuckAPIServer(t)
+	server, accepted := stuckAPIServer(t)
 	sinks := &recordingSinks{sources: map[string]bool{}, events: map[string][]event.Op{}}
 	d := NewMembers("", slog.New(slog.NewTextHandler(io.Discard, nil)), sinks)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -113,7 +118,7 @@ func TestAStuckMemberHoldsNothingUp(t *testing.T) {
 	if !ok || conn1.Generation != 1 {
 		t.Fatalf("Conn = %v, %v", conn1, ok)
 	}
-	time.Sleep(200 * time.Millisecond) // its discovery is under way, and stuck
+	within(t, "its discovery reaching the apiserver", func() { <-accepted }) // and stuck there
 	within(t, "its statuses", func() {
 		if st := d.Statuses(); len(st) != 1 || st[0].State != StateConnecting || st[0].Generation != 1 {
 			t.Errorf("statuses %+v", st)

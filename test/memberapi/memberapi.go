@@ -26,7 +26,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -125,9 +124,6 @@ func (s *Server) Config(name string) *rest.Config {
 func (s *Server) caPEM() []byte {
 	return pemCert(s.srv.Certificate().Raw)
 }
-
-// Addr is the server's address.
-func (s *Server) Addr() net.Addr { return s.srv.Listener.Addr() }
 
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	rest, ok := strings.CutPrefix(r.URL.Path, "/members/")

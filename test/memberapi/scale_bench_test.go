@@ -96,7 +96,7 @@ func BenchmarkColdStart(b *testing.B) {
 			for _, n := range names {
 				populate(b, sim, n, tc.services, tc.endpoints)
 			}
-			dir := kubeconfigsB(b, sim, names...)
+			dir := kubeconfigs(b, sim, names...)
 			for b.Loop() {
 				var before runtime.MemStats
 				runtime.GC()

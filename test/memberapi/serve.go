@@ -502,7 +502,6 @@ type watcher struct {
 	sel      selector
 	ch       chan change
 	overflow bool
-	done     chan struct{}
 }
 
 // offer queues a change for the watcher; a watcher that cannot keep up
@@ -563,7 +562,7 @@ func (m *Member) watch(w http.ResponseWriter, r *http.Request, req request) {
 		}
 	}
 	flusher, _ := w.(http.Flusher)
-	wt := &watcher{resource: req.res.GVR.Resource, sel: sel, ch: make(chan change, 4096), done: make(chan struct{})}
+	wt := &watcher{resource: req.res.GVR.Resource, sel: sel, ch: make(chan change, 4096)}
 	send := func(typ watch.EventType, o object) bool {
 		_, err := w.Write(append(mustJSON(watchEvent{Type: typ, Object: o}), '\n'))
 		return err == nil

@@ -55,16 +55,6 @@ func newMember(name string) *Member {
 		nextIP: netip.MustParseAddr("10.96.0.10")}
 }
 
-// Name is the member's name.
-func (m *Member) Name() string { return m.name }
-
-// ResourceVersion is the member's current resource version.
-func (m *Member) ResourceVersion() int64 {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.rv
-}
-
 // Compact forgets every change so far: a watch resuming from before now
 // gets 410 Gone (as after etcd's compaction), and its informer relists.
 func (m *Member) Compact() {
