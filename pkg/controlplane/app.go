@@ -312,7 +312,7 @@ func (a *App) describeNode(n *corev3.Node) (string, string, string, error) {
 func (a *App) Run(ctx context.Context) error {
 	srcCtx, stopSources := context.WithCancel(context.Background())
 	defer stopSources()
-	writerDone := make(chan struct{})
+	writerDone, leadDone := make(chan struct{}), make(chan struct{})
 	if a.members != nil {
 		go a.exportConnections(srcCtx)
 		// Every configured member is a source before the first publish.
@@ -331,11 +331,14 @@ func (a *App) Run(ctx context.Context) error {
 			resync = 5 * time.Minute
 		}
 		go func() {
+			defer close(leadDone)
 			err := writeback.Lead(srcCtx, a.cfg.Election, a.log, &a.election, func(ctx context.Context) { a.wb.Run(ctx, resync) })
 			if err != nil {
 				a.log.Error("leader election failed: not writing to member clusters", "err", err)
 			}
 		}()
+	} else {
+		close(leadDone)
 	}
 	if a.ledger != nil {
 		go a.ledger.Watch(srcCtx, a.Writer.SetRelayPins)
@@ -386,6 +389,10 @@ func (a *App) Run(ctx context.Context) error {
 		a.xds.Shutdown(a.cfg.DrainTimeout)
 		stopSources()
 		<-writerDone
+		// A leader releases its Lease as it stops: the next replica
+		// writes at once instead of a lease duration later (a rolling
+		// update would otherwise leave the members unwritten for 15 s).
+		<-leadDone
 	}()
 	select {
 	case <-finished:

@@ -227,8 +227,22 @@ func TestLifecycle(t *testing.T) {
 		if n := metricValue(t, other, "eastwest_writeback_writes_total"); n != 0 {
 			t.Errorf("the replica that does not lead wrote %v objects", n)
 		}
+		identity := leader.WriteBack().Election.Identity
 		stopLeader()
 		start := time.Now()
+		// A leader that stops releases its Lease before its process
+		// ends: the other replica need not wait for it to expire.
+		lease, err := a.Client.CoordinationV1().Leases("eastwest-system").Get(t.Context(), "eastwest-writeback", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := ""
+		if lease.Spec.HolderIdentity != nil {
+			h = *lease.Spec.HolderIdentity
+		}
+		if identity == "" || h == identity {
+			t.Errorf("the stopped leader %q still holds the Lease (holder %q)", identity, h)
+		}
 		testkit.Eventually(t, "the other replica leads", func() error {
 			if !other.Leading() {
 				return fmt.Errorf("not yet")
