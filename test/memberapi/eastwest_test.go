@@ -2,8 +2,6 @@ package memberapi_test
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -11,8 +9,6 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	mcsv1b1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 	mcsclient "sigs.k8s.io/mcs-api/pkg/client/clientset/versioned"
 
@@ -28,20 +24,8 @@ import (
 func kubeconfigs(t testing.TB, sim *memberapi.Server, names ...string) string {
 	t.Helper()
 	dir := t.TempDir()
-	for _, n := range names {
-		cfg := sim.Config(n)
-		kc := clientcmdapi.NewConfig()
-		kc.Clusters[n] = &clientcmdapi.Cluster{Server: cfg.Host, CertificateAuthorityData: cfg.CAData}
-		kc.AuthInfos[n] = &clientcmdapi.AuthInfo{Token: cfg.BearerToken}
-		kc.Contexts[n] = &clientcmdapi.Context{Cluster: n, AuthInfo: n}
-		kc.CurrentContext = n
-		b, err := clientcmd.Write(*kc)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, n+".yaml"), b, 0o600); err != nil {
-			t.Fatal(err)
-		}
+	if err := sim.WriteKubeconfigs(dir, names...); err != nil {
+		t.Fatal(err)
 	}
 	return dir
 }

@@ -6,19 +6,21 @@
 // unchanged: discovery of the kinds eastwest reads and writes, list,
 // watch (resource versions, resume, bookmarks, the initial events of a
 // watch list, 410 Gone for a version too old), get, create, update,
-// status updates and delete, JSON and protobuf request bodies, label and
-// field selectors, conflicts on stale resource versions.
+// status updates and delete, JSON and protobuf (requests, and answers for
+// the built-in kinds to clients that ask for it, as the apiserver gives
+// them), label and field selectors, conflicts on stale resource versions.
 //
 // It behaves as the test harness's real apiservers do (test/kube: no
 // controller manager), which TestSameEventsAsARealAPIServer checks: a
 // deleted namespace stays Terminating, nothing is garbage collected, a
 // Service gets a cluster IP. Correctness tests use real apiservers; this
-// one is for scale alone.
+// one is for scale alone. A benchmark may also change a member's objects
+// directly (direct.go: no HTTP, the same store and watch events) and cut
+// a member off.
 //
-// What it does not do: responses in protobuf (every answer is JSON, which
-// client-go accepts from a server whatever it asked for), paging (a list
-// is answered whole), admission, RBAC (every request is the admin's),
-// v1alpha1 ServiceExports (it serves v1beta1 only).
+// What it does not do: paging (a list is answered whole), admission,
+// RBAC (every request is the admin's), v1alpha1 ServiceExports (it
+// serves v1beta1 only).
 package memberapi
 
 import (
@@ -28,6 +30,8 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -36,6 +40,8 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 )
 
 // Resource is one kind a member serves.
@@ -121,6 +127,27 @@ func (s *Server) Config(name string) *rest.Config {
 	}
 }
 
+// WriteKubeconfigs writes one kubeconfig per member named into dir, each
+// file named after its member, as xds serve --kubeconfig-dir reads them.
+func (s *Server) WriteKubeconfigs(dir string, names ...string) error {
+	for _, n := range names {
+		cfg := s.Config(n)
+		kc := clientcmdapi.NewConfig()
+		kc.Clusters[n] = &clientcmdapi.Cluster{Server: cfg.Host, CertificateAuthorityData: cfg.CAData}
+		kc.AuthInfos[n] = &clientcmdapi.AuthInfo{Token: cfg.BearerToken}
+		kc.Contexts[n] = &clientcmdapi.Context{Cluster: n, AuthInfo: n}
+		kc.CurrentContext = n
+		b, err := clientcmd.Write(*kc)
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(dir, n+".yaml"), b, 0o600); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func (s *Server) caPEM() []byte {
 	return pemCert(s.srv.Certificate().Raw)
 }
@@ -135,6 +162,11 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	m := s.Member(name)
 	if m == nil {
 		writeStatus(w, notFound("", "", "member "+name))
+		return
+	}
+	if m.down.Load() {
+		m.count("refused")
+		writeStatus(w, unavailable(name))
 		return
 	}
 	m.serve(w, r, "/"+path)

@@ -265,40 +265,49 @@ func TestSameEventsAsARealAPIServer(t *testing.T) {
 }
 
 // A member compacted while its informer is away: the informer's watch
-// gets 410 Gone, relists, and ends with the member's objects.
+// gets 410 Gone, relists, and ends with the member's objects; in JSON and
+// in protobuf (eastwest's core clients), whose watch frames differ.
 func TestCompactionMakesInformersRelist(t *testing.T) {
-	sim := memberapi.Start("m")
-	t.Cleanup(sim.Close)
-	cfg := sim.Config("m")
-	client, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	if _, err := client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "ns"}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	list, err := client.CoreV1().Services("ns").List(ctx, metav1.ListOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := client.CoreV1().Services("ns").Create(ctx, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "s"}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	sim.Member("m").Compact()
-	w, err := client.CoreV1().Services("ns").Watch(ctx, metav1.ListOptions{ResourceVersion: list.ResourceVersion})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Stop()
-	ev := <-w.ResultChan()
-	if st, ok := ev.Object.(*metav1.Status); ev.Type != watch.Error || !ok || st.Code != 410 {
-		t.Fatalf("watch from before the compaction: %v %v, want ERROR 410", ev.Type, ev.Object)
-	}
-	if seen := informerSees(t, cfg, "ns"); !slices.Equal(seen, []string{"s"}) {
-		t.Errorf("the informer synced %v", seen)
-	}
-	if r := sim.Member("m").Requests(); r["watch"] < 2 || r["create"] != 2 {
-		t.Errorf("requests %v", r)
+	for _, encoding := range []string{"json", "protobuf"} {
+		t.Run(encoding, func(t *testing.T) {
+			sim := memberapi.Start("m")
+			t.Cleanup(sim.Close)
+			cfg := sim.Config("m")
+			var client kubernetes.Interface
+			client, err := kubernetes.NewForConfig(cfg)
+			if encoding == "protobuf" {
+				client, err = kubeclient.Core(cfg)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx := context.Background()
+			if _, err := client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "ns"}}, metav1.CreateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			list, err := client.CoreV1().Services("ns").List(ctx, metav1.ListOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := client.CoreV1().Services("ns").Create(ctx, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "s"}}, metav1.CreateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			sim.Member("m").Compact()
+			w, err := client.CoreV1().Services("ns").Watch(ctx, metav1.ListOptions{ResourceVersion: list.ResourceVersion})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer w.Stop()
+			ev := <-w.ResultChan()
+			if st, ok := ev.Object.(*metav1.Status); ev.Type != watch.Error || !ok || st.Code != 410 {
+				t.Fatalf("watch from before the compaction: %v %v, want ERROR 410", ev.Type, ev.Object)
+			}
+			if seen := informerSees(t, cfg, "ns"); !slices.Equal(seen, []string{"s"}) {
+				t.Errorf("the informer synced %v", seen)
+			}
+			if r := sim.Member("m").Requests(); r["watch"] < 2 || r["create"] != 2 {
+				t.Errorf("requests %v", r)
+			}
+		})
 	}
 }

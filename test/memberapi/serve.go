@@ -108,10 +108,10 @@ func (m *Member) serve(w http.ResponseWriter, r *http.Request, path string) {
 		m.watch(w, r, req)
 	case r.Method == http.MethodGet && req.name == "":
 		m.count("list")
-		m.list(w, req, q)
+		m.list(w, r, req, q)
 	case r.Method == http.MethodGet:
 		m.count("get")
-		m.get(w, req)
+		m.get(w, r, req)
 	case r.Method == http.MethodPost && req.name == "":
 		m.count("create")
 		m.write(w, r, req, true)
@@ -120,7 +120,7 @@ func (m *Member) serve(w http.ResponseWriter, r *http.Request, path string) {
 		m.write(w, r, req, false)
 	case r.Method == http.MethodDelete && req.name != "":
 		m.count("delete")
-		m.delete(w, req)
+		m.delete(w, r, req)
 	default:
 		writeStatus(w, newStatus(405, metav1.StatusReasonMethodNotAllowed, r.Method+" "+path+" is not supported here"))
 	}
@@ -179,7 +179,7 @@ func (m *Member) discovery(w http.ResponseWriter, path string) {
 
 func apiVersion(r *Resource) string { return r.GVR.GroupVersion().String() }
 
-func (m *Member) list(w http.ResponseWriter, req request, q map[string][]string) {
+func (m *Member) list(w http.ResponseWriter, r *http.Request, req request, q map[string][]string) {
 	sel, err := parseSelector(req.namespace, q)
 	if err != nil {
 		writeStatus(w, badRequest(err.Error()))
@@ -193,29 +193,22 @@ func (m *Member) list(w http.ResponseWriter, req request, q map[string][]string)
 		}
 	}
 	rv := m.rv
-	// Encoded under the lock: the stored objects are replaced, never
-	// changed, but the list must be of one resource version.
-	body := mustJSON(map[string]any{"apiVersion": apiVersion(req.res), "kind": req.res.Kind + "List",
-		"metadata": map[string]any{"resourceVersion": strconv.FormatInt(rv, 10)}, "items": items})
 	m.mu.Unlock()
-	w.Header().Set("Content-Type", "application/json")
-	_, _ = w.Write(body)
+	// Encoded outside the lock: the stored objects are replaced, never
+	// changed, so the list stays of one resource version.
+	answer(w, r, req.res, 200, req.res.Kind+"List", map[string]any{"apiVersion": apiVersion(req.res), "kind": req.res.Kind + "List",
+		"metadata": map[string]any{"resourceVersion": strconv.FormatInt(rv, 10)}, "items": items})
 }
 
-func (m *Member) get(w http.ResponseWriter, req request) {
+func (m *Member) get(w http.ResponseWriter, r *http.Request, req request) {
 	m.mu.Lock()
 	o := m.objects[req.res.GVR.Resource][key(req.namespace, req.name)]
-	var body []byte
-	if o != nil {
-		body = mustJSON(o)
-	}
 	m.mu.Unlock()
 	if o == nil {
 		writeStatus(w, notFound(req.res.GVR.Group, req.res.GVR.Resource, req.name))
 		return
 	}
-	w.Header().Set("Content-Type", "application/json")
-	_, _ = w.Write(body)
+	answer(w, r, req.res, 200, req.res.Kind, o)
 }
 
 // decodeBody reads a request's object: JSON, or protobuf for Kubernetes'
@@ -267,10 +260,6 @@ func (m *Member) write(w http.ResponseWriter, r *http.Request, req request, crea
 	}
 	m.mu.Lock()
 	out, serr := m.apply(req, o, create)
-	var body []byte
-	if serr == nil {
-		body = mustJSON(out)
-	}
 	m.mu.Unlock()
 	if serr != nil {
 		writeStatus(w, serr)
@@ -280,9 +269,7 @@ func (m *Member) write(w http.ResponseWriter, r *http.Request, req request, crea
 	if create {
 		code = 201
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	_, _ = w.Write(body) //nolint:gosec // as writeJSON
+	answer(w, r, req.res, code, req.res.Kind, out)
 }
 
 // apply stores a create or update; called with m.mu held.
@@ -460,7 +447,7 @@ func (m *Member) keepService(res *Resource, old, o object) {
 	}
 }
 
-func (m *Member) delete(w http.ResponseWriter, req request) {
+func (m *Member) delete(w http.ResponseWriter, r *http.Request, req request) {
 	m.mu.Lock()
 	store := m.objects[req.res.GVR.Resource]
 	k := key(req.namespace, req.name)
@@ -490,10 +477,8 @@ func (m *Member) delete(w http.ResponseWriter, req request) {
 		setRV(out, rv)
 		m.record(change{typ: watch.Deleted, resource: req.res.GVR.Resource, obj: out, rv: rv})
 	}
-	body := mustJSON(out)
 	m.mu.Unlock()
-	w.Header().Set("Content-Type", "application/json")
-	_, _ = w.Write(body)
+	answer(w, r, req.res, 200, req.res.Kind, out)
 }
 
 // watcher is one watch stream.
@@ -563,8 +548,22 @@ func (m *Member) watch(w http.ResponseWriter, r *http.Request, req request) {
 	}
 	flusher, _ := w.(http.Flusher)
 	wt := &watcher{resource: req.res.GVR.Resource, sel: sel, ch: make(chan change, 4096)}
+	proto := protobufFor(r, req.res)
+	contentType := "application/json"
+	if proto {
+		contentType = runtime.ContentTypeProtobuf + ";stream=watch"
+	}
 	send := func(typ watch.EventType, o object) bool {
-		_, err := w.Write(append(mustJSON(watchEvent{Type: typ, Object: o}), '\n'))
+		var b []byte
+		if proto {
+			var err error
+			if b, err = watchFrame(req.res, string(typ), o); err != nil {
+				return false
+			}
+		} else {
+			b = append(mustJSON(watchEvent{Type: typ, Object: o}), '\n')
+		}
+		_, err := w.Write(b)
 		return err == nil
 	}
 
@@ -586,9 +585,10 @@ func (m *Member) watch(w http.ResponseWriter, r *http.Request, req request) {
 		m.mu.Unlock()
 		// As the apiserver: a watch that starts, and ends at once with
 		// an ERROR event saying the version is gone.
-		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Content-Type", contentType)
 		e := gone(fmt.Sprintf("too old resource version: %d (%d)", from, m.oldest))
-		_, _ = w.Write(append(mustJSON(watchEvent{Type: watch.Error, Object: e.Status}), '\n'))
+		status, _ := runtime.DefaultUnstructuredConverter.ToUnstructured(&e.Status)
+		send(watch.Error, status)
 		return
 	default:
 		for _, c := range m.history {
@@ -611,7 +611,7 @@ func (m *Member) watch(w http.ResponseWriter, r *http.Request, req request) {
 		m.mu.Unlock()
 	}()
 
-	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Type", contentType)
 	w.Header().Set("Transfer-Encoding", "chunked")
 	w.WriteHeader(200)
 	for _, ev := range backlog {

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"strconv"
 	"sync"
+	"sync/atomic"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
@@ -28,6 +29,7 @@ const firstRV = 100
 type Member struct {
 	name     string
 	requests sync.Map // verb -> *atomic.Int64
+	down     atomic.Bool
 
 	mu      sync.Mutex
 	rv      int64

@@ -394,41 +394,65 @@ func buildXDS(b *testing.B) string {
 type served struct {
 	cmd        *exec.Cmd
 	xds, debug string
+	done       chan struct{}
 }
 
 func startServe(b *testing.B, bin, kubeconfigs string) *served {
 	b.Helper()
-	xds, debug := freeAddr(b), freeAddr(b)
-	args := append([]string{"serve", "--kubeconfig-dir", kubeconfigs, "--xds-address", xds, "--debug-address", debug, "--log-level", "warn"},
-		strings.Fields(os.Getenv("EASTWEST_FANOUT_ARGS"))...)
+	s := launchServe(b, bin, freeAddr(b), freeAddr(b), append([]string{"--kubeconfig-dir", kubeconfigs}, strings.Fields(os.Getenv("EASTWEST_FANOUT_ARGS"))...))
+	s.waitReady(b, 3*time.Minute)
+	return s
+}
+
+// launchServe starts `xds serve` on the addresses given (a restarted
+// replica keeps its own) and stops it when the benchmark ends.
+func launchServe(b *testing.B, bin, xds, debug string, args []string) *served {
+	b.Helper()
+	args = append([]string{"serve", "--xds-address", xds, "--debug-address", debug, "--log-level", "warn"}, args...)
 	cmd := exec.Command(bin, args...) //nolint:gosec // the binary this test built
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)
 	}
-	s := &served{cmd: cmd, xds: xds, debug: debug}
-	b.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
+	s := &served{cmd: cmd, xds: xds, debug: debug, done: make(chan struct{})}
+	go func() { _ = cmd.Wait(); close(s.done) }()
+	b.Cleanup(s.stop)
+	return s
+}
+
+// stop ends the process as Kubernetes ends a pod (SIGTERM, then SIGKILL
+// after 10 s) and returns once it has exited.
+func (s *served) stop() {
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.done:
+	case <-time.After(10 * time.Second):
+		_ = s.cmd.Process.Kill()
+		<-s.done
+	}
+}
+
+// ready reports whether /readyz answers 200.
+func (s *served) ready() bool {
+	resp, err := http.Get("http://" + s.debug + "/readyz") //nolint:gosec,noctx // the server this test started, on loopback
+	if err != nil {
+		return false
+	}
+	_ = resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}
+
+func (s *served) waitReady(b *testing.B, timeout time.Duration) {
+	b.Helper()
+	deadline := time.Now().Add(timeout)
+	for !s.ready() {
 		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-	})
-	deadline := time.Now().Add(3 * time.Minute)
-	for {
-		resp, err := http.Get("http://" + debug + "/readyz") //nolint:gosec,noctx // the server this test started, on loopback
-		if err == nil {
-			_ = resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return s
-			}
+		case <-s.done:
+			b.Fatal("xds serve exited before it was ready")
+		default:
 		}
 		if time.Now().After(deadline) {
-			b.Fatalf("xds serve not ready after 3 minutes: %v", err)
+			b.Fatalf("xds serve not ready after %v", timeout)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -620,6 +644,9 @@ const childEnv = "EASTWEST_FANOUT_CHILD"
 func TestMain(m *testing.M) {
 	if raw := os.Getenv(childEnv); raw != "" {
 		os.Exit(streamsProcess(raw))
+	}
+	if path := os.Getenv(scaleChildEnv); path != "" {
+		os.Exit(scaleStreamsProcess(path))
 	}
 	os.Exit(m.Run())
 }
