@@ -8,6 +8,7 @@ import (
 	"slices"
 	"time"
 
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/proto"
 
@@ -462,6 +463,7 @@ func (a *Assembler) translateServices(state *mcs.State, keys []mcs.ServiceKey, e
 		}
 	})
 	shareClusters(len(jobs), a.opts.Translate == nil, func(i int) (translate.View, *translate.Result) { return jobs[i].v, &jobs[i].r })
+	shareAssignments(len(jobs), func(i int) *translate.Result { return &jobs[i].r })
 	for _, j := range jobs {
 		only := ""
 		if j.endpoints {
@@ -509,6 +511,40 @@ func (a *Assembler) serviceOptions(v translate.View, st *mcs.ServiceState) trans
 			}
 			return nil
 		},
+	}
+}
+
+// maxDistinctAssignments bounds the distinct assignments of one name
+// that shareAssignments compares a new one with (each exporting member's
+// views differ: its own endpoints come first).
+const maxDistinctAssignments = 64
+
+// shareAssignments makes views share one ClusterLoadAssignment message
+// per name when their translations are the same (translate.SameAssignment):
+// every member that imports a service without exporting it, on the
+// exporters' network, sees the same endpoints in the same order. The
+// cache then marshals it once for all of them (issue 29: at 250 members a
+// change's assignments were marshalled once per importing view).
+func shareAssignments(n int, at func(i int) *translate.Result) {
+	distinct := map[string][]*endpointv3.ClusterLoadAssignment{}
+	for i := range n {
+		r := at(i)
+		for j, res := range r.Resources {
+			cla, ok := res.Message.(*endpointv3.ClusterLoadAssignment)
+			if res.Type != resourcev3.EndpointType || !ok {
+				continue
+			}
+			shared := false
+			for _, c := range distinct[res.Name] {
+				if translate.SameAssignment(c, cla) {
+					r.Resources[j].Message, shared = c, true
+					break
+				}
+			}
+			if !shared && len(distinct[res.Name]) < maxDistinctAssignments {
+				distinct[res.Name] = append(distinct[res.Name], cla)
+			}
+		}
 	}
 }
 

@@ -622,13 +622,20 @@ func assign(name string, st *mcs.ServiceState, p *mcs.ImportPort, v View, localO
 			if !ok || target < 1 || target > 65535 || s.AddressType == "FQDN" {
 				continue
 			}
+			if !near {
+				// The slice's endpoints as every view has them, built
+				// once (endpoints.go).
+				se := endpointsOf(s, uint32(target)) //nolint:gosec // target is checked to be 1-65535 above
+				loc.eps = append(loc.eps, se.eps...)
+				loc.healthy += se.healthy
+				for _, z := range se.zones {
+					zones[z] = true
+				}
+				continue
+			}
 			for e := range s.All() {
-				health := corev3.HealthStatus_HEALTHY
-				switch {
-				case e.Ready:
-				case e.Serving && e.Terminating:
-					health = corev3.HealthStatus_DRAINING
-				default:
+				health, ok := endpointHealth(e)
+				if !ok {
 					continue
 				}
 				for _, addr := range e.Addresses {
