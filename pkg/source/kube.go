@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -442,12 +443,22 @@ func waitSynced(ctx context.Context, sis []cache.SharedIndexInformer, watchErrs 
 // follow sends the member's events as they come, until ctx ends or the
 // member answers again after failing. client-go's reflectors retry a
 // lost apiserver with a backoff that grows to 30 s, silently: a probe
-// every second says when the cluster is failing, and when it answers
-// again the run ends so that fresh informers relist at once.
+// says when the cluster is failing, and when it answers again the run
+// ends so that fresh informers relist at once.
+//
+// The probe asks every probeEvery while the member answers, and every
+// probeEveryWhileDown once one probe failed; the member is failing after
+// probeFailures failures in a row. One slow answer is not an outage: at
+// 250 members a control plane's cold start kept the members' apiservers
+// (simulated, on the same cores) busy enough to miss a 2 s probe, and
+// declaring those members failing restarted their informers, whose
+// relists made the next probes slower (issue 29).
 func (k *KubeCluster) follow(ctx, runCtx context.Context, q *eventQueue, watchErrs <-chan error) error {
 	health := make(chan error, 1)
-	go k.probe(runCtx, health)
+	var suspect atomic.Bool
+	go k.probe(runCtx, health, &suspect)
 	down := false
+	failures := 0
 	var stale <-chan time.Time
 	for {
 		select {
@@ -458,8 +469,14 @@ func (k *KubeCluster) follow(ctx, runCtx context.Context, q *eventQueue, watchEr
 		case <-q.ready:
 			k.deliver(q.take())
 		case err := <-health:
+			if err != nil {
+				failures++
+			} else {
+				failures = 0
+			}
+			suspect.Store(failures > 0 || down)
 			switch {
-			case err != nil && !down:
+			case err != nil && !down && failures >= probeFailures:
 				down = true
 				k.setState(StateFailing, err)
 				k.log.Warn("member cluster unreachable, keeping its last known state", "err", err, "drainAfter", k.StaleAfter)
@@ -477,17 +494,26 @@ func (k *KubeCluster) follow(ctx, runCtx context.Context, q *eventQueue, watchEr
 	}
 }
 
-// probe asks the apiserver for its version every second and reports the
-// outcome.
-func (k *KubeCluster) probe(ctx context.Context, out chan<- error) {
+// How a synced member's apiserver is probed (see follow).
+const (
+	probeEvery          = 5 * time.Second
+	probeEveryWhileDown = time.Second
+	probeFailures       = 2
+)
+
+// probe asks the apiserver for its version, every probeEvery, or every
+// probeEveryWhileDown while suspect, and reports the outcome.
+func (k *KubeCluster) probe(ctx context.Context, out chan<- error, suspect *atomic.Bool) {
 	client := k.conn.probe
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
 	for {
+		every := probeEvery
+		if suspect.Load() {
+			every = probeEveryWhileDown
+		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-time.After(every):
 		}
 		_, err := client.Discovery().ServerVersion()
 		select {
