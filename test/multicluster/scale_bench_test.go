@@ -738,22 +738,25 @@ func runScale(b *testing.B, hub *kube.Cluster, bin string, members, nstreams, nr
 	b.ReportMetric(float64(cpu.Microseconds())/1000/changes, "cpu-ms/change")
 
 	// A follower restarted under the churn.
+	// Its streams catch up with the changes made while it was away
+	// (stopped, then starting): what they reconnect to must hold them.
 	follower := (leader + 1) % nreplicas
 	stopped := time.Now()
-	before := r.lastChange()
+	from := r.lastChange()
 	r.replicas[follower].stop()
 	down := time.Since(stopped)
 	restarted := time.Now()
 	r.replicas[follower] = launchServe(b, bin, xdsAddrs[follower], debugAddrs[follower], r.args)
 	r.replicas[follower].waitReady(b, 10*time.Minute)
 	readyAgain := time.Since(restarted)
+	to := r.lastChange()
 	mine := func(t int) bool { return r.streams[t].Replica == follower }
-	if missing := r.arrivedOn(1, before, mine, 5*time.Minute); missing > 0 {
+	if missing := r.arrivedOn(from, to, mine, 5*time.Minute); missing > 0 {
 		b.Errorf("restart: %d arrivals missing on the restarted replica's streams", missing)
 	}
-	caughtUp := r.lastArrival(1, before, mine) - restarted.UnixNano()
-	b.Logf("restart of a follower under the churn: stopped in %v, ready %v after its start, its streams caught up %v after its start",
-		down.Round(time.Millisecond), readyAgain.Round(time.Millisecond), time.Duration(caughtUp).Round(time.Millisecond))
+	caughtUp := r.lastArrival(from, to, mine) - restarted.UnixNano()
+	b.Logf("restart of a follower under the churn: stopped in %v, ready %v after its start; its streams had the %d changes made while it was away %v after its start",
+		down.Round(time.Millisecond), readyAgain.Round(time.Millisecond), to-from, time.Duration(caughtUp).Round(time.Millisecond))
 	b.ReportMetric(time.Duration(caughtUp).Seconds(), "s-restart-caught-up")
 
 	// The leader fails over under the churn.
