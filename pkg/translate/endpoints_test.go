@@ -127,7 +127,9 @@ func TestSameAssignment(t *testing.T) {
 		{"another weight", func(c *endpointv3.ClusterLoadAssignment) { c.Endpoints[1].LoadBalancingWeight = wrapperspb.UInt32(2) }, false},
 		{"another sub-zone", func(c *endpointv3.ClusterLoadAssignment) { c.Endpoints[0].Locality.SubZone = "z" }, false},
 		{"an endpoint fewer", func(c *endpointv3.ClusterLoadAssignment) { c.Endpoints[1].LbEndpoints = nil }, false},
-		{"an equal endpoint built apart", func(c *endpointv3.ClusterLoadAssignment) { c.Endpoints[1].LbEndpoints = []*endpointv3.LbEndpoint{ep("10.0.0.2")} }, false},
+		{"an equal endpoint built apart", func(c *endpointv3.ClusterLoadAssignment) {
+			c.Endpoints[1].LbEndpoints = []*endpointv3.LbEndpoint{ep("10.0.0.2")}
+		}, false},
 		{"a locality fewer", func(c *endpointv3.ClusterLoadAssignment) { c.Endpoints = c.Endpoints[:1] }, false},
 	} {
 		if got := translate.SameAssignment(base, cla(tc.edit)); got != tc.same {
