@@ -198,7 +198,7 @@ func NewApp(cfg Config, log *slog.Logger, debugHandler func(*App) http.Handler) 
 			a.wb = writeback.New(a.members, log)
 			a.members.OnSynced(a.wb.MemberSynced)
 			a.wb.OnMemberFailed(a.Metrics.WriteBackMemberFailed)
-			a.Metrics.WriteBack(a.wb.Pending, a.wb.Writes)
+			a.Metrics.WriteBack(a.wb.Pending, a.wb.Writes, func() time.Duration { return a.wb.Lag(time.Now()) })
 			a.Metrics.Election(func() bool { return a.election.Status().Leading }, func() bool { return a.election.Status().Error != "" })
 			a.Writer.OnPublish(a.wb.Changed)
 			a.Writer.OnGatewayAPI(a.wb.GatewayAPIChanged)
@@ -442,6 +442,9 @@ type WriteBackStatus struct {
 	Pending int   `json:"pending"`
 	Writes  int64 `json:"writes"`
 	Passes  int64 `json:"passes"`
+	// LagSeconds is how long the oldest change not yet written to every
+	// member has waited (0: caught up).
+	LagSeconds float64 `json:"lagSeconds"`
 	// Retrying are the members whose last pass failed, each tried again
 	// alone after its backoff.
 	Retrying []writeback.MemberRetry `json:"retrying,omitempty"`
@@ -455,7 +458,7 @@ func (a *App) WriteBack() WriteBackStatus {
 	if a.wb == nil {
 		return WriteBackStatus{}
 	}
-	return WriteBackStatus{Enabled: true, Election: a.election.Status(), Pending: a.wb.Pending(), Writes: a.wb.Writes(), Passes: a.wb.Passes(), Retrying: a.wb.Retries(), Problem: a.WriteBackProblem()}
+	return WriteBackStatus{Enabled: true, Election: a.election.Status(), Pending: a.wb.Pending(), Writes: a.wb.Writes(), Passes: a.wb.Passes(), LagSeconds: a.wb.Lag(time.Now()).Seconds(), Retrying: a.wb.Retries(), Problem: a.WriteBackProblem()}
 }
 
 // electionGrace is how long the Lease may fail before the replica says it

@@ -50,6 +50,7 @@ type Metrics struct {
 		mu               sync.Mutex
 		pending          func() int
 		writes           func() int64
+		lag              func() time.Duration
 		leading, failing func() bool
 	}
 
@@ -133,6 +134,7 @@ func New() *Metrics {
 	// The write-back's metrics exist without a write-back (a YAML folder,
 	// --write-back=false) too, at zero.
 	m.wb.pending, m.wb.writes, m.wb.leading, m.wb.failing = func() int { return 0 }, func() int64 { return 0 }, func() bool { return false }, func() bool { return false }
+	m.wb.lag = func() time.Duration { return 0 }
 	b := func(f func() bool) float64 {
 		if f() {
 			return 1
@@ -143,6 +145,9 @@ func New() *Metrics {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "eastwest", Name: "writeback_pending_services",
 			Help: "Services whose MCS objects the write-back has still to write (queued or in the running pass)."},
 			func() float64 { m.wb.mu.Lock(); defer m.wb.mu.Unlock(); return float64(m.wb.pending()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "eastwest", Name: "writeback_lag_seconds",
+			Help: "How long the oldest change not yet written to every member has waited (0: caught up)."},
+			func() float64 { m.wb.mu.Lock(); defer m.wb.mu.Unlock(); return m.wb.lag().Seconds() }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "eastwest", Name: "writeback_writes_total",
 			Help: "Creates, updates and deletes the write-back made in member clusters, Gateway API status updates included."},
 			func() float64 { m.wb.mu.Lock(); defer m.wb.mu.Unlock(); return float64(m.wb.writes()) }),
@@ -157,10 +162,10 @@ func New() *Metrics {
 
 // WriteBack reports the write-back's progress in its metrics: the services
 // whose objects are not written yet, and the writes made.
-func (m *Metrics) WriteBack(pending func() int, writes func() int64) {
+func (m *Metrics) WriteBack(pending func() int, writes func() int64, lag func() time.Duration) {
 	m.wb.mu.Lock()
 	defer m.wb.mu.Unlock()
-	m.wb.pending, m.wb.writes = pending, writes
+	m.wb.pending, m.wb.writes, m.wb.lag = pending, writes, lag
 }
 
 // WriteBackMemberFailed counts a member's failed write-back pass.

@@ -71,6 +71,10 @@ type Writeback struct {
 
 	mu      sync.Mutex
 	pending map[mcs.ServiceKey]bool
+	// queuedSince is when the oldest change not yet taken by a pass
+	// came (zero when none waits); passSince the same for the changes
+	// the running pass writes (zero between passes): Lag.
+	queuedSince, passSince time.Time
 	// retries are the members whose last pass failed, each tried again
 	// after its own backoff (backoff.go).
 	retries map[string]*backoffState
@@ -147,6 +151,24 @@ func (w *Writeback) Pending() int {
 	return n
 }
 
+// Lag is how long the oldest change not yet written to every member has
+// waited: 0 when the write-back has caught up. Under a churn the members'
+// client-side rate limits (memberQPS) cannot absorb, it grows, where
+// Pending alone may stay small (each pass coalesces the changes of a
+// service, so a hot service counts once however often it changes).
+func (w *Writeback) Lag(now time.Time) time.Duration {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	oldest := w.passSince
+	if oldest.IsZero() || !w.queuedSince.IsZero() && w.queuedSince.Before(oldest) {
+		oldest = w.queuedSince
+	}
+	if oldest.IsZero() {
+		return 0
+	}
+	return now.Sub(oldest)
+}
+
 // Writes is the number of writes made (creates, updates, deletes, and
 // Gateway API status updates).
 func (w *Writeback) Writes() int64 { return w.writes.Load() }
@@ -176,6 +198,10 @@ type member struct {
 	cachesDone <-chan struct{}
 	// cachesFrom is the source's SyncedAt when the caches started.
 	cachesFrom time.Time
+	// imported is when this writer last wrote (or found in place) each
+	// service's import in this member. Only Run's pass goroutine for the
+	// member uses it.
+	imported map[mcs.ServiceKey]time.Time
 	// noSliceObjects is set once the member's ServiceImport CRD dropped
 	// status.endpointSliceObjects (mcs-api before v0.5.2): it is then
 	// not compared, or every pass would write it again.
@@ -249,6 +275,9 @@ func (w *Writeback) Changed(state *mcs.State, services []mcs.ServiceKey, cluster
 	for _, k := range services {
 		w.pending[k] = true
 	}
+	if w.queuedSince.IsZero() && (clusters || len(services) > 0) {
+		w.queuedSince = time.Now()
+	}
 	w.mu.Unlock()
 	select {
 	case w.wake <- struct{}{}:
@@ -290,6 +319,7 @@ func (w *Writeback) Run(ctx context.Context, resync time.Duration) {
 		w.statusPending = map[string]map[statusKey]bool{}
 		w.all = false
 		clear(w.pending)
+		w.passSince, w.queuedSince = w.queuedSince, time.Time{}
 		scope := w.scopeLocked(all, now)
 		switch {
 		case all && state != nil:
@@ -302,6 +332,9 @@ func (w *Writeback) Run(ctx context.Context, resync time.Duration) {
 		if state == nil {
 			w.passing.Store(false)
 			w.remaining.Store(0)
+			w.mu.Lock()
+			w.passSince = time.Time{}
+			w.mu.Unlock()
 			continue
 		}
 		w.prune()
@@ -319,6 +352,9 @@ func (w *Writeback) Run(ctx context.Context, resync time.Duration) {
 		w.remaining.Store(0)
 		w.progress.Store(nil)
 		w.passes.Add(1)
+		w.mu.Lock()
+		w.passSince = time.Time{}
+		w.mu.Unlock()
 		if ctx.Err() != nil {
 			return
 		}
@@ -510,6 +546,10 @@ func (m *member) reconcileService(ctx context.Context, c mcs.ClusterID, key mcs.
 	var errs []error
 	imported := st != nil && st.Import != nil && slices.Contains(st.Import.ImportedIn, c)
 	if imported {
+		if m.imported == nil {
+			m.imported = map[mcs.ServiceKey]time.Time{}
+		}
+		m.imported[key] = time.Now()
 		errs = append(errs, m.ensureImport(ctx, c, st, clusters))
 	} else {
 		errs = append(errs, m.removeImport(ctx, key))
@@ -737,7 +777,7 @@ func isV6(ip string) bool {
 func (m *member) deleteDerived(ctx context.Context, key mcs.ServiceKey) error {
 	svcs := m.client.CoreV1().Services(key.Namespace)
 	cur, err := m.cachedService(key.Namespace, DerivedName(key))
-	if apierrors.IsNotFound(err) {
+	if apierrors.IsNotFound(err) && m.mayBeBehind(key) {
 		cur, err = svcs.Get(ctx, DerivedName(key), metav1.GetOptions{})
 	}
 	if apierrors.IsNotFound(err) {
@@ -843,12 +883,30 @@ func (m *member) writeSlice(ctx context.Context, namespace string, s *discoveryv
 }
 
 // removeImport deletes everything eastwest wrote for a service in a member.
+// cacheBehind bounds how long after this writer wrote an import its
+// caches may not show it yet (their watch's delivery; seconds at most).
+const cacheBehind = 30 * time.Second
+
+// mayBeBehind reports whether a service's import or derived Service
+// missing from the member's caches may yet exist: this writer wrote it
+// within cacheBehind. Any other miss is trusted: the caches hold every
+// object the write-back manages (they are label-selected, and synced
+// before a pass), and a full pass repairs the rest from them at every
+// resync. Asking the apiserver on every miss cost two GETs per service
+// per member that does not import it, at the member's 50 requests per
+// second: at 250 members of which 10 import a service, 480 GETs per
+// changed service, and a write-back that never caught up (issue 29).
+func (m *member) mayBeBehind(key mcs.ServiceKey) bool {
+	at, ok := m.imported[key]
+	return ok && time.Since(at) < cacheBehind
+}
+
 func (m *member) removeImport(ctx context.Context, key mcs.ServiceKey) error {
 	var errs []error
 	errs = append(errs, m.ensureSlices(ctx, key, DerivedName(key), nil), m.deleteDerived(ctx, key))
 	res := m.dyn.Resource(m.gvr("serviceimports")).Namespace(key.Namespace)
 	cur, err := read[mcsv1b1.ServiceImport](ctx, res, m.caches.imports, true, key.Namespace, key.Name)
-	if apierrors.IsNotFound(err) {
+	if apierrors.IsNotFound(err) && m.mayBeBehind(key) {
 		cur, err = read[mcsv1b1.ServiceImport](ctx, res, nil, false, key.Namespace, key.Name)
 	}
 	switch {

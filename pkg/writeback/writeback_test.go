@@ -1,7 +1,11 @@
 package writeback
 
 import (
+	"context"
+	"io"
+	"log/slog"
 	"testing"
+	"time"
 
 	"k8s.io/apimachinery/pkg/util/validation"
 	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
@@ -78,5 +82,35 @@ func TestProvisionsEqual(t *testing.T) {
 				t.Errorf("provisionsEqual = %v, want %v", got, tc.equal)
 			}
 		})
+	}
+}
+
+// The lag is the age of the oldest change not yet written: nothing
+// before a change, the change's age while it waits for a pass, nothing
+// once a pass has written it.
+func TestLagIsTheOldestChangeNotWritten(t *testing.T) {
+	w := New(nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	now := time.Now()
+	if lag := w.Lag(now); lag != 0 {
+		t.Fatalf("lag %v before any change", lag)
+	}
+	w.Changed(&mcs.State{}, []mcs.ServiceKey{{Namespace: "ns", Name: "a"}}, false)
+	w.Changed(&mcs.State{}, []mcs.ServiceKey{{Namespace: "ns", Name: "b"}}, false)
+	if lag := w.Lag(time.Now().Add(3 * time.Second)); lag < 3*time.Second {
+		t.Fatalf("lag %v of a change 3 s old, not yet taken", lag)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { w.Run(ctx, time.Hour); close(done) }()
+	defer func() { cancel(); <-done }()
+	deadline := time.Now().Add(10 * time.Second)
+	for w.Passes() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("no pass in 10 s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if lag := w.Lag(time.Now()); lag != 0 {
+		t.Errorf("lag %v after the pass that wrote the changes", lag)
 	}
 }

@@ -699,6 +699,21 @@ func runScale(b *testing.B, hub *kube.Cluster, bin string, members, nstreams, nr
 	writes0, perMember0 := r.writes()
 	churnStart := time.Now()
 	go func() { next <- r.churn(1, rate, stop) }()
+	// The write-back's lag over the steady churn, as its metric says.
+	var maxLag atomic.Int64
+	sampled := make(chan struct{})
+	go func() {
+		for t := time.NewTicker(time.Second); ; {
+			select {
+			case <-sampled:
+				t.Stop()
+				return
+			case <-t.C:
+				lag := sum(r.replicas[leader].series(), "eastwest_writeback_lag_seconds")
+				maxLag.Store(max(maxLag.Load(), int64(lag*1000)))
+			}
+		}
+	}()
 	if os.Getenv("EASTWEST_FANOUT_PROFILES") != "" {
 		// The leader's and a follower's profiles over the churn's
 		// first 20 s (or less).
@@ -714,9 +729,14 @@ func runScale(b *testing.B, hub *kube.Cluster, bin string, members, nstreams, nr
 	// the failover.
 	steadyEnd := r.lastChange()
 	steady := time.Since(churnStart)
-	var cpu time.Duration
+	close(sampled)
+	var cpu, leaderCPU time.Duration
 	for i, s := range r.replicas {
-		cpu += processCPU(b, s.cmd.Process.Pid) - cpu0[i]
+		spent := processCPU(b, s.cmd.Process.Pid) - cpu0[i]
+		cpu += spent
+		if i == leader {
+			leaderCPU = spent
+		}
 	}
 	writes1, perMember1 := r.writes()
 	var busiest int64
@@ -728,14 +748,18 @@ func runScale(b *testing.B, hub *kube.Cluster, bin string, members, nstreams, nr
 	changes := float64(steadyEnd - 1)
 	b.Logf("churn: %d changes in %v (%.0f/s); %d arrivals at the streams, p50 %.1f ms, p99 %.1f ms, max %.1f ms, %d missing after 30 s",
 		steadyEnd-1, steady.Round(time.Millisecond), changes/steady.Seconds(), len(lat), quantileMS(lat, 50), quantileMS(lat, 99), quantileMS(lat, 100), missing)
-	b.Logf("churn: the replicas' CPU %.2f ms per change (%.0f%% of a core each); write-back %.2f writes per change, %.1f writes/s per member apiserver (the busiest %.1f/s)",
-		float64(cpu.Microseconds())/1000/changes, 100*cpu.Seconds()/steady.Seconds()/float64(nreplicas),
-		float64(writes1-writes0)/changes, float64(writes1-writes0)/steady.Seconds()/float64(members), float64(busiest)/steady.Seconds())
+	followerCPU := (cpu - leaderCPU) / time.Duration(max(1, nreplicas-1))
+	b.Logf("churn: CPU per change %.2f ms on the leader (%.0f%% of a core), %.2f ms on each follower (%.0f%%); write-back %.2f writes per change, %.1f writes/s per member apiserver (the busiest %.1f/s), lag at most %v",
+		float64(leaderCPU.Microseconds())/1000/changes, 100*leaderCPU.Seconds()/steady.Seconds(),
+		float64(followerCPU.Microseconds())/1000/changes, 100*followerCPU.Seconds()/steady.Seconds(),
+		float64(writes1-writes0)/changes, float64(writes1-writes0)/steady.Seconds()/float64(members), float64(busiest)/steady.Seconds(),
+		time.Duration(maxLag.Load())*time.Millisecond)
 	b.ReportMetric(quantileMS(lat, 50), "p50-ms")
 	b.ReportMetric(quantileMS(lat, 99), "p99-ms")
 	b.ReportMetric(synced.Seconds(), "s-synced")
 	b.ReportMetric(rss/(1<<20), "rss-MiB")
-	b.ReportMetric(float64(cpu.Microseconds())/1000/changes, "cpu-ms/change")
+	b.ReportMetric(float64(leaderCPU.Microseconds())/1000/changes, "leader-cpu-ms/change")
+	b.ReportMetric(float64(followerCPU.Microseconds())/1000/changes, "follower-cpu-ms/change")
 
 	// A follower restarted under the churn.
 	// Its streams catch up with the changes made while it was away
