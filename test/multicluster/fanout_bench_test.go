@@ -411,6 +411,8 @@ func launchServe(b *testing.B, bin, xds, debug string, args []string) *served {
 	args = append([]string{"serve", "--xds-address", xds, "--debug-address", debug, "--log-level", "warn"}, args...)
 	cmd := exec.Command(bin, args...) //nolint:gosec // the binary this test built
 	cmd.Stderr = os.Stderr
+	// Gone with the benchmark, however it ends.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)
 	}

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -650,6 +651,7 @@ func runScale(b *testing.B, hub *kube.Cluster, bin string, members, nstreams, nr
 	child := exec.Command(os.Args[0]) //nolint:gosec // this very test binary, as the streams' process (TestMain)
 	child.Env = append(os.Environ(), scaleChildEnv+"="+cfgPath)
 	child.Stderr = os.Stderr
+	child.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	stdin, _ := child.StdinPipe()
 	stdout, _ := child.StdoutPipe()
 	if err := child.Start(); err != nil {
