@@ -100,6 +100,10 @@ type Writeback struct {
 	// writes every write made (MCS objects and Gateway API statuses);
 	// passes every pass ended.
 	remaining, writes, passes atomic.Int64
+	// running is set while Run runs: while this replica leads. A
+	// replica that does not lead is told every change too (it may lead
+	// next), but owes no write: its Pending and Lag are 0.
+	running atomic.Bool
 	// progress is, while a pass writes its members side by side, each
 	// member's services left to do.
 	progress atomic.Pointer[[]atomic.Int64]
@@ -130,6 +134,9 @@ func (w *Writeback) writeLedger(ctx context.Context, state *mcs.State) error {
 // Pending is the number of services whose objects are not written yet:
 // queued for the next pass or left in the running one.
 func (w *Writeback) Pending() int {
+	if !w.running.Load() {
+		return 0
+	}
 	w.mu.Lock()
 	n := len(w.pending)
 	if w.all && w.state != nil {
@@ -157,6 +164,9 @@ func (w *Writeback) Pending() int {
 // Pending alone may stay small (each pass coalesces the changes of a
 // service, so a hot service counts once however often it changes).
 func (w *Writeback) Lag(now time.Time) time.Duration {
+	if !w.running.Load() {
+		return 0
+	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	oldest := w.passSince
@@ -290,6 +300,8 @@ func (w *Writeback) Changed(state *mcs.State, services []mcs.ServiceKey, cluster
 // whose pass fails is tried again after its own backoff, alone and in
 // full; the others are not held up or redone.
 func (w *Writeback) Run(ctx context.Context, resync time.Duration) {
+	w.running.Store(true)
+	defer w.running.Store(false)
 	t := time.NewTicker(resync)
 	defer t.Stop()
 	retryTimer := time.NewTimer(time.Hour)

@@ -87,7 +87,9 @@ func TestProvisionsEqual(t *testing.T) {
 
 // The lag is the age of the oldest change not yet written: nothing
 // before a change, the change's age while it waits for a pass, nothing
-// once a pass has written it.
+// once a pass has written it; and nothing, with nothing pending, in a
+// replica that does not lead (it owes no write: its metrics must not
+// fire the write-back alerts).
 func TestLagIsTheOldestChangeNotWritten(t *testing.T) {
 	w := New(nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	now := time.Now()
@@ -96,9 +98,17 @@ func TestLagIsTheOldestChangeNotWritten(t *testing.T) {
 	}
 	w.Changed(&mcs.State{}, []mcs.ServiceKey{{Namespace: "ns", Name: "a"}}, false)
 	w.Changed(&mcs.State{}, []mcs.ServiceKey{{Namespace: "ns", Name: "b"}}, false)
+	if lag, n := w.Lag(time.Now().Add(3*time.Second)), w.Pending(); lag != 0 || n != 0 {
+		t.Fatalf("a replica that does not lead: lag %v, %d pending", lag, n)
+	}
+	w.running.Store(true) // as Run does
 	if lag := w.Lag(time.Now().Add(3 * time.Second)); lag < 3*time.Second {
 		t.Fatalf("lag %v of a change 3 s old, not yet taken", lag)
 	}
+	if n := w.Pending(); n != 2 {
+		t.Fatalf("%d pending, want 2", n)
+	}
+	w.running.Store(false)
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan struct{})
 	go func() { w.Run(ctx, time.Hour); close(done) }()

@@ -123,32 +123,42 @@ func TestMarkersFindChangeIDs(t *testing.T) {
 	}
 }
 
-// populateScale gives simulated member i (of n) its namespaces, and its
-// exported services with their endpoints.
-func populateScale(sim *memberapi.Server, i, n int) error {
-	m := sim.Member(scaleMember(i))
+// scaleObject is one object of a member of the scale ClusterSet, with
+// its resource.
+type scaleObject struct {
+	resource string
+	obj      any
+}
+
+// scaleObjects are member i's (of n) namespaces, exported services and
+// their endpoints, in the order they are created.
+func scaleObjects(i, n int) []scaleObject {
 	g := i / scaleGroup
+	var out []scaleObject
 	for _, ns := range []string{scaleNS(g), scaleNS((g + 1) % (n / scaleGroup))} {
-		if err := m.Create("namespaces", &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
-			return err
-		}
+		out = append(out, scaleObject{"namespaces", &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}})
 	}
 	port, ready, http := int32(8080), true, "http"
 	for j := range scaleServices {
 		name, ns := scaleService(j), scaleNS(g)
-		if err := m.Create("services", &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
-			Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "http", Port: 80}}}}); err != nil {
-			return err
-		}
+		out = append(out, scaleObject{"services", &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+			Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "http", Port: 80}}}}})
 		es := &discoveryv1.EndpointSlice{ObjectMeta: metav1.ObjectMeta{Name: name + "-1", Namespace: ns, Labels: map[string]string{discoveryv1.LabelServiceName: name}},
 			AddressType: discoveryv1.AddressTypeIPv4, Ports: []discoveryv1.EndpointPort{{Name: &http, Port: &port}}}
 		for k := range scaleEndpoints {
 			es.Endpoints = append(es.Endpoints, discoveryv1.Endpoint{Addresses: []string{baseAddress(i, j, k)}, Conditions: discoveryv1.EndpointConditions{Ready: &ready}})
 		}
-		if err := m.Create("endpointslices", es); err != nil {
-			return err
-		}
-		if err := m.Create("serviceexports", &mcsv1b1.ServiceExport{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}}); err != nil {
+		out = append(out, scaleObject{"endpointslices", es},
+			scaleObject{"serviceexports", &mcsv1b1.ServiceExport{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}}})
+	}
+	return out
+}
+
+// populateScale gives simulated member i (of n) its objects, directly.
+func populateScale(sim *memberapi.Server, i, n int) error {
+	m := sim.Member(scaleMember(i))
+	for _, o := range scaleObjects(i, n) {
+		if err := m.Create(o.resource, o.obj); err != nil {
 			return err
 		}
 	}
