@@ -650,7 +650,17 @@ func (m *Member) watch(w http.ResponseWriter, r *http.Request, req request) {
 			}
 			last = c.rv
 			if ev, ok := filtered(c, sel); ok {
-				if !send(ev.Type, ev.Object.(object)) {
+				// Encoded once for every watch that gets the change as
+				// it is (a selector may make it another event).
+				if ev.Type == c.typ && c.enc != nil {
+					b, err := c.enc.frame(req.res, c, proto)
+					if err != nil {
+						return
+					}
+					if _, err := w.Write(b); err != nil {
+						return
+					}
+				} else if !send(ev.Type, ev.Object.(object)) {
 					return
 				}
 			}

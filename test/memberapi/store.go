@@ -53,6 +53,28 @@ type change struct {
 	// selectors that stop or start matching.
 	old object
 	rv  int64
+	// enc holds the change's watch frames, encoded once for all its
+	// watches.
+	enc *encodings
+}
+
+// encodings are a change's watch frames, JSON and protobuf, each encoded
+// on first use.
+type encodings struct {
+	json, proto struct {
+		once sync.Once
+		b    []byte
+		err  error
+	}
+}
+
+func (e *encodings) frame(res *Resource, c change, proto bool) ([]byte, error) {
+	if proto {
+		e.proto.once.Do(func() { e.proto.b, e.proto.err = watchFrame(res, string(c.typ), c.obj) })
+		return e.proto.b, e.proto.err
+	}
+	e.json.once.Do(func() { e.json.b = append(mustJSON(watchEvent{Type: c.typ, Object: c.obj}), '\n') })
+	return e.json.b, nil
 }
 
 func newMember(name string) *Member {
@@ -73,6 +95,7 @@ func key(namespace, name string) string { return namespace + "/" + name }
 
 // record stores a change and wakes the watches; called with m.mu held.
 func (m *Member) record(c change) {
+	c.enc = &encodings{}
 	m.history = append(m.history, c)
 	if len(m.history) > historySize {
 		drop := len(m.history) - historySize
