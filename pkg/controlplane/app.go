@@ -312,6 +312,12 @@ func (a *App) describeNode(n *corev3.Node) (string, string, string, error) {
 func (a *App) Run(ctx context.Context) error {
 	srcCtx, stopSources := context.WithCancel(context.Background())
 	defer stopSources()
+	// The write-back's leadership ends first at shutdown: its Lease is
+	// released before the xDS streams drain, so the next replica writes
+	// while this one drains (issue 29: a failover under churn waited out
+	// the drain timeout).
+	leadCtx, stopLeading := context.WithCancel(srcCtx)
+	defer stopLeading()
 	writerDone, leadDone := make(chan struct{}), make(chan struct{})
 	if a.members != nil {
 		go a.exportConnections(srcCtx)
@@ -332,7 +338,7 @@ func (a *App) Run(ctx context.Context) error {
 		}
 		go func() {
 			defer close(leadDone)
-			err := writeback.Lead(srcCtx, a.cfg.Election, a.log, &a.election, func(ctx context.Context) { a.wb.Run(ctx, resync) })
+			err := writeback.Lead(leadCtx, a.cfg.Election, a.log, &a.election, func(ctx context.Context) { a.wb.Run(ctx, resync) })
 			if err != nil {
 				a.log.Error("leader election failed: not writing to member clusters", "err", err)
 			}
@@ -386,13 +392,14 @@ func (a *App) Run(ctx context.Context) error {
 	go func() {
 		defer close(finished)
 		go func() { _ = a.debug.Shutdown(shutdownCtx) }()
-		a.xds.Shutdown(a.cfg.DrainTimeout)
-		stopSources()
-		<-writerDone
 		// A leader releases its Lease as it stops: the next replica
 		// writes at once instead of a lease duration later (a rolling
 		// update would otherwise leave the members unwritten for 15 s).
+		stopLeading()
 		<-leadDone
+		a.xds.Shutdown(a.cfg.DrainTimeout)
+		stopSources()
+		<-writerDone
 	}()
 	select {
 	case <-finished:
