@@ -16,7 +16,7 @@ CREATED   ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
 IMAGE     ?= docker.io/eastwest/xds:$(VERSION)
 PLATFORMS := linux/amd64 linux/arm64
 
-.PHONY: all build image run run-envoy test test-tools conformance-report clusterset-up clusterset-down kube-bins node-bins envoy-bin net-tools promtool coredns helm cluster-plugins vet unit race golden check-golden bench load fuzz lint fmt tools clean
+.PHONY: all build image run run-envoy test test-tools conformance-report clusterset-up clusterset-down kube-bins node-bins envoy-bin net-tools promtool coredns helm cluster-plugins vet unit race golden check-golden bench bench-scale load fuzz lint fmt tools clean
 
 all: build
 
@@ -130,6 +130,10 @@ check-golden: ## Fail when a golden file is stale, missing or orphaned: the gold
 
 bench: ## Benchmarks with allocations (BENCHTIME=… to change the duration).
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./...
+
+SCALE_MEMBERS ?= 250,500
+bench-scale: kube-bins ## The scale benchmark (docs/scale.md): SCALE_MEMBERS simulated members, 1,000 endpoints each, 1,000 xDS streams on 3 xds serve replicas, 300 endpoint changes/s; about 40 minutes for 250,500 (EASTWEST_SCALE_* change the rest).
+	EASTWEST_SCALE_MEMBERS=$(SCALE_MEMBERS) $(GO) test ./test/multicluster -run '^$$' -bench 'Scale$$' -benchtime 1x -timeout 120m
 
 # package:FuzzTarget pairs; `go test -fuzz` runs one target at a time.
 FUZZ_TARGETS := ./pkg/mcs:FuzzSelection ./pkg/source:FuzzDecode ./pkg/source:FuzzLoad ./pkg/assemble:FuzzRouteTranslation ./pkg/identity:FuzzParse

@@ -675,6 +675,9 @@ func (m *Member) watch(w http.ResponseWriter, r *http.Request, req request) {
 // stops matching is deleted for it, one that starts matching added.
 func filtered(c change, sel selector) (watchEvent, bool) {
 	now, before := sel.matches(c.obj), sel.matches(c.old)
+	if c.typ == watch.Modified && c.old == nil {
+		before = now // record dropped an old version selectors see alike
+	}
 	switch {
 	case c.typ == watch.Modified && now && !before:
 		return watchEvent{Type: watch.Added, Object: c.obj}, true

@@ -3,6 +3,7 @@ package memberapi
 import (
 	"fmt"
 	"net/netip"
+	"reflect"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -15,11 +16,11 @@ import (
 
 // historySize bounds the events kept for watches that resume: a watch
 // from an older resource version gets 410 Gone and relists, as with a
-// real apiserver's watch cache (100 events per resource by default,
-// more as it grows). Each event holds its object (and the one it
-// replaced): at 10,000 a member, 250 members under the scale benchmark's
-// churn held some 9 GB.
-const historySize = 1000
+// real apiserver's watch cache (100 events per resource by default; here
+// 200 for all of a member's resources). Each event holds its object: at
+// 10,000 a member, 250 members under the scale benchmark's churn held
+// some 9 GB.
+const historySize = 200
 
 // firstRV is a member's first resource version. Its history is whole
 // until Compact (or more than historySize changes): a watch from any
@@ -96,6 +97,12 @@ func key(namespace, name string) string { return namespace + "/" + name }
 // record stores a change and wakes the watches; called with m.mu held.
 func (m *Member) record(c change) {
 	c.enc = &encodings{}
+	if c.old != nil && sameSelectable(c.old, c.obj) {
+		// What a selector reads did not change: the change is the same
+		// event for every watch, and need not hold the object it
+		// replaced (half the memory of the history).
+		c.old = nil
+	}
 	m.history = append(m.history, c)
 	if len(m.history) > historySize {
 		drop := len(m.history) - historySize
@@ -105,6 +112,15 @@ func (m *Member) record(c change) {
 	for w := range m.watchers {
 		w.offer(c)
 	}
+}
+
+// sameSelectable reports whether two versions of an object look the same
+// to every selector: labels, and the type field (name and namespace never
+// change).
+func sameSelectable(a, b object) bool {
+	la, _ := meta(a)["labels"].(map[string]any)
+	lb, _ := meta(b)["labels"].(map[string]any)
+	return reflect.DeepEqual(la, lb) && a["type"] == b["type"]
 }
 
 // bump returns the next resource version; called with m.mu held.
