@@ -674,6 +674,7 @@ func runScale(b *testing.B, hub *kube.Cluster, bin string, members, nstreams, nr
 		s.waitReady(b, 10*time.Minute)
 		ready = max(ready, time.Since(start))
 	}
+	say(b, "%d members: every replica ready %v after start", members, ready.Round(time.Millisecond))
 	var synced time.Duration
 	select {
 	case ns := <-r.synced:
@@ -681,15 +682,33 @@ func runScale(b *testing.B, hub *kube.Cluster, bin string, members, nstreams, nr
 	case <-time.After(15 * time.Minute):
 		b.Fatal("the streams did not sync in 15 minutes")
 	}
+	say(b, "%d members: every stream synced %v after start", members, synced.Round(time.Millisecond))
 	leader := -1
 	waitUntil(b, 5*time.Minute, "a leader", func() bool { leader = r.leader(); return leader >= 0 })
-	waitUntil(b, 30*time.Minute, "the write-back done", func() bool {
-		return sum(r.replicas[leader].series(), "eastwest_writeback_pending_services") == 0
-	})
-	written := time.Since(start)
+	// The write-back is done when nothing is pending; its writes end
+	// before that (the passes that follow find everything in place).
+	// Past 10 minutes the churn starts anyway, and the log says so.
+	var lastWrites int64
+	lastWrite := time.Now()
+	done := false
+	deadline := time.Now().Add(10 * time.Minute)
+	for !done && time.Now().Before(deadline) {
+		if n, _ := r.writes(); n != lastWrites {
+			lastWrites, lastWrite = n, time.Now()
+		}
+		m := r.replicas[leader].series()
+		done = m != nil && sum(m, "eastwest_writeback_pending_services") == 0
+		time.Sleep(time.Second)
+	}
+	written, lastWritten := time.Since(start), lastWrite.Sub(start)
 	writesCold, _ := r.writes()
-	b.Logf("%d members, %d endpoints, %d streams on %d replicas: ready %v, streams synced %v, write-back done %v (%d writes)",
-		members, members*scaleServices*scaleEndpoints, nstreams, nreplicas, ready.Round(time.Millisecond), synced.Round(time.Millisecond), written.Round(time.Millisecond), writesCold)
+	state := "done"
+	if !done {
+		state = "still passing (not done)"
+	}
+	say(b, "%d members, %d endpoints, %d streams on %d replicas: ready %v, streams synced %v, write-back's last write %v (%d writes), %s at %v",
+		members, members*scaleServices*scaleEndpoints, nstreams, nreplicas, ready.Round(time.Millisecond), synced.Round(time.Millisecond),
+		lastWritten.Round(time.Second), writesCold, state, written.Round(time.Second))
 
 	// Memory once settled.
 	var rss, heap float64
@@ -698,7 +717,7 @@ func runScale(b *testing.B, hub *kube.Cluster, bin string, members, nstreams, nr
 		heap = max(heap, s.liveHeap())
 	}
 	endpoints := float64(members * scaleServices * scaleEndpoints)
-	b.Logf("memory per replica (the largest): RSS %.0f MiB, live heap %.0f MiB: %.2f MiB RSS and %.2f MiB heap per member, %.2f KiB RSS per endpoint",
+	say(b, "memory per replica (the largest): RSS %.0f MiB, live heap %.0f MiB: %.2f MiB RSS and %.2f MiB heap per member, %.2f KiB RSS per endpoint",
 		rss/(1<<20), heap/(1<<20), rss/(1<<20)/float64(members), heap/(1<<20)/float64(members), rss/1024/endpoints)
 
 	// Steady churn.
@@ -758,10 +777,10 @@ func runScale(b *testing.B, hub *kube.Cluster, bin string, members, nstreams, nr
 	missing := r.arrived(1, steadyEnd, 30*time.Second)
 	lat, _ := r.latencies(1, steadyEnd, nil)
 	changes := float64(steadyEnd - 1)
-	b.Logf("churn: %d changes in %v (%.0f/s); %d arrivals at the streams, p50 %.1f ms, p99 %.1f ms, max %.1f ms, %d missing after 30 s",
+	say(b, "churn: %d changes in %v (%.0f/s); %d arrivals at the streams, p50 %.1f ms, p99 %.1f ms, max %.1f ms, %d missing after 30 s",
 		steadyEnd-1, steady.Round(time.Millisecond), changes/steady.Seconds(), len(lat), quantileMS(lat, 50), quantileMS(lat, 99), quantileMS(lat, 100), missing)
 	followerCPU := (cpu - leaderCPU) / time.Duration(max(1, nreplicas-1))
-	b.Logf("churn: CPU per change %.2f ms on the leader (%.0f%% of a core), %.2f ms on each follower (%.0f%%); write-back %.2f writes per change, %.1f writes/s per member apiserver (the busiest %.1f/s), lag at most %v",
+	say(b, "churn: CPU per change %.2f ms on the leader (%.0f%% of a core), %.2f ms on each follower (%.0f%%); write-back %.2f writes per change, %.1f writes/s per member apiserver (the busiest %.1f/s), lag at most %v",
 		float64(leaderCPU.Microseconds())/1000/changes, 100*leaderCPU.Seconds()/steady.Seconds(),
 		float64(followerCPU.Microseconds())/1000/changes, 100*followerCPU.Seconds()/steady.Seconds(),
 		float64(writes1-writes0)/changes, float64(writes1-writes0)/steady.Seconds()/float64(members), float64(busiest)/steady.Seconds(),
@@ -791,7 +810,7 @@ func runScale(b *testing.B, hub *kube.Cluster, bin string, members, nstreams, nr
 		b.Errorf("restart: %d arrivals missing on the restarted replica's streams", missing)
 	}
 	caughtUp := r.lastArrival(from, to, mine) - restarted.UnixNano()
-	b.Logf("restart of a follower under the churn: stopped in %v, ready %v after its start; its streams had the %d changes made while it was away %v after its start",
+	say(b, "restart of a follower under the churn: stopped in %v, ready %v after its start; its streams had the %d changes made while it was away %v after its start",
 		down.Round(time.Millisecond), readyAgain.Round(time.Millisecond), to-from, time.Duration(caughtUp).Round(time.Millisecond))
 	b.ReportMetric(time.Duration(caughtUp).Seconds(), "s-restart-caught-up")
 
@@ -817,7 +836,7 @@ func runScale(b *testing.B, hub *kube.Cluster, bin string, members, nstreams, nr
 		wbErr = r.writtenBack()
 		return wbErr == nil
 	})
-	b.Logf("leader failover under the churn: a new leader in %v; once the churn stopped, every member's MCS slices right in %v; %d changes in all, every one at every stream",
+	say(b, "leader failover under the churn: a new leader in %v; once the churn stopped, every member's MCS slices right in %v; %d changes in all, every one at every stream",
 		newLeader.Round(time.Millisecond), time.Since(churnEnd).Round(time.Millisecond), last-1)
 	b.ReportMetric(newLeader.Seconds(), "s-failover")
 
@@ -856,9 +875,18 @@ func runScale(b *testing.B, hub *kube.Cluster, bin string, members, nstreams, nr
 		cpuAfter += processCPU(b, s.cmd.Process.Pid)
 	}
 	req1 := m.Requests()
-	b.Logf("member cut off and back (relist): synced again on every replica in %v; %d lists, %d watches, %d refused; the replicas' CPU %v",
+	say(b, "member cut off and back (relist): synced again on every replica in %v; %d lists, %d watches, %d refused; the replicas' CPU %v",
 		resynced.Round(time.Millisecond), req1["list"]-req0["list"], req1["watch"]-req0["watch"], req1["refused"]-req0["refused"], (cpuAfter - cpuBefore).Round(time.Millisecond))
 	b.ReportMetric(0, "ns/op")
+}
+
+// say logs a figure, and prints it at once too: a benchmark's log is
+// printed only when it ends, and a run of 500 members takes long enough
+// to want its figures as they come.
+func say(b *testing.B, format string, args ...any) {
+	b.Helper()
+	b.Logf(format, args...)
+	fmt.Fprintf(os.Stderr, "BenchmarkScale %s: %s\n", time.Now().Format(time.TimeOnly), fmt.Sprintf(format, args...))
 }
 
 // lastChange is the next change id not yet made.
