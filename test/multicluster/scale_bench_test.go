@@ -396,14 +396,7 @@ func (r *scaleRun) latencies(from, to int, pick func(stream int) bool) ([]time.D
 // arrived waits until every change in [from, to) reached every stream
 // following it, or timeout; it returns how many arrivals are missing.
 func (r *scaleRun) arrived(from, to int, timeout time.Duration) int {
-	deadline := time.Now().Add(timeout)
-	for {
-		_, missing := r.latencies(from, to, nil)
-		if missing == 0 || time.Now().After(deadline) {
-			return missing
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	return r.arrivedOn(from, to, nil, timeout)
 }
 
 // series reads a replica's metrics: every sample by its whole series
