@@ -143,7 +143,7 @@ func New() *Metrics {
 	}
 	m.Registry.MustRegister(
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "eastwest", Name: "writeback_pending_services",
-			Help: "Services whose MCS objects the write-back has still to write (queued or in the running pass)."},
+			Help: "Services whose MCS objects the write-back has still to write (queued or in the running pass; every service while a member's failed pass waits for its retry)."},
 			func() float64 { m.wb.mu.Lock(); defer m.wb.mu.Unlock(); return float64(m.wb.pending()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "eastwest", Name: "writeback_lag_seconds",
 			Help: "How long the oldest change not yet written to every member has waited (0: caught up)."},

@@ -132,15 +132,21 @@ func (w *Writeback) writeLedger(ctx context.Context, state *mcs.State) error {
 }
 
 // Pending is the number of services whose objects are not written yet:
-// queued for the next pass or left in the running one.
+// queued for the next pass or left in the running one, and every service
+// while a member's failed pass waits for its retry.
 func (w *Writeback) Pending() int {
 	if !w.running.Load() {
 		return 0
 	}
 	w.mu.Lock()
 	n := len(w.pending)
-	if w.all && w.state != nil {
-		n = w.state.Services.Len()
+	if (w.all || len(w.retries) > 0) && w.state != nil {
+		// A member whose last pass failed is owed a full pass (its
+		// retry): until it has one, every service may be unwritten
+		// there. Counting none let a caller see the write-back done
+		// while a member just back from an outage still missed a
+		// change (TestLifecycle 14).
+		n = max(n, w.state.Services.Len())
 	}
 	w.mu.Unlock()
 	left := w.remaining.Load()

@@ -83,9 +83,9 @@ func watchFrame(res *Resource, typ string, o object) ([]byte, error) {
 		return nil, err
 	}
 	var b bytes.Buffer
-	frame := protobuf.StreamSerializer.Framer.NewFrameWriter(&b)
+	frame := protobuf.StreamSerializer.NewFrameWriter(&b)
 	ev := &metav1.WatchEvent{Type: typ, Object: runtime.RawExtension{Raw: embedded}}
-	if err := protobuf.StreamSerializer.Serializer.Encode(ev, frame); err != nil {
+	if err := protobuf.StreamSerializer.Encode(ev, frame); err != nil {
 		return nil, err
 	}
 	return b.Bytes(), nil
