@@ -2,6 +2,7 @@ package translate
 
 import (
 	"runtime"
+	"slices"
 	"sync"
 	"weak"
 
@@ -67,7 +68,7 @@ func buildEndpoints(s *mcs.Slice, port uint32) *sliceEndpoints {
 				se.healthy++
 			}
 		}
-		if len(e.Addresses) > 0 && !containsString(se.zones, e.Zone) {
+		if len(e.Addresses) > 0 && !slices.Contains(se.zones, e.Zone) {
 			se.zones = append(se.zones, e.Zone)
 		}
 	}
@@ -84,15 +85,6 @@ func endpointHealth(e mcs.Endpoint) (corev3.HealthStatus, bool) {
 		return corev3.HealthStatus_DRAINING, true
 	}
 	return corev3.HealthStatus_UNKNOWN, false
-}
-
-func containsString(ss []string, s string) bool {
-	for _, x := range ss {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // SameAssignment reports whether two assignments of one name are equal,
