@@ -444,8 +444,8 @@ type WriteBackStatus struct {
 	Election writeback.ElectionStatus `json:"election"`
 	// Pending are the services whose objects are still to write; Writes
 	// the writes made so far (MCS objects and Gateway API statuses);
-	// Passes the passes ended (one after each change, a full one every
-	// resync).
+	// Passes the times the write-back caught up: every member (but those
+	// backing off) written all it was owed, after a change or a resync.
 	Pending int   `json:"pending"`
 	Writes  int64 `json:"writes"`
 	Passes  int64 `json:"passes"`

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"slices"
 	"time"
 
@@ -25,7 +24,7 @@ type statusKey struct{ kind, namespace, name string }
 
 // StatusChanged is told the Gateway API statuses of a member; the leader
 // writes those that differ from the last ones it was told (all of them on
-// a full pass) at its next pass.
+// a full pass) at the member's next pass.
 func (w *Writeback) StatusChanged(member string, statuses []gatewayapi.Status) {
 	index := func(sts []gatewayapi.Status) map[statusKey]gatewayapi.Status {
 		out := make(map[statusKey]gatewayapi.Status, len(sts))
@@ -58,6 +57,7 @@ func (w *Writeback) StatusChanged(member string, statuses []gatewayapi.Status) {
 	changed := len(pending) > 0
 	if changed {
 		w.statusPending[member] = pending
+		w.queueLocked(member)
 	}
 	w.mu.Unlock()
 	if !changed {
@@ -69,70 +69,45 @@ func (w *Writeback) StatusChanged(member string, statuses []gatewayapi.Status) {
 	}
 }
 
-// reconcileStatuses writes the pending statuses of each member (every
-// status of every member when all is set). Route parents this controller
-// wrote before and no longer owns are removed; other controllers' parents
-// are left as they are.
-func (w *Writeback) reconcileStatuses(ctx context.Context, pending map[string]map[statusKey]bool, scope passScope, now time.Time) error {
-	w.mu.Lock()
-	todo := map[string][]gatewayapi.Status{}
-	for m, sts := range w.statuses {
-		if (scope.full(m) || pending[m] != nil) && !scope.skip[m] {
-			todo[m] = sts
-		}
+// writeStatuses writes a member's pending statuses (every status when
+// all is set). Route parents this controller wrote before and no longer
+// owns are removed; other controllers' parents are left as they are.
+func (m *member) writeStatuses(ctx context.Context, statuses []gatewayapi.Status, pending map[statusKey]bool, all bool, now time.Time) error {
+	if m.written == nil {
+		m.written = map[statusKey]bool{}
 	}
-	for m := range pending {
-		if !scope.skip[m] {
-			todo[m] = w.statuses[m]
-		}
-	}
-	w.mu.Unlock()
 	var errs []error
-	for _, name := range slices.Sorted(maps.Keys(todo)) {
-		m, err := w.client(name)
-		if err != nil {
-			errs = append(errs, inMember(name, err))
+	if all {
+		// A new leader (or a resync) also finds the route parents an
+		// earlier leader wrote, so that those it no longer owns go.
+		// Best effort: a member without the Gateway API (or that does
+		// not let eastwest list routes) has none of ours.
+		if err := m.findOwnedRoutes(ctx); err != nil && !apierrors.IsNotFound(err) && !apierrors.IsForbidden(err) {
+			errs = append(errs, err)
+		}
+	}
+	want := map[statusKey]bool{}
+	for _, st := range statuses {
+		k := statusKey{st.Kind, st.Namespace, st.Name}
+		want[k] = true
+		if !all && !pending[k] {
 			continue
 		}
-		if m == nil {
-			continue
+		if err := m.writeStatus(ctx, st, now); err != nil && !apierrors.IsNotFound(err) {
+			errs = append(errs, fmt.Errorf("%s %s/%s status: %w", st.Kind, st.Namespace, st.Name, err))
 		}
-		all := scope.full(name)
-		if m.written == nil {
-			m.written = map[statusKey]bool{}
-		}
-		if all {
-			// A new leader (or a resync) also finds the route parents an
-			// earlier leader wrote, so that those it no longer owns go.
-			// Best effort: a member without the Gateway API (or that does
-			// not let eastwest list routes) has none of ours.
-			if err := m.findOwnedRoutes(ctx); err != nil && !apierrors.IsNotFound(err) && !apierrors.IsForbidden(err) {
-				errs = append(errs, inMember(name, err))
-			}
-		}
-		want := map[statusKey]bool{}
-		for _, st := range todo[name] {
-			k := statusKey{st.Kind, st.Namespace, st.Name}
-			want[k] = true
-			if !all && !pending[name][k] {
+	}
+	for k := range m.written {
+		if !want[k] && (k.kind == "HTTPRoute" || k.kind == "GRPCRoute") {
+			if err := m.writeStatus(ctx, gatewayapi.Status{Kind: k.kind, Namespace: k.namespace, Name: k.name, Route: &gwapiv1.RouteStatus{}}, now); err != nil && !apierrors.IsNotFound(err) {
+				errs = append(errs, err)
 				continue
 			}
-			if err := m.writeStatus(ctx, st, now); err != nil && !apierrors.IsNotFound(err) {
-				errs = append(errs, inMember(name, fmt.Errorf("%s %s/%s status: %w", st.Kind, st.Namespace, st.Name, err)))
-			}
 		}
-		for k := range m.written {
-			if !want[k] && (k.kind == "HTTPRoute" || k.kind == "GRPCRoute") {
-				if err := m.writeStatus(ctx, gatewayapi.Status{Kind: k.kind, Namespace: k.namespace, Name: k.name, Route: &gwapiv1.RouteStatus{}}, now); err != nil && !apierrors.IsNotFound(err) {
-					errs = append(errs, inMember(name, err))
-					continue
-				}
-			}
-			delete(m.written, k)
-		}
-		for k := range want {
-			m.written[k] = true
-		}
+		delete(m.written, k)
+	}
+	for k := range want {
+		m.written[k] = true
 	}
 	return errors.Join(errs...)
 }

@@ -78,6 +78,7 @@ func (w *Writeback) GatewayAPIChanged(member string, res gatewayapi.Result) {
 	changed := w.provisionOpts.Enabled && !provisionsEqual(before, res.Provision)
 	if changed {
 		w.provisionPending[member] = true
+		w.queueLocked(member)
 	}
 	w.mu.Unlock()
 	w.StatusChanged(member, res.Statuses) // wakes the loop when statuses changed
@@ -99,77 +100,31 @@ func provisionsEqual(a, b []gatewayapi.Provision) bool {
 	})
 }
 
-// takeProvisionPending returns the members whose Gateways to provision
-// at this pass (every member with Gateways on a full one).
-func (w *Writeback) takeProvisionPending(scope passScope) map[string][]gatewayapi.Provision {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	out := map[string][]gatewayapi.Provision{}
-	if !w.provisionOpts.Enabled {
-		return out
+// provisionMember applies, in a member, what its Gateways' Envoys need,
+// renews their identities when due, and deletes what eastwest
+// provisioned for Gateways it no longer deploys. A member that does not
+// let eastwest manage those objects is said so once, and does not fail
+// its pass: retry is set, and its Gateways wait for the grant (tried
+// again with the member's next pass).
+func (w *Writeback) provisionMember(ctx context.Context, m *member, info mcs.ClusterInfo, wants []gatewayapi.Provision) (retry bool, err error) {
+	pm := provision.Member{ClusterID: string(info.ID), ClusterSet: info.ClusterSet, TrustDomain: w.provisionOpts.TrustDomain}
+	err = m.provision(ctx, pm, wants, w.provisionOpts.Now())
+	switch {
+	case apierrors.IsForbidden(err):
+		if !m.provisionForbidden {
+			m.log.Warn("Gateways' Envoys not deployed: the member does not let eastwest manage them (the chart's member.gatewayProvisioning grants it)", "err", err)
+		}
+		m.provisionForbidden = true
+		return true, nil
+	case err != nil:
+		return false, fmt.Errorf("gateways' Envoys: %w", err)
+	default:
+		if m.provisionForbidden {
+			m.log.Info("Gateways' Envoys deployed: the member lets eastwest manage them now")
+		}
+		m.provisionForbidden = false
+		return false, nil
 	}
-	for m := range w.provisionPending {
-		out[m] = w.provisions[m]
-	}
-	for m, ps := range w.provisions {
-		if len(ps) > 0 && scope.full(m) {
-			out[m] = ps
-		}
-	}
-	// A member backing off is provisioned in full when it is due.
-	for m := range scope.skip {
-		delete(out, m)
-	}
-	clear(w.provisionPending)
-	return out
-}
-
-// reconcileProvision applies, in each member given, what its Gateways'
-// Envoys need, renews their identities when due, and deletes what
-// eastwest provisioned for Gateways it no longer deploys. A member that
-// does not let eastwest manage those objects is said so once, and does
-// not fail the pass (its Gateways wait for the grant).
-func (w *Writeback) reconcileProvision(ctx context.Context, state *mcs.State, todo map[string][]gatewayapi.Provision) error {
-	var errs []error
-	for _, name := range slices.Sorted(maps.Keys(todo)) {
-		m, err := w.client(name)
-		if err != nil {
-			errs = append(errs, inMember(name, err))
-			continue
-		}
-		if m == nil {
-			continue // a folder member: nothing to deploy
-		}
-		var info mcs.ClusterInfo
-		for _, c := range state.Clusters {
-			if c.Member == name {
-				info = c
-			}
-		}
-		if info.ID == "" {
-			continue // left out of the merge
-		}
-		pm := provision.Member{ClusterID: string(info.ID), ClusterSet: info.ClusterSet, TrustDomain: w.provisionOpts.TrustDomain}
-		err = m.provision(ctx, pm, todo[name], w.provisionOpts.Now())
-		switch {
-		case apierrors.IsForbidden(err):
-			if !m.provisionForbidden {
-				m.log.Warn("Gateways' Envoys not deployed: the member does not let eastwest manage them (the chart's member.gatewayProvisioning grants it)", "err", err)
-			}
-			m.provisionForbidden = true
-			w.mu.Lock()
-			w.provisionPending[name] = true // tried again at the next pass
-			w.mu.Unlock()
-		case err != nil:
-			errs = append(errs, inMember(name, fmt.Errorf("gateways' Envoys: %w", err)))
-		default:
-			if m.provisionForbidden {
-				m.log.Info("Gateways' Envoys deployed: the member lets eastwest manage them now")
-			}
-			m.provisionForbidden = false
-		}
-	}
-	return errors.Join(errs...)
 }
 
 // provision brings one member's provisioned objects to wants.

@@ -65,53 +65,61 @@ type Writeback struct {
 	log     *slog.Logger
 	members Members
 
-	// clients are the members written, by name; only Run's goroutine
-	// uses them.
-	clients map[string]*member
+	// clients are the members written, by name (clientsMu).
+	clientsMu sync.Mutex
+	clients   map[string]*member
 
-	mu      sync.Mutex
-	pending map[mcs.ServiceKey]bool
-	// queuedSince is when the oldest change not yet taken by a pass
-	// came (zero when none waits); passSince the same for the changes
-	// the running pass writes (zero between passes): Lag.
-	queuedSince, passSince time.Time
+	mu sync.Mutex
+	// queues are the members' places in the write-back, by name;
+	// changes the log of changed services not yet taken by every member,
+	// base the sequence number of its first (queue.go).
+	queues  map[string]*queue
+	changes []change
+	base    uint64
+	// workers counts the members' passes running.
+	workers int
+	// dirty is set once a pass was started (or every member made to owe
+	// one) since the write-back last caught up: its catching up then
+	// counts as a pass (Passes). departed is set when a member left (its
+	// writer is dropped at the next schedule).
+	dirty, departed bool
 	// retries are the members whose last pass failed, each tried again
 	// after its own backoff (backoff.go).
 	retries map[string]*backoffState
 	// onFailed, when set, is told each member pass that failed.
 	onFailed func(member string)
-	all      bool
 	state    *mcs.State
+	stateSeq uint64
 	wake     chan struct{}
 	// statuses are the Gateway API statuses by member; statusPending, by
-	// member, the objects whose status changed since the last pass.
+	// member, the objects whose status changed since the member's last
+	// pass.
 	statuses      map[string][]gatewayapi.Status
 	statusPending map[string]map[statusKey]bool
 	// provisions are, by member, the Gateways whose Envoys eastwest
-	// deploys; provisionPending the members whose changed since the last
-	// pass (provision.go).
+	// deploys; provisionPending the members whose changed since their
+	// last pass (provision.go).
 	provisions       map[string][]gatewayapi.Provision
 	provisionPending map[string]bool
 	provisionOpts    ProvisionOptions
 
-	// remaining counts the services the running pass has to do before
-	// it starts writing (progress, then), passing is set while a pass
-	// runs;
-	// writes every write made (MCS objects and Gateway API statuses);
-	// passes every pass ended.
-	remaining, writes, passes atomic.Int64
+	// writes counts every write made (MCS objects and Gateway API
+	// statuses); passes the times every member had what it was owed.
+	writes, passes atomic.Int64
 	// running is set while Run runs: while this replica leads. A
 	// replica that does not lead is told every change too (it may lead
 	// next), but owes no write: its Pending and Lag are 0.
 	running atomic.Bool
-	// progress is, while a pass writes its members side by side, each
-	// member's services left to do.
-	progress atomic.Pointer[[]atomic.Int64]
-	passing  atomic.Bool
 
-	// ledger, when set, is where each pass records the relay ports
-	// first (relayledger.go).
-	ledger *RelayLedger
+	// ledger, when set, is where the relay ports are recorded before a
+	// member's pass writes them (relayledger.go); ledgerMu guards the
+	// state last recorded (ledgerSeq), whether that worked, and when a
+	// failure is tried again.
+	ledger     *RelayLedger
+	ledgerMu   sync.Mutex
+	ledgerSeq  uint64
+	ledgerOK   bool
+	ledgerNext time.Time
 }
 
 // SetLedger makes every pass record the relay ports in ledger before it
@@ -131,67 +139,14 @@ func (w *Writeback) writeLedger(ctx context.Context, state *mcs.State) error {
 	return w.ledger.Write(ctx, state, complete)
 }
 
-// Pending is the number of services whose objects are not written yet:
-// queued for the next pass or left in the running one, and every service
-// while a member's failed pass waits for its retry.
-func (w *Writeback) Pending() int {
-	if !w.running.Load() {
-		return 0
-	}
-	w.mu.Lock()
-	n := len(w.pending)
-	if (w.all || len(w.retries) > 0) && w.state != nil {
-		// A member whose last pass failed is owed a full pass (its
-		// retry): until it has one, every service may be unwritten
-		// there. Counting none let a caller see the write-back done
-		// while a member just back from an outage still missed a
-		// change (TestLifecycle 14).
-		n = max(n, w.state.Services.Len())
-	}
-	w.mu.Unlock()
-	left := w.remaining.Load()
-	if p := w.progress.Load(); p != nil {
-		// A service is written once every member has it: the member
-		// furthest behind says how many are left.
-		for i := range *p {
-			left = max(left, (*p)[i].Load())
-		}
-	}
-	n += int(left)
-	if n == 0 && w.passing.Load() {
-		n = 1 // between two members of a pass
-	}
-	return n
-}
-
-// Lag is how long the oldest change not yet written to every member has
-// waited: 0 when the write-back has caught up. Under a churn the members'
-// client-side rate limits (memberQPS) cannot absorb, it grows, where
-// Pending alone may stay small (each pass coalesces the changes of a
-// service, so a hot service counts once however often it changes).
-func (w *Writeback) Lag(now time.Time) time.Duration {
-	if !w.running.Load() {
-		return 0
-	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	oldest := w.passSince
-	if oldest.IsZero() || !w.queuedSince.IsZero() && w.queuedSince.Before(oldest) {
-		oldest = w.queuedSince
-	}
-	if oldest.IsZero() {
-		return 0
-	}
-	return now.Sub(oldest)
-}
-
 // Writes is the number of writes made (creates, updates, deletes, and
 // Gateway API status updates).
 func (w *Writeback) Writes() int64 { return w.writes.Load() }
 
-// Passes is the number of passes ended (a pass after a change, a full one
-// at every resync): a pass that ends without a write is the sign that
-// everything was in place.
+// Passes is the number of times the write-back caught up: every member
+// (but those backing off) had every change, full pass and status it was
+// owed written. A converged write-back still makes one at every resync,
+// which writes nothing.
 func (w *Writeback) Passes() int64 { return w.passes.Load() }
 
 type member struct {
@@ -279,107 +234,7 @@ func (m *member) ready(ctx context.Context, sourceSynced time.Time) error {
 
 // New returns a Writeback; it writes nothing until Run.
 func New(members Members, log *slog.Logger) *Writeback {
-	return &Writeback{log: log, members: members, clients: map[string]*member{}, pending: map[mcs.ServiceKey]bool{}, retries: map[string]*backoffState{}, wake: make(chan struct{}, 1)}
-}
-
-// Changed is told about each published state and the services that
-// changed (all of them when clusters changed).
-func (w *Writeback) Changed(state *mcs.State, services []mcs.ServiceKey, clusters bool) {
-	w.mu.Lock()
-	w.state = state
-	w.all = w.all || clusters
-	for _, k := range services {
-		w.pending[k] = true
-	}
-	if w.queuedSince.IsZero() && (clusters || len(services) > 0) {
-		w.queuedSince = time.Now()
-	}
-	w.mu.Unlock()
-	select {
-	case w.wake <- struct{}{}:
-	default:
-	}
-}
-
-// Run reconciles whenever something changed, until ctx ends, and every
-// resync period in any case (repairing what others changed). A member
-// whose pass fails is tried again after its own backoff, alone and in
-// full; the others are not held up or redone.
-func (w *Writeback) Run(ctx context.Context, resync time.Duration) {
-	w.running.Store(true)
-	defer w.running.Store(false)
-	t := time.NewTicker(resync)
-	defer t.Stop()
-	retryTimer := time.NewTimer(time.Hour)
-	retryTimer.Stop()
-	defer retryTimer.Stop()
-	defer w.stopCaches()
-	// A new leader repairs everything first.
-	w.mu.Lock()
-	w.all = true
-	w.mu.Unlock()
-	w.wakeUp()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			w.mu.Lock()
-			w.all = true
-			w.mu.Unlock()
-		case <-retryTimer.C:
-		case <-w.wake:
-		}
-		now := time.Now()
-		w.mu.Lock()
-		state, all, keys := w.state, w.all, slices.Collect(maps.Keys(w.pending))
-		statusPending := w.statusPending
-		w.statusPending = map[string]map[statusKey]bool{}
-		w.all = false
-		clear(w.pending)
-		w.passSince, w.queuedSince = w.queuedSince, time.Time{}
-		scope := w.scopeLocked(all, now)
-		switch {
-		case all && state != nil:
-			w.remaining.Store(int64(state.Services.Len()))
-		default:
-			w.remaining.Store(int64(len(keys)))
-		}
-		w.passing.Store(true)
-		w.mu.Unlock()
-		if state == nil {
-			w.passing.Store(false)
-			w.remaining.Store(0)
-			w.mu.Lock()
-			w.passSince = time.Time{}
-			w.mu.Unlock()
-			continue
-		}
-		w.prune()
-		// The relay ports are recorded before the relay slices that use
-		// them are written; a ledger that cannot be written is tried
-		// again at every pass (at least every resync), without making the
-		// members' pass a full one.
-		if err := w.writeLedger(ctx, state); err != nil && ctx.Err() == nil {
-			w.log.Warn("relay ledger not written: a restart or a new leader may move relay ports", "err", err)
-		}
-		provisions := w.takeProvisionPending(scope)
-		err := errors.Join(w.reconcile(ctx, state, keys, scope), w.reconcileStatuses(ctx, statusPending, scope, time.Now()),
-			w.reconcileProvision(ctx, state, provisions))
-		w.passing.Store(false)
-		w.remaining.Store(0)
-		w.progress.Store(nil)
-		w.passes.Add(1)
-		w.mu.Lock()
-		w.passSince = time.Time{}
-		w.mu.Unlock()
-		if ctx.Err() != nil {
-			return
-		}
-		if next, ok := w.settle(scope, err, time.Now()); ok {
-			retryTimer.Reset(time.Until(next))
-		}
-	}
+	return &Writeback{log: log, members: members, clients: map[string]*member{}, queues: map[string]*queue{}, retries: map[string]*backoffState{}, wake: make(chan struct{}, 1)}
 }
 
 func (w *Writeback) wakeUp() {
@@ -395,6 +250,8 @@ func (w *Writeback) wakeUp() {
 // new writer on the new one: its caches start again from it.
 func (w *Writeback) client(name string) (*member, error) {
 	conn, ok := w.members.Conn(name)
+	w.clientsMu.Lock()
+	defer w.clientsMu.Unlock()
 	if !ok {
 		w.drop(name)
 		return nil, nil // not a Kubernetes member (YAML folder)
@@ -422,7 +279,8 @@ func (w *Writeback) client(name string) (*member, error) {
 // errNotConnected is a member whose source has not discovered it yet.
 var errNotConnected = errors.New("not connected yet: its source has not discovered what it serves")
 
-// drop forgets a member that left, stopping its caches.
+// drop forgets a member that left, stopping its caches; called with
+// w.clientsMu held, by the member's pass or while it has none.
 func (w *Writeback) drop(name string) {
 	if m := w.clients[name]; m != nil {
 		m.stopCaches()
@@ -430,17 +288,24 @@ func (w *Writeback) drop(name string) {
 	}
 }
 
-// prune drops the members that left the ClusterSet.
-func (w *Writeback) prune() {
+// pruneClients drops the writers of the members that left the ClusterSet
+// (their queues are gone, so no pass of theirs runs); called with w.mu
+// held.
+func (w *Writeback) pruneClients() {
+	w.clientsMu.Lock()
+	defer w.clientsMu.Unlock()
 	for name := range w.clients {
-		if _, ok := w.members.Conn(name); !ok {
+		if w.queues[name] == nil {
 			w.drop(name)
 		}
 	}
 }
 
-// stopCaches stops every member's caches (leadership ended).
+// stopCaches stops every member's caches (leadership ended, no pass
+// running).
 func (w *Writeback) stopCaches() {
+	w.clientsMu.Lock()
+	defer w.clientsMu.Unlock()
 	for _, m := range w.clients {
 		m.stopCaches()
 	}
@@ -456,93 +321,6 @@ func (m *member) stopCaches() {
 func (m *member) gvr(resource string) schema.GroupVersionResource {
 	return schema.GroupVersionResource{Group: mcsv1b1.GroupName, Version: m.version, Resource: resource}
 }
-
-// reconcile brings every member to the state for the given services (or
-// all services and all managed objects).
-func (w *Writeback) reconcile(ctx context.Context, state *mcs.State, keys []mcs.ServiceKey, scope passScope) error {
-	var errs []error
-	members := make([]*member, len(state.Clusters))
-	for i, c := range state.Clusters {
-		if c.ID == "" || scope.skip[c.Member] {
-			continue
-		}
-		m, err := w.client(c.Member)
-		if err != nil {
-			errs = append(errs, inMember(c.Member, err))
-			continue
-		}
-		members[i] = m
-	}
-	// The members' caches start (and sync) side by side: a new leader
-	// waits for the slowest member's first list, not for their sum.
-	readyErrs := make([]error, len(members))
-	var wg sync.WaitGroup
-	for i, m := range members {
-		if m == nil {
-			continue
-		}
-		wg.Go(func() { readyErrs[i] = m.ready(ctx, w.members.SyncedAt(state.Clusters[i].Member)) })
-	}
-	wg.Wait()
-	// Then each member is written on its own, up to memberWriters at
-	// once: a member's writes wait on its own client-side rate limit
-	// (memberQPS), never on another member's. Written one member after
-	// the other, 50 simulated members of 10 services each took 6 min 51 s
-	// to write (27,509 writes at one member's 50 per second).
-	type job struct {
-		i    int
-		todo []mcs.ServiceKey
-	}
-	var jobs []job
-	for i, c := range state.Clusters {
-		m := members[i]
-		if m == nil {
-			continue
-		}
-		if err := readyErrs[i]; err != nil {
-			errs = append(errs, inMember(c.Member, err))
-			continue
-		}
-		todo := keys
-		if scope.full(c.Member) {
-			todo = state.ServiceKeys()
-			for k := range m.managedServices() {
-				if state.Services.Get(k) == nil {
-					todo = append(todo, k)
-				}
-			}
-		}
-		jobs = append(jobs, job{i, todo})
-	}
-	left := make([]atomic.Int64, len(jobs))
-	for j := range jobs {
-		left[j].Store(int64(len(jobs[j].todo)))
-	}
-	w.progress.Store(&left)
-	w.remaining.Store(0)
-	var mu sync.Mutex
-	sem := make(chan struct{}, memberWriters)
-	for j, jb := range jobs {
-		c, m := state.Clusters[jb.i], members[jb.i]
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			for _, key := range jb.todo {
-				if err := m.reconcileService(ctx, c.ID, key, state.Services.Get(key), state.Clusters); err != nil {
-					mu.Lock()
-					errs = append(errs, inMember(c.Member, fmt.Errorf("service %s: %w", key, err)))
-					mu.Unlock()
-				}
-				left[j].Add(-1)
-			}
-		})
-	}
-	wg.Wait()
-	return errors.Join(errs...)
-}
-
-// memberWriters bounds the members a pass writes to at once.
-const memberWriters = 64
 
 // managedServices lists the services this member holds objects of ours for.
 func (m *member) managedServices() map[mcs.ServiceKey]bool {

@@ -91,13 +91,14 @@ func TestProvisionsEqual(t *testing.T) {
 // replica that does not lead (it owes no write: its metrics must not
 // fire the write-back alerts).
 func TestLagIsTheOldestChangeNotWritten(t *testing.T) {
-	w := New(nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	w := New(&fakeMembers{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	now := time.Now()
 	if lag := w.Lag(now); lag != 0 {
 		t.Fatalf("lag %v before any change", lag)
 	}
-	w.Changed(&mcs.State{}, []mcs.ServiceKey{{Namespace: "ns", Name: "a"}}, false)
-	w.Changed(&mcs.State{}, []mcs.ServiceKey{{Namespace: "ns", Name: "b"}}, false)
+	state := &mcs.State{Clusters: []mcs.ClusterInfo{{Member: "a", ID: "a"}}}
+	w.Changed(state, []mcs.ServiceKey{{Namespace: "ns", Name: "a"}}, false)
+	w.Changed(state, []mcs.ServiceKey{{Namespace: "ns", Name: "b"}}, false)
 	if lag, n := w.Lag(time.Now().Add(3*time.Second)), w.Pending(); lag != 0 || n != 0 {
 		t.Fatalf("a replica that does not lead: lag %v, %d pending", lag, n)
 	}
