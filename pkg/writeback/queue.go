@@ -468,7 +468,12 @@ func (w *Writeback) writeServices(ctx context.Context, q *queue, m *member, info
 	}
 	var errs []error
 	for _, key := range todo {
-		if err := m.reconcileService(ctx, info.ID, key, work.state.Services.Get(key), work.state.Clusters); err != nil {
+		st := work.state.Services.Get(key)
+		if !work.full && !m.concerns(info.ID, key, st) {
+			w.progress(q)
+			continue
+		}
+		if err := m.reconcileService(ctx, info.ID, key, st, work.state.Clusters); err != nil {
 			errs = append(errs, fmt.Errorf("service %s: %w", key, err))
 		}
 		w.progress(q)

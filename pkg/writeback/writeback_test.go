@@ -125,3 +125,37 @@ func TestLagIsTheOldestChangeNotWritten(t *testing.T) {
 		t.Errorf("lag %v after the pass that wrote the changes", lag)
 	}
 }
+
+// A member's pass after a change writes only the services the member has
+// something of: one it imports, one it exports, or one whose import this
+// writer wrote there and has not removed; any other changed service is
+// skipped (a full pass, at each resync, repairs the rest).
+func TestMemberConcernedByService(t *testing.T) {
+	k := mcs.ServiceKey{Namespace: "ns", Name: "web"}
+	imported := &mcs.ServiceState{Key: k, Import: &mcs.Import{ImportedIn: []mcs.ClusterID{"a", "b"}}}
+	exported := &mcs.ServiceState{Key: k, Exports: []mcs.ExportStatus{{Cluster: "a"}}}
+	tests := []struct {
+		name  string
+		st    *mcs.ServiceState
+		wrote bool
+		want  bool
+	}{
+		{"imported here", imported, false, true},
+		{"exported from here", exported, false, true},
+		{"imported elsewhere, never here", &mcs.ServiceState{Key: k, Import: &mcs.Import{ImportedIn: []mcs.ClusterID{"b"}}}, false, false},
+		{"imported elsewhere, its import written here before", &mcs.ServiceState{Key: k, Import: &mcs.Import{ImportedIn: []mcs.ClusterID{"b"}}}, true, true},
+		{"gone, never here", nil, false, false},
+		{"gone, written here before", nil, true, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			m := &member{}
+			if tc.wrote {
+				m.imported = map[mcs.ServiceKey]time.Time{k: time.Now()}
+			}
+			if got := m.concerns("a", k, tc.st); got != tc.want {
+				t.Errorf("concerns = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}

@@ -171,6 +171,7 @@ func StartWith(t testing.TB, opts Options, names ...string) []*Cluster {
 	if err := bins.Check(); err != nil {
 		t.Fatal(err)
 	}
+	holdMachine(t)
 	if swept := sweepStale(); len(swept) > 0 {
 		t.Logf("swept the clusters of test processes that died before their cleanup: %v", swept)
 	}

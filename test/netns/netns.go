@@ -3,6 +3,7 @@ package netns
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -36,8 +37,31 @@ func New(t testing.TB) *NS {
 	b := make([]byte, 3)
 	_, _ = rand.Read(b)
 	id := hex.EncodeToString(b)
-	n := subnet.Add(1) + uint32(os.Getpid()%256)*64 //nolint:gosec // small numbers
-	ns := &NS{Name: "ewt-" + id, HostIP: fmt.Sprintf("10.213.%d.%d", n/64%256, n%64*4+1), NSIP: fmt.Sprintf("10.213.%d.%d", n/64%256, n%64*4+2)}
+	// The host's end of the veth is in the namespace every test process
+	// shares: two processes giving it the same address would send one
+	// test's traffic into the other's namespace (a cluster's apiserver
+	// answering with another test's certificate: TestTwoClustersFlat
+	// failed so, now and then, in make test). The subnet is chosen and
+	// its address added under a machine-wide lock, skipping the addresses
+	// already on the host.
+	release, err := Exclusive(subnetLock, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release()
+	used := hostAddresses(t)
+	var ns *NS
+	for range 1 << 14 {
+		n := subnet.Add(1) + uint32(os.Getpid()%256)*64 //nolint:gosec // small numbers
+		hostIP, nsIP := fmt.Sprintf("10.213.%d.%d", n/64%256, n%64*4+1), fmt.Sprintf("10.213.%d.%d", n/64%256, n%64*4+2)
+		if !used[hostIP] && !used[nsIP] {
+			ns = &NS{Name: "ewt-" + id, HostIP: hostIP, NSIP: nsIP}
+			break
+		}
+	}
+	if ns == nil {
+		t.Fatal("no free /30 left in 10.213.0.0/16")
+	}
 	host, peer := "ewh"+id, "ewp"+id
 	t.Cleanup(func() {
 		_ = exec.Command("ip", "netns", "del", ns.Name).Run() //nolint:gosec // the test's own names
@@ -58,6 +82,51 @@ func New(t testing.TB) *NS {
 		}
 	}
 	return ns
+}
+
+// subnetLock is the lock file under which a namespace's host address is
+// chosen and added.
+const subnetLock = "/run/eastwest-test-netns.lock"
+
+// Exclusive takes a machine-wide lock (flock on the file at path, made
+// when missing) and returns its release: for what test processes share,
+// such as the host's addresses and routes. When another process holds it,
+// waiting (if set) is called before the wait. A process that dies holding
+// it releases it with its file descriptors.
+func Exclusive(path string, waiting func()) (release func(), err error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600) //nolint:gosec // the harness's lock files
+	if err != nil {
+		return nil, err
+	}
+	fd := int(f.Fd()) //nolint:gosec // a file descriptor fits an int
+	err = unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB)
+	if errors.Is(err, unix.EWOULDBLOCK) {
+		if waiting != nil {
+			waiting()
+		}
+		err = unix.Flock(fd, unix.LOCK_EX)
+	}
+	if err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	return func() { _ = f.Close() }, nil
+}
+
+// hostAddresses are the IP addresses on the test process's interfaces.
+func hostAddresses(t testing.TB) map[string]bool {
+	t.Helper()
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]bool{}
+	for _, a := range addrs {
+		if ipn, ok := a.(*net.IPNet); ok {
+			out[ipn.IP.String()] = true
+		}
+	}
+	return out
 }
 
 // Link joins the namespace to another by a veth pair of their own on a
