@@ -334,6 +334,12 @@ func (m *member) managedServices() map[mcs.ServiceKey]bool {
 		s := o.(*discoveryv1.EndpointSlice)
 		out[mcs.ServiceKey{Namespace: s.Namespace, Name: s.Labels[mcsv1b1.LabelServiceName]}] = true
 	}
+	for _, o := range m.caches.services.GetStore().List() {
+		s := o.(*corev1.Service)
+		if k := (mcs.ServiceKey{Namespace: s.Namespace, Name: s.Labels[mcsv1b1.LabelServiceName]}); k.Name != "" && s.Name == DerivedName(k) {
+			out[k] = true // a derived Service
+		}
+	}
 	return out
 }
 

@@ -571,8 +571,11 @@ func processCPU(b *testing.B, pid int) time.Duration {
 }
 
 // rss is the process's resident memory in bytes.
-func (s *served) rss(b *testing.B) int64 {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", s.cmd.Process.Pid))
+func (s *served) rss(b *testing.B) int64 { return processRSS(b, s.cmd.Process.Pid) }
+
+// processRSS is a process's resident set size, in bytes.
+func processRSS(b *testing.B, pid int) int64 {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -712,6 +713,13 @@ func runScale(b *testing.B, hub *kube.Cluster, bin string, members, nstreams, nr
 	endpoints := float64(members * scaleServices * scaleEndpoints)
 	say(b, "memory per replica (the largest): RSS %.0f MiB, live heap %.0f MiB: %.2f MiB RSS and %.2f MiB heap per member, %.2f KiB RSS per endpoint",
 		rss/(1<<20), heap/(1<<20), rss/(1<<20)/float64(members), heap/(1<<20)/float64(members), rss/1024/endpoints)
+	// The simulated members' own: what this machine can hold beside
+	// eastwest (a 500-member run is bounded by it). GOMEMLIMIT bounds it.
+	var ms runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&ms)
+	say(b, "the simulated members (the benchmark's process): RSS %.0f MiB, live heap %.0f MiB (%.1f MiB a member)",
+		float64(processRSS(b, os.Getpid()))/(1<<20), float64(ms.HeapAlloc)/(1<<20), float64(ms.HeapAlloc)/(1<<20)/float64(members))
 
 	// Steady churn.
 	stop := make(chan struct{})
