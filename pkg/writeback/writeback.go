@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -170,9 +171,14 @@ type member struct {
 	// cachesFrom is the source's SyncedAt when the caches started.
 	cachesFrom time.Time
 	// imported is when this writer last wrote (or found in place) each
-	// service's import in this member, until it removed it. Only the
-	// member's pass uses it.
-	imported map[mcs.ServiceKey]time.Time
+	// service's import in this member, until it removed it (importedMu:
+	// a member's pass writes several services at once).
+	importedMu sync.Mutex
+	imported   map[mcs.ServiceKey]time.Time
+	// sliceWrites are this writer's last writes of MCS EndpointSlices
+	// that its cache has not shown yet, by namespace/name (slicesMu).
+	slicesMu    sync.Mutex
+	sliceWrites map[string]sliceWrite
 	// noSliceObjects is set once the member's ServiceImport CRD dropped
 	// status.endpointSliceObjects (mcs-api before v0.5.2): it is then
 	// not compared, or every pass would write it again.
@@ -269,7 +275,8 @@ func (w *Writeback) client(name string) (*member, error) {
 	if old != nil {
 		old.stopCaches()
 		// What this replica wrote stays its to remove.
-		m.written, m.provisionForbidden, m.imported = old.written, old.provisionForbidden, old.imported
+		m.written, m.provisionForbidden = old.written, old.provisionForbidden
+		m.imported = maps.Clone(old.imported)
 		m.log.Info("write-back moves to the member's new connection", "generation", conn.Generation, "mcsVersion", m.version)
 	}
 	w.clients[name] = m
@@ -356,8 +363,33 @@ func (m *member) concerns(c mcs.ClusterID, key mcs.ServiceKey, st *mcs.ServiceSt
 	if st != nil && (st.Import != nil && slices.Contains(st.Import.ImportedIn, c) || st.Export(c) != nil) {
 		return true
 	}
+	m.importedMu.Lock()
+	defer m.importedMu.Unlock()
 	_, ok := m.imported[key]
 	return ok
+}
+
+// importedKeys are the services whose import this writer wrote in the
+// member and has not removed.
+func (m *member) importedKeys() []mcs.ServiceKey {
+	m.importedMu.Lock()
+	defer m.importedMu.Unlock()
+	return slices.Collect(maps.Keys(m.imported))
+}
+
+// noteImported records that the service's import is in the member (at),
+// or that nothing of it is left there (zero at).
+func (m *member) noteImported(key mcs.ServiceKey, at time.Time) {
+	m.importedMu.Lock()
+	defer m.importedMu.Unlock()
+	if at.IsZero() {
+		delete(m.imported, key)
+		return
+	}
+	if m.imported == nil {
+		m.imported = map[mcs.ServiceKey]time.Time{}
+	}
+	m.imported[key] = at
 }
 
 // reconcileService writes one service's objects in one member.
@@ -365,15 +397,12 @@ func (m *member) reconcileService(ctx context.Context, c mcs.ClusterID, key mcs.
 	var errs []error
 	imported := st != nil && st.Import != nil && slices.Contains(st.Import.ImportedIn, c)
 	if imported {
-		if m.imported == nil {
-			m.imported = map[mcs.ServiceKey]time.Time{}
-		}
-		m.imported[key] = time.Now()
+		m.noteImported(key, time.Now())
 		errs = append(errs, m.ensureImport(ctx, c, st, clusters))
 	} else if err := m.removeImport(ctx, key); err != nil {
 		errs = append(errs, err)
 	} else {
-		delete(m.imported, key) // nothing of it left here
+		m.noteImported(key, time.Time{}) // nothing of it left here
 	}
 	if st != nil {
 		if es := st.Export(c); es != nil {
@@ -667,27 +696,101 @@ func (m *member) syncSlices(ctx context.Context, key mcs.ServiceKey, derived str
 		}
 		cur, ok := current[s.Name]
 		delete(current, s.Name)
+		seen := ""
+		if ok {
+			seen = cur.Annotations[digestKey]
+		}
+		content, err := sliceContent(digest, s)
+		if err != nil {
+			return err
+		}
+		if m.sliceWritten(key.Namespace, s.Name, seen, content) {
+			continue // written; the cache has not seen it yet
+		}
 		switch {
 		case !ok:
 			m.wrote("create", "EndpointSlice", key.Namespace, s.Name)
 			err = m.writeSlice(ctx, key.Namespace, s, false)
-		case cur.Annotations[digestKey] != digest || !apiequality.Semantic.DeepEqual(cur.Ports, s.Ports) || !maps.Equal(cur.Labels, s.Labels):
+		case seen != digest || !apiequality.Semantic.DeepEqual(cur.Ports, s.Ports) || !maps.Equal(cur.Labels, s.Labels):
 			m.wrote("update", "EndpointSlice", key.Namespace, s.Name)
 			cur.Endpoints, cur.Ports, cur.Labels = s.Endpoints, s.Ports, s.Labels
 			delete(cur.Annotations, digestKey)
+			// Unconditional (no resourceVersion): the slice is ours
+			// alone, and a cache behind this writer's own last write
+			// (its watch event not delivered yet, which a member's
+			// back-to-back passes under a churn meet all the time) made
+			// every such update a conflict and a LIST of the service's
+			// slices.
+			cur.ResourceVersion = ""
 			err = m.writeSlice(ctx, key.Namespace, cur, true)
+		default:
+			m.forgetSliceWrite(key.Namespace, s.Name)
+			continue
 		}
 		if err != nil {
+			m.forgetSliceWrite(key.Namespace, s.Name)
 			errs = append(errs, err)
+			continue
 		}
+		m.noteSliceWrite(key.Namespace, s.Name, seen, content)
 	}
 	for name := range current {
+		m.forgetSliceWrite(key.Namespace, name)
 		m.wrote("delete", "EndpointSlice", key.Namespace, name)
 		if err := api.Delete(ctx, name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
 			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// sliceWrite is this writer's last write of an MCS EndpointSlice: the
+// digest of the endpoints the cache showed before it ("" when the cache
+// had no slice), what was written (sliceContent) and when.
+type sliceWrite struct {
+	before, wrote string
+	at            time.Time
+}
+
+// sliceContent identifies what a slice write writes: its endpoints'
+// digest, ports and labels.
+func sliceContent(digest string, s *discoveryv1.EndpointSlice) (string, error) {
+	b, err := json.Marshal(struct {
+		Ports  []discoveryv1.EndpointPort
+		Labels map[string]string
+	}{s.Ports, s.Labels})
+	return digest + string(b), err
+}
+
+// sliceWritten reports whether this writer wrote want to the slice less
+// than cacheBehind ago and the cache still shows the endpoints that were
+// there before (its watch event has not come yet): writing again would
+// change nothing. Anything else the cache shows (the write arrived, or
+// another change) is compared as usual.
+func (m *member) sliceWritten(namespace, name, seen, want string) bool {
+	m.slicesMu.Lock()
+	defer m.slicesMu.Unlock()
+	w, ok := m.sliceWrites[namespace+"/"+name]
+	if ok && (w.before != seen || time.Since(w.at) > cacheBehind) {
+		delete(m.sliceWrites, namespace+"/"+name) // the cache moved on
+		return false
+	}
+	return ok && w.wrote == want
+}
+
+func (m *member) noteSliceWrite(namespace, name, before, wrote string) {
+	m.slicesMu.Lock()
+	defer m.slicesMu.Unlock()
+	if m.sliceWrites == nil {
+		m.sliceWrites = map[string]sliceWrite{}
+	}
+	m.sliceWrites[namespace+"/"+name] = sliceWrite{before: before, wrote: wrote, at: time.Now()}
+}
+
+func (m *member) forgetSliceWrite(namespace, name string) {
+	m.slicesMu.Lock()
+	defer m.slicesMu.Unlock()
+	delete(m.sliceWrites, namespace+"/"+name)
 }
 
 // writeSlice creates or updates an MCS EndpointSlice. The apiserver's
@@ -718,7 +821,9 @@ const cacheBehind = 30 * time.Second
 // second: at 250 members of which 10 import a service, 480 GETs per
 // changed service, and a write-back that never caught up (issue 29).
 func (m *member) mayBeBehind(key mcs.ServiceKey) bool {
+	m.importedMu.Lock()
 	at, ok := m.imported[key]
+	m.importedMu.Unlock()
 	return ok && time.Since(at) < cacheBehind
 }
 

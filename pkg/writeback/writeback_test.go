@@ -159,3 +159,40 @@ func TestMemberConcernedByService(t *testing.T) {
 		})
 	}
 }
+
+// A slice this writer has just written is not written again while the
+// member's cache still shows what was there before (its watch event has
+// not come): the member's next pass would otherwise write it again, or
+// meet a conflict. Any other cache content, another wanted content, or a
+// record older than cacheBehind is compared as usual.
+func TestSliceWrittenWhileTheCacheIsBehind(t *testing.T) {
+	tests := []struct {
+		name       string
+		record     *sliceWrite
+		seen, want string
+		skip       bool
+	}{
+		{"nothing written", nil, "b", "w", false},
+		{"written, the cache behind", &sliceWrite{before: "b", wrote: "w"}, "b", "w", true},
+		{"created, the cache behind", &sliceWrite{before: "", wrote: "w"}, "", "w", true},
+		{"written, something else wanted now", &sliceWrite{before: "b", wrote: "w"}, "b", "w2", false},
+		{"the cache moved on", &sliceWrite{before: "b", wrote: "w"}, "x", "w", false},
+		{"written too long ago", &sliceWrite{before: "b", wrote: "w", at: time.Now().Add(-time.Minute)}, "b", "w", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			m := &member{}
+			if r := tc.record; r != nil {
+				m.noteSliceWrite("ns", "s", r.before, r.wrote)
+				if !r.at.IsZero() {
+					w := m.sliceWrites["ns/s"]
+					w.at = r.at
+					m.sliceWrites["ns/s"] = w
+				}
+			}
+			if got := m.sliceWritten("ns", "s", tc.seen, tc.want); got != tc.skip {
+				t.Errorf("sliceWritten = %v, want %v", got, tc.skip)
+			}
+		})
+	}
+}

@@ -630,6 +630,8 @@ func runScale(b *testing.B, hub *kube.Cluster, bin string, members, nstreams, nr
 	// the failover below is not the lease's wait.
 	r.args = []string{"--kubeconfig-dir", dir, "--kubeconfig", hub.Kubeconfig, "--remote-secrets=false", "--namespace", "eastwest-system",
 		"--lease-name", fmt.Sprintf("scale-%d", members)}
+	// EASTWEST_SCALE_ARGS: more flags for the replicas (--log-level info).
+	r.args = append(r.args, strings.Fields(os.Getenv("EASTWEST_SCALE_ARGS"))...)
 	var xdsAddrs, debugAddrs []string
 	for range nreplicas {
 		xdsAddrs, debugAddrs = append(xdsAddrs, freeAddr(b)), append(debugAddrs, freeAddr(b))
