@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -687,7 +688,9 @@ func (m *member) syncSlices(ctx context.Context, key mcs.ServiceKey, derived str
 		current[s.Name] = s
 	}
 	var errs []error
+	wanted := map[string]bool{}
 	for _, s := range want {
+		wanted[s.Name] = true
 		s.Labels = managedLabels(s.Labels)
 		s.Labels[discoveryv1.LabelServiceName] = derived
 		digest, err := endpointsDigest(s.Endpoints)
@@ -704,14 +707,21 @@ func (m *member) syncSlices(ctx context.Context, key mcs.ServiceKey, derived str
 		if err != nil {
 			return err
 		}
-		if m.sliceWritten(key.Namespace, s.Name, seen, content) {
-			continue // written; the cache has not seen it yet
-		}
+		// What this writer last wrote, while the cache does not show it
+		// yet: the apiserver holds that, not what the cache shows.
+		last, unseen := m.unseenSliceWrite(key.Namespace, s.Name, seen)
 		switch {
-		case !ok:
+		case unseen && last == content:
+			continue // written
+		case !ok && !unseen:
 			m.wrote("create", "EndpointSlice", key.Namespace, s.Name)
 			err = m.writeSlice(ctx, key.Namespace, s, false)
-		case seen != digest || !apiequality.Semantic.DeepEqual(cur.Ports, s.Ports) || !maps.Equal(cur.Labels, s.Labels):
+		case !ok:
+			// Created by this writer, not in the cache yet: updated in
+			// place (unconditionally, below).
+			m.wrote("update", "EndpointSlice", key.Namespace, s.Name)
+			err = m.writeSlice(ctx, key.Namespace, s, true)
+		case unseen || seen != digest || !apiequality.Semantic.DeepEqual(cur.Ports, s.Ports) || !maps.Equal(cur.Labels, s.Labels):
 			m.wrote("update", "EndpointSlice", key.Namespace, s.Name)
 			cur.Endpoints, cur.Ports, cur.Labels = s.Endpoints, s.Ports, s.Labels
 			delete(cur.Annotations, digestKey)
@@ -732,24 +742,40 @@ func (m *member) syncSlices(ctx context.Context, key mcs.ServiceKey, derived str
 			errs = append(errs, err)
 			continue
 		}
-		m.noteSliceWrite(key.Namespace, s.Name, seen, content)
+		m.noteSliceWrite(key.Namespace, s.Name, key.Name, seen, content)
 	}
-	for name := range current {
-		m.forgetSliceWrite(key.Namespace, name)
+	for name, cur := range current {
+		seen := cur.Annotations[digestKey]
+		if last, unseen := m.unseenSliceWrite(key.Namespace, name, seen); unseen && last == "" {
+			continue // deleted already
+		}
+		m.wrote("delete", "EndpointSlice", key.Namespace, name)
+		if err := api.Delete(ctx, name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+			m.forgetSliceWrite(key.Namespace, name)
+			errs = append(errs, err)
+			continue
+		}
+		m.noteSliceWrite(key.Namespace, name, key.Name, seen, "")
+	}
+	// Slices this writer created that the cache does not show yet and
+	// that are no longer wanted.
+	for _, name := range m.unseenCreates(key, wanted) {
 		m.wrote("delete", "EndpointSlice", key.Namespace, name)
 		if err := api.Delete(ctx, name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
 			errs = append(errs, err)
 		}
+		m.forgetSliceWrite(key.Namespace, name)
 	}
 	return errors.Join(errs...)
 }
 
-// sliceWrite is this writer's last write of an MCS EndpointSlice: the
-// digest of the endpoints the cache showed before it ("" when the cache
-// had no slice), what was written (sliceContent) and when.
+// sliceWrite is this writer's last write of an MCS EndpointSlice of a
+// service: the digest of the endpoints the cache showed before it (""
+// when the cache had no slice), what was written (sliceContent; "" for a
+// delete) and when.
 type sliceWrite struct {
-	before, wrote string
-	at            time.Time
+	service, before, wrote string
+	at                     time.Time
 }
 
 // sliceContent identifies what a slice write writes: its endpoints'
@@ -762,29 +788,49 @@ func sliceContent(digest string, s *discoveryv1.EndpointSlice) (string, error) {
 	return digest + string(b), err
 }
 
-// sliceWritten reports whether this writer wrote want to the slice less
-// than cacheBehind ago and the cache still shows the endpoints that were
-// there before (its watch event has not come yet): writing again would
-// change nothing. Anything else the cache shows (the write arrived, or
-// another change) is compared as usual.
-func (m *member) sliceWritten(namespace, name, seen, want string) bool {
+// unseenSliceWrite returns what this writer last wrote to the slice
+// ("" for a delete) when that was less than cacheBehind ago and the cache
+// still shows what was there before (seen: its watch event has not come
+// yet). A member's pass right after its previous one meets this all the
+// time under a churn: compared with the cache alone, a change undone
+// between two passes (the cache still showing the state before the
+// first) was never written back, and the member kept the first pass's
+// write until the next resync. Anything else the cache shows (the write
+// arrived, or another change) is compared as usual.
+func (m *member) unseenSliceWrite(namespace, name, seen string) (wrote string, unseen bool) {
 	m.slicesMu.Lock()
 	defer m.slicesMu.Unlock()
 	w, ok := m.sliceWrites[namespace+"/"+name]
 	if ok && (w.before != seen || time.Since(w.at) > cacheBehind) {
 		delete(m.sliceWrites, namespace+"/"+name) // the cache moved on
-		return false
+		return "", false
 	}
-	return ok && w.wrote == want
+	return w.wrote, ok
 }
 
-func (m *member) noteSliceWrite(namespace, name, before, wrote string) {
+// unseenCreates are the slices of the service this writer created less
+// than cacheBehind ago, that its cache does not show yet, and that are
+// not wanted.
+func (m *member) unseenCreates(key mcs.ServiceKey, wanted map[string]bool) []string {
+	m.slicesMu.Lock()
+	defer m.slicesMu.Unlock()
+	var out []string
+	for k, w := range m.sliceWrites {
+		ns, name, _ := strings.Cut(k, "/")
+		if ns == key.Namespace && w.service == key.Name && w.before == "" && w.wrote != "" && !wanted[name] && time.Since(w.at) <= cacheBehind {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
+func (m *member) noteSliceWrite(namespace, name, service, before, wrote string) {
 	m.slicesMu.Lock()
 	defer m.slicesMu.Unlock()
 	if m.sliceWrites == nil {
 		m.sliceWrites = map[string]sliceWrite{}
 	}
-	m.sliceWrites[namespace+"/"+name] = sliceWrite{before: before, wrote: wrote, at: time.Now()}
+	m.sliceWrites[namespace+"/"+name] = sliceWrite{service: service, before: before, wrote: wrote, at: time.Now()}
 }
 
 func (m *member) forgetSliceWrite(namespace, name string) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"slices"
 	"testing"
 	"time"
 
@@ -160,39 +161,50 @@ func TestMemberConcernedByService(t *testing.T) {
 	}
 }
 
-// A slice this writer has just written is not written again while the
-// member's cache still shows what was there before (its watch event has
-// not come): the member's next pass would otherwise write it again, or
-// meet a conflict. Any other cache content, another wanted content, or a
-// record older than cacheBehind is compared as usual.
-func TestSliceWrittenWhileTheCacheIsBehind(t *testing.T) {
+// While the member's cache still shows what a slice held before this
+// writer's last write to it (its watch event has not come), the
+// apiserver holds that write: it is what the next pass compares with (a
+// change undone between two passes is written back; the same content is
+// not written again). Any other cache content, or a record older than
+// cacheBehind, is compared as usual; a slice created and no longer wanted
+// before the cache showed it is found for deletion.
+func TestUnseenSliceWrites(t *testing.T) {
 	tests := []struct {
-		name       string
-		record     *sliceWrite
-		seen, want string
-		skip       bool
+		name   string
+		record *sliceWrite
+		seen   string
+		wrote  string
+		unseen bool
 	}{
-		{"nothing written", nil, "b", "w", false},
+		{"nothing written", nil, "b", "", false},
 		{"written, the cache behind", &sliceWrite{before: "b", wrote: "w"}, "b", "w", true},
 		{"created, the cache behind", &sliceWrite{before: "", wrote: "w"}, "", "w", true},
-		{"written, something else wanted now", &sliceWrite{before: "b", wrote: "w"}, "b", "w2", false},
-		{"the cache moved on", &sliceWrite{before: "b", wrote: "w"}, "x", "w", false},
-		{"written too long ago", &sliceWrite{before: "b", wrote: "w", at: time.Now().Add(-time.Minute)}, "b", "w", false},
+		{"deleted, the cache behind", &sliceWrite{before: "b", wrote: ""}, "b", "", true},
+		{"the cache moved on", &sliceWrite{before: "b", wrote: "w"}, "x", "", false},
+		{"written too long ago", &sliceWrite{before: "b", wrote: "w", at: time.Now().Add(-time.Minute)}, "b", "", false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			m := &member{}
 			if r := tc.record; r != nil {
-				m.noteSliceWrite("ns", "s", r.before, r.wrote)
+				m.noteSliceWrite("ns", "s", "web", r.before, r.wrote)
 				if !r.at.IsZero() {
 					w := m.sliceWrites["ns/s"]
 					w.at = r.at
 					m.sliceWrites["ns/s"] = w
 				}
 			}
-			if got := m.sliceWritten("ns", "s", tc.seen, tc.want); got != tc.skip {
-				t.Errorf("sliceWritten = %v, want %v", got, tc.skip)
+			if wrote, unseen := m.unseenSliceWrite("ns", "s", tc.seen); wrote != tc.wrote || unseen != tc.unseen {
+				t.Errorf("unseenSliceWrite = %q, %v; want %q, %v", wrote, unseen, tc.wrote, tc.unseen)
 			}
 		})
+	}
+	m := &member{}
+	m.noteSliceWrite("ns", "gone", "web", "", "w")
+	m.noteSliceWrite("ns", "kept", "web", "", "w")
+	m.noteSliceWrite("ns", "other", "api", "", "w")
+	m.noteSliceWrite("ns", "updated", "web", "b", "w")
+	if got := m.unseenCreates(mcs.ServiceKey{Namespace: "ns", Name: "web"}, map[string]bool{"kept": true}); !slices.Equal(got, []string{"gone"}) {
+		t.Errorf("unseenCreates = %v, want [gone]", got)
 	}
 }
