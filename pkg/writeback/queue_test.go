@@ -63,6 +63,14 @@ func stateOf(members ...string) *mcs.State {
 	return st
 }
 
+// runUntilEnd runs w (as the leader does) until the test ends.
+func runUntilEnd(t *testing.T, w *Writeback) {
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { w.Run(ctx, time.Hour); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+}
+
 func waitUntil(t *testing.T, what string, ok func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
@@ -118,10 +126,7 @@ func TestASlowMemberHoldsNoOtherUp(t *testing.T) {
 	w := New(f, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	state := stateOf("fast", "slow-b")
 	w.Changed(state, nil, true)
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan struct{})
-	go func() { w.Run(ctx, time.Hour); close(done) }()
-	defer func() { cancel(); <-done }()
+	runUntilEnd(t, w)
 	released := false
 	defer func() {
 		if !released {
@@ -166,10 +171,7 @@ func TestAFailingMemberBacksOffAlone(t *testing.T) {
 	w.OnMemberFailed(func(m string) { mu.Lock(); failed = append(failed, m); mu.Unlock() })
 	state := stateOf("a", "down-b")
 	w.Changed(state, nil, true)
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan struct{})
-	go func() { w.Run(ctx, time.Hour); close(done) }()
-	defer func() { cancel(); <-done }()
+	runUntilEnd(t, w)
 	waitUntil(t, "down-b failing", func() bool { return len(w.Retries()) == 1 })
 	r := w.Retries()[0]
 	if r.Member != "down-b" || r.LastError != errNotConnected.Error() {

@@ -180,6 +180,7 @@ type member struct {
 	// that its cache has not shown yet, by namespace/name (slicesMu).
 	slicesMu    sync.Mutex
 	sliceWrites map[string]sliceWrite
+	sweepAt     int // the records' count at which expired ones are swept
 	// noSliceObjects is set once the member's ServiceImport CRD dropped
 	// status.endpointSliceObjects (mcs-api before v0.5.2): it is then
 	// not compared, or every pass would write it again.
@@ -827,10 +828,21 @@ func (m *member) unseenCreates(key mcs.ServiceKey, wanted map[string]bool) []str
 func (m *member) noteSliceWrite(namespace, name, service, before, wrote string) {
 	m.slicesMu.Lock()
 	defer m.slicesMu.Unlock()
+	now := time.Now()
 	if m.sliceWrites == nil {
 		m.sliceWrites = map[string]sliceWrite{}
 	}
-	m.sliceWrites[namespace+"/"+name] = sliceWrite{service: service, before: before, wrote: wrote, at: time.Now()}
+	if len(m.sliceWrites) >= m.sweepAt {
+		// A record is read again only when its service is written
+		// again: those of services the member no longer has anything
+		// of (a deleted export's slices) would stay for ever. Swept
+		// when the records have doubled since the last sweep, so the
+		// cost per write stays constant and they are bounded by twice
+		// the slices written in cacheBehind.
+		maps.DeleteFunc(m.sliceWrites, func(_ string, w sliceWrite) bool { return now.Sub(w.at) > cacheBehind })
+		m.sweepAt = max(256, 2*len(m.sliceWrites))
+	}
+	m.sliceWrites[namespace+"/"+name] = sliceWrite{service: service, before: before, wrote: wrote, at: now}
 }
 
 func (m *member) forgetSliceWrite(namespace, name string) {

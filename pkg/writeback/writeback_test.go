@@ -1,7 +1,7 @@
 package writeback
 
 import (
-	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"slices"
@@ -111,10 +111,7 @@ func TestLagIsTheOldestChangeNotWritten(t *testing.T) {
 		t.Fatalf("%d pending, want 2", n)
 	}
 	w.running.Store(false)
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan struct{})
-	go func() { w.Run(ctx, time.Hour); close(done) }()
-	defer func() { cancel(); <-done }()
+	runUntilEnd(t, w)
 	deadline := time.Now().Add(10 * time.Second)
 	for w.Passes() == 0 {
 		if time.Now().After(deadline) {
@@ -206,5 +203,21 @@ func TestUnseenSliceWrites(t *testing.T) {
 	m.noteSliceWrite("ns", "updated", "web", "b", "w")
 	if got := m.unseenCreates(mcs.ServiceKey{Namespace: "ns", Name: "web"}, map[string]bool{"kept": true}); !slices.Equal(got, []string{"gone"}) {
 		t.Errorf("unseenCreates = %v, want [gone]", got)
+	}
+}
+
+// The records of unseen slice writes stay bounded when the slices they
+// name are never written again (a member's exports deleted one after the
+// other): expired ones are swept as the records grow.
+func TestUnseenSliceWritesAreBounded(t *testing.T) {
+	m := &member{}
+	for i := range 10_000 {
+		m.noteSliceWrite("ns", fmt.Sprint("s", i), "web", "", "w")
+		w := m.sliceWrites["ns/"+fmt.Sprint("s", i)]
+		w.at = time.Now().Add(-time.Minute) // expired at once
+		m.sliceWrites["ns/"+fmt.Sprint("s", i)] = w
+	}
+	if n := len(m.sliceWrites); n > 512 {
+		t.Errorf("%d records after 10,000 expired writes; want them swept", n)
 	}
 }
