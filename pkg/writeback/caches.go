@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"maps"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -213,6 +214,28 @@ func read[T any, P mcsObject[T]](ctx context.Context, res dynamic.ResourceInterf
 	return nil, fmt.Errorf("cached %s/%s is a %T", ns, name, o)
 }
 
+// readOwn reads as read does, but from the apiserver while the cache has
+// not shown this writer's own last write of the object yet (ownUnseen):
+// a member's pass right after its previous one would otherwise compare
+// with the state before that write, and a change undone between the two
+// passes would look written.
+func readOwn[T any, P mcsObject[T]](ctx context.Context, m *member, resource string, res dynamic.ResourceInterface, inf cache.SharedIndexInformer, cached bool, ns, name string) (P, error) {
+	if cached {
+		p, err := read[T, P](ctx, res, inf, true, ns, name)
+		if err != nil && !apierrors.IsNotFound(err) {
+			return nil, err
+		}
+		rv := ""
+		if err == nil {
+			rv = p.GetResourceVersion()
+		}
+		if !m.ownUnseen(resource, ns, name, rv, err == nil) {
+			return p, err
+		}
+	}
+	return read[T, P](ctx, res, nil, false, ns, name)
+}
+
 // cachedThenLive runs write with cached true and, after a conflict, again
 // with cached false: it compares with the cache first, then with the
 // apiserver.
@@ -224,16 +247,66 @@ func cachedThenLive(write func(cached bool) error) error {
 	})
 }
 
-// cachedService reads a derived Service (a copy).
-func (m *member) cachedService(ns, name string) (*corev1.Service, error) {
+// cachedService reads a derived Service (a copy), from the apiserver
+// while the cache has not shown this writer's own last write of it.
+func (m *member) cachedService(ctx context.Context, ns, name string) (*corev1.Service, error) {
 	o, ok, err := m.caches.services.GetIndexer().GetByKey(ns + "/" + name)
 	if err != nil {
 		return nil, err
+	}
+	rv := ""
+	if ok {
+		rv = o.(*corev1.Service).ResourceVersion
+	}
+	if m.ownUnseen("services", ns, name, rv, ok) {
+		return m.client.CoreV1().Services(ns).Get(ctx, name, metav1.GetOptions{})
 	}
 	if !ok {
 		return nil, apierrors.NewNotFound(corev1.Resource("services"), name)
 	}
 	return o.(*corev1.Service).DeepCopy(), nil
+}
+
+// ownWrite is this writer's last write of an object: the resource version
+// the apiserver gave it ("" for a delete) and when.
+type ownWrite struct {
+	rv string
+	at time.Time
+}
+
+// noteOwn records this writer's write of an object (rv "" for a delete).
+func (m *member) noteOwn(resource, ns, name, rv string) {
+	m.ownMu.Lock()
+	defer m.ownMu.Unlock()
+	now := time.Now()
+	if m.own == nil {
+		m.own = map[string]ownWrite{}
+	}
+	if len(m.own) >= m.ownSweepAt {
+		// As for the slices' records (noteSliceWrite): bounded by twice
+		// the writes of cacheBehind.
+		maps.DeleteFunc(m.own, func(_ string, w ownWrite) bool { return now.Sub(w.at) > cacheBehind })
+		m.ownSweepAt = max(256, 2*len(m.own))
+	}
+	m.own[resource+"/"+ns+"/"+name] = ownWrite{rv: rv, at: now}
+}
+
+// ownUnseen reports whether this writer wrote the object less than
+// cacheBehind ago and the cache (the object found with rv, or not found)
+// does not show that write yet.
+func (m *member) ownUnseen(resource, ns, name, rv string, found bool) bool {
+	m.ownMu.Lock()
+	defer m.ownMu.Unlock()
+	k := resource + "/" + ns + "/" + name
+	w, ok := m.own[k]
+	if !ok {
+		return false
+	}
+	if time.Since(w.at) > cacheBehind || w.rv == "" && !found || found && w.rv == rv {
+		delete(m.own, k) // the cache shows it
+		return false
+	}
+	return true
 }
 
 // cachedSlices are a service's MCS EndpointSlices, their endpoints

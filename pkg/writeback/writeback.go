@@ -181,6 +181,12 @@ type member struct {
 	slicesMu    sync.Mutex
 	sliceWrites map[string]sliceWrite
 	sweepAt     int // the records' count at which expired ones are swept
+	// own are this writer's last writes of the other objects (imports,
+	// exports' statuses, derived Services) the cache has not shown yet,
+	// by resource/namespace/name (ownMu, caches.go).
+	ownMu      sync.Mutex
+	own        map[string]ownWrite
+	ownSweepAt int
 	// noSliceObjects is set once the member's ServiceImport CRD dropped
 	// status.endpointSliceObjects (mcs-api before v0.5.2): it is then
 	// not compared, or every pass would write it again.
@@ -467,7 +473,7 @@ func (m *member) applyImport(ctx context.Context, want *mcsv1b1.ServiceImport) (
 	res := m.dyn.Resource(m.gvr("serviceimports")).Namespace(want.Namespace)
 	var out *mcsv1b1.ServiceImport
 	err := cachedThenLive(func(cached bool) error {
-		have, err := read[mcsv1b1.ServiceImport](ctx, res, m.caches.imports, cached, want.Namespace, want.Name)
+		have, err := readOwn[mcsv1b1.ServiceImport](ctx, m, "serviceimports", res, m.caches.imports, cached, want.Namespace, want.Name)
 		if apierrors.IsNotFound(err) {
 			u, err := toUnstructured(want, m.version, "ServiceImport")
 			if err != nil {
@@ -479,11 +485,13 @@ func (m *member) applyImport(ctx context.Context, want *mcsv1b1.ServiceImport) (
 			if err != nil {
 				return staleCache(err, cached)
 			}
+			m.noteOwn("serviceimports", created.GetNamespace(), created.GetName(), created.GetResourceVersion())
 			created.Object["status"] = status
 			m.wrote("updatestatus", created.GetKind(), created.GetNamespace(), created.GetName())
 			if created, err = res.UpdateStatus(ctx, created, metav1.UpdateOptions{}); err != nil {
 				return err
 			}
+			m.noteOwn("serviceimports", created.GetNamespace(), created.GetName(), created.GetResourceVersion())
 			out, err = fromUnstructured[mcsv1b1.ServiceImport](created)
 			m.noteSliceObjects(want.Status.EndpointSliceObjects, out)
 			return err
@@ -533,6 +541,7 @@ func (m *member) updateImport(ctx context.Context, res dynamic.ResourceInterface
 	if err != nil {
 		return nil, err
 	}
+	m.noteOwn("serviceimports", u.GetNamespace(), u.GetName(), u.GetResourceVersion())
 	return fromUnstructured[mcsv1b1.ServiceImport](u)
 }
 
@@ -569,13 +578,14 @@ func (m *member) ensureDerived(ctx context.Context, st *mcs.ServiceState, owner 
 		var cur *corev1.Service
 		var err error
 		if cached {
-			cur, err = m.cachedService(st.Key.Namespace, name)
+			cur, err = m.cachedService(ctx, st.Key.Namespace, name)
 		} else {
 			cur, err = svcs.Get(ctx, name, metav1.GetOptions{})
 		}
 		if apierrors.IsNotFound(err) {
 			m.wrote("create", "Service", want.GetNamespace(), want.GetName())
 			out, err = svcs.Create(ctx, want, metav1.CreateOptions{})
+			m.noteOwnService(out, err)
 			return staleCache(err, cached)
 		}
 		if err != nil {
@@ -592,6 +602,7 @@ func (m *member) ensureDerived(ctx context.Context, st *mcs.ServiceState, owner 
 			}
 			m.wrote("create", "Service", want.GetNamespace(), want.GetName())
 			out, err = svcs.Create(ctx, want, metav1.CreateOptions{})
+			m.noteOwnService(out, err)
 			return staleCache(err, cached)
 		}
 		out = cur
@@ -599,6 +610,7 @@ func (m *member) ensureDerived(ctx context.Context, st *mcs.ServiceState, owner 
 			cur.Spec.Ports, cur.Labels, cur.OwnerReferences = want.Spec.Ports, want.Labels, want.OwnerReferences
 			m.wrote("update", "Service", cur.GetNamespace(), cur.GetName())
 			out, err = svcs.Update(ctx, cur, metav1.UpdateOptions{})
+			m.noteOwnService(out, err)
 		}
 		return staleCache(err, cached)
 	})
@@ -617,6 +629,13 @@ func (m *member) ensureDerived(ctx context.Context, st *mcs.ServiceState, owner 
 	return ips, nil
 }
 
+// noteOwnService records a write of a derived Service that succeeded.
+func (m *member) noteOwnService(out *corev1.Service, err error) {
+	if err == nil && out != nil {
+		m.noteOwn("services", out.Namespace, out.Name, out.ResourceVersion)
+	}
+}
+
 func isV6(ip string) bool {
 	for _, c := range ip {
 		if c == ':' {
@@ -628,7 +647,7 @@ func isV6(ip string) bool {
 
 func (m *member) deleteDerived(ctx context.Context, key mcs.ServiceKey) error {
 	svcs := m.client.CoreV1().Services(key.Namespace)
-	cur, err := m.cachedService(key.Namespace, DerivedName(key))
+	cur, err := m.cachedService(ctx, key.Namespace, DerivedName(key))
 	if apierrors.IsNotFound(err) && m.mayBeBehind(key) {
 		cur, err = svcs.Get(ctx, DerivedName(key), metav1.GetOptions{})
 	}
@@ -645,6 +664,7 @@ func (m *member) deleteDerived(ctx context.Context, key mcs.ServiceKey) error {
 	if err := svcs.Delete(ctx, cur.Name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
 		return err
 	}
+	m.noteOwn("services", key.Namespace, cur.Name, "")
 	return nil
 }
 
@@ -889,7 +909,7 @@ func (m *member) removeImport(ctx context.Context, key mcs.ServiceKey) error {
 	var errs []error
 	errs = append(errs, m.ensureSlices(ctx, key, DerivedName(key), nil), m.deleteDerived(ctx, key))
 	res := m.dyn.Resource(m.gvr("serviceimports")).Namespace(key.Namespace)
-	cur, err := read[mcsv1b1.ServiceImport](ctx, res, m.caches.imports, true, key.Namespace, key.Name)
+	cur, err := readOwn[mcsv1b1.ServiceImport](ctx, m, "serviceimports", res, m.caches.imports, true, key.Namespace, key.Name)
 	if apierrors.IsNotFound(err) && m.mayBeBehind(key) {
 		cur, err = read[mcsv1b1.ServiceImport](ctx, res, nil, false, key.Namespace, key.Name)
 	}
@@ -901,6 +921,8 @@ func (m *member) removeImport(ctx context.Context, key mcs.ServiceKey) error {
 		m.wrote("delete", "ServiceImport", key.Namespace, key.Name)
 		if err := res.Delete(ctx, key.Name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
 			errs = append(errs, err)
+		} else {
+			m.noteOwn("serviceimports", key.Namespace, key.Name, "")
 		}
 	}
 	return errors.Join(errs...)
@@ -912,7 +934,7 @@ func (m *member) removeImport(ctx context.Context, key mcs.ServiceKey) error {
 func (m *member) ensureExportStatus(ctx context.Context, key mcs.ServiceKey, es *mcs.ExportStatus, reachable *metav1.Condition) error {
 	res := m.dyn.Resource(m.gvr("serviceexports")).Namespace(key.Namespace)
 	return cachedThenLive(func(cached bool) error {
-		se, err := read[mcsv1b1.ServiceExport](ctx, res, m.caches.exports, cached, key.Namespace, key.Name)
+		se, err := readOwn[mcsv1b1.ServiceExport](ctx, m, "serviceexports", res, m.caches.exports, cached, key.Namespace, key.Name)
 		if cached && apierrors.IsNotFound(err) {
 			// Not in the cache yet is not gone: the apiserver says.
 			se, err = read[mcsv1b1.ServiceExport](ctx, res, nil, false, key.Namespace, key.Name)
@@ -950,7 +972,10 @@ func (m *member) ensureExportStatus(ctx context.Context, key mcs.ServiceKey, es 
 			return err
 		}
 		m.wrote("updatestatus", u.GetKind(), u.GetNamespace(), u.GetName())
-		_, err = res.UpdateStatus(ctx, u, metav1.UpdateOptions{})
+		got, err := res.UpdateStatus(ctx, u, metav1.UpdateOptions{})
+		if err == nil {
+			m.noteOwn("serviceexports", got.GetNamespace(), got.GetName(), got.GetResourceVersion())
+		}
 		return staleCache(err, cached)
 	})
 }

@@ -221,3 +221,42 @@ func TestUnseenSliceWritesAreBounded(t *testing.T) {
 		t.Errorf("%d records after 10,000 expired writes; want them swept", n)
 	}
 }
+
+// An import, an export's status or a derived Service this writer has just
+// written is read from the apiserver while the cache does not show that
+// write (another resource version, or the object still there after a
+// delete); once it does, or after cacheBehind, the cache is read again.
+func TestOwnWritesUnseenByTheCache(t *testing.T) {
+	tests := []struct {
+		name   string
+		rv     string // written ("" deleted), none when "-"
+		old    bool
+		seenRV string
+		found  bool
+		unseen bool
+	}{
+		{"nothing written", "-", false, "5", true, false},
+		{"updated, the cache behind", "7", false, "5", true, true},
+		{"updated, the cache shows it", "7", false, "7", true, false},
+		{"created, not in the cache yet", "7", false, "", false, true},
+		{"deleted, still in the cache", "", false, "5", true, true},
+		{"deleted, gone from the cache", "", false, "", false, false},
+		{"written too long ago", "7", true, "5", true, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			m := &member{}
+			if tc.rv != "-" {
+				m.noteOwn("serviceimports", "ns", "web", tc.rv)
+				if tc.old {
+					w := m.own["serviceimports/ns/web"]
+					w.at = time.Now().Add(-time.Minute)
+					m.own["serviceimports/ns/web"] = w
+				}
+			}
+			if got := m.ownUnseen("serviceimports", "ns", "web", tc.seenRV, tc.found); got != tc.unseen {
+				t.Errorf("ownUnseen = %v, want %v", got, tc.unseen)
+			}
+		})
+	}
+}
